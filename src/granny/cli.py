@@ -1,0 +1,288 @@
+"""The ``granny`` command: up | planner | worker | run | submit | status | hosts | logs | cancel | testbed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    DEFAULT_HTTP_PORT, DEFAULT_RPC_PORT, ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes,
+    parse_slots,
+)
+from .errors import ConfigError, GrannyError
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _positive(raw: str) -> int:
+    try:
+        return parse_slots(raw, "value")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="granny", description="Run Python functions and MPI programs as granules.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start a planner and local workers in the foreground")
+    up.add_argument("--workers", type=_positive, default=1)
+    up.add_argument("--slots", type=_positive, default=None, help="slots per worker (default: cores)")
+    up.add_argument("--data-dir", default=".granny")
+    up.add_argument("--port", type=int, default=DEFAULT_RPC_PORT, help="RPC port (0 picks a free one)")
+    up.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP API port (0 picks one)")
+    up.add_argument("--bind", default="127.0.0.1")
+
+    pl = sub.add_parser("planner", help="run the planner (one per cluster)")
+    pl.add_argument("--bind", default="0.0.0.0")
+    pl.add_argument("--port", type=int, default=DEFAULT_RPC_PORT)
+    pl.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
+    pl.add_argument("--no-http", action="store_true")
+    pl.add_argument("--data-dir", default=".granny")
+    pl.add_argument("--heartbeat-timeout", type=float, default=None)
+    pl.add_argument("--policy", default="bin-pack", choices=["bin-pack"])
+
+    wk = sub.add_parser("worker", help="run a worker on this host (one per VM)")
+    wk.add_argument("--planner", required=True, help="planner RPC address HOST:PORT")
+    wk.add_argument("--slots", type=_positive, default=None)
+    wk.add_argument("--host-id", default=None)
+    wk.add_argument("--secret-file", default=None, help=f"cluster secret file (or set {ENV_SECRET})")
+
+    for name, helptext in (("run", "run a script as N granules and stream its output"),
+                           ("submit", "submit a script as N granules and return its app id")):
+        r = sub.add_parser(name, help=helptext)
+        r.add_argument("-n", "--np", dest="n", type=_positive, default=1)
+        r.add_argument("--address", default=None)
+        r.add_argument("--memory-limit", default=None, help="per granule, e.g. 512MiB")
+        r.add_argument("script")
+        r.add_argument("args", nargs=argparse.REMAINDER)
+
+    st = sub.add_parser("status", help="apps, or one app's granules")
+    st.add_argument("app", nargs="?")
+    st.add_argument("--address", default=None)
+    st.add_argument("--json", action="store_true")
+    hs = sub.add_parser("hosts", help="hosts, slots and heartbeats")
+    hs.add_argument("--address", default=None)
+    hs.add_argument("--json", action="store_true")
+    lg = sub.add_parser("logs", help="captured output of an app")
+    lg.add_argument("app")
+    lg.add_argument("--address", default=None)
+    cc = sub.add_parser("cancel", help="cancel an app")
+    cc.add_argument("app")
+    cc.add_argument("--address", default=None)
+    tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
+    tb.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args))
+    except GrannyError as exc:
+        _console().print(f"[bold red]granny:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- cluster processes -------------------------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    import signal
+
+    from .cluster import LocalCluster
+
+    started = time.perf_counter()
+    cluster = LocalCluster(workers=args.workers, slots=args.slots, data_dir=args.data_dir, port=args.port,
+                           http_port=args.http_port, ephemeral=False, bind=args.bind)
+    con = _console()
+    token_file = Path(args.data_dir).resolve() / "token"
+    con.print(f"[bold green]granny is up[/] in {time.perf_counter() - started:.2f}s: planner {cluster.address}, "
+              f"HTTP http://{cluster.http_address}, {args.workers} worker(s) x {cluster.slots} slots")
+    con.print(f"token: {token_file}   (Ctrl-C stops the cluster)")
+    print(f"export {ENV_ADDRESS}={cluster.address}")
+    print(f"export {ENV_TOKEN}=$(cat {token_file})")
+    print(f"READY address={cluster.address} http={cluster.http_address} token_file={token_file}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while all(p.poll() is None for p in cluster.procs):
+            time.sleep(0.5)  # supervising the children; not synchronisation
+        con.print("[red]a cluster process exited; stopping[/]")
+        return 1
+    except KeyboardInterrupt:
+        con.print("stopping...")
+        return 0
+    finally:
+        cluster.stop()
+
+
+def cmd_planner(args: argparse.Namespace) -> int:
+    from .cluster import watch_parent
+    from .planner.main import run
+
+    watch_parent()
+    config = Config(data_dir=Path(args.data_dir))
+    if args.heartbeat_timeout:
+        config = config.with_(heartbeat_timeout=args.heartbeat_timeout)
+    return run(config, args.bind, args.port, None if args.no_http else args.http_port, args.policy)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .cluster import watch_parent
+    from .config import env_slots
+    from .worker.daemon import run_worker
+
+    watch_parent()
+    parse_address(args.planner, "--planner")
+    secret = os.environ.get(ENV_SECRET, "")
+    if args.secret_file:
+        secret = Path(args.secret_file).read_text().strip()
+    if not secret:
+        raise ConfigError(f"no cluster secret: pass --secret-file (the planner's DATA_DIR/secret) or set {ENV_SECRET}")
+    slots = args.slots or env_slots()
+    return run_worker(Config(), args.planner, secret, slots, args.host_id or socket.gethostname())
+
+
+# --- using a cluster ---------------------------------------------------------------------------------
+def _client(address: str | None, slots_needed: int = 0) -> Any:
+    from .client import connect
+
+    if not (address or os.environ.get(ENV_ADDRESS)) and slots_needed > (os.cpu_count() or 1):
+        # Like mpirun --oversubscribe: the embedded cluster gets as many slots as granules asked for.
+        _console().print(f"[yellow]warning:[/] {slots_needed} granules on {os.cpu_count()} cores: oversubscribing")
+        os.environ.setdefault("GRANNY_SLOTS", str(slots_needed))
+    return connect(address)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .wire import Log
+
+    if not Path(args.script).is_file():
+        raise ConfigError(f"no such script: {args.script}")
+    client = _client(args.address, args.n)
+    if args.memory_limit:
+        client = client.options(memory_limit=parse_bytes(args.memory_limit))
+
+    def on_log(msg: Log) -> None:
+        stream = sys.stdout if msg.stream == "stdout" else sys.stderr
+        if args.n > 1:
+            lines = msg.data.splitlines(keepends=True)
+            stream.write("".join(f"[{msg.index}] {line}" for line in lines))
+        else:
+            stream.write(msg.data)
+        stream.flush()
+
+    try:
+        results = client.run_script(args.script, args.n, args.args, on_log=on_log)
+    finally:
+        client.close()
+    code = 0
+    for res in results:
+        if res.status.value != "ok":
+            if res.error_kind not in ("exit", "cancelled"):
+                _console().print(f"[bold red]granule {res.index} failed:[/] {res.message}")
+            if code == 0 and res.error_kind != "cancelled":
+                code = res.exit_code or 1
+    return code
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import uuid
+
+    from .wire import Kind, Submit
+
+    if not Path(args.script).is_file():
+        raise ConfigError(f"no such script: {args.script}")
+    client = _client(args.address)
+    source = Path(args.script).read_bytes()
+    app_id = f"run-{uuid.uuid4().hex[:12]}"
+    sub = Submit(req_id=f"{app_id}-0", app_id=app_id, kind=Kind.SCRIPT, n=args.n, segs=[len(source)],
+                 name=args.script, argv=list(args.args), memory_limit=parse_bytes(args.memory_limit))
+    client._conn.send(sub, [source])
+    client.query("queue")  # a round trip: the submission has been read by the planner
+    client._closed = True
+    client._conn.close()
+    print(app_id)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    client = _client(args.address)
+    data = client.query("app", args.app) if args.app else client.query("apps")
+    client.close()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    con = _console()
+    if args.app:
+        con.print(f"app [bold]{data['app_id']}[/] ({data['kind']} {data['name']}): [bold]{data['state']}[/] {data['tasks']}")
+        table = Table("request", "index", "state", "host", "granule")
+        for g in data["granules"]:
+            table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"])
+    else:
+        table = Table("app", "kind", "name", "state", "queued", "running", "succeeded", "failed", "cancelled")
+        for a in data:
+            t = a["tasks"]
+            table.add_row(a["app_id"], a["kind"], a["name"], a["state"], *(str(t.get(k, "")) for k in
+                          ("queued", "running", "succeeded", "failed", "cancelled")))
+    con.print(table)
+    return 0
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    client = _client(args.address)
+    data = client.query("hosts")
+    client.close()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat")
+    for h in data:
+        table.add_row(h["host_id"], str(h["slots"]), str(h["used"]), str(h["idle_granules"]),
+                      "yes" if h["alive"] else "[red]dead[/]", f"{h['last_heartbeat_age']:.1f}s ago")
+    _console().print(table)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    client = _client(args.address)
+    rows = client.query("logs", args.app)
+    client.close()
+    for row in rows:
+        (sys.stdout if row["stream"] == "stdout" else sys.stderr).write(row["data"])
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    client = _client(args.address)
+    client.cancel(args.app)
+    state = client.query("app", args.app)["state"]
+    client.close()
+    _console().print(f"app {args.app}: {state}")
+    return 0
+
+
+def cmd_testbed(args: argparse.Namespace) -> int:
+    from .testbed.cli import main as testbed_main
+
+    return int(testbed_main(list(args.rest)))
+
+
+COMMANDS = {
+    "up": cmd_up, "planner": cmd_planner, "worker": cmd_worker, "run": cmd_run, "submit": cmd_submit,
+    "status": cmd_status, "hosts": cmd_hosts, "logs": cmd_logs, "cancel": cmd_cancel, "testbed": cmd_testbed,
+}

@@ -1,0 +1,335 @@
+"""The Python client: ``connect()``, ``Client.submit/map/run_script``, and ``Executor``.
+
+Theory of operation: one TCP connection to the planner per client. ``submit`` pickles on the
+caller's thread and writes the frame straight to the socket (no hand-off to another thread, which
+would cost a cross-core wake-up); one reader thread resolves futures. Every payload is kept until
+its result arrives: if the planner connection drops, the client reconnects and resubmits all of
+them under the same request ids, and the planner (which deduplicates by id and keeps finished
+results in its journal) answers each exactly once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import serde
+from .config import ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes
+from .errors import ERROR_KINDS, AuthError, ConfigError, ConnectionLostError, GrannyError, RemoteError
+from .transport import BlockingConn, client_handshake, connect_tcp
+from .wire import Cancel, Kind, Log, Query, Reply, Result, Role, Status, Submit, split_segments
+from .wire.framing import Buffer
+
+ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong to
+
+
+class GrannyFuture(cf.Future[Any]):
+    """A ``concurrent.futures.Future`` whose ``cancel()`` also stops the remote granule."""
+
+    def __init__(self, client: Client, req_id: str) -> None:
+        super().__init__()
+        self._client = client
+        self.req_id = req_id
+
+    def cancel(self) -> bool:
+        if self.done():
+            return False
+        self._client._send_cancel(self.req_id)
+        return super().cancel()
+
+
+@dataclass
+class _Pending:
+    submit: Submit
+    segments: list[Buffer]
+    future: GrannyFuture | None = None
+    results: dict[int, Result] = field(default_factory=dict)
+    values: dict[int, Any] = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)
+    on_log: Callable[[Log], None] | None = None
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    host_id: str
+    slots: int
+    used: int
+    alive: bool
+    idle_granules: int = 0
+    last_heartbeat_age: float = 0.0
+
+
+class Client:
+    """A connection to a granny cluster. Thread-safe: any thread may submit."""
+
+    def __init__(self, address: str, token: str, *, app_id: str = "", config: Config | None = None,
+                 memory_limit: int = 0, _owner: Any = None) -> None:
+        self.address = address
+        self._addr = parse_address(address)
+        self._token = token
+        self.config = config or Config()
+        self.app_id = app_id or f"app-{uuid.uuid4().hex[:12]}"
+        self.memory_limit = memory_limit
+        self._owner = _owner  # keeps an embedded cluster alive as long as its client
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._prefix = uuid.uuid4().hex[:10]
+        self._queries: dict[int, tuple[threading.Event, list[Reply]]] = {}
+        self._closed = False
+        self._conn = self._connect(deadline=time.monotonic() + 10.0)
+        self._reader = threading.Thread(target=self._read_loop, name="granny-client", daemon=True)
+        self._reader.start()
+
+    # --- connection ---------------------------------------------------------------------------
+    def _connect(self, deadline: float) -> BlockingConn:
+        delay = 0.02
+        while True:
+            try:
+                conn = BlockingConn(connect_tcp(*self._addr))
+                client_handshake(conn, Role.CLIENT, self._token, app_id=self.app_id, pid=os.getpid())
+                return conn
+            except AuthError:
+                raise
+            except (OSError, GrannyError) as exc:
+                if time.monotonic() > deadline:
+                    raise ConnectionLostError(f"cannot reach the granny planner at {self.address}: {exc}") from None
+                time.sleep(delay)  # reconnect back-off
+                delay = min(delay * 2, 0.5)
+
+    def _read_loop(self) -> None:
+        while not self._closed:
+            try:
+                msg, body = self._conn.recv()
+            except ConnectionLostError:
+                if self._closed or not self._reconnect():
+                    return
+                continue
+            if isinstance(msg, Result):
+                self._on_result(msg, body)
+            elif isinstance(msg, Log):
+                pending = self._pending.get(msg.req_id)
+                if pending is not None and pending.on_log is not None:
+                    pending.on_log(msg)
+            elif isinstance(msg, Reply):
+                waiter = self._queries.pop(msg.qid, None)
+                if waiter is not None:
+                    waiter[1].append(msg)
+                    waiter[0].set()
+
+    def _reconnect(self) -> bool:
+        try:
+            conn = self._connect(deadline=time.monotonic() + self.config.reconnect_timeout)
+        except GrannyError as exc:
+            self._fail_all(ConnectionLostError(f"lost the planner at {self.address} and could not reconnect: {exc}"))
+            return False
+        with self._lock:
+            self._conn = conn
+            pending = list(self._pending.values())
+        for p in pending:  # idempotent: the planner knows these ids if it journaled them
+            conn.send(p.submit, p.segments)
+        for event, _ in list(self._queries.values()):
+            event.set()  # queries are not resent; their callers see a lost-connection error
+        return True
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for p in pending:
+            if p.future is not None and not p.future.done():
+                p.future.set_exception(exc)
+            p.done.set()
+
+    # --- results ------------------------------------------------------------------------------
+    def _on_result(self, res: Result, body: memoryview) -> None:
+        pending = self._pending.get(res.req_id)
+        if pending is None or res.index in pending.results:
+            return
+        pending.results[res.index] = res
+        try:
+            value = serde.loads(split_segments(body, res.segs)) if res.status is Status.OK else None
+            error = None if res.status is Status.OK else _rebuild_error(res, body)
+        except Exception as exc:  # noqa: BLE001 - e.g. a module missing on this side
+            value, error = None, RemoteError(f"could not load the result: {exc}")
+        pending.values[res.index] = error if error is not None else value
+        if len(pending.results) < pending.submit.n:
+            return
+        with self._lock:
+            self._pending.pop(res.req_id, None)
+        fut = pending.future
+        if fut is not None and not fut.done():
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(value)
+        pending.done.set()
+
+    # --- submitting -----------------------------------------------------------------------------
+    def _next_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def _send(self, pending: _Pending) -> None:
+        if self._closed:
+            raise GrannyError("this client is closed")
+        with self._lock:
+            self._pending[pending.submit.req_id] = pending
+            conn = self._conn
+        try:
+            conn.send(pending.submit, pending.segments)
+        except ConnectionLostError:
+            pass  # the reader thread reconnects and resubmits everything pending, this included
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> GrannyFuture:
+        """Run ``fn(*args, **kwargs)`` in a granule. Returns at once; never blocks on the cluster."""
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
+        key, fn_bytes = serde.dump_function(fn)
+        segments = [fn_bytes, *serde.dumps((args, kwargs))]
+        req_id = self._next_id()
+        sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key,
+                     segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
+                     memory_limit=self.memory_limit)
+        future = GrannyFuture(self, req_id)
+        self._send(_Pending(sub, segments, future))
+        return future
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
+        """Submit ``fn`` over zipped iterables at once; yield results in order (like ``Executor.map``)."""
+        futures = [self.submit(fn, *args) for args in zip(*iterables, strict=False)]
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def results() -> Iterator[Any]:
+            try:
+                for fut in futures:
+                    yield fut.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            finally:
+                for fut in futures:
+                    fut.cancel()
+
+        return results()
+
+    def options(self, *, memory_limit: str | int | None = None) -> Client:
+        """A view of this client whose submissions carry the given per-granule options."""
+        view = object.__new__(Client)
+        view.__dict__.update(self.__dict__)
+        view.memory_limit = parse_bytes(memory_limit)
+        return view
+
+    def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), source: bytes | None = None,
+                   on_log: Callable[[Log], None] | None = None, app_id: str = "") -> list[Result]:
+        """Run a script as ``n`` gang-placed granules of a new app; block until all finish."""
+        if source is None:
+            with open(path, "rb") as fh:
+                source = fh.read()
+        sub = Submit(req_id=self._next_id(), app_id=app_id or f"run-{uuid.uuid4().hex[:12]}", kind=Kind.SCRIPT,
+                     n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True,
+                     memory_limit=self.memory_limit)
+        pending = _Pending(sub, [source], on_log=on_log)
+        self._send(pending)
+        try:
+            while not pending.done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.cancel(app_id=sub.app_id)
+            raise
+        return [pending.results[i] for i in sorted(pending.results)]
+
+    def _send_cancel(self, req_id: str) -> None:
+        try:
+            self._conn.send(Cancel(req_id=req_id))
+        except GrannyError:
+            pass
+
+    def cancel(self, app_id: str) -> None:
+        self._conn.send(Cancel(app_id=app_id))
+
+    # --- queries ------------------------------------------------------------------------------
+    def query(self, what: str, arg: str = "", timeout: float = 10.0) -> Any:
+        qid = next(self._ids)
+        waiter: tuple[threading.Event, list[Reply]] = (threading.Event(), [])
+        self._queries[qid] = waiter
+        self._conn.send(Query(what=what, arg=arg, qid=qid))
+        if not waiter[0].wait(timeout) or not waiter[1]:
+            self._queries.pop(qid, None)
+            raise ConnectionLostError(f"no answer from the planner to {what!r}")
+        reply = waiter[1][0]
+        if reply.error:
+            raise GrannyError(reply.error)
+        return json.loads(reply.data)
+
+    def hosts(self) -> list[HostInfo]:
+        return [HostInfo(**h) for h in self.query("hosts")]
+
+    def apps(self) -> list[dict[str, Any]]:
+        return list(self.query("apps"))
+
+    # --- life cycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Cancel what is still pending, close this client's app and the connection."""
+        if self._closed:
+            return
+        try:
+            self._conn.send(Cancel(app_id=self.app_id, close=True))
+        except GrannyError:
+            pass
+        self._closed = True
+        self._conn.close()
+        self._fail_all(GrannyError("the client was closed"))
+        if self._owner is not None and hasattr(self._owner, "release"):
+            self._owner.release()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _rebuild_error(res: Result, body: memoryview) -> BaseException:
+    if res.error_kind == "remote":
+        exc: BaseException | None = None
+        if res.segs:
+            try:
+                loaded = serde.loads(split_segments(body, res.segs))
+                exc = loaded if isinstance(loaded, BaseException) else None
+            except Exception:  # noqa: BLE001 - the exception type may not exist here
+                exc = None
+        if exc is None:
+            exc = RemoteError(res.message, res.traceback)
+        if res.traceback:
+            where = f" on host {res.host_id}" if res.host_id else ""
+            exc.add_note(f"\nRemote traceback{where}:\n{res.traceback.rstrip()}")
+        return exc
+    cls = ERROR_KINDS.get(res.error_kind, ERROR_KINDS["error"])
+    if res.error_kind == "cancelled":
+        return cf.CancelledError(res.message)
+    return cls(res.message)
+
+
+def connect(address: str | None = None, token: str | None = None, **kwargs: Any) -> Client:
+    """Connect to a cluster; with no address anywhere, start (or reuse) an embedded local one.
+
+    The address and token come from the arguments, else ``GRANNY_ADDRESS``/``GRANNY_TOKEN``. Inside
+    a granule, the granule's own planner and cluster secret are used, so functions can submit.
+    """
+    address = address or os.environ.get(ENV_ADDRESS)
+    token = token or os.environ.get(ENV_TOKEN)
+    if not address and os.environ.get(ENV_PLANNER) and os.environ.get(ENV_SECRET):
+        return Client(os.environ[ENV_PLANNER], os.environ[ENV_SECRET], app_id=os.environ.get("GRANNY_APP_ID", ""),
+                      **kwargs)
+    if address:
+        if not token:
+            raise ConfigError(f"no token for {address}: pass token= or set {ENV_TOKEN}")
+        return Client(address, token, **kwargs)
+    from .cluster import embedded_cluster  # started on demand only: it spawns processes
+
+    cluster = embedded_cluster()
+    return Client(cluster.address, cluster.token, _owner=cluster.acquire(), **kwargs)

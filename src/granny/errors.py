@@ -1,0 +1,92 @@
+"""One exception hierarchy for granny.
+
+    GrannyError
+    ├── ConfigError            bad flag, env var or argument value
+    ├── ProtocolError          malformed, oversized or unexpected frame
+    │   └── AuthError          wrong secret or token, or a peer that failed the handshake
+    ├── ClusterError           the cluster cannot do what was asked
+    │   ├── NeverFitsError     a request larger than the whole cluster's capacity
+    │   ├── HostDiedError      the host running a granule stopped sending heartbeats
+    │   └── ConnectionLostError  the planner could not be reached again in time
+    ├── TaskError              a granule did not produce a result
+    │   ├── RemoteError        the function raised and its exception could not be rebuilt here
+    │   ├── GranuleCrashedError  the granule process died (exit code, signal, out of memory)
+    │   ├── ResultSerializationError  the return value could not be pickled
+    │   └── CancelledError     the task was cancelled
+    └── InvalidTransitionError an illegal (state, event) pair in a lifecycle table
+"""
+
+from __future__ import annotations
+
+
+class GrannyError(Exception):
+    """Base of every error granny raises on purpose."""
+
+
+class ConfigError(GrannyError, ValueError):
+    pass
+
+
+class ProtocolError(GrannyError):
+    pass
+
+
+class AuthError(ProtocolError):
+    pass
+
+
+class ClusterError(GrannyError):
+    pass
+
+
+class NeverFitsError(ClusterError):
+    pass
+
+
+class HostDiedError(ClusterError):
+    pass
+
+
+class ConnectionLostError(ClusterError):
+    pass
+
+
+class TaskError(GrannyError):
+    pass
+
+
+class RemoteError(TaskError):
+    """The remote function raised; ``remote_traceback`` holds the formatted remote traceback."""
+
+    def __init__(self, message: str, remote_traceback: str = "", exc_type: str = "") -> None:
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+        self.exc_type = exc_type
+
+
+class GranuleCrashedError(TaskError):
+    pass
+
+
+class ResultSerializationError(TaskError):
+    pass
+
+
+class CancelledError(TaskError):
+    pass
+
+
+class InvalidTransitionError(GrannyError):
+    pass
+
+
+# Maps the error kinds that travel on the wire to local classes, so a failure reason keeps its type.
+ERROR_KINDS: dict[str, type[GrannyError]] = {
+    "never_fits": NeverFitsError,
+    "host_died": HostDiedError,
+    "crashed": GranuleCrashedError,
+    "unpicklable_result": ResultSerializationError,
+    "cancelled": CancelledError,
+    "remote": RemoteError,
+    "error": TaskError,
+}

@@ -1,0 +1,129 @@
+"""The planner's journal: every accepted submission and every finished result, in SQLite.
+
+Theory of operation: the event loop never waits on the disk. It appends records to a queue; one
+writer thread drains everything queued, writes it in one transaction (group commit) and then runs
+the callbacks that were waiting for durability (an HTTP 202, say). WAL mode with ``synchronous=NORMAL``
+survives ``kill -9`` of the planner: a committed transaction is in the WAL file, and the OS keeps it
+even though the process is gone. Python clients do not wait for the commit: they keep every payload
+until its result arrives and resubmit after a reconnect, and submission is idempotent by request id.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS apps (app_id TEXT PRIMARY KEY, kind TEXT, name TEXT, state TEXT,
+    created REAL, updated REAL);
+CREATE TABLE IF NOT EXISTS requests (req_id TEXT PRIMARY KEY, app_id TEXT, header BLOB, payload BLOB,
+    created REAL);
+CREATE TABLE IF NOT EXISTS results (req_id TEXT, idx INTEGER, header BLOB, payload BLOB, finished REAL,
+    PRIMARY KEY (req_id, idx));
+CREATE TABLE IF NOT EXISTS functions (name TEXT PRIMARY KEY, spec TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY AUTOINCREMENT, app_id TEXT, req_id TEXT,
+    idx INTEGER, stream TEXT, data TEXT);
+CREATE INDEX IF NOT EXISTS logs_app ON logs (app_id, id);
+CREATE INDEX IF NOT EXISTS requests_app ON requests (app_id);
+"""
+
+
+@dataclass
+class Restored:
+    apps: list[tuple[str, str, str, str]]  # app_id, kind, name, state
+    requests: list[tuple[str, str, bytes, bytes]]  # req_id, app_id, header, payload
+    finished: dict[str, set[int]]
+    functions: dict[str, dict[str, Any]]
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._q: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # serialises the writer with synchronous reads
+        self._thread = threading.Thread(target=self._run, name="granny-journal", daemon=True)
+        self._thread.start()
+
+    # --- writes (any thread, never block) ---------------------------------------------------------
+    def app(self, app_id: str, kind: str, name: str, state: str) -> None:
+        now = time.time()
+        self._q.put(("INSERT INTO apps VALUES (?,?,?,?,?,?) ON CONFLICT(app_id) DO UPDATE SET state=excluded.state, "
+                     "updated=excluded.updated", (app_id, kind, name, state, now, now)))
+
+    def request(self, req_id: str, app_id: str, header: bytes, payload: bytes) -> None:
+        self._q.put(("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?)", (req_id, app_id, header, payload, time.time())))
+
+    def result(self, req_id: str, idx: int, header: bytes, payload: bytes) -> None:
+        self._q.put(("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?)", (req_id, idx, header, payload, time.time())))
+
+    def function(self, name: str, spec: dict[str, Any]) -> None:
+        self._q.put(("INSERT OR REPLACE INTO functions VALUES (?,?,?)", (name, json.dumps(spec), time.time())))
+
+    def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str) -> None:
+        self._q.put(("INSERT INTO logs (app_id, req_id, idx, stream, data) VALUES (?,?,?,?,?)",
+                     (app_id, req_id, idx, stream, data)))
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the writer thread once everything queued before it is committed."""
+        self._q.put(callback)
+
+    # --- reads (synchronous; rare: start-up, status queries) ----------------------------------------
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    def restore(self) -> Restored:
+        finished: dict[str, set[int]] = {}
+        for req_id, idx in self.query("SELECT req_id, idx FROM results"):
+            finished.setdefault(req_id, set()).add(idx)
+        return Restored(
+            apps=[tuple(r) for r in self.query("SELECT app_id, kind, name, state FROM apps")],  # type: ignore[misc]
+            requests=[tuple(r) for r in self.query(  # type: ignore[misc]
+                "SELECT r.req_id, r.app_id, r.header, r.payload FROM requests r JOIN apps a USING (app_id) "
+                "WHERE a.state = 'running' ORDER BY r.created")],
+            finished=finished,
+            functions={n: json.loads(s) for n, s in self.query("SELECT name, spec FROM functions")},
+        )
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(timeout=10)
+        self._db.close()
+
+    # --- the writer thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            items = [self._q.get()]
+            while True:
+                try:
+                    items.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            callbacks: list[Callable[[], None]] = []
+            stop = False
+            with self._lock:
+                self._db.execute("BEGIN")
+                for item in items:
+                    if item is None:
+                        stop = True
+                    elif callable(item):
+                        callbacks.append(item)
+                    else:
+                        self._db.execute(item[0], item[1])
+                self._db.execute("COMMIT")
+            for cb in callbacks:
+                cb()
+            if stop:
+                return

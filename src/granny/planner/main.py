@@ -1,0 +1,64 @@
+"""Run a planner process: the RPC port, the HTTP API and the journal, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+from ..config import Config, read_or_create_credential, write_private
+from .server import Conn, PlannerServer
+
+log = logging.getLogger("granny.planner")
+
+
+async def serve(config: Config, bind: str, port: int, http_port: int | None, policy: str = "bin-pack",
+                ready_line: bool = True) -> None:
+    secret = read_or_create_credential(config.secret_path)
+    token = read_or_create_credential(config.token_path)
+    loop = asyncio.get_running_loop()
+    planner = PlannerServer(config, secret, token, policy)
+    server = await loop.create_server(lambda: Conn(planner), bind, port, reuse_address=True, backlog=1024)
+    rpc_port = server.sockets[0].getsockname()[1]
+    http_addr = ""
+    http_task = None
+    if http_port is not None:
+        from .http import start_http
+
+        http_task, http_bound = await start_http(planner, bind, http_port)
+        http_addr = f"{_advertised(bind)}:{http_bound}"
+    address = f"{_advertised(bind)}:{rpc_port}"
+    write_private(config.planner_info_path, json.dumps({"address": address, "http": http_addr, "pid": _pid()}))
+    if ready_line:
+        print(f"READY address={address} http={http_addr} data_dir={config.data_dir}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.close()
+    if http_task is not None:
+        http_task.cancel()
+    planner.close()
+
+
+def _advertised(bind: str) -> str:
+    return "127.0.0.1" if bind in ("0.0.0.0", "", "::") else bind
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def run(config: Config, bind: str, port: int, http_port: int | None, policy: str = "bin-pack") -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s planner %(levelname)s %(message)s")
+    try:
+        import uvloop
+
+        uvloop.run(serve(config, bind, port, http_port, policy))
+    except ImportError:
+        asyncio.run(serve(config, bind, port, http_port, policy))
+    return 0

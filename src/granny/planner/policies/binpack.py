@@ -1,0 +1,40 @@
+"""bin-pack: fewest hosts, then fewest cross-host links, then most free slots.
+
+Hosts that already run the app come first (keeping an app together cuts links), then hosts by free
+slots, largest first: filling the largest hosts first uses the fewest hosts, and a split into fewer,
+larger parts also has the fewest cross-host links between granules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .base import Decision, HostView, NeverFits, Placement, PlacementRequest, Wait
+
+
+def binpack(hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
+    capacity = sum(h.slots for h in hosts)
+    if request.n < 1:
+        return NeverFits(f"a request needs at least one granule, got {request.n}")
+    if not hosts:
+        return Wait("no hosts registered yet")
+    if request.n > capacity:
+        return NeverFits(
+            f"request for {request.n} granules can never fit: the whole cluster has {capacity} slots "
+            f"on {len(hosts)} host(s)"
+        )
+    if request.n > sum(h.free for h in hosts):
+        return Wait(f"waiting for {request.n} free slots")
+    # Prefer a single host that fits the whole request: zero cross-host links.
+    whole = [h for h in hosts if h.free >= request.n]
+    if whole:
+        best = max(whole, key=lambda h: (h.app_granules > 0, h.free, h.host_id))
+        return Placement((best.host_id,) * request.n)
+    order = sorted(hosts, key=lambda h: (h.app_granules > 0, h.free), reverse=True)
+    out: list[str] = []
+    for host in order:
+        take = min(host.free, request.n - len(out))
+        out.extend([host.host_id] * take)
+        if len(out) == request.n:
+            break
+    return Placement(tuple(out))

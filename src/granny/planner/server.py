@@ -1,0 +1,373 @@
+"""The planner's I/O edge: the internal RPC port, timers and the journal around PlannerState.
+
+Theory of operation: one asyncio loop (uvloop) owns everything. Each connection speaks the handshake
+first (:mod:`granny.transport.auth`); only then are its frames routed by role. Payload segments are
+kept as the memoryviews they arrived in and forwarded to granules untouched: the planner never
+unpickles them. Every effect the state machine asks for is carried out in :meth:`apply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Config
+from ..errors import GrannyError, ProtocolError
+from ..transport import make_mac, verify_mac
+from ..wire import (
+    Cancel, Challenge, Done, FrameReader, GranuleExit, Heartbeat, Hello, Kind, KillGranule, Log, Message, Query, Reject,
+    Reply, Result, Role, Run, Status, Submit, Welcome, decode_header, encode_frame, encode_header, split_segments,
+)
+from ..wire.framing import Buffer
+from . import views
+from .journal import Journal
+from .lifecycle import TASK_FINAL, AppState
+from .policies import POLICIES
+from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState
+
+log = logging.getLogger("granny.planner")
+
+
+class Conn(asyncio.BufferedProtocol):
+    """One peer connection. ``role`` is None until the handshake succeeds."""
+
+    def __init__(self, server: PlannerServer) -> None:
+        self.server = server
+        self.reader = FrameReader(server.config.max_frame_bytes)
+        self.role: Role | None = None
+        self.name = ""
+        self.host_id = ""
+        self.app_id = ""
+        self.nonce = os.urandom(16)
+        self.closed = False
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.peer = str(transport.get_extra_info("peername"))
+        self.send(Challenge(nonce=self.nonce))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            for msg, body in self.reader.buffer_updated(nbytes):
+                self.server.on_frame(self, msg, body)
+        except ProtocolError as exc:
+            log.error("closing connection from %s (%s): %s", self.peer, self.role or "unauthenticated", exc)
+            self.close()
+        except Exception:  # a bug must cost one connection, never the planner
+            log.exception("internal error handling a frame from %s; closing it", self.peer)
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.on_lost(self)
+
+    def send(self, msg: Message, segments: list[Buffer] | tuple[Buffer, ...] = ()) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.writelines(encode_frame(msg, segments))
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+
+@dataclass
+class Payload:
+    submit: Submit
+    segments: list[memoryview]
+    owner: Conn | None
+
+
+class PlannerServer:
+    def __init__(self, config: Config, secret: str, token: str, policy: str = "bin-pack") -> None:
+        self.config = config
+        self.secret = secret
+        self.token = token
+        self.state = PlannerState(config.heartbeat_timeout, POLICIES[policy])
+        self.journal = Journal(config.journal_path)
+        self.payloads: dict[str, Payload] = {}
+        self.workers: dict[str, Conn] = {}
+        self.granule_conns: dict[str, Conn] = {}
+        self.waiting_granules: dict[str, list[tuple[Conn, tuple[str, int] | None]]] = {}
+        self.waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.recent: dict[tuple[str, int], tuple[Result, bytes]] = {}
+        self.functions: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+        self.loop = asyncio.get_running_loop()
+        self._restore()
+        self._ticker = self.loop.create_task(self._tick_forever())
+
+    # --- start-up -------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        restored = self.journal.restore()
+        self.functions = restored.functions
+        kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
+        count = 0
+        for req_id, app_id, header, payload in restored.requests:
+            sub = decode_header(header)
+            assert isinstance(sub, Submit)
+            done = restored.finished.get(req_id, set())
+            if len(done) >= sub.n:
+                continue
+            kind, name = kinds.get(app_id, ("functions", ""))
+            self.state.restore(req_id, app_id, sub.n, done, kind, name)
+            self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
+            count += 1
+        if count:
+            log.info("restored %d unfinished requests from the journal", count)
+        self.loop.call_later(self.config.restart_grace, lambda: self.apply(self.state.requeue_restored()))
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.config.heartbeat_interval, self.config.heartbeat_timeout / 4))
+            self.apply(self.state.tick(self.loop.time()))
+
+    # --- frames -----------------------------------------------------------------------------------
+    def on_frame(self, conn: Conn, msg: Message, body: memoryview) -> None:
+        if conn.role is None:
+            self._handshake(conn, msg)
+        elif isinstance(msg, Submit):
+            self._submit(conn, msg, body)
+        elif isinstance(msg, Done) and conn.role is Role.GRANULE:
+            self._done(conn, msg, body)
+        elif isinstance(msg, Log) and conn.role is Role.GRANULE:
+            self._log(msg)
+        elif isinstance(msg, Heartbeat) and conn.role is Role.WORKER:
+            self.state.heartbeat(conn.name, self.loop.time())
+        elif isinstance(msg, GranuleExit) and conn.role is Role.WORKER:
+            self.granule_conns.pop(msg.granule_id, None)
+            self.apply(self.state.granule_exited(msg.granule_id, msg.cause))
+        elif isinstance(msg, Cancel):
+            self.cancel(msg.req_id, msg.app_id, close=msg.close)
+        elif isinstance(msg, Query):
+            self._query(conn, msg)
+        else:
+            raise ProtocolError(f"unexpected {type(msg).__name__} frame from a {conn.role.value}")
+
+    def _handshake(self, conn: Conn, msg: Message) -> None:
+        if not isinstance(msg, Hello):
+            conn.send(Reject(reason="the first frame must be a hello"))
+            raise ProtocolError(f"expected hello, got {type(msg).__name__}")
+        keys = [self.secret] if msg.role in (Role.WORKER, Role.GRANULE) else [self.token, self.secret]
+        parts = (conn.nonce, msg.role.value.encode())
+        key = next((k for k in keys if verify_mac(k, msg.mac, *parts)), None)
+        if key is None:
+            conn.send(Reject(reason=f"authentication failed for {msg.role.value}: wrong secret or token"))
+            raise ProtocolError(f"authentication failed for a {msg.role.value} from {conn.peer}")
+        conn.role, conn.name, conn.host_id = msg.role, msg.name, msg.host_id
+        conn.app_id = msg.app_id or f"app-{uuid.uuid4().hex[:12]}"
+        conn.send(Welcome(mac=make_mac(key, msg.nonce), app_id=conn.app_id))
+        now = self.loop.time()
+        if msg.role is Role.WORKER:
+            old = self.workers.get(msg.name)
+            if old is not None and old is not conn:
+                old.close()
+            self.workers[msg.name] = conn
+            log.info("worker %s registered with %d slots from %s", msg.name, msg.slots, conn.peer)
+            actions = self.state.register_host(msg.name, msg.slots, now)
+            for gconn, busy in self.waiting_granules.pop(msg.name, []):
+                if not gconn.closed:
+                    actions += self.state.granule_connected(msg.name, gconn.name, busy)
+            self.apply(actions)
+        elif msg.role is Role.GRANULE:
+            self.granule_conns[msg.name] = conn
+            busy = None
+            if msg.busy_task:
+                rid, _, idx = msg.busy_task.rpartition(":")
+                busy = (rid, int(idx))
+            host = self.state.hosts.get(msg.host_id)
+            if host is None or not host.alive:  # its worker has not (re-)registered yet
+                self.waiting_granules.setdefault(msg.host_id, []).append((conn, busy))
+            else:
+                self.apply(self.state.granule_connected(msg.host_id, msg.name, busy))
+
+    def _query(self, conn: Conn, msg: Query) -> None:
+        try:
+            data = json.dumps(views.query(self, msg.what, msg.arg)).encode()
+            conn.send(Reply(qid=msg.qid, data=data))
+        except KeyError as exc:
+            conn.send(Reply(qid=msg.qid, data=b"null", error=f"not found: {exc.args[0]}"))
+        except GrannyError as exc:
+            conn.send(Reply(qid=msg.qid, data=b"null", error=str(exc)))
+
+    def on_lost(self, conn: Conn) -> None:
+        if conn.role is Role.GRANULE and self.granule_conns.get(conn.name) is conn:
+            del self.granule_conns[conn.name]
+            self.state.granule_disconnected(conn.name)
+        elif conn.role is Role.WORKER and self.workers.get(conn.name) is conn:
+            del self.workers[conn.name]
+            log.warning("lost the connection to worker %s", conn.name)
+
+    # --- requests -------------------------------------------------------------------------------
+    def _submit(self, conn: Conn | None, msg: Submit, body: memoryview) -> None:
+        known = self.payloads.get(msg.req_id)
+        if msg.req_id in self.state.requests:
+            if known is not None:
+                known.owner = conn
+            self._resend_finished(conn, msg.req_id)
+            return
+        segments = split_segments(body, msg.segs)
+        if msg.n < 1 or msg.n > 100_000:
+            raise ProtocolError(f"request for {msg.n} granules is out of bounds")
+        self.payloads[msg.req_id] = Payload(msg, segments, conn)
+        app_kind = "script" if msg.kind is Kind.SCRIPT else "functions"
+        if msg.app_id not in self.state.apps:
+            self.journal.app(msg.app_id, app_kind, msg.name, AppState.RUNNING.value)
+        self.journal.request(msg.req_id, msg.app_id, encode_header(msg), body)
+        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name))
+
+    def _resend_finished(self, conn: Conn | None, req_id: str) -> None:
+        if conn is None:
+            return
+        for idx, header, payload in self.journal.query("SELECT idx, header, payload FROM results WHERE req_id=?", (req_id,)):
+            res = decode_header(header)
+            assert isinstance(res, Result)
+            conn.send(res, [payload] if payload else [])
+        for (rid, idx), (res, payload) in list(self.recent.items()):
+            if rid == req_id:
+                conn.send(res, [payload] if payload else [])
+
+    def _done(self, conn: Conn, msg: Done, body: memoryview) -> None:
+        accepted, actions = self.state.task_done(conn.name, msg.req_id, msg.index, msg.status is Status.OK)
+        if accepted:
+            res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, segs=msg.segs,
+                         error_kind=msg.error_kind, message=msg.message, traceback=msg.traceback,
+                         exit_code=msg.exit_code, host_id=conn.host_id)
+            self._deliver(res, body)
+        self.apply(actions)
+
+    def _deliver(self, res: Result, body: memoryview | bytes) -> None:
+        self.journal.result(res.req_id, res.index, encode_header(res), body)
+        payload = self.payloads.get(res.req_id)
+        if payload is not None and payload.owner is not None:
+            payload.owner.send(res, [body] if len(body) else [])
+        if payload is not None and payload.submit.kind is Kind.NAMED:
+            self.recent[(res.req_id, res.index)] = (res, bytes(body))
+            if len(self.recent) > 10_000:
+                del self.recent[next(iter(self.recent))]
+        for fut in self.waiters.pop(res.req_id, []):
+            if not fut.done():
+                fut.set_result(None)
+        req = self.state.requests.get(res.req_id)
+        if req is not None and req.final():
+            self.payloads.pop(res.req_id, None)
+
+    def _log(self, msg: Log) -> None:
+        payload = self.payloads.get(msg.req_id)
+        req = self.state.requests.get(msg.req_id)
+        if req is None:
+            return
+        self.journal.log(req.app_id, msg.req_id, msg.index, msg.stream, msg.data)
+        if payload is not None and payload.owner is not None and payload.submit.stream_logs:
+            payload.owner.send(msg)
+
+    def cancel(self, req_id: str = "", app_id: str = "", close: bool = False) -> None:
+        if close and app_id:
+            self.apply(self._cancel_pending(app_id) + self.state.close_app(app_id))
+        else:
+            self.apply(self.state.cancel(req_id=req_id, app_id=app_id))
+
+    def _cancel_pending(self, app_id: str) -> list[Action]:
+        out: list[Action] = []
+        for rid in list(self.state.apps[app_id].requests) if app_id in self.state.apps else []:
+            req = self.state.requests[rid]
+            if not req.final():
+                out += self.state.cancel(req_id=rid)
+        return out
+
+    # --- effects ----------------------------------------------------------------------------------
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Dispatch):
+                self._dispatch(action)
+            elif isinstance(action, Fail):
+                res = Result(req_id=action.req_id, index=action.index, status=Status.ERROR,
+                             error_kind=action.error_kind, message=action.message, host_id=action.host_id)
+                self._deliver(res, b"")
+            elif isinstance(action, Kill):
+                worker = self.workers.get(action.host_id)
+                if worker is not None:
+                    worker.send(KillGranule(granule_id=action.granule_id, reason=action.reason))
+            elif isinstance(action, AppChanged):
+                app = self.state.apps[action.app_id]
+                self.journal.app(app.app_id, app.kind, app.name, action.state.value)
+
+    def _dispatch(self, action: Dispatch) -> None:
+        payload = self.payloads[action.req_id]
+        sub = payload.submit
+        conn = self.granule_conns.get(action.granule_id)
+        if conn is None or conn.closed:  # raced with a disconnect; its exit report will fail the task
+            return
+        conn.send(Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
+                      segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
+                      argv=sub.argv), payload.segments)
+
+    # --- services for the HTTP API --------------------------------------------------------------------
+    def register_function(self, name: str, spec: dict[str, Any]) -> None:
+        self.functions[name] = spec
+        self.journal.function(name, spec)
+
+    def invoke(self, name: str, input_json: bytes) -> str:
+        spec = json.dumps(self.functions[name], sort_keys=True).encode()
+        req_id = f"call-{uuid.uuid4().hex}"
+        sub = Submit(req_id=req_id, app_id=f"fn-{name}", kind=Kind.NAMED, segs=[len(spec), len(input_json)],
+                     fn_key=hashlib.blake2b(spec, digest_size=16).hexdigest(), name=name)
+        self._submit(None, sub, memoryview(spec + input_json))
+        return req_id
+
+    async def committed(self) -> None:
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self.journal.after_commit(lambda: self.loop.call_soon_threadsafe(_set, fut))
+        await fut
+
+    async def wait_call(self, req_id: str, timeout: float) -> None:
+        req = self.state.requests.get(req_id)
+        if req is None or req.final():
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self.waiters.setdefault(req_id, []).append(fut)
+        await asyncio.wait_for(fut, timeout)
+
+    def call_result(self, req_id: str) -> tuple[Result, bytes] | None:
+        hit = self.recent.get((req_id, 0))
+        if hit is not None:
+            return hit
+        rows = self.journal.query("SELECT header, payload FROM results WHERE req_id=? AND idx=0", (req_id,))
+        if not rows:
+            return None
+        res = decode_header(rows[0][0])
+        assert isinstance(res, Result)
+        return res, bytes(rows[0][1] or b"")
+
+    def task_states(self, req_id: str) -> list[str] | None:
+        req = self.state.requests.get(req_id)
+        return None if req is None else [t.state.value for t in req.tasks]
+
+    def is_final(self, req_id: str) -> bool:
+        req = self.state.requests.get(req_id)
+        return req is not None and all(t.state in TASK_FINAL for t in req.tasks)
+
+    def close(self) -> None:
+        self._ticker.cancel()
+        self.journal.close()
+
+
+def _set(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -1,0 +1,346 @@
+"""The planner's state machine: events in, actions out.
+
+Theory of operation
+- Hosts register with a slot count and heartbeat; :meth:`PlannerState.tick` declares a host dead when
+  its last heartbeat is older than the timeout, and fails the tasks running there.
+- A *request* asks for ``n`` granules with one payload; ``n > 1`` is gang-placed (all or nothing).
+  Requests wait in one FIFO queue, oldest first; the head blocks those behind it, so a large gang is
+  never starved by a stream of small ones.
+- Slot use is derived, never stored: a host's free capacity is ``min(slots - busy, idle granules)``,
+  so a host whose crashed granule is still being replaced simply has less room for a moment.
+- A task is finished exactly once. A second report for a finished task (a duplicate after a planner
+  restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe.
+This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
+an action for the server (or the simulator) to carry out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .lifecycle import (
+    APP_TRANSITIONS, GRANULE_TRANSITIONS, TASK_FINAL, TASK_TRANSITIONS, AppEvent, AppState, GranuleEvent,
+    GranuleState, TaskEvent, TaskState, transition,
+)
+from .policies import HostView, NeverFits, Placement, PlacementRequest, Policy, binpack
+
+
+# --- actions --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dispatch:
+    granule_id: str
+    req_id: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The planner itself ends a task with an error (the granule never reported)."""
+
+    req_id: str
+    index: int
+    error_kind: str
+    message: str
+    host_id: str = ""
+
+
+@dataclass(frozen=True)
+class Kill:
+    host_id: str
+    granule_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AppChanged:
+    app_id: str
+    state: AppState
+
+
+Action = Dispatch | Fail | Kill | AppChanged
+
+
+# --- records ----------------------------------------------------------------------------------
+@dataclass
+class Granule:
+    granule_id: str
+    host_id: str
+    state: GranuleState = GranuleState.IDLE
+    task: tuple[str, int] | None = None
+    connected: bool = True
+
+    def to(self, event: GranuleEvent) -> None:
+        self.state = transition(GRANULE_TRANSITIONS, self.state, event, f"granule {self.granule_id}")
+
+
+@dataclass
+class Host:
+    host_id: str
+    slots: int
+    last_seen: float
+    alive: bool = True
+    granules: dict[str, Granule] = field(default_factory=dict)
+
+    def busy(self) -> int:
+        return sum(1 for g in self.granules.values() if g.state is GranuleState.BUSY)
+
+    def idle(self) -> list[Granule]:
+        return [g for g in self.granules.values() if g.state is GranuleState.IDLE and g.connected]
+
+
+@dataclass
+class Task:
+    state: TaskState = TaskState.QUEUED
+    granule_id: str = ""
+    host_id: str = ""
+
+
+@dataclass
+class Request:
+    req_id: str
+    app_id: str
+    n: int
+    tasks: list[Task]
+
+    def final(self) -> bool:
+        return all(t.state in TASK_FINAL for t in self.tasks)
+
+
+@dataclass
+class App:
+    app_id: str
+    kind: str  # "functions": a client's calls, independent; "script": a gang that fails as one
+    name: str = ""
+    state: AppState = AppState.RUNNING
+    requests: list[str] = field(default_factory=list)
+
+
+class PlannerState:
+    def __init__(self, heartbeat_timeout: float, policy: Policy = binpack) -> None:
+        self.heartbeat_timeout = heartbeat_timeout
+        self.policy = policy
+        self.hosts: dict[str, Host] = {}
+        self.granules: dict[str, Granule] = {}
+        self.requests: dict[str, Request] = {}
+        self.apps: dict[str, App] = {}
+        self.queue: deque[str] = deque()
+
+    # --- hosts and granules -----------------------------------------------------------------
+    def register_host(self, host_id: str, slots: int, now: float) -> list[Action]:
+        host = self.hosts.get(host_id)
+        if host is None or not host.alive:
+            self.hosts[host_id] = Host(host_id, slots, now)
+        else:
+            host.slots, host.last_seen = slots, now
+        return self.schedule()
+
+    def heartbeat(self, host_id: str, now: float) -> None:
+        host = self.hosts.get(host_id)
+        if host is not None and host.alive:
+            host.last_seen = now
+
+    def granule_connected(self, host_id: str, granule_id: str, busy: tuple[str, int] | None) -> list[Action]:
+        host = self.hosts.get(host_id)
+        if host is None or not host.alive:
+            return [Kill(host_id, granule_id, "its host is not registered")]
+        granule = Granule(granule_id, host_id)
+        old = self.granules.get(granule_id)
+        if old is not None and old.state is GranuleState.BUSY and old.task is not None:
+            granule.state, granule.task = GranuleState.BUSY, old.task
+        elif busy is not None:
+            req = self.requests.get(busy[0])
+            task = req.tasks[busy[1]] if req is not None and 0 <= busy[1] < req.n else None
+            if task is not None and task.state is TaskState.QUEUED:
+                # Work journaled before a planner restart that this granule is still running.
+                task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, busy[0])
+                task.granule_id, task.host_id = granule_id, host_id
+                granule.state, granule.task = GranuleState.BUSY, busy
+        host.granules[granule_id] = granule
+        self.granules[granule_id] = granule
+        return self.schedule()
+
+    def granule_disconnected(self, granule_id: str) -> None:
+        granule = self.granules.get(granule_id)
+        if granule is not None:
+            granule.connected = False
+
+    def granule_exited(self, granule_id: str, cause: str) -> list[Action]:
+        granule = self.granules.pop(granule_id, None)
+        if granule is None:
+            return []
+        host = self.hosts.get(granule.host_id)
+        if host is not None:
+            host.granules.pop(granule_id, None)
+        actions: list[Action] = []
+        if granule.task is not None:
+            req_id, index = granule.task
+            msg = f"granule {granule_id} on host {granule.host_id} died: {cause}"
+            actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, "crashed", msg, granule.host_id))
+        granule.to(GranuleEvent.EXIT)
+        return actions + self.schedule()
+
+    def tick(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for host in self.hosts.values():
+            if host.alive and now - host.last_seen > self.heartbeat_timeout:
+                actions += self._host_died(host, f"host {host.host_id} stopped sending heartbeats and was "
+                                                 f"declared dead after {self.heartbeat_timeout:g}s")
+        return actions + self.schedule() if actions else actions
+
+    def _host_died(self, host: Host, why: str) -> list[Action]:
+        host.alive = False
+        actions: list[Action] = []
+        for granule in list(host.granules.values()):
+            self.granules.pop(granule.granule_id, None)
+            if granule.task is not None:
+                req_id, index = granule.task
+                actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, "host_died", why, host.host_id))
+            granule.to(GranuleEvent.EXIT)
+        host.granules.clear()
+        return actions
+
+    # --- requests ---------------------------------------------------------------------------
+    def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "") -> list[Action]:
+        if req_id in self.requests:
+            return []  # a client resubmitting after a reconnect: already known
+        app = self.apps.get(app_id)
+        if app is None:
+            app = self.apps[app_id] = App(app_id, app_kind, name)
+        app.requests.append(req_id)
+        self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)])
+        self.queue.append(req_id)
+        return self.schedule()
+
+    def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str) -> None:
+        """Load a journaled request after a restart. It is not queued yet: granules still running its
+        tasks get a grace period to report them (see :meth:`requeue_restored`)."""
+        app = self.apps.setdefault(app_id, App(app_id, app_kind, name))
+        app.requests.append(req_id)
+        req = Request(req_id, app_id, n, [Task() for _ in range(n)])
+        for index in finished:
+            if 0 <= index < n:
+                req.tasks[index].state = TaskState.SUCCEEDED
+        self.requests[req_id] = req
+
+    def requeue_restored(self) -> list[Action]:
+        """End of the restart grace period: restored tasks that nobody reported go back in the queue."""
+        queued = set(self.queue)
+        for req in self.requests.values():
+            if req.req_id not in queued and any(t.state is TaskState.QUEUED for t in req.tasks):
+                self.queue.append(req.req_id)
+        return self.schedule()
+
+    def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
+        """A granule reported. Returns (accepted, actions); a duplicate report is not accepted."""
+        granule = self.granules.get(granule_id)
+        if granule is not None and granule.task == (req_id, index):
+            granule.task = None
+            granule.to(GranuleEvent.RELEASE)
+        req = self.requests.get(req_id)
+        if req is None or not 0 <= index < req.n or req.tasks[index].state is not TaskState.RUNNING:
+            return False, self.schedule()
+        event = TaskEvent.SUCCEED if ok else TaskEvent.FAIL
+        return True, self._finish(req_id, index, event, None) + self.schedule()
+
+    def cancel(self, req_id: str = "", app_id: str = "") -> list[Action]:
+        reqs = [req_id] if req_id else list(self.apps[app_id].requests) if app_id in self.apps else []
+        actions: list[Action] = []
+        for rid in reqs:
+            req = self.requests.get(rid)
+            for index, task in enumerate(req.tasks if req else []):
+                if task.state not in TASK_FINAL:
+                    actions += self._finish(rid, index, TaskEvent.CANCEL, Fail(rid, index, "cancelled", "cancelled"))
+        if app_id in self.apps and self.apps[app_id].state is AppState.RUNNING:
+            self.apps[app_id].state = transition(APP_TRANSITIONS, AppState.RUNNING, AppEvent.CANCEL, app_id)
+            actions.append(AppChanged(app_id, AppState.CANCELLED))
+        return actions + self.schedule()
+
+    def close_app(self, app_id: str) -> list[Action]:
+        app = self.apps.get(app_id)
+        if app is None or app.state is not AppState.RUNNING or app.kind != "functions":
+            return []
+        app.state = transition(APP_TRANSITIONS, app.state, AppEvent.CLOSE, app_id)
+        return [AppChanged(app_id, app.state)]
+
+    def _finish(self, req_id: str, index: int, event: TaskEvent, fail: Fail | None) -> list[Action]:
+        req = self.requests[req_id]
+        task = req.tasks[index]
+        was_running = task.state is TaskState.RUNNING
+        task.state = transition(TASK_TRANSITIONS, task.state, event, f"task {req_id}[{index}]")
+        actions: list[Action] = [fail] if fail is not None else []
+        if was_running and event is not TaskEvent.SUCCEED:
+            granule = self.granules.get(task.granule_id)
+            if granule is not None and granule.task == (req_id, index) and event is TaskEvent.CANCEL:
+                # The granule stays busy until it is really gone; its exit frees the slot.
+                actions.append(Kill(granule.host_id, granule.granule_id, "cancelled"))
+                granule.task = None
+        if req.final():
+            self._drop_from_queue(req_id)
+        app = self.apps[req.app_id]
+        if app.state is AppState.RUNNING and app.kind == "script":
+            if event is not TaskEvent.SUCCEED and event is not TaskEvent.CANCEL:
+                app.state = transition(APP_TRANSITIONS, app.state, AppEvent.TASK_FAILED, app.app_id)
+                actions.append(AppChanged(app.app_id, app.state))
+                actions += self._abort_rest(app)  # like mpirun: one failed rank ends the job
+            elif all(self.requests[r].final() for r in app.requests) and all(
+                t.state is TaskState.SUCCEEDED for r in app.requests for t in self.requests[r].tasks
+            ):
+                app.state = transition(APP_TRANSITIONS, app.state, AppEvent.ALL_SUCCEEDED, app.app_id)
+                actions.append(AppChanged(app.app_id, app.state))
+        return actions
+
+    def _abort_rest(self, app: App) -> list[Action]:
+        actions: list[Action] = []
+        for rid in app.requests:
+            for index, task in enumerate(self.requests[rid].tasks):
+                if task.state not in TASK_FINAL:
+                    actions += self._finish(rid, index, TaskEvent.CANCEL,
+                                            Fail(rid, index, "cancelled", "another granule of this app failed"))
+        return actions
+
+    def _drop_from_queue(self, req_id: str) -> None:
+        if self.queue and self.queue[0] == req_id:
+            self.queue.popleft()
+        elif req_id in self.queue:
+            self.queue.remove(req_id)
+
+    # --- placement --------------------------------------------------------------------------
+    def schedule(self) -> list[Action]:
+        actions: list[Action] = []
+        while self.queue:
+            req = self.requests[self.queue[0]]
+            pending = [i for i, t in enumerate(req.tasks) if t.state is TaskState.QUEUED]
+            if not pending:
+                self.queue.popleft()
+                continue
+            alive = [h for h in self.hosts.values() if h.alive]
+            views = [self._view(h, req.app_id) for h in alive]
+            decision = self.policy(views, PlacementRequest(req.app_id, len(pending)))
+            if isinstance(decision, NeverFits):
+                self.queue.popleft()
+                for i in pending:
+                    actions += self._finish(req.req_id, i, TaskEvent.FAIL, Fail(req.req_id, i, "never_fits", decision.reason))
+                continue
+            if not isinstance(decision, Placement):
+                break
+            self.queue.popleft()
+            for index, host_id in zip(pending, decision.hosts, strict=True):
+                granule = self.hosts[host_id].idle()[0]
+                granule.to(GranuleEvent.ASSIGN)
+                granule.task = (req.req_id, index)
+                task = req.tasks[index]
+                task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
+                task.granule_id, task.host_id = granule.granule_id, host_id
+                actions.append(Dispatch(granule.granule_id, req.req_id, index))
+        return actions
+
+    def _view(self, host: Host, app_id: str) -> HostView:
+        mine = sum(1 for g in host.granules.values() if g.task is not None and
+                   self.requests[g.task[0]].app_id == app_id)
+        return HostView(host.host_id, host.slots, max(0, min(host.slots - host.busy(), len(host.idle()))), mine)
+
+    # --- views ------------------------------------------------------------------------------
+    def capacity(self) -> int:
+        return sum(h.slots for h in self.hosts.values() if h.alive)

@@ -1,0 +1,85 @@
+"""Read-only JSON views of the planner, shared by the HTTP API and RPC queries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .lifecycle import TaskState
+
+if TYPE_CHECKING:
+    from .server import PlannerServer
+
+
+def hosts(p: PlannerServer) -> list[dict[str, Any]]:
+    now = p.loop.time()
+    return [
+        {"host_id": h.host_id, "slots": h.slots, "used": h.busy(), "idle_granules": len(h.idle()),
+         "alive": h.alive, "last_heartbeat_age": round(now - h.last_seen, 3)}
+        for h in p.state.hosts.values()
+    ]
+
+
+def _counts(p: PlannerServer, app_id: str) -> dict[str, int]:
+    counts = {s.value: 0 for s in TaskState}
+    for rid in p.state.apps[app_id].requests:
+        for t in p.state.requests[rid].tasks:
+            counts[t.state.value] += 1
+    return counts
+
+
+def apps(p: PlannerServer) -> list[dict[str, Any]]:
+    out = [{"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": a.state.value, "tasks": _counts(p, a.app_id)}
+           for a in p.state.apps.values()]
+    known = set(p.state.apps)
+    for app_id, kind, name, state in p.journal.query("SELECT app_id, kind, name, state FROM apps ORDER BY created"):
+        if app_id not in known:
+            out.append({"app_id": app_id, "kind": kind, "name": name, "state": state, "tasks": {}})
+    return out
+
+
+def app(p: PlannerServer, app_id: str) -> dict[str, Any]:
+    a = p.state.apps.get(app_id)
+    if a is None:
+        rows = p.journal.query("SELECT kind, name, state FROM apps WHERE app_id=?", (app_id,))
+        if not rows:
+            raise KeyError(app_id)
+        return {"app_id": app_id, "kind": rows[0][0], "name": rows[0][1], "state": rows[0][2], "tasks": {},
+                "granules": []}
+    granules = [
+        {"req_id": rid, "index": i, "state": t.state.value, "host_id": t.host_id, "granule_id": t.granule_id}
+        for rid in a.requests[-200:] for i, t in enumerate(p.state.requests[rid].tasks)
+    ]
+    return {"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": a.state.value,
+            "tasks": _counts(p, app_id), "granules": granules}
+
+
+def queue(p: PlannerServer) -> list[dict[str, Any]]:
+    out = []
+    for position, rid in enumerate(p.state.queue):
+        req = p.state.requests[rid]
+        waiting = sum(1 for t in req.tasks if t.state is TaskState.QUEUED)
+        out.append({"position": position, "req_id": rid, "app_id": req.app_id, "granules": waiting})
+        if position >= 999:
+            break
+    return out
+
+
+def logs(p: PlannerServer, app_id: str, after: int = 0) -> list[dict[str, Any]]:
+    rows = p.journal.query("SELECT id, req_id, idx, stream, data FROM logs WHERE app_id=? AND id>? ORDER BY id",
+                           (app_id, after))
+    return [{"id": r[0], "req_id": r[1], "index": r[2], "stream": r[3], "data": r[4]} for r in rows]
+
+
+def query(p: PlannerServer, what: str, arg: str) -> Any:
+    if what == "hosts":
+        return hosts(p)
+    if what == "apps":
+        return apps(p)
+    if what == "queue":
+        return queue(p)
+    if what == "app":
+        return app(p, arg)
+    if what == "logs":
+        return logs(p, arg)
+    raise ConfigError(f"unknown query {what!r}")

@@ -1,0 +1,52 @@
+"""Pickling for payloads: cloudpickle, protocol 5, numpy buffers out-of-band.
+
+A payload is a list of segments: segment 0 is the pickle stream, the rest are the raw buffers that
+pickle handed out of band (numpy arrays), so they cross the wire without being copied into the
+pickle. Functions are pickled once per function object and named by a content hash, so granules
+unpickle each function once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cloudpickle
+
+from .wire.framing import Buffer
+
+_fn_cache: weakref.WeakKeyDictionary[Any, tuple[str, bytes]] = weakref.WeakKeyDictionary()
+_fn_strong: dict[int, tuple[Any, str, bytes]] = {}
+
+
+def dumps(obj: Any) -> list[Buffer]:
+    buffers: list[pickle.PickleBuffer] = []
+    head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return [head, *(b.raw() for b in buffers)]
+
+
+def loads(segments: Sequence[Buffer]) -> Any:
+    if not segments:
+        raise ValueError("empty payload")
+    return pickle.loads(segments[0], buffers=segments[1:])
+
+
+def dump_function(fn: Callable[..., Any]) -> tuple[str, bytes]:
+    """Return ``(key, pickled)`` for a function, cached per function object."""
+    try:
+        hit = _fn_cache.get(fn)
+    except TypeError:  # not weak-referenceable (e.g. a builtin): cache by id with a strong ref
+        entry = _fn_strong.get(id(fn))
+        hit = (entry[1], entry[2]) if entry is not None and entry[0] is fn else None
+    if hit is not None:
+        return hit
+    data = cloudpickle.dumps(fn, protocol=5)
+    key = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        _fn_cache[fn] = (key, data)
+    except TypeError:
+        _fn_strong[id(fn)] = (fn, key, data)
+    return key, data

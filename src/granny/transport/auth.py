@@ -1,0 +1,44 @@
+"""Mutual challenge-response over HMAC-SHA256.
+
+The server speaks first with a random nonce. The peer answers with ``HMAC(key, nonce + role)`` and a
+nonce of its own; the server answers that with ``HMAC(key, peer_nonce)``. Neither side ever sends the
+key, replaying an old answer fails against a fresh nonce, and a client learns it reached a planner
+that knows the token before it unpickles anything that planner sends. Workers and granules use the
+cluster secret; API clients use the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from hashlib import sha256
+from typing import Any
+
+from ..errors import AuthError, ProtocolError
+from ..wire import Challenge, Hello, Reject, Role, Welcome
+from .blocking import BlockingConn
+
+
+def make_mac(key: str, *parts: bytes) -> bytes:
+    return hmac.new(key.encode(), b"".join(parts), sha256).digest()
+
+
+def verify_mac(key: str, mac: bytes, *parts: bytes) -> bool:
+    return hmac.compare_digest(make_mac(key, *parts), mac)
+
+
+def client_handshake(conn: BlockingConn, role: Role, key: str, **fields: Any) -> Welcome:
+    """Run the peer side of the handshake on a fresh connection; raises AuthError on refusal."""
+    msg, _ = conn.recv()
+    if not isinstance(msg, Challenge):
+        raise ProtocolError(f"expected a challenge from the planner, got {type(msg).__name__}")
+    nonce = os.urandom(16)
+    conn.send(Hello(role=role, mac=make_mac(key, msg.nonce, role.value.encode()), nonce=nonce, **fields))
+    reply, _ = conn.recv()
+    if isinstance(reply, Reject):
+        raise AuthError(f"the planner refused this connection: {reply.reason}")
+    if not isinstance(reply, Welcome):
+        raise ProtocolError(f"expected welcome, got {type(reply).__name__}")
+    if not verify_mac(key, reply.mac, nonce):
+        raise AuthError("the planner could not prove it knows the key: wrong address or wrong token")
+    return reply

@@ -1,0 +1,197 @@
+"""Typed schemas of every internal message.
+
+A frame is a small msgpack *header* (one of the Structs below, tagged by ``t``) followed by raw
+*segments*: the pickled function, the pickled arguments and their out-of-band buffers. The planner
+routes frames by header only and never unpickles a segment, so a peer's pickles are only ever
+loaded by granules and clients, and only after the handshake authenticated the peer.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Union
+
+import msgspec
+
+from ..errors import ProtocolError
+
+
+class Role(enum.StrEnum):
+    WORKER = "worker"
+    GRANULE = "granule"
+    CLIENT = "client"
+
+
+class Kind(enum.StrEnum):
+    """What a granule runs."""
+
+    PICKLED = "pickled"  # cloudpickled fn + args (Python client)
+    NAMED = "named"  # a registered function called with JSON input (HTTP API)
+    SCRIPT = "script"  # a script run as __main__ (granny run)
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    ERROR = "error"
+
+
+class _Msg(msgspec.Struct, tag_field="t", omit_defaults=True, forbid_unknown_fields=False):
+    pass
+
+
+# --- handshake -------------------------------------------------------------------------------
+class Challenge(_Msg, tag="challenge"):
+    nonce: bytes
+
+
+class Hello(_Msg, tag="hello"):
+    """First frame from a connecting peer: proves knowledge of the key without sending it."""
+
+    role: Role
+    mac: bytes  # HMAC(key, server nonce + role)
+    nonce: bytes  # the peer's own challenge to the server
+    name: str = ""  # host id for workers, granule id for granules, client name for clients
+    host_id: str = ""
+    pid: int = 0
+    slots: int = 0  # workers only
+    busy_task: str = ""  # granules: the task still running across a planner restart
+    app_id: str = ""  # clients: the app this connection submits into
+
+
+class Welcome(_Msg, tag="welcome"):
+    mac: bytes  # HMAC(key, peer nonce): the server proves it knows the key too
+    app_id: str = ""
+
+
+class Reject(_Msg, tag="reject"):
+    reason: str
+
+
+# --- clients -> planner ------------------------------------------------------------------------
+class Submit(_Msg, tag="submit"):
+    """A request for ``n`` granules running the same payload (n > 1: gang-placed, index 0..n-1)."""
+
+    req_id: str
+    app_id: str
+    kind: Kind
+    segs: list[int]  # sizes of the raw segments that follow the header
+    fn_key: str = ""  # content hash of the pickled function (segment 0), so granules cache it
+    n: int = 1
+    name: str = ""  # NAMED: registered function; SCRIPT: script path (display only)
+    memory_limit: int = 0  # bytes per granule, 0 = none
+    stream_logs: bool = False
+    argv: list[str] = []
+
+
+class Cancel(_Msg, tag="cancel"):
+    req_id: str = ""
+    app_id: str = ""
+    close: bool = False  # the client is closing: cancel what is pending and close its app
+
+
+class Query(_Msg, tag="query"):
+    """A read-only question for the planner: hosts, apps, queue, app, logs."""
+
+    what: str
+    arg: str = ""
+    qid: int = 0
+
+
+class Reply(_Msg, tag="reply"):
+    qid: int
+    data: bytes  # JSON
+    error: str = ""
+
+
+# --- planner -> clients ------------------------------------------------------------------------
+class Result(_Msg, tag="result"):
+    req_id: str
+    index: int
+    status: Status
+    segs: list[int] = []  # OK: pickled value; ERROR: pickled exception (may be empty)
+    error_kind: str = ""  # key of granny.errors.ERROR_KINDS
+    message: str = ""
+    traceback: str = ""
+    exit_code: int = 0
+    host_id: str = ""
+
+
+class Log(_Msg, tag="log"):
+    req_id: str
+    index: int
+    stream: str  # "stdout" | "stderr"
+    data: str
+
+
+# --- planner <-> granules ----------------------------------------------------------------------
+class Run(_Msg, tag="run"):
+    req_id: str
+    index: int
+    n: int
+    app_id: str
+    kind: Kind
+    segs: list[int]
+    fn_key: str = ""
+    name: str = ""
+    memory_limit: int = 0
+    argv: list[str] = []
+
+
+class Done(_Msg, tag="done"):
+    req_id: str
+    index: int
+    status: Status
+    segs: list[int] = []
+    error_kind: str = ""
+    message: str = ""
+    traceback: str = ""
+    exit_code: int = 0
+
+
+# --- planner <-> workers -----------------------------------------------------------------------
+class Heartbeat(_Msg, tag="heartbeat"):
+    load: float = 0.0
+    granules: int = 0
+
+
+class Spawn(_Msg, tag="spawn"):
+    count: int
+
+
+class KillGranule(_Msg, tag="kill"):
+    granule_id: str
+    reason: str = ""
+
+
+class GranuleExit(_Msg, tag="granule_exit"):
+    granule_id: str
+    cause: str  # human readable: "exit code 3", "killed by SIGSEGV", "out of memory"
+    exit_code: int = 0
+
+
+Message = Union[
+    Challenge, Hello, Welcome, Reject, Submit, Cancel, Query, Reply, Result, Log, Run, Done, Heartbeat, Spawn,
+    KillGranule, GranuleExit,
+]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
+
+
+def encode_header(msg: Message) -> bytes:
+    return _encoder.encode(msg)
+
+
+def decode_header(data: bytes | memoryview) -> Message:
+    """Decode and validate one header; anything malformed raises ProtocolError, never crashes."""
+    try:
+        return _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"malformed frame header: {exc}") from None
+
+
+__all__ = [
+    "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
+    "Message", "Query", "Reject", "Reply", "Result", "Role", "Run", "Spawn", "Status", "Submit", "Welcome",
+    "decode_header", "encode_header",
+]

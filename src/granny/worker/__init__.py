@@ -1,0 +1,1 @@
+"""The worker: one daemon per host, its zygote, and the granule processes forked from it."""

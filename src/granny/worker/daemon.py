@@ -1,0 +1,169 @@
+"""The worker daemon: registers its host, heartbeats, and keeps a pool of warm granules.
+
+Theory of operation: three threads. The main thread reads the planner connection (kill and spawn
+orders). A heartbeat thread sends a heartbeat every interval while connected. A zygote thread reads
+the zygote's events: a granule that exits is reported to the planner with its cause and replaced,
+so the host always offers ``slots`` warm granules. When the planner connection drops, the worker
+keeps its granules and reconnects until the planner is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import IO
+
+from ..config import ENV_SECRET, Config, parse_address
+from ..errors import AuthError, ConnectionLostError, GrannyError
+from ..transport import BlockingConn, client_handshake, connect_tcp
+from ..wire import GranuleExit, Heartbeat, KillGranule, Role, Spawn
+from .granule import ENV_HOST_ID, ENV_PLANNER
+from .procutil import describe_status
+
+
+class Worker:
+    def __init__(self, config: Config, planner: str, secret: str, slots: int, host_id: str) -> None:
+        self.config = config
+        self.planner = planner
+        self.address = parse_address(planner, "--planner")
+        self.secret = secret
+        self.slots = slots
+        self.host_id = host_id
+        self.conn: BlockingConn | None = None
+        self.connected = threading.Event()
+        self.stopping = False
+        self.kill_reasons: dict[str, str] = {}
+        self.live: set[str] = set()
+        self._seq = 0
+        self._lock = threading.Lock()
+        env = dict(os.environ, **{ENV_PLANNER: planner, ENV_SECRET: secret, ENV_HOST_ID: host_id})
+        self.zygote = subprocess.Popen([sys.executable, "-m", "granny.worker.zygote"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, env=env)
+        assert self.zygote.stdout is not None and self.zygote.stdin is not None
+        self.zin: IO[bytes] = self.zygote.stdin
+        self.zout: IO[bytes] = self.zygote.stdout
+
+    # --- zygote -------------------------------------------------------------------------------
+    def _zygote_cmd(self, obj: dict[str, str]) -> None:
+        with self._lock:
+            try:
+                self.zin.write((json.dumps(obj) + "\n").encode())
+                self.zin.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+
+    def spawn(self, count: int) -> None:
+        for _ in range(count):
+            with self._lock:
+                self._seq += 1
+                gid = f"{self.host_id}-g{self._seq}"
+                self.live.add(gid)
+            self._zygote_cmd({"spawn": gid})
+
+    def _zygote_events(self) -> None:
+        for line in self.zout:
+            event = json.loads(line)
+            if "exit" not in event:
+                continue
+            gid = event["exit"]
+            cause, code = describe_status(event["status"])
+            reason = self.kill_reasons.pop(gid, "")
+            if reason:
+                cause = f"killed by the planner ({reason})"
+            with self._lock:
+                self.live.discard(gid)
+            self._send(GranuleExit(granule_id=gid, cause=cause, exit_code=code))
+            if not self.stopping:
+                self.spawn(max(0, self.slots - len(self.live)))
+        if not self.stopping:
+            print(f"worker {self.host_id}: the zygote died; exiting", file=sys.stderr, flush=True)
+            os._exit(1)
+
+    # --- planner ------------------------------------------------------------------------------
+    def _send(self, msg: GranuleExit | Heartbeat) -> None:
+        conn = self.conn
+        if conn is not None and self.connected.is_set():
+            try:
+                conn.send(msg)
+            except ConnectionLostError:
+                self.connected.clear()
+
+    def _connect(self, first: bool) -> None:
+        delay = 0.02
+        deadline = time.monotonic() + self.config.reconnect_timeout
+        while True:
+            try:
+                conn = BlockingConn(connect_tcp(*self.address))
+                client_handshake(conn, Role.WORKER, self.secret, name=self.host_id, host_id=self.host_id,
+                                 pid=os.getpid(), slots=self.slots)
+                self.conn = conn
+                self.connected.set()
+                return
+            except AuthError:
+                raise
+            except (OSError, GrannyError) as exc:
+                if first and time.monotonic() > deadline:
+                    raise ConnectionLostError(f"cannot reach the planner at {self.planner}: {exc}") from None
+                time.sleep(delay)  # reconnect back-off
+                delay = min(delay * 2, 1.0)
+
+    def _heartbeats(self) -> None:
+        while not self.stopping:
+            self._send(Heartbeat(granules=len(self.live), load=os.getloadavg()[0]))
+            time.sleep(self.config.heartbeat_interval)  # the heartbeat period itself
+
+    def run(self) -> int:
+        ready = json.loads(self.zout.readline() or b"{}")
+        if "ready" not in ready:
+            print("worker: the zygote failed to start", file=sys.stderr)
+            return 1
+        self._connect(first=True)
+        threading.Thread(target=self._zygote_events, name="zygote-events", daemon=True).start()
+        self.spawn(self.slots)
+        threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True).start()
+        print(f"READY host_id={self.host_id} slots={self.slots} planner={self.planner}", flush=True)
+        while not self.stopping:
+            assert self.conn is not None
+            try:
+                msg, _ = self.conn.recv()
+            except ConnectionLostError:
+                self.connected.clear()
+                if self.stopping:
+                    break
+                print(f"worker {self.host_id}: lost the planner; reconnecting", file=sys.stderr, flush=True)
+                self._connect(first=False)
+                continue
+            if isinstance(msg, KillGranule):
+                self.kill_reasons[msg.granule_id] = msg.reason or "killed"
+                self._zygote_cmd({"kill": msg.granule_id})
+            elif isinstance(msg, Spawn):
+                self.spawn(msg.count)
+        return 0
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.zygote.kill()  # its granules die with it (PR_SET_PDEATHSIG)
+        if self.conn is not None:
+            self.conn.close()
+
+
+def run_worker(config: Config, planner: str, secret: str, slots: int, host_id: str) -> int:
+    worker = Worker(config, planner, secret, slots, host_id)
+
+    def _stop(signum: int, frame: object) -> None:
+        worker.stop()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        return worker.run()
+    except GrannyError as exc:
+        print(f"worker {host_id}: {exc}", file=sys.stderr)
+        worker.stop()
+        return 2

@@ -1,0 +1,234 @@
+"""A granule process: runs one task at a time for the planner, on a connection of its own.
+
+Theory of operation: the granule connects straight to the planner (not through its worker), so a
+task costs one network hop each way. It reads a Run, executes it with stdout and stderr captured
+into Log frames on the same connection (so output is ordered before the result), and replies Done.
+If the planner goes away mid-task, the granule finishes, reconnects announcing the task it holds,
+and only then sends Done; a planner restart therefore neither loses nor duplicates running work.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+import msgspec
+
+from .. import serde
+from ..config import ENV_SECRET, parse_address
+from ..errors import ConnectionLostError, GrannyError
+from ..transport import BlockingConn, client_handshake, connect_tcp
+from ..wire import Done, Kind, Log, Role, Run, Status, split_segments
+
+ENV_PLANNER = "GRANNY_PLANNER"
+ENV_HOST_ID = "GRANNY_HOST_ID"
+RECONNECT_TIMEOUT = 30.0
+
+
+class LogWriter(io.TextIOBase):
+    """A text stream that ships what is written as Log frames, a line (or a flush) at a time."""
+
+    def __init__(self, conn: BlockingConn, req_id: str, index: int, stream: str) -> None:
+        self.conn, self.req_id, self.index, self.stream = conn, req_id, index, stream
+        self._buf: list[str] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._buf.append(text)
+        if "\n" in text:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buf:
+            data, self._buf = "".join(self._buf), []
+            try:
+                self.conn.send(Log(req_id=self.req_id, index=self.index, stream=self.stream, data=data))
+            except GrannyError:
+                pass  # output is best effort when the planner is unreachable; the result is not
+
+
+class Granule:
+    def __init__(self, granule_id: str) -> None:
+        self.granule_id = granule_id
+        self.host_id = os.environ.get(ENV_HOST_ID, "")
+        self.address = parse_address(os.environ[ENV_PLANNER], ENV_PLANNER)
+        self.secret = os.environ[ENV_SECRET]
+        self.functions: dict[str, Callable[..., Any]] = {}
+        self.conn = self._connect("")
+
+    def _connect(self, busy_task: str) -> BlockingConn:
+        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        delay = 0.02
+        while True:
+            try:
+                conn = BlockingConn(connect_tcp(*self.address))
+                client_handshake(conn, Role.GRANULE, self.secret, name=self.granule_id, host_id=self.host_id,
+                                 pid=os.getpid(), busy_task=busy_task)
+                return conn
+            except (OSError, GrannyError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)  # back-off between reconnect attempts, not synchronisation
+                delay = min(delay * 2, 0.5)
+
+    def serve(self) -> None:
+        while True:
+            try:
+                msg, body = self.conn.recv()
+            except ConnectionLostError:
+                self.conn = self._connect("")
+                continue
+            if isinstance(msg, Run):
+                done, segments = self.execute(msg, body)
+                self._reply(msg, done, segments)
+                if msg.kind is Kind.SCRIPT:
+                    return  # a script may leave any state behind: the next task gets a fresh fork
+
+    def _reply(self, run: Run, done: Done, segments: list[serde.Buffer]) -> None:
+        try:
+            self.conn.send(done, segments)
+        except ConnectionLostError:
+            self.conn = self._connect(f"{run.req_id}:{run.index}")
+            self.conn.send(done, segments)
+
+    def execute(self, run: Run, body: memoryview) -> tuple[Done, list[serde.Buffer]]:
+        segs = split_segments(body, run.segs)
+        os.environ.update(GRANNY_APP_ID=run.app_id, GRANNY_INDEX=str(run.index), GRANNY_SIZE=str(run.n),
+                          GRANNY_REQ_ID=run.req_id)
+        out = LogWriter(self.conn, run.req_id, run.index, "stdout")
+        err = LogWriter(self.conn, run.req_id, run.index, "stderr")
+        saved = sys.stdout, sys.stderr, sys.argv
+        sys.stdout, sys.stderr = out, err
+        limited = _limit_memory(run.memory_limit)
+        try:
+            return self._run_kind(run, segs)
+        finally:
+            if limited:
+                _limit_memory(0)
+            out.flush()
+            err.flush()
+            sys.stdout, sys.stderr, sys.argv = saved
+
+    def _run_kind(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[serde.Buffer]]:
+        ok = Done(req_id=run.req_id, index=run.index, status=Status.OK)
+        try:
+            if run.kind is Kind.SCRIPT:
+                return self._run_script(run, segs)
+            if run.kind is Kind.NAMED:
+                fn = self._function(run.fn_key, lambda: _load_named(json.loads(bytes(segs[0]))))
+                value: Any = fn(json.loads(bytes(segs[1])) if segs[1].nbytes else None)
+            else:
+                fn = self._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
+                args, kwargs = pickle.loads(segs[1], buffers=segs[2:])
+                value = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
+            return _error_done(run, exc, limit=run.memory_limit)
+        try:
+            payload = [msgspec.json.encode(value)] if run.kind is Kind.NAMED else serde.dumps(value)
+        except BaseException as exc:  # noqa: BLE001
+            msg = f"the return value of type {type(value).__name__} could not be serialised: {exc}"
+            return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="unpicklable_result",
+                        message=msg), []
+        ok.segs = [memoryview(p).nbytes for p in payload]
+        return ok, payload
+
+    def _function(self, key: str, load: Callable[[], Any]) -> Callable[..., Any]:
+        fn = self.functions.get(key) if key else None
+        if fn is None:
+            fn = load()
+            if key:
+                self.functions[key] = fn
+        assert fn is not None
+        return fn
+
+    def _run_script(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[serde.Buffer]]:
+        path = run.name or "<script>"
+        sys.argv = [path, *run.argv]
+        script_dir = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(script_dir) and script_dir not in sys.path:
+            sys.path.insert(0, script_dir)
+        code = 0
+        try:
+            exec(compile(bytes(segs[0]), path, "exec"), {"__name__": "__main__", "__file__": path,
+                                                         "__builtins__": __builtins__})
+        except SystemExit as exc:
+            if isinstance(exc.code, int):
+                code = exc.code
+            elif exc.code is not None:
+                print(exc.code, file=sys.stderr)
+                code = 1
+        except BaseException:  # noqa: BLE001 - print it the way python itself would
+            etype, value, tb = sys.exc_info()
+            traceback.print_exception(etype, value, tb.tb_next if tb else None)
+            code = 1
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+        status = Status.OK if code == 0 else Status.ERROR
+        return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, error_kind="" if code == 0
+                    else "exit", message="" if code == 0 else f"granule {run.index} exited with code {code}"), []
+
+
+def _load_named(spec: dict[str, Any]) -> Callable[..., Any]:
+    entry = spec.get("entry", "main")
+    if spec.get("source"):
+        namespace: dict[str, Any] = {"__name__": f"granny_fn_{spec.get('name', 'anon')}"}
+        exec(compile(spec["source"], f"<function {spec.get('name', '')}>", "exec"), namespace)
+        fn = namespace[entry]
+    else:
+        import importlib
+
+        fn = getattr(importlib.import_module(spec["module"]), entry)
+    if not callable(fn):
+        raise TypeError(f"entry point {entry!r} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def _error_done(run: Run, exc: BaseException, limit: int) -> tuple[Done, list[serde.Buffer]]:
+    tb = exc.__traceback__
+    text = "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb else None))
+    message = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) and limit:
+        message = f"MemoryError: the granule exceeded its memory limit of {limit} bytes"
+    try:
+        payload = serde.dumps(exc)
+    except BaseException:  # noqa: BLE001 - an unpicklable exception still reports its text
+        payload = []
+    return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="remote", message=message,
+                traceback=text, segs=[memoryview(p).nbytes for p in payload]), payload
+
+
+def _limit_memory(limit: int) -> bool:
+    """Cap the address space at its current size plus ``limit`` bytes (0 lifts the cap)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if limit <= 0:
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        return False
+    with open("/proc/self/statm") as fh:
+        vm_bytes = int(fh.read().split()[0]) * resource.getpagesize()
+    soft = vm_bytes + limit
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    return True
+
+
+def granule_main(granule_id: str) -> None:
+    try:
+        Granule(granule_id).serve()
+    except (ConnectionLostError, OSError, GrannyError) as exc:
+        print(f"granule {granule_id}: giving up on the planner: {exc}", file=sys.__stderr__)
+    sys.__stderr__.flush() if sys.__stderr__ else None
+    os._exit(0)
