@@ -1,0 +1,30 @@
+"""Shared fixtures: real planner and worker processes on 127.0.0.1, each started and stopped once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import granny
+from granny.cluster import LocalCluster
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A planner plus one worker with 2 slots, HTTP API on, short heartbeat timeout."""
+    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=2.0)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def client(cluster: LocalCluster) -> Iterator[granny.Client]:
+    c = granny.connect(cluster.address, cluster.token)
+    try:
+        yield c
+    finally:
+        c.close()
