@@ -108,6 +108,7 @@ class PlannerServer:
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.recent: dict[tuple[str, int], tuple[Result, bytes]] = {}
         self.functions: dict[str, dict[str, Any]] = {}
+        self._delivered: set[str] = set()
         self.started = time.time()
         self.loop = asyncio.get_running_loop()
         self._restore()
@@ -264,9 +265,7 @@ class PlannerServer:
         for fut in self.waiters.pop(res.req_id, []):
             if not fut.done():
                 fut.set_result(None)
-        req = self.state.requests.get(res.req_id)
-        if req is not None and req.final():
-            self.payloads.pop(res.req_id, None)
+        self._delivered.add(res.req_id)
 
     def _log(self, msg: Log) -> None:
         payload = self.payloads.get(msg.req_id)
@@ -293,6 +292,16 @@ class PlannerServer:
 
     # --- effects ----------------------------------------------------------------------------------
     def apply(self, actions: list[Action]) -> None:
+        self._apply(actions)
+        # Payloads are dropped only after every action ran: several results of one request may be
+        # delivered by a single batch of actions.
+        for req_id in self._delivered:
+            req = self.state.requests.get(req_id)
+            if req is not None and req.final():
+                self.payloads.pop(req_id, None)
+        self._delivered.clear()
+
+    def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Dispatch):
                 self._dispatch(action)

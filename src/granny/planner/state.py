@@ -264,7 +264,7 @@ class PlannerState:
         app.state = transition(APP_TRANSITIONS, app.state, AppEvent.CLOSE, app_id)
         return [AppChanged(app_id, app.state)]
 
-    def _finish(self, req_id: str, index: int, event: TaskEvent, fail: Fail | None) -> list[Action]:
+    def _finish(self, req_id: str, index: int, event: TaskEvent, fail: Fail | None, cascade: bool = True) -> list[Action]:
         req = self.requests[req_id]
         task = req.tasks[index]
         was_running = task.state is TaskState.RUNNING
@@ -283,7 +283,8 @@ class PlannerState:
             if event is not TaskEvent.SUCCEED and event is not TaskEvent.CANCEL:
                 app.state = transition(APP_TRANSITIONS, app.state, AppEvent.TASK_FAILED, app.app_id)
                 actions.append(AppChanged(app.app_id, app.state))
-                actions += self._abort_rest(app)  # like mpirun: one failed rank ends the job
+                if cascade:
+                    actions += self._abort_rest(app)  # like mpirun: one failed rank ends the job
             elif all(self.requests[r].final() for r in app.requests) and all(
                 t.state is TaskState.SUCCEEDED for r in app.requests for t in self.requests[r].tasks
             ):
@@ -321,7 +322,8 @@ class PlannerState:
             if isinstance(decision, NeverFits):
                 self.queue.popleft()
                 for i in pending:
-                    actions += self._finish(req.req_id, i, TaskEvent.FAIL, Fail(req.req_id, i, "never_fits", decision.reason))
+                    actions += self._finish(req.req_id, i, TaskEvent.FAIL,
+                                            Fail(req.req_id, i, "never_fits", decision.reason), cascade=False)
                 continue
             if not isinstance(decision, Placement):
                 break

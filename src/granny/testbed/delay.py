@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -62,11 +63,21 @@ def config_path(state_dir: str | Path) -> Path:
     return Path(state_dir) / "delay.conf"
 
 
-def write_config(state_dir: str | Path, layout: Layout, topo: Topology) -> None:
+def write_config(state_dir: str | Path, layout: Layout, topo: Topology) -> int:
+    """Write the pair table; returns its generation number (the delay stage acknowledges it)."""
     path = config_path(state_dir)
+    gen = time.time_ns()
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(delay_table(layout, topo))
+    tmp.write_text(delay_table(layout, topo, gen))
     os.replace(tmp, path)
+    return gen
+
+
+def acked(state_dir: str | Path) -> int:
+    try:
+        return int(Path(f"{config_path(state_dir)}.ack").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def start(state_dir: str | Path, layout: Layout, topo: Topology, mark: str) -> Proc:
@@ -77,6 +88,11 @@ def start(state_dir: str | Path, layout: Layout, topo: Topology, mark: str) -> P
 
 
 def reload(state_dir: str | Path, layout: Layout, topo: Topology, pid: int) -> None:
-    """Install a new pair table in the running delay stage."""
-    write_config(state_dir, layout, topo)
+    """Install a new pair table in the running delay stage; returns once it is in force."""
+    gen = write_config(state_dir, layout, topo)
     signal_pid(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 5.0
+    while acked(state_dir) != gen:
+        if time.monotonic() > deadline:
+            raise TestbedError(f"the delay stage (pid {pid}) did not take its new settings within 5 s")
+        time.sleep(0.001)

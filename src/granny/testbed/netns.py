@@ -133,9 +133,23 @@ def namespaces(prefix: str) -> list[str]:
     return sorted(names, key=lambda n: n == f"{prefix}-r")
 
 
-def pids_in(ns: str) -> list[int]:
-    proc = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
-    return [int(x) for x in proc.stdout.split() if x.isdigit()]
+def pids_in(names: list[str]) -> list[int]:
+    """Every process whose network namespace is one of the named ones."""
+    inodes = set()
+    for ns in names:
+        try:
+            inodes.add((NETNS_DIR / ns).stat().st_ino)
+        except OSError:
+            continue
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def destroy(layout: Layout) -> list[str]:

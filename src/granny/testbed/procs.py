@@ -9,6 +9,7 @@ process whose environment carries the marker (after a crashed ``up`` there is no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -121,10 +122,8 @@ def stop(pids: list[int], grace: float = 0.8) -> None:
     pids = [p for p in dict.fromkeys(pids) if p != os.getpid()]
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while True:
             pids = [p for p in pids if alive(p)]

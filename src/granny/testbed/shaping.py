@@ -6,13 +6,13 @@ Traffic to endpoint X leaves the router through the link named X.  If anything l
 that link gets an htb tree::
 
     1:    htb, default 1:ffff
-    1:1   rate = X's access bandwidth (or UNLIMITED)        -- X's downlink
+    1:fffe rate = X's access bandwidth (or UNLIMITED)       -- X's downlink
     1:<o> one leaf per source endpoint (o = its last octet), ceil = pair bandwidth, matched by
           "u32 match ip src"; leaf rate = ceil/children so that the leaves' guaranteed rates never
-          add up past 1:1 (htb lets a leaf send at its own rate without asking its parent)
+          add up past 1:fffe (htb lets a leaf send at its own rate without asking its parent)
     1:ffff anything else (nothing, in practice)
 
-Each leaf has a bfifo of 100 ms at its rate (at least 128 KiB): a router buffer, not an infinite
+Each leaf has a bfifo of 100 ms at its rate (128 KiB to 16 MiB): a router buffer, not an infinite
 queue.  An endpoint's uplink (its access bandwidth, outgoing) is a one-class htb on its own side
 of the link (eth0 in a host, the <prefix>0 veth in the root namespace).  Later changes use
 "class change" so flows keep their queued packets.  Rates count Ethernet frames, so TCP goodput is
@@ -28,12 +28,14 @@ from .netns import Layout
 from .topology import PLANNER, Topology
 
 UNLIMITED = 10 * 10**9  # bit/s; above what the delay stage can carry on this machine
+PARENT_CLASS = 0xFFFE  # leaves are numbered by octet (1..254)
 DEFAULT_CLASS = 0xFFFF
+MAX_LIMIT = 16 << 20  # bytes of queue per leaf at most
 
 
-def delay_table(layout: Layout, topo: Topology) -> str:
+def delay_table(layout: Layout, topo: Topology, gen: int = 0) -> str:
     """The delay stage's config: one line per directed pair of endpoints."""
-    lines = ["# src dst latency_ns jitter_ns loss_ppb cut", "0 0 0 0 0 0"]
+    lines = [f"gen {gen}", "# src dst latency_ns jitter_ns loss_ppb cut", "0 0 0 0 0 0"]
     ends = topo.endpoints
     for src in ends:
         for dst in ends:
@@ -56,7 +58,7 @@ def _burst(bps: int) -> int:
 
 
 def _limit(bps: int) -> int:
-    return max(_bytes(bps) // 10, 131072)  # 100 ms worth, at least 128 KiB
+    return min(max(_bytes(bps) // 10, 131072), MAX_LIMIT)  # 100 ms worth
 
 
 def _htb(bps: int) -> str:
@@ -91,13 +93,13 @@ def router_commands(layout: Layout, old: Topology | None, new: Topology) -> list
             cmds.append(f"qdisc add dev {dst} root handle 1: htb default {DEFAULT_CLASS:x}")
         elif was[0] == top and was[1] == leaves:
             continue
-        cmds.append(f"class {verb} dev {dst} parent 1: classid 1:1 htb {_htb(top)}")
+        cmds.append(f"class {verb} dev {dst} parent 1: classid 1:{PARENT_CLASS:x} htb {_htb(top)} quantum 60000")
         share = max(top // len(leaves), 8000)
         for minor, ceil in leaves.items():
             if was is not None and was[0] == top and was[1].get(minor) == ceil:
                 continue  # unchanged leaf: leave its queue alone
             rate = min(ceil, share)
-            cmds.append(f"class {verb} dev {dst} parent 1:1 classid 1:{minor:x} htb rate {rate}bit "
+            cmds.append(f"class {verb} dev {dst} parent 1:{PARENT_CLASS:x} classid 1:{minor:x} htb rate {rate}bit "
                         f"ceil {ceil}bit burst {_burst(rate)} cburst {_burst(ceil)} quantum 60000")
             cmds.append(f"qdisc replace dev {dst} parent 1:{minor:x} bfifo limit {_limit(ceil)}")
         if was is None:
@@ -116,7 +118,7 @@ def uplink_commands(dev: str, old: int | None, new: int | None) -> list[str]:
         return []
     verb = "change" if old is not None else "add"
     cmds = [f"qdisc add dev {dev} root handle 1: htb default 1"] if old is None else []
-    return [*cmds, f"class {verb} dev {dev} parent 1: classid 1:1 htb {_htb(new)}",
+    return [*cmds, f"class {verb} dev {dev} parent 1: classid 1:1 htb {_htb(new)} quantum 60000",
             f"qdisc replace dev {dev} parent 1:1 bfifo limit {_limit(new)}"]
 
 
@@ -126,7 +128,7 @@ def run_tc(ns: str | None, batch: list[str]) -> None:
     cmd = ["tc", *(["-n", ns] if ns else []), "-batch", "-"]
     proc = subprocess.run(cmd, input="\n".join(batch) + "\n", text=True, capture_output=True, check=False)
     if proc.returncode != 0:
-        raise TestbedError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}\n" + "\n".join(batch))
+        raise TestbedError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}\nbatch:\n" + "\n".join(batch[:20]))
 
 
 def apply_shaping(layout: Layout, old: Topology | None, new: Topology) -> None:

@@ -17,7 +17,7 @@ All settings are one-way: ``latency: 5ms`` gives a ping RTT of about 10 ms.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class LinkSpec:
 
     latency: float | None = None  # seconds, one way
     jitter: float | None = None  # seconds, uniform in [-jitter, +jitter], never reordering a pair
-    bandwidth: int | None = None  # bit/s
+    bandwidth: int | None = None  # bit/s; 0 = unlimited
     loss: float | None = None  # probability, per packet and direction
     cut: bool | None = None
 
@@ -123,10 +123,10 @@ class Topology:
         spec = self.links.get(_key(a, b), LinkSpec())
         for wild in (_key(a, ANY), _key(b, ANY), (ANY, ANY)):
             spec = spec.over(self.links.get(wild, LinkSpec()))
-        return spec.over(self.defaults).over(ZERO)
+        return _unlimited(spec.over(self.defaults).over(ZERO))
 
     def access_of(self, name: str) -> LinkSpec:
-        return self.access.get(name, LinkSpec()).over(ZERO)
+        return _unlimited(self.access.get(name, LinkSpec()).over(ZERO))
 
     def path(self, src: str, dst: str) -> Route:
         parts = (self.access_of(src), self.pair(src, dst), self.access_of(dst))
@@ -181,6 +181,10 @@ class Topology:
                 for e in (dict(x) for x in raw["schedule"])
             ],
         )
+
+
+def _unlimited(spec: LinkSpec) -> LinkSpec:
+    return spec if spec.bandwidth else replace(spec, bandwidth=None)
 
 
 def _key(a: str, b: str) -> tuple[str, str]:

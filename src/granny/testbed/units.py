@@ -32,7 +32,10 @@ def parse_duration(raw: str | float | int, what: str = "duration") -> float:
 
 
 def parse_rate(raw: str | float | int, what: str = "bandwidth") -> int:
-    """Bits per second from "100mbit", "1gbit", "10mbps" (bytes, as in tc), or a bare number of bit/s."""
+    """Bits per second from "100mbit", "1gbit", "10mbps" (bytes, as in tc), or a bare number of bit/s.
+    "unlimited" (or 0) gives 0, which means no limit (overriding a limit set elsewhere)."""
+    if raw in (0, "0", "unlimited", "none"):
+        return 0
     if isinstance(raw, bool):
         raise ConfigError(f"{what}: expected a rate like 100mbit, got {raw!r}")
     if isinstance(raw, int | float):
