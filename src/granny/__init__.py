@@ -12,8 +12,17 @@ from typing import Any
 
 from .client import Client, GrannyFuture, HostInfo, connect
 from .errors import (
-    CancelledError, ClusterError, ConfigError, ConnectionLostError, GranuleCrashedError, GrannyError, HostDiedError,
-    NeverFitsError, RemoteError, ResultSerializationError, TaskError,
+    CancelledError,
+    ClusterError,
+    ConfigError,
+    ConnectionLostError,
+    GrannyError,
+    GranuleCrashedError,
+    HostDiedError,
+    NeverFitsError,
+    RemoteError,
+    ResultSerializationError,
+    TaskError,
 )
 from .executor import Executor
 

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import (
-    DEFAULT_HTTP_PORT, DEFAULT_RPC_PORT, ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_RPC_PORT,
+    ENV_ADDRESS,
+    ENV_SECRET,
+    ENV_TOKEN,
+    Config,
+    parse_address,
+    parse_bytes,
     parse_slots,
 )
 from .errors import ConfigError, GrannyError

@@ -35,7 +35,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class LocalCluster:
     def __init__(self, workers: int = 1, slots: int | None = None, data_dir: str | Path | None = None,
                  port: int = 0, http_port: int | None = 0, ephemeral: bool | None = None,
-                 heartbeat_timeout: float | None = None, bind: str = "127.0.0.1") -> None:
+                 heartbeat_timeout: float | None = None, bind: str = "127.0.0.1", log_level: str = "") -> None:
         self.slots = slots or env_slots()
         self.ephemeral = data_dir is None if ephemeral is None else ephemeral
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="granny-"))
@@ -54,6 +54,8 @@ class LocalCluster:
         if heartbeat_timeout is not None:
             env["GRANNY_HEARTBEAT_TIMEOUT"] = str(heartbeat_timeout)
         env.pop("GRANNY_ADDRESS", None)
+        if log_level:
+            env["GRANNY_LOG_LEVEL"] = log_level
         py = [sys.executable, "-m", "granny"]
         planner = [*py, "planner", "--bind", bind, "--port", str(self.port), "--data-dir", str(self.data_dir)]
         planner += ["--http-port", str(self.http_port)] if self.http_port else ["--no-http"]
@@ -102,7 +104,7 @@ class LocalCluster:
         if self._stopped:
             return
         self._stopped = True
-        for proc in reversed(self.procs):
+        for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
         for proc in self.procs:
@@ -131,7 +133,7 @@ def embedded_cluster() -> LocalCluster:
     global _embedded
     with _embedded_lock:
         if _embedded is None or _embedded._stopped:
-            _embedded = LocalCluster(workers=1, http_port=None)
+            _embedded = LocalCluster(workers=1, http_port=None, log_level="ERROR")
             atexit.register(_embedded.stop)
         return _embedded
 

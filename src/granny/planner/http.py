@@ -17,7 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from . import views
@@ -230,11 +230,17 @@ def openapi_spec() -> dict[str, Any]:
     }
 
 
+class _QuietServer(uvicorn.Server):
+    """The planner owns signal handling; uvicorn must not install its own."""
+
+    def install_signal_handlers(self) -> None:
+        pass
+
+
 async def start_http(p: PlannerServer, bind: str, port: int) -> tuple[asyncio.Task[None], int]:
     config = uvicorn.Config(build_app(p), host=bind, port=port, log_level="warning", lifespan="off",
                             access_log=False)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _QuietServer(config)
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         if task.done():

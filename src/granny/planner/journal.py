@@ -62,10 +62,10 @@ class Journal:
         self._q.put(("INSERT INTO apps VALUES (?,?,?,?,?,?) ON CONFLICT(app_id) DO UPDATE SET state=excluded.state, "
                      "updated=excluded.updated", (app_id, kind, name, state, now, now)))
 
-    def request(self, req_id: str, app_id: str, header: bytes, payload: bytes) -> None:
+    def request(self, req_id: str, app_id: str, header: bytes, payload: bytes | memoryview) -> None:
         self._q.put(("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?)", (req_id, app_id, header, payload, time.time())))
 
-    def result(self, req_id: str, idx: int, header: bytes, payload: bytes) -> None:
+    def result(self, req_id: str, idx: int, header: bytes, payload: bytes | memoryview) -> None:
         self._q.put(("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?)", (req_id, idx, header, payload, time.time())))
 
     def function(self, name: str, spec: dict[str, Any]) -> None:
@@ -89,8 +89,8 @@ class Journal:
         for req_id, idx in self.query("SELECT req_id, idx FROM results"):
             finished.setdefault(req_id, set()).add(idx)
         return Restored(
-            apps=[tuple(r) for r in self.query("SELECT app_id, kind, name, state FROM apps")],  # type: ignore[misc]
-            requests=[tuple(r) for r in self.query(  # type: ignore[misc]
+            apps=[tuple(r) for r in self.query("SELECT app_id, kind, name, state FROM apps")],
+            requests=[tuple(r) for r in self.query(
                 "SELECT r.req_id, r.app_id, r.header, r.payload FROM requests r JOIN apps a USING (app_id) "
                 "WHERE a.state = 'running' ORDER BY r.created")],
             finished=finished,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -48,13 +49,11 @@ def _advertised(bind: str) -> str:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 
 def run(config: Config, bind: str, port: int, http_port: int | None, policy: str = "bin-pack") -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s planner %(levelname)s %(message)s")
+    logging.basicConfig(level=os.environ.get("GRANNY_LOG_LEVEL", "INFO").upper(), stream=sys.stderr, format="%(asctime)s planner %(levelname)s %(message)s")
     try:
         import uvloop
 

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,30 @@ from ..config import Config
 from ..errors import GrannyError, ProtocolError
 from ..transport import make_mac, verify_mac
 from ..wire import (
-    Cancel, Challenge, Done, FrameReader, GranuleExit, Heartbeat, Hello, Kind, KillGranule, Log, Message, Query, Reject,
-    Reply, Result, Role, Run, Status, Submit, Welcome, decode_header, encode_frame, encode_header, split_segments,
+    Cancel,
+    Challenge,
+    Done,
+    FrameReader,
+    GranuleExit,
+    Heartbeat,
+    Hello,
+    KillGranule,
+    Kind,
+    Log,
+    Message,
+    Query,
+    Reject,
+    Reply,
+    Result,
+    Role,
+    Run,
+    Status,
+    Submit,
+    Welcome,
+    decode_header,
+    encode_frame,
+    encode_header,
+    split_segments,
 )
 from ..wire.framing import Buffer
 from . import views
@@ -77,7 +100,7 @@ class Conn(asyncio.BufferedProtocol):
         self.closed = True
         self.server.on_lost(self)
 
-    def send(self, msg: Message, segments: list[Buffer] | tuple[Buffer, ...] = ()) -> None:
+    def send(self, msg: Message, segments: Sequence[Buffer] = ()) -> None:
         if not self.closed and self.transport is not None:
             self.transport.writelines(encode_frame(msg, segments))
 
@@ -342,7 +365,7 @@ class PlannerServer:
 
     async def committed(self) -> None:
         fut: asyncio.Future[None] = self.loop.create_future()
-        self.journal.after_commit(lambda: self.loop.call_soon_threadsafe(_set, fut))
+        self.journal.after_commit(lambda: _call_soon(self.loop, fut))
         await fut
 
     async def wait_call(self, req_id: str, timeout: float) -> None:
@@ -375,6 +398,10 @@ class PlannerServer:
     def close(self) -> None:
         self._ticker.cancel()
         self.journal.close()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    loop.call_soon_threadsafe(_set, fut)
 
 
 def _set(fut: asyncio.Future[None]) -> None:

@@ -21,8 +21,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .lifecycle import (
-    APP_TRANSITIONS, GRANULE_TRANSITIONS, TASK_FINAL, TASK_TRANSITIONS, AppEvent, AppState, GranuleEvent,
-    GranuleState, TaskEvent, TaskState, transition,
+    APP_TRANSITIONS,
+    GRANULE_TRANSITIONS,
+    TASK_FINAL,
+    TASK_TRANSITIONS,
+    AppEvent,
+    AppState,
+    GranuleEvent,
+    GranuleState,
+    TaskEvent,
+    TaskState,
+    transition,
 )
 from .policies import HostView, NeverFits, Placement, PlacementRequest, Policy, binpack
 

@@ -9,7 +9,6 @@ loaded by granules and clients, and only after the handshake authenticated the p
 from __future__ import annotations
 
 import enum
-from typing import Union
 
 import msgspec
 
@@ -169,10 +168,10 @@ class GranuleExit(_Msg, tag="granule_exit"):
     exit_code: int = 0
 
 
-Message = Union[
-    Challenge, Hello, Welcome, Reject, Submit, Cancel, Query, Reply, Result, Log, Run, Done, Heartbeat, Spawn,
-    KillGranule, GranuleExit,
-]
+Message = (
+    Challenge | Hello | Welcome | Reject | Submit | Cancel | Query | Reply | Result | Log | Run | Done | Heartbeat
+    | Spawn | KillGranule | GranuleExit
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)

@@ -135,7 +135,8 @@ class Worker:
                 self.connected.clear()
                 if self.stopping:
                     break
-                print(f"worker {self.host_id}: lost the planner; reconnecting", file=sys.stderr, flush=True)
+                if os.environ.get("GRANNY_LOG_LEVEL", "INFO").upper() in ("INFO", "DEBUG", "WARNING"):
+                    print(f"worker {self.host_id}: lost the planner; reconnecting", file=sys.stderr, flush=True)
                 self._connect(first=False)
                 continue
             if isinstance(msg, KillGranule):

@@ -28,6 +28,7 @@ from ..config import ENV_SECRET, parse_address
 from ..errors import ConnectionLostError, GrannyError
 from ..transport import BlockingConn, client_handshake, connect_tcp
 from ..wire import Done, Kind, Log, Role, Run, Status, split_segments
+from ..wire.framing import Buffer
 
 ENV_PLANNER = "GRANNY_PLANNER"
 ENV_HOST_ID = "GRANNY_HOST_ID"
@@ -96,14 +97,14 @@ class Granule:
                 if msg.kind is Kind.SCRIPT:
                     return  # a script may leave any state behind: the next task gets a fresh fork
 
-    def _reply(self, run: Run, done: Done, segments: list[serde.Buffer]) -> None:
+    def _reply(self, run: Run, done: Done, segments: list[Buffer]) -> None:
         try:
             self.conn.send(done, segments)
         except ConnectionLostError:
             self.conn = self._connect(f"{run.req_id}:{run.index}")
             self.conn.send(done, segments)
 
-    def execute(self, run: Run, body: memoryview) -> tuple[Done, list[serde.Buffer]]:
+    def execute(self, run: Run, body: memoryview) -> tuple[Done, list[Buffer]]:
         segs = split_segments(body, run.segs)
         os.environ.update(GRANNY_APP_ID=run.app_id, GRANNY_INDEX=str(run.index), GRANNY_SIZE=str(run.n),
                           GRANNY_REQ_ID=run.req_id)
@@ -121,7 +122,7 @@ class Granule:
             err.flush()
             sys.stdout, sys.stderr, sys.argv = saved
 
-    def _run_kind(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[serde.Buffer]]:
+    def _run_kind(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
         ok = Done(req_id=run.req_id, index=run.index, status=Status.OK)
         try:
             if run.kind is Kind.SCRIPT:
@@ -136,7 +137,7 @@ class Granule:
         except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
             return _error_done(run, exc, limit=run.memory_limit)
         try:
-            payload = [msgspec.json.encode(value)] if run.kind is Kind.NAMED else serde.dumps(value)
+            payload: list[Buffer] = [msgspec.json.encode(value)] if run.kind is Kind.NAMED else serde.dumps(value)
         except BaseException as exc:  # noqa: BLE001
             msg = f"the return value of type {type(value).__name__} could not be serialised: {exc}"
             return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="unpicklable_result",
@@ -153,7 +154,7 @@ class Granule:
         assert fn is not None
         return fn
 
-    def _run_script(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[serde.Buffer]]:
+    def _run_script(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
         path = run.name or "<script>"
         sys.argv = [path, *run.argv]
         script_dir = os.path.dirname(os.path.abspath(path))
@@ -196,7 +197,7 @@ def _load_named(spec: dict[str, Any]) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
-def _error_done(run: Run, exc: BaseException, limit: int) -> tuple[Done, list[serde.Buffer]]:
+def _error_done(run: Run, exc: BaseException, limit: int) -> tuple[Done, list[Buffer]]:
     tb = exc.__traceback__
     text = "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb else None))
     message = f"{type(exc).__name__}: {exc}"
