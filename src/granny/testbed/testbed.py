@@ -63,6 +63,8 @@ def parse_subnet(subnet: str) -> str:
 class Testbed:
     """N hosts (network namespaces) with a worker each, a planner, and emulated links."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, hosts: int | list[str] | None = None, *, slots: int | None = None,
                  topology: Topology | str | Path | None = None, latency: str | float | None = None,
                  jitter: str | float | None = None, bandwidth: str | int | None = None,

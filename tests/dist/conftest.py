@@ -1,0 +1,83 @@
+"""Fixtures for multi-host tests on the namespace testbed (granny.testbed). They need root.
+
+    @pytest.mark.testbed(hosts=3, slots=2, heartbeat_timeout=2.0, latency="1ms")
+    def test_something(testbed: Testbed) -> None:
+        client = granny.connect(testbed.address, testbed.token)
+
+The marker's keyword arguments go to granny.testbed.Testbed (granny=False: network only).  Tests
+use their own name prefix, subnet and state directory, so a testbed someone brought up by hand
+with `granny testbed up` is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from granny.testbed import Testbed
+
+PREFIX = "gtyt"
+SUBNET = "10.78.0.0/24"
+T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "testbed(**kwargs): options of the `testbed` fixture (granny.testbed.Testbed)")
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the testbed needs root (network namespaces, veth, tc): run tests/dist as root")
+    for tool, package in (("ip", "iproute2"), ("tc", "iproute2"), ("gcc", "gcc")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"the testbed needs `{tool}`: apt-get install {package}")
+    if not os.path.exists("/dev/net/tun"):
+        pytest.skip("the testbed needs /dev/net/tun (kernel TUN support)")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll predicate until it returns something truthy; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)  # polling with a deadline
+
+
+@pytest.fixture
+def testbed_factory(tmp_path: Path) -> Iterator[Callable[..., Testbed]]:
+    """Make testbeds with the test prefix/subnet; every one made is torn down at the end."""
+    made: list[Testbed] = []
+
+    def make(**kwargs: Any) -> Testbed:
+        require_root()
+        options: dict[str, Any] = {"prefix": PREFIX, "subnet": SUBNET, "state_dir": tmp_path / "testbed",
+                                   "ready_timeout": 60.0, **kwargs}
+        tb = Testbed(**options)
+        made.append(tb)
+        return tb.up()
+
+    try:
+        yield make
+    finally:
+        for tb in made:
+            tb.down()
+
+
+@pytest.fixture
+def testbed(request: pytest.FixtureRequest, testbed_factory: Callable[..., Testbed]) -> Testbed:
+    """A running testbed (.address, .token, .hosts); options from @pytest.mark.testbed(...)."""
+    marker = request.node.get_closest_marker("testbed")
+    kwargs: dict[str, Any] = {"hosts": 3, "slots": 1, "heartbeat_timeout": 2.0}
+    if marker is not None:
+        kwargs.update(marker.kwargs)
+    return testbed_factory(**kwargs)
