@@ -24,7 +24,7 @@ from typing import Any
 from . import serde
 from .config import ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes
 from .errors import ERROR_KINDS, AuthError, ConfigError, ConnectionLostError, GrannyError, RemoteError
-from .transport import BlockingConn, client_handshake, connect_tcp
+from .transport import BlockingConn, dial
 from .wire import Cancel, Kind, Log, Query, Reply, Result, Role, Status, Submit, split_segments
 from .wire.framing import Buffer
 
@@ -85,6 +85,7 @@ class Client:
         self._prefix = uuid.uuid4().hex[:10]
         self._queries: dict[int, tuple[threading.Event, list[Reply]]] = {}
         self._closed = False
+        self._unix = ""
         self._conn = self._connect(deadline=time.monotonic() + 10.0)
         self._reader = threading.Thread(target=self._read_loop, name="granny-client", daemon=True)
         self._reader.start()
@@ -94,8 +95,8 @@ class Client:
         delay = 0.02
         while True:
             try:
-                conn = BlockingConn(connect_tcp(*self._addr))
-                client_handshake(conn, Role.CLIENT, self._token, app_id=self.app_id, pid=os.getpid())
+                conn, _, self._unix = dial(self._addr, Role.CLIENT, self._token, self._unix, app_id=self.app_id,
+                                           pid=os.getpid())
                 return conn
             except AuthError:
                 raise

@@ -104,11 +104,11 @@ def test_unpicklable_return_value(client: granny.Client) -> None:
 
 def test_full_cluster_queues_then_runs(client: granny.Client, tmp_path: Path) -> None:
     gate = str(tmp_path / "gate")
-    futures = [client.submit(block_until, gate) for _ in range(5)]  # 2 slots: 3 must queue
+    futures = [client.submit(block_until, gate) for _ in range(6)]  # 2 slots (+2 prefetched): 2 must queue
     queue = wait_for(lambda: client.query("queue"), what="queued requests")
     assert len(queue) >= 1 and all(not f.done() for f in futures)
     Path(gate).touch()
-    assert [f.result(timeout=30) for f in futures] == ["local"] * 5
+    assert [f.result(timeout=30) for f in futures] == ["local"] * 6
     assert client.query("queue") == []
 
 
@@ -191,3 +191,16 @@ def test_client_close_cancels_pending(cluster: LocalCluster, tmp_path: Path) -> 
     c.close()
     with pytest.raises(granny.GrannyError):
         fut.result(timeout=10)
+
+
+def test_cancel_prefetched_task_spares_the_running_one(client: granny.Client, tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
+    running = [client.submit(block_until, gate) for _ in range(2)]
+    wait_for(lambda: sum(a["tasks"].get("running", 0) for a in client.apps()) >= 2, what="two running")
+    prefetched = [client.submit(block_until, gate) for _ in range(2)]  # sit behind the running ones
+    wait_for(lambda: sum(a["tasks"].get("running", 0) for a in client.apps()) >= 4, what="two prefetched")
+    assert prefetched[0].cancel()
+    Path(gate).touch()
+    assert [f.result(timeout=30) for f in running] == ["local", "local"]  # not killed by the cancel
+    assert prefetched[1].result(timeout=30) == "local"
+    assert prefetched[0].cancelled()

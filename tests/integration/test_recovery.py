@@ -40,12 +40,12 @@ def restart_planner(cluster: LocalCluster) -> subprocess.Popen[bytes]:
 
 def test_planner_kill9_loses_no_accepted_work(client: granny.Client, cluster: LocalCluster, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    futures = [client.submit(block_until, str(gate)) for _ in range(4)]  # 2 run, 2 queue
+    futures = [client.submit(block_until, str(gate)) for _ in range(6)]  # 2 run, 2 prefetched, 2 queue
     wait_for(lambda: len(client.query("queue")) >= 1, what="queued work")
     restart_planner(cluster)
     gate.touch()
     # Running work finished across the restart and queued work was re-dispatched: all four results.
-    assert [f.result(timeout=60) for f in futures] == ["local"] * 4
+    assert [f.result(timeout=60) for f in futures] == ["local"] * 6
     assert client.submit(pow, 2, 4).result(timeout=30) == 16
     assert [h.alive for h in client.hosts()] == [True]  # the worker re-registered by itself
 

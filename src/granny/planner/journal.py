@@ -1,8 +1,10 @@
 """The planner's journal: every accepted submission and every finished result, in SQLite.
 
-Theory of operation: the event loop never waits on the disk. It appends records to a queue; one
-writer thread drains everything queued, writes it in one transaction (group commit) and then runs
-the callbacks that were waiting for durability (an HTTP 202, say). WAL mode with ``synchronous=NORMAL``
+Theory of operation: the event loop never waits on the disk. It appends records to a list and hands
+the list to one writer thread at most every ``FLUSH_INTERVAL`` (or at once when someone waits for
+durability); the writer writes each batch in one transaction (group commit) and then runs the
+callbacks that were waiting for it (an HTTP 202, say). Batching keeps the writer from waking, and
+taking the GIL, once per record. WAL mode with ``synchronous=NORMAL``
 survives ``kill -9`` of the planner: a committed transaction is in the WAL file, and the OS keeps it
 even though the process is gone. Python clients do not wait for the commit: they keep every payload
 until its result arrives and resubmit after a reconnect, and submission is idempotent by request id.
@@ -10,6 +12,7 @@ until its result arrives and resubmit after a reconnect, and submission is idemp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import sqlite3
@@ -43,41 +46,66 @@ class Restored:
     functions: dict[str, dict[str, Any]]
 
 
+FLUSH_INTERVAL = 0.005
+
+Record = tuple[str, tuple[Any, ...]]
+
+
 class Journal:
-    def __init__(self, path: Path) -> None:
+    """Not thread-safe for writers: records are added from the event loop thread only."""
+
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        self._q: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | Callable[[], None] | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[list[Record | Callable[[], None]] | None] = queue.SimpleQueue()
+        self._batch: list[Record | Callable[[], None]] = []
+        self._loop = loop
+        self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()  # serialises the writer with synchronous reads
         self._thread = threading.Thread(target=self._run, name="granny-journal", daemon=True)
         self._thread.start()
 
+    def _put(self, item: Record | Callable[[], None], now: bool = False) -> None:
+        self._batch.append(item)
+        if now or self._loop is None:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self._loop.call_later(FLUSH_INTERVAL, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._q.put(batch)
+
     # --- writes (any thread, never block) ---------------------------------------------------------
     def app(self, app_id: str, kind: str, name: str, state: str) -> None:
         now = time.time()
-        self._q.put(("INSERT INTO apps VALUES (?,?,?,?,?,?) ON CONFLICT(app_id) DO UPDATE SET state=excluded.state, "
+        self._put(("INSERT INTO apps VALUES (?,?,?,?,?,?) ON CONFLICT(app_id) DO UPDATE SET state=excluded.state, "
                      "updated=excluded.updated", (app_id, kind, name, state, now, now)))
 
     def request(self, req_id: str, app_id: str, header: bytes, payload: bytes | memoryview) -> None:
-        self._q.put(("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?)", (req_id, app_id, header, payload, time.time())))
+        self._put(("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?)", (req_id, app_id, header, payload, time.time())))
 
     def result(self, req_id: str, idx: int, header: bytes, payload: bytes | memoryview) -> None:
-        self._q.put(("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?)", (req_id, idx, header, payload, time.time())))
+        self._put(("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?)", (req_id, idx, header, payload, time.time())))
 
     def function(self, name: str, spec: dict[str, Any]) -> None:
-        self._q.put(("INSERT OR REPLACE INTO functions VALUES (?,?,?)", (name, json.dumps(spec), time.time())))
+        self._put(("INSERT OR REPLACE INTO functions VALUES (?,?,?)", (name, json.dumps(spec), time.time())))
 
     def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str) -> None:
-        self._q.put(("INSERT INTO logs (app_id, req_id, idx, stream, data) VALUES (?,?,?,?,?)",
+        self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data) VALUES (?,?,?,?,?)",
                      (app_id, req_id, idx, stream, data)))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the writer thread once everything queued before it is committed."""
-        self._q.put(callback)
+        self._put(callback, now=True)
 
     # --- reads (synchronous; rare: start-up, status queries) ----------------------------------------
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -98,6 +126,7 @@ class Journal:
         )
 
     def close(self) -> None:
+        self.flush()
         self._q.put(None)
         self._thread.join(timeout=10)
         self._db.close()
@@ -105,23 +134,25 @@ class Journal:
     # --- the writer thread --------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            items = [self._q.get()]
+            batches = [self._q.get()]
             while True:
                 try:
-                    items.append(self._q.get_nowait())
+                    batches.append(self._q.get_nowait())
                 except queue.Empty:
                     break
             callbacks: list[Callable[[], None]] = []
             stop = False
             with self._lock:
                 self._db.execute("BEGIN")
-                for item in items:
-                    if item is None:
+                for batch in batches:
+                    if batch is None:
                         stop = True
-                    elif callable(item):
-                        callbacks.append(item)
-                    else:
-                        self._db.execute(item[0], item[1])
+                        continue
+                    for item in batch:
+                        if callable(item):
+                            callbacks.append(item)
+                        else:
+                            self._db.execute(item[0], item[1])
                 self._db.execute("COMMIT")
             for cb in callbacks:
                 cb()

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import GrannyError, ProtocolError
-from ..transport import make_mac, verify_mac
+from ..transport import local_id, make_mac, verify_mac
 from ..wire import (
     Cancel,
     Challenge,
@@ -49,12 +49,13 @@ from ..wire import (
     encode_header,
     split_segments,
 )
+from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from . import views
 from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
 from .policies import POLICIES
-from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState
+from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip
 
 log = logging.getLogger("granny.planner")
 
@@ -77,7 +78,7 @@ class Conn(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.peer = str(transport.get_extra_info("peername"))
         self.send(Challenge(nonce=self.nonce))
@@ -123,7 +124,8 @@ class PlannerServer:
         self.secret = secret
         self.token = token
         self.state = PlannerState(config.heartbeat_timeout, POLICIES[policy])
-        self.journal = Journal(config.journal_path)
+        self.loop = asyncio.get_running_loop()
+        self.journal = Journal(config.journal_path, self.loop)
         self.payloads: dict[str, Payload] = {}
         self.workers: dict[str, Conn] = {}
         self.granule_conns: dict[str, Conn] = {}
@@ -132,8 +134,9 @@ class PlannerServer:
         self.recent: dict[tuple[str, int], tuple[Result, bytes]] = {}
         self.functions: dict[str, dict[str, Any]] = {}
         self._delivered: set[str] = set()
+        self.unix_path = ""  # set by main once the Unix socket listens
+        self.local_id = local_id()
         self.started = time.time()
-        self.loop = asyncio.get_running_loop()
         self._restore()
         self._ticker = self.loop.create_task(self._tick_forever())
 
@@ -150,7 +153,7 @@ class PlannerServer:
             if len(done) >= sub.n:
                 continue
             kind, name = kinds.get(app_id, ("functions", ""))
-            self.state.restore(req_id, app_id, sub.n, done, kind, name)
+            self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT)
             self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
             count += 1
         if count:
@@ -196,7 +199,8 @@ class PlannerServer:
             raise ProtocolError(f"authentication failed for a {msg.role.value} from {conn.peer}")
         conn.role, conn.name, conn.host_id = msg.role, msg.name, msg.host_id
         conn.app_id = msg.app_id or f"app-{uuid.uuid4().hex[:12]}"
-        conn.send(Welcome(mac=make_mac(key, msg.nonce), app_id=conn.app_id))
+        conn.send(Welcome(mac=make_mac(key, msg.nonce), app_id=conn.app_id, local_path=self.unix_path,
+                          local_id=self.local_id if self.unix_path else ""))
         now = self.loop.time()
         if msg.role is Role.WORKER:
             old = self.workers.get(msg.name)
@@ -254,7 +258,8 @@ class PlannerServer:
         if msg.app_id not in self.state.apps:
             self.journal.app(msg.app_id, app_kind, msg.name, AppState.RUNNING.value)
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), body)
-        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name))
+        prefetch = msg.kind is not Kind.SCRIPT
+        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch))
 
     def _resend_finished(self, conn: Conn | None, req_id: str) -> None:
         if conn is None:
@@ -336,6 +341,10 @@ class PlannerServer:
                 worker = self.workers.get(action.host_id)
                 if worker is not None:
                     worker.send(KillGranule(granule_id=action.granule_id, reason=action.reason))
+            elif isinstance(action, Skip):
+                conn = self.granule_conns.get(action.granule_id)
+                if conn is not None:
+                    conn.send(SkipMsg(req_id=action.req_id, index=action.index))
             elif isinstance(action, AppChanged):
                 app = self.state.apps[action.app_id]
                 self.journal.app(app.app_id, app.kind, app.name, action.state.value)

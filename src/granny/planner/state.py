@@ -8,6 +8,10 @@ Theory of operation
   never starved by a stream of small ones.
 - Slot use is derived, never stored: a host's free capacity is ``min(slots - busy, idle granules)``,
   so a host whose crashed granule is still being replaced simply has less room for a moment.
+- Prefetch: a granule busy with a short-request task (a function call, ``n == 1``) may be handed
+  one more such task while the queue is not empty, so it never idles for a planner round trip
+  between calls. A prefetched task has not started; if its granule dies it goes back to the front
+  of the queue instead of failing, and cancelling it sends a Skip instead of killing the granule.
 - A task is finished exactly once. A second report for a finished task (a duplicate after a planner
   restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
@@ -63,12 +67,21 @@ class Kill:
 
 
 @dataclass(frozen=True)
+class Skip:
+    """Tell a granule not to start a prefetched task that was cancelled."""
+
+    granule_id: str
+    req_id: str
+    index: int
+
+
+@dataclass(frozen=True)
 class AppChanged:
     app_id: str
     state: AppState
 
 
-Action = Dispatch | Fail | Kill | AppChanged
+Action = Dispatch | Fail | Kill | Skip | AppChanged
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -77,8 +90,13 @@ class Granule:
     granule_id: str
     host_id: str
     state: GranuleState = GranuleState.IDLE
-    task: tuple[str, int] | None = None
+    tasks: list[tuple[str, int]] = field(default_factory=list)  # [running, prefetched...]
     connected: bool = True
+
+    @property
+    def task(self) -> tuple[str, int] | None:
+        """The task running now (the first assigned one)."""
+        return self.tasks[0] if self.tasks else None
 
     def to(self, event: GranuleEvent) -> None:
         self.state = transition(GRANULE_TRANSITIONS, self.state, event, f"granule {self.granule_id}")
@@ -112,6 +130,7 @@ class Request:
     app_id: str
     n: int
     tasks: list[Task]
+    prefetch: bool = False  # a short call that may wait behind another on a busy granule
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)
@@ -156,8 +175,8 @@ class PlannerState:
             return [Kill(host_id, granule_id, "its host is not registered")]
         granule = Granule(granule_id, host_id)
         old = self.granules.get(granule_id)
-        if old is not None and old.state is GranuleState.BUSY and old.task is not None:
-            granule.state, granule.task = GranuleState.BUSY, old.task
+        if old is not None and old.state is GranuleState.BUSY and old.tasks:
+            granule.state, granule.tasks = GranuleState.BUSY, old.tasks
         elif busy is not None:
             req = self.requests.get(busy[0])
             task = req.tasks[busy[1]] if req is not None and 0 <= busy[1] < req.n else None
@@ -165,7 +184,7 @@ class PlannerState:
                 # Work journaled before a planner restart that this granule is still running.
                 task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, busy[0])
                 task.granule_id, task.host_id = granule_id, host_id
-                granule.state, granule.task = GranuleState.BUSY, busy
+                granule.state, granule.tasks = GranuleState.BUSY, [busy]
         host.granules[granule_id] = granule
         self.granules[granule_id] = granule
         return self.schedule()
@@ -182,13 +201,25 @@ class PlannerState:
         host = self.hosts.get(granule.host_id)
         if host is not None:
             host.granules.pop(granule_id, None)
-        actions: list[Action] = []
-        if granule.task is not None:
-            req_id, index = granule.task
-            msg = f"granule {granule_id} on host {granule.host_id} died: {cause}"
-            actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, "crashed", msg, granule.host_id))
-        granule.to(GranuleEvent.EXIT)
+        msg = f"granule {granule_id} on host {granule.host_id} died: {cause}"
+        actions = self._lose_granule(granule, "crashed", msg)
         return actions + self.schedule()
+
+    def _lose_granule(self, granule: Granule, kind: str, why: str) -> list[Action]:
+        """The running task fails; prefetched ones never started, so they go back to the queue."""
+        actions: list[Action] = []
+        running, waiting = granule.tasks[:1], granule.tasks[1:]
+        granule.tasks = []
+        for req_id, index in running:
+            actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, why, granule.host_id))
+        for req_id, index in reversed(waiting):
+            task = self.requests[req_id].tasks[index]
+            if task.state is TaskState.RUNNING:
+                task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, req_id)
+                task.granule_id = task.host_id = ""
+                self.queue.appendleft(req_id)
+        granule.to(GranuleEvent.EXIT)
+        return actions
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -203,31 +234,30 @@ class PlannerState:
         actions: list[Action] = []
         for granule in list(host.granules.values()):
             self.granules.pop(granule.granule_id, None)
-            if granule.task is not None:
-                req_id, index = granule.task
-                actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, "host_died", why, host.host_id))
-            granule.to(GranuleEvent.EXIT)
+            actions += self._lose_granule(granule, "host_died", why)
         host.granules.clear()
         return actions
 
     # --- requests ---------------------------------------------------------------------------
-    def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "") -> list[Action]:
+    def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
+               prefetch: bool = False) -> list[Action]:
         if req_id in self.requests:
             return []  # a client resubmitting after a reconnect: already known
         app = self.apps.get(app_id)
         if app is None:
             app = self.apps[app_id] = App(app_id, app_kind, name)
         app.requests.append(req_id)
-        self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)])
+        self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1)
         self.queue.append(req_id)
         return self.schedule()
 
-    def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str) -> None:
+    def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str,
+                prefetch: bool = False) -> None:
         """Load a journaled request after a restart. It is not queued yet: granules still running its
         tasks get a grace period to report them (see :meth:`requeue_restored`)."""
         app = self.apps.setdefault(app_id, App(app_id, app_kind, name))
         app.requests.append(req_id)
-        req = Request(req_id, app_id, n, [Task() for _ in range(n)])
+        req = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1)
         for index in finished:
             if 0 <= index < n:
                 req.tasks[index].state = TaskState.SUCCEEDED
@@ -244,9 +274,10 @@ class PlannerState:
     def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
         """A granule reported. Returns (accepted, actions); a duplicate report is not accepted."""
         granule = self.granules.get(granule_id)
-        if granule is not None and granule.task == (req_id, index):
-            granule.task = None
-            granule.to(GranuleEvent.RELEASE)
+        if granule is not None and (req_id, index) in granule.tasks:
+            granule.tasks.remove((req_id, index))
+            if not granule.tasks:
+                granule.to(GranuleEvent.RELEASE)
         req = self.requests.get(req_id)
         if req is None or not 0 <= index < req.n or req.tasks[index].state is not TaskState.RUNNING:
             return False, self.schedule()
@@ -279,14 +310,16 @@ class PlannerState:
         was_running = task.state is TaskState.RUNNING
         task.state = transition(TASK_TRANSITIONS, task.state, event, f"task {req_id}[{index}]")
         actions: list[Action] = [fail] if fail is not None else []
-        if was_running and event is not TaskEvent.SUCCEED:
+        if was_running and event is TaskEvent.CANCEL:
             granule = self.granules.get(task.granule_id)
-            if granule is not None and granule.task == (req_id, index) and event is TaskEvent.CANCEL:
+            if granule is not None and granule.task == (req_id, index):
                 # The granule stays busy until it is really gone; its exit frees the slot.
                 actions.append(Kill(granule.host_id, granule.granule_id, "cancelled"))
-                granule.task = None
-        if req.final():
-            self._drop_from_queue(req_id)
+                granule.tasks = [t for t in granule.tasks if t != (req_id, index)]
+                for other in list(granule.tasks):  # prefetched behind it: they must not die with it
+                    actions += self._unprefetch(granule, other)
+            elif granule is not None and (req_id, index) in granule.tasks:
+                actions += self._unprefetch(granule, (req_id, index), requeue=False)
         app = self.apps[req.app_id]
         if app.state is AppState.RUNNING and app.kind == "script":
             if event is not TaskEvent.SUCCEED and event is not TaskEvent.CANCEL:
@@ -310,11 +343,17 @@ class PlannerState:
                                             Fail(rid, index, "cancelled", "another granule of this app failed"))
         return actions
 
-    def _drop_from_queue(self, req_id: str) -> None:
-        if self.queue and self.queue[0] == req_id:
-            self.queue.popleft()
-        elif req_id in self.queue:
-            self.queue.remove(req_id)
+    def _unprefetch(self, granule: Granule, key: tuple[str, int], requeue: bool = True) -> list[Action]:
+        """Take a not-yet-started task back from a granule (Skip), and queue it again if still wanted."""
+        if key in granule.tasks:
+            granule.tasks.remove(key)
+        actions: list[Action] = [Skip(granule.granule_id, *key)]
+        task = self.requests[key[0]].tasks[key[1]]
+        if requeue and task.state is TaskState.RUNNING:
+            task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, key[0])
+            task.granule_id = task.host_id = ""
+            self.queue.appendleft(key[0])
+        return actions
 
     # --- placement --------------------------------------------------------------------------
     def schedule(self) -> list[Action]:
@@ -335,17 +374,35 @@ class PlannerState:
                                             Fail(req.req_id, i, "never_fits", decision.reason), cascade=False)
                 continue
             if not isinstance(decision, Placement):
+                if req.prefetch and self._prefetch(req, actions):
+                    continue
                 break
             self.queue.popleft()
             for index, host_id in zip(pending, decision.hosts, strict=True):
                 granule = self.hosts[host_id].idle()[0]
                 granule.to(GranuleEvent.ASSIGN)
-                granule.task = (req.req_id, index)
+                granule.tasks = [(req.req_id, index)]
                 task = req.tasks[index]
                 task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
                 task.granule_id, task.host_id = granule.granule_id, host_id
                 actions.append(Dispatch(granule.granule_id, req.req_id, index))
         return actions
+
+    def _prefetch(self, req: Request, actions: list[Action]) -> bool:
+        for host in self.hosts.values():
+            if not host.alive:
+                continue
+            for granule in host.granules.values():
+                if (granule.connected and granule.state is GranuleState.BUSY and len(granule.tasks) == 1
+                        and self.requests[granule.tasks[0][0]].prefetch):
+                    self.queue.popleft()
+                    task = req.tasks[0]
+                    task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
+                    task.granule_id, task.host_id = granule.granule_id, host.host_id
+                    granule.tasks.append((req.req_id, 0))
+                    actions.append(Dispatch(granule.granule_id, req.req_id, 0))
+                    return True
+        return False
 
     def _view(self, host: Host, app_id: str) -> HostView:
         mine = sum(1 for g in host.granules.values() if g.task is not None and

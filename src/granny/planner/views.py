@@ -56,11 +56,15 @@ def app(p: PlannerServer, app_id: str) -> dict[str, Any]:
 
 def queue(p: PlannerServer) -> list[dict[str, Any]]:
     out = []
-    for position, rid in enumerate(p.state.queue):
+    position = 0
+    for rid in p.state.queue:
         req = p.state.requests[rid]
         waiting = sum(1 for t in req.tasks if t.state is TaskState.QUEUED)
+        if not waiting:
+            continue  # finished or placed; dropped from the queue lazily
         out.append({"position": position, "req_id": rid, "app_id": req.app_id, "granules": waiting})
-        if position >= 999:
+        position += 1
+        if position >= 1000:
             break
     return out
 

@@ -14,6 +14,7 @@ import sys
 
 from rich.console import Console
 
+from ..errors import GrannyError
 from . import lifecycle, probe, state
 from .errors import TestbedError
 from .testbed import Testbed
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return _dispatch(args, err)
-    except TestbedError as exc:
+    except GrannyError as exc:  # TestbedError, or ConfigError from a bad setting
         err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
         return 1
     except KeyboardInterrupt:

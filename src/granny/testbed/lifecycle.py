@@ -33,14 +33,17 @@ def _quiet(_: str) -> None:
 
 
 def up(st: State, *, port: int = 0, heartbeat_timeout: float | None = None, ready_timeout: float = 60.0,
-       log: Log = _quiet) -> State:
-    """Build everything described by st (whose procs/address/token are filled in) and save it."""
+       wipe_data: bool = False, log: Log = _quiet) -> State:
+    """Build everything described by st (whose procs/address/token are filled in) and save it.
+    wipe_data: empty the planner's data directory first (a fresh secret, token and journal)."""
     t0 = time.monotonic()
     layout = Layout(st.prefix, st.net)
     teardown(st.state_dir, st.prefix, log=log)
     with state.locked(st.state_dir):
         logs = Path(st.state_dir) / "logs"
         shutil.rmtree(logs, ignore_errors=True)
+        if wipe_data and st.data_dir:
+            shutil.rmtree(st.data_dir, ignore_errors=True)
         try:
             _up_locked(st, layout, logs, port, heartbeat_timeout, ready_timeout, log)
         except BaseException:

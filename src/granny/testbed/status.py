@@ -96,7 +96,9 @@ def render(st: State, console: Console) -> None:
         for i, ev in enumerate(topo.schedule):
             target = " - ".join(ev.target) if ev.target else "(defaults)"
             change = ", ".join(f"{k}={v}" for k, v in ev.spec.describe().items()
-                               if getattr(ev.spec, k) is not None)
+                               if getattr(ev.spec, k) is not None and k != "cut")
+            if ev.spec.cut is not None:
+                change = ", ".join(x for x in (change, "cut" if ev.spec.cut else "restore") if x)
             sched.add_row(f"{ev.at:g}s", target, change, "yes" if i < st.schedule_done else "pending")
         console.print(sched)
     console.print(f"delay stage: {delay_counters(st)}")

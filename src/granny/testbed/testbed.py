@@ -79,6 +79,7 @@ class Testbed:
         self._state = State(prefix=prefix, net=parse_subnet(subnet), state_dir=self.state_dir, topology=topo,
                             granny=granny, data_dir=str(Path(data_dir or Path(self.state_dir) / "planner").resolve()))
         self._port, self._heartbeat_timeout, self._ready_timeout = port, heartbeat_timeout, ready_timeout
+        self._wipe_data = data_dir is None  # our default data dir starts empty on every `up`
 
     @classmethod
     def attach(cls, state_dir: str | Path = DEFAULT_STATE_DIR) -> Testbed:
@@ -88,7 +89,7 @@ class Testbed:
             raise TestbedError(f"no testbed is up (no state in {state_dir}); run `granny testbed up`")
         tb = cls.__new__(cls)
         tb.state_dir, tb._state = st.state_dir, st
-        tb._port, tb._heartbeat_timeout, tb._ready_timeout = 0, None, 60.0
+        tb._port, tb._heartbeat_timeout, tb._ready_timeout, tb._wipe_data = 0, None, 60.0, False
         return tb
 
     # lifecycle ---------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ class Testbed:
         if not self._state.granny:
             self._state.data_dir = ""
         lifecycle.up(self._state, port=self._port, heartbeat_timeout=self._heartbeat_timeout,
-                     ready_timeout=self._ready_timeout, log=log)
+                     ready_timeout=self._ready_timeout, wipe_data=self._wipe_data, log=log)
         return self
 
     def down(self) -> None:

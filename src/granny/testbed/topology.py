@@ -119,8 +119,10 @@ class Topology:
         return [PLANNER, *self.hosts]
 
     def pair(self, a: str, b: str) -> LinkSpec:
-        """The resolved settings of the pair link between a and b (every field set)."""
-        spec = self.links.get(_key(a, b), LinkSpec())
+        """The resolved settings of the pair link between a and b (every field set).  Precedence:
+        the exact pair, then "a *", then "b *" (a before b alphabetically), then "* *", then defaults."""
+        a, b = _key(a, b)
+        spec = self.links.get((a, b), LinkSpec())
         for wild in (_key(a, ANY), _key(b, ANY), (ANY, ANY)):
             spec = spec.over(self.links.get(wild, LinkSpec()))
         return _unlimited(spec.over(self.defaults).over(ZERO))

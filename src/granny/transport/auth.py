@@ -14,9 +14,9 @@ import os
 from hashlib import sha256
 from typing import Any
 
-from ..errors import AuthError, ProtocolError
+from ..errors import AuthError, GrannyError, ProtocolError
 from ..wire import Challenge, Hello, Reject, Role, Welcome
-from .blocking import BlockingConn
+from .blocking import BlockingConn, connect_tcp, connect_unix, local_id
 
 
 def make_mac(key: str, *parts: bytes) -> bytes:
@@ -42,3 +42,39 @@ def client_handshake(conn: BlockingConn, role: Role, key: str, **fields: Any) ->
     if not verify_mac(key, reply.mac, nonce):
         raise AuthError("the planner could not prove it knows the key: wrong address or wrong token")
     return reply
+
+
+def dial(address: tuple[str, int], role: Role, key: str, unix_hint: str = "", **fields: Any
+         ) -> tuple[BlockingConn, Welcome, str]:
+    """Connect and authenticate, preferring the planner's Unix socket when it is really local.
+
+    Returns the connection, the planner's welcome and the Unix path to prefer next time ("" if
+    none). A wrong key raises AuthError at once; other failures raise OSError or ProtocolError.
+    """
+    if unix_hint:
+        try:
+            conn = BlockingConn(connect_unix(unix_hint))
+            return conn, _shake(conn, role, key, fields), unix_hint
+        except AuthError:
+            raise
+        except (OSError, GrannyError):
+            pass
+    conn = BlockingConn(connect_tcp(*address))
+    welcome = _shake(conn, role, key, fields)
+    if welcome.local_path and welcome.local_id and welcome.local_id == local_id():
+        try:
+            local = BlockingConn(connect_unix(welcome.local_path))
+            local_welcome = _shake(local, role, key, fields)
+        except (OSError, GrannyError):
+            return conn, welcome, ""
+        conn.close()
+        return local, local_welcome, welcome.local_path
+    return conn, welcome, ""
+
+
+def _shake(conn: BlockingConn, role: Role, key: str, fields: dict[str, Any]) -> Welcome:
+    try:
+        return client_handshake(conn, role, key, **fields)
+    except BaseException:
+        conn.close()
+        raise

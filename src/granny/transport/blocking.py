@@ -6,6 +6,8 @@ take a lock so several threads may send; exactly one thread may call :meth:`recv
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 import threading
 from collections import deque
@@ -21,6 +23,28 @@ def connect_tcp(host: str, port: int, timeout: float | None = 5.0) -> socket.soc
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def connect_unix(path: str, timeout: float | None = 5.0) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    return sock
+
+
+def local_id() -> str:
+    """Same value for two processes iff a Unix socket between them stays inside one network host."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/net').st_ino}:{os.stat('/proc/self/ns/mnt').st_ino}"
+    except OSError:
+        return ""
 
 
 class BlockingConn:
@@ -61,6 +85,13 @@ class BlockingConn:
                 self.close()
                 raise
         return self._pending.popleft()
+
+    def ready(self) -> bool:
+        """True if a frame can be received without blocking (one already parsed, or bytes waiting)."""
+        if self._pending:
+            return True
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
 
     def close(self) -> None:
         self.closed = True

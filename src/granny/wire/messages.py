@@ -60,6 +60,10 @@ class Hello(_Msg, tag="hello"):
 class Welcome(_Msg, tag="welcome"):
     mac: bytes  # HMAC(key, peer nonce): the server proves it knows the key too
     app_id: str = ""
+    # A peer on the same machine *and* in the same network namespace may switch to this Unix
+    # socket, which costs half of a loopback TCP round trip. Namespaced test hosts never match.
+    local_path: str = ""
+    local_id: str = ""
 
 
 class Reject(_Msg, tag="reject"):
@@ -136,6 +140,13 @@ class Run(_Msg, tag="run"):
     argv: list[str] = []
 
 
+class Skip(_Msg, tag="skip"):
+    """Do not start this prefetched task: it was cancelled before it began."""
+
+    req_id: str
+    index: int
+
+
 class Done(_Msg, tag="done"):
     req_id: str
     index: int
@@ -169,7 +180,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 
 
 Message = (
-    Challenge | Hello | Welcome | Reject | Submit | Cancel | Query | Reply | Result | Log | Run | Done | Heartbeat
+    Challenge | Hello | Welcome | Reject | Submit | Cancel | Query | Reply | Result | Log | Run | Skip | Done | Heartbeat
     | Spawn | KillGranule | GranuleExit
 )
 
@@ -191,6 +202,6 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 __all__ = [
     "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
-    "Message", "Query", "Reject", "Reply", "Result", "Role", "Run", "Spawn", "Status", "Submit", "Welcome",
+    "Message", "Query", "Reject", "Reply", "Result", "Role", "Run", "Skip", "Spawn", "Status", "Submit", "Welcome",
     "decode_header", "encode_header",
 ]

@@ -20,7 +20,7 @@ from typing import IO
 
 from ..config import ENV_SECRET, Config, parse_address
 from ..errors import AuthError, ConnectionLostError, GrannyError
-from ..transport import BlockingConn, client_handshake, connect_tcp
+from ..transport import BlockingConn, dial
 from ..wire import GranuleExit, Heartbeat, KillGranule, Role, Spawn
 from .granule import ENV_HOST_ID, ENV_PLANNER
 from .procutil import describe_status
@@ -35,6 +35,7 @@ class Worker:
         self.slots = slots
         self.host_id = host_id
         self.conn: BlockingConn | None = None
+        self.unix = ""  # the planner's Unix socket, when it runs in this network namespace
         self.connected = threading.Event()
         self.stopping = False
         self.kill_reasons: dict[str, str] = {}
@@ -63,7 +64,7 @@ class Worker:
                 self._seq += 1
                 gid = f"{self.host_id}-g{self._seq}"
                 self.live.add(gid)
-            self._zygote_cmd({"spawn": gid})
+            self._zygote_cmd({"spawn": gid, "unix": self.unix})
 
     def _zygote_events(self) -> None:
         for line in self.zout:
@@ -98,9 +99,8 @@ class Worker:
         deadline = time.monotonic() + self.config.reconnect_timeout
         while True:
             try:
-                conn = BlockingConn(connect_tcp(*self.address))
-                client_handshake(conn, Role.WORKER, self.secret, name=self.host_id, host_id=self.host_id,
-                                 pid=os.getpid(), slots=self.slots)
+                conn, _, self.unix = dial(self.address, Role.WORKER, self.secret, self.unix, name=self.host_id,
+                                          host_id=self.host_id, pid=os.getpid(), slots=self.slots)
                 self.conn = conn
                 self.connected.set()
                 return

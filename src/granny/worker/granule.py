@@ -17,6 +17,7 @@ import resource
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,12 +27,14 @@ import msgspec
 from .. import serde
 from ..config import ENV_SECRET, parse_address
 from ..errors import ConnectionLostError, GrannyError
-from ..transport import BlockingConn, client_handshake, connect_tcp
+from ..transport import BlockingConn, dial
 from ..wire import Done, Kind, Log, Role, Run, Status, split_segments
+from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 
 ENV_PLANNER = "GRANNY_PLANNER"
 ENV_HOST_ID = "GRANNY_HOST_ID"
+ENV_PLANNER_UNIX = "GRANNY_PLANNER_UNIX"
 RECONNECT_TIMEOUT = 30.0
 
 
@@ -67,6 +70,7 @@ class Granule:
         self.address = parse_address(os.environ[ENV_PLANNER], ENV_PLANNER)
         self.secret = os.environ[ENV_SECRET]
         self.functions: dict[str, Callable[..., Any]] = {}
+        self.unix = os.environ.get(ENV_PLANNER_UNIX, "")
         self.conn = self._connect("")
 
     def _connect(self, busy_task: str) -> BlockingConn:
@@ -74,9 +78,8 @@ class Granule:
         delay = 0.02
         while True:
             try:
-                conn = BlockingConn(connect_tcp(*self.address))
-                client_handshake(conn, Role.GRANULE, self.secret, name=self.granule_id, host_id=self.host_id,
-                                 pid=os.getpid(), busy_task=busy_task)
+                conn, _, self.unix = dial(self.address, Role.GRANULE, self.secret, self.unix, name=self.granule_id,
+                                          host_id=self.host_id, pid=os.getpid(), busy_task=busy_task)
                 return conn
             except (OSError, GrannyError):
                 if time.monotonic() > deadline:
@@ -85,24 +88,41 @@ class Granule:
                 delay = min(delay * 2, 0.5)
 
     def serve(self) -> None:
+        runs: deque[tuple[Run, memoryview]] = deque()
+        skipped: set[tuple[str, int]] = set()
         while True:
             try:
-                msg, body = self.conn.recv()
+                # Block only when there is nothing to run; otherwise just take what already arrived,
+                # so a Skip for a prefetched task is seen before that task starts.
+                while not runs or self.conn.ready():
+                    msg, body = self.conn.recv()
+                    if isinstance(msg, Run):
+                        runs.append((msg, body))
+                    elif isinstance(msg, SkipMsg):
+                        skipped.add((msg.req_id, msg.index))
             except ConnectionLostError:
+                runs.clear()  # the planner re-dispatches what it had prefetched here
                 self.conn = self._connect("")
                 continue
-            if isinstance(msg, Run):
-                done, segments = self.execute(msg, body)
-                self._reply(msg, done, segments)
-                if msg.kind is Kind.SCRIPT:
-                    return  # a script may leave any state behind: the next task gets a fresh fork
+            run, body = runs.popleft()
+            if (run.req_id, run.index) in skipped:
+                skipped.discard((run.req_id, run.index))
+                continue
+            done, segments = self.execute(run, body)
+            if not self._reply(run, done, segments):
+                runs.clear()  # a new planner took over: it re-dispatches what was prefetched here
+            if run.kind is Kind.SCRIPT:
+                return  # a script may leave any state behind: the next task gets a fresh fork
 
-    def _reply(self, run: Run, done: Done, segments: list[Buffer]) -> None:
+    def _reply(self, run: Run, done: Done, segments: list[Buffer]) -> bool:
+        """Send Done; False if that took a reconnect (announcing the finished task first)."""
         try:
             self.conn.send(done, segments)
+            return True
         except ConnectionLostError:
             self.conn = self._connect(f"{run.req_id}:{run.index}")
             self.conn.send(done, segments)
+            return False
 
     def execute(self, run: Run, body: memoryview) -> tuple[Done, list[Buffer]]:
         segs = split_segments(body, run.segs)

@@ -54,7 +54,7 @@ def main() -> None:
                 line, buf = buf.split(b"\n", 1)
                 cmd = json.loads(line)
                 if "spawn" in cmd:
-                    pid = _fork_granule(cmd["spawn"], [cmd_in.fileno(), out_fd, rfd, wfd])
+                    pid = _fork_granule(cmd["spawn"], cmd.get("unix", ""), [cmd_in.fileno(), out_fd, rfd, wfd])
                     children[pid] = cmd["spawn"]
                     emit({"spawned": cmd["spawn"], "pid": pid})
                 elif "kill" in cmd:
@@ -83,7 +83,7 @@ def _reap(children: dict[int, str], emit: object) -> None:
             emit({"exit": gid, "pid": pid, "status": status})  # type: ignore[operator]
 
 
-def _fork_granule(granule_id: str, close_fds: list[int]) -> int:
+def _fork_granule(granule_id: str, unix_path: str, close_fds: list[int]) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -99,6 +99,7 @@ def _fork_granule(granule_id: str, close_fds: list[int]) -> int:
         from .procutil import die_with_parent
 
         die_with_parent()
+        os.environ["GRANNY_PLANNER_UNIX"] = unix_path
         granule_main(granule_id)
     except BaseException:
         import traceback
