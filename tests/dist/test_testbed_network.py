@@ -183,5 +183,5 @@ def test_cli_rejects_bad_settings(tmp_path: Path, bad: str) -> None:
     out = subprocess.run([sys.executable, "-m", "granny.testbed", "--state-dir", str(tmp_path), "up", "--hosts",
                           "1", "--no-granny", "--prefix", PREFIX, bad], capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
-    assert "error" in out.stderr
+    assert "error:" in out.stderr and "Traceback" not in out.stderr
     assert namespaces(PREFIX) == []

@@ -185,46 +185,67 @@ static uint16_t fold(uint32_t acc) {
 
 static void put16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)(v >> 8); p[1] = (unsigned char)v; }
 
-/* Loss must hit wire-sized packets, not 64 KiB TSO super-packets: split a TCPv4 GSO packet into
- * MSS-sized segments (as a NIC would) and admit each one on its own. */
+/* Loss must hit wire-sized packets, not 64 KiB TSO super-packets: decide loss per MSS-sized segment
+ * (as a NIC would cut them), and pass each run of surviving segments on as one (smaller) super-packet,
+ * so that a lossy pair costs little more than a clean one. */
+static void emit_run(int fd, const unsigned char *src, uint32_t a, uint32_t b, uint64_t now,
+                     const rule_t *r, unsigned s, unsigned d) {
+    static unsigned char o[65536 + 256];
+    struct virtio_net_hdr vh;
+    memcpy(&vh, src, sizeof vh);
+    const unsigned char *ip = src + hdr_len, *tcp = ip + (ip[0] & 15) * 4;
+    uint32_t ihl = (uint32_t)(ip[0] & 15) * 4u, hl = ihl + (uint32_t)(tcp[12] >> 4) * 4u, mss = vh.gso_size;
+    uint32_t payload = (uint32_t)(ip[2] << 8 | ip[3]) - hl, off = a * mss;
+    uint32_t end = b * mss < payload ? b * mss : payload, plen = end - off;
+    struct virtio_net_hdr oh = vh;
+    if (b - a == 1) { oh.gso_type = VIRTIO_NET_HDR_GSO_NONE; oh.gso_size = 0; }
+    memcpy(o, &oh, sizeof oh);
+    unsigned char *oip = o + hdr_len, *otcp = oip + ihl;
+    memcpy(oip, ip, hl);
+    memcpy(oip + hl, ip + hl + off, plen);
+    put16(oip + 2, (uint16_t)(hl + plen));
+    put16(oip + 4, (uint16_t)((ip[4] << 8 | ip[5]) + a));
+    put16(oip + 10, 0);
+    put16(oip + 10, (uint16_t)~fold(sum16(oip, ihl, 0)));
+    uint32_t sq = ((uint32_t)tcp[4] << 24 | (uint32_t)tcp[5] << 16 | (uint32_t)tcp[6] << 8 | tcp[7]) + off;
+    otcp[4] = (unsigned char)(sq >> 24); otcp[5] = (unsigned char)(sq >> 16);
+    otcp[6] = (unsigned char)(sq >> 8); otcp[7] = (unsigned char)sq;
+    if (end < payload) otcp[13] &= (unsigned char)~0x09; /* FIN, PSH only on the last */
+    if (a > 0) otcp[13] &= (unsigned char)~0x80;         /* CWR only on the first */
+    uint32_t tlen = hl - ihl + plen, pseudo = sum16(ip + 12, 8, 0) + 6u + tlen;
+    put16(otcp + 16, 0);
+    if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) put16(otcp + 16, fold(pseudo));
+    else put16(otcp + 16, (uint16_t)~fold(sum16(otcp, tlen, pseudo)));
+    admit(fd, o, (uint32_t)hdr_len + hl + plen, now, r, s, d);
+}
+
 static void split_tcp4(int fd, const unsigned char *src, uint32_t len, uint64_t now, const rule_t *r,
                        unsigned s, unsigned d) {
-    static unsigned char o[65536 + 256];
     struct virtio_net_hdr vh;
     memcpy(&vh, src, sizeof vh);
     const unsigned char *ip = src + hdr_len;
     uint32_t ihl = (uint32_t)(ip[0] & 15) * 4u;
     if (len < hdr_len + ihl + 20) return;
-    const unsigned char *tcp = ip + ihl;
-    uint32_t hl = ihl + (uint32_t)(tcp[12] >> 4) * 4u, mss = vh.gso_size;
-    if (mss == 0 || len < hdr_len + hl) return;
-    uint32_t payload = len - (uint32_t)hdr_len - hl;
-    uint32_t seq0 = (uint32_t)tcp[4] << 24 | (uint32_t)tcp[5] << 16 | (uint32_t)tcp[6] << 8 | tcp[7];
-    uint16_t id0 = (uint16_t)(ip[4] << 8 | ip[5]);
-    struct virtio_net_hdr oh = vh;
-    oh.gso_type = VIRTIO_NET_HDR_GSO_NONE;
-    oh.gso_size = 0;
-    memcpy(o, &oh, sizeof oh);
-    unsigned char *oip = o + hdr_len, *otcp = oip + ihl;
-    for (uint32_t off = 0, k = 0; off < payload; off += mss, k++) {
-        uint32_t seg = payload - off < mss ? payload - off : mss;
-        memcpy(oip, ip, hl);
-        memcpy(oip + hl, ip + hl + off, seg);
-        put16(oip + 2, (uint16_t)(hl + seg));
-        put16(oip + 4, (uint16_t)(id0 + k));
-        put16(oip + 10, 0);
-        put16(oip + 10, (uint16_t)~fold(sum16(oip, ihl, 0)));
-        uint32_t sq = seq0 + off;
-        otcp[4] = (unsigned char)(sq >> 24); otcp[5] = (unsigned char)(sq >> 16);
-        otcp[6] = (unsigned char)(sq >> 8); otcp[7] = (unsigned char)sq;
-        if (off + seg < payload) otcp[13] &= (unsigned char)~0x09; /* FIN, PSH only on the last */
-        if (k > 0) otcp[13] &= (unsigned char)~0x80;                /* CWR only on the first */
-        uint32_t tlen = hl - ihl + seg, pseudo = sum16(ip + 12, 8, 0) + 6u + tlen;
-        put16(otcp + 16, 0);
-        if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) put16(otcp + 16, fold(pseudo));
-        else put16(otcp + 16, (uint16_t)~fold(sum16(otcp, tlen, pseudo)));
-        admit(fd, o, (uint32_t)hdr_len + hl + seg, now, r, s, d);
+    uint32_t hl = ihl + (uint32_t)(ip[ihl + 12] >> 4) * 4u, mss = vh.gso_size;
+    uint32_t tot = (uint32_t)(ip[2] << 8 | ip[3]);
+    if (mss == 0 || len < hdr_len + hl || tot != len - hdr_len || tot < hl) return;
+    uint32_t nseg = (tot - hl + mss - 1) / mss, start = 0;
+    if (nseg == 0) { admit(fd, src, len, now, r, s, d); return; }
+    rule_t clean = *r;
+    clean.loss = 0;
+    int open = 0;
+    for (uint32_t k = 0; k < nseg; k++) {
+        if (next_rand() % 1000000000ull < r->loss) {
+            n_loss++;
+            if (open) emit_run(fd, src, start, k, now, &clean, s, d);
+            open = 0;
+        } else if (!open) {
+            open = 1;
+            start = k;
+        }
     }
+    if (open && start == 0) admit(fd, src, len, now, &clean, s, d); /* nothing lost: pass it whole */
+    else if (open) emit_run(fd, src, start, nseg, now, &clean, s, d);
 }
 
 /* Classify one packet read into buf: pass through what is not IPv4, apply cut, loss and delay. */
