@@ -87,6 +87,7 @@ ERROR_KINDS: dict[str, type[GrannyError]] = {
     "crashed": GranuleCrashedError,
     "unpicklable_result": ResultSerializationError,
     "cancelled": CancelledError,
+    "lost": ClusterError,
     "remote": RemoteError,
     "error": TaskError,
 }

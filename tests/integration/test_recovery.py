@@ -130,3 +130,21 @@ def test_granny_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.wait(timeout=20) == 0
     wait_for(lambda: not [p for p in children if psutil.pid_exists(p)
                           and psutil.Process(p).status() != psutil.STATUS_ZOMBIE], what="no stray processes")
+
+
+def test_large_payloads_survive_planner_kill9_through_client_resubmission(
+        client: granny.Client, cluster: LocalCluster, tmp_path: Path) -> None:
+    import numpy as np
+
+    gate = tmp_path / "gate"
+
+    def checksum(path: str, arr: np.ndarray) -> float:
+        block_until(path)
+        return float(arr.sum())
+
+    big = np.ones(1 << 18)  # 2 MiB: above the journal's inline limit, so only the client holds it
+    futures = [client.submit(checksum, str(gate), big * i) for i in range(6)]
+    wait_for(lambda: len(client.query("queue")) >= 1, what="queued work")
+    restart_planner(cluster)
+    gate.touch()
+    assert [f.result(timeout=60) for f in futures] == [float(big.sum() * i) for i in range(6)]

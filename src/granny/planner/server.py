@@ -59,6 +59,8 @@ from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip
 
 log = logging.getLogger("granny.planner")
 
+INLINE_MAX = 256 << 10  # payloads above this are not copied into the journal (see _submit)
+
 
 class Conn(asyncio.BufferedProtocol):
     """One peer connection. ``role`` is None until the handshake succeeds."""
@@ -74,6 +76,8 @@ class Conn(asyncio.BufferedProtocol):
         self.closed = False
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        self._out: list[Buffer] = []
+        self.deferred: list[tuple[Message, memoryview]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
@@ -102,11 +106,20 @@ class Conn(asyncio.BufferedProtocol):
         self.server.on_lost(self)
 
     def send(self, msg: Message, segments: Sequence[Buffer] = ()) -> None:
+        """Queue a frame; frames queued while handling one batch of input leave in one write."""
         if not self.closed and self.transport is not None:
-            self.transport.writelines(encode_frame(msg, segments))
+            if not self._out:
+                self.server.loop.call_soon(self._flush)
+            self._out.extend(encode_frame(msg, segments))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and not self.closed and self.transport is not None:
+            self.transport.writelines(out)
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
+            self._flush()  # a Reject must still reach the peer
             self.closed = True
             self.transport.close()
 
@@ -134,6 +147,7 @@ class PlannerServer:
         self.recent: dict[tuple[str, int], tuple[Result, bytes]] = {}
         self.functions: dict[str, dict[str, Any]] = {}
         self._delivered: set[str] = set()
+        self.held: dict[str, tuple[Submit, set[int], str, str]] = {}
         self.unix_path = ""  # set by main once the Unix socket listens
         self.local_id = local_id()
         self.started = time.time()
@@ -153,12 +167,31 @@ class PlannerServer:
             if len(done) >= sub.n:
                 continue
             kind, name = kinds.get(app_id, ("functions", ""))
+            if payload is None:  # a large payload its client keeps: wait for the client to resubmit
+                self.held[req_id] = (sub, done, kind, name)
+                continue
             self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT)
             self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
             count += 1
-        if count:
-            log.info("restored %d unfinished requests from the journal", count)
-        self.loop.call_later(self.config.restart_grace, lambda: self.apply(self.state.requeue_restored()))
+        if count or self.held:
+            log.info("restored %d unfinished requests from the journal (%d wait for their client)", count,
+                     len(self.held))
+        self.loop.call_later(self.config.restart_grace, self._end_grace)
+
+    def _end_grace(self) -> None:
+        actions = self.state.requeue_restored()
+        for req_id, (sub, done, kind, name) in self.held.items():
+            if req_id in self.state.requests:
+                continue  # its client resubmitted it
+            size = sum(sub.segs)
+            self.state.restore(req_id, sub.app_id, sub.n, done, kind, name)
+            why = (f"the planner restarted and the client that holds this request's {size}-byte payload did not "
+                   f"reconnect within {self.config.restart_grace:g}s; submit it again")
+            for index in range(sub.n):
+                if index not in done:
+                    actions += self.state.fail_waiting(req_id, index, "lost", why)
+        self.held.clear()
+        self.apply(actions)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -169,6 +202,8 @@ class PlannerServer:
     def on_frame(self, conn: Conn, msg: Message, body: memoryview) -> None:
         if conn.role is None:
             self._handshake(conn, msg)
+        elif conn.deferred is not None:
+            conn.deferred.append((msg, body))  # a granule whose worker has not re-registered yet
         elif isinstance(msg, Submit):
             self._submit(conn, msg, body)
         elif isinstance(msg, Done) and conn.role is Role.GRANULE:
@@ -209,10 +244,15 @@ class PlannerServer:
             self.workers[msg.name] = conn
             log.info("worker %s registered with %d slots from %s", msg.name, msg.slots, conn.peer)
             actions = self.state.register_host(msg.name, msg.slots, now)
-            for gconn, busy in self.waiting_granules.pop(msg.name, []):
+            waiting = self.waiting_granules.pop(msg.name, [])
+            for gconn, busy in waiting:
                 if not gconn.closed:
                     actions += self.state.granule_connected(msg.name, gconn.name, busy)
             self.apply(actions)
+            for gconn, _ in waiting:  # replay what those granules sent while they waited (a Done, say)
+                frames, gconn.deferred = gconn.deferred or [], None
+                for frame, body in frames:
+                    self.on_frame(gconn, frame, body)
         elif msg.role is Role.GRANULE:
             self.granule_conns[msg.name] = conn
             busy = None
@@ -222,6 +262,7 @@ class PlannerServer:
             host = self.state.hosts.get(msg.host_id)
             if host is None or not host.alive:  # its worker has not (re-)registered yet
                 self.waiting_granules.setdefault(msg.host_id, []).append((conn, busy))
+                conn.deferred = []
             else:
                 self.apply(self.state.granule_connected(msg.host_id, msg.name, busy))
 
@@ -257,7 +298,12 @@ class PlannerServer:
         app_kind = "script" if msg.kind is Kind.SCRIPT else "functions"
         if msg.app_id not in self.state.apps:
             self.journal.app(msg.app_id, app_kind, msg.name, AppState.RUNNING.value)
-        self.journal.request(msg.req_id, msg.app_id, encode_header(msg), body)
+        # A Python client keeps every payload until its result arrives and resubmits after a planner
+        # restart, so a large payload need not be written to disk here (writing 8 MiB into SQLite
+        # costs tens of milliseconds); only the record that it was accepted is.
+        held = conn is not None and body.nbytes > INLINE_MAX
+        self.held.pop(msg.req_id, None)
+        self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
         prefetch = msg.kind is not Kind.SCRIPT
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch))
 
@@ -267,6 +313,10 @@ class PlannerServer:
         for idx, header, payload in self.journal.query("SELECT idx, header, payload FROM results WHERE req_id=?", (req_id,)):
             res = decode_header(header)
             assert isinstance(res, Result)
+            if payload is None and res.segs:
+                res = Result(req_id=req_id, index=idx, status=Status.ERROR, error_kind="lost", host_id=res.host_id,
+                             message=f"the {sum(res.segs)}-byte result was sent to an earlier connection of this "
+                                     "client and not kept; submit the call again")
             conn.send(res, [payload] if payload else [])
         for (rid, idx), (res, payload) in list(self.recent.items()):
             if rid == req_id:
@@ -282,10 +332,13 @@ class PlannerServer:
         self.apply(actions)
 
     def _deliver(self, res: Result, body: memoryview | bytes) -> None:
-        self.journal.result(res.req_id, res.index, encode_header(res), body)
         payload = self.payloads.get(res.req_id)
-        if payload is not None and payload.owner is not None:
+        sent = payload is not None and payload.owner is not None and not payload.owner.closed
+        if sent:
+            assert payload is not None and payload.owner is not None
             payload.owner.send(res, [body] if len(body) else [])
+        # The result record is always journaled; a large value already handed to its client is not.
+        self.journal.result(res.req_id, res.index, encode_header(res), None if sent and len(body) > INLINE_MAX else body)
         if payload is not None and payload.submit.kind is Kind.NAMED:
             self.recent[(res.req_id, res.index)] = (res, bytes(body))
             if len(self.recent) > 10_000:

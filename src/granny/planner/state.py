@@ -154,6 +154,9 @@ class PlannerState:
         self.requests: dict[str, Request] = {}
         self.apps: dict[str, App] = {}
         self.queue: deque[str] = deque()
+        # The head request the last placement pass had to leave waiting; until an event frees
+        # capacity, a new request behind it cannot go first, so submit() need not try again.
+        self._stalled_on = ""
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float) -> list[Action]:
@@ -249,6 +252,8 @@ class PlannerState:
         app.requests.append(req_id)
         self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1)
         self.queue.append(req_id)
+        if self._stalled_on and self.queue[0] == self._stalled_on:
+            return []  # the head still cannot be placed and nothing was freed: FIFO says wait
         return self.schedule()
 
     def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str,
@@ -270,6 +275,13 @@ class PlannerState:
             if req.req_id not in queued and any(t.state is TaskState.QUEUED for t in req.tasks):
                 self.queue.append(req.req_id)
         return self.schedule()
+
+    def fail_waiting(self, req_id: str, index: int, kind: str, message: str) -> list[Action]:
+        """Fail a task that is not running (e.g. restored work whose payload is gone)."""
+        task = self.requests[req_id].tasks[index]
+        if task.state is not TaskState.QUEUED:
+            return []
+        return self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, message), cascade=False)
 
     def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
         """A granule reported. Returns (accepted, actions); a duplicate report is not accepted."""
@@ -358,6 +370,7 @@ class PlannerState:
     # --- placement --------------------------------------------------------------------------
     def schedule(self) -> list[Action]:
         actions: list[Action] = []
+        self._stalled_on = ""
         while self.queue:
             req = self.requests[self.queue[0]]
             pending = [i for i, t in enumerate(req.tasks) if t.state is TaskState.QUEUED]
@@ -376,6 +389,7 @@ class PlannerState:
             if not isinstance(decision, Placement):
                 if req.prefetch and self._prefetch(req, actions):
                     continue
+                self._stalled_on = req.req_id
                 break
             self.queue.popleft()
             for index, host_id in zip(pending, decision.hosts, strict=True):

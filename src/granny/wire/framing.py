@@ -25,7 +25,9 @@ Buffer = bytes | bytearray | memoryview
 def encode_frame(msg: Message, segments: Sequence[Buffer] = ()) -> list[Buffer]:
     """Return the frame as a list of buffers for ``writelines``/``sendmsg`` (segments are not copied)."""
     header = encode_header(msg)
-    body_len = sum(memoryview(s).nbytes for s in segments)
+    body_len = 0
+    for s in segments:
+        body_len += len(s) if isinstance(s, bytes) else memoryview(s).nbytes
     return [PREFIX.pack(len(header), body_len) + header, *segments]
 
 

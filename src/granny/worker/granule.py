@@ -71,6 +71,7 @@ class Granule:
         self.secret = os.environ[ENV_SECRET]
         self.functions: dict[str, Callable[..., Any]] = {}
         self.unix = os.environ.get(ENV_PLANNER_UNIX, "")
+        self._env: tuple[str, int, int] = ("", -1, -1)
         self.conn = self._connect("")
 
     def _connect(self, busy_task: str) -> BlockingConn:
@@ -126,8 +127,10 @@ class Granule:
 
     def execute(self, run: Run, body: memoryview) -> tuple[Done, list[Buffer]]:
         segs = split_segments(body, run.segs)
-        os.environ.update(GRANNY_APP_ID=run.app_id, GRANNY_INDEX=str(run.index), GRANNY_SIZE=str(run.n),
-                          GRANNY_REQ_ID=run.req_id)
+        env = (run.app_id, run.index, run.n)
+        if env != self._env:  # putenv is a syscall-priced call: skip it when nothing changed
+            self._env = env
+            os.environ.update(GRANNY_APP_ID=run.app_id, GRANNY_INDEX=str(run.index), GRANNY_SIZE=str(run.n))
         out = LogWriter(self.conn, run.req_id, run.index, "stdout")
         err = LogWriter(self.conn, run.req_id, run.index, "stderr")
         saved = sys.stdout, sys.stderr, sys.argv
