@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import cloudpickle
+import numpy as np
 
 from .wire.framing import Buffer
 
@@ -22,9 +23,36 @@ _fn_cache: weakref.WeakKeyDictionary[Any, tuple[str, bytes]] = weakref.WeakKeyDi
 _fn_strong: dict[int, tuple[Any, str, bytes]] = {}
 
 
+_PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _plain(obj: Any, budget: list[int]) -> bool:
+    """True if ``obj`` is built from builtin scalars, containers and numpy arrays of numbers only.
+
+    Such objects pickle identically with the C pickler, which is ~8x faster than cloudpickle's;
+    anything else (a class from ``__main__``, a lambda) needs cloudpickle's by-value treatment.
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    kind = type(obj)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind is tuple or kind is list:
+        return all(_plain(x, budget) for x in obj)
+    if kind is dict:
+        return all(type(k) in _PLAIN_SCALARS and _plain(v, budget) for k, v in obj.items())
+    if kind is np.ndarray:
+        return bool(obj.dtype.kind in "biufcSUV" and obj.dtype.fields is None)
+    return False
+
+
 def dumps(obj: Any) -> list[Buffer]:
     buffers: list[pickle.PickleBuffer] = []
-    head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    if _plain(obj, [64]):
+        head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    else:
+        head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     return [head, *(b.raw() for b in buffers)]
 
 
