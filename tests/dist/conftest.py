@@ -80,4 +80,24 @@ def testbed(request: pytest.FixtureRequest, testbed_factory: Callable[..., Testb
     kwargs: dict[str, Any] = {"hosts": 3, "slots": 1, "heartbeat_timeout": 2.0}
     if marker is not None:
         kwargs.update(marker.kwargs)
-    return testbed_factory(**kwargs)
+    tb = testbed_factory(**kwargs)
+    if tb.address:
+        wait_warm(tb)
+    return tb
+
+
+def wait_warm(tb: Testbed, timeout: float = 30.0) -> None:
+    """Wait until the planner sees every host alive with all its warm granules connected.
+
+    `up` returns once every worker is registered (its READY line); the worker's pre-forked granules
+    connect a moment later, and until they do the planner sees less room on that host."""
+    import granny
+
+    slots = tb.topology.slots
+    with granny.connect(address=tb.address, token=tb.token) as client:
+        def warm() -> bool:
+            hosts = client.hosts()
+            return len(hosts) == len(tb.hosts) and all(
+                h.alive and getattr(h, "idle_granules", slots) >= slots for h in hosts)
+
+        wait_for(warm, timeout=timeout, what="every host's granules connected")

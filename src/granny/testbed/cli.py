@@ -24,9 +24,11 @@ from .units import fmt_duration
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="granny testbed", description="Emulated multi-host cluster in network namespaces.")
     p.add_argument("--state-dir", default=str(state.DEFAULT_STATE_DIR), help="where the state file lives")
+    common = argparse.ArgumentParser(add_help=False)  # --state-dir is accepted after the command too
+    common.add_argument("--state-dir", default=argparse.SUPPRESS, help="where the state file lives")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    up = sub.add_parser("up", help="create hosts, links, planner and workers")
+    up = sub.add_parser("up", parents=[common], help="create hosts, links, planner and workers")
     up.add_argument("--hosts", type=int, default=None, help="number of hosts (default 2, or the topology's)")
     up.add_argument("--slots", type=int, default=None, help="slots per worker (default 1)")
     up.add_argument("--topology", help="YAML topology file (see examples/topology.yaml)")
@@ -40,13 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for READY lines")
     up.add_argument("--no-granny", action="store_true", help="network only: no planner, no workers")
 
-    down = sub.add_parser("down", help="remove everything the testbed made (idempotent)")
+    down = sub.add_parser("down", parents=[common], help="remove everything the testbed made (idempotent)")
     down.add_argument("--prefix", default=None, help="name prefix (default: the state file's, else gty)")
 
-    status = sub.add_parser("status", help="show hosts, links and their settings")
+    status = sub.add_parser("status", parents=[common], help="show hosts, links and their settings")
     status.add_argument("--json", action="store_true", help="print the raw state as JSON")
 
-    st = sub.add_parser("set", help="change link settings now: of a pair (A B), a host's access link (A), "
+    st = sub.add_parser("set", parents=[common], help="change link settings now: of a pair (A B), a host's access link (A), "
                                     "or the defaults (no name)")
     st.add_argument("endpoints", nargs="*", help="zero, one or two endpoint names (h1, planner, ...)")
     for name in ("latency", "jitter", "bandwidth", "loss"):
@@ -55,11 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     cut.add_argument("--cut", action="store_true", help="drop every packet (host cut off / pair partitioned)")
     cut.add_argument("--restore", action="store_true", help="undo --cut")
 
-    ex = sub.add_parser("exec", help="run a command inside a host's namespace")
+    ex = sub.add_parser("exec", parents=[common], help="run a command inside a host's namespace")
     ex.add_argument("host")
     ex.add_argument("argv", nargs=argparse.REMAINDER, help="the command (after --)")
 
-    pg = sub.add_parser("ping", help="ICMP ping between two endpoints (no ping binary needed)")
+    pg = sub.add_parser("ping", parents=[common], help="ICMP ping between two endpoints (no ping binary needed)")
     pg.add_argument("src")
     pg.add_argument("dst")
     pg.add_argument("--count", type=int, default=5)

@@ -14,6 +14,7 @@ import json
 import shutil
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,12 +96,36 @@ def _up_locked(st: State, layout: Layout, logs: Path, port: int, heartbeat_timeo
         st.procs += workers
         state.save(st)
         wait_ready(workers, ready_timeout)
-        log(f"planner at {st.address}; {len(workers)} workers registered")
+        _wait_warm(str(info.get("http", "")), st.token, topo.hosts, topo.slots, ready_timeout)
+        log(f"planner at {st.address}; {len(workers)} workers registered, their granules warm")
     st.started_at = time.time()
     if topo.schedule:
         argv = [sys.executable, "-m", "granny.testbed.scheduler", "--state-dir", st.state_dir]
         st.procs.append(spawn("scheduler", argv, logs / "scheduler.log", mark))
     state.save(st)
+
+
+def _wait_warm(http: str, token: str, hosts: list[str], slots: int, timeout: float) -> None:
+    """Wait until the planner (HTTP API) sees every host with all its warm granules connected.
+
+    A worker prints READY once registered; its pre-forked granules connect a moment later, and until
+    then the planner sees less room on that host (and places work elsewhere).  No HTTP API: skip."""
+    if not http:
+        return
+    req = urllib.request.Request(f"http://{http}/v1/hosts", headers={"Authorization": f"Bearer {token}"})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                seen = {h["host_id"]: h for h in json.loads(resp.read())}
+            if set(hosts) <= set(seen) and all(
+                    seen[h].get("alive", True) and seen[h].get("idle_granules", slots) >= slots for h in hosts):
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if time.monotonic() > deadline:
+            raise TestbedError(f"the workers registered but their granules were not all connected after {timeout:.0f}s")
+        time.sleep(0.02)
 
 
 def teardown(state_dir: str, prefix: str = "gty", log: Log = _quiet) -> list[str]:
