@@ -153,7 +153,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     parse_address(args.planner, "--planner")
     secret = os.environ.get(ENV_SECRET, "")
     if args.secret_file:
-        secret = Path(args.secret_file).read_text().strip()
+        try:
+            secret = Path(args.secret_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the cluster secret from {args.secret_file}: {exc.strerror}") from None
     if not secret:
         raise ConfigError(f"no cluster secret: pass --secret-file (the planner's DATA_DIR/secret) or set {ENV_SECRET}")
     slots = args.slots or env_slots()

@@ -5,6 +5,8 @@ Every port, timeout and size default of granny lives here, so nothing else hard-
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -33,8 +35,8 @@ def _env_float(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be positive (a finite number of seconds), got {raw!r}")
     return value
 
 
@@ -61,6 +63,10 @@ def parse_address(raw: str, what: str = "address") -> tuple[str, int]:
     if text.startswith("tcp://"):
         text = text[len("tcp://") :]
     host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [IPv6]:PORT
+    elif ":" in host and _is_ip(text):
+        raise ConfigError(f"{what} {raw!r} has no port: write [{text}]:PORT")
     if not sep or not host:
         raise ConfigError(f"{what} {raw!r} must look like HOST:PORT")
     try:
@@ -72,11 +78,21 @@ def parse_address(raw: str, what: str = "address") -> tuple[str, int]:
     return host, number
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_bytes(raw: str | int | None) -> int:
     """Parse a memory size such as ``512MiB``, ``2G`` or ``1048576``; 0 or None means no limit."""
     if raw is None:
         return 0
     if isinstance(raw, int):
+        if raw < 0:
+            raise ConfigError(f"memory size {raw} must not be negative")
         return raw
     text = raw.strip().lower().replace(" ", "")
     units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "k": 1000, "m": 10**6, "g": 10**9,
@@ -88,9 +104,12 @@ def parse_bytes(raw: str | int | None) -> int:
     else:
         number, scale = text, 1
     try:
-        return int(float(number) * scale)
+        value = float(number) * scale
     except ValueError:
         raise ConfigError(f"memory size {raw!r} is not understood (try 512MiB)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"memory size {raw!r} must be a finite, non-negative size (try 512MiB)")
+    return int(value)
 
 
 def new_secret() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import re
 from typing import Any
 
@@ -93,8 +94,8 @@ def build_app(p: PlannerServer) -> Starlette:
         if spec.source:
             try:
                 compile(spec.source, f"<function {spec.name}>", "exec")
-            except SyntaxError as exc:
-                raise HTTPException(422, f"source does not compile: {exc}") from None
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+                raise HTTPException(422, f"source does not compile: {type(exc).__name__}: {exc}") from None
         p.register_function(spec.name, msgspec.to_builtins(spec))
         await p.committed()
         return _json({"name": spec.name, "entry": spec.entry}, 201)
@@ -111,7 +112,9 @@ def build_app(p: PlannerServer) -> Starlette:
         try:
             timeout = float(request.query_params.get("timeout", "60"))
         except ValueError:
-            raise HTTPException(400, "timeout must be a number of seconds") from None
+            timeout = math.nan
+        if not 0 < timeout <= 3600:  # also refuses nan and inf
+            raise HTTPException(400, "timeout must be a number of seconds in (0, 3600]")
         call_id = p.invoke(name, msgspec.json.encode(body.input))
         await p.committed()  # accepted means journaled: a planner crash now loses nothing
         if not wait:
@@ -142,7 +145,9 @@ def build_app(p: PlannerServer) -> Starlette:
         try:
             after = int(request.query_params.get("after", "0"))
         except ValueError:
-            raise HTTPException(400, "after must be an integer log id") from None
+            after = -1
+        if not 0 <= after < 2**63:
+            raise HTTPException(400, "after must be a log id: an integer from 0 to 2^63-1")
         return _json(views.logs(p, app_id, after))
 
     async def cancel_app(request: Request) -> Response:

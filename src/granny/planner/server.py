@@ -323,6 +323,8 @@ class PlannerServer:
                 conn.send(res, [payload] if payload else [])
 
     def _done(self, conn: Conn, msg: Done, body: memoryview) -> None:
+        if msg.retiring:  # it exits next: never hand it more work (its exit report removes it)
+            self.state.granule_disconnected(conn.name)
         accepted, actions = self.state.task_done(conn.name, msg.req_id, msg.index, msg.status is Status.OK)
         if accepted:
             res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, segs=msg.segs,

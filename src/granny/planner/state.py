@@ -178,7 +178,8 @@ class PlannerState:
             return [Kill(host_id, granule_id, "its host is not registered")]
         granule = Granule(granule_id, host_id)
         old = self.granules.get(granule_id)
-        if old is not None and old.state is GranuleState.BUSY and old.tasks:
+        if old is not None and old.state is GranuleState.BUSY:
+            # Still running (or cancelled and awaiting its Kill): it must not look idle.
             granule.state, granule.tasks = GranuleState.BUSY, old.tasks
         elif busy is not None:
             req = self.requests.get(busy[0])
@@ -226,11 +227,13 @@ class PlannerState:
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
+        died = False
         for host in self.hosts.values():
             if host.alive and now - host.last_seen > self.heartbeat_timeout:
+                died = True  # capacity shrank: queued requests may now never fit
                 actions += self._host_died(host, f"host {host.host_id} stopped sending heartbeats and was "
                                                  f"declared dead after {self.heartbeat_timeout:g}s")
-        return actions + self.schedule() if actions else actions
+        return actions + self.schedule() if died else actions
 
     def _host_died(self, host: Host, why: str) -> list[Action]:
         host.alive = False

@@ -65,8 +65,11 @@ class FrameReader:
             if self._start > 0:
                 self._buf[:pending] = self._buf[self._start : self._end]
                 self._start, self._end = 0, pending
-            else:  # a header larger than the buffer (bounded by MAX_HEADER_BYTES)
-                self._buf.extend(bytes(len(self._buf)))
+            else:  # a header larger than the buffer (bounded by MAX_HEADER_BYTES): a new, larger one,
+                # not an in-place resize, which fails while a caller still holds a view of the old
+                bigger = bytearray(len(self._buf) * 2)
+                bigger[: self._end] = self._buf[: self._end]
+                self._buf = bigger
         return memoryview(self._buf)[self._end :]
 
     def buffer_updated(self, nbytes: int) -> list[tuple[Message, memoryview]]:

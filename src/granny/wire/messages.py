@@ -156,6 +156,7 @@ class Done(_Msg, tag="done"):
     message: str = ""
     traceback: str = ""
     exit_code: int = 0
+    retiring: bool = False  # the granule exits after this task (scripts get a fresh fork)
 
 
 # --- planner <-> workers -----------------------------------------------------------------------
@@ -198,6 +199,8 @@ def decode_header(data: bytes | memoryview) -> Message:
         return _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolError(f"malformed frame header: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("malformed frame header: nested too deeply") from None
 
 
 __all__ = [

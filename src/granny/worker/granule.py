@@ -201,7 +201,7 @@ class Granule:
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
         status = Status.OK if code == 0 else Status.ERROR
-        return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, error_kind="" if code == 0
+        return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, retiring=True, error_kind="" if code == 0
                     else "exit", message="" if code == 0 else f"granule {run.index} exited with code {code}"), []
 
 
