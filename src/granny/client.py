@@ -11,6 +11,7 @@ results in its journal) answers each exactly once.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import itertools
 import json
 import os
@@ -25,7 +26,7 @@ from . import serde
 from .config import ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes
 from .errors import ERROR_KINDS, AuthError, ConfigError, ConnectionLostError, GrannyError, RemoteError
 from .transport import BlockingConn, dial
-from .wire import Cancel, Kind, Log, Query, Reply, Result, Role, Status, Submit, split_segments
+from .wire import Cancel, Kind, Log, Query, Reply, Result, Role, Status, Submit, Waiting, split_segments
 from .wire.framing import Buffer
 
 ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong to
@@ -44,6 +45,17 @@ class GrannyFuture(cf.Future[Any]):
             return False
         self._client._send_cancel(self.req_id)
         return super().cancel()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """As ``concurrent.futures.Future.result``. Inside a granule, waiting lends the granule's
+        slot to the cluster, so a function waiting on its own sub-calls cannot starve them."""
+        if self.done() or not self._client._granule_id:
+            return super().result(timeout)
+        self._client._waiting(+1)
+        try:
+            return super().result(timeout)
+        finally:
+            self._client._waiting(-1)
 
 
 @dataclass
@@ -71,7 +83,7 @@ class Client:
     """A connection to a granny cluster. Thread-safe: any thread may submit."""
 
     def __init__(self, address: str, token: str, *, app_id: str = "", config: Config | None = None,
-                 memory_limit: int = 0, _owner: Any = None) -> None:
+                 memory_limit: int = 0, granule_id: str = "", _owner: Any = None) -> None:
         self.address = address
         self._addr = parse_address(address)
         self._token = token
@@ -86,6 +98,8 @@ class Client:
         self._queries: dict[int, tuple[threading.Event, list[Reply]]] = {}
         self._closed = False
         self._unix = ""
+        self._granule_id = granule_id
+        self._waiters = 0
         self._conn = self._connect(deadline=time.monotonic() + 10.0)
         self._reader = threading.Thread(target=self._read_loop, name="granny-client", daemon=True)
         self._reader.start()
@@ -243,6 +257,14 @@ class Client:
             raise
         return [pending.results[i] for i in sorted(pending.results)]
 
+    def _waiting(self, delta: int) -> None:
+        with self._lock:
+            self._waiters += delta
+            edge = (delta > 0 and self._waiters == 1) or (delta < 0 and self._waiters == 0)
+        if edge:
+            with contextlib.suppress(GrannyError):
+                self._conn.send(Waiting(granule_id=self._granule_id, waiting=self._waiters > 0))
+
     def _send_cancel(self, req_id: str) -> None:
         try:
             self._conn.send(Cancel(req_id=req_id))
@@ -325,6 +347,7 @@ def connect(address: str | None = None, token: str | None = None, **kwargs: Any)
     token = token or os.environ.get(ENV_TOKEN)
     if not address and os.environ.get(ENV_PLANNER) and os.environ.get(ENV_SECRET):
         return Client(os.environ[ENV_PLANNER], os.environ[ENV_SECRET], app_id=os.environ.get("GRANNY_APP_ID", ""),
+                      granule_id=os.environ.get("GRANNY_GRANULE_ID", ""),
                       **kwargs)
     if address:
         if not token:

@@ -204,3 +204,18 @@ def test_cancel_prefetched_task_spares_the_running_one(client: granny.Client, tm
     assert [f.result(timeout=30) for f in running] == ["local", "local"]  # not killed by the cancel
     assert prefetched[1].result(timeout=30) == "local"
     assert prefetched[0].cancelled()
+
+
+def test_parents_waiting_on_children_do_not_starve_them(client: granny.Client) -> None:
+    """More waiting parents than slots: each lends its slot while it waits (Ray-style)."""
+
+    def child(x: int) -> int:
+        return x + 1
+
+    def parent(x: int) -> int:
+        import granny
+
+        return int(granny.submit(child, x).result(timeout=60)) * 10
+
+    futures = [client.submit(parent, i) for i in range(5)]  # 2 slots
+    assert [f.result(timeout=90) for f in futures] == [(i + 1) * 10 for i in range(5)]

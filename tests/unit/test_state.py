@@ -429,6 +429,19 @@ def test_granule_reconnecting_mid_task_keeps_its_task() -> None:
     assert s.task_done(d1.granule_id, "r1", 0, True) == (True, [Dispatch(d1.granule_id, "r2", 0)])
 
 
+def test_granule_that_retires_after_its_report_gets_no_more_work() -> None:
+    # A script's granule exits after reporting; the server marks it disconnected before the report.
+    s = planner(("h1", 1))
+    (d1,) = s.submit("s1", "run-1", 1, app_kind="script")
+    assert s.submit("s2", "run-2", 1, app_kind="script") == []
+    s.granule_disconnected(d1.granule_id)
+    accepted, actions = s.task_done(d1.granule_id, "s1", 0, True)
+    assert accepted and actions == [AppChanged("run-1", AppState.SUCCEEDED)]
+    assert waiting(s) == ["s2"]
+    assert s.granule_exited(d1.granule_id, "exited with code 0") == []
+    assert s.granule_connected("h1", "h1-g1", None) == [Dispatch("h1-g1", "s2", 0)]
+
+
 def test_disconnected_idle_granule_gets_no_work() -> None:
     s = planner(("h1", 1))
     s.granule_disconnected("h1-g0")

@@ -41,8 +41,10 @@ from ..wire import (
     Result,
     Role,
     Run,
+    Spawn,
     Status,
     Submit,
+    Waiting,
     Welcome,
     decode_header,
     encode_frame,
@@ -55,7 +57,7 @@ from . import views
 from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
 from .policies import POLICIES
-from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip
+from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip, SpawnGranules
 
 log = logging.getLogger("granny.planner")
 
@@ -78,6 +80,7 @@ class Conn(asyncio.BufferedProtocol):
         self.peer = ""
         self._out: list[Buffer] = []
         self.deferred: list[tuple[Message, memoryview]] | None = None
+        self.trusted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
@@ -219,6 +222,8 @@ class PlannerServer:
             self.cancel(msg.req_id, msg.app_id, close=msg.close)
         elif isinstance(msg, Query):
             self._query(conn, msg)
+        elif isinstance(msg, Waiting) and conn.trusted:
+            self.apply(self.state.granule_waiting(msg.granule_id, msg.waiting))
         else:
             raise ProtocolError(f"unexpected {type(msg).__name__} frame from a {conn.role.value}")
 
@@ -233,6 +238,7 @@ class PlannerServer:
             conn.send(Reject(reason=f"authentication failed for {msg.role.value}: wrong secret or token"))
             raise ProtocolError(f"authentication failed for a {msg.role.value} from {conn.peer}")
         conn.role, conn.name, conn.host_id = msg.role, msg.name, msg.host_id
+        conn.trusted = key == self.secret  # cluster members (granules' own clients included)
         conn.app_id = msg.app_id or f"app-{uuid.uuid4().hex[:12]}"
         conn.send(Welcome(mac=make_mac(key, msg.nonce), app_id=conn.app_id, local_path=self.unix_path,
                           local_id=self.local_id if self.unix_path else ""))
@@ -400,6 +406,10 @@ class PlannerServer:
                 conn = self.granule_conns.get(action.granule_id)
                 if conn is not None:
                     conn.send(SkipMsg(req_id=action.req_id, index=action.index))
+            elif isinstance(action, SpawnGranules):
+                worker = self.workers.get(action.host_id)
+                if worker is not None:
+                    worker.send(Spawn(count=action.count))
             elif isinstance(action, AppChanged):
                 app = self.state.apps[action.app_id]
                 self.journal.app(app.app_id, app.kind, app.name, action.state.value)

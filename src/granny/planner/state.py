@@ -12,6 +12,9 @@ Theory of operation
   one more such task while the queue is not empty, so it never idles for a planner round trip
   between calls. A prefetched task has not started; if its granule dies it goes back to the front
   of the queue instead of failing, and cancelling it sends a Skip instead of killing the granule.
+- A granule whose code waits on calls it submitted itself (chaining) reports itself *waiting*: its
+  slot stops counting as used, work prefetched behind it is taken back, and its host is asked for
+  a spare granule when none is idle, so parents waiting on children can never use up every slot.
 - A task is finished exactly once. A second report for a finished task (a duplicate after a planner
   restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
@@ -76,12 +79,18 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class SpawnGranules:
+    host_id: str
+    count: int
+
+
+@dataclass(frozen=True)
 class AppChanged:
     app_id: str
     state: AppState
 
 
-Action = Dispatch | Fail | Kill | Skip | AppChanged
+Action = Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -92,6 +101,7 @@ class Granule:
     state: GranuleState = GranuleState.IDLE
     tasks: list[tuple[str, int]] = field(default_factory=list)  # [running, prefetched...]
     connected: bool = True
+    waiting: bool = False  # blocked on its own sub-calls: its slot is lent out
 
     @property
     def task(self) -> tuple[str, int] | None:
@@ -110,8 +120,11 @@ class Host:
     alive: bool = True
     granules: dict[str, Granule] = field(default_factory=dict)
 
+    spawning: int = 0  # spare granules asked of the worker and not connected yet
+
     def busy(self) -> int:
-        return sum(1 for g in self.granules.values() if g.state is GranuleState.BUSY)
+        """Slots in use: busy granules, except those waiting on their own sub-calls."""
+        return sum(1 for g in self.granules.values() if g.state is GranuleState.BUSY and not g.waiting)
 
     def idle(self) -> list[Granule]:
         return [g for g in self.granules.values() if g.state is GranuleState.IDLE and g.connected]
@@ -191,7 +204,25 @@ class PlannerState:
                 granule.state, granule.tasks = GranuleState.BUSY, [busy]
         host.granules[granule_id] = granule
         self.granules[granule_id] = granule
+        host.spawning = max(0, host.spawning - 1)
         return self.schedule()
+
+    def granule_waiting(self, granule_id: str, waiting: bool) -> list[Action]:
+        """A granule started (or stopped) waiting on calls it submitted; see the module docstring."""
+        granule = self.granules.get(granule_id)
+        if granule is None or granule.waiting == waiting:
+            return []
+        granule.waiting = waiting
+        if not waiting:
+            return []  # its slot is taken back; the host may be oversubscribed for a moment
+        actions: list[Action] = []
+        for key in granule.tasks[1:]:
+            actions += self._unprefetch(granule, key)
+        host = self.hosts[granule.host_id]
+        if self.queue and not host.idle() and host.spawning == 0:
+            host.spawning += 1
+            actions.append(SpawnGranules(host.host_id, 1))
+        return actions + self.schedule()
 
     def granule_disconnected(self, granule_id: str) -> None:
         granule = self.granules.get(granule_id)
@@ -411,7 +442,7 @@ class PlannerState:
                 continue
             for granule in host.granules.values():
                 if (granule.connected and granule.state is GranuleState.BUSY and len(granule.tasks) == 1
-                        and self.requests[granule.tasks[0][0]].prefetch):
+                        and not granule.waiting and self.requests[granule.tasks[0][0]].prefetch):
                     self.queue.popleft()
                     task = req.tasks[0]
                     task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)

@@ -92,6 +92,13 @@ class Cancel(_Msg, tag="cancel"):
     close: bool = False  # the client is closing: cancel what is pending and close its app
 
 
+class Waiting(_Msg, tag="waiting"):
+    """From the client inside a granule: the granule blocks on (or resumes from) its own sub-calls."""
+
+    granule_id: str
+    waiting: bool
+
+
 class Query(_Msg, tag="query"):
     """A read-only question for the planner: hosts, apps, queue, app, logs."""
 
@@ -181,7 +188,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 
 
 Message = (
-    Challenge | Hello | Welcome | Reject | Submit | Cancel | Query | Reply | Result | Log | Run | Skip | Done | Heartbeat
+    Challenge | Hello | Welcome | Reject | Submit | Cancel | Waiting | Query | Reply | Result | Log | Run | Skip | Done | Heartbeat
     | Spawn | KillGranule | GranuleExit
 )
 
@@ -205,6 +212,6 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 __all__ = [
     "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
-    "Message", "Query", "Reject", "Reply", "Result", "Role", "Run", "Skip", "Spawn", "Status", "Submit", "Welcome",
+    "Message", "Query", "Reject", "Reply", "Result", "Role", "Run", "Skip", "Spawn", "Status", "Submit", "Waiting", "Welcome",
     "decode_header", "encode_header",
 ]

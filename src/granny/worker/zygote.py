@@ -100,6 +100,7 @@ def _fork_granule(granule_id: str, unix_path: str, close_fds: list[int]) -> int:
 
         die_with_parent()
         os.environ["GRANNY_PLANNER_UNIX"] = unix_path
+        os.environ["GRANNY_GRANULE_ID"] = granule_id
         granule_main(granule_id)
     except BaseException:
         import traceback
