@@ -3,6 +3,9 @@ network declared dead, and nothing left behind afterwards."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from granny.testbed import Testbed
 from granny.testbed.netns import namespaces, pids_in
 from granny.testbed.procs import alive, marked
 
-from .conftest import PREFIX, wait_for
+from .conftest import PREFIX, SUBNET, require_root, wait_for
 
 
 def holder(release: str) -> Callable[[], str]:
@@ -111,3 +114,22 @@ def test_down_leaves_no_processes_or_namespaces(testbed: Testbed, client: granny
     assert marked(testbed.state_dir) == []
     assert [p for p in pids if alive(p)] == []
     assert not Path(testbed.state_dir, "state.json").exists()
+
+
+def test_cli_up_ends_with_exports_that_connect(tmp_path: Path) -> None:
+    require_root()
+    base = [sys.executable, "-m", "granny.testbed", "--state-dir", str(tmp_path / "cli")]
+    try:
+        up = subprocess.run([*base, "up", "--hosts", "2", "--prefix", PREFIX, "--subnet", SUBNET],
+                            capture_output=True, text=True, timeout=120)
+        assert up.returncode == 0, up.stderr
+        last = up.stdout.splitlines()[-2:]
+        assert last[0].startswith("export GRANNY_ADDRESS=") and last[1].startswith("export GRANNY_TOKEN=")
+        env = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in last)
+        with granny.connect(address=env["GRANNY_ADDRESS"], token=env["GRANNY_TOKEN"]) as client:
+            assert client.submit(pow, 3, 3).result(timeout=60) == 27
+            assert sorted(h.host_id for h in client.hosts()) == ["h1", "h2"]
+    finally:
+        down = subprocess.run([*base, "down"], capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert namespaces(PREFIX) == []
