@@ -11,8 +11,10 @@ with `granny testbed up` is left alone.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +41,16 @@ def require_root() -> None:
             pytest.skip(f"the testbed needs `{tool}`: apt-get install {package}")
     if not os.path.exists("/dev/net/tun"):
         pytest.skip("the testbed needs /dev/net/tun (kernel TUN support)")
+    if not _can_make_namespaces():
+        pytest.skip("cannot create network namespaces here (no CAP_SYS_ADMIN / CAP_NET_ADMIN?)")
+
+
+@functools.cache
+def _can_make_namespaces() -> bool:
+    probe = f"{PREFIX}-probe"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, check=False).returncode == 0
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
+    return made
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
