@@ -247,7 +247,7 @@ def test_cancel(env: dict[str, str], tmp_path: Path) -> None:
     wait_hosts(env, lambda h: h[0]["used"] == 0 and h[0]["idle_granules"] == 2, "the killed granules to be replaced")
 
 
-def test_unknown_app(env: dict[str, str]) -> None:
+def check_unknown_app(env: dict[str, str]) -> None:
     proc = granny("status", "run-nope", env=env)
     assert proc.returncode != 0
     assert "run-nope" in proc.stderr and "Traceback" not in proc.stderr
@@ -282,7 +282,7 @@ def test_bad_slots_fail_clearly(argv: list[str]) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_bad_granule_count_and_missing_script_fail_clearly(env: dict[str, str], tmp_path: Path) -> None:
+def check_bad_granule_count_and_missing_script_fail_clearly(env: dict[str, str], tmp_path: Path) -> None:
     proc = granny("run", "-n", "0", "x.py", env=env, timeout=30)
     assert proc.returncode == 2 and "at least 1" in proc.stderr
     missing = tmp_path / "missing.py"
@@ -290,9 +290,15 @@ def test_bad_granule_count_and_missing_script_fail_clearly(env: dict[str, str], 
     assert proc.returncode == 2 and "no such script" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_wrong_token_fails_clearly(cluster: LocalCluster, tmp_path: Path) -> None:
+def check_wrong_token_fails_clearly(cluster: LocalCluster, tmp_path: Path) -> None:
     path = script(tmp_path, 'print("never")\n')
     proc = granny("run", str(path), env=clean_env(GRANNY_ADDRESS=cluster.address, GRANNY_TOKEN="wrong"), timeout=30)
     assert proc.returncode == 2
     assert "refused" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_user_errors_against_a_cluster_fail_clearly(cluster: LocalCluster, env: dict[str, str], tmp_path: Path) -> None:
+    check_unknown_app(env)
+    check_bad_granule_count_and_missing_script_fail_clearly(env, tmp_path)
+    check_wrong_token_fails_clearly(cluster, tmp_path)

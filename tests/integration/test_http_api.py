@@ -177,7 +177,7 @@ def test_function_that_raises_fails_with_a_traceback(api: httpx.Client) -> None:
     assert api.post("/v1/functions/divide/invoke?wait=true", json={"input": 4}).json()["result"] == 0.25
 
 
-def test_entry_point_that_does_not_exist_fails_the_call(api: httpx.Client) -> None:
+def check_entry_point_that_does_not_exist_fails_the_call(api: httpx.Client) -> None:
     register(api, "noentry", SQUARE, entry="nope")
     body = api.post("/v1/functions/noentry/invoke?wait=true", json={"input": 1}).json()
     assert body["state"] == "failed" and "nope" in body["error"]
@@ -192,7 +192,15 @@ def test_not_found_errors(api: httpx.Client) -> None:
     assert api.get("/v1/apps/nope/logs").json() == []
 
 
-def test_malformed_json_is_400(api: httpx.Client) -> None:
+def test_request_validation(api: httpx.Client) -> None:
+    """One cluster for every 4xx check of a request body (they do not interfere)."""
+    check_malformed_json_is_400(api)
+    check_wrong_schema_for_register_is_422(api)
+    check_wrong_schema_for_invoke_is_422(api)
+    check_invalid_function_definitions_are_422(api)
+
+
+def check_malformed_json_is_400(api: httpx.Client) -> None:
     register(api, "square", SQUARE)
     for path in ("/v1/functions", "/v1/functions/square/invoke"):
         for raw in (b"{", b"not json", b"\xff\xfe", b'{"'):
@@ -209,12 +217,12 @@ WRONG_SCHEMAS: list[Any] = [
 ]
 
 
-def test_wrong_schema_for_register_is_422(api: httpx.Client) -> None:
+def check_wrong_schema_for_register_is_422(api: httpx.Client) -> None:
     for body in WRONG_SCHEMAS:
         assert_error(api.post("/v1/functions", json=body), 422, "invalid request body")
 
 
-def test_wrong_schema_for_invoke_is_422(api: httpx.Client) -> None:
+def check_wrong_schema_for_invoke_is_422(api: httpx.Client) -> None:
     register(api, "square", SQUARE)
     assert_error(api.post("/v1/functions/square/invoke", json={"inputs": 1}), 422)
     assert_error(api.post("/v1/functions/square/invoke", json=[1]), 422)
@@ -232,14 +240,15 @@ INVALID_DEFINITIONS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-def test_invalid_function_definitions_are_422(api: httpx.Client) -> None:
+def check_invalid_function_definitions_are_422(api: httpx.Client) -> None:
     for body, needle in INVALID_DEFINITIONS:
         assert_error(api.post("/v1/functions", json=body), 422, needle)
     registered = api.get("/v1/functions").json()
     assert not [body["name"] for body, _ in INVALID_DEFINITIONS if body["name"] in registered]
 
 
-def test_register_by_module(api: httpx.Client) -> None:
+def test_register_by_module_and_a_missing_entry_point(api: httpx.Client) -> None:
+    check_entry_point_that_does_not_exist_fails_the_call(api)
     register_body = {"name": "sqrt", "module": "math", "entry": "sqrt"}
     assert api.post("/v1/functions", json=register_body).status_code == 201
     assert api.post("/v1/functions/sqrt/invoke?wait=true", json={"input": 16}).json()["result"] == 4.0
@@ -287,14 +296,14 @@ def test_app_logs_capture_prints(api: httpx.Client) -> None:
 
 
 # --- inputs that once gave a 5xx -------------------------------------------------------------------------
-def test_huge_log_cursor_is_a_client_error(api: httpx.Client) -> None:
+def check_huge_log_cursor_is_a_client_error(api: httpx.Client) -> None:
     for after in ("99999999999999999999", "-99999999999999999999"):
         r = api.get(f"/v1/apps/x/logs?after={after}")
         assert 400 <= r.status_code < 500, r.text
         assert "error" in r.json()
 
 
-def test_non_finite_timeout_is_a_client_error(api: httpx.Client, tmp_path: Path) -> None:
+def check_non_finite_timeout_is_a_client_error(api: httpx.Client, tmp_path: Path) -> None:
     register(api, "block", BLOCK)
     gate = tmp_path / "go"  # the call cannot finish before the timeout is used
     try:
@@ -305,10 +314,16 @@ def test_non_finite_timeout_is_a_client_error(api: httpx.Client, tmp_path: Path)
         gate.touch()
 
 
-def test_deeply_nested_source_is_a_client_error(api: httpx.Client) -> None:
+def check_deeply_nested_source_is_a_client_error(api: httpx.Client) -> None:
     for source in ("x = " + "1 + " * 100_000 + "1", "x = " + "-" * 100_000 + "1"):
         assert_error(api.post("/v1/functions", json={"name": "deep", "source": source}), 422)
     assert "deep" not in api.get("/v1/functions").json()
+
+
+def test_inputs_that_once_gave_a_5xx(api: httpx.Client, tmp_path: Path) -> None:
+    check_huge_log_cursor_is_a_client_error(api)
+    check_non_finite_timeout_is_a_client_error(api, tmp_path)
+    check_deeply_nested_source_is_a_client_error(api)
 
 
 # --- junk never gives a 5xx -----------------------------------------------------------------------------

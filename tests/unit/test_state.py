@@ -758,6 +758,6 @@ class PlannerMachine(RuleBasedStateMachine):
                 assert all(x in TASK_FINAL for x in states)
 
 
-PlannerMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None,
+PlannerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
                                             suppress_health_check=[HealthCheck.too_slow])
 test_planner_state_machine = PlannerMachine.TestCase
