@@ -148,3 +148,13 @@ def test_wait_when_cluster_big_enough_but_busy() -> None:
     assert isinstance(binpack(hosts, PlacementRequest("x", 2)), Wait)
     assert isinstance(binpack(hosts, PlacementRequest("x", 8)), Wait)
     assert isinstance(binpack(hosts, PlacementRequest("x", 9)), NeverFits)
+
+
+def test_app_locality_never_costs_an_extra_host() -> None:
+    from granny.planner.policies import HostView, PlacementRequest, binpack
+
+    hosts = [HostView("a", 4, 1, app_granules=3), HostView("b", 3, 3), HostView("c", 3, 3)]
+    placement = binpack(hosts, PlacementRequest("app", 6))
+    assert sorted(set(placement.hosts)) == ["b", "c"]  # type: ignore[union-attr]
+    hosts = [HostView("a", 4, 3, app_granules=1), HostView("b", 3, 3), HostView("c", 3, 3)]
+    assert set(binpack(hosts, PlacementRequest("app", 6)).hosts) == {"a", "b"}  # type: ignore[union-attr]

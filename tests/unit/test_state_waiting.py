@@ -37,3 +37,12 @@ def test_waiting_granule_takes_no_prefetch() -> None:
     assert s.submit("a", "app", 1, prefetch=True) == [Dispatch("g2", "a", 0)]
     assert s.submit("b", "app", 1, prefetch=True) == [Dispatch("g2", "b", 0)]  # behind g2, not g1
     assert s.granules["g1"].tasks == [("parent", 0)]
+
+
+def test_no_prefetch_while_a_free_slot_waits_for_its_granule() -> None:
+    """A host whose granules are still starting is worth waiting for; don't queue behind a busy one."""
+    s = cluster()
+    s.register_host("h2", 1, 0.0)  # registered, its granule not connected yet
+    assert s.submit("a", "app", 1, prefetch=True) == [Dispatch("g1", "a", 0)]
+    assert s.submit("b", "app", 1, prefetch=True) == []  # not prefetched behind g1
+    assert s.granule_connected("h2", "g2", None) == [Dispatch("g2", "b", 0)]

@@ -437,6 +437,10 @@ class PlannerState:
         return actions
 
     def _prefetch(self, req: Request, actions: list[Action]) -> bool:
+        # Only when the cluster is really full: a free slot whose granule is still starting (or
+        # being replaced) is worth waiting for, rather than queueing behind a busy granule.
+        if any(h.alive and h.slots - h.busy() > 0 for h in self.hosts.values()):
+            return False
         for host in self.hosts.values():
             if not host.alive:
                 continue

@@ -30,11 +30,20 @@ def binpack(hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
     if whole:
         best = max(whole, key=lambda h: (h.app_granules > 0, h.free, h.host_id))
         return Placement((best.host_id,) * request.n)
-    order = sorted(hosts, key=lambda h: (h.app_granules > 0, h.free), reverse=True)
+    # Fewest hosts first: largest free first is optimal for the count. Keeping the app together
+    # only breaks ties, i.e. it is used when it needs no more hosts than that.
+    by_free = _greedy(sorted(hosts, key=lambda h: (h.free, h.host_id), reverse=True), request.n)
+    with_app = _greedy(sorted(hosts, key=lambda h: (h.app_granules > 0, h.free, h.host_id), reverse=True),
+                       request.n)
+    chosen = with_app if len(set(with_app)) <= len(set(by_free)) else by_free
+    return Placement(tuple(chosen))
+
+
+def _greedy(order: Sequence[HostView], n: int) -> list[str]:
     out: list[str] = []
     for host in order:
-        take = min(host.free, request.n - len(out))
+        take = min(host.free, n - len(out))
         out.extend([host.host_id] * take)
-        if len(out) == request.n:
+        if len(out) == n:
             break
-    return Placement(tuple(out))
+    return out
