@@ -13,7 +13,8 @@
     │   ├── GranuleCrashedError  the granule process died (exit code, signal, out of memory)
     │   ├── ResultSerializationError  the return value could not be pickled
     │   └── CancelledError     the task was cancelled
-    └── InvalidTransitionError an illegal (state, event) pair in a lifecycle table
+    ├── InvalidTransitionError an illegal (state, event) pair in a lifecycle table
+    └── TestbedError           a testbed could not be built, changed or torn down
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class CancelledError(TaskError):
 
 class InvalidTransitionError(GrannyError):
     pass
+
+
+class TestbedError(GrannyError):
+    """A testbed could not be built, changed or torn down; the message says what to do."""
+
+    __test__ = False  # not a pytest test class
 
 
 # Maps the error kinds that travel on the wire to local classes, so a failure reason keeps its type.

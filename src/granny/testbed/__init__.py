@@ -7,7 +7,7 @@ links with latency, jitter, bandwidth and loss; see docs/testbed.md.
 
 from __future__ import annotations
 
-from .errors import TestbedError
+from ..errors import TestbedError
 from .testbed import Host, Testbed, make_topology
 from .topology import Event, LinkSpec, Topology, load_topology
 

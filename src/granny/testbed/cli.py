@@ -14,9 +14,8 @@ import sys
 
 from rich.console import Console
 
-from ..errors import GrannyError
+from ..errors import GrannyError, TestbedError
 from . import lifecycle, probe, state
-from .errors import TestbedError
 from .testbed import Testbed
 from .units import fmt_duration
 

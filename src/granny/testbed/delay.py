@@ -16,7 +16,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from .errors import TestbedError
+from ..errors import TestbedError
 from .netns import TUN, Layout
 from .procs import Proc, signal_pid, spawn
 from .shaping import delay_table

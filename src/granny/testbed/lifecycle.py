@@ -18,8 +18,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import TestbedError
 from . import delay, state
-from .errors import TestbedError
 from .netns import Layout, build, destroy, namespaces, pids_in
 from .procs import Proc, marked, spawn, stop, wait_ready
 from .shaping import apply_shaping

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import TestbedError
+from ..errors import TestbedError
 from .topology import PLANNER
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import TestbedError
+from ..errors import TestbedError
 
 SocketIn = Callable[[str, int, int, int], socket.socket]  # (endpoint, family, type, proto)
 

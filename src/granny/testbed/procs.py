@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TestbedError
+from ..errors import TestbedError
 
 MARK = "GRANNY_TESTBED"
 

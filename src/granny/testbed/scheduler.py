@@ -13,8 +13,8 @@ import argparse
 import sys
 import time
 
+from ..errors import TestbedError
 from . import lifecycle, state
-from .errors import TestbedError
 
 
 def run(state_dir: str, poll: float = 0.5) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .errors import TestbedError
+from ..errors import TestbedError
 from .netns import Layout
 from .topology import PLANNER, Topology
 

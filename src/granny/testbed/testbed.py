@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import TestbedError
 from . import lifecycle, state
-from .errors import TestbedError
 from .netns import Layout, in_netns
 from .state import DEFAULT_STATE_DIR, State
 from .topology import PLANNER, Event, LinkSpec, Topology, check_names, host_names, load_topology

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .errors import TestbedError
+from ..errors import TestbedError
 from .units import fmt_duration, fmt_loss, fmt_rate, parse_duration, parse_loss, parse_rate
 
 PLANNER = "planner"
