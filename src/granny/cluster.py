@@ -26,10 +26,16 @@ from .errors import ClusterError
 ENV_WATCH_FD = "GRANNY_WATCH_FD"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports free right now, all different (each socket stays bound until all are chosen)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class LocalCluster:
@@ -40,8 +46,9 @@ class LocalCluster:
         self.ephemeral = data_dir is None if ephemeral is None else ephemeral
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="granny-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port(bind)
-        self.http_port = http_port if http_port is None or http_port else free_port(bind)
+        spare = free_ports(2, bind)
+        self.port = port or spare[0]
+        self.http_port = http_port if http_port is None or http_port else spare[1]
         self.bind = bind
         self.address = f"{bind}:{self.port}"
         self.http_address = f"{bind}:{self.http_port}" if self.http_port else ""

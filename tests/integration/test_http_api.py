@@ -332,7 +332,7 @@ query_value = st.one_of(st.sampled_from(["", "0", "1", "-1", "true", "false", "1
                                          "-inf", "1e400", "9" * 18, "9" * 25, "-" + "9" * 25]),
                         st.text(max_size=8))
 json_value = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
     max_leaves=8,
 )
