@@ -2,9 +2,7 @@
 
 Theory of operation: one TCP connection to the planner per client. ``submit`` pickles on the
 caller's thread and writes the frame straight to the socket (no hand-off to another thread, which
-would cost a cross-core wake-up); one reader thread resolves futures, except while a thread blocks in ``future.result()``: that
-thread then reads the connection itself (whoever holds the receive lock reads), which saves the
-reader-to-caller thread wake-up, about a sixth of a round trip here. Every payload is kept until
+would cost a cross-core wake-up); one reader thread resolves futures. Every payload is kept until
 its result arrives: if the planner connection drops, the client reconnects and resubmits all of
 them under the same request ids, and the planner (which deduplicates by id and keeps finished
 results in its journal) answers each exactly once.
@@ -17,7 +15,6 @@ import contextlib
 import itertools
 import json
 import os
-import select
 import threading
 import time
 import uuid
@@ -61,8 +58,7 @@ class GrannyFuture(cf.Future[Any]):
         if client._granule_id:
             client._waiting(+1)
         try:
-            client._wait_reading(self, timeout)
-            return super().result(None if timeout is None else 0)
+            return super().result(timeout)
         finally:
             if client._granule_id:
                 client._waiting(-1)
@@ -110,11 +106,7 @@ class Client:
         self._unix = ""
         self._granule_id = granule_id
         self._waiters = 0
-        self._recv_lock = threading.Lock()
-        self._park = threading.Condition()
-        self._direct = 0
-        self._kick_r, self._kick_w = os.pipe()
-        os.set_blocking(self._kick_w, False)
+
         self._conn = self._connect(deadline=time.monotonic() + 10.0)
         self._reader = threading.Thread(target=self._read_loop, name="granny-client", daemon=True)
         self._reader.start()
@@ -137,57 +129,13 @@ class Client:
 
     def _read_loop(self) -> None:
         while not self._closed:
-            with self._park:  # a caller is reading directly: stay out of its way
-                while self._direct and not self._closed:
-                    self._park.wait()
-            conn = self._conn
             try:
-                # Wait without the receive lock, so a caller blocked in result() can read directly;
-                # then read only what is already there, never blocking while holding the lock.
-                readable, _, _ = select.select([conn.sock.fileno(), self._kick_r], [], [])
-                if self._kick_r in readable:
-                    os.read(self._kick_r, 4096)
-                    continue
-                with self._recv_lock:
-                    while not self._closed and conn is self._conn and conn.ready():
-                        self._handle(*conn.recv())
-            except (ConnectionLostError, OSError, ValueError):
+                msg, body = self._conn.recv()
+            except ConnectionLostError:
                 if self._closed or not self._reconnect():
                     return
-
-    def _wait_reading(self, fut: GrannyFuture, timeout: float | None) -> None:
-        """Block until ``fut`` is done, reading the connection on this thread when it is free."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not fut.done():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise cf.TimeoutError()
-            if not self._recv_lock.acquire(blocking=False):
-                cf.wait([fut], timeout=0.05 if left is None else min(left, 0.05))
                 continue
-            with self._park:
-                self._direct += 1
-            os.write(self._kick_w, b"k")  # move the reader thread from select() to the park
-            try:
-                conn = self._conn
-                while not fut.done() and not self._closed and conn is self._conn:
-                    if not conn.ready():
-                        left = None if deadline is None else deadline - time.monotonic()
-                        if left is not None and left <= 0:
-                            raise cf.TimeoutError()
-                        readable, _, _ = select.select([conn.sock], [], [], left)
-                        if not readable:
-                            continue
-                    self._handle(*conn.recv())
-            except (ConnectionLostError, OSError, ValueError):
-                pass  # the reader thread reconnects; wait for it like everyone else
-            finally:
-                with self._park:
-                    self._direct -= 1
-                    self._park.notify()
-                self._recv_lock.release()
-            if not fut.done():
-                cf.wait([fut], timeout=0.05 if left is None else max(0.0, min(left, 0.05)))
+            self._handle(msg, body)
 
     def _handle(self, msg: object, body: memoryview) -> None:
         if isinstance(msg, Result):
@@ -359,15 +307,6 @@ class Client:
             pass
         self._closed = True
         self._conn.close()
-        with self._park:
-            self._park.notify_all()
-        with contextlib.suppress(OSError):
-            os.write(self._kick_w, b"x")  # wake the reader thread so it sees the close
-        if threading.current_thread() is not self._reader:
-            self._reader.join(timeout=5)
-        if not self._reader.is_alive():  # only then: a reused fd number must never be written to
-            os.close(self._kick_r)
-            os.close(self._kick_w)
         self._fail_all(GrannyError("the client was closed"))
         if self._owner is not None and hasattr(self._owner, "release"):
             self._owner.release()

@@ -219,3 +219,27 @@ def test_parents_waiting_on_children_do_not_starve_them(client: granny.Client) -
 
     futures = [client.submit(parent, i) for i in range(5)]  # 2 slots
     assert [f.result(timeout=90) for f in futures] == [(i + 1) * 10 for i in range(5)]
+
+
+def test_output_below_python_is_captured_in_order(client: granny.Client) -> None:
+    """What C code or os.write puts on fds 1 and 2 reaches the app's logs, like print does."""
+
+    def noisy() -> int:
+        import ctypes
+        import os
+
+        print("from print")
+        os.write(1, b"from fd 1\n")
+        os.write(2, b"from fd 2\n")
+        ctypes.CDLL(None).printf(b"from libc printf\n")
+        return 7
+
+    assert client.submit(noisy).result(timeout=30) == 7
+    needles = ("from print", "from fd 1", "from fd 2", "from libc printf")
+
+    def logged() -> str:
+        text = "".join(row["data"] for row in client.query("logs", client.app_id))
+        return text if all(n in text for n in needles) else ""
+
+    text = wait_for(logged, what="all four outputs in the app's logs")
+    assert all(n in text for n in needles)

@@ -9,6 +9,7 @@ and only then sends Done; a planner restart therefore neither loses nor duplicat
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -31,6 +32,7 @@ from ..transport import BlockingConn, dial
 from ..wire import Done, Kind, Log, Role, Run, Status, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
+from .capture import FdCapture
 
 ENV_PLANNER = "GRANNY_PLANNER"
 ENV_HOST_ID = "GRANNY_HOST_ID"
@@ -72,6 +74,7 @@ class Granule:
         self.functions: dict[str, Callable[..., Any]] = {}
         self.unix = os.environ.get(ENV_PLANNER_UNIX, "")
         self._env: tuple[str, int, int] = ("", -1, -1)
+        self.capture = FdCapture()
         self.conn = self._connect("")
 
     def _connect(self, busy_task: str) -> BlockingConn:
@@ -135,6 +138,9 @@ class Granule:
         err = LogWriter(self.conn, run.req_id, run.index, "stderr")
         saved = sys.stdout, sys.stderr, sys.argv
         sys.stdout, sys.stderr = out, err
+        conn = self.conn
+        self.capture.begin(lambda stream, data: conn.send(Log(req_id=run.req_id, index=run.index, stream=stream,
+                                                             data=data)))
         limited = _limit_memory(run.memory_limit)
         try:
             return self._run_kind(run, segs)
@@ -143,6 +149,8 @@ class Granule:
                 _limit_memory(0)
             out.flush()
             err.flush()
+            with contextlib.suppress(GrannyError):
+                self.capture.end()
             sys.stdout, sys.stderr, sys.argv = saved
 
     def _run_kind(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
