@@ -24,6 +24,10 @@ import pytest
 
 from granny.testbed import Testbed
 
+from ..polling import wait_for
+
+__all__ = ["PREFIX", "SUBNET", "require_root", "wait_for"]
+
 PREFIX = "gtyt"
 SUBNET = "10.78.0.0/24"
 T = TypeVar("T")
@@ -51,18 +55,6 @@ def _can_make_namespaces() -> bool:
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, check=False).returncode == 0
     subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
     return made
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll predicate until it returns something truthy; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)  # polling with a deadline
 
 
 @pytest.fixture

@@ -14,15 +14,7 @@ import pytest
 import granny
 from granny.cluster import LocalCluster
 
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)  # polling with a deadline
-    raise AssertionError(f"timed out waiting for {what}")
+from ..polling import wait_for
 
 
 def block_until(path: str) -> str:

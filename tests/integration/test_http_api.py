@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +12,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from granny.cluster import LocalCluster
+
+from ..polling import wait_for
 
 T = TypeVar("T")
 
@@ -28,14 +29,7 @@ FINAL = {"succeeded", "failed", "cancelled"}
 
 
 def poll(predicate: Callable[[], T], what: str, timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)  # polling with a deadline
+    return wait_for(predicate, timeout, what)
 
 
 def api_client(cluster: LocalCluster, token: str | None = "", fresh_connections: bool = False) -> httpx.Client:
