@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("-n", "--np", dest="n", type=_positive, default=1)
         r.add_argument("--address", default=None)
         r.add_argument("--memory-limit", default=None, help="per granule, e.g. 512MiB")
+        if name == "run":
+            r.add_argument("--tag-output", action="store_true", help="prefix each output line with [rank] (as mpirun)")
         r.add_argument("script")
         r.add_argument("args", nargs=argparse.REMAINDER)
 
@@ -188,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def on_log(msg: Log) -> None:
         stream = sys.stdout if msg.stream == "stdout" else sys.stderr
-        if args.n > 1:
+        if args.tag_output:
             lines = msg.data.splitlines(keepends=True)
             stream.write("".join(f"[{msg.index}] {line}" for line in lines))
         else:
@@ -196,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stream.flush()
 
     try:
-        results = client.run_script(args.script, args.n, args.args, on_log=on_log)
+        results = client.run_script(os.path.abspath(args.script), args.n, args.args, on_log=on_log, mpi=True)
     finally:
         client.close()
     code = 0

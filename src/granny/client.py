@@ -190,6 +190,8 @@ class Client:
         with self._lock:
             self._pending.pop(res.req_id, None)
         fut = pending.future
+        if fut is not None and pending.submit.mpi:
+            value, error = _world_outcome(pending)
         if fut is not None and not fut.done():
             if error is not None:
                 fut.set_exception(error)
@@ -230,6 +232,31 @@ class Client:
         self._send(_Pending(sub, segments, future))
         return future
 
+    def submit_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (),
+                   kwargs: dict[str, Any] | None = None) -> GrannyFuture:
+        """Start ``fn(comm, *args, **kwargs)`` on ``n`` MPI ranks (gang-placed granules).
+
+        The future's result is the list of the ranks' return values, in rank order. If a rank raises
+        or dies, the whole world is aborted (as with mpirun) and the future raises that rank's error."""
+        if not callable(fn):
+            raise TypeError(f"run_mpi() needs a callable, got {type(fn).__name__}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"run_mpi() needs n >= 1 ranks, got {n!r}")
+        key, fn_bytes = serde.dump_function(fn)
+        segments = [fn_bytes, *serde.dumps((tuple(args), dict(kwargs or {})))]
+        req_id = self._next_id()
+        sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, mpi=True,
+                     segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
+                     memory_limit=self.memory_limit)
+        future = GrannyFuture(self, req_id)
+        self._send(_Pending(sub, segments, future))
+        return future
+
+    def run_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
+                timeout: float | None = None) -> list[Any]:
+        """Run ``fn(comm, *args)`` on ``n`` ranks and return the per-rank results (blocks)."""
+        return self.submit_mpi(fn, n, args, kwargs).result(timeout)  # type: ignore[no-any-return]
+
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
         """Submit ``fn`` over zipped iterables at once; yield results in order (like ``Executor.map``)."""
         return _map(self.submit, fn, iterables, timeout)
@@ -241,13 +268,15 @@ class Client:
 
     def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), source: bytes | None = None,
                    on_log: Callable[[Log], None] | None = None, app_id: str = "",
-                   memory_limit: int | None = None) -> list[Result]:
-        """Run a script as ``n`` gang-placed granules of a new app; block until all finish."""
+                   memory_limit: int | None = None, mpi: bool = False) -> list[Result]:
+        """Run a script as ``n`` gang-placed granules of a new app; block until all finish.
+
+        With ``mpi`` the granules form an MPI world (``granny run``): ``import mpi4py`` gives granny's MPI."""
         if source is None:
             with open(path, "rb") as fh:
                 source = fh.read()
         sub = Submit(req_id=self._next_id(), app_id=app_id or f"run-{uuid.uuid4().hex[:12]}", kind=Kind.SCRIPT,
-                     n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True,
+                     n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True, mpi=mpi,
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit)
         pending = _Pending(sub, [source], on_log=on_log)
         self._send(pending)
@@ -352,6 +381,20 @@ def _map(submit: Callable[..., GrannyFuture], fn: Callable[..., Any], iterables:
                 fut.cancel()
 
     return results()
+
+
+def _world_outcome(pending: _Pending) -> tuple[Any, BaseException | None]:
+    """The ranks' values in order, or the error of the rank that failed first (not the ones it took down)."""
+    failed = [i for i in sorted(pending.results) if pending.results[i].status is not Status.OK]
+    if not failed:
+        return [pending.values[i] for i in range(pending.submit.n)], None
+    first = next((i for i in failed if pending.results[i].error_kind != "cancelled"), failed[0])
+    error = pending.values[first]
+    assert isinstance(error, BaseException)
+    if isinstance(error, cf.CancelledError) and first != failed[0]:
+        return None, error
+    error.add_note(f"(rank {first} of {pending.submit.n} failed; the other ranks were stopped)")
+    return None, error
 
 
 def _rebuild_error(res: Result, body: memoryview) -> BaseException:

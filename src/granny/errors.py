@@ -13,6 +13,7 @@
     │   ├── GranuleCrashedError  the granule process died (exit code, signal, out of memory)
     │   ├── ResultSerializationError  the return value could not be pickled
     │   └── CancelledError     the task was cancelled
+    ├── MpiError               an MPI call failed (mpi4py's MPI.Exception), with its MPI error class
     ├── InvalidTransitionError an illegal (state, event) pair in a lifecycle table
     └── TestbedError           a testbed could not be built, changed or torn down
 """
@@ -79,6 +80,31 @@ class CancelledError(TaskError):
 
 class InvalidTransitionError(GrannyError):
     pass
+
+
+class MpiError(GrannyError):
+    """An MPI call failed. ``error_class`` is the MPI error class (mpi4py's ``Get_error_class``)."""
+
+    def __init__(self, message: str, error_class: int = 16) -> None:  # 16: MPI_ERR_OTHER
+        super().__init__(message)
+        self.error_class = error_class
+
+    def Get_error_class(self) -> int:  # noqa: N802 - mpi4py's name
+        return self.error_class
+
+    def Get_error_code(self) -> int:  # noqa: N802
+        return self.error_class
+
+    def Get_error_string(self) -> str:  # noqa: N802
+        return str(self)
+
+    @property
+    def error_code(self) -> int:
+        return self.error_class
+
+    @property
+    def error_string(self) -> str:
+        return str(self)
 
 
 class TestbedError(GrannyError):

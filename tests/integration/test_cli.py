@@ -99,14 +99,14 @@ def test_run_exits_with_the_scripts_exit_code(env: dict[str, str], tmp_path: Pat
     assert "Traceback" not in proc.stderr
 
 
-def test_run_with_two_granules_prefixes_lines(env: dict[str, str], tmp_path: Path) -> None:
+def test_run_with_tag_output_prefixes_lines(env: dict[str, str], tmp_path: Path) -> None:
     path = script(tmp_path, """
         import os
         rank, size = os.environ["GRANNY_INDEX"], os.environ["GRANNY_SIZE"]
         print(f"rank {rank} of {size}")
         print(f"second line from {rank}")
     """)
-    proc = granny("run", "-n", "2", str(path), env=env)
+    proc = granny("run", "-n", "2", "--tag-output", str(path), env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert sorted(lines) == ["[0] rank 0 of 2", "[0] second line from 0", "[1] rank 1 of 2", "[1] second line from 1"]

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import socket
 import time
 import uuid
@@ -35,6 +36,9 @@ from ..wire import (
     Kind,
     Log,
     Message,
+    MpiJoin,
+    MpiRank,
+    MpiWorld,
     Query,
     Reject,
     Reply,
@@ -148,6 +152,7 @@ class PlannerServer:
         self.waiting_granules: dict[str, list[tuple[Conn, tuple[str, int] | None]]] = {}
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.recent: dict[tuple[str, int], tuple[Result, bytes]] = {}
+        self.worlds: dict[str, dict[int, MpiRank]] = {}  # MPI rendezvous: req_id -> rank -> address
         self.functions: dict[str, dict[str, Any]] = {}
         self._delivered: set[str] = set()
         self.held: dict[str, tuple[Submit, set[int], str, str]] = {}
@@ -224,6 +229,8 @@ class PlannerServer:
             self._query(conn, msg)
         elif isinstance(msg, Waiting) and conn.trusted:
             self.apply(self.state.granule_waiting(msg.granule_id, msg.waiting))
+        elif isinstance(msg, MpiJoin) and conn.role is Role.GRANULE:
+            self._mpi_join(conn, msg)
         else:
             raise ProtocolError(f"unexpected {type(msg).__name__} frame from a {conn.role.value}")
 
@@ -310,8 +317,25 @@ class PlannerServer:
         held = conn is not None and body.nbytes > INLINE_MAX
         self.held.pop(msg.req_id, None)
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
-        prefetch = msg.kind is not Kind.SCRIPT
-        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch))
+        prefetch = msg.kind is not Kind.SCRIPT and not msg.mpi
+        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=msg.mpi))
+
+    def _mpi_join(self, conn: Conn, msg: MpiJoin) -> None:
+        """Collect the ranks' addresses; when the world is complete, send the table to every rank."""
+        req = self.state.requests.get(msg.req_id)
+        if req is None or not 0 <= msg.index < req.n or req.tasks[msg.index].granule_id != conn.name:
+            conn.send(MpiWorld(req_id=msg.req_id, error=f"rank {msg.index} of {msg.req_id} is not running here"))
+            return
+        world = self.worlds.setdefault(msg.req_id, {})
+        world[msg.index] = MpiRank(host_id=msg.host_id, pid=msg.pid, ip=msg.ip, port=msg.port)
+        if len(world) < req.n:
+            return
+        reply = MpiWorld(req_id=msg.req_id, key=secrets.token_bytes(16), ranks=[world[i] for i in range(req.n)])
+        del self.worlds[msg.req_id]
+        for task in req.tasks:
+            gconn = self.granule_conns.get(task.granule_id)
+            if gconn is not None and not gconn.closed:
+                gconn.send(reply)
 
     def _resend_finished(self, conn: Conn | None, req_id: str) -> None:
         if conn is None:
@@ -422,7 +446,7 @@ class PlannerServer:
             return
         conn.send(Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                       segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                      argv=sub.argv), payload.segments)
+                      argv=sub.argv, mpi=sub.mpi), payload.segments)
 
     # --- services for the HTTP API --------------------------------------------------------------------
     def register_function(self, name: str, spec: dict[str, Any]) -> None:

@@ -144,6 +144,7 @@ class Request:
     n: int
     tasks: list[Task]
     prefetch: bool = False  # a short call that may wait behind another on a busy granule
+    gang: bool = False  # an MPI world: one failed task ends the others, as mpirun does
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)
@@ -277,14 +278,15 @@ class PlannerState:
 
     # --- requests ---------------------------------------------------------------------------
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
-               prefetch: bool = False) -> list[Action]:
+               prefetch: bool = False, gang: bool = False) -> list[Action]:
         if req_id in self.requests:
             return []  # a client resubmitting after a reconnect: already known
         app = self.apps.get(app_id)
         if app is None:
             app = self.apps[app_id] = App(app_id, app_kind, name)
         app.requests.append(req_id)
-        self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1)
+        self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1 and not gang,
+                                        gang)
         self.queue.append(req_id)
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
@@ -367,6 +369,11 @@ class PlannerState:
             elif granule is not None and (req_id, index) in granule.tasks:
                 actions += self._unprefetch(granule, (req_id, index), requeue=False)
         app = self.apps[req.app_id]
+        if req.gang and cascade and event is not TaskEvent.SUCCEED and event is not TaskEvent.CANCEL:
+            for i, other in enumerate(req.tasks):
+                if other.state not in TASK_FINAL:
+                    actions += self._finish(req_id, i, TaskEvent.CANCEL, Fail(
+                        req_id, i, "cancelled", f"the MPI world was aborted: rank {index} failed"), cascade=False)
         if app.state is AppState.RUNNING and app.kind == "script":
             if event is not TaskEvent.SUCCEED and event is not TaskEvent.CANCEL:
                 app.state = transition(APP_TRANSITIONS, app.state, AppEvent.TASK_FAILED, app.app_id)

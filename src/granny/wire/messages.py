@@ -84,6 +84,7 @@ class Submit(_Msg, tag="submit"):
     memory_limit: int = 0  # bytes per granule, 0 = none
     stream_logs: bool = False
     argv: list[str] = []
+    mpi: bool = False  # the n granules form one MPI world: gang-placed, and one failure ends them all
 
 
 class Cancel(_Msg, tag="cancel"):
@@ -145,6 +146,7 @@ class Run(_Msg, tag="run"):
     name: str = ""
     memory_limit: int = 0
     argv: list[str] = []
+    mpi: bool = False
 
 
 class Skip(_Msg, tag="skip"):
@@ -164,6 +166,34 @@ class Done(_Msg, tag="done"):
     traceback: str = ""
     exit_code: int = 0
     retiring: bool = False  # the granule exits after this task (scripts get a fresh fork)
+
+
+# --- MPI rendezvous (granules <-> planner) ----------------------------------------------------
+class MpiJoin(_Msg, tag="mpi_join"):
+    """A rank has created its inbox and listener and asks for the addresses of the whole world."""
+
+    req_id: str
+    index: int
+    host_id: str
+    pid: int
+    ip: str = ""
+    port: int = 0
+
+
+class MpiRank(msgspec.Struct, omit_defaults=True):
+    host_id: str
+    pid: int
+    ip: str = ""
+    port: int = 0
+
+
+class MpiWorld(_Msg, tag="mpi_world"):
+    """Every rank's address, sent to each rank once all have joined (or an error: the world failed)."""
+
+    req_id: str
+    key: bytes = b""
+    ranks: list[MpiRank] = []
+    error: str = ""
 
 
 # --- planner <-> workers -----------------------------------------------------------------------
@@ -189,7 +219,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 
 Message = (
     Challenge | Hello | Welcome | Reject | Submit | Cancel | Waiting | Query | Reply | Result | Log | Run | Skip | Done | Heartbeat
-    | Spawn | KillGranule | GranuleExit
+    | Spawn | KillGranule | GranuleExit | MpiJoin | MpiWorld
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -212,6 +242,6 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 __all__ = [
     "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
-    "Message", "Query", "Reject", "Reply", "Result", "Role", "Run", "Skip", "Spawn", "Status", "Submit", "Waiting", "Welcome",
+    "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Reject", "Reply", "Result", "Role", "Run", "Skip", "Spawn", "Status", "Submit", "Waiting", "Welcome",
     "decode_header", "encode_header",
 ]

@@ -10,6 +10,7 @@ and only then sends Done; a planner restart therefore neither loses nor duplicat
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -28,8 +29,9 @@ import msgspec
 from .. import serde
 from ..config import ENV_SECRET, parse_address
 from ..errors import ConnectionLostError, GrannyError
+from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
-from ..wire import Done, Kind, Log, Role, Run, Status, split_segments
+from ..wire import Done, Kind, Log, MpiJoin, MpiWorld, Role, Run, Status, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from .capture import FdCapture
@@ -115,8 +117,8 @@ class Granule:
             done, segments = self.execute(run, body)
             if not self._reply(run, done, segments):
                 runs.clear()  # a new planner took over: it re-dispatches what was prefetched here
-            if run.kind is Kind.SCRIPT:
-                return  # a script may leave any state behind: the next task gets a fresh fork
+            if done.retiring:
+                return  # a script or MPI rank may leave any state behind: the next task gets a fresh fork
 
     def _reply(self, run: Run, done: Done, segments: list[Buffer]) -> bool:
         """Send Done; False if that took a reconnect (announcing the finished task first)."""
@@ -154,6 +156,35 @@ class Granule:
             sys.stdout, sys.stderr, sys.argv = saved
 
     def _run_kind(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
+        if not run.mpi:
+            return self._run_plain(run, segs)
+        from ..mpi import runtime, shim
+
+        shim.install()
+        runtime.configure(hashlib.blake2b(run.req_id.encode(), digest_size=6).hexdigest(), run.index, run.n,
+                          self._mpi_exchange(run), self.host_id, route_ip(*self.address))
+        try:
+            done, payload = self._run_plain(run, segs)
+        finally:
+            runtime.shutdown()
+        done.retiring = True  # its MPI state (world, shim, module globals) must not leak into other work
+        return done, payload
+
+    def _mpi_exchange(self, run: Run) -> Callable[[Any], tuple[list[Any], bytes, str]]:
+        def exchange(me: Any) -> tuple[list[Any], bytes, str]:
+            from ..mpi.fabric import RankAddr
+
+            self.conn.send(MpiJoin(req_id=run.req_id, index=run.index, host_id=me.host_id, pid=me.pid, ip=me.ip,
+                                   port=me.port))
+            while True:
+                msg, _ = self.conn.recv()
+                if isinstance(msg, MpiWorld) and msg.req_id == run.req_id:
+                    ranks = [RankAddr(r.host_id, r.pid, r.ip, r.port) for r in msg.ranks]
+                    return ranks, msg.key, msg.error
+
+        return exchange
+
+    def _run_plain(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
         ok = Done(req_id=run.req_id, index=run.index, status=Status.OK)
         try:
             if run.kind is Kind.SCRIPT:
@@ -164,6 +195,10 @@ class Granule:
             else:
                 fn = self._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
                 args, kwargs = pickle.loads(segs[1], buffers=segs[2:])
+                if run.mpi:
+                    from ..mpi import api
+
+                    args = (api.COMM_WORLD, *args)
                 value = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
             return _error_done(run, exc, limit=run.memory_limit)

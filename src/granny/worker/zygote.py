@@ -79,8 +79,15 @@ def _reap(children: dict[int, str], emit: object) -> None:
         if pid == 0:
             return
         gid = children.pop(pid, None)
+        remove_inboxes_of(pid)  # MPI shared memory of a rank that died before its world's first barrier
         if gid is not None:
             emit({"exit": gid, "pid": pid, "status": status})  # type: ignore[operator]
+
+
+def remove_inboxes_of(pid: int) -> None:
+    from ..mpi.shm import remove_inboxes_of as remove
+
+    remove(pid)
 
 
 def _fork_granule(granule_id: str, unix_path: str, close_fds: list[int]) -> int:

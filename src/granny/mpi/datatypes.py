@@ -1,0 +1,565 @@
+"""MPI datatypes and mpi4py-style buffer specifications, as pure Python over numpy.
+
+Theory of operation
+- A ``Datatype`` is a named numpy dtype. Predefined datatypes carry mpi4py's names, type characters and
+  type codes (``MPI._typecode``) for an LP64 Linux host (the only platform granny runs on). Aliases are
+  the *same object* (``BOOL is C_BOOL``), as in mpi4py. Pair types (``DOUBLE_INT`` ...) are aligned
+  structured dtypes with fields ``value`` and ``index``, the C struct layout MPI uses for MAXLOC/MINLOC;
+  their ``size`` is the sum of the members (MPI_Type_size) and their ``extent`` includes the padding.
+- ``TYPECODES`` maps typecodes to datatypes by replaying mpi4py's ``AddTypeMap`` list in order, so a code
+  that several datatypes claim ends on the same one mpi4py picks.
+- ``parse_buffer``/``parse_vbuffer`` turn the message specs mpi4py accepts (``buf``, ``[buf, type]``,
+  ``[buf, count, type]``, ``[buf, (count, displ), type]`` ...) into a flat byte ``memoryview`` over the
+  user's memory, never a copy, so a receive writes straight into the caller's array.
+- Errors are plain ``TypeError``/``ValueError`` (and ``BufferError`` for a read-only receive buffer);
+  the communicator layer maps them to MPI error classes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+_handles = itertools.count(1)
+
+
+class Datatype:
+    """An MPI datatype: mpi4py's API over a numpy dtype (``dtype`` is None for DATATYPE_NULL)."""
+
+    __slots__ = ("_char", "_code", "_dtype", "_handle", "_name", "_predefined", "_size")
+    _by_name: ClassVar[dict[str, Datatype]] = {}
+    _handle: int
+    _name: str
+    _char: str
+    _size: int
+    _predefined: bool
+
+    def __init__(self, datatype: Datatype | None = None) -> None:
+        src = datatype if datatype is not None else None
+        self._handle = src._handle if src is not None else 0
+        self._name = src._name if src is not None else "DATATYPE_NULL"
+        self._dtype: np.dtype[Any] | None = src._dtype if src is not None else None
+        self._char = src._char if src is not None else ""
+        self._code: str | None = src._code if src is not None else None
+        self._size = src._size if src is not None else 0
+        self._predefined = src._predefined if src is not None else True
+
+    @classmethod
+    def _define(cls, name: str, dtype: Any, char: str, code: str | None = None) -> Datatype:
+        self = cls.__new__(cls)
+        self._handle, self._name, self._predefined = next(_handles), name, True
+        self._dtype = np.dtype(dtype)
+        self._char = char
+        self._code = code if code is not None else (char or None)
+        fields = self._dtype.fields
+        # MPI_Type_size counts data bytes only; a C struct's padding is part of the extent, not the size.
+        self._size = sum(f[0].itemsize for f in fields.values()) if fields else self._dtype.itemsize
+        cls._by_name[name] = self
+        return self
+
+    # -- identity ---------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Datatype):
+            return NotImplemented
+        return self._handle == other._handle
+
+    def __hash__(self) -> int:
+        return hash(("Datatype", self._handle))
+
+    def __bool__(self) -> bool:
+        return self._dtype is not None
+
+    def __repr__(self) -> str:
+        return f"MPI.{self._name}" if self._predefined else f"<MPI.Datatype dup of {self._name}>"
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if self._predefined:
+            return (_predefined, (self._name,))
+        raise TypeError("cannot pickle a derived MPI.Datatype")
+
+    @property
+    def handle(self) -> int:
+        return self._handle
+
+    # -- sizes ------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype[Any] | None:
+        return self._dtype
+
+    def Get_size(self) -> int:
+        return self._size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def Get_extent(self) -> tuple[int, int]:
+        return 0, (self._dtype.itemsize if self._dtype is not None else 0)
+
+    def Get_true_extent(self) -> tuple[int, int]:
+        return self.Get_extent()
+
+    @property
+    def extent(self) -> int:
+        return self.Get_extent()[1]
+
+    @property
+    def lb(self) -> int:
+        return 0
+
+    @property
+    def ub(self) -> int:
+        return self.extent
+
+    # -- names and codes --------------------------------------------------------------------
+    def Get_name(self) -> str:
+        return f"MPI_{self._name}" if self._predefined else ""
+
+    @property
+    def name(self) -> str:
+        return self.Get_name()
+
+    @property
+    def is_named(self) -> bool:
+        return self._predefined
+
+    @property
+    def is_predefined(self) -> bool:
+        return self._predefined
+
+    @property
+    def typechar(self) -> str:
+        return "" if self._dtype is None else (self._char or "V")
+
+    @property
+    def typestr(self) -> str:
+        dt = self._dtype
+        if dt is None:
+            return ""
+        return f"V{dt.itemsize}" if dt.fields else dt.str.lstrip("<>|=")
+
+    def tocode(self) -> str:
+        if self._code is None:
+            raise ValueError("cannot map to character code or type string")
+        return self._code
+
+    @classmethod
+    def fromcode(cls, code: str) -> Datatype:
+        try:
+            return TYPECODES[code]
+        except KeyError:
+            raise ValueError(f"cannot map code {code!r} to MPI datatype") from None
+
+    # -- life cycle -------------------------------------------------------------------------
+    def Dup(self) -> Datatype:
+        if self._dtype is None:
+            raise ValueError("MPI.Datatype.Dup: the datatype is DATATYPE_NULL")
+        dup = Datatype(self)
+        dup._handle, dup._predefined = next(_handles), False
+        return dup
+
+    Create_dup = Dup
+
+    def Commit(self) -> Datatype:
+        return self
+
+    def Free(self) -> None:
+        if self._predefined:
+            raise ValueError(f"MPI.Datatype.Free: cannot free the predefined datatype {self!r}")
+        # MPI_Type_free sets the handle to MPI_DATATYPE_NULL.
+        self._handle, self._name, self._dtype, self._char, self._code, self._size = 0, "DATATYPE_NULL", None, "", None, 0
+
+    def free(self) -> None:
+        if not self._predefined:
+            self.Free()
+
+    def Create_contiguous(self, count: int) -> Datatype:
+        raise NotImplementedError("MPI.Datatype.Create_contiguous is not implemented by granny")
+
+
+def _predefined(name: str) -> Datatype:
+    return Datatype._by_name[name]
+
+
+_D = Datatype._define
+
+
+def _pair(value: Any) -> np.dtype[Any]:
+    return np.dtype([("value", value), ("index", np.intc)], align=True)
+
+
+DATATYPE_NULL = Datatype()
+PACKED, BYTE = _D("PACKED", np.uint8, "B"), _D("BYTE", np.uint8, "B")
+AINT, OFFSET, COUNT = _D("AINT", np.intp, "p"), _D("OFFSET", np.int64, "p"), _D("COUNT", np.int64, "p")
+CHAR, WCHAR = _D("CHAR", "S1", "c"), _D("WCHAR", "U1", "U")
+SIGNED_CHAR, SHORT, INT = _D("SIGNED_CHAR", np.byte, "b"), _D("SHORT", np.short, "h"), _D("INT", np.intc, "i")
+LONG, LONG_LONG = _D("LONG", np.long, "l"), _D("LONG_LONG", np.longlong, "q")
+UNSIGNED_CHAR, UNSIGNED_SHORT = _D("UNSIGNED_CHAR", np.ubyte, "B"), _D("UNSIGNED_SHORT", np.ushort, "H")
+UNSIGNED, UNSIGNED_LONG = _D("UNSIGNED", np.uintc, "I"), _D("UNSIGNED_LONG", np.ulong, "L")
+UNSIGNED_LONG_LONG = _D("UNSIGNED_LONG_LONG", np.ulonglong, "Q")
+FLOAT, DOUBLE, LONG_DOUBLE = _D("FLOAT", np.float32, "f"), _D("DOUBLE", np.float64, "d"), _D("LONG_DOUBLE", np.longdouble, "g")
+# C99: mpi4py reports the sized ones by type string ("i4"), the rest by character.
+C_BOOL = _D("C_BOOL", np.bool_, "?", "b1")
+INT8_T, INT16_T = _D("INT8_T", np.int8, "b", "i1"), _D("INT16_T", np.int16, "h", "i2")
+INT32_T, INT64_T = _D("INT32_T", np.int32, "i", "i4"), _D("INT64_T", np.int64, "l", "i8")
+UINT8_T, UINT16_T = _D("UINT8_T", np.uint8, "B", "u1"), _D("UINT16_T", np.uint16, "H", "u2")
+UINT32_T, UINT64_T = _D("UINT32_T", np.uint32, "I", "u4"), _D("UINT64_T", np.uint64, "L", "u8")
+FLOAT16_T, BFLOAT16_T = _D("FLOAT16_T", np.float16, "e"), _D("BFLOAT16_T", "V2", "", None)
+FLOAT32_T, FLOAT64_T = FLOAT, DOUBLE
+C_COMPLEX, C_DOUBLE_COMPLEX = _D("C_COMPLEX", np.complex64, "F"), _D("C_DOUBLE_COMPLEX", np.complex128, "D")
+C_LONG_DOUBLE_COMPLEX = _D("C_LONG_DOUBLE_COMPLEX", np.clongdouble, "G")
+C_FLOAT_COMPLEX = C_COMPLEX
+CXX_BOOL = _D("CXX_BOOL", np.bool_, "?")
+CXX_FLOAT_COMPLEX = _D("CXX_FLOAT_COMPLEX", np.complex64, "F")
+CXX_DOUBLE_COMPLEX = _D("CXX_DOUBLE_COMPLEX", np.complex128, "D")
+CXX_LONG_DOUBLE_COMPLEX = _D("CXX_LONG_DOUBLE_COMPLEX", np.clongdouble, "G")
+# Pair types for MAXLOC/MINLOC.
+SHORT_INT, INT_INT = _D("SHORT_INT", _pair(np.short), ""), _D("INT_INT", _pair(np.intc), "")
+LONG_INT, FLOAT_INT = _D("LONG_INT", _pair(np.long), ""), _D("FLOAT_INT", _pair(np.float32), "")
+DOUBLE_INT, LONG_DOUBLE_INT = _D("DOUBLE_INT", _pair(np.float64), ""), _D("LONG_DOUBLE_INT", _pair(np.longdouble), "")
+TWOINT = INT_INT
+# Fortran (gfortran defaults: INTEGER and LOGICAL are 4 bytes). Types numpy cannot do arithmetic on
+# (16-byte integers, half-precision complex) are opaque bytes: they move but do not reduce.
+CHARACTER, LOGICAL = _D("CHARACTER", "S1", "c"), _D("LOGICAL", np.int32, "i")
+INTEGER, REAL = _D("INTEGER", np.int32, "i"), _D("REAL", np.float32, "f")
+DOUBLE_PRECISION = _D("DOUBLE_PRECISION", np.float64, "d")
+COMPLEX, DOUBLE_COMPLEX = _D("COMPLEX", np.complex64, "F"), _D("DOUBLE_COMPLEX", np.complex128, "D")
+LOGICAL1, LOGICAL2 = _D("LOGICAL1", np.bool_, "?", "b1"), _D("LOGICAL2", np.int16, "h", "i2")
+LOGICAL4, LOGICAL8 = _D("LOGICAL4", np.int32, "i", "i4"), _D("LOGICAL8", np.int64, "l", "i8")
+LOGICAL16 = _D("LOGICAL16", "V16", "", "i16")
+INTEGER1, INTEGER2 = _D("INTEGER1", np.int8, "b", "i1"), _D("INTEGER2", np.int16, "h", "i2")
+INTEGER4, INTEGER8 = _D("INTEGER4", np.int32, "i", "i4"), _D("INTEGER8", np.int64, "l", "i8")
+INTEGER16 = _D("INTEGER16", "V16", "", "i16")
+REAL2, REAL4 = _D("REAL2", np.float16, "e", "f2"), _D("REAL4", np.float32, "f", "f4")
+REAL8, REAL16 = _D("REAL8", np.float64, "d", "f8"), _D("REAL16", np.longdouble, "g", "f16")
+COMPLEX4, COMPLEX8 = _D("COMPLEX4", "V4", "E", "c4"), _D("COMPLEX8", np.complex64, "F", "c8")
+COMPLEX16, COMPLEX32 = _D("COMPLEX16", np.complex128, "D", "c16"), _D("COMPLEX32", np.clongdouble, "G", "c32")
+# Convenience aliases (same objects, as in mpi4py).
+UNSIGNED_INT, SIGNED_SHORT, SIGNED_INT, SIGNED_LONG, SIGNED_LONG_LONG = UNSIGNED, SHORT, INT, LONG, LONG_LONG
+BOOL, SINT8_T, SINT16_T, SINT32_T, SINT64_T = C_BOOL, INT8_T, INT16_T, INT32_T, INT64_T
+F_BOOL, F_INT, F_FLOAT, F_DOUBLE = LOGICAL, INTEGER, REAL, DOUBLE_PRECISION
+F_COMPLEX, F_FLOAT_COMPLEX, F_DOUBLE_COMPLEX = COMPLEX, COMPLEX, DOUBLE_COMPLEX
+
+# mpi4py's AddTypeMap calls for LP64, in order: a later entry for the same code wins.
+_TYPEMAP: tuple[tuple[str, Datatype], ...] = (
+    ("?", CXX_BOOL), ("?", C_BOOL), ("b", SIGNED_CHAR), ("h", SHORT), ("i", INT), ("l", LONG),
+    ("q", LONG_LONG), ("B", UNSIGNED_CHAR), ("H", UNSIGNED_SHORT), ("I", UNSIGNED), ("L", UNSIGNED_LONG),
+    ("Q", UNSIGNED_LONG_LONG), ("e", REAL2), ("e", FLOAT16_T), ("f", FLOAT), ("d", DOUBLE), ("g", LONG_DOUBLE),
+    ("Zf", COMPLEX8), ("Zd", COMPLEX16), ("F", COMPLEX8), ("D", COMPLEX16),
+    ("Zf", CXX_FLOAT_COMPLEX), ("Zd", CXX_DOUBLE_COMPLEX), ("Zg", CXX_LONG_DOUBLE_COMPLEX),
+    ("F", CXX_FLOAT_COMPLEX), ("D", CXX_DOUBLE_COMPLEX), ("G", CXX_LONG_DOUBLE_COMPLEX),
+    ("Zf", C_FLOAT_COMPLEX), ("Zd", C_DOUBLE_COMPLEX), ("Zg", C_LONG_DOUBLE_COMPLEX),
+    ("F", C_FLOAT_COMPLEX), ("D", C_DOUBLE_COMPLEX), ("G", C_LONG_DOUBLE_COMPLEX),
+    ("i1", INTEGER1), ("i2", INTEGER2), ("i4", INTEGER4), ("i8", INTEGER8),
+    ("f2", REAL2), ("f4", REAL4), ("f8", REAL8), ("f16", REAL16), ("c8", COMPLEX8), ("c16", COMPLEX16),
+    ("c32", COMPLEX32), ("b1", CXX_BOOL), ("b1", C_BOOL),
+    ("i1", SIGNED_CHAR), ("u1", UNSIGNED_CHAR), ("i2", SHORT), ("u2", UNSIGNED_SHORT), ("i4", INT),
+    ("u4", UNSIGNED), ("i8", LONG_LONG), ("u8", UNSIGNED_LONG_LONG), ("i8", LONG), ("u8", UNSIGNED_LONG),
+    ("i1", INT8_T), ("i2", INT16_T), ("i4", INT32_T), ("i8", INT64_T),
+    ("u1", UINT8_T), ("u2", UINT16_T), ("u4", UINT32_T), ("u8", UINT64_T), ("f2", FLOAT16_T),
+    ("f4", FLOAT), ("c8", CXX_FLOAT_COMPLEX), ("c8", C_FLOAT_COMPLEX), ("f8", DOUBLE),
+    ("c16", CXX_DOUBLE_COMPLEX), ("c16", C_DOUBLE_COMPLEX),
+    ("f16", LONG_DOUBLE), ("c32", CXX_LONG_DOUBLE_COMPLEX), ("c32", C_LONG_DOUBLE_COMPLEX),
+    ("n", LONG_LONG), ("N", UNSIGNED_LONG_LONG), ("n", LONG), ("N", UNSIGNED_LONG), ("n", COUNT),
+    ("p", LONG_LONG), ("P", UNSIGNED_LONG_LONG), ("p", LONG), ("P", UNSIGNED_LONG), ("p", AINT),
+    ("c", CHAR), ("a", CHAR), ("S", CHAR), ("S1", CHAR), ("s", CHAR), ("1s", CHAR),
+    ("U", WCHAR), ("U1", WCHAR), ("u", UNSIGNED_SHORT), ("1u", UNSIGNED_SHORT), ("u", UINT16_T),
+    ("1u", UINT16_T), ("w", UNSIGNED), ("1w", UNSIGNED), ("w", UINT32_T), ("1w", UINT32_T),
+    ("w", WCHAR), ("1w", WCHAR), ("M", INT64_T), ("M8", INT64_T), ("m", INT64_T), ("m8", INT64_T),
+)
+TYPECODES: dict[str, Datatype] = dict(_TYPEMAP)
+typedict = TYPECODES  # mpi4py's MPI._typedict
+_PAIRS = {dt.dtype: dt for dt in (SHORT_INT, INT_INT, LONG_INT, FLOAT_INT, DOUBLE_INT, LONG_DOUBLE_INT)}
+
+
+def typecode(datatype: Datatype) -> str | None:
+    """mpi4py's ``MPI._typecode``: the character code or type string of a datatype, or None."""
+    return datatype._code if datatype else None
+
+
+def from_numpy(dtype: Any) -> Datatype:
+    """The predefined datatype for a numpy dtype (pair types included); ValueError if none."""
+    dt = np.dtype(dtype)
+    if dt.fields is not None:
+        if dt in _PAIRS:
+            return _PAIRS[dt]
+        raise ValueError(f"cannot map numpy dtype {dt} to an MPI datatype")
+    if dt.byteorder == (">" if sys.byteorder == "little" else "<"):
+        raise ValueError(f"numpy dtype {dt} has non-native byte order")
+    key = "B" if dt == np.uint8 else dt.char
+    if dt.kind in "SU":  # "S1"/"U1" elements; longer strings are not an MPI type
+        key = dt.kind + ("1" if dt.itemsize // (4 if dt.kind == "U" else 1) == 1 else "?")
+    try:
+        return TYPECODES[key]
+    except KeyError:
+        raise ValueError(f"cannot map numpy dtype {dt} to an MPI datatype") from None
+
+
+def as_datatype(spec: Any) -> Datatype:
+    """A Datatype, or a typecode string mapped through ``TYPECODES``."""
+    if isinstance(spec, Datatype):
+        return spec
+    if isinstance(spec, str):
+        try:
+            return TYPECODES[spec]
+        except KeyError:
+            raise ValueError(f"cannot map typecode {spec!r} to an MPI datatype") from None
+    raise TypeError(f"expecting an MPI.Datatype or a typecode string, got {type(spec).__name__}")
+
+
+
+
+# -- buffer specifications ------------------------------------------------------------------------
+
+
+class _Constant:
+    """mpi4py's IN_PLACE / BOTTOM / BUFFER_AUTOMATIC: singletons that pickle by name."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"MPI.{self._name}"
+
+    def __reduce__(self) -> str:
+        return self._name
+
+
+IN_PLACE, BOTTOM, BUFFER_AUTOMATIC = _Constant("IN_PLACE"), _Constant("BOTTOM"), _Constant("BUFFER_AUTOMATIC")
+
+
+def is_in_place(obj: object) -> bool:
+    """mpi4py treats a ``None`` send buffer of a collective as IN_PLACE too."""
+    return obj is None or obj is IN_PLACE
+
+
+class Buf:
+    """A parsed message: ``count`` elements of ``datatype`` per block, over ``mem`` (bytes, zero-copy).
+
+    ``blocks`` is 1 except for the send side of Scatter and the receive side of Gather/Allgather/
+    Alltoall, where ``mem`` holds ``blocks`` consecutive blocks of ``count`` elements each (mpi4py).
+    """
+
+    __slots__ = ("blocks", "count", "datatype", "mem", "obj")
+
+    def __init__(self, mem: memoryview, count: int, datatype: Datatype, obj: object = None, blocks: int = 1) -> None:
+        self.mem, self.count, self.datatype, self.obj, self.blocks = mem, count, datatype, obj, blocks
+
+    @property
+    def nbytes(self) -> int:
+        return self.mem.nbytes
+
+    def array(self) -> np.ndarray:
+        """The elements as a numpy array sharing memory with the user's object."""
+        return _as_array(self.mem, self.datatype, self.count * self.blocks)
+
+    def __repr__(self) -> str:
+        return f"Buf(count={self.count}, datatype={self.datatype!r}, nbytes={self.nbytes})"
+
+
+class VBuf:
+    """A parsed vector message: block ``i`` is ``counts[i]`` elements at element offset ``displs[i]``."""
+
+    __slots__ = ("counts", "datatype", "displs", "mem", "obj")
+
+    def __init__(self, mem: memoryview, counts: list[int], displs: list[int], datatype: Datatype,
+                 obj: object = None) -> None:
+        self.mem, self.counts, self.displs, self.datatype, self.obj = mem, counts, displs, datatype, obj
+
+    @property
+    def nbytes(self) -> int:
+        return self.mem.nbytes
+
+    def block(self, i: int) -> memoryview:
+        ext = self.datatype.extent
+        return self.mem[self.displs[i] * ext:(self.displs[i] + self.counts[i]) * ext]
+
+    def block_array(self, i: int) -> np.ndarray:
+        return _as_array(self.block(i), self.datatype, self.counts[i])
+
+    def array(self) -> np.ndarray:
+        """The whole underlying buffer as elements (a trailing partial element is cut off)."""
+        return _as_array(self.mem, self.datatype, self.mem.nbytes // max(self.datatype.extent, 1))
+
+    def __repr__(self) -> str:
+        return f"VBuf(counts={self.counts}, displs={self.displs}, datatype={self.datatype!r})"
+
+
+def _as_array(mem: memoryview, datatype: Datatype, count: int) -> np.ndarray:
+    if datatype.dtype is None:
+        raise ValueError("cannot view a buffer of DATATYPE_NULL as an array")
+    if count == 0:
+        return np.empty(0, dtype=datatype.dtype)
+    return np.frombuffer(mem, dtype=datatype.dtype, count=count)
+
+
+def _is_integral(x: object) -> bool:
+    return hasattr(x, "__index__") and not hasattr(x, "__len__")
+
+
+def _index(x: object, what: str, name: str) -> int:
+    try:
+        v = int(x.__index__())  # type: ignore[attr-defined]
+    except AttributeError:
+        raise TypeError(f"{name}: {what} must be an integer, got {type(x).__name__}") from None
+    if v < 0:
+        raise ValueError(f"{name}: negative {what} {v}")
+    return v
+
+
+def _split(spec: Any, name: str, vector: bool) -> tuple[Any, Any, Any, Any]:
+    """(buf, count(s), displ(s), datatype) from a message spec, following mpi4py's message_simple/vector."""
+    if not isinstance(spec, list | tuple):
+        return spec, None, None, None
+    # In a plain message a list or tuple second item is (count, displ); in a vector message only a tuple
+    # is, since a list there is the counts.
+    pair = tuple if vector else (list, tuple)
+    if len(spec) == 2:
+        buf, count = spec
+        if isinstance(count, Datatype | str):
+            return buf, None, None, count
+        if isinstance(count, pair):
+            return buf, *_two(count, name), None
+        return buf, count, None, None
+    if len(spec) == 3:
+        buf, count, dtype = spec
+        if isinstance(count, pair):
+            return buf, *_two(count, name), dtype
+        return buf, count, None, dtype
+    if len(spec) == 4:
+        return spec[0], spec[1], spec[2], spec[3]
+    raise ValueError(f"{name}: a message list/tuple must have 2 to 4 items, got {len(spec)}")
+
+
+def _two(x: Sequence[Any], name: str) -> tuple[Any, Any]:
+    if len(x) != 2:
+        raise ValueError(f"{name}: expecting (count, displacement), got {x!r}")
+    return x[0], x[1]
+
+
+def _flat(obj: Any, readonly: bool, name: str) -> tuple[memoryview, Any]:
+    """A 1-D byte view of ``obj`` (zero-copy) and a thunk giving the datatype its format implies."""
+    if isinstance(obj, np.ndarray):
+        arr = obj
+        if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+            raise ValueError(f"{name}: the numpy array is not contiguous (pass np.ascontiguousarray(...))")
+        if not readonly and not arr.flags.writeable:
+            raise BufferError(f"{name}: the numpy array is read-only and cannot receive data")
+        flat = arr.reshape(-1, order="A").view(np.uint8).data
+        return flat, lambda: from_numpy(arr.dtype)
+    try:
+        m = memoryview(obj)
+    except TypeError:
+        raise TypeError(f"{name}: expecting a buffer-like object or a [buffer, ..., datatype] list, "
+                        f"got {type(obj).__name__}") from None
+    if not readonly and m.readonly:
+        raise BufferError(f"{name}: the {type(obj).__name__} object is read-only and cannot receive data")
+    if not m.contiguous:
+        raise ValueError(f"{name}: the buffer is not contiguous")
+    try:
+        flat = m.cast("B")
+    except TypeError:  # Fortran order or an exotic format: let numpy find the bytes
+        flat = np.asarray(m).reshape(-1, order="A").view(np.uint8).data
+    return flat, lambda: _format_datatype(m.format, name)
+
+
+def _format_datatype(fmt: str, name: str) -> Datatype:
+    if fmt == "B":
+        return BYTE
+    if fmt[:1] in ("@", "="):
+        fmt = fmt[1:]
+    elif fmt[:1] in ("<", ">"):
+        if (fmt[0] == "<") != (sys.byteorder == "little"):
+            raise ValueError(f"{name}: buffer format {fmt!r} has non-native byte order")
+        fmt = fmt[1:]
+    try:
+        return TYPECODES[fmt]
+    except KeyError:
+        raise ValueError(f"{name}: cannot map buffer format {fmt!r} to an MPI datatype; "
+                         "pass [buffer, MPI.<DATATYPE>]") from None
+
+
+def _base(obj: Any, o_type: Any, readonly: bool, name: str) -> tuple[memoryview, Datatype]:
+    if obj is None or obj is BOTTOM:
+        return memoryview(bytearray()), (as_datatype(o_type) if o_type is not None else BYTE)
+    flat, infer = _flat(obj, readonly, name)
+    dt = as_datatype(o_type) if o_type is not None else infer()
+    if dt.extent <= 0:
+        raise ValueError(f"{name}: datatype {dt!r} has no extent")
+    return flat, dt
+
+
+def parse_buffer(spec: Any, *, readonly: bool, name: str = "buffer", blocks: int = 1) -> Buf:
+    """Parse a message spec the way mpi4py's Send/Recv/collectives do.
+
+    ``blocks`` > 1 (Scatter's send side, Gather's receive side): an inferred count is divided by it
+    and the buffer must hold ``blocks`` blocks of ``count`` elements.
+    """
+    obj, o_count, o_displ, o_type = _split(spec, name, vector=False)
+    blocks = max(blocks, 1)
+    flat, dt = _base(obj, o_type, readonly, name)
+    ext, length = dt.extent, flat.nbytes
+    offset = _index(o_displ, "displacement", name) * ext if o_displ is not None else 0
+    if offset > length:
+        raise ValueError(f"{name}: displacement {offset // ext} out of bounds, the buffer has "
+                         f"{length // ext} entries")
+    if o_count is not None:
+        count = _index(o_count, "count", name)
+        if count and length == 0 and (obj is None or obj is BOTTOM):
+            raise ValueError(f"{name}: the buffer is None but count is {count}")
+        if offset + count * blocks * ext > length:
+            raise ValueError(f"{name}: {count * blocks} entries of {dt!r} (after a displacement of "
+                             f"{offset // ext}) do not fit in a buffer of {length} bytes")
+    else:
+        rest = length - offset
+        if rest % ext:
+            raise ValueError(f"{name}: cannot infer count, buffer length {rest} is not a multiple of "
+                             f"the extent {ext} of {dt!r}")
+        if (rest // ext) % blocks:
+            raise ValueError(f"{name}: cannot infer count, {rest // ext} entries do not split into "
+                             f"{blocks} equal blocks")
+        count = rest // ext // blocks
+    return Buf(flat[offset:offset + count * blocks * ext], count, dt, obj, blocks)
+
+
+def parse_vbuffer(spec: Any, size: int, *, readonly: bool, name: str = "buffer") -> VBuf:
+    """Parse a vector message spec (Gatherv/Scatterv/Allgatherv/Alltoallv) the way mpi4py does.
+
+    counts: None (the buffer split as evenly as possible, first blocks one larger, as mpi4py does), an
+    int (the same for every block) or a sequence of ``size`` ints. displs: None (prefix sums of counts),
+    an int (a stride) or a sequence of ``size`` ints. Counts and displacements are in elements.
+    """
+    obj, o_counts, o_displs, o_type = _split(spec, name, vector=True)
+    flat, dt = _base(obj, o_type, readonly, name)
+    ext, length = dt.extent, flat.nbytes
+    if o_counts is None:
+        if length % ext:
+            raise ValueError(f"{name}: cannot infer counts, buffer length {length} is not a multiple "
+                             f"of the extent {ext} of {dt!r}")
+        n = length // ext
+        counts = [n // size + (n % size > i) for i in range(size)]
+    elif _is_integral(o_counts):
+        counts = [_index(o_counts, "count", name)] * size
+    else:
+        counts = [_index(c, "count", name) for c in o_counts]
+    if o_displs is None:
+        displs = [sum(counts[:i]) for i in range(size)]
+    elif _is_integral(o_displs):
+        stride = _index(o_displs, "displacement", name)
+        displs = [stride * i for i in range(size)]
+    else:
+        displs = [_index(d, "displacement", name) for d in o_displs]
+    if len(counts) != size or len(displs) != size:
+        raise ValueError(f"{name}: expecting {size} counts and displacements, got {len(counts)} "
+                         f"and {len(displs)}")
+    for i, (c, d) in enumerate(zip(counts, displs, strict=True)):
+        if (c + d) * ext > length:
+            raise ValueError(f"{name}: block {i} ({c} entries at displacement {d}) does not fit in "
+                             f"a buffer of {length // ext} entries of {dt!r}")
+    return VBuf(flat, counts, displs, dt, obj)

@@ -1,0 +1,180 @@
+"""The data plane of one rank: shared-memory rings to same-host ranks, TCP streams to the others.
+
+Theory of operation
+- ``send`` moves one record (a 32-byte header plus payload) to a peer; ``progress`` delivers every
+  record that has arrived to the handler, in order per sender; ``wait_until`` spins then blocks until
+  a condition holds. Nothing here knows about matching, tags or communicators (see p2p.py).
+- A rank waiting for anything polls its rings in a tight loop for ``spin`` seconds, then sleeps on its
+  doorbell (and the TCP sockets). When there are more ranks on the host than cores the spin is cut to
+  a few microseconds and each pass yields the core, so an oversubscribed world still moves.
+- Incoming TCP data is checked every ``TCP_EVERY`` spin passes, since a poll syscall costs more than a
+  whole shared-memory pass.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import MpiError
+from .shm import PAD, REC, RING_DATA, Consumer, Doorbell, Inbox, Producer, inbox_path
+
+Handler = Callable[[int, int, int, int, int, int, memoryview], None]  # kind flags ctx src tag arg payload
+TCP_EVERY = 64
+SAFETY_TIMEOUT = 0.002  # bounds a lost wake-up (see shm.py)
+
+
+@dataclass(frozen=True)
+class RankAddr:
+    host_id: str
+    pid: int
+    ip: str
+    port: int
+
+
+class Fabric:
+    def __init__(self, world_id: str, rank: int, size: int) -> None:
+        self.world_id, self.rank, self.size = world_id, rank, size
+        self.inbox = Inbox(inbox_path(world_id, rank, os.getpid()), size, create=True)
+        self.doorbell = Doorbell(world_id, rank)
+        self.tcp: Any = None  # TcpLinks, created by the world only when a peer is remote
+        self.handler: Handler = _unset_handler
+        self.producers: list[Producer | None] = [None] * size
+        self.peer_inboxes: dict[int, Inbox] = {}
+        self.consumers: list[Consumer] = []
+        self.local: list[int] = [rank]
+        self.remote: list[int] = []
+        self.spin = float(os.environ.get("GRANNY_MPI_SPIN_US", "100")) * 1e-6
+        self.yield_spin = False
+        self._passes = 0
+        self._unlinked = False
+
+    # --- set-up -----------------------------------------------------------------------------
+    def attach(self, addrs: list[RankAddr]) -> None:
+        """Map the inboxes of same-host ranks; the TCP side is connected by the caller."""
+        me = addrs[self.rank]
+        self.local = [r for r, a in enumerate(addrs) if a.host_id == me.host_id]
+        self.remote = [r for r, a in enumerate(addrs) if a.host_id != me.host_id]
+        for r in self.local:
+            if r == self.rank:
+                continue
+            inbox = Inbox(inbox_path(self.world_id, r, addrs[r].pid), self.size, create=False)
+            self.peer_inboxes[r] = inbox
+            self.producers[r] = Producer(inbox, self.rank)
+            self.consumers.append(Consumer(self.inbox, r))
+        if len(self.local) > (os.cpu_count() or 1):
+            self.spin, self.yield_spin = min(self.spin, 5e-6), True
+
+    def unlink(self) -> None:
+        """Every local peer has mapped the inbox (after the first barrier): drop its name."""
+        if not self._unlinked:
+            self._unlinked = True
+            try:
+                os.unlink(self.inbox.path)
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        self.unlink()
+        if self.tcp is not None:
+            self.tcp.close()
+        self.doorbell.close()
+
+    # --- sending ----------------------------------------------------------------------------
+    def send(self, dst: int, kind: int, flags: int, ctx: int, tag: int, arg: int, payload: Any = b"",
+             plen: int = 0) -> None:
+        prod = self.producers[dst]
+        if prod is not None:
+            if not prod.try_put(kind, flags, ctx, self.rank, tag, arg, payload, plen):
+                self.wait_until(lambda: prod.try_put(kind, flags, ctx, self.rank, tag, arg, payload, plen))
+            if prod.inbox.words[0]:
+                self.doorbell.ring(dst)
+        elif dst == self.rank:
+            self.handler(kind, flags, ctx, dst, tag, arg, memoryview(bytes(payload)) if plen else memoryview(b""))
+        elif self.tcp is not None:
+            self.tcp.send(dst, REC.pack(kind, flags, ctx, self.rank, tag, arg, plen), payload if plen else b"")
+        else:
+            raise MpiError(f"rank {dst} is not reachable from rank {self.rank}", 6)  # MPI_ERR_RANK
+
+    def is_local(self, dst: int) -> bool:
+        return self.producers[dst] is not None or dst == self.rank
+
+    # --- receiving --------------------------------------------------------------------------
+    def progress(self) -> int:
+        """Deliver every record that has arrived; returns how many."""
+        n = 0
+        handler = self.handler
+        words = self.inbox.words
+        for c in self.consumers:
+            head = int(words[c.head_i])
+            tail = c.tail
+            if head == tail:
+                continue
+            data = c.data
+            while tail < head:
+                pos = tail & (RING_DATA - 1)
+                kind, flags, ctx, src, tag, arg, plen = REC.unpack_from(data, pos)
+                if kind == PAD:
+                    tail += plen
+                    continue
+                start = pos + 32
+                handler(kind, flags, ctx, src, tag, arg, data[start:start + plen])
+                tail += (32 + plen + 63) & ~63
+                n += 1
+            c.tail = tail
+            words[c.tail_i] = tail
+            peer = self.peer_inboxes.get(c.src)
+            if peer is not None and peer.words[0]:
+                self.doorbell.ring(c.src)  # it may be asleep waiting for room in this ring
+        if self.tcp is not None:
+            self._passes += 1
+            if self._passes >= TCP_EVERY:
+                self._passes = 0
+                n += self.tcp.poll(self._on_tcp)
+        return n
+
+    def _on_tcp(self, src: int, header: memoryview, payload: memoryview) -> None:
+        kind, flags, ctx, _src, tag, arg, _plen = REC.unpack_from(header, 0)
+        self.handler(kind, flags, ctx, src, tag, arg, payload)
+
+    def wait_until(self, cond: Callable[[], bool]) -> None:
+        """Progress until ``cond()`` holds: spin for the budget, then sleep on the doorbell."""
+        if cond():
+            return
+        deadline = time.perf_counter() + self.spin
+        while True:
+            self.progress()
+            if cond():
+                return
+            if self.yield_spin:
+                os.sched_yield()
+            if time.perf_counter() > deadline:
+                break
+        inbox = self.inbox
+        timeout = SAFETY_TIMEOUT
+        while True:
+            inbox.set_sleeping(1)
+            self._passes = TCP_EVERY
+            if self.progress() or cond():
+                inbox.set_sleeping(0)
+                if cond():
+                    return
+                continue
+            # Re-read the TCP fds each time: a peer that said goodbye has its stream closed.
+            fds = [self.doorbell.fileno()] + (self.tcp.fileno_list() if self.tcp is not None else [])
+            select.select(fds, [], [], timeout)
+            timeout = min(timeout * 2, 0.05)  # a lost wake-up is rare: back off, do not poll
+            inbox.set_sleeping(0)
+            self.doorbell.drain()
+            self._passes = TCP_EVERY
+            self.progress()
+            if cond():
+                return
+
+
+def _unset_handler(kind: int, flags: int, ctx: int, src: int, tag: int, arg: int, payload: memoryview) -> None:
+    raise MpiError("record arrived before the MPI engine was ready")

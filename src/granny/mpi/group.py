@@ -1,0 +1,99 @@
+"""MPI groups (ordered sets of world ranks) and a minimal Info object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import runtime
+
+UNDEFINED = -32766
+IDENT, SIMILAR, UNEQUAL = 0, 2, 3
+
+
+class Group:
+    def __init__(self, members: Sequence[int]) -> None:
+        self._members = list(members)
+
+    def Get_size(self) -> int:  # noqa: N802
+        return len(self._members)
+
+    def Get_rank(self) -> int:  # noqa: N802
+        me = runtime.get().world.rank
+        return self._members.index(me) if me in self._members else UNDEFINED
+
+    size = property(Get_size)
+    rank = property(Get_rank)
+
+    def Incl(self, ranks: Sequence[int]) -> Group:  # noqa: N802
+        return Group([self._members[r] for r in ranks])
+
+    def Excl(self, ranks: Sequence[int]) -> Group:  # noqa: N802
+        drop = set(ranks)
+        return Group([w for i, w in enumerate(self._members) if i not in drop])
+
+    def Translate_ranks(self, ranks: Sequence[int] | None = None, group: Group | None = None) -> list[int]:  # noqa: N802
+        ranks = range(len(self._members)) if ranks is None else ranks
+        if group is None:
+            return list(ranks)
+        return [group._members.index(self._members[r]) if self._members[r] in group._members else UNDEFINED
+                for r in ranks]
+
+    def Compare(self, other: Group) -> int:  # noqa: N802
+        if self._members == other._members:
+            return IDENT
+        return SIMILAR if sorted(self._members) == sorted(other._members) else UNEQUAL
+
+    @staticmethod
+    def Union(a: Group, b: Group) -> Group:  # noqa: N802
+        return Group(a._members + [w for w in b._members if w not in a._members])
+
+    @staticmethod
+    def Intersection(a: Group, b: Group) -> Group:  # noqa: N802
+        return Group([w for w in a._members if w in b._members])
+
+    @staticmethod
+    def Difference(a: Group, b: Group) -> Group:  # noqa: N802
+        return Group([w for w in a._members if w not in b._members])
+
+    def Free(self) -> None:  # noqa: N802
+        pass
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Group) and self._members == other._members
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._members))
+
+
+class Info(dict[str, str]):
+    """Hints are accepted and ignored, as MPI allows."""
+
+    @classmethod
+    def Create(cls, items: Any = None) -> Info:  # noqa: N802
+        return cls(items or {})
+
+    def Set(self, key: str, value: str) -> None:  # noqa: N802
+        self[key] = value
+
+    def Get(self, key: str) -> str | None:  # noqa: N802
+        return super().get(key)
+
+    def Delete(self, key: str) -> None:  # noqa: N802
+        self.pop(key, None)
+
+    def Get_nkeys(self) -> int:  # noqa: N802
+        return len(self)
+
+    def Get_nthkey(self, n: int) -> str:  # noqa: N802
+        return list(self)[n]
+
+    def Dup(self) -> Info:  # noqa: N802
+        return Info(self)
+
+    def Free(self) -> None:  # noqa: N802
+        self.clear()
+
+
+INFO_NULL = Info()
+INFO_ENV = Info()

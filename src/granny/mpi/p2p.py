@@ -1,0 +1,219 @@
+"""Point-to-point matching: posted receives, unexpected messages, eager and rendezvous sends.
+
+Theory of operation
+- A message is matched by (context, source, tag) in arrival order. Each ordered pair of ranks has one
+  FIFO channel (fabric.py) and both the posted list and the unexpected queue are scanned oldest first,
+  so MPI's non-overtaking rule holds per (source, tag, communicator). ``ANY_TAG`` never matches the
+  negative tags the runtime uses internally.
+- Eager: a payload up to ``EAGER_LIMIT`` (or any payload to another host, or to oneself) travels in
+  the record. An unexpected eager message is copied out of the ring; a matched one goes straight from
+  the ring into the receive buffer.
+- Rendezvous (same host, larger payloads): the record carries (pid, address, length) of the sender's
+  buffer; whoever matches it copies it with one ``process_vm_readv`` and sends an ACK, which completes
+  the sender's request. Until then the sender keeps a reference to its buffer.
+- Synchronous sends (``ssend``) ask for the same ACK, sent when the message is matched.
+- Handlers run inside ``Fabric.progress``: they never block and never re-enter the fabric, so an ACK
+  that finds its ring full is deferred and flushed by the next wait.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from collections import deque
+from typing import Any
+
+from ..errors import MpiError
+from .fabric import Fabric
+from .shm import buffer_address, cma_read
+
+ANY_SOURCE = -1
+ANY_TAG = -1
+PROC_NULL = -2
+
+K_BUF, K_OBJ, K_RTS_BUF, K_RTS_OBJ, K_ACK = 1, 2, 3, 4, 5
+F_SYNC = 1
+EAGER_LIMIT = 64 * 1024
+RTS = struct.Struct("<iQQ")
+ERR_TRUNCATE = 15
+ERR_RANK = 6
+ERR_TAG = 4
+
+
+class Msg:
+    """An unexpected message: arrived before any receive matched it."""
+
+    __slots__ = ("arg", "data", "flags", "kind", "nbytes", "src", "tag")
+
+    def __init__(self, kind: int, flags: int, src: int, tag: int, arg: int, data: bytes) -> None:
+        self.kind, self.flags, self.src, self.tag, self.arg, self.data = kind, flags, src, tag, arg, data
+        self.nbytes = RTS.unpack_from(data)[2] if kind == K_RTS_BUF or kind == K_RTS_OBJ else len(data)
+
+
+class RecvReq:
+    __slots__ = ("cancelled", "ctx", "done", "error", "mem", "msg_src", "msg_tag", "nbytes", "src", "tag", "value")
+
+    def __init__(self, ctx: int, src: int, tag: int, mem: memoryview | None) -> None:
+        self.ctx, self.src, self.tag, self.mem = ctx, src, tag, mem
+        self.done = self.cancelled = False
+        self.error: MpiError | None = None
+        self.msg_src, self.msg_tag, self.nbytes = src, tag, 0
+        self.value: Any = None
+
+
+class SendReq:
+    __slots__ = ("done", "keep")
+
+    def __init__(self, keep: Any = None, done: bool = False) -> None:
+        self.keep, self.done = keep, done
+
+
+SENT = SendReq(done=True)
+
+
+class Engine:
+    def __init__(self, fabric: Fabric) -> None:
+        self.f = fabric
+        fabric.handler = self._on_record
+        self.rank = fabric.rank
+        self.posted: dict[int, list[RecvReq]] = {}
+        self.unexpected: dict[int, deque[Msg]] = {}
+        self.sends: dict[int, SendReq] = {}
+        self.deferred: list[tuple[int, int]] = []  # ACKs whose ring was full: (dst, msg id)
+        self._next = 1
+        self.pid = os.getpid()
+
+    # --- sending ----------------------------------------------------------------------------
+    def send(self, ctx: int, dst: int, tag: int, mem: Any, nbytes: int, obj: bool, sync: bool = False) -> SendReq:
+        """Start a send; the returned request is done when the buffer may be reused."""
+        f = self.f
+        if nbytes <= EAGER_LIMIT or dst == self.rank or not f.is_local(dst):
+            if not sync:
+                f.send(dst, K_OBJ if obj else K_BUF, 0, ctx, tag, 0, mem, nbytes)
+                return SENT
+            mid = self._id()
+            req = self.sends[mid] = SendReq()
+            f.send(dst, K_OBJ if obj else K_BUF, F_SYNC, ctx, tag, mid, mem, nbytes)
+            return req
+        mid = self._id()
+        req = self.sends[mid] = SendReq(keep=mem)
+        addr = buffer_address(mem if isinstance(mem, memoryview) else memoryview(mem))
+        f.send(dst, K_RTS_OBJ if obj else K_RTS_BUF, 0, ctx, tag, mid, RTS.pack(self.pid, addr, nbytes), RTS.size)
+        return req
+
+    def _id(self) -> int:
+        self._next += 1
+        return self._next
+
+    # --- receiving --------------------------------------------------------------------------
+    def post(self, ctx: int, src: int, tag: int, mem: memoryview | None) -> RecvReq:
+        """Post a receive (``mem`` None: a pickled object). It may complete at once from the queue."""
+        req = RecvReq(ctx, src, tag, mem)
+        q = self.unexpected.get(ctx)
+        if q:
+            for m in q:
+                if (src == m.src or src == ANY_SOURCE) and (tag == m.tag or (tag == ANY_TAG and m.tag >= 0)):
+                    q.remove(m)
+                    self._complete(req, m.kind, m.flags, m.src, m.tag, m.arg, m.data)
+                    return req
+        self.posted.setdefault(ctx, []).append(req)
+        return req
+
+    def cancel(self, req: RecvReq) -> bool:
+        lst = self.posted.get(req.ctx)
+        if lst and req in lst:
+            lst.remove(req)
+            req.cancelled = req.done = True
+            return True
+        return False
+
+    def probe(self, ctx: int, src: int, tag: int) -> Msg | None:
+        """The first unexpected message that would match, without receiving it."""
+        self.progress()
+        q = self.unexpected.get(ctx)
+        if q:
+            for m in q:
+                if (src == m.src or src == ANY_SOURCE) and (tag == m.tag or (tag == ANY_TAG and m.tag >= 0)):
+                    return m
+        return None
+
+    def progress(self) -> int:
+        n = self.f.progress()
+        if self.deferred:
+            self._flush()
+        return n
+
+    def wait(self, done: Any) -> None:
+        """Progress until ``done.done`` (a request) holds."""
+        if not done.done:
+            self.f.wait_until(lambda: done.done or bool(self.deferred and self._flush()))
+
+    def _flush(self) -> bool:
+        pending, self.deferred = self.deferred, []
+        for dst, mid in pending:
+            if not self._ack(dst, mid):
+                self.deferred.append((dst, mid))
+        return False
+
+    def _ack(self, dst: int, mid: int) -> bool:
+        prod = self.f.producers[dst]
+        if prod is None:
+            self.f.send(dst, K_ACK, 0, 0, 0, mid)
+            return True
+        if not prod.try_put(K_ACK, 0, 0, self.rank, 0, mid, b"", 0):
+            return False
+        if prod.inbox.words[0]:
+            self.f.doorbell.ring(dst)
+        return True
+
+    def _on_record(self, kind: int, flags: int, ctx: int, src: int, tag: int, arg: int, payload: memoryview) -> None:
+        if kind == K_ACK:
+            req = self.sends.pop(arg, None)
+            if req is not None:
+                req.done, req.keep = True, None
+            return
+        posted = self.posted.get(ctx)
+        if posted:
+            for i, r in enumerate(posted):
+                if (r.src == src or r.src == ANY_SOURCE) and (r.tag == tag or (r.tag == ANY_TAG and tag >= 0)):
+                    del posted[i]
+                    self._complete(r, kind, flags, src, tag, arg, payload)
+                    return
+        q = self.unexpected.get(ctx)
+        if q is None:
+            q = self.unexpected[ctx] = deque()
+        q.append(Msg(kind, flags, src, tag, arg, bytes(payload)))
+
+    def _complete(self, r: RecvReq, kind: int, flags: int, src: int, tag: int, arg: int, payload: Any) -> None:
+        r.msg_src, r.msg_tag = src, tag
+        rts = kind == K_RTS_BUF or kind == K_RTS_OBJ
+        if rts:
+            pid, addr, n = RTS.unpack_from(payload)
+        else:
+            n = len(payload)
+        r.nbytes = n
+        try:
+            mem = r.mem
+            if mem is not None:
+                if n > mem.nbytes:
+                    r.error = MpiError(f"message truncated: {n} bytes arrived from rank {src} (tag {tag}) for a "
+                                       f"receive buffer of {mem.nbytes} bytes", ERR_TRUNCATE)
+                elif rts:
+                    cma_read(pid, addr, mem[:n])
+                elif n:
+                    mem[:n] = payload
+            else:
+                if rts:
+                    data = bytearray(n)
+                    cma_read(pid, addr, memoryview(data))
+                    payload = data
+                r.value = pickle.loads(payload) if kind == K_OBJ or kind == K_RTS_OBJ else bytes(payload)
+        except MpiError as exc:
+            r.error = exc
+        except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive, not the engine
+            r.error = MpiError(f"could not unpickle the message from rank {src}: {exc!r}")
+        if rts or flags & F_SYNC:
+            if not self._ack(src, arg):
+                self.deferred.append((src, arg))
+        r.done = True

@@ -1,0 +1,238 @@
+"""Same-host channels between MPI ranks: shared-memory rings, doorbells and single-copy reads.
+
+Theory of operation
+- Every rank owns an *inbox*: one file in /dev/shm holding a control line and one single-producer,
+  single-consumer ring per possible sender (indexed by the sender's world rank; the file is sparse,
+  so only rings that carry traffic use memory). A sender maps the receiver's inbox and appends records
+  to its own ring there; only the receiver consumes them. Per ordered pair there is one ring, so
+  records between two ranks arrive in the order they were sent.
+- A ring is ``head`` (written only by the producer), ``tail`` (written only by the consumer) and a data
+  area. Positions are monotonic byte counters; a record never straddles the end of the data area (a PAD
+  record fills the gap). x86 keeps stores in order and loads in order, so a consumer that sees the new
+  ``head`` also sees the record bytes written before it. Records are 64-byte aligned: a small message
+  is one or two cache lines.
+- Waiting: a rank spins on its rings for a short budget, then sets its ``sleeping`` flag, checks once
+  more, and blocks in ``select`` on its doorbell, a datagram socket in the abstract namespace. Anyone who
+  changes something a sleeper may wait for (a record in its ring, space freed in a ring it writes to)
+  rings the doorbell when the flag is set. The check-then-sleep pair has no memory fence from Python,
+  so ``select`` also has a short timeout: a lost wake-up costs a millisecond, never a hang.
+- Large payloads do not go through the ring: the sender publishes (pid, address, length) and the
+  receiver copies straight out of the sender's memory with ``process_vm_readv`` (one copy, as Open MPI's
+  CMA path does), then acknowledges so the sender may reuse its buffer.
+- The inbox file is unlinked as soon as every local peer has mapped it, so the memory goes away with
+  the last process that maps it, even after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import mmap
+import os
+import socket
+import struct
+from typing import Any
+
+from ..errors import MpiError
+
+SHM_DIR = "/dev/shm"
+CTRL = 64  # control line: u64 sleeping flag
+RING_META = 128  # head (own cache line), tail (own cache line)
+RING_DATA = 1 << 20  # bytes of record space per ordered pair
+ALIGN = 64
+
+# kind, flags, ctx, src, tag, arg, payload length
+REC = struct.Struct("<BBxxiiiQQ")
+PAD = 0xFF
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _IOVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_libc.process_vm_readv.restype = ctypes.c_ssize_t
+_libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.POINTER(_IOVec), ctypes.c_ulong,
+                                   ctypes.POINTER(_IOVec), ctypes.c_ulong, ctypes.c_ulong]
+
+
+def inbox_size(world_size: int) -> int:
+    return CTRL + world_size * (RING_META + RING_DATA)
+
+
+def inbox_path(world_id: str, rank: int, pid: int) -> str:
+    """The owner's pid is in the name, so whoever reaps a dead rank can remove its inbox."""
+    return f"{SHM_DIR}/granny-mpi-{world_id}-{rank}-p{pid}"
+
+
+def remove_inboxes_of(pid: int) -> None:
+    """Unlink what a dead process left behind (it died before the world's first barrier)."""
+    for path in glob.glob(f"{SHM_DIR}/granny-mpi-*-p{pid}"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def doorbell_name(world_id: str, rank: int) -> bytes:
+    return f"\0granny-mpi-{world_id}-{rank}".encode()
+
+
+class Inbox:
+    """One rank's mapping of some rank's inbox (its own, to consume; a peer's, to produce)."""
+
+    def __init__(self, path: str, world_size: int, create: bool) -> None:
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = os.open(path, flags, 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, inbox_size(world_size))
+            self.map = mmap.mmap(fd, inbox_size(world_size))
+        finally:
+            os.close(fd)
+        self.path = path
+        self.mem = memoryview(self.map)
+        self.words = self.mem.cast("Q")  # 8-byte aligned counters, read and written whole
+
+    def ring_offset(self, sender: int) -> int:
+        return CTRL + sender * (RING_META + RING_DATA)
+
+    @property
+    def sleeping(self) -> int:
+        return int(self.words[0])
+
+    def set_sleeping(self, value: int) -> None:
+        self.words[0] = value
+
+    def close(self) -> None:
+        self.words.release()
+        self.mem.release()
+        try:
+            self.map.close()
+        except BufferError:
+            pass  # a view handed to a handler is still alive; the mapping dies with the process
+
+
+class Producer:
+    """This rank's ring inside a peer's inbox."""
+
+    __slots__ = ("inbox", "words", "data", "head_i", "tail_i", "base", "head", "tail_cache")
+
+    def __init__(self, inbox: Inbox, me: int) -> None:
+        self.inbox = inbox
+        off = inbox.ring_offset(me)
+        self.words = inbox.words
+        self.head_i, self.tail_i = off // 8, (off + 64) // 8
+        self.base = off + RING_META
+        self.data = inbox.mem[self.base:self.base + RING_DATA]
+        self.head = int(self.words[self.head_i])
+        self.tail_cache = int(self.words[self.tail_i])
+
+    def try_put(self, kind: int, flags: int, ctx: int, src: int, tag: int, arg: int, payload: Any, plen: int) -> bool:
+        """Append one record; False if the ring has no room for it right now."""
+        size = (REC.size + plen + ALIGN - 1) & ~(ALIGN - 1)
+        head = self.head
+        pos = head & (RING_DATA - 1)
+        gap = RING_DATA - pos if RING_DATA - pos < size else 0
+        if head + gap + size - self.tail_cache > RING_DATA:
+            self.tail_cache = int(self.words[self.tail_i])
+            if head + gap + size - self.tail_cache > RING_DATA:
+                return False
+        if gap:
+            REC.pack_into(self.data, pos, PAD, 0, 0, 0, 0, 0, gap)
+            head += gap
+            pos = 0
+        REC.pack_into(self.data, pos, kind, flags, ctx, src, tag, arg, plen)
+        if plen:
+            start = pos + REC.size
+            self.data[start:start + plen] = payload
+        self.head = head + size
+        self.words[self.head_i] = self.head  # publish: the record is complete before head moves
+        return True
+
+    def fits(self, plen: int) -> bool:
+        return REC.size + plen + ALIGN <= RING_DATA // 2
+
+
+class Consumer:
+    """The ring of one sender inside this rank's own inbox."""
+
+    __slots__ = ("words", "data", "head_i", "tail_i", "tail", "src")
+
+    def __init__(self, inbox: Inbox, sender: int) -> None:
+        off = inbox.ring_offset(sender)
+        self.words = inbox.words
+        self.head_i, self.tail_i = off // 8, (off + 64) // 8
+        self.data = inbox.mem[off + RING_META:off + RING_META + RING_DATA]
+        self.tail = int(self.words[self.tail_i])
+        self.src = sender
+
+
+def cma_read(pid: int, address: int, into: memoryview) -> None:
+    """Copy ``len(into)`` bytes from another process's memory at ``address`` (one copy, no kernel buffer)."""
+    total = into.nbytes
+    if total == 0:
+        return
+    local = (ctypes.c_char * total).from_buffer(into)
+    done = 0
+    base = ctypes.addressof(local)
+    while done < total:
+        liov = _IOVec(base + done, total - done)
+        riov = _IOVec(address + done, total - done)
+        got = _libc.process_vm_readv(pid, ctypes.byref(liov), 1, ctypes.byref(riov), 1, 0)
+        if got <= 0:
+            err = ctypes.get_errno()
+            raise MpiError(f"reading {total} bytes from rank process {pid} failed: {os.strerror(err)}")
+        done += got
+
+
+def buffer_address(mem: memoryview) -> int:
+    """Address of a contiguous buffer (read-only ones too), for a peer's ``cma_read``."""
+    import numpy as np
+
+    if mem.nbytes == 0:
+        return 0
+    return int(np.frombuffer(mem, dtype=np.uint8).ctypes.data)
+
+
+def cma_available() -> bool:
+    src = bytearray(b"granny")
+    dst = bytearray(6)
+    try:
+        cma_read(os.getpid(), buffer_address(memoryview(src)), memoryview(dst))
+    except MpiError:
+        return False
+    return dst == src
+
+
+class Doorbell:
+    """A datagram socket a sleeping rank blocks on; peers ring it by name."""
+
+    def __init__(self, world_id: str, rank: int) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(doorbell_name(world_id, rank))
+        self.sock.setblocking(False)
+        self.out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.out.setblocking(False)
+        self.world_id = world_id
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def ring(self, rank: int) -> None:
+        try:
+            self.out.sendto(b"!", doorbell_name(self.world_id, rank))
+        except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
+            pass  # its queue is full (it will wake anyway) or it has already gone
+
+    def drain(self) -> None:
+        try:
+            while True:
+                self.sock.recv(64)
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+        self.out.close()

@@ -1,0 +1,125 @@
+"""Cartesian topologies (``Create_cart``) and ``Compute_dims``."""
+
+from __future__ import annotations
+
+from ..errors import MpiError
+from .comm import Intracomm
+
+CART = 1
+
+
+class Cartcomm(Intracomm):
+    """A communicator whose ranks form a grid, row-major (the last dimension varies fastest)."""
+
+    def __init__(self, members: list[int], cid: int, dims: list[int], periods: list[bool]) -> None:
+        super().__init__(members, cid)
+        self._dims, self._periods = dims, periods
+
+    def Get_topology(self) -> int:  # noqa: N802
+        return CART
+
+    topology = property(Get_topology)
+
+    def Get_dim(self) -> int:  # noqa: N802
+        return len(self._dims)
+
+    ndim = dim = property(Get_dim)
+
+    def Get_topo(self) -> tuple[list[int], list[int], list[int]]:  # noqa: N802
+        return list(self._dims), [int(p) for p in self._periods], self.Get_coords(self._rank)
+
+    topo = property(Get_topo)
+
+    @property
+    def dims(self) -> list[int]:
+        return list(self._dims)
+
+    @property
+    def periods(self) -> list[int]:
+        return [int(p) for p in self._periods]
+
+    @property
+    def coords(self) -> list[int]:
+        return self.Get_coords(self._rank)
+
+    def Get_coords(self, rank: int) -> list[int]:  # noqa: N802
+        if not 0 <= rank < self._size:
+            raise MpiError(f"invalid rank {rank} for a grid of {self._size}", 6)
+        coords = []
+        for d in reversed(self._dims):
+            coords.append(rank % d)
+            rank //= d
+        return coords[::-1]
+
+    def Get_cart_rank(self, coords: list[int]) -> int:  # noqa: N802
+        if len(coords) != len(self._dims):
+            raise MpiError(f"expected {len(self._dims)} coordinates, got {len(coords)}", 12)
+        rank = 0
+        for c, d, p in zip(coords, self._dims, self._periods, strict=True):
+            if not 0 <= c < d:
+                if not p:
+                    raise MpiError(f"coordinate {c} is outside a non-periodic dimension of {d}", 6)
+                c %= d
+            rank = rank * d + c
+        return rank
+
+    def Shift(self, direction: int, disp: int) -> tuple[int, int]:  # noqa: N802
+        """(source, dest) for a shift along ``direction``; PROC_NULL past a non-periodic edge."""
+        from .p2p import PROC_NULL
+
+        coords = self.Get_coords(self._rank)
+        d, periodic = self._dims[direction], self._periods[direction]
+
+        def at(offset: int) -> int:
+            c = coords[direction] + offset
+            if not 0 <= c < d:
+                if not periodic:
+                    return PROC_NULL
+                c %= d
+            moved = list(coords)
+            moved[direction] = c
+            return self.Get_cart_rank(moved)
+
+        return at(-disp), at(disp)
+
+    def Sub(self, remain_dims: list[bool]) -> Cartcomm:  # noqa: N802
+        coords = self.Get_coords(self._rank)
+        color = sum(c * 1000 ** i for i, (c, keep) in enumerate(zip(coords, remain_dims, strict=True)) if not keep)
+        sub = self.Split(color, self._rank)
+        dims = [d for d, keep in zip(self._dims, remain_dims, strict=True) if keep]
+        periods = [p for p, keep in zip(self._periods, remain_dims, strict=True) if keep]
+        return Cartcomm(sub._members, sub._cid, dims, periods)
+
+
+def compute_dims(nnodes: int, dims: int | list[int]) -> list[int]:
+    """MPI_Dims_create: fill the zero entries with a factorisation of ``nnodes`` as balanced as possible."""
+    out = [0] * dims if isinstance(dims, int) else list(dims)
+    fixed = 1
+    for d in out:
+        if d < 0:
+            raise MpiError(f"negative dimension in {out}", 12)
+        if d:
+            fixed *= d
+    free = [i for i, d in enumerate(out) if d == 0]
+    if fixed == 0 or nnodes % fixed:
+        raise MpiError(f"{nnodes} nodes cannot be split over fixed dimensions {out}", 12)
+    rest = nnodes // fixed
+    if not free:
+        if rest != 1:
+            raise MpiError(f"dimensions {out} do not multiply to {nnodes}", 12)
+        return out
+    factors = []
+    n, f = rest, 2
+    while f * f <= n:
+        while n % f == 0:
+            factors.append(f)
+            n //= f
+        f += 1
+    if n > 1:
+        factors.append(n)
+    sizes = [1] * len(free)
+    for p in sorted(factors, reverse=True):  # largest prime first into the smallest slot: balanced
+        sizes[sizes.index(min(sizes))] *= p
+    for i, v in zip(free, sorted(sizes, reverse=True), strict=True):
+        out[i] = v
+    return out
