@@ -50,6 +50,8 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
         return I64
     if tp is float:
         return st.floats(allow_nan=False)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):  # a nested struct, e.g. MpiRank
+        return message_strategy(tp)
     origin = typing.get_origin(tp)
     if origin is list:
         (item,) = typing.get_args(tp)

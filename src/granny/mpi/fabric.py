@@ -91,7 +91,7 @@ class Fabric:
         if prod is not None:
             if not prod.try_put(kind, flags, ctx, self.rank, tag, arg, payload, plen):
                 self.wait_until(lambda: prod.try_put(kind, flags, ctx, self.rank, tag, arg, payload, plen))
-            if prod.inbox.words[0]:
+            if prod.words[0]:  # the peer sleeps: wake it
                 self.doorbell.ring(dst)
         elif dst == self.rank:
             self.handler(kind, flags, ctx, dst, tag, arg, memoryview(bytes(payload)) if plen else memoryview(b""))
@@ -110,7 +110,7 @@ class Fabric:
         handler = self.handler
         words = self.inbox.words
         for c in self.consumers:
-            head = int(words[c.head_i])
+            head = words[c.head_i]
             tail = c.tail
             if head == tail:
                 continue
@@ -146,12 +146,16 @@ class Fabric:
         if cond():
             return
         deadline = time.perf_counter() + self.spin
+        progress, spins = self.progress, 0
         while True:
-            self.progress()
+            progress()
             if cond():
                 return
+            spins += 1
             if self.yield_spin:
                 os.sched_yield()
+            elif spins & 15:
+                continue  # reading the clock costs as much as a pass over the rings
             if time.perf_counter() > deadline:
                 break
         inbox = self.inbox

@@ -48,6 +48,8 @@ def main() -> None:
             if not chunk:  # the worker is gone: take the granules with us
                 for pid in children:
                     _kill(pid)
+                for pid in children:
+                    remove_inboxes_of(pid)
                 os._exit(0)
             buf += chunk
             while b"\n" in buf:
