@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import cloudpickle
-import numpy as np
-
 from .wire.framing import Buffer
+
+# numpy and cloudpickle are imported on first use: `granny run` and `granny status` never need them,
+# and importing numpy alone costs ~50 ms of a command's start-up.
 
 _fn_cache: weakref.WeakKeyDictionary[Any, tuple[str, bytes]] = weakref.WeakKeyDictionary()
 _fn_strong: dict[int, tuple[Any, str, bytes]] = {}
@@ -42,7 +43,8 @@ def _plain(obj: Any, budget: list[int]) -> bool:
         return all(_plain(x, budget) for x in obj)
     if kind is dict:
         return all(type(k) in _PLAIN_SCALARS and _plain(v, budget) for k, v in obj.items())
-    if kind is np.ndarray:
+    np = sys.modules.get("numpy")  # no numpy loaded: the object cannot be an array
+    if np is not None and kind is np.ndarray:
         return bool(obj.dtype.kind in "biufcSUV" and obj.dtype.fields is None)
     return False
 
@@ -52,6 +54,8 @@ def dumps(obj: Any) -> list[Buffer]:
     if _plain(obj, [64]):
         head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     else:
+        import cloudpickle
+
         head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     return [head, *(b.raw() for b in buffers)]
 
@@ -71,6 +75,8 @@ def dump_function(fn: Callable[..., Any]) -> tuple[str, bytes]:
         hit = (entry[1], entry[2]) if entry is not None and entry[0] is fn else None
     if hit is not None:
         return hit
+    import cloudpickle
+
     data = cloudpickle.dumps(fn, protocol=5)
     key = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
