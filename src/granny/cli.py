@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -179,11 +180,19 @@ def _client(address: str | None, slots_needed: int = 0) -> Any:
     return connect(address)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .wire import Log
 
     if not Path(args.script).is_file():
         raise ConfigError(f"no such script: {args.script}")
+    # SIGTERM and SIGINT (even when a non-interactive shell started us with SIGINT ignored) cancel the
+    # app, as mpirun kills its ranks: a stopped `granny run` must not leave granules holding slots.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     client = _client(args.address, args.n)
     if args.memory_limit:
         client = client.options(memory_limit=parse_bytes(args.memory_limit))
