@@ -190,7 +190,7 @@ class Client:
         with self._lock:
             self._pending.pop(res.req_id, None)
         fut = pending.future
-        if fut is not None and pending.submit.mpi:
+        if fut is not None and (pending.submit.mpi or pending.submit.gang):
             value, error = _world_outcome(pending)
         if fut is not None and not fut.done():
             if error is not None:
@@ -246,6 +246,21 @@ class Client:
         segments = [fn_bytes, *serde.dumps((tuple(args), dict(kwargs or {})))]
         req_id = self._next_id()
         sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, mpi=True,
+                     segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
+                     memory_limit=self.memory_limit)
+        future = GrannyFuture(self, req_id)
+        self._send(_Pending(sub, segments, future))
+        return future
+
+    def submit_gang(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = ()) -> GrannyFuture:
+        """Start ``fn(*args)`` on ``n`` gang-placed granules (all at once, and one failure stops them all).
+
+        The future's result is the list of their return values; granule ``i`` finds ``i`` in
+        ``GRANNY_INDEX``. Parallel teams lease their members this way."""
+        key, fn_bytes = serde.dump_function(fn)
+        segments = [fn_bytes, *serde.dumps((tuple(args), {}))]
+        req_id = self._next_id()
+        sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, gang=True,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
                      memory_limit=self.memory_limit)
         future = GrannyFuture(self, req_id)

@@ -169,3 +169,53 @@ def test_count_displ_bounds(n: int, count: int, displ: int) -> None:
     else:
         with pytest.raises(ValueError):
             D.parse_buffer([a, (count, displ), D.FLOAT], readonly=True)
+
+
+def test_pickle_named_copies_and_dups() -> None:
+    for dt in (D.DATATYPE_NULL, D.INT, D.DOUBLE_INT, D.LOGICAL16):
+        assert pickle.loads(pickle.dumps(dt)) is dt
+        copy = pickle.loads(pickle.dumps(D.Datatype(dt)))
+        assert copy is not dt and copy == dt
+    dup = D.FLOAT.Dup()
+    again = pickle.loads(pickle.dumps(dup))
+    assert again != dup and not again.is_predefined and again.dtype == D.FLOAT.dtype
+    with pytest.raises(TypeError):
+        D.Datatype((1, 2, 3))  # type: ignore[arg-type]
+
+
+def test_names_envelope_and_extents() -> None:
+    assert D.DATATYPE_NULL.Get_name() == "MPI_DATATYPE_NULL"
+    copy = D.Datatype(D.INT)
+    copy.name = "my int"
+    assert copy.Get_name() == "my int" and D.INT.Get_name() == "MPI_INT"
+    assert D.INT.Get_envelope() == (0, 0, 0, 0, 0)  # COMBINER_NAMED and D.INT.decode() == (D.INT, "NAMED", {})
+    assert (D.DOUBLE_INT.true_lb, D.DOUBLE_INT.true_extent, D.DOUBLE_INT.true_ub) == (0, 16, 16)
+
+
+def test_value_index_and_match_size() -> None:
+    from granny.errors import MpiError
+    from granny.mpi import constants as C
+
+    assert D.Datatype.Get_value_index(D.DOUBLE, D.INT) is D.DOUBLE_INT
+    assert D.Datatype.Get_value_index(D.INT, D.INT) is D.INT_INT
+    assert D.Datatype.Get_value_index(D.DOUBLE, D.FLOAT) == D.DATATYPE_NULL
+    with pytest.raises(MpiError) as exc:
+        D.Datatype.Get_value_index(D.DATATYPE_NULL, D.INT)
+    assert exc.value.Get_error_class() == C.ERR_TYPE
+    assert D.Datatype.Match_size(C.TYPECLASS_INTEGER, 8) is D.INTEGER8
+    assert D.Datatype.Match_size(C.TYPECLASS_COMPLEX, 16) is D.COMPLEX16
+    with pytest.raises(MpiError):
+        D.Datatype.Match_size(C.TYPECLASS_REAL, 3)
+
+
+def test_derived_datatype_calls_raise_not_implemented_naming_the_call() -> None:
+    factory = D.Datatype.Create_vector
+    with pytest.raises(NotImplementedError, match="Create_vector"):
+        factory(D.INT, 1, 1, 1)
+    with pytest.raises(NotImplementedError, match="Create_struct"):
+        D.Datatype.Create_struct([1], [0], [D.INT])
+    with pytest.raises(NotImplementedError, match="Get_envelope"):
+        D.INT.Dup().Get_envelope()
+    with pytest.raises(AttributeError):
+        D.INT.no_such_method  # noqa: B018
+    assert D.TYPECODES["i16"] is D.INTEGER16

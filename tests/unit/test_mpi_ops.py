@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import pickle
 from typing import Any
 
 import numpy as np
@@ -112,10 +114,55 @@ def test_user_op_gets_writable_byte_buffers() -> None:
 
     a = np.arange(3, dtype="f8")
     a.flags.writeable = False
-    O.reduce_buffers(O.Op.Create(fn, True), a, np.zeros(3))
+    op = O.Op.Create(fn, True)
+    O.reduce_buffers(op, a, np.zeros(3))
+    op.Free()
     invec, inoutvec, datatype = seen
-    assert isinstance(invec, memoryview) and invec.format == "B" and invec.nbytes == 24
-    assert not inoutvec.readonly and datatype is D.DOUBLE
+    assert len(invec) == 24 and memoryview(invec).nbytes == 24
+    assert not memoryview(inoutvec).readonly and datatype is D.DOUBLE
+
+
+def test_user_op_buffers_take_any_buffer_of_the_same_size() -> None:
+    """mpi4py's MPI.buffer: ``inoutvec[:] = array.array("i", ...)`` copies bytes into the result."""
+
+    def add_i(invec: Any, inoutvec: Any, datatype: Any) -> None:
+        x = array.array("i", memoryview(invec).tobytes())
+        y = array.array("i", memoryview(inoutvec).tobytes())
+        inoutvec[:] = array.array("i", [u + v for u, v in zip(x, y, strict=True)])
+        with pytest.raises(ValueError):
+            inoutvec[:] = b"x"
+
+    op = O.Op.Create(add_i, True)
+    inout = np.array([10, 20, 30], dtype="i4")
+    O.reduce_buffers(op, np.array([1, 2, 3], dtype="i4"), inout)
+    op.Free()
+    assert inout.tolist() == [11, 22, 33]
+
+
+def test_user_op_registry_slots_and_pickling() -> None:
+    ops = [O.Op.Create(_matmul) for _ in range(O.MAX_USER_OPS)]
+    with pytest.raises(RuntimeError):
+        O.Op.Create(_matmul)
+    clone = O.Op.fromint(ops[0].toint())
+    assert clone == ops[0]
+    with pytest.raises(ValueError):
+        clone.__reduce__()
+    with pytest.raises(ValueError):
+        clone(1, 2)
+    for op in ops:
+        op.Free()
+    op = O.Op.Create(_matmul, commute=True)
+    again = pickle.loads(pickle.dumps(op))
+    assert again != op and again.Is_commutative() and not again.is_predefined
+    op.Free()
+    again.Free()
+
+
+def test_predefined_ops_pickle_as_themselves() -> None:
+    for op in (O.SUM, O.MAXLOC, O.OP_NULL, O.NO_OP):
+        assert pickle.loads(pickle.dumps(op)) is op
+        copy = pickle.loads(pickle.dumps(O.Op(op)))
+        assert copy is not op and copy == op and copy.name == op.name
 
 
 def test_reduce_local_checks() -> None:

@@ -24,13 +24,62 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .constants import (
+    COMBINER_NAMED,
+    ERR_ARG,
+    ERR_TYPE,
+    TYPECLASS_COMPLEX,
+    TYPECLASS_INTEGER,
+    TYPECLASS_LOGICAL,
+    TYPECLASS_REAL,
+)
+
 _handles = itertools.count(1)
 
 
-class Datatype:
+# mpi4py Datatype calls granny does not implement (derived datatypes, packing): on the class or an
+# instance they are callables that raise NotImplementedMpi (a NotImplementedError that is also an
+# AttributeError) naming the call, so code written for mpi4py (``factory = MPI.Datatype.Create_vector``
+# then a guarded call) sees NotImplementedError where it expects it. Properties raise on access.
+_MISSING_PROPERTIES = frozenset({"contents"})
+_MISSING = frozenset({
+    "Create_contiguous", "Create_vector", "Create_hvector", "Create_indexed", "Create_hindexed",
+    "Create_indexed_block", "Create_hindexed_block", "Create_struct", "Create_subarray", "Create_darray",
+    "Create_resized", "Create_f90_integer", "Create_f90_real", "Create_f90_complex", "Get_contents", "contents",
+    "Pack", "Unpack", "Pack_size", "Pack_external", "Unpack_external", "Pack_external_size",
+    "Get_attr", "Set_attr", "Delete_attr", "Create_keyval", "Free_keyval", "toint", "fromint", "py2f", "f2py",
+    "fromhandle",
+})
+
+
+def _not_implemented(name: str) -> AttributeError:
+    from .comm import NotImplementedMpi  # comm imports this module
+
+    return NotImplementedMpi(f"MPI.Datatype.{name} is not implemented by granny")
+
+
+def _missing_call(name: str) -> Any:
+    if name in _MISSING_PROPERTIES:
+        raise _not_implemented(name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        raise _not_implemented(name)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+class _DatatypeMeta(type):
+    def __getattr__(cls, name: str) -> Any:
+        if name in _MISSING:
+            return _missing_call(name)
+        raise AttributeError(f"type object 'Datatype' has no attribute {name!r}")
+
+
+class Datatype(metaclass=_DatatypeMeta):
     """An MPI datatype: mpi4py's API over a numpy dtype (``dtype`` is None for DATATYPE_NULL)."""
 
-    __slots__ = ("_char", "_code", "_dtype", "_handle", "_name", "_predefined", "_size")
+    __slots__ = ("_char", "_code", "_dtype", "_handle", "_label", "_name", "_predefined", "_size")
     _by_name: ClassVar[dict[str, Datatype]] = {}
     _handle: int
     _name: str
@@ -39,7 +88,11 @@ class Datatype:
     _predefined: bool
 
     def __init__(self, datatype: Datatype | None = None) -> None:
-        src = datatype if datatype is not None else None
+        if datatype is not None and not isinstance(datatype, Datatype):
+            raise TypeError(f"Argument 'datatype' has incorrect type (expected MPI.Datatype, "
+                            f"got {type(datatype).__name__})")
+        src = datatype
+        self._label: str | None = src._label if src is not None else None
         self._handle = src._handle if src is not None else 0
         self._name = src._name if src is not None else "DATATYPE_NULL"
         self._dtype: np.dtype[Any] | None = src._dtype if src is not None else None
@@ -51,7 +104,7 @@ class Datatype:
     @classmethod
     def _define(cls, name: str, dtype: Any, char: str, code: str | None = None) -> Datatype:
         self = cls.__new__(cls)
-        self._handle, self._name, self._predefined = next(_handles), name, True
+        self._handle, self._name, self._predefined, self._label = next(_handles), name, True, None
         self._dtype = np.dtype(dtype)
         self._char = char
         self._code = code if code is not None else (char or None)
@@ -76,10 +129,21 @@ class Datatype:
     def __repr__(self) -> str:
         return f"MPI.{self._name}" if self._predefined else f"<MPI.Datatype dup of {self._name}>"
 
+    def __getattr__(self, name: str) -> Any:
+        if name in _MISSING:
+            return _missing_call(name)
+        raise AttributeError(f"'Datatype' object has no attribute {name!r}")
+
     def __reduce__(self) -> str | tuple[Any, ...]:
-        if self._predefined:
+        """As mpi4py: a named datatype unpickles as itself, a copy as a new equal object, a Dup as a Dup."""
+        named = Datatype._by_name.get(self._name)
+        if named is None:
+            raise ValueError(f"cannot serialize {self!r}")
+        if self is named:
             return (_predefined, (self._name,))
-        raise TypeError("cannot pickle a derived MPI.Datatype")
+        if self._predefined or self._dtype is None:
+            return (Datatype, (named,))
+        return (Datatype.Dup, (named,))
 
     @property
     def handle(self) -> int:
@@ -108,6 +172,19 @@ class Datatype:
         return self.Get_extent()[1]
 
     @property
+    def true_lb(self) -> int:
+        return self.Get_true_extent()[0]
+
+    @property
+    def true_extent(self) -> int:
+        return self.Get_true_extent()[1]
+
+    @property
+    def true_ub(self) -> int:
+        lb, extent = self.Get_true_extent()
+        return lb + extent
+
+    @property
     def lb(self) -> int:
         return 0
 
@@ -116,12 +193,64 @@ class Datatype:
         return self.extent
 
     # -- names and codes --------------------------------------------------------------------
-    def Get_name(self) -> str:
+    def Get_name(self) -> str:  # noqa: N802
+        if self._label is not None:
+            return self._label
         return f"MPI_{self._name}" if self._predefined else ""
+
+    def Set_name(self, name: str) -> None:  # noqa: N802
+        self._label = str(name)
 
     @property
     def name(self) -> str:
         return self.Get_name()
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.Set_name(value)
+
+    # -- envelope (named datatypes only: granny has no derived datatypes) ---------------------
+    def Get_envelope(self) -> tuple[int, int, int, int, int]:  # noqa: N802
+        if not self._predefined:
+            raise _not_implemented("Get_envelope (of a derived datatype)")
+        return (0, 0, 0, 0, COMBINER_NAMED)
+
+    @property
+    def envelope(self) -> tuple[int, int, int, int, int]:
+        return self.Get_envelope()
+
+    @property
+    def combiner(self) -> int:
+        return self.Get_envelope()[-1]
+
+    def decode(self) -> tuple[Datatype, str, dict[str, Any]]:
+        self.Get_envelope()
+        return (self, "NAMED", {})
+
+    @classmethod
+    def Get_value_index(cls, value: Datatype, index: Datatype) -> Datatype:  # noqa: N802
+        """The predefined pair type (``DOUBLE_INT`` ...) for MAXLOC/MINLOC, DATATYPE_NULL if none."""
+        if not isinstance(value, Datatype) or not isinstance(index, Datatype) or not value or not index:
+            from ..errors import MpiError
+
+            raise MpiError("MPI.Datatype.Get_value_index: invalid datatype", ERR_TYPE)
+        if index == INT:
+            for pair in _PAIRS.values():
+                if pair._name == f"{value._name}_INT" or (value == INT and pair is INT_INT):
+                    return pair
+        return DATATYPE_NULL
+
+    @classmethod
+    def Match_size(cls, typeclass: int, size: int) -> Datatype:  # noqa: N802
+        """The Fortran datatype of a type class (MPI.TYPECLASS_INTEGER ...) with ``size`` bytes."""
+        key = {TYPECLASS_INTEGER: "INTEGER", TYPECLASS_REAL: "REAL", TYPECLASS_COMPLEX: "COMPLEX",
+               TYPECLASS_LOGICAL: "LOGICAL"}.get(typeclass)
+        found = Datatype._by_name.get(f"{key}{size}") if key else None
+        if found is None or found.Get_size() != size:
+            from ..errors import MpiError
+
+            raise MpiError(f"MPI.Datatype.Match_size: no datatype of class {typeclass} and size {size}", ERR_ARG)
+        return found
 
     @property
     def is_named(self) -> bool:
@@ -177,8 +306,6 @@ class Datatype:
         if not self._predefined:
             self.Free()
 
-    def Create_contiguous(self, count: int) -> Datatype:
-        raise NotImplementedError("MPI.Datatype.Create_contiguous is not implemented by granny")
 
 
 def _predefined(name: str) -> Datatype:
@@ -193,6 +320,7 @@ def _pair(value: Any) -> np.dtype[Any]:
 
 
 DATATYPE_NULL = Datatype()
+Datatype._by_name["DATATYPE_NULL"] = DATATYPE_NULL
 PACKED, BYTE = _D("PACKED", np.uint8, "B"), _D("BYTE", np.uint8, "B")
 AINT, OFFSET, COUNT = _D("AINT", np.intp, "p"), _D("OFFSET", np.int64, "p"), _D("COUNT", np.int64, "p")
 CHAR, WCHAR = _D("CHAR", "S1", "c"), _D("WCHAR", "U1", "U")
@@ -254,8 +382,9 @@ _TYPEMAP: tuple[tuple[str, Datatype], ...] = (
     ("F", CXX_FLOAT_COMPLEX), ("D", CXX_DOUBLE_COMPLEX), ("G", CXX_LONG_DOUBLE_COMPLEX),
     ("Zf", C_FLOAT_COMPLEX), ("Zd", C_DOUBLE_COMPLEX), ("Zg", C_LONG_DOUBLE_COMPLEX),
     ("F", C_FLOAT_COMPLEX), ("D", C_DOUBLE_COMPLEX), ("G", C_LONG_DOUBLE_COMPLEX),
-    ("i1", INTEGER1), ("i2", INTEGER2), ("i4", INTEGER4), ("i8", INTEGER8),
-    ("f2", REAL2), ("f4", REAL4), ("f8", REAL8), ("f16", REAL16), ("c8", COMPLEX8), ("c16", COMPLEX16),
+    ("i1", INTEGER1), ("i2", INTEGER2), ("i4", INTEGER4), ("i8", INTEGER8), ("i16", INTEGER16),
+    ("f2", REAL2), ("f4", REAL4), ("f8", REAL8), ("f16", REAL16), ("c4", COMPLEX4), ("c8", COMPLEX8),
+    ("c16", COMPLEX16),
     ("c32", COMPLEX32), ("b1", CXX_BOOL), ("b1", C_BOOL),
     ("i1", SIGNED_CHAR), ("u1", UNSIGNED_CHAR), ("i2", SHORT), ("u2", UNSIGNED_SHORT), ("i4", INT),
     ("u4", UNSIGNED), ("i8", LONG_LONG), ("u8", UNSIGNED_LONG_LONG), ("i8", LONG), ("u8", UNSIGNED_LONG),
@@ -501,6 +630,10 @@ def parse_buffer(spec: Any, *, readonly: bool, name: str = "buffer", blocks: int
     ``blocks`` > 1 (Scatter's send side, Gather's receive side): an inferred count is divided by it
     and the buffer must hold ``blocks`` blocks of ``count`` elements.
     """
+    if type(spec) is np.ndarray and blocks == 1:  # the common case, in well under a microsecond
+        fast = _fast_ndarray(spec, readonly)
+        if fast is not None:
+            return fast
     obj, o_count, o_displ, o_type = _split(spec, name, vector=False)
     blocks = max(blocks, 1)
     flat, dt = _base(obj, o_type, readonly, name)
@@ -526,6 +659,35 @@ def parse_buffer(spec: Any, *, readonly: bool, name: str = "buffer", blocks: int
                              f"{blocks} equal blocks")
         count = rest // ext // blocks
     return Buf(flat[offset:offset + count * blocks * ext], count, dt, obj, blocks)
+
+
+def buffer_bytes(spec: Any, readonly: bool, name: str) -> memoryview:
+    """Just the bytes of a message spec (point-to-point needs no more); fast for a plain array."""
+    if type(spec) is np.ndarray:
+        m = spec.data
+        if m.c_contiguous and m.ndim and (readonly or not m.readonly) and m.format != "O":
+            return m.cast("B")
+    return parse_buffer(spec, readonly=readonly, name=name).mem
+
+
+_BY_DTYPE: dict[np.dtype[Any], Datatype | None] = {}
+
+
+def _fast_ndarray(arr: np.ndarray, readonly: bool) -> Buf | None:
+    m = arr.data
+    if not m.c_contiguous or m.ndim == 0 or (m.readonly and not readonly):
+        return None
+    dt = _BY_DTYPE.get(arr.dtype, _BY_DTYPE)
+    if dt is _BY_DTYPE:
+        try:
+            dt = from_numpy(arr.dtype) if arr.dtype.fields is None else None
+        except ValueError:
+            dt = None
+        _BY_DTYPE[arr.dtype] = dt
+    if dt is None:
+        return None
+    assert isinstance(dt, Datatype)
+    return Buf(m.cast("B"), arr.size, dt, arr, 1)
 
 
 def parse_vbuffer(spec: Any, size: int, *, readonly: bool, name: str = "buffer") -> VBuf:

@@ -8,24 +8,28 @@ Theory of operation
   ``a op b`` with ``a`` from lower ranks, like mpi4py's lowercase reductions (``op(lower, higher)``).
 - Buffers. ``reduce_buffers`` works in place on numpy arrays with one vectorised ufunc call. Logical ops
   on numbers give 0/1 in the array's own dtype. MAXLOC/MINLOC need the ``value``/``index`` pair dtypes
-  of ``datatypes`` and pick the smaller index on ties. A user op gets flat byte memoryviews (format
-  'B'), as mpi4py hands its user functions ``mpi4py.MPI.buffer`` objects: ``np.frombuffer(invec,
-  dtype=...)`` works on them, and writes into ``inoutvec`` are the result.
+  of ``datatypes`` and pick the smaller index on ties. A user op gets byte buffers over the arrays'
+  memory (``user_buffer``), behaving as the ``mpi4py.MPI.buffer`` objects mpi4py hands its user
+  functions: ``np.frombuffer(invec, dtype=...)`` works on them, ``inoutvec[:] = other_buffer`` copies
+  bytes, and writes into ``inoutvec`` are the result.
 - REPLACE/NO_OP on buffers follow the C MPI libraries (REPLACE: inout = in; NO_OP: inout unchanged);
   on Python objects they follow mpi4py (``REPLACE(x, y) == y``, ``NO_OP(x, y) == x``).
 """
 
 from __future__ import annotations
 
+import copyreg
+import ctypes
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from .datatypes import Datatype, from_numpy, parse_buffer
 
 UserFunction = Callable[[Any, Any, Any], Any]
+_newobj: Any = copyreg.__newobj__  # type: ignore[attr-defined]  # what mpi4py reduces copies of named ops to
 _handles = itertools.count(1)
 
 
@@ -67,48 +71,77 @@ _PY: dict[str, Callable[[Any, Any], Any]] = {
 
 
 class Op:
-    """An MPI reduction operation, predefined (``SUM`` ...) or from ``Op.Create``."""
+    """An MPI reduction operation, predefined (``SUM`` ...) or from ``Op.Create``.
 
-    __slots__ = ("_commute", "_fn", "_handle", "_name")
+    As in mpi4py, a user op holds one of ``MAX_USER_OPS`` slots of a registry (``Op.Create`` raises
+    RuntimeError when all are taken; ``Free`` releases the slot). The slot is what makes the op callable
+    on Python objects and picklable (as ``Op.Create(function, commute)``); an op rebuilt from its
+    integer handle (``Op.fromint``) reduces buffers but, like mpi4py's, has no slot.
+    """
+
+    __slots__ = ("_commute", "_fn", "_handle", "_name", "_slot")
     _handle: int
     _name: str
+    _fn: UserFunction | None
     _commute: bool
+    _slot: int
+
+    def __new__(cls, op: Op | None = None) -> Self:
+        self = object.__new__(cls)
+        if op is None:
+            self._handle, self._name, self._fn, self._commute, self._slot = 0, "OP_NULL", None, True, 0
+        elif isinstance(op, Op):
+            self._handle, self._name, self._fn, self._commute, self._slot = (
+                op._handle, op._name, op._fn, op._commute, op._slot)
+        else:
+            raise TypeError(f"Argument 'op' has incorrect type (expected MPI.Op, got {type(op).__name__})")
+        return self
 
     def __init__(self, op: Op | None = None) -> None:
-        self._handle = op._handle if op is not None else 0
-        self._name = op._name if op is not None else "OP_NULL"
-        self._fn: UserFunction | None = op._fn if op is not None else None
-        self._commute = op._commute if op is not None else True
+        pass  # all done in __new__, so that unpickling (copyreg.__newobj__) builds a complete object
 
     @classmethod
     def _define(cls, name: str) -> Op:
-        self = cls.__new__(cls)
-        self._handle, self._name, self._fn, self._commute = next(_handles), name, None, True
+        self = cls()
+        self._handle, self._name = next(_handles), name
+        _PREDEFINED[self._handle] = self
         return self
 
     @classmethod
-    def Create(cls, function: UserFunction, commute: bool = False) -> Op:
+    def Create(cls, function: UserFunction, commute: bool = False) -> Self:  # noqa: N802
         """A user op: ``function(invec, inoutvec, datatype)`` stores ``invec op inoutvec`` in inoutvec.
 
-        Called with Python objects (``op(x, y)``, lowercase reductions) it gets ``(x, y, None)`` and
-        must return the result, as in mpi4py.
+        ``invec``/``inoutvec`` are byte buffers like mpi4py's ``MPI.buffer`` (``len`` in bytes, buffer
+        protocol, slice assignment from any buffer of that many bytes). Called with Python objects
+        (``op(x, y)``, lowercase reductions) it gets ``(x, y, None)`` and must return the result.
         """
         if not callable(function):
             raise TypeError(f"MPI.Op.Create: expecting a callable, got {type(function).__name__}")
-        self = cls.__new__(cls)
-        self._handle, self._name, self._fn, self._commute = next(_handles), "USER", function, bool(commute)
+        try:
+            slot = _user_fns.index(None, 1)
+        except ValueError:
+            raise RuntimeError("cannot create too many user-defined reduction operations") from None
+        self = cls()
+        self._handle, self._name, self._fn, self._commute, self._slot = (
+            next(_handles), "USER", function, bool(commute), slot)
+        _user_fns[slot], _user_owner[slot] = function, self._handle
+        _live[self._handle] = self
         return self
 
-    def Free(self) -> None:
+    def Free(self) -> None:  # noqa: N802
         if self._fn is None:
             raise ValueError(f"MPI.Op.Free: cannot free the predefined operation {self!r}")
-        self._handle, self._name, self._fn, self._commute = 0, "OP_NULL", None, True
+        slot = self._slot
+        if slot and _user_owner[slot] == self._handle:
+            _user_fns[slot], _user_owner[slot] = None, 0
+        _live.pop(self._handle, None)
+        self._handle, self._name, self._fn, self._commute, self._slot = 0, "OP_NULL", None, True, 0
 
     def free(self) -> None:
         if self._fn is not None:
             self.Free()
 
-    def Is_commutative(self) -> bool:
+    def Is_commutative(self) -> bool:  # noqa: N802
         return self._commute
 
     @property
@@ -128,10 +161,34 @@ class Op:
     def handle(self) -> int:
         return self._handle
 
+    # integer handles (granny's are small integers, the same in every rank only for predefined ops)
+    def toint(self) -> int:
+        return self._handle
+
+    py2f = toint
+
+    @classmethod
+    def fromint(cls, arg: int, /) -> Op:
+        """A new Op object for an integer handle (a user op's comes without its slot, as in mpi4py)."""
+        op = _PREDEFINED.get(arg) or _live.get(arg)
+        if op is None:
+            raise ValueError(f"MPI.Op.fromint: {arg} is not the handle of a live operation")
+        new = cls(op)
+        new._slot = 0
+        return new
+
+    f2py = fromhandle = fromint
+
     def __call__(self, x: Any, y: Any) -> Any:
+        if self._fn is not None:
+            slot = self._slot
+            fn = _user_fns[slot] if slot else None
+            if fn is None:
+                raise ValueError("cannot call user-defined operation")
+            return fn(x, y, None)
         return reduce_objects(self, x, y)
 
-    def Reduce_local(self, inbuf: Any, inoutbuf: Any) -> None:
+    def Reduce_local(self, inbuf: Any, inoutbuf: Any) -> None:  # noqa: N802
         """inoutbuf = inbuf op inoutbuf, elementwise (MPI_Reduce_local)."""
         out = parse_buffer(inoutbuf, readonly=False, name="inoutbuf")
         inp = parse_buffer(inbuf, readonly=True, name="inbuf")
@@ -156,12 +213,29 @@ class Op:
         return f"MPI.{self._name}" if self._fn is None else f"<MPI.Op user {self._fn!r}>"
 
     def __reduce__(self) -> str | tuple[Any, ...]:
+        """As mpi4py: a predefined op by name (a copy as a new object equal to it), a user op as
+        ``Op.Create(function, commute)``; ValueError for an op without a registry slot."""
         if self._fn is None:
-            return self._name
-        raise TypeError("cannot pickle a user-defined MPI.Op")
+            named = _PREDEFINED.get(self._handle)
+            if named is None:
+                raise ValueError(f"cannot pickle {self!r}")
+            if self is named:
+                return self._name
+            return (_newobj, (type(self), named))
+        fn = _user_fns[self._slot] if self._slot else None
+        if fn is None:
+            raise ValueError("cannot pickle user-defined reduction operation")
+        return (type(self).Create, (fn, self._commute))
 
+
+MAX_USER_OPS = 32  # mpi4py's registry size
+_user_fns: list[UserFunction | None] = [None] * (1 + MAX_USER_OPS)  # slot 0 is never used
+_user_owner: list[int] = [0] * (1 + MAX_USER_OPS)  # handle of the op that holds each slot
+_live: dict[int, Op] = {}  # handle -> user op, for fromint
+_PREDEFINED: dict[int, Op] = {}
 
 OP_NULL = Op()
+_PREDEFINED[0] = OP_NULL
 SUM, PROD, MAX, MIN = Op._define("SUM"), Op._define("PROD"), Op._define("MAX"), Op._define("MIN")
 LAND, LOR, LXOR = Op._define("LAND"), Op._define("LOR"), Op._define("LXOR")
 BAND, BOR, BXOR = Op._define("BAND"), Op._define("BOR"), Op._define("BXOR")
@@ -189,10 +263,8 @@ def reduce_buffers(op: Op, in_arr: np.ndarray, inout_arr: np.ndarray, datatype: 
                 datatype = from_numpy(inout_arr.dtype)
             except ValueError:
                 datatype = None
-        # Flat byte views, like the mpi4py.MPI.buffer objects mpi4py passes to user functions.
-        invec = np.ascontiguousarray(in_arr).reshape(-1).view(np.uint8).data
-        inoutvec = inout_arr.reshape(-1).view(np.uint8).data
-        op._fn(invec, inoutvec, datatype)
+        # Byte buffers over the arrays' memory, like the mpi4py.MPI.buffer objects of mpi4py.
+        op._fn(user_buffer(in_arr), user_buffer(inout_arr), datatype)
         return
     name = op._name
     if name in ("MAXLOC", "MINLOC"):
@@ -213,6 +285,44 @@ def reduce_buffers(op: Op, in_arr: np.ndarray, inout_arr: np.ndarray, datatype: 
         ufunc(in_arr, inout_arr, out=inout_arr)
     except TypeError:
         raise TypeError(f"{op!r} is not defined for numpy dtype {inout_arr.dtype}") from None
+
+
+def _buf_setitem(self: Any, item: Any, value: Any) -> None:
+    if isinstance(item, slice):
+        start, stop, step = item.indices(len(self))
+        if step != 1:
+            raise IndexError("slice with step not supported")
+        n = max(stop - start, 0)
+        dst = memoryview(self).cast("B")[start:start + n]
+        if isinstance(value, int):
+            ctypes.memset(ctypes.addressof(self) + start, value, n)
+            return
+        src = memoryview(value)
+        if src.nbytes != n:
+            raise ValueError("slice length does not match buffer")
+        dst[:] = src.cast("B") if src.format != "B" or src.ndim != 1 else src
+        return
+    ctypes.Array.__setitem__(self, item, value)
+
+
+_BUFFER_TYPES: dict[int, type[ctypes.Array[ctypes.c_ubyte]]] = {}
+
+
+def user_buffer(arr: np.ndarray) -> ctypes.Array[ctypes.c_ubyte]:
+    """A writable byte buffer over a contiguous array's memory (a copy if the array is read-only).
+
+    It behaves like mpi4py's ``MPI.buffer``: ``len`` is in bytes, items are ints, a slice takes any
+    buffer of as many bytes (``b[:] = array.array("i", ...)``), and it has the buffer protocol.
+    """
+    n = arr.nbytes
+    cls = _BUFFER_TYPES.get(n)
+    if cls is None:
+        if len(_BUFFER_TYPES) > 256:
+            _BUFFER_TYPES.clear()
+        cls = _BUFFER_TYPES[n] = type("buffer", (ctypes.c_ubyte * n,), {"__slots__": (), "__setitem__": _buf_setitem})
+    if arr.flags.writeable and arr.flags.c_contiguous:
+        return cls.from_buffer(arr.data)
+    return cls.from_buffer_copy(np.ascontiguousarray(arr).data)
 
 
 def _reduce_loc(is_max: bool, in_arr: np.ndarray, inout_arr: np.ndarray) -> None:

@@ -1,138 +1,296 @@
-"""mpi4py's Status and Request over the engine's requests."""
+"""mpi4py's Status and Request over the engine's requests.
+
+Theory of operation
+- ``Status`` keeps its fields in slots (fast to fill on every receive). ``tomemory()`` needs memory that
+  the fields live in, so the first call moves them into a C ``MPI_Status`` laid out as Open MPI's
+  (source, tag, error, cancelled, size_t count) and switches the object to ``_MemStatus``, whose
+  properties read and write that memory. ``count`` is in bytes.
+- A ``Request`` wraps the engine's ``RecvReq``/``SendReq`` (``_inner``); completing it (Wait/Test, or the
+  multiple-completion calls) fills the status and turns it into REQUEST_NULL (``_inner`` None), as in
+  MPI. Completing REQUEST_NULL gives the empty status (ANY_SOURCE, ANY_TAG, SUCCESS, 0 bytes).
+- The multiple-completion calls follow mpi4py's argument handling exactly: a ``statuses`` *list* shorter
+  than the requests is extended with new Status objects; a tuple is filled as far as it goes; every
+  status of a request that did not complete (or, for the *some calls, past the completed ones) is reset
+  to the empty status; when no request is active the *some calls return None and leave statuses alone.
+- ``Get_status*`` are the non-destructive variants (MPI_Request_get_status_*): nothing is freed.
+- Waiting on several requests sleeps through ``Engine.wait`` with a predicate over all of them.
+"""
 
 from __future__ import annotations
 
-import time
+import ctypes
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import MpiError
-from .p2p import ANY_SOURCE, ANY_TAG, PROC_NULL, Engine, RecvReq, SendReq
+from .p2p import ANY_SOURCE, ANY_TAG, Engine, RecvReq, SendReq
 
 UNDEFINED = -32766
+ERR_REQUEST = 7
+
+
+def _missing(what: str) -> Exception:
+    from .comm import NotImplementedMpi  # comm imports this module
+
+    return NotImplementedMpi(f"MPI.{what} is not implemented by granny")
+
+
+class _CStatus(ctypes.Structure):
+    _fields_ = [("source", ctypes.c_int), ("tag", ctypes.c_int), ("error", ctypes.c_int),
+                ("cancelled", ctypes.c_int), ("count", ctypes.c_size_t)]
 
 
 class Status:
     """Source, tag, error and size of a received (or probed) message. ``count`` is in bytes."""
 
+    __slots__ = ("_cancelled", "_count", "_mem", "error", "source", "tag")
+    source: int
+    tag: int
+    error: int
+    _count: int
+    _cancelled: bool
+
     def __init__(self, status: Status | None = None) -> None:
-        self.source, self.tag, self.error, self.count, self.cancelled = ANY_SOURCE, ANY_TAG, 0, 0, False
-        if status is not None:
-            self.source, self.tag, self.error = status.source, status.tag, status.error
-            self.count, self.cancelled = status.count, status.cancelled
+        self._mem: _CStatus | None = None
+        if status is None:
+            self.source, self.tag, self.error, self._count, self._cancelled = ANY_SOURCE, ANY_TAG, 0, 0, False
+        elif isinstance(status, Status):
+            self.source, self.tag, self.error, self._count, self._cancelled = (
+                status.source, status.tag, status.error, status._count, status._cancelled)
+        else:
+            raise TypeError(f"Argument 'status' has incorrect type (expected MPI.Status, got {type(status).__name__})")
 
     def Get_source(self) -> int:  # noqa: N802
         return self.source
 
     def Set_source(self, source: int) -> None:  # noqa: N802
-        self.source = source
+        self.source = int(source)
 
     def Get_tag(self) -> int:  # noqa: N802
         return self.tag
 
     def Set_tag(self, tag: int) -> None:  # noqa: N802
-        self.tag = tag
+        self.tag = int(tag)
 
     def Get_error(self) -> int:  # noqa: N802
         return self.error
 
     def Set_error(self, error: int) -> None:  # noqa: N802
-        self.error = error
+        self.error = int(error)
 
     def Get_count(self, datatype: Any = None) -> int:  # noqa: N802
         size = 1 if datatype is None else datatype.Get_size()
         if size == 0:
             return 0
-        return self.count // size if self.count % size == 0 else UNDEFINED
+        n = self._count
+        return n // size if n % size == 0 else UNDEFINED
 
-    def Get_elements(self, datatype: Any) -> int:  # noqa: N802
-        size = datatype.Get_size()
-        return self.count // size if size else 0
+    def Get_elements(self, datatype: Any = None) -> int:  # noqa: N802
+        size = 1 if datatype is None else datatype.Get_size()
+        n = self._count
+        if size == 0:
+            return 0
+        return n // size if n % size == 0 else UNDEFINED
 
     def Set_elements(self, datatype: Any, count: int) -> None:  # noqa: N802
-        self.count = count * datatype.Get_size()
+        self._count = int(count) * (1 if datatype is None else datatype.Get_size())
 
     def Is_cancelled(self) -> bool:  # noqa: N802
-        return self.cancelled
+        return bool(self._cancelled)
 
     def Set_cancelled(self, flag: bool) -> None:  # noqa: N802
-        self.cancelled = bool(flag)
+        self._cancelled = bool(flag)
+
+    @property
+    def count(self) -> int:
+        """Size of the message in bytes (mpi4py: ``Get_elements(BYTE)``)."""
+        return int(self._count)
+
+    @count.setter
+    def count(self, value: int) -> None:
+        self._count = int(value)
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self._cancelled)
+
+    @cancelled.setter
+    def cancelled(self, value: bool) -> None:
+        self._cancelled = bool(value)
+
+    def tomemory(self) -> memoryview:
+        """The status's memory as C ints (Open MPI's MPI_Status); writes to it change the status."""
+        mem = self._mem
+        if mem is None:
+            mem = _CStatus(self.source, self.tag, self.error, int(self._cancelled), self._count)
+            self._mem = mem
+            self.__class__ = _MemStatus
+        return memoryview(mem).cast("B").cast("i")
 
     def py2f(self) -> list[int]:
-        return [self.source, self.tag, self.error, self.count, int(self.cancelled)]
+        """Open MPI's Fortran status: source, tag, error, cancelled, count (low, high 32 bits)."""
+        n = self._count
+        return [self.source, self.tag, self.error, int(self._cancelled), n & 0xFFFFFFFF, n >> 32]
 
     @classmethod
     def f2py(cls, arg: Sequence[int]) -> Status:
         st = cls()
-        st.source, st.tag, st.error, st.count, st.cancelled = arg[0], arg[1], arg[2], arg[3], bool(arg[4])
+        st.source, st.tag, st.error, st._cancelled = int(arg[0]), int(arg[1]), int(arg[2]), bool(arg[3])
+        st._count = (int(arg[4]) & 0xFFFFFFFF) | (int(arg[5]) << 32)
         return st
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Status) and self.py2f() == other.py2f()
+        if not isinstance(other, Status):
+            return NotImplemented
+        return self.py2f() == other.py2f()
 
     def __hash__(self) -> int:
         return hash(tuple(self.py2f()))
 
     def __repr__(self) -> str:
-        return f"<Status source={self.source} tag={self.tag} error={self.error} count={self.count}>"
+        return f"<Status source={self.source} tag={self.tag} error={self.error} count={self._count}>"
 
-    source_ = property(Get_source)
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Status, (), self.__getstate__())
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"source": self.source, "tag": self.tag, "error": self.error, "count": int(self._count),
+                "cancelled": bool(self._cancelled)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.Set_source(state["source"])
+        self.Set_tag(state["tag"])
+        self.Set_error(state["error"])
+        if "count" in state:
+            self._count = int(state["count"])
+        if "cancelled" in state:
+            self._cancelled = bool(state["cancelled"])
+
+
+def _mem_field(name: str) -> property:
+    def get(self: Status) -> Any:
+        return getattr(self._mem, name)
+
+    def put(self: Status, value: Any) -> None:
+        setattr(self._mem, name, int(value))
+
+    return property(get, put)
+
+
+class _MemStatus(Status):
+    """A Status whose fields live in the C memory handed out by ``tomemory`` (same slots, no new ones)."""
+
+    __slots__ = ()
+    source = _mem_field("source")
+    tag = _mem_field("tag")
+    error = _mem_field("error")
+    _count = _mem_field("count")
+    _cancelled = _mem_field("cancelled")
 
 
 def fill_status(status: Status | None, source: int, tag: int, nbytes: int, cancelled: bool = False) -> None:
     if status is not None:
-        status.source, status.tag, status.count, status.error, status.cancelled = source, tag, nbytes, 0, cancelled
+        status.source, status.tag, status._count, status.error, status._cancelled = source, tag, nbytes, 0, cancelled
+
+
+def _empty(status: Status | None) -> None:
+    if status is not None:
+        status.source, status.tag, status._count, status.error, status._cancelled = ANY_SOURCE, ANY_TAG, 0, 0, False
+
+
+class _AnyDone:
+    """``done`` when any of the inner requests is (for ``Engine.wait``)."""
+
+    __slots__ = ("inners",)
+
+    def __init__(self, inners: list[RecvReq | SendReq]) -> None:
+        self.inners = inners
+
+    @property
+    def done(self) -> bool:
+        return any(r.done for r in self.inners)
+
+
+class _AllDone(_AnyDone):
+    __slots__ = ()
+
+    @property
+    def done(self) -> bool:
+        return all(r.done for r in self.inners)
 
 
 class Request:
     """A non-blocking operation. ``Wait``/``wait`` block (spinning briefly, then sleeping)."""
 
-    def __init__(self, engine: Engine | None = None, inner: RecvReq | SendReq | None = None,
+    __slots__ = ("_engine", "_inner", "_obj", "_rank")
+    _engine: Engine | None
+    _inner: RecvReq | SendReq | None
+    _rank: Callable[[int], int] | None
+    _obj: bool
+
+    def __init__(self, engine: Any = None, inner: RecvReq | SendReq | None = None,
                  to_comm_rank: Callable[[int], int] | None = None, obj: bool = False) -> None:
+        """``Request()`` is REQUEST_NULL, ``Request(request)`` a copy (mpi4py); granny's own code passes
+        the engine and the engine's request."""
         self._engine, self._inner, self._rank, self._obj = engine, inner, to_comm_rank, obj
-        self._freed = False
+        if inner is None and engine is not None:
+            if not isinstance(engine, Request):
+                raise TypeError(f"Argument 'request' has incorrect type (expected MPI.Request, "
+                                f"got {type(engine).__name__})")
+            self._engine, self._inner, self._rank, self._obj = engine._engine, engine._inner, engine._rank, engine._obj
 
     # helpers ---------------------------------------------------------------------------------
-    def _null(self) -> bool:
-        return self._inner is None
-
     def _done(self) -> bool:
-        if self._inner is None:
-            return True
-        if not self._inner.done and self._engine is not None:
-            self._engine.progress()
-        return self._inner.done
-
-    def _finish(self, status: Status | None) -> Any:
         inner = self._inner
         if inner is None:
-            fill_status(status, PROC_NULL if False else ANY_SOURCE, ANY_TAG, 0)
-            return None
-        value: Any = None
+            return True
+        if not inner.done and self._engine is not None:
+            self._engine.progress()
+        return inner.done
+
+    def _peek(self, status: Status | None) -> None:
+        """Fill ``status`` from a complete request without freeing it."""
+        inner = self._inner
+        if status is None:
+            return
         if isinstance(inner, RecvReq):
-            if inner.error is not None:
-                self._inner = None
-                raise inner.error
             src = inner.msg_src
             if src >= 0 and self._rank is not None:
                 src = self._rank(src)
             fill_status(status, src, inner.msg_tag, inner.nbytes, inner.cancelled)
-            value = inner.value
         else:
-            fill_status(status, ANY_SOURCE, ANY_TAG, 0)
+            _empty(status)
+
+    def _finish(self, status: Status | None) -> Any:
+        inner = self._inner
+        if inner is None:
+            _empty(status)
+            return None
         self._inner = None  # a completed request becomes REQUEST_NULL, as in MPI
-        return value
+        if type(inner) is RecvReq:
+            if inner.error is not None:
+                raise inner.error
+            if status is not None:
+                src = inner.msg_src
+                if src >= 0 and self._rank is not None:
+                    src = self._rank(src)
+                fill_status(status, src, inner.msg_tag, inner.nbytes, inner.cancelled)
+            return inner.value
+        _empty(status)
+        return None
 
     # mpi4py API ------------------------------------------------------------------------------
     def Wait(self, status: Status | None = None) -> bool:  # noqa: N802
-        if self._inner is not None and self._engine is not None:
-            self._engine.wait(self._inner)
+        inner = self._inner
+        if inner is not None and not inner.done and self._engine is not None:
+            self._engine.wait(inner)
         self._finish(status)
         return True
 
     def wait(self, status: Status | None = None) -> Any:
-        if self._inner is not None and self._engine is not None:
-            self._engine.wait(self._inner)
+        inner = self._inner
+        if inner is not None and not inner.done and self._engine is not None:
+            self._engine.wait(inner)
         return self._finish(status)
 
     def Test(self, status: Status | None = None) -> bool:  # noqa: N802
@@ -147,18 +305,13 @@ class Request:
         return True, self._finish(status)
 
     def Get_status(self, status: Status | None = None) -> bool:  # noqa: N802
+        """Non-destructive test: True (and the status) if complete; the request stays as it is."""
         if not self._done():
             return False
-        inner = self._inner
-        if isinstance(inner, RecvReq):
-            src = inner.msg_src
-            if src >= 0 and self._rank is not None:
-                src = self._rank(src)
-            fill_status(status, src, inner.msg_tag, inner.nbytes, inner.cancelled)
+        self._peek(status)
         return True
 
-    def get_status(self, status: Status | None = None) -> bool:
-        return self.Get_status(status)
+    get_status = Get_status
 
     def Cancel(self) -> None:  # noqa: N802
         """Receives that have not matched are cancelled; sends cannot be (they are already on their way)."""
@@ -168,112 +321,298 @@ class Request:
     cancel = Cancel
 
     def Free(self) -> None:  # noqa: N802
+        """Drops the request; an active operation still completes (a receive still fills its buffer)."""
+        if self._inner is None:
+            raise MpiError("MPI.Request.Free: invalid request (REQUEST_NULL)", ERR_REQUEST)
         self._inner = None
 
-    free = Free
+    def free(self) -> None:
+        if self._inner is not None:
+            self._inner = None
 
     def __bool__(self) -> bool:
         return self._inner is not None
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Request):
-            return self is other or (self._inner is None and other._inner is None)
+            return self is other or self._inner is other._inner
         return NotImplemented
 
     def __hash__(self) -> int:
         return id(self)
 
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if self._inner is None and self is REQUEST_NULL:
+            return "REQUEST_NULL"
+        if self._inner is None:
+            return (Request, ())
+        raise ValueError("cannot serialize 'mpi4py.MPI.Request' instance")
+
+    # not implemented: persistent and generalized requests, integer handles ---------------------
+    def Start(self) -> None:  # noqa: N802
+        raise _missing("Prequest.Start")
+
+    @classmethod
+    def Startall(cls, requests: Sequence[Request]) -> None:  # noqa: N802
+        raise _missing("Prequest.Startall")
+
+    def toint(self) -> int:
+        raise _missing("Request.toint")
+
+    @classmethod
+    def fromint(cls, arg: int, /) -> Request:
+        raise _missing("Request.fromint")
+
+    def py2f(self) -> int:
+        raise _missing("Request.py2f")
+
+    @classmethod
+    def f2py(cls, arg: int) -> Request:
+        raise _missing("Request.f2py")
+
+    @classmethod
+    def fromhandle(cls, handle: int) -> Request:
+        raise _missing("Request.fromhandle")
+
+    @property
+    def handle(self) -> int:
+        return 0 if self._inner is None else id(self._inner)
+
     # collections of requests -------------------------------------------------------------------
     @staticmethod
-    def Waitall(requests: Sequence[Request], statuses: list[Status] | None = None) -> bool:  # noqa: N802
-        for i, req in enumerate(requests):
-            req.Wait(statuses[i] if statuses is not None and i < len(statuses) else None)
-        return True
+    def _wait_any(requests: Sequence[Request]) -> None:
+        """Block until at least one active request is complete (there is one)."""
+        engine: Engine | None = None
+        inners: list[RecvReq | SendReq] = []
+        for r in requests:
+            inner = r._inner
+            if inner is not None:
+                if inner.done:
+                    return
+                inners.append(inner)
+                engine = engine or r._engine
+        if engine is not None:
+            engine.wait(_AnyDone(inners))
 
     @staticmethod
-    def waitall(requests: Sequence[Request], statuses: list[Status] | None = None) -> list[Any]:
-        return [req.wait(statuses[i] if statuses is not None and i < len(statuses) else None)
-                for i, req in enumerate(requests)]
+    def _wait_all(requests: Sequence[Request]) -> None:
+        engine: Engine | None = None
+        inners: list[RecvReq | SendReq] = []
+        for r in requests:
+            inner = r._inner
+            if inner is not None and not inner.done:
+                inners.append(inner)
+                engine = engine or r._engine
+        if engine is not None:
+            engine.wait(inners[0] if len(inners) == 1 else _AllDone(inners))
 
     @staticmethod
-    def Testall(requests: Sequence[Request], statuses: list[Status] | None = None) -> bool:  # noqa: N802
-        if not all(r._done() for r in requests):
-            return False
-        Request.Waitall(requests, statuses)
-        return True
+    def _all_done(requests: Sequence[Request]) -> bool:
+        engine: Engine | None = None
+        for r in requests:
+            inner = r._inner
+            if inner is not None and not inner.done:
+                engine = r._engine
+                break
+        else:
+            return True
+        if engine is not None:
+            engine.progress()
+        return all(r._inner is None or r._inner.done for r in requests)
 
     @staticmethod
-    def testall(requests: Sequence[Request], statuses: list[Status] | None = None) -> tuple[bool, list[Any] | None]:
-        if not all(r._done() for r in requests):
-            return False, None
-        return True, Request.waitall(requests, statuses)
-
-    @staticmethod
-    def _any(requests: Sequence[Request], block: bool) -> int:
-        active = [i for i, r in enumerate(requests) if r._inner is not None]
+    def _first_done(requests: Sequence[Request], progress: bool) -> int:
+        """Index of the first complete active request; UNDEFINED if none is active, -1 if none done."""
+        engine: Engine | None = None
+        active = False
+        for i, r in enumerate(requests):
+            inner = r._inner
+            if inner is not None:
+                if inner.done:
+                    return i
+                active = True
+                engine = engine or r._engine
         if not active:
             return UNDEFINED
-        while True:
-            for i in active:
-                if requests[i]._done():
+        if progress and engine is not None:
+            engine.progress()
+            for i, r in enumerate(requests):
+                inner = r._inner
+                if inner is not None and inner.done:
                     return i
-            if not block:
-                return -1
-            time.sleep(0) if len(active) > 64 else None
+        return -1
+
+    @staticmethod
+    def _statuses(statuses: Sequence[Status] | None, n: int) -> Sequence[Status] | None:
+        """mpi4py's release step: a list of statuses grows to ``n``; a tuple is used as far as it goes."""
+        if statuses is not None and len(statuses) < n and isinstance(statuses, list):
+            statuses.extend(Status() for _ in range(n - len(statuses)))
+        return statuses
+
+    @staticmethod
+    def _complete_all(requests: Sequence[Request], statuses: Sequence[Status] | None) -> list[Any]:
+        """Finish every (complete) request into its status; raises the first error after finishing all."""
+        error: Exception | None = None
+        if statuses is None:
+            try:
+                return [r._finish(None) for r in requests]
+            except MpiError as exc:
+                error = exc  # finish the others below, then raise the first error
+        sts = Request._statuses(statuses, len(requests))
+        ns = len(sts) if sts is not None else 0
+        values: list[Any] = []
+        for i, r in enumerate(requests):
+            try:
+                values.append(r._finish(sts[i] if sts is not None and i < ns else None))
+            except MpiError as exc:
+                values.append(None)
+                error = error or exc
+        if error is not None:
+            raise error
+        return values
+
+    @staticmethod
+    def _reset(statuses: Sequence[Status] | None, n: int, start: int = 0) -> None:
+        sts = Request._statuses(statuses, n)
+        if sts is not None:
+            for i in range(start, min(n, len(sts))):
+                _empty(sts[i])
+
+    @staticmethod
+    def Waitall(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:  # noqa: N802
+        Request._wait_all(requests)
+        Request._complete_all(requests, statuses)
+        return True
+
+    @staticmethod
+    def waitall(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> list[Any]:
+        Request._wait_all(requests)
+        return Request._complete_all(requests, statuses)
+
+    @staticmethod
+    def Testall(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:  # noqa: N802
+        if not Request._all_done(requests):
+            Request._reset(statuses, len(requests))
+            return False
+        Request._complete_all(requests, statuses)
+        return True
+
+    @staticmethod
+    def testall(requests: Sequence[Request],
+                statuses: Sequence[Status] | None = None) -> tuple[bool, list[Any] | None]:
+        if not Request._all_done(requests):
+            Request._reset(statuses, len(requests))
+            return False, None
+        return True, Request._complete_all(requests, statuses)
+
+    @staticmethod
+    def Get_status_all(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:  # noqa: N802
+        if not Request._all_done(requests):
+            Request._reset(statuses, len(requests))
+            return False
+        sts = Request._statuses(statuses, len(requests))
+        if sts is not None:
+            for r, st in zip(requests, sts, strict=False):
+                r._peek(st)
+        return True
+
+    get_status_all = Get_status_all
 
     @staticmethod
     def Waitany(requests: Sequence[Request], status: Status | None = None) -> int:  # noqa: N802
-        i = Request._any(requests, True)
-        if i == UNDEFINED:
-            fill_status(status, ANY_SOURCE, ANY_TAG, 0)
-            return i
-        requests[i].Wait(status)
-        return i
+        return Request.waitany(requests, status)[0]
 
     @staticmethod
     def waitany(requests: Sequence[Request], status: Status | None = None) -> tuple[int, Any]:
-        i = Request._any(requests, True)
+        i = Request._first_done(requests, False)
         if i == UNDEFINED:
-            return i, None
-        return i, requests[i].wait(status)
+            _empty(status)
+            return UNDEFINED, None
+        if i < 0:
+            Request._wait_any(requests)
+            i = Request._first_done(requests, False)
+        return i, requests[i]._finish(status)
 
     @staticmethod
     def Testany(requests: Sequence[Request], status: Status | None = None) -> tuple[int, bool]:  # noqa: N802
-        i = Request._any(requests, False)
-        if i == UNDEFINED:
-            return i, True
-        if i < 0:
-            return UNDEFINED, False
-        requests[i].Wait(status)
-        return i, True
+        i, flag, _ = Request.testany(requests, status)
+        return i, flag
 
     @staticmethod
     def testany(requests: Sequence[Request], status: Status | None = None) -> tuple[int, bool, Any]:
-        i = Request._any(requests, False)
+        i = Request._first_done(requests, True)
         if i == UNDEFINED:
-            return i, True, None
+            _empty(status)
+            return UNDEFINED, True, None
         if i < 0:
             return UNDEFINED, False, None
-        return i, True, requests[i].wait(status)
+        return i, True, requests[i]._finish(status)
 
     @staticmethod
-    def Waitsome(requests: Sequence[Request], statuses: list[Status] | None = None) -> list[int] | None:  # noqa: N802
-        i = Request._any(requests, True)
+    def Get_status_any(requests: Sequence[Request], status: Status | None = None) -> tuple[int, bool]:  # noqa: N802
+        i = Request._first_done(requests, True)
         if i == UNDEFINED:
-            return None
-        done = [j for j, r in enumerate(requests) if r._inner is not None and r._done()]
-        for j in done:
-            requests[j].Wait()
-        return done
+            _empty(status)
+            return UNDEFINED, True
+        if i < 0:
+            return UNDEFINED, False
+        requests[i]._peek(status)
+        return i, True
+
+    get_status_any = Get_status_any
 
     @staticmethod
-    def Testsome(requests: Sequence[Request], statuses: list[Status] | None = None) -> list[int] | None:  # noqa: N802
-        if all(r._inner is None for r in requests):
-            return None
-        done = [j for j, r in enumerate(requests) if r._inner is not None and r._done()]
-        for j in done:
-            requests[j].Wait()
-        return done
+    def _some(requests: Sequence[Request], statuses: Sequence[Status] | None, block: bool,
+              free: bool) -> tuple[list[int] | None, list[Any] | None]:
+        first = Request._first_done(requests, not block)
+        if first == UNDEFINED:
+            return None, None
+        if first < 0 and block:
+            Request._wait_any(requests)
+        done = [i for i, r in enumerate(requests) if r._inner is not None and r._inner.done]
+        sts = Request._statuses(statuses, len(done))
+        ns = len(sts) if sts is not None else 0
+        values: list[Any] = []
+        error: Exception | None = None
+        for k, i in enumerate(done):
+            st = sts[k] if sts is not None and k < ns else None
+            if free:
+                try:
+                    values.append(requests[i]._finish(st))
+                except MpiError as exc:
+                    values.append(None)
+                    error = error or exc
+            else:
+                requests[i]._peek(st)
+        Request._reset(sts, len(requests), len(done))
+        if error is not None:
+            raise error
+        return done, values
+
+    @staticmethod
+    def Waitsome(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> list[int] | None:  # noqa: N802
+        return Request._some(requests, statuses, True, True)[0]
+
+    @staticmethod
+    def waitsome(requests: Sequence[Request],
+                 statuses: Sequence[Status] | None = None) -> tuple[list[int] | None, list[Any] | None]:
+        return Request._some(requests, statuses, True, True)
+
+    @staticmethod
+    def Testsome(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> list[int] | None:  # noqa: N802
+        return Request._some(requests, statuses, False, True)[0]
+
+    @staticmethod
+    def testsome(requests: Sequence[Request],
+                 statuses: Sequence[Status] | None = None) -> tuple[list[int] | None, list[Any] | None]:
+        return Request._some(requests, statuses, False, True)
+
+    @staticmethod
+    def Get_status_some(requests: Sequence[Request],  # noqa: N802
+                        statuses: Sequence[Status] | None = None) -> list[int] | None:
+        return Request._some(requests, statuses, False, False)[0]
+
+    get_status_some = Get_status_some
 
 
 REQUEST_NULL = Request()
@@ -281,5 +620,4 @@ REQUEST_NULL = Request()
 
 def completed_request(error: MpiError | None = None) -> Request:
     """A request that is already complete (sends to PROC_NULL, eager sends)."""
-    req = Request(None, SendReq(done=True))
-    return req
+    return Request(None, SendReq(done=True))

@@ -317,8 +317,9 @@ class PlannerServer:
         held = conn is not None and body.nbytes > INLINE_MAX
         self.held.pop(msg.req_id, None)
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
-        prefetch = msg.kind is not Kind.SCRIPT and not msg.mpi
-        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=msg.mpi))
+        gang = msg.mpi or msg.gang
+        prefetch = msg.kind is not Kind.SCRIPT and not gang
+        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang))
 
     def _mpi_join(self, conn: Conn, msg: MpiJoin) -> None:
         """Collect the ranks' addresses; when the world is complete, send the table to every rank."""
@@ -362,6 +363,10 @@ class PlannerServer:
                          exit_code=msg.exit_code, host_id=conn.host_id)
             self._deliver(res, body)
         self.apply(actions)
+        if msg.retiring:
+            # Closing tells the granule its Done was handled; only then does it exit. Otherwise its
+            # worker's exit report (another connection) could overtake the Done and read as a crash.
+            conn.close()
 
     def _deliver(self, res: Result, body: memoryview | bytes) -> None:
         payload = self.payloads.get(res.req_id)

@@ -85,6 +85,7 @@ class Submit(_Msg, tag="submit"):
     stream_logs: bool = False
     argv: list[str] = []
     mpi: bool = False  # the n granules form one MPI world: gang-placed, and one failure ends them all
+    gang: bool = False  # not MPI, but one failure ends them all too (a parallel team's lease)
 
 
 class Cancel(_Msg, tag="cancel"):

@@ -113,8 +113,11 @@ class Worker:
                 delay = min(delay * 2, 1.0)
 
     def _heartbeats(self) -> None:
+        from .reaper import sweep
+
         while not self.stopping:
             self._send(Heartbeat(granules=len(self.live), load=os.getloadavg()[0]))
+            sweep()  # shared memory of processes killed before they could clean up
             time.sleep(self.config.heartbeat_interval)  # the heartbeat period itself
 
     def run(self) -> int:

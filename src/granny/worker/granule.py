@@ -118,7 +118,17 @@ class Granule:
             if not self._reply(run, done, segments):
                 runs.clear()  # a new planner took over: it re-dispatches what was prefetched here
             if done.retiring:
+                self._await_close()
                 return  # a script or MPI rank may leave any state behind: the next task gets a fresh fork
+
+    def _await_close(self) -> None:
+        """Wait until the planner closes the connection: it has handled the retiring Done."""
+        self.conn.sock.settimeout(10.0)
+        try:
+            while True:
+                self.conn.recv()
+        except (ConnectionLostError, GrannyError, OSError):
+            pass
 
     def _reply(self, run: Run, done: Done, segments: list[Buffer]) -> bool:
         """Send Done; False if that took a reconnect (announcing the finished task first)."""

@@ -1,0 +1,211 @@
+"""The board: the shared-memory control block through which a team's master and members meet.
+
+Theory of operation
+- One file in /dev/shm per team, mapped by the master and by every member on its host. Word 0 is the
+  *generation*: the master publishes a region by writing its descriptor, then bumping the generation.
+  Members wait for the generation to move, run their share, and write the generation into their own
+  ``done`` word. Every word has exactly one writer, so no atomic instructions are needed; x86 keeps
+  stores (and loads) in order, so a reader that sees a new generation also sees the descriptor.
+- Barriers inside a region work the same way: each thread bumps its own ``barrier`` word and waits
+  until every thread's word has reached the same count.
+- Waiting spins for a budget, then sets the thread's ``sleeping`` word and blocks on its doorbell (a
+  datagram socket in the abstract namespace); whoever changes something a sleeper waits for rings it.
+  ``select`` has a short timeout too, so a wake-up lost to the missing memory fence costs at most a
+  few milliseconds, never a hang.
+- Dynamic scheduling and ``critical`` need mutual exclusion, which Python cannot build from plain
+  loads and stores: they take ``fcntl.flock`` on the board file (a kernel lock, ~1 µs).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import pickle
+import select
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+SHM_DIR = "/dev/shm"
+HEADER = 64  # word 0 generation, 1 command, 2 dynamic-schedule counter, 3 descriptor length
+SLOT = 64  # per thread: done, barrier, sleeping, error length
+MAX_THREADS = 256
+DESC_OFF = HEADER + SLOT * MAX_THREADS
+DESC_MAX = 1 << 20
+ERR_OFF = DESC_OFF + DESC_MAX
+ERR_MAX = 64 * 1024  # per thread: a pickled exception
+SIZE = ERR_OFF + ERR_MAX * MAX_THREADS
+
+RUN, EXIT = 1, 2
+SAFETY_TIMEOUT = 0.002
+
+
+def board_path(team_id: str, pid: int) -> str:
+    return f"{SHM_DIR}/granny-team-{team_id}-p{pid}"
+
+
+def _bell(team_id: str, thread: int) -> bytes:
+    return f"\0granny-team-{team_id}-{thread}".encode()
+
+
+class Board:
+    def __init__(self, path: str, team_id: str, thread: int, create: bool) -> None:
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        self.fd = os.open(path, flags, 0o600)
+        if create:
+            os.ftruncate(self.fd, SIZE)
+        self.map = mmap.mmap(self.fd, SIZE)
+        self.mem = memoryview(self.map)
+        self.words = self.mem.cast("Q")
+        self.path, self.team_id, self.thread = path, team_id, thread
+        self.bell = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.bell.bind(_bell(team_id, thread))
+        self.bell.setblocking(False)
+        self.out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.out.setblocking(False)
+        self.spin = float(os.environ.get("GRANNY_PARALLEL_SPIN_US", "200")) * 1e-6
+        self.nthreads = 1  # threads taking part in the current region (master included)
+
+    # --- words -------------------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return int(self.words[0])
+
+    def _slot(self, thread: int) -> int:
+        return (HEADER + SLOT * thread) // 8
+
+    def done(self, thread: int) -> int:
+        return int(self.words[self._slot(thread)])
+
+    def set_done(self, generation: int) -> None:
+        self.words[self._slot(self.thread)] = generation
+
+    def barrier_count(self, thread: int) -> int:
+        return int(self.words[self._slot(thread) + 1])
+
+    # --- regions -----------------------------------------------------------------------------
+    def publish(self, desc: Any, command: int = RUN) -> int:
+        """Master: write the descriptor and start a new generation; returns it."""
+        data = pickle.dumps(desc, 5)
+        if len(data) > DESC_MAX:
+            raise ValueError(f"the region's descriptor is {len(data)} bytes; at most {DESC_MAX} fit "
+                             "(pass large data as shared arrays, not as arguments)")
+        self.mem[DESC_OFF:DESC_OFF + len(data)] = data
+        self.words[3] = len(data)
+        self.words[2] = 0
+        self.words[1] = command
+        gen = self.generation + 1
+        self.words[0] = gen  # publish last: the descriptor is in place before anyone sees it
+        self.ring_sleepers()
+        return gen
+
+    def descriptor(self) -> tuple[int, Any]:
+        n = int(self.words[3])
+        return int(self.words[1]), pickle.loads(self.mem[DESC_OFF:DESC_OFF + n])
+
+    def set_error(self, exc: BaseException) -> None:
+        import traceback
+
+        text = "".join(traceback.format_exception(exc))
+        try:
+            data = pickle.dumps((exc, text), 5)
+        except Exception:  # noqa: BLE001 - an unpicklable exception still reports its text
+            data = pickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), text), 5)
+        if len(data) > ERR_MAX - 8:
+            data = pickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), text[-ERR_MAX // 2:]), 5)
+        off = ERR_OFF + ERR_MAX * self.thread
+        self.mem[off + 8:off + 8 + len(data)] = data
+        self.words[off // 8] = len(data)
+        self.words[self._slot(self.thread) + 3] = 1
+
+    def take_error(self, thread: int) -> tuple[BaseException, str] | None:
+        if not self.words[self._slot(thread) + 3]:
+            return None
+        self.words[self._slot(thread) + 3] = 0
+        off = ERR_OFF + ERR_MAX * thread
+        n = int(self.words[off // 8])
+        exc, text = pickle.loads(self.mem[off + 8:off + 8 + n])
+        return exc, text
+
+    def next_chunk(self) -> int:
+        """Dynamic schedule: claim the next chunk number under the board's kernel lock."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            n = int(self.words[2])
+            self.words[2] = n + 1
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        return n
+
+    def lock(self) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, ERR_OFF - 1)  # a byte range apart from next_chunk's lock
+
+    def unlock(self) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, ERR_OFF - 1)
+
+    def barrier(self) -> None:
+        """Every thread of the region arrives before any leaves."""
+        slot = self._slot(self.thread) + 1
+        count = int(self.words[slot]) + 1
+        self.words[slot] = count
+        self.ring_sleepers()
+        n = self.nthreads
+        self.wait_until(lambda: all(self.words[self._slot(t) + 1] >= count for t in range(n)))
+
+    # --- waiting -----------------------------------------------------------------------------
+    def ring_sleepers(self) -> None:
+        for t in range(self.nthreads if self.thread != 0 else max(self.nthreads, 1)):
+            if t != self.thread and self.words[self._slot(t) + 2]:
+                self.ring(t)
+
+    def ring(self, thread: int) -> None:
+        try:
+            self.out.sendto(b"!", _bell(self.team_id, thread))
+        except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
+            pass
+
+    def wait_until(self, cond: Callable[[], bool], spin: float | None = None) -> None:
+        if cond():
+            return
+        deadline = time.perf_counter() + (self.spin if spin is None else spin)
+        while time.perf_counter() < deadline:
+            if cond():
+                return
+        sleeping = self._slot(self.thread) + 2
+        timeout = SAFETY_TIMEOUT
+        while True:
+            self.words[sleeping] = 1
+            if cond():
+                self.words[sleeping] = 0
+                return
+            select.select([self.bell], [], [], timeout)
+            timeout = min(timeout * 2, 0.05)
+            self.words[sleeping] = 0
+            try:
+                while True:
+                    self.bell.recv(64)
+            except BlockingIOError:
+                pass
+            if cond():
+                return
+
+    def unlink(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        self.bell.close()
+        self.out.close()
+        self.words.release()
+        self.mem.release()
+        try:
+            self.map.close()
+        except BufferError:
+            pass
+        os.close(self.fd)
+
+

@@ -1,0 +1,69 @@
+"""The loop a team member granule runs: wait for a region, run its share, report, repeat."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .board import EXIT, Board
+from .region import Region, identity, run_share
+from .segment import Segment
+
+
+def member_main(team_id: str, path: str) -> int:
+    """Runs as a granule of the team's lease; returns the number of regions it took part in."""
+    thread = int(os.environ.get("GRANNY_INDEX", "0")) + 1
+    board = Board(path, team_id, thread, create=False)
+    fns: dict[str, Callable[..., Any]] = {}
+    segments: dict[str, Segment] = {}
+    from .team import Context
+
+    seen, regions = 0, 0
+    try:
+        while True:
+            board.wait_until(lambda: board.generation != seen)
+            gen = seen = board.generation
+            command, region = board.descriptor()
+            if command == EXIT:
+                return regions
+            assert isinstance(region, Region)
+            board.nthreads = region.nthreads
+            if thread < region.nthreads:  # a team larger than this region's: sit it out
+                regions += 1
+                try:
+                    fn = fns.get(region.fn_key)
+                    if fn is None:
+                        fn = fns[region.fn_key] = pickle.loads(region.fn)
+                    views = _views(region, thread, segments)
+                    run_share(region, fn, thread, views, Context(board, thread, region.nthreads), board.next_chunk)
+                except BaseException as exc:  # noqa: BLE001 - reported to the master, raised at the join
+                    board.set_error(exc)
+            board.set_done(gen)
+            if board.words[board._slot(0) + 2]:
+                board.ring(0)
+    finally:
+        for seg in segments.values():
+            seg.close()
+        board.close()
+
+
+def _views(region: Region, thread: int, segments: dict[str, Segment]) -> dict[str, Any]:
+    views: dict[str, Any] = {}
+    for name, (path, shape, dtype) in region.shared.items():
+        views[name] = _attach(segments, path, shape, dtype).array
+    for name, (op, paths, shape, dtype) in region.reduce.items():
+        arr = _attach(segments, paths[thread], shape, dtype).array
+        arr.fill(identity(op, np.dtype(dtype)))  # OpenMP: each thread's copy starts from the identity
+        views[name] = arr
+    return views
+
+
+def _attach(segments: dict[str, Segment], path: str, shape: tuple[int, ...], dtype: str) -> Segment:
+    seg = segments.get(path)
+    if seg is None or seg.shape != tuple(shape) or seg.dtype != np.dtype(dtype):
+        seg = segments[path] = Segment(path, tuple(shape), dtype, create=False)
+    return seg
