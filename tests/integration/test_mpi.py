@@ -19,7 +19,6 @@ from granny.errors import MpiError, NeverFitsError
 from .test_cli import clean_env
 from .test_cli import granny as granny_cli
 
-
 _BEFORE: set[str] = set()
 
 

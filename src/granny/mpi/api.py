@@ -158,3 +158,23 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["BOTTOM", "COMM_NULL", "COMM_SELF", "COMM_WORLD", "IN_PLACE", "INFO_ENV", "INFO_NULL", "REQUEST_NULL",
            "Cartcomm", "Comm", "Datatype", "Group", "Info", "Intracomm", "Op", "Request", "Status"]
+
+
+
+# --- communicators, persistent requests, buffered sends (comm.py) ------------------------------------
+from . import comm as _comm  # noqa: E402
+
+Prequest = _comm.Prequest
+Grequest = _comm.Grequest
+Attach_buffer = _comm.attach_buffer
+Detach_buffer = _comm.detach_buffer
+_comm_lock = _comm.comm_lock
+_comm_lock_table = _comm.comm_lock_table
+Intercomm = _comm.Intercomm
+GROUP_NULL = Group()  # a null handle, unlike GROUP_EMPTY
+
+
+def Pcontrol(level: int) -> None:  # noqa: N802
+    """MPI_Pcontrol: a hook for profiling libraries; granny has none, so it only checks its argument."""
+    if not isinstance(level, int):
+        raise TypeError(f"Pcontrol: level must be an int, got {type(level).__name__}")

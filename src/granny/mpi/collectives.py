@@ -2,35 +2,194 @@
 
 Every collective asks algorithms.py for this rank's schedule (cached per communicator) and runs it
 with execute.py. Schedules are locality-aware: ranks on one host go through a leader before anything
-crosses hosts. Scan and Exscan are a chain in rank order (they are order-sensitive by definition and
-rare on hot paths).
+crosses hosts.
+
+- Buffer specs follow mpi4py's msgbuffer.pxi: a ``None`` send buffer means IN_PLACE; Gather's receive
+  buffer (Scatter's send buffer) only matters at the root and holds ``size`` blocks; a non-root rank
+  only needs its own block's size, so Gatherv/Scatterv broadcast the root's layout only when a host
+  without the root has several ranks (its leader forwards their blocks).
+- Buffers may also be DLPack or CUDA-array-interface objects in host memory (as mpi4py accepts):
+  ``_host`` wraps them as numpy arrays over the same memory.
+- Object reductions (reduce/allreduce/scan/exscan) always combine in rank order, as mpi4py does:
+  ``x0 op x1 op ... op x(n-1)``, whatever the op claims about commutativity (REPLACE, list ``+``).
+- Scan and Exscan of objects are a chain in rank order; of buffers, recursive doubling (log rounds).
 """
 
 from __future__ import annotations
 
+import ctypes
+import math
 import pickle
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ..errors import MpiError
 from . import algorithms as alg
-from .datatypes import IN_PLACE, Buf, parse_buffer, parse_vbuffer
-from .execute import BufStore, ObjStore, reduce_to, run_buffers, run_objects
+from .datatypes import Buf, VBuf, is_in_place, parse_buffer, parse_vbuffer
+from .execute import BufStore, ObjStore, run_buffers, run_objects
 from .ops import MAX, SUM, Op, reduce_objects
 
 if TYPE_CHECKING:
     from .p2p import Engine
 
 SCAN_TAG = 1
+ALLTOALL_TAG = 3
 
 
 def _elements(b: Buf) -> np.ndarray:
     return b.array().reshape(-1)
 
 
-def _bytes(b: Buf) -> np.ndarray:
-    return np.frombuffer(b.mem, dtype=np.uint8)
+def _u8(mem: memoryview) -> np.ndarray:
+    return np.frombuffer(mem, dtype=np.uint8) if mem.nbytes else np.empty(0, dtype=np.uint8)
+
+
+def _bounds(b: Buf) -> list[tuple[int, int]]:
+    """Byte ranges of the ``b.blocks`` equal blocks of a parsed block message."""
+    n = b.count * b.datatype.extent
+    return [(i * n, (i + 1) * n) for i in range(b.blocks)]
+
+
+def _vbounds(vb: VBuf) -> list[tuple[int, int]]:
+    ext = vb.datatype.extent
+    return [(d * ext, (d + c) * ext) for c, d in zip(vb.counts, vb.displs, strict=True)]
+
+
+# --- DLPack / CUDA array interface objects in host memory -----------------------------------------
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
+                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+
+class _DLManagedTensor(ctypes.Structure):
+    _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
+
+
+class _DLManagedTensorVersioned(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32), ("manager_ctx", ctypes.c_void_p),
+                ("deleter", ctypes.c_void_p), ("flags", ctypes.c_uint64), ("dl_tensor", _DLTensor)]
+
+
+_capsule_valid = ctypes.pythonapi.PyCapsule_IsValid
+_capsule_valid.restype, _capsule_valid.argtypes = ctypes.c_int, [ctypes.py_object, ctypes.c_char_p]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype, _capsule_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+_DL_KINDS = {0: "i", 1: "u", 2: "f", 5: "c"}
+
+
+def _contig(shape: list[int], strides: list[int]) -> bool:
+    """C- or Fortran-contiguous, with strides in items."""
+    def compact(dims: list[tuple[int, int]]) -> bool:
+        step = 1
+        for n, s in dims:
+            if n > 1 and s != step:
+                return False
+            step *= n
+        return True
+    dims = list(zip(shape, strides, strict=True))
+    return compact(dims[::-1]) or compact(dims)
+
+
+def _wrap(addr: int, nbytes: int, dtype: np.dtype[Any], readonly: bool, keep: object) -> np.ndarray:
+    if nbytes == 0:
+        return np.empty(0, dtype=dtype)
+    raw = (ctypes.c_char * nbytes).from_address(addr)
+    raw._granny_keep = keep  # type: ignore[attr-defined]  # the memory lives as long as its owner
+    arr: np.ndarray = np.frombuffer(cast(Any, raw), dtype=dtype)
+    if readonly:
+        arr.flags.writeable = False
+    return arr
+
+
+def _from_dlpack(obj: Any) -> np.ndarray:
+    device_type, _ = obj.__dlpack_device__()
+    if device_type != 1:  # kDLCPU
+        raise BufferError(f"dlpack: device type {device_type} is not host memory; granny has no GPU support")
+    try:
+        capsule, name = obj.__dlpack__(max_version=(1, 0), copy=False), b"dltensor_versioned"
+    except TypeError:  # a DLPack 0.x producer
+        capsule, name = obj.__dlpack__(), b"dltensor"
+    if not _capsule_valid(capsule, name):
+        raise BufferError("dlpack: invalid capsule object")
+    ptr = _capsule_pointer(capsule, name)
+    readonly = False
+    if name == b"dltensor_versioned":
+        managed = _DLManagedTensorVersioned.from_address(ptr)
+        tensor, readonly = managed.dl_tensor, bool(managed.flags & 1)
+    else:
+        tensor = _DLManagedTensor.from_address(ptr).dl_tensor
+    shape = [int(tensor.shape[i]) for i in range(tensor.ndim)]
+    if tensor.strides and not _contig(shape, [int(tensor.strides[i]) for i in range(tensor.ndim)]):
+        raise BufferError("dlpack: buffer is not contiguous")
+    code, bits, lanes = tensor.dtype.code, tensor.dtype.bits, tensor.dtype.lanes
+    if lanes == 2 and code == 2:
+        dtype = np.dtype(f"c{bits // 4}")
+    elif lanes == 1 and code == 6 and bits == 8:
+        dtype = np.dtype(np.bool_)
+    elif lanes == 1 and code in _DL_KINDS:
+        dtype = np.dtype(f"{_DL_KINDS[code]}{bits // 8}")
+    else:
+        dtype = np.dtype(np.uint8)
+    nbytes = math.prod(shape) * ((bits * lanes + 7) // 8)
+    if nbytes % dtype.itemsize:
+        dtype = np.dtype(np.uint8)
+    return _wrap((tensor.data or 0) + tensor.byte_offset, nbytes, dtype, readonly, capsule)
+
+
+def _from_cai(obj: Any) -> np.ndarray:
+    cai = obj.__cuda_array_interface__
+    if cai.get("mask") is not None:
+        raise BufferError("__cuda_array_interface__: masked arrays are not supported")
+    addr, readonly = cai["data"]
+    dtype, shape = np.dtype(cai["typestr"]), [int(n) for n in cai["shape"]]
+    strides = cai.get("strides")
+    if strides is not None and not _contig(shape, [int(s) // dtype.itemsize for s in strides]):
+        raise BufferError("__cuda_array_interface__: buffer is not contiguous")
+    return _wrap(addr or 0, math.prod(shape) * dtype.itemsize, dtype, bool(readonly), obj)
+
+
+def _host_obj(obj: Any) -> Any:
+    if not (hasattr(obj, "__dlpack__") or hasattr(obj, "__cuda_array_interface__")):
+        return obj
+    try:
+        memoryview(obj)
+        return obj  # the buffer protocol wins, as in mpi4py
+    except TypeError:
+        pass
+    return _from_dlpack(obj) if hasattr(obj, "__dlpack__") else _from_cai(obj)
+
+
+def _host(spec: Any) -> Any:
+    """``spec`` with a DLPack / CUDA-array-interface buffer replaced by a numpy view of its memory."""
+    if type(spec) is np.ndarray:
+        return spec
+    if isinstance(spec, list | tuple):
+        if not spec:
+            return spec
+        first = _host_obj(spec[0])
+        if first is spec[0]:
+            return spec
+        items = [first, *spec[1:]]
+        return tuple(items) if isinstance(spec, tuple) else items
+    return _host_obj(spec)
+
+
+def _buf(spec: Any, readonly: bool, name: str, blocks: int = 1) -> Buf:
+    return parse_buffer(_host(spec), readonly=readonly, name=name, blocks=blocks)
+
+
+def _vbuf(spec: Any, size: int, readonly: bool, name: str) -> VBuf:
+    return parse_vbuffer(_host(spec), size, readonly=readonly, name=name)
 
 
 class Collectives:
@@ -62,6 +221,12 @@ class Collectives:
                 s = alg.scatter(r, n, key[1], h)
             elif name == "allgather":
                 s = alg.allgather(r, n, h)
+            elif name == "reduce_scatter":
+                s = alg.reduce_scatter_block(r, n, h, key[1])
+            elif name == "scan":
+                s = alg.scan(r, n)
+            elif name == "exscan":
+                s = alg.exscan(r, n)
             else:
                 raise KeyError(name)
             cache[key] = s
@@ -71,6 +236,17 @@ class Collectives:
         if not 0 <= root < self._size:
             raise MpiError(f"invalid root {root}: communicator has ranks 0..{self._size - 1}", 8)  # MPI_ERR_ROOT
         return root
+
+    def _group(self, root: int) -> tuple[list[int], bool]:
+        """(this rank's host group for a rooted collective, leader first; whether some host without
+        the root has several ranks, i.e. a non-root leader forwards other ranks' blocks)."""
+        cache: dict[int, tuple[list[int], bool]] = self.__dict__.setdefault("_groups", {})
+        g = cache.get(root)
+        if g is None:
+            groups = alg._groups(self._size, self._hosts, root)
+            mine = next(x for x in groups if self._rank in x)
+            g = cache[root] = (mine, any(len(x) > 1 for x in groups[1:]))
+        return g
 
     # --- objects ---------------------------------------------------------------------------
     def barrier(self) -> None:
@@ -86,14 +262,14 @@ class Collectives:
 
     def reduce(self, sendobj: Any, op: Op = SUM, root: int = 0) -> Any:
         store = ObjStore([sendobj], op)
-        sched = self._sched(("reduce", self._root(root), op.Is_commutative()))
+        sched = self._sched(("reduce", self._root(root), False))  # rank order, as mpi4py
         run_objects(self._engine, self._cctx, self._members, sched, store)
         return store.blocks[0] if self._rank == root else None
 
     def allreduce(self, sendobj: Any, op: Op | None = SUM) -> Any:
         op = MAX if op is None else op
         store = ObjStore([sendobj], op)
-        sched = self._sched(("allreduce_small", op.Is_commutative()))
+        sched = self._sched(("allreduce_small", False))  # rank order, as mpi4py
         run_objects(self._engine, self._cctx, self._members, sched, store)
         return store.blocks[0]
 
@@ -160,26 +336,38 @@ class Collectives:
 
     # --- buffers ---------------------------------------------------------------------------
     def Bcast(self, buf: Any, root: int = 0) -> None:  # noqa: N802
-        b = parse_buffer(buf, readonly=self._rank == root, name="buffer")
-        arr = np.frombuffer(b.mem, dtype=np.uint8)
+        root = self._root(root)
+        b = _buf(buf, self._rank == root, "buffer")
+        arr = _u8(b.mem)
+        if self._size == 1 or arr.shape[0] == 0:
+            return
         store = BufStore(arr, [(0, arr.shape[0])], filled=True)
-        run_buffers(self._engine, self._cctx, self._members, self._sched(("bcast", self._root(root))), store)
+        run_buffers(self._engine, self._cctx, self._members, self._sched(("bcast", root)), store)
 
     def _in_out(self, sendbuf: Any, recvbuf: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        rb = parse_buffer(recvbuf, readonly=False, name="receive buffer")
-        out = _elements(rb)
-        if sendbuf is IN_PLACE or sendbuf is None:
-            return out, None
-        sb = parse_buffer(sendbuf, readonly=True, name="send buffer")
-        src = sb.array().reshape(-1)
-        if src.shape[0] != out.shape[0]:
-            raise MpiError(f"send buffer has {src.shape[0]} elements, receive buffer {out.shape[0]}", 2)  # ERR_COUNT
-        return out, src
+        """Reductions: (receive elements, send elements or None for IN_PLACE), checked as mpi4py does."""
+        if type(recvbuf) is np.ndarray and type(sendbuf) is np.ndarray:  # the hot path
+            rb, sb = parse_buffer(recvbuf, readonly=False, name="receive buffer"), parse_buffer(
+                sendbuf, readonly=True, name="send buffer")
+        else:
+            rb = _buf(recvbuf, False, "receive buffer")
+            if is_in_place(sendbuf):
+                return _elements(rb), None
+            sb = _buf(sendbuf, True, "send buffer")
+        return _elements(rb), self._check_send(sb, rb.datatype, rb.count)
+
+    @staticmethod
+    def _check_send(sb: Buf, rtype: Any, rcount: int) -> np.ndarray:
+        if sb.datatype.dtype != rtype.dtype:
+            raise ValueError("mismatch in send and receive MPI datatypes")
+        if sb.count != rcount:
+            raise ValueError(f"mismatch in send count {sb.count} and receive count {rcount}")
+        return _elements(sb)
 
     def Allreduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
         out, src = self._in_out(sendbuf, recvbuf)
         n = out.shape[0]
-        if self._size == 1:
+        if self._size == 1 or n == 0:
             if src is not None:
                 out[...] = src
             return
@@ -193,168 +381,245 @@ class Collectives:
         run_buffers(self._engine, self._cctx, self._members, sched, store)
 
     def Reduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM, root: int = 0) -> None:  # noqa: N802
-        self._root(root)
+        root = self._root(root)
         if self._rank == root:
             out, src = self._in_out(sendbuf, recvbuf)
-        else:
-            sb = parse_buffer(sendbuf, readonly=True, name="send buffer")
-            src = sb.array().reshape(-1)
+        else:  # the receive buffer is ignored off the root
+            src = _elements(_buf(sendbuf, True, "send buffer"))
             out = np.empty_like(src)
+        if self._size == 1 or out.shape[0] == 0:
+            if src is not None and self._rank == root:
+                out[...] = src
+            return
         store = BufStore(out, [(0, out.shape[0])], src, op)
         run_buffers(self._engine, self._cctx, self._members, self._sched(("reduce", root, op.Is_commutative())), store)
 
-    def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
-        rb = parse_buffer(recvbuf, readonly=False, name="receive buffer")
-        out = _elements(rb)
-        if sendbuf is IN_PLACE or sendbuf is None:
-            full = out.copy()
-            cnt = full.shape[0] // self._size
-        else:
-            full = parse_buffer(sendbuf, readonly=True, name="send buffer").array().reshape(-1).copy()
-            cnt = out.shape[0]
-        if full.shape[0] < cnt * self._size:
-            raise MpiError(f"Reduce_scatter_block: send buffer needs {cnt * self._size} elements", 2)
-        self.Allreduce(IN_PLACE, full, op)
-        out[:cnt] = full[self._rank * cnt:(self._rank + 1) * cnt]
-
-    def Reduce_scatter(self, sendbuf: Any, recvbuf: Any, recvcounts: list[int] | None = None, op: Op = SUM) -> None:  # noqa: N802
-        rb = parse_buffer(recvbuf, readonly=False, name="receive buffer")
-        out = _elements(rb)
-        counts = list(recvcounts) if recvcounts is not None else self.allgather(out.shape[0])
-        full = (out if sendbuf is IN_PLACE else parse_buffer(sendbuf, readonly=True).array().reshape(-1)).copy()
-        self.Allreduce(IN_PLACE, full, op)
+    def _reduce_scatter(self, full: np.ndarray, counts: list[int], out: np.ndarray, op: Op) -> None:
+        """Reduce ``full`` (sum(counts) elements) over the ranks; this rank's block into ``out``."""
         lo = sum(counts[:self._rank])
-        out[:counts[self._rank]] = full[lo:lo + counts[self._rank]]
+        hi = lo + counts[self._rank]
+        if self._size == 1 or full.shape[0] == 0:
+            out[:hi - lo] = full[lo:hi]
+            return
+        offs = [0, *np.cumsum(counts).tolist()]
+        bounds = [(int(offs[i]), int(offs[i + 1])) for i in range(self._size)]
+        acc = np.empty_like(full)
+        store = BufStore(acc, bounds, full, op)
+        run_buffers(self._engine, self._cctx, self._members, self._sched(("reduce_scatter", op.Is_commutative())),
+                    store)
+        out[:hi - lo] = acc[lo:hi]
 
-    def _gatherlike(self, key: tuple[Any, ...], out: np.ndarray, bounds: list[tuple[int, int]],
-                    mine: np.ndarray | None) -> None:
-        """Gather-shaped collectives over bytes: ``out`` is uint8, ``bounds`` in bytes."""
-        if mine is not None:
-            lo, hi = bounds[self._rank]
-            if hi - lo != mine.shape[0]:
-                raise MpiError(f"this rank sends {mine.shape[0]} bytes where {hi - lo} are expected", 2)
-            out[lo:hi] = mine
-        store = BufStore(out, bounds, filled=True)
-        run_buffers(self._engine, self._cctx, self._members, self._sched(key), store)
+    def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+        if is_in_place(sendbuf):
+            rb = _buf(recvbuf, False, "receive buffer", blocks=self._size)
+            out = _elements(rb)
+            cnt, full = rb.count, out
+        else:
+            rb = _buf(recvbuf, False, "receive buffer")
+            cnt, out = rb.count, _elements(rb)
+            full = self._check_send(_buf(sendbuf, True, "send buffer", blocks=self._size), rb.datatype, cnt)
+        self._reduce_scatter(full[:cnt * self._size], [cnt] * self._size, out, op)
 
+    def Reduce_scatter(self, sendbuf: Any, recvbuf: Any, recvcounts: Any = None,  # noqa: N802
+                       op: Op = SUM) -> None:
+        rb = _buf(recvbuf, False, "receive buffer")
+        out = _elements(rb)
+        inplace = is_in_place(sendbuf)
+        sb = None if inplace else _buf(sendbuf, True, "send buffer")
+        if recvcounts is None and not inplace:
+            counts = [int(c) for c in self.allgather(rb.count)]
+        elif recvcounts is None:
+            raise TypeError("Reduce_scatter: IN_PLACE needs recvcounts")
+        else:
+            counts = [int(c) for c in recvcounts]
+            if len(counts) != self._size:
+                raise ValueError(f"Reduce_scatter: expecting {self._size} receive counts, got {len(counts)}")
+        total = sum(counts)
+        if sb is None:
+            if rb.count != total:
+                raise ValueError(f"mismatch in receive count {rb.count} and sum(counts) {total}")
+            full = out
+        else:
+            full = self._check_send(sb, rb.datatype, total)
+            if rb.count != counts[self._rank]:
+                raise ValueError(f"mismatch in receive count {rb.count} and counts[{self._rank}] "
+                                 f"{counts[self._rank]}")
+        self._reduce_scatter(full, counts, out, op)
+
+    # -- gather / scatter family (bytes; blocks are this rank's byte ranges) --
     def Gather(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
-        self._gatherv(sendbuf, recvbuf, root, False)
+        self._gather(sendbuf, recvbuf, root, False)
 
     def Gatherv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
-        self._gatherv(sendbuf, recvbuf, root, True)
+        self._gather(sendbuf, recvbuf, root, True)
 
-    def _gatherv(self, sendbuf: Any, recvbuf: Any, root: int, v: bool) -> None:
-        self._root(root)
-        mine = None if sendbuf is IN_PLACE else _bytes(parse_buffer(sendbuf, readonly=True, name="send buffer"))
+    def _recv_layout(self, spec: Any, v: bool, name: str, readonly: bool) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """The root side of a gather/scatter (or any side of allgather/alltoall): bytes and block bounds."""
+        if v:
+            vb = _vbuf(spec, self._size, readonly, name)
+            return _u8(vb.mem), _vbounds(vb)
+        b = _buf(spec, readonly, name, blocks=self._size)
+        return _u8(b.mem), _bounds(b)
+
+    def _member_layout(self, root: int, mine: int, v: bool, layout: list[tuple[int, int]] | None
+                       ) -> tuple[list[tuple[int, int]], int, bool]:
+        """A non-root's working layout for a rooted gather/scatter: (bounds, bytes, leads others).
+        Only its host group's blocks matter, packed in group order; ``mine`` is its own block's size."""
+        group, spread = self._group(root)
+        sizes = {r: mine for r in group}
+        if v and spread:
+            layout = self.bcast(layout, root)  # the root broadcasts too: see _gather/_scatter
+            assert layout is not None
+            sizes = {r: layout[r][1] - layout[r][0] for r in group}
+        bounds, off = [(0, 0)] * self._size, 0
+        for r in sorted(group):
+            bounds[r] = (off, off + sizes[r])
+            off += sizes[r]
+        if self._rank != group[0]:  # not a leader: only its own block, at offset 0
+            bounds = [(0, 0)] * self._size
+            bounds[self._rank] = (0, sizes[self._rank])
+            off = sizes[self._rank]
+        return bounds, off, self._rank == group[0]
+
+    def _gather(self, sendbuf: Any, recvbuf: Any, root: int, v: bool) -> None:
+        root = self._root(root)
+        inplace = self._rank == root and is_in_place(sendbuf)
+        mine = None if inplace else _u8(_buf(sendbuf, True, "send buffer").mem)
         if self._rank == root:
-            vb = parse_vbuffer(recvbuf, self._size, readonly=False)
-            isz = vb.datatype.Get_size()
-            bounds = [(d * isz, (d + c) * isz) for c, d in zip(vb.counts, vb.displs, strict=True)]
-            out = np.frombuffer(vb.mem, dtype=np.uint8)
-            if v:
+            out, bounds = self._recv_layout(recvbuf, v, "receive buffer", False)
+            if v and self._group(root)[1]:
                 self.bcast(bounds, root)
+            if mine is not None:
+                lo, hi = bounds[root]
+                if hi - lo != mine.shape[0]:
+                    raise ValueError(f"Gather: the root sends {mine.shape[0]} bytes into a block of {hi - lo}")
+                out[lo:hi] = mine
         else:
             assert mine is not None
-            n = mine.shape[0]
-            bounds = self.bcast(None, root) if v else [(i * n, (i + 1) * n) for i in range(self._size)]
-            out = np.empty(max((hi for _, hi in bounds), default=0), dtype=np.uint8)
-        self._gatherlike(("gather", root), out, bounds, mine)
-
-    def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
-        vb = parse_vbuffer(recvbuf, self._size, readonly=False)
-        isz = vb.datatype.Get_size()
-        bounds = [(d * isz, (d + c) * isz) for c, d in zip(vb.counts, vb.displs, strict=True)]
-        out = np.frombuffer(vb.mem, dtype=np.uint8)
-        mine = None if sendbuf is IN_PLACE else _bytes(parse_buffer(sendbuf, readonly=True, name="send buffer"))
-        self._gatherlike(("allgather",), out, bounds, mine)
-
-    Allgatherv = Allgather
+            bounds, nbytes, leader = self._member_layout(root, mine.shape[0], v, None)
+            if bounds[self._rank][1] - bounds[self._rank][0] != mine.shape[0]:
+                raise MpiError(f"Gatherv: this rank sends {mine.shape[0]} bytes where the root expects "
+                               f"{bounds[self._rank][1] - bounds[self._rank][0]}", 15)  # ERR_TRUNCATE
+            if leader:
+                out = np.empty(nbytes, dtype=np.uint8)
+                lo, hi = bounds[self._rank]
+                out[lo:hi] = mine
+            else:
+                out = mine  # sent as is
+        if self._size == 1:
+            return
+        store = BufStore(out, bounds, filled=True)
+        run_buffers(self._engine, self._cctx, self._members, self._sched(("gather", root)), store)
 
     def Scatter(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
-        self._scatterv(sendbuf, recvbuf, root, False)
+        self._scatter(sendbuf, recvbuf, root, False)
 
     def Scatterv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
-        self._scatterv(sendbuf, recvbuf, root, True)
+        self._scatter(sendbuf, recvbuf, root, True)
 
-    def _scatterv(self, sendbuf: Any, recvbuf: Any, root: int, v: bool) -> None:
-        self._root(root)
-        inplace = recvbuf is IN_PLACE and self._rank == root
-        rb = None if inplace else parse_buffer(recvbuf, readonly=False, name="receive buffer")
+    def _scatter(self, sendbuf: Any, recvbuf: Any, root: int, v: bool) -> None:
+        root = self._root(root)
+        inplace = self._rank == root and is_in_place(recvbuf)
+        rb = None if inplace else _u8(_buf(recvbuf, False, "receive buffer").mem)
         if self._rank == root:
-            vb = parse_vbuffer(sendbuf, self._size, readonly=True)
-            isz = vb.datatype.Get_size()
-            bounds = [(d * isz, (d + c) * isz) for c, d in zip(vb.counts, vb.displs, strict=True)]
-            if v:
+            work, bounds = self._recv_layout(sendbuf, v, "send buffer", True)
+            if v and self._group(root)[1]:
                 self.bcast(bounds, root)
-            work = np.frombuffer(vb.mem, dtype=np.uint8).copy()
-        else:
-            assert rb is not None
-            n = rb.nbytes
-            bounds = self.bcast(None, root) if v else [(i * n, (i + 1) * n) for i in range(self._size)]
-            work = np.empty(max((hi for _, hi in bounds), default=0), dtype=np.uint8)
+            if rb is not None:
+                lo, hi = bounds[root]
+                if hi - lo != rb.shape[0]:
+                    raise ValueError(f"Scatter: the root keeps a block of {hi - lo} bytes in a receive buffer "
+                                     f"of {rb.shape[0]}")
+                rb[:] = work[lo:hi]
+            if self._size == 1:
+                return
+            store = BufStore(work, bounds, filled=True)
+            run_buffers(self._engine, self._cctx, self._members, self._sched(("scatter", root)), store)
+            return
+        assert rb is not None
+        bounds, nbytes, leader = self._member_layout(root, rb.shape[0], v, None)
+        lo, hi = bounds[self._rank]
+        if hi - lo > rb.shape[0]:
+            raise MpiError(f"Scatterv: {hi - lo} bytes for a receive buffer of {rb.shape[0]}", 15)  # ERR_TRUNCATE
+        work = np.empty(nbytes, dtype=np.uint8) if leader else rb  # a member receives in place
         store = BufStore(work, bounds, filled=True)
         run_buffers(self._engine, self._cctx, self._members, self._sched(("scatter", root)), store)
-        if rb is not None:
+        if leader:
+            rb[:hi - lo] = work[lo:hi]
+
+    def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
+        self._allgather(sendbuf, recvbuf, False)
+
+    def Allgatherv(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
+        self._allgather(sendbuf, recvbuf, True)
+
+    def _allgather(self, sendbuf: Any, recvbuf: Any, v: bool) -> None:
+        out, bounds = self._recv_layout(recvbuf, v, "receive buffer", False)
+        if not is_in_place(sendbuf):
+            mine = _u8(_buf(sendbuf, True, "send buffer").mem)
             lo, hi = bounds[self._rank]
-            if hi - lo > rb.nbytes:
-                raise MpiError(f"Scatter: {hi - lo} bytes for a receive buffer of {rb.nbytes}", 15)
-            np.frombuffer(rb.mem, dtype=np.uint8)[:hi - lo] = work[lo:hi]
+            if hi - lo != mine.shape[0]:
+                raise ValueError(f"Allgather: this rank sends {mine.shape[0]} bytes into a block of {hi - lo}")
+            out[lo:hi] = mine
+        if self._size == 1:
+            return
+        store = BufStore(out, bounds, filled=True)
+        run_buffers(self._engine, self._cctx, self._members, self._sched(("allgather",)), store)
 
     def Alltoall(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
-        self._alltoallv(sendbuf, recvbuf)
+        self._alltoall(sendbuf, recvbuf, False)
 
     def Alltoallv(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
-        self._alltoallv(sendbuf, recvbuf)
+        self._alltoall(sendbuf, recvbuf, True)
 
-    def _alltoallv(self, sendbuf: Any, recvbuf: Any) -> None:
-        rv = parse_vbuffer(recvbuf, self._size, readonly=False)
-        sv = rv if sendbuf is IN_PLACE else parse_vbuffer(sendbuf, self._size, readonly=True)
-        out = np.frombuffer(rv.mem, dtype=np.uint8)
-        src = np.frombuffer(sv.mem, dtype=np.uint8)
-        if sendbuf is IN_PLACE:
-            src = src.copy()
-        rs, ss = rv.datatype.Get_size(), sv.datatype.Get_size()
+    def _alltoall(self, sendbuf: Any, recvbuf: Any, v: bool) -> None:
+        out, rbounds = self._recv_layout(recvbuf, v, "receive buffer", False)
+        if is_in_place(sendbuf):
+            src, sbounds = out.copy(), rbounds
+        else:
+            src, sbounds = self._recv_layout(sendbuf, v, "send buffer", True)
+        (slo, shi), (rlo, rhi) = sbounds[self._rank], rbounds[self._rank]
+        if shi - slo != rhi - rlo:
+            raise MpiError(f"Alltoall: this rank sends itself {shi - slo} bytes for a block of {rhi - rlo}", 15)
         eng = self._engine
         sends, recvs = [], []
         for p in range(self._size):
-            lo, hi = sv.displs[p] * ss, (sv.displs[p] + sv.counts[p]) * ss
+            lo, hi = sbounds[p]
             if p == self._rank:
-                rlo = rv.displs[p] * rs
+                rlo = rbounds[p][0]
                 out[rlo:rlo + hi - lo] = src[lo:hi]
                 continue
-            piece = memoryview(src[lo:hi])
-            sends.append(eng.send(self._cctx, self._members[p], 3, piece, piece.nbytes, obj=False))
+            piece = src[lo:hi].data
+            sends.append(eng.send(self._cctx, self._members[p], ALLTOALL_TAG, piece, piece.nbytes, obj=False))
         for p in range(self._size):
             if p != self._rank:
-                rlo, rhi = rv.displs[p] * rs, (rv.displs[p] + rv.counts[p]) * rs
-                recvs.append(eng.post(self._cctx, self._members[p], 3, memoryview(out[rlo:rhi])))
+                rlo, rhi = rbounds[p]
+                recvs.append((rhi - rlo, eng.post(self._cctx, self._members[p], ALLTOALL_TAG, out[rlo:rhi].data)))
         for s in sends:
             eng.wait(s)
-        for r in recvs:
+        for want, r in recvs:
             eng.wait(r)
             if r.error is not None:
                 raise r.error
+            if r.nbytes != want:
+                raise MpiError(f"Alltoall: {r.nbytes} bytes arrived for a block of {want}", 15)
 
     def _scan_buf(self, sendbuf: Any, recvbuf: Any, op: Op, exclusive: bool) -> None:
+        """Recursive doubling (algorithms.scan): block 0 = the result, block 1 = the running partial."""
         out, src = self._in_out(sendbuf, recvbuf)
-        mine = (src if src is not None else out).copy()
-        eng = self._engine
-        if self._rank > 0:
-            prev = np.empty_like(mine)
-            req = eng.post(self._cctx, self._members[self._rank - 1], SCAN_TAG, memoryview(prev).cast("B"))
-            eng.wait(req)
-            total = np.empty_like(mine)
-            reduce_to(op, prev, mine, total)
-        else:
-            prev, total = None, mine
-        if self._rank < self._size - 1:
-            eng.wait(eng.send(self._cctx, self._members[self._rank + 1], SCAN_TAG, memoryview(total).cast("B"),
-                              total.nbytes, obj=False))
-        if exclusive:
-            if prev is not None:
-                out[...] = prev
-        else:
-            out[...] = total
+        n = out.shape[0]
+        if self._size == 1 or n == 0:
+            if src is not None and not exclusive:
+                out[...] = src
+            return
+        acc = np.empty(2 * n, dtype=out.dtype)
+        acc[n:] = src if src is not None else out
+        if not exclusive:
+            acc[:n] = acc[n:]
+        store = BufStore(acc, [(0, n), (n, 2 * n)], op=op)
+        run_buffers(self._engine, self._cctx, self._members, self._sched(("exscan" if exclusive else "scan",)), store)
+        if not exclusive or self._rank > 0:
+            out[...] = acc[:n]
 
     def Scan(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
         self._scan_buf(sendbuf, recvbuf, op, False)

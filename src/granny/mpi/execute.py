@@ -26,8 +26,10 @@ from .p2p import Engine
 COLL_TAG = 0
 
 
-def _contiguous(blocks: Sequence[int]) -> bool:
-    return all(b == blocks[0] + i for i, b in enumerate(blocks))
+def _adjacent(bounds: Sequence[tuple[int, int]], blocks: Sequence[int]) -> bool:
+    """Do ``blocks`` lie back to back in memory, in the listed order (vector collectives may place
+    blocks anywhere, so block numbers alone say nothing)?"""
+    return all(bounds[a][1] == bounds[b][0] for a, b in zip(blocks, blocks[1:], strict=False))
 
 
 def reduce_to(op: Op, left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
@@ -64,27 +66,26 @@ class BufStore:
         return self.acc[lo:hi] if self.in_acc[b] or self.src is None else self.src[lo:hi]
 
     def out(self, blocks: Sequence[int]) -> Any:
-        if not blocks:
-            blocks = range(len(self.bounds))  # type: ignore[assignment]
-        blocks = list(blocks)
-        if _contiguous(blocks):
+        blocks = list(blocks) if blocks else list(range(len(self.bounds)))
+        if _adjacent(self.bounds, blocks):
             srcs = {self.in_acc[b] for b in blocks}
             if len(srcs) == 1:
                 lo, hi = self._range(blocks)
                 arr = self.acc if srcs.pop() or self.src is None else self.src
-                return memoryview(arr[lo:hi]).cast("B")
-        return memoryview(np.concatenate([self._arr(b) for b in blocks])).cast("B")
+                return arr[lo:hi].data.cast("B")
+        return np.concatenate([self._arr(b) for b in blocks]).data.cast("B")
 
     def target(self, blocks: Sequence[int], reduce: bool, busy: set[int]) -> tuple[np.ndarray, bool]:
         """Where to receive: (array, direct) — direct means it already is the destination."""
         blist = list(blocks) if blocks else list(range(len(self.bounds)))
         lo, hi = self._range(blist)
-        if not reduce and _contiguous(blist) and not busy.intersection(blist):
+        if not reduce and _adjacent(self.bounds, blist) and not busy.intersection(blist):
             return self.acc[lo:hi], True
         n = sum(self.bounds[b][1] - self.bounds[b][0] for b in blist)
         return np.empty(n, dtype=self.acc.dtype), False
 
-    def apply(self, blocks: Sequence[int], data: np.ndarray, direct: bool, reduce: bool, left: bool) -> None:
+    def apply(self, blocks: Sequence[int], data: np.ndarray, direct: bool, reduce: bool, left: bool,
+              also_reduce: Sequence[int] = ()) -> None:
         blist = list(blocks) if blocks else list(range(len(self.bounds)))
         off = 0
         for b in blist:
@@ -92,15 +93,22 @@ class BufStore:
             piece = data[off:off + hi - lo]
             off += hi - lo
             if reduce:
-                assert self.op is not None
-                cur, out = self._arr(b), self.acc[lo:hi]
-                if left:
-                    reduce_to(self.op, piece, cur, out)
-                else:
-                    reduce_to(self.op, cur, piece, out)
+                self._reduce_into(b, piece, left)
             elif not direct:
                 self.acc[lo:hi] = piece
             self.in_acc[b] = True
+        for b in also_reduce:  # scan: the same received data, reduced into one more block
+            self._reduce_into(b, data, left)
+            self.in_acc[b] = True
+
+    def _reduce_into(self, b: int, piece: np.ndarray, left: bool) -> None:
+        assert self.op is not None
+        lo, hi = self.bounds[b]
+        cur, out = self._arr(b), self.acc[lo:hi]
+        if left:
+            reduce_to(self.op, piece, cur, out)
+        else:
+            reduce_to(self.op, cur, piece, out)
 
     def finish(self) -> None:
         if self.src is not None:
@@ -130,7 +138,7 @@ def run_buffers(engine: Engine, ctx: int, members: Sequence[int], schedule: Sche
         for x in rnd:
             if not x.send:
                 arr, direct = store.target(x.blocks, x.reduce, busy)
-                req = engine.post(ctx, members[x.peer], COLL_TAG, memoryview(arr).cast("B"))
+                req = engine.post(ctx, members[x.peer], COLL_TAG, arr.data.cast("B"))
                 recvs.append((x, arr, direct, req))
         for s in sends:
             engine.wait(s)
@@ -143,7 +151,7 @@ def run_buffers(engine: Engine, ctx: int, members: Sequence[int], schedule: Sche
 
                 raise MpiError(f"collective message of {req.nbytes} bytes where {arr.nbytes} were expected: "
                                "the ranks passed different counts or datatypes", 15)
-            store.apply(x.blocks, arr, direct, x.reduce, x.left)
+            store.apply(x.blocks, arr, direct, x.reduce, x.left, x.also_reduce)
     store.finish()
 
 
@@ -165,8 +173,8 @@ def run_objects(engine: Engine, ctx: int, members: Sequence[int], schedule: Sche
             engine.wait(req)
             if req.error is not None:
                 raise req.error
-            idx = list(x.blocks) if x.blocks else list(range(nb))
-            for b, value in zip(idx, req.value, strict=True):
+            targets = list(x.blocks) if x.blocks else list(range(nb))
+            for b, value in zip(targets, req.value, strict=True):
                 if x.reduce:
                     assert store.op is not None
                     cur = store.blocks[b]

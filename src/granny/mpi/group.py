@@ -12,8 +12,15 @@ IDENT, SIMILAR, UNEQUAL = 0, 2, 3
 
 
 class Group:
-    def __init__(self, members: Sequence[int]) -> None:
-        self._members = list(members)
+    """``Group()`` is a null handle (GROUP_NULL); ``Group(group)`` another handle to ``group``."""
+
+    def __init__(self, members: Sequence[int] | Group | None = None) -> None:
+        self._null: bool = members is None
+        self._members: list[int] = []
+        if isinstance(members, Group):
+            self._null, self._members = members._null, list(members._members)
+        elif members is not None:
+            self._members = list(members)
 
     def Get_size(self) -> int:  # noqa: N802
         return len(self._members)
@@ -57,10 +64,17 @@ class Group:
         return Group([w for w in a._members if w not in b._members])
 
     def Free(self) -> None:  # noqa: N802
-        pass
+        """The handle becomes GROUP_NULL."""
+        self._members, self._null = [], True
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Group) and self._members == other._members
+        return isinstance(other, Group) and self._null == other._null and self._members == other._members
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __bool__(self) -> bool:
+        return not self._null
 
     def __hash__(self) -> int:
         return hash(tuple(self._members))

@@ -48,7 +48,7 @@ class Msg:
 
     def __init__(self, kind: int, flags: int, src: int, tag: int, arg: int, data: bytes) -> None:
         self.kind, self.flags, self.src, self.tag, self.arg, self.data = kind, flags, src, tag, arg, data
-        self.nbytes = RTS.unpack_from(data)[2] if kind == K_RTS_BUF or kind == K_RTS_OBJ else len(data)
+        self.nbytes = RTS.unpack_from(data)[2] if kind in (K_RTS_BUF, K_RTS_OBJ) else len(data)
 
 
 class RecvReq:
@@ -117,7 +117,10 @@ class Engine:
                     q.remove(m)
                     self._complete(req, m.kind, m.flags, m.src, m.tag, m.arg, m.data)
                     return req
-        self.posted.setdefault(ctx, []).append(req)
+        lst = self.posted.get(ctx)
+        if lst is None:
+            lst = self.posted[ctx] = []
+        lst.append(req)
         return req
 
     def cancel(self, req: RecvReq) -> bool:
@@ -163,7 +166,7 @@ class Engine:
             return True
         if not prod.try_put(K_ACK, 0, 0, self.rank, 0, mid, b"", 0):
             return False
-        if prod.inbox.words[0]:
+        if prod.words[0]:
             self.f.doorbell.ring(dst)
         return True
 
@@ -187,7 +190,7 @@ class Engine:
 
     def _complete(self, r: RecvReq, kind: int, flags: int, src: int, tag: int, arg: int, payload: Any) -> None:
         r.msg_src, r.msg_tag = src, tag
-        rts = kind == K_RTS_BUF or kind == K_RTS_OBJ
+        rts = kind in (K_RTS_BUF, K_RTS_OBJ)
         if rts:
             pid, addr, n = RTS.unpack_from(payload)
         else:
@@ -208,12 +211,11 @@ class Engine:
                     data = bytearray(n)
                     cma_read(pid, addr, memoryview(data))
                     payload = data
-                r.value = pickle.loads(payload) if kind == K_OBJ or kind == K_RTS_OBJ else bytes(payload)
+                r.value = pickle.loads(payload) if n else None  # mpi4py unpickles buffer messages too
         except MpiError as exc:
             r.error = exc
         except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive, not the engine
             r.error = MpiError(f"could not unpickle the message from rank {src}: {exc!r}")
-        if rts or flags & F_SYNC:
-            if not self._ack(src, arg):
-                self.deferred.append((src, arg))
+        if (rts or flags & F_SYNC) and not self._ack(src, arg):
+            self.deferred.append((src, arg))
         r.done = True

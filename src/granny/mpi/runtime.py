@@ -63,6 +63,16 @@ def abort(code: int, rank: int) -> None:
     raise AbortExit(code if code else 1)
 
 
+def finalize() -> None:
+    """What mpi4py's atexit hook does when a program ends without calling MPI.Finalize (a barrier over the
+    world, so that a rank that ends early does not end the job under its peers). For the granule to call
+    after a script returns or raises SystemExit; not after an uncaught exception (fail fast)."""
+    if _rt is not None and not _rt.finalized:
+        api = sys.modules.get("granny.mpi.api")
+        if api is not None:
+            api.Finalize()
+
+
 def shutdown() -> None:
     """Release the world (inbox, doorbell, sockets); the granule calls this when the task ends."""
     global _rt, _params

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import MpiError
-from .comm import Intracomm
+from .comm import Comm, Intracomm
 
 CART = 1
 
@@ -11,9 +13,20 @@ CART = 1
 class Cartcomm(Intracomm):
     """A communicator whose ranks form a grid, row-major (the last dimension varies fastest)."""
 
-    def __init__(self, members: list[int], cid: int, dims: list[int], periods: list[bool]) -> None:
-        super().__init__(members, cid)
-        self._dims, self._periods = dims, periods
+    def __init__(self, comm: Any = None, cid: int | None = None, dims: list[int] | None = None,
+                 periods: list[bool] | None = None) -> None:
+        if cid is None and comm is not None and not isinstance(comm, Cartcomm):
+            raise TypeError(f"expecting a Cartesian communicator, got {type(comm).__name__}")
+        super().__init__(comm, cid)
+        if cid is not None:
+            self._dims, self._periods = list(dims or []), list(periods or [])
+        elif comm is None:
+            self._dims, self._periods = [], []
+
+    @classmethod
+    def _derive(cls, parent: Comm, members: list[int], cid: int) -> Comm:
+        assert isinstance(parent, Cartcomm)
+        return Cartcomm(members, cid, list(parent._dims), list(parent._periods))
 
     def Get_topology(self) -> int:  # noqa: N802
         return CART
@@ -27,6 +40,31 @@ class Cartcomm(Intracomm):
 
     def Get_topo(self) -> tuple[list[int], list[int], list[int]]:  # noqa: N802
         return list(self._dims), [int(p) for p in self._periods], self.Get_coords(self._rank)
+
+    def _neighbors(self) -> list[int]:
+        """For each dimension, the ranks at -1 and +1 (PROC_NULL past a non-periodic edge), as MPI orders them."""
+        out: list[int] = []
+        for i in range(len(self._dims)):
+            src, dst = self.Shift(i, 1)
+            out += [src, dst]
+        return out
+
+    @property
+    def indegree(self) -> int:
+        return 2 * len(self._dims)
+
+    outdegree = indegree
+
+    @property
+    def inedges(self) -> list[int]:
+        return self._neighbors()
+
+    outedges = inedges
+
+    @property
+    def inoutedges(self) -> tuple[list[int], list[int]]:
+        n = self._neighbors()
+        return n, list(n)
 
     topo = property(Get_topo)
 

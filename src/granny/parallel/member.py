@@ -25,7 +25,7 @@ def member_main(team_id: str, path: str) -> int:
     seen, regions = 0, 0
     try:
         while True:
-            board.wait_until(lambda: board.generation != seen)
+            board.wait_until(_moved(board, seen))
             gen = seen = board.generation
             command, region = board.descriptor()
             if command == EXIT:
@@ -49,6 +49,10 @@ def member_main(team_id: str, path: str) -> int:
         for seg in segments.values():
             seg.close()
         board.close()
+
+
+def _moved(board: Board, seen: int) -> Callable[[], bool]:
+    return lambda: board.generation != seen
 
 
 def _views(region: Region, thread: int, segments: dict[str, Segment]) -> dict[str, Any]:

@@ -132,9 +132,9 @@ class Team:
         for t in range(1, nthreads):
             err = board.take_error(t)
             if err is not None:
-                exc, text = err
-                exc.add_note(f"\n(in parallel region thread {t} of {nthreads})\nRemote traceback:\n{text.rstrip()}")
-                raise exc
+                failure, text = err
+                failure.add_note(f"\n(in parallel region thread {t} of {nthreads})\nRemote traceback:\n{text.rstrip()}")
+                raise failure
         if any(board.done(t) < gen for t in range(1, nthreads)):
             self._closed = True
             assert lease is not None

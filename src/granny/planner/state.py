@@ -370,10 +370,10 @@ class PlannerState:
                 actions += self._unprefetch(granule, (req_id, index), requeue=False)
         app = self.apps[req.app_id]
         if req.gang and cascade and event is not TaskEvent.SUCCEED and event is not TaskEvent.CANCEL:
-            for i, other in enumerate(req.tasks):
-                if other.state not in TASK_FINAL:
+            for i, peer in enumerate(req.tasks):
+                if peer.state not in TASK_FINAL:
                     actions += self._finish(req_id, i, TaskEvent.CANCEL, Fail(
-                        req_id, i, "cancelled", f"the MPI world was aborted: rank {index} failed"), cascade=False)
+                        req_id, i, "cancelled", f"granule {index} of this gang failed"), cascade=False)
         if app.state is AppState.RUNNING and app.kind == "script":
             if event is not TaskEvent.SUCCEED and event is not TaskEvent.CANCEL:
                 app.state = transition(APP_TRANSITIONS, app.state, AppEvent.TASK_FAILED, app.app_id)

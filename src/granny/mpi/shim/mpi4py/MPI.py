@@ -4,5 +4,5 @@ import sys
 
 from granny.mpi import api as _api
 
-_api.__granny__ = True  # type: ignore[attr-defined]
+_api.__granny__ = True
 sys.modules[__name__] = _api
