@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .client import Client, GrannyFuture, HostInfo, connect
@@ -31,6 +32,42 @@ __version__ = "0.1.0"
 _default: Client | None = None
 
 
+def shared_array(shape: Any, dtype: Any = "float64", fill: Any = None) -> Any:
+    """A numpy-backed array in shared memory: granules of this host map the same pages, with no copies.
+
+    ``.array`` is the ndarray; pass the object itself (by reference) to ``submit``, ``run_mpi`` and
+    parallel regions. Its memory is freed when this process ends (or by the worker's reaper if it dies)."""
+    from .memory.segments import create, remove_segments_of
+
+    if _cleanup_pid[0] != os.getpid():  # once per process (a fork needs its own)
+        import atexit
+
+        _cleanup_pid[0] = os.getpid()
+        atexit.register(_remove_own_segments, os.getpid(), remove_segments_of)
+    return create(shape, dtype, fill, app_id=os.environ.get("GRANNY_APP_ID", "local") or "local")
+
+
+_cleanup_pid = [0]
+
+
+def _remove_own_segments(pid: int, remove: Any) -> None:
+    if pid == os.getpid():  # not in a forked child, which inherited the hook
+        remove(pid)
+
+
+_LAZY = {"parallel_for": "parallel", "parallel": "parallel", "mpi": None}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: parallel regions need numpy, which the CLI never loads.
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f"granny.{_LAZY[name] or name}")
+        return module if _LAZY[name] is None else getattr(module, name)
+    raise AttributeError(f"module 'granny' has no attribute {name!r}")
+
+
 def submit(fn: Any, /, *args: Any, **kwargs: Any) -> GrannyFuture:
     """Submit through the default client: inside a granule, the granule's own cluster (chaining)."""
     global _default
@@ -42,5 +79,6 @@ def submit(fn: Any, /, *args: Any, **kwargs: Any) -> GrannyFuture:
 __all__ = [
     "CancelledError", "Client", "ClusterError", "ConfigError", "ConnectionLostError", "Executor", "GranuleCrashedError",
     "GrannyError", "GrannyFuture", "HostDiedError", "HostInfo", "NeverFitsError", "RemoteError",
-    "ResultSerializationError", "TaskError", "__version__", "connect", "submit",
+    "ResultSerializationError", "TaskError", "__version__", "connect", "parallel", "parallel_for", "shared_array",
+    "submit",
 ]

@@ -85,8 +85,8 @@ def test_sparse_pages_pick_runs_full_pages_pick_pages() -> None:
     sparse, full = snap.copy(), snap.copy()
     sparse[::1000] = 1
     full[: 8 * PAGE_SIZE // 8] = 2
-    assert encode(sparse, snap).encoding is Encoding.RUNS
-    assert encode(full, snap).encoding is Encoding.PAGES
+    assert encode(sparse, snap, encoding=Encoding.AUTO).encoding is Encoding.RUNS
+    assert encode(full, snap, encoding=Encoding.AUTO).encoding is Encoding.PAGES
 
 
 def test_empty_diffs() -> None:

@@ -17,17 +17,32 @@ region does not match. Decoding turns either one into *blocks*: the (k, 4096) co
 pages (RUNS needs S's pages as a base for the bytes that did not change). ``merge.py`` combines blocks
 with the main copy; ``apply`` just writes them (for pushing a region's changes to a remote replica).
 
-Choice of encoding (measured by benchmarks/memory_bench.py, 64 MiB region, 10% of pages dirty, this
-machine; scan 5.4 ms and a 64 MiB ``np.copyto`` 5.3 ms in the same run):
+- ``AUTO`` (an ``encode`` argument, not a wire format) compares the words first and picks RUNS only
+  when it ships at most half the bytes of PAGES.
 
-==========================  =============  ============  ==============  =============
-pattern in a dirty page     PAGES encode   RUNS encode   PAGES size      RUNS size
-==========================  =============  ============  ==============  =============
-every byte rewritten        see results    see results   6.4 MiB         6.4 MiB
-8 scattered float64 writes  see results    see results   6.4 MiB         ~0.2 MiB
-==========================  =============  ============  ==============  =============
+Choice of encoding, by measurement (benchmarks/memory_bench.py, benchmarks/results/memory.md: 64 MiB
+float64 region, 10% of the pages dirty, medians; memcpy of the whole region 5.7 ms, dirty-page scan
+5.8 ms in the same run; *join* = scan + encode + to/from bytes + overwrite merge):
 
-(The exact figures are in benchmarks/results/memory.md.) ``DEFAULT_ENCODING`` is the choice.
+====================  ======  =======  ==========  =======  ==============  =========
+pattern               enc.    encode   merge (ow)  join     join / memcpy   diff size
+====================  ======  =======  ==========  =======  ==============  =========
+scattered, full page  PAGES   0.29 ms  5.5 ms      11.9 ms  2.1x            6.41 MiB
+scattered, full page  RUNS    4.1 ms   8.6 ms      18.8 ms  3.3x            6.41 MiB
+clustered, full page  PAGES   0.23 ms  4.8 ms      11.0 ms  1.9x            6.41 MiB
+clustered, full page  RUNS    3.0 ms   7.3 ms      16.2 ms  2.8x            6.41 MiB
+8 writes per page     PAGES   0.32 ms  5.6 ms      12.2 ms  2.1x            6.41 MiB
+8 writes per page     RUNS    4.4 ms   7.8 ms      18.2 ms  3.2x            0.21 MiB
+====================  ======  =======  ==========  =======  ==============  =========
+
+Byte-granular runs were tried first and dropped: ``float64 += 1`` changes 2-3 bytes per element, so a
+rewritten page became ~1000 runs; encoding took 17-29 ms and the diff was 2.2x the dirty pages. Word
+runs fix the size but still cost ~4 ms to encode and ~2.5 ms more to merge per 6.4 MiB dirty.
+
+``DEFAULT_ENCODING`` is therefore PAGES: it meets the join target (<= 3x memcpy) in every pattern, and
+its size is always exactly the dirty pages. RUNS costs ~1 ms of CPU per MiB dirty, so it only pays
+where shipping a MiB costs more than that (links under ~1 GB/s) *and* pages are sparsely written;
+``AUTO`` makes that call per diff for such links.
 """
 
 from __future__ import annotations
@@ -63,7 +78,7 @@ class Encoding(enum.IntEnum):
     RUNS = 2
 
 
-DEFAULT_ENCODING = Encoding.AUTO
+DEFAULT_ENCODING = Encoding.PAGES  # see the measurements above
 AUTO_RUNS_MAX_FRACTION = 0.5
 
 _MAGIC = b"GRDF"
@@ -175,7 +190,8 @@ class Diff:
 
 def encode(current: np.ndarray[Any, Any], snap: BufferLike, *, encoding: Encoding = DEFAULT_ENCODING,
            pages: Indices | None = None) -> Diff:
-    """The diff of ``current`` against its snapshot (``pages``: the dirty pages, if already known)."""
+    """The diff of ``current`` against its snapshot (``pages``: the dirty pages, if already known).
+    AUTO may return either encoding; the result's ``encoding`` says which."""
     cur, old = as_bytes(current), as_bytes(snap)
     if pages is None:
         pages = dirty_pages(cur, old)

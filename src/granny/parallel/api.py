@@ -39,6 +39,10 @@ def team(num_threads: int | None = None) -> Team:
     n = num_threads or _slots()
     t = _teams.get(n)
     if t is None or t._closed:
+        if not _teams:
+            import atexit
+
+            atexit.register(close_teams)  # release the lease and unlink the board on a normal exit
         t = _teams[n] = Team(_client(), n)
     return t
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..memory.segments import SharedArray
 from .board import EXIT, Board
 from .region import Region, identity, run_share
-from .segment import Segment
 
 
 def member_main(team_id: str, path: str) -> int:
@@ -19,7 +19,7 @@ def member_main(team_id: str, path: str) -> int:
     thread = int(os.environ.get("GRANNY_INDEX", "0")) + 1
     board = Board(path, team_id, thread, create=False)
     fns: dict[str, Callable[..., Any]] = {}
-    segments: dict[str, Segment] = {}
+    segments: dict[str, SharedArray] = {}
     from .team import Context
 
     seen, regions = 0, 0
@@ -46,8 +46,7 @@ def member_main(team_id: str, path: str) -> int:
             if board.words[board._slot(0) + 2]:
                 board.ring(0)
     finally:
-        for seg in segments.values():
-            seg.close()
+        segments.clear()  # mappings go with their last view (never close an mmap numpy still uses)
         board.close()
 
 
@@ -55,19 +54,20 @@ def _moved(board: Board, seen: int) -> Callable[[], bool]:
     return lambda: board.generation != seen
 
 
-def _views(region: Region, thread: int, segments: dict[str, Segment]) -> dict[str, Any]:
+def _views(region: Region, thread: int, segments: dict[str, SharedArray]) -> dict[str, Any]:
     views: dict[str, Any] = {}
-    for name, (path, shape, dtype) in region.shared.items():
-        views[name] = _attach(segments, path, shape, dtype).array
+    for name, (seg_name, shape, dtype, offset) in region.shared.items():
+        views[name] = _attach(segments, seg_name, shape, dtype, offset).array
     for name, (op, paths, shape, dtype) in region.reduce.items():
-        arr = _attach(segments, paths[thread], shape, dtype).array
+        arr = _attach(segments, paths[thread], shape, dtype, 0).array
         arr.fill(identity(op, np.dtype(dtype)))  # OpenMP: each thread's copy starts from the identity
         views[name] = arr
     return views
 
 
-def _attach(segments: dict[str, Segment], path: str, shape: tuple[int, ...], dtype: str) -> Segment:
-    seg = segments.get(path)
-    if seg is None or seg.shape != tuple(shape) or seg.dtype != np.dtype(dtype):
-        seg = segments[path] = Segment(path, tuple(shape), dtype, create=False)
+def _attach(segments: dict[str, SharedArray], name: str, shape: tuple[int, ...], dtype: str,
+            offset: int) -> SharedArray:
+    seg = segments.get(name)
+    if seg is None or seg.shape != tuple(shape) or seg.dtype != np.dtype(dtype) or seg.offset != offset:
+        seg = segments[name] = SharedArray.attach(name, shape, dtype, offset)
     return seg

@@ -30,9 +30,10 @@ class Region:
     chunk: int = 0
     schedule: str = "static"
     chunked: bool = False
-    shared: dict[str, Any] = field(default_factory=dict)  # name -> SharedArray (pickled by reference)
+    shared: dict[str, tuple[str, tuple[int, ...], str, int]] = field(default_factory=dict)
+    # shared: name -> (segment name, shape, dtype str, offset): members attach once and keep it
     reduce: dict[str, tuple[str, list[str], tuple[int, ...], str]] = field(default_factory=dict)
-    # reduce: name -> (op, private segment path per thread (index 0 unused), shape, dtype str)
+    # reduce: name -> (op, private segment name per thread (index 0 unused), shape, dtype str)
 
 
 def identity(op: str, dtype: np.dtype[Any]) -> Any:

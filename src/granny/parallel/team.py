@@ -25,9 +25,9 @@ import numpy as np
 
 from .. import serde
 from ..errors import GrannyError
-from .board import EXIT, SHM_DIR, Board, board_path
+from ..memory.segments import SharedArray
+from .board import EXIT, Board, board_path
 from .region import REDUCE_OPS, SCHEDULES, Region, combine, identity, run_share
-from .segment import Segment
 
 
 class TeamError(GrannyError):
@@ -86,7 +86,7 @@ class Team:
         self.size = num_threads
         self.lease = client.submit_gang(member_main, num_threads - 1, (self.team_id, self.board.path)) \
             if num_threads > 1 else None
-        self._privates: dict[tuple[str, int], Segment] = {}
+        self._privates: dict[tuple[str, int], SharedArray] = {}
         self._closed = False
 
     def fork(self, kind: str, body: Callable[..., Any], shared: dict[str, Any], reduce: dict[str, str],
@@ -113,7 +113,7 @@ class Team:
             if not isinstance(target, np.ndarray):
                 raise TypeError(f"reduce[{name!r}] needs a numpy array (or shared array) in shared=")
             targets[name] = (op, target)
-            paths = [""] + [self._private(name, t, target).path for t in range(1, nthreads)]
+            paths = [""] + [self._private(name, t, target).name for t in range(1, nthreads)]
             region.reduce[name] = (op, paths, target.shape, target.dtype.str)
             views[name] = np.full(target.shape, identity(op, target.dtype), dtype=target.dtype)
         board = self.board
@@ -145,13 +145,13 @@ class Team:
             for t in range(1, nthreads):
                 combine(op, target, self._privates[(name, t)].array)
 
-    def _private(self, name: str, thread: int, like: np.ndarray) -> Segment:
+    def _private(self, name: str, thread: int, like: np.ndarray) -> SharedArray:
+        """Thread ``thread``'s copy of reduction variable ``name``, kept for the team's next regions."""
         seg = self._privates.get((name, thread))
         if seg is None or seg.shape != like.shape or seg.dtype != like.dtype:
             if seg is not None:
                 seg.unlink()
-            path = f"{SHM_DIR}/granny-team-{self.team_id}-r{len(self._privates)}-t{thread}-p{os.getpid()}"
-            seg = self._privates[(name, thread)] = Segment(path, like.shape, like.dtype, create=True)
+            seg = self._privates[(name, thread)] = SharedArray.create(like.shape, like.dtype, app_id="team")
         return seg
 
     def close(self) -> None:
@@ -180,13 +180,11 @@ class Team:
         self.close()
 
 
-def _share_spec(name: str, arr: Any) -> tuple[str, tuple[int, ...], str]:
-    spec = getattr(arr, "granny_segment", None)
-    if spec is None:
+def _share_spec(name: str, arr: Any) -> tuple[str, tuple[int, ...], str, int]:
+    if not isinstance(arr, SharedArray):
         raise TypeError(f"shared[{name!r}] is a {type(arr).__name__}, not a shared array: create it with "
                         "granny.shared_array(shape, dtype) so the team's granules can map it")
-    path, shape, dtype = spec()
-    return str(path), tuple(shape), str(dtype)
+    return arr.name, arr.shape, arr.dtype.str, arr.offset
 
 
 def _local_view(arr: Any) -> Any:

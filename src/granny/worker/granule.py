@@ -157,6 +157,7 @@ class Granule:
         try:
             return self._run_kind(run, segs)
         finally:
+            _release_task_memory()
             if limited:
                 _limit_memory(0)
             out.flush()
@@ -256,6 +257,14 @@ class Granule:
         status = Status.OK if code == 0 else Status.ERROR
         return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, retiring=True, error_kind="" if code == 0
                     else "exit", message="" if code == 0 else f"granule {run.index} exited with code {code}"), []
+
+
+def _release_task_memory() -> None:
+    """A task's parallel teams and shared arrays end with it (the granule lives on for other apps)."""
+    if "granny.parallel.api" in sys.modules:
+        sys.modules["granny.parallel.api"].close_teams()
+    if "granny.memory.segments" in sys.modules:
+        sys.modules["granny.memory.segments"].remove_segments_of(os.getpid())
 
 
 def _load_named(spec: dict[str, Any]) -> Callable[..., Any]:
