@@ -57,6 +57,9 @@ class Board:
         if create:
             os.ftruncate(self.fd, SIZE)
         self.map = mmap.mmap(self.fd, SIZE)
+        # critical() gets its own open file: flock is per open file, so proxy threads of the master
+        # (one Board each) exclude one another as well as other processes.
+        self.lock_fd = os.open(path, os.O_RDWR)
         self.mem = memoryview(self.map)
         self.words = self.mem.cast("Q")
         self.path, self.team_id, self.thread = path, team_id, thread
@@ -108,7 +111,9 @@ class Board:
     def set_error(self, exc: BaseException) -> None:
         import traceback
 
-        text = "".join(traceback.format_exception(exc))
+        self.set_error_text(exc, "".join(traceback.format_exception(exc)))
+
+    def set_error_text(self, exc: BaseException, text: str) -> None:
         try:
             data = pickle.dumps((exc, text), 5)
         except Exception:  # noqa: BLE001 - an unpicklable exception still reports its text
@@ -140,10 +145,10 @@ class Board:
         return n
 
     def lock(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, ERR_OFF - 1)  # a byte range apart from next_chunk's lock
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
 
     def unlock(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, ERR_OFF - 1)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
     def barrier(self) -> None:
         """Every thread of the region arrives before any leaves."""
@@ -207,5 +212,6 @@ class Board:
         except BufferError:
             pass
         os.close(self.fd)
+        os.close(self.lock_fd)
 
 

@@ -10,13 +10,18 @@ from typing import Any
 import numpy as np
 
 from ..memory.segments import SharedArray
+from ..transport import local_id
 from .board import EXIT, Board
 from .region import Region, identity, run_share
 
 
-def member_main(team_id: str, path: str) -> int:
+def member_main(team_id: str, path: str, master_host: str, address: tuple[str, int], key: bytes) -> int:
     """Runs as a granule of the team's lease; returns the number of regions it took part in."""
     thread = int(os.environ.get("GRANNY_INDEX", "0")) + 1
+    if local_id() != master_host:  # another host: no shared memory with the master (remote.py)
+        from .remote import remote_member
+
+        return remote_member(team_id, thread, address, key)
     board = Board(path, team_id, thread, create=False)
     fns: dict[str, Callable[..., Any]] = {}
     segments: dict[str, SharedArray] = {}

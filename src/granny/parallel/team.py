@@ -16,6 +16,7 @@ Theory of operation
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -24,10 +25,14 @@ from typing import Any
 import numpy as np
 
 from .. import serde
+from ..config import parse_address
 from ..errors import GrannyError
 from ..memory.segments import SharedArray
+from ..mpi.world import route_ip
+from ..transport import local_id
 from .board import EXIT, Board, board_path
 from .region import REDUCE_OPS, SCHEDULES, Region, combine, identity, run_share
+from .remote import Listener
 
 
 class TeamError(GrannyError):
@@ -84,8 +89,14 @@ class Team:
         self.team_id = uuid.uuid4().hex[:10]
         self.board = Board(board_path(self.team_id, os.getpid()), self.team_id, 0, create=True)
         self.size = num_threads
-        self.lease = client.submit_gang(member_main, num_threads - 1, (self.team_id, self.board.path)) \
-            if num_threads > 1 else None
+        self.listener: Listener | None = None
+        self.lease = None
+        if num_threads > 1:
+            # Members on another host cannot map the board: they dial this listener instead (remote.py).
+            key = secrets.token_bytes(16)
+            self.listener = Listener(self.board.path, self.team_id, key, route_ip(*parse_address(client.address)))
+            self.lease = client.submit_gang(member_main, num_threads - 1, (
+                self.team_id, self.board.path, local_id(), self.listener.address, key))
         self._privates: dict[tuple[str, int], SharedArray] = {}
         self._closed = False
 
@@ -145,6 +156,10 @@ class Team:
             for t in range(1, nthreads):
                 combine(op, target, self._privates[(name, t)].array)
 
+    def bytes_shipped(self) -> tuple[int, int]:
+        """(bytes sent to, bytes received from) members on other hosts, over the team's life."""
+        return self.listener.bytes_shipped() if self.listener is not None else (0, 0)
+
     def _private(self, name: str, thread: int, like: np.ndarray) -> SharedArray:
         """Thread ``thread``'s copy of reduction variable ``name``, kept for the team's next regions."""
         seg = self._privates.get((name, thread))
@@ -167,6 +182,8 @@ class Team:
             except Exception:  # noqa: BLE001 - a member that already failed was reported by its region
                 pass
             self.lease = None
+        if self.listener is not None:
+            self.listener.close()
         self.board.unlink()
         self.board.close()
         for seg in self._privates.values():

@@ -1,0 +1,283 @@
+"""Team members on other hosts: snapshots out at the fork, dirty-page diffs back at the join.
+
+Theory of operation
+- A member that is not on the master's host (different boot, network or mount namespace) cannot map
+  the board or the shared arrays. It dials the master instead, and the master runs a *proxy* thread
+  for it: the proxy behaves exactly like a local member on the board (it owns that thread's words),
+  so the master's fork/join code does not know the difference.
+- At each fork the proxy sends the region plus, per shared array, the pages that changed since its
+  last push to this member (the whole array, as a diff from zeros, the first time). The member keeps
+  a private replica, snapshots it, runs its share, and sends back the dirty pages of its replica
+  against that snapshot (memory/diff.py). The proxy merges them into the real array with the
+  ``overwrite`` op (only the bytes the member changed), writes reduction partials into the thread's
+  private segment, then marks the thread done. Bytes on the wire are proportional to dirty pages.
+- ``barrier``, ``critical``, ``single`` and dynamic-schedule claims from a remote member are requests
+  the proxy carries out on the board on the member's behalf, so they are team-wide across hosts.
+  Memory written by a remote member becomes visible to the others at the join, not at a barrier.
+- Frames are pickle protocol 5 with numpy buffers out of band: a header of part lengths, then parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import pickle
+import socket
+import struct
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..memory.diff import Diff, apply, encode
+from ..memory.merge import MergeOp, merge_diff
+from ..memory.pages import snapshot
+from ..memory.segments import SharedArray
+from .board import EXIT, Board
+from .region import Region, identity, run_share
+
+_COUNT = struct.Struct("<I")
+_LEN = struct.Struct("<Q")
+
+
+# --- framing ------------------------------------------------------------------------------------
+class Channel:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sent = self.received = 0
+
+    def send(self, obj: Any) -> None:
+        bufs: list[pickle.PickleBuffer] = []
+        head = pickle.dumps(obj, 5, buffer_callback=bufs.append)
+        parts = [memoryview(head), *(b.raw() for b in bufs)]
+        header = _COUNT.pack(len(parts)) + b"".join(_LEN.pack(p.nbytes) for p in parts)
+        self.sock.sendall(header)
+        for p in parts:
+            self.sock.sendall(p)
+        self.sent += len(header) + sum(p.nbytes for p in parts)
+
+    def recv(self) -> Any:
+        (count,) = _COUNT.unpack(self._exact(_COUNT.size))
+        table = self._exact(_LEN.size * count)
+        lens = [_LEN.unpack_from(table, i * _LEN.size)[0] for i in range(count)]
+        parts = [self._exact(n) for n in lens]
+        self.received += _COUNT.size + _LEN.size * count + sum(lens)
+        return pickle.loads(parts[0], buffers=parts[1:])
+
+    def _exact(self, n: int) -> bytearray:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = self.sock.recv_into(view[got:])
+            if k == 0:
+                raise ConnectionError("the other end of the team channel closed")
+            got += k
+        return buf
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _mac(key: bytes, team_id: str, thread: int) -> bytes:
+    return hmac.new(key, f"{team_id}:{thread}".encode(), hashlib.sha256).digest()
+
+
+# --- master side ----------------------------------------------------------------------------------
+class Listener:
+    """Accepts remote members and starts a proxy thread for each (runs in the master's process)."""
+
+    def __init__(self, board_path: str, team_id: str, key: bytes, ip: str) -> None:
+        self.board_path, self.team_id, self.key = board_path, team_id, key
+        self.sock = socket.create_server(("0.0.0.0", 0))
+        self.address = (ip, self.sock.getsockname()[1])
+        self.proxies: list[threading.Thread] = []
+        self.channels: list[Channel] = []
+        self._closed = False
+        threading.Thread(target=self._accept, name=f"team-{team_id}-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                sock, _ = self.sock.accept()
+            except OSError:
+                return
+            chan = Channel(sock)
+            try:
+                thread, mac = chan.recv()
+                if not hmac.compare_digest(mac, _mac(self.key, self.team_id, thread)):
+                    raise ValueError("bad team key")
+            except Exception:  # noqa: BLE001 - a stranger or a broken member: drop it, keep serving
+                chan.close()
+                continue
+            self.channels.append(chan)
+            t = threading.Thread(target=_proxy, args=(chan, self.board_path, self.team_id, int(thread)),
+                                 name=f"team-{self.team_id}-proxy-{thread}", daemon=True)
+            t.start()
+            self.proxies.append(t)
+
+    def bytes_shipped(self) -> tuple[int, int]:
+        return sum(c.sent for c in self.channels), sum(c.received for c in self.channels)
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()
+
+
+def _proxy(chan: Channel, path: str, team_id: str, thread: int) -> None:
+    board = Board(path, team_id, thread, create=False)
+    arrays: dict[str, SharedArray] = {}
+    pushed: dict[str, np.ndarray] = {}  # per array: the replica's contents as this member has them
+    seen = 0
+    try:
+        while True:
+            board.wait_until(lambda: board.generation != seen)
+            gen = seen = board.generation
+            command, region = board.descriptor()
+            if command == EXIT:
+                chan.send(("exit",))
+                return
+            assert isinstance(region, Region)
+            board.nthreads = region.nthreads
+            updates: dict[str, Diff] = {}
+            for name, (seg, shape, dtype, offset) in region.shared.items():
+                arr = arrays.get(seg)
+                if arr is None:
+                    arr = arrays[seg] = SharedArray.attach(seg, shape, dtype, offset)
+                base = pushed.get(seg)
+                if base is None:
+                    base = pushed[seg] = np.zeros(arr.nbytes, dtype=np.uint8)
+                updates[name] = encode(arr.array, base)
+                apply(updates[name], base.view(arr.dtype).reshape(arr.shape))  # now what the member will hold
+            chan.send(("fork", gen, region, updates))
+            join = _serve(chan, board, thread, region.nthreads)
+            _, diffs, partials, error = join
+            for name, diff in diffs.items():
+                seg = region.shared[name][0]
+                arr = arrays[seg]
+                base_view = pushed[seg].view(arr.dtype).reshape(arr.shape)
+                merge_diff(arr.array, diff, MergeOp.OVERWRITE, snapshot=base_view)
+                apply(diff, base_view)
+            for name, partial in partials.items():
+                op, segs, shape, dtype = region.reduce[name]
+                SharedArray.attach(segs[thread], shape, dtype).array[...] = partial
+            if error is not None:
+                exc, text = error
+                board.set_error_text(exc, text)
+            board.set_done(gen)
+            if board.words[board._slot(0) + 2]:
+                board.ring(0)
+    except (ConnectionError, OSError, EOFError):
+        return  # the member is gone: its granule's exit fails the team's lease, which the master sees
+    finally:
+        chan.close()
+        board.close()
+
+
+def _serve(chan: Channel, board: Board, thread: int, nthreads: int) -> Any:
+    """Carry out the member's team requests until its join arrives; returns the join."""
+    from .team import Context
+
+    ctx = Context(board, thread, nthreads)
+    while True:
+        msg = chan.recv()
+        kind = msg[0]
+        if kind == "join":
+            return msg
+        if kind == "claim":
+            chan.send(board.next_chunk())
+        elif kind == "barrier":
+            board.barrier()
+            chan.send(True)
+        elif kind == "lock":
+            board.lock()
+            chan.send(True)
+        elif kind == "unlock":
+            board.unlock()
+            chan.send(True)
+        elif kind == "single":
+            chan.send(ctx.single())
+        else:
+            raise ConnectionError(f"unexpected team request {kind!r}")
+
+
+# --- member side ----------------------------------------------------------------------------------
+class RemoteContext:
+    """``team`` for a member on another host: every coordination call is a request to its proxy."""
+
+    def __init__(self, chan: Channel, thread: int, nthreads: int) -> None:
+        self._chan, self.thread_num, self.num_threads = chan, thread, nthreads
+
+    def _call(self, kind: str) -> Any:
+        self._chan.send((kind,))
+        return self._chan.recv()
+
+    def barrier(self) -> None:
+        self._call("barrier")
+
+    def critical(self) -> Any:
+        ctx = self
+
+        class _Critical:
+            def __enter__(self) -> None:
+                ctx._call("lock")
+
+            def __exit__(self, *exc: object) -> None:
+                ctx._call("unlock")
+
+        return _Critical()
+
+    def single(self) -> bool:
+        return bool(self._call("single"))
+
+    def master(self) -> bool:
+        return False
+
+
+def remote_member(team_id: str, thread: int, address: tuple[str, int], key: bytes) -> int:
+    chan = Channel(socket.create_connection(address, timeout=30))
+    chan.sock.settimeout(None)
+    chan.send((thread, _mac(key, team_id, thread)))
+    replicas: dict[str, np.ndarray] = {}
+    fns: dict[str, Callable[..., Any]] = {}
+    regions = 0
+    try:
+        while True:
+            msg = chan.recv()
+            if msg[0] == "exit":
+                return regions
+            _, gen, region, updates = msg
+            for name, diff in updates.items():
+                seg, shape, dtype, _ = region.shared[name]
+                rep = replicas.get(seg)
+                if rep is None:
+                    rep = replicas[seg] = np.zeros(shape, dtype=dtype)
+                apply(diff, rep)
+            if thread >= region.nthreads:
+                chan.send(("join", {}, {}, None))
+                continue
+            regions += 1
+            views: dict[str, Any] = {name: replicas[spec[0]] for name, spec in region.shared.items()}
+            snaps = {name: snapshot(views[name]) for name in region.shared}
+            for name, (op, _segs, shape, dtype) in region.reduce.items():
+                views[name] = np.full(shape, identity(op, np.dtype(dtype)), dtype=dtype)
+            error = None
+            try:
+                fn = fns.get(region.fn_key)
+                if fn is None:
+                    fn = fns[region.fn_key] = pickle.loads(region.fn)
+                ctx = RemoteContext(chan, thread, region.nthreads)
+                run_share(region, fn, thread, views, ctx, lambda: int(ctx._call("claim")))
+            except BaseException as exc:  # noqa: BLE001 - reported to the master, raised at the join
+                error = (exc, "".join(traceback.format_exception(exc)))
+                try:
+                    pickle.dumps(exc)
+                except Exception:  # noqa: BLE001
+                    error = (RuntimeError(f"{type(exc).__name__}: {exc}"), error[1])
+            diffs = {name: encode(views[name], snaps[name]) for name in region.shared}
+            partials = {name: views[name] for name in region.reduce}
+            chan.send(("join", diffs, partials, error))
+    finally:
+        chan.close()
