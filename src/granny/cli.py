@@ -207,7 +207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         stream.flush()
 
     try:
-        results = client.run_script(os.path.abspath(args.script), args.n, args.args, on_log=on_log, mpi=True)
+        results = client.run_script(os.path.abspath(args.script), args.n, args.args, on_log=on_log, mpi=True,
+                                    forward_stdin=True)
     finally:
         client.close()
     code = 0

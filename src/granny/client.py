@@ -26,7 +26,20 @@ from . import serde
 from .config import ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes
 from .errors import ERROR_KINDS, AuthError, ConfigError, ConnectionLostError, GrannyError, RemoteError
 from .transport import BlockingConn, dial
-from .wire import Cancel, Kind, Log, Query, Reply, Result, Role, Status, Submit, Waiting, split_segments
+from .wire import (
+    Cancel,
+    Kind,
+    Log,
+    Query,
+    Reply,
+    Result,
+    Role,
+    Status,
+    Stdin,
+    Submit,
+    Waiting,
+    split_segments,
+)
 from .wire.framing import Buffer
 
 ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong to
@@ -283,7 +296,7 @@ class Client:
 
     def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), source: bytes | None = None,
                    on_log: Callable[[Log], None] | None = None, app_id: str = "",
-                   memory_limit: int | None = None, mpi: bool = False) -> list[Result]:
+                   memory_limit: int | None = None, mpi: bool = False, forward_stdin: bool = False) -> list[Result]:
         """Run a script as ``n`` gang-placed granules of a new app; block until all finish.
 
         With ``mpi`` the granules form an MPI world (``granny run``): ``import mpi4py`` gives granny's MPI."""
@@ -295,6 +308,8 @@ class Client:
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit)
         pending = _Pending(sub, [source], on_log=on_log)
         self._send(pending)
+        if forward_stdin:
+            threading.Thread(target=self._forward_stdin, args=(sub.req_id,), name="granny-stdin", daemon=True).start()
         try:
             while not pending.done.wait(0.5):
                 pass
@@ -302,6 +317,20 @@ class Client:
             self.cancel(app_id=sub.app_id)
             raise
         return [pending.results[i] for i in sorted(pending.results)]
+
+    def _forward_stdin(self, req_id: str) -> None:
+        """Ship this process's stdin to granule 0 as it arrives (a daemon thread: it may block forever)."""
+        while not self._closed:
+            try:
+                data = os.read(0, 65536)
+            except OSError:
+                data = b""
+            try:
+                self._conn.send(Stdin(req_id=req_id, data=data, eof=not data))
+            except GrannyError:
+                return
+            if not data:
+                return
 
     def _waiting(self, delta: int) -> None:
         with self._lock:

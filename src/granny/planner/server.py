@@ -47,6 +47,7 @@ from ..wire import (
     Run,
     Spawn,
     Status,
+    Stdin,
     Submit,
     Waiting,
     Welcome,
@@ -152,7 +153,8 @@ class PlannerServer:
         self.waiting_granules: dict[str, list[tuple[Conn, tuple[str, int] | None]]] = {}
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.recent: dict[tuple[str, int], tuple[Result, bytes]] = {}
-        self.worlds: dict[str, dict[int, MpiRank]] = {}  # MPI rendezvous: req_id -> rank -> address
+        self.worlds: dict[str, dict[int, MpiRank]] = {}
+        self.stdin: dict[str, list[Stdin]] = {}  # input that arrived before granule 0 started  # MPI rendezvous: req_id -> rank -> address
         self.functions: dict[str, dict[str, Any]] = {}
         self._delivered: set[str] = set()
         self.held: dict[str, tuple[Submit, set[int], str, str]] = {}
@@ -229,6 +231,8 @@ class PlannerServer:
             self._query(conn, msg)
         elif isinstance(msg, Waiting) and conn.trusted:
             self.apply(self.state.granule_waiting(msg.granule_id, msg.waiting))
+        elif isinstance(msg, Stdin) and conn.role is Role.CLIENT:
+            self._stdin(msg)
         elif isinstance(msg, MpiJoin) and conn.role is Role.GRANULE:
             self._mpi_join(conn, msg)
         else:
@@ -320,6 +324,17 @@ class PlannerServer:
         gang = msg.mpi or msg.gang
         prefetch = msg.kind is not Kind.SCRIPT and not gang
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang))
+
+    def _stdin(self, msg: Stdin) -> None:
+        """Forward input to granule 0 of the request, or hold it until that granule starts."""
+        req = self.state.requests.get(msg.req_id)
+        if req is None or req.tasks[0].state in TASK_FINAL:
+            return
+        gconn = self.granule_conns.get(req.tasks[0].granule_id) if req.tasks[0].granule_id else None
+        if gconn is None or gconn.closed:
+            self.stdin.setdefault(msg.req_id, []).append(msg)
+        else:
+            gconn.send(msg)
 
     def _mpi_join(self, conn: Conn, msg: MpiJoin) -> None:
         """Collect the ranks' addresses; when the world is complete, send the table to every rank."""
@@ -417,6 +432,8 @@ class PlannerServer:
             req = self.state.requests.get(req_id)
             if req is not None and req.final():
                 self.payloads.pop(req_id, None)
+                self.stdin.pop(req_id, None)
+                self.worlds.pop(req_id, None)
         self._delivered.clear()
 
     def _apply(self, actions: list[Action]) -> None:
@@ -452,6 +469,9 @@ class PlannerServer:
         conn.send(Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                       segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
                       argv=sub.argv, mpi=sub.mpi), payload.segments)
+        if action.index == 0:
+            for pending in self.stdin.pop(sub.req_id, []):
+                conn.send(pending)
 
     # --- services for the HTTP API --------------------------------------------------------------------
     def register_function(self, name: str, spec: dict[str, Any]) -> None:

@@ -94,6 +94,14 @@ class Cancel(_Msg, tag="cancel"):
     close: bool = False  # the client is closing: cancel what is pending and close its app
 
 
+class Stdin(_Msg, tag="stdin"):
+    """Input for granule 0 of a script (``granny run`` forwards its stdin, as mpirun does)."""
+
+    req_id: str
+    data: bytes = b""
+    eof: bool = False
+
+
 class Waiting(_Msg, tag="waiting"):
     """From the client inside a granule: the granule blocks on (or resumes from) its own sub-calls."""
 
@@ -219,7 +227,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 
 
 Message = (
-    Challenge | Hello | Welcome | Reject | Submit | Cancel | Waiting | Query | Reply | Result | Log | Run | Skip | Done | Heartbeat
+    Challenge | Hello | Welcome | Reject | Submit | Cancel | Stdin | Waiting | Query | Reply | Result | Log | Run | Skip | Done | Heartbeat
     | Spawn | KillGranule | GranuleExit | MpiJoin | MpiWorld
 )
 
@@ -243,6 +251,6 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 __all__ = [
     "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
-    "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Reject", "Reply", "Result", "Role", "Run", "Skip", "Spawn", "Status", "Submit", "Waiting", "Welcome",
+    "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Reject", "Reply", "Result", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
     "decode_header", "encode_header",
 ]

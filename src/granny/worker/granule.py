@@ -19,6 +19,7 @@ import resource
 import sys
 import time
 import traceback
+import types
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,7 @@ from ..config import ENV_SECRET, parse_address
 from ..errors import ConnectionLostError, GrannyError
 from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
-from ..wire import Done, Kind, Log, MpiJoin, MpiWorld, Role, Run, Status, split_segments
+from ..wire import Done, Kind, Log, MpiJoin, MpiWorld, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from .capture import FdCapture
@@ -77,6 +78,7 @@ class Granule:
         self.unix = os.environ.get(ENV_PLANNER_UNIX, "")
         self._env: tuple[str, int, int] = ("", -1, -1)
         self.capture = FdCapture()
+        self.stdin_frames: deque[Stdin] = deque()
         self.conn = self._connect("")
 
     def _connect(self, busy_task: str) -> BlockingConn:
@@ -106,6 +108,8 @@ class Granule:
                         runs.append((msg, body))
                     elif isinstance(msg, SkipMsg):
                         skipped.add((msg.req_id, msg.index))
+                    elif isinstance(msg, Stdin):
+                        self.stdin_frames.append(msg)
             except ConnectionLostError:
                 runs.clear()  # the planner re-dispatches what it had prefetched here
                 self.conn = self._connect("")
@@ -189,7 +193,9 @@ class Granule:
                                    port=me.port))
             while True:
                 msg, _ = self.conn.recv()
-                if isinstance(msg, MpiWorld) and msg.req_id == run.req_id:
+                if isinstance(msg, Stdin):
+                    self.stdin_frames.append(msg)  # for sys.stdin of this task (see PlannerStdin)
+                elif isinstance(msg, MpiWorld) and msg.req_id == run.req_id:
                     ranks = [RankAddr(r.host_id, r.pid, r.ip, r.port) for r in msg.ranks]
                     return ranks, msg.key, msg.error
 
@@ -234,16 +240,25 @@ class Granule:
     def _run_script(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
         path = run.name or "<script>"
         sys.argv = [path, *run.argv]
+        # As mpirun: granule 0 reads what `granny run` forwards of its stdin; the others read nothing.
+        saved_stdin = sys.stdin
+        sys.stdin = PlannerStdin(self) if run.index == 0 else io.StringIO("")
         script_dir = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(script_dir) and script_dir not in sys.path:
             sys.path.insert(0, script_dir)
         code = 0
+        # A real __main__ module, as `python prog.py` has: unittest.main(), pickle and multiprocessing
+        # look the script's names up in sys.modules["__main__"].
+        main = types.ModuleType("__main__")
+        main.__file__ = path
+        main.__builtins__ = __builtins__  # type: ignore[attr-defined]
+        saved_main = sys.modules.get("__main__")
+        sys.modules["__main__"] = main
         try:
-            exec(compile(bytes(segs[0]), path, "exec"), {"__name__": "__main__", "__file__": path,
-                                                         "__builtins__": __builtins__})
+            exec(compile(bytes(segs[0]), path, "exec"), main.__dict__)
         except SystemExit as exc:
             if isinstance(exc.code, int):
-                code = exc.code
+                code = int(exc.code)  # sys.exit(False), as unittest.main() does, is a bool
             elif exc.code is not None:
                 print(exc.code, file=sys.stderr)
                 code = 1
@@ -254,9 +269,49 @@ class Granule:
         finally:
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
+            sys.stdin = saved_stdin
+            self.stdin_frames.clear()
+            if saved_main is not None:
+                sys.modules["__main__"] = saved_main
         status = Status.OK if code == 0 else Status.ERROR
         return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, retiring=True, error_kind="" if code == 0
                     else "exit", message="" if code == 0 else f"granule {run.index} exited with code {code}"), []
+
+
+class PlannerStdin(io.TextIOBase):
+    """sys.stdin of granule 0: lines forwarded by `granny run`, read from the planner connection."""
+
+    def __init__(self, granule: Granule) -> None:
+        self._granule = granule
+        self._buf = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self) -> bool:
+        frames = self._granule.stdin_frames
+        while not frames:
+            msg, _ = self._granule.conn.recv()
+            if isinstance(msg, Stdin):
+                frames.append(msg)
+        frame = frames.popleft()
+        self._buf += frame.data
+        self._eof = self._eof or frame.eof
+        return bool(frame.data) or not frame.eof
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        while b"\n" not in self._buf and not self._eof and self._more():
+            pass
+        cut = self._buf.find(b"\n") + 1 or len(self._buf)
+        line, self._buf = self._buf[:cut], self._buf[cut:]
+        return line.decode(errors="replace")
+
+    def read(self, size: int | None = -1) -> str:
+        while not self._eof and self._more():
+            pass
+        data, self._buf = self._buf, b""
+        return data.decode(errors="replace")
 
 
 def _release_task_memory() -> None:
