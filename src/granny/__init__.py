@@ -55,7 +55,7 @@ def _remove_own_segments(pid: int, remove: Any) -> None:
         remove(pid)
 
 
-_LAZY = {"parallel_for": "parallel", "parallel": "parallel", "mpi": None}
+_LAZY = {"parallel_for": "parallel", "parallel": None, "mpi": None}
 
 
 def __getattr__(name: str) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 from .team import Context, Team
 
 _teams: dict[int, Team] = {}
+_atexit = [False]
 
 
 def _client() -> Any:
@@ -39,11 +40,17 @@ def team(num_threads: int | None = None) -> Team:
     n = num_threads or _slots()
     t = _teams.get(n)
     if t is None or t._closed:
-        if not _teams:
+        if t is not None:
+            t.close()  # a team that lost a member: release what is left of it
+        client = _client()
+        if not _atexit[0]:
             import atexit
 
-            atexit.register(close_teams)  # release the lease and unlink the board on a normal exit
-        t = _teams[n] = Team(_client(), n)
+            # Registered after the client (atexit runs last-in first-out): the teams are released
+            # while the (embedded) cluster is still there to take their lease back.
+            _atexit[0] = True
+            atexit.register(close_teams)
+        t = _teams[n] = Team(client, n)
     return t
 
 

@@ -98,6 +98,7 @@ class Board:
         self.mem[DESC_OFF:DESC_OFF + len(data)] = data
         self.words[3] = len(data)
         self.words[2] = 0
+        self.words[4] = 0  # single() counter: every region starts with no single won
         self.words[1] = command
         gen = self.generation + 1
         self.words[0] = gen  # publish last: the descriptor is in place before anyone sees it

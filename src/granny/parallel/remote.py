@@ -36,6 +36,7 @@ from ..memory.merge import MergeOp, merge_diff
 from ..memory.pages import snapshot
 from ..memory.segments import SharedArray
 from .board import EXIT, Board
+from .member import _moved
 from .region import Region, identity, run_share
 
 _COUNT = struct.Struct("<I")
@@ -133,7 +134,7 @@ def _proxy(chan: Channel, path: str, team_id: str, thread: int) -> None:
     seen = 0
     try:
         while True:
-            board.wait_until(lambda: board.generation != seen)
+            board.wait_until(_moved(board, seen))
             gen = seen = board.generation
             command, region = board.descriptor()
             if command == EXIT:
@@ -217,6 +218,9 @@ class RemoteContext:
     def barrier(self) -> None:
         self._call("barrier")
 
+    def claim(self) -> int:
+        return int(self._call("claim"))
+
     def critical(self) -> Any:
         ctx = self
 
@@ -269,7 +273,7 @@ def remote_member(team_id: str, thread: int, address: tuple[str, int], key: byte
                 if fn is None:
                     fn = fns[region.fn_key] = pickle.loads(region.fn)
                 ctx = RemoteContext(chan, thread, region.nthreads)
-                run_share(region, fn, thread, views, ctx, lambda: int(ctx._call("claim")))
+                run_share(region, fn, thread, views, ctx, ctx.claim)
             except BaseException as exc:  # noqa: BLE001 - reported to the master, raised at the join
                 error = (exc, "".join(traceback.format_exception(exc)))
                 try:

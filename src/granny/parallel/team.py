@@ -177,10 +177,13 @@ class Team:
             self.board.nthreads = self.size
             self.board.publish(None, EXIT)
         if self.lease is not None:
-            try:
-                self.lease.result(timeout=30)
-            except Exception:  # noqa: BLE001 - a member that already failed was reported by its region
-                pass
+            if getattr(self.client, "_closed", False):
+                self.lease.cancel()  # no cluster to wait on: do not block the exit
+            else:
+                try:
+                    self.lease.result(timeout=10)
+                except Exception:  # noqa: BLE001 - a member that already failed was reported by its region
+                    self.lease.cancel()
             self.lease = None
         if self.listener is not None:
             self.listener.close()
