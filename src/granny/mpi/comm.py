@@ -231,11 +231,13 @@ class Comm(Collectives):
 
     # --- helpers -----------------------------------------------------------------------------
     def _dest(self, dest: int) -> int:
+        dest = _as_int(dest)
         if 0 <= dest < self._size:
             return self._members[dest]
         raise MpiError(f"invalid rank {dest}: communicator has ranks 0..{self._size - 1}", ERR_RANK)
 
     def _source(self, source: int) -> int:
+        source = _as_int(source)
         if source == ANY_SOURCE:
             return ANY_SOURCE
         return self._dest(source)
@@ -261,6 +263,8 @@ class Comm(Collectives):
         return Request(self._engine, inner)
 
     def send(self, obj: Any, dest: int, tag: int = 0) -> None:
+        if type(dest) is not int:
+            dest = _as_int(dest)
         if tag < 0 or dest < 0 or dest >= self._size:
             self._send_obj(obj, dest, tag, False, True)  # PROC_NULL, or the error
             return
@@ -298,6 +302,8 @@ class Comm(Collectives):
     def recv(self, buf: Any = None, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> Any:
         if buf is not None:
             warnings.warn("the 'buf' argument is deprecated", UserWarning, stacklevel=2)
+        if type(source) is not int:
+            source = _as_int(source)
         if 0 <= source < self._size and tag >= ANY_TAG:  # the common case, without the checks of _post
             req = self._engine.post(self._ctx, self._members[source], tag, None)
         else:
@@ -342,6 +348,8 @@ class Comm(Collectives):
         return Request(self._engine, inner)
 
     def Send(self, buf: Any, dest: int, tag: int = 0) -> None:  # noqa: N802
+        if type(dest) is not int:
+            dest = _as_int(dest)
         if tag < 0 or dest < 0 or dest >= self._size:
             self._send_buf(buf, dest, tag, False, True)  # PROC_NULL, or the error
             return
@@ -390,6 +398,8 @@ class Comm(Collectives):
 
     def Recv(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> None:  # noqa: N802
         mem = buffer_bytes(buf, False, "receive buffer")
+        if type(source) is not int:
+            source = _as_int(source)
         if 0 <= source < self._size and tag >= ANY_TAG:  # the common case, without the checks of _post
             req = self._engine.post(self._ctx, self._members[source], tag, mem)
         else:
@@ -780,3 +790,11 @@ class Grequest(Request):
 for _name in sorted(_KNOWN_MISSING):
     if not any(_name in k.__dict__ for k in Intracomm.__mro__):
         setattr(Comm, _name, _Missing(_name))
+
+
+def _as_int(value: Any) -> int:
+    """Ranks and tags as mpi4py takes them: anything int() accepts (``nprocs / 2`` is a float)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"a rank or tag must be an integer, got {value!r}") from None

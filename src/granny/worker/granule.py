@@ -180,6 +180,10 @@ class Granule:
                           self._mpi_exchange(run), self.host_id, route_ip(*self.address))
         try:
             done, payload = self._run_plain(run, segs)
+            if done.status is Status.OK:
+                # mpi4py finalises at exit, a barrier: a rank that ends early must not end the job
+                # under its peers. After a failure there is no barrier: the world is aborted at once.
+                runtime.finalize()
         finally:
             runtime.shutdown()
         done.retiring = True  # its MPI state (world, shim, module globals) must not leak into other work
