@@ -33,6 +33,7 @@ from .wire import (
     Query,
     Reply,
     Result,
+    Revoke,
     Role,
     Status,
     Stdin,
@@ -111,6 +112,7 @@ class Client:
         self.memory_limit = memory_limit
         self._owner = _owner  # keeps an embedded cluster alive as long as its client
         self._pending: dict[str, _Pending] = {}
+        self._revoked: dict[str, int] = {}  # lease req_id -> granules the planner asked back
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._prefix = uuid.uuid4().hex[:10]
@@ -157,6 +159,9 @@ class Client:
             pending = self._pending.get(msg.req_id)
             if pending is not None and pending.on_log is not None:
                 pending.on_log(msg)
+        elif isinstance(msg, Revoke):
+            with self._lock:
+                self._revoked[msg.req_id] = self._revoked.get(msg.req_id, 0) + msg.count
         elif isinstance(msg, Reply):
             waiter = self._queries.pop(msg.qid, None)
             if waiter is not None:
@@ -265,7 +270,12 @@ class Client:
         self._send(_Pending(sub, segments, future))
         return future
 
-    def submit_gang(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = ()) -> GrannyFuture:
+    def take_revoked(self, req_id: str) -> int:
+        """How many granules of lease ``req_id`` the planner asked back since the last call."""
+        with self._lock:
+            return self._revoked.pop(req_id, 0)
+
+    def submit_gang(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), lease: bool = False) -> GrannyFuture:
         """Start ``fn(*args)`` on ``n`` gang-placed granules (all at once, and one failure stops them all).
 
         The future's result is the list of their return values; granule ``i`` finds ``i`` in
@@ -273,7 +283,7 @@ class Client:
         key, fn_bytes = serde.dump_function(fn)
         segments = [fn_bytes, *serde.dumps((tuple(args), {}))]
         req_id = self._next_id()
-        sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, gang=True,
+        sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, gang=True, lease=lease,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
                      memory_limit=self.memory_limit)
         future = GrannyFuture(self, req_id)

@@ -541,3 +541,29 @@ def test_granny_parallel_stays_the_context_manager(gclient: granny.Client) -> No
     with granny.parallel(num_threads=N) as team:
         team.run(body, shared={"a": a})
     assert a.array.tolist() == [10, 11, 4, 9]
+
+
+# --- elastic teams ----------------------------------------------------------------------------------
+def add_one_rows(r: range, a: np.ndarray) -> None:
+    a[r.start:r.stop] += 1
+
+
+def test_elastic_team_grows_to_free_slots_and_gives_them_back(gclient: granny.Client) -> None:
+    a = granny.shared_array((1000,), "int64")
+    shared = {"a": a}
+    forks = 0
+
+    def fork() -> int:
+        nonlocal forks
+        granny.parallel_for(1000, add_one_rows, shared=shared, chunked=True, elastic=True)
+        forks += 1
+        return get_team(1, elastic=True).num_threads
+
+    # The team starts as the caller alone and grows, at later forks, to the cluster's 2 free slots.
+    wait_for(lambda: fork() == 3, timeout=30, what="the elastic team to grow to 3 threads")
+    # Someone else needs a slot: the planner asks the lease for it and the team shrinks at a fork.
+    call = gclient.submit(pow, 2, 10)
+    wait_for(lambda: fork() < 3 and call.done(), timeout=30, what="the team to give a slot back")
+    assert call.result() == 1024
+    assert a.array.min() == a.array.max() == forks  # every fork covered every index exactly once
+    a.unlink()

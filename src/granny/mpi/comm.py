@@ -45,6 +45,11 @@ _KNOWN_MISSING = {
     "Flush_buffer", "Iflush_buffer", "Barrier_init", "Bcast_init", "Allreduce_init", "Reduce_init", "Gather_init",
     "Scatter_init", "Allgather_init", "Alltoall_init", "Create_errhandler", "Create_keyval", "Free_keyval",
     "Get_failed", "Ack_failed", "Agree", "Iagree", "Revoke", "Is_revoked", "Shrink", "Ishrink",
+    # neighborhood collectives (mpi4py's Topocomm)
+    "Neighbor_allgatherv", "Neighbor_alltoallv", "Neighbor_alltoallw", "Ineighbor_allgather",
+    "Ineighbor_allgatherv", "Ineighbor_alltoall", "Ineighbor_alltoallv", "Ineighbor_alltoallw",
+    "Neighbor_allgather_init", "Neighbor_allgatherv_init", "Neighbor_alltoall_init", "Neighbor_alltoallv_init",
+    "Neighbor_alltoallw_init", "neighbor_allgather", "neighbor_alltoall",
 }
 
 
@@ -63,6 +68,14 @@ class _Missing:
 class Comm(Collectives):
     """A communicator handle. ``Comm()`` is a null handle, ``Comm(comm)`` another handle to ``comm`` (as in
     mpi4py); granny builds real ones as ``Intracomm(members, cid, name)``."""
+
+    def __new__(cls, comm: Any = None, *args: Any, **kwargs: Any) -> Comm:
+        # mpi4py's Comm.__new__(cls, comm=None) copies the handle, so a subclass may override __new__
+        # alone and call ``super().__new__(cls, comm)`` (mpi4py's demo/reductions); __init__ does it too.
+        self = super().__new__(cls)
+        if isinstance(comm, Comm) and not args and not kwargs:
+            self.__dict__.update(comm.__dict__)
+        return self
 
     def __init__(self, comm: Any = None, cid: int | None = None, name: str = "") -> None:
         if cid is None:

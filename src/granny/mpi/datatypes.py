@@ -10,7 +10,8 @@ Theory of operation
   that several datatypes claim ends on the same one mpi4py picks.
 - ``parse_buffer``/``parse_vbuffer`` turn the message specs mpi4py accepts (``buf``, ``[buf, type]``,
   ``[buf, count, type]``, ``[buf, (count, displ), type]`` ...) into a flat byte ``memoryview`` over the
-  user's memory, never a copy, so a receive writes straight into the caller's array.
+  user's memory, never a copy, so a receive writes straight into the caller's array. An object without
+  the buffer protocol may still be a DLPack or CUDA-array-interface buffer in host memory (foreign.py).
 - Errors are plain ``TypeError``/``ValueError`` (and ``BufferError`` for a read-only receive buffer);
   the communicator layer maps them to MPI error classes.
 """
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import foreign
 from .constants import (
     COMBINER_NAMED,
     ERR_ARG,
@@ -585,8 +587,12 @@ def _flat(obj: Any, readonly: bool, name: str) -> tuple[memoryview, Any]:
     try:
         m = memoryview(obj)
     except TypeError:
-        raise TypeError(f"{name}: expecting a buffer-like object or a [buffer, ..., datatype] list, "
-                        f"got {type(obj).__name__}") from None
+        # No buffer protocol: a DLPack / CUDA-array-interface object in host memory, as mpi4py accepts.
+        host = foreign.host_array(obj)
+        if host is None:
+            raise TypeError(f"{name}: expecting a buffer-like object or a [buffer, ..., datatype] list, "
+                            f"got {type(obj).__name__}") from None
+        return _flat(host, readonly, name)
     if not readonly and m.readonly:
         raise BufferError(f"{name}: the {type(obj).__name__} object is read-only and cannot receive data")
     if not m.contiguous:

@@ -8,8 +8,9 @@ Theory of operation
 - A ``Request`` wraps the engine's ``RecvReq``/``SendReq`` (``_inner``); completing it (Wait/Test, or the
   multiple-completion calls) fills the status and turns it into REQUEST_NULL (``_inner`` None), as in
   MPI. Completing REQUEST_NULL gives the empty status (ANY_SOURCE, ANY_TAG, SUCCESS, 0 bytes).
-- The multiple-completion calls follow mpi4py's argument handling exactly: a ``statuses`` *list* shorter
-  than the requests is extended with new Status objects; a tuple is filled as far as it goes; every
+- The multiple-completion calls follow mpi4py's argument handling exactly (``_p_rs.release``): a
+  ``statuses`` *list* shorter than the completed count (all requests for the *all calls, the completed
+  ones for the *some calls) is extended with new Status objects; a tuple is filled as far as it goes; every
   status of a request that did not complete (or, for the *some calls, past the completed ones) is reset
   to the empty status; when no request is active the *some calls return None and leave statuses alone.
 - ``Get_status*`` are the non-destructive variants (MPI_Request_get_status_*): nothing is freed.
@@ -584,7 +585,9 @@ class Request:
                     error = error or exc
             else:
                 requests[i]._peek(st)
-        Request._reset(sts, len(requests), len(done))
+        if sts is not None:  # past the completed ones: the empty status, without growing the list
+            for k in range(len(done), min(len(requests), ns)):
+                _empty(sts[k])
         if error is not None:
             raise error
         return done, values

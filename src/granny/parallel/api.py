@@ -35,10 +35,14 @@ def _slots() -> int:
     return int(os.environ.get("GRANNY_SLOTS", "0")) or (os.cpu_count() or 1)
 
 
-def team(num_threads: int | None = None) -> Team:
-    """The process's cached team of ``num_threads`` (default: this machine's cores), leased on first use."""
+def team(num_threads: int | None = None, elastic: bool = False) -> Team:
+    """The process's cached team of ``num_threads`` (default: this machine's cores), leased on first use.
+
+    An elastic team starts with what it is given and, at each fork, grows to the free slots and gives
+    back what the planner asks for."""
     n = num_threads or _slots()
-    t = _teams.get(n)
+    key = -1 if elastic else n
+    t = _teams.get(key)
     if t is None or t._closed:
         if t is not None:
             t.close()  # a team that lost a member: release what is left of it
@@ -50,7 +54,7 @@ def team(num_threads: int | None = None) -> Team:
             # while the (embedded) cluster is still there to take their lease back.
             _atexit[0] = True
             atexit.register(close_teams)
-        t = _teams[n] = Team(client, n)
+        t = _teams[key] = Team(client, n, elastic=elastic)
     return t
 
 
@@ -66,9 +70,7 @@ def parallel_for(n: int | range, body: Callable[..., Any], *, shared: dict[str, 
     space = range(n) if isinstance(n, int) else n
     if not isinstance(space, range):
         raise TypeError(f"parallel_for needs an int or a range, got {type(n).__name__}")
-    if elastic:
-        raise NotImplementedError("parallel_for(elastic=True) is not implemented yet")
-    t = team(num_threads)
+    t = team(num_threads if not elastic else (num_threads or 1), elastic=elastic)
     t.fork("for", body, dict(shared or {}), dict(reduce or {}), t.size, space, schedule, chunk, chunked)
 
 

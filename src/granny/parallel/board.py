@@ -85,6 +85,21 @@ class Board:
     def set_done(self, generation: int) -> None:
         self.words[self._slot(self.thread)] = generation
 
+    def present(self, thread: int) -> bool:
+        """A member (or the proxy of a remote one) has attached and waits for regions."""
+        return bool(self.words[self._slot(thread) + 4])
+
+    def set_present(self) -> None:
+        self.words[self._slot(self.thread) + 4] = 1
+
+    def retire(self, thread: int) -> None:
+        """Ask a member to leave the team (an elastic team gives its slot back)."""
+        self.words[self._slot(thread) + 5] = 1
+        self.ring(thread)
+
+    def retired(self) -> bool:
+        return bool(self.words[self._slot(self.thread) + 5])
+
     def barrier_count(self, thread: int) -> int:
         return int(self.words[self._slot(thread) + 1])
 

@@ -15,9 +15,10 @@ from .board import EXIT, Board
 from .region import Region, identity, run_share
 
 
-def member_main(team_id: str, path: str, master_host: str, address: tuple[str, int], key: bytes) -> int:
+def member_main(team_id: str, path: str, master_host: str, address: tuple[str, int], key: bytes,
+                first: int = 1) -> int:
     """Runs as a granule of the team's lease; returns the number of regions it took part in."""
-    thread = int(os.environ.get("GRANNY_INDEX", "0")) + 1
+    thread = int(os.environ.get("GRANNY_INDEX", "0")) + first
     if local_id() != master_host:  # another host: no shared memory with the master (remote.py)
         from .remote import remote_member
 
@@ -28,9 +29,12 @@ def member_main(team_id: str, path: str, master_host: str, address: tuple[str, i
     from .team import Context
 
     seen, regions = 0, 0
+    board.set_present()
     try:
         while True:
             board.wait_until(_moved(board, seen))
+            if board.retired():
+                return regions  # an elastic team gave this slot back
             gen = seen = board.generation
             command, region = board.descriptor()
             if command == EXIT:
@@ -56,7 +60,7 @@ def member_main(team_id: str, path: str, master_host: str, address: tuple[str, i
 
 
 def _moved(board: Board, seen: int) -> Callable[[], bool]:
-    return lambda: board.generation != seen
+    return lambda: board.generation != seen or board.retired()
 
 
 def _views(region: Region, thread: int, segments: dict[str, SharedArray]) -> dict[str, Any]:

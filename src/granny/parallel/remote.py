@@ -132,12 +132,13 @@ def _proxy(chan: Channel, path: str, team_id: str, thread: int) -> None:
     arrays: dict[str, SharedArray] = {}
     pushed: dict[str, np.ndarray] = {}  # per array: the replica's contents as this member has them
     seen = 0
+    board.set_present()
     try:
         while True:
             board.wait_until(_moved(board, seen))
             gen = seen = board.generation
             command, region = board.descriptor()
-            if command == EXIT:
+            if command == EXIT or board.retired():
                 chan.send(("exit",))
                 return
             assert isinstance(region, Region)

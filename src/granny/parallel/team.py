@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -33,6 +34,8 @@ from ..transport import local_id
 from .board import EXIT, Board, board_path
 from .region import REDUCE_OPS, SCHEDULES, Region, combine, identity, run_share
 from .remote import Listener
+
+GROWTH_INTERVAL = 0.05  # an elastic team asks the planner for free slots at most this often
 
 
 class TeamError(GrannyError):
@@ -80,25 +83,58 @@ class Context:
 
 
 class Team:
-    def __init__(self, client: Any, num_threads: int) -> None:
+    def __init__(self, client: Any, num_threads: int, elastic: bool = False) -> None:
         if num_threads < 1:
             raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-        from .member import member_main
-
         self.client = client
         self.team_id = uuid.uuid4().hex[:10]
         self.board = Board(board_path(self.team_id, os.getpid()), self.team_id, 0, create=True)
-        self.size = num_threads
-        self.listener: Listener | None = None
-        self.lease = None
-        if num_threads > 1:
-            # Members on another host cannot map the board: they dial this listener instead (remote.py).
-            key = secrets.token_bytes(16)
-            self.listener = Listener(self.board.path, self.team_id, key, route_ip(*parse_address(client.address)))
-            self.lease = client.submit_gang(member_main, num_threads - 1, (
-                self.team_id, self.board.path, local_id(), self.listener.address, key))
+        self.elastic = elastic
+        self.size = 1  # threads leased so far, the master included
+        self.leases: list[tuple[Any, int, int]] = []  # (future, first thread, granules)
+        self.retired: set[int] = set()
+        self._last_growth = 0.0
+        # Members on another host cannot map the board: they dial this listener instead (remote.py).
+        self._key = secrets.token_bytes(16)
+        self.listener = Listener(self.board.path, self.team_id, self._key, route_ip(*parse_address(client.address)))
         self._privates: dict[tuple[str, int], SharedArray] = {}
         self._closed = False
+        self._grow(num_threads - 1)
+
+    def _grow(self, count: int) -> None:
+        """Lease ``count`` more granules as threads ``size .. size + count - 1``."""
+        if count <= 0:
+            return
+        from .member import member_main
+
+        first = self.size
+        lease = self.client.submit_gang(member_main, count, (
+            self.team_id, self.board.path, local_id(), self.listener.address, self._key, first), lease=self.elastic)
+        self.leases.append((lease, first, count))
+        self.size += count
+
+    def _rescale(self) -> None:
+        """Elastic teams, at a fork: give back what the planner asked for, take free slots."""
+        give = sum(self.client.take_revoked(lease.req_id) for lease, _, _ in self.leases)
+        live = sorted(t for t in range(1, self.size) if t not in self.retired)
+        for t in live[::-1][:give]:  # the highest threads go: the rest stay numbered 1..n-1
+            self.board.retire(t)
+            self.retired.add(t)
+        if give:
+            self.size = 1 + max((t for t in live if t not in self.retired), default=0)
+            return
+        now = time.monotonic()
+        if now - self._last_growth > GROWTH_INTERVAL:  # a planner round trip: not on every fork
+            self._last_growth = now
+            free = sum(max(0, h.slots - h.used) for h in self.client.hosts() if h.alive)
+            self._grow(free)
+
+    def _ready_threads(self, wanted: int) -> int:
+        """Threads that can take part now: the master plus members present without a gap."""
+        n = 1
+        while n < min(wanted, self.size) and n not in self.retired and self.board.present(n):
+            n += 1
+        return n
 
     def fork(self, kind: str, body: Callable[..., Any], shared: dict[str, Any], reduce: dict[str, str],
              nthreads: int, space: range = range(0), schedule: str = "static", chunk: int | None = None,
@@ -107,7 +143,11 @@ class Team:
             raise TeamError("this team is closed")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        nthreads = max(1, min(nthreads, self.size))
+        if self.elastic:
+            self._rescale()
+            nthreads = self._ready_threads(self.size)  # the team is whatever is there at this fork
+        else:
+            nthreads = max(1, min(nthreads, self.size))
         key, fn_bytes = serde.dump_function(body)
         unknown = [name for name in reduce if name not in shared]
         if unknown:
@@ -135,9 +175,7 @@ class Team:
             run_share(region, body, 0, views, Context(board, 0, nthreads), board.next_chunk)
         except BaseException as exc:  # noqa: BLE001 - re-raised at the join, as a member's would be
             mine = exc
-        lease = self.lease
-        board.wait_until(lambda: all(board.done(t) >= gen for t in range(1, nthreads))
-                         or (lease is not None and lease.done()))
+        board.wait_until(lambda: all(board.done(t) >= gen for t in range(1, nthreads)) or self._failed() is not None)
         if mine is not None:
             raise mine
         for t in range(1, nthreads):
@@ -148,17 +186,29 @@ class Team:
                 raise failure
         if any(board.done(t) < gen for t in range(1, nthreads)):
             self._closed = True
-            assert lease is not None
-            cause = lease.exception()
+            cause = self._failed()
             raise TeamError(f"a team member stopped during the parallel region: {cause}") from cause
         for name, (op, target) in targets.items():
             combine(op, target, views[name])
             for t in range(1, nthreads):
                 combine(op, target, self._privates[(name, t)].array)
 
+    def _failed(self) -> BaseException | None:
+        """The error of a lease whose granules died (the planner cancels the rest of that gang)."""
+        for lease, _, _ in self.leases:
+            if lease.done() and not lease.cancelled():
+                exc = lease.exception()
+                if exc is not None:
+                    return exc  # type: ignore[no-any-return]
+        return None
+
+    @property
+    def num_threads(self) -> int:
+        return self._ready_threads(self.size) if self.elastic else self.size
+
     def bytes_shipped(self) -> tuple[int, int]:
         """(bytes sent to, bytes received from) members on other hosts, over the team's life."""
-        return self.listener.bytes_shipped() if self.listener is not None else (0, 0)
+        return self.listener.bytes_shipped()
 
     def _private(self, name: str, thread: int, like: np.ndarray) -> SharedArray:
         """Thread ``thread``'s copy of reduction variable ``name``, kept for the team's next regions."""
@@ -170,23 +220,22 @@ class Team:
         return seg
 
     def close(self) -> None:
-        if self._closed and self.lease is None:
+        if self._closed and not self.leases:
             return
         if not self._closed:
             self._closed = True
             self.board.nthreads = self.size
             self.board.publish(None, EXIT)
-        if self.lease is not None:
+        for lease, _, _ in self.leases:
             if getattr(self.client, "_closed", False):
-                self.lease.cancel()  # no cluster to wait on: do not block the exit
+                lease.cancel()  # no cluster to wait on: do not block the exit
             else:
                 try:
-                    self.lease.result(timeout=10)
+                    lease.result(timeout=10)
                 except Exception:  # noqa: BLE001 - a member that already failed was reported by its region
-                    self.lease.cancel()
-            self.lease = None
-        if self.listener is not None:
-            self.listener.close()
+                    lease.cancel()
+        self.leases.clear()
+        self.listener.close()
         self.board.unlink()
         self.board.close()
         for seg in self._privates.values():

@@ -43,6 +43,7 @@ from ..wire import (
     Reject,
     Reply,
     Result,
+    Revoke,
     Role,
     Run,
     Spawn,
@@ -63,6 +64,7 @@ from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
 from .policies import POLICIES
 from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip, SpawnGranules
+from .state import Revoke as RevokeAction
 
 log = logging.getLogger("granny.planner")
 
@@ -323,7 +325,8 @@ class PlannerServer:
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
         gang = msg.mpi or msg.gang
         prefetch = msg.kind is not Kind.SCRIPT and not gang
-        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang))
+        self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
+                                     lease=msg.lease))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
@@ -456,6 +459,10 @@ class PlannerServer:
                 worker = self.workers.get(action.host_id)
                 if worker is not None:
                     worker.send(Spawn(count=action.count))
+            elif isinstance(action, RevokeAction):
+                owner = self.payloads.get(action.req_id)
+                if owner is not None and owner.owner is not None and not owner.owner.closed:
+                    owner.owner.send(Revoke(req_id=action.req_id, count=action.count))
             elif isinstance(action, AppChanged):
                 app = self.state.apps[action.app_id]
                 self.journal.app(app.app_id, app.kind, app.name, action.state.value)

@@ -90,7 +90,15 @@ class AppChanged:
     state: AppState
 
 
-Action = Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged
+@dataclass(frozen=True)
+class Revoke:
+    """Ask the owner of a lease (an elastic parallel team) to give back ``count`` of its granules."""
+
+    req_id: str
+    count: int
+
+
+Action = Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -145,6 +153,7 @@ class Request:
     tasks: list[Task]
     prefetch: bool = False  # a short call that may wait behind another on a busy granule
     gang: bool = False  # an MPI world: one failed task ends the others, as mpirun does
+    lease: bool = False  # an elastic team's members: they may be asked to give their slots back
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)
@@ -171,6 +180,7 @@ class PlannerState:
         # The head request the last placement pass had to leave waiting; until an event frees
         # capacity, a new request behind it cannot go first, so submit() need not try again.
         self._stalled_on = ""
+        self._revoked_for: set[str] = set()  # queued requests that already asked leases to shrink
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float) -> list[Action]:
@@ -278,7 +288,7 @@ class PlannerState:
 
     # --- requests ---------------------------------------------------------------------------
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
-               prefetch: bool = False, gang: bool = False) -> list[Action]:
+               prefetch: bool = False, gang: bool = False, lease: bool = False) -> list[Action]:
         if req_id in self.requests:
             return []  # a client resubmitting after a reconnect: already known
         app = self.apps.get(app_id)
@@ -286,7 +296,7 @@ class PlannerState:
             app = self.apps[app_id] = App(app_id, app_kind, name)
         app.requests.append(req_id)
         self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1 and not gang,
-                                        gang)
+                                        gang, lease)
         self.queue.append(req_id)
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
@@ -431,6 +441,7 @@ class PlannerState:
                 if req.prefetch and self._prefetch(req, actions):
                     continue
                 self._stalled_on = req.req_id
+                actions += self._revoke_for(req, len(pending))
                 break
             self.queue.popleft()
             for index, host_id in zip(pending, decision.hosts, strict=True):
@@ -441,6 +452,29 @@ class PlannerState:
                 task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
                 task.granule_id, task.host_id = granule.granule_id, host_id
                 actions.append(Dispatch(granule.granule_id, req.req_id, index))
+        return actions
+
+    def _revoke_for(self, req: Request, needed: int) -> list[Action]:
+        """The head of the queue cannot be placed: ask elastic teams of other apps to shrink.
+
+        Asked once per waiting request; a lease's granules are taken back when its team next forks,
+        so the request is placed as their tasks finish."""
+        if req.req_id in self._revoked_for:
+            return []
+        self._revoked_for.add(req.req_id)
+        free = sum(max(0, h.slots - h.busy()) for h in self.hosts.values() if h.alive)
+        short = needed - free
+        actions: list[Action] = []
+        for other in self.requests.values():
+            if short <= 0:
+                break
+            if not other.lease or other.req_id == req.req_id:
+                continue
+            running = sum(1 for t in other.tasks if t.state is TaskState.RUNNING)
+            if running:
+                take = min(running, short)
+                actions.append(Revoke(other.req_id, take))
+                short -= take
         return actions
 
     def _prefetch(self, req: Request, actions: list[Action]) -> bool:

@@ -86,6 +86,7 @@ class Submit(_Msg, tag="submit"):
     argv: list[str] = []
     mpi: bool = False  # the n granules form one MPI world: gang-placed, and one failure ends them all
     gang: bool = False  # not MPI, but one failure ends them all too (a parallel team's lease)
+    lease: bool = False  # an elastic team: the planner may ask for granules back (Revoke)
 
 
 class Cancel(_Msg, tag="cancel"):
@@ -134,6 +135,13 @@ class Result(_Msg, tag="result"):
     traceback: str = ""
     exit_code: int = 0
     host_id: str = ""
+
+
+class Revoke(_Msg, tag="revoke"):
+    """To a lease's owner: others wait for slots; give ``count`` of this request's granules back."""
+
+    req_id: str
+    count: int
 
 
 class Log(_Msg, tag="log"):
@@ -227,7 +235,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 
 
 Message = (
-    Challenge | Hello | Welcome | Reject | Submit | Cancel | Stdin | Waiting | Query | Reply | Result | Log | Run | Skip | Done | Heartbeat
+    Challenge | Hello | Welcome | Reject | Submit | Cancel | Stdin | Waiting | Query | Reply | Result | Revoke | Log | Run | Skip | Done | Heartbeat
     | Spawn | KillGranule | GranuleExit | MpiJoin | MpiWorld
 )
 
@@ -251,6 +259,6 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 __all__ = [
     "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
-    "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Reject", "Reply", "Result", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
+    "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Reject", "Reply", "Result", "Revoke", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
     "decode_header", "encode_header",
 ]

@@ -1,0 +1,39 @@
+"""Elastic teams' leases and gangs in the pure planner state: revocation and gang abort."""
+
+from __future__ import annotations
+
+from granny.planner.lifecycle import TaskState
+from granny.planner.state import Dispatch, Fail, Kill, Revoke
+
+from .test_state import of, planner
+
+
+def test_a_waiting_request_asks_a_lease_for_its_slots_once() -> None:
+    s = planner(("h1", 2))
+    lease = s.submit("lease", "team-app", 2, gang=True, lease=True)
+    assert len(of(lease, Dispatch)) == 2
+    actions = s.submit("call", "other-app", 1)
+    assert of(actions, Revoke) == [Revoke("lease", 1)]
+    assert of(s.submit("call2", "other-app", 1), Revoke) == []  # the queue head already asked
+    # the team gives a granule back: its task ends, and the waiting call is placed there
+    granule = s.requests["lease"].tasks[1].granule_id
+    accepted, done = s.task_done(granule, "lease", 1, ok=True)
+    assert accepted
+    assert [(d.req_id, d.granule_id) for d in of(done, Dispatch)] == [("call", granule)]
+
+
+def test_plain_gangs_are_never_revoked() -> None:
+    s = planner(("h1", 2))
+    s.submit("world", "mpi-app", 2, gang=True)
+    assert of(s.submit("call", "other-app", 1), Revoke) == []
+
+
+def test_a_failed_gang_member_takes_the_rest_down() -> None:
+    s = planner(("h1", 3))
+    s.submit("world", "mpi-app", 3, gang=True)
+    g0 = s.requests["world"].tasks[0].granule_id
+    _, actions = s.task_done(g0, "world", 0, ok=False)
+    assert sorted(f.index for f in of(actions, Fail)) == [1, 2]
+    assert len(of(actions, Kill)) == 2
+    assert [t.state for t in s.requests["world"].tasks] == [TaskState.FAILED, TaskState.CANCELLED,
+                                                           TaskState.CANCELLED]
