@@ -341,14 +341,14 @@ def test_many_regions_reuse_one_lease(gclient: granny.Client) -> None:
 
     granny.parallel_for(N, body, shared={"a": a}, num_threads=N)
     t = get_team(N)
-    lease = t.lease
+    lease = t.leases[0][0]
     assert lease is not None
     host = gclient.hosts()[0]
     assert host.used == N - 1, "the team's granule holds one slot between regions"
     for _ in range(199):
         granny.parallel_for(N, body, shared={"a": a}, num_threads=N)
     assert a.array.tolist() == [200] * N
-    assert get_team(N) is t and t.lease is lease and not lease.done()
+    assert get_team(N) is t and t.leases[0][0] is lease and not lease.done()
     assert gclient.hosts()[0].used == N - 1
     close_teams()
     assert lease.result(timeout=30) == [200], "the member ran every region, then exited"
@@ -407,7 +407,7 @@ def test_killed_member_fails_region_and_next_region_gets_new_team(gclient: grann
     granny.parallel_for(10, set_square, shared={"a": a}, num_threads=N)
     assert np.array_equal(a.array, np.arange(10) ** 2)
     new = get_team(N)
-    assert new is not old and new.lease is not old.lease
+    assert new is not old and old._closed and not old.leases  # the broken team was released
 
 
 def test_killed_member_team_leaves_no_board_behind(gclient: granny.Client) -> None:

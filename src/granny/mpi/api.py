@@ -22,7 +22,7 @@ from .datatypes import BOTTOM, IN_PLACE, Datatype
 from .group import INFO_ENV, INFO_NULL, Group, Info
 from .ops import Op
 from .request import REQUEST_NULL, Request, Status
-from .topo import Cartcomm, compute_dims
+from .topo import Cartcomm, Distgraphcomm, Graphcomm, compute_dims
 
 Exception = MpiError  # noqa: A001 - mpi4py's name for its error class
 Errhandler = type(_c.ERRORS_RETURN)
@@ -149,7 +149,7 @@ pickle = Pickle()
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"Win", "File", "Intercomm", "Graphcomm", "Distgraphcomm", "Message", "Grequest", "Prequest",
+    if name in {"Win", "File", "Intercomm", "Message", "Grequest", "Prequest",
                 "Session", "Register_datarep", "Open_port", "Lookup_name", "Publish_name", "Add_error_class",
                 "Attach_buffer", "Detach_buffer", "Pcontrol", "Get_hw_resource_info"}:
         raise NotImplementedMpi(f"MPI.{name} is not implemented by granny")
@@ -157,7 +157,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BOTTOM", "COMM_NULL", "COMM_SELF", "COMM_WORLD", "IN_PLACE", "INFO_ENV", "INFO_NULL", "REQUEST_NULL",
-           "Cartcomm", "Comm", "Datatype", "Group", "Info", "Intracomm", "Op", "Request", "Status"]
+           "Cartcomm", "Comm", "Datatype", "Distgraphcomm", "Graphcomm", "Group", "Info", "Intracomm", "Op", "Request", "Status"]
 
 
 

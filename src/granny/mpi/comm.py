@@ -115,6 +115,9 @@ class Comm(Collectives):
     def __getattr__(self, name: str) -> Any:
         if name in _KNOWN_MISSING:
             raise NotImplementedMpi(f"MPI.Comm.{name} is not implemented by granny")
+        for klass in type(self).__mro__:  # a _Missing class attribute raised NotImplementedMpi, which
+            if isinstance(klass.__dict__.get(name), _Missing):  # Python took as AttributeError: re-raise
+                raise NotImplementedMpi(f"MPI.{klass.__name__}.{name} is not implemented by granny")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # --- environment --------------------------------------------------------------------------

@@ -1,11 +1,16 @@
-"""Cartesian topologies (``Create_cart``) and ``Compute_dims``."""
+"""Cartesian topologies (``Create_cart``) and ``Compute_dims``.
+
+Graph and distributed-graph topologies are not implemented: ``Graphcomm``/``Distgraphcomm`` exist only
+as null handles, so that (as in mpi4py) wrapping a communicator of another topology raises TypeError;
+their own calls raise NotImplementedMpi.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import MpiError
-from .comm import Comm, Intracomm
+from .comm import Comm, Intracomm, _Missing
 
 CART = 1
 
@@ -127,6 +132,30 @@ class Cartcomm(Intracomm):
         dims = [d for d, keep in zip(self._dims, remain_dims, strict=True) if keep]
         periods = [p for p, keep in zip(self._periods, remain_dims, strict=True) if keep]
         return Cartcomm(sub._members, sub._cid, dims, periods)
+
+
+class _NoTopocomm(Intracomm):
+    """A topology granny cannot create: only its null handle exists (no granny communicator has it)."""
+
+    _kind = ""
+
+    def __init__(self, comm: Any = None) -> None:
+        if comm is not None and not (isinstance(comm, Comm) and comm._cid < 0):
+            raise TypeError(f"expecting a {self._kind}, got {type(comm).__name__}")
+        super().__init__()
+
+
+class Graphcomm(_NoTopocomm):
+    _kind = "Graphcomm"
+    Get_dims, Get_topo, Get_neighbors_count, Get_neighbors = (
+        _Missing("Get_dims"), _Missing("Get_topo"), _Missing("Get_neighbors_count"), _Missing("Get_neighbors"))
+    dims, nnodes, nedges, topo, index, edges = (
+        _Missing("dims"), _Missing("nnodes"), _Missing("nedges"), _Missing("topo"), _Missing("index"), _Missing("edges"))
+
+
+class Distgraphcomm(_NoTopocomm):
+    _kind = "Distgraphcomm"
+    Get_dist_neighbors_count, Get_dist_neighbors = _Missing("Get_dist_neighbors_count"), _Missing("Get_dist_neighbors")
 
 
 def compute_dims(nnodes: int, dims: int | list[int]) -> list[int]:
