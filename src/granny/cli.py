@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -248,6 +247,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     data = client.query("app", args.app) if args.app else client.query("apps")
     client.close()
     if args.json:
+        import json
+
         print(json.dumps(data, indent=2))
         return 0
     con = _console()
@@ -273,6 +274,8 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     data = client.query("hosts")
     client.close()
     if args.json:
+        import json
+
         print(json.dumps(data, indent=2))
         return 0
     table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat")

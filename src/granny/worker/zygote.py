@@ -38,8 +38,17 @@ def main() -> None:
 
     emit({"ready": os.getpid()})
     buf = b""
+    warmed = False
     while True:
-        readable, _, _ = select.select([cmd_in.fileno(), rfd], [], [])
+        # Once idle (the first granules forked), import the MPI and parallel layers, so later granules
+        # start with them loaded; doing it before the first fork would delay the cluster's start.
+        readable, _, _ = select.select([cmd_in.fileno(), rfd], [], [], None if warmed else 0.05)
+        if not readable and not warmed:
+            from .warm import warm_imports
+
+            warm_imports()
+            warmed = True
+            continue
         if rfd in readable:
             os.read(rfd, 4096)
             _reap(children, emit)
