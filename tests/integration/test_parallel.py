@@ -567,3 +567,23 @@ def test_elastic_team_grows_to_free_slots_and_gives_them_back(gclient: granny.Cl
     assert call.result() == 1024
     assert a.array.min() == a.array.max() == forks  # every fork covered every index exactly once
     a.unlink()
+
+
+def square_or_die(i: int, a: np.ndarray, tot: np.ndarray) -> None:
+    if os.environ.get("GRANNY_INDEX") is not None and i == 9:  # dies only inside a team member granule
+        os._exit(4)
+    a[i] = i * i
+    tot[0] += i
+
+
+def test_retry_reruns_the_chunks_of_a_member_that_died(gclient: granny.Client) -> None:
+    a = granny.shared_array((10,), "int64")
+    tot = np.zeros(1, dtype=np.int64)
+    granny.parallel_for(10, square_or_die, shared={"a": a, "tot": tot}, reduce={"tot": "sum"}, num_threads=N,
+                        retry=True)
+    assert a.array.tolist() == [i * i for i in range(10)]
+    assert tot[0] == sum(range(10))  # the lost thread's partial was recomputed, not counted twice
+    with pytest.raises(ValueError, match="schedule='static'"):
+        granny.parallel_for(10, square_or_die, shared={"a": a, "tot": tot}, reduce={"tot": "sum"},
+                            schedule="dynamic", retry=True)
+    a.unlink()

@@ -60,18 +60,20 @@ def team(num_threads: int | None = None, elastic: bool = False) -> Team:
 
 def parallel_for(n: int | range, body: Callable[..., Any], *, shared: dict[str, Any] | None = None,
                  reduce: dict[str, str] | None = None, schedule: str = "static", chunk: int | None = None,
-                 num_threads: int | None = None, chunked: bool = False, elastic: bool = False) -> None:
+                 num_threads: int | None = None, chunked: bool = False, elastic: bool = False,
+                 retry: bool = False) -> None:
     """Run ``body(i, **shared)`` for every ``i`` in ``range(n)`` (or the given range) across a team.
 
     Blocks until every index has run (the join). ``reduce={"name": "sum"}`` gives each thread a private
     copy of ``shared["name"]`` starting at the op's identity, folded into the caller's array at the
     join. ``schedule="static"`` splits the range into one block per thread (or round-robin chunks of
-    ``chunk``); ``"dynamic"`` hands out chunks as threads ask for them."""
+    ``chunk``); ``"dynamic"`` hands out chunks as threads ask for them. With ``retry=True`` (static
+    schedules) the chunks of a member that died, or whose host died, are run again by the caller."""
     space = range(n) if isinstance(n, int) else n
     if not isinstance(space, range):
         raise TypeError(f"parallel_for needs an int or a range, got {type(n).__name__}")
     t = team(num_threads if not elastic else (num_threads or 1), elastic=elastic)
-    t.fork("for", body, dict(shared or {}), dict(reduce or {}), t.size, space, schedule, chunk, chunked)
+    t.fork("for", body, dict(shared or {}), dict(reduce or {}), t.size, space, schedule, chunk, chunked, retry)
 
 
 class parallel:  # noqa: N801 - used like a function: ``with granny.parallel(num_threads=4) as team``

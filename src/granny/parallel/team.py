@@ -138,7 +138,10 @@ class Team:
 
     def fork(self, kind: str, body: Callable[..., Any], shared: dict[str, Any], reduce: dict[str, str],
              nthreads: int, space: range = range(0), schedule: str = "static", chunk: int | None = None,
-             chunked: bool = False) -> None:
+             chunked: bool = False, retry: bool = False) -> None:
+        if retry and (schedule != "static" or kind != "for"):
+            raise ValueError("retry=True re-runs a lost thread's chunks, so it needs parallel_for with "
+                             "schedule='static' (dynamic chunks are not known after a member dies)")
         if self._closed:
             raise TeamError("this team is closed")
         if schedule not in SCHEDULES:
@@ -184,10 +187,20 @@ class Team:
                 failure, text = err
                 failure.add_note(f"\n(in parallel region thread {t} of {nthreads})\nRemote traceback:\n{text.rstrip()}")
                 raise failure
-        if any(board.done(t) < gen for t in range(1, nthreads)):
+        lost = [t for t in range(1, nthreads) if board.done(t) < gen]
+        if lost:
             self._closed = True
             cause = self._failed()
-            raise TeamError(f"a team member stopped during the parallel region: {cause}") from cause
+            if not retry:
+                raise TeamError(f"a team member stopped during the parallel region: {cause}") from cause
+            # Chunks are pure functions of the region's input, so the lost threads' chunks are simply
+            # run again, here; their reduction partials are recomputed from the identity.
+            for t in lost:
+                again = dict(views)
+                for name, (op, target) in targets.items():
+                    again[name] = self._private(name, t, target).array
+                    again[name][...] = identity(op, target.dtype)
+                run_share(region, body, t, again, Context(board, 0, 1), board.next_chunk)
         for name, (op, target) in targets.items():
             combine(op, target, views[name])
             for t in range(1, nthreads):
