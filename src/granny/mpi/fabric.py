@@ -142,7 +142,10 @@ class Fabric:
         self.handler(kind, flags, ctx, src, tag, arg, payload)
 
     def wait_until(self, cond: Callable[[], bool]) -> None:
-        """Progress until ``cond()`` holds: spin for the budget, then sleep on the doorbell."""
+        """Progress until ``cond()`` holds: spin for the budget, then sleep on the doorbell.
+
+        ``cond`` may have side effects (``send`` passes a ``try_put``): it is called again only after it
+        returned False, never twice for one success."""
         if cond():
             return
         deadline = time.perf_counter() + self.spin
@@ -163,10 +166,12 @@ class Fabric:
         while True:
             inbox.set_sleeping(1)
             self._passes = TCP_EVERY
-            if self.progress() or cond():
+            moved = self.progress()
+            if cond():  # once per pass: a condition may act (Fabric.send's is a try_put)
                 inbox.set_sleeping(0)
-                if cond():
-                    return
+                return
+            if moved:
+                inbox.set_sleeping(0)
                 continue
             # Re-read the TCP fds each time: a peer that said goodbye has its stream closed.
             fds = [self.doorbell.fileno()] + (self.tcp.fileno_list() if self.tcp is not None else [])

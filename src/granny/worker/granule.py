@@ -79,6 +79,7 @@ class Granule:
         self._env: tuple[str, int, int] = ("", -1, -1)
         self.capture = FdCapture()
         self.stdin_frames: deque[Stdin] = deque()
+        self.exited_cleanly = False  # the last script ended by sys.exit() (not MPI.Abort, not a crash)
         self.conn = self._connect("")
 
     def _connect(self, busy_task: str) -> BlockingConn:
@@ -179,8 +180,9 @@ class Granule:
         runtime.configure(hashlib.blake2b(run.req_id.encode(), digest_size=6).hexdigest(), run.index, run.n,
                           self._mpi_exchange(run), self.host_id, route_ip(*self.address))
         try:
+            self.exited_cleanly = False
             done, payload = self._run_plain(run, segs)
-            if done.status is Status.OK:
+            if done.status is Status.OK or self.exited_cleanly:
                 # mpi4py finalises at exit, a barrier: a rank that ends early must not end the job
                 # under its peers. After a failure there is no barrier: the world is aborted at once.
                 runtime.finalize()
@@ -261,6 +263,8 @@ class Granule:
         try:
             exec(compile(bytes(segs[0]), path, "exec"), main.__dict__)
         except SystemExit as exc:
+            # sys.exit() still finalises MPI (a barrier), as mpi4py's exit hook does; MPI.Abort does not.
+            self.exited_cleanly = type(exc).__name__ != "AbortExit"
             if isinstance(exc.code, int):
                 code = int(exc.code)  # sys.exit(False), as unittest.main() does, is a bool
             elif exc.code is not None:
