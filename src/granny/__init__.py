@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .client import Client, GrannyFuture, HostInfo, connect
+from .client import Client, HostInfo, connect
 from .errors import (
     CancelledError,
     ClusterError,
@@ -25,7 +25,6 @@ from .errors import (
     ResultSerializationError,
     TaskError,
 )
-from .executor import Executor
 
 __version__ = "0.1.0"
 
@@ -55,7 +54,8 @@ def _remove_own_segments(pid: int, remove: Any) -> None:
         remove(pid)
 
 
-_LAZY = {"parallel_for": "parallel", "parallel": None, "mpi": None}
+_LAZY = {"parallel_for": "parallel", "parallel": None, "mpi": None, "GrannyFuture": "futures",
+         "Executor": "executor"}
 
 
 def __getattr__(name: str) -> Any:
@@ -68,7 +68,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'granny' has no attribute {name!r}")
 
 
-def submit(fn: Any, /, *args: Any, **kwargs: Any) -> GrannyFuture:
+def submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """Submit through the default client: inside a granule, the granule's own cluster (chaining)."""
     global _default
     if _default is None:

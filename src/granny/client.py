@@ -10,7 +10,6 @@ results in its journal) answers each exactly once.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import itertools
 import os
@@ -19,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import serde
 from .config import ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes
@@ -42,39 +41,10 @@ from .wire import (
 )
 from .wire.framing import Buffer
 
+if TYPE_CHECKING:
+    from .futures import GrannyFuture
+
 ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong to
-
-
-class GrannyFuture(cf.Future[Any]):
-    """A ``concurrent.futures.Future`` whose ``cancel()`` also stops the remote granule."""
-
-    def __init__(self, client: Client, req_id: str) -> None:
-        super().__init__()
-        self._client = client
-        self.req_id = req_id
-
-    def cancel(self) -> bool:
-        # Cancel locally first: the planner's "cancelled" answer may arrive before send returns.
-        if not super().cancel():
-            return False
-        self._client._send_cancel(self.req_id)
-        return True
-
-    def result(self, timeout: float | None = None) -> Any:
-        """As ``concurrent.futures.Future.result``: blocks until the result is back or ``timeout``.
-
-        Inside a granule, waiting lends the granule's slot to the cluster, so a function waiting on
-        its own sub-calls cannot starve them."""
-        if self.done():
-            return super().result(timeout)
-        client = self._client
-        if client._granule_id:
-            client._waiting(+1)
-        try:
-            return super().result(timeout)
-        finally:
-            if client._granule_id:
-                client._waiting(-1)
 
 
 @dataclass
@@ -245,7 +215,7 @@ class Client:
         sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
                      memory_limit=memory_limit)
-        future = GrannyFuture(self, req_id)
+        future = _future(self, req_id)
         self._send(_Pending(sub, segments, future))
         return future
 
@@ -265,7 +235,7 @@ class Client:
         sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, mpi=True,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
                      memory_limit=self.memory_limit)
-        future = GrannyFuture(self, req_id)
+        future = _future(self, req_id)
         self._send(_Pending(sub, segments, future))
         return future
 
@@ -285,7 +255,7 @@ class Client:
         sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, gang=True, lease=lease,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
                      memory_limit=self.memory_limit)
-        future = GrannyFuture(self, req_id)
+        future = _future(self, req_id)
         self._send(_Pending(sub, segments, future))
         return future
 
@@ -438,6 +408,12 @@ def _map(submit: Callable[..., GrannyFuture], fn: Callable[..., Any], iterables:
     return results()
 
 
+def _future(client: Client, req_id: str) -> GrannyFuture:
+    from .futures import GrannyFuture
+
+    return GrannyFuture(client, req_id)
+
+
 def _world_outcome(pending: _Pending) -> tuple[Any, BaseException | None]:
     """The ranks' values in order, or the error of the rank that failed first (not the ones it took down)."""
     failed = [i for i in sorted(pending.results) if pending.results[i].status is not Status.OK]
@@ -446,6 +422,8 @@ def _world_outcome(pending: _Pending) -> tuple[Any, BaseException | None]:
     first = next((i for i in failed if pending.results[i].error_kind != "cancelled"), failed[0])
     error = pending.values[first]
     assert isinstance(error, BaseException)
+    import concurrent.futures as cf
+
     if isinstance(error, cf.CancelledError) and first != failed[0]:
         return None, error
     error.add_note(f"(rank {first} of {pending.submit.n} failed; the other ranks were stopped)")
@@ -469,6 +447,8 @@ def _rebuild_error(res: Result, body: memoryview) -> BaseException:
         return exc
     cls = ERROR_KINDS.get(res.error_kind, ERROR_KINDS["error"])
     if res.error_kind == "cancelled":
+        import concurrent.futures as cf
+
         return cf.CancelledError(res.message)
     return cls(res.message)
 

@@ -417,6 +417,11 @@ class Comm(Collectives):
         if type(source) is not int:
             source = _as_int(source)
         if 0 <= source < self._size and tag >= ANY_TAG:  # the common case, without the checks of _post
+            n, rtag = self._engine.recv_direct(self._ctx, self._members[source], tag, mem)
+            if n >= 0:  # taken straight off the sender's ring
+                if status is not None:
+                    fill_status(status, source, rtag, n)
+                return
             req = self._engine.post(self._ctx, self._members[source], tag, mem)
         else:
             req = self._post(source, tag, mem)

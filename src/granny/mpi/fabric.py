@@ -46,6 +46,7 @@ class Fabric:
         self.producers: list[Producer | None] = [None] * size
         self.peer_inboxes: dict[int, Inbox] = {}
         self.consumers: list[Consumer] = []
+        self.consumer_of: dict[int, Consumer] = {}  # same-host sender -> its ring in our inbox
         self.local: list[int] = [rank]
         self.remote: list[int] = []
         self.spin = float(os.environ.get("GRANNY_MPI_SPIN_US", "100")) * 1e-6
@@ -66,6 +67,7 @@ class Fabric:
             self.peer_inboxes[r] = inbox
             self.producers[r] = Producer(inbox, self.rank)
             self.consumers.append(Consumer(self.inbox, r))
+            self.consumer_of[r] = self.consumers[-1]
         if len(self.local) > (os.cpu_count() or 1):
             self.spin, self.yield_spin = min(self.spin, 5e-6), True
 
