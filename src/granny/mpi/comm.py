@@ -285,9 +285,12 @@ class Comm(Collectives):
             self._send_obj(obj, dest, tag, False, True)  # PROC_NULL, or the error
             return
         data = pickle.dumps(obj, 5)
-        inner = self._engine.send(self._ctx, self._members[dest], tag, data, len(data), True)
+        eng, w = self._engine, self._members[dest]
+        if eng.send_direct(self._ctx, w, tag, data, len(data), True):
+            return
+        inner = eng.send(self._ctx, w, tag, data, len(data), True)
         if not inner.done:
-            self._engine.wait(inner)
+            eng.wait(inner)
 
     def ssend(self, obj: Any, dest: int, tag: int = 0) -> None:
         self._send_obj(obj, dest, tag, True, True)
@@ -321,6 +324,11 @@ class Comm(Collectives):
         if type(source) is not int:
             source = _as_int(source)
         if 0 <= source < self._size and tag >= ANY_TAG:  # the common case, without the checks of _post
+            n, rtag, value = self._engine.recv_direct(self._ctx, self._members[source], tag, None)
+            if n >= 0:  # taken straight off the sender's ring
+                if status is not None:
+                    fill_status(status, source, rtag, n)
+                return value
             req = self._engine.post(self._ctx, self._members[source], tag, None)
         else:
             req = self._post(source, tag, None)
@@ -370,9 +378,12 @@ class Comm(Collectives):
             self._send_buf(buf, dest, tag, False, True)  # PROC_NULL, or the error
             return
         mem = buffer_bytes(buf, True, "send buffer")
-        inner = self._engine.send(self._ctx, self._members[dest], tag, mem, mem.nbytes, False)
+        eng, w = self._engine, self._members[dest]
+        if eng.send_direct(self._ctx, w, tag, mem, mem.nbytes, False):
+            return
+        inner = eng.send(self._ctx, w, tag, mem, mem.nbytes, False)
         if not inner.done:
-            self._engine.wait(inner)
+            eng.wait(inner)
 
     def Ssend(self, buf: Any, dest: int, tag: int = 0) -> None:  # noqa: N802
         self._send_buf(buf, dest, tag, True, True)
@@ -417,7 +428,7 @@ class Comm(Collectives):
         if type(source) is not int:
             source = _as_int(source)
         if 0 <= source < self._size and tag >= ANY_TAG:  # the common case, without the checks of _post
-            n, rtag = self._engine.recv_direct(self._ctx, self._members[source], tag, mem)
+            n, rtag, _ = self._engine.recv_direct(self._ctx, self._members[source], tag, mem)
             if n >= 0:  # taken straight off the sender's ring
                 if status is not None:
                     fill_status(status, source, rtag, n)

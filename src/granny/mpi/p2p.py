@@ -126,37 +126,57 @@ class Engine:
         lst.append(req)
         return req
 
-    def recv_direct(self, ctx: int, src: int, tag: int, mem: memoryview) -> tuple[int, int]:
-        """Blocking receive of a small buffer message from one same-host rank, straight off its ring.
+    def recv_direct(self, ctx: int, src: int, tag: int, mem: memoryview | None) -> tuple[int, int, Any]:
+        """Blocking receive of a small message from one same-host rank, straight off its ring.
 
-        The fast path of ``Recv``: when nothing else is pending on this context (no unexpected
-        message, no posted receive, no deferred ACK), the next record of ``src``'s ring is the one this
-        receive matches, so it can be copied out without the matching machinery. Returns
-        ``(nbytes, tag)``, or ``(-1, 0)`` when the general path must take over (a record that does not
-        match simply, or nothing within a short spin)."""
+        The fast path of ``Recv``/``recv`` (``mem`` None: a pickled object): when nothing else is
+        pending on this context (no unexpected message, no posted receive, no deferred ACK), the next
+        record of ``src``'s ring is the one this receive matches, so it is taken without the matching
+        machinery. Returns ``(nbytes, tag, value)``, or ``(-1, 0, None)`` when the general path must
+        take over (a record that does not match simply, or nothing within a short spin)."""
         c = self.f.consumer_of.get(src)
         if c is None or self.deferred or self.unexpected.get(ctx) or self.posted.get(ctx):
-            return -1, 0
-        words, data = self.f.inbox.words, c.data
+            return -1, 0, None
+        words, data, head_i, tail = self.f.inbox.words, c.data, c.head_i, c.tail
+        want = K_BUF if mem is not None else K_OBJ
         for _ in range(DIRECT_SPINS):
-            tail = c.tail
-            if words[c.head_i] == tail:
+            if words[head_i] == tail:
                 continue
             pos = tail & RING_MASK
             kind, flags, rctx, _src, rtag, _arg, plen = REC.unpack_from(data, pos)
-            if kind != K_BUF or flags or rctx != ctx or plen > mem.nbytes or not (
+            if kind != want or flags or rctx != ctx or (mem is not None and plen > mem.nbytes) or not (
                     rtag == tag or (tag == ANY_TAG and rtag >= 0)):
-                return -1, 0  # a PAD, a rendezvous, another context or tag: the general path sorts it out
-            if plen:
-                start = pos + 32
-                mem[:plen] = data[start:start + plen]
+                return -1, 0, None  # a PAD, a rendezvous, another context or tag: the general path sorts it out
+            start = pos + 32
+            value: Any = None
+            if mem is not None:
+                if plen:
+                    mem[:plen] = data[start:start + plen]
+            else:
+                try:
+                    value = pickle.loads(data[start:start + plen])
+                except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive, not the engine
+                    value = MpiError(f"could not unpickle the message from rank {src}: {exc!r}")
             c.tail = tail = tail + ((32 + plen + 63) & ~63)
             words[c.tail_i] = tail
             peer = self.f.peer_inboxes.get(src)
             if peer is not None and peer.words[0]:
                 self.f.doorbell.ring(src)  # it may sleep waiting for room in this ring
-            return plen, rtag
-        return -1, 0
+            if isinstance(value, MpiError):
+                raise value
+            return plen, rtag, value
+        return -1, 0, None
+
+    def send_direct(self, ctx: int, dst: int, tag: int, mem: Any, nbytes: int, obj: bool) -> bool:
+        """A small eager send to a same-host rank, straight into its ring; False: use ``send``."""
+        prod = self.f.producers[dst]
+        if prod is None or nbytes > EAGER_LIMIT:
+            return False
+        if not prod.try_put(K_OBJ if obj else K_BUF, 0, ctx, self.rank, tag, 0, mem, nbytes):
+            return False  # the ring is full: the general path waits for room (and progresses)
+        if prod.words[0]:
+            self.f.doorbell.ring(dst)
+        return True
 
     def cancel(self, req: RecvReq) -> bool:
         lst = self.posted.get(req.ctx)
