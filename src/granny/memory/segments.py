@@ -73,6 +73,16 @@ def remove_segments_of(pid: int) -> int:
     return _remove(list_segments(pid=pid))
 
 
+CREATED: set[str] = set()  # segments this process created and has not unlinked
+
+
+def remove_created() -> int:
+    """Unlink the segments this process created (a granule does it when a task ends): no /dev/shm scan."""
+    names = list(CREATED)
+    CREATED.clear()
+    return _remove(names)
+
+
 def remove_segments_of_app(app_id: str) -> int:
     """Unlink every segment of ``app_id`` (call it when the app ends, however it ended)."""
     return _remove(list_segments(app_id=app_id))
@@ -123,6 +133,7 @@ class SharedArray:
         finally:
             os.close(fd)
         arr = cls(name, mapping, 0, dims, dt)
+        CREATED.add(name)
         if fill is not None:
             try:
                 arr.array[...] = fill  # ftruncate zero-fills, so only a real fill touches the pages
@@ -218,6 +229,7 @@ class SharedArray:
 
     def unlink(self) -> None:
         """Remove the segment's name; the memory is freed when the last mapping is closed."""
+        CREATED.discard(self.name)
         try:
             os.unlink(self.path)
         except FileNotFoundError:

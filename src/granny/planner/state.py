@@ -181,6 +181,7 @@ class PlannerState:
         # capacity, a new request behind it cannot go first, so submit() need not try again.
         self._stalled_on = ""
         self._revoked_for: set[str] = set()  # queued requests that already asked leases to shrink
+        self._leases: set[str] = set()  # requests of elastic teams that may still give granules back
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float) -> list[Action]:
@@ -297,6 +298,8 @@ class PlannerState:
         app.requests.append(req_id)
         self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1 and not gang,
                                         gang, lease)
+        if lease:
+            self._leases.add(req_id)
         self.queue.append(req_id)
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
@@ -459,16 +462,20 @@ class PlannerState:
 
         Asked once per waiting request; a lease's granules are taken back when its team next forks,
         so the request is placed as their tasks finish."""
-        if req.req_id in self._revoked_for:
-            return []
+        if not self._leases or req.req_id in self._revoked_for:
+            return []  # the common case costs nothing: no elastic team anywhere
         self._revoked_for.add(req.req_id)
         free = sum(max(0, h.slots - h.busy()) for h in self.hosts.values() if h.alive)
         short = needed - free
         actions: list[Action] = []
-        for other in self.requests.values():
+        for lease_id in list(self._leases):
+            other = self.requests[lease_id]
+            if other.final():
+                self._leases.discard(lease_id)
+                continue
             if short <= 0:
                 break
-            if not other.lease or other.req_id == req.req_id:
+            if other.req_id == req.req_id:
                 continue
             running = sum(1 for t in other.tasks if t.state is TaskState.RUNNING)
             if running:
