@@ -10,6 +10,7 @@ import pytest
 
 import granny
 from granny.parallel import Team
+from granny.parallel.team import TeamError
 from granny.testbed import Testbed
 
 PAGE = 4096
@@ -96,3 +97,40 @@ def test_remote_exception_fails_the_region_with_its_traceback(team: Team) -> Non
         assert a.array.tolist() == list(range(10))
     finally:
         a.unlink()
+
+
+def slow_rows(r: range, a: np.ndarray, go: np.ndarray) -> None:
+    import os
+    import time
+
+    if os.environ.get("GRANNY_HOST_ID") == "h2":
+        while not os.path.exists("/nonexistent-granny-release"):  # hold the region until h2 is cut off
+            time.sleep(0.01)
+    a[r.start:r.stop] = np.arange(r.start, r.stop)
+
+
+@pytest.mark.testbed(hosts=2, slots=1, heartbeat_timeout=2.0)
+@pytest.mark.parametrize("retry", [False, True])
+def test_a_host_dying_mid_region_fails_it_cleanly_or_is_retried(testbed: Testbed, retry: bool) -> None:
+    client = granny.connect(address=testbed.address, token=testbed.token)
+    team = Team(client, 3)  # members on h1 and h2, the caller here
+    a = granny.shared_array((3000,), "float64")
+    try:
+        team.fork("for", add_one, {"a": a}, {}, 3, range(3000), chunk=1000, chunked=True)  # all present
+        a.array[...] = -1
+
+        import threading
+
+        # h2's member blocks in its chunk (see slow_rows), so the cut lands mid-region whenever it fires.
+        threading.Timer(0.3, testbed.cut, args=("h2",)).start()
+        if retry:
+            team.fork("for", slow_rows, {"a": a, "go": a}, {}, 3, range(3000), chunk=1000, chunked=True,
+                      retry=True)
+            assert np.array_equal(a.array, np.arange(3000, dtype=np.float64))  # h2's chunk re-run here
+        else:
+            with pytest.raises(TeamError, match="stopped during the parallel region"):
+                team.fork("for", slow_rows, {"a": a, "go": a}, {}, 3, range(3000), chunk=1000, chunked=True)
+    finally:
+        a.unlink()
+        team.close()
+        client.close()
