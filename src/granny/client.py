@@ -15,10 +15,8 @@ import itertools
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serde
 from .config import ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes
@@ -47,19 +45,20 @@ if TYPE_CHECKING:
 ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong to
 
 
-@dataclass
 class _Pending:
-    submit: Submit
-    segments: list[Buffer]
-    future: GrannyFuture | None = None
-    results: dict[int, Result] = field(default_factory=dict)
-    values: dict[int, Any] = field(default_factory=dict)
-    done: threading.Event = field(default_factory=threading.Event)
-    on_log: Callable[[Log], None] | None = None
+    """A submission this client still waits on (plain class: dataclasses cost CLI start-up time)."""
+
+    __slots__ = ("done", "future", "on_log", "results", "segments", "submit", "values")
+
+    def __init__(self, submit: Submit, segments: list[Buffer], future: GrannyFuture | None = None,
+                 on_log: Callable[[Log], None] | None = None) -> None:
+        self.submit, self.segments, self.future, self.on_log = submit, segments, future, on_log
+        self.results: dict[int, Result] = {}
+        self.values: dict[int, Any] = {}
+        self.done = threading.Event()
 
 
-@dataclass(frozen=True)
-class HostInfo:
+class HostInfo(NamedTuple):
     host_id: str
     slots: int
     used: int
@@ -77,14 +76,14 @@ class Client:
         self._addr = parse_address(address)
         self._token = token
         self.config = config or Config()
-        self.app_id = app_id or f"app-{uuid.uuid4().hex[:12]}"
+        self.app_id = app_id or f"app-{os.urandom(6).hex()}"
         self.memory_limit = memory_limit
         self._owner = _owner  # keeps an embedded cluster alive as long as its client
         self._pending: dict[str, _Pending] = {}
         self._revoked: dict[str, int] = {}  # lease req_id -> granules the planner asked back
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        self._prefix = uuid.uuid4().hex[:10]
+        self._prefix = os.urandom(5).hex()
         self._queries: dict[int, tuple[threading.Event, list[Reply]]] = {}
         self._closed = False
         self._unix = ""
@@ -282,7 +281,7 @@ class Client:
         if source is None:
             with open(path, "rb") as fh:
                 source = fh.read()
-        sub = Submit(req_id=self._next_id(), app_id=app_id or f"run-{uuid.uuid4().hex[:12]}", kind=Kind.SCRIPT,
+        sub = Submit(req_id=self._next_id(), app_id=app_id or f"run-{os.urandom(6).hex()}", kind=Kind.SCRIPT,
                      n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True, mpi=mpi,
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit)
         pending = _Pending(sub, [source], on_log=on_log)
