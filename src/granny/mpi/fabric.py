@@ -67,6 +67,7 @@ class Fabric:
             self.peer_inboxes[r] = inbox
             self.producers[r] = Producer(inbox, self.rank)
             self.consumers.append(Consumer(self.inbox, r))
+            self.consumers[-1].peer_words = inbox.words
             self.consumer_of[r] = self.consumers[-1]
         if len(self.local) > (os.cpu_count() or 1):
             self.spin, self.yield_spin = min(self.spin, 5e-6), True

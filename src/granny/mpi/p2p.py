@@ -29,6 +29,7 @@ from .fabric import Fabric
 from .shm import REC, RING_DATA, buffer_address, cma_read
 
 RING_MASK = RING_DATA - 1
+_unpack = REC.unpack_from
 
 ANY_SOURCE = -1
 ANY_TAG = -1
@@ -143,7 +144,7 @@ class Engine:
             if words[head_i] == tail:
                 continue
             pos = tail & RING_MASK
-            kind, flags, rctx, _src, rtag, _arg, plen = REC.unpack_from(data, pos)
+            kind, flags, rctx, _src, rtag, _arg, plen = _unpack(data, pos)
             if kind != want or flags or rctx != ctx or (mem is not None and plen > mem.nbytes) or not (
                     rtag == tag or (tag == ANY_TAG and rtag >= 0)):
                 return -1, 0, None  # a PAD, a rendezvous, another context or tag: the general path sorts it out
@@ -157,10 +158,10 @@ class Engine:
                     value = pickle.loads(data[start:start + plen])
                 except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive, not the engine
                     value = MpiError(f"could not unpickle the message from rank {src}: {exc!r}")
-            c.tail = tail = tail + ((32 + plen + 63) & ~63)
+            c.tail = tail = tail + ((plen + 95) & -64)
             words[c.tail_i] = tail
-            peer = self.f.peer_inboxes.get(src)
-            if peer is not None and peer.words[0]:
+            peer = c.peer_words
+            if peer is not None and peer[0]:
                 self.f.doorbell.ring(src)  # it may sleep waiting for room in this ring
             if isinstance(value, MpiError):
                 raise value

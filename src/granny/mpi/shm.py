@@ -39,10 +39,12 @@ SHM_DIR = "/dev/shm"
 CTRL = 64  # control line: u64 sleeping flag
 RING_META = 128  # head (own cache line), tail (own cache line)
 RING_DATA = 1 << 20  # bytes of record space per ordered pair
+RING_MASK = RING_DATA - 1
 ALIGN = 64
 
 # kind, flags, ctx, src, tag, arg, payload length
 REC = struct.Struct("<BBxxiiiQQ")
+_pack = REC.pack_into
 PAD = 0xFF
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -131,24 +133,25 @@ class Producer:
 
     def try_put(self, kind: int, flags: int, ctx: int, src: int, tag: int, arg: int, payload: Any, plen: int) -> bool:
         """Append one record; False if the ring has no room for it right now."""
-        size = (REC.size + plen + ALIGN - 1) & ~(ALIGN - 1)
+        size = (plen + 95) & -64  # 32-byte header + payload, rounded up to whole cache lines
         head = self.head
-        pos = head & (RING_DATA - 1)
-        gap = RING_DATA - pos if RING_DATA - pos < size else 0
+        pos = head & RING_MASK
+        room = RING_DATA - pos
+        gap = room if room < size else 0
         if head + gap + size - self.tail_cache > RING_DATA:
             self.tail_cache = int(self.words[self.tail_i])
             if head + gap + size - self.tail_cache > RING_DATA:
                 return False
+        data = self.data
         if gap:
-            REC.pack_into(self.data, pos, PAD, 0, 0, 0, 0, 0, gap)
+            _pack(data, pos, PAD, 0, 0, 0, 0, 0, gap)
             head += gap
             pos = 0
-        REC.pack_into(self.data, pos, kind, flags, ctx, src, tag, arg, plen)
+        _pack(data, pos, kind, flags, ctx, src, tag, arg, plen)
         if plen:
-            start = pos + REC.size
-            self.data[start:start + plen] = payload
-        self.head = head + size
-        self.words[self.head_i] = self.head  # publish: the record is complete before head moves
+            data[pos + 32:pos + 32 + plen] = payload
+        self.head = head = head + size
+        self.words[self.head_i] = head  # publish: the record is complete before head moves
         return True
 
     def fits(self, plen: int) -> bool:
@@ -158,7 +161,7 @@ class Producer:
 class Consumer:
     """The ring of one sender inside this rank's own inbox."""
 
-    __slots__ = ("words", "data", "head_i", "tail_i", "tail", "src")
+    __slots__ = ("words", "data", "head_i", "tail_i", "tail", "src", "peer_words")
 
     def __init__(self, inbox: Inbox, sender: int) -> None:
         off = inbox.ring_offset(sender)
@@ -167,6 +170,7 @@ class Consumer:
         self.data = inbox.mem[off + RING_META:off + RING_META + RING_DATA]
         self.tail = int(self.words[self.tail_i])
         self.src = sender
+        self.peer_words: memoryview | None = None  # the sender's own inbox words (its sleeping flag)
 
 
 def cma_read(pid: int, address: int, into: memoryview) -> None:
