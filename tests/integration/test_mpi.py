@@ -275,3 +275,23 @@ def test_embedded_cluster_oversubscribes_like_mpirun(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"ranks={n} sum={n * (n - 1) // 2}"
     assert "oversubscribing" in proc.stderr
+
+
+def objects_with_arrays(comm: Any) -> list[Any]:
+    """Lowercase methods move large arrays out of band; the received arrays are ordinary, writable ones."""
+    peer = 1 - comm.rank
+    mine = {"big": np.arange(300_000, dtype=np.float64) + comm.rank, "small": np.arange(3), "tag": comm.rank}
+    got = comm.sendrecv(mine, dest=peer, source=peer)
+    got["big"][0] = -1.0  # writable
+    everyone = comm.allgather(mine["big"][:10_000])
+    req = comm.isend({"x": np.ones(5000)}, dest=peer, tag=3)
+    again = comm.recv(source=peer, tag=3)
+    req.wait()
+    return [got["tag"], float(got["big"][1]), got["small"].tolist(), [float(a[0]) for a in everyone],
+            float(again["x"].sum())]
+
+
+def test_objects_with_large_arrays_travel_out_of_band(client: granny.Client) -> None:
+    r0, r1 = client.run_mpi(objects_with_arrays, n=2)
+    assert r0 == [1, 2.0, [0, 1, 2], [0.0, 1.0], 5000.0]
+    assert r1 == [0, 1.0, [0, 1, 2], [0.0, 1.0], 5000.0]

@@ -17,7 +17,6 @@ crosses hosts.
 
 from __future__ import annotations
 
-import pickle
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from . import algorithms as alg
 from .datatypes import Buf, VBuf, is_in_place, parse_buffer, parse_vbuffer
 from .execute import BufStore, ObjStore, run_buffers, run_objects
 from .ops import MAX, SUM, Op, reduce_objects
+from .pickling import dumps
 
 if TYPE_CHECKING:
     from .p2p import Engine
@@ -174,7 +174,7 @@ class Collectives:
         reqs = []
         for peer in range(self._size):
             if peer != self._rank:
-                data = pickle.dumps(items[peer], 5)
+                data = dumps(items[peer])
                 reqs.append(self._engine.send(self._cctx, self._members[peer], 2, data, len(data), obj=True))
         posted = [(p, self._engine.post(self._cctx, self._members[p], 2, None)) for p in range(self._size) if p != self._rank]
         for s in reqs:
@@ -194,7 +194,7 @@ class Collectives:
             acc = req.value
         mine = value if acc is None else reduce_objects(op, acc, value)
         if self._rank < self._size - 1:
-            data = pickle.dumps(mine, 5)
+            data = dumps(mine)
             eng.wait(eng.send(self._cctx, self._members[self._rank + 1], SCAN_TAG, data, len(data), obj=True))
         return acc if exclusive else mine
 

@@ -25,6 +25,7 @@ from . import runtime
 from .collectives import Collectives
 from .datatypes import buffer_bytes, parse_buffer
 from .p2p import ANY_SOURCE, ANY_TAG, ERR_RANK, ERR_TAG, PROC_NULL, RecvReq
+from .pickling import dumps
 from .request import REQUEST_NULL, Request, Status, completed_request, fill_status
 
 IDENT, CONGRUENT, SIMILAR, UNEQUAL = 0, 1, 2, 3
@@ -271,7 +272,7 @@ class Comm(Collectives):
         self._check_tag(tag, False)
         if dest == PROC_NULL:
             return completed_request()
-        data = pickle.dumps(obj, 5)
+        data = dumps(obj)
         inner = self._engine.send(self._ctx, self._dest(dest), tag, data, len(data), obj=True, sync=sync)
         if wait:
             self._engine.wait(inner)
@@ -284,7 +285,7 @@ class Comm(Collectives):
         if tag < 0 or dest < 0 or dest >= self._size:
             self._send_obj(obj, dest, tag, False, True)  # PROC_NULL, or the error
             return
-        data = pickle.dumps(obj, 5)
+        data = dumps(obj)
         eng, w = self._engine, self._members[dest]
         if eng.send_direct(self._ctx, w, tag, data, len(data), True):
             return

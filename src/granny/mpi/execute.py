@@ -22,6 +22,7 @@ import numpy as np
 from .algorithms import Schedule
 from .ops import Op, reduce_buffers, reduce_objects
 from .p2p import Engine
+from .pickling import dumps
 
 COLL_TAG = 0
 
@@ -156,7 +157,6 @@ def run_buffers(engine: Engine, ctx: int, members: Sequence[int], schedule: Sche
 
 
 def run_objects(engine: Engine, ctx: int, members: Sequence[int], schedule: Schedule, store: ObjStore) -> None:
-    import pickle
 
     nb = len(store.blocks)
     for rnd in schedule:
@@ -164,7 +164,7 @@ def run_objects(engine: Engine, ctx: int, members: Sequence[int], schedule: Sche
         for x in rnd:
             if x.send:
                 idx = x.blocks if x.blocks else range(nb)
-                data = pickle.dumps([store.blocks[b] for b in idx], 5)
+                data = dumps([store.blocks[b] for b in idx])
                 sends.append(engine.send(ctx, members[x.peer], COLL_TAG, data, len(data), obj=True))
         recvs = [(x, engine.post(ctx, members[x.peer], COLL_TAG, None)) for x in rnd if not x.send]
         for s in sends:

@@ -19,13 +19,13 @@ Theory of operation
 from __future__ import annotations
 
 import os
-import pickle
 import struct
 from collections import deque
 from typing import Any
 
 from ..errors import MpiError
 from .fabric import Fabric
+from .pickling import loads
 from .shm import REC, RING_DATA, buffer_address, cma_read
 
 RING_MASK = RING_DATA - 1
@@ -155,7 +155,7 @@ class Engine:
                     mem[:plen] = data[start:start + plen]
             else:
                 try:
-                    value = pickle.loads(data[start:start + plen])
+                    value = loads(data[start:start + plen])
                 except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive, not the engine
                     value = MpiError(f"could not unpickle the message from rank {src}: {exc!r}")
             c.tail = tail = tail + ((plen + 95) & -64)
@@ -263,11 +263,12 @@ class Engine:
                 elif n:
                     mem[:n] = payload
             else:
+                owned = False
                 if rts:
                     data = bytearray(n)
                     cma_read(pid, addr, memoryview(data))
-                    payload = data
-                r.value = pickle.loads(payload) if n else None  # mpi4py unpickles buffer messages too
+                    payload, owned = data, True
+                r.value = loads(payload, owned) if n else None  # mpi4py unpickles buffer messages too
         except MpiError as exc:
             r.error = exc
         except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive, not the engine
