@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import pickle
 import struct
+import sys
 from typing import Any
 
 MAGIC = b"GOB1"
-OOB_MIN = 4096
+OOB_MIN = 4096  # buffers at least this large go out of band
+OOB_RETRY = 64 * 1024  # a non-array object pickled in-band this large is pickled again, out of band
 _COUNT = struct.Struct("<I")
 _LEN = struct.Struct("<Q")
 
 
 def dumps(obj: Any) -> bytes | bytearray:
+    np = sys.modules.get("numpy")
+    if np is not None and type(obj) is np.ndarray:
+        if obj.nbytes < OOB_MIN:
+            return pickle.dumps(obj, 5)  # the 8-byte ping-pong: no callback, no framing
+    else:
+        head = pickle.dumps(obj, 5)
+        if len(head) < OOB_RETRY:
+            return head  # small (or array-free) objects: in-band, as mpi4py
     bufs: list[pickle.PickleBuffer] = []
 
     def keep(buf: pickle.PickleBuffer) -> bool:
@@ -41,9 +51,9 @@ def dumps(obj: Any) -> bytes | bytearray:
 def loads(payload: Any, owned: bool = False) -> Any:
     """Unpickle a message. ``owned``: ``payload`` is a writable buffer the caller gives away (large
     arrays then live in it); otherwise it is copied first, since it may be a view of a ring."""
+    if not len(payload) or payload[0] != MAGIC[0]:  # a plain pickle starts with PROTO (0x80)
+        return pickle.loads(payload)
     view = memoryview(payload)
-    if view[:4] != MAGIC:
-        return pickle.loads(view)
     if not owned or view.readonly:
         view = memoryview(bytearray(view))
     (count,) = _COUNT.unpack_from(view, 4)
