@@ -16,9 +16,10 @@ from . import constants as _c
 from . import datatypes as _dt
 from . import ops as _ops
 from . import runtime as _runtime
+from .buffers import BOTTOM, IN_PLACE
 from .comm import COMM_NULL, Comm, Intracomm, NotImplementedMpi
 from .constants import *  # noqa: F403 - mpi4py's flat namespace of constants
-from .datatypes import BOTTOM, IN_PLACE, Datatype
+from .datatypes import Datatype
 from .group import INFO_ENV, INFO_NULL, Group, Info
 from .ops import Op
 from .request import REQUEST_NULL, Request, Status

@@ -9,7 +9,7 @@ crosses hosts.
   only needs its own block's size, so Gatherv/Scatterv broadcast the root's layout only when a host
   without the root has several ranks (its leader forwards their blocks).
 - Buffers may also be DLPack or CUDA-array-interface objects in host memory (as mpi4py accepts):
-  datatypes.py parses them through foreign.py, for every buffer path.
+  buffers.py parses them through foreign.py, for every buffer path.
 - Object reductions (reduce/allreduce/scan/exscan) always combine in rank order, as mpi4py does:
   ``x0 op x1 op ... op x(n-1)``, whatever the op claims about commutativity (REPLACE, list ``+``).
 - Scan and Exscan of objects are a chain in rank order; of buffers, recursive doubling (log rounds).
@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import MpiError
 from . import algorithms as alg
-from .datatypes import Buf, VBuf, is_in_place, parse_buffer, parse_vbuffer
+from .buffers import Buf, VBuf, is_in_place, parse_buffer, parse_vbuffer
 from .execute import BufStore, ObjStore, run_buffers, run_objects
 from .ops import MAX, SUM, Op, reduce_objects
 from .pickling import dumps

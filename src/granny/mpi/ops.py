@@ -26,7 +26,8 @@ from typing import Any, Self
 
 import numpy as np
 
-from .datatypes import Datatype, from_numpy, parse_buffer
+from .buffers import parse_buffer
+from .datatypes import Datatype, from_numpy
 
 UserFunction = Callable[[Any, Any, Any], Any]
 _newobj: Any = copyreg.__newobj__  # type: ignore[attr-defined]  # what mpi4py reduces copies of named ops to

@@ -78,6 +78,27 @@ class SendReq:
 SENT = SendReq(done=True)
 
 
+class _AnyDone:
+    """``done`` when any of the inner requests is (for ``Engine.wait``)."""
+
+    __slots__ = ("inners",)
+
+    def __init__(self, inners: list[RecvReq | SendReq]) -> None:
+        self.inners = inners
+
+    @property
+    def done(self) -> bool:
+        return any(r.done for r in self.inners)
+
+
+class _AllDone(_AnyDone):
+    __slots__ = ()
+
+    @property
+    def done(self) -> bool:
+        return all(r.done for r in self.inners)
+
+
 class Engine:
     def __init__(self, fabric: Fabric) -> None:
         self.f = fabric

@@ -1,0 +1,126 @@
+"""The environment queries of a communicator: rank, size, name, group, attributes, error handlers, info.
+
+``CommEnvironment`` is a mixin of ``Comm`` (comm.py), as ``Collectives`` and ``PointToPoint`` are.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MpiError
+from . import runtime
+from .p2p import PROC_NULL
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+UNDEFINED = -32766
+
+
+class CommEnvironment:
+    _rt: Runtime
+    _members: list[int]
+    _rank: int
+    _size: int
+    _name: str
+    _attrs: dict[int, Any]
+
+    def Get_rank(self) -> int:  # noqa: N802
+        return self._rank
+
+    def Get_size(self) -> int:  # noqa: N802
+        return self._size
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def Get_name(self) -> str:  # noqa: N802
+        return self._name
+
+    def Set_name(self, name: str) -> None:  # noqa: N802
+        self._name = name
+
+    name = property(Get_name, Set_name)
+
+    def Is_inter(self) -> bool:  # noqa: N802
+        return False
+
+    def Is_intra(self) -> bool:  # noqa: N802
+        return True
+
+    is_inter = property(Is_inter)
+    is_intra = property(Is_intra)
+
+    def Get_topology(self) -> int:  # noqa: N802
+        return UNDEFINED
+
+    topology = property(Get_topology)
+
+    @property
+    def is_topo(self) -> bool:
+        return self.Get_topology() != UNDEFINED
+
+    def toint(self) -> int:
+        """granny communicators have no integer handles (-1, as mpi4py reports an unavailable one)."""
+        return -1
+
+    py2f = toint
+
+    def Get_group(self) -> Any:  # noqa: N802
+        from .group import Group
+
+        return Group(self._members)
+
+    group = property(Get_group)
+
+    def Get_attr(self, keyval: int) -> Any:  # noqa: N802
+        from . import constants as c
+
+        if keyval == c.TAG_UB:
+            return c.TAG_UB_VALUE
+        if keyval in (c.IO, c.HOST):
+            return PROC_NULL
+        if keyval == c.WTIME_IS_GLOBAL:
+            return False
+        if keyval == c.APPNUM:
+            return None
+        if keyval == c.UNIVERSE_SIZE:
+            return self._rt.world.size
+        if keyval == c.LASTUSEDCODE:
+            return 0
+        return self._attrs.get(keyval)
+
+    def Set_attr(self, keyval: int, value: Any) -> None:  # noqa: N802
+        self._attrs[keyval] = value
+
+    def Delete_attr(self, keyval: int) -> None:  # noqa: N802
+        self._attrs.pop(keyval, None)
+
+    def Get_errhandler(self) -> Any:  # noqa: N802
+        from . import constants as c
+
+        return c.ERRORS_RETURN
+
+    def Set_errhandler(self, errhandler: Any) -> None:  # noqa: N802
+        """Errors always raise MPI.Exception (mpi4py's default, ERRORS_RETURN); the handler is recorded only."""
+
+    def Call_errhandler(self, errorcode: int) -> None:  # noqa: N802
+        raise MpiError(f"error code {errorcode}", errorcode)
+
+    def Get_info(self) -> Any:  # noqa: N802
+        from .group import Info
+
+        return Info()
+
+    def Set_info(self, info: Any) -> None:  # noqa: N802
+        pass
+
+    info = property(Get_info, Set_info)
+
+    def Abort(self, errorcode: int = 0) -> None:  # noqa: N802
+        runtime.abort(errorcode, self._rank)
