@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serde
 from .config import ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes
-from .errors import ERROR_KINDS, AuthError, ConfigError, ConnectionLostError, GrannyError, RemoteError
+from .errors import (
+    ERROR_KINDS,
+    AuthError,
+    ConfigError,
+    ConnectionLostError,
+    GrannyError,
+    PeerLostError,
+    RemoteError,
+)
 from .transport import BlockingConn, dial
 from .wire import (
     Cancel,
@@ -418,7 +426,12 @@ def _world_outcome(pending: _Pending) -> tuple[Any, BaseException | None]:
     failed = [i for i in sorted(pending.results) if pending.results[i].status is not Status.OK]
     if not failed:
         return [pending.values[i] for i in range(pending.submit.n)], None
-    first = next((i for i in failed if pending.results[i].error_kind != "cancelled"), failed[0])
+    # The cause, not its consequences: ranks cancelled by the gang abort, or that lost a peer rank
+    # (PeerLostError), failed because another one did.
+    causes = [i for i in failed if pending.results[i].error_kind != "cancelled"]
+    first = next((i for i in causes if not isinstance(pending.values[i], PeerLostError)), None)
+    if first is None:
+        first = causes[0] if causes else failed[0]
     error = pending.values[first]
     assert isinstance(error, BaseException)
     import concurrent.futures as cf

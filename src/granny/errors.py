@@ -14,6 +14,7 @@
     │   ├── ResultSerializationError  the return value could not be pickled
     │   └── CancelledError     the task was cancelled
     ├── MpiError               an MPI call failed (mpi4py's MPI.Exception), with its MPI error class
+    │   └── PeerLostError      another rank of the world vanished (a consequence, not a cause)
     ├── InvalidTransitionError an illegal (state, event) pair in a lifecycle table
     └── TestbedError           a testbed could not be built, changed or torn down
 """
@@ -105,6 +106,12 @@ class MpiError(GrannyError):
     @property
     def error_string(self) -> str:
         return str(self)
+
+
+class PeerLostError(MpiError):
+    """A rank on another host closed its stream without saying goodbye: it died, or its host did.
+
+    When an app fails, the client reports the failure that caused this one, not this one."""
 
 
 class TestbedError(GrannyError):

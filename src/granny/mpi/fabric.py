@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MpiError
+from ..errors import ConnectionLostError, MpiError, PeerLostError
 from .shm import PAD, REC, RING_DATA, Consumer, Doorbell, Inbox, Producer, inbox_path
 
 Handler = Callable[[int, int, int, int, int, int, memoryview], None]  # kind flags ctx src tag arg payload
@@ -99,7 +99,10 @@ class Fabric:
         elif dst == self.rank:
             self.handler(kind, flags, ctx, dst, tag, arg, memoryview(bytes(payload)) if plen else memoryview(b""))
         elif self.tcp is not None:
-            self.tcp.send(dst, REC.pack(kind, flags, ctx, self.rank, tag, arg, plen), payload if plen else b"")
+            try:
+                self.tcp.send(dst, REC.pack(kind, flags, ctx, self.rank, tag, arg, plen), payload if plen else b"")
+            except ConnectionLostError as exc:
+                _peer_lost(exc)
         else:
             raise MpiError(f"rank {dst} is not reachable from rank {self.rank}", 6)  # MPI_ERR_RANK
 
@@ -137,7 +140,10 @@ class Fabric:
             self._passes += 1
             if self._passes >= TCP_EVERY:
                 self._passes = 0
-                n += self.tcp.poll(self._on_tcp)
+                try:
+                    n += self.tcp.poll(self._on_tcp)
+                except ConnectionLostError as exc:
+                    _peer_lost(exc)
         return n
 
     def _on_tcp(self, src: int, header: memoryview, payload: memoryview) -> None:
@@ -186,6 +192,20 @@ class Fabric:
             self.progress()
             if cond():
                 return
+
+
+PEER_LOSS_GRACE = 10.0
+
+
+def _peer_lost(exc: ConnectionLostError) -> None:
+    """A rank on another host vanished. Its death also reaches the planner (its worker reports the
+    exit, or its host stops sending heartbeats), which then stops the whole world with that rank's own
+    error. Reporting this rank's failure first would bury the cause under a consequence, so wait to be
+    stopped, and only fail by itself if that does not happen."""
+    deadline = time.monotonic() + PEER_LOSS_GRACE
+    while time.monotonic() < deadline:
+        time.sleep(0.05)  # the planner's kill ends this wait; nothing else does
+    raise PeerLostError(f"{exc} (and the planner did not stop this world within {PEER_LOSS_GRACE:g}s)") from None
 
 
 def _unset_handler(kind: int, flags: int, ctx: int, src: int, tag: int, arg: int, payload: memoryview) -> None:
