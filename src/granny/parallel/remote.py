@@ -95,6 +95,10 @@ class Listener:
         self.sock = socket.create_server(("0.0.0.0", 0))
         self.address = (ip, self.sock.getsockname()[1])
         self.proxies: list[threading.Thread] = []
+        # Joins of remote members, merged by the caller's thread once every thread of the region is done:
+        # a merge rewrites whole pages, so it must not race local threads (or other merges) on a page.
+        self._merges: list[Callable[[], None]] = []
+        self._merges_lock = threading.Lock()
         self.channels: list[Channel] = []
         self._closed = False
         threading.Thread(target=self._accept, name=f"team-{team_id}-accept", daemon=True).start()
@@ -114,10 +118,21 @@ class Listener:
                 chan.close()
                 continue
             self.channels.append(chan)
-            t = threading.Thread(target=_proxy, args=(chan, self.board_path, self.team_id, int(thread)),
+            t = threading.Thread(target=_proxy, args=(chan, self.board_path, self.team_id, int(thread), self._defer),
                                  name=f"team-{self.team_id}-proxy-{thread}", daemon=True)
             t.start()
             self.proxies.append(t)
+
+    def _defer(self, merge: Callable[[], None]) -> None:
+        with self._merges_lock:
+            self._merges.append(merge)
+
+    def merge_joins(self) -> None:
+        """Fold the remote members' diffs into the shared arrays (the caller, after every thread is done)."""
+        with self._merges_lock:
+            merges, self._merges = self._merges, []
+        for merge in merges:
+            merge()
 
     def bytes_shipped(self) -> tuple[int, int]:
         return sum(c.sent for c in self.channels), sum(c.received for c in self.channels)
@@ -127,7 +142,7 @@ class Listener:
         self.sock.close()
 
 
-def _proxy(chan: Channel, path: str, team_id: str, thread: int) -> None:
+def _proxy(chan: Channel, path: str, team_id: str, thread: int, defer: Callable[[Callable[[], None]], None]) -> None:
     board = Board(path, team_id, thread, create=False)
     arrays: dict[str, SharedArray] = {}
     pushed: dict[str, np.ndarray] = {}  # per array: the replica's contents as this member has them
@@ -160,8 +175,7 @@ def _proxy(chan: Channel, path: str, team_id: str, thread: int) -> None:
                 seg = region.shared[name][0]
                 arr = arrays[seg]
                 base_view = pushed[seg].view(arr.dtype).reshape(arr.shape)
-                merge_diff(arr.array, diff, MergeOp.OVERWRITE, snapshot=base_view)
-                apply(diff, base_view)
+                defer(_merge_later(arr, diff, base_view))
             for name, partial in partials.items():
                 op, segs, shape, dtype = region.reduce[name]
                 SharedArray.attach(segs[thread], shape, dtype).array[...] = partial
@@ -176,6 +190,14 @@ def _proxy(chan: Channel, path: str, team_id: str, thread: int) -> None:
     finally:
         chan.close()
         board.close()
+
+
+def _merge_later(arr: SharedArray, diff: Diff, base: np.ndarray) -> Callable[[], None]:
+    def merge() -> None:
+        merge_diff(arr.array, diff, MergeOp.OVERWRITE, snapshot=base)  # only the bytes the member changed
+        apply(diff, base)  # the proxy's record of the member's replica, for the next push
+
+    return merge
 
 
 def _serve(chan: Channel, board: Board, thread: int, nthreads: int) -> Any:

@@ -179,6 +179,7 @@ class Team:
         except BaseException as exc:  # noqa: BLE001 - re-raised at the join, as a member's would be
             mine = exc
         board.wait_until(lambda: all(board.done(t) >= gen for t in range(1, nthreads)) or self._failed() is not None)
+        self.listener.merge_joins()  # remote members' pages, now that no thread of the region writes any more
         if mine is not None:
             raise mine
         for t in range(1, nthreads):
