@@ -107,7 +107,8 @@ class Engine:
         self.posted: dict[int, list[RecvReq]] = {}
         self.unexpected: dict[int, deque[Msg]] = {}
         self.sends: dict[int, SendReq] = {}
-        self.deferred: list[tuple[int, int]] = []  # ACKs whose ring was full: (dst, msg id)
+        self.deferred: list[tuple[int, int]] = []
+        self.sinking: dict[int, RecvReq] = {}  # source -> the receive its next TCP record lands in  # ACKs whose ring was full: (dst, msg id)
         self._next = 1
         self.pid = os.getpid()
 
@@ -251,7 +252,31 @@ class Engine:
             self.f.doorbell.ring(dst)
         return True
 
+    def sink(self, src: int, header: memoryview, plen: int) -> memoryview | None:
+        """TCP links ask, once a large record's header is in: where should its payload go? If a posted
+        receive matches it now, straight into that receive's buffer (no copy afterwards). The receive
+        leaves the posted list at once, so nothing else can match it before the payload is complete."""
+        kind, flags, ctx, _src, tag, _arg, _plen = _unpack(header, 0)
+        if kind != K_BUF or flags:
+            return None
+        posted = self.posted.get(ctx)
+        if not posted:
+            return None
+        for i, r in enumerate(posted):
+            if (r.src == src or r.src == ANY_SOURCE) and (r.tag == tag or (r.tag == ANY_TAG and tag >= 0)):
+                if r.mem is None or r.mem.nbytes < plen:
+                    return None  # an object receive, or truncation: the general path reports it
+                del posted[i]
+                self.sinking[src] = r
+                return r.mem[:plen]
+        return None
+
     def _on_record(self, kind: int, flags: int, ctx: int, src: int, tag: int, arg: int, payload: memoryview) -> None:
+        if self.sinking:
+            r = self.sinking.pop(src, None)
+            if r is not None:  # its payload was received into r's buffer (sink): complete without a copy
+                r.msg_src, r.msg_tag, r.nbytes, r.done = src, tag, payload.nbytes, True
+                return
         if kind == K_ACK:
             req = self.sends.pop(arg, None)
             if req is not None:

@@ -103,6 +103,7 @@ class PointToPoint:
             warnings.warn("the 'buf' argument is deprecated", UserWarning, stacklevel=2)
         if type(source) is not int:
             source = _as_int(source)
+        # Written out again in Recv rather than shared: a common helper would cost a call per message.
         if 0 <= source < self._size and tag >= ANY_TAG:  # the common case, without the checks of _post
             n, rtag, value = self._engine.recv_direct(self._ctx, self._members[source], tag, None)
             if n >= 0:  # taken straight off the sender's ring

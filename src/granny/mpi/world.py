@@ -70,7 +70,10 @@ def create_world(world_id: str, rank: int, size: int, exchange: Exchange | None,
             tcp.close()
     order: dict[str, int] = {}
     hosts = [order.setdefault(a.host_id, len(order)) for a in addrs]
-    return World(world_id, rank, size, addrs, fabric, Engine(fabric), hosts)
+    engine = Engine(fabric)
+    if fabric.tcp is not None:
+        fabric.tcp.set_sink(engine.sink)  # large matched receives from other hosts land in place
+    return World(world_id, rank, size, addrs, fabric, engine, hosts)
 
 
 def singleton_world() -> World:
