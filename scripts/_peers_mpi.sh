@@ -61,6 +61,7 @@ peers_mpi_suite() {  # mpi4py's own unittest suite, unmodified, from the sdist
     local pip
     pip=$(command -v pip3 || command -v pip || true)
     [[ -x "$PEERS_MPI_VENV/bin/pip" ]] && pip="$PEERS_MPI_VENV/bin/pip"
+    [[ -z "$pip" && -x "${VENV:-.venv}/bin/pip" ]] && pip="${VENV:-.venv}/bin/pip"  # a fresh CI machine
     [[ -n "$pip" ]] || { _peers_mpi_log "no pip to download the mpi4py sdist"; return 1; }
     _peers_mpi_log "pip download --no-binary mpi4py --no-deps mpi4py==$MPI4PY_VERSION"
     # --no-binary for mpi4py only: with :all: pip would also build setuptools/Cython from source
