@@ -149,6 +149,8 @@ def test_down_cleans_up_after_a_crashed_up(tmp_path: Path) -> None:
     orphan = spawn("orphan", [sys.executable, "-c", "import time; time.sleep(600)"], tmp_path / "orphan.log",
                    state_dir)
     assert len(namespaces(PREFIX)) == 3
+    # Until the child has exec'd, /proc/PID/environ is still its parent's, without the marker.
+    wait_for(lambda: orphan.pid in marked(state_dir), what="the orphan to carry its testbed marker")
     teardown(state_dir, PREFIX)
     assert namespaces(PREFIX) == []
     assert not Path(f"/sys/class/net/{layout.root_link}").exists()
