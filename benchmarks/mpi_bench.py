@@ -37,7 +37,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -204,8 +203,9 @@ def rank_main(out: str, budget: float) -> int:
 
 # ==================================================================================== child (one launch)
 def _granny_cli() -> list[str]:
-    exe = Path(sys.executable).with_name("granny")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "granny"]
+    from granny.cluster import granny_command
+
+    return granny_command()
 
 
 def _peer_env() -> dict[str, str]:
@@ -213,46 +213,10 @@ def _peer_env() -> dict[str, str]:
             "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 
 
-class GrannyUp:
-    def __init__(self, data_dir: str) -> None:
-        self.lines: list[str] = []
-        cmd = [*_granny_cli(), "up", "--workers", "1", "--slots", "2", "--data-dir", data_dir, "--port", "0",
-               "--http-port", "0"]
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     text=True, bufsize=1)
-        ready = threading.Event()
+def GrannyUp(data_dir: str) -> Any:  # noqa: N802 - granny.cluster.UpProcess, the one implementation
+    from granny.cluster import UpProcess  # here, not at the top: this file also runs under the peer's python
 
-        def pump() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip("\n"))
-                del self.lines[:-50]
-                if line.startswith("READY "):
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(60):
-            raise TimeoutError(f"`granny up` printed no READY line in 60 s: {self.lines[-5:]}")
-        line = next((x for x in self.lines if x.startswith("READY ")), None)
-        if line is None:
-            raise RuntimeError(f"`granny up` exited ({self.proc.poll()}) without READY: {self.lines[-5:]}")
-        self.ready_s = time.perf_counter() - t0
-        m = re.search(r"address=(\S+)", line)
-        tf = re.search(r"token_file=(\S+)", line)
-        assert m, line
-        token = Path(tf.group(1) if tf else Path(data_dir) / "token").read_text().strip()
-        self.env = {"GRANNY_ADDRESS": m.group(1), "GRANNY_TOKEN": token}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    return UpProcess(data_dir, slots=2)
 
 
 def first_line_latency(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, int, str]:
@@ -288,7 +252,7 @@ def child(system: str, out: str, budget: float, launches: int, job_timeout: floa
     res = H.ChildResult(out, system)
     scratch = tempfile.mkdtemp(prefix=f"mpi-bench-{system}-")
     rank_out = os.path.join(scratch, "ranks.json")
-    up: GrannyUp | None = None
+    up: Any = None
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     errors: dict[str, str] = {}

@@ -34,13 +34,9 @@ import datetime as dt
 import importlib.util
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,77 +116,27 @@ class GrannyUpSystem(GrannySystem):
 
     def __init__(self) -> None:
         super().__init__()
-        exe = Path(sys.executable).with_name("granny")
-        self.cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "granny"]
-        self.meta["launcher"] = " ".join(Path(c).name for c in self.cmd)
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
-
-    def _pump(self, ready: threading.Event) -> None:
-        # Keep draining stdout for the cluster's whole life so it never blocks on a full pipe.
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            del self.lines[:-50]
-            if line.startswith("READY "):
-                ready.set()
-        ready.set()  # EOF: wake the waiter, which then sees no READY line
+        self.up: Any = None
+        self.data_dir = ""
 
     def start(self) -> None:
+        from granny.cluster import UpProcess, granny_command  # the one `granny up` launcher
+
+        self.meta["launcher"] = " ".join(Path(c).name for c in granny_command())
         self.data_dir = tempfile.mkdtemp(prefix="granny-bench-")
-        t0 = H.now()
-        self.proc = subprocess.Popen(
-            [
-                *self.cmd,
-                "up",
-                "--workers",
-                "1",
-                "--slots",
-                str(NW),
-                "--data-dir",
-                self.data_dir,
-                "--port",
-                "0",
-            ],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
-        ready = threading.Event()
-        threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
-        if not ready.wait(self.READY_TIMEOUT_S):
-            raise TimeoutError(
-                f"`granny up` printed no READY line within {self.READY_TIMEOUT_S} s: {self.lines}"
-            )
-        line = next((x for x in self.lines if x.startswith("READY ")), None)
-        if line is None:
-            raise RuntimeError(f"`granny up` exited ({self.proc.poll()}) without READY: {self.lines}")
-        self.details["up_ready_s"] = H.now() - t0
-        m = re.search(r"address=(\S+)", line)
-        if not m:
-            raise RuntimeError(f"no address=HOST:PORT in READY line: {line!r}")
-        token = (Path(self.data_dir) / "token").read_text().strip()
-        self.meta["ready_line"] = line
-        self.client = self.granny.connect(address=m.group(1), token=token)
+        self.up = UpProcess(self.data_dir, slots=NW, timeout=self.READY_TIMEOUT_S)
+        self.details["up_ready_s"] = self.up.ready_s
+        self.meta["ready_line"] = self.up.ready_line
+        self.client = self.granny.connect(address=self.up.address, token=self.up.token)
 
     def stop(self) -> None:
         try:
             if self.client is not None:
                 self.client.close()
         finally:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGINT)
-                try:
-                    self.meta["up_exit_code"] = self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.meta["up_exit_code"] = "no exit 15 s after SIGINT; terminated"
-                    self.proc.terminate()
-                    try:
-                        self.proc.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
-                        self.proc.kill()
-                        self.proc.wait()
+            if self.up is not None:
+                code = self.up.stop()
+                self.meta["up_exit_code"] = code if code is not None else "no exit 15 s after SIGINT; terminated"
             if self.data_dir:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
 

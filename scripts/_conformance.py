@@ -20,13 +20,11 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,45 +50,24 @@ class UpCluster:
     """One ``granny up`` for the whole run; GRANNY_ADDRESS/GRANNY_TOKEN of the jobs point at it."""
 
     def __init__(self, granny: list[str], slots: int) -> None:
+        from granny.cluster import UpProcess
+
         self.data_dir = tempfile.mkdtemp(prefix="granny-conformance-")
-        self.lines: list[str] = []
-        self.env: dict[str, str] = {}
-        cmd = [*granny, "up", "--workers", "1", "--slots", str(slots), "--data-dir", self.data_dir,
-               "--port", "0", "--http-port", "0"]
-        log("starting: " + " ".join(cmd))
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     text=True, bufsize=1, start_new_session=True)
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip("\n"))
-                del self.lines[:-100]
-                if line.startswith("READY "):
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(60):
-            self.stop()
-            raise RuntimeError(f"`granny up` printed no READY line in 60 s: {self.lines[-5:]}")
-        line = next((x for x in self.lines if x.startswith("READY ")), "")
-        m = re.search(r"address=(\S+)", line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"`granny up` exited without READY: {self.lines[-5:]}")
-        token_file = re.search(r"token_file=(\S+)", line)
-        token = Path(token_file.group(1) if token_file else Path(self.data_dir) / "token").read_text().strip()
-        self.env = {"GRANNY_ADDRESS": m.group(1), "GRANNY_TOKEN": token}
-        log(f"granny up ready at {m.group(1)} ({slots} slots)")
+        log(f"starting granny up ({slots} slots) in {self.data_dir}")
+        try:
+            self.up = UpProcess(self.data_dir, slots=slots, new_session=True)
+        except Exception:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise
+        self.proc, self.lines, self.env = self.up.proc, self.up.lines, self.up.env
+        log(f"granny up ready at {self.up.address} ({slots} slots)")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def cancel_leftovers(self, granny: list[str], env: dict[str, str]) -> str:
-        """After a hung job: `granny run` ending does not (yet) cancel its app, whose granules would keep
-        the slots and make every later job queue. The cluster is private to this run, so cancel every
+        """After a hung job: a `granny run` that was killed (not interrupted) cannot cancel its app, whose
+        granules would keep the slots and make every later job queue. The cluster is private to this run, so cancel every
         app that is not finished; restart the cluster if slots are still in use after that."""
         def cli(*a: str) -> str:
             return subprocess.run([*granny, *a], env=env, capture_output=True, text=True, timeout=30).stdout
@@ -109,12 +86,8 @@ class UpCluster:
         return "slots still in use after cancelling: restart"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _kill_group(self.proc)
+        if self.up.stop() is None and self.proc.poll() is None:
+            _kill_group(self.proc)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -161,3 +163,69 @@ def watch_parent() -> None:
         os.kill(os.getpid(), 15)  # SIGTERM: the normal, clean shutdown path
 
     threading.Thread(target=watch, name="granny-watchdog", daemon=True).start()
+
+
+def granny_command() -> list[str]:
+    """How to start the ``granny`` command of this interpreter's environment."""
+    exe = Path(sys.executable).with_name("granny")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "granny"]
+
+
+class UpProcess:
+    """``granny up`` run as a subprocess, exactly as a user starts it; ready once it prints READY.
+
+    Its output is drained for its whole life (into ``lines``, the last ``keep`` of them), so it never
+    blocks on a full pipe. ``env`` holds GRANNY_ADDRESS/GRANNY_TOKEN for commands run against it."""
+
+    def __init__(self, data_dir: str | Path, *, slots: int = 2, workers: int = 1, timeout: float = 60.0,
+                 new_session: bool = False, keep: int = 100) -> None:
+        self.data_dir = Path(data_dir)
+        self.lines: list[str] = []
+        self.cmd = [*granny_command(), "up", "--workers", str(workers), "--slots", str(slots), "--data-dir",
+                    str(self.data_dir), "--port", "0", "--http-port", "0"]
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=new_session)
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                del self.lines[:-keep]
+                if line.startswith("READY "):
+                    ready.set()
+            ready.set()  # EOF: wake the waiter, which then finds no READY line
+
+        threading.Thread(target=pump, name="granny-up-output", daemon=True).start()
+        ready.wait(timeout)
+        self.ready_line = next((x for x in self.lines if x.startswith("READY ")), "")
+        address = re.search(r"address=(\S+)", self.ready_line)
+        if address is None:
+            state = "is still starting" if self.alive() else f"exited ({self.proc.poll()})"
+            self.stop()
+            raise ClusterError(f"`granny up` {state} without a READY line after {timeout:g} s: {self.lines[-5:]}")
+        self.ready_s = time.perf_counter() - t0
+        self.address = address.group(1)
+        token_file = re.search(r"token_file=(\S+)", self.ready_line)
+        self.token = Path(token_file.group(1) if token_file else self.data_dir / "token").read_text().strip()
+        self.env = {"GRANNY_ADDRESS": self.address, "GRANNY_TOKEN": self.token}
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 15.0) -> int | None:
+        """Ctrl-C, as a user would; then terminate and kill. Returns the exit code (None if it was killed)."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            return None
