@@ -92,6 +92,7 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         rt = runtime.get()
         self._rt = rt
         self._engine = rt.world.engine
+        self._out, self._in = self._engine.f.fast_out, self._engine.f.fast_in  # by world rank (p2p_api.py)
         self._members = members
         self._index = {w: i for i, w in enumerate(members)}
         self._rank = self._index.get(rt.world.rank, UNDEFINED)
@@ -110,6 +111,7 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         self._members, self._index, self._size, self._rank, self._cid = [], {}, 0, UNDEFINED, -1
         self._ctx = self._cctx = -2
         self._name, self._freed, self._hosts, self._attrs, self._locks = "MPI_COMM_NULL", True, [], {}, {}
+        self._out, self._in = [], []
         if runtime.started():
             self._rt = runtime.get()
             self._engine = self._rt.world.engine

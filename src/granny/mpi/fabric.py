@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConnectionLostError, MpiError, PeerLostError
-from .shm import PAD, REC, RING_DATA, Consumer, Doorbell, Inbox, Producer, inbox_path
+from . import shm
+from .shm import PAD, REC, RING_DATA, Consumer, Doorbell, Inbox, Producer, doorbell_name, inbox_path
 
 Handler = Callable[[int, int, int, int, int, int, memoryview], None]  # kind flags ctx src tag arg payload
 TCP_EVERY = 64
@@ -39,14 +40,19 @@ class RankAddr:
 class Fabric:
     def __init__(self, world_id: str, rank: int, size: int) -> None:
         self.world_id, self.rank, self.size = world_id, rank, size
-        self.inbox = Inbox(inbox_path(world_id, rank, os.getpid()), size, create=True)
+        self.fast = shm.fast_rings()
+        self.inbox = Inbox(inbox_path(world_id, rank, os.getpid()), size, create=True, fast=self.fast)
         self.doorbell = Doorbell(world_id, rank)
         self.tcp: Any = None  # TcpLinks, created by the world only when a peer is remote
         self.handler: Handler = _unset_handler
-        self.producers: list[Producer | None] = [None] * size
+        self.producers: list[shm.AnyProducer | None] = [None] * size
         self.peer_inboxes: dict[int, Inbox] = {}
-        self.consumers: list[Consumer] = []
-        self.consumer_of: dict[int, Consumer] = {}  # same-host sender -> its ring in our inbox
+        self.consumers: list[shm.AnyConsumer] = []
+        self.consumer_of: dict[int, shm.AnyConsumer] = {}  # same-host sender -> its ring in our inbox
+        # The C rings by world rank, for the buffer fast paths of Comm.Send/Recv (p2p_api.py); all None
+        # when the rings are the pure-Python ones.
+        self.fast_out: list[shm.FastProducer | None] = [None] * size
+        self.fast_in: list[shm.FastConsumer | None] = [None] * size
         self.local: list[int] = [rank]
         self.remote: list[int] = []
         self.spin = float(os.environ.get("GRANNY_MPI_SPIN_US", "100")) * 1e-6
@@ -65,10 +71,20 @@ class Fabric:
                 continue
             inbox = Inbox(inbox_path(self.world_id, r, addrs[r].pid), self.size, create=False)
             self.peer_inboxes[r] = inbox
-            self.producers[r] = Producer(inbox, self.rank)
-            self.consumers.append(Consumer(self.inbox, r))
-            self.consumers[-1].peer_words = inbox.words
-            self.consumer_of[r] = self.consumers[-1]
+            prod: shm.AnyProducer
+            cons: shm.AnyConsumer
+            if self.fast:
+                bell_fd, bell = self.doorbell.out.fileno(), doorbell_name(self.world_id, r)
+                prod = self.fast_out[r] = shm.FastProducer(inbox, self.rank, bell_fd, bell)
+                cons = self.fast_in[r] = shm.FastConsumer(self.inbox, r)
+                cons.attach_peer(inbox, bell_fd, bell)
+            else:
+                prod = Producer(inbox, self.rank)
+                cons = Consumer(self.inbox, r)
+                cons.peer_words = inbox.words
+            self.producers[r] = prod
+            self.consumers.append(cons)
+            self.consumer_of[r] = cons
         if len(self.local) > (os.cpu_count() or 1):
             self.spin, self.yield_spin = min(self.spin, 5e-6), True
 

@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import MpiError
 from .fabric import Fabric
 from .pickling import loads
-from .shm import REC, RING_DATA, buffer_address, cma_read
+from .shm import EAGER_LIMIT, REC, RING_DATA, buffer_address, cma_read
 
 RING_MASK = RING_DATA - 1
 _pickle_loads = pickle.loads
@@ -39,8 +39,8 @@ PROC_NULL = -2
 
 K_BUF, K_OBJ, K_RTS_BUF, K_RTS_OBJ, K_ACK = 1, 2, 3, 4, 5
 F_SYNC = 1
-EAGER_LIMIT = 64 * 1024
 DIRECT_SPINS = 2000  # ring checks (~30 µs) before a direct receive hands over to the general wait
+DIRECT_SPIN_NS = 30_000  # the same budget for the C ring's receive (shm.FastConsumer.recv_buf)
 RTS = struct.Struct("<iQQ")
 ERR_TRUNCATE = 15
 ERR_RANK = 6

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MpiError
 from .buffers import buffer_bytes, parse_buffer
-from .p2p import ANY_SOURCE, ANY_TAG, ERR_RANK, ERR_TAG, PROC_NULL, Engine, RecvReq
+from .p2p import ANY_SOURCE, ANY_TAG, DIRECT_SPIN_NS, ERR_RANK, ERR_TAG, PROC_NULL, Engine, RecvReq
 from .pickling import dumps
 from .request import REQUEST_NULL, Request, Status, completed_request, fill_status
+
+if TYPE_CHECKING:
+    from .shm import FastConsumer, FastProducer
 
 
 class PointToPoint:
@@ -24,6 +27,8 @@ class PointToPoint:
     _index: dict[int, int]
     _size: int
     _ctx: int
+    _out: list[FastProducer | None]  # by world rank: the C ring to a same-host rank (fabric.fast_out)
+    _in: list[FastConsumer | None]
 
     # --- helpers -----------------------------------------------------------------------------
     def _dest(self, dest: int) -> int:
@@ -153,6 +158,10 @@ class PointToPoint:
         return Request(self._engine, inner)
 
     def Send(self, buf: Any, dest: int, tag: int = 0) -> None:  # noqa: N802
+        if type(dest) is int and 0 <= dest < self._size and type(tag) is int and tag >= 0:
+            prod = self._out[self._members[dest]]
+            if prod is not None and prod.send_buf(buf, self._ctx, tag) > 0:
+                return  # a small plain ndarray to a same-host rank: one C call (shm.FastProducer)
         if type(dest) is not int:
             dest = _as_int(dest)
         if tag < 0 or dest < 0 or dest >= self._size:
@@ -205,15 +214,30 @@ class PointToPoint:
         return Prequest(None, lambda: self.Irecv(buf, source, tag))
 
     def Recv(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> None:  # noqa: N802
+        direct = True
+        if type(source) is int and 0 <= source < self._size and type(tag) is int and tag >= ANY_TAG:
+            cons = self._in[self._members[source]]
+            if cons is not None:
+                eng, ctx = self._engine, self._ctx
+                # As Engine.recv_direct: only when nothing else is pending is the next record of the
+                # source's ring the one this receive matches.
+                if not (eng.deferred or eng.unexpected.get(ctx) or eng.posted.get(ctx)):
+                    n = cons.recv_buf(buf, ctx, tag, DIRECT_SPIN_NS)
+                    if n >= 0:  # a small plain ndarray, straight off the ring in C (shm.FastConsumer)
+                        if status is not None:
+                            fill_status(status, source, cons.last_tag, n)
+                        return
+                    direct = n == -1  # -2: the C receive saw what recv_direct would see; go general
         mem = buffer_bytes(buf, False, "receive buffer")
         if type(source) is not int:
             source = _as_int(source)
         if 0 <= source < self._size and tag >= ANY_TAG:  # the common case, without the checks of _post
-            n, rtag, _ = self._engine.recv_direct(self._ctx, self._members[source], tag, mem)
-            if n >= 0:  # taken straight off the sender's ring
-                if status is not None:
-                    fill_status(status, source, rtag, n)
-                return
+            if direct:
+                n, rtag, _ = self._engine.recv_direct(self._ctx, self._members[source], tag, mem)
+                if n >= 0:  # taken straight off the sender's ring
+                    if status is not None:
+                        fill_status(status, source, rtag, n)
+                    return
             req = self._engine.post(self._ctx, self._members[source], tag, mem)
         else:
             req = self._post(source, tag, mem)

@@ -31,7 +31,7 @@ import mmap
 import os
 import socket
 import struct
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..errors import MpiError
 
@@ -41,6 +41,7 @@ RING_META = 128  # head (own cache line), tail (own cache line)
 RING_DATA = 1 << 20  # bytes of record space per ordered pair
 RING_MASK = RING_DATA - 1
 ALIGN = 64
+EAGER_LIMIT = 64 * 1024  # larger same-host payloads go by rendezvous (p2p.py), not through the ring
 
 # kind, flags, ctx, src, tag, arg, payload length
 REC = struct.Struct("<BBxxiiiQQ")
@@ -48,6 +49,19 @@ _pack = REC.pack_into
 PAD = 0xFF
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+try:
+    from . import _fastring
+except ImportError:  # the C extension did not build: the pure-Python rings below do everything
+    _fastring = None  # type: ignore[assignment]
+
+PURE_ENV = "GRANNY_MPI_PURE"
+
+
+def fast_rings() -> bool:
+    """Whether new fabrics use the C rings: the extension is importable and ``GRANNY_MPI_PURE`` is unset
+    (or "0"). Asked per fabric, so a test may switch between the two in one process."""
+    return _fastring is not None and os.environ.get(PURE_ENV, "") in ("", "0")
 
 
 class _IOVec(ctypes.Structure):
@@ -84,7 +98,7 @@ def doorbell_name(world_id: str, rank: int) -> bytes:
 class Inbox:
     """One rank's mapping of some rank's inbox (its own, to consume; a peer's, to produce)."""
 
-    def __init__(self, path: str, world_size: int, create: bool) -> None:
+    def __init__(self, path: str, world_size: int, create: bool, fast: bool = False) -> None:
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         fd = os.open(path, flags, 0o600)
         try:
@@ -96,6 +110,7 @@ class Inbox:
         self.path = path
         self.mem = memoryview(self.map)
         self.words = self.mem.cast("Q")  # 8-byte aligned counters, read and written whole
+        self.fast = fast and _fastring is not None
 
     def ring_offset(self, sender: int) -> int:
         return CTRL + sender * (RING_META + RING_DATA)
@@ -105,7 +120,10 @@ class Inbox:
         return int(self.words[0])
 
     def set_sleeping(self, value: int) -> None:
-        self.words[0] = value
+        if self.fast:
+            _fastring.set_flag(self.map, 0, value)  # a fenced store: see "Waiting" above
+        else:
+            self.words[0] = value
 
     def close(self) -> None:
         self.words.release()
@@ -171,6 +189,40 @@ class Consumer:
         self.tail = int(self.words[self.tail_i])
         self.src = sender
         self.peer_words: memoryview | None = None  # the sender's own inbox words (its sleeping flag)
+
+
+if _fastring is not None:
+
+    class FastProducer(_fastring.Producer):
+        """``Producer`` over the C ring: the same records, counters and ``try_put``, plus ``send_buf``
+        (a whole buffer ``Send`` of a small ndarray in one C call, doorbell included)."""
+
+        __slots__ = ("head_i", "inbox", "tail_i", "words")
+
+        def __init__(self, inbox: Inbox, me: int, bell_fd: int, bell_name: bytes) -> None:
+            off = inbox.ring_offset(me)
+            super().__init__(inbox.map, off, RING_DATA, me, EAGER_LIMIT)
+            self.head_i, self.tail_i = off // 8, (off + 64) // 8
+            self.inbox = inbox
+            self.words = inbox.words
+            self.set_bell(bell_fd, bell_name)
+
+    class FastConsumer(_fastring.Consumer):
+        """``Consumer`` over the C ring, plus ``recv_buf`` (a small ``Recv`` straight off the ring)."""
+
+        __slots__ = ("data", "head_i", "peer_words", "tail_i")
+
+        def __init__(self, inbox: Inbox, sender: int) -> None:
+            off = inbox.ring_offset(sender)
+            super().__init__(inbox.map, off, RING_DATA, sender)
+            self.head_i, self.tail_i = off // 8, (off + 64) // 8
+            self.data = inbox.mem[off + RING_META:off + RING_META + RING_DATA]
+            self.peer_words: memoryview | None = None
+
+        def attach_peer(self, peer: Inbox, bell_fd: int, bell_name: bytes) -> None:
+            """The sender's own inbox (its sleeping flag) and doorbell: rung when it may wait for room."""
+            self.peer_words = peer.words
+            self.set_peer(peer.map, bell_fd, bell_name)
 
 
 def cma_read(pid: int, address: int, into: memoryview) -> None:
@@ -240,3 +292,7 @@ class Doorbell:
     def close(self) -> None:
         self.sock.close()
         self.out.close()
+
+
+AnyProducer: TypeAlias = "Producer | FastProducer"  # FastProducer exists only with the C extension
+AnyConsumer: TypeAlias = "Consumer | FastConsumer"
