@@ -128,7 +128,30 @@ def workout(comm: Any) -> dict[str, Any]:
                 bad.append(i)
         res["flood_bad"] = bad
 
-    # 5. a receiver that has gone to sleep is woken by a fast send (and keeps working after)
+    # 5. pickles: small (C), mid-sized (in place, recv_direct), with arrays out of band, past the eager
+    #    limit (rendezvous); tags out of order; status
+    objs = [None, 1, "x" * 100, {"a": np.arange(3)}, list(range(2000)), np.arange(1000, dtype=np.float64),
+            {"big": np.ones(100_000)}, b"y" * 70_000]
+    if rank == 0:
+        comm.send("second", dest=1, tag=12)
+        comm.send("first", dest=1, tag=11)
+        for i, o in enumerate(objs):
+            comm.send(o, dest=1, tag=20 + i)  # the last two wait for their receive (rendezvous)
+    else:
+        first, second = comm.recv(source=0, tag=11), comm.recv(source=0, tag=12)
+        same, tags = [], []
+        for i, o in enumerate(objs):
+            got = comm.recv(source=0, tag=MPI.ANY_TAG, status=st)
+            tags.append(st.Get_tag())
+            if isinstance(o, np.ndarray):
+                same.append(bool((got == o).all()))
+            elif isinstance(o, dict) and isinstance(o.get("a", o.get("big")), np.ndarray):
+                same.append(all(bool((got[k] == v).all()) for k, v in o.items()))
+            else:
+                same.append(got == o)
+        res["pickles"] = [first, second, same, tags]
+
+    # 6. a receiver that has gone to sleep is woken by a fast send (and keeps working after)
     got = np.zeros(8, np.float64)
     if rank == 0:
         time.sleep(0.2)
@@ -152,6 +175,7 @@ def test_buffer_send_recv_semantics(mode_client: tuple[str, granny.Client]) -> N
     assert r1["truncate"] is True and r1["after_truncate"] == [9, 9, 9, 9]
     assert r1["flood_bad"] == []
     assert r0["woken"] == 5.0 and r1["woken"] == 2.5
+    assert r1["pickles"] == ["first", "second", [True] * 8, list(range(20, 28))]
 
 
 def ping(comm: Any, rounds: int) -> float:

@@ -122,7 +122,7 @@ def take_c(rig: Rig, c: Any, nbytes: int) -> tuple[int, int, bytes] | None:
 
 
 def test_constants_agree_with_the_python_side() -> None:
-    assert fastring.K_BUF == p2p.K_BUF
+    assert fastring.K_BUF == p2p.K_BUF and fastring.K_OBJ == p2p.K_OBJ
     assert fastring.PAD == PAD
     assert fastring.HEADER == REC.size == 32
 
@@ -321,3 +321,27 @@ def test_pure_switch_picks_the_python_rings(monkeypatch: pytest.MonkeyPatch) -> 
             assert f.fast is fast and f.inbox.fast is fast
         finally:
             f.close()
+
+
+def test_objects_through_send_obj_and_recv_obj(rig: Rig) -> None:
+    prod, cons = rig.producer(True), rig.consumer(True)
+    assert cons.recv_obj(CTX, TAG, 10_000, 4096) is None  # nothing came
+    assert prod.send_obj(b"pickle", CTX, TAG) == 1
+    assert cons.recv_obj(CTX + 2, TAG, 0, 4096) is None  # another context: the general path
+    assert cons.recv_obj(CTX, TAG + 1, 0, 4096) is None  # another tag
+    got = cons.recv_obj(CTX, p2p.ANY_TAG, 0, 4096)
+    assert type(got) is bytearray and got == b"pickle" and cons.last_tag == TAG
+    assert prod.send_obj(bytearray(5000), CTX, TAG) == 1
+    assert cons.recv_obj(CTX, TAG, 0, 4096) is False  # the match, but large: left for recv_direct
+    assert take_py(rig, cons) == (p2p.K_OBJ, 0, CTX, ME, TAG, 0, bytes(5000))
+    assert prod.send_buf(np.ones(4, np.uint8), CTX, TAG) == 1
+    assert cons.recv_obj(CTX, TAG, 0, 4096) is None  # a buffer message
+    out = np.zeros(4, np.uint8)
+    assert cons.recv_buf(out, CTX, TAG, 0) == 4
+    assert prod.send_obj(b"x" * (shm.EAGER_LIMIT + 1), CTX, TAG) == -1
+    assert prod.send_obj(object(), CTX, TAG) == -1  # no buffer
+    assert prod.send_obj(b"", CTX, TAG) == 1
+    assert cons.recv_obj(CTX, TAG, 0, 4096) == bytearray()
+    rig.own.set_sleeping(1)
+    assert prod.send_obj(b"z", CTX, TAG) == 1 and cons.recv_obj(CTX, TAG, 0, 4096) == b"z"
+    assert _rang(rig.bells[ME]) == 1

@@ -15,10 +15,14 @@
  *
  *   Producer.send_buf(array, ctx, tag) -> 1 sent, 0 ring full, -1 not handled (not a plain ndarray,
  *        too large ...): the caller takes the general path.
+ *   Producer.send_obj(pickle, ctx, tag) -> the same for a pickled object (a K_OBJ record).
  *   Consumer.recv_buf(array, ctx, tag, spin_ns) -> payload length (>= 0) when the next record of the
  *        ring was the simple match and went straight into the array; -1 the array is not a plain
  *        writable ndarray; -2 nothing arrived within spin_ns, or the next record needs the general
  *        path (another context or tag, a PAD, a rendezvous, a synchronous send, truncation ...).
+ *   Consumer.recv_obj(ctx, tag, spin_ns, max_bytes) -> the pickle of the next record (a bytearray)
+ *        when it is the simple match; False when it is but is larger than max_bytes (the caller
+ *        unpickles it in place, Engine.recv_direct); None for the general path, as recv_buf's -2.
  *
  * Both ring the peer's doorbell (a datagram to an abstract unix socket) when its sleeping flag is set:
  * the producer after publishing a record, the consumer after freeing room. Counters are published with
@@ -41,6 +45,7 @@
 #include <time.h>
 
 #define K_BUF 1
+#define K_OBJ 2
 #define K_PAD 0xFF
 #define HEADER 32
 #define ANY_TAG (-1)
@@ -295,6 +300,19 @@ static inline void put_record(Producer *p, uint8_t kind, uint8_t flags, int32_t 
     __atomic_store_n(r->head_p, p->head, __ATOMIC_SEQ_CST);
 }
 
+/* One eager record of `kind` from this rank, then the doorbell: 1 sent, 0 ring full. */
+static inline long send_record(Producer *self, uint8_t kind, int32_t ctx, int32_t tag, const void *buf,
+                               uint64_t plen) {
+    uint64_t size = (plen + HEADER + 63) & ~(uint64_t)63, gap;
+    int64_t pos = reserve(self, size, &gap);
+    if (pos < 0)
+        return 0;
+    put_record(self, kind, 0, ctx, self->src, tag, 0, buf, plen, size, gap, (uint64_t)pos);
+    if (__atomic_load_n(self->peer_sleeping, __ATOMIC_SEQ_CST))
+        bell_ring(&self->bell);
+    return 1;
+}
+
 static PyObject *Producer_send_buf(Producer *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "send_buf(array, ctx, tag)");
@@ -306,22 +324,27 @@ static PyObject *Producer_send_buf(Producer *self, PyObject *const *args, Py_ssi
     Py_buffer view;
     if (!get_plain_array(args[0], &view, 0))
         return PyLong_FromLong(-1);
-    uint64_t plen = (uint64_t)view.len;
-    if (view.len > self->eager) {
-        PyBuffer_Release(&view);
+    long rc = view.len > self->eager ? -1 : send_record(self, K_BUF, ctx, tag, view.buf, (uint64_t)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(rc);
+}
+
+static PyObject *Producer_send_obj(Producer *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "send_obj(pickle, ctx, tag)");
+        return NULL;
+    }
+    int32_t ctx, tag;
+    if (self->ring.data == NULL || !as_int32(args[1], &ctx) || !as_int32(args[2], &tag))
+        return PyLong_FromLong(-1);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
         return PyLong_FromLong(-1);
     }
-    uint64_t size = (plen + HEADER + 63) & ~(uint64_t)63, gap;
-    int64_t pos = reserve(self, size, &gap);
-    if (pos < 0) {
-        PyBuffer_Release(&view);
-        return PyLong_FromLong(0);
-    }
-    put_record(self, K_BUF, 0, ctx, self->src, tag, 0, view.buf, plen, size, gap, (uint64_t)pos);
+    long rc = view.len > self->eager ? -1 : send_record(self, K_OBJ, ctx, tag, view.buf, (uint64_t)view.len);
     PyBuffer_Release(&view);
-    if (__atomic_load_n(self->peer_sleeping, __ATOMIC_SEQ_CST))
-        bell_ring(&self->bell);
-    return PyLong_FromLong(1);
+    return PyLong_FromLong(rc);
 }
 
 static PyObject *Producer_try_put(Producer *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -381,6 +404,8 @@ static PyObject *Producer_set_bell(Producer *self, PyObject *args) {
 static PyMethodDef Producer_methods[] = {
     {"send_buf", (PyCFunction)(void (*)(void))Producer_send_buf, METH_FASTCALL,
      "send_buf(array, ctx, tag) -> 1 sent, 0 ring full, -1 not handled here"},
+    {"send_obj", (PyCFunction)(void (*)(void))Producer_send_obj, METH_FASTCALL,
+     "send_obj(pickle, ctx, tag) -> 1 sent, 0 ring full, -1 not handled here (too large)"},
     {"try_put", (PyCFunction)(void (*)(void))Producer_try_put, METH_FASTCALL,
      "try_put(kind, flags, ctx, src, tag, arg, payload, plen) -> False if the ring has no room now"},
     {"set_bell", (PyCFunction)Producer_set_bell, METH_VARARGS,
@@ -470,6 +495,31 @@ static PyObject *Consumer_set_peer(Consumer *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Spin up to spin_ns for a record in the ring: 1 there is one at tail, 0 none came. */
+static inline int wait_record(Consumer *self, long long spin_ns) {
+    const uint64_t *head_p = self->ring.head_p;
+    uint64_t tail = self->tail;
+    if (__atomic_load_n(head_p, __ATOMIC_ACQUIRE) != tail)
+        return 1;
+    int64_t deadline = now_ns() + spin_ns;
+    for (unsigned i = 1;; i++) {
+        cpu_relax();
+        if (__atomic_load_n(head_p, __ATOMIC_ACQUIRE) != tail)
+            return 1;
+        if ((i & 63) == 0 && now_ns() > deadline)
+            return 0;
+    }
+}
+
+/* The record at tail (payload plen) has been taken: free it, and wake a producer waiting for room. */
+static inline void consumed(Consumer *self, uint64_t plen, int32_t rtag) {
+    self->tail += (plen + HEADER + 63) & ~(uint64_t)63;
+    __atomic_store_n(self->ring.tail_p, self->tail, __ATOMIC_SEQ_CST);
+    self->last_tag = rtag;
+    if (self->peer_sleeping != NULL && __atomic_load_n(self->peer_sleeping, __ATOMIC_SEQ_CST))
+        bell_ring(&self->bell); /* it may sleep waiting for room in this ring */
+}
+
 static PyObject *Consumer_recv_buf(Consumer *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "recv_buf(array, ctx, tag, spin_ns)");
@@ -486,19 +536,9 @@ static PyObject *Consumer_recv_buf(Consumer *self, PyObject *const *args, Py_ssi
         return PyLong_FromLong(-1);
     Ring *r = &self->ring;
     uint64_t tail = self->tail;
-    uint64_t head = __atomic_load_n(r->head_p, __ATOMIC_ACQUIRE);
-    if (head == tail) {
-        int64_t deadline = now_ns() + spin_ns;
-        for (unsigned i = 1;; i++) {
-            cpu_relax();
-            head = __atomic_load_n(r->head_p, __ATOMIC_ACQUIRE);
-            if (head != tail)
-                break;
-            if ((i & 63) == 0 && now_ns() > deadline) {
-                PyBuffer_Release(&view);
-                return PyLong_FromLong(-2);
-            }
-        }
+    if (!wait_record(self, spin_ns)) {
+        PyBuffer_Release(&view);
+        return PyLong_FromLong(-2);
     }
     const Header *h = (const Header *)(r->data + (tail & r->mask));
     int32_t rtag = h->tag;
@@ -511,17 +551,43 @@ static PyObject *Consumer_recv_buf(Consumer *self, PyObject *const *args, Py_ssi
     if (plen)
         memcpy(view.buf, (const char *)h + HEADER, plen);
     PyBuffer_Release(&view);
-    self->tail = tail + ((plen + HEADER + 63) & ~(uint64_t)63);
-    __atomic_store_n(r->tail_p, self->tail, __ATOMIC_SEQ_CST);
-    self->last_tag = rtag;
-    if (self->peer_sleeping != NULL && __atomic_load_n(self->peer_sleeping, __ATOMIC_SEQ_CST))
-        bell_ring(&self->bell); /* it may sleep waiting for room in this ring */
+    consumed(self, plen, rtag);
     return PyLong_FromUnsignedLongLong(plen);
+}
+
+static PyObject *Consumer_recv_obj(Consumer *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "recv_obj(ctx, tag, spin_ns, max_bytes)");
+        return NULL;
+    }
+    int32_t ctx, tag;
+    long long spin_ns = PyLong_AsLongLong(args[2]);
+    Py_ssize_t max_bytes = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (self->ring.data == NULL || !as_int32(args[0], &ctx) || !as_int32(args[1], &tag))
+        Py_RETURN_NONE;
+    if (!wait_record(self, spin_ns))
+        Py_RETURN_NONE;
+    const Header *h = (const Header *)(self->ring.data + (self->tail & self->ring.mask));
+    int32_t rtag = h->tag;
+    uint64_t plen = h->plen;
+    if (h->kind != K_OBJ || h->flags != 0 || h->ctx != ctx || !(rtag == tag || (tag == ANY_TAG && rtag >= 0)))
+        Py_RETURN_NONE;
+    if (plen > (uint64_t)max_bytes)
+        Py_RETURN_FALSE; /* the match, but large: recv_direct unpickles it in place */
+    PyObject *out = PyByteArray_FromStringAndSize((const char *)h + HEADER, (Py_ssize_t)plen);
+    if (out == NULL)
+        return NULL;
+    consumed(self, plen, rtag);
+    return out;
 }
 
 static PyMethodDef Consumer_methods[] = {
     {"recv_buf", (PyCFunction)(void (*)(void))Consumer_recv_buf, METH_FASTCALL,
      "recv_buf(array, ctx, tag, spin_ns) -> length received, -1 array not handled here, -2 general path"},
+    {"recv_obj", (PyCFunction)(void (*)(void))Consumer_recv_obj, METH_FASTCALL,
+     "recv_obj(ctx, tag, spin_ns, max_bytes) -> the pickle (a bytearray), None general path, False recv_direct"},
     {"set_peer", (PyCFunction)Consumer_set_peer, METH_VARARGS,
      "set_peer(buffer, fd, name): the producer's inbox (sleeping flag) and doorbell"},
     {NULL, NULL, 0, NULL},
@@ -585,7 +651,7 @@ PyMODINIT_FUNC PyInit__fastring(void) {
     Py_INCREF(&ConsumerType);
     if (PyModule_AddObject(m, "Producer", (PyObject *)&ProducerType) < 0 ||
         PyModule_AddObject(m, "Consumer", (PyObject *)&ConsumerType) < 0 ||
-        PyModule_AddIntConstant(m, "K_BUF", K_BUF) < 0 || PyModule_AddIntConstant(m, "PAD", K_PAD) < 0 ||
+        PyModule_AddIntConstant(m, "K_BUF", K_BUF) < 0 || PyModule_AddIntConstant(m, "K_OBJ", K_OBJ) < 0 || PyModule_AddIntConstant(m, "PAD", K_PAD) < 0 ||
         PyModule_AddIntConstant(m, "HEADER", HEADER) < 0) {
         Py_DECREF(m);
         return NULL;

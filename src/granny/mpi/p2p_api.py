@@ -7,6 +7,7 @@ communicator's point-to-point context ``_ctx`` (``2*cid``).
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -14,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MpiError
 from .buffers import buffer_bytes, parse_buffer
 from .p2p import ANY_SOURCE, ANY_TAG, DIRECT_SPIN_NS, ERR_RANK, ERR_TAG, PROC_NULL, Engine, RecvReq
-from .pickling import dumps
+from .pickling import dumps, loads
 from .request import REQUEST_NULL, Request, Status, completed_request, fill_status
 
 if TYPE_CHECKING:
     from .shm import FastConsumer, FastProducer
+
+_pickle_loads = pickle.loads
+OBJ_DIRECT_MAX = 4096  # larger pickles are unpickled in place from the ring (Engine.recv_direct), not copied
 
 
 class PointToPoint:
@@ -71,7 +75,11 @@ class PointToPoint:
             return
         data = dumps(obj)
         eng, w = self._engine, self._members[dest]
-        if eng.send_direct(self._ctx, w, tag, data, len(data), True):
+        prod = self._out[w]
+        if prod is not None:
+            if type(tag) is int and prod.send_obj(data, self._ctx, tag) > 0:
+                return  # one C call (shm.FastProducer)
+        elif eng.send_direct(self._ctx, w, tag, data, len(data), True):
             return
         inner = eng.send(self._ctx, w, tag, data, len(data), True)
         if not inner.done:
@@ -110,12 +118,28 @@ class PointToPoint:
             source = _as_int(source)
         # Written out again in Recv rather than shared: a common helper would cost a call per message.
         if 0 <= source < self._size and tag >= ANY_TAG:  # the common case, without the checks of _post
-            n, rtag, value = self._engine.recv_direct(self._ctx, self._members[source], tag, None)
-            if n >= 0:  # taken straight off the sender's ring
-                if status is not None:
-                    fill_status(status, source, rtag, n)
-                return value
-            req = self._engine.post(self._ctx, self._members[source], tag, None)
+            eng, ctx, w = self._engine, self._ctx, self._members[source]
+            cons = self._in[w]
+            data: Any = False
+            if cons is not None and type(tag) is int and not (
+                    eng.deferred or eng.unexpected.get(ctx) or eng.posted.get(ctx)):  # as in recv_direct
+                data = cons.recv_obj(ctx, tag, DIRECT_SPIN_NS, OBJ_DIRECT_MAX)
+                if type(data) is bytearray:  # the pickle, taken off the ring in C (shm.FastConsumer)
+                    try:
+                        # a plain pickle (starts with PROTO, not the out-of-band frame's "G"): no detour
+                        value = _pickle_loads(data) if data and data[0] != 0x47 else loads(data, True)
+                    except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive only
+                        raise MpiError(f"could not unpickle the message from rank {w}: {exc!r}") from None
+                    if status is not None:
+                        fill_status(status, source, cons.last_tag, len(data))
+                    return value
+            if data is False:  # not tried, or a larger pickle: recv_direct unpickles it in place
+                n, rtag, value = eng.recv_direct(ctx, w, tag, None)
+                if n >= 0:  # taken straight off the sender's ring
+                    if status is not None:
+                        fill_status(status, source, rtag, n)
+                    return value
+            req = eng.post(ctx, w, tag, None)
         else:
             req = self._post(source, tag, None)
         if not req.done:

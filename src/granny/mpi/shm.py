@@ -15,7 +15,15 @@ Theory of operation
   more, and blocks in ``select`` on its doorbell, a datagram socket in the abstract namespace. Anyone who
   changes something a sleeper may wait for (a record in its ring, space freed in a ring it writes to)
   rings the doorbell when the flag is set. The check-then-sleep pair has no memory fence from Python,
-  so ``select`` also has a short timeout: a lost wake-up costs a millisecond, never a hang.
+  so ``select`` also has a short timeout: a lost wake-up costs a millisecond, never a hang. (With the C
+  ring the flag and the counters it publishes are sequentially consistent stores, so a wake-up between
+  a C producer and a sleeper is not lost; the paths still in Python keep the timeout.)
+- The C ring (``_fastring.c``, optional): ``FastProducer``/``FastConsumer`` subclass its types and keep
+  the ring format and counters of ``Producer``/``Consumer``, so the general path (fabric.py, p2p.py)
+  runs on either. Their ``send_buf``/``recv_buf`` move a small plain ndarray in one call each (record,
+  copy, counter, doorbell) for ``Comm.Send``/``Recv``, and hand anything unusual back to the general
+  path untouched. Without the compiled extension, or with ``GRANNY_MPI_PURE=1``, the Python classes
+  are used (``fast_rings``).
 - Large payloads do not go through the ring: the sender publishes (pid, address, length) and the
   receiver copies straight out of the sender's memory with ``process_vm_readv`` (one copy, as Open MPI's
   CMA path does), then acknowledges so the sender may reuse its buffer.
