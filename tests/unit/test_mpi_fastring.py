@@ -290,6 +290,10 @@ def test_doorbells_ring_only_for_sleepers(rig: Rig) -> None:
     assert cons.recv_buf(out, CTX, TAG, 0) == 8
     assert _rang(rig.bells[ME]) == 1
     assert rig.inbox.sleeping == 1 and rig.own.sleeping == 1
+    prod.set_bell(-1, b"")  # what Fabric.close does: its socket is gone, its number may be reused
+    cons.set_bell(-1, b"")
+    assert prod.send_buf(msg, CTX, TAG) == 1 and cons.recv_buf(out, CTX, TAG, 0) == 8
+    assert _rang(rig.bells[PEER]) == 0 and _rang(rig.bells[ME]) == 0
 
 
 def test_set_flag_and_bad_arguments(rig: Rig) -> None:

@@ -29,8 +29,8 @@
  * sequentially consistent stores, so together with set_flag (the sleeper's flag, also seq_cst) a wake-up
  * between two C sides cannot be lost; Python sides keep the millisecond safety timeout of fabric.py.
  *
- * The GIL is held throughout: a spin is bounded (recv_buf's spin_ns) and MPI calls of a rank come from
- * one thread.
+ * The GIL is held throughout, as the Python spin held it: a spin is bounded (spin_ns, 30 us from p2p.py),
+ * so another thread of the process waits at most that long.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -97,6 +97,10 @@ static int bell_set(Bell *b, PyObject *args) {
     Py_ssize_t n;
     if (!PyArg_ParseTuple(args, "iy#", &fd, &name, &n))
         return -1;
+    if (fd < 0) { /* no doorbell (any more): the fabric closed its socket, whose number may be reused */
+        b->fd = -1;
+        return 0;
+    }
     if (n <= 0 || (size_t)n > sizeof(b->addr.sun_path)) {
         PyErr_SetString(PyExc_ValueError, "doorbell name must be 1..108 bytes");
         return -1;
@@ -409,7 +413,8 @@ static PyMethodDef Producer_methods[] = {
     {"try_put", (PyCFunction)(void (*)(void))Producer_try_put, METH_FASTCALL,
      "try_put(kind, flags, ctx, src, tag, arg, payload, plen) -> False if the ring has no room now"},
     {"set_bell", (PyCFunction)Producer_set_bell, METH_VARARGS,
-     "set_bell(fd, name): ring the consumer's doorbell (abstract socket name) from datagram socket fd"},
+     "set_bell(fd, name): ring the consumer's doorbell (abstract socket name) from datagram socket fd; "
+     "fd -1: never"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -470,27 +475,19 @@ static void Consumer_dealloc(Consumer *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *Consumer_set_peer(Consumer *self, PyObject *args) {
-    /* set_peer(buffer, fd, name): the producer's own inbox (its sleeping flag is word 0) and its
-       doorbell, rung after freeing room while it sleeps */
-    PyObject *buffer;
-    int fd;
-    const char *name;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "Oiy#", &buffer, &fd, &name, &n))
-        return NULL;
-    PyObject *bell_args = Py_BuildValue("(iy#)", fd, name, n);
-    if (bell_args == NULL)
-        return NULL;
-    int rc = bell_set(&self->bell, bell_args);
-    Py_DECREF(bell_args);
-    if (rc < 0)
-        return NULL;
+static PyObject *Consumer_set_peer(Consumer *self, PyObject *buffer) {
+    /* set_peer(buffer): the producer's own inbox; its sleeping flag is word 0 */
     if (self->peer_view.obj != NULL) {
         PyBuffer_Release(&self->peer_view);
         self->peer_sleeping = NULL;
     }
     if (flag_at(buffer, 0, &self->peer_view, &self->peer_sleeping) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Consumer_set_bell(Consumer *self, PyObject *args) {
+    if (bell_set(&self->bell, args) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -588,8 +585,11 @@ static PyMethodDef Consumer_methods[] = {
      "recv_buf(array, ctx, tag, spin_ns) -> length received, -1 array not handled here, -2 general path"},
     {"recv_obj", (PyCFunction)(void (*)(void))Consumer_recv_obj, METH_FASTCALL,
      "recv_obj(ctx, tag, spin_ns, max_bytes) -> the pickle (a bytearray), None general path, False recv_direct"},
-    {"set_peer", (PyCFunction)Consumer_set_peer, METH_VARARGS,
-     "set_peer(buffer, fd, name): the producer's inbox (sleeping flag) and doorbell"},
+    {"set_peer", (PyCFunction)Consumer_set_peer, METH_O,
+     "set_peer(buffer): the producer's own inbox (its sleeping flag is word 0)"},
+    {"set_bell", (PyCFunction)Consumer_set_bell, METH_VARARGS,
+     "set_bell(fd, name): ring the producer's doorbell (abstract socket name) from datagram socket fd; "
+     "fd -1: never"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -101,6 +101,9 @@ class Fabric:
         self.unlink()
         if self.tcp is not None:
             self.tcp.close()
+        for ring in (*self.fast_out, *self.fast_in):
+            if ring is not None:
+                ring.set_bell(-1, b"")  # the C rings keep the socket's number, not the socket
         self.doorbell.close()
 
     # --- sending ----------------------------------------------------------------------------

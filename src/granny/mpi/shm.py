@@ -16,14 +16,15 @@ Theory of operation
   changes something a sleeper may wait for (a record in its ring, space freed in a ring it writes to)
   rings the doorbell when the flag is set. The check-then-sleep pair has no memory fence from Python,
   so ``select`` also has a short timeout: a lost wake-up costs a millisecond, never a hang. (With the C
-  ring the flag and the counters it publishes are sequentially consistent stores, so a wake-up between
-  a C producer and a sleeper is not lost; the paths still in Python keep the timeout.)
+  ring, the flag and the counters published from C are sequentially consistent stores, a full fence on
+  x86, so a wake-up between C code and a sleeper is not lost; the paths still in Python keep the
+  timeout.)
 - The C ring (``_fastring.c``, optional): ``FastProducer``/``FastConsumer`` subclass its types and keep
   the ring format and counters of ``Producer``/``Consumer``, so the general path (fabric.py, p2p.py)
   runs on either. Their ``send_buf``/``recv_buf`` move a small plain ndarray in one call each (record,
-  copy, counter, doorbell) for ``Comm.Send``/``Recv``, and hand anything unusual back to the general
-  path untouched. Without the compiled extension, or with ``GRANNY_MPI_PURE=1``, the Python classes
-  are used (``fast_rings``).
+  copy, counter, doorbell) for ``Comm.Send``/``Recv``, and ``send_obj``/``recv_obj`` a pickle for
+  ``send``/``recv``; anything unusual goes back to the general path untouched. Without the compiled
+  extension, or with ``GRANNY_MPI_PURE=1``, the Python classes are used (``fast_rings``).
 - Large payloads do not go through the ring: the sender publishes (pid, address, length) and the
   receiver copies straight out of the sender's memory with ``process_vm_readv`` (one copy, as Open MPI's
   CMA path does), then acknowledges so the sender may reuse its buffer.
@@ -230,7 +231,8 @@ if _fastring is not None:
         def attach_peer(self, peer: Inbox, bell_fd: int, bell_name: bytes) -> None:
             """The sender's own inbox (its sleeping flag) and doorbell: rung when it may wait for room."""
             self.peer_words = peer.words
-            self.set_peer(peer.map, bell_fd, bell_name)
+            self.set_peer(peer.map)
+            self.set_bell(bell_fd, bell_name)
 
 
 def cma_read(pid: int, address: int, into: memoryview) -> None:
