@@ -2,7 +2,9 @@
 
 Theory of operation: one TCP connection to the planner per client. ``submit`` pickles on the
 caller's thread and writes the frame straight to the socket (no hand-off to another thread, which
-would cost a cross-core wake-up); one reader thread resolves futures. Every payload is kept until
+would cost a cross-core wake-up); one reader thread resolves futures. Granules on the same machine
+hand function results straight to the client's result lane (:mod:`granny.transport.lane`), whose
+thread resolves those futures without the planner hop. Every payload is kept until
 its result arrives: if the planner connection drops, the client reconnects and resubmits all of
 them under the same request ids, and the planner (which deduplicates by id and keeps finished
 results in its journal) answers each exactly once.
@@ -30,6 +32,7 @@ from .errors import (
     RemoteError,
 )
 from .transport import BlockingConn, dial
+from .transport.lane import LaneServer, lanes_enabled
 from .wire import (
     Cancel,
     Kind,
@@ -97,6 +100,8 @@ class Client:
         self._unix = ""
         self._granule_id = granule_id
         self._waiters = 0
+        self._result_lock = threading.Lock()  # results arrive on two threads: the planner's and the lane's
+        self._lane = LaneServer(self._on_result) if lanes_enabled() else None
 
         self._conn = self._connect(deadline=time.monotonic() + 10.0)
         self._reader = threading.Thread(target=self._read_loop, name="granny-client", daemon=True)
@@ -107,8 +112,10 @@ class Client:
         delay = 0.02
         while True:
             try:
+                lane = self._lane
                 conn, _, self._unix = dial(self._addr, Role.CLIENT, self._token, self._unix, app_id=self.app_id,
-                                           pid=os.getpid())
+                                           pid=os.getpid(), reply_path=lane.path if lane else "",
+                                           reply_key=lane.key if lane else b"", local_id=lane.local_id if lane else "")
                 return conn
             except AuthError:
                 raise
@@ -169,18 +176,20 @@ class Client:
 
     # --- results ------------------------------------------------------------------------------
     def _on_result(self, res: Result, body: memoryview) -> None:
-        pending = self._pending.get(res.req_id)
-        if pending is None or res.index in pending.results:
-            return
-        pending.results[res.index] = res
+        with self._result_lock:  # the first copy of a result wins (lane, or planner after a restart)
+            pending = self._pending.get(res.req_id)
+            if pending is None or res.index in pending.results:
+                return
+            pending.results[res.index] = res
         try:
             value = serde.loads(split_segments(body, res.segs)) if res.status is Status.OK else None
             error = None if res.status is Status.OK else _rebuild_error(res, body)
         except Exception as exc:  # noqa: BLE001 - e.g. a module missing on this side
             value, error = None, RemoteError(f"could not load the result: {exc}")
-        pending.values[res.index] = error if error is not None else value
-        if len(pending.results) < pending.submit.n:
-            return
+        with self._result_lock:
+            pending.values[res.index] = error if error is not None else value
+            if len(pending.values) < pending.submit.n:
+                return
         with self._lock:
             self._pending.pop(res.req_id, None)
         fut = pending.future
@@ -368,6 +377,8 @@ class Client:
             pass
         self._closed = True
         self._conn.close()
+        if self._lane is not None:
+            self._lane.close()
         self._fail_all(GrannyError("the client was closed"))
         if self._owner is not None and hasattr(self._owner, "release"):
             self._owner.release()
