@@ -66,7 +66,8 @@ class _Pending:
         self.submit, self.segments, self.future, self.on_log = submit, segments, future, on_log
         self.results: dict[int, Result] = {}
         self.values: dict[int, Any] = {}
-        self.done = threading.Event()
+        # Only run_script blocks on this; a call's caller waits on its future instead.
+        self.done = threading.Event() if future is None else None
 
 
 class HostInfo(NamedTuple):
@@ -172,7 +173,13 @@ class Client:
         for p in pending:
             if p.future is not None and not p.future.done():
                 p.future.set_exception(exc)
-            p.done.set()
+            if p.done is not None:
+                p.done.set()
+
+    @property
+    def results_via_lane(self) -> int:
+        """How many results granules handed straight to this client, skipping the planner hop."""
+        return self._lane.received if self._lane is not None else 0
 
     # --- results ------------------------------------------------------------------------------
     def _on_result(self, res: Result, body: memoryview) -> None:
@@ -200,7 +207,8 @@ class Client:
                 fut.set_exception(error)
             else:
                 fut.set_result(value)
-        pending.done.set()
+        if pending.done is not None:
+            pending.done.set()
 
     # --- submitting -----------------------------------------------------------------------------
     def _next_id(self) -> str:
@@ -302,6 +310,7 @@ class Client:
                      n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True, mpi=mpi,
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit)
         pending = _Pending(sub, [source], on_log=on_log)
+        assert pending.done is not None
         self._send(pending)
         if forward_stdin:
             threading.Thread(target=self._forward_stdin, args=(sub.req_id,), name="granny-stdin", daemon=True).start()

@@ -173,7 +173,8 @@ class Granule:
         conn = self.conn
         self.capture.begin(lambda stream, data: conn.send(Log(req_id=run.req_id, index=run.index, stream=stream,
                                                              data=data)))
-        limited = _limit_memory(run.memory_limit)
+        # A task without a limit runs with none: the task that set one lifted it when it ended.
+        limited = run.memory_limit > 0 and _limit_memory(run.memory_limit)
         try:
             return self._run_kind(run, segs)
         finally:

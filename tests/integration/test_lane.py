@@ -1,0 +1,118 @@
+"""Result lanes: granules on the client's machine hand results straight to it (granny.transport.lane)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import granny
+from granny.client import Client
+from granny.cluster import LocalCluster
+from granny.transport import lane as lane_mod
+from granny.transport.auth import make_mac
+from granny.wire import Challenge, FrameReader, Hello, Result, Role, Status, encode_frame
+
+from ..polling import wait_for
+
+
+def fail(msg: str) -> None:
+    raise ValueError(msg)
+
+
+def big(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.float64)
+
+
+def test_results_come_over_the_lane_on_one_machine(client: granny.Client) -> None:
+    assert [f.result(timeout=30) for f in [client.submit(pow, 2, i) for i in range(20)]] == [2**i for i in range(20)]
+    assert client.results_via_lane == 20
+
+
+def test_errors_and_large_results_over_the_lane(client: granny.Client) -> None:
+    with pytest.raises(ValueError, match="boom") as info:
+        client.submit(fail, "boom").result(timeout=30)
+    assert any("Remote traceback" in note for note in info.value.__notes__)
+    arr = client.submit(big, 1 << 20).result(timeout=30)  # 8 MiB: the planner only journals the record
+    assert arr.shape == (1 << 20,) and arr[-1] == (1 << 20) - 1
+    assert client.results_via_lane == 2
+    # The planner still did the bookkeeping: both slots are free again.
+    wait_for(lambda: all(h.used == 0 for h in client.hosts()) or None, timeout=10, what="slots freed")
+    assert client.submit(pow, 3, 3).result(timeout=30) == 27
+
+
+def test_lane_turned_off_uses_the_planner(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(lane_mod.ENV_LANE, "0")
+    with granny.connect(cluster.address, cluster.token) as c:
+        assert c.submit(pow, 2, 8).result(timeout=30) == 256
+        assert c.results_via_lane == 0
+
+
+def test_unreachable_lane_falls_back_to_the_planner(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unreachable(lane_mod.LaneServer):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)  # type: ignore[arg-type]
+            self.path = "@granny-lane-nobody-listens-here"
+
+    monkeypatch.setattr("granny.client.LaneServer", Unreachable)
+    with granny.connect(cluster.address, cluster.token) as c:
+        assert [c.submit(pow, 2, i).result(timeout=30) for i in range(3)] == [1, 2, 4]
+        assert c.results_via_lane == 0
+
+
+def _dial_lane(c: Client) -> socket.socket:
+    assert c._lane is not None
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect("\0" + c._lane.path[1:])
+    return s
+
+
+def _read_frame(s: socket.socket) -> object | None:
+    reader = FrameReader()
+    while True:
+        buf = reader.get_buffer()
+        n = s.recv_into(buf)
+        if n == 0:
+            return None
+        frames = reader.buffer_updated(n)
+        if frames:
+            return frames[0][0]
+
+
+def test_lane_refuses_wrong_keys_and_never_unpickles_before_the_handshake(client: granny.Client,
+                                                                           tmp_path: Path) -> None:
+    marker = tmp_path / "unpickled"
+    # A pickle that would create `marker` if anyone loaded it.
+    evil = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    bad_result = Result(req_id="x-1", index=0, status=Status.OK, segs=[len(evil)])
+
+    # 1. a Result before any handshake
+    with _dial_lane(client) as s:
+        assert isinstance(_read_frame(s), Challenge)
+        s.sendall(b"".join(bytes(p) for p in encode_frame(bad_result, [evil])))
+        assert _read_frame(s) is None  # closed
+    # 2. a Hello with the wrong key, then the Result anyway
+    with _dial_lane(client) as s:
+        challenge = _read_frame(s)
+        assert isinstance(challenge, Challenge)
+        hello = Hello(role=Role.GRANULE, mac=make_mac("not-the-key", challenge.nonce, b"granule"), nonce=os.urandom(16))
+        s.sendall(encode_frame(hello)[0])
+        try:
+            s.sendall(b"".join(bytes(p) for p in encode_frame(bad_result, [evil])))
+        except OSError:
+            pass  # already closed
+        frame = _read_frame(s)
+        assert frame is None or type(frame).__name__ == "Reject"
+    # 3. garbage
+    with _dial_lane(client) as s:
+        _read_frame(s)
+        s.sendall(b"\xff" * 64)
+        assert _read_frame(s) is None
+    assert not marker.exists()
+    assert client.results_via_lane == 0
+    assert client.submit(pow, 2, 3).result(timeout=30) == 8  # the lane still works for real granules
+    assert client.results_via_lane == 1
