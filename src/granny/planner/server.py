@@ -504,7 +504,7 @@ class PlannerServer:
             return
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                   segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                  argv=sub.argv, mpi=sub.mpi)
+                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched)
         owner = payload.owner
         # A plain call's result may go straight to its client's lane (see granny.transport.lane);
         # scripts, worlds and gangs keep the planner in the path (ordered logs, abort handling).

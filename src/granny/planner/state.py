@@ -49,6 +49,7 @@ class Dispatch:
     granule_id: str
     req_id: str
     index: int
+    prefetched: bool = False  # queued behind the granule's running task (it may yet be Skipped)
 
 
 @dataclass(frozen=True)
@@ -500,7 +501,7 @@ class PlannerState:
                     task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
                     task.granule_id, task.host_id = granule.granule_id, host.host_id
                     granule.tasks.append((req.req_id, 0))
-                    actions.append(Dispatch(granule.granule_id, req.req_id, 0))
+                    actions.append(Dispatch(granule.granule_id, req.req_id, 0, prefetched=True))
                     return True
         return False
 

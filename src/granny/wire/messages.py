@@ -170,6 +170,7 @@ class Run(_Msg, tag="run"):
     memory_limit: int = 0
     argv: list[str] = []
     mpi: bool = False
+    prefetched: bool = False  # sent while the granule is busy: a Skip may still cancel it
     # The submitting client's result lane (see Hello), for a granule on the same machine.
     reply_to: str = ""
     reply_key: bytes = b""

@@ -106,8 +106,9 @@ class Granule:
         while True:
             try:
                 # Block only when there is nothing to run; otherwise just take what already arrived,
-                # so a Skip for a prefetched task is seen before that task starts.
-                while not runs or self.conn.ready():
+                # so a Skip for a prefetched task is seen before that task starts. (A task sent to
+                # an idle granule cannot be skipped: no need for the syscall that looks.)
+                while not runs or (runs[0][0].prefetched and self.conn.ready()):
                     msg, body = self.conn.recv()
                     if isinstance(msg, Run):
                         runs.append((msg, body))
