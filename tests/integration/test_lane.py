@@ -28,8 +28,14 @@ def big(n: int) -> np.ndarray:
 
 
 def test_results_come_over_the_lane_on_one_machine(client: granny.Client) -> None:
-    assert [f.result(timeout=30) for f in [client.submit(pow, 2, i) for i in range(20)]] == [2**i for i in range(20)]
-    assert client.results_via_lane == 20
+    assert [client.submit(pow, 2, i).result(timeout=30) for i in range(10)] == [2**i for i in range(10)]
+    assert client.results_via_lane == 10  # one call at a time: every result skipped the planner
+
+
+def test_a_stream_of_calls_mixes_lane_and_planner_results_correctly(client: granny.Client) -> None:
+    # Tasks queued behind others report through the planner (batching); the rest over the lane.
+    futures = [client.submit(pow, 3, i) for i in range(300)]
+    assert [f.result(timeout=60) for f in futures] == [3**i for i in range(300)]
 
 
 def test_errors_and_large_results_over_the_lane(client: granny.Client) -> None:

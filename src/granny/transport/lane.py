@@ -141,8 +141,8 @@ class LaneServer:
             self._drop(peer)
 
     def _frame(self, peer: _Peer, msg: Message, body: memoryview) -> None:
-        key = self.key.hex()
         if not peer.authed:
+            key = self.key.hex()
             if not isinstance(msg, Hello) or msg.role is not Role.GRANULE:
                 raise ProtocolError(f"the first frame on a result lane must be a granule's hello, got "
                                     f"{type(msg).__name__}")
