@@ -54,6 +54,10 @@ if TYPE_CHECKING:
     from .futures import GrannyFuture
 
 ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong to
+# Submissions closer together than this go out together (see BlockingConn.send_soon): a burst of
+# calls costs the planner one wake-up per write, not per call. A lone call is never delayed.
+BURST_WINDOW = 0.0001
+BURST_FRAMES = 64
 
 
 class _Pending:
@@ -101,6 +105,9 @@ class Client:
         self._unix = ""
         self._granule_id = granule_id
         self._waiters = 0
+        self._flush_cv = threading.Condition()  # wakes the flusher: a burst's last frames must go out
+        self._flush_at: float | None = None
+        self._flusher: threading.Thread | None = None
         self._result_lock = threading.Lock()  # results arrive on two threads: the planner's and the lane's
         self._lane = LaneServer(self._on_result) if lanes_enabled() else None
 
@@ -221,9 +228,36 @@ class Client:
             self._pending[pending.submit.req_id] = pending
             conn = self._conn
         try:
-            conn.send(pending.submit, pending.segments)
+            deadline = conn.send_soon(pending.submit, pending.segments, BURST_WINDOW, BURST_FRAMES)
         except ConnectionLostError:
-            pass  # the reader thread reconnects and resubmits everything pending, this included
+            return  # the reader thread reconnects and resubmits everything pending, this included
+        if deadline is not None:
+            self._arm_flush(deadline)
+
+    def flush(self) -> None:
+        """Send submissions held back to go out with a burst now (waiting on a future does this)."""
+        with contextlib.suppress(ConnectionLostError):
+            self._conn.flush()
+
+    def _arm_flush(self, deadline: float) -> None:
+        with self._flush_cv:
+            if self._flush_at is not None:
+                return  # armed for this burst already
+            self._flush_at = deadline
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="granny-flush", daemon=True)
+                self._flusher.start()
+            self._flush_cv.notify()
+
+    def _flush_loop(self) -> None:
+        while not self._closed:
+            with self._flush_cv:
+                while self._flush_at is None or self._flush_at > time.monotonic():
+                    if self._closed:
+                        return
+                    self._flush_cv.wait(None if self._flush_at is None else self._flush_at - time.monotonic())
+                self._flush_at = None
+            self.flush()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> GrannyFuture:
         """Run ``fn(*args, **kwargs)`` in a granule. Returns at once; never blocks on the cluster."""
@@ -385,6 +419,8 @@ class Client:
         except GrannyError:
             pass
         self._closed = True
+        with self._flush_cv:
+            self._flush_cv.notify()  # the flusher exits
         self._conn.close()
         if self._lane is not None:
             self._lane.close()

@@ -36,6 +36,7 @@ class GrannyFuture(cf.Future[Any]):
         if self.done():
             return super().result(timeout)
         client = self._client
+        client.flush()  # a submission held back for a burst must not wait for the flusher
         if client._granule_id:
             client._waiting(+1)
         try:

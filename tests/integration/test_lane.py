@@ -122,3 +122,51 @@ def test_lane_refuses_wrong_keys_and_never_unpickles_before_the_handshake(client
     assert client.results_via_lane == 0
     assert client.submit(pow, 2, 3).result(timeout=30) == 8  # the lane still works for real granules
     assert client.results_via_lane == 1
+
+
+# --- bursts of submissions (BlockingConn.send_soon) ----------------------------------------------
+def touch(path: str) -> str:
+    with open(path, "w") as fh:
+        fh.write("ran")
+    return path
+
+
+def test_a_burst_completes_without_anyone_calling_result(client: granny.Client) -> None:
+    import concurrent.futures as cf
+
+    futures = [client.submit(pow, 2, i) for i in range(200)]  # the last ones are held for a burst
+    done, not_done = cf.wait(futures, timeout=60)  # only the flusher can send them: wait() never flushes
+    assert not not_done
+    assert sorted(f.result() for f in done) == sorted(2**i for i in range(200))
+
+
+def test_cancel_right_after_a_burst_never_overtakes_its_submission(client: granny.Client, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    blockers = [client.submit(block_until, str(release)) for _ in range(2)]  # both slots busy
+    marker = tmp_path / "ran"
+    futures = [client.submit(pow, 2, i) for i in range(20)]
+    last = client.submit(touch, str(marker))  # held back with the burst
+    assert last.cancel()  # the Cancel goes out after the held Submit, never before it
+    release.touch()
+    assert [f.result(timeout=60) for f in futures] == [2**i for i in range(20)]
+    assert [b.result(timeout=60) for b in blockers] == ["local", "local"]
+    with pytest.raises(cf_cancelled()):
+        last.result(timeout=10)
+    # The planner got the cancel for a request it knew: the call never ran.
+    wait_for(lambda: all(h.used == 0 for h in client.hosts()) or None, timeout=10, what="slots freed")
+    assert not marker.exists()
+
+
+def cf_cancelled() -> type[BaseException]:
+    import concurrent.futures as cf
+
+    return cf.CancelledError
+
+
+def block_until(path: str) -> str:
+    import os
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.01)  # polling a file the test creates
+    return os.environ["GRANNY_HOST_ID"]

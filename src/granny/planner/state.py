@@ -426,14 +426,18 @@ class PlannerState:
     def schedule(self) -> list[Action]:
         actions: list[Action] = []
         self._stalled_on = ""
+        # The hosts' views change only when a request is placed (prefetching takes no free slot),
+        # so requests of the same app tried one after the other share them.
+        cached: tuple[str, list[HostView]] | None = None
         while self.queue:
             req = self.requests[self.queue[0]]
             pending = [i for i, t in enumerate(req.tasks) if t.state is TaskState.QUEUED]
             if not pending:
                 self.queue.popleft()
                 continue
-            alive = [h for h in self.hosts.values() if h.alive]
-            views = [self._view(h, req.app_id) for h in alive]
+            if cached is None or cached[0] != req.app_id:
+                cached = (req.app_id, [self._view(h, req.app_id) for h in self.hosts.values() if h.alive])
+            views = cached[1]
             decision = self.policy(views, PlacementRequest(req.app_id, len(pending)))
             if isinstance(decision, NeverFits):
                 self.queue.popleft()
@@ -448,6 +452,7 @@ class PlannerState:
                 actions += self._revoke_for(req, len(pending))
                 break
             self.queue.popleft()
+            cached = None
             for index, host_id in zip(pending, decision.hosts, strict=True):
                 granule = self.hosts[host_id].idle()[0]
                 granule.to(GranuleEvent.ASSIGN)
