@@ -214,6 +214,8 @@ class Client:
                 fut.set_exception(error)
             else:
                 fut.set_result(value)
+            if self._lane is not None:
+                self._lane.kick(fut)  # its waiter may be reading the lane, not waiting on the future
         if pending.done is not None:
             pending.done.set()
 
@@ -414,6 +416,9 @@ class Client:
         """Cancel what is still pending, close this client's app and the connection."""
         if self._closed:
             return
+        # Fail what is pending first: the planner's "cancelled" answers to the Cancel below would
+        # otherwise race this, and a caller would get either error.
+        self._fail_all(GrannyError("the client was closed"))
         try:
             self._conn.send(Cancel(app_id=self.app_id, close=True))
         except GrannyError:
@@ -424,7 +429,6 @@ class Client:
         self._conn.close()
         if self._lane is not None:
             self._lane.close()
-        self._fail_all(GrannyError("the client was closed"))
         if self._owner is not None and hasattr(self._owner, "release"):
             self._owner.release()
 

@@ -170,3 +170,32 @@ def block_until(path: str) -> str:
     while not os.path.exists(path):
         time.sleep(0.01)  # polling a file the test creates
     return os.environ["GRANNY_HOST_ID"]
+
+
+# --- a caller blocked on a result reads the lane itself (LaneServer.wait) --------------------------
+def test_waiting_with_a_timeout_times_out_and_the_call_still_finishes(client: granny.Client, tmp_path: Path) -> None:
+    import concurrent.futures as cf
+
+    release = tmp_path / "release"
+    fut = client.submit(block_until, str(release))
+    with pytest.raises(cf.TimeoutError):
+        fut.result(timeout=0.2)
+    release.touch()
+    assert fut.result(timeout=30) == "local"
+
+
+def test_several_threads_waiting_at_once_all_get_their_results(client: granny.Client) -> None:
+    import threading
+
+    out: dict[int, int] = {}
+
+    def caller(i: int) -> None:
+        for j in range(20):
+            out[i * 100 + j] = client.submit(pow, i, j).result(timeout=30)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(2, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert out == {i * 100 + j: i**j for i in range(2, 6) for j in range(20)}
