@@ -120,10 +120,12 @@ class LaneServer:
             self._closed = True
             os.write(self._wake_w, b"x")
 
-    def wait(self, future: Future[Any], timeout: float | None) -> bool:
+    def wait(self, future: Future[Any], timeout: float | None, spin: bool = True) -> bool:
         """Block until ``future`` is done (or ``timeout``), reading the lane on this thread.
 
-        False if another thread already waits this way: the caller then waits on the future."""
+        ``spin``: the caller has (next to) nothing else in flight; with many calls in flight the
+        cores are better left to the granules. False if another thread already waits this way:
+        the caller then waits on the future."""
         if not self._fg_lock.acquire(blocking=False):
             return False
         try:
@@ -131,7 +133,8 @@ class LaneServer:
             start = time.monotonic()
             deadline = None if timeout is None else start + timeout
             recent = self._recent
-            spin_until = start + min(self._spin_max, 2 * recent) if recent is not None and recent < self._spin_max else 0.0
+            fast = spin and recent is not None and recent < self._spin_max
+            spin_until = start + min(self._spin_max, 2 * recent) if fast and recent is not None else 0.0
             poll = self._fg_ep.poll
             while not future.done() and not self._closed:
                 events = poll(0)
