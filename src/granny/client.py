@@ -2,7 +2,9 @@
 
 Theory of operation: one TCP connection to the planner per client. ``submit`` pickles on the
 caller's thread and writes the frame straight to the socket (no hand-off to another thread, which
-would cost a cross-core wake-up); one reader thread resolves futures. Every payload is kept until
+would cost a cross-core wake-up); one reader thread resolves futures. Granules on the same machine
+hand function results straight to the client's result lane (:mod:`granny.transport.lane`), whose
+thread resolves those futures without the planner hop. Every payload is kept until
 its result arrives: if the planner connection drops, the client reconnects and resubmits all of
 them under the same request ids, and the planner (which deduplicates by id and keeps finished
 results in its journal) answers each exactly once.
@@ -30,6 +32,7 @@ from .errors import (
     RemoteError,
 )
 from .transport import BlockingConn, dial
+from .transport.lane import LaneServer, lanes_enabled
 from .wire import (
     Cancel,
     Kind,
@@ -51,6 +54,10 @@ if TYPE_CHECKING:
     from .futures import GrannyFuture
 
 ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong to
+# Submissions closer together than this go out together (see BlockingConn.send_soon): a burst of
+# calls costs the planner one wake-up per write, not per call. A lone call is never delayed.
+BURST_WINDOW = 0.0001
+BURST_FRAMES = 64
 
 
 class _Pending:
@@ -63,7 +70,8 @@ class _Pending:
         self.submit, self.segments, self.future, self.on_log = submit, segments, future, on_log
         self.results: dict[int, Result] = {}
         self.values: dict[int, Any] = {}
-        self.done = threading.Event()
+        # Only run_script blocks on this; a call's caller waits on its future instead.
+        self.done = threading.Event() if future is None else None
 
 
 class HostInfo(NamedTuple):
@@ -97,6 +105,11 @@ class Client:
         self._unix = ""
         self._granule_id = granule_id
         self._waiters = 0
+        self._flush_cv = threading.Condition()  # wakes the flusher: a burst's last frames must go out
+        self._flush_at: float | None = None
+        self._flusher: threading.Thread | None = None
+        self._result_lock = threading.Lock()  # results arrive on two threads: the planner's and the lane's
+        self._lane = LaneServer(self._on_result) if lanes_enabled() else None
 
         self._conn = self._connect(deadline=time.monotonic() + 10.0)
         self._reader = threading.Thread(target=self._read_loop, name="granny-client", daemon=True)
@@ -107,8 +120,10 @@ class Client:
         delay = 0.02
         while True:
             try:
+                lane = self._lane
                 conn, _, self._unix = dial(self._addr, Role.CLIENT, self._token, self._unix, app_id=self.app_id,
-                                           pid=os.getpid())
+                                           pid=os.getpid(), reply_path=lane.path if lane else "",
+                                           reply_key=lane.key if lane else b"", local_id=lane.local_id if lane else "")
                 return conn
             except AuthError:
                 raise
@@ -165,22 +180,30 @@ class Client:
         for p in pending:
             if p.future is not None and not p.future.done():
                 p.future.set_exception(exc)
-            p.done.set()
+            if p.done is not None:
+                p.done.set()
+
+    @property
+    def results_via_lane(self) -> int:
+        """How many results granules handed straight to this client, skipping the planner hop."""
+        return self._lane.received if self._lane is not None else 0
 
     # --- results ------------------------------------------------------------------------------
     def _on_result(self, res: Result, body: memoryview) -> None:
-        pending = self._pending.get(res.req_id)
-        if pending is None or res.index in pending.results:
-            return
-        pending.results[res.index] = res
+        with self._result_lock:  # the first copy of a result wins (lane, or planner after a restart)
+            pending = self._pending.get(res.req_id)
+            if pending is None or res.index in pending.results:
+                return
+            pending.results[res.index] = res
         try:
             value = serde.loads(split_segments(body, res.segs)) if res.status is Status.OK else None
             error = None if res.status is Status.OK else _rebuild_error(res, body)
         except Exception as exc:  # noqa: BLE001 - e.g. a module missing on this side
             value, error = None, RemoteError(f"could not load the result: {exc}")
-        pending.values[res.index] = error if error is not None else value
-        if len(pending.results) < pending.submit.n:
-            return
+        with self._result_lock:
+            pending.values[res.index] = error if error is not None else value
+            if len(pending.values) < pending.submit.n:
+                return
         with self._lock:
             self._pending.pop(res.req_id, None)
         fut = pending.future
@@ -191,7 +214,10 @@ class Client:
                 fut.set_exception(error)
             else:
                 fut.set_result(value)
-        pending.done.set()
+            if self._lane is not None:
+                self._lane.kick(fut)  # its waiter may be reading the lane, not waiting on the future
+        if pending.done is not None:
+            pending.done.set()
 
     # --- submitting -----------------------------------------------------------------------------
     def _next_id(self) -> str:
@@ -204,9 +230,36 @@ class Client:
             self._pending[pending.submit.req_id] = pending
             conn = self._conn
         try:
-            conn.send(pending.submit, pending.segments)
+            deadline = conn.send_soon(pending.submit, pending.segments, BURST_WINDOW, BURST_FRAMES)
         except ConnectionLostError:
-            pass  # the reader thread reconnects and resubmits everything pending, this included
+            return  # the reader thread reconnects and resubmits everything pending, this included
+        if deadline is not None:
+            self._arm_flush(deadline)
+
+    def flush(self) -> None:
+        """Send submissions held back to go out with a burst now (waiting on a future does this)."""
+        with contextlib.suppress(ConnectionLostError):
+            self._conn.flush()
+
+    def _arm_flush(self, deadline: float) -> None:
+        with self._flush_cv:
+            if self._flush_at is not None:
+                return  # armed for this burst already
+            self._flush_at = deadline
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="granny-flush", daemon=True)
+                self._flusher.start()
+            self._flush_cv.notify()
+
+    def _flush_loop(self) -> None:
+        while not self._closed:
+            with self._flush_cv:
+                while self._flush_at is None or self._flush_at > time.monotonic():
+                    if self._closed:
+                        return
+                    self._flush_cv.wait(None if self._flush_at is None else self._flush_at - time.monotonic())
+                self._flush_at = None
+            self.flush()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> GrannyFuture:
         """Run ``fn(*args, **kwargs)`` in a granule. Returns at once; never blocks on the cluster."""
@@ -293,6 +346,7 @@ class Client:
                      n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True, mpi=mpi,
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit)
         pending = _Pending(sub, [source], on_log=on_log)
+        assert pending.done is not None
         self._send(pending)
         if forward_stdin:
             threading.Thread(target=self._forward_stdin, args=(sub.req_id,), name="granny-stdin", daemon=True).start()
@@ -362,13 +416,19 @@ class Client:
         """Cancel what is still pending, close this client's app and the connection."""
         if self._closed:
             return
+        # Fail what is pending first: the planner's "cancelled" answers to the Cancel below would
+        # otherwise race this, and a caller would get either error.
+        self._fail_all(GrannyError("the client was closed"))
         try:
             self._conn.send(Cancel(app_id=self.app_id, close=True))
         except GrannyError:
             pass
         self._closed = True
+        with self._flush_cv:
+            self._flush_cv.notify()  # the flusher exits
         self._conn.close()
-        self._fail_all(GrannyError("the client was closed"))
+        if self._lane is not None:
+            self._lane.close()
         if self._owner is not None and hasattr(self._owner, "release"):
             self._owner.release()
 

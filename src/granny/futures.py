@@ -36,6 +36,10 @@ class GrannyFuture(cf.Future[Any]):
         if self.done():
             return super().result(timeout)
         client = self._client
+        client.flush()  # a submission held back for a burst must not wait for the flusher
+        lane = client._lane
+        if lane is not None and not client._granule_id and lane.wait(self, timeout, spin=len(client._pending) <= 2):
+            return super().result(0)  # done, or TimeoutError as the caller asked
         if client._granule_id:
             client._waiting(+1)
         try:

@@ -479,9 +479,10 @@ def test_prefetch_hands_one_more_call_to_a_busy_granule_only() -> None:
     (d1,) = submit(s, "r1", "app", 1, prefetch=True)
     (d2,) = submit(s, "r2", "app", 1, prefetch=True)
     assert d2.granule_id == d1.granule_id  # prefetched behind r1
+    assert d2.prefetched and not d1.prefetched  # only a prefetched Run makes its granule look for Skips
     assert submit(s, "r3", "app", 1, prefetch=True) == []  # one prefetched task per granule at most
     assert s.hosts["h1"].busy() == 1 <= s.hosts["h1"].slots
-    assert done(s, d1) == [Dispatch(d1.granule_id, "r3", 0)]  # r2 starts; r3 is prefetched behind it
+    assert done(s, d1) == [Dispatch(d1.granule_id, "r3", 0, prefetched=True)]  # r2 starts; r3 is prefetched behind it
     assert done(s, d2) == []
     assert done(s, Dispatch(d1.granule_id, "r3", 0)) == []
     assert s.granules[d1.granule_id].state is GranuleState.IDLE
@@ -512,7 +513,7 @@ def test_prefetched_call_survives_its_granule_crashing_and_runs_first() -> None:
     assert state_of(s, "r2") is TaskState.QUEUED  # it never started: not a failure
     assert waiting(s)[0] == "r2"  # back at the front, ahead of r3
     actions = s.granule_connected("h1", "h1-g1", None)
-    assert actions == [Dispatch("h1-g1", "r2", 0), Dispatch("h1-g1", "r3", 0)]  # r2 runs, r3 prefetched
+    assert actions == [Dispatch("h1-g1", "r2", 0), Dispatch("h1-g1", "r3", 0, prefetched=True)]  # r3 prefetched
 
 
 @needs_prefetch

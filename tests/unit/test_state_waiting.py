@@ -15,7 +15,7 @@ def cluster() -> PlannerState:
 def test_waiting_granule_lends_its_slot_and_asks_for_a_spare() -> None:
     s = cluster()
     assert s.submit("parent", "app", 1, prefetch=True) == [Dispatch("g1", "parent", 0)]
-    assert s.submit("child", "app", 1, prefetch=True) == [Dispatch("g1", "child", 0)]  # prefetched
+    assert s.submit("child", "app", 1, prefetch=True) == [Dispatch("g1", "child", 0, prefetched=True)]
     actions = s.granule_waiting("g1", True)
     assert Skip("g1", "child", 0) in actions  # taken back from behind the waiting parent
     assert SpawnGranules("h1", 1) in actions  # one slot free, no idle granule: ask for a spare
@@ -35,7 +35,7 @@ def test_waiting_granule_takes_no_prefetch() -> None:
     s.granule_waiting("g1", True)
     s.granule_connected("h1", "g2", None)
     assert s.submit("a", "app", 1, prefetch=True) == [Dispatch("g2", "a", 0)]
-    assert s.submit("b", "app", 1, prefetch=True) == [Dispatch("g2", "b", 0)]  # behind g2, not g1
+    assert s.submit("b", "app", 1, prefetch=True) == [Dispatch("g2", "b", 0, prefetched=True)]  # behind g2, not g1
     assert s.granules["g1"].tasks == [("parent", 0)]
 
 

@@ -47,6 +47,11 @@ class Restored:
 
 
 FLUSH_INTERVAL = 0.005
+ROWS_PER_INSERT = 100  # 500 bound values per statement, far below SQLite's limit
+_PLACEHOLDERS = ["", *(",".join(["(?,?,?,?,?)"] * n) for n in range(1, ROWS_PER_INSERT + 1))]
+# Markers (compared by identity) for the two tables written as multi-row inserts; the value is the table.
+_REQUESTS = "requests"
+_RESULTS = "results"
 
 Record = tuple[str, tuple[Any, ...]]
 
@@ -91,10 +96,10 @@ class Journal:
                      "updated=excluded.updated", (app_id, kind, name, state, now, now)))
 
     def request(self, req_id: str, app_id: str, header: bytes, payload: bytes | memoryview | None) -> None:
-        self._put(("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?)", (req_id, app_id, header, payload, time.time())))
+        self._put((_REQUESTS, (req_id, app_id, header, payload, time.time())))
 
     def result(self, req_id: str, idx: int, header: bytes, payload: bytes | memoryview | None) -> None:
-        self._put(("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?)", (req_id, idx, header, payload, time.time())))
+        self._put((_RESULTS, (req_id, idx, header, payload, time.time())))
 
     def function(self, name: str, spec: dict[str, Any]) -> None:
         self._put(("INSERT OR REPLACE INTO functions VALUES (?,?,?)", (name, json.dumps(spec), time.time())))
@@ -132,6 +137,16 @@ class Journal:
         self._db.close()
 
     # --- the writer thread --------------------------------------------------------------------
+    def _insert_rows(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """INSERT OR IGNORE ``rows`` (5 columns each), up to ROWS_PER_INSERT per statement.
+
+        One statement step per chunk instead of one per row: the sqlite3 module releases the GIL
+        around every step, and each release is a chance for a hand-off with the event loop."""
+        for i in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[i:i + ROWS_PER_INSERT]
+            self._db.execute(f"INSERT OR IGNORE INTO {table} VALUES {_PLACEHOLDERS[len(chunk)]}",
+                             [v for row in chunk for v in row])
+
     def _run(self) -> None:
         while True:
             batches = [self._q.get()]
@@ -141,6 +156,7 @@ class Journal:
                 except queue.Empty:
                     break
             callbacks: list[Callable[[], None]] = []
+            keyed: dict[str, list[tuple[Any, ...]]] = {_REQUESTS: [], _RESULTS: []}
             stop = False
             with self._lock:
                 self._db.execute("BEGIN")
@@ -149,20 +165,28 @@ class Journal:
                         stop = True
                         continue
                     # executemany over runs of the same statement: one C loop instead of a Python
-                    # call per row. Order across statements is kept.
+                    # call per row. Order across statements is kept, except for requests and
+                    # results: those rows are insert-once and keyed, so their order within the
+                    # transaction does not matter, and they go in as multi-row INSERTs.
                     run_sql = ""
                     run_rows: list[tuple[Any, ...]] = []
                     for item in batch:
                         if callable(item):
                             callbacks.append(item)
                             continue
-                        if item[0] != run_sql and run_rows:
+                        sql = item[0]
+                        if sql is _REQUESTS or sql is _RESULTS:
+                            keyed[sql].append(item[1])
+                            continue
+                        if sql != run_sql and run_rows:
                             self._db.executemany(run_sql, run_rows)
                             run_rows = []
-                        run_sql = item[0]
+                        run_sql = sql
                         run_rows.append(item[1])
                     if run_rows:
                         self._db.executemany(run_sql, run_rows)
+                for table, rows in keyed.items():
+                    self._insert_rows(table, rows)
                 self._db.execute("COMMIT")
             for cb in callbacks:
                 cb()

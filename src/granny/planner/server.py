@@ -88,6 +88,7 @@ class Conn(asyncio.BufferedProtocol):
         self._out: list[Buffer] = []
         self.deferred: list[tuple[Message, memoryview]] | None = None
         self.trusted = False
+        self.lane: tuple[str, bytes, str] | None = None  # a client's result lane: path, key, local id
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
@@ -101,26 +102,45 @@ class Conn(asyncio.BufferedProtocol):
         return self.reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        server = self.server
+        # Only a client's requests are flushed as soon as its read is handled (see send): for the
+        # frames of granules and workers, call_soon's later, larger writes serve throughput better.
+        outer = not server.batching and self.role is Role.CLIENT
+        if outer:
+            server.batching = True
         try:
             for msg, body in self.reader.buffer_updated(nbytes):
-                self.server.on_frame(self, msg, body)
+                server.on_frame(self, msg, body)
         except ProtocolError as exc:
             log.error("closing connection from %s (%s): %s", self.peer, self.role or "unauthenticated", exc)
             self.close()
         except Exception:  # a bug must cost one connection, never the planner
             log.exception("internal error handling a frame from %s; closing it", self.peer)
             self.close()
+        finally:
+            if outer:
+                server.batching = False
+                server.flush_dirty()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.on_lost(self)
 
     def send(self, msg: Message, segments: Sequence[Buffer] = ()) -> None:
-        """Queue a frame; frames queued while handling one batch of input leave in one write."""
+        """Queue a frame; frames queued while handling one batch of input leave in one write.
+
+        While the planner handles a client's read, the write happens as soon as that read's frames
+        are handled, not one loop iteration later: a call's dispatch is tens of microseconds sooner."""
         if not self.closed and self.transport is not None:
             if not self._out:
-                self.server.loop.call_soon(self._flush)
+                if self.server.batching:
+                    self.server.dirty.append(self)
+                else:
+                    self.server.loop.call_soon(self._flush)
             self._out.extend(encode_frame(msg, segments))
+
+    def flush(self) -> None:
+        self._flush()
 
     def _flush(self) -> None:
         out, self._out = self._out, []
@@ -161,10 +181,17 @@ class PlannerServer:
         self._delivered: set[str] = set()
         self.held: dict[str, tuple[Submit, set[int], str, str]] = {}
         self.unix_path = ""  # set by main once the Unix socket listens
+        self.batching = False  # handling one read's frames: sends wait for its end (see Conn.send)
+        self.dirty: list[Conn] = []
         self.local_id = local_id()
         self.started = time.time()
         self._restore()
         self._ticker = self.loop.create_task(self._tick_forever())
+
+    def flush_dirty(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            conn.flush()
 
     # --- start-up -------------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -253,6 +280,8 @@ class PlannerServer:
         conn.role, conn.name, conn.host_id = msg.role, msg.name, msg.host_id
         conn.trusted = key == self.secret  # cluster members (granules' own clients included)
         conn.app_id = msg.app_id or f"app-{uuid.uuid4().hex[:12]}"
+        if msg.role is Role.CLIENT and msg.reply_path and msg.reply_key and msg.local_id:
+            conn.lane = (msg.reply_path, msg.reply_key, msg.local_id)
         conn.send(Welcome(mac=make_mac(key, msg.nonce), app_id=conn.app_id, local_path=self.unix_path,
                           local_id=self.local_id if self.unix_path else ""))
         now = self.loop.time()
@@ -379,21 +408,24 @@ class PlannerServer:
             res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, segs=msg.segs,
                          error_kind=msg.error_kind, message=msg.message, traceback=msg.traceback,
                          exit_code=msg.exit_code, host_id=conn.host_id)
-            self._deliver(res, body)
+            self._deliver(res, body, handed=msg.delivered)
         self.apply(actions)
         if msg.retiring:
             # Closing tells the granule its Done was handled; only then does it exit. Otherwise its
             # worker's exit report (another connection) could overtake the Done and read as a crash.
             conn.close()
 
-    def _deliver(self, res: Result, body: memoryview | bytes) -> None:
+    def _deliver(self, res: Result, body: memoryview | bytes, handed: bool = False) -> None:
+        """Send a result to its client (unless the granule ``handed`` it over the client's lane) and journal it."""
         payload = self.payloads.get(res.req_id)
-        sent = payload is not None and payload.owner is not None and not payload.owner.closed
-        if sent:
+        sent = handed or (payload is not None and payload.owner is not None and not payload.owner.closed)
+        if sent and not handed:
             assert payload is not None and payload.owner is not None
             payload.owner.send(res, [body] if len(body) else [])
-        # The result record is always journaled; a large value already handed to its client is not.
-        self.journal.result(res.req_id, res.index, encode_header(res), None if sent and len(body) > INLINE_MAX else body)
+        # The result record is always journaled; a large value already handed to its client is not
+        # (a granule that used the lane does not even send it here: ``segs`` set, empty body).
+        kept = None if sent and (len(body) > INLINE_MAX or (res.segs and not len(body))) else body
+        self.journal.result(res.req_id, res.index, encode_header(res), kept)
         if payload is not None and payload.submit.kind is Kind.NAMED:
             self.recent[(res.req_id, res.index)] = (res, bytes(body))
             if len(self.recent) > 10_000:
@@ -473,9 +505,16 @@ class PlannerServer:
         conn = self.granule_conns.get(action.granule_id)
         if conn is None or conn.closed:  # raced with a disconnect; its exit report will fail the task
             return
-        conn.send(Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
-                      segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                      argv=sub.argv, mpi=sub.mpi), payload.segments)
+        run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
+                  segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
+                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched)
+        owner = payload.owner
+        # A plain call's result may go straight to its client's lane (see granny.transport.lane);
+        # scripts, worlds and gangs keep the planner in the path (ordered logs, abort handling).
+        if owner is not None and owner.lane is not None and sub.kind is Kind.PICKLED and sub.n == 1 and not (
+                sub.mpi or sub.gang):
+            run.reply_to, run.reply_key, run.reply_local = owner.lane
+        conn.send(run, payload.segments)
         if action.index == 0:
             for pending in self.stdin.pop(sub.req_id, []):
                 conn.send(pending)

@@ -41,6 +41,7 @@ from .lifecycle import (
     transition,
 )
 from .policies import HostView, NeverFits, Placement, PlacementRequest, Policy, binpack
+from .policies.base import Decision
 
 
 # --- actions --------------------------------------------------------------------------------
@@ -49,6 +50,7 @@ class Dispatch:
     granule_id: str
     req_id: str
     index: int
+    prefetched: bool = False  # queued behind the granule's running task (it may yet be Skipped)
 
 
 @dataclass(frozen=True)
@@ -425,15 +427,25 @@ class PlannerState:
     def schedule(self) -> list[Action]:
         actions: list[Action] = []
         self._stalled_on = ""
+        # What the policy sees changes only when a request is placed: prefetching takes no free
+        # slot. Until then, requests of the same app share the hosts' views, the policy's decision
+        # for the same size (it is a pure function), and whether any slot is free at all.
+        views_of = ""
+        views: list[HostView] = []
+        decisions: dict[int, Decision] = {}
+        full: bool | None = None
         while self.queue:
             req = self.requests[self.queue[0]]
             pending = [i for i, t in enumerate(req.tasks) if t.state is TaskState.QUEUED]
             if not pending:
                 self.queue.popleft()
                 continue
-            alive = [h for h in self.hosts.values() if h.alive]
-            views = [self._view(h, req.app_id) for h in alive]
-            decision = self.policy(views, PlacementRequest(req.app_id, len(pending)))
+            if views_of != req.app_id:
+                views_of, views, decisions = req.app_id, [self._view(h, req.app_id) for h in self.hosts.values()
+                                                           if h.alive], {}
+            decision = decisions.get(len(pending))
+            if decision is None:
+                decision = decisions[len(pending)] = self.policy(views, PlacementRequest(req.app_id, len(pending)))
             if isinstance(decision, NeverFits):
                 self.queue.popleft()
                 for i in pending:
@@ -441,12 +453,16 @@ class PlannerState:
                                             Fail(req.req_id, i, "never_fits", decision.reason), cascade=False)
                 continue
             if not isinstance(decision, Placement):
-                if req.prefetch and self._prefetch(req, actions):
-                    continue
+                if req.prefetch:
+                    if full is None:
+                        full = self._full()
+                    if full and self._prefetch(req, actions):
+                        continue
                 self._stalled_on = req.req_id
                 actions += self._revoke_for(req, len(pending))
                 break
             self.queue.popleft()
+            views_of, full = "", None
             for index, host_id in zip(pending, decision.hosts, strict=True):
                 granule = self.hosts[host_id].idle()[0]
                 granule.to(GranuleEvent.ASSIGN)
@@ -484,11 +500,13 @@ class PlannerState:
                 short -= take
         return actions
 
+    def _full(self) -> bool:
+        """No live host has a slot free. Short of that, a free slot whose granule is still starting
+        (or being replaced) is worth waiting for, rather than queueing behind a busy granule."""
+        return not any(h.alive and h.slots - h.busy() > 0 for h in self.hosts.values())
+
     def _prefetch(self, req: Request, actions: list[Action]) -> bool:
-        # Only when the cluster is really full: a free slot whose granule is still starting (or
-        # being replaced) is worth waiting for, rather than queueing behind a busy granule.
-        if any(h.alive and h.slots - h.busy() > 0 for h in self.hosts.values()):
-            return False
+        """Queue ``req`` behind a running short call (only when the cluster is full: see _full)."""
         for host in self.hosts.values():
             if not host.alive:
                 continue
@@ -500,7 +518,7 @@ class PlannerState:
                     task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
                     task.granule_id, task.host_id = granule.granule_id, host.host_id
                     granule.tasks.append((req.req_id, 0))
-                    actions.append(Dispatch(granule.granule_id, req.req_id, 0))
+                    actions.append(Dispatch(granule.granule_id, req.req_id, 0, prefetched=True))
                     return True
         return False
 

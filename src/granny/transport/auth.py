@@ -44,6 +44,21 @@ def client_handshake(conn: BlockingConn, role: Role, key: str, **fields: Any) ->
     return reply
 
 
+def server_handshake(conn: BlockingConn, key: str, nonce: bytes) -> Hello:
+    """The server side, after it sent ``Challenge(nonce)``: check the peer's Hello and prove the key.
+
+    Raises AuthError (after telling the peer) on a wrong MAC, ProtocolError on anything but a Hello."""
+    msg, _ = conn.recv()
+    if not isinstance(msg, Hello):
+        conn.send(Reject(reason="the first frame must be a hello"))
+        raise ProtocolError(f"expected hello, got {type(msg).__name__}")
+    if not verify_mac(key, msg.mac, nonce, msg.role.value.encode()):
+        conn.send(Reject(reason=f"authentication failed for {msg.role.value}: wrong key"))
+        raise AuthError(f"authentication failed for a {msg.role.value}")
+    conn.send(Welcome(mac=make_mac(key, msg.nonce)))
+    return msg
+
+
 def dial(address: tuple[str, int], role: Role, key: str, unix_hint: str = "", **fields: Any
          ) -> tuple[BlockingConn, Welcome, str]:
     """Connect and authenticate, preferring the planner's Unix socket when it is really local.

@@ -10,6 +10,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -54,18 +55,63 @@ class BlockingConn:
         self._pending: deque[tuple[Message, memoryview]] = deque()
         self._send_lock = threading.Lock()
         self.closed = False
+        # Frames of a burst held back for one write (see send_soon), and when the last one was sent.
+        self._held: list[Buffer] = []
+        self._held_frames = 0
+        self._held_since = 0.0
+        self._last_soon = 0.0
 
     def send(self, msg: Message, segments: Sequence[Buffer] = ()) -> None:
+        """Send one frame now (after any frames held back by send_soon, so order is kept)."""
         parts = encode_frame(msg, segments)
         with self._send_lock:
-            try:
-                if len(parts) == 1:
-                    self.sock.sendall(parts[0])
-                else:
-                    _sendmsg_all(self.sock, parts)
-            except OSError as exc:
-                self.closed = True
-                raise ConnectionLostError(f"connection lost while sending: {exc}") from None
+            if self._held:
+                parts = [*self._held, *parts]
+                self._held, self._held_frames = [], 0
+            self._write(parts)
+
+    def send_soon(self, msg: Message, segments: Sequence[Buffer], window: float, max_frames: int) -> float | None:
+        """Send a frame now, or hold it back if frames are going out in a burst; False-y: sent.
+
+        Like Nagle's algorithm for requests: a frame that follows another by less than ``window``
+        seconds waits for more, so a burst of small requests leaves in a few large writes and
+        the peer wakes once per write rather than once per request. A lone request goes at once.
+        Returns the time (``time.monotonic``) by which :meth:`flush` must be called, or None."""
+        parts = encode_frame(msg, segments)
+        now = time.monotonic()
+        with self._send_lock:
+            burst = now - self._last_soon < window
+            self._last_soon = now
+            if not burst and not self._held:
+                self._write(parts)
+                return None
+            if not self._held:
+                self._held_since = now
+            self._held += parts
+            self._held_frames += 1
+            if self._held_frames < max_frames:
+                return self._held_since + window
+            held, self._held, self._held_frames = self._held, [], 0
+            self._write(held)
+            return None
+
+    def flush(self) -> None:
+        """Write the frames send_soon held back, if any."""
+        if self._held:
+            with self._send_lock:
+                if self._held:
+                    held, self._held, self._held_frames = self._held, [], 0
+                    self._write(held)
+
+    def _write(self, parts: Sequence[Buffer]) -> None:
+        try:
+            if len(parts) == 1:
+                self.sock.sendall(parts[0])
+            else:
+                _sendmsg_all(self.sock, parts)
+        except OSError as exc:
+            self.closed = True
+            raise ConnectionLostError(f"connection lost while sending: {exc}") from None
 
     def recv(self) -> tuple[Message, memoryview]:
         """Block until one whole frame arrives. Raises ConnectionLostError on EOF."""

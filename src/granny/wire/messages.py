@@ -55,6 +55,12 @@ class Hello(_Msg, tag="hello"):
     slots: int = 0  # workers only
     busy_task: str = ""  # granules: the task still running across a planner restart
     app_id: str = ""  # clients: the app this connection submits into
+    # Clients: their result lane, a Unix socket that granules on the same machine (and network
+    # namespace: ``local_id``) may dial to hand a function's result over directly, with the key
+    # they must prove they know before the client unpickles anything from them.
+    reply_path: str = ""
+    reply_key: bytes = b""
+    local_id: str = ""
 
 
 class Welcome(_Msg, tag="welcome"):
@@ -164,6 +170,11 @@ class Run(_Msg, tag="run"):
     memory_limit: int = 0
     argv: list[str] = []
     mpi: bool = False
+    prefetched: bool = False  # sent while the granule is busy: a Skip may still cancel it
+    # The submitting client's result lane (see Hello), for a granule on the same machine.
+    reply_to: str = ""
+    reply_key: bytes = b""
+    reply_local: str = ""
 
 
 class Skip(_Msg, tag="skip"):
@@ -183,6 +194,9 @@ class Done(_Msg, tag="done"):
     traceback: str = ""
     exit_code: int = 0
     retiring: bool = False  # the granule exits after this task (scripts get a fresh fork)
+    # The result already went to the client over its lane; the planner records it but does not
+    # forward it. A large value (``segs`` set, no body) was not sent here at all.
+    delivered: bool = False
 
 
 # --- MPI rendezvous (granules <-> planner) ----------------------------------------------------

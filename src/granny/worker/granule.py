@@ -3,6 +3,8 @@
 Theory of operation: the granule connects straight to the planner (not through its worker), so a
 task costs one network hop each way. It reads a Run, executes it with stdout and stderr captured
 into Log frames on the same connection (so output is ordered before the result), and replies Done.
+A plain call's result goes first to the submitting client's result lane when it is on this machine
+(:mod:`granny.transport.lane`); the Done then only tells the planner it was delivered.
 If the planner goes away mid-task, the granule finishes, reconnects announcing the task it holds,
 and only then sends Done; a planner restart therefore neither loses nor duplicates running work.
 """
@@ -32,7 +34,8 @@ from ..config import ENV_SECRET, parse_address
 from ..errors import ConnectionLostError, GrannyError
 from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
-from ..wire import Done, Kind, Log, MpiJoin, MpiWorld, Role, Run, Status, Stdin, split_segments
+from ..transport.lane import COPY_MAX, LaneDialer
+from ..wire import Done, Kind, Log, MpiJoin, MpiWorld, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from .capture import FdCapture
@@ -80,6 +83,7 @@ class Granule:
         self.capture = FdCapture()
         self.stdin_frames: deque[Stdin] = deque()
         self.exited_cleanly = False  # the last script ended by sys.exit() (not MPI.Abort, not a crash)
+        self.lanes = LaneDialer(granule_id)
         self.conn = self._connect("")
 
     def _connect(self, busy_task: str) -> BlockingConn:
@@ -102,8 +106,9 @@ class Granule:
         while True:
             try:
                 # Block only when there is nothing to run; otherwise just take what already arrived,
-                # so a Skip for a prefetched task is seen before that task starts.
-                while not runs or self.conn.ready():
+                # so a Skip for a prefetched task is seen before that task starts. (A task sent to
+                # an idle granule cannot be skipped: no need for the syscall that looks.)
+                while not runs or (runs[0][0].prefetched and self.conn.ready()):
                     msg, body = self.conn.recv()
                     if isinstance(msg, Run):
                         runs.append((msg, body))
@@ -120,11 +125,24 @@ class Granule:
                 skipped.discard((run.req_id, run.index))
                 continue
             done, segments = self.execute(run, body)
+            # The lane saves a hop when calls come one at a time. In a stream (this task waited
+            # behind another, or more wait behind it) the planner's batching serves throughput better.
+            if run.reply_to and not run.prefetched and not runs and self._hand_over(run, done, segments):
+                done.delivered = True
+                if sum(done.segs) > COPY_MAX:
+                    segments = []  # the client has it; the planner journals only the record
             if not self._reply(run, done, segments):
                 runs.clear()  # a new planner took over: it re-dispatches what was prefetched here
             if done.retiring:
                 self._await_close()
                 return  # a script or MPI rank may leave any state behind: the next task gets a fresh fork
+
+    def _hand_over(self, run: Run, done: Done, segments: list[Buffer]) -> bool:
+        """Give the result straight to the client's lane; False: the planner must forward it."""
+        res = Result(req_id=done.req_id, index=done.index, status=done.status, segs=done.segs,
+                     error_kind=done.error_kind, message=done.message, traceback=done.traceback,
+                     exit_code=done.exit_code, host_id=self.host_id)
+        return self.lanes.send(run.reply_to, run.reply_key, run.reply_local, res, segments)
 
     def _await_close(self) -> None:
         """Wait until the planner closes the connection: it has handled the retiring Done."""
@@ -158,7 +176,8 @@ class Granule:
         conn = self.conn
         self.capture.begin(lambda stream, data: conn.send(Log(req_id=run.req_id, index=run.index, stream=stream,
                                                              data=data)))
-        limited = _limit_memory(run.memory_limit)
+        # A task without a limit runs with none: the task that set one lifted it when it ended.
+        limited = run.memory_limit > 0 and _limit_memory(run.memory_limit)
         try:
             return self._run_kind(run, segs)
         finally:
