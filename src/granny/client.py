@@ -180,6 +180,8 @@ class Client:
         for p in pending:
             if p.future is not None and not p.future.done():
                 p.future.set_exception(exc)
+                if self._lane is not None:
+                    self._lane.kick(p.future)
             if p.done is not None:
                 p.done.set()
 

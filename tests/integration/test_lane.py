@@ -199,3 +199,25 @@ def test_several_threads_waiting_at_once_all_get_their_results(client: granny.Cl
     for t in threads:
         t.join(timeout=60)
     assert out == {i * 100 + j: i**j for i in range(2, 6) for j in range(20)}
+
+
+def test_closing_the_client_wakes_a_caller_blocked_on_a_result(cluster: LocalCluster, tmp_path: Path) -> None:
+    import threading
+
+    c = granny.connect(cluster.address, cluster.token)
+    fut = c.submit(block_until, str(tmp_path / "never"))
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            fut.result()  # no timeout: only close() can end this
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    wait_for(lambda: c.hosts()[0].used == 1 or None, timeout=10, what="the call running")
+    c.close()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], granny.GrannyError)

@@ -118,7 +118,8 @@ class LaneServer:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            os.write(self._wake_w, b"x")
+            os.eventfd_write(self._fg_wake, 1)  # a caller blocked in wait() looks again,
+            os.write(self._wake_w, b"x")  # then the lane thread closes everything
 
     def wait(self, future: Future[Any], timeout: float | None, spin: bool = True) -> bool:
         """Block until ``future`` is done (or ``timeout``), reading the lane on this thread.
@@ -178,11 +179,12 @@ class LaneServer:
                         elif (peer := self._peers.get(fd)) is not None:
                             self._readable(peer)
         finally:
-            with self._io:
+            with self._fg_lock, self._io:  # after any caller in wait() has left it
                 for peer in list(self._peers.values()):
                     self._drop(peer)
                 self._ep.close()
                 self._fg_ep.close()
+                os.close(self._fg_wake)
                 self._listener.close()
                 os.close(self._wake_r)
                 os.close(self._wake_w)
