@@ -126,6 +126,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"export {ENV_TOKEN}=$(cat {token_file})")
     print(f"READY address={cluster.address} http={cluster.http_address} token_file={token_file}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C (or kill -INT) stops it even when it was started from a background job: a shell starts
+    # those with SIGINT ignored, and Python then keeps ignoring it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while all(p.poll() is None for p in cluster.procs):
             time.sleep(0.5)  # supervising the children; not synchronisation

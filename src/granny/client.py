@@ -58,6 +58,7 @@ ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong t
 # calls costs the planner one wake-up per write, not per call. A lone call is never delayed.
 BURST_WINDOW = 0.0001
 BURST_FRAMES = 64
+LANE_WAIT_MAX = 64 << 10  # calls with larger payloads wait on their future, not on the lane
 
 
 class _Pending:
@@ -278,6 +279,9 @@ class Client:
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
                      memory_limit=memory_limit)
         future = _future(self, req_id)
+        # Reading the lane on the waiting thread pays off for short calls; behind a large argument
+        # it only makes the caller's next send compete with the granule finishing this one.
+        future.lane_wait = sum(sub.segs) <= LANE_WAIT_MAX
         self._send(_Pending(sub, segments, future))
         return future
 

@@ -20,6 +20,7 @@ class GrannyFuture(cf.Future[Any]):
         super().__init__()
         self._client = client
         self.req_id = req_id
+        self.lane_wait = False  # set by submit: may result() read the lane itself (LaneServer.wait)?
 
     def cancel(self) -> bool:
         # Cancel locally first: the planner's "cancelled" answer may arrive before send returns.
@@ -38,7 +39,8 @@ class GrannyFuture(cf.Future[Any]):
         client = self._client
         client.flush()  # a submission held back for a burst must not wait for the flusher
         lane = client._lane
-        if lane is not None and not client._granule_id and lane.wait(self, timeout, spin=len(client._pending) <= 2):
+        if (self.lane_wait and lane is not None and not client._granule_id
+                and lane.wait(self, timeout, spin=len(client._pending) <= 2)):
             return super().result(0)  # done, or TimeoutError as the caller asked
         if client._granule_id:
             client._waiting(+1)

@@ -112,10 +112,16 @@ def test_cli_bad_arguments_fail_clearly(argv: list[str]) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_granny_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job (`granny up &`)
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background-job"])
+def test_granny_up_serves_and_stops_cleanly(tmp_path: Path, background: bool) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRANNY_")}
     proc = subprocess.Popen([sys.executable, "-m", "granny", "up", "--port", "0", "--http-port", "0", "--slots", "2",
-                             "--data-dir", str(tmp_path / "d")], stdout=subprocess.PIPE, env=env)
+                             "--data-dir", str(tmp_path / "d")], stdout=subprocess.PIPE, env=env,
+                            preexec_fn=_ignore_sigint if background else None)
     assert proc.stdout is not None
     line = b""
     while not line.startswith(b"READY"):

@@ -107,6 +107,7 @@ class LaneServer:
         self._fg_ep = select.epoll()  # the foreground waiter's
         self._fg_lock = threading.Lock()
         self._fg_future: object = None
+        self._fg_thread = 0
         self._fg_wake = os.eventfd(0, os.EFD_NONBLOCK)  # its future completed on another thread
         self._fg_ep.register(self._fg_wake, select.EPOLLIN)
         self._spin_max = _spin_max()
@@ -130,6 +131,7 @@ class LaneServer:
         if not self._fg_lock.acquire(blocking=False):
             return False
         try:
+            self._fg_thread = threading.get_ident()
             self._fg_future = future  # set before looking at done(): see kick
             start = time.monotonic()
             deadline = None if timeout is None else start + timeout
@@ -165,8 +167,8 @@ class LaneServer:
 
     def kick(self, future: object) -> None:
         """``future`` completed on another thread: wake the foreground waiter if it waits for it."""
-        if self._fg_future is future:
-            os.eventfd_write(self._fg_wake, 1)
+        if self._fg_future is future and threading.get_ident() != self._fg_thread:
+            os.eventfd_write(self._fg_wake, 1)  # (the waiter itself, reading the lane, needs no kick)
 
     def _run(self) -> None:
         try:
