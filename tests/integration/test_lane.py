@@ -17,6 +17,7 @@ from granny.transport.auth import make_mac
 from granny.wire import Challenge, FrameReader, Hello, Result, Role, Status, encode_frame
 
 from ..polling import wait_for
+from .test_functions import block_until
 
 
 def fail(msg: str) -> None:
@@ -162,14 +163,6 @@ def cf_cancelled() -> type[BaseException]:
 
     return cf.CancelledError
 
-
-def block_until(path: str) -> str:
-    import os
-    import time
-
-    while not os.path.exists(path):
-        time.sleep(0.01)  # polling a file the test creates
-    return os.environ["GRANNY_HOST_ID"]
 
 
 # --- a caller blocked on a result reads the lane itself (LaneServer.wait) --------------------------
