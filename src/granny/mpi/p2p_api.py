@@ -142,14 +142,7 @@ class PointToPoint:
             req = eng.post(ctx, w, tag, None)
         else:
             req = self._post(source, tag, None)
-        if not req.done:
-            self._engine.wait(req)
-        if req.error is not None:
-            raise req.error
-        if status is not None:
-            src = req.msg_src
-            fill_status(status, self._to_comm(src) if src >= 0 else src, req.msg_tag, req.nbytes)
-        return req.value
+        return self._finish_recv(req, status).value
 
     def irecv(self, buf: Any = None, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> Request:
         return Request(self._engine, self._post(source, tag, None), self._to_comm, obj=True)
@@ -265,6 +258,10 @@ class PointToPoint:
             req = self._engine.post(self._ctx, self._members[source], tag, mem)
         else:
             req = self._post(source, tag, mem)
+        self._finish_recv(req, status)
+
+    def _finish_recv(self, req: Any, status: Status | None) -> Any:
+        """The general path of recv/Recv (the ring fast paths above stay inline): wait, raise, fill status."""
         if not req.done:
             self._engine.wait(req)
         if req.error is not None:
@@ -272,6 +269,7 @@ class PointToPoint:
         if status is not None:
             src = req.msg_src
             fill_status(status, self._to_comm(src) if src >= 0 else src, req.msg_tag, req.nbytes)
+        return req
 
     def Irecv(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> Request:  # noqa: N802
         b = parse_buffer(buf, readonly=False, name="receive buffer")
