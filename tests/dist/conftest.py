@@ -27,8 +27,9 @@ from ..polling import wait_for
 
 __all__ = ["PREFIX", "SUBNET", "require_root", "wait_for"]
 
-PREFIX = "gtyt"
-SUBNET = "10.78.0.0/24"
+# Overridable so that two test runs on one machine (two checkouts) do not tear down each other's testbed.
+PREFIX = os.environ.get("GRANNY_TEST_NETNS_PREFIX", "gtyt")
+SUBNET = os.environ.get("GRANNY_TEST_SUBNET", "10.78.0.0/24")
 T = TypeVar("T")
 
 

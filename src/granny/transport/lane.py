@@ -113,14 +113,18 @@ class LaneServer:
         self._spin_max = _spin_max()
         self._recent: float | None = None  # exponential average of recent waits, in seconds
         self._closed = False
+        # close() writes to the wake-up fds; the lane thread may see _closed and close those fds at
+        # any moment after it is set, so both sides hold this lock (else close() can hit EBADF).
+        self._shut = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="granny-lane", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            os.eventfd_write(self._fg_wake, 1)  # a caller blocked in wait() looks again,
-            os.write(self._wake_w, b"x")  # then the lane thread closes everything
+        with self._shut:
+            if not self._closed:
+                self._closed = True
+                os.eventfd_write(self._fg_wake, 1)  # a caller blocked in wait() looks again,
+                os.write(self._wake_w, b"x")  # then the lane thread closes everything
 
     def wait(self, future: Future[Any], timeout: float | None, spin: bool = True) -> bool:
         """Block until ``future`` is done (or ``timeout``), reading the lane on this thread.
@@ -181,7 +185,7 @@ class LaneServer:
                         elif (peer := self._peers.get(fd)) is not None:
                             self._readable(peer)
         finally:
-            with self._fg_lock, self._io:  # after any caller in wait() has left it
+            with self._shut, self._fg_lock, self._io:  # after close() and any caller in wait() left
                 for peer in list(self._peers.values()):
                     self._drop(peer)
                 self._ep.close()
