@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--data-dir", default=".granny")
     pl.add_argument("--heartbeat-timeout", type=float, default=None)
     pl.add_argument("--policy", default="bin-pack", choices=["bin-pack"])
+    pl.add_argument("--http-max-body", default=None, metavar="SIZE",
+                    help="largest HTTP request body, e.g. 64MiB (larger ones get 413)")
+    pl.add_argument("--http-max-source", default=None, metavar="SIZE",
+                    help="largest Python source of a registered function, e.g. 1MiB")
+    pl.add_argument("--recent-bytes", default=None, metavar="SIZE",
+                    help="memory for recent HTTP call results, e.g. 64MiB (0: always read the journal)")
 
     wk = sub.add_parser("worker", help="run a worker on this host (one per VM)")
     wk.add_argument("--planner", required=True, help="planner RPC address HOST:PORT")
@@ -146,10 +152,16 @@ def cmd_planner(args: argparse.Namespace) -> int:
     from .planner.main import run
 
     watch_parent()
+    return run(planner_config(args), args.bind, args.port, None if args.no_http else args.http_port, args.policy)
+
+
+def planner_config(args: argparse.Namespace) -> Config:
     config = Config(data_dir=Path(args.data_dir))
     if args.heartbeat_timeout:
         config = config.with_(heartbeat_timeout=args.heartbeat_timeout)
-    return run(config, args.bind, args.port, None if args.no_http else args.http_port, args.policy)
+    sizes = {field: parse_bytes(getattr(args, field)) for field in ("http_max_body", "http_max_source", "recent_bytes")
+             if getattr(args, field) is not None}
+    return config.with_(**sizes)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

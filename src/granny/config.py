@@ -18,6 +18,12 @@ DEFAULT_RPC_PORT = 7400
 DEFAULT_HTTP_PORT = 7401
 MAX_FRAME_BYTES = 1 << 31  # a frame larger than 2 GiB is refused before any allocation
 MAX_HEADER_BYTES = 1 << 20
+# HTTP API limits (see docs/security.md, "The HTTP API"): a request body, the Python source of one
+# registered function (compiling costs up to ~600x its size in memory), and the bytes of recent
+# HTTP call results the planner keeps in memory (larger ones are read back from the journal).
+DEFAULT_HTTP_MAX_BODY = 64 << 20
+DEFAULT_HTTP_MAX_SOURCE = 1 << 20
+DEFAULT_RECENT_BYTES = 64 << 20
 
 ENV_ADDRESS = "GRANNY_ADDRESS"
 ENV_TOKEN = "GRANNY_TOKEN"
@@ -142,7 +148,7 @@ class Config:
     ~8 ms to the start of every ``granny`` command."""
 
     __slots__ = ("data_dir", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes", "reconnect_timeout",
-                 "restart_grace")
+                 "restart_grace", "http_max_body", "http_max_source", "recent_bytes")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -153,16 +159,27 @@ class Config:
     restart_grace: float
     reconnect_timeout: float
     max_frame_bytes: int
+    http_max_body: int
+    http_max_source: int
+    recent_bytes: int
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 1.0,
-                 reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+                 reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES,
+                 http_max_body: int = DEFAULT_HTTP_MAX_BODY, http_max_source: int = DEFAULT_HTTP_MAX_SOURCE,
+                 recent_bytes: int = DEFAULT_RECENT_BYTES) -> None:
+        for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
+            if size < 1:
+                raise ConfigError(f"{name} must be at least 1 byte, got {size}")
+        if recent_bytes < 0:
+            raise ConfigError(f"recent_bytes must not be negative, got {recent_bytes}")
         values = {
             "data_dir": data_dir if data_dir is not None else Path(os.environ.get(ENV_DATA_DIR, ".granny")),
             "heartbeat_interval": heartbeat_interval,
             "heartbeat_timeout": heartbeat_timeout if heartbeat_timeout is not None
             else _env_float(ENV_HEARTBEAT_TIMEOUT, 5.0),
             "restart_grace": restart_grace, "reconnect_timeout": reconnect_timeout, "max_frame_bytes": max_frame_bytes,
+            "http_max_body": http_max_body, "http_max_source": http_max_source, "recent_bytes": recent_bytes,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

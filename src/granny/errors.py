@@ -7,7 +7,8 @@
     ├── ClusterError           the cluster cannot do what was asked
     │   ├── NeverFitsError     a request larger than the whole cluster's capacity
     │   ├── HostDiedError      the host running a granule stopped sending heartbeats
-    │   └── ConnectionLostError  the planner could not be reached again in time
+    │   ├── ConnectionLostError  the planner could not be reached again in time
+    │   └── ConflictError      a name that is already taken (a registered function, say)
     ├── TaskError              a granule did not produce a result
     │   ├── RemoteError        the function raised and its exception could not be rebuilt here
     │   ├── GranuleCrashedError  the granule process died (exit code, signal, out of memory)
@@ -51,6 +52,10 @@ class HostDiedError(ClusterError):
 
 
 class ConnectionLostError(ClusterError):
+    pass
+
+
+class ConflictError(ClusterError):
     pass
 
 

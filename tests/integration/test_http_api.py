@@ -44,8 +44,9 @@ def api(cluster: LocalCluster) -> Iterator[httpx.Client]:
         yield c
 
 
-def register(api: httpx.Client, name: str, source: str, **extra: Any) -> None:
-    r = api.post("/v1/functions", json={"name": name, "source": source, **extra})
+def register(api: httpx.Client, name: str, source: str, replace: bool = False, **extra: Any) -> None:
+    r = api.post("/v1/functions", json={"name": name, "source": source, **extra},
+                 params={"replace": "true"} if replace else {})
     assert r.status_code == 201, r.text
     assert r.json() == {"name": name, "entry": extra.get("entry", "main")}
 
@@ -191,7 +192,7 @@ def test_request_validation(api: httpx.Client) -> None:
     check_malformed_json_is_400(api)
     check_wrong_schema_for_register_is_422(api)
     check_wrong_schema_for_invoke_is_422(api)
-    check_invalid_function_definitions_are_422(api)
+    check_invalid_function_definitions_are_rejected(api)
 
 
 def check_malformed_json_is_400(api: httpx.Client) -> None:
@@ -217,28 +218,30 @@ def check_wrong_schema_for_register_is_422(api: httpx.Client) -> None:
 
 
 def check_wrong_schema_for_invoke_is_422(api: httpx.Client) -> None:
-    register(api, "square", SQUARE)
+    register(api, "square", SQUARE, replace=True)
     assert_error(api.post("/v1/functions/square/invoke", json={"inputs": 1}), 422)
     assert_error(api.post("/v1/functions/square/invoke", json=[1]), 422)
     assert_error(api.post("/v1/functions/square/invoke?wait=true&timeout=soon", json={"input": 1}), 400, "timeout")
 
 
-INVALID_DEFINITIONS: list[tuple[dict[str, Any], str]] = [
-    ({"name": "bad name", "source": SQUARE}, "invalid function name"),
-    ({"name": "1st", "source": SQUARE}, "invalid function name"),
-    ({"name": "x" * 200, "source": SQUARE}, "invalid function name"),
-    ({"name": "both", "source": SQUARE, "module": "math"}, "exactly one"),
-    ({"name": "neither"}, "exactly one"),
-    ({"name": "syntax", "source": "def main(:\n"}, "does not compile"),
-    ({"name": "nul", "source": "x = 1\x00"}, "does not compile"),
+INVALID_DEFINITIONS: list[tuple[dict[str, Any], int, str]] = [
+    ({"name": "bad name", "source": SQUARE}, 422, "$.name"),
+    ({"name": "1st", "source": SQUARE}, 422, "$.name"),
+    ({"name": "x" * 200, "source": SQUARE}, 422, "$.name"),
+    ({"name": "both", "source": SQUARE, "module": "math"}, 422, "exactly one"),
+    ({"name": "neither"}, 422, "exactly one"),
+    # Source that does not compile is a 400 that says where.
+    ({"name": "syntax", "source": "def main(:\n"}, 400, "does not compile: SyntaxError: invalid syntax (line 1, column 10)"),
+    ({"name": "indent", "source": "def main(x):\nreturn x\n"}, 400, "IndentationError"),
+    ({"name": "nul", "source": "x = 1\x00"}, 400, "does not compile"),
 ]
 
 
-def check_invalid_function_definitions_are_422(api: httpx.Client) -> None:
-    for body, needle in INVALID_DEFINITIONS:
-        assert_error(api.post("/v1/functions", json=body), 422, needle)
+def check_invalid_function_definitions_are_rejected(api: httpx.Client) -> None:
+    for body, status, needle in INVALID_DEFINITIONS:
+        assert_error(api.post("/v1/functions", json=body), status, needle)
     registered = api.get("/v1/functions").json()
-    assert not [body["name"] for body, _ in INVALID_DEFINITIONS if body["name"] in registered]
+    assert not [body["name"] for body, _, _ in INVALID_DEFINITIONS if body["name"] in registered]
 
 
 def test_register_by_module_and_a_missing_entry_point(api: httpx.Client) -> None:
@@ -310,7 +313,7 @@ def check_non_finite_timeout_is_a_client_error(api: httpx.Client, tmp_path: Path
 
 def check_deeply_nested_source_is_a_client_error(api: httpx.Client) -> None:
     for source in ("x = " + "1 + " * 100_000 + "1", "x = " + "-" * 100_000 + "1"):
-        assert_error(api.post("/v1/functions", json={"name": "deep", "source": source}), 422)
+        assert_error(api.post("/v1/functions", json={"name": "deep", "source": source}), 400, "does not compile")
     assert "deep" not in api.get("/v1/functions").json()
 
 

@@ -1,16 +1,15 @@
 """The planner's HTTP/JSON API (Starlette on uvicorn, in the planner's own event loop).
 
-Every endpoint needs ``Authorization: Bearer <token>``. Bodies are validated by msgspec schemas,
-which also produce the OpenAPI document. Errors are ``{"error": "..."}`` with a 4xx status; a 5xx
-is a bug.
+Every endpoint needs ``Authorization: Bearer <token>``. Bodies are size-limited and validated by
+msgspec schemas (:mod:`.http_input`), which also produce the OpenAPI document (:mod:`.openapi`).
+Errors are ``{"error": "..."}`` with a 4xx status; a 5xx is a bug. Nothing slow runs on the event
+loop: a registered function's source is compiled in a child process (:mod:`.compiler`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import math
-import re
 from typing import Any
 
 import msgspec
@@ -21,112 +20,93 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..errors import ConflictError
 from . import views
+from .compiler import SourceChecker
+from .http_input import decode, flag, integer, number, read_body, too_large
+from .openapi import MAX_LOG_ID, MAX_TIMEOUT, CallState, CallView, FunctionSpec, InvokeBody, openapi_spec
 from .server import PlannerServer
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+__all__ = ["build_app", "openapi_spec", "start_http"]
 
 
-class FunctionSpec(msgspec.Struct, forbid_unknown_fields=True):
-    """A named function: Python ``source`` defining ``entry``, or an importable ``module``."""
-
-    name: str
-    entry: str = "main"
-    source: str = ""
-    module: str = ""
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json", headers=headers)
 
 
-class InvokeBody(msgspec.Struct, forbid_unknown_fields=True):
-    input: Any = None
-
-
-class CallView(msgspec.Struct):
-    call_id: str
-    state: str
-    result: Any = None
-    error: str = ""
-    error_kind: str = ""
-    traceback: str = ""
-
-
-class ErrorBody(msgspec.Struct):
-    error: str
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
-
-
-def _err(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
-
-
-async def _body(request: Request, schema: type[Any]) -> Any:
-    raw = await request.body()
-    try:
-        return msgspec.json.decode(raw or b"{}", type=schema)
-    except msgspec.ValidationError as exc:
-        raise HTTPException(422, f"invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise HTTPException(400, f"malformed JSON: {exc}") from None
+def _err(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json({"error": message}, status, headers)
 
 
 def build_app(p: PlannerServer) -> Starlette:
-    def call_view(call_id: str) -> CallView:
-        states = p.task_states(call_id)
+    checker = SourceChecker()
+    max_body = p.config.http_max_body
+    max_source = p.config.http_max_source
+
+    async def call_view(call_id: str) -> CallView:
         found = p.call_result(call_id)
+        if found is None and p.is_final(call_id):
+            await p.committed()  # a result too large for the recent cache is read from the journal
+            found = p.call_result(call_id)
+        states = p.task_states(call_id)
         if states is None and found is None:
             raise HTTPException(404, f"no call {call_id!r}")
         if found is None:
-            return CallView(call_id, (states or ["queued"])[0])
+            return CallView(call_id, (states or ["queued"])[0])  # type: ignore[arg-type]
         res, payload = found
         if res.status.value == "ok":
-            return CallView(call_id, "succeeded", result=msgspec.json.decode(payload) if payload else None)
-        state = "cancelled" if res.error_kind == "cancelled" else "failed"
+            # The granule encoded the result as JSON; pass it through rather than decode and re-encode it.
+            return CallView(call_id, "succeeded", result=msgspec.Raw(payload) if payload else None)
+        state: CallState = "cancelled" if res.error_kind == "cancelled" else "failed"
         return CallView(call_id, state, error=res.message, error_kind=res.error_kind, traceback=res.traceback)
 
     async def register(request: Request) -> Response:
-        spec = await _body(request, FunctionSpec)
-        if not NAME_RE.match(spec.name):
-            raise HTTPException(422, f"invalid function name {spec.name!r}: use letters, digits, _ . -")
+        replace = flag(request, "replace")
+        spec: FunctionSpec = decode(await read_body(request, max_body), FunctionSpec)
         if bool(spec.source) == bool(spec.module):
             raise HTTPException(422, "give exactly one of 'source' (Python code) or 'module' (an importable module)")
+        if spec.name in p.functions and not replace:  # refuse before paying for a compile
+            raise HTTPException(409, f"a function named {spec.name!r} is already registered; "
+                                     "pass ?replace=true to replace it")
         if spec.source:
-            try:
-                compile(spec.source, f"<function {spec.name}>", "exec")
-            except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-                raise HTTPException(422, f"source does not compile: {type(exc).__name__}: {exc}") from None
-        p.register_function(spec.name, msgspec.to_builtins(spec))
+            size = len(spec.source.encode("utf-8", "surrogatepass"))
+            if size > max_source:
+                raise too_large("a function source", size, max_source)
+            problem = await checker.check(f"<function {spec.name}>", spec.source)
+            if problem is not None:
+                raise HTTPException(400, f"source does not compile: {problem}")
+        try:
+            p.register_function(spec.name, msgspec.to_builtins(spec), replace=replace)
+        except ConflictError as exc:  # registered by another request while this one compiled
+            raise HTTPException(409, str(exc)) from None
         await p.committed()
         return _json({"name": spec.name, "entry": spec.entry}, 201)
 
-    async def list_functions(request: Request) -> Response:
+    async def functions(request: Request) -> Response:
+        if request.method == "POST":
+            return await register(request)
         return _json(sorted(p.functions))
 
     async def invoke(request: Request) -> Response:
         name = request.path_params["name"]
+        wait = flag(request, "wait")
+        timeout = number(request, "timeout", 60.0, MAX_TIMEOUT)
         if name not in p.functions:
             raise HTTPException(404, f"no function named {name!r}; register it with POST /v1/functions")
-        body = await _body(request, InvokeBody)
-        wait = request.query_params.get("wait", "false").lower() in ("1", "true", "yes")
-        try:
-            timeout = float(request.query_params.get("timeout", "60"))
-        except ValueError:
-            timeout = math.nan
-        if not 0 < timeout <= 3600:  # also refuses nan and inf
-            raise HTTPException(400, "timeout must be a number of seconds in (0, 3600]")
+        body: InvokeBody = decode(await read_body(request, max_body), InvokeBody)
         call_id = p.invoke(name, msgspec.json.encode(body.input))
+        del body
         await p.committed()  # accepted means journaled: a planner crash now loses nothing
         if not wait:
             return _json({"call_id": call_id, "state": "queued"}, 202)
         try:
             await p.wait_call(call_id, timeout)
         except TimeoutError:
-            return _json(call_view(call_id), 202)
-        return _json(call_view(call_id))
+            return _json(await call_view(call_id), 202)
+        return _json(await call_view(call_id))
 
     async def get_call(request: Request) -> Response:
-        return _json(call_view(request.path_params["call_id"]))
+        return _json(await call_view(request.path_params["call_id"]))
 
     async def list_hosts(request: Request) -> Response:
         return _json(views.hosts(p))
@@ -141,14 +121,8 @@ def build_app(p: PlannerServer) -> Starlette:
             raise HTTPException(404, f"no app {request.path_params['app_id']!r}") from None
 
     async def app_logs(request: Request) -> Response:
-        app_id = request.path_params["app_id"]
-        try:
-            after = int(request.query_params.get("after", "0"))
-        except ValueError:
-            after = -1
-        if not 0 <= after < 2**63:
-            raise HTTPException(400, "after must be a log id: an integer from 0 to 2^63-1")
-        return _json(views.logs(p, app_id, after))
+        after = integer(request, "after", 0, MAX_LOG_ID)
+        return _json(views.logs(p, request.path_params["app_id"], after))
 
     async def cancel_app(request: Request) -> Response:
         app_id = request.path_params["app_id"]
@@ -163,9 +137,9 @@ def build_app(p: PlannerServer) -> Starlette:
     async def openapi(request: Request) -> Response:
         return _json(openapi_spec())
 
+    # One Route per path, so that a 405 lists every method of the path in its Allow header.
     routes = [
-        Route("/v1/functions", register, methods=["POST"]),
-        Route("/v1/functions", list_functions, methods=["GET"]),
+        Route("/v1/functions", functions, methods=["GET", "POST"]),
         Route("/v1/functions/{name}/invoke", invoke, methods=["POST"]),
         Route("/v1/calls/{call_id}", get_call, methods=["GET"]),
         Route("/v1/hosts", list_hosts, methods=["GET"]),
@@ -179,12 +153,14 @@ def build_app(p: PlannerServer) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _err(exc.status_code, str(exc.detail))
+        return _err(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         return _err(500, f"internal error: {type(exc).__name__}: {exc}")
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error})
+    # "/v1/apps/" must be a 404, not a redirect to "/v1/apps", another operation with another schema.
+    app.router.redirect_slashes = False
     token = p.token.encode()
 
     async def auth(scope: Any, receive: Any, send: Any) -> None:
@@ -195,44 +171,13 @@ def build_app(p: PlannerServer) -> Starlette:
                 why = "missing bearer token" if not header else "wrong token"
                 await _err(401, f"unauthorized: {why}; send 'Authorization: Bearer <token>'")(scope, receive, send)
                 return
+            if b"%2f" in scope.get("raw_path", b"").lower():
+                # Routing sees the decoded path: "/v1/apps/x%2Flogs" would reach another operation.
+                await _err(404, "no such resource: a path parameter must not contain '/'")(scope, receive, send)
+                return
         await app(scope, receive, send)
 
     return auth  # type: ignore[return-value]
-
-
-def openapi_spec() -> dict[str, Any]:
-    (fn, inv, call, err), components = msgspec.json.schema_components(
-        [FunctionSpec, InvokeBody, CallView, ErrorBody], ref_template="#/components/schemas/{name}")
-
-    def op(summary: str, ok: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"summary": summary, "responses": {
-            "200": {"description": "OK", **({"content": {"application/json": {"schema": ok}}} if ok else {})},
-            "401": {"description": "missing or wrong token", "content": {"application/json": {"schema": err}}},
-            "404": {"description": "not found", "content": {"application/json": {"schema": err}}}}}
-        if body is not None:
-            out["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-        return out
-
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "granny planner API", "version": "1"},
-        "components": {"schemas": components,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
-        "paths": {
-            "/v1/functions": {"post": op("Register a named Python function", None, fn),
-                              "get": op("List registered functions")},
-            "/v1/functions/{name}/invoke": {"post": op("Invoke a function with JSON input (?wait=true blocks)",
-                                                       call, inv)},
-            "/v1/calls/{call_id}": {"get": op("Status and result of a call", call)},
-            "/v1/hosts": {"get": op("Hosts, slots and heartbeats")},
-            "/v1/apps": {"get": op("Apps and their task counts")},
-            "/v1/apps/{app_id}": {"get": op("One app and its granules")},
-            "/v1/apps/{app_id}/logs": {"get": op("Captured stdout and stderr of an app")},
-            "/v1/apps/{app_id}/cancel": {"post": op("Cancel an app")},
-            "/v1/queue": {"get": op("Requests waiting for slots, oldest first")},
-        },
-    }
 
 
 class _QuietServer(uvicorn.Server):

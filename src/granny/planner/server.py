@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
-from ..errors import GrannyError, ProtocolError
+from ..errors import ConflictError, GrannyError, ProtocolError
 from ..transport import local_id, make_mac, verify_mac
 from ..wire import (
     Cancel,
@@ -63,6 +63,7 @@ from . import views
 from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
 from .policies import POLICIES
+from .recent import RecentResults
 from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip, SpawnGranules
 from .state import Revoke as RevokeAction
 
@@ -174,7 +175,7 @@ class PlannerServer:
         self.granule_conns: dict[str, Conn] = {}
         self.waiting_granules: dict[str, list[tuple[Conn, tuple[str, int] | None]]] = {}
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self.recent: dict[tuple[str, int], tuple[Result, bytes]] = {}
+        self.recent = RecentResults(config.recent_bytes)  # HTTP calls' results (see recent.py)
         self.worlds: dict[str, dict[int, MpiRank]] = {}
         self.stdin: dict[str, list[Stdin]] = {}  # input that arrived before granule 0 started  # MPI rendezvous: req_id -> rank -> address
         self.functions: dict[str, dict[str, Any]] = {}
@@ -396,9 +397,8 @@ class PlannerServer:
                              message=f"the {sum(res.segs)}-byte result was sent to an earlier connection of this "
                                      "client and not kept; submit the call again")
             conn.send(res, [payload] if payload else [])
-        for (rid, idx), (res, payload) in list(self.recent.items()):
-            if rid == req_id:
-                conn.send(res, [payload] if payload else [])
+        for res, payload in self.recent.for_request(req_id):
+            conn.send(res, [payload] if payload else [])
 
     def _done(self, conn: Conn, msg: Done, body: memoryview) -> None:
         if msg.retiring:  # it exits next: never hand it more work (its exit report removes it)
@@ -427,9 +427,7 @@ class PlannerServer:
         kept = None if sent and (len(body) > INLINE_MAX or (res.segs and not len(body))) else body
         self.journal.result(res.req_id, res.index, encode_header(res), kept)
         if payload is not None and payload.submit.kind is Kind.NAMED:
-            self.recent[(res.req_id, res.index)] = (res, bytes(body))
-            if len(self.recent) > 10_000:
-                del self.recent[next(iter(self.recent))]
+            self.recent.put((res.req_id, res.index), res, body)
         for fut in self.waiters.pop(res.req_id, []):
             if not fut.done():
                 fut.set_result(None)
@@ -520,7 +518,10 @@ class PlannerServer:
                 conn.send(pending)
 
     # --- services for the HTTP API --------------------------------------------------------------------
-    def register_function(self, name: str, spec: dict[str, Any]) -> None:
+    def register_function(self, name: str, spec: dict[str, Any], replace: bool = False) -> None:
+        """Record a named function; ``replace`` must be set to change an existing one (else ConflictError)."""
+        if name in self.functions and not replace:
+            raise ConflictError(f"a function named {name!r} is already registered; pass ?replace=true to replace it")
         self.functions[name] = spec
         self.journal.function(name, spec)
 
@@ -546,6 +547,7 @@ class PlannerServer:
         await asyncio.wait_for(fut, timeout)
 
     def call_result(self, req_id: str) -> tuple[Result, bytes] | None:
+        """A finished call's result from memory or the journal (None: unknown, or not committed yet)."""
         hit = self.recent.get((req_id, 0))
         if hit is not None:
             return hit

@@ -1,0 +1,189 @@
+"""The HTTP API's schemas (msgspec structs) and its OpenAPI 3.1 document.
+
+The document is what fuzzers (schemathesis in tests/integration/test_http_fuzz.py) test the API
+against, so it must list every path parameter, every status an operation can return, and the
+exact set of query values a handler accepts: a value the document rejects must be rejected (400)
+by the handler too, and the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+NAME_RE = re.compile(NAME_PATTERN)
+FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+MAX_TIMEOUT = 3600.0
+MAX_LOG_ID = 2**63 - 1
+
+CallState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class FunctionSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A named function: Python ``source`` defining ``entry``, or an importable ``module``."""
+
+    name: Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
+    entry: str = "main"
+    source: str = ""
+    module: str = ""
+
+
+class InvokeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The call's input, any JSON value (null when the body is empty)."""
+
+    input: Any = None
+
+
+class FunctionCreated(msgspec.Struct):
+    name: str
+    entry: str
+
+
+class CallView(msgspec.Struct):
+    call_id: str
+    state: CallState
+    result: Any = None
+    error: str = ""
+    error_kind: str = ""
+    traceback: str = ""
+
+
+class HostView(msgspec.Struct):
+    host_id: str
+    slots: int
+    used: int
+    idle_granules: int
+    alive: bool
+    last_heartbeat_age: float
+
+
+class AppSummary(msgspec.Struct):
+    app_id: str
+    kind: str
+    name: str
+    state: str
+    tasks: dict[str, int]
+
+
+class GranuleView(msgspec.Struct):
+    req_id: str
+    index: int
+    state: str
+    host_id: str
+    granule_id: str
+
+
+class AppView(msgspec.Struct):
+    app_id: str
+    kind: str
+    name: str
+    state: str
+    tasks: dict[str, int]
+    granules: list[GranuleView]
+
+
+class LogLine(msgspec.Struct):
+    id: int
+    req_id: str
+    index: int
+    stream: str
+    data: str
+
+
+class QueueEntry(msgspec.Struct):
+    position: int
+    req_id: str
+    app_id: str
+    granules: int
+
+
+class AppCancelled(msgspec.Struct):
+    app_id: str
+    state: str
+
+
+class ErrorBody(msgspec.Struct):
+    error: str
+
+
+_SCHEMAS: list[Any] = [FunctionSpec, InvokeBody, FunctionCreated, CallView, list[HostView], list[AppSummary], AppView,
+                       list[LogLine], list[QueueEntry], AppCancelled, ErrorBody, list[str]]
+
+WHY = {
+    "400": "malformed JSON (syntax, invalid UTF-8, nested too deep), a bad query value, or source that does not compile",
+    "401": "missing or wrong bearer token",
+    "404": "no such function, call or app (or a path parameter that holds a '/')",
+    "409": "a function of that name exists (pass ?replace=true)",
+    "413": "request body or function source larger than the planner's limit",
+    "422": "the JSON does not match the request schema",
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _path(name: str, what: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": what, "schema": {"type": "string"}}
+
+
+def _flag(name: str, what: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": what,
+            "schema": {"type": "string", "enum": list(FLAG_VALUES)}}
+
+
+def openapi_spec() -> dict[str, Any]:
+    (fn, inv, created, call, hosts, apps, app, logs, queue, cancelled, err, names), components = \
+        msgspec.json.schema_components(_SCHEMAS, ref_template="#/components/schemas/{name}")
+
+    def op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", body: dict[str, Any] | None = None,
+           params: list[dict[str, Any]] | None = None, also: dict[str, Any] | None = None) -> dict[str, Any]:
+        responses: dict[str, Any] = {status: {"description": "OK", **_json(ok)}, **(also or {})}
+        for code in ("401", *errors):
+            responses[code] = {"description": WHY[code], **_json(err)}
+        out: dict[str, Any] = {"summary": summary, "responses": dict(sorted(responses.items()))}
+        if params:
+            out["parameters"] = params
+        if body is not None:
+            out["requestBody"] = {"required": False, **_json(body)}
+        return out
+
+    app_id = _path("app_id", "an app id, e.g. fn-NAME for a registered function's calls")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "granny planner API", "version": "1",
+                 "description": "Every operation needs 'Authorization: Bearer <token>'. Errors are {\"error\": \"...\"}."},
+        "components": {"schemas": components, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/functions": {
+                "post": op("Register a named Python function", created, "400", "409", "413", "422", status="201",
+                           body=fn, params=[_flag("replace", "replace an existing function of that name")]),
+                "get": op("List registered functions", names),
+            },
+            "/v1/functions/{name}/invoke": {"post": op(
+                "Invoke a function with JSON input (?wait=true blocks up to ?timeout seconds)", call,
+                "400", "404", "413", "422", status="200", body=inv,
+                params=[_path("name", "a registered function's name"),
+                        _flag("wait", "wait for the call to finish (200), up to timeout; else 202 at once"),
+                        {"name": "timeout", "in": "query", "required": False, "description": "seconds to wait",
+                         "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT}}],
+                also={"202": {"description": "accepted; not finished (yet)", **_json(call)}})},
+            "/v1/calls/{call_id}": {"get": op("Status and result of a call", call, "404",
+                                              params=[_path("call_id", "as returned by invoke")])},
+            "/v1/hosts": {"get": op("Hosts, slots and heartbeats", hosts)},
+            "/v1/apps": {"get": op("Apps and their task counts", apps)},
+            "/v1/apps/{app_id}": {"get": op("One app and its granules", app, "404", params=[app_id])},
+            "/v1/apps/{app_id}/logs": {"get": op(
+                "Captured stdout and stderr of an app, oldest first (empty for an unknown app)", logs, "400", "404",
+                params=[app_id, {"name": "after", "in": "query", "required": False,
+                                 "description": "only lines with a larger id",
+                                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LOG_ID}}])},
+            "/v1/apps/{app_id}/cancel": {"post": op("Cancel an app", cancelled, "404", params=[app_id])},
+            "/v1/queue": {"get": op("Requests waiting for slots, oldest first", queue)},
+            "/openapi.json": {"get": op("This document", {"type": "object"})},
+        },
+    }
