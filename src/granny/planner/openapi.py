@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
-NAME_RE = re.compile(NAME_PATTERN)
+ENTRY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$"
 FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 MAX_TIMEOUT = 3600.0
 MAX_LOG_ID = 2**63 - 1
@@ -25,10 +26,22 @@ CallState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 class FunctionSpec(msgspec.Struct, forbid_unknown_fields=True):
     """A named function: Python ``source`` defining ``entry``, or an importable ``module``."""
 
+    def __post_init__(self) -> None:
+        # Python's "$" also matches before a final newline, JSON Schema's does not: "f\n" passes
+        # msgspec's pattern check, so check the whole string again.
+        for field in ("name", "entry", "module"):
+            value = getattr(self, field)
+            if value and not _FULL[field].fullmatch(value):
+                raise ValueError(f"{field} {value!r} does not match {_FULL[field].pattern!r}")
+
     name: Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
-    entry: str = "main"
-    source: str = ""
-    module: str = ""
+    entry: Annotated[str, msgspec.Meta(pattern=ENTRY_PATTERN)] = "main"
+    source: Annotated[str, msgspec.Meta(min_length=1)] = ""  # exactly one of source and module
+    module: Annotated[str, msgspec.Meta(pattern=MODULE_PATTERN, max_length=1024)] = ""
+
+
+_FULL = {"name": re.compile(NAME_PATTERN[1:-1]), "entry": re.compile(ENTRY_PATTERN[1:-1]),
+         "module": re.compile(MODULE_PATTERN[1:-1])}
 
 
 class InvokeBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -138,6 +151,7 @@ def _flag(name: str, what: str) -> dict[str, Any]:
 def openapi_spec() -> dict[str, Any]:
     (fn, inv, created, call, hosts, apps, app, logs, queue, cancelled, err, names), components = \
         msgspec.json.schema_components(_SCHEMAS, ref_template="#/components/schemas/{name}")
+    components["FunctionSpec"]["oneOf"] = [{"required": ["source"]}, {"required": ["module"]}]
 
     def op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", body: dict[str, Any] | None = None,
            params: list[dict[str, Any]] | None = None, also: dict[str, Any] | None = None) -> dict[str, Any]:
