@@ -50,10 +50,13 @@ class RecentResults:
         hit = self._items.get(key)
         return None if hit is None else (hit[0], hit[1])
 
-    def pop(self, key: Key) -> None:
+    def pop(self, key: Key, default: tuple[Result, bytes] | None = None) -> tuple[Result, bytes] | None:
+        """Forget ``key`` (as ``dict.pop`` with a default: pruning finished requests may call it)."""
         hit = self._items.pop(key, None)
-        if hit is not None:
-            self.nbytes -= hit[2]
+        if hit is None:
+            return default
+        self.nbytes -= hit[2]
+        return hit[0], hit[1]
 
     def for_request(self, req_id: str) -> Iterator[tuple[Result, bytes]]:
         for (rid, _), (res, payload, _) in list(self._items.items()):
