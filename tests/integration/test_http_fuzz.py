@@ -23,7 +23,7 @@ from granny.cluster import LocalCluster
 from granny.planner.openapi import openapi_spec
 
 MIN_REQUESTS = 2000
-EXAMPLES_PER_OPERATION = int(os.environ.get("GRANNY_FUZZ_EXAMPLES", "400"))
+EXAMPLES_PER_OPERATION = int(os.environ.get("GRANNY_FUZZ_EXAMPLES", "350"))
 
 
 def operations() -> list[tuple[str, str, re.Pattern[str]]]:
