@@ -15,7 +15,7 @@ import pytest
 
 import granny
 from granny.cluster import LocalCluster
-from granny.config import DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_SOURCE
+from granny.config import DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_SOURCE, DEFAULT_RECENT_BYTES
 
 from .test_http_api import api_client, assert_error, register
 
@@ -191,3 +191,7 @@ def test_large_results_do_not_pile_up_in_the_planner(api: httpx.Client, cluster:
     assert first["state"] == "succeeded" and len(first["result"]) == size
     # Before the fix each result added ~50 MiB (four more results: +200 MiB).
     assert rss[-1] - rss[0] < 48, f"planner RSS grew from {rss[0]} to {rss[-1]} MiB over four more 50 MB results"
+    # A result larger than the whole cache is never cached: the waiting invoke reads it from the journal.
+    big = DEFAULT_RECENT_BYTES + 1000
+    r = api.post("/v1/functions/grow/invoke?wait=true&timeout=120", json={"input": big})
+    assert r.status_code == 200 and r.json()["state"] == "succeeded" and len(r.json()["result"]) == big
