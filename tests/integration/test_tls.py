@@ -6,6 +6,8 @@ Real `granny planner`/`granny worker` processes on 127.0.0.1 with a certificate 
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,6 +98,15 @@ def test_the_http_api_over_https(tls_planner: PlannerProc, certs: dict[str, Path
     untrusted = ssl.create_default_context(cafile=str(certs["other_ca"]))
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"https://{tls_planner.http}/v1/hosts", headers=headers, verify=untrusted, timeout=30)
+
+
+def test_unreadable_tls_files_are_a_clear_error(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    for argv in (["planner", "--port", "0", "--no-http", "--data-dir", str(tmp_path / "d"), "--tls-cert", missing,
+                  "--tls-key", missing],
+                 ["worker", "--planner", "127.0.0.1:1", "--secret-file", missing, "--tls-ca", missing]):
+        done = subprocess.run([sys.executable, "-m", "granny", *argv], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "is not a readable file" in " ".join(done.stderr.split()), done.stderr
 
 
 def _listening(pid: int) -> set[str]:

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from granny.errors import ProtocolError
+from granny.config import Config
+from granny.errors import ConfigError, ProtocolError
 from granny.transport.blocking import BlockingConn
 from granny.wire import FrameReader, Query, frame_bytes, framing
 from granny.wire.framing import PREFIX
@@ -65,3 +66,13 @@ def test_a_body_above_lazy_body_lands_in_a_mapping_and_is_handed_on_uncopied(mon
     assert body == payload
     tx.close()
     rx.close()
+
+
+def test_config_refuses_half_a_tls_setup_and_bad_limits() -> None:
+    with pytest.raises(ConfigError, match="--tls-key"):
+        Config(tls_cert="cert.pem")
+    with pytest.raises(ConfigError, match="handshake timeout"):
+        Config(handshake_timeout=0)
+    with pytest.raises(ConfigError, match="max_unauthenticated"):
+        Config(max_unauthenticated=0)
+    assert Config().with_(handshake_timeout=2.5).handshake_timeout == 2.5
