@@ -27,7 +27,7 @@ async def serve(config: Config, bind: str, port: int, http_port: int | None, pol
     if config.tls_cert:
         from ..transport.tls import server_context
 
-        # The TLS handshake happens before the Conn exists: the same deadline bounds it.
+        # The TLS handshake happens before the Conn (and its deadline) exists: it gets a deadline of its own.
         tls = {"ssl": server_context(config.tls_cert, config.tls_key), "ssl_handshake_timeout": config.handshake_timeout}
     elif not is_loopback(bind):
         log.warning("listening on %s without TLS: anyone on the network can reach the RPC port and the HTTP API, "
