@@ -16,6 +16,7 @@ from .config import (
     DEFAULT_RPC_PORT,
     ENV_ADDRESS,
     ENV_SECRET,
+    ENV_TLS_CA,
     ENV_TOKEN,
     Config,
     parse_address,
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--bind", default="127.0.0.1")
 
     pl = sub.add_parser("planner", help="run the planner (one per cluster)")
-    pl.add_argument("--bind", default="0.0.0.0")
+    pl.add_argument("--bind", default="127.0.0.1",
+                    help="address to listen on (default loopback only; 0.0.0.0 for every interface)")
     pl.add_argument("--port", type=int, default=DEFAULT_RPC_PORT)
     pl.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     pl.add_argument("--no-http", action="store_true")
@@ -64,12 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="largest Python source of a registered function, e.g. 1MiB")
     pl.add_argument("--recent-bytes", default=None, metavar="SIZE",
                     help="memory for recent HTTP call results, e.g. 64MiB (0: always read the journal)")
+    pl.add_argument("--tls-cert", default="", help="PEM certificate chain: serve RPC and HTTP over TLS")
+    pl.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    pl.add_argument("--handshake-timeout", type=float, default=None,
+                    help="seconds a connection may take to authenticate (default 5)")
+    pl.add_argument("--max-unauthenticated", type=_positive, default=None,
+                    help="connections that may wait to authenticate at once; more are closed (default 256)")
 
     wk = sub.add_parser("worker", help="run a worker on this host (one per VM)")
     wk.add_argument("--planner", required=True, help="planner RPC address HOST:PORT")
     wk.add_argument("--slots", type=_positive, default=None)
     wk.add_argument("--host-id", default=None)
     wk.add_argument("--secret-file", default=None, help=f"cluster secret file (or set {ENV_SECRET})")
+    wk.add_argument("--tls-ca", default=None, help=f"CA file: reach the planner over TLS (or set {ENV_TLS_CA})")
 
     for name, helptext in (("run", "run a script as N granules and stream its output"),
                            ("submit", "submit a script as N granules and return its app id")):
@@ -97,7 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--address", default=None)
     tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
     tb.add_argument("rest", nargs=argparse.REMAINDER)
+    for command in ("run", "submit", "status", "hosts", "logs", "cancel"):
+        sub.choices[command].add_argument("--tls-ca", default=None,
+                                          help=f"CA file: reach the planner over TLS (or set {ENV_TLS_CA})")
     return p
+
+
+def _readable_file(raw: str, flag: str) -> str:
+    """The absolute path of a file given by ``flag`` (children may run elsewhere), or ConfigError."""
+    path = Path(raw).expanduser().resolve()
+    if not raw or not path.is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(f"{flag} {raw!r} is not a readable file")
+    return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_testbed(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "tls_ca", None):  # dialling reads it from the environment; workers hand it to granules
+            os.environ[ENV_TLS_CA] = _readable_file(args.tls_ca, "--tls-ca")
         return int(COMMANDS[args.command](args))
     except GrannyError as exc:
         _console().print(f"[bold red]granny:[/] {exc}")
@@ -161,7 +183,15 @@ def planner_config(args: argparse.Namespace) -> Config:
         config = config.with_(heartbeat_timeout=args.heartbeat_timeout)
     sizes = {field: parse_bytes(getattr(args, field)) for field in ("http_max_body", "http_max_source", "recent_bytes")
              if getattr(args, field) is not None}
-    return config.with_(**sizes)
+    config = config.with_(**sizes)
+    if args.handshake_timeout is not None:
+        config = config.with_(handshake_timeout=args.handshake_timeout)
+    if args.max_unauthenticated is not None:
+        config = config.with_(max_unauthenticated=args.max_unauthenticated)
+    if args.tls_cert or args.tls_key:
+        config = config.with_(tls_cert=_readable_file(args.tls_cert, "--tls-cert"),
+                              tls_key=_readable_file(args.tls_key, "--tls-key"))
+    return config
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -24,6 +24,11 @@ MAX_HEADER_BYTES = 1 << 20
 DEFAULT_HTTP_MAX_BODY = 64 << 20
 DEFAULT_HTTP_MAX_SOURCE = 1 << 20
 DEFAULT_RECENT_BYTES = 64 << 20
+# Before a peer authenticates its frames must be tiny (a Hello is a few hundred bytes), and its
+# connection holds only a small read buffer: an unauthenticated peer costs a few KiB.
+MAX_PREAUTH_FRAME_BYTES = 4096
+PREAUTH_BUFFER_BYTES = 8192
+DIAL_HANDSHAKE_TIMEOUT = 15.0  # a dialling peer gives up on a planner that does not finish the handshake
 
 ENV_ADDRESS = "GRANNY_ADDRESS"
 ENV_TOKEN = "GRANNY_TOKEN"
@@ -31,6 +36,8 @@ ENV_SECRET = "GRANNY_SECRET"
 ENV_SLOTS = "GRANNY_SLOTS"
 ENV_DATA_DIR = "GRANNY_DATA_DIR"
 ENV_HEARTBEAT_TIMEOUT = "GRANNY_HEARTBEAT_TIMEOUT"
+ENV_TLS_CA = "GRANNY_TLS_CA"  # CA file: dial the planner over TLS and verify its certificate with it
+ENV_TLS_SERVER_NAME = "GRANNY_TLS_SERVER_NAME"  # name to verify in the certificate, if not the address's host
 
 
 def _env_float(name: str, default: float) -> float:
@@ -147,8 +154,9 @@ class Config:
     A plain class rather than a dataclass: ``dataclasses`` (and the ``inspect`` it imports) would add
     ~8 ms to the start of every ``granny`` command."""
 
-    __slots__ = ("data_dir", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes", "reconnect_timeout",
-                 "restart_grace", "http_max_body", "http_max_source", "recent_bytes")
+    __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
+                 "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
+                 "http_max_body", "http_max_source", "recent_bytes")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -162,17 +170,32 @@ class Config:
     http_max_body: int
     http_max_source: int
     recent_bytes: int
+    # A planner connection that has not authenticated within handshake_timeout seconds is closed,
+    # and at most max_unauthenticated such connections are open at once (more are closed at once).
+    handshake_timeout: float
+    max_unauthenticated: int
+    # The planner's TLS certificate chain and private key (PEM files); "" serves plain TCP and HTTP.
+    tls_cert: str
+    tls_key: str
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 1.0,
                  reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES,
                  http_max_body: int = DEFAULT_HTTP_MAX_BODY, http_max_source: int = DEFAULT_HTTP_MAX_SOURCE,
-                 recent_bytes: int = DEFAULT_RECENT_BYTES) -> None:
+                 recent_bytes: int = DEFAULT_RECENT_BYTES,
+                 handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
+                 tls_key: str = "") -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
         if recent_bytes < 0:
             raise ConfigError(f"recent_bytes must not be negative, got {recent_bytes}")
+        if handshake_timeout <= 0 or not math.isfinite(handshake_timeout):
+            raise ConfigError(f"the handshake timeout must be a positive number of seconds, got {handshake_timeout}")
+        if max_unauthenticated < 1:
+            raise ConfigError(f"max_unauthenticated must be at least 1, got {max_unauthenticated}")
+        if bool(tls_cert) != bool(tls_key):
+            raise ConfigError("TLS needs both a certificate and its private key (--tls-cert and --tls-key)")
         values = {
             "data_dir": data_dir if data_dir is not None else Path(os.environ.get(ENV_DATA_DIR, ".granny")),
             "heartbeat_interval": heartbeat_interval,
@@ -180,6 +203,8 @@ class Config:
             else _env_float(ENV_HEARTBEAT_TIMEOUT, 5.0),
             "restart_grace": restart_grace, "reconnect_timeout": reconnect_timeout, "max_frame_bytes": max_frame_bytes,
             "http_max_body": http_max_body, "http_max_source": http_max_source, "recent_bytes": recent_bytes,
+            "handshake_timeout": handshake_timeout, "max_unauthenticated": max_unauthenticated,
+            "tls_cert": tls_cert, "tls_key": tls_key,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

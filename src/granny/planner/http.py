@@ -187,9 +187,11 @@ class _QuietServer(uvicorn.Server):
         pass
 
 
-async def start_http(p: PlannerServer, bind: str, port: int) -> tuple[asyncio.Task[None], int]:
+async def start_http(p: PlannerServer, bind: str, port: int, tls_cert: str = "", tls_key: str = ""
+                     ) -> tuple[asyncio.Task[None], int]:
+    """Serve the API in this loop (HTTPS when given a certificate and key); returns the task and the port."""
     config = uvicorn.Config(build_app(p), host=bind, port=port, log_level="warning", lifespan="off",
-                            access_log=False)
+                            access_log=False, ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None)
     server = _QuietServer(config)
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:

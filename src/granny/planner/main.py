@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from ..config import Config, read_or_create_credential, write_private
 from .server import Conn, PlannerServer
@@ -21,8 +23,18 @@ async def serve(config: Config, bind: str, port: int, http_port: int | None, pol
     secret = read_or_create_credential(config.secret_path)
     token = read_or_create_credential(config.token_path)
     loop = asyncio.get_running_loop()
+    tls: dict[str, Any] = {}
+    if config.tls_cert:
+        from ..transport.tls import server_context
+
+        # The TLS handshake happens before the Conn (and its deadline) exists: it gets a deadline of its own.
+        tls = {"ssl": server_context(config.tls_cert, config.tls_key), "ssl_handshake_timeout": config.handshake_timeout}
+    elif not is_loopback(bind):
+        log.warning("listening on %s without TLS: anyone on the network can reach the RPC port and the HTTP API, "
+                    "and an on-path attacker can read calls and inject frames into authenticated connections; "
+                    "pass --tls-cert/--tls-key (see docs/security.md)", bind or "every interface")
     planner = PlannerServer(config, secret, token, policy)
-    server = await loop.create_server(lambda: Conn(planner), bind, port, reuse_address=True, backlog=1024)
+    server = await loop.create_server(lambda: Conn(planner), bind, port, reuse_address=True, backlog=1024, **tls)
     rpc_port = server.sockets[0].getsockname()[1]
     unix_server = None
     unix_path = str((config.data_dir / "planner.sock").resolve())
@@ -37,7 +49,7 @@ async def serve(config: Config, bind: str, port: int, http_port: int | None, pol
     if http_port is not None:
         from .http import start_http
 
-        http_task, http_bound = await start_http(planner, bind, http_port)
+        http_task, http_bound = await start_http(planner, bind, http_port, config.tls_cert, config.tls_key)
         http_addr = f"{_advertised(bind)}:{http_bound}"
     address = f"{_advertised(bind)}:{rpc_port}"
     write_private(config.planner_info_path, json.dumps({"address": address, "http": http_addr, "pid": _pid()}))
@@ -55,6 +67,16 @@ async def serve(config: Config, bind: str, port: int, http_port: int | None, pol
     if http_task is not None:
         http_task.cancel()
     planner.close()
+
+
+def is_loopback(bind: str) -> bool:
+    """True if ``bind`` listens on loopback only (a wildcard or a host name counts as beyond it)."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
 
 
 def _advertised(bind: str) -> str:

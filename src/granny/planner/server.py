@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config
+from ..config import MAX_PREAUTH_FRAME_BYTES, PREAUTH_BUFFER_BYTES, Config
 from ..errors import ConflictError, GrannyError, ProtocolError
 from ..transport import local_id, make_mac, verify_mac
 from ..wire import (
@@ -60,6 +60,7 @@ from ..wire import (
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from . import views
+from .gate import HandshakeGate
 from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
 from .policies import POLICIES
@@ -77,7 +78,9 @@ class Conn(asyncio.BufferedProtocol):
 
     def __init__(self, server: PlannerServer) -> None:
         self.server = server
-        self.reader = FrameReader(server.config.max_frame_bytes)
+        # Tiny frames and a small buffer until the peer authenticates (see gate.py; raise_limit after)
+        self.reader = FrameReader(MAX_PREAUTH_FRAME_BYTES, PREAUTH_BUFFER_BYTES, "before authentication")
+        self.admitted = False
         self.role: Role | None = None
         self.name = ""
         self.host_id = ""
@@ -94,9 +97,14 @@ class Conn(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        tcp = sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+        if tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.peer = str(transport.get_extra_info("peername"))
+        self.peer = str(transport.get_extra_info("peername") or "the local socket")
+        if not self.server.gate.admit(self, capped=tcp):
+            self.closed = True
+            transport.close()
+            return
         self.send(Challenge(nonce=self.nonce))
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -112,6 +120,10 @@ class Conn(asyncio.BufferedProtocol):
         try:
             for msg, body in self.reader.buffer_updated(nbytes):
                 server.on_frame(self, msg, body)
+            if self.role is not None and not self.admitted:
+                self.admitted = True
+                server.gate.settle(self)  # authenticated: no deadline, full-size frames from now on
+                self.reader.raise_limit(server.config.max_frame_bytes)
         except ProtocolError as exc:
             log.error("closing connection from %s (%s): %s", self.peer, self.role or "unauthenticated", exc)
             self.close()
@@ -125,6 +137,7 @@ class Conn(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.server.gate.settle(self)
         self.server.on_lost(self)
 
     def send(self, msg: Message, segments: Sequence[Buffer] = ()) -> None:
@@ -169,6 +182,7 @@ class PlannerServer:
         self.token = token
         self.state = PlannerState(config.heartbeat_timeout, POLICIES[policy])
         self.loop = asyncio.get_running_loop()
+        self.gate = HandshakeGate(self.loop, config.handshake_timeout, config.max_unauthenticated)
         self.journal = Journal(config.journal_path, self.loop)
         self.payloads: dict[str, Payload] = {}
         self.workers: dict[str, Conn] = {}

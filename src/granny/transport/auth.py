@@ -5,6 +5,11 @@ nonce of its own; the server answers that with ``HMAC(key, peer_nonce)``. Neithe
 key, replaying an old answer fails against a fresh nonce, and a client learns it reached a planner
 that knows the token before it unpickles anything that planner sends. Workers and granules use the
 cluster secret; API clients use the token.
+
+The handshake authenticates the peers, not the frames after it: over plain TCP an on-path attacker
+can inject frames into an authenticated stream. Dialling over TLS (:mod:`granny.transport.tls`,
+switched on by ``GRANNY_TLS_CA``) closes that; the planner warns when it listens beyond loopback
+without it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import os
 from hashlib import sha256
 from typing import Any
 
-from ..errors import AuthError, GrannyError, ProtocolError
+from ..config import DIAL_HANDSHAKE_TIMEOUT, ENV_TLS_CA
+from ..errors import AuthError, ConnectionLostError, GrannyError, ProtocolError
 from ..wire import Challenge, Hello, Reject, Role, Welcome
 from .blocking import BlockingConn, connect_tcp, connect_unix, local_id
 
@@ -29,7 +35,12 @@ def verify_mac(key: str, mac: bytes, *parts: bytes) -> bool:
 
 def client_handshake(conn: BlockingConn, role: Role, key: str, **fields: Any) -> Welcome:
     """Run the peer side of the handshake on a fresh connection; raises AuthError on refusal."""
-    msg, _ = conn.recv()
+    try:
+        msg, _ = conn.recv()
+    except ConnectionLostError as exc:
+        hint = "" if conn.tls else f"; if the planner serves TLS, set {ENV_TLS_CA} (or --tls-ca) to its CA file"
+        raise ConnectionLostError(f"no challenge from the peer ({exc}): it may have too many connections waiting to "
+                                  f"authenticate{hint}") from None
     if not isinstance(msg, Challenge):
         raise ProtocolError(f"expected a challenge from the planner, got {type(msg).__name__}")
     nonce = os.urandom(16)
@@ -74,7 +85,7 @@ def dial(address: tuple[str, int], role: Role, key: str, unix_hint: str = "", **
             raise
         except (OSError, GrannyError):
             pass
-    conn = BlockingConn(connect_tcp(*address))
+    conn = _connect_tcp(address)
     welcome = _shake(conn, role, key, fields)
     if welcome.local_path and welcome.local_id and welcome.local_id == local_id():
         try:
@@ -87,9 +98,25 @@ def dial(address: tuple[str, int], role: Role, key: str, unix_hint: str = "", **
     return conn, welcome, ""
 
 
+def _connect_tcp(address: tuple[str, int]) -> BlockingConn:
+    """A TCP connection to the planner, over TLS if GRANNY_TLS_CA names a CA to verify it with."""
+    sock = connect_tcp(*address)
+    ca = os.environ.get(ENV_TLS_CA, "")
+    if not ca:
+        return BlockingConn(sock)
+    from .tls import wrap_client  # ssl costs ~13 ms to import: only where TLS is used
+
+    sock.settimeout(DIAL_HANDSHAKE_TIMEOUT)
+    return BlockingConn(wrap_client(sock, address[0], ca), tls=True)
+
+
 def _shake(conn: BlockingConn, role: Role, key: str, fields: dict[str, Any]) -> Welcome:
+    # A peer that accepts but never answers (a wrong port, a stalled planner) must not hang us.
     try:
-        return client_handshake(conn, role, key, **fields)
+        conn.sock.settimeout(DIAL_HANDSHAKE_TIMEOUT)
+        welcome = client_handshake(conn, role, key, **fields)
+        conn.sock.settimeout(None)
+        return welcome
     except BaseException:
         conn.close()
         raise

@@ -1,7 +1,9 @@
 """A blocking, thread-safe-for-send frame connection over a TCP socket.
 
 Used where a thread per connection is simplest and fastest: clients, granules and workers. Sends
-take a lock so several threads may send; exactly one thread may call :meth:`recv`.
+take a lock so several threads may send; exactly one thread may call :meth:`recv`. The socket may be
+a TLS one (``tls=True``): it has no ``sendmsg``, so its frames go out in a few ``sendall`` calls
+instead, large segments still uncopied.
 """
 
 from __future__ import annotations
@@ -48,9 +50,13 @@ def local_id() -> str:
         return ""
 
 
+TLS_COALESCE = 64 << 10  # over TLS, parts below this are joined into one write; larger ones go as they are
+
+
 class BlockingConn:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tls: bool = False) -> None:
         self.sock = sock
+        self.tls = tls
         self._reader = FrameReader()
         self._pending: deque[tuple[Message, memoryview]] = deque()
         self._send_lock = threading.Lock()
@@ -107,6 +113,8 @@ class BlockingConn:
         try:
             if len(parts) == 1:
                 self.sock.sendall(parts[0])
+            elif self.tls:
+                _sendall_tls(self.sock, parts)
             else:
                 _sendmsg_all(self.sock, parts)
         except OSError as exc:
@@ -136,6 +144,8 @@ class BlockingConn:
         """True if a frame can be received without blocking (one already parsed, or bytes waiting)."""
         if self._pending:
             return True
+        if self.tls and self.sock.pending():  # type: ignore[attr-defined]  # decrypted bytes wait in the TLS layer
+            return True
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)
 
@@ -161,3 +171,18 @@ def _sendmsg_all(sock: socket.socket, parts: Sequence[Buffer]) -> None:
             else:
                 views[0] = head[sent:]
                 sent = 0
+
+
+def _sendall_tls(sock: socket.socket, parts: Sequence[Buffer]) -> None:
+    """Send over TLS: small parts joined (one record, not one per part), large ones as they are."""
+    small: list[Buffer] = []
+    for part in parts:
+        if memoryview(part).nbytes < TLS_COALESCE:
+            small.append(part)
+            continue
+        if small:
+            sock.sendall(b"".join(small))
+            small = []
+        sock.sendall(part)
+    if small:
+        sock.sendall(b"".join(small))

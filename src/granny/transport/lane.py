@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from ..config import MAX_FRAME_BYTES, MAX_PREAUTH_FRAME_BYTES, PREAUTH_BUFFER_BYTES
 from ..errors import GrannyError, ProtocolError
 from ..wire import Challenge, FrameReader, Hello, Message, Reject, Result, Role, Welcome, encode_frame
 from ..wire.framing import Buffer
@@ -67,7 +68,8 @@ class _Peer:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader = FrameReader()
+        # Any local process may dial a lane: tiny frames until it proves it knows the key.
+        self.reader = FrameReader(MAX_PREAUTH_FRAME_BYTES, PREAUTH_BUFFER_BYTES, "before the lane handshake")
         self.nonce = os.urandom(16)
         self.authed = False
 
@@ -235,6 +237,8 @@ class LaneServer:
         try:
             for msg, body in peer.reader.buffer_updated(n):
                 self._frame(peer, msg, body)
+            if peer.authed and peer.reader.limit_why:
+                peer.reader.raise_limit(MAX_FRAME_BYTES)
         except ProtocolError as exc:
             log.error("closing a result lane connection: %s", exc)
             self._drop(peer)

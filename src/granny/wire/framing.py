@@ -3,13 +3,24 @@
 Theory of operation: :class:`FrameReader` follows asyncio's BufferedProtocol contract
 (``get_buffer`` / ``buffer_updated``), and the blocking socket users drive it the same way with
 ``recv_into``. Small frames are parsed out of one reusable buffer, many per read. A large body is
-received straight into its own bytearray, so an 8 MiB argument is copied by the kernel once and then
-handed on as a memoryview with no further copy. Sizes are checked before anything is allocated, so a
-garbage prefix fails with ProtocolError instead of a huge allocation.
+received straight into its own buffer, so an 8 MiB argument is copied by the kernel once and then
+handed on as a memoryview with no further copy.
+
+Invariants that keep a hostile peer cheap:
+- Sizes are checked against ``max_frame`` as soon as the 12-byte prefix is in, before anything is
+  allocated. A server starts a reader with a tiny limit and a small buffer (an unauthenticated peer
+  can make it hold a few KiB, no more) and calls :meth:`FrameReader.raise_limit` once the peer has
+  authenticated.
+- Nothing is allocated up front in proportion to an announced size beyond ``LAZY_BODY``: a larger
+  body lands in an anonymous mapping, whose pages the kernel supplies (zeroed) only as data arrives.
+  A smaller one gets a bytearray, which malloc usually serves from memory already mapped, and that
+  is faster than fresh pages for the common few-MiB argument.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import struct
 from collections.abc import Sequence
 
@@ -19,7 +30,22 @@ from .messages import Message, decode_header, encode_header
 
 PREFIX = struct.Struct("<IQ")
 _SMALL = 1 << 16  # frames whose body exceeds this get their own buffer
+BUFFER_SIZE = _SMALL * 4  # the shared buffer of an authenticated stream
+LAZY_BODY = 16 << 20  # bodies above this land in an anonymous mapping, filled as data arrives
 Buffer = bytes | bytearray | memoryview
+
+
+def body_buffer(size: int) -> bytearray | mmap.mmap:
+    """A writable buffer of ``size`` bytes whose cost up front does not grow beyond ``LAZY_BODY``."""
+    if size <= LAZY_BODY:
+        return bytearray(size)
+    try:
+        buf = mmap.mmap(-1, size)
+    except OSError as exc:
+        raise ProtocolError(f"cannot reserve {size} bytes for a frame body: {exc}") from None
+    with contextlib.suppress(AttributeError, OSError):  # fewer page faults where the kernel allows
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    return buf
 
 
 def encode_frame(msg: Message, segments: Sequence[Buffer] = ()) -> list[Buffer]:
@@ -48,14 +74,29 @@ def split_segments(body: memoryview, sizes: Sequence[int]) -> list[memoryview]:
 class FrameReader:
     """Incremental frame parser; see the module docstring. Not thread-safe: one reader per stream."""
 
-    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES, buffer_size: int = BUFFER_SIZE, limit_why: str = "") -> None:
         self.max_frame = max_frame
-        self._buf = bytearray(_SMALL * 4)
+        # Non-empty while a pre-authentication limit holds; it ends the oversize error's message.
+        self.limit_why = limit_why
+        self._buf = bytearray(buffer_size)
         self._start = 0
         self._end = 0
-        self._big: bytearray | None = None
+        self._big: bytearray | mmap.mmap | None = None
         self._big_pos = 0
         self._big_header: Message | None = None
+
+    def raise_limit(self, max_frame: int, buffer_size: int = BUFFER_SIZE) -> None:
+        """Accept frames up to ``max_frame`` from now on, with a full-size buffer (bytes already read are kept).
+
+        Call it between reads (not while a caller holds a view from get_buffer), as a server does
+        once the peer has authenticated."""
+        self.max_frame = max_frame
+        self.limit_why = ""
+        if len(self._buf) < buffer_size:
+            pending = self._end - self._start
+            bigger = bytearray(buffer_size)
+            bigger[:pending] = self._buf[self._start : self._end]
+            self._buf, self._start, self._end = bigger, 0, pending
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         if self._big is not None:
@@ -88,7 +129,8 @@ class FrameReader:
             if hlen > MAX_HEADER_BYTES or hlen == 0:
                 raise ProtocolError(f"frame header of {hlen} bytes is out of bounds")
             if hlen + blen > self.max_frame:
-                raise ProtocolError(f"frame of {hlen + blen} bytes exceeds the {self.max_frame}-byte limit")
+                why = f" {self.limit_why}" if self.limit_why else ""
+                raise ProtocolError(f"frame of {hlen + blen} bytes exceeds the {self.max_frame}-byte limit{why}")
             hstart = self._start + PREFIX.size
             avail = self._end - hstart
             if avail < hlen:
@@ -103,7 +145,7 @@ class FrameReader:
                 # Switch to a dedicated buffer for the rest of this body.
                 header = decode_header(memoryview(buf)[hstart : hstart + hlen])
                 got = avail - hlen
-                big = bytearray(blen)
+                big = body_buffer(blen)
                 big[:got] = buf[hstart + hlen : self._end]
                 self._big, self._big_pos, self._big_header = big, got, header
                 self._start = self._end = 0
