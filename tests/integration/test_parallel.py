@@ -391,6 +391,26 @@ def test_master_exception_fails_region_and_team_goes_on(gclient: granny.Client) 
     assert np.array_equal(a.array, np.arange(10) ** 2)
 
 
+def raise_everywhere(i: int) -> None:
+    raise ValueError(f"old failure at {i}")
+
+
+def noop(i: int) -> None:
+    pass
+
+
+def test_failed_region_does_not_poison_the_next_one(gclient: granny.Client) -> None:
+    """Every thread raises (the caller too): the region reports one failure, and the errors the other
+    threads left on the board are not raised again by the regions after it (issue 10, defect 8)."""
+    with pytest.raises(ValueError, match="old failure"):
+        granny.parallel_for(4, raise_everywhere, num_threads=N)
+    granny.parallel_for(2, noop, num_threads=N)
+    granny.parallel_for(4, noop, num_threads=N)
+    with pytest.raises(KeyError, match="boom at 7"):  # a new failure is still reported, by its region
+        granny.parallel_for(10, raise_on_seven, shared={"a": granny.shared_array((10,), "int64")}, num_threads=N)
+    granny.parallel_for(4, noop, num_threads=N)
+
+
 def exit_in_member(i: int, a: Any) -> None:
     if i >= 5:
         os._exit(3)
