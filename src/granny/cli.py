@@ -13,13 +13,17 @@ from typing import Any
 
 from .config import (
     DEFAULT_HTTP_PORT,
+    DEFAULT_RETAIN,
     DEFAULT_RPC_PORT,
     ENV_ADDRESS,
+    ENV_RETAIN,
     ENV_SECRET,
     ENV_TOKEN,
     Config,
+    format_duration,
     parse_address,
     parse_bytes,
+    parse_duration,
     parse_slots,
 )
 from .errors import ConfigError, GrannyError
@@ -57,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-http", action="store_true")
     pl.add_argument("--data-dir", default=".granny")
     pl.add_argument("--heartbeat-timeout", type=float, default=None)
+    pl.add_argument("--retain", default=None, metavar="DURATION",
+                    help=f"keep finished requests, results and logs this long, then prune them (default: "
+                         f"${ENV_RETAIN} or {format_duration(DEFAULT_RETAIN)}; e.g. 30m, 2h, 1d)")
     pl.add_argument("--policy", default="bin-pack", choices=["bin-pack"])
 
     wk = sub.add_parser("worker", help="run a worker on this host (one per VM)")
@@ -149,6 +156,8 @@ def cmd_planner(args: argparse.Namespace) -> int:
     config = Config(data_dir=Path(args.data_dir))
     if args.heartbeat_timeout:
         config = config.with_(heartbeat_timeout=args.heartbeat_timeout)
+    if args.retain:
+        config = config.with_(retain=parse_duration(args.retain, "--retain"))
     return run(config, args.bind, args.port, None if args.no_http else args.http_port, args.policy)
 
 

@@ -25,6 +25,8 @@ ENV_SECRET = "GRANNY_SECRET"
 ENV_SLOTS = "GRANNY_SLOTS"
 ENV_DATA_DIR = "GRANNY_DATA_DIR"
 ENV_HEARTBEAT_TIMEOUT = "GRANNY_HEARTBEAT_TIMEOUT"
+ENV_RETAIN = "GRANNY_RETAIN"
+DEFAULT_RETAIN = 3600.0  # finished work is kept this long (seconds) before the planner prunes it
 
 
 def _env_float(name: str, default: float) -> float:
@@ -112,6 +114,43 @@ def parse_bytes(raw: str | int | None) -> int:
     return int(value)
 
 
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(raw: str | float, what: str = "duration") -> float:
+    """Parse ``90``, ``90s``, ``15m``, ``1h``, ``2d`` or ``500ms`` into seconds (positive, finite)."""
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        text = raw.strip().lower()
+        scale = 1.0
+        for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
+            if text.endswith(suffix):
+                text, scale = text[: -len(suffix)], _DURATION_UNITS[suffix]
+                break
+        try:
+            value = float(text) * scale
+        except ValueError:
+            raise ConfigError(f"{what} {raw!r} is not a duration (try 1h, 30m, 90s)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what} must be a positive duration, got {raw!r}")
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling ``parse_duration`` reads back: 3600 -> ``1h``, 90 -> ``90s``."""
+    for suffix in ("d", "h", "m"):
+        unit = _DURATION_UNITS[suffix]
+        if seconds >= unit and (seconds / unit).is_integer():
+            return f"{int(seconds / unit)}{suffix}"
+    return f"{seconds:g}s"
+
+
+def _env_duration(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw is None or raw == "" else parse_duration(raw, name)
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
@@ -142,7 +181,7 @@ class Config:
     ~8 ms to the start of every ``granny`` command."""
 
     __slots__ = ("data_dir", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes", "reconnect_timeout",
-                 "restart_grace")
+                 "restart_grace", "retain")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -153,16 +192,21 @@ class Config:
     restart_grace: float
     reconnect_timeout: float
     max_frame_bytes: int
+    # The planner keeps a finished request (its record, result and logs) this long after it finished
+    # and was delivered, then prunes it from memory and from the journal (planner/retention.py).
+    retain: float
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 1.0,
-                 reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+                 reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES,
+                 retain: float | None = None) -> None:
         values = {
             "data_dir": data_dir if data_dir is not None else Path(os.environ.get(ENV_DATA_DIR, ".granny")),
             "heartbeat_interval": heartbeat_interval,
             "heartbeat_timeout": heartbeat_timeout if heartbeat_timeout is not None
             else _env_float(ENV_HEARTBEAT_TIMEOUT, 5.0),
             "restart_grace": restart_grace, "reconnect_timeout": reconnect_timeout, "max_frame_bytes": max_frame_bytes,
+            "retain": parse_duration(retain, "retain") if retain is not None else _env_duration(ENV_RETAIN, DEFAULT_RETAIN),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

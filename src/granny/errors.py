@@ -7,7 +7,8 @@
     ├── ClusterError           the cluster cannot do what was asked
     │   ├── NeverFitsError     a request larger than the whole cluster's capacity
     │   ├── HostDiedError      the host running a granule stopped sending heartbeats
-    │   └── ConnectionLostError  the planner could not be reached again in time
+    │   ├── ConnectionLostError  the planner could not be reached again in time
+    │   └── PrunedError        finished work older than the planner's --retain (also a KeyError)
     ├── TaskError              a granule did not produce a result
     │   ├── RemoteError        the function raised and its exception could not be rebuilt here
     │   ├── GranuleCrashedError  the granule process died (exit code, signal, out of memory)
@@ -52,6 +53,15 @@ class HostDiedError(ClusterError):
 
 class ConnectionLostError(ClusterError):
     pass
+
+
+class PrunedError(ClusterError, KeyError):
+    """The app or call finished more than ``--retain`` ago and the planner pruned it.
+
+    Also a KeyError, so code that looks apps and calls up by id treats it as "not found"."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0]) if self.args else "pruned"
 
 
 class TaskError(GrannyError):
@@ -128,6 +138,7 @@ ERROR_KINDS: dict[str, type[GrannyError]] = {
     "unpicklable_result": ResultSerializationError,
     "cancelled": CancelledError,
     "lost": ClusterError,
+    "pruned": PrunedError,
     "remote": RemoteError,
     "error": TaskError,
 }

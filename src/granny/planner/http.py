@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..errors import PrunedError
 from . import views
+from .retention import Known
 from .server import PlannerServer
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
@@ -76,7 +78,8 @@ def build_app(p: PlannerServer) -> Starlette:
         states = p.task_states(call_id)
         found = p.call_result(call_id)
         if states is None and found is None:
-            raise HTTPException(404, f"no call {call_id!r}")
+            gone = p.retention.lookup(call_id) is Known.PRUNED
+            raise HTTPException(404, p.retention.pruned_message(f"call {call_id!r}") if gone else f"no call {call_id!r}")
         if found is None:
             return CallView(call_id, (states or ["queued"])[0])
         res, payload = found
@@ -137,6 +140,8 @@ def build_app(p: PlannerServer) -> Starlette:
     async def get_app(request: Request) -> Response:
         try:
             return _json(views.app(p, request.path_params["app_id"]))
+        except PrunedError as exc:
+            raise HTTPException(404, str(exc)) from None
         except KeyError:
             raise HTTPException(404, f"no app {request.path_params['app_id']!r}") from None
 
@@ -148,7 +153,10 @@ def build_app(p: PlannerServer) -> Starlette:
             after = -1
         if not 0 <= after < 2**63:
             raise HTTPException(400, "after must be a log id: an integer from 0 to 2^63-1")
-        return _json(views.logs(p, app_id, after))
+        try:
+            return _json(views.logs(p, app_id, after))
+        except PrunedError as exc:
+            raise HTTPException(404, str(exc)) from None
 
     async def cancel_app(request: Request) -> Response:
         app_id = request.path_params["app_id"]

@@ -168,6 +168,7 @@ class App:
     name: str = ""
     state: AppState = AppState.RUNNING
     requests: list[str] = field(default_factory=list)
+    pruned: dict[str, int] = field(default_factory=dict)  # task state -> count, of requests forgotten
 
 
 class PlannerState:
@@ -184,6 +185,9 @@ class PlannerState:
         self._stalled_on = ""
         self._revoked_for: set[str] = set()  # queued requests that already asked leases to shrink
         self._leases: set[str] = set()  # requests of elastic teams that may still give granules back
+        # Requests that became final since the server last collected them; it stamps them with the time
+        # (see retention.py), so this module needs no clock.
+        self.finished: list[str] = []
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float) -> list[Action]:
@@ -372,6 +376,8 @@ class PlannerState:
         task = req.tasks[index]
         was_running = task.state is TaskState.RUNNING
         task.state = transition(TASK_TRANSITIONS, task.state, event, f"task {req_id}[{index}]")
+        if req.final():  # exactly one transition makes a request final, whatever cascades follow
+            self.finished.append(req_id)
         actions: list[Action] = [fail] if fail is not None else []
         if was_running and event is TaskEvent.CANCEL:
             granule = self.granules.get(task.granule_id)
@@ -422,6 +428,26 @@ class PlannerState:
             task.granule_id = task.host_id = ""
             self.queue.appendleft(key[0])
         return actions
+
+    def forget(self, req_ids: Iterable[str]) -> None:
+        """Drop finished requests (retention.py decides which); their apps keep per-state counts."""
+        touched: dict[str, App] = {}
+        for rid in req_ids:
+            req = self.requests.pop(rid)
+            self._revoked_for.discard(rid)
+            self._leases.discard(rid)
+            app = self.apps.get(req.app_id)
+            if app is not None:
+                touched[app.app_id] = app
+                for t in req.tasks:
+                    app.pruned[t.state.value] = app.pruned.get(t.state.value, 0) + 1
+        for app in touched.values():
+            app.requests = [r for r in app.requests if r in self.requests]
+
+    def forget_app(self, app_id: str) -> None:
+        app = self.apps.pop(app_id)
+        for rid in app.requests:
+            self.requests.pop(rid, None)
 
     # --- placement --------------------------------------------------------------------------
     def schedule(self) -> list[Action]:
