@@ -262,5 +262,5 @@ def _prune(db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombs
     if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a journal made before auto_vacuum was set
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("VACUUM")
-    db.execute("PRAGMA incremental_vacuum")
+    db.executescript("PRAGMA incremental_vacuum;")  # execute() would step it once: one page freed
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL file keeps its largest size otherwise
