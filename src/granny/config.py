@@ -26,6 +26,9 @@ ENV_SLOTS = "GRANNY_SLOTS"
 ENV_DATA_DIR = "GRANNY_DATA_DIR"
 ENV_HEARTBEAT_TIMEOUT = "GRANNY_HEARTBEAT_TIMEOUT"
 ENV_RETAIN = "GRANNY_RETAIN"
+# Set by a worker for itself and its granules (and inherited by their children): the tag that marks
+# the shared-memory segments they create as this worker's, so its sweep removes only those.
+ENV_SHM_OWNER = "GRANNY_SHM_OWNER"
 DEFAULT_RETAIN = 3600.0  # finished work is kept this long (seconds) before the planner prunes it
 
 
@@ -149,6 +152,23 @@ def format_duration(seconds: float) -> str:
 def _env_duration(name: str, default: float) -> float:
     raw = os.environ.get(name)
     return default if raw is None or raw == "" else parse_duration(raw, name)
+
+
+def worker_shm_tag(host_id: str, planner: str) -> str:
+    """A worker's shared-memory tag: the same for a restarted worker of the same host and cluster
+    (so it cleans up after its predecessor), different for two workers or two clusters on one machine."""
+    import hashlib
+
+    return hashlib.blake2b(f"{host_id}\0{planner}".encode(), digest_size=5).hexdigest()
+
+
+def shm_owner_suffix(pid: int | None = None) -> str:
+    """The end of every granny shared-memory name: ``-w{tag}-p{pid}`` under a worker, else ``-p{pid}``.
+
+    The pid says whether the creator is alive; the tag says which worker's sweep may remove it."""
+    tag = os.environ.get(ENV_SHM_OWNER, "")
+    owner = os.getpid() if pid is None else pid
+    return f"-w{tag}-p{owner}" if tag.isalnum() and tag.isascii() and len(tag) <= 16 else f"-p{owner}"
 
 
 def new_secret() -> str:

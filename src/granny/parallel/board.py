@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..config import shm_owner_suffix
+
 SHM_DIR = "/dev/shm"
 HEADER = 64  # word 0 generation, 1 command, 2 dynamic-schedule counter, 3 descriptor length
 SLOT = 64  # per thread: done, barrier, sleeping, error generation, present, retired
@@ -43,7 +45,7 @@ SAFETY_TIMEOUT = 0.002
 
 
 def board_path(team_id: str, pid: int) -> str:
-    return f"{SHM_DIR}/granny-team-{team_id}-p{pid}"
+    return f"{SHM_DIR}/granny-team-{team_id}{shm_owner_suffix(pid)}"
 
 
 def _bell(team_id: str, thread: int) -> bytes:
