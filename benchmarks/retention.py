@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/retention.py [--calls 200000] [--every 20000] [--batch 2000] [--retain 2s]
+    python benchmarks/retention.py [--calls 200000] [--every 20000] [--batch 2000] [--retain 0.2s]
                                    [--out benchmarks/results/retention.json]
 
 Starts a real cluster (planner + 1 worker, 2 slots) with ``GRANNY_RETAIN`` set, runs ``--calls``
@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--every", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=2_000)
-    ap.add_argument("--retain", default="2s")
+    ap.add_argument("--retain", default="0.2s")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     result = run(args.calls, args.every, args.batch, args.retain)

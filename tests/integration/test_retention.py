@@ -56,9 +56,7 @@ def pruned_error(client: granny.Client, what: str, app_id: str) -> str:
 
 def test_short_retention_prunes_calls_apps_and_journal_rows(short: LocalCluster) -> None:
     client = granny.connect(short.address, short.token)
-    sent: list[_Pending] = []
-    send = client._send
-    client._send = lambda p: (sent.append(p), send(p))[1]  # type: ignore[method-assign]
+    sent = recording(client)
     try:
         assert [f.result(60) for f in [client.submit(square_and_say, i) for i in range(20)]] == [
             i * i for i in range(20)]
@@ -74,11 +72,8 @@ def test_short_retention_prunes_calls_apps_and_journal_rows(short: LocalCluster)
         assert journal_count(short, "SELECT count(*) FROM logs WHERE app_id=?", (client.app_id,)) == 0
 
         # A client that comes back for a pruned call (as after a reconnect) is told, not re-run.
-        old = sent[0]
-        again = _future(client, old.submit.req_id)
-        client._send(_Pending(old.submit, old.segments, again))
         with pytest.raises(PrunedError, match=f"finished more than {RETAIN} ago and was pruned"):
-            again.result(60)
+            resubmit(client, sent[0]).result(60)
 
         # An app that ended: status and logs say it was pruned, with its final state.
         other = granny.connect(short.address, short.token)
@@ -105,5 +100,63 @@ def test_running_app_and_running_call_are_kept(short: LocalCluster) -> None:
         # Every pass since has found the running app (and its later call) and kept them.
         assert client.query("app", client.app_id)["state"] == "running"
         assert client.submit(square_and_say, 5).result(60) == 25
+    finally:
+        client.close()
+
+
+def append_line(path: str) -> int:
+    """A call with a side effect that counts its runs."""
+    with open(path, "a") as fh:
+        fh.write("ran\n")
+    return len(Path(path).read_text().splitlines())
+
+
+def resubmit(client: granny.Client, old: _Pending) -> granny.GrannyFuture:
+    """Send a finished call's Submit again under its id, as the client does after a reconnect."""
+    again = _future(client, old.submit.req_id)
+    client._send(_Pending(old.submit, old.segments, again))
+    return again
+
+
+def recording(client: granny.Client) -> list[_Pending]:
+    sent: list[_Pending] = []
+    send = client._send
+    client._send = lambda p: (sent.append(p), send(p))[1]  # type: ignore[method-assign]
+    return sent
+
+
+def test_pruned_call_resubmitted_after_a_planner_restart_is_not_run_again(short: LocalCluster,
+                                                                         tmp_path: Path) -> None:
+    from .test_recovery import restart_planner
+
+    log = tmp_path / "runs"
+    client = granny.connect(short.address, short.token)
+    sent = recording(client)
+    try:
+        assert client.submit(append_line, str(log)).result(60) == 1
+        wait_for(lambda: journal_count(short, "SELECT count(*) FROM pruned_requests WHERE req_id=?",
+                                       (sent[0].submit.req_id,)) == 1, timeout=60, what="the call's tombstone")
+        restart_planner(short)
+        with pytest.raises(PrunedError, match="was pruned"):
+            resubmit(client, sent[0]).result(60)
+        assert log.read_text() == "ran\n"
+    finally:
+        client.close()
+
+
+def test_call_finished_before_a_restart_is_answered_from_the_journal(cluster: LocalCluster,
+                                                                     tmp_path: Path) -> None:
+    from .test_recovery import restart_planner
+
+    log = tmp_path / "runs"
+    client = granny.connect(cluster.address, cluster.token)
+    sent = recording(client)
+    try:
+        assert client.submit(append_line, str(log)).result(60) == 1
+        wait_for(lambda: journal_count(cluster, "SELECT count(*) FROM results WHERE req_id=?",
+                                       (sent[0].submit.req_id,)) == 1, timeout=60, what="the result's journal row")
+        restart_planner(cluster)
+        assert resubmit(client, sent[0]).result(60) == 1  # the journaled result, not a second run
+        assert log.read_text() == "ran\n"
     finally:
         client.close()

@@ -60,6 +60,7 @@ class _Job:
 
 
 FLUSH_INTERVAL = 0.005
+VACUUM_INTERVAL = 5.0  # seconds between two incremental vacuums (and WAL truncations) after prunes
 ROWS_PER_INSERT = 100  # 500 bound values per statement, far below SQLite's limit
 _PLACEHOLDERS = ["", *(",".join(["(?,?,?,?,?)"] * n) for n in range(1, ROWS_PER_INSERT + 1))]
 # Markers (compared by identity) for the two tables written as multi-row inserts; the value is the table.
@@ -88,6 +89,7 @@ class Journal:
         self._loop = loop
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()  # serialises the writer with synchronous reads
+        self._vacuumed = float("-inf")  # writer thread only: when pages were last given back
         self._thread = threading.Thread(target=self._run, name="granny-journal", daemon=True)
         self._thread.start()
 
@@ -130,7 +132,16 @@ class Journal:
         """Delete the rows of pruned requests and apps, leave tombstones, expire old ones, give the
         freed pages back. Runs on the writer thread, after everything queued before it is committed;
         times are wall-clock (``time.time()``)."""
-        self._put(_Job(lambda db: _prune(db, req_ids, app_ids, tombstones_before, app_tombstones_before)), now=True)
+        self._put(_Job(lambda db: self._prune(db, req_ids, app_ids, tombstones_before, app_tombstones_before)),
+                  now=True)
+
+    def _prune(self, db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombstones_before: float,
+               app_tombstones_before: float) -> None:
+        _prune(db, req_ids, app_ids, tombstones_before, app_tombstones_before)
+        now = time.monotonic()
+        if now - self._vacuumed >= VACUUM_INTERVAL:  # each one rewrites pages: not on every prune
+            self._vacuumed = now
+            _vacuum(db)
 
     def size(self) -> int:
         """Bytes on disk: the database and its write-ahead log."""
@@ -259,6 +270,9 @@ def _prune(db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombs
     db.execute("DELETE FROM pruned_requests WHERE pruned < ?", (tombstones_before,))
     db.execute("DELETE FROM pruned_apps WHERE pruned < ?", (app_tombstones_before,))
     db.execute("COMMIT")
+
+
+def _vacuum(db: sqlite3.Connection) -> None:
     if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a journal made before auto_vacuum was set
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("VACUUM")
