@@ -7,7 +7,7 @@ import pytest
 from granny.config import Config, format_duration, parse_duration
 from granny.errors import ConfigError
 from granny.planner.lifecycle import AppState
-from granny.planner.retention import Known, Retention
+from granny.planner.retention import ABANDON_FACTOR, Known, Retention
 from granny.planner.state import Dispatch, PlannerState
 
 from .test_state import done, of, planner
@@ -63,10 +63,24 @@ def test_undelivered_result_is_kept_until_delivered() -> None:
     r.undelivered.add(rid)
     r.collect(s, now=0.0)
     assert not r.prune(s, now=RETAIN, busy=set())
-    assert not r.prune(s, now=100 * RETAIN, busy=set())
+    assert not r.prune(s, now=10 * RETAIN, busy=set())
     r.delivered(rid)
-    assert not r.prune(s, now=100 * RETAIN + RETAIN - 1, busy=set())  # looked at again one window after
-    assert [x for x, _ in r.prune(s, now=101 * RETAIN, busy=set()).requests] == [rid]
+    assert not r.prune(s, now=10 * RETAIN + RETAIN - 1, busy=set())  # looked at again one window after
+    assert [x for x, _ in r.prune(s, now=11 * RETAIN, busy=set()).requests] == [rid]
+    assert r.sizes()["waiting"] == 0
+
+
+def test_undelivered_result_of_a_client_that_never_comes_back_is_pruned_in_the_end() -> None:
+    s, r = planner(("h", 2)), Retention(RETAIN)
+    (rid,) = run_calls(s, "a", 1)
+    r.undelivered.add(rid)
+    r.collect(s, now=0.0)
+    now = RETAIN
+    while not r.prune(s, now=now, busy=set()):
+        assert now < RETAIN * (ABANDON_FACTOR + 3), "kept for ever"
+        now += RETAIN
+    assert now >= RETAIN * (ABANDON_FACTOR + 1) and rid not in s.requests
+    assert r.sizes()["undelivered"] == 0 and r.sizes()["waiting"] == 0
 
 
 def test_request_still_referenced_is_looked_at_again() -> None:
@@ -120,7 +134,7 @@ def test_tombstones_expire_one_window_after_pruning() -> None:
     assert r.lookup(rid) is Known.PRUNED
     r.prune(s, now=2 * RETAIN, busy=set())
     assert r.lookup(rid) is None
-    assert r.sizes() == {"finished": 0, "tombstones": 0, "undelivered": 0, "journal_only": 0}
+    assert r.sizes() == {"finished": 0, "tombstones": 0, "undelivered": 0, "waiting": 0, "journal_only": 0}
 
 
 def test_requests_finished_before_a_restart_are_known_then_pruned() -> None:

@@ -6,7 +6,8 @@ Theory of operation
 - A finished request is pruned (dropped from PlannerState, then from the journal: its request,
   result and log rows) once ``retain`` seconds have passed since it was stamped, unless
   - its result has not reached its client (the client was away: it will resubmit and be answered
-    from the journal), or
+    from the journal); such a request waits for its client for ``ABANDON_FACTOR * retain`` at most,
+    so clients that crash with work pending cannot pin memory for ever, or
   - it belongs to a script app that is still running (its status counts every rank), or
   - it is still referenced by the queue or a granule (``busy``; the next pass looks again).
   An app is pruned once it has ended, ``retain`` has passed since then, and none of its requests is
@@ -30,6 +31,7 @@ from .lifecycle import AppState
 from .state import PlannerState
 
 APP_TOMBSTONE_FACTOR = 24  # a pruned app's final state answers `granny status` this many windows longer
+ABANDON_FACTOR = 24  # an undelivered result waits this many windows for its client, then is pruned
 
 
 class Known(Enum):
@@ -54,6 +56,7 @@ class Retention:
     def __init__(self, retain: float) -> None:
         self.retain = retain
         self.undelivered: set[str] = set()  # finished requests whose client has not got the results
+        self._waiting_since: dict[str, float] = {}  # undelivered and due: when first found so
         self._finished: deque[tuple[float, str]] = deque()  # (stamped, req_id), oldest first
         self._journal_only: set[str] = set()  # finished before a restart, not loaded into PlannerState
         self._apps_ended: dict[str, float] = {}  # app_id -> when it was first seen ended
@@ -85,6 +88,7 @@ class Retention:
 
     def delivered(self, req_id: str) -> None:
         self.undelivered.discard(req_id)
+        self._waiting_since.pop(req_id, None)
 
     # --- questions ---------------------------------------------------------------------------
     def lookup(self, req_id: str) -> Known | None:
@@ -96,6 +100,7 @@ class Retention:
 
     def sizes(self) -> dict[str, int]:
         return {"finished": len(self._finished), "tombstones": len(self._tombs), "undelivered": len(self.undelivered),
+                "waiting": len(self._waiting_since),
                 "journal_only": len(self._journal_only)}
 
     # --- the decision ------------------------------------------------------------------------
@@ -117,6 +122,8 @@ class Retention:
                 continue  # already gone with its app
             app = state.apps.get(req.app_id)
             keep_app = app is not None and app.kind == "script" and app.state is AppState.RUNNING
+            if rid in self.undelivered and now - self._waiting_since.setdefault(rid, now) >= ABANDON_FACTOR * self.retain:
+                self.delivered(rid)  # its client did not come back: no longer worth the memory
             if rid in self.undelivered or rid in busy or keep_app:
                 later.append((now, rid))  # looked at again one window from now
                 continue

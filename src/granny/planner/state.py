@@ -17,6 +17,8 @@ Theory of operation
   a spare granule when none is idle, so parents waiting on children can never use up every slot.
 - A task is finished exactly once. A second report for a finished task (a duplicate after a planner
   restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe.
+- A request that becomes final is listed in ``finished``; the driver collects that list (retention.py
+  stamps it with the time and later calls :meth:`PlannerState.forget`), so memory stays bounded.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
 """
