@@ -6,7 +6,10 @@ LocalCluster inherits. Nothing here measures time: every wait polls for an outco
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +87,11 @@ def test_short_retention_prunes_calls_apps_and_journal_rows(short: LocalCluster)
                  what="the ended app to be pruned")
         assert "finished more than 0.5s ago" in pruned_error(client, "app", ended)
         assert "was pruned" in pruned_error(client, "logs", ended)
+        for command in ("status", "logs"):  # what a user sees
+            out = subprocess.run([sys.executable, "-m", "granny", command, ended, "--address", short.address],
+                                 env=os.environ | {"GRANNY_TOKEN": short.token}, capture_output=True, text=True,
+                                 timeout=60)
+            assert out.returncode == 2 and "was pruned" in " ".join((out.stdout + out.stderr).split()), out
         assert ended not in {a["app_id"] for a in client.apps()}
         assert journal_count(short, "SELECT count(*) FROM apps WHERE app_id=?", (ended,)) == 0
         assert journal_count(short, "SELECT count(*) FROM pruned_apps WHERE app_id=?", (ended,)) == 1
