@@ -137,11 +137,12 @@ class Journal:
 
     def _prune(self, db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombstones_before: float,
                app_tombstones_before: float) -> None:
-        _prune(db, req_ids, app_ids, tombstones_before, app_tombstones_before)
+        with self._lock:
+            _prune(db, req_ids, app_ids, tombstones_before, app_tombstones_before)
         now = time.monotonic()
         if now - self._vacuumed >= VACUUM_INTERVAL:  # each one rewrites pages: not on every prune
             self._vacuumed = now
-            _vacuum(db)
+            _vacuum(db, self._lock)
 
     def size(self) -> int:
         """Bytes on disk: the database and its write-ahead log."""
@@ -240,8 +241,8 @@ class Journal:
                 for table, rows in keyed.items():
                     self._insert_rows(table, rows)
                 self._db.execute("COMMIT")
-                for job in jobs:
-                    job.fn(self._db)
+            for job in jobs:  # outside the lock: a job takes it per step, so reads wait for one step only
+                job.fn(self._db)
             for cb in callbacks:
                 cb()
             if stop:
@@ -272,9 +273,12 @@ def _prune(db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombs
     db.execute("COMMIT")
 
 
-def _vacuum(db: sqlite3.Connection) -> None:
-    if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a journal made before auto_vacuum was set
-        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        db.execute("VACUUM")
-    db.executescript("PRAGMA incremental_vacuum;")  # execute() would step it once: one page freed
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL file keeps its largest size otherwise
+def _vacuum(db: sqlite3.Connection, lock: threading.Lock) -> None:
+    with lock:
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a journal made before auto_vacuum was set
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.execute("VACUUM")  # once per journal, ever: the only long step
+    with lock:
+        db.executescript("PRAGMA incremental_vacuum;")  # execute() would step it once: one page freed
+    with lock:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL file keeps its largest size otherwise
