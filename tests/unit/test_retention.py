@@ -176,3 +176,10 @@ def test_config_retain_default_env_and_override(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("GRANNY_RETAIN", "30m")
     assert Config().retain == 1800.0
     assert Config().with_(retain=5.0).retain == 5.0
+
+
+def test_planner_flag_retain() -> None:
+    from granny.cli import build_parser
+
+    assert build_parser().parse_args(["planner", "--retain", "2h"]).retain == "2h"
+    assert build_parser().parse_args(["planner"]).retain is None  # GRANNY_RETAIN, else 1h
