@@ -13,14 +13,18 @@ from typing import Any
 
 from .config import (
     DEFAULT_HTTP_PORT,
+    DEFAULT_RETAIN,
     DEFAULT_RPC_PORT,
     ENV_ADDRESS,
+    ENV_RETAIN,
     ENV_SECRET,
     ENV_TLS_CA,
     ENV_TOKEN,
     Config,
+    format_duration,
     parse_address,
     parse_bytes,
+    parse_duration,
     parse_slots,
 )
 from .errors import ConfigError, GrannyError
@@ -59,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-http", action="store_true")
     pl.add_argument("--data-dir", default=".granny")
     pl.add_argument("--heartbeat-timeout", type=float, default=None)
+    pl.add_argument("--retain", default=None, metavar="DURATION",
+                    help=f"keep finished requests, results and logs this long, then prune them (default: "
+                         f"${ENV_RETAIN} or {format_duration(DEFAULT_RETAIN)}; e.g. 30m, 2h, 1d)")
     pl.add_argument("--policy", default="bin-pack", choices=["bin-pack"])
     pl.add_argument("--http-max-body", default=None, metavar="SIZE",
                     help="largest HTTP request body, e.g. 64MiB (larger ones get 413)")
@@ -191,6 +198,8 @@ def planner_config(args: argparse.Namespace) -> Config:
     if args.tls_cert or args.tls_key:
         config = config.with_(tls_cert=_readable_file(args.tls_cert, "--tls-cert"),
                               tls_key=_readable_file(args.tls_key, "--tls-key"))
+    if args.retain:
+        config = config.with_(retain=parse_duration(args.retain, "--retain"))
     return config
 
 

@@ -38,6 +38,11 @@ ENV_DATA_DIR = "GRANNY_DATA_DIR"
 ENV_HEARTBEAT_TIMEOUT = "GRANNY_HEARTBEAT_TIMEOUT"
 ENV_TLS_CA = "GRANNY_TLS_CA"  # CA file: dial the planner over TLS and verify its certificate with it
 ENV_TLS_SERVER_NAME = "GRANNY_TLS_SERVER_NAME"  # name to verify in the certificate, if not the address's host
+ENV_RETAIN = "GRANNY_RETAIN"
+# Set by a worker for itself and its granules (and inherited by their children): the tag that marks
+# the shared-memory segments they create as this worker's, so its sweep removes only those.
+ENV_SHM_OWNER = "GRANNY_SHM_OWNER"
+DEFAULT_RETAIN = 3600.0  # finished work is kept this long (seconds) before the planner prunes it
 
 
 def _env_float(name: str, default: float) -> float:
@@ -125,6 +130,60 @@ def parse_bytes(raw: str | int | None) -> int:
     return int(value)
 
 
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(raw: str | float, what: str = "duration") -> float:
+    """Parse ``90``, ``90s``, ``15m``, ``1h``, ``2d`` or ``500ms`` into seconds (positive, finite)."""
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        text = raw.strip().lower()
+        scale = 1.0
+        for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
+            if text.endswith(suffix):
+                text, scale = text[: -len(suffix)], _DURATION_UNITS[suffix]
+                break
+        try:
+            value = float(text) * scale
+        except ValueError:
+            raise ConfigError(f"{what} {raw!r} is not a duration (try 1h, 30m, 90s)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what} must be a positive duration, got {raw!r}")
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling ``parse_duration`` reads back: 3600 -> ``1h``, 90 -> ``90s``."""
+    for suffix in ("d", "h", "m"):
+        unit = _DURATION_UNITS[suffix]
+        if seconds >= unit and (seconds / unit).is_integer():
+            return f"{int(seconds / unit)}{suffix}"
+    return f"{seconds:g}s"
+
+
+def _env_duration(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw is None or raw == "" else parse_duration(raw, name)
+
+
+def worker_shm_tag(host_id: str, planner: str) -> str:
+    """A worker's shared-memory tag: the same for a restarted worker of the same host and cluster
+    (so it cleans up after its predecessor), different for two workers or two clusters on one machine."""
+    import hashlib
+
+    return hashlib.blake2b(f"{host_id}\0{planner}".encode(), digest_size=5).hexdigest()
+
+
+def shm_owner_suffix(pid: int | None = None) -> str:
+    """The end of every granny shared-memory name: ``-w{tag}-p{pid}`` under a worker, else ``-p{pid}``.
+
+    The pid says whether the creator is alive; the tag says which worker's sweep may remove it."""
+    tag = os.environ.get(ENV_SHM_OWNER, "")
+    owner = os.getpid() if pid is None else pid
+    return f"-w{tag}-p{owner}" if tag.isalnum() and tag.isascii() and len(tag) <= 16 else f"-p{owner}"
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
@@ -156,7 +215,7 @@ class Config:
 
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
-                 "http_max_body", "http_max_source", "recent_bytes")
+                 "http_max_body", "http_max_source", "recent_bytes", "retain")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -177,6 +236,9 @@ class Config:
     # The planner's TLS certificate chain and private key (PEM files); "" serves plain TCP and HTTP.
     tls_cert: str
     tls_key: str
+    # The planner keeps a finished request (its record, result and logs) this long after it finished
+    # and was delivered, then prunes it from memory and from the journal (planner/retention.py).
+    retain: float
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 1.0,
@@ -184,7 +246,7 @@ class Config:
                  http_max_body: int = DEFAULT_HTTP_MAX_BODY, http_max_source: int = DEFAULT_HTTP_MAX_SOURCE,
                  recent_bytes: int = DEFAULT_RECENT_BYTES,
                  handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
-                 tls_key: str = "") -> None:
+                 tls_key: str = "", retain: float | None = None) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -205,6 +267,7 @@ class Config:
             "http_max_body": http_max_body, "http_max_source": http_max_source, "recent_bytes": recent_bytes,
             "handshake_timeout": handshake_timeout, "max_unauthenticated": max_unauthenticated,
             "tls_cert": tls_cert, "tls_key": tls_key,
+            "retain": parse_duration(retain, "retain") if retain is not None else _env_duration(ENV_RETAIN, DEFAULT_RETAIN),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

@@ -9,6 +9,7 @@
     │   ├── HostDiedError      the host running a granule stopped sending heartbeats
     │   ├── ConnectionLostError  the planner could not be reached again in time
     │   └── ConflictError      a name that is already taken (a registered function, say)
+    │   └── PrunedError        finished work older than the planner's --retain (also a KeyError)
     ├── TaskError              a granule did not produce a result
     │   ├── RemoteError        the function raised and its exception could not be rebuilt here
     │   ├── GranuleCrashedError  the granule process died (exit code, signal, out of memory)
@@ -57,6 +58,13 @@ class ConnectionLostError(ClusterError):
 
 class ConflictError(ClusterError):
     pass
+class PrunedError(ClusterError, KeyError):
+    """The app or call finished more than ``--retain`` ago and the planner pruned it.
+
+    Also a KeyError, so code that looks apps and calls up by id treats it as "not found"."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0]) if self.args else "pruned"
 
 
 class TaskError(GrannyError):
@@ -133,6 +141,7 @@ ERROR_KINDS: dict[str, type[GrannyError]] = {
     "unpicklable_result": ResultSerializationError,
     "cancelled": CancelledError,
     "lost": ClusterError,
+    "pruned": PrunedError,
     "remote": RemoteError,
     "error": TaskError,
 }

@@ -391,6 +391,26 @@ def test_master_exception_fails_region_and_team_goes_on(gclient: granny.Client) 
     assert np.array_equal(a.array, np.arange(10) ** 2)
 
 
+def raise_everywhere(i: int) -> None:
+    raise ValueError(f"old failure at {i}")
+
+
+def noop(i: int) -> None:
+    pass
+
+
+def test_failed_region_does_not_poison_the_next_one(gclient: granny.Client) -> None:
+    """Every thread raises (the caller too): the region reports one failure, and the errors the other
+    threads left on the board are not raised again by the regions after it (issue 10, defect 8)."""
+    with pytest.raises(ValueError, match="old failure"):
+        granny.parallel_for(4, raise_everywhere, num_threads=N)
+    granny.parallel_for(2, noop, num_threads=N)
+    granny.parallel_for(4, noop, num_threads=N)
+    with pytest.raises(KeyError, match="boom at 7"):  # a new failure is still reported, by its region
+        granny.parallel_for(10, raise_on_seven, shared={"a": granny.shared_array((10,), "int64")}, num_threads=N)
+    granny.parallel_for(4, noop, num_threads=N)
+
+
 def exit_in_member(i: int, a: Any) -> None:
     if i >= 5:
         os._exit(3)
@@ -482,25 +502,25 @@ def test_no_segments_left_after_unlink_and_close(gclient: granny.Client, cluster
     assert not left, f"left behind: {sorted(left)}"
 
 
-def test_reaper_removes_segments_of_a_killed_process(gclient: granny.Client) -> None:
-    code = textwrap.dedent("""
-        import sys, granny
-        a = granny.shared_array((1000,), "int64", fill=7)
-        print(a.path, flush=True)
-        sys.stdin.read()  # until killed
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout is not None
-        path = proc.stdout.readline().strip()
-        assert path.startswith("/dev/shm/granny-shm-") and path.endswith(f"-p{proc.pid}")
-        assert os.path.exists(path)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    # Nothing of the killed process ran (no atexit): only the worker's reaper can remove it.
-    wait_for(lambda: not os.path.exists(path), timeout=30, what=f"the reaper to remove {path}")
+def make_segment_and_die(note: str) -> None:
+    """In a granule: leave a shared array behind, then die the way nothing can clean up after."""
+    a = granny.shared_array((1000,), "int64", fill=7)
+    Path(note).write_text(a.path)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_reaper_removes_what_its_killed_granule_left(gclient: granny.Client, tmp_path: Path) -> None:
+    """A granule's segments carry its worker's tag, and the worker's sweep removes what a killed
+    granule left behind. That the sweep leaves every other stale segment alone (another worker's, a
+    client's, a look-alike) is tests/unit/test_reaper.py's: on this shared machine other clusters'
+    workers sweep /dev/shm too, so a foreign file's fate here would not say what *this* worker did."""
+    note = tmp_path / "segment"
+    with pytest.raises(granny.GrannyError):
+        gclient.submit(make_segment_and_die, str(note)).result(60)
+    mine = note.read_text()
+    assert "-w" in mine.rsplit("-p", 1)[0], f"{mine} does not carry its worker's tag"
+    # Nothing of the killed granule ran (no atexit): only the worker's reaper can remove it.
+    wait_for(lambda: not os.path.exists(mine), timeout=30, what=f"the reaper to remove {mine}")
 
 
 def test_embedded_cluster_process_exits_promptly_without_close_teams(tmp_path: Path) -> None:

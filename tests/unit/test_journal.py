@@ -41,3 +41,48 @@ def test_a_large_mixed_batch_is_written_whole(tmp_path: Path) -> None:
     assert restored.finished["r5"] == {0}
     j.close()
     loop.close()
+
+
+def test_prune_deletes_rows_leaves_tombstones_and_gives_pages_back(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal.db")  # no loop: every record is flushed at once
+    j.app("app-1", "functions", "", "running")
+    j.app("app-2", "script", "job.py", "failed")
+    for i in range(2000):
+        app = "app-2" if i < 10 else "app-1"
+        j.request(f"r{i}", app, b"h", b"p" * 2000)
+        j.result(f"r{i}", 0, b"res", b"v" * 2000)
+        j.log(app, f"r{i}", 0, "stdout", "x" * 200)
+    _committed(j)
+    full = j.size()
+    j.prune([f"r{i}" for i in range(1990)], ["app-2"], tombstones_before=0.0, app_tombstones_before=0.0)
+    _committed(j)
+    assert j.query("SELECT req_id FROM requests ORDER BY req_id") == [(f"r{i}",) for i in range(1990, 2000)]
+    assert j.query("SELECT count(*) FROM results")[0][0] == 10
+    assert j.query("SELECT count(*) FROM logs")[0][0] == 10
+    assert j.query("SELECT count(*) FROM pruned_requests")[0][0] == 1990
+    assert j.query("SELECT app_id FROM apps") == [("app-1",)]
+    assert j.query("SELECT app_id, kind, name, state FROM pruned_apps") == [("app-2", "script", "job.py", "failed")]
+    assert j.size() < full / 10, "freed pages went back to the file system (incremental vacuum, WAL truncated)"
+    restored = j.restore()
+    assert len(restored.pruned) == 1990 and restored.ended_apps == []
+    j.prune([], [], tombstones_before=float("inf"), app_tombstones_before=float("inf"))  # every tombstone expires
+    _committed(j)
+    assert j.query("SELECT count(*) FROM pruned_requests")[0][0] == 0
+    assert j.query("SELECT count(*) FROM pruned_apps")[0][0] == 0
+    j.close()
+
+
+def test_prune_converts_a_journal_made_without_auto_vacuum(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "journal.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE requests (req_id TEXT PRIMARY KEY, app_id TEXT, header BLOB, payload BLOB, created REAL)")
+    old.commit()
+    old.close()
+    j = Journal(path)
+    assert j.query("PRAGMA auto_vacuum") == [(0,)]
+    j.prune([], [], 0.0, 0.0)
+    _committed(j)
+    assert j.query("PRAGMA auto_vacuum") == [(2,)]
+    j.close()

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-- A segment is one file ``/dev/shm/granny-shm-{app_id}-{uid}-p{owner_pid}``, created with O_EXCL,
+- A segment is one file ``/dev/shm/granny-shm-{app_id}-{uid}[-w{worker}]-p{owner_pid}``, created with O_EXCL,
   sized with ftruncate (so the pages are allocated lazily, zero-filled) and mapped with ``mmap``
   MAP_SHARED. Any process of the host that maps the same file sees the same physical pages: attaching
   costs an open, an fstat and an mmap, never a copy. ``multiprocessing.shared_memory`` is not used: its
@@ -15,7 +15,9 @@ Theory of operation
   valid until they are closed (the kernel frees the pages with the last one). Because the owner's pid
   and the app id are in the name, whoever notices a dead process or a finished app removes what it left
   behind with ``remove_segments_of(pid)`` or ``remove_segments_of_app(app_id)``, so a crash that skips
-  every ``finally`` still leaks nothing once the reaper runs.
+  every ``finally`` still leaks nothing once the reaper runs. A segment made under a worker (by a
+  granule, or a process it started) also carries the worker's tag (``-w{worker}``, see
+  ``config.shm_owner_suffix``): the worker's sweep removes only segments with its own tag.
 """
 
 from __future__ import annotations
@@ -28,17 +30,19 @@ from typing import Any
 
 import numpy as np
 
+from ..config import shm_owner_suffix
+
 SHM_DIR = "/dev/shm"
 PREFIX = "granny-shm-"
 DEFAULT_APP_ID = "local"
 _APP_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-_NAME = re.compile(r"granny-shm-(?P<app>[A-Za-z0-9_.-]+)-(?P<uid>[0-9a-f]{12})-p(?P<pid>[0-9]+)")
+_NAME = re.compile(r"granny-shm-(?P<app>[A-Za-z0-9_.-]+)-(?P<uid>[0-9a-f]{12})(?:-w[0-9A-Za-z]+)?-p(?P<pid>[0-9]+)")
 
 
 def segment_name(app_id: str, pid: int | None = None) -> str:
     if not _APP_ID.fullmatch(app_id):
         raise ValueError(f"app id {app_id!r} must be 1-100 characters of letters, digits, '_', '.' or '-'")
-    return f"{PREFIX}{app_id}-{uuid.uuid4().hex[:12]}-p{os.getpid() if pid is None else pid}"
+    return f"{PREFIX}{app_id}-{uuid.uuid4().hex[:12]}{shm_owner_suffix(pid)}"
 
 
 def parse_name(name: str) -> tuple[str, int] | None:

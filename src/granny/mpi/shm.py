@@ -42,6 +42,7 @@ import socket
 import struct
 from typing import Any, TypeAlias
 
+from ..config import shm_owner_suffix
 from ..errors import MpiError
 
 SHM_DIR = "/dev/shm"
@@ -88,7 +89,7 @@ def inbox_size(world_size: int) -> int:
 
 def inbox_path(world_id: str, rank: int, pid: int) -> str:
     """The owner's pid is in the name, so whoever reaps a dead rank can remove its inbox."""
-    return f"{SHM_DIR}/granny-mpi-{world_id}-{rank}-p{pid}"
+    return f"{SHM_DIR}/granny-mpi-{world_id}-{rank}{shm_owner_suffix(pid)}"
 
 
 def remove_inboxes_of(pid: int) -> None:

@@ -28,9 +28,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..config import shm_owner_suffix
+
 SHM_DIR = "/dev/shm"
 HEADER = 64  # word 0 generation, 1 command, 2 dynamic-schedule counter, 3 descriptor length
-SLOT = 64  # per thread: done, barrier, sleeping, error length
+SLOT = 64  # per thread: done, barrier, sleeping, error generation, present, retired
 MAX_THREADS = 256
 DESC_OFF = HEADER + SLOT * MAX_THREADS
 DESC_MAX = 1 << 20
@@ -43,7 +45,7 @@ SAFETY_TIMEOUT = 0.002
 
 
 def board_path(team_id: str, pid: int) -> str:
-    return f"{SHM_DIR}/granny-team-{team_id}-p{pid}"
+    return f"{SHM_DIR}/granny-team-{team_id}{shm_owner_suffix(pid)}"
 
 
 def _bell(team_id: str, thread: int) -> bytes:
@@ -139,12 +141,18 @@ class Board:
         off = ERR_OFF + ERR_MAX * self.thread
         self.mem[off + 8:off + 8 + len(data)] = data
         self.words[off // 8] = len(data)
-        self.words[self._slot(self.thread) + 3] = 1
+        # Stamped with the region's generation, so that an error can only ever be taken by the join of
+        # the region that raised it (issue 10, defect 8: a stale error must not fail the next region).
+        self.words[self._slot(self.thread) + 3] = self.generation
 
-    def take_error(self, thread: int) -> tuple[BaseException, str] | None:
-        if not self.words[self._slot(thread) + 3]:
+    def take_error(self, thread: int, generation: int) -> tuple[BaseException, str] | None:
+        """Master, at the join of region ``generation``: thread's error in that region, if any (cleared)."""
+        stamp = int(self.words[self._slot(thread) + 3])
+        if not stamp:
             return None
         self.words[self._slot(thread) + 3] = 0
+        if stamp != generation:
+            return None  # left by an earlier region whose join had already failed for another reason
         off = ERR_OFF + ERR_MAX * thread
         n = int(self.words[off // 8])
         exc, text = pickle.loads(self.mem[off + 8:off + 8 + n])

@@ -6,8 +6,8 @@ Theory of operation
   granules stay with the team between regions, so a tight loop of small regions never pays a planner
   round trip per fork. Closing the team (or the planner cancelling the lease) ends it.
 - A fork publishes a :class:`Region` on the board; the master runs its own share as thread 0, then
-  waits for every member's ``done`` word. The join re-raises the first member exception (with its
-  traceback as a note), then folds each thread's private copy of every reduction variable into the
+  waits for every member's ``done`` word. The join takes every member's error off the board and
+  re-raises the caller's own, else the first member's (with its traceback as a note), then folds each thread's private copy of every reduction variable into the
   caller's array.
 - A member that dies fails the lease future (the planner cancels the rest of the gang); the master
   notices while waiting and fails the region instead of hanging.
@@ -180,14 +180,16 @@ class Team:
             mine = exc
         board.wait_until(lambda: all(board.done(t) >= gen for t in range(1, nthreads)) or self._failed() is not None)
         self.listener.merge_joins()  # remote members' pages, now that no thread of the region writes any more
+        # Every thread's error is taken off the board here, whichever one is raised: a failure is
+        # reported once, by the region that failed, and never again by the next one.
+        errors = [(t, err) for t in range(1, self.size) if (err := board.take_error(t, gen)) is not None]
         if mine is not None:
             raise mine
-        for t in range(1, nthreads):
-            err = board.take_error(t)
-            if err is not None:
-                failure, text = err
-                failure.add_note(f"\n(in parallel region thread {t} of {nthreads})\nRemote traceback:\n{text.rstrip()}")
-                raise failure
+        for t, (failure, text) in errors[:1]:
+            failure.add_note(f"\n(in parallel region thread {t} of {nthreads})\nRemote traceback:\n{text.rstrip()}")
+            if len(errors) > 1:
+                failure.add_note(f"({len(errors) - 1} other thread(s) of the region failed too)")
+            raise failure
         lost = [t for t in range(1, nthreads) if board.done(t) < gen]
         if lost:
             self._closed = True

@@ -20,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import ConflictError
+from ..errors import ConflictError, PrunedError
 from . import views
 from .compiler import SourceChecker
 from .http_input import decode, flag, integer, number, read_body, too_large
 from .openapi import MAX_LOG_ID, MAX_TIMEOUT, CallState, CallView, FunctionSpec, InvokeBody, openapi_spec
+from .retention import Known
 from .server import PlannerServer
 
 __all__ = ["build_app", "openapi_spec", "start_http"]
@@ -50,7 +51,8 @@ def build_app(p: PlannerServer) -> Starlette:
             found = p.call_result(call_id)
         states = p.task_states(call_id)
         if states is None and found is None:
-            raise HTTPException(404, f"no call {call_id!r}")
+            gone = p.retention.lookup(call_id) is Known.PRUNED
+            raise HTTPException(404, p.retention.pruned_message(f"call {call_id!r}") if gone else f"no call {call_id!r}")
         if found is None:
             return CallView(call_id, (states or ["queued"])[0])  # type: ignore[arg-type]
         res, payload = found
@@ -117,12 +119,17 @@ def build_app(p: PlannerServer) -> Starlette:
     async def get_app(request: Request) -> Response:
         try:
             return _json(views.app(p, request.path_params["app_id"]))
+        except PrunedError as exc:
+            raise HTTPException(404, str(exc)) from None
         except KeyError:
             raise HTTPException(404, f"no app {request.path_params['app_id']!r}") from None
 
     async def app_logs(request: Request) -> Response:
         after = integer(request, "after", 0, MAX_LOG_ID)
-        return _json(views.logs(p, request.path_params["app_id"], after))
+        try:
+            return _json(views.logs(p, request.path_params["app_id"], after))
+        except PrunedError as exc:
+            raise HTTPException(404, str(exc)) from None
 
     async def cancel_app(request: Request) -> Response:
         app_id = request.path_params["app_id"]

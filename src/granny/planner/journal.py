@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,10 @@ CREATE TABLE IF NOT EXISTS functions (name TEXT PRIMARY KEY, spec TEXT, created 
 CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY AUTOINCREMENT, app_id TEXT, req_id TEXT,
     idx INTEGER, stream TEXT, data TEXT);
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app_id, id);
+CREATE INDEX IF NOT EXISTS logs_req ON logs (req_id);
 CREATE INDEX IF NOT EXISTS requests_app ON requests (app_id);
+CREATE TABLE IF NOT EXISTS pruned_requests (req_id TEXT PRIMARY KEY, pruned REAL);
+CREATE TABLE IF NOT EXISTS pruned_apps (app_id TEXT PRIMARY KEY, kind TEXT, name TEXT, state TEXT, pruned REAL);
 """
 
 
@@ -44,9 +47,20 @@ class Restored:
     requests: list[tuple[str, str, bytes, bytes | None]]  # req_id, app_id, header, payload (None: held)
     finished: dict[str, set[int]]
     functions: dict[str, dict[str, Any]]
+    all_requests: list[str] = field(default_factory=list)  # every journaled request id
+    ended_apps: list[str] = field(default_factory=list)  # apps no longer running
+    pruned: list[tuple[str, float]] = field(default_factory=list)  # tombstones: req_id, wall-clock time
+
+
+class _Job:
+    """Maintenance run by the writer thread outside the batch's transaction (see Journal.prune)."""
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        self.fn = fn
 
 
 FLUSH_INTERVAL = 0.005
+VACUUM_INTERVAL = 5.0  # seconds between two incremental vacuums (and WAL truncations) after prunes
 ROWS_PER_INSERT = 100  # 500 bound values per statement, far below SQLite's limit
 _PLACEHOLDERS = ["", *(",".join(["(?,?,?,?,?)"] * n) for n in range(1, ROWS_PER_INSERT + 1))]
 # Markers (compared by identity) for the two tables written as multi-row inserts; the value is the table.
@@ -63,18 +77,23 @@ class Journal:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Pages freed by pruning go back to the file system a little at a time (incremental_vacuum
+        # after each prune) instead of in a whole-file VACUUM. Only a new database takes this at once;
+        # an older one is converted by one VACUUM on the writer thread at its first prune.
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        self._q: queue.SimpleQueue[list[Record | Callable[[], None]] | None] = queue.SimpleQueue()
-        self._batch: list[Record | Callable[[], None]] = []
+        self._q: queue.SimpleQueue[list[Record | Callable[[], None] | _Job] | None] = queue.SimpleQueue()
+        self._batch: list[Record | Callable[[], None] | _Job] = []
         self._loop = loop
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()  # serialises the writer with synchronous reads
+        self._vacuumed = float("-inf")  # writer thread only: when pages were last given back
         self._thread = threading.Thread(target=self._run, name="granny-journal", daemon=True)
         self._thread.start()
 
-    def _put(self, item: Record | Callable[[], None], now: bool = False) -> None:
+    def _put(self, item: Record | Callable[[], None] | _Job, now: bool = False) -> None:
         self._batch.append(item)
         if now or self._loop is None:
             self.flush()
@@ -108,6 +127,33 @@ class Journal:
         self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data) VALUES (?,?,?,?,?)",
                      (app_id, req_id, idx, stream, data)))
 
+    def prune(self, req_ids: list[str], app_ids: list[str], tombstones_before: float,
+              app_tombstones_before: float) -> None:
+        """Delete the rows of pruned requests and apps, leave tombstones, expire old ones, give the
+        freed pages back. Runs on the writer thread, after everything queued before it is committed;
+        times are wall-clock (``time.time()``)."""
+        self._put(_Job(lambda db: self._prune(db, req_ids, app_ids, tombstones_before, app_tombstones_before)),
+                  now=True)
+
+    def _prune(self, db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombstones_before: float,
+               app_tombstones_before: float) -> None:
+        with self._lock:
+            _prune(db, req_ids, app_ids, tombstones_before, app_tombstones_before)
+        now = time.monotonic()
+        if now - self._vacuumed >= VACUUM_INTERVAL:  # each one rewrites pages: not on every prune
+            self._vacuumed = now
+            _vacuum(db, self._lock)
+
+    def size(self) -> int:
+        """Bytes on disk: the database and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += Path(f"{self.path}{suffix}").stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the writer thread once everything queued before it is committed."""
         self._put(callback, now=True)
@@ -128,6 +174,9 @@ class Journal:
                 "WHERE a.state = 'running' ORDER BY r.created")],
             finished=finished,
             functions={n: json.loads(s) for n, s in self.query("SELECT name, spec FROM functions")},
+            all_requests=[r[0] for r in self.query("SELECT req_id FROM requests")],
+            ended_apps=[r[0] for r in self.query("SELECT app_id FROM apps WHERE state != 'running'")],
+            pruned=[(r[0], r[1]) for r in self.query("SELECT req_id, pruned FROM pruned_requests")],
         )
 
     def close(self) -> None:
@@ -156,6 +205,7 @@ class Journal:
                 except queue.Empty:
                     break
             callbacks: list[Callable[[], None]] = []
+            jobs: list[_Job] = []
             keyed: dict[str, list[tuple[Any, ...]]] = {_REQUESTS: [], _RESULTS: []}
             stop = False
             with self._lock:
@@ -171,6 +221,9 @@ class Journal:
                     run_sql = ""
                     run_rows: list[tuple[Any, ...]] = []
                     for item in batch:
+                        if isinstance(item, _Job):
+                            jobs.append(item)
+                            continue
                         if callable(item):
                             callbacks.append(item)
                             continue
@@ -188,7 +241,44 @@ class Journal:
                 for table, rows in keyed.items():
                     self._insert_rows(table, rows)
                 self._db.execute("COMMIT")
+            for job in jobs:  # outside the lock: a job takes it per step, so reads wait for one step only
+                job.fn(self._db)
             for cb in callbacks:
                 cb()
             if stop:
                 return
+
+
+_CHUNK = 500  # ids per DELETE ... IN (...), far below SQLite's bound-parameter limit
+
+
+def _prune(db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombstones_before: float,
+           app_tombstones_before: float) -> None:
+    now = time.time()
+    db.execute("BEGIN")
+    for i in range(0, len(req_ids), _CHUNK):
+        chunk = req_ids[i:i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for table in ("results", "requests", "logs"):
+            db.execute(f"DELETE FROM {table} WHERE req_id IN ({marks})", chunk)
+        db.executemany("INSERT OR REPLACE INTO pruned_requests VALUES (?,?)", [(rid, now) for rid in chunk])
+    for app_id in app_ids:
+        db.execute("INSERT OR REPLACE INTO pruned_apps SELECT app_id, kind, name, state, ? FROM apps WHERE app_id=?",
+                   (now, app_id))
+        db.execute("DELETE FROM apps WHERE app_id=?", (app_id,))
+        db.execute("DELETE FROM logs WHERE app_id=?", (app_id,))
+        db.execute("DELETE FROM requests WHERE app_id=?", (app_id,))
+    db.execute("DELETE FROM pruned_requests WHERE pruned < ?", (tombstones_before,))
+    db.execute("DELETE FROM pruned_apps WHERE pruned < ?", (app_tombstones_before,))
+    db.execute("COMMIT")
+
+
+def _vacuum(db: sqlite3.Connection, lock: threading.Lock) -> None:
+    with lock:
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # a journal made before auto_vacuum was set
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.execute("VACUUM")  # once per journal, ever: the only long step
+    with lock:
+        db.executescript("PRAGMA incremental_vacuum;")  # execute() would step it once: one page freed
+    with lock:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL file keeps its largest size otherwise

@@ -64,7 +64,9 @@ from .gate import HandshakeGate
 from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
 from .policies import POLICIES
+from .pruning import answer_finished, retention_loop, seed_retention
 from .recent import RecentResults
+from .retention import Known, Retention
 from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip, SpawnGranules
 from .state import Revoke as RevokeAction
 
@@ -200,8 +202,10 @@ class PlannerServer:
         self.dirty: list[Conn] = []
         self.local_id = local_id()
         self.started = time.time()
+        self.retention = Retention(config.retain)
         self._restore()
         self._ticker = self.loop.create_task(self._tick_forever())
+        self._pruner = self.loop.create_task(retention_loop(self))
 
     def flush_dirty(self) -> None:
         dirty, self.dirty = self.dirty, []
@@ -214,12 +218,13 @@ class PlannerServer:
         self.functions = restored.functions
         kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
         count = 0
+        seed_retention(self, restored)
         for req_id, app_id, header, payload in restored.requests:
             sub = decode_header(header)
             assert isinstance(sub, Submit)
             done = restored.finished.get(req_id, set())
             if len(done) >= sub.n:
-                continue
+                continue  # finished: the retention knows it (a resubmission is answered from the journal)
             kind, name = kinds.get(app_id, ("functions", ""))
             if payload is None:  # a large payload its client keeps: wait for the client to resubmit
                 self.held[req_id] = (sub, done, kind, name)
@@ -349,6 +354,9 @@ class PlannerServer:
     # --- requests -------------------------------------------------------------------------------
     def _submit(self, conn: Conn | None, msg: Submit, body: memoryview) -> None:
         known = self.payloads.get(msg.req_id)
+        if msg.req_id not in self.state.requests and (gone := self.retention.lookup(msg.req_id)) is not None:
+            answer_finished(self, conn, msg, gone is Known.PRUNED)  # never run again
+            return
         if msg.req_id in self.state.requests:
             if known is not None:
                 known.owner = conn
@@ -403,6 +411,7 @@ class PlannerServer:
     def _resend_finished(self, conn: Conn | None, req_id: str) -> None:
         if conn is None:
             return
+        self.retention.delivered(req_id)
         for idx, header, payload in self.journal.query("SELECT idx, header, payload FROM results WHERE req_id=?", (req_id,)):
             res = decode_header(header)
             assert isinstance(res, Result)
@@ -439,6 +448,8 @@ class PlannerServer:
         # The result record is always journaled; a large value already handed to its client is not
         # (a granule that used the lane does not even send it here: ``segs`` set, empty body).
         kept = None if sent and (len(body) > INLINE_MAX or (res.segs and not len(body))) else body
+        if not sent and (payload is None or payload.submit.kind is not Kind.NAMED):
+            self.retention.undelivered.add(res.req_id)  # kept until its client comes back for it
         self.journal.result(res.req_id, res.index, encode_header(res), kept)
         if payload is not None and payload.submit.kind is Kind.NAMED:
             self.recent.put((res.req_id, res.index), res, body)
@@ -582,6 +593,7 @@ class PlannerServer:
 
     def close(self) -> None:
         self._ticker.cancel()
+        self._pruner.cancel()
         self.journal.close()
 
 

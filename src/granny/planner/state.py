@@ -17,6 +17,8 @@ Theory of operation
   a spare granule when none is idle, so parents waiting on children can never use up every slot.
 - A task is finished exactly once. A second report for a finished task (a duplicate after a planner
   restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe.
+- A request that becomes final is listed in ``finished``; the driver collects that list (retention.py
+  stamps it with the time and later calls :meth:`PlannerState.forget`), so memory stays bounded.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
 """
@@ -168,6 +170,7 @@ class App:
     name: str = ""
     state: AppState = AppState.RUNNING
     requests: list[str] = field(default_factory=list)
+    pruned: dict[str, int] = field(default_factory=dict)  # task state -> count, of requests forgotten
 
 
 class PlannerState:
@@ -184,6 +187,9 @@ class PlannerState:
         self._stalled_on = ""
         self._revoked_for: set[str] = set()  # queued requests that already asked leases to shrink
         self._leases: set[str] = set()  # requests of elastic teams that may still give granules back
+        # Requests that became final since the server last collected them; it stamps them with the time
+        # (see retention.py), so this module needs no clock.
+        self.finished: list[str] = []
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float) -> list[Action]:
@@ -372,6 +378,8 @@ class PlannerState:
         task = req.tasks[index]
         was_running = task.state is TaskState.RUNNING
         task.state = transition(TASK_TRANSITIONS, task.state, event, f"task {req_id}[{index}]")
+        if req.final():  # exactly one transition makes a request final, whatever cascades follow
+            self.finished.append(req_id)
         actions: list[Action] = [fail] if fail is not None else []
         if was_running and event is TaskEvent.CANCEL:
             granule = self.granules.get(task.granule_id)
@@ -422,6 +430,26 @@ class PlannerState:
             task.granule_id = task.host_id = ""
             self.queue.appendleft(key[0])
         return actions
+
+    def forget(self, req_ids: Iterable[str]) -> None:
+        """Drop finished requests (retention.py decides which); their apps keep per-state counts."""
+        touched: dict[str, App] = {}
+        for rid in req_ids:
+            req = self.requests.pop(rid)
+            self._revoked_for.discard(rid)
+            self._leases.discard(rid)
+            app = self.apps.get(req.app_id)
+            if app is not None:
+                touched[app.app_id] = app
+                for t in req.tasks:
+                    app.pruned[t.state.value] = app.pruned.get(t.state.value, 0) + 1
+        for app in touched.values():
+            app.requests = [r for r in app.requests if r in self.requests]
+
+    def forget_app(self, app_id: str) -> None:
+        app = self.apps.pop(app_id)
+        for rid in app.requests:
+            self.requests.pop(rid, None)
 
     # --- placement --------------------------------------------------------------------------
     def schedule(self) -> list[Action]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PrunedError
 from .lifecycle import TaskState
 
 if TYPE_CHECKING:
@@ -21,8 +21,9 @@ def hosts(p: PlannerServer) -> list[dict[str, Any]]:
 
 
 def _counts(p: PlannerServer, app_id: str) -> dict[str, int]:
-    counts = {s.value: 0 for s in TaskState}
-    for rid in p.state.apps[app_id].requests:
+    a = p.state.apps[app_id]
+    counts = {s.value: a.pruned.get(s.value, 0) for s in TaskState}  # pruned requests still count
+    for rid in a.requests:
         for t in p.state.requests[rid].tasks:
             counts[t.state.value] += 1
     return counts
@@ -43,6 +44,7 @@ def app(p: PlannerServer, app_id: str) -> dict[str, Any]:
     if a is None:
         rows = p.journal.query("SELECT kind, name, state FROM apps WHERE app_id=?", (app_id,))
         if not rows:
+            _raise_if_pruned(p, app_id)
             raise KeyError(app_id)
         return {"app_id": app_id, "kind": rows[0][0], "name": rows[0][1], "state": rows[0][2], "tasks": {},
                 "granules": []}
@@ -69,7 +71,15 @@ def queue(p: PlannerServer) -> list[dict[str, Any]]:
     return out
 
 
+def _raise_if_pruned(p: PlannerServer, app_id: str) -> None:
+    rows = p.journal.query("SELECT state FROM pruned_apps WHERE app_id=?", (app_id,))
+    if rows:
+        raise PrunedError(f"{p.retention.pruned_message(f'app {app_id}')}; it {rows[0][0]}")
+
+
 def logs(p: PlannerServer, app_id: str, after: int = 0) -> list[dict[str, Any]]:
+    if app_id not in p.state.apps:
+        _raise_if_pruned(p, app_id)
     rows = p.journal.query("SELECT id, req_id, idx, stream, data FROM logs WHERE app_id=? AND id>? ORDER BY id",
                            (app_id, after))
     return [{"id": r[0], "req_id": r[1], "index": r[2], "stream": r[3], "data": r[4]} for r in rows]

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import IO
 
-from ..config import ENV_SECRET, Config, parse_address
+from ..config import ENV_SECRET, ENV_SHM_OWNER, Config, parse_address, worker_shm_tag
 from ..errors import AuthError, ConnectionLostError, GrannyError
 from ..transport import BlockingConn, dial
 from ..wire import GranuleExit, Heartbeat, KillGranule, Role, Spawn
@@ -42,6 +42,8 @@ class Worker:
         self.live: set[str] = set()
         self._seq = 0
         self._lock = threading.Lock()
+        # This worker's tag on shared memory, for itself and every granule it forks (reaper.py).
+        os.environ[ENV_SHM_OWNER] = worker_shm_tag(host_id, planner)
         env = dict(os.environ, **{ENV_PLANNER: planner, ENV_SECRET: secret, ENV_HOST_ID: host_id})
         self.zygote = subprocess.Popen([sys.executable, "-m", "granny.worker.zygote"], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, env=env)
@@ -117,7 +119,7 @@ class Worker:
 
         while not self.stopping:
             self._send(Heartbeat(granules=len(self.live), load=os.getloadavg()[0]))
-            sweep()  # shared memory of processes killed before they could clean up
+            sweep()  # shared memory of this worker's granules killed before they could clean up
             time.sleep(self.config.heartbeat_interval)  # the heartbeat period itself
 
     def run(self) -> int:

@@ -1,18 +1,23 @@
-"""Remove shared-memory files whose owner process is gone.
+"""Remove the shared-memory files this worker's granules left behind when they died.
 
 Every granny segment in /dev/shm ends in ``-p{pid}`` of the process that created it (MPI inboxes,
-team boards, shared arrays). The worker sweeps them on each heartbeat, so a client or granule killed
-with ``kill -9`` leaks nothing for longer than a heartbeat interval.
+team boards, shared arrays); one made under a worker (by a granule, or a process a granule started)
+ends in ``-w{tag}-p{pid}``, where ``tag`` is the worker's (``config.shm_owner_suffix``). The worker
+sweeps on each heartbeat and removes only segments with its own tag whose creator is gone, so a
+granule killed with ``kill -9`` leaks nothing for longer than a heartbeat interval, while the
+segments of another worker on the same machine (the namespace testbed, two ``granny up``), of a
+client, or of an unrelated program whose file merely looks like ours are never touched.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 
+from ..config import ENV_SHM_OWNER
+
 SHM_DIR = "/dev/shm"
-_OWNER = re.compile(r"-p(\d+)$")
+_OWNED = re.compile(r"^granny-.+-w(?P<tag>[0-9A-Za-z]+)-p(?P<pid>\d+)$")
 
 
 def _alive(pid: int) -> bool:
@@ -25,16 +30,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep(shm_dir: str = SHM_DIR) -> list[str]:
-    """Unlink granny segments of dead owners; returns what was removed."""
+def sweep(tag: str | None = None, shm_dir: str = SHM_DIR) -> list[str]:
+    """Unlink the segments tagged ``tag`` (default: this process's worker tag) whose creator is dead.
+
+    Returns what was removed. Without a tag (a process that is not a worker) it removes nothing."""
+    tag = os.environ.get(ENV_SHM_OWNER, "") if tag is None else tag
+    if not tag:
+        return []
     removed = []
-    for path in glob.glob(f"{shm_dir}/granny-*"):
-        m = _OWNER.search(path)
-        if m is None or _alive(int(m.group(1))):
+    for name in os.listdir(shm_dir):
+        m = _OWNED.match(name)
+        if m is None or m["tag"] != tag or _alive(int(m["pid"])):
             continue
         try:
-            os.unlink(path)
-            removed.append(path)
+            os.unlink(os.path.join(shm_dir, name))
+            removed.append(name)
         except FileNotFoundError:
             pass
     return removed
