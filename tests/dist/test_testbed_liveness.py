@@ -62,3 +62,25 @@ def test_paused_host_comes_back_and_runs_new_calls(testbed: Testbed, client: gra
     assert task["state"] == "failed"  # the old incarnation's late Done was ignored
     with pytest.raises(granny.HostDiedError):
         old.result(timeout=0)
+
+
+@pytest.mark.testbed(hosts=2, slots=1, heartbeat_timeout=1.0)
+def test_host_cut_off_past_the_timeout_comes_back_when_the_network_heals(testbed: Testbed, client: granny.Client,
+                                                                          tmp_path: Path) -> None:
+    first = host_info(client, "h1").incarnation
+    testbed.cut("h1")
+    try:
+        wait_for(lambda: not host_info(client, "h1").alive, timeout=30, what="h1 declared dead")
+    finally:
+        testbed.restore("h1")
+
+    def back() -> bool:
+        h = host_info(client, "h1")
+        return h.alive and h.idle_granules >= 1 and h.incarnation == first + 1
+
+    wait_for(back, timeout=30, what="h1 registered again after the partition healed")
+    gate = tmp_path / "go"
+    futures = [client.submit(holder(str(gate))) for _ in range(2)]
+    assert sorted(busy_hosts(client, 2)) == ["h1", "h2"]
+    gate.touch()
+    assert sorted(f.result(timeout=60) for f in futures) == ["h1", "h2"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -182,6 +183,12 @@ class Worker:
     def _registered(self, msg: Registered) -> None:
         # A planner with a shorter timeout than this worker's default must get beats often enough.
         self.heartbeat_interval = msg.heartbeat_interval if msg.heartbeat_interval > 0 else self.heartbeat_interval
+        sock = self.conn.sock if self.conn is not None else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6) and msg.heartbeat_timeout > 0:
+            # Behind a partition, heartbeats go unacknowledged and TCP backs off for minutes before it
+            # gives up. Give up after the heartbeat timeout instead (the planner has given up on this
+            # host by then), so the worker starts dialling again and is back soon after the network.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1000, int(msg.heartbeat_timeout * 1000)))
         if msg.incarnation != self.incarnation and self.incarnation:
             print(f"worker {self.host_id}: registered again, as incarnation {msg.incarnation} of this host",
                   file=sys.stderr, flush=True)
