@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +108,40 @@ def test_granule_of_a_dead_incarnation_cannot_report_failed_work(short_cluster: 
     assert task["state"] == "failed"  # the late Done was not accepted
     with pytest.raises(granny.HostDiedError):
         fut.result(timeout=0)
+
+
+@pytest.fixture
+def slow_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A heartbeat timeout long enough that a restarted worker is back before its host could die."""
+    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=60.0)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def test_worker_restarted_with_the_same_host_id_is_a_new_incarnation(slow_cluster: LocalCluster,
+                                                                     tmp_path: Path) -> None:
+    client = granny.connect(slow_cluster.address, slow_cluster.token)
+    try:
+        stuck = client.submit(block_until, str(tmp_path / "never"))
+        wait_for(lambda: host(client).used == 1, what="the call to start")
+        old = slow_cluster.procs[1]
+        old.kill()  # its zygote and granules die with it
+        old.wait()
+        env = {k: v for k, v in os.environ.items() if k != "GRANNY_WATCH_FD"}
+        new = subprocess.Popen(old.args, env=env, stdout=subprocess.PIPE)
+        slow_cluster.procs.append(new)  # the fixture stops it
+        assert new.stdout is not None and new.stdout.readline().startswith(b"READY")
+        # Before the fix the new worker's granules, numbered from 1 again, inherited the dead ones'
+        # records: the call stayed "running" for ever, and so did its slot.
+        with pytest.raises(granny.HostDiedError, match="restarted"):
+            stuck.result(timeout=30)
+        gate = tmp_path / "gate"
+        futures = [client.submit(block_until, str(gate)) for _ in range(2)]
+        wait_for(lambda: host(client).used == 2, what="both slots in use")
+        gate.touch()
+        assert [f.result(timeout=30) for f in futures] == ["local", "local"]
+        assert host(client).incarnation == 2
+    finally:
+        client.close()

@@ -602,6 +602,19 @@ class PlannerMachine(RuleBasedStateMachine):
         self.apply(self.s.register_host(host, SLOTS[host], self.now))
 
     @rule(host=st.sampled_from(sorted(SLOTS)))
+    def worker_restarts(self, host: str) -> None:
+        # A new worker process registers: a live host's old incarnation ends (its granules died with it).
+        h = self.s.hosts.get(host)
+        running = [(rid, i) for rid, r in self.s.requests.items() for i, t in enumerate(r.tasks)
+                   if t.state is TaskState.RUNNING and t.host_id == host] if h is not None and h.alive else []
+        actions = self.s.register_host(host, SLOTS[host], self.now, boot=f"boot{next(self.seq)}")
+        for rid, i in running:  # failed, or (prefetched, never started) queued again elsewhere
+            t = self.s.requests[rid].tasks[i]
+            assert t.state is not TaskState.RUNNING or t.host_id != host
+        assert self.s.hosts[host].alive and not self.s.liveness.fenced_on(host)
+        self.apply(actions)
+
+    @rule(host=st.sampled_from(sorted(SLOTS)))
     def heartbeat(self, host: str) -> None:
         h = self.s.hosts.get(host)
         actions = self.s.heartbeat(host, self.now)

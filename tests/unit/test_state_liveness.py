@@ -126,3 +126,33 @@ def test_regular_ticks_still_declare_a_silent_host_dead_within_the_timeout() -> 
     actions = tick_until(s, 0.0, TIMEOUT + TICK)
     assert of(actions, ForgetHost) == [ForgetHost("h1", of(actions, ForgetHost)[0].reason)]
     assert not s.hosts["h1"].alive and s.liveness.stalls == 0
+
+
+def test_a_worker_that_restarts_ends_its_hosts_incarnation_and_reuses_granule_ids() -> None:
+    s = PlannerState(TIMEOUT)
+    s.register_host("h1", 2, 0.0, boot="first")
+    for i in range(2):
+        s.granule_connected("h1", f"h1-g{i}", None)
+    (d1,) = s.submit("r1", "app", 1)
+    # The same worker process reconnecting (a connection blip) changes nothing.
+    assert s.register_host("h1", 2, 1.0, boot="first") == []
+    assert s.hosts["h1"].incarnation == 1 and state_of(s, "r1").value == "running"
+    # A new worker process: the old one's granules died with it, so their work is lost, now.
+    actions = s.register_host("h1", 2, 2.0, boot="second")
+    (fail,) = of(actions, Fail)
+    assert (fail.req_id, fail.error_kind) == ("r1", "host_died") and "restarted" in fail.message
+    assert of(actions, Kill) == [] and of(actions, ForgetHost) == []  # nothing left to kill; it is registering
+    assert s.hosts["h1"].alive and s.hosts["h1"].incarnation == 2 and s.hosts["h1"].granules == {}
+    # It numbers its granules from the start again: they are new granules, not fenced ones.
+    assert s.granule_connected("h1", d1.granule_id, None) == []
+    assert s.granules[d1.granule_id].state.value == "idle"
+
+
+def test_a_worker_that_restarts_after_its_host_died_is_not_fenced_by_old_ids() -> None:
+    s = PlannerState(TIMEOUT)
+    s.register_host("h1", 1, 0.0, boot="first")
+    s.granule_connected("h1", "h1-g0", None)
+    tick_until(s, 0.0, TIMEOUT + TICK)
+    assert not s.hosts["h1"].alive and s.liveness.fenced_on("h1")
+    assert of(s.register_host("h1", 1, TIMEOUT + 2, boot="second"), Kill) == []
+    assert s.liveness.fenced_on("h1") == [] and s.granule_connected("h1", "h1-g0", None) == []

@@ -9,8 +9,9 @@ Theory of operation (the node life cycle of Ray and Kubernetes, in small)
   they are killed (when the host dies, and again when it registers, in case its worker missed the
   first order), and one that connects is killed instead of being given work. A fence ends when the
   worker reports the granule's exit. Granule ids are never reused by one worker process, so a
-  fence never hits a granule of the new incarnation; a worker process that restarts and reuses an
-  id has that one granule killed and replaced, which costs a fork and nothing else.
+  fence never hits a granule of the new incarnation. A worker process that restarted (it registers
+  with another ``boot``) starts its ids again, and its old granules died with the old worker: its
+  host's fences are dropped, and if the host was still alive, its old incarnation ends right there.
 - The planner may stall too (a long synchronous operation, a swapped-out process). Heartbeats that
   arrived during the stall are still unread when the next tick runs, so a tick that comes much
   later than the I/O shell scheduled it (``timeout / 2``; it ticks every ``timeout / 4`` at most)
@@ -62,6 +63,11 @@ class Liveness:
     def unfence(self, granule_id: str) -> None:
         """The granule exited: its id is free again."""
         self._fenced.pop(granule_id, None)
+
+    def unfence_host(self, host_id: str) -> None:
+        """The host's worker restarted: its old granules died with the old worker, and ids start again."""
+        for gid in [gid for gid, (host, _) in self._fenced.items() if host == host_id]:
+            del self._fenced[gid]
 
     def forgotten(self, host_id: str, known: bool) -> str:
         """What a worker whose host is not registered is told."""

@@ -296,7 +296,7 @@ class PlannerServer:
             if old is not None and old is not conn:
                 old.close()
             self.workers[msg.name] = conn
-            actions = self.state.register_host(msg.name, msg.slots, now)
+            actions = self.state.register_host(msg.name, msg.slots, now, msg.boot)
             incarnation = self.state.hosts[msg.name].incarnation
             log.info("worker %s registered with %d slots from %s (incarnation %d)", msg.name, msg.slots, conn.peer,
                      incarnation)

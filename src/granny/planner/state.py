@@ -143,6 +143,7 @@ class Host:
     alive: bool = True
     granules: dict[str, Granule] = field(default_factory=dict)
     incarnation: int = 1  # how many times this host registered from scratch (after being declared dead)
+    boot: str = ""  # the identity of its worker process ("" from a worker that does not say)
 
     spawning: int = 0  # spare granules asked of the worker and not connected yet
 
@@ -201,16 +202,25 @@ class PlannerState:
         self.liveness = Liveness(heartbeat_timeout)
 
     # --- hosts and granules -----------------------------------------------------------------
-    def register_host(self, host_id: str, slots: int, now: float) -> list[Action]:
+    def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
+        """A worker registered. ``boot`` names its process: a host whose worker restarted (a new boot)
+        is a new incarnation even if it was never declared dead, since the old worker's granules, and
+        the work they ran, died with it."""
         host = self.hosts.get(host_id)
         actions: list[Action] = []
+        restarted = host is not None and bool(boot and host.boot and boot != host.boot)
+        if host is not None and host.alive and restarted:
+            why = f"the worker of host {host_id} restarted; its granules, and the tasks they ran, died with it"
+            actions += self._host_died(host, why, fence=False)
         if host is None or not host.alive:
             incarnation = 1 if host is None else host.incarnation + 1
-            self.hosts[host_id] = Host(host_id, slots, now, incarnation=incarnation)
+            self.hosts[host_id] = Host(host_id, slots, now, incarnation=incarnation, boot=boot)
+            if restarted:  # granule ids start again in a new worker process: old fences would hit new granules
+                self.liveness.unfence_host(host_id)
             # Its worker may not have heard the Kills sent when it was declared dead: send them again.
             actions += [Kill(host_id, gid, why) for gid, why in self.liveness.fenced_on(host_id)]
         else:
-            host.slots, host.last_seen = slots, now
+            host.slots, host.last_seen, host.boot = slots, now, boot or host.boot
         return actions + self.schedule()
 
     def heartbeat(self, host_id: str, now: float) -> list[Action]:
@@ -316,7 +326,7 @@ class PlannerState:
                                                  f"declared dead after {self.heartbeat_timeout:g}s")
         return actions + self.schedule() if died else actions
 
-    def _host_died(self, host: Host, why: str) -> list[Action]:
+    def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
         host.alive = False
         gids = list(host.granules)
         actions: list[Action] = []
@@ -324,9 +334,11 @@ class PlannerState:
             self.granules.pop(granule.granule_id, None)
             actions += self._lose_granule(granule, "host_died", why)
         host.granules.clear()
+        if not fence:  # its worker is registering again right now (see register_host)
+            return actions
         # If only its worker paused, its granules run on; their work was failed, so they must go.
-        fence = self.liveness.fence(host.host_id, host.incarnation, gids)
-        return actions + [Kill(host.host_id, gid, fence) for gid in gids] + [ForgetHost(host.host_id, why)]
+        reason = self.liveness.fence(host.host_id, host.incarnation, gids)
+        return actions + [Kill(host.host_id, gid, reason) for gid in gids] + [ForgetHost(host.host_id, why)]
 
     # --- requests ---------------------------------------------------------------------------
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",

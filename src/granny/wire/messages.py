@@ -53,6 +53,7 @@ class Hello(_Msg, tag="hello"):
     host_id: str = ""
     pid: int = 0
     slots: int = 0  # workers only
+    boot: str = ""  # workers: random per worker process, so that a restart is told from a reconnect
     busy_task: str = ""  # granules: the task still running across a planner restart
     app_id: str = ""  # clients: the app this connection submits into
     # Clients: their result lane, a Unix socket that granules on the same machine (and network

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -50,6 +51,7 @@ class Worker:
         self._seq = 0
         self._lock = threading.Lock()
         self.incarnation = 0  # as the planner numbers this host's registrations (see Registered)
+        self.boot = secrets.token_hex(8)  # this process, so the planner tells a restart from a reconnect
         self.heartbeat_interval = min(config.heartbeat_interval, config.heartbeat_timeout / 4)
         self._unsent: list[GranuleExit] = []  # exit reports made while the planner was unreachable
         self._conn_lock = threading.Lock()  # the connection in use, and the reports queued for the next one
@@ -119,7 +121,7 @@ class Worker:
         while True:
             try:
                 conn, _, self.unix = dial(self.address, Role.WORKER, self.secret, self.unix, name=self.host_id,
-                                          host_id=self.host_id, pid=os.getpid(), slots=self.slots)
+                                          host_id=self.host_id, pid=os.getpid(), slots=self.slots, boot=self.boot)
                 with self._conn_lock:
                     for msg in self._unsent:  # (a failure here retries them all on the next connection)
                         conn.send(msg)
