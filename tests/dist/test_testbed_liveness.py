@@ -31,7 +31,7 @@ def host_info(client: granny.Client, name: str) -> granny.client.HostInfo:
     return next(h for h in client.hosts() if h.host_id == name)
 
 
-@pytest.mark.testbed(hosts=2, slots=1, heartbeat_timeout=1.0)
+@pytest.mark.testbed(hosts=2, slots=1, heartbeat_timeout=2.0)
 def test_paused_host_comes_back_and_runs_new_calls(testbed: Testbed, client: granny.Client, tmp_path: Path) -> None:
     old_gate = tmp_path / "old"
     old = client.submit(holder(str(old_gate)))
@@ -49,7 +49,7 @@ def test_paused_host_comes_back_and_runs_new_calls(testbed: Testbed, client: gra
 
     def back() -> bool:
         h = host_info(client, victim)
-        return h.alive and h.idle_granules >= 1 and h.incarnation == 2
+        return h.alive and h.idle_granules >= 1 and h.incarnation >= 2
 
     wait_for(back, timeout=30, what=f"{victim} registered again with a warm granule")
     # Two calls on two one-slot hosts: one of them must run on the host that came back.
@@ -64,7 +64,7 @@ def test_paused_host_comes_back_and_runs_new_calls(testbed: Testbed, client: gra
         old.result(timeout=0)
 
 
-@pytest.mark.testbed(hosts=2, slots=1, heartbeat_timeout=1.0)
+@pytest.mark.testbed(hosts=2, slots=1, heartbeat_timeout=2.0)
 def test_host_cut_off_past_the_timeout_comes_back_when_the_network_heals(testbed: Testbed, client: granny.Client,
                                                                           tmp_path: Path) -> None:
     first = host_info(client, "h1").incarnation
@@ -76,7 +76,7 @@ def test_host_cut_off_past_the_timeout_comes_back_when_the_network_heals(testbed
 
     def back() -> bool:
         h = host_info(client, "h1")
-        return h.alive and h.idle_granules >= 1 and h.incarnation == first + 1
+        return h.alive and h.idle_granules >= 1 and h.incarnation > first
 
     wait_for(back, timeout=30, what="h1 registered again after the partition healed")
     gate = tmp_path / "go"

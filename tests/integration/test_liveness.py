@@ -18,7 +18,7 @@ from granny.cluster import LocalCluster
 from ..polling import wait_for
 from .test_functions import block_until
 
-TIMEOUT = 1.0
+TIMEOUT = 2.0  # short, yet long enough that a loaded machine does not declare hosts dead by itself
 
 
 def announce_then_block(gate: str) -> str:
@@ -77,7 +77,7 @@ def test_paused_worker_comes_back_and_runs_new_calls(short_cluster: LocalCluster
     gate.touch()
     assert short_client.submit(block_until, str(gate)).result(timeout=30) == "local"
     after = wait_for(lambda: (h := host(short_client)).alive and h, what="the host alive again")
-    assert after.incarnation == before.incarnation + 1
+    assert after.incarnation > before.incarnation
     # And its capacity is whole again: both slots run calls at once.
     both = tmp_path / "both"
     futures = [short_client.submit(block_until, str(both)) for _ in range(2)]
