@@ -2,11 +2,8 @@
 
 Theory of operation
 - Hosts register with a slot count and heartbeat; :meth:`PlannerState.tick` declares a host dead when
-  its last heartbeat is older than the timeout, and fails the tasks running there. A dead host is
-  not gone for good: when it speaks again it is told to register (:class:`ForgetHost`), and it comes
-  back as a new *incarnation* with no granules. The granules of the dead incarnation are *fenced*:
-  their tasks were already failed, so they are killed, never given work, and a late report from one
-  is ignored like any other duplicate (see below). The liveness rules are in :mod:`.liveness`.
+  its last heartbeat is older than the timeout, and fails the tasks running there. It comes back as
+  a new *incarnation*; the granules of the dead one are *fenced* (see :mod:`.liveness`).
 - A *request* asks for ``n`` granules with one payload; ``n > 1`` is gang-placed (all or nothing).
   Requests wait in one FIFO queue, oldest first; the head blocks those behind it, so a large gang is
   never starved by a stream of small ones.
@@ -203,9 +200,7 @@ class PlannerState:
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
-        """A worker registered. ``boot`` names its process: a host whose worker restarted (a new boot)
-        is a new incarnation even if it was never declared dead, since the old worker's granules, and
-        the work they ran, died with it."""
+        """A worker registered. ``boot`` names its process: a new one ends the host's incarnation."""
         host = self.hosts.get(host_id)
         actions: list[Action] = []
         restarted = host is not None and bool(boot and host.boot and boot != host.boot)
@@ -218,7 +213,7 @@ class PlannerState:
             if restarted:  # granule ids start again in a new worker process: old fences would hit new granules
                 self.liveness.unfence_host(host_id)
             # Its worker may not have heard the Kills sent when it was declared dead: send them again.
-            actions += [Kill(host_id, gid, why) for gid, why in self.liveness.fenced_on(host_id)]
+            actions += [Kill(host_id, gid, reason) for gid, reason in self.liveness.fenced_on(host_id)]
         else:
             host.slots, host.last_seen, host.boot = slots, now, boot or host.boot
         return actions + self.schedule()
