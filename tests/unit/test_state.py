@@ -566,6 +566,7 @@ class PlannerMachine(RuleBasedStateMachine):
         self.killed: set[str] = set()
         self.app_changes: Counter[str] = Counter()
         self.script_reqs: set[str] = set()
+        self.boots: dict[str, str] = {}  # each host's current worker process
 
     def apply(self, actions: list[Action]) -> None:
         for a in actions:
@@ -599,7 +600,8 @@ class PlannerMachine(RuleBasedStateMachine):
     # --- hosts and granules
     @rule(host=st.sampled_from(sorted(SLOTS)))
     def register(self, host: str) -> None:
-        self.apply(self.s.register_host(host, SLOTS[host], self.now))
+        # Its worker process registers (again, after a blip or after being declared dead).
+        self.apply(self.s.register_host(host, SLOTS[host], self.now, boot=self.boots.get(host, "boot")))
 
     @rule(host=st.sampled_from(sorted(SLOTS)))
     def worker_restarts(self, host: str) -> None:
@@ -607,7 +609,8 @@ class PlannerMachine(RuleBasedStateMachine):
         h = self.s.hosts.get(host)
         running = [(rid, i) for rid, r in self.s.requests.items() for i, t in enumerate(r.tasks)
                    if t.state is TaskState.RUNNING and t.host_id == host] if h is not None and h.alive else []
-        actions = self.s.register_host(host, SLOTS[host], self.now, boot=f"boot{next(self.seq)}")
+        self.boots[host] = f"boot{next(self.seq)}"
+        actions = self.s.register_host(host, SLOTS[host], self.now, boot=self.boots[host])
         for rid, i in running:  # failed, or (prefetched, never started) queued again elsewhere
             t = self.s.requests[rid].tasks[i]
             assert t.state is not TaskState.RUNNING or t.host_id != host
