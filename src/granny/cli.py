@@ -299,10 +299,11 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 
         print(json.dumps(data, indent=2))
         return 0
-    table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat")
+    table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat", "incarnation")
     for h in data:
         table.add_row(h["host_id"], str(h["slots"]), str(h["used"]), str(h["idle_granules"]),
-                      "yes" if h["alive"] else "[red]dead[/]", f"{h['last_heartbeat_age']:.1f}s ago")
+                      "yes" if h["alive"] else "[red]dead[/]", f"{h['last_heartbeat_age']:.1f}s ago",
+                      str(h.get("incarnation", "")))
     _console().print(table)
     return 0
 

@@ -168,8 +168,9 @@ class Worker:
                 self._connect(first=False)
                 continue
             if isinstance(msg, KillGranule):
-                self.kill_reasons[msg.granule_id] = msg.reason or "killed"
-                self._zygote_cmd({"kill": msg.granule_id})
+                if msg.granule_id in self.live:  # (a fenced granule's kill is ordered again after it exited)
+                    self.kill_reasons[msg.granule_id] = msg.reason or "killed"
+                    self._zygote_cmd({"kill": msg.granule_id})
             elif isinstance(msg, Spawn):
                 self.spawn(msg.count)
             elif isinstance(msg, Registered):
