@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +146,21 @@ def test_worker_restarted_with_the_same_host_id_is_a_new_incarnation(slow_cluste
         assert host(client).incarnation == 2
     finally:
         client.close()
+
+
+def test_planner_stall_longer_than_the_timeout_declares_no_host_dead(short_cluster: LocalCluster,
+                                                                    short_client: granny.Client,
+                                                                    tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    running = short_client.submit(block_until, str(gate))
+    wait_for(lambda: host(short_client).used == 1, what="the call to start")
+    planner = short_cluster.procs[0].pid
+    os.kill(planner, signal.SIGSTOP)
+    try:
+        time.sleep(3 * TIMEOUT)  # the planner's stall itself (the thing under test), not synchronisation
+    finally:
+        os.kill(planner, signal.SIGCONT)
+    # The heartbeats sent meanwhile were waiting unread: the planner must not blame the host for them.
+    gate.touch()
+    assert running.result(timeout=30) == "local"
+    assert host(short_client).incarnation == 1

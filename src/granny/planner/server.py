@@ -235,13 +235,13 @@ class PlannerServer:
         self.apply(actions)
 
     async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(min(self.config.heartbeat_interval, self.config.heartbeat_timeout / 4))
+        while True:  # ticks from the start: a stall before a second tick must be seen as one too
             stalls = self.state.liveness.stalls
             self.apply(self.state.tick(self.loop.time()))
             if self.state.liveness.stalls != stalls:
                 log.warning("the planner stalled for %.1fs; hosts get a fresh heartbeat grace period",
                             self.state.liveness.last_stall)
+            await asyncio.sleep(min(self.config.heartbeat_interval, self.config.heartbeat_timeout / 4))
 
     # --- frames -----------------------------------------------------------------------------------
     def on_frame(self, conn: Conn, msg: Message, body: memoryview) -> None:
