@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from .config import (
     DEFAULT_RETAIN,
     DEFAULT_RPC_PORT,
     ENV_ADDRESS,
+    ENV_HEARTBEAT_TIMEOUT,
     ENV_RETAIN,
     ENV_SECRET,
     ENV_TLS_CA,
@@ -43,6 +45,20 @@ def _positive(raw: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+HEARTBEAT_HELP = (f"declare a host dead after this many seconds without a heartbeat (default 5, or "
+                  f"${ENV_HEARTBEAT_TIMEOUT}); workers take their heartbeat period from the planner")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="granny", description="Run Python functions and MPI programs as granules.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -54,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=DEFAULT_RPC_PORT, help="RPC port (0 picks a free one)")
     up.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP API port (0 picks one)")
     up.add_argument("--bind", default="127.0.0.1")
+    up.add_argument("--heartbeat-timeout", type=_seconds, default=None, help=HEARTBEAT_HELP)
 
     pl = sub.add_parser("planner", help="run the planner (one per cluster)")
     pl.add_argument("--bind", default="127.0.0.1",
@@ -62,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     pl.add_argument("--no-http", action="store_true")
     pl.add_argument("--data-dir", default=".granny")
-    pl.add_argument("--heartbeat-timeout", type=float, default=None)
+    pl.add_argument("--heartbeat-timeout", type=_seconds, default=None, help=HEARTBEAT_HELP)
     pl.add_argument("--retain", default=None, metavar="DURATION",
                     help=f"keep finished requests, results and logs this long, then prune them (default: "
                          f"${ENV_RETAIN} or {format_duration(DEFAULT_RETAIN)}; e.g. 30m, 2h, 1d)")
@@ -151,7 +168,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     cluster = LocalCluster(workers=args.workers, slots=args.slots, data_dir=args.data_dir, port=args.port,
-                           http_port=args.http_port, ephemeral=False, bind=args.bind)
+                           http_port=args.http_port, ephemeral=False, bind=args.bind,
+                           heartbeat_timeout=args.heartbeat_timeout)
     con = _console()
     token_file = Path(args.data_dir).resolve() / "token"
     con.print(f"[bold green]granny is up[/] in {time.perf_counter() - started:.2f}s: planner {cluster.address}, "
@@ -332,10 +350,11 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 
         print(json.dumps(data, indent=2))
         return 0
-    table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat")
+    table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat", "incarnation")
     for h in data:
         table.add_row(h["host_id"], str(h["slots"]), str(h["used"]), str(h["idle_granules"]),
-                      "yes" if h["alive"] else "[red]dead[/]", f"{h['last_heartbeat_age']:.1f}s ago")
+                      "yes" if h["alive"] else "[red]dead[/]", f"{h['last_heartbeat_age']:.1f}s ago",
+                      str(h.get("incarnation", "")))
     _console().print(table)
     return 0
 

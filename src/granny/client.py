@@ -82,6 +82,7 @@ class HostInfo(NamedTuple):
     alive: bool
     idle_granules: int = 0
     last_heartbeat_age: float = 0.0
+    incarnation: int = 0  # 1 at first registration, one more each time the host came back from the dead
 
 
 class Client:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from granny.planner.lifecycle import TASK_FINAL, AppState, GranuleState, TaskState
-from granny.planner.state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState
+from granny.planner.state import Action, AppChanged, Dispatch, Fail, ForgetHost, Kill, PlannerState
 
 TIMEOUT = 5.0
 
@@ -215,8 +215,9 @@ def test_dead_host_that_registers_again_takes_work() -> None:
     (d1,) = s.submit("r1", "app", 1)
     s.tick(TIMEOUT + 1)
     assert s.submit("r2", "app", 1) == []  # no live host: waits
-    assert s.register_host("h1", 1, TIMEOUT + 2) == []
-    assert s.hosts["h1"].alive and s.hosts["h1"].granules == {}
+    # Back as a new incarnation; the old one's granule is fenced, so its kill is ordered again.
+    assert [(k.granule_id, type(k)) for k in s.register_host("h1", 1, TIMEOUT + 2)] == [(d1.granule_id, Kill)]
+    assert s.hosts["h1"].alive and s.hosts["h1"].granules == {} and s.hosts["h1"].incarnation == 2
     (d2,) = s.granule_connected("h1", "h1-g9", None)
     assert d2 == Dispatch("h1-g9", "r2", 0)
 
@@ -565,6 +566,7 @@ class PlannerMachine(RuleBasedStateMachine):
         self.killed: set[str] = set()
         self.app_changes: Counter[str] = Counter()
         self.script_reqs: set[str] = set()
+        self.boots: dict[str, str] = {}  # each host's current worker process
 
     def apply(self, actions: list[Action]) -> None:
         for a in actions:
@@ -586,6 +588,8 @@ class PlannerMachine(RuleBasedStateMachine):
             elif isinstance(a, AppChanged):
                 self.app_changes[a.app_id] += 1
                 assert a.state is not AppState.RUNNING and self.s.apps[a.app_id].state is a.state
+            elif isinstance(a, ForgetHost):
+                assert not self.s.hosts[a.host_id].alive and a.host_id in a.reason
             else:  # Skip: a prefetched task taken back from a granule before it started
                 g = self.s.granules.get(a.granule_id)
                 assert g is None or (a.req_id, a.index) not in g.tasks
@@ -596,11 +600,51 @@ class PlannerMachine(RuleBasedStateMachine):
     # --- hosts and granules
     @rule(host=st.sampled_from(sorted(SLOTS)))
     def register(self, host: str) -> None:
-        self.apply(self.s.register_host(host, SLOTS[host], self.now))
+        # Its worker process registers (again, after a blip or after being declared dead).
+        self.apply(self.s.register_host(host, SLOTS[host], self.now, boot=self.boots.get(host, "boot")))
+
+    @rule(host=st.sampled_from(sorted(SLOTS)))
+    def worker_restarts(self, host: str) -> None:
+        # A new worker process registers: a live host's old incarnation ends (its granules died with it).
+        h = self.s.hosts.get(host)
+        running = [(rid, i) for rid, r in self.s.requests.items() for i, t in enumerate(r.tasks)
+                   if t.state is TaskState.RUNNING and t.host_id == host] if h is not None and h.alive else []
+        self.boots[host] = f"boot{next(self.seq)}"
+        actions = self.s.register_host(host, SLOTS[host], self.now, boot=self.boots[host])
+        for rid, i in running:  # failed, or (prefetched, never started) queued again elsewhere
+            t = self.s.requests[rid].tasks[i]
+            assert t.state is not TaskState.RUNNING or t.host_id != host
+        assert self.s.hosts[host].alive and not self.s.liveness.fenced_on(host)
+        self.apply(actions)
 
     @rule(host=st.sampled_from(sorted(SLOTS)))
     def heartbeat(self, host: str) -> None:
-        self.s.heartbeat(host, self.now)
+        h = self.s.hosts.get(host)
+        actions = self.s.heartbeat(host, self.now)
+        assert (actions == []) == (h is not None and h.alive)  # a forgotten host is told to register again
+        if h is not None:
+            self.apply(actions)
+
+    def fenced(self) -> set[str]:
+        return {gid for host in SLOTS for gid, _ in self.s.liveness.fenced_on(host)}
+
+    @precondition(lambda self: self.fenced())
+    @rule(data=st.data())
+    def old_granule_reconnects(self, data: st.DataObject) -> None:
+        # A granule of a dead incarnation (only its worker had paused) comes back: it is killed, not used.
+        gid = self.pick(data, self.fenced())
+        host = gid.rsplit("-g", 1)[0]
+        actions = self.s.granule_connected(host, gid, None)
+        assert [type(a) for a in actions] == [Kill] and gid not in self.s.granules
+        self.apply(actions)
+
+    @precondition(lambda self: self.fenced())
+    @rule(data=st.data())
+    def old_granule_exits(self, data: st.DataObject) -> None:
+        gid = self.pick(data, self.fenced())
+        assert self.s.granule_exited(gid, "killed by the planner") == []
+        assert gid not in self.fenced()
+        self.killed.discard(gid)
 
     @rule(host=st.sampled_from(sorted(SLOTS)))
     def connect(self, host: str) -> None:
@@ -665,16 +709,19 @@ class PlannerMachine(RuleBasedStateMachine):
         self.script_reqs.add(rid)
         self.apply(submit(self.s, rid, f"run-{rid}", n, app_kind="script"))
 
-    @precondition(lambda self: any(gid in self.s.granules for gids in self.assigned.values() for gid in gids))
+    @precondition(lambda self: any(gid in self.s.granules or gid in self.fenced()
+                                   for gids in self.assigned.values() for gid in gids))
     @rule(data=st.data(), ok=st.booleans())
     def report(self, data: st.DataObject, ok: bool) -> None:
         # A live granule reports a task it was given at some point: its current one, a duplicate of an
         # old one, or a late result racing a cancel or a requeue.
-        pairs = {(key, gid) for key, gids in self.assigned.items() for gid in gids if gid in self.s.granules}
+        fenced = self.fenced()
+        pairs = {(key, gid) for key, gids in self.assigned.items() for gid in gids
+                 if gid in self.s.granules or gid in fenced}
         key, gid = self.pick(data, pairs)
         was_running = state_of(self.s, *key) is TaskState.RUNNING
         accepted, actions = self.s.task_done(gid, *key, ok)
-        assert accepted == was_running
+        assert accepted == (was_running and gid not in fenced)  # a dead incarnation's report never counts
         if accepted:
             self.ends[key] += 1
             assert state_of(self.s, *key) is (TaskState.SUCCEEDED if ok else TaskState.FAILED)

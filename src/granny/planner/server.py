@@ -40,7 +40,9 @@ from ..wire import (
     MpiRank,
     MpiWorld,
     Query,
+    Registered,
     Reject,
+    Rejoin,
     Reply,
     Result,
     Revoke,
@@ -67,7 +69,7 @@ from .policies import POLICIES
 from .pruning import answer_finished, retention_loop, seed_retention
 from .recent import RecentResults
 from .retention import Known, Retention
-from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip, SpawnGranules
+from .state import Action, AppChanged, Dispatch, Fail, ForgetHost, Kill, PlannerState, Skip, SpawnGranules
 from .state import Revoke as RevokeAction
 
 log = logging.getLogger("granny.planner")
@@ -253,9 +255,13 @@ class PlannerServer:
         self.apply(actions)
 
     async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(min(self.config.heartbeat_interval, self.config.heartbeat_timeout / 4))
+        while True:  # ticks from the start: a stall before a second tick must be seen as one too
+            stalls = self.state.liveness.stalls
             self.apply(self.state.tick(self.loop.time()))
+            if self.state.liveness.stalls != stalls:
+                log.warning("the planner stalled for %.1fs; hosts get a fresh heartbeat grace period",
+                            self.state.liveness.last_stall)
+            await asyncio.sleep(min(self.config.heartbeat_interval, self.config.heartbeat_timeout / 4))
 
     # --- frames -----------------------------------------------------------------------------------
     def on_frame(self, conn: Conn, msg: Message, body: memoryview) -> None:
@@ -270,7 +276,7 @@ class PlannerServer:
         elif isinstance(msg, Log) and conn.role is Role.GRANULE:
             self._log(msg)
         elif isinstance(msg, Heartbeat) and conn.role is Role.WORKER:
-            self.state.heartbeat(conn.name, self.loop.time())
+            self.apply(self.state.heartbeat(conn.name, self.loop.time()))
         elif isinstance(msg, GranuleExit) and conn.role is Role.WORKER:
             self.granule_conns.pop(msg.granule_id, None)
             self.apply(self.state.granule_exited(msg.granule_id, msg.cause))
@@ -310,8 +316,13 @@ class PlannerServer:
             if old is not None and old is not conn:
                 old.close()
             self.workers[msg.name] = conn
-            log.info("worker %s registered with %d slots from %s", msg.name, msg.slots, conn.peer)
-            actions = self.state.register_host(msg.name, msg.slots, now)
+            actions = self.state.register_host(msg.name, msg.slots, now, msg.boot)
+            incarnation = self.state.hosts[msg.name].incarnation
+            log.info("worker %s registered with %d slots from %s (incarnation %d)", msg.name, msg.slots, conn.peer,
+                     incarnation)
+            conn.send(Registered(incarnation=incarnation, heartbeat_timeout=self.config.heartbeat_timeout,
+                                 heartbeat_interval=min(self.config.heartbeat_interval,
+                                                        self.config.heartbeat_timeout / 4)))
             waiting = self.waiting_granules.pop(msg.name, [])
             for gconn, busy in waiting:
                 if not gconn.closed:
@@ -518,6 +529,12 @@ class PlannerServer:
                 owner = self.payloads.get(action.req_id)
                 if owner is not None and owner.owner is not None and not owner.owner.closed:
                     owner.owner.send(Revoke(req_id=action.req_id, count=action.count))
+            elif isinstance(action, ForgetHost):
+                worker = self.workers.pop(action.host_id, None)
+                log.warning("%s", action.reason)
+                if worker is not None:  # it re-registers by itself, as the host's next incarnation
+                    worker.send(Rejoin(reason=action.reason))
+                    worker.close()
             elif isinstance(action, AppChanged):
                 app = self.state.apps[action.app_id]
                 self.journal.app(app.app_id, app.kind, app.name, action.state.value)

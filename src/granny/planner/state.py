@@ -2,7 +2,8 @@
 
 Theory of operation
 - Hosts register with a slot count and heartbeat; :meth:`PlannerState.tick` declares a host dead when
-  its last heartbeat is older than the timeout, and fails the tasks running there.
+  its last heartbeat is older than the timeout, and fails the tasks running there. It comes back as
+  a new *incarnation*; the granules of the dead one are *fenced* (see :mod:`.liveness`).
 - A *request* asks for ``n`` granules with one payload; ``n > 1`` is gang-placed (all or nothing).
   Requests wait in one FIFO queue, oldest first; the head blocks those behind it, so a large gang is
   never starved by a stream of small ones.
@@ -42,6 +43,7 @@ from .lifecycle import (
     TaskState,
     transition,
 )
+from .liveness import Liveness
 from .policies import HostView, NeverFits, Placement, PlacementRequest, Policy, binpack
 from .policies.base import Decision
 
@@ -102,7 +104,15 @@ class Revoke:
     count: int
 
 
-Action = Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke
+@dataclass(frozen=True)
+class ForgetHost:
+    """The host's registration ended (declared dead): tell its worker so, and that it must register again."""
+
+    host_id: str
+    reason: str
+
+
+Action = Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -131,6 +141,8 @@ class Host:
     last_seen: float
     alive: bool = True
     granules: dict[str, Granule] = field(default_factory=dict)
+    incarnation: int = 1  # how many times this host registered from scratch (after being declared dead)
+    boot: str = ""  # the identity of its worker process ("" from a worker that does not say)
 
     spawning: int = 0  # spare granules asked of the worker and not connected yet
 
@@ -190,25 +202,43 @@ class PlannerState:
         # Requests that became final since the server last collected them; it stamps them with the time
         # (see retention.py), so this module needs no clock.
         self.finished: list[str] = []
+        self.liveness = Liveness(heartbeat_timeout)
 
     # --- hosts and granules -----------------------------------------------------------------
-    def register_host(self, host_id: str, slots: int, now: float) -> list[Action]:
+    def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
+        """A worker registered. ``boot`` names its process: a new one ends the host's incarnation."""
         host = self.hosts.get(host_id)
+        actions: list[Action] = []
+        restarted = host is not None and bool(boot and host.boot and boot != host.boot)
+        if host is not None and host.alive and restarted:
+            why = f"the worker of host {host_id} restarted; its granules, and the tasks they ran, died with it"
+            actions += self._host_died(host, why, fence=False)
         if host is None or not host.alive:
-            self.hosts[host_id] = Host(host_id, slots, now)
+            incarnation = 1 if host is None else host.incarnation + 1
+            self.hosts[host_id] = Host(host_id, slots, now, incarnation=incarnation, boot=boot)
+            if restarted:  # granule ids start again in a new worker process: old fences would hit new granules
+                self.liveness.unfence_host(host_id)
+            # Its worker may not have heard the Kills sent when it was declared dead: send them again.
+            actions += [Kill(host_id, gid, reason) for gid, reason in self.liveness.fenced_on(host_id)]
         else:
-            host.slots, host.last_seen = slots, now
-        return self.schedule()
+            host.slots, host.last_seen, host.boot = slots, now, boot or host.boot
+        return actions + self.schedule()
 
-    def heartbeat(self, host_id: str, now: float) -> None:
+    def heartbeat(self, host_id: str, now: float) -> list[Action]:
+        """A host's worker is alive. A host that is not registered (declared dead) is told to register."""
         host = self.hosts.get(host_id)
         if host is not None and host.alive:
             host.last_seen = now
+            return []
+        return [ForgetHost(host_id, self.liveness.forgotten(host_id, host is not None))]
 
     def granule_connected(self, host_id: str, granule_id: str, busy: tuple[str, int] | None) -> list[Action]:
         host = self.hosts.get(host_id)
         if host is None or not host.alive:
             return [Kill(host_id, granule_id, "its host is not registered")]
+        fenced = self.liveness.fence_reason(granule_id)
+        if fenced:
+            return [Kill(host_id, granule_id, fenced)]
         granule = Granule(granule_id, host_id)
         old = self.granules.get(granule_id)
         if old is not None and old.state is GranuleState.BUSY:
@@ -250,6 +280,7 @@ class PlannerState:
             granule.connected = False
 
     def granule_exited(self, granule_id: str, cause: str) -> list[Action]:
+        self.liveness.unfence(granule_id)
         granule = self.granules.pop(granule_id, None)
         if granule is None:
             return []
@@ -277,6 +308,16 @@ class PlannerState:
         return actions
 
     def tick(self, now: float) -> list[Action]:
+        """Declare dead the hosts not heard from for longer than the timeout.
+
+        Call it at least every ``heartbeat_timeout / 4``: a longer gap between two ticks is taken
+        for the planner's own stall (see :meth:`Liveness.stalled`), and the hosts get a fresh grace
+        period instead of being blamed for heartbeats the planner did not read."""
+        if self.liveness.stalled(now):
+            for host in self.hosts.values():
+                if host.alive:
+                    host.last_seen = max(host.last_seen, now)
+            return []
         actions: list[Action] = []
         died = False
         for host in self.hosts.values():
@@ -286,14 +327,19 @@ class PlannerState:
                                                  f"declared dead after {self.heartbeat_timeout:g}s")
         return actions + self.schedule() if died else actions
 
-    def _host_died(self, host: Host, why: str) -> list[Action]:
+    def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
         host.alive = False
+        gids = list(host.granules)
         actions: list[Action] = []
         for granule in list(host.granules.values()):
             self.granules.pop(granule.granule_id, None)
             actions += self._lose_granule(granule, "host_died", why)
         host.granules.clear()
-        return actions
+        if not fence:  # its worker is registering again right now (see register_host)
+            return actions
+        # If only its worker paused, its granules run on; their work was failed, so they must go.
+        reason = self.liveness.fence(host.host_id, host.incarnation, gids)
+        return actions + [Kill(host.host_id, gid, reason) for gid in gids] + [ForgetHost(host.host_id, why)]
 
     # --- requests ---------------------------------------------------------------------------
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
@@ -341,7 +387,10 @@ class PlannerState:
         return self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, message), cascade=False)
 
     def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
-        """A granule reported. Returns (accepted, actions); a duplicate report is not accepted."""
+        """A granule reported. Returns (accepted, actions); a duplicate report is not accepted, nor one
+        from a granule of a dead host's incarnation (it may have started work requeued since)."""
+        if self.liveness.fence_reason(granule_id):
+            return False, []
         granule = self.granules.get(granule_id)
         if granule is not None and (req_id, index) in granule.tasks:
             granule.tasks.remove((req_id, index))

@@ -15,7 +15,8 @@ def hosts(p: PlannerServer) -> list[dict[str, Any]]:
     now = p.loop.time()
     return [
         {"host_id": h.host_id, "slots": h.slots, "used": h.busy(), "idle_granules": len(h.idle()),
-         "alive": h.alive, "last_heartbeat_age": round(now - h.last_seen, 3)}
+         "alive": h.alive, "last_heartbeat_age": round(now - h.last_seen, 3),
+         "incarnation": h.incarnation}
         for h in p.state.hosts.values()
     ]
 

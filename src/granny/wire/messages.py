@@ -53,6 +53,7 @@ class Hello(_Msg, tag="hello"):
     host_id: str = ""
     pid: int = 0
     slots: int = 0  # workers only
+    boot: str = ""  # workers: random per worker process, so that a restart is told from a reconnect
     busy_task: str = ""  # granules: the task still running across a planner restart
     app_id: str = ""  # clients: the app this connection submits into
     # Clients: their result lane, a Unix socket that granules on the same machine (and network
@@ -242,6 +243,22 @@ class KillGranule(_Msg, tag="kill"):
     reason: str = ""
 
 
+class Registered(_Msg, tag="registered"):
+    """To a worker, after its Welcome: the host is registered, as this incarnation (1, then one more
+    each time it comes back after being declared dead), and must heartbeat this often."""
+
+    incarnation: int
+    heartbeat_interval: float
+    heartbeat_timeout: float
+
+
+class Rejoin(_Msg, tag="rejoin"):
+    """To a worker: the planner declared its host dead (or never knew it) and closes this connection.
+    The worker registers again; its granules of the old incarnation are killed and replaced."""
+
+    reason: str
+
+
 class GranuleExit(_Msg, tag="granule_exit"):
     granule_id: str
     cause: str  # human readable: "exit code 3", "killed by SIGSEGV", "out of memory"
@@ -250,7 +267,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 
 Message = (
     Challenge | Hello | Welcome | Reject | Submit | Cancel | Stdin | Waiting | Query | Reply | Result | Revoke | Log | Run | Skip | Done | Heartbeat
-    | Spawn | KillGranule | GranuleExit | MpiJoin | MpiWorld
+    | Spawn | KillGranule | Registered | Rejoin | GranuleExit | MpiJoin | MpiWorld
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -273,6 +290,6 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 __all__ = [
     "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
-    "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Reject", "Reply", "Result", "Revoke", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
+    "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Registered", "Reject", "Rejoin", "Reply", "Result", "Revoke", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
     "decode_header", "encode_header",
 ]

@@ -4,14 +4,20 @@ Theory of operation: three threads. The main thread reads the planner connection
 orders). A heartbeat thread sends a heartbeat every interval while connected. A zygote thread reads
 the zygote's events: a granule that exits is reported to the planner with its cause and replaced,
 so the host always offers ``slots`` warm granules. When the planner connection drops, the worker
-keeps its granules and reconnects until the planner is back.
+keeps its granules and reconnects until the planner is back; exit reports it could not send then
+are sent once it is. When the planner declared this host dead (a pause longer than the heartbeat
+timeout), it says so (Rejoin) and closes the connection: the worker registers again, as the host's
+next incarnation, and kills the granules the planner fenced (their work was already failed). The
+heartbeat period comes from the planner (Registered), so the timeout is set once, per cluster.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,9 +27,11 @@ from typing import IO
 from ..config import ENV_SECRET, ENV_SHM_OWNER, Config, parse_address, worker_shm_tag
 from ..errors import AuthError, ConnectionLostError, GrannyError
 from ..transport import BlockingConn, dial
-from ..wire import GranuleExit, Heartbeat, KillGranule, Role, Spawn
+from ..wire import GranuleExit, Heartbeat, KillGranule, Registered, Rejoin, Role, Spawn
 from .granule import ENV_HOST_ID, ENV_PLANNER
 from .procutil import describe_status
+
+UNSENT_MAX = 10_000  # exit reports kept for a planner that is away (each is a granule that died meanwhile)
 
 
 class Worker:
@@ -44,6 +52,11 @@ class Worker:
         self._lock = threading.Lock()
         # This worker's tag on shared memory, for itself and every granule it forks (reaper.py).
         os.environ[ENV_SHM_OWNER] = worker_shm_tag(host_id, planner)
+        self.incarnation = 0  # as the planner numbers this host's registrations (see Registered)
+        self.boot = secrets.token_hex(8)  # this process, so the planner tells a restart from a reconnect
+        self.heartbeat_interval = min(config.heartbeat_interval, config.heartbeat_timeout / 4)
+        self._unsent: list[GranuleExit] = []  # exit reports made while the planner was unreachable
+        self._conn_lock = threading.Lock()  # the connection in use, and the reports queued for the next one
         env = dict(os.environ, **{ENV_PLANNER: planner, ENV_SECRET: secret, ENV_HOST_ID: host_id})
         self.zygote = subprocess.Popen([sys.executable, "-m", "granny.worker.zygote"], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, env=env)
@@ -89,12 +102,20 @@ class Worker:
 
     # --- planner ------------------------------------------------------------------------------
     def _send(self, msg: GranuleExit | Heartbeat) -> None:
-        conn = self.conn
-        if conn is not None and self.connected.is_set():
-            try:
-                conn.send(msg)
-            except ConnectionLostError:
-                self.connected.clear()
+        with self._conn_lock:
+            conn = self.conn if self.connected.is_set() else None
+            if conn is None:
+                if isinstance(msg, GranuleExit) and len(self._unsent) < UNSENT_MAX:
+                    self._unsent.append(msg)  # the planner must hear of it, or it waits on that granule
+                return
+        try:
+            conn.send(msg)
+        except ConnectionLostError:
+            with self._conn_lock:
+                if isinstance(msg, GranuleExit) and len(self._unsent) < UNSENT_MAX:
+                    self._unsent.append(msg)
+                if self.conn is conn:  # not a connection made since, by the main thread
+                    self.connected.clear()
 
     def _connect(self, first: bool) -> None:
         delay = 0.02
@@ -102,9 +123,13 @@ class Worker:
         while True:
             try:
                 conn, _, self.unix = dial(self.address, Role.WORKER, self.secret, self.unix, name=self.host_id,
-                                          host_id=self.host_id, pid=os.getpid(), slots=self.slots)
-                self.conn = conn
-                self.connected.set()
+                                          host_id=self.host_id, pid=os.getpid(), slots=self.slots, boot=self.boot)
+                with self._conn_lock:
+                    for msg in self._unsent:  # (a failure here retries them all on the next connection)
+                        conn.send(msg)
+                    self._unsent.clear()
+                    self.conn = conn
+                    self.connected.set()
                 return
             except AuthError:
                 raise
@@ -119,8 +144,8 @@ class Worker:
 
         while not self.stopping:
             self._send(Heartbeat(granules=len(self.live), load=os.getloadavg()[0]))
-            sweep()  # shared memory of this worker's granules killed before they could clean up
-            time.sleep(self.config.heartbeat_interval)  # the heartbeat period itself
+            sweep()  # shared memory of processes killed before they could clean up
+            time.sleep(self.heartbeat_interval)  # the heartbeat period itself
 
     def run(self) -> int:
         ready = json.loads(self.zout.readline() or b"{}")
@@ -145,11 +170,34 @@ class Worker:
                 self._connect(first=False)
                 continue
             if isinstance(msg, KillGranule):
-                self.kill_reasons[msg.granule_id] = msg.reason or "killed"
-                self._zygote_cmd({"kill": msg.granule_id})
+                if msg.granule_id in self.live:  # (a fenced granule's kill is ordered again after it exited)
+                    self.kill_reasons[msg.granule_id] = msg.reason or "killed"
+                    self._zygote_cmd({"kill": msg.granule_id})
             elif isinstance(msg, Spawn):
                 self.spawn(msg.count)
+            elif isinstance(msg, Registered):
+                self._registered(msg)
+            elif isinstance(msg, Rejoin):
+                print(f"worker {self.host_id}: the planner forgot this host ({msg.reason}); registering again",
+                      file=sys.stderr, flush=True)
+                self.connected.clear()
+                self.conn.close()
+                self._connect(first=False)
         return 0
+
+    def _registered(self, msg: Registered) -> None:
+        # A planner with a shorter timeout than this worker's default must get beats often enough.
+        self.heartbeat_interval = msg.heartbeat_interval if msg.heartbeat_interval > 0 else self.heartbeat_interval
+        sock = self.conn.sock if self.conn is not None else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6) and msg.heartbeat_timeout > 0:
+            # Behind a partition, heartbeats go unacknowledged and TCP backs off for minutes before it
+            # gives up. Give up after the heartbeat timeout instead (the planner has given up on this
+            # host by then), so the worker starts dialling again and is back soon after the network.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1000, int(msg.heartbeat_timeout * 1000)))
+        if msg.incarnation != self.incarnation and self.incarnation:
+            print(f"worker {self.host_id}: registered again, as incarnation {msg.incarnation} of this host",
+                  file=sys.stderr, flush=True)
+        self.incarnation = msg.incarnation
 
     def stop(self) -> None:
         self.stopping = True
