@@ -25,6 +25,8 @@ ENV_SECRET = "GRANNY_SECRET"
 ENV_SLOTS = "GRANNY_SLOTS"
 ENV_DATA_DIR = "GRANNY_DATA_DIR"
 ENV_HEARTBEAT_TIMEOUT = "GRANNY_HEARTBEAT_TIMEOUT"
+ENV_GRANULE_USER = "GRANNY_GRANULE_USER"
+DEFAULT_GRANULE_USER = "auto"  # nobody under a root worker, else the worker's own user (worker/granule_user.py)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -116,9 +118,26 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) as 0700, or narrow it to 0700 if it exists.
+
+    The data directory holds the secret, the token and the journal (call inputs, function sources):
+    no other local user may list or enter it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (if missing) and make it 0600: owner only, from the start."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a credential readable by its owner only (mode 0600 from the start, never wider)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
@@ -141,8 +160,8 @@ class Config:
     A plain class rather than a dataclass: ``dataclasses`` (and the ``inspect`` it imports) would add
     ~8 ms to the start of every ``granny`` command."""
 
-    __slots__ = ("data_dir", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes", "reconnect_timeout",
-                 "restart_grace")
+    __slots__ = ("data_dir", "granule_user", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
+                 "reconnect_timeout", "restart_grace")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -153,16 +172,20 @@ class Config:
     restart_grace: float
     reconnect_timeout: float
     max_frame_bytes: int
+    granule_user: str  # worker: who granules run as ("auto", "same", a user name or uid)
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 1.0,
-                 reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+                 reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES,
+                 granule_user: str | None = None) -> None:
         values = {
             "data_dir": data_dir if data_dir is not None else Path(os.environ.get(ENV_DATA_DIR, ".granny")),
             "heartbeat_interval": heartbeat_interval,
             "heartbeat_timeout": heartbeat_timeout if heartbeat_timeout is not None
             else _env_float(ENV_HEARTBEAT_TIMEOUT, 5.0),
             "restart_grace": restart_grace, "reconnect_timeout": reconnect_timeout, "max_frame_bytes": max_frame_bytes,
+            "granule_user": granule_user if granule_user is not None
+            else os.environ.get(ENV_GRANULE_USER, DEFAULT_GRANULE_USER),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
