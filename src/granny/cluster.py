@@ -44,9 +44,10 @@ class LocalCluster:
     def __init__(self, workers: int = 1, slots: int | None = None, data_dir: str | Path | None = None,
                  port: int = 0, http_port: int | None = 0, ephemeral: bool | None = None,
                  heartbeat_timeout: float | None = None, bind: str = "127.0.0.1", log_level: str = "",
-                 granule_user: str | None = None) -> None:
+                 granule_user: str | None = None, python: str | None = None) -> None:
         """``granule_user``: as ``granny worker --granule-user``; None leaves the worker's default
-        (``nobody`` under root). The embedded cluster and the test fixtures pass ``"same"``."""
+        (``nobody`` under root). The embedded cluster and the test fixtures pass ``"same"``.
+        ``python``: the interpreter of the planner and workers (default: this one)."""
         self.slots = slots or env_slots()
         self.ephemeral = data_dir is None if ephemeral is None else ephemeral
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="granny-"))
@@ -68,7 +69,7 @@ class LocalCluster:
         env.pop("GRANNY_ADDRESS", None)
         if log_level:
             env["GRANNY_LOG_LEVEL"] = log_level
-        py = [sys.executable, "-m", "granny"]
+        py = [python or sys.executable, "-m", "granny"]
         planner = [*py, "planner", "--bind", bind, "--port", str(self.port), "--data-dir", str(self.data_dir)]
         planner += ["--http-port", str(self.http_port)] if self.http_port else ["--no-http"]
         # The planner writes the secret; create it first so workers can start at the same time.

@@ -40,6 +40,7 @@ from ..wire import Done, Kind, Log, MpiJoin, MpiWorld, Result, Role, Run, Status
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from .capture import FdCapture
+from .granule_user import set_dumpable
 
 ENV_PLANNER = "GRANNY_PLANNER"
 ENV_HOST_ID = "GRANNY_HOST_ID"
@@ -198,6 +199,7 @@ class Granule:
         from ..mpi import runtime, shim
 
         shim.install()
+        set_dumpable(True)  # same-host ranks copy from each other's memory (see granule_user); it retires after
         runtime.configure(hashlib.blake2b(run.req_id.encode(), digest_size=6).hexdigest(), run.index, run.n,
                           self._mpi_exchange(run), self.host_id, route_ip(*self.address))
         try:

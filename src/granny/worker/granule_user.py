@@ -6,7 +6,9 @@ worker's own user otherwise; ``same`` (or ``""``) keeps the worker's user; anyth
 to change a child's credentials. Each granule drops them right after the fork, before it connects
 to the planner or runs anything of the user's. Changing credentials also makes the process
 non-dumpable, so a granule cannot ptrace or read the memory of another granule, even of the same
-user; it is set explicitly as well, whatever ``fs.suid_dumpable`` says.
+user; it is set explicitly as well, whatever ``fs.suid_dumpable`` says. The one exception is an MPI
+rank: ranks of a world on one host read each other's buffers with ``process_vm_readv``, which needs
+the peer to be dumpable, so a rank turns it back on (:func:`set_dumpable`) and retires after its task.
 """
 
 from __future__ import annotations
@@ -104,6 +106,13 @@ def from_ids(uid: int, gid: int) -> GranuleUser:
         return GranuleUser(uid, gid, str(uid), "/")
 
 
+def set_dumpable(on: bool) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, int(on), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def drop_to(user: GranuleUser) -> None:
     """In a forked granule: become ``user`` for good (no way back), or raise OSError."""
     os.setgroups([])
@@ -111,10 +120,7 @@ def drop_to(user: GranuleUser) -> None:
     os.setuid(user.uid)
     if os.getuid() != user.uid or os.geteuid() != user.uid:  # never run user code if the drop failed
         raise OSError(f"could not become uid {user.uid}")
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    set_dumpable(False)
     home = user.home if os.access(user.home, os.R_OK | os.W_OK | os.X_OK) else tempfile.gettempdir()
     os.environ.update(HOME=home, USER=user.name, LOGNAME=user.name)
     try:
