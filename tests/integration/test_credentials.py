@@ -18,7 +18,8 @@ from granny.cluster import LocalCluster
 from granny.config import Config
 from granny.errors import AuthError
 from granny.transport import dial
-from granny.wire import Role
+from granny import serde
+from granny.wire import Done, Role, Status
 
 from ..polling import wait_for
 
@@ -196,6 +197,34 @@ def _loot_and_wait(started: str, release: str) -> str:
     while not os.path.exists(release):
         time.sleep(0.01)
     return "done"
+
+
+def hold(release: str) -> str:
+    import os
+    import time
+
+    while not os.path.exists(release):
+        time.sleep(0.01)
+    return "the real result"
+
+
+def test_a_granule_credential_cannot_forge_another_tasks_result(cluster: LocalCluster, client: granny.Client,
+                                                                tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    victim = client.submit(hold, str(release))  # runs on one granule until released
+    found = client.submit(loot).result(timeout=30)  # the other granule hands its keys out
+    addr = ("127.0.0.1", cluster.port)
+    forged = serde.dumps("forged")
+    for key in found["keys"]:
+        try:
+            conn, _, _ = dial(addr, Role.GRANULE, key, name=found["granule_id"], host_id=found["host_id"], pid=1)
+        except AuthError:
+            continue
+        conn.send(Done(req_id=victim.req_id, index=0, status=Status.OK, segs=[len(b) for b in forged]), forged)
+        conn.close()
+    client.query("hosts")  # a round trip: what the forger sent has been handled
+    release.touch()
+    assert victim.result(timeout=30) == "the real result"
 
 
 def test_the_credential_of_an_exited_granule_is_dead(cluster: LocalCluster, client: granny.Client,
