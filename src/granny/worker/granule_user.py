@@ -118,9 +118,11 @@ def drop_to(user: GranuleUser) -> None:
     os.setgroups([])
     os.setgid(user.gid)
     os.setuid(user.uid)
-    if os.getuid() != user.uid or os.geteuid() != user.uid:  # never run user code if the drop failed
+    if (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) != (user.uid, user.uid, user.gid, user.gid):
+        # never run user code if the drop failed
         raise OSError(f"could not become uid {user.uid}")
     set_dumpable(False)
+    tempfile.tempdir = None  # chosen again, as this user: the zygote's choice may be root's alone
     home = user.home if os.access(user.home, os.R_OK | os.W_OK | os.X_OK) else tempfile.gettempdir()
     os.environ.update(HOME=home, USER=user.name, LOGNAME=user.name)
     try:
