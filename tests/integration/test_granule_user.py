@@ -50,15 +50,21 @@ def _readable_python() -> str:
                       re.M)
     venv = Path("/tmp") / f"granny-test-python-{hashlib.sha256(' '.join(deps).encode()).hexdigest()[:12]}"
     python = venv / "bin" / "python"
-    if not (venv / ".complete").exists():
+    if not python.exists():  # built aside and renamed into place: concurrent runs never see half a venv
+        build = Path(f"{venv}.{os.getpid()}")
         try:
-            subprocess.run([str(base), "-m", "venv", "--clear", str(venv)], check=True, capture_output=True,
+            subprocess.run([str(base), "-m", "venv", "--clear", str(build)], check=True, capture_output=True,
                            timeout=120)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", *deps], check=True, capture_output=True,
-                           timeout=600)
-        except (subprocess.SubprocessError, OSError) as exc:
+            subprocess.run([str(build / "bin" / "python"), "-m", "pip", "install", "-q", *deps], check=True,
+                           capture_output=True, timeout=600)
+            os.rename(build, venv)
+        except OSError:
+            if not python.exists():
+                raise
+        except subprocess.SubprocessError as exc:
             pytest.skip(f"could not build a Python that nobody can read: {exc}")
-        (venv / ".complete").touch()
+        finally:
+            subprocess.run(["rm", "-rf", str(build)], check=False)
     return str(python)
 
 

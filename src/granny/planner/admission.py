@@ -19,7 +19,22 @@ from dataclasses import dataclass
 
 from ..transport import granule_credential, verify_mac
 from ..transport.auth import Key
-from ..wire import Cancel, Done, Hello, Log, Message, MpiJoin, Query, Role, Stdin, Submit, Waiting
+from ..wire import (
+    Cancel,
+    Done,
+    Hello,
+    Log,
+    Message,
+    MpiJoin,
+    Query,
+    Reply,
+    Result,
+    Role,
+    Status,
+    Stdin,
+    Submit,
+    Waiting,
+)
 from .state import PlannerState
 
 ENDED_MAX = 100_000  # exited granules remembered; ids never repeat (see worker/daemon.py), so old ones age out
@@ -104,6 +119,16 @@ def check(state: PlannerState, role: Role, scope: Scope, msg: Message) -> str:
             return f"query {msg.what!r} {msg.arg!r} is not about app {scope.app_id}"
         return ""
     return f"a granule's client may not send {type(msg).__name__}"
+
+
+def answers(msg: Message, why: str) -> list[Message]:
+    """What to send back for a refused frame, so that nobody waits for an answer that never comes."""
+    if isinstance(msg, Submit):
+        return [Result(req_id=msg.req_id, index=i, status=Status.ERROR, error_kind="error", message=f"refused: {why}")
+                for i in range(msg.n if 0 < msg.n <= 100_000 else 1)]
+    if isinstance(msg, Query):
+        return [Reply(qid=msg.qid, data=b"null", error=f"refused: {why}")]
+    return []
 
 
 def _own_task(state: PlannerState, scope: Scope, req_id: str, index: int) -> str:

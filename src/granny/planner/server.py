@@ -246,7 +246,11 @@ class PlannerServer:
         elif conn.deferred is not None:
             conn.deferred.append((msg, body))  # a granule whose worker has not re-registered yet
         elif conn.scope is not None and (why := admission.check(self.state, conn.role, conn.scope, msg)):
-            self._refuse(conn, msg, why)
+            log.warning("refused %s from %s %s: %s", type(msg).__name__, conn.role, conn.name, why)
+            for reply in admission.answers(msg, why):
+                conn.send(reply)
+            if isinstance(msg, Done) and msg.retiring:
+                conn.close()  # the granule waits for this before it exits (see _done)
         elif isinstance(msg, Submit):
             self._submit(conn, msg, body)
         elif isinstance(msg, Done) and conn.role is Role.GRANULE:
@@ -316,18 +320,6 @@ class PlannerServer:
                 conn.deferred = []
             else:
                 self.apply(self.state.granule_connected(msg.host_id, msg.name, busy))
-
-    def _refuse(self, conn: Conn, msg: Message, why: str) -> None:
-        """A granule's credential asked for more than it may: answer what waits for an answer."""
-        log.warning("refused %s from %s %s: %s", type(msg).__name__, conn.role, conn.name, why)
-        if isinstance(msg, Submit):
-            for index in range(msg.n if 0 < msg.n <= 100_000 else 1):
-                conn.send(Result(req_id=msg.req_id, index=index, status=Status.ERROR, error_kind="error",
-                                 message=f"refused: {why}"))
-        elif isinstance(msg, Query):
-            conn.send(Reply(qid=msg.qid, data=b"null", error=f"refused: {why}"))
-        elif isinstance(msg, Done) and msg.retiring:
-            conn.close()  # the granule waits for this before it exits (see _done)
 
     def _query(self, conn: Conn, msg: Query) -> None:
         try:
