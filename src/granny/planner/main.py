@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -10,7 +11,6 @@ import signal
 import sys
 
 from ..config import Config, read_or_create_credential, write_private
-from ..transport.blocking import unix_address
 from .server import Conn, PlannerServer
 
 log = logging.getLogger("granny.planner")
@@ -24,11 +24,14 @@ async def serve(config: Config, bind: str, port: int, http_port: int | None, pol
     planner = PlannerServer(config, secret, token, policy)
     server = await loop.create_server(lambda: Conn(planner), bind, port, reuse_address=True, backlog=1024)
     rpc_port = server.sockets[0].getsockname()[1]
-    # An abstract socket (no file): granules that run as another user than the planner reach it too,
-    # and the handshake, not file modes, decides who gets in. The random name cannot be taken first.
-    unix_path = f"@granny-planner-{os.urandom(8).hex()}"
-    unix_server = await loop.create_unix_server(lambda: Conn(planner), unix_address(unix_path))
-    planner.unix_path = unix_path
+    unix_server = None
+    unix_path = str((config.data_dir / "planner.sock").resolve())
+    if len(unix_path) < 100:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(unix_path)
+        unix_server = await loop.create_unix_server(lambda: Conn(planner), unix_path)
+        os.chmod(unix_path, 0o600)
+        planner.unix_path = unix_path
     http_addr = ""
     http_task = None
     if http_port is not None:
@@ -45,7 +48,10 @@ async def serve(config: Config, bind: str, port: int, http_port: int | None, pol
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.close()
-    unix_server.close()
+    if unix_server is not None:
+        unix_server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(unix_path)
     if http_task is not None:
         http_task.cancel()
     planner.close()

@@ -26,16 +26,11 @@ def connect_tcp(host: str, port: int, timeout: float | None = 5.0) -> socket.soc
     return sock
 
 
-def unix_address(path: str) -> str:
-    """``@name`` is Linux's abstract namespace (no file; scoped to the network namespace)."""
-    return "\0" + path[1:] if path.startswith("@") else path
-
-
 def connect_unix(path: str, timeout: float | None = 5.0) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(unix_address(path))
+        sock.connect(path)
     except OSError:
         sock.close()
         raise
