@@ -14,7 +14,9 @@ from granny.cluster import LocalCluster
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A planner plus one worker with 2 slots, HTTP API on, short heartbeat timeout."""
-    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=2.0)
+    # Granules keep the test's (root) user: functions write into pytest's root-only tmp dirs.
+    # tests/integration/test_granule_user.py covers the default, an unprivileged granule user.
+    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=2.0, granule_user="same")
     try:
         yield c
     finally:

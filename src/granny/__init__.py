@@ -71,8 +71,9 @@ def __getattr__(name: str) -> Any:
 def submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """Submit through the default client: inside a granule, the granule's own cluster (chaining)."""
     global _default
-    if _default is None:
-        _default = connect()
+    from .client import default_client
+
+    _default = default_client(_default)
     return _default.submit(fn, *args, **kwargs)
 
 

@@ -57,6 +57,8 @@ def _seconds(raw: str) -> float:
 
 HEARTBEAT_HELP = (f"declare a host dead after this many seconds without a heartbeat (default 5, or "
                   f"${ENV_HEARTBEAT_TIMEOUT}); workers take their heartbeat period from the planner")
+GRANULE_USER_HELP = ("run granules as USER: default 'nobody' when the worker runs as root, else the worker's own "
+                     "user; 'same' keeps the worker's user (or set GRANNY_GRANULE_USER)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP API port (0 picks one)")
     up.add_argument("--bind", default="127.0.0.1")
     up.add_argument("--heartbeat-timeout", type=_seconds, default=None, help=HEARTBEAT_HELP)
+    up.add_argument("--granule-user", default=None, metavar="USER", help=GRANULE_USER_HELP)
 
     pl = sub.add_parser("planner", help="run the planner (one per cluster)")
     pl.add_argument("--bind", default="127.0.0.1",
@@ -103,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--host-id", default=None)
     wk.add_argument("--secret-file", default=None, help=f"cluster secret file (or set {ENV_SECRET})")
     wk.add_argument("--tls-ca", default=None, help=f"CA file: reach the planner over TLS (or set {ENV_TLS_CA})")
+    wk.add_argument("--granule-user", default=None, metavar="USER", help=GRANULE_USER_HELP)
 
     for name, helptext in (("run", "run a script as N granules and stream its output"),
                            ("submit", "submit a script as N granules and return its app id")):
@@ -169,7 +173,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     cluster = LocalCluster(workers=args.workers, slots=args.slots, data_dir=args.data_dir, port=args.port,
                            http_port=args.http_port, ephemeral=False, bind=args.bind,
-                           heartbeat_timeout=args.heartbeat_timeout)
+                           heartbeat_timeout=args.heartbeat_timeout, granule_user=args.granule_user)
     con = _console()
     token_file = Path(args.data_dir).resolve() / "token"
     con.print(f"[bold green]granny is up[/] in {time.perf_counter() - started:.2f}s: planner {cluster.address}, "
@@ -237,7 +241,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not secret:
         raise ConfigError(f"no cluster secret: pass --secret-file (the planner's DATA_DIR/secret) or set {ENV_SECRET}")
     slots = args.slots or env_slots()
-    return run_worker(Config(), args.planner, secret, slots, args.host_id or socket.gethostname())
+    return run_worker(Config(granule_user=args.granule_user), args.planner, secret, slots,
+                      args.host_id or socket.gethostname())
 
 
 # --- using a cluster ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serde
-from .config import ENV_ADDRESS, ENV_SECRET, ENV_TOKEN, Config, parse_address, parse_bytes
+from .config import ENV_ADDRESS, ENV_TOKEN, Config, parse_address, parse_bytes
 from .errors import (
     ERROR_KINDS,
     AuthError,
@@ -32,6 +32,7 @@ from .errors import (
     RemoteError,
 )
 from .transport import BlockingConn, dial
+from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
 from .wire import (
     Cancel,
@@ -53,7 +54,6 @@ from .wire.framing import Buffer
 if TYPE_CHECKING:
     from .futures import GrannyFuture
 
-ENV_PLANNER = "GRANNY_PLANNER"  # set inside granules: the planner they belong to
 # Submissions closer together than this go out together (see BlockingConn.send_soon): a burst of
 # calls costs the planner one wake-up per write, not per call. A lone call is never delayed.
 BURST_WINDOW = 0.0001
@@ -88,8 +88,11 @@ class HostInfo(NamedTuple):
 class Client:
     """A connection to a granny cluster. Thread-safe: any thread may submit."""
 
-    def __init__(self, address: str, token: str, *, app_id: str = "", config: Config | None = None,
-                 memory_limit: int = 0, granule_id: str = "", _owner: Any = None) -> None:
+    def __init__(self, address: str, token: str | bytes, *, app_id: str = "", config: Config | None = None,
+                 memory_limit: int = 0, granule_id: str = "", _owner: Any = None, _granule_host: str = "",
+                 _unix: str = "") -> None:
+        """``token`` is the API token; inside a granule, :func:`connect` passes the granule's own
+        credential instead, with ``granule_id`` and ``_granule_host`` naming whose it is."""
         self.address = address
         self._addr = parse_address(address)
         self._token = token
@@ -104,8 +107,9 @@ class Client:
         self._prefix = os.urandom(5).hex()
         self._queries: dict[int, tuple[threading.Event, list[Reply]]] = {}
         self._closed = False
-        self._unix = ""
+        self._unix = _unix
         self._granule_id = granule_id
+        self._granule_host = _granule_host
         self._waiters = 0
         self._flush_cv = threading.Condition()  # wakes the flusher: a burst's last frames must go out
         self._flush_at: float | None = None
@@ -125,10 +129,15 @@ class Client:
                 lane = self._lane
                 conn, _, self._unix = dial(self._addr, Role.CLIENT, self._token, self._unix, app_id=self.app_id,
                                            pid=os.getpid(), reply_path=lane.path if lane else "",
-                                           reply_key=lane.key if lane else b"", local_id=lane.local_id if lane else "")
+                                           reply_key=lane.key if lane else b"", local_id=lane.local_id if lane else "",
+                                           name=self._granule_id if self._granule_host else "",
+                                           host_id=self._granule_host)
                 return conn
             except AuthError:
-                raise
+                # A granule's credential is right by construction; a refusal means the planner does
+                # not (yet, after its restart) see this granule running a task of this app.
+                if not self._granule_host or time.monotonic() > deadline:
+                    raise
             except (OSError, GrannyError) as exc:
                 if time.monotonic() > deadline:
                     raise ConnectionLostError(f"cannot reach the granny planner at {self.address}: {exc}") from None
@@ -439,6 +448,16 @@ class Client:
         if self._owner is not None and hasattr(self._owner, "release"):
             self._owner.release()
 
+    def _detach(self) -> None:
+        """Close the connection without cancelling anything of the app (see :func:`default_client`)."""
+        self._closed = True
+        self._fail_all(GrannyError("the client was closed"))
+        with self._flush_cv:
+            self._flush_cv.notify()
+        self._conn.close()
+        if self._lane is not None:
+            self._lane.close()
+
     def __enter__(self) -> Client:
         return self
 
@@ -536,14 +555,15 @@ def connect(address: str | None = None, token: str | None = None, **kwargs: Any)
     """Connect to a cluster; with no address anywhere, start (or reuse) an embedded local one.
 
     The address and token come from the arguments, else ``GRANNY_ADDRESS``/``GRANNY_TOKEN``. Inside
-    a granule, the granule's own planner and cluster secret are used, so functions can submit.
+    a granule, the granule's own planner and credential are used, so functions can submit (chaining):
+    into the app of the task the granule runs, and nowhere else (docs/security.md).
     """
     address = address or os.environ.get(ENV_ADDRESS)
     token = token or os.environ.get(ENV_TOKEN)
-    if not address and os.environ.get(ENV_PLANNER) and os.environ.get(ENV_SECRET):
-        return Client(os.environ[ENV_PLANNER], os.environ[ENV_SECRET], app_id=os.environ.get("GRANNY_APP_ID", ""),
-                      granule_id=os.environ.get("GRANNY_GRANULE_ID", ""),
-                      **kwargs)
+    me = granule_identity()
+    if not address and me is not None:
+        return Client(me.planner, me.credential, app_id=os.environ.get("GRANNY_APP_ID", ""),
+                      granule_id=me.granule_id, _granule_host=me.host_id, _unix=me.unix, **kwargs)
     if address:
         if not token:
             raise ConfigError(f"no token for {address}: pass token= or set {ENV_TOKEN}")
@@ -552,3 +572,15 @@ def connect(address: str | None = None, token: str | None = None, **kwargs: Any)
 
     cluster = embedded_cluster()
     return Client(cluster.address, cluster.token, _owner=cluster.acquire(), **kwargs)
+
+
+def default_client(cached: Client | None) -> Client:
+    """``cached`` if still right, else a new :func:`connect`: what ``granny.submit`` and parallel regions use.
+
+    A granule runs tasks of many apps in turn, and its client is good for one app only: when the app
+    changes, the old one is closed (without cancelling that app's work) and a new one made."""
+    if cached is not None and not cached._closed:
+        if not cached._granule_host or cached.app_id == os.environ.get("GRANNY_APP_ID", ""):
+            return cached
+        cached._detach()
+    return connect()

@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from .config import env_slots
+from .config import env_slots, private_dir
 from .errors import ClusterError
 
 ENV_WATCH_FD = "GRANNY_WATCH_FD"
@@ -43,11 +43,15 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 class LocalCluster:
     def __init__(self, workers: int = 1, slots: int | None = None, data_dir: str | Path | None = None,
                  port: int = 0, http_port: int | None = 0, ephemeral: bool | None = None,
-                 heartbeat_timeout: float | None = None, bind: str = "127.0.0.1", log_level: str = "") -> None:
+                 heartbeat_timeout: float | None = None, bind: str = "127.0.0.1", log_level: str = "",
+                 granule_user: str | None = None, python: str | None = None) -> None:
+        """``granule_user``: as ``granny worker --granule-user``; None leaves the worker's default
+        (``nobody`` under root). The embedded cluster and the test fixtures pass ``"same"``.
+        ``python``: the interpreter of the planner and workers (default: this one)."""
         self.slots = slots or env_slots()
         self.ephemeral = data_dir is None if ephemeral is None else ephemeral
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="granny-"))
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         spare = free_ports(2, bind)
         self.port = port or spare[0]
         self.http_port = http_port if http_port is None or http_port else spare[1]
@@ -65,7 +69,7 @@ class LocalCluster:
         env.pop("GRANNY_ADDRESS", None)
         if log_level:
             env["GRANNY_LOG_LEVEL"] = log_level
-        py = [sys.executable, "-m", "granny"]
+        py = [python or sys.executable, "-m", "granny"]
         planner = [*py, "planner", "--bind", bind, "--port", str(self.port), "--data-dir", str(self.data_dir)]
         planner += ["--http-port", str(self.http_port)] if self.http_port else ["--no-http"]
         # The planner writes the secret; create it first so workers can start at the same time.
@@ -76,8 +80,10 @@ class LocalCluster:
         self._spawn(planner, env)
         for i in range(workers):
             host_id = "local" if workers == 1 else f"local{i + 1}"
-            self._spawn([*py, "worker", "--planner", self.address, "--slots", str(self.slots), "--host-id", host_id,
-                         "--secret-file", str(self.data_dir / "secret")], env)
+            argv = [*py, "worker", "--planner", self.address, "--slots", str(self.slots), "--host-id", host_id,
+                    "--secret-file", str(self.data_dir / "secret")]
+            argv += ["--granule-user", granule_user] if granule_user is not None else []
+            self._spawn(argv, env)
         try:
             for proc in self.procs:
                 self._wait_ready(proc)
@@ -142,7 +148,9 @@ def embedded_cluster() -> LocalCluster:
     global _embedded
     with _embedded_lock:
         if _embedded is None or _embedded._stopped:
-            _embedded = LocalCluster(workers=1, http_port=None, log_level="ERROR")
+            # Its granules run only this process's own functions, as this process's user, as
+            # multiprocessing's would: nobody else can submit to it (docs/security.md).
+            _embedded = LocalCluster(workers=1, http_port=None, log_level="ERROR", granule_user="same")
             atexit.register(_embedded.stop)
         return _embedded
 
@@ -178,11 +186,14 @@ class UpProcess:
     blocks on a full pipe. ``env`` holds GRANNY_ADDRESS/GRANNY_TOKEN for commands run against it."""
 
     def __init__(self, data_dir: str | Path, *, slots: int = 2, workers: int = 1, timeout: float = 60.0,
-                 new_session: bool = False, keep: int = 100) -> None:
+                 new_session: bool = False, keep: int = 100, granule_user: str | None = "same") -> None:
+        """``granule_user`` defaults to ``same`` here (tests and benchmarks write files from functions);
+        None gives ``granny up``'s own default."""
         self.data_dir = Path(data_dir)
         self.lines: list[str] = []
         self.cmd = [*granny_command(), "up", "--workers", str(workers), "--slots", str(slots), "--data-dir",
                     str(self.data_dir), "--port", "0", "--http-port", "0"]
+        self.cmd += ["--granule-user", granule_user] if granule_user is not None else []
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=new_session)

@@ -43,6 +43,8 @@ ENV_RETAIN = "GRANNY_RETAIN"
 # the shared-memory segments they create as this worker's, so its sweep removes only those.
 ENV_SHM_OWNER = "GRANNY_SHM_OWNER"
 DEFAULT_RETAIN = 3600.0  # finished work is kept this long (seconds) before the planner prunes it
+ENV_GRANULE_USER = "GRANNY_GRANULE_USER"
+DEFAULT_GRANULE_USER = "auto"  # nobody under a root worker, else the worker's own user (worker/granule_user.py)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -188,9 +190,26 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) as 0700, or narrow it to 0700 if it exists.
+
+    The data directory holds the secret, the token and the journal (call inputs, function sources):
+    no other local user may list or enter it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (if missing) and make it 0600: owner only, from the start."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a credential readable by its owner only (mode 0600 from the start, never wider)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
@@ -215,7 +234,7 @@ class Config:
 
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
-                 "http_max_body", "http_max_source", "recent_bytes", "retain")
+                 "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -239,6 +258,7 @@ class Config:
     # The planner keeps a finished request (its record, result and logs) this long after it finished
     # and was delivered, then prunes it from memory and from the journal (planner/retention.py).
     retain: float
+    granule_user: str  # worker: who granules run as ("auto", "same", a user name or uid)
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 1.0,
@@ -246,7 +266,8 @@ class Config:
                  http_max_body: int = DEFAULT_HTTP_MAX_BODY, http_max_source: int = DEFAULT_HTTP_MAX_SOURCE,
                  recent_bytes: int = DEFAULT_RECENT_BYTES,
                  handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
-                 tls_key: str = "", retain: float | None = None) -> None:
+                 tls_key: str = "", retain: float | None = None,
+                 granule_user: str | None = None) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -268,6 +289,8 @@ class Config:
             "handshake_timeout": handshake_timeout, "max_unauthenticated": max_unauthenticated,
             "tls_cert": tls_cert, "tls_key": tls_key,
             "retain": parse_duration(retain, "retain") if retain is not None else _env_duration(ENV_RETAIN, DEFAULT_RETAIN),
+            "granule_user": granule_user if granule_user is not None
+            else os.environ.get(ENV_GRANULE_USER, DEFAULT_GRANULE_USER),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

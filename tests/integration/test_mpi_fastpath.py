@@ -29,7 +29,8 @@ def mode_client(request: pytest.FixtureRequest) -> Iterator[tuple[str, granny.Cl
             mp.setenv(PURE_ENV, "1")
         else:
             mp.delenv(PURE_ENV, raising=False)
-        cluster = LocalCluster(workers=1, slots=2, data_dir=Path(tmp) / "data", heartbeat_timeout=2.0)
+        cluster = LocalCluster(workers=1, slots=2, data_dir=Path(tmp) / "data", heartbeat_timeout=2.0,
+                               granule_user="same")
         try:
             client = granny.connect(cluster.address, cluster.token)
             try:

@@ -120,7 +120,7 @@ def _ignore_sigint() -> None:
 def test_granny_up_serves_and_stops_cleanly(tmp_path: Path, background: bool) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRANNY_")}
     proc = subprocess.Popen([sys.executable, "-m", "granny", "up", "--port", "0", "--http-port", "0", "--slots", "2",
-                             "--data-dir", str(tmp_path / "d")], stdout=subprocess.PIPE, env=env,
+                             "--data-dir", str(tmp_path / "d"), "--granule-user", "same"], stdout=subprocess.PIPE, env=env,
                             preexec_fn=_ignore_sigint if background else None)
     assert proc.stdout is not None
     line = b""

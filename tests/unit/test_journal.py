@@ -86,3 +86,21 @@ def test_prune_converts_a_journal_made_without_auto_vacuum(tmp_path: Path) -> No
     _committed(j)
     assert j.query("PRAGMA auto_vacuum") == [(2,)]
     j.close()
+def test_the_journal_and_its_directory_are_private(tmp_path: Path) -> None:
+    import os
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    old = os.umask(0o022)
+    try:
+        stale = data / "journal.sqlite-shm"  # left 0644 by an older granny
+        stale.touch(mode=0o644)
+        j = Journal(data / "journal.sqlite")
+        j.app("a", "functions", "", "running")
+        _committed(j)
+        assert data.stat().st_mode & 0o777 == 0o700
+        for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+            assert (data / name).stat().st_mode & 0o777 == 0o600, name
+        j.close()
+    finally:
+        os.umask(old)

@@ -25,9 +25,9 @@ _atexit = [False]
 
 def _client() -> Any:
     import granny
+    from granny.client import default_client
 
-    if granny._default is None:
-        granny._default = granny.connect()
+    granny._default = default_client(granny._default)
     return granny._default
 
 

@@ -19,7 +19,9 @@ def member_main(team_id: str, path: str, master_host: str, address: tuple[str, i
                 first: int = 1) -> int:
     """Runs as a granule of the team's lease; returns the number of regions it took part in."""
     thread = int(os.environ.get("GRANNY_INDEX", "0")) + first
-    if local_id() != master_host:  # another host: no shared memory with the master (remote.py)
+    # Another host, or a master of another user (a root client's team, granules running as nobody):
+    # no shared memory with the master, so the member works on snapshots over the wire (remote.py).
+    if local_id() != master_host or not os.access(path, os.R_OK | os.W_OK):
         from .remote import remote_member
 
         return remote_member(team_id, thread, address, key)

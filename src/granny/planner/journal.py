@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import create_private_file, private_dir
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (app_id TEXT PRIMARY KEY, kind TEXT, name TEXT, state TEXT,
     created REAL, updated REAL);
@@ -75,7 +77,12 @@ class Journal:
 
     def __init__(self, path: Path, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # SQLite gives the -wal and -shm files it creates the mode of the database file: so 0600 too.
+        # Files an older version left wider are narrowed.
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if file == path or file.exists():
+                create_private_file(file)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         # Pages freed by pruning go back to the file system a little at a time (incremental_vacuum
         # after each prune) instead of in a whole-file VACUUM. Only a new database takes this at once;

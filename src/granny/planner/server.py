@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import MAX_PREAUTH_FRAME_BYTES, PREAUTH_BUFFER_BYTES, Config
 from ..errors import ConflictError, GrannyError, ProtocolError
-from ..transport import local_id, make_mac, verify_mac
+from ..transport import local_id, make_mac
 from ..wire import (
     Cancel,
     Challenge,
@@ -61,7 +61,8 @@ from ..wire import (
 )
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
-from . import views
+from . import admission, views
+from .admission import Scope
 from .gate import HandshakeGate
 from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
@@ -95,7 +96,7 @@ class Conn(asyncio.BufferedProtocol):
         self.peer = ""
         self._out: list[Buffer] = []
         self.deferred: list[tuple[Message, memoryview]] | None = None
-        self.trusted = False
+        self.scope: Scope | None = None  # set when a granule's credential authenticated it (admission.py)
         self.lane: tuple[str, bytes, str] | None = None  # a client's result lane: path, key, local id
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -199,6 +200,7 @@ class PlannerServer:
         self.functions: dict[str, dict[str, Any]] = {}
         self._delivered: set[str] = set()
         self.held: dict[str, tuple[Submit, set[int], str, str]] = {}
+        self.ended = admission.Ended()
         self.unix_path = ""  # set by main once the Unix socket listens
         self.batching = False  # handling one read's frames: sends wait for its end (see Conn.send)
         self.dirty: list[Conn] = []
@@ -269,6 +271,12 @@ class PlannerServer:
             self._handshake(conn, msg)
         elif conn.deferred is not None:
             conn.deferred.append((msg, body))  # a granule whose worker has not re-registered yet
+        elif conn.scope is not None and (why := admission.check(self.state, conn.role, conn.scope, msg)):
+            log.warning("refused %s from %s %s: %s", type(msg).__name__, conn.role, conn.name, why)
+            for reply in admission.answers(msg, why):
+                conn.send(reply)
+            if isinstance(msg, Done) and msg.retiring:
+                conn.close()  # the granule waits for this before it exits (see _done)
         elif isinstance(msg, Submit):
             self._submit(conn, msg, body)
         elif isinstance(msg, Done) and conn.role is Role.GRANULE:
@@ -278,13 +286,14 @@ class PlannerServer:
         elif isinstance(msg, Heartbeat) and conn.role is Role.WORKER:
             self.apply(self.state.heartbeat(conn.name, self.loop.time()))
         elif isinstance(msg, GranuleExit) and conn.role is Role.WORKER:
+            self.ended.add(msg.granule_id)
             self.granule_conns.pop(msg.granule_id, None)
             self.apply(self.state.granule_exited(msg.granule_id, msg.cause))
         elif isinstance(msg, Cancel):
             self.cancel(msg.req_id, msg.app_id, close=msg.close)
         elif isinstance(msg, Query):
             self._query(conn, msg)
-        elif isinstance(msg, Waiting) and conn.trusted:
+        elif isinstance(msg, Waiting) and conn.scope is not None:  # a granule's own client (checked above)
             self.apply(self.state.granule_waiting(msg.granule_id, msg.waiting))
         elif isinstance(msg, Stdin) and conn.role is Role.CLIENT:
             self._stdin(msg)
@@ -297,14 +306,12 @@ class PlannerServer:
         if not isinstance(msg, Hello):
             conn.send(Reject(reason="the first frame must be a hello"))
             raise ProtocolError(f"expected hello, got {type(msg).__name__}")
-        keys = [self.secret] if msg.role in (Role.WORKER, Role.GRANULE) else [self.token, self.secret]
-        parts = (conn.nonce, msg.role.value.encode())
-        key = next((k for k in keys if verify_mac(k, msg.mac, *parts)), None)
-        if key is None:
-            conn.send(Reject(reason=f"authentication failed for {msg.role.value}: wrong secret or token"))
-            raise ProtocolError(f"authentication failed for a {msg.role.value} from {conn.peer}")
+        granted = admission.admit(self.secret, self.token, conn.nonce, msg, self.state, self.ended)
+        if isinstance(granted, str):
+            conn.send(Reject(reason=f"authentication failed for {msg.role.value}: {granted}"))
+            raise ProtocolError(f"authentication failed for a {msg.role.value} from {conn.peer}: {granted}")
+        key, conn.scope = granted
         conn.role, conn.name, conn.host_id = msg.role, msg.name, msg.host_id
-        conn.trusted = key == self.secret  # cluster members (granules' own clients included)
         conn.app_id = msg.app_id or f"app-{uuid.uuid4().hex[:12]}"
         if msg.role is Role.CLIENT and msg.reply_path and msg.reply_key and msg.local_id:
             conn.lane = (msg.reply_path, msg.reply_key, msg.local_id)

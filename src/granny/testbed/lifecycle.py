@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sys
 import time
@@ -91,7 +92,9 @@ def _up_locked(st: State, layout: Layout, logs: Path, port: int, heartbeat_timeo
         workers = []
         for h in topo.hosts:
             argv = [sys.executable, "-m", "granny", "worker", "--planner", st.address, "--slots",
-                    str(topo.slots), "--host-id", h, "--secret-file", str(data / "secret")]
+                    str(topo.slots), "--host-id", h, "--secret-file", str(data / "secret"),
+                    # an emulated cluster of one machine: its granules keep the testbed's user
+                    "--granule-user", os.environ.get("GRANNY_GRANULE_USER", "same")]
             workers.append(spawn(f"worker-{h}", argv, logs / f"worker-{h}.log", mark, ns=layout.ns(h)))
         st.procs += workers
         state.save(st)

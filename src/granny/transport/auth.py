@@ -3,8 +3,12 @@
 The server speaks first with a random nonce. The peer answers with ``HMAC(key, nonce + role)`` and a
 nonce of its own; the server answers that with ``HMAC(key, peer_nonce)``. Neither side ever sends the
 key, replaying an old answer fails against a fresh nonce, and a client learns it reached a planner
-that knows the token before it unpickles anything that planner sends. Workers and granules use the
-cluster secret; API clients use the token.
+that knows the token before it unpickles anything that planner sends.
+
+Keys: workers use the cluster secret; API clients use the token; a granule (and the client a function
+opens inside it, for chaining) uses its own granule credential, ``HMAC(secret, host, granule)``. Its
+worker derives it and the planner derives it again to check, so the secret never reaches user code,
+and one granule's credential proves nothing about any other identity (see docs/security.md).
 
 The handshake authenticates the peers, not the frames after it: over plain TCP an on-path attacker
 can inject frames into an authenticated stream. Dialling over TLS (:mod:`granny.transport.tls`,
@@ -24,16 +28,28 @@ from ..errors import AuthError, ConnectionLostError, GrannyError, ProtocolError
 from ..wire import Challenge, Hello, Reject, Role, Welcome
 from .blocking import BlockingConn, connect_tcp, connect_unix, local_id
 
+Key = str | bytes  # the secret and the token are text; a granule credential is a raw digest
 
-def make_mac(key: str, *parts: bytes) -> bytes:
-    return hmac.new(key.encode(), b"".join(parts), sha256).digest()
+GRANULE_CREDENTIAL_BYTES = 32
 
 
-def verify_mac(key: str, mac: bytes, *parts: bytes) -> bool:
+def make_mac(key: Key, *parts: bytes) -> bytes:
+    return hmac.new(key.encode() if isinstance(key, str) else key, b"".join(parts), sha256).digest()
+
+
+def verify_mac(key: Key, mac: bytes, *parts: bytes) -> bool:
     return hmac.compare_digest(make_mac(key, *parts), mac)
 
 
-def client_handshake(conn: BlockingConn, role: Role, key: str, **fields: Any) -> Welcome:
+def granule_credential(secret: str, host_id: str, granule_id: str) -> bytes:
+    """The key granule ``granule_id`` of ``host_id`` authenticates with (and nothing else can).
+
+    Length-prefixed parts: no two (host, granule) pairs share a derivation input."""
+    parts = [p.encode() for p in (host_id, granule_id)]
+    return make_mac(secret, b"granny-granule-v1", *(len(p).to_bytes(4, "big") + p for p in parts))
+
+
+def client_handshake(conn: BlockingConn, role: Role, key: Key, **fields: Any) -> Welcome:
     """Run the peer side of the handshake on a fresh connection; raises AuthError on refusal."""
     try:
         msg, _ = conn.recv()
@@ -55,7 +71,7 @@ def client_handshake(conn: BlockingConn, role: Role, key: str, **fields: Any) ->
     return reply
 
 
-def server_handshake(conn: BlockingConn, key: str, nonce: bytes) -> Hello:
+def server_handshake(conn: BlockingConn, key: Key, nonce: bytes) -> Hello:
     """The server side, after it sent ``Challenge(nonce)``: check the peer's Hello and prove the key.
 
     Raises AuthError (after telling the peer) on a wrong MAC, ProtocolError on anything but a Hello."""
@@ -70,7 +86,7 @@ def server_handshake(conn: BlockingConn, key: str, nonce: bytes) -> Hello:
     return msg
 
 
-def dial(address: tuple[str, int], role: Role, key: str, unix_hint: str = "", **fields: Any
+def dial(address: tuple[str, int], role: Role, key: Key, unix_hint: str = "", **fields: Any
          ) -> tuple[BlockingConn, Welcome, str]:
     """Connect and authenticate, preferring the planner's Unix socket when it is really local.
 
@@ -110,7 +126,7 @@ def _connect_tcp(address: tuple[str, int]) -> BlockingConn:
     return BlockingConn(wrap_client(sock, address[0], ca), tls=True)
 
 
-def _shake(conn: BlockingConn, role: Role, key: str, fields: dict[str, Any]) -> Welcome:
+def _shake(conn: BlockingConn, role: Role, key: Key, fields: dict[str, Any]) -> Welcome:
     # A peer that accepts but never answers (a wrong port, a stalled planner) must not hang us.
     try:
         conn.sock.settimeout(DIAL_HANDSHAKE_TIMEOUT)

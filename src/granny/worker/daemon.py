@@ -24,12 +24,14 @@ import threading
 import time
 from typing import IO
 
-from ..config import ENV_SECRET, ENV_SHM_OWNER, Config, parse_address, worker_shm_tag
+from ..config import ENV_SECRET, ENV_SHM_OWNER, ENV_TOKEN, Config, parse_address, worker_shm_tag
 from ..errors import AuthError, ConnectionLostError, GrannyError
-from ..transport import BlockingConn, dial
+from ..transport import BlockingConn, dial, granule_credential
 from ..wire import GranuleExit, Heartbeat, KillGranule, Registered, Rejoin, Role, Spawn
 from .granule import ENV_HOST_ID, ENV_PLANNER
+from .granule_user import resolve
 from .procutil import describe_status
+from .zygote_pipe import encode_command
 
 UNSENT_MAX = 10_000  # exit reports kept for a planner that is away (each is a granule that died meanwhile)
 
@@ -49,6 +51,9 @@ class Worker:
         self.kill_reasons: dict[str, str] = {}
         self.live: set[str] = set()
         self._seq = 0
+        # Granule ids never repeat across worker restarts: a credential of an earlier incarnation's
+        # granule must not become valid again for a new granule of the same number.
+        self._id_tag = os.urandom(3).hex()
         self._lock = threading.Lock()
         # This worker's tag on shared memory, for itself and every granule it forks (reaper.py).
         os.environ[ENV_SHM_OWNER] = worker_shm_tag(host_id, planner)
@@ -57,18 +62,23 @@ class Worker:
         self.heartbeat_interval = min(config.heartbeat_interval, config.heartbeat_timeout / 4)
         self._unsent: list[GranuleExit] = []  # exit reports made while the planner was unreachable
         self._conn_lock = threading.Lock()  # the connection in use, and the reports queued for the next one
-        env = dict(os.environ, **{ENV_PLANNER: planner, ENV_SECRET: secret, ENV_HOST_ID: host_id})
-        self.zygote = subprocess.Popen([sys.executable, "-m", "granny.worker.zygote"], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, env=env)
+        self.granule_user = resolve(config.granule_user)
+        # The zygote (and every granule forked from it) gets neither the cluster secret nor the API
+        # token: each granule gets a credential of its own with its spawn command (see spawn).
+        env = {k: v for k, v in os.environ.items() if k not in (ENV_SECRET, ENV_TOKEN)}
+        env.update({ENV_PLANNER: planner, ENV_HOST_ID: host_id})
+        argv = [sys.executable, "-m", "granny.worker.zygote"]
+        argv += self.granule_user.argv() if self.granule_user is not None else []
+        self.zygote = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self.zygote.stdout is not None and self.zygote.stdin is not None
         self.zin: IO[bytes] = self.zygote.stdin
         self.zout: IO[bytes] = self.zygote.stdout
 
     # --- zygote -------------------------------------------------------------------------------
-    def _zygote_cmd(self, obj: dict[str, str]) -> None:
+    def _zygote_cmd(self, obj: dict[str, str], credential: bytes = b"") -> None:
         with self._lock:
             try:
-                self.zin.write((json.dumps(obj) + "\n").encode())
+                self.zin.write(encode_command(obj, credential))
                 self.zin.flush()
             except (BrokenPipeError, ValueError):
                 pass
@@ -77,9 +87,9 @@ class Worker:
         for _ in range(count):
             with self._lock:
                 self._seq += 1
-                gid = f"{self.host_id}-g{self._seq}"
+                gid = f"{self.host_id}-{self._id_tag}-g{self._seq}"
                 self.live.add(gid)
-            self._zygote_cmd({"spawn": gid, "unix": self.unix})
+            self._zygote_cmd({"spawn": gid, "unix": self.unix}, granule_credential(self.secret, self.host_id, gid))
 
     def _zygote_events(self) -> None:
         for line in self.zout:

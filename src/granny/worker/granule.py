@@ -30,19 +30,20 @@ import cloudpickle
 import msgspec
 
 from .. import serde
-from ..config import ENV_SECRET, parse_address
+from ..config import parse_address
 from ..errors import ConnectionLostError, GrannyError
 from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
+from ..transport.identity import GranuleIdentity, set_current
 from ..transport.lane import COPY_MAX, LaneDialer
 from ..wire import Done, Kind, Log, MpiJoin, MpiWorld, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from .capture import FdCapture
+from .granule_user import set_dumpable
 
 ENV_PLANNER = "GRANNY_PLANNER"
 ENV_HOST_ID = "GRANNY_HOST_ID"
-ENV_PLANNER_UNIX = "GRANNY_PLANNER_UNIX"
 RECONNECT_TIMEOUT = 30.0
 
 
@@ -72,13 +73,15 @@ class LogWriter(io.TextIOBase):
 
 
 class Granule:
-    def __init__(self, granule_id: str) -> None:
+    def __init__(self, granule_id: str, credential: bytes, unix: str = "") -> None:
         self.granule_id = granule_id
         self.host_id = os.environ.get(ENV_HOST_ID, "")
         self.address = parse_address(os.environ[ENV_PLANNER], ENV_PLANNER)
-        self.secret = os.environ[ENV_SECRET]
+        # Its own credential (docs/security.md), never the cluster secret, and never in os.environ.
+        self._credential = credential
+        set_current(GranuleIdentity(os.environ[ENV_PLANNER], self.host_id, granule_id, unix, credential))
         self.functions: dict[str, Callable[..., Any]] = {}
-        self.unix = os.environ.get(ENV_PLANNER_UNIX, "")
+        self.unix = unix
         self._env: tuple[str, int, int] = ("", -1, -1)
         self.capture = FdCapture()
         self.stdin_frames: deque[Stdin] = deque()
@@ -91,7 +94,7 @@ class Granule:
         delay = 0.02
         while True:
             try:
-                conn, _, self.unix = dial(self.address, Role.GRANULE, self.secret, self.unix, name=self.granule_id,
+                conn, _, self.unix = dial(self.address, Role.GRANULE, self._credential, self.unix, name=self.granule_id,
                                           host_id=self.host_id, pid=os.getpid(), busy_task=busy_task)
                 return conn
             except (OSError, GrannyError):
@@ -196,6 +199,7 @@ class Granule:
         from ..mpi import runtime, shim
 
         shim.install()
+        set_dumpable(True)  # same-host ranks copy from each other's memory (see granule_user); it retires after
         runtime.configure(hashlib.blake2b(run.req_id.encode(), digest_size=6).hexdigest(), run.index, run.n,
                           self._mpi_exchange(run), self.host_id, route_ip(*self.address))
         try:
@@ -397,9 +401,9 @@ def _limit_memory(limit: int) -> bool:
     return True
 
 
-def granule_main(granule_id: str) -> None:
+def granule_main(granule_id: str, credential: bytes, unix: str = "") -> None:
     try:
-        Granule(granule_id).serve()
+        Granule(granule_id, credential, unix).serve()
     except (ConnectionLostError, OSError, GrannyError) as exc:
         print(f"granule {granule_id}: giving up on the planner: {exc}", file=sys.__stderr__)
     sys.__stderr__.flush() if sys.__stderr__ else None

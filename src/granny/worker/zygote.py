@@ -1,31 +1,44 @@
 """The zygote: a single-threaded process that has imported numpy and granny and forks granules.
 
-It speaks line-delimited JSON with its worker over stdin/stdout: ``{"spawn": GID}``, ``{"kill": GID}``
-in; ``{"ready": PID}``, ``{"spawned": GID, "pid": PID}``, ``{"exit": GID, "status": STATUS}`` out.
+Commands come in over stdin (:mod:`.zygote_pipe`: ``{"spawn": GID, "unix": PATH}`` with the granule's
+credential, ``{"kill": GID}``); events go out as JSON lines: ``{"ready": PID}``,
+``{"spawned": GID, "pid": PID}``, ``{"exit": GID, "status": STATUS}``. The zygote never holds the
+cluster secret; it passes each credential to its granule and zeroes its own copy (see zygote_pipe).
+With ``--uid/--gid`` each granule becomes that user before it runs anything (:mod:`.granule_user`).
 Forking from here is what makes a granule start in about 2 ms instead of 100 ms, and it is safe
 because the zygote never starts a thread. Children are reaped on SIGCHLD through a wakeup pipe.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import select
 import signal
 import sys
 
+from .granule_user import GranuleUser, from_ids
+from .zygote_pipe import read_command
+
 
 def main() -> None:
     from .procutil import die_with_parent
 
     die_with_parent()
+    opts = argparse.ArgumentParser(prog="granny-zygote")
+    opts.add_argument("--uid", type=int, default=None)
+    opts.add_argument("--gid", type=int, default=None)
+    args = opts.parse_args()
+    user = from_ids(args.uid, args.gid if args.gid is not None else args.uid) if args.uid is not None else None
     # Warm imports: everything a granule needs before it runs user code.
     import cloudpickle  # noqa: F401
     import numpy  # noqa: F401
 
     from . import granule  # noqa: F401
 
-    cmd_in = sys.stdin.buffer
+    cmd_fd = sys.stdin.fileno()
+    credential = bytearray(64)
     out_fd = sys.stdout.fileno()
     rfd, wfd = os.pipe()
     os.set_blocking(wfd, False)
@@ -37,12 +50,11 @@ def main() -> None:
         os.write(out_fd, (json.dumps(obj) + "\n").encode())
 
     emit({"ready": os.getpid()})
-    buf = b""
     warmed = False
     while True:
         # Once idle (the first granules forked), import the MPI and parallel layers, so later granules
         # start with them loaded; doing it before the first fork would delay the cluster's start.
-        readable, _, _ = select.select([cmd_in.fileno(), rfd], [], [], None if warmed else 0.05)
+        readable, _, _ = select.select([cmd_fd, rfd], [], [], None if warmed else 0.05)
         if not readable and not warmed:
             from .warm import warm_imports
 
@@ -52,26 +64,27 @@ def main() -> None:
         if rfd in readable:
             os.read(rfd, 4096)
             _reap(children, emit)
-        if cmd_in.fileno() in readable:
-            chunk = os.read(cmd_in.fileno(), 65536)
-            if not chunk:  # the worker is gone: take the granules with us
+        if cmd_fd in readable:
+            got = read_command(cmd_fd, credential)
+            if got is None:  # the worker is gone: take the granules with us
                 for pid in children:
                     _kill(pid)
                 for pid in children:
                     remove_inboxes_of(pid)
                 os._exit(0)
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                cmd = json.loads(line)
-                if "spawn" in cmd:
-                    pid = _fork_granule(cmd["spawn"], cmd.get("unix", ""), [cmd_in.fileno(), out_fd, rfd, wfd])
-                    children[pid] = cmd["spawn"]
-                    emit({"spawned": cmd["spawn"], "pid": pid})
-                elif "kill" in cmd:
-                    for pid, gid in children.items():
-                        if gid == cmd["kill"]:
-                            _kill(pid)
+            cmd, cred_len = got
+            if "spawn" in cmd:
+                try:
+                    pid = _fork_granule(cmd["spawn"], cmd.get("unix", ""), credential, cred_len, user,
+                                        [cmd_fd, out_fd, rfd, wfd])
+                finally:
+                    credential[:] = bytes(len(credential))  # the child has its own copy now
+                children[pid] = cmd["spawn"]
+                emit({"spawned": cmd["spawn"], "pid": pid})
+            elif "kill" in cmd:
+                for pid, gid in children.items():
+                    if gid == cmd["kill"]:
+                        _kill(pid)
 
 
 def _kill(pid: int) -> None:
@@ -101,7 +114,8 @@ def remove_inboxes_of(pid: int) -> None:
     remove(pid)
 
 
-def _fork_granule(granule_id: str, unix_path: str, close_fds: list[int]) -> int:
+def _fork_granule(granule_id: str, unix_path: str, credential: bytearray, cred_len: int, user: GranuleUser | None,
+                  close_fds: list[int]) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -113,13 +127,18 @@ def _fork_granule(granule_id: str, unix_path: str, close_fds: list[int]) -> int:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(2, 1)  # C-level prints go to the worker's log, never into the zygote protocol
+        key = bytes(credential[:cred_len])
+        credential[:] = bytes(len(credential))
+        if user is not None:
+            from .granule_user import drop_to
+
+            drop_to(user)  # before anything else: the parent-death signal below does not survive it
         from .granule import granule_main
         from .procutil import die_with_parent
 
         die_with_parent()
-        os.environ["GRANNY_PLANNER_UNIX"] = unix_path
         os.environ["GRANNY_GRANULE_ID"] = granule_id
-        granule_main(granule_id)
+        granule_main(granule_id, key, unix_path)
     except BaseException:
         import traceback
 

@@ -1,0 +1,145 @@
+"""Who may connect as what, and what a connection holding a granule's credential may send.
+
+Keys, by the role a peer claims in its Hello (see docs/security.md):
+- worker: the cluster secret only. A worker is a full member of the cluster.
+- granule: its own credential, ``HMAC(secret, host, granule)``, derived again here from the name and
+  host the Hello claims; so it connects as that granule on that host and as nothing else. A
+  granule that has exited stays refused (``Ended``): a credential that leaked out of it is dead.
+- client: the API token (any app); or, from a function inside a granule (chaining), that granule's
+  credential, accepted only while the granule runs a task of the app the client names.
+
+A connection admitted with a granule's credential carries a :class:`Scope`; :func:`check` says which
+of its frames may go on. Pure: no sockets, no clocks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from ..transport import granule_credential, verify_mac
+from ..transport.auth import Key
+from ..wire import (
+    Cancel,
+    Done,
+    Hello,
+    Log,
+    Message,
+    MpiJoin,
+    Query,
+    Reply,
+    Result,
+    Role,
+    Status,
+    Stdin,
+    Submit,
+    Waiting,
+)
+from .state import PlannerState
+
+ENDED_MAX = 100_000  # exited granules remembered; ids never repeat (see worker/daemon.py), so old ones age out
+SCOPED_QUERIES = ("hosts", "app", "logs")  # "app" and "logs" of its own app only
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a connection authenticated by a granule credential speaks for."""
+
+    granule_id: str
+    host_id: str
+    app_id: str = ""  # a chaining client's app; "" on the granule's own connection
+
+
+class Ended:
+    """Granules whose exit the worker reported: their credentials are refused from then on."""
+
+    def __init__(self, limit: int = ENDED_MAX) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+
+    def add(self, granule_id: str) -> None:
+        self._ids[granule_id] = None
+        while len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, granule_id: object) -> bool:
+        return granule_id in self._ids
+
+
+def admit(secret: str, token: str, nonce: bytes, hello: Hello, state: PlannerState, ended: Ended
+          ) -> tuple[Key, Scope | None] | str:
+    """The key ``hello`` proved and its scope (None: unrestricted), or why it is refused."""
+    parts = (nonce, hello.role.value.encode())
+    if hello.role is Role.WORKER:
+        return (secret, None) if verify_mac(secret, hello.mac, *parts) else "wrong secret"
+    if hello.role is Role.CLIENT and verify_mac(token, hello.mac, *parts):
+        return token, None
+    if not hello.name or not hello.host_id:
+        return "wrong token" if hello.role is Role.CLIENT else "a granule must name itself and its host"
+    key = granule_credential(secret, hello.host_id, hello.name)
+    if not verify_mac(key, hello.mac, *parts):
+        return "wrong token or granule credential" if hello.role is Role.CLIENT else "wrong granule credential"
+    if hello.name in ended:
+        return f"granule {hello.name} has exited"
+    if hello.role is Role.GRANULE:
+        return key, Scope(hello.name, hello.host_id)
+    running = _running_app(state, hello.name, hello.host_id)
+    if not hello.app_id or hello.app_id != running:
+        return (f"granule {hello.name} may submit only into the app of the task it runs "
+                f"({running or 'none'}), not into {hello.app_id or 'a new app'}")
+    return key, Scope(hello.name, hello.host_id, hello.app_id)
+
+
+def _running_app(state: PlannerState, granule_id: str, host_id: str) -> str:
+    granule = state.granules.get(granule_id)
+    if granule is None or granule.host_id != host_id or granule.task is None:
+        return ""
+    req = state.requests.get(granule.task[0])
+    return req.app_id if req is not None else ""
+
+
+def check(state: PlannerState, role: Role, scope: Scope, msg: Message) -> str:
+    """Why ``msg`` may not go on from a connection of ``scope``; "" when it may."""
+    if role is Role.GRANULE:
+        if isinstance(msg, Done | Log | MpiJoin):
+            return _own_task(state, scope, msg.req_id, msg.index)
+        return f"a granule's connection may not send {type(msg).__name__}"
+    if isinstance(msg, Submit):
+        return "" if msg.app_id == scope.app_id else f"submitting into app {msg.app_id}, not {scope.app_id}"
+    if isinstance(msg, Waiting):
+        return "" if msg.granule_id == scope.granule_id else f"Waiting for granule {msg.granule_id}"
+    if isinstance(msg, Cancel):
+        if msg.app_id and msg.app_id != scope.app_id:
+            return f"cancelling app {msg.app_id}"
+        return _own_request(state, scope, msg.req_id) if msg.req_id else ""
+    if isinstance(msg, Stdin):
+        return _own_request(state, scope, msg.req_id)
+    if isinstance(msg, Query):
+        if msg.what not in SCOPED_QUERIES or (msg.what != "hosts" and msg.arg != scope.app_id):
+            return f"query {msg.what!r} {msg.arg!r} is not about app {scope.app_id}"
+        return ""
+    return f"a granule's client may not send {type(msg).__name__}"
+
+
+def answers(msg: Message, why: str) -> list[Message]:
+    """What to send back for a refused frame, so that nobody waits for an answer that never comes."""
+    if isinstance(msg, Submit):
+        return [Result(req_id=msg.req_id, index=i, status=Status.ERROR, error_kind="error", message=f"refused: {why}")
+                for i in range(msg.n if 0 < msg.n <= 100_000 else 1)]
+    if isinstance(msg, Query):
+        return [Reply(qid=msg.qid, data=b"null", error=f"refused: {why}")]
+    return []
+
+
+def _own_task(state: PlannerState, scope: Scope, req_id: str, index: int) -> str:
+    req = state.requests.get(req_id)
+    if req is None or not 0 <= index < req.n or req.tasks[index].granule_id != scope.granule_id:
+        return f"task {req_id}[{index}] is not assigned to granule {scope.granule_id}"
+    return ""
+
+
+def _own_request(state: PlannerState, scope: Scope, req_id: str) -> str:
+    req = state.requests.get(req_id)
+    if req is not None and req.app_id != scope.app_id:
+        return f"request {req_id} belongs to another app"
+    return ""
