@@ -48,7 +48,7 @@ def wait_warm(client: granny.Client, slots: int, limit: float = 60.0) -> None:
 
 def pause_and_resume(timeout: float, pause: float, victim: str, slots: int = 2) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="granny-liveness-") as tmp:
-        cluster = LocalCluster(workers=1, slots=slots, data_dir=Path(tmp) / "data", heartbeat_timeout=timeout)
+        cluster = LocalCluster(workers=1, slots=slots, data_dir=Path(tmp) / "data", heartbeat_timeout=timeout, granule_user="same")
         pid = cluster.procs[0 if victim == "planner" else 1].pid
         try:
             client = granny.connect(cluster.address, cluster.token)

@@ -50,7 +50,7 @@ def run(calls: int, every: int, batch: int, retain: str) -> dict[str, Any]:
     from granny.cluster import LocalCluster
 
     data_dir = Path(tempfile.mkdtemp(prefix="granny-retention-")) / "data"
-    cluster = LocalCluster(workers=1, slots=2, data_dir=data_dir)
+    cluster = LocalCluster(workers=1, slots=2, data_dir=data_dir, granule_user="same")
     planner = psutil.Process(cluster.procs[0].pid)
     samples: list[dict[str, float]] = []
     started = time.perf_counter()

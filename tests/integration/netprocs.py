@@ -69,7 +69,7 @@ class PlannerProc:
 class WorkerProc:
     def __init__(self, planner: PlannerProc, *flags: str, slots: int = 1) -> None:
         argv = [sys.executable, "-m", "granny", "worker", "--planner", planner.address, "--slots", str(slots),
-                "--host-id", "w1", "--secret-file", str(planner.data_dir / "secret"), *flags]
+                "--host-id", "w1", "--secret-file", str(planner.data_dir / "secret"), "--granule-user", "same", *flags]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=_env())
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()

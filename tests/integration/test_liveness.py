@@ -36,7 +36,7 @@ def announce_then_block(gate: str) -> str:
 
 @pytest.fixture
 def short_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=TIMEOUT)
+    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=TIMEOUT, granule_user="same")
     try:
         yield c
     finally:
@@ -114,7 +114,7 @@ def test_granule_of_a_dead_incarnation_cannot_report_failed_work(short_cluster: 
 @pytest.fixture
 def slow_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A heartbeat timeout long enough that a restarted worker is back before its host could die."""
-    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=60.0)
+    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=60.0, granule_user="same")
     try:
         yield c
     finally:

@@ -28,7 +28,7 @@ RETAIN = "0.5s"
 @pytest.fixture
 def short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
     monkeypatch.setenv("GRANNY_RETAIN", RETAIN)
-    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=2.0)
+    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", heartbeat_timeout=2.0, granule_user="same")
     try:
         yield c
     finally:
