@@ -1,0 +1,114 @@
+"""Delivery across a planner kill -9: output lines and call side effects, each exactly once."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import granny
+from granny.cluster import LocalCluster
+
+from .test_recovery import restart_planner
+from .test_functions import wait_for
+
+LINES = 30
+
+# Each rank prints numbered lines slowly, on stdout through print() (the LogWriter) and on stderr
+# through os.write (the fd-level capture), so both paths are crossed by the restart.
+TALKER = textwrap.dedent(f"""
+    import os, sys, time
+    from mpi4py import MPI
+    rank = MPI.COMM_WORLD.Get_rank()
+    for i in range({LINES}):
+        print(f"out rank {{rank}} line {{i}}", flush=True)
+        os.write(2, f"err rank {{rank}} line {{i}}\\n".encode())
+        time.sleep(0.1)
+""")
+
+
+def _expected(stream: str) -> dict[int, list[str]]:
+    return {r: [f"{stream} rank {r} line {i}" for i in range(LINES)] for r in range(2)}
+
+
+def _per_rank(lines: list[str], stream: str) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {0: [], 1: []}
+    for line in lines:
+        if line.startswith(f"{stream} rank "):
+            out[int(line.split()[2])].append(line)
+    return out
+
+
+def test_output_of_a_run_survives_a_planner_kill9(cluster: LocalCluster, client: granny.Client,
+                                                   tmp_path: Path) -> None:
+    prog = tmp_path / "talker.py"
+    prog.write_text(TALKER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRANNY_")}
+    env.update(GRANNY_ADDRESS=cluster.address, GRANNY_TOKEN=cluster.token)
+    run = subprocess.Popen([sys.executable, "-m", "granny", "run", "-n", "2", str(prog)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout is not None and run.stderr is not None
+    out: list[str] = []
+    err: list[str] = []
+    started = threading.Event()
+
+    def read_err() -> None:
+        assert run.stderr is not None
+        err.extend(line.rstrip("\n") for line in run.stderr)
+
+    reader = threading.Thread(target=read_err, daemon=True)
+    reader.start()
+    for line in run.stdout:
+        out.append(line.rstrip("\n"))
+        if line.startswith("out rank") and int(line.split()[4]) >= 5 and not started.is_set():
+            started.set()
+            restart_planner(cluster)  # mid-run: both ranks keep printing while it is away
+    assert run.wait(timeout=120) == 0, "\n".join(err)
+    reader.join(timeout=30)
+    assert started.is_set(), out
+    assert _per_rank(out, "out") == _expected("out"), "\n".join(out)
+    assert _per_rank(err, "err") == _expected("err"), "\n".join(err)
+
+    app_id = wait_for(lambda: next((a["app_id"] for a in client.query("apps") if a["kind"] == "script"), None),
+                      what="the run's app")
+    logs = subprocess.run([sys.executable, "-m", "granny", "logs", app_id], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert logs.returncode == 0, logs.stderr
+    assert _per_rank(logs.stdout.splitlines(), "out") == _expected("out"), logs.stdout
+    assert _per_rank(logs.stderr.splitlines(), "err") == _expected("err"), logs.stderr
+    assert client.query("app", app_id)["state"] == "succeeded"
+
+
+CALLS = 3000
+
+
+def _append(path: str, i: int) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{i}\n".encode())
+    finally:
+        os.close(fd)
+    return i
+
+
+def _effects(path: Path) -> collections.Counter[int]:
+    if not path.exists():
+        return collections.Counter()
+    return collections.Counter(int(x) for x in path.read_text().split())
+
+
+def test_calls_run_exactly_once_across_a_planner_kill9(cluster: LocalCluster, client: granny.Client,
+                                                     tmp_path: Path) -> None:
+    effects = tmp_path / "effects.log"
+    futures = [client.submit(_append, str(effects), i) for i in range(CALLS)]
+    wait_for(lambda: len(_effects(effects)) >= CALLS // 4, timeout=120, what="a quarter of the calls")
+    restart_planner(cluster)  # mid-run: calls finish while the old planner's journal batch is unwritten
+    assert [f.result(timeout=120) for f in futures] == list(range(CALLS))
+    ran = _effects(effects)
+    twice = sorted(i for i, count in ran.items() if count > 1)
+    assert not twice, f"{len(twice)} of {CALLS} calls ran more than once: {twice[:20]}"
+    assert sorted(ran) == list(range(CALLS))
