@@ -64,13 +64,14 @@ LANE_WAIT_MAX = 64 << 10  # calls with larger payloads wait on their future, not
 class _Pending:
     """A submission this client still waits on (plain class: dataclasses cost CLI start-up time)."""
 
-    __slots__ = ("done", "future", "on_log", "results", "segments", "submit", "values")
+    __slots__ = ("done", "future", "on_log", "parts", "results", "segments", "submit", "values")
 
     def __init__(self, submit: Submit, segments: list[Buffer], future: GrannyFuture | None = None,
                  on_log: Callable[[Log], None] | None = None) -> None:
         self.submit, self.segments, self.future, self.on_log = submit, segments, future, on_log
         self.results: dict[int, Result] = {}
         self.values: dict[int, Any] = {}
+        self.parts: dict[tuple[int, str], int] = {}  # output printed so far: (index, run) -> last part
         # Only run_script blocks on this; a call's caller waits on its future instead.
         self.done = threading.Event() if future is None else None
 
@@ -150,6 +151,11 @@ class Client:
         elif isinstance(msg, Log):
             pending = self._pending.get(msg.req_id)
             if pending is not None and pending.on_log is not None:
+                if msg.part:  # after a reconnect the planner replays output: print each part once
+                    key = (msg.index, msg.run)
+                    if msg.part <= pending.parts.get(key, 0):
+                        return
+                    pending.parts[key] = msg.part
                 pending.on_log(msg)
         elif isinstance(msg, Revoke):
             with self._lock:

@@ -13,8 +13,8 @@ from pathlib import Path
 import granny
 from granny.cluster import LocalCluster
 
-from .test_recovery import restart_planner
 from .test_functions import wait_for
+from .test_recovery import restart_planner
 
 LINES = 30
 

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS results (req_id TEXT, idx INTEGER, header BLOB, paylo
     PRIMARY KEY (req_id, idx));
 CREATE TABLE IF NOT EXISTS functions (name TEXT PRIMARY KEY, spec TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY AUTOINCREMENT, app_id TEXT, req_id TEXT,
-    idx INTEGER, stream TEXT, data TEXT);
+    idx INTEGER, stream TEXT, data TEXT, run TEXT, part INTEGER);
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app_id, id);
 CREATE INDEX IF NOT EXISTS requests_app ON requests (app_id);
 """
@@ -66,6 +66,11 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(logs)")}
+        for column, kind in (("run", "TEXT"), ("part", "INTEGER")):  # journals written before they existed
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE logs ADD COLUMN {column} {kind}")
+        self.batches = 0  # batches handed to the writer so far (see on_commit)
         self._q: queue.SimpleQueue[list[Record | Callable[[], None]] | None] = queue.SimpleQueue()
         self._batch: list[Record | Callable[[], None]] = []
         self._loop = loop
@@ -87,6 +92,7 @@ class Journal:
             self._timer = None
         if self._batch:
             batch, self._batch = self._batch, []
+            self.batches += 1
             self._q.put(batch)
 
     # --- writes (any thread, never block) ---------------------------------------------------------
@@ -104,13 +110,18 @@ class Journal:
     def function(self, name: str, spec: dict[str, Any]) -> None:
         self._put(("INSERT OR REPLACE INTO functions VALUES (?,?,?)", (name, json.dumps(spec), time.time())))
 
-    def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str) -> None:
-        self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data) VALUES (?,?,?,?,?)",
-                     (app_id, req_id, idx, stream, data)))
+    def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str, run: str = "", part: int = 0) -> None:
+        self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data, run, part) VALUES (?,?,?,?,?,?,?)",
+                     (app_id, req_id, idx, stream, data, run, part)))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the writer thread once everything queued before it is committed."""
         self._put(callback, now=True)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the writer thread once the current batch is committed (not hurried:
+        it and whatever else joins this batch until ``batches`` changes commit together)."""
+        self._put(callback)
 
     # --- reads (synchronous; rare: start-up, status queries) ----------------------------------------
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

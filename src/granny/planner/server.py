@@ -60,8 +60,10 @@ from ..wire import (
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from . import views
+from .acks import Acks
 from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
+from .outputs import Outputs
 from .policies import POLICIES
 from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip, SpawnGranules
 from .state import Revoke as RevokeAction
@@ -169,6 +171,8 @@ class PlannerServer:
         self.state = PlannerState(config.heartbeat_timeout, POLICIES[policy])
         self.loop = asyncio.get_running_loop()
         self.journal = Journal(config.journal_path, self.loop)
+        self.acks = Acks(self.journal, self.loop)
+        self.outputs = Outputs(self.journal, self.loop)
         self.payloads: dict[str, Payload] = {}
         self.workers: dict[str, Conn] = {}
         self.granule_conns: dict[str, Conn] = {}
@@ -206,6 +210,7 @@ class PlannerServer:
             if len(done) >= sub.n:
                 continue
             kind, name = kinds.get(app_id, ("functions", ""))
+            self.outputs.restored(req_id)
             if payload is None:  # a large payload its client keeps: wait for the client to resubmit
                 self.held[req_id] = (sub, done, kind, name)
                 continue
@@ -248,7 +253,7 @@ class PlannerServer:
         elif isinstance(msg, Done) and conn.role is Role.GRANULE:
             self._done(conn, msg, body)
         elif isinstance(msg, Log) and conn.role is Role.GRANULE:
-            self._log(msg)
+            self._log(conn, msg)
         elif isinstance(msg, Heartbeat) and conn.role is Role.WORKER:
             self.state.heartbeat(conn.name, self.loop.time())
         elif isinstance(msg, GranuleExit) and conn.role is Role.WORKER:
@@ -337,6 +342,8 @@ class PlannerServer:
         if msg.req_id in self.state.requests:
             if known is not None:
                 known.owner = conn
+                if conn is not None and known.submit.stream_logs:
+                    self.outputs.resubscribe(conn, known.submit.app_id, msg.req_id)
             self._resend_finished(conn, msg.req_id)
             return
         segments = split_segments(body, msg.segs)
@@ -403,6 +410,8 @@ class PlannerServer:
     def _done(self, conn: Conn, msg: Done, body: memoryview) -> None:
         if msg.retiring:  # it exits next: never hand it more work (its exit report removes it)
             self.state.granule_disconnected(conn.name)
+        self.outputs.task_done(msg.req_id, msg.index, conn.name)
+        # A duplicate (sent again after a reconnect) is not accepted: the task is finished already.
         accepted, actions = self.state.task_done(conn.name, msg.req_id, msg.index, msg.status is Status.OK)
         if accepted:
             res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, segs=msg.segs,
@@ -410,10 +419,10 @@ class PlannerServer:
                          exit_code=msg.exit_code, host_id=conn.host_id)
             self._deliver(res, body, handed=msg.delivered)
         self.apply(actions)
-        if msg.retiring:
-            # Closing tells the granule its Done was handled; only then does it exit. Otherwise its
-            # worker's exit report (another connection) could overtake the Done and read as a crash.
-            conn.close()
+        # Acknowledged once the result is committed (see acks). A retiring granule is closed then:
+        # that tells it the Done is safe, and only then does it exit; otherwise its worker's exit
+        # report (another connection) could overtake the Done and read as a crash.
+        self.acks.note(conn, msg.seq, close=msg.retiring)
 
     def _deliver(self, res: Result, body: memoryview | bytes, handed: bool = False) -> None:
         """Send a result to its client (unless the granule ``handed`` it over the client's lane) and journal it."""
@@ -435,14 +444,13 @@ class PlannerServer:
                 fut.set_result(None)
         self._delivered.add(res.req_id)
 
-    def _log(self, msg: Log) -> None:
+    def _log(self, conn: Conn, msg: Log) -> None:
         payload = self.payloads.get(msg.req_id)
         req = self.state.requests.get(msg.req_id)
-        if req is None:
-            return
-        self.journal.log(req.app_id, msg.req_id, msg.index, msg.stream, msg.data)
-        if payload is not None and payload.owner is not None and payload.submit.stream_logs:
-            payload.owner.send(msg)
+        fresh = req is not None and self.outputs.take(req.app_id, msg)
+        if fresh and payload is not None and payload.owner is not None and payload.submit.stream_logs:
+            self.outputs.forward(payload.owner, msg)
+        self.acks.note(conn, msg.seq)
 
     def cancel(self, req_id: str = "", app_id: str = "", close: bool = False) -> None:
         if close and app_id:

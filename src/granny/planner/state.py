@@ -342,7 +342,13 @@ class PlannerState:
             if not granule.tasks:
                 granule.to(GranuleEvent.RELEASE)
         req = self.requests.get(req_id)
-        if req is None or not 0 <= index < req.n or req.tasks[index].state is not TaskState.RUNNING:
+        task = req.tasks[index] if req is not None and 0 <= index < req.n else None
+        if task is not None and task.state is TaskState.QUEUED and granule is not None:
+            # It ran, but nobody here dispatched it: journaled work a granule finished while the
+            # planner restarted (or a prefetched task whose Skip came too late). Record it, do not rerun it.
+            task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req_id)
+            task.granule_id, task.host_id = granule_id, granule.host_id
+        if task is None or task.state is not TaskState.RUNNING:
             return False, self.schedule()
         event = TaskEvent.SUCCEED if ok else TaskEvent.FAIL
         return True, self._finish(req_id, index, event, None) + self.schedule()
