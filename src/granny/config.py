@@ -148,14 +148,15 @@ class Config:
     data_dir: Path
     heartbeat_interval: float
     heartbeat_timeout: float
-    # After a planner restart, wait this long for granules to report what they are running before
-    # dispatching journaled work again, so running work is not started twice.
+    # After a planner restart, wait this long for granules to report what they are running (and what
+    # they finished while it was away) before dispatching journaled work again, so work is not run
+    # twice. It must cover the peers' reconnect back-off (granules 0.5 s, workers 1 s at most).
     restart_grace: float
     reconnect_timeout: float
     max_frame_bytes: int
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
-                 heartbeat_timeout: float | None = None, restart_grace: float = 1.0,
+                 heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
                  reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         values = {
             "data_dir": data_dir if data_dir is not None else Path(os.environ.get(ENV_DATA_DIR, ".granny")),

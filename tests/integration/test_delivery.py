@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 import granny
 from granny.cluster import LocalCluster
 
-from .test_functions import wait_for
+from .test_functions import block_until, wait_for
 from .test_recovery import restart_planner
 
 LINES = 30
@@ -112,3 +113,56 @@ def test_calls_run_exactly_once_across_a_planner_kill9(cluster: LocalCluster, cl
     twice = sorted(i for i, count in ran.items() if count > 1)
     assert not twice, f"{len(twice)} of {CALLS} calls ran more than once: {twice[:20]}"
     assert sorted(ran) == list(range(CALLS))
+
+
+def _gated_append(gate: str, path: str, payload: object) -> int:
+    from pathlib import Path
+
+    Path(f"{gate}.started").touch()
+    block_until(gate)
+    return _append(path, 7)
+
+
+CALLER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import granny
+    from tests.integration.test_delivery import _gated_append
+    gate, effects = sys.argv[1:3]
+    with granny.connect() as c:
+        # Above the journal's inline limit: a restarted planner learns of this call only when this
+        # client resubmits it (see planner/orphans.py).
+        print(c.submit(_gated_append, gate, effects, np.ones(1 << 16)).result(timeout=90), flush=True)
+""")
+
+
+def test_a_call_that_finished_while_the_planner_was_down_is_recorded_not_rerun(
+        cluster: LocalCluster, client: granny.Client, tmp_path: Path) -> None:
+    gate, effects = tmp_path / "gate", tmp_path / "effects.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRANNY_")}
+    env.update(GRANNY_ADDRESS=cluster.address, GRANNY_TOKEN=cluster.token,
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, str(gate), str(effects)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    assert caller.stdout is not None
+    try:
+        wait_for(Path(f"{gate}.started").exists, timeout=60, what="the call to start")
+        caller.send_signal(signal.SIGSTOP)  # its client reconnects only after the granule reported
+        planner = cluster.procs[0]
+        planner.send_signal(signal.SIGKILL)
+        planner.wait()
+        gate.touch()  # the call finishes while no planner is there to hear of it
+        wait_for(lambda: _effects(effects), what="the call's side effect")
+        restart_planner(cluster, kill=False)
+        check = granny.connect(cluster.address, cluster.token)
+        try:  # the worker re-registered and its granule reported the call it finished: both idle
+            wait_for(lambda: [(h.alive, h.idle_granules) for h in check.hosts()] == [(True, 2)], timeout=60,
+                     what="the granule to report to the new planner")
+        finally:
+            check.close()
+        caller.send_signal(signal.SIGCONT)
+        out, _ = caller.communicate(timeout=90)
+    finally:
+        caller.kill()
+    assert out.strip() == "7"
+    assert _effects(effects) == {7: 1}, "the call ran again after the restart"

@@ -9,6 +9,7 @@ unpickles them. Every effect the state machine asks for is carried out in :meth:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ from . import views
 from .acks import Acks
 from .journal import Journal
 from .lifecycle import TASK_FINAL, AppState
+from .orphans import Orphans
 from .outputs import Outputs
 from .policies import POLICIES
 from .state import Action, AppChanged, Dispatch, Fail, Kill, PlannerState, Skip, SpawnGranules
@@ -173,6 +175,7 @@ class PlannerServer:
         self.journal = Journal(config.journal_path, self.loop)
         self.acks = Acks(self.journal, self.loop)
         self.outputs = Outputs(self.journal, self.loop)
+        self.orphans: Orphans[Conn] = Orphans()
         self.payloads: dict[str, Payload] = {}
         self.workers: dict[str, Conn] = {}
         self.granule_conns: dict[str, Conn] = {}
@@ -223,6 +226,7 @@ class PlannerServer:
         self.loop.call_later(self.config.restart_grace, self._end_grace)
 
     def _end_grace(self) -> None:
+        self.orphans.close()
         actions = self.state.requeue_restored()
         for req_id, (sub, done, kind, name) in self.held.items():
             if req_id in self.state.requests:
@@ -344,7 +348,8 @@ class PlannerServer:
                 known.owner = conn
                 if conn is not None and known.submit.stream_logs:
                     self.outputs.resubscribe(conn, known.submit.app_id, msg.req_id)
-            self._resend_finished(conn, msg.req_id)
+            # A result recorded while its client was away may still be on its way to the journal.
+            self.journal.after_commit(lambda: _call(self.loop, self._resend_finished, conn, msg.req_id))
             return
         segments = split_segments(body, msg.segs)
         if msg.n < 1 or msg.n > 100_000:
@@ -361,6 +366,13 @@ class PlannerServer:
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
         gang = msg.mpi or msg.gang
         prefetch = msg.kind is not Kind.SCRIPT and not gang
+        kept = self.orphans.take(msg.req_id) if not (gang or msg.lease) else []
+        if kept:  # it ran while this planner restarted (see orphans): record that, do not run it again
+            self.state.restore(msg.req_id, msg.app_id, msg.n, (), app_kind, msg.name, prefetch)
+            for gconn, frame, data in kept:
+                self.on_frame(gconn, frame, memoryview(data))
+            self.apply(self.state.enqueue(msg.req_id))
+            return
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease))
 
@@ -408,6 +420,8 @@ class PlannerServer:
                 conn.send(res, [payload] if payload else [])
 
     def _done(self, conn: Conn, msg: Done, body: memoryview) -> None:
+        if msg.req_id not in self.state.requests and self.orphans.keep(conn, msg, body):
+            return
         if msg.retiring:  # it exits next: never hand it more work (its exit report removes it)
             self.state.granule_disconnected(conn.name)
         self.outputs.task_done(msg.req_id, msg.index, conn.name)
@@ -445,6 +459,8 @@ class PlannerServer:
         self._delivered.add(res.req_id)
 
     def _log(self, conn: Conn, msg: Log) -> None:
+        if msg.req_id not in self.state.requests and self.orphans.keep(conn, msg, memoryview(b"")):
+            return
         payload = self.payloads.get(msg.req_id)
         req = self.state.requests.get(msg.req_id)
         fresh = req is not None and self.outputs.take(req.app_id, msg)
@@ -575,6 +591,12 @@ class PlannerServer:
     def close(self) -> None:
         self._ticker.cancel()
         self.journal.close()
+
+
+def _call(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """From the journal's writer thread: run ``fn`` on the event loop."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the planner is stopping
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
