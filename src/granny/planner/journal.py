@@ -70,6 +70,8 @@ class Journal:
         for column, kind in (("run", "TEXT"), ("part", "INTEGER")):  # journals written before they existed
             if column not in columns:
                 self._db.execute(f"ALTER TABLE logs ADD COLUMN {column} {kind}")
+        # After a restart, the output a task's run already has here (see planner/outputs.py).
+        self._db.execute("CREATE INDEX IF NOT EXISTS logs_task ON logs (req_id, idx, run, part)")
         self.batches = 0  # batches handed to the writer so far (see on_commit)
         self._q: queue.SimpleQueue[list[Record | Callable[[], None]] | None] = queue.SimpleQueue()
         self._batch: list[Record | Callable[[], None]] = []

@@ -45,7 +45,7 @@ class Outputs:
             key = (msg.req_id, msg.index, msg.run)
             last = self._parts.get(key)
             if last is None:
-                last = self._journaled(app_id, key) if msg.req_id in self._restored else 0
+                last = self._journaled(key) if msg.req_id in self._restored else 0
             if msg.part <= last:
                 return False
             self._parts[key] = msg.part
@@ -54,9 +54,8 @@ class Outputs:
         self._journal.log(app_id, msg.req_id, msg.index, msg.stream, msg.data, msg.run, msg.part)
         return True
 
-    def _journaled(self, app_id: str, key: tuple[str, int, str]) -> int:
-        rows = self._journal.query("SELECT MAX(part) FROM logs WHERE app_id=? AND req_id=? AND idx=? AND run=?",
-                                   (app_id, *key))
+    def _journaled(self, key: tuple[str, int, str]) -> int:
+        rows = self._journal.query("SELECT MAX(part) FROM logs WHERE req_id=? AND idx=? AND run=?", key)
         return int(rows[0][0] or 0) if rows else 0
 
     def task_done(self, req_id: str, index: int, run: str) -> None:

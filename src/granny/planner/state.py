@@ -16,7 +16,9 @@ Theory of operation
   slot stops counting as used, work prefetched behind it is taken back, and its host is asked for
   a spare granule when none is idle, so parents waiting on children can never use up every slot.
 - A task is finished exactly once. A second report for a finished task (a duplicate after a planner
-  restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe.
+  restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe. A report for
+  a task that is queued (journaled work a granule finished while the planner restarted) is recorded
+  instead of running the task again.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
 """

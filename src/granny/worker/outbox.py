@@ -22,6 +22,8 @@ that has since gone away is not started (the new planner dispatches it again).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections import deque
@@ -146,7 +148,11 @@ class Link:
 
     def _reconnect(self, dead: BlockingConn) -> None:
         while self._current[0] is dead:
-            dead.close()
+            # Shut down, not closed: another thread may be about to read it, and a closed descriptor's
+            # number could be reused by the new connection. The socket closes when it is collected.
+            dead.closed = True
+            with contextlib.suppress(OSError):
+                dead.sock.shutdown(socket.SHUT_RDWR)
             conn = self._dial(self.busy_task)
             self._current = (conn, self._current[1] + 1)
             self._inbox.clear()  # frames of the planner that went away
