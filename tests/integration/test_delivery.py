@@ -166,3 +166,28 @@ def test_a_call_that_finished_while_the_planner_was_down_is_recorded_not_rerun(
         caller.kill()
     assert out.strip() == "7"
     assert _effects(effects) == {7: 1}, "the call ran again after the restart"
+
+
+def _gated(gate: str, path: str, i: int) -> int:
+    block_until(gate)
+    return _append(path, i)
+
+
+def test_an_idempotency_key_runs_its_call_once_across_clients_and_a_restart(
+        cluster: LocalCluster, client: granny.Client, tmp_path: Path) -> None:
+    effects, gate = tmp_path / "effects.log", tmp_path / "gate"
+    other = granny.connect(cluster.address, cluster.token)
+    try:
+        # Two callers wait on one key at once: one run, both get its result.
+        first = client.options(key="k1").submit(_gated, str(gate), str(effects), 1)
+        second = other.options(key="k1").submit(_gated, str(gate), str(effects), 1)
+        gate.touch()
+        assert first.result(timeout=30) == 1 and second.result(timeout=30) == 1
+        assert other.options(key="k1").submit(_append, str(effects), 1).result(timeout=30) == 1  # finished: not rerun
+        restart_planner(cluster)
+        # After a restart the key is found in the journal.
+        assert other.options(key="k1").submit(_append, str(effects), 1).result(timeout=60) == 1
+        assert other.options(key="k2").submit(_append, str(effects), 2).result(timeout=60) == 2
+    finally:
+        other.close()
+    assert _effects(effects) == {1: 1, 2: 1}

@@ -176,6 +176,7 @@ class PlannerServer:
         self.acks = Acks(self.journal, self.loop)
         self.outputs = Outputs(self.journal, self.loop)
         self.orphans: Orphans[Conn] = Orphans()
+        self.key_waiters: dict[str, list[Conn]] = {}  # earlier callers of an idempotency key still running
         self.payloads: dict[str, Payload] = {}
         self.workers: dict[str, Conn] = {}
         self.granule_conns: dict[str, Conn] = {}
@@ -345,11 +346,16 @@ class PlannerServer:
         known = self.payloads.get(msg.req_id)
         if msg.req_id in self.state.requests:
             if known is not None:
+                if msg.keyed and known.owner is not None and not known.owner.closed and known.owner is not conn:
+                    self.key_waiters.setdefault(msg.req_id, []).append(known.owner)  # two callers, one key
                 known.owner = conn
                 if conn is not None and known.submit.stream_logs:
                     self.outputs.resubscribe(conn, known.submit.app_id, msg.req_id)
             # A result recorded while its client was away may still be on its way to the journal.
             self.journal.after_commit(lambda: _call(self.loop, self._resend_finished, conn, msg.req_id))
+            return
+        if msg.keyed and self._finished_before(msg):
+            self._resend_finished(conn, msg.req_id)  # an idempotency key used before: its outcome, not a rerun
             return
         segments = split_segments(body, msg.segs)
         if msg.n < 1 or msg.n > 100_000:
@@ -375,6 +381,11 @@ class PlannerServer:
             return
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease))
+
+    def _finished_before(self, msg: Submit) -> bool:
+        """A keyed call not in memory: did an earlier planner (or a pruned record) finish it?"""
+        rows = self.journal.query("SELECT count(*) FROM results WHERE req_id=?", (msg.req_id,))
+        return bool(rows) and rows[0][0] >= msg.n
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
@@ -445,6 +456,13 @@ class PlannerServer:
         if sent and not handed:
             assert payload is not None and payload.owner is not None
             payload.owner.send(res, [body] if len(body) else [])
+        for waiter in self.key_waiters.pop(res.req_id, []) if self.key_waiters else []:
+            if len(body) == sum(res.segs):
+                waiter.send(res, [body] if len(body) else [])
+            else:  # a large value the granule handed to the other caller only
+                waiter.send(Result(req_id=res.req_id, index=res.index, status=Status.ERROR, error_kind="lost",
+                                   message="the result of this keyed call went to another client waiting on the "
+                                           "same key; submit it again to read it", host_id=res.host_id))
         # The result record is always journaled; a large value already handed to its client is not
         # (a granule that used the lane does not even send it here: ``segs`` set, empty body).
         kept = None if sent and (len(body) > INLINE_MAX or (res.segs and not len(body))) else body
@@ -535,8 +553,9 @@ class PlannerServer:
         owner = payload.owner
         # A plain call's result may go straight to its client's lane (see granny.transport.lane);
         # scripts, worlds and gangs keep the planner in the path (ordered logs, abort handling).
+        # A keyed call may gain callers while it runs (see _submit): the planner must see its result.
         if owner is not None and owner.lane is not None and sub.kind is Kind.PICKLED and sub.n == 1 and not (
-                sub.mpi or sub.gang):
+                sub.mpi or sub.gang or sub.keyed):
             run.reply_to, run.reply_key, run.reply_local = owner.lane
         conn.send(run, payload.segments)
         if action.index == 0:

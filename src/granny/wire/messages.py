@@ -93,6 +93,7 @@ class Submit(_Msg, tag="submit"):
     mpi: bool = False  # the n granules form one MPI world: gang-placed, and one failure ends them all
     gang: bool = False  # not MPI, but one failure ends them all too (a parallel team's lease)
     lease: bool = False  # an elastic team: the planner may ask for granules back (Revoke)
+    keyed: bool = False  # req_id comes from an idempotency key: a finished call of that id is not run again
 
 
 class Cancel(_Msg, tag="cancel"):
