@@ -10,7 +10,6 @@ last frame) is closed after its Ack, which tells it the Done is safe and it may 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
 from ..wire import Ack
@@ -26,9 +25,8 @@ class Peer(Protocol):
 
 
 class Acks:
-    def __init__(self, journal: Journal, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, journal: Journal) -> None:
         self._journal = journal
-        self._loop = loop
         self._batch = -1
         self._due: dict[Peer, tuple[int, bool]] = {}
 
@@ -40,16 +38,9 @@ class Acks:
             self._batch = self._journal.batches
             due: dict[Peer, tuple[int, bool]] = {}
             self._due = due
-            self._journal.on_commit(lambda: self._committed(due))
+            self._journal.call_after_commit(self._send, due, hurry=False)
         old_seq, old_close = self._due.get(peer, (0, False))
         self._due[peer] = (max(seq, old_seq), close or old_close)
-
-    def _committed(self, due: dict[Peer, tuple[int, bool]]) -> None:
-        """On the journal's writer thread."""
-        try:
-            self._loop.call_soon_threadsafe(self._send, due)
-        except RuntimeError:
-            pass  # the loop is closed: the planner is stopping, and granules re-send to the next one
 
     def _send(self, due: dict[Peer, tuple[int, bool]]) -> None:
         if due is self._due:

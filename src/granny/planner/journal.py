@@ -13,6 +13,7 @@ until its result arrives and resubmit after a reconnect, and submission is idemp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import sqlite3
@@ -119,6 +120,18 @@ class Journal:
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the writer thread once everything queued before it is committed."""
         self._put(callback, now=True)
+
+    def call_after_commit(self, fn: Callable[..., None], *args: Any, hurry: bool = True) -> None:
+        """Run ``fn(*args)`` on the event loop once everything queued so far is committed (``hurry``:
+        commit now; otherwise with the current batch, see on_commit)."""
+        loop = self._loop
+        assert loop is not None
+
+        def on_writer() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the planner is stopping
+                loop.call_soon_threadsafe(fn, *args)
+
+        self._put(on_writer, now=hurry)
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the writer thread once the current batch is committed (not hurried:

@@ -10,9 +10,12 @@ instead of run again. After the grace they are dropped: a request nobody resubmi
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from ..wire import Done, Log
+from ..wire import Done, Log, Submit
+
+if TYPE_CHECKING:
+    from .server import PlannerServer
 
 MAX_FRAMES = 10_000  # kept at most (a restart grace is seconds long; this bounds a flood)
 
@@ -33,10 +36,17 @@ class Orphans(Generic[C]):
         self._count += 1
         return True
 
-    def take(self, req_id: str) -> list[tuple[C, Done | Log, bytes]]:
-        frames = self._frames.pop(req_id, [])
+    def adopt(self, server: PlannerServer, msg: Submit, app_kind: str, prefetch: bool) -> bool:
+        """``msg`` is new here: if granules reported on it, record that before anything is dispatched."""
+        frames = self._frames.pop(msg.req_id, [])
+        if not frames:
+            return False
         self._count -= len(frames)
-        return frames
+        server.state.restore(msg.req_id, msg.app_id, msg.n, (), app_kind, msg.name, prefetch)  # not queued
+        for conn, frame, data in frames:
+            server.on_frame(conn, frame, memoryview(data))  # type: ignore[arg-type]
+        server.apply(server.state.enqueue(msg.req_id))  # what nobody reported runs now
+        return True
 
     def close(self) -> None:
         """The restart grace is over."""

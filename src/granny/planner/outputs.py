@@ -11,11 +11,9 @@ holds of it, then the live frames (held back meanwhile); it drops parts it print
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Protocol
 
-from ..wire import Log
+from ..wire import Log, Submit
 from .journal import Journal
 
 TRACKED_MAX = 100_000  # (task, run) pairs remembered; the oldest are forgotten first
@@ -28,9 +26,8 @@ class Owner(Protocol):
 
 
 class Outputs:
-    def __init__(self, journal: Journal, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, journal: Journal) -> None:
         self._journal = journal
-        self._loop = loop
         self._parts: dict[tuple[str, int, str], int] = {}
         self._restored: set[str] = set()
         self._held: dict[str, list[Log]] = {}  # live frames waiting behind a replay, per request
@@ -69,14 +66,14 @@ class Outputs:
         elif not owner.closed:
             owner.send(msg)
 
-    def resubscribe(self, owner: Owner, app_id: str, req_id: str) -> None:
-        """A client streaming ``req_id``'s output reconnected: replay the journal, then go on live."""
-        if req_id in self._held:
+    def resubscribe(self, owner: Owner | None, sub: Submit) -> None:
+        """A client resubmitted ``sub``: if it streams the output, replay the journal, then go on live."""
+        app_id, req_id = sub.app_id, sub.req_id
+        if owner is None or not sub.stream_logs or req_id in self._held:
             return
         self._held[req_id] = []
-        replay: Callable[[], None] = lambda: self._replay(owner, app_id, req_id)  # noqa: E731
         # Everything taken so far must be in the journal before it is read back.
-        self._journal.after_commit(lambda: _call_soon(self._loop, replay))
+        self._journal.call_after_commit(self._replay, owner, app_id, req_id)
 
     def _replay(self, owner: Owner, app_id: str, req_id: str) -> None:
         held = self._held.pop(req_id, [])
@@ -89,9 +86,3 @@ class Outputs:
         for msg in held:
             owner.send(msg)
 
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
-    try:
-        loop.call_soon_threadsafe(fn)
-    except RuntimeError:
-        pass  # the loop is closed: the planner is stopping

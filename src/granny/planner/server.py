@@ -9,7 +9,6 @@ unpickles them. Every effect the state machine asks for is carried out in :meth:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -18,7 +17,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +62,7 @@ from ..wire.framing import Buffer
 from . import views
 from .acks import Acks
 from .journal import Journal
+from .keys import KeyedCalls
 from .lifecycle import TASK_FINAL, AppState
 from .orphans import Orphans
 from .outputs import Outputs
@@ -173,10 +173,10 @@ class PlannerServer:
         self.state = PlannerState(config.heartbeat_timeout, POLICIES[policy])
         self.loop = asyncio.get_running_loop()
         self.journal = Journal(config.journal_path, self.loop)
-        self.acks = Acks(self.journal, self.loop)
-        self.outputs = Outputs(self.journal, self.loop)
+        self.acks = Acks(self.journal)
+        self.outputs = Outputs(self.journal)
         self.orphans: Orphans[Conn] = Orphans()
-        self.key_waiters: dict[str, list[Conn]] = {}  # earlier callers of an idempotency key still running
+        self.keys = KeyedCalls(self.journal)
         self.payloads: dict[str, Payload] = {}
         self.workers: dict[str, Conn] = {}
         self.granule_conns: dict[str, Conn] = {}
@@ -346,15 +346,12 @@ class PlannerServer:
         known = self.payloads.get(msg.req_id)
         if msg.req_id in self.state.requests:
             if known is not None:
-                if msg.keyed and known.owner is not None and not known.owner.closed and known.owner is not conn:
-                    self.key_waiters.setdefault(msg.req_id, []).append(known.owner)  # two callers, one key
+                self.keys.join(msg, known.owner, conn)
                 known.owner = conn
-                if conn is not None and known.submit.stream_logs:
-                    self.outputs.resubscribe(conn, known.submit.app_id, msg.req_id)
-            # A result recorded while its client was away may still be on its way to the journal.
-            self.journal.after_commit(lambda: _call(self.loop, self._resend_finished, conn, msg.req_id))
+                self.outputs.resubscribe(conn, known.submit)
+            self.journal.call_after_commit(self._resend_finished, conn, msg.req_id)  # incl. results being written
             return
-        if msg.keyed and self._finished_before(msg):
+        if msg.keyed and self.keys.finished_before(msg):
             self._resend_finished(conn, msg.req_id)  # an idempotency key used before: its outcome, not a rerun
             return
         segments = split_segments(body, msg.segs)
@@ -372,20 +369,10 @@ class PlannerServer:
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
         gang = msg.mpi or msg.gang
         prefetch = msg.kind is not Kind.SCRIPT and not gang
-        kept = self.orphans.take(msg.req_id) if not (gang or msg.lease) else []
-        if kept:  # it ran while this planner restarted (see orphans): record that, do not run it again
-            self.state.restore(msg.req_id, msg.app_id, msg.n, (), app_kind, msg.name, prefetch)
-            for gconn, frame, data in kept:
-                self.on_frame(gconn, frame, memoryview(data))
-            self.apply(self.state.enqueue(msg.req_id))
-            return
+        if not (gang or msg.lease) and self.orphans.adopt(self, msg, app_kind, prefetch):
+            return  # it ran while this planner restarted: recorded, not run again
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease))
-
-    def _finished_before(self, msg: Submit) -> bool:
-        """A keyed call not in memory: did an earlier planner (or a pruned record) finish it?"""
-        rows = self.journal.query("SELECT count(*) FROM results WHERE req_id=?", (msg.req_id,))
-        return bool(rows) and rows[0][0] >= msg.n
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
@@ -436,7 +423,6 @@ class PlannerServer:
         if msg.retiring:  # it exits next: never hand it more work (its exit report removes it)
             self.state.granule_disconnected(conn.name)
         self.outputs.task_done(msg.req_id, msg.index, conn.name)
-        # A duplicate (sent again after a reconnect) is not accepted: the task is finished already.
         accepted, actions = self.state.task_done(conn.name, msg.req_id, msg.index, msg.status is Status.OK)
         if accepted:
             res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, segs=msg.segs,
@@ -444,9 +430,8 @@ class PlannerServer:
                          exit_code=msg.exit_code, host_id=conn.host_id)
             self._deliver(res, body, handed=msg.delivered)
         self.apply(actions)
-        # Acknowledged once the result is committed (see acks). A retiring granule is closed then:
-        # that tells it the Done is safe, and only then does it exit; otherwise its worker's exit
-        # report (another connection) could overtake the Done and read as a crash.
+        # Acknowledged once committed (see acks); a retiring granule is closed then, and only then exits:
+        # otherwise its worker's exit report could overtake the Done and read as a crash.
         self.acks.note(conn, msg.seq, close=msg.retiring)
 
     def _deliver(self, res: Result, body: memoryview | bytes, handed: bool = False) -> None:
@@ -456,13 +441,7 @@ class PlannerServer:
         if sent and not handed:
             assert payload is not None and payload.owner is not None
             payload.owner.send(res, [body] if len(body) else [])
-        for waiter in self.key_waiters.pop(res.req_id, []) if self.key_waiters else []:
-            if len(body) == sum(res.segs):
-                waiter.send(res, [body] if len(body) else [])
-            else:  # a large value the granule handed to the other caller only
-                waiter.send(Result(req_id=res.req_id, index=res.index, status=Status.ERROR, error_kind="lost",
-                                   message="the result of this keyed call went to another client waiting on the "
-                                           "same key; submit it again to read it", host_id=res.host_id))
+        self.keys.deliver(res, body)
         # The result record is always journaled; a large value already handed to its client is not
         # (a granule that used the lane does not even send it here: ``segs`` set, empty body).
         kept = None if sent and (len(body) > INLINE_MAX or (res.segs and not len(body))) else body
@@ -553,7 +532,6 @@ class PlannerServer:
         owner = payload.owner
         # A plain call's result may go straight to its client's lane (see granny.transport.lane);
         # scripts, worlds and gangs keep the planner in the path (ordered logs, abort handling).
-        # A keyed call may gain callers while it runs (see _submit): the planner must see its result.
         if owner is not None and owner.lane is not None and sub.kind is Kind.PICKLED and sub.n == 1 and not (
                 sub.mpi or sub.gang or sub.keyed):
             run.reply_to, run.reply_key, run.reply_local = owner.lane
@@ -610,12 +588,6 @@ class PlannerServer:
     def close(self) -> None:
         self._ticker.cancel()
         self.journal.close()
-
-
-def _call(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
-    """From the journal's writer thread: run ``fn`` on the event loop."""
-    with contextlib.suppress(RuntimeError):  # the loop is closed: the planner is stopping
-        loop.call_soon_threadsafe(fn, *args)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
