@@ -11,8 +11,9 @@ and results are kept until the planner's journal holds them, and sent again afte
 happens as soon as any thread finds the connection dead, announcing the running task. So a task that
 started is not started again, and its output arrives once, as long as the granule reconnects within
 the new planner's restart grace. What stays at-least-once: a task whose granule died with the planner
-(or reconnected after the grace), and a call the old planner dispatched less than one journal batch
-(a few milliseconds) after accepting it, are run again.
+(or reconnected after the grace) is run again, and so may be a call the old planner dispatched less
+than one journal batch (a few milliseconds) after accepting it, if its client resubmits it before the
+granule's report reaches the new planner (see planner/orphans.py for the other order).
 """
 
 from __future__ import annotations
