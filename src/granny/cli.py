@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-http", action="store_true")
     pl.add_argument("--data-dir", default=".granny")
     pl.add_argument("--heartbeat-timeout", type=float, default=None)
+    pl.add_argument("--restart-grace", type=float, default=None,
+                    help="seconds a restarted planner waits for granules to report before rerunning journaled work")
     pl.add_argument("--policy", default="bin-pack", choices=["bin-pack"])
 
     wk = sub.add_parser("worker", help="run a worker on this host (one per VM)")
@@ -149,6 +151,8 @@ def cmd_planner(args: argparse.Namespace) -> int:
     config = Config(data_dir=Path(args.data_dir))
     if args.heartbeat_timeout:
         config = config.with_(heartbeat_timeout=args.heartbeat_timeout)
+    if args.restart_grace is not None:
+        config = config.with_(restart_grace=args.restart_grace)
     return run(config, args.bind, args.port, None if args.no_http else args.http_port, args.policy)
 
 

@@ -176,6 +176,7 @@ class Client:
             self._conn = conn
             pending = list(self._pending.values())
         for p in pending:  # idempotent: the planner knows these ids if it journaled them
+            p.submit.resent = True
             conn.send(p.submit, p.segments)
         for event, _ in list(self._queries.values()):
             event.set()  # queries are not resent; their callers see a lost-connection error

@@ -11,6 +11,8 @@ import textwrap
 import threading
 from pathlib import Path
 
+import pytest
+
 import granny
 from granny.cluster import LocalCluster
 
@@ -136,34 +138,44 @@ CALLER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("first", ["report", "resubmission"])
 def test_a_call_that_finished_while_the_planner_was_down_is_recorded_not_rerun(
-        cluster: LocalCluster, client: granny.Client, tmp_path: Path) -> None:
+        cluster: LocalCluster, client: granny.Client, tmp_path: Path, first: str) -> None:
     gate, effects = tmp_path / "gate", tmp_path / "effects.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRANNY_")}
     env.update(GRANNY_ADDRESS=cluster.address, GRANNY_TOKEN=cluster.token,
-               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+               GRANNY_RESULT_LANE="0")  # the result must come through the planner (a lane would skip the restart)
     caller = subprocess.Popen([sys.executable, "-c", CALLER, str(gate), str(effects)], env=env,
                               stdout=subprocess.PIPE, text=True)
+    # Who reaches the new planner first: the granule's report (its client is stopped), or the
+    # client's resubmission (the worker is stopped, and granules report only once it re-registers).
+    held = caller if first == "report" else cluster.procs[1]
     assert caller.stdout is not None
     try:
         wait_for(Path(f"{gate}.started").exists, timeout=60, what="the call to start")
-        caller.send_signal(signal.SIGSTOP)  # its client reconnects only after the granule reported
+        held.send_signal(signal.SIGSTOP)
         planner = cluster.procs[0]
         planner.send_signal(signal.SIGKILL)
         planner.wait()
         gate.touch()  # the call finishes while no planner is there to hear of it
         wait_for(lambda: _effects(effects), what="the call's side effect")
-        restart_planner(cluster, kill=False)
+        restart_planner(cluster, False, "--restart-grace", "30")  # the test's steps fit in it, however slow
         check = granny.connect(cluster.address, cluster.token)
-        try:  # the worker re-registered and its granule reported the call it finished: both idle
-            wait_for(lambda: [(h.alive, h.idle_granules) for h in check.hosts()] == [(True, 2)], timeout=60,
-                     what="the granule to report to the new planner")
+        try:
+            if first == "report":  # the worker re-registered and its granule reported: both idle
+                wait_for(lambda: [(h.alive, h.idle_granules) for h in check.hosts()] == [(True, 2)], timeout=60,
+                         what="the granule to report to the new planner")
+            else:
+                wait_for(lambda: any(a["tasks"].get("queued") for a in check.apps()), timeout=60,
+                         what="the client to resubmit the call")
         finally:
             check.close()
-        caller.send_signal(signal.SIGCONT)
+        held.send_signal(signal.SIGCONT)
         out, _ = caller.communicate(timeout=90)
     finally:
         caller.kill()
+        held.send_signal(signal.SIGCONT)
     assert out.strip() == "7"
     assert _effects(effects) == {7: 1}, "the call ran again after the restart"
 

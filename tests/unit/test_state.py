@@ -776,11 +776,3 @@ def test_a_restored_task_reported_finished_during_the_grace_is_recorded_not_requ
     assert not again
     dispatched = of(s.requeue_restored(), Dispatch)
     assert [d.req_id for d in dispatched] == ["r2"]  # only the unreported one runs
-
-
-def test_enqueue_queues_one_restored_request() -> None:
-    s = planner(("h", 2))
-    s.restore("r1", "app", 1, (), "functions", "")
-    s.restore("r2", "app", 1, (), "functions", "")
-    assert [d.req_id for d in of(s.enqueue("r2"), Dispatch)] == ["r2"]
-    assert state_of(s, "r1") is TaskState.QUEUED

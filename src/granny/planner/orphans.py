@@ -1,11 +1,14 @@
-"""Reports for requests a restarted planner does not know yet, kept until their client resubmits.
+"""Requests a restarted planner did not journal: their reports and their resubmissions meet here.
 
 Theory of operation: the old planner may have dispatched a call before its journal held the
 request (journal writes are batched), or held a large payload only in memory. After a restart, the
-granule that ran such a call sends its Done and output again (see :mod:`granny.worker.outbox`), but
-the new planner learns of the request only when the client resubmits it. Until the restart grace
-ends, such frames are kept here and replayed when the request arrives, so the call is recorded
-instead of run again. After the grace they are dropped: a request nobody resubmitted is gone.
+granule that ran such a call sends its Done and output again (see :mod:`granny.worker.outbox`), and
+the client resubmits the request (``Submit.resent``), in either order. Until the restart grace ends:
+- a report that comes first is kept here and replayed when the request arrives;
+- a resubmission that comes first is loaded as journaled work is (not queued until the grace ends),
+  so the granule's report, when it comes, is recorded instead of the call being run again.
+After the grace, kept reports are dropped (a request nobody resubmitted is gone) and resubmissions
+are ordinary submissions. Gangs and leases are not adopted: they are submitted as usual.
 """
 
 from __future__ import annotations
@@ -37,16 +40,15 @@ class Orphans(Generic[C]):
         return True
 
     def adopt(self, server: PlannerServer, msg: Submit, app_kind: str, prefetch: bool) -> bool:
-        """``msg`` is new here: if granules reported on it, record that before anything is dispatched."""
+        """``msg`` is new here: if it may have run already, load it as journaled work (see above)."""
         frames = self._frames.pop(msg.req_id, [])
-        if not frames:
-            return False
         self._count -= len(frames)
+        if not frames and not (msg.resent and self.open):
+            return False
         server.state.restore(msg.req_id, msg.app_id, msg.n, (), app_kind, msg.name, prefetch)  # not queued
         for conn, frame, data in frames:
             server.on_frame(conn, frame, memoryview(data))  # type: ignore[arg-type]
-        server.apply(server.state.enqueue(msg.req_id))  # what nobody reported runs now
-        return True
+        return True  # queued with the other journaled work when the grace ends
 
     def close(self) -> None:
         """The restart grace is over."""

@@ -329,12 +329,6 @@ class PlannerState:
                 self.queue.append(req.req_id)
         return self.schedule()
 
-    def enqueue(self, req_id: str) -> list[Action]:
-        """Queue one request loaded by :meth:`restore` whose reports are in (see planner/orphans.py)."""
-        if req_id not in self.queue and any(t.state is TaskState.QUEUED for t in self.requests[req_id].tasks):
-            self.queue.append(req_id)
-        return self.schedule()
-
     def fail_waiting(self, req_id: str, index: int, kind: str, message: str) -> list[Action]:
         """Fail a task that is not running (e.g. restored work whose payload is gone)."""
         task = self.requests[req_id].tasks[index]

@@ -94,6 +94,7 @@ class Submit(_Msg, tag="submit"):
     gang: bool = False  # not MPI, but one failure ends them all too (a parallel team's lease)
     lease: bool = False  # an elastic team: the planner may ask for granules back (Revoke)
     keyed: bool = False  # req_id comes from an idempotency key: a finished call of that id is not run again
+    resent: bool = False  # sent again after a reconnect: it may have run already (see planner/orphans.py)
 
 
 class Cancel(_Msg, tag="cancel"):
