@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-http", action="store_true")
     pl.add_argument("--data-dir", default=".granny")
     pl.add_argument("--heartbeat-timeout", type=_seconds, default=None, help=HEARTBEAT_HELP)
+    pl.add_argument("--restart-grace", type=_seconds, default=None,
+                    help="seconds a restarted planner waits for granules to report before rerunning journaled work")
     pl.add_argument("--retain", default=None, metavar="DURATION",
                     help=f"keep finished requests, results and logs this long, then prune them (default: "
                          f"${ENV_RETAIN} or {format_duration(DEFAULT_RETAIN)}; e.g. 30m, 2h, 1d)")
@@ -222,6 +224,8 @@ def planner_config(args: argparse.Namespace) -> Config:
                               tls_key=_readable_file(args.tls_key, "--tls-key"))
     if args.retain:
         config = config.with_(retain=parse_duration(args.retain, "--retain"))
+    if args.restart_grace is not None:
+        config = config.with_(restart_grace=args.restart_grace)
     return config
 
 

@@ -64,13 +64,14 @@ LANE_WAIT_MAX = 64 << 10  # calls with larger payloads wait on their future, not
 class _Pending:
     """A submission this client still waits on (plain class: dataclasses cost CLI start-up time)."""
 
-    __slots__ = ("done", "future", "on_log", "results", "segments", "submit", "values")
+    __slots__ = ("done", "future", "on_log", "parts", "results", "segments", "submit", "values")
 
     def __init__(self, submit: Submit, segments: list[Buffer], future: GrannyFuture | None = None,
                  on_log: Callable[[Log], None] | None = None) -> None:
         self.submit, self.segments, self.future, self.on_log = submit, segments, future, on_log
         self.results: dict[int, Result] = {}
         self.values: dict[int, Any] = {}
+        self.parts: dict[tuple[int, str], int] = {}  # output printed so far: (index, run) -> last part
         # Only run_script blocks on this; a call's caller waits on its future instead.
         self.done = threading.Event() if future is None else None
 
@@ -160,6 +161,11 @@ class Client:
         elif isinstance(msg, Log):
             pending = self._pending.get(msg.req_id)
             if pending is not None and pending.on_log is not None:
+                if msg.part:  # after a reconnect the planner replays output: print each part once
+                    key = (msg.index, msg.run)
+                    if msg.part <= pending.parts.get(key, 0):
+                        return
+                    pending.parts[key] = msg.part
                 pending.on_log(msg)
         elif isinstance(msg, Revoke):
             with self._lock:
@@ -180,6 +186,7 @@ class Client:
             self._conn = conn
             pending = list(self._pending.values())
         for p in pending:  # idempotent: the planner knows these ids if it journaled them
+            p.submit.resent = True
             conn.send(p.submit, p.segments)
         for event, _ in list(self._queries.values()):
             event.set()  # queries are not resent; their callers see a lost-connection error
@@ -279,15 +286,22 @@ class Client:
         return self._submit_call(fn, args, kwargs, self.memory_limit)
 
     def _submit_call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                     memory_limit: int) -> GrannyFuture:
+                     memory_limit: int, idempotency_key: str = "") -> GrannyFuture:
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
+        if idempotency_key:
+            req_id = _keyed_id(idempotency_key)
+            with self._lock:
+                known = self._pending.get(req_id)
+            if known is not None and known.future is not None:
+                return known.future  # this client already waits on that key
+        else:
+            req_id = self._next_id()
         key, fn_bytes = serde.dump_function(fn)
         segments = [fn_bytes, *serde.dumps((args, kwargs))]
-        req_id = self._next_id()
         sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
-                     memory_limit=memory_limit)
+                     memory_limit=memory_limit, keyed=bool(idempotency_key))
         future = _future(self, req_id)
         # Reading the lane on the waiting thread pays off for short calls; behind a large argument
         # it only makes the caller's next send compete with the granule finishing this one.
@@ -344,9 +358,14 @@ class Client:
         """Submit ``fn`` over zipped iterables at once; yield results in order (like ``Executor.map``)."""
         return _map(self.submit, fn, iterables, timeout)
 
-    def options(self, *, memory_limit: str | int | None = None) -> ClientOptions:
-        """A view of this client whose submissions carry the given per-granule options."""
-        return ClientOptions(self, parse_bytes(memory_limit))
+    def options(self, *, memory_limit: str | int | None = None, key: str | None = None) -> ClientOptions:
+        """A view of this client whose submissions carry the given per-granule options.
+
+        ``key`` is an idempotency key for one call (``submit`` only): a call submitted with a key
+        that was used before, by any client, is not run again; its future gets the first call's
+        outcome (see docs/functions.md, "Delivery guarantee")."""
+        limit = self.memory_limit if memory_limit is None else parse_bytes(memory_limit)
+        return ClientOptions(self, limit, key or "")
 
 
     def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), source: bytes | None = None,
@@ -468,14 +487,17 @@ class Client:
 class ClientOptions:
     """``client.options(...)``: the same client and connection, with per-granule options applied."""
 
-    def __init__(self, client: Client, memory_limit: int) -> None:
+    def __init__(self, client: Client, memory_limit: int, key: str = "") -> None:
         self._client = client
         self.memory_limit = memory_limit
+        self.key = key
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> GrannyFuture:
-        return self._client._submit_call(fn, args, kwargs, self.memory_limit)
+        return self._client._submit_call(fn, args, kwargs, self.memory_limit, self.key)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
+        if self.key:
+            raise ValueError("an idempotency key names one call: use submit(), one key per call")
         return _map(self.submit, fn, iterables, timeout)
 
     def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), **kwargs: Any) -> list[Result]:
@@ -499,6 +521,13 @@ def _map(submit: Callable[..., GrannyFuture], fn: Callable[..., Any], iterables:
                 fut.cancel()
 
     return results()
+
+
+def _keyed_id(key: str) -> str:
+    """The request id of an idempotency key: the planner already treats a known id as the same call."""
+    import hashlib
+
+    return "key-" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 def _future(client: Client, req_id: str) -> GrannyFuture:

@@ -240,8 +240,9 @@ class Config:
     data_dir: Path
     heartbeat_interval: float
     heartbeat_timeout: float
-    # After a planner restart, wait this long for granules to report what they are running before
-    # dispatching journaled work again, so running work is not started twice.
+    # After a planner restart, wait this long for granules to report what they are running (and what
+    # they finished while it was away) before dispatching journaled work again, so work is not run
+    # twice. It must cover the peers' reconnect back-off (granules 0.5 s, workers 1 s at most).
     restart_grace: float
     reconnect_timeout: float
     max_frame_bytes: int
@@ -261,7 +262,7 @@ class Config:
     granule_user: str  # worker: who granules run as ("auto", "same", a user name or uid)
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
-                 heartbeat_timeout: float | None = None, restart_grace: float = 1.0,
+                 heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
                  reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES,
                  http_max_body: int = DEFAULT_HTTP_MAX_BODY, http_max_source: int = DEFAULT_HTTP_MAX_SOURCE,
                  recent_bytes: int = DEFAULT_RECENT_BYTES,

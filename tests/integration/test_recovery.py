@@ -20,16 +20,18 @@ from granny.cluster import LocalCluster
 from .test_functions import block_until, wait_for
 
 
-def restart_planner(cluster: LocalCluster) -> subprocess.Popen[bytes]:
-    """kill -9 the cluster's planner, then start a new one on the same port and data directory."""
+def restart_planner(cluster: LocalCluster, kill: bool = True, *extra: str) -> subprocess.Popen[bytes]:
+    """kill -9 the cluster's planner (unless the caller did), then start a new one on the same port and
+    data directory."""
     planner = cluster.procs[0]
-    planner.send_signal(signal.SIGKILL)
+    if kill:
+        planner.send_signal(signal.SIGKILL)
     planner.wait()
     _, port = cluster.address.split(":")
     _, http_port = cluster.http_address.split(":")
     proc = subprocess.Popen(
         [sys.executable, "-m", "granny", "planner", "--bind", "127.0.0.1", "--port", port, "--http-port",
-         http_port, "--data-dir", str(cluster.data_dir), "--heartbeat-timeout", "2"],
+         http_port, "--data-dir", str(cluster.data_dir), "--heartbeat-timeout", "2", *extra],
         stdout=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline()

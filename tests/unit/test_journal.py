@@ -86,6 +86,8 @@ def test_prune_converts_a_journal_made_without_auto_vacuum(tmp_path: Path) -> No
     _committed(j)
     assert j.query("PRAGMA auto_vacuum") == [(2,)]
     j.close()
+
+
 def test_the_journal_and_its_directory_are_private(tmp_path: Path) -> None:
     import os
 
@@ -104,3 +106,37 @@ def test_the_journal_and_its_directory_are_private(tmp_path: Path) -> None:
         j.close()
     finally:
         os.umask(old)
+
+
+def test_a_journal_from_before_numbered_output_gains_the_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "journal.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE logs (id INTEGER PRIMARY KEY AUTOINCREMENT, app_id TEXT, req_id TEXT, idx INTEGER, "
+               "stream TEXT, data TEXT)")
+    db.execute("INSERT INTO logs (app_id, req_id, idx, stream, data) VALUES ('a', 'r', 0, 'stdout', 'old\n')")
+    db.commit()
+    db.close()
+    j = Journal(path)
+    j.log("a", "r", 0, "stdout", "new\n", "g1", 3)
+    _committed(j)
+    assert j.query("SELECT data, run, part FROM logs ORDER BY id") == [("old\n", None, None), ("new\n", "g1", 3)]
+    j.close()
+
+
+def test_on_commit_waits_for_the_batch_it_joined(tmp_path: Path) -> None:
+    loop = asyncio.new_event_loop()  # never run: the batch waits for flush()
+    j = Journal(tmp_path / "journal.db", loop)
+    seen: list[int] = []
+    done = threading.Event()
+    j.log("a", "r", 0, "stdout", "x", "g1", 1)
+    j.on_commit(lambda: (seen.append(j.query("SELECT count(*) FROM logs")[0][0]), done.set()))
+    j.log("a", "r", 0, "stdout", "y", "g1", 2)  # joins the same batch: committed before the callback
+    batches = j.batches
+    j.flush()
+    assert j.batches == batches + 1
+    assert done.wait(10)
+    assert seen == [2]
+    j.close()
+    loop.close()

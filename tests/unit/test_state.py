@@ -809,3 +809,17 @@ class PlannerMachine(RuleBasedStateMachine):
 PlannerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
                                             suppress_health_check=[HealthCheck.too_slow])
 test_planner_state_machine = PlannerMachine.TestCase
+
+
+def test_a_restored_task_reported_finished_during_the_grace_is_recorded_not_requeued() -> None:
+    s = planner(("h", 2))
+    s.restore("r1", "app", 1, (), "functions", "", prefetch=True)
+    s.restore("r2", "app", 1, (), "functions", "", prefetch=True)
+    # The granule finished r1 while the planner was away and sends its Done again on reconnect.
+    accepted, actions = s.task_done("h-g0", "r1", 0, True)
+    assert accepted and of(actions, Dispatch) == []  # the grace is not over: nothing else starts
+    assert state_of(s, "r1") is TaskState.SUCCEEDED
+    again, _ = s.task_done("h-g0", "r1", 0, True)  # and once more: a duplicate is not accepted
+    assert not again
+    dispatched = of(s.requeue_restored(), Dispatch)
+    assert [d.req_id for d in dispatched] == ["r2"]  # only the unreported one runs

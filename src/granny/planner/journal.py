@@ -13,6 +13,7 @@ until its result arrives and resubmit after a reconnect, and submission is idemp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import sqlite3
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS results (req_id TEXT, idx INTEGER, header BLOB, paylo
     PRIMARY KEY (req_id, idx));
 CREATE TABLE IF NOT EXISTS functions (name TEXT PRIMARY KEY, spec TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY AUTOINCREMENT, app_id TEXT, req_id TEXT,
-    idx INTEGER, stream TEXT, data TEXT);
+    idx INTEGER, stream TEXT, data TEXT, run TEXT, part INTEGER);
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app_id, id);
 CREATE INDEX IF NOT EXISTS logs_req ON logs (req_id);
 CREATE INDEX IF NOT EXISTS requests_app ON requests (app_id);
@@ -91,6 +92,13 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(logs)")}
+        for column, kind in (("run", "TEXT"), ("part", "INTEGER")):  # journals written before they existed
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE logs ADD COLUMN {column} {kind}")
+        # After a restart, the output a task's run already has here (see planner/outputs.py).
+        self._db.execute("CREATE INDEX IF NOT EXISTS logs_task ON logs (req_id, idx, run, part)")
+        self.batches = 0  # batches handed to the writer so far (see on_commit)
         self._q: queue.SimpleQueue[list[Record | Callable[[], None] | _Job] | None] = queue.SimpleQueue()
         self._batch: list[Record | Callable[[], None] | _Job] = []
         self._loop = loop
@@ -113,6 +121,7 @@ class Journal:
             self._timer = None
         if self._batch:
             batch, self._batch = self._batch, []
+            self.batches += 1
             self._q.put(batch)
 
     # --- writes (any thread, never block) ---------------------------------------------------------
@@ -130,9 +139,9 @@ class Journal:
     def function(self, name: str, spec: dict[str, Any]) -> None:
         self._put(("INSERT OR REPLACE INTO functions VALUES (?,?,?)", (name, json.dumps(spec), time.time())))
 
-    def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str) -> None:
-        self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data) VALUES (?,?,?,?,?)",
-                     (app_id, req_id, idx, stream, data)))
+    def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str, run: str = "", part: int = 0) -> None:
+        self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data, run, part) VALUES (?,?,?,?,?,?,?)",
+                     (app_id, req_id, idx, stream, data, run, part)))
 
     def prune(self, req_ids: list[str], app_ids: list[str], tombstones_before: float,
               app_tombstones_before: float) -> None:
@@ -164,6 +173,23 @@ class Journal:
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the writer thread once everything queued before it is committed."""
         self._put(callback, now=True)
+
+    def call_after_commit(self, fn: Callable[..., None], *args: Any, hurry: bool = True) -> None:
+        """Run ``fn(*args)`` on the event loop once everything queued so far is committed (``hurry``:
+        commit now; otherwise with the current batch, see on_commit)."""
+        loop = self._loop
+        assert loop is not None
+
+        def on_writer() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the planner is stopping
+                loop.call_soon_threadsafe(fn, *args)
+
+        self._put(on_writer, now=hurry)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the writer thread once the current batch is committed (not hurried:
+        it and whatever else joins this batch until ``batches`` changes commit together)."""
+        self._put(callback)
 
     # --- reads (synchronous; rare: start-up, status queries) ----------------------------------------
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

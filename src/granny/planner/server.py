@@ -62,10 +62,14 @@ from ..wire import (
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from . import admission, views
+from .acks import Acks
 from .admission import Scope
 from .gate import HandshakeGate
 from .journal import Journal
+from .keys import KeyedCalls
 from .lifecycle import TASK_FINAL, AppState
+from .orphans import Orphans
+from .outputs import Outputs
 from .policies import POLICIES
 from .pruning import answer_finished, retention_loop, seed_retention
 from .recent import RecentResults
@@ -189,6 +193,10 @@ class PlannerServer:
         self.loop = asyncio.get_running_loop()
         self.gate = HandshakeGate(self.loop, config.handshake_timeout, config.max_unauthenticated)
         self.journal = Journal(config.journal_path, self.loop)
+        self.acks = Acks(self.journal)
+        self.outputs = Outputs(self.journal)
+        self.orphans: Orphans[Conn] = Orphans()
+        self.keys = KeyedCalls(self.journal)
         self.payloads: dict[str, Payload] = {}
         self.workers: dict[str, Conn] = {}
         self.granule_conns: dict[str, Conn] = {}
@@ -230,6 +238,7 @@ class PlannerServer:
             if len(done) >= sub.n:
                 continue  # finished: the retention knows it (a resubmission is answered from the journal)
             kind, name = kinds.get(app_id, ("functions", ""))
+            self.outputs.restored(req_id)
             if payload is None:  # a large payload its client keeps: wait for the client to resubmit
                 self.held[req_id] = (sub, done, kind, name)
                 continue
@@ -242,6 +251,7 @@ class PlannerServer:
         self.loop.call_later(self.config.restart_grace, self._end_grace)
 
     def _end_grace(self) -> None:
+        self.orphans.close()
         actions = self.state.requeue_restored()
         for req_id, (sub, done, kind, name) in self.held.items():
             if req_id in self.state.requests:
@@ -282,7 +292,7 @@ class PlannerServer:
         elif isinstance(msg, Done) and conn.role is Role.GRANULE:
             self._done(conn, msg, body)
         elif isinstance(msg, Log) and conn.role is Role.GRANULE:
-            self._log(msg)
+            self._log(conn, msg)
         elif isinstance(msg, Heartbeat) and conn.role is Role.WORKER:
             self.apply(self.state.heartbeat(conn.name, self.loop.time()))
         elif isinstance(msg, GranuleExit) and conn.role is Role.WORKER:
@@ -377,8 +387,13 @@ class PlannerServer:
             return
         if msg.req_id in self.state.requests:
             if known is not None:
+                self.keys.join(msg, known.owner, conn)
                 known.owner = conn
-            self._resend_finished(conn, msg.req_id)
+                self.outputs.resubscribe(conn, known.submit)
+            self.journal.call_after_commit(self._resend_finished, conn, msg.req_id)  # incl. results being written
+            return
+        if msg.keyed and self.keys.finished_before(msg):
+            self._resend_finished(conn, msg.req_id)  # an idempotency key used before: its outcome, not a rerun
             return
         segments = split_segments(body, msg.segs)
         if msg.n < 1 or msg.n > 100_000:
@@ -395,6 +410,8 @@ class PlannerServer:
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
         gang = msg.mpi or msg.gang
         prefetch = msg.kind is not Kind.SCRIPT and not gang
+        if not (gang or msg.lease) and self.orphans.adopt(self, msg, app_kind, prefetch):
+            return  # it ran while this planner restarted: recorded, not run again
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease))
 
@@ -442,8 +459,11 @@ class PlannerServer:
             conn.send(res, [payload] if payload else [])
 
     def _done(self, conn: Conn, msg: Done, body: memoryview) -> None:
+        if msg.req_id not in self.state.requests and self.orphans.keep(conn, msg, body):
+            return
         if msg.retiring:  # it exits next: never hand it more work (its exit report removes it)
             self.state.granule_disconnected(conn.name)
+        self.outputs.task_done(msg.req_id, msg.index, conn.name)
         accepted, actions = self.state.task_done(conn.name, msg.req_id, msg.index, msg.status is Status.OK)
         if accepted:
             res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, segs=msg.segs,
@@ -451,10 +471,9 @@ class PlannerServer:
                          exit_code=msg.exit_code, host_id=conn.host_id)
             self._deliver(res, body, handed=msg.delivered)
         self.apply(actions)
-        if msg.retiring:
-            # Closing tells the granule its Done was handled; only then does it exit. Otherwise its
-            # worker's exit report (another connection) could overtake the Done and read as a crash.
-            conn.close()
+        # Acknowledged once committed (see acks); a retiring granule is closed then, and only then exits:
+        # otherwise its worker's exit report could overtake the Done and read as a crash.
+        self.acks.note(conn, msg.seq, close=msg.retiring)
 
     def _deliver(self, res: Result, body: memoryview | bytes, handed: bool = False) -> None:
         """Send a result to its client (unless the granule ``handed`` it over the client's lane) and journal it."""
@@ -463,6 +482,7 @@ class PlannerServer:
         if sent and not handed:
             assert payload is not None and payload.owner is not None
             payload.owner.send(res, [body] if len(body) else [])
+        self.keys.deliver(res, body)
         # The result record is always journaled; a large value already handed to its client is not
         # (a granule that used the lane does not even send it here: ``segs`` set, empty body).
         kept = None if sent and (len(body) > INLINE_MAX or (res.segs and not len(body))) else body
@@ -476,14 +496,15 @@ class PlannerServer:
                 fut.set_result(None)
         self._delivered.add(res.req_id)
 
-    def _log(self, msg: Log) -> None:
+    def _log(self, conn: Conn, msg: Log) -> None:
+        if msg.req_id not in self.state.requests and self.orphans.keep(conn, msg, memoryview(b"")):
+            return
         payload = self.payloads.get(msg.req_id)
         req = self.state.requests.get(msg.req_id)
-        if req is None:
-            return
-        self.journal.log(req.app_id, msg.req_id, msg.index, msg.stream, msg.data)
-        if payload is not None and payload.owner is not None and payload.submit.stream_logs:
-            payload.owner.send(msg)
+        fresh = req is not None and self.outputs.take(req.app_id, msg)
+        if fresh and payload is not None and payload.owner is not None and payload.submit.stream_logs:
+            self.outputs.forward(payload.owner, msg)
+        self.acks.note(conn, msg.seq)
 
     def cancel(self, req_id: str = "", app_id: str = "", close: bool = False) -> None:
         if close and app_id:
@@ -559,7 +580,7 @@ class PlannerServer:
         # A plain call's result may go straight to its client's lane (see granny.transport.lane);
         # scripts, worlds and gangs keep the planner in the path (ordered logs, abort handling).
         if owner is not None and owner.lane is not None and sub.kind is Kind.PICKLED and sub.n == 1 and not (
-                sub.mpi or sub.gang):
+                sub.mpi or sub.gang or sub.keyed):
             run.reply_to, run.reply_key, run.reply_local = owner.lane
         conn.send(run, payload.segments)
         if action.index == 0:

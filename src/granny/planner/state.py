@@ -17,7 +17,9 @@ Theory of operation
   slot stops counting as used, work prefetched behind it is taken back, and its host is asked for
   a spare granule when none is idle, so parents waiting on children can never use up every slot.
 - A task is finished exactly once. A second report for a finished task (a duplicate after a planner
-  restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe.
+  restart, a result racing a cancel) is ignored, which is what makes re-dispatch safe. A report for
+  a task that is queued (journaled work a granule finished while the planner restarted) is recorded
+  instead of running the task again.
 - A request that becomes final is listed in ``finished``; the driver collects that list (retention.py
   stamps it with the time and later calls :meth:`PlannerState.forget`), so memory stays bounded.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
@@ -397,7 +399,13 @@ class PlannerState:
             if not granule.tasks:
                 granule.to(GranuleEvent.RELEASE)
         req = self.requests.get(req_id)
-        if req is None or not 0 <= index < req.n or req.tasks[index].state is not TaskState.RUNNING:
+        task = req.tasks[index] if req is not None and 0 <= index < req.n else None
+        if task is not None and task.state is TaskState.QUEUED and granule is not None:
+            # It ran, but nobody here dispatched it: journaled work a granule finished while the
+            # planner restarted (or a prefetched task whose Skip came too late). Record it, do not rerun it.
+            task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req_id)
+            task.granule_id, task.host_id = granule_id, granule.host_id
+        if task is None or task.state is not TaskState.RUNNING:
             return False, self.schedule()
         event = TaskEvent.SUCCEED if ok else TaskEvent.FAIL
         return True, self._finish(req_id, index, event, None) + self.schedule()

@@ -94,6 +94,8 @@ class Submit(_Msg, tag="submit"):
     mpi: bool = False  # the n granules form one MPI world: gang-placed, and one failure ends them all
     gang: bool = False  # not MPI, but one failure ends them all too (a parallel team's lease)
     lease: bool = False  # an elastic team: the planner may ask for granules back (Revoke)
+    keyed: bool = False  # req_id comes from an idempotency key: a finished call of that id is not run again
+    resent: bool = False  # sent again after a reconnect: it may have run already (see planner/orphans.py)
 
 
 class Cancel(_Msg, tag="cancel"):
@@ -156,6 +158,13 @@ class Log(_Msg, tag="log"):
     index: int
     stream: str  # "stdout" | "stderr"
     data: str
+    # Exactly-once output across reconnects (see granny.worker.outbox): ``seq`` numbers every frame
+    # a granule must not lose (Log and Done) for the planner's cumulative Ack; ``run`` (the granule
+    # id) and ``part`` (1, 2, ... within that run of the task) let the planner and the client drop
+    # a frame that is sent again.
+    seq: int = 0
+    run: str = ""
+    part: int = 0
 
 
 # --- planner <-> granules ----------------------------------------------------------------------
@@ -198,6 +207,13 @@ class Done(_Msg, tag="done"):
     # The result already went to the client over its lane; the planner records it but does not
     # forward it. A large value (``segs`` set, no body) was not sent here at all.
     delivered: bool = False
+    seq: int = 0  # see Log.seq
+
+
+class Ack(_Msg, tag="ack"):
+    """To a granule: every frame it numbered up to ``seq`` is in the journal; it may forget them."""
+
+    seq: int
 
 
 # --- MPI rendezvous (granules <-> planner) ----------------------------------------------------
@@ -266,7 +282,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 
 
 Message = (
-    Challenge | Hello | Welcome | Reject | Submit | Cancel | Stdin | Waiting | Query | Reply | Result | Revoke | Log | Run | Skip | Done | Heartbeat
+    Challenge | Hello | Welcome | Reject | Ack | Submit | Cancel | Stdin | Waiting | Query | Reply | Result | Revoke | Log | Run | Skip | Done | Heartbeat
     | Spawn | KillGranule | Registered | Rejoin | GranuleExit | MpiJoin | MpiWorld
 )
 
@@ -289,7 +305,7 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 
 __all__ = [
-    "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
+    "Ack", "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
     "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Registered", "Reject", "Rejoin", "Reply", "Result", "Revoke", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
     "decode_header", "encode_header",
 ]

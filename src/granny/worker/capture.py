@@ -2,7 +2,8 @@
 
 Python-level ``print`` is shipped by the granule's LogWriter; this catches everything below it.
 Each descriptor is a pipe drained by one thread: while a task runs the bytes become Log frames of
-that task, otherwise they go to the worker's own stderr. At the end of a task the pipes are drained
+that task (through the granule's outbox, which keeps them until the planner has them, see
+:mod:`granny.worker.outbox`), otherwise they go to the worker's own stderr. At the end of a task the pipes are drained
 under the same lock before the result is sent, so a task's output never arrives after its result.
 """
 

@@ -5,8 +5,15 @@ task costs one network hop each way. It reads a Run, executes it with stdout and
 into Log frames on the same connection (so output is ordered before the result), and replies Done.
 A plain call's result goes first to the submitting client's result lane when it is on this machine
 (:mod:`granny.transport.lane`); the Done then only tells the planner it was delivered.
-If the planner goes away mid-task, the granule finishes, reconnects announcing the task it holds,
-and only then sends Done; a planner restart therefore neither loses nor duplicates running work.
+
+Across a planner restart (see :mod:`granny.worker.outbox` and docs/functions.md, "Delivery"): output
+and results are kept until the planner's journal holds them, and sent again after a reconnect, which
+happens as soon as any thread finds the connection dead, announcing the running task. So a task that
+started is not started again, and its output arrives once, as long as the granule reconnects within
+the new planner's restart grace. What stays at-least-once: a task whose granule died with the planner
+(or reconnected after the grace) is run again, and so may be a call the old planner dispatched less
+than one journal batch (a few milliseconds) after accepting it, if its client resubmits it before the
+granule's report reaches the new planner (see planner/orphans.py for the other order).
 """
 
 from __future__ import annotations
@@ -36,11 +43,12 @@ from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
 from ..transport.identity import GranuleIdentity, set_current
 from ..transport.lane import COPY_MAX, LaneDialer
-from ..wire import Done, Kind, Log, MpiJoin, MpiWorld, Result, Role, Run, Status, Stdin, split_segments
+from ..wire import Done, Kind, MpiJoin, MpiWorld, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from .capture import FdCapture
 from .granule_user import set_dumpable
+from .outbox import Link
 
 ENV_PLANNER = "GRANNY_PLANNER"
 ENV_HOST_ID = "GRANNY_HOST_ID"
@@ -50,8 +58,8 @@ RECONNECT_TIMEOUT = 30.0
 class LogWriter(io.TextIOBase):
     """A text stream that ships what is written as Log frames, a line (or a flush) at a time."""
 
-    def __init__(self, conn: BlockingConn, req_id: str, index: int, stream: str) -> None:
-        self.conn, self.req_id, self.index, self.stream = conn, req_id, index, stream
+    def __init__(self, link: Link, stream: str) -> None:
+        self.link, self.stream = link, stream
         self._buf: list[str] = []
 
     def writable(self) -> bool:
@@ -66,10 +74,7 @@ class LogWriter(io.TextIOBase):
     def flush(self) -> None:
         if self._buf:
             data, self._buf = "".join(self._buf), []
-            try:
-                self.conn.send(Log(req_id=self.req_id, index=self.index, stream=self.stream, data=data))
-            except GrannyError:
-                pass  # output is best effort when the planner is unreachable; the result is not
+            self.link.send_log(self.stream, data)  # kept, and sent again after a reconnect (see outbox)
 
 
 class Granule:
@@ -87,7 +92,11 @@ class Granule:
         self.stdin_frames: deque[Stdin] = deque()
         self.exited_cleanly = False  # the last script ended by sys.exit() (not MPI.Abort, not a crash)
         self.lanes = LaneDialer(granule_id)
-        self.conn = self._connect("")
+        self.link = Link(self._connect, granule_id)
+
+    @property
+    def conn(self) -> BlockingConn:
+        return self.link.conn
 
     def _connect(self, busy_task: str) -> BlockingConn:
         deadline = time.monotonic() + RECONNECT_TIMEOUT
@@ -97,36 +106,40 @@ class Granule:
                 conn, _, self.unix = dial(self.address, Role.GRANULE, self._credential, self.unix, name=self.granule_id,
                                           host_id=self.host_id, pid=os.getpid(), busy_task=busy_task)
                 return conn
-            except (OSError, GrannyError):
+            except (OSError, GrannyError) as exc:
                 if time.monotonic() > deadline:
-                    raise
+                    # Any thread may be the one that reconnects (a print in user code, say): end here.
+                    print(f"granule {self.granule_id}: giving up on the planner: {exc}", file=sys.__stderr__,
+                          flush=True)
+                    os._exit(0)
                 time.sleep(delay)  # back-off between reconnect attempts, not synchronisation
                 delay = min(delay * 2, 0.5)
 
     def serve(self) -> None:
-        runs: deque[tuple[Run, memoryview]] = deque()
+        link = self.link
+        runs: deque[tuple[Run, memoryview, int]] = deque()
         skipped: set[tuple[str, int]] = set()
         while True:
-            try:
-                # Block only when there is nothing to run; otherwise just take what already arrived,
-                # so a Skip for a prefetched task is seen before that task starts. (A task sent to
-                # an idle granule cannot be skipped: no need for the syscall that looks.)
-                while not runs or (runs[0][0].prefetched and self.conn.ready()):
-                    msg, body = self.conn.recv()
-                    if isinstance(msg, Run):
-                        runs.append((msg, body))
-                    elif isinstance(msg, SkipMsg):
-                        skipped.add((msg.req_id, msg.index))
-                    elif isinstance(msg, Stdin):
-                        self.stdin_frames.append(msg)
-            except ConnectionLostError:
-                runs.clear()  # the planner re-dispatches what it had prefetched here
-                self.conn = self._connect("")
-                continue
-            run, body = runs.popleft()
+            # Block only when there is nothing to run; otherwise just take what already arrived,
+            # so a Skip for a prefetched task is seen before that task starts. (A task sent to
+            # an idle granule cannot be skipped: no need for the syscall that looks.)
+            while not runs or runs[0][0].prefetched:
+                frame = link.poll(wait=not runs)
+                if frame is None:
+                    break
+                msg, body, gen = frame
+                if isinstance(msg, Run):
+                    runs.append((msg, body, gen))
+                elif isinstance(msg, SkipMsg):
+                    skipped.add((msg.req_id, msg.index))
+                elif isinstance(msg, Stdin):
+                    self.stdin_frames.append(msg)
+            run, body, gen = runs.popleft()
             if (run.req_id, run.index) in skipped:
                 skipped.discard((run.req_id, run.index))
                 continue
+            if not link.start_task(run.req_id, run.index, gen):
+                continue  # sent by a planner that went away: the new one dispatches it again
             done, segments = self.execute(run, body)
             # The lane saves a hop when calls come one at a time. In a stream (this task waited
             # behind another, or more wait behind it) the planner's batching serves throughput better.
@@ -134,10 +147,10 @@ class Granule:
                 done.delivered = True
                 if sum(done.segs) > COPY_MAX:
                     segments = []  # the client has it; the planner journals only the record
-            if not self._reply(run, done, segments):
-                runs.clear()  # a new planner took over: it re-dispatches what was prefetched here
+            link.send_done(done, segments)
+            link.end_task()
             if done.retiring:
-                self._await_close()
+                link.await_close()  # the planner closes once the Done is in its journal
                 return  # a script or MPI rank may leave any state behind: the next task gets a fresh fork
 
     def _hand_over(self, run: Run, done: Done, segments: list[Buffer]) -> bool:
@@ -147,38 +160,17 @@ class Granule:
                      exit_code=done.exit_code, host_id=self.host_id)
         return self.lanes.send(run.reply_to, run.reply_key, run.reply_local, res, segments)
 
-    def _await_close(self) -> None:
-        """Wait until the planner closes the connection: it has handled the retiring Done."""
-        self.conn.sock.settimeout(10.0)
-        try:
-            while True:
-                self.conn.recv()
-        except (ConnectionLostError, GrannyError, OSError):
-            pass
-
-    def _reply(self, run: Run, done: Done, segments: list[Buffer]) -> bool:
-        """Send Done; False if that took a reconnect (announcing the finished task first)."""
-        try:
-            self.conn.send(done, segments)
-            return True
-        except ConnectionLostError:
-            self.conn = self._connect(f"{run.req_id}:{run.index}")
-            self.conn.send(done, segments)
-            return False
-
     def execute(self, run: Run, body: memoryview) -> tuple[Done, list[Buffer]]:
         segs = split_segments(body, run.segs)
         env = (run.app_id, run.index, run.n)
         if env != self._env:  # putenv is a syscall-priced call: skip it when nothing changed
             self._env = env
             os.environ.update(GRANNY_APP_ID=run.app_id, GRANNY_INDEX=str(run.index), GRANNY_SIZE=str(run.n))
-        out = LogWriter(self.conn, run.req_id, run.index, "stdout")
-        err = LogWriter(self.conn, run.req_id, run.index, "stderr")
+        out = LogWriter(self.link, "stdout")
+        err = LogWriter(self.link, "stderr")
         saved = sys.stdout, sys.stderr, sys.argv
         sys.stdout, sys.stderr = out, err
-        conn = self.conn
-        self.capture.begin(lambda stream, data: conn.send(Log(req_id=run.req_id, index=run.index, stream=stream,
-                                                             data=data)))
+        self.capture.begin(self.link.send_log)
         # A task without a limit runs with none: the task that set one lifted it when it ended.
         limited = run.memory_limit > 0 and _limit_memory(run.memory_limit)
         try:
@@ -191,6 +183,7 @@ class Granule:
             err.flush()
             with contextlib.suppress(GrannyError):
                 self.capture.end()
+            self.link.report_lost()
             sys.stdout, sys.stderr, sys.argv = saved
 
     def _run_kind(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
@@ -218,10 +211,19 @@ class Granule:
         def exchange(me: Any) -> tuple[list[Any], bytes, str]:
             from ..mpi.fabric import RankAddr
 
-            self.conn.send(MpiJoin(req_id=run.req_id, index=run.index, host_id=me.host_id, pid=me.pid, ip=me.ip,
-                                   port=me.port))
+            join = MpiJoin(req_id=run.req_id, index=run.index, host_id=me.host_id, pid=me.pid, ip=me.ip, port=me.port)
+            sent_on = -1
             while True:
-                msg, _ = self.conn.recv()
+                if sent_on != self.link.generation:  # a planner that restarted meanwhile has not seen it
+                    sent_on = self.link.generation
+                    try:
+                        self.link.send(join)
+                    except ConnectionLostError:
+                        self.link.reconnect(self.link.conn)
+                        continue
+                msg, _, gen = self.link.recv()
+                if gen != sent_on:
+                    continue
                 if isinstance(msg, Stdin):
                     self.stdin_frames.append(msg)  # for sys.stdin of this task (see PlannerStdin)
                 elif isinstance(msg, MpiWorld) and msg.req_id == run.req_id:
@@ -323,7 +325,7 @@ class PlannerStdin(io.TextIOBase):
     def _more(self) -> bool:
         frames = self._granule.stdin_frames
         while not frames:
-            msg, _ = self._granule.conn.recv()
+            msg, _, _ = self._granule.link.recv()
             if isinstance(msg, Stdin):
                 frames.append(msg)
         frame = frames.popleft()
@@ -408,3 +410,4 @@ def granule_main(granule_id: str, credential: bytes, unix: str = "") -> None:
         print(f"granule {granule_id}: giving up on the planner: {exc}", file=sys.__stderr__)
     sys.__stderr__.flush() if sys.__stderr__ else None
     os._exit(0)
+
