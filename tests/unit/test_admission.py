@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from granny.planner.admission import Ended, Scope, admit, check
+from granny.planner.admission import Ended, Scope, admit, busy_claim, check
 from granny.planner.state import Dispatch, PlannerState
-from granny.transport import granule_credential, make_mac
+from granny.transport import granule_credential, make_mac, task_grant
 from granny.wire import Cancel, Done, Hello, Kind, Log, Query, Role, Status, Submit, Waiting
 
 SECRET, TOKEN = "the-secret", "the-token"
@@ -74,22 +74,50 @@ def test_what_a_scoped_connection_may_send() -> None:
     s.submit("r2", "app-b", 1)
     mine, other = Scope("h1-g1", "h1"), Scope("h1-g9", "h1")
     done = Done(req_id="r1", index=0, status=Status.OK)
-    assert check(s, Role.GRANULE, mine, done) == ""
-    assert check(s, Role.GRANULE, mine, Log(req_id="r1", index=0, stream="stdout", data="x")) == ""
-    assert check(s, Role.GRANULE, other, done)  # not its task: no forged results
-    assert check(s, Role.GRANULE, mine, Done(req_id="r2", index=0, status=Status.OK))
-    assert check(s, Role.GRANULE, mine, Query(what="hosts"))
+    assert check(s, Role.GRANULE, mine, done, SECRET) == ""
+    assert check(s, Role.GRANULE, mine, Log(req_id="r1", index=0, stream="stdout", data="x"), SECRET) == ""
+    assert check(s, Role.GRANULE, other, done, SECRET)  # not its task: no forged results
+    assert check(s, Role.GRANULE, mine, Done(req_id="r2", index=0, status=Status.OK), SECRET)
+    assert check(s, Role.GRANULE, mine, Query(what="hosts"), SECRET)
     client = Scope("h1-g1", "h1", "app-a")
     sub = Submit(req_id="x", app_id="app-a", kind=Kind.PICKLED, segs=[])
-    assert check(s, Role.CLIENT, client, sub) == ""
-    assert check(s, Role.CLIENT, client, Submit(req_id="x", app_id="app-b", kind=Kind.PICKLED, segs=[]))
-    assert check(s, Role.CLIENT, client, Waiting(granule_id="h1-g1", waiting=True)) == ""
-    assert check(s, Role.CLIENT, client, Waiting(granule_id="h1-g2", waiting=True))
-    assert check(s, Role.CLIENT, client, Cancel(app_id="app-a")) == ""
-    assert check(s, Role.CLIENT, client, Cancel(app_id="app-b"))
-    assert check(s, Role.CLIENT, client, Cancel(req_id="r2"))  # a request of app-b
-    assert check(s, Role.CLIENT, client, Query(what="hosts")) == ""
-    assert check(s, Role.CLIENT, client, Query(what="app", arg="app-a")) == ""
-    assert check(s, Role.CLIENT, client, Query(what="logs", arg="app-b"))
-    assert check(s, Role.CLIENT, client, Query(what="apps"))
-    assert check(s, Role.CLIENT, client, done)
+    assert check(s, Role.CLIENT, client, sub, SECRET) == ""
+    assert check(s, Role.CLIENT, client, Submit(req_id="x", app_id="app-b", kind=Kind.PICKLED, segs=[]), SECRET)
+    assert check(s, Role.CLIENT, client, Waiting(granule_id="h1-g1", waiting=True), SECRET) == ""
+    assert check(s, Role.CLIENT, client, Waiting(granule_id="h1-g2", waiting=True), SECRET)
+    assert check(s, Role.CLIENT, client, Cancel(app_id="app-a"), SECRET) == ""
+    assert check(s, Role.CLIENT, client, Cancel(app_id="app-b"), SECRET)
+    assert check(s, Role.CLIENT, client, Cancel(req_id="r2"), SECRET)  # a request of app-b
+    assert check(s, Role.CLIENT, client, Query(what="hosts"), SECRET) == ""
+    assert check(s, Role.CLIENT, client, Query(what="app", arg="app-a"), SECRET) == ""
+    assert check(s, Role.CLIENT, client, Query(what="logs", arg="app-b"), SECRET)
+    assert check(s, Role.CLIENT, client, Query(what="apps"), SECRET)
+    assert check(s, Role.CLIENT, client, done, SECRET)
+
+
+def test_a_planner_grant_lets_a_granule_report_its_task_to_a_planner_that_forgot_the_assignment() -> None:
+    """After a restart the task is queued again and assigned to nobody: only the grant the old planner
+    signed at dispatch lets its granule report it (exactly-once), and it names that granule only."""
+    s = PlannerState(5.0)
+    s.register_host("h1", 1, 0.0)
+    s.restore("r1", "app-a", 1, [], "functions", "")
+    s.submit("r2", "app-b", 1)
+    mine = Scope("h1-g1", "h1")
+    grant = task_grant(SECRET, "h1-g1", "r1", 0)
+    done = Done(req_id="r1", index=0, status=Status.OK, grant=grant)
+    assert check(s, Role.GRANULE, mine, done, SECRET) == ""
+    assert check(s, Role.GRANULE, mine, Log(req_id="r1", index=0, stream="stdout", data="x", grant=grant), SECRET) == ""
+    assert check(s, Role.GRANULE, mine, Done(req_id="r1", index=0, status=Status.OK), SECRET)  # no grant
+    assert check(s, Role.GRANULE, Scope("h1-g2", "h1"), done, SECRET)  # another granule's grant
+    assert check(s, Role.GRANULE, mine, Done(req_id="r2", index=0, status=Status.OK, grant=grant), SECRET)
+    assert check(s, Role.GRANULE, mine, done, "another-secret")
+
+
+def test_a_busy_claim_needs_the_grant() -> None:
+    grant = task_grant(SECRET, "h1-g1", "r1", 3)
+    claim = Hello(role=Role.GRANULE, mac=b"", nonce=b"", name="h1-g1", host_id="h1", busy_task="r1:3", busy_grant=grant)
+    assert busy_claim(SECRET, claim) == ("r1", 3)
+    for bad in ({"busy_grant": b""}, {"busy_task": "r1:2"}, {"name": "h1-g2"}, {"busy_task": "r1:x"},
+                {"busy_task": ":"}):
+        fields = {"name": "h1-g1", "busy_task": "r1:3", "busy_grant": grant} | bad
+        assert busy_claim(SECRET, Hello(role=Role.GRANULE, mac=b"", nonce=b"", host_id="h1", **fields)) is None  # type: ignore[arg-type]

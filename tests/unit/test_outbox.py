@@ -16,7 +16,7 @@ class FakePlanner:
         self.ends: list[BlockingConn] = []
         self.busy: list[str] = []
 
-    def dial(self, busy_task: str) -> BlockingConn:
+    def dial(self, busy_task: str, grant: bytes) -> BlockingConn:
         ours, theirs = socket.socketpair()
         self.ends.append(BlockingConn(ours))
         self.busy.append(busy_task)

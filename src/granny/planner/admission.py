@@ -14,10 +14,11 @@ of its frames may go on. Pure: no sockets, no clocks.
 
 from __future__ import annotations
 
+import hmac
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..transport import granule_credential, verify_mac
+from ..transport import granule_credential, task_grant, verify_mac
 from ..transport.auth import Key
 from ..wire import (
     Cancel,
@@ -98,10 +99,14 @@ def _running_app(state: PlannerState, granule_id: str, host_id: str) -> str:
     return req.app_id if req is not None else ""
 
 
-def check(state: PlannerState, role: Role, scope: Scope, msg: Message) -> str:
+def check(state: PlannerState, role: Role, scope: Scope, msg: Message, secret: str) -> str:
     """Why ``msg`` may not go on from a connection of ``scope``; "" when it may."""
     if role is Role.GRANULE:
-        if isinstance(msg, Done | Log | MpiJoin):
+        if isinstance(msg, MpiJoin):
+            return _own_task(state, scope, msg.req_id, msg.index)
+        if isinstance(msg, Done | Log):
+            if granted(secret, scope.granule_id, msg.req_id, msg.index, msg.grant):
+                return ""  # a task it was given, perhaps by a planner before a restart
             return _own_task(state, scope, msg.req_id, msg.index)
         return f"a granule's connection may not send {type(msg).__name__}"
     if isinstance(msg, Submit):
@@ -129,6 +134,21 @@ def answers(msg: Message, why: str) -> list[Message]:
     if isinstance(msg, Query):
         return [Reply(qid=msg.qid, data=b"null", error=f"refused: {why}")]
     return []
+
+
+def busy_claim(secret: str, hello: Hello) -> tuple[str, int] | None:
+    """The task a reconnecting granule says it still runs, if the planner's grant backs the claim.
+
+    Without the check, a granule could claim any queued task (of any app) and report its result."""
+    rid, _, idx = hello.busy_task.rpartition(":")
+    if not rid or not idx.isdigit():
+        return None
+    return (rid, int(idx)) if granted(secret, hello.name, rid, int(idx), hello.busy_grant) else None
+
+
+def granted(secret: str, granule_id: str, req_id: str, index: int, grant: bytes) -> bool:
+    """``grant`` is the planner's signature on dispatching ``req_id[index]`` to ``granule_id``."""
+    return bool(grant) and hmac.compare_digest(task_grant(secret, granule_id, req_id, index), grant)
 
 
 def _own_task(state: PlannerState, scope: Scope, req_id: str, index: int) -> str:

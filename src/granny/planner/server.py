@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import MAX_PREAUTH_FRAME_BYTES, PREAUTH_BUFFER_BYTES, Config
 from ..errors import ConflictError, GrannyError, ProtocolError
-from ..transport import local_id, make_mac
+from ..transport import local_id, make_mac, task_grant
 from ..wire import (
     Cancel,
     Challenge,
@@ -281,7 +281,7 @@ class PlannerServer:
             self._handshake(conn, msg)
         elif conn.deferred is not None:
             conn.deferred.append((msg, body))  # a granule whose worker has not re-registered yet
-        elif conn.scope is not None and (why := admission.check(self.state, conn.role, conn.scope, msg)):
+        elif conn.scope is not None and (why := admission.check(self.state, conn.role, conn.scope, msg, self.secret)):
             log.warning("refused %s from %s %s: %s", type(msg).__name__, conn.role, conn.name, why)
             for reply in admission.answers(msg, why):
                 conn.send(reply)
@@ -351,10 +351,7 @@ class PlannerServer:
                     self.on_frame(gconn, frame, body)
         elif msg.role is Role.GRANULE:
             self.granule_conns[msg.name] = conn
-            busy = None
-            if msg.busy_task:
-                rid, _, idx = msg.busy_task.rpartition(":")
-                busy = (rid, int(idx))
+            busy = admission.busy_claim(self.secret, msg)
             host = self.state.hosts.get(msg.host_id)
             if host is None or not host.alive:  # its worker has not (re-)registered yet
                 self.waiting_granules.setdefault(msg.host_id, []).append((conn, busy))
@@ -575,7 +572,8 @@ class PlannerServer:
             return
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                   segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched)
+                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched,
+                  grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
         owner = payload.owner
         # A plain call's result may go straight to its client's lane (see granny.transport.lane);
         # scripts, worlds and gangs keep the planner in the path (ordered logs, abort handling).

@@ -49,6 +49,16 @@ def granule_credential(secret: str, host_id: str, granule_id: str) -> bytes:
     return make_mac(secret, b"granny-granule-v1", *(len(p).to_bytes(4, "big") + p for p in parts))
 
 
+def task_grant(secret: str, granule_id: str, req_id: str, index: int) -> bytes:
+    """The planner's signature on "task ``req_id[index]`` was dispatched to ``granule_id``".
+
+    Sent with the Run; the granule shows it again when it reports that task to a planner that does
+    not know the assignment (one restarted meanwhile), so a granule can report only work it was
+    really given, and a restarted planner can check that without any state of its own."""
+    parts = [p.encode() for p in (granule_id, req_id, str(index))]
+    return make_mac(secret, b"granny-grant-v1", *(len(p).to_bytes(4, "big") + p for p in parts))[:16]
+
+
 def client_handshake(conn: BlockingConn, role: Role, key: Key, **fields: Any) -> Welcome:
     """Run the peer side of the handshake on a fresh connection; raises AuthError on refusal."""
     try:

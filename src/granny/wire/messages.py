@@ -55,6 +55,7 @@ class Hello(_Msg, tag="hello"):
     slots: int = 0  # workers only
     boot: str = ""  # workers: random per worker process, so that a restart is told from a reconnect
     busy_task: str = ""  # granules: the task still running across a planner restart
+    busy_grant: bytes = b""  # ... and the planner's grant for it (Run.grant)
     app_id: str = ""  # clients: the app this connection submits into
     # Clients: their result lane, a Unix socket that granules on the same machine (and network
     # namespace: ``local_id``) may dial to hand a function's result over directly, with the key
@@ -165,6 +166,7 @@ class Log(_Msg, tag="log"):
     seq: int = 0
     run: str = ""
     part: int = 0
+    grant: bytes = b""  # Run.grant of the task: lets a restarted planner check the claim
 
 
 # --- planner <-> granules ----------------------------------------------------------------------
@@ -181,6 +183,7 @@ class Run(_Msg, tag="run"):
     argv: list[str] = []
     mpi: bool = False
     prefetched: bool = False  # sent while the granule is busy: a Skip may still cancel it
+    grant: bytes = b""  # the planner's signature on this assignment (transport.auth.task_grant)
     # The submitting client's result lane (see Hello), for a granule on the same machine.
     reply_to: str = ""
     reply_key: bytes = b""
@@ -208,6 +211,7 @@ class Done(_Msg, tag="done"):
     # forward it. A large value (``segs`` set, no body) was not sent here at all.
     delivered: bool = False
     seq: int = 0  # see Log.seq
+    grant: bytes = b""  # see Log.grant
 
 
 class Ack(_Msg, tag="ack"):

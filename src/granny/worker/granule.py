@@ -98,13 +98,14 @@ class Granule:
     def conn(self) -> BlockingConn:
         return self.link.conn
 
-    def _connect(self, busy_task: str) -> BlockingConn:
+    def _connect(self, busy_task: str, busy_grant: bytes) -> BlockingConn:
         deadline = time.monotonic() + RECONNECT_TIMEOUT
         delay = 0.02
         while True:
             try:
                 conn, _, self.unix = dial(self.address, Role.GRANULE, self._credential, self.unix, name=self.granule_id,
-                                          host_id=self.host_id, pid=os.getpid(), busy_task=busy_task)
+                                          host_id=self.host_id, pid=os.getpid(), busy_task=busy_task,
+                                          busy_grant=busy_grant)
                 return conn
             except (OSError, GrannyError) as exc:
                 if time.monotonic() > deadline:
@@ -138,7 +139,7 @@ class Granule:
             if (run.req_id, run.index) in skipped:
                 skipped.discard((run.req_id, run.index))
                 continue
-            if not link.start_task(run.req_id, run.index, gen):
+            if not link.start_task(run.req_id, run.index, gen, run.grant):
                 continue  # sent by a planner that went away: the new one dispatches it again
             done, segments = self.execute(run, body)
             # The lane saves a hop when calls come one at a time. In a stream (this task waited

@@ -37,7 +37,7 @@ from ..wire.framing import Buffer
 OUTPUT_BUFFER = 8 << 20  # bytes of output a granule keeps while it waits for the planner's Ack
 WATCH_PERIOD = 0.05  # how often a running task's connection is checked for Acks and for a dead planner
 
-Dialer = Callable[[str], BlockingConn]  # busy task ("req_id:index" or "") -> a new, authenticated connection
+Dialer = Callable[[str, bytes], BlockingConn]  # busy task ("req_id:index" or ""), its grant -> a new connection
 
 
 class Link:
@@ -47,13 +47,14 @@ class Link:
         self.max_bytes = max_bytes
         self._lock = threading.RLock()  # order on the wire, the outbox and reconnects
         self._recv_lock = threading.Lock()  # one reader at a time: the main thread or the watcher
-        self._current = (dial(""), 0)  # (connection, generation), replaced as one
+        self._current = (dial("", b""), 0)  # (connection, generation), replaced as one
         self._inbox: deque[tuple[Message, memoryview, int]] = deque()  # read by the watcher for the main thread
         self._frames: deque[tuple[int, Log | Done, Sequence[Buffer], int]] = deque()  # seq, frame, segments, bytes
         self._seq = 0
         self._acked = 0
         self._log_bytes = 0
         self.busy_task = ""
+        self._grant = b""  # the planner's grant for the running task (Run.grant), shown with its frames
         self._task: tuple[str, int] = ("", 0)
         self._part = 0
         self._lost = 0
@@ -69,12 +70,12 @@ class Link:
         return self._current[1]
 
     # --- tasks ----------------------------------------------------------------------------------
-    def start_task(self, req_id: str, index: int, generation: int) -> bool:
+    def start_task(self, req_id: str, index: int, generation: int, grant: bytes = b"") -> bool:
         """The task received on connection ``generation`` starts; False: that connection is gone."""
         with self._lock:
             if generation != self._current[1]:
                 return False
-            self.busy_task = f"{req_id}:{index}"
+            self.busy_task, self._grant = f"{req_id}:{index}", grant
             self._task, self._part, self._lost = (req_id, index), 0, 0
             return True
 
@@ -108,11 +109,14 @@ class Link:
     def _send_log(self, stream: str, data: str, size: int) -> None:
         self._part += 1
         req_id, index = self._task
-        self._send(Log(req_id=req_id, index=index, stream=stream, data=data, run=self.run_id, part=self._part),
+        self._send(Log(req_id=req_id, index=index, stream=stream, data=data, run=self.run_id, part=self._part,
+                       grant=self._grant),
                    (), size)
 
     def send_done(self, done: Done, segments: Sequence[Buffer]) -> None:
         with self._lock:
+            if (done.req_id, done.index) == self._task:
+                done.grant = self._grant
             self._send(done, segments, 0)
 
     def send(self, msg: Message) -> None:
@@ -153,7 +157,7 @@ class Link:
             dead.closed = True
             with contextlib.suppress(OSError):
                 dead.sock.shutdown(socket.SHUT_RDWR)
-            conn = self._dial(self.busy_task)
+            conn = self._dial(self.busy_task, self._grant if self.busy_task else b"")
             self._current = (conn, self._current[1] + 1)
             self._inbox.clear()  # frames of the planner that went away
             self.reconnects += 1
