@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from ..config import Config, read_or_create_credential, write_private
-from .server import Conn, PlannerServer
+from .conn import Conn
+from .server import PlannerServer
 
 log = logging.getLogger("granny.planner")
 

@@ -20,7 +20,8 @@ from .journal import Restored
 from .retention import APP_TOMBSTONE_FACTOR
 
 if TYPE_CHECKING:
-    from .server import Conn, PlannerServer
+    from .conn import Conn
+    from .server import PlannerServer
 
 log = logging.getLogger("granny.planner")
 

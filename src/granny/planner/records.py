@@ -1,0 +1,156 @@
+"""The planner's actions (what the state machine asks its driver to do) and its records.
+
+Plain data, shared by :mod:`granny.planner.state` (which owns the records) and its drivers (the
+server, the simulator, tests). No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .lifecycle import (
+    GRANULE_TRANSITIONS,
+    TASK_FINAL,
+    AppState,
+    GranuleEvent,
+    GranuleState,
+    TaskState,
+    transition,
+)
+
+
+# --- actions --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dispatch:
+    granule_id: str
+    req_id: str
+    index: int
+    prefetched: bool = False  # queued behind the granule's running task (it may yet be Skipped)
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The planner itself ends a task with an error (the granule never reported)."""
+
+    req_id: str
+    index: int
+    error_kind: str
+    message: str
+    host_id: str = ""
+
+
+@dataclass(frozen=True)
+class Kill:
+    host_id: str
+    granule_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Tell a granule not to start a prefetched task that was cancelled."""
+
+    granule_id: str
+    req_id: str
+    index: int
+
+
+@dataclass(frozen=True)
+class SpawnGranules:
+    host_id: str
+    count: int
+
+
+@dataclass(frozen=True)
+class AppChanged:
+    app_id: str
+    state: AppState
+
+
+@dataclass(frozen=True)
+class Revoke:
+    """Ask the owner of a lease (an elastic parallel team) to give back ``count`` of its granules."""
+
+    req_id: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ForgetHost:
+    """The host's registration ended (declared dead): tell its worker so, and that it must register again."""
+
+    host_id: str
+    reason: str
+
+
+Action = Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost
+
+
+# --- records ----------------------------------------------------------------------------------
+@dataclass
+class Granule:
+    granule_id: str
+    host_id: str
+    state: GranuleState = GranuleState.IDLE
+    tasks: list[tuple[str, int]] = field(default_factory=list)  # [running, prefetched...]
+    connected: bool = True
+    waiting: bool = False  # blocked on its own sub-calls: its slot is lent out
+
+    @property
+    def task(self) -> tuple[str, int] | None:
+        """The task running now (the first assigned one)."""
+        return self.tasks[0] if self.tasks else None
+
+    def to(self, event: GranuleEvent) -> None:
+        self.state = transition(GRANULE_TRANSITIONS, self.state, event, f"granule {self.granule_id}")
+
+
+@dataclass
+class Host:
+    host_id: str
+    slots: int
+    last_seen: float
+    alive: bool = True
+    granules: dict[str, Granule] = field(default_factory=dict)
+    incarnation: int = 1  # how many times this host registered from scratch (after being declared dead)
+    boot: str = ""  # the identity of its worker process ("" from a worker that does not say)
+
+    spawning: int = 0  # spare granules asked of the worker and not connected yet
+
+    def busy(self) -> int:
+        """Slots in use: busy granules, except those waiting on their own sub-calls."""
+        return sum(1 for g in self.granules.values() if g.state is GranuleState.BUSY and not g.waiting)
+
+    def idle(self) -> list[Granule]:
+        return [g for g in self.granules.values() if g.state is GranuleState.IDLE and g.connected]
+
+
+@dataclass
+class Task:
+    state: TaskState = TaskState.QUEUED
+    granule_id: str = ""
+    host_id: str = ""
+
+
+@dataclass
+class Request:
+    req_id: str
+    app_id: str
+    n: int
+    tasks: list[Task]
+    prefetch: bool = False  # a short call that may wait behind another on a busy granule
+    gang: bool = False  # an MPI world: one failed task ends the others, as mpirun does
+    lease: bool = False  # an elastic team's members: they may be asked to give their slots back
+
+    def final(self) -> bool:
+        return all(t.state in TASK_FINAL for t in self.tasks)
+
+
+@dataclass
+class App:
+    app_id: str
+    kind: str  # "functions": a client's calls, independent; "script": a gang that fails as one
+    name: str = ""
+    state: AppState = AppState.RUNNING
+    requests: list[str] = field(default_factory=list)
+    pruned: dict[str, int] = field(default_factory=dict)  # task state -> count, of requests forgotten
