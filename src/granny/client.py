@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import serde
 from .config import ENV_ADDRESS, ENV_TOKEN, Config, parse_address, parse_bytes
 from .errors import (
-    ERROR_KINDS,
     AuthError,
     ConfigError,
     ConnectionLostError,
     GrannyError,
-    PeerLostError,
     RemoteError,
 )
+from .outcomes import keyed_id, map_calls, rebuild_error, world_outcome
 from .transport import BlockingConn, dial
 from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
@@ -217,7 +216,7 @@ class Client:
             pending.results[res.index] = res
         try:
             value = serde.loads(split_segments(body, res.segs)) if res.status is Status.OK else None
-            error = None if res.status is Status.OK else _rebuild_error(res, body)
+            error = None if res.status is Status.OK else rebuild_error(res, body)
         except Exception as exc:  # noqa: BLE001 - e.g. a module missing on this side
             value, error = None, RemoteError(f"could not load the result: {exc}")
         with self._result_lock:
@@ -228,7 +227,7 @@ class Client:
             self._pending.pop(res.req_id, None)
         fut = pending.future
         if fut is not None and (pending.submit.mpi or pending.submit.gang):
-            value, error = _world_outcome(pending)
+            value, error = world_outcome(pending.results, pending.values, pending.submit.n)
         if fut is not None and not fut.done():
             if error is not None:
                 fut.set_exception(error)
@@ -290,7 +289,7 @@ class Client:
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
         if idempotency_key:
-            req_id = _keyed_id(idempotency_key)
+            req_id = keyed_id(idempotency_key)
             with self._lock:
                 known = self._pending.get(req_id)
             if known is not None and known.future is not None:
@@ -356,7 +355,7 @@ class Client:
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
         """Submit ``fn`` over zipped iterables at once; yield results in order (like ``Executor.map``)."""
-        return _map(self.submit, fn, iterables, timeout)
+        return map_calls(self.submit, fn, iterables, timeout)
 
     def options(self, *, memory_limit: str | int | None = None, key: str | None = None) -> ClientOptions:
         """A view of this client whose submissions carry the given per-granule options.
@@ -498,7 +497,7 @@ class ClientOptions:
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
         if self.key:
             raise ValueError("an idempotency key names one call: use submit(), one key per call")
-        return _map(self.submit, fn, iterables, timeout)
+        return map_calls(self.submit, fn, iterables, timeout)
 
     def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), **kwargs: Any) -> list[Result]:
         return self._client.run_script(path, n, argv, memory_limit=self.memory_limit, **kwargs)
@@ -507,77 +506,10 @@ class ClientOptions:
         return getattr(self._client, name)
 
 
-def _map(submit: Callable[..., GrannyFuture], fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...],
-         timeout: float | None) -> Iterator[Any]:
-    futures = [submit(fn, *args) for args in zip(*iterables, strict=False)]
-    deadline = None if timeout is None else time.monotonic() + timeout
-
-    def results() -> Iterator[Any]:
-        try:
-            for fut in futures:
-                yield fut.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        finally:
-            for fut in futures:
-                fut.cancel()
-
-    return results()
-
-
-def _keyed_id(key: str) -> str:
-    """The request id of an idempotency key: the planner already treats a known id as the same call."""
-    import hashlib
-
-    return "key-" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-
-
 def _future(client: Client, req_id: str) -> GrannyFuture:
     from .futures import GrannyFuture
 
     return GrannyFuture(client, req_id)
-
-
-def _world_outcome(pending: _Pending) -> tuple[Any, BaseException | None]:
-    """The ranks' values in order, or the error of the rank that failed first (not the ones it took down)."""
-    failed = [i for i in sorted(pending.results) if pending.results[i].status is not Status.OK]
-    if not failed:
-        return [pending.values[i] for i in range(pending.submit.n)], None
-    # The cause, not its consequences: ranks cancelled by the gang abort, or that lost a peer rank
-    # (PeerLostError), failed because another one did.
-    causes = [i for i in failed if pending.results[i].error_kind != "cancelled"]
-    first = next((i for i in causes if not isinstance(pending.values[i], PeerLostError)), None)
-    if first is None:
-        first = causes[0] if causes else failed[0]
-    error = pending.values[first]
-    assert isinstance(error, BaseException)
-    import concurrent.futures as cf
-
-    if isinstance(error, cf.CancelledError) and first != failed[0]:
-        return None, error
-    error.add_note(f"(rank {first} of {pending.submit.n} failed; the other ranks were stopped)")
-    return None, error
-
-
-def _rebuild_error(res: Result, body: memoryview) -> BaseException:
-    if res.error_kind == "remote":
-        exc: BaseException | None = None
-        if res.segs:
-            try:
-                loaded = serde.loads(split_segments(body, res.segs))
-                exc = loaded if isinstance(loaded, BaseException) else None
-            except Exception:  # noqa: BLE001 - the exception type may not exist here
-                exc = None
-        if exc is None:
-            exc = RemoteError(res.message, res.traceback)
-        if res.traceback:
-            where = f" on host {res.host_id}" if res.host_id else ""
-            exc.add_note(f"\nRemote traceback{where}:\n{res.traceback.rstrip()}")
-        return exc
-    cls = ERROR_KINDS.get(res.error_kind, ERROR_KINDS["error"])
-    if res.error_kind == "cancelled":
-        import concurrent.futures as cf
-
-        return cf.CancelledError(res.message)
-    return cls(res.message)
 
 
 def connect(address: str | None = None, token: str | None = None, **kwargs: Any) -> Client:
