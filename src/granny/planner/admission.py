@@ -105,9 +105,10 @@ def check(state: PlannerState, role: Role, scope: Scope, msg: Message, secret: s
         if isinstance(msg, MpiJoin):
             return _own_task(state, scope, msg.req_id, msg.index)
         if isinstance(msg, Done | Log):
-            if granted(secret, scope.granule_id, msg.req_id, msg.index, msg.grant):
-                return ""  # a task it was given, perhaps by a planner before a restart
-            return _own_task(state, scope, msg.req_id, msg.index)
+            why = _own_task(state, scope, msg.req_id, msg.index)
+            # Not assigned here (a planner that restarted forgot it): the grant must prove it was.
+            # Checked second: an HMAC per frame would cost the common case a few microseconds.
+            return "" if not why or granted(secret, scope.granule_id, msg.req_id, msg.index, msg.grant) else why
         return f"a granule's connection may not send {type(msg).__name__}"
     if isinstance(msg, Submit):
         return "" if msg.app_id == scope.app_id else f"submitting into app {msg.app_id}, not {scope.app_id}"

@@ -18,6 +18,8 @@ without it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import os
 from hashlib import sha256
@@ -55,8 +57,16 @@ def task_grant(secret: str, granule_id: str, req_id: str, index: int) -> bytes:
     Sent with the Run; the granule shows it again when it reports that task to a planner that does
     not know the assignment (one restarted meanwhile), so a granule can report only work it was
     really given, and a restarted planner can check that without any state of its own."""
-    parts = [p.encode() for p in (granule_id, req_id, str(index))]
-    return make_mac(secret, b"granny-grant-v1", *(len(p).to_bytes(4, "big") + p for p in parts))[:16]
+    # Keyed BLAKE2b (a MAC by design, and ~0.6 us against ~2.5 us for HMAC-SHA256 here: every dispatch
+    # pays it). The key is a hash of the secret under its own label, so it is never the secret itself.
+    # Ids hold no NUL byte, so NUL-separated parts cannot run into one another.
+    data = b"\0".join((granule_id.encode(), req_id.encode(), str(index).encode()))
+    return hashlib.blake2b(data, key=_grant_key(secret), digest_size=16).digest()
+
+
+@functools.lru_cache(maxsize=8)
+def _grant_key(secret: str) -> bytes:
+    return hashlib.blake2b(secret.encode(), person=b"granny-grant-v1", digest_size=32).digest()
 
 
 def client_handshake(conn: BlockingConn, role: Role, key: Key, **fields: Any) -> Welcome:
