@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PrunedError
 from .lifecycle import TaskState
+from .policies import POLICIES
 
 if TYPE_CHECKING:
     from .server import PlannerServer
@@ -97,4 +98,6 @@ def query(p: PlannerServer, what: str, arg: str) -> Any:
         return app(p, arg)
     if what == "logs":
         return logs(p, arg)
+    if what == "policy":
+        return {"policy": p.state.policy.name, "policies": sorted(POLICIES)}
     raise ConfigError(f"unknown query {what!r}")
