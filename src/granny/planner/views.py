@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PrunedError
+from . import selection
 from .lifecycle import TaskState
-from .policies import POLICIES
 
 if TYPE_CHECKING:
     from .server import PlannerServer
@@ -99,5 +99,5 @@ def query(p: PlannerServer, what: str, arg: str) -> Any:
     if what == "logs":
         return logs(p, arg)
     if what == "policy":
-        return {"policy": p.state.policy.name, "policies": sorted(POLICIES)}
+        return selection.describe(p.state.policy)
     raise ConfigError(f"unknown query {what!r}")

@@ -32,7 +32,7 @@ class HostView:
     slots: int
     free: int  # slots that can take a granule right now
     app_granules: int = 0  # older call only: granules of the requesting app already on this host
-    placements: Mapping[str, int] = field(default_factory=dict)  # app_id -> its granules here (read-only)
+    placements: Mapping[str, int] = field(default_factory=dict, hash=False)  # app_id -> its granules here
     evicting: bool = False  # under an eviction notice (a spot VM about to be taken back)
     tenants: frozenset[str] = frozenset()  # tenants of the apps with granules here
 
@@ -72,7 +72,7 @@ class RunningApp:
 @dataclass(frozen=True)
 class ClusterView:
     hosts: tuple[HostView, ...]
-    apps: Mapping[str, RunningApp] = field(default_factory=dict)
+    apps: Mapping[str, RunningApp] = field(default_factory=dict, hash=False)
     queue: tuple[PlacementRequest, ...] = ()  # waiting requests, oldest first
     now: float = 0.0
 
