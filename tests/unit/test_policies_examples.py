@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from granny.errors import ConfigError
 from granny.planner.policies import (
     DEFAULT_POLICY,
     POLICIES,
@@ -151,3 +154,15 @@ def test_pinned_placement_is_exact() -> None:
     for bad in (PlacementRequest("new", 4, hosts=(("h9", 4),)), PlacementRequest("new", 9, hosts=(("h1", 9),)),
                 PlacementRequest("new", 5, hosts=(("h1", 4),)), PlacementRequest("new", 0, hosts=(("h1", 0),))):
         assert isinstance(binpack.place(view, bad), NeverFits), bad
+
+
+def test_the_policy_at_start_up() -> None:
+    from granny.planner.selection import at_start, policy_named
+
+    assert at_start(None, None) == "bin-pack"
+    assert at_start(None, "spot") == "spot"  # the journal's choice
+    assert at_start("compact", "spot") == "compact"  # a flag overrides it
+    assert at_start(None, "gone-policy") == "bin-pack"  # a journal from a planner that had other policies
+    assert policy_named("compact").name == "compact"
+    with pytest.raises(ConfigError, match=r"unknown policy 'round-robin': choose one of bin-pack, compact, spot"):
+        policy_named("round-robin")
