@@ -1,4 +1,4 @@
-"""The ``granny`` command: up | planner | worker | run | submit | status | hosts | logs | cancel | testbed."""
+"""The ``granny`` command: up | planner | worker | run | submit | status | hosts | logs | cancel | policy | testbed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,21 @@ GRANULE_USER_HELP = ("run granules as USER: default 'nobody' when the worker run
                      "user; 'same' keeps the worker's user (or set GRANNY_GRANULE_USER)")
 
 
+class _PolicyNames:
+    """The --policy choices, imported only when a command looks at them: `granny run` need not."""
+
+    def _names(self) -> list[str]:
+        from .planner.policies import POLICIES
+
+        return list(POLICIES)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="granny", description="Run Python functions and MPI programs as granules.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -88,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--retain", default=None, metavar="DURATION",
                     help=f"keep finished requests, results and logs this long, then prune them (default: "
                          f"${ENV_RETAIN} or {format_duration(DEFAULT_RETAIN)}; e.g. 30m, 2h, 1d)")
-    pl.add_argument("--policy", default="bin-pack", choices=["bin-pack"])
+    pl.add_argument("--policy", default=None, choices=_PolicyNames(), metavar="NAME",
+                    help="placement and migration policy: %(choices)s (default: the one the journal names, else bin-pack; "
+                         "change it at run time with `granny policy set`); see docs/policies.md")
     pl.add_argument("--http-max-body", default=None, metavar="SIZE",
                     help="largest HTTP request body, e.g. 64MiB (larger ones get 413)")
     pl.add_argument("--http-max-source", default=None, metavar="SIZE",
@@ -134,9 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     cc = sub.add_parser("cancel", help="cancel an app")
     cc.add_argument("app")
     cc.add_argument("--address", default=None)
+    po = sub.add_parser("policy", help="show the planner's placement policy, or change it: `granny policy set NAME`",
+                        description="`granny policy` shows the policy in use and the ones to choose from; `granny "
+                                    "policy set NAME` runs NAME from now on (journaled: a planner restart keeps it).")
+    po.add_argument("action", nargs="?", choices=["show", "set"], default="show")
+    po.add_argument("name", nargs="?", help="with set: a policy the planner has (`granny policy` lists them)")
+    po.add_argument("--address", default=None)
     tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
     tb.add_argument("rest", nargs=argparse.REMAINDER)
-    for command in ("run", "submit", "status", "hosts", "logs", "cancel"):
+    for command in ("run", "submit", "status", "hosts", "logs", "cancel", "policy"):
         sub.choices[command].add_argument("--tls-ca", default=None,
                                           help=f"CA file: reach the planner over TLS (or set {ENV_TLS_CA})")
     return p
@@ -386,6 +410,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy(args: argparse.Namespace) -> int:
+    if (args.action == "set") != bool(args.name):
+        raise ConfigError("give a policy name after `set`, and only there: granny policy set NAME")
+    client = _client(args.address)
+    try:
+        data = client.query("set-policy", args.name) if args.action == "set" else client.query("policy")
+    finally:
+        client.close()
+    others = ", ".join(p for p in data["policies"] if p != data["policy"])
+    print(f"policy: {data['policy']}" + (f" (others: {others})" if others else ""))
+    return 0
+
+
 def cmd_testbed(args: argparse.Namespace) -> int:
     from .testbed.cli import main as testbed_main
 
@@ -394,5 +431,6 @@ def cmd_testbed(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "up": cmd_up, "planner": cmd_planner, "worker": cmd_worker, "run": cmd_run, "submit": cmd_submit,
-    "status": cmd_status, "hosts": cmd_hosts, "logs": cmd_logs, "cancel": cmd_cancel, "testbed": cmd_testbed,
+    "status": cmd_status, "hosts": cmd_hosts, "logs": cmd_logs, "cancel": cmd_cancel, "policy": cmd_policy,
+    "testbed": cmd_testbed,
 }

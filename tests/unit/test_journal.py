@@ -140,3 +140,15 @@ def test_on_commit_waits_for_the_batch_it_joined(tmp_path: Path) -> None:
     assert seen == [2]
     j.close()
     loop.close()
+
+
+def test_settings_keep_the_last_value_across_a_reopen(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal.db")
+    assert j.restore().settings == {}
+    j.setting("policy", "compact")
+    j.setting("policy", "spot")  # the later choice wins
+    _committed(j)
+    j.close()
+    j = Journal(tmp_path / "journal.db")
+    assert j.restore().settings == {"policy": "spot"}
+    j.close()

@@ -20,11 +20,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import ConflictError, PrunedError
-from . import views
+from ..errors import ConfigError, ConflictError, PrunedError
+from . import selection, views
 from .compiler import SourceChecker
 from .http_input import decode, flag, integer, number, read_body, too_large
-from .openapi import MAX_LOG_ID, MAX_TIMEOUT, CallState, CallView, FunctionSpec, InvokeBody, openapi_spec
+from .openapi import (
+    MAX_LOG_ID,
+    MAX_TIMEOUT,
+    CallState,
+    CallView,
+    FunctionSpec,
+    InvokeBody,
+    PolicyChoice,
+    openapi_spec,
+)
 from .retention import Known
 from .server import PlannerServer
 
@@ -141,6 +150,16 @@ def build_app(p: PlannerServer) -> Starlette:
     async def list_queue(request: Request) -> Response:
         return _json(views.queue(p))
 
+    async def policy(request: Request) -> Response:
+        if request.method == "PUT":
+            choice: PolicyChoice = decode(await read_body(request, max_body), PolicyChoice)
+            try:
+                p.set_policy(choice.name)
+            except ConfigError as exc:
+                raise HTTPException(400, str(exc)) from None
+            await p.committed()  # answered once journaled: a planner restart keeps it
+        return _json(selection.describe(p.state.policy))
+
     async def openapi(request: Request) -> Response:
         return _json(openapi_spec())
 
@@ -155,6 +174,7 @@ def build_app(p: PlannerServer) -> Starlette:
         Route("/v1/apps/{app_id}/logs", app_logs, methods=["GET"]),
         Route("/v1/apps/{app_id}/cancel", cancel_app, methods=["POST"]),
         Route("/v1/queue", list_queue, methods=["GET"]),
+        Route("/v1/policy", policy, methods=["GET", "PUT"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
 

@@ -41,6 +41,7 @@ CREATE INDEX IF NOT EXISTS logs_req ON logs (req_id);
 CREATE INDEX IF NOT EXISTS requests_app ON requests (app_id);
 CREATE TABLE IF NOT EXISTS pruned_requests (req_id TEXT PRIMARY KEY, pruned REAL);
 CREATE TABLE IF NOT EXISTS pruned_apps (app_id TEXT PRIMARY KEY, kind TEXT, name TEXT, state TEXT, pruned REAL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT, updated REAL);
 """
 
 
@@ -53,6 +54,7 @@ class Restored:
     all_requests: list[str] = field(default_factory=list)  # every journaled request id
     ended_apps: list[str] = field(default_factory=list)  # apps no longer running
     pruned: list[tuple[str, float]] = field(default_factory=list)  # tombstones: req_id, wall-clock time
+    settings: dict[str, str] = field(default_factory=dict)  # choices made at run time (the policy, say)
 
 
 class _Job:
@@ -139,6 +141,9 @@ class Journal:
     def function(self, name: str, spec: dict[str, Any]) -> None:
         self._put(("INSERT OR REPLACE INTO functions VALUES (?,?,?)", (name, json.dumps(spec), time.time())))
 
+    def setting(self, key: str, value: str) -> None:
+        self._put(("INSERT OR REPLACE INTO settings VALUES (?,?,?)", (key, value, time.time())))
+
     def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str, run: str = "", part: int = 0) -> None:
         self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data, run, part) VALUES (?,?,?,?,?,?,?)",
                      (app_id, req_id, idx, stream, data, run, part)))
@@ -210,6 +215,7 @@ class Journal:
             all_requests=[r[0] for r in self.query("SELECT req_id FROM requests")],
             ended_apps=[r[0] for r in self.query("SELECT app_id FROM apps WHERE state != 'running'")],
             pruned=[(r[0], r[1]) for r in self.query("SELECT req_id, pruned FROM pruned_requests")],
+            settings={k: v for k, v in self.query("SELECT key, value FROM settings")},
         )
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from .server import PlannerServer
 log = logging.getLogger("granny.planner")
 
 
-async def serve(config: Config, bind: str, port: int, http_port: int | None, policy: str = "bin-pack",
+async def serve(config: Config, bind: str, port: int, http_port: int | None, policy: str | None = None,
                 ready_line: bool = True) -> None:
     secret = read_or_create_credential(config.secret_path)
     token = read_or_create_credential(config.token_path)
@@ -88,7 +88,7 @@ def _pid() -> int:
     return os.getpid()
 
 
-def run(config: Config, bind: str, port: int, http_port: int | None, policy: str = "bin-pack") -> int:
+def run(config: Config, bind: str, port: int, http_port: int | None, policy: str | None = None) -> int:
     logging.basicConfig(level=os.environ.get("GRANNY_LOG_LEVEL", "INFO").upper(), stream=sys.stderr, format="%(asctime)s planner %(levelname)s %(message)s")
     try:
         import uvloop

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .policies import POLICIES
+
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 ENTRY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$"
@@ -118,15 +120,27 @@ class AppCancelled(msgspec.Struct):
     state: str
 
 
+class PolicyChoice(msgspec.Struct, forbid_unknown_fields=True):
+    """The policy to run from now on (journaled: a planner restart keeps it)."""
+
+    name: str
+
+
+class PolicyView(msgspec.Struct):
+    policy: str
+    policies: list[str]
+
+
 class ErrorBody(msgspec.Struct):
     error: str
 
 
 _SCHEMAS: list[Any] = [FunctionSpec, InvokeBody, FunctionCreated, CallView, list[HostView], list[AppSummary], AppView,
-                       list[LogLine], list[QueueEntry], AppCancelled, ErrorBody, list[str]]
+                       list[LogLine], list[QueueEntry], AppCancelled, ErrorBody, list[str], PolicyChoice, PolicyView]
 
 WHY = {
-    "400": "malformed JSON (syntax, invalid UTF-8, nested too deep), a bad query value, or source that does not compile",
+    "400": "malformed JSON (syntax, invalid UTF-8, nested too deep), a bad query value, source that does not "
+           "compile, or an unknown policy name",
     "401": "missing or wrong bearer token",
     "404": "no such function, call or app (or a path parameter that holds a '/')",
     "409": "a function of that name exists (pass ?replace=true)",
@@ -149,9 +163,11 @@ def _flag(name: str, what: str) -> dict[str, Any]:
 
 
 def openapi_spec() -> dict[str, Any]:
-    (fn, inv, created, call, hosts, apps, app, logs, queue, cancelled, err, names), components = \
+    (fn, inv, created, call, hosts, apps, app, logs, queue, cancelled, err, names, choice, policy), components = \
         msgspec.json.schema_components(_SCHEMAS, ref_template="#/components/schemas/{name}")
     components["FunctionSpec"]["oneOf"] = [{"required": ["source"]}, {"required": ["module"]}]
+    # Any other string is a 400 (an unknown policy), not a 422: it is a name, not a malformed body.
+    components["PolicyChoice"]["properties"]["name"]["enum"] = list(POLICIES)
 
     def op(summary: str, ok: dict[str, Any], *errors: str, status: str = "200", body: dict[str, Any] | None = None,
            params: list[dict[str, Any]] | None = None, also: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -198,6 +214,11 @@ def openapi_spec() -> dict[str, Any]:
                                  "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LOG_ID}}])},
             "/v1/apps/{app_id}/cancel": {"post": op("Cancel an app", cancelled, "404", params=[app_id])},
             "/v1/queue": {"get": op("Requests waiting for slots, oldest first", queue)},
+            "/v1/policy": {
+                "get": op("The placement policy in use, and the ones to choose from", policy),
+                "put": op("Run another placement policy from now on (journaled: a planner restart keeps it)", policy,
+                          "400", "413", "422", body=choice),
+            },
             "/openapi.json": {"get": op("This document", {"type": "object"})},
         },
     }

@@ -54,7 +54,7 @@ from ..wire import (
     split_segments,
 )
 from ..wire import Skip as SkipMsg
-from . import admission, views
+from . import admission, selection, views
 from .acks import Acks
 from .conn import Conn
 from .gate import HandshakeGate
@@ -63,7 +63,6 @@ from .keys import KeyedCalls
 from .lifecycle import TASK_FINAL, AppState
 from .orphans import Orphans
 from .outputs import Outputs
-from .policies import POLICIES
 from .pruning import answer_finished, retention_loop, seed_retention
 from .recent import RecentResults
 from .retention import Known, Retention
@@ -83,11 +82,13 @@ class Payload:
 
 
 class PlannerServer:
-    def __init__(self, config: Config, secret: str, token: str, policy: str = "bin-pack") -> None:
+    def __init__(self, config: Config, secret: str, token: str, policy: str | None = None) -> None:
+        """``policy``: the placement policy's name; None runs the journaled choice (default bin-pack)."""
         self.config = config
         self.secret = secret
         self.token = token
-        self.state = PlannerState(config.heartbeat_timeout, POLICIES[policy])
+        self.state = PlannerState(config.heartbeat_timeout)
+        self.policy_flag = policy  # the policy itself is chosen in _restore: the journal may name one
         self.loop = asyncio.get_running_loop()
         self.gate = HandshakeGate(self.loop, config.handshake_timeout, config.max_unauthenticated)
         self.journal = Journal(config.journal_path, self.loop)
@@ -125,6 +126,7 @@ class PlannerServer:
     # --- start-up -------------------------------------------------------------------------------
     def _restore(self) -> None:
         restored = self.journal.restore()
+        self.set_policy(selection.at_start(self.policy_flag, restored.settings.get(selection.SETTING)))
         self.functions = restored.functions
         kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
         count = 0
@@ -258,6 +260,8 @@ class PlannerServer:
                 self.apply(self.state.granule_connected(msg.host_id, msg.name, busy))
 
     def _query(self, conn: Conn, msg: Query) -> None:
+        if msg.what == selection.SET_QUERY:
+            return selection.answer_set(self, conn, msg)
         try:
             data = json.dumps(views.query(self, msg.what, msg.arg)).encode()
             conn.send(Reply(qid=msg.qid, data=data))
@@ -484,6 +488,13 @@ class PlannerServer:
                 conn.send(pending)
 
     # --- services for the HTTP API --------------------------------------------------------------------
+    def set_policy(self, name: str) -> None:
+        """Place (and later migrate) with policy ``name`` from now on; ConfigError if there is none.
+        Journaled: a restarted planner keeps it."""
+        self.state.policy = selection.policy_named(name)
+        self.journal.setting(selection.SETTING, name)
+        self.apply(self.state.schedule())  # a waiting request may fit under the new rules
+
     def register_function(self, name: str, spec: dict[str, Any], replace: bool = False) -> None:
         """Record a named function; ``replace`` must be set to change an existing one (else ConflictError)."""
         if name in self.functions and not replace:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PrunedError
+from . import selection
 from .lifecycle import TaskState
 
 if TYPE_CHECKING:
@@ -97,4 +98,6 @@ def query(p: PlannerServer, what: str, arg: str) -> Any:
         return app(p, arg)
     if what == "logs":
         return logs(p, arg)
+    if what == "policy":
+        return selection.describe(p.state.policy)
     raise ConfigError(f"unknown query {what!r}")

@@ -121,7 +121,7 @@ class Waiting(_Msg, tag="waiting"):
 
 
 class Query(_Msg, tag="query"):
-    """A read-only question for the planner: hosts, apps, queue, app, logs."""
+    """A question for the planner: hosts, apps, queue, app, logs, policy; or ``set-policy`` (arg: a policy name)."""
 
     what: str
     arg: str = ""

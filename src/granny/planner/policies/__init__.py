@@ -1,8 +1,32 @@
-"""Placement policies: pure functions from (hosts, request) to a decision."""
+"""Placement and migration policies: pure functions from plain data to a decision (see base.py)."""
 
-from .base import HostView, NeverFits, Placement, PlacementRequest, Policy, Wait
-from .binpack import binpack
+from .base import (
+    ClusterView,
+    Decision,
+    Freeze,
+    GranuleMove,
+    HostView,
+    MigrationDecision,
+    Move,
+    NeverFits,
+    Placement,
+    PlacementRequest,
+    Policy,
+    RunningApp,
+    Stay,
+    Wait,
+    build_view,
+    links,
+)
+from .binpack import BinPack, binpack
+from .compact import Compact
+from .spot import Spot
 
-POLICIES: dict[str, Policy] = {"bin-pack": binpack}
+POLICIES: dict[str, Policy] = {p.name: p for p in (binpack, Compact(), Spot())}
+DEFAULT_POLICY = binpack.name
 
-__all__ = ["POLICIES", "HostView", "NeverFits", "Placement", "PlacementRequest", "Policy", "Wait", "binpack"]
+__all__ = [
+    "DEFAULT_POLICY", "POLICIES", "BinPack", "ClusterView", "Compact", "Decision", "Freeze", "GranuleMove", "HostView",
+    "MigrationDecision", "Move", "NeverFits", "Placement", "PlacementRequest", "Policy", "RunningApp", "Spot", "Stay",
+    "Wait", "binpack", "build_view", "links",
+]

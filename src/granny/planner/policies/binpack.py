@@ -1,42 +1,70 @@
-"""bin-pack: fewest hosts, then fewest cross-host links, then most free slots.
+"""bin-pack (the default): fewest hosts, then fewest cross-host links, then most free slots.
 
-Hosts that already run the app come first (keeping an app together cuts links), then hosts by free
-slots, largest first: filling the largest hosts first uses the fewest hosts, and a split into fewer,
-larger parts also has the fewest cross-host links between granules.
+New requests: hosts that already run the app come first (keeping an app together cuts links), then
+hosts by free slots, largest first: filling the largest hosts first uses the fewest hosts, and a
+split into fewer, larger parts also has the fewest cross-host links between granules.
+
+Migration: the app gives its own slots back and is re-packed by largest capacity first, which is
+optimal for both hosts and links (see :func:`.packing.fewest_links`); its current placement is one
+of the candidates, so the result is never worse. The move is taken only if it uses fewer hosts, or
+as many hosts with fewer links, and it moves only the granules those new counts force to move.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from .base import Decision, HostView, NeverFits, Placement, PlacementRequest, Wait
+from .base import (
+    ClusterView,
+    Decision,
+    HostView,
+    MigrationDecision,
+    Placement,
+    PlacementRequest,
+    RunningApp,
+    Stay,
+    legacy_view,
+)
+from .packing import check_size, fewest_links, freed, improve_or_stay, pinned, runnable
 
 
-def binpack(hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
-    capacity = sum(h.slots for h in hosts)
-    if request.n < 1:
-        return NeverFits(f"a request needs at least one granule, got {request.n}")
-    if not hosts:
-        return Wait("no hosts registered yet")
-    if request.n > capacity:
-        return NeverFits(
-            f"request for {request.n} granules can never fit: the whole cluster has {capacity} slots "
-            f"on {len(hosts)} host(s)"
-        )
-    if request.n > sum(h.free for h in hosts):
-        return Wait(f"waiting for {request.n} free slots")
+class BinPack:
+    name = "bin-pack"
+
+    def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
+        if request.hosts:
+            return pinned(view, request)
+        refused = check_size(view.hosts, request, sum(h.free for h in view.hosts))
+        return refused if refused is not None else Placement(pack(view.hosts, request.n, request.app_id))
+
+    def migrate(self, view: ClusterView, app_id: str) -> MigrationDecision:
+        app = runnable(view, app_id)
+        return app if isinstance(app, Stay) else migrate_within(view.hosts, app)
+
+    def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
+        return self.place(legacy_view(hosts, request), request)
+
+    def __repr__(self) -> str:
+        return f"<policy {self.name}>"
+
+
+def pack(hosts: Sequence[HostView], n: int, app_id: str) -> tuple[str, ...]:
+    """The host of each of ``n`` new granules; the caller checked that they fit in the free slots."""
     # Prefer a single host that fits the whole request: zero cross-host links.
-    whole = [h for h in hosts if h.free >= request.n]
+    whole = [h for h in hosts if h.free >= n]
     if whole:
-        best = max(whole, key=lambda h: (h.app_granules > 0, h.free, h.host_id))
-        return Placement((best.host_id,) * request.n)
+        best = max(whole, key=lambda h: (h.granules_of(app_id) > 0, h.free, h.host_id))
+        return (best.host_id,) * n
     # Fewest hosts first: largest free first is optimal for the count. Keeping the app together
     # only breaks ties, i.e. it is used when it needs no more hosts than that.
-    by_free = _greedy(sorted(hosts, key=lambda h: (h.free, h.host_id), reverse=True), request.n)
-    with_app = _greedy(sorted(hosts, key=lambda h: (h.app_granules > 0, h.free, h.host_id), reverse=True),
-                       request.n)
-    chosen = with_app if len(set(with_app)) <= len(set(by_free)) else by_free
-    return Placement(tuple(chosen))
+    by_free = _greedy(sorted(hosts, key=lambda h: (h.free, h.host_id), reverse=True), n)
+    with_app = _greedy(sorted(hosts, key=lambda h: (h.granules_of(app_id) > 0, h.free, h.host_id), reverse=True), n)
+    return tuple(with_app if len(set(with_app)) <= len(set(by_free)) else by_free)
+
+
+def migrate_within(hosts: Iterable[HostView], app: RunningApp) -> MigrationDecision:
+    """bin-pack's migration rule for ``app`` over ``hosts`` (which include every host it runs on)."""
+    return improve_or_stay(app, fewest_links(freed(hosts, app.app_id), len(app.placement), app.app_id))
 
 
 def _greedy(order: Sequence[HostView], n: int) -> list[str]:
@@ -47,3 +75,6 @@ def _greedy(order: Sequence[HostView], n: int) -> list[str]:
         if len(out) == n:
             break
     return out
+
+
+binpack = BinPack()

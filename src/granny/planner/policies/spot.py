@@ -1,0 +1,66 @@
+"""spot: bin-pack that stays off hosts under an eviction notice (spot VMs about to be taken back).
+
+New requests are bin-packed on the hosts without a notice; they wait while those lack room. Only a
+request larger than every host together, evicting ones included, never fits: an evicted spot VM is
+usually replaced, so its slots count as capacity that comes back.
+
+Migration: an app with granules on an evicting host is re-packed (bin-pack, largest capacity first)
+on the other hosts whenever they have room for all of it, whatever that does to hosts and links; if
+they do not, the decision is Freeze. An app clear of evicting hosts follows bin-pack's migration
+rule on the hosts without a notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .base import (
+    ClusterView,
+    Decision,
+    Freeze,
+    HostView,
+    MigrationDecision,
+    Placement,
+    PlacementRequest,
+    Stay,
+    legacy_view,
+)
+from .binpack import migrate_within, pack
+from .packing import check_size, fewest_links, freed, minimal_move, pinned, runnable
+
+
+class Spot:
+    name = "spot"
+
+    def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
+        if request.hosts:
+            return pinned(view, request, _evicting)
+        safe = [h for h in view.hosts if not h.evicting]
+        refused = check_size(view.hosts, request, sum(h.free for h in safe), "free slots on hosts without an eviction notice")
+        return refused if refused is not None else Placement(pack(safe, request.n, request.app_id))
+
+    def migrate(self, view: ClusterView, app_id: str) -> MigrationDecision:
+        app = runnable(view, app_id)
+        if isinstance(app, Stay):
+            return app
+        safe = [h for h in view.hosts if not h.evicting]
+        leaving = sorted({h for h in app.placement if not any(s.host_id == h for s in safe)})
+        if not leaving:
+            return migrate_within(safe, app)
+        caps = freed(safe, app_id)
+        n = len(app.placement)
+        room = sum(c for _, c in caps)
+        if room < n:
+            return Freeze(app_id, f"host(s) {', '.join(leaving)} are being evicted and the other hosts have room "
+                                  f"for {room} of the app's {n} granules")
+        return minimal_move(app, fewest_links(caps, n, app_id), f"leaving evicting host(s) {', '.join(leaving)}")
+
+    def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
+        return self.place(legacy_view(hosts, request), request)
+
+    def __repr__(self) -> str:
+        return f"<policy {self.name}>"
+
+
+def _evicting(host: HostView) -> str | None:
+    return f"pinned host {host.host_id} is under an eviction notice" if host.evicting else None
