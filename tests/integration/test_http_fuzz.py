@@ -51,8 +51,10 @@ def test_schemathesis_over_every_operation(cluster: LocalCluster, tmp_path: Path
     cli = Path(sys.executable).with_name("schemathesis")
     argv = [str(cli), "run", f"http://{cluster.http_address}/openapi.json", "-H", f"Authorization: Bearer {cluster.token}",
             "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-examples",
-            str(EXAMPLES_PER_OPERATION), "--seed", str(seed), "--request-timeout", "30", "--workers", "2",
+            str(EXAMPLES_PER_OPERATION), "--seed", str(seed), "--request-timeout", "30", "--workers", "1",
             "--report", "har", "--report-har-path", str(har), "--output-truncate", "true"]
+    # One worker: with two threads, hypothesis inside schemathesis can hit CPython 3.11's "AST
+    # constructor recursion depth mismatch" (python/cpython#106905), a crash of the fuzzer, not of granny.
     run = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     output = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, f"schemathesis failed (seed {seed}; GRANNY_FUZZ_SEED={seed} replays it):\n{output}"
