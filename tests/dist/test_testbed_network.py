@@ -45,7 +45,8 @@ def nothing_left(tb: Testbed) -> list[str]:
 def test_up_makes_namespaces_and_down_removes_everything(testbed_factory: Factory) -> None:
     tb = net_only(testbed_factory)
     assert set(namespaces(PREFIX)) == {f"{PREFIX}-r", f"{PREFIX}-h1", f"{PREFIX}-h2", f"{PREFIX}-h3"}
-    assert [h.ip for h in tb.hosts] == ["10.78.0.11", "10.78.0.12", "10.78.0.13"]
+    net = SUBNET.rsplit(".", 1)[0]
+    assert [h.ip for h in tb.hosts] == [f"{net}.11", f"{net}.12", f"{net}.13"]
     delayd = tb.pid("delayd")
     assert alive(delayd)
     assert rtt(tb, "h1", "h2").received == 5
