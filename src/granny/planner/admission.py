@@ -18,9 +18,8 @@ import hmac
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..transport import granule_credential, task_grant, verify_mac
-from ..transport.auth import Key
-from ..wire import (
+from ..transport.macs import Key, granule_credential, task_grant, verify_mac
+from ..wire.messages import (
     Cancel,
     Done,
     Hello,

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..config import format_duration
+from ..durations import format_duration
 from .lifecycle import AppState
 from .state import PlannerState
 
