@@ -178,8 +178,9 @@ def test_host_timeout_fails_its_running_tasks_and_names_the_host() -> None:
     assert s.submit("r3", "app", 1) == []
 
     s.heartbeat(live_host, TIMEOUT)
-    assert s.tick(TIMEOUT) == []  # exactly at the timeout: still alive
-    actions = s.tick(TIMEOUT + 0.5)
+    assert s.tick(TIMEOUT - 0.01) == []  # just before the timeout: still alive
+    assert s.next_deadline() == TIMEOUT  # its expiry: a tick then declares it dead
+    actions = s.tick(TIMEOUT)
     fails = of(actions, Fail)
     assert len(fails) == 1
     (fail,) = fails

@@ -73,8 +73,6 @@ def prune_once(p: PlannerServer) -> int:
         p.payloads.pop(rid, None)
         p.waiters.pop(rid, None)
         p.stdin.pop(rid, None)
-        p.worlds.pop(rid, None)
-        p.held.pop(rid, None)
         for index in range(n):
             p.recent.pop((rid, index), None)
     wall, retain = time.time(), p.config.retain

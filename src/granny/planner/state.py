@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from .grace import Grace, Held
 from .lifecycle import (
     APP_TRANSITIONS,
     TASK_FINAL,
@@ -53,17 +54,26 @@ from .records import (
     Dispatch,
     Fail,
     ForgetHost,
+    GraceEnded,
     Granule,
+    HoldFrames,
     Host,
+    JoinRefused,
     Kill,
+    RankAddress,
+    ReplayFrames,
     Request,
     Revoke,
     Skip,
     SpawnGranules,
     Task,
+    WorldReady,
 )
+from .rendezvous import Rendezvous
 
-__all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "Granule", "Host", "Kill", "PlannerState", "Request", "Revoke", "Skip", "SpawnGranules", "Task"]
+__all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
+           "JoinRefused", "Kill", "PlannerState", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
+           "SpawnGranules", "Task", "WorldReady"]
 
 
 class PlannerState:
@@ -84,6 +94,10 @@ class PlannerState:
         # (see retention.py), so this module needs no clock.
         self.finished: list[str] = []
         self.liveness = Liveness(heartbeat_timeout)
+        self.rendezvous = Rendezvous()  # MPI worlds whose ranks are still joining
+        self.grace = Grace()  # after a restart: restored work waits for its granules and clients
+        # Granules whose host is not registered (yet): granule id -> (host id, task it claims to run)
+        self.unregistered: dict[str, tuple[str, tuple[str, int] | None]] = {}
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
@@ -103,7 +117,13 @@ class PlannerState:
             actions += [Kill(host_id, gid, reason) for gid, reason in self.liveness.fenced_on(host_id)]
         else:
             host.slots, host.last_seen, host.boot = slots, now, boot or host.boot
-        return actions + self.schedule()
+        actions += self.schedule()
+        # Granules that connected before their host registered: known now, then their frames are handled.
+        waited = [(gid, busy) for gid, (hid, busy) in self.unregistered.items() if hid == host_id]
+        for gid, busy in waited:
+            del self.unregistered[gid]
+            actions += self.granule_connected(host_id, gid, busy)
+        return actions + [ReplayFrames(gid) for gid, _ in waited]
 
     def heartbeat(self, host_id: str, now: float) -> list[Action]:
         """A host's worker is alive. A host that is not registered (declared dead) is told to register."""
@@ -112,6 +132,14 @@ class PlannerState:
             host.last_seen = now
             return []
         return [ForgetHost(host_id, self.liveness.forgotten(host_id, host is not None))]
+
+    def granule_hello(self, host_id: str, granule_id: str, busy: tuple[str, int] | None) -> list[Action]:
+        """A granule connected. Until its host registers (again), it waits and its frames are held."""
+        host = self.hosts.get(host_id)
+        if host is None or not host.alive:
+            self.unregistered[granule_id] = (host_id, busy)
+            return [HoldFrames(granule_id)]
+        return self.granule_connected(host_id, granule_id, busy)
 
     def granule_connected(self, host_id: str, granule_id: str, busy: tuple[str, int] | None) -> list[Action]:
         host = self.hosts.get(host_id)
@@ -156,6 +184,7 @@ class PlannerState:
         return actions + self.schedule()
 
     def granule_disconnected(self, granule_id: str) -> None:
+        self.unregistered.pop(granule_id, None)
         granule = self.granules.get(granule_id)
         if granule is not None:
             granule.connected = False
@@ -189,24 +218,36 @@ class PlannerState:
         return actions
 
     def tick(self, now: float) -> list[Action]:
-        """Declare dead the hosts not heard from for longer than the timeout.
+        """End the restart grace when it is due; declare dead the hosts not heard from for the timeout.
 
-        Call it at least every ``heartbeat_timeout / 4``: a longer gap between two ticks is taken
-        for the planner's own stall (see :meth:`Liveness.stalled`), and the hosts get a fresh grace
-        period instead of being blamed for heartbeats the planner did not read."""
+        Call it at :meth:`next_deadline` at the latest. That includes a tick every ``heartbeat_timeout / 4``
+        while hosts are alive: a longer gap between two ticks is taken for the planner's own stall (see
+        :meth:`Liveness.stalled`), and the hosts get a fresh grace period instead of being blamed for
+        heartbeats the planner did not read."""
+        actions: list[Action] = self._end_grace() if self.grace.due(now) else []
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:
                     host.last_seen = max(host.last_seen, now)
-            return []
-        actions: list[Action] = []
+            return actions
         died = False
         for host in self.hosts.values():
-            if host.alive and now - host.last_seen > self.heartbeat_timeout:
+            if host.alive and now >= host.last_seen + self.heartbeat_timeout:
                 died = True  # capacity shrank: queued requests may now never fit
                 actions += self._host_died(host, f"host {host.host_id} stopped sending heartbeats and was "
                                                  f"declared dead after {self.heartbeat_timeout:g}s")
         return actions + self.schedule() if died else actions
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must run next (None: no need until another event), so that a virtual clock
+        can drive this state: a host's heartbeat expiry, the end of the restart grace, or the regular
+        tick that tells a stall of the planner from dead hosts (while any host is alive)."""
+        times = [h.last_seen + self.heartbeat_timeout for h in self.hosts.values() if h.alive]
+        if times and (cadence := self.liveness.next_tick()) is not None:
+            times.append(cadence)
+        if self.grace.until is not None:
+            times.append(self.grace.until)
+        return min(times, default=None)
 
     def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
         host.alive = False
@@ -231,6 +272,7 @@ class PlannerState:
         if app is None:
             app = self.apps[app_id] = App(app_id, app_kind, name)
         app.requests.append(req_id)
+        self.grace.held.pop(req_id, None)  # its client resubmitted it
         self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1 and not gang,
                                         gang, lease)
         if lease:
@@ -246,11 +288,33 @@ class PlannerState:
         tasks get a grace period to report them (see :meth:`requeue_restored`)."""
         app = self.apps.setdefault(app_id, App(app_id, app_kind, name))
         app.requests.append(req_id)
+        self.grace.held.pop(req_id, None)
         req = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1)
         for index in finished:
             if 0 <= index < n:
                 req.tasks[index].state = TaskState.SUCCEEDED
         self.requests[req_id] = req
+
+    def start_grace(self, now: float, duration: float) -> None:
+        """The planner (re)started at ``now``: restored work waits ``duration`` seconds (see grace.py)."""
+        self.grace.start(now, duration)
+
+    def hold(self, held: Held) -> None:
+        """A restored request whose payload the journal did not keep: its client must resubmit it in the grace."""
+        self.grace.held[held.req_id] = held
+
+    def _end_grace(self) -> list[Action]:
+        duration = self.grace.duration
+        actions: list[Action] = [GraceEnded()]
+        actions += self.requeue_restored()
+        for held in self.grace.end():
+            if held.req_id in self.requests:
+                continue  # its client resubmitted it
+            self.restore(held.req_id, held.app_id, held.n, held.done, held.kind, held.name)
+            for index in range(held.n):
+                if index not in held.done:
+                    actions += self.fail_waiting(held.req_id, index, "lost", held.lost_message(duration))
+        return actions
 
     def requeue_restored(self) -> list[Action]:
         """End of the restart grace period: restored tasks that nobody reported go back in the queue."""
@@ -289,6 +353,17 @@ class PlannerState:
         event = TaskEvent.SUCCEED if ok else TaskEvent.FAIL
         return True, self._finish(req_id, index, event, None) + self.schedule()
 
+    def mpi_join(self, granule_id: str, req_id: str, index: int, address: RankAddress) -> list[Action]:
+        """Rank ``index`` of an MPI world says where it listens (see rendezvous.py)."""
+        req = self.requests.get(req_id)
+        task = req.tasks[index] if req is not None and 0 <= index < req.n else None
+        if req is None or task is None or task.granule_id != granule_id or task.state is not TaskState.RUNNING:
+            return [JoinRefused(granule_id, req_id, f"rank {index} of {req_id} is not running here")]
+        table = self.rendezvous.join(req_id, req.n, index, address)
+        if table is None:
+            return []
+        return [WorldReady(req_id, tuple(t.granule_id for t in req.tasks), table)]
+
     def cancel(self, req_id: str = "", app_id: str = "") -> list[Action]:
         reqs = [req_id] if req_id else list(self.apps[app_id].requests) if app_id in self.apps else []
         actions: list[Action] = []
@@ -316,6 +391,7 @@ class PlannerState:
         task.state = transition(TASK_TRANSITIONS, task.state, event, f"task {req_id}[{index}]")
         if req.final():  # exactly one transition makes a request final, whatever cascades follow
             self.finished.append(req_id)
+            self.rendezvous.drop(req_id)
         actions: list[Action] = [fail] if fail is not None else []
         if was_running and event is TaskEvent.CANCEL:
             granule = self.granules.get(task.granule_id)
@@ -373,6 +449,7 @@ class PlannerState:
         for rid in req_ids:
             req = self.requests.pop(rid)
             self._revoked_for.discard(rid)
+            self.rendezvous.drop(rid)
             self._leases.discard(rid)
             app = self.apps.get(req.app_id)
             if app is not None:
