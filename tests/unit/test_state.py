@@ -302,14 +302,21 @@ def test_cancel_app_cancels_all_its_requests_once() -> None:
     assert s.cancel(app_id="nope") == [] and s.cancel(req_id="nope") == []
 
 
-def test_close_app_ends_a_functions_app_but_not_a_script() -> None:
-    s = planner(("h1", 2))
-    s.submit("r1", "fns", 1)
-    s.submit("r2", "run-1", 1, app_kind="script")
-    assert s.close_app("fns") == [AppChanged("fns", AppState.SUCCEEDED)]
+def test_close_app_cancels_what_is_unfinished_and_ends_the_app() -> None:
+    s = planner(("h1", 3))
+    (d1,) = s.submit("r1", "fns", 1)
+    s.task_done(d1.granule_id, "r1", 0, True)
+    s.submit("r2", "fns", 1)
+    s.submit("r3", "run-1", 1, app_kind="script")
+    actions = s.close_app("fns")
+    assert of(actions, Fail) == [Fail("r2", 0, "cancelled", "cancelled")]  # r1 had finished: untouched
+    assert actions[-1] == AppChanged("fns", AppState.SUCCEEDED)
     assert s.close_app("fns") == []
+    # A script whose client goes away mid-run cannot finish: it is cancelled, not left running for ever.
+    actions = s.close_app("run-1")
+    assert of(actions, Fail) == [Fail("r3", 0, "cancelled", "cancelled")]
+    assert AppChanged("run-1", AppState.CANCELLED) in actions and s.apps["run-1"].state is AppState.CANCELLED
     assert s.close_app("run-1") == []
-    assert s.apps["run-1"].state is AppState.RUNNING
 
 
 # --- script apps --------------------------------------------------------------------------------

@@ -11,21 +11,26 @@ Pure: no sockets, threads or clocks.
 
 from __future__ import annotations
 
-from .records import RankAddress
+from .lifecycle import TaskState
+from .records import Action, JoinRefused, RankAddress, Request, WorldReady
 
 
 class Rendezvous:
     def __init__(self) -> None:
         self._worlds: dict[str, dict[int, RankAddress]] = {}  # req_id -> rank -> address
 
-    def join(self, req_id: str, n: int, index: int, address: RankAddress) -> tuple[RankAddress, ...] | None:
-        """Record rank ``index`` of an ``n``-rank world; the whole table once every rank joined."""
+    def join(self, granule_id: str, req_id: str, req: Request | None, index: int, address: RankAddress
+             ) -> list[Action]:
+        """Rank ``index`` of ``req`` (None: unknown) joins from ``granule_id``; the table once all joined."""
+        task = req.tasks[index] if req is not None and 0 <= index < req.n else None
+        if req is None or task is None or task.granule_id != granule_id or task.state is not TaskState.RUNNING:
+            return [JoinRefused(granule_id, req_id, f"rank {index} of {req_id} is not running here")]
         world = self._worlds.setdefault(req_id, {})
         world[index] = address
-        if len(world) < n:
-            return None
+        if len(world) < req.n:
+            return []
         del self._worlds[req_id]
-        return tuple(world[i] for i in range(n))
+        return [WorldReady(req_id, tuple(t.granule_id for t in req.tasks), tuple(world[i] for i in range(req.n)))]
 
     def drop(self, req_id: str) -> None:
         self._worlds.pop(req_id, None)

@@ -372,17 +372,9 @@ class PlannerServer:
 
     def cancel(self, req_id: str = "", app_id: str = "", close: bool = False) -> None:
         if close and app_id:
-            self.apply(self._cancel_pending(app_id) + self.state.close_app(app_id))
+            self.apply(self.state.close_app(app_id))
         else:
             self.apply(self.state.cancel(req_id=req_id, app_id=app_id))
-
-    def _cancel_pending(self, app_id: str) -> list[Action]:
-        out: list[Action] = []
-        for rid in list(self.state.apps[app_id].requests) if app_id in self.state.apps else []:
-            req = self.state.requests[rid]
-            if not req.final():
-                out += self.state.cancel(req_id=rid)
-        return out
 
     # --- effects ----------------------------------------------------------------------------------
     def apply(self, actions: list[Action]) -> None:

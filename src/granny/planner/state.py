@@ -355,14 +355,7 @@ class PlannerState:
 
     def mpi_join(self, granule_id: str, req_id: str, index: int, address: RankAddress) -> list[Action]:
         """Rank ``index`` of an MPI world says where it listens (see rendezvous.py)."""
-        req = self.requests.get(req_id)
-        task = req.tasks[index] if req is not None and 0 <= index < req.n else None
-        if req is None or task is None or task.granule_id != granule_id or task.state is not TaskState.RUNNING:
-            return [JoinRefused(granule_id, req_id, f"rank {index} of {req_id} is not running here")]
-        table = self.rendezvous.join(req_id, req.n, index, address)
-        if table is None:
-            return []
-        return [WorldReady(req_id, tuple(t.granule_id for t in req.tasks), table)]
+        return self.rendezvous.join(granule_id, req_id, self.requests.get(req_id), index, address)
 
     def cancel(self, req_id: str = "", app_id: str = "") -> list[Action]:
         reqs = [req_id] if req_id else list(self.apps[app_id].requests) if app_id in self.apps else []
@@ -378,11 +371,19 @@ class PlannerState:
         return actions + self.schedule()
 
     def close_app(self, app_id: str) -> list[Action]:
+        """The client of an app closed it: what it has not got yet is cancelled, and the app ends (a functions
+        app as succeeded; a script still running, as cancelled: it cannot finish any more)."""
         app = self.apps.get(app_id)
-        if app is None or app.state is not AppState.RUNNING or app.kind != "functions":
-            return []
+        if app is not None and app.kind == "script":
+            return self.cancel(app_id=app_id) if app.state is AppState.RUNNING else []
+        actions: list[Action] = []
+        for rid in list(app.requests) if app is not None else []:
+            if not self.requests[rid].final():
+                actions += self.cancel(req_id=rid)
+        if app is None or app.state is not AppState.RUNNING:
+            return actions
         app.state = transition(APP_TRANSITIONS, app.state, AppEvent.CLOSE, app_id)
-        return [AppChanged(app_id, app.state)]
+        return actions + [AppChanged(app_id, app.state)]
 
     def _finish(self, req_id: str, index: int, event: TaskEvent, fail: Fail | None, cascade: bool = True) -> list[Action]:
         req = self.requests[req_id]
