@@ -26,6 +26,7 @@ from ..wire.messages import (
     Log,
     Message,
     MpiJoin,
+    MpiWorld,
     Query,
     Reply,
     Result,
@@ -132,6 +133,8 @@ def answers(msg: Message, why: str) -> list[Message]:
                 for i in range(msg.n if 0 < msg.n <= 100_000 else 1)]
     if isinstance(msg, Query):
         return [Reply(qid=msg.qid, data=b"null", error=f"refused: {why}")]
+    if isinstance(msg, MpiJoin):  # the rank would otherwise wait for its world for ever
+        return [MpiWorld(req_id=msg.req_id, error=f"refused: {why}")]
     return []
 
 
