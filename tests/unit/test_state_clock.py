@@ -4,7 +4,8 @@ as the simulator will drive it: through a restart grace and a host death."""
 from __future__ import annotations
 
 from granny.planner.grace import Held
-from granny.planner.state import Action, Dispatch, Fail, ForgetHost, GraceEnded, PlannerState
+from granny.planner.retention import Known
+from granny.planner.state import Action, Dispatch, Fail, ForgetHost, GraceEnded, PlannerState, Pruned
 
 TIMEOUT, GRACE = 4.0, 3.0
 
@@ -53,3 +54,22 @@ def test_with_no_host_alive_and_no_grace_the_clock_can_stop() -> None:
     events = run(s, 100.0, beating=set())
     assert [(t, type(a).__name__) for t, a in events] == [(TIMEOUT, "ForgetHost")]
     assert s.next_deadline() is None  # nothing is due until the next event
+
+
+def test_retention_passes_are_deadlines_too_and_stop_when_nothing_is_left() -> None:
+    retain = 8.0  # a pass every 2 s while anything is left to look at
+    s = PlannerState(TIMEOUT, retain=retain)
+    s.tick(0.0)  # the clock starts
+    assert s.next_deadline() is None  # nothing finished, no host: nothing is due
+    s.register_host("h1", 1, 0.0)
+    s.granule_connected("h1", "h1-g0", None)
+    (d,) = s.submit("r1", "app", 1)
+    s.task_done(d.granule_id, "r1", 0, True)
+    events = run(s, 12.0, beating={"h1"})
+    (pruned,) = [(t, a) for t, a in events if isinstance(a, Pruned)]
+    # Stamped by the first pass after it finished (at 2 s), forgotten by the first pass a window later.
+    assert pruned[0] == 2.0 + retain and pruned[1].requests == [("r1", 1)]
+    assert "r1" not in s.requests and s.retention.lookup("r1") is Known.PRUNED
+    run(s, 30.0, beating={"h1"})
+    # Its tombstone is dropped a window later; then retention needs no more passes.
+    assert s.retention.lookup("r1") is None and s.retention.next_pass(s) is None

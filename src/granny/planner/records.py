@@ -125,13 +125,24 @@ class ReplayFrames:
     granule_id: str
 
 
+@dataclass
+class Pruned:
+    """Finished work the state forgot (see retention.py): drop what the driver keeps of it, and its journal rows."""
+
+    requests: list[tuple[str, int]] = field(default_factory=list)  # req_id, granules (0: journal only)
+    apps: list[tuple[str, str, str, str]] = field(default_factory=list)  # app_id, kind, name, final state
+
+    def __bool__(self) -> bool:
+        return bool(self.requests or self.apps)
+
+
 @dataclass(frozen=True)
 class GraceEnded:
     """The restart grace is over (see grace.py): reports of requests nobody resubmitted are dropped."""
 
 
 Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost | WorldReady | JoinRefused
-          | HoldFrames | ReplayFrames | GraceEnded)
+          | HoldFrames | ReplayFrames | GraceEnded | Pruned)
 
 
 # --- records ----------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ from .lifecycle import TASK_FINAL, AppState
 from .orphans import Orphans
 from .outputs import Outputs
 from .policies import POLICIES
-from .pruning import answer_finished, retention_loop, seed_retention
+from .pruning import answer_finished, forget, seed_retention
 from .recent import RecentResults
 from .retention import Known, Retention
 from .state import (
@@ -79,6 +79,7 @@ from .state import (
     JoinRefused,
     Kill,
     PlannerState,
+    Pruned,
     RankAddress,
     ReplayFrames,
     Skip,
@@ -126,10 +127,9 @@ class PlannerServer:
         self.dirty: list[Conn] = []
         self.local_id = local_id()
         self.started = time.time()
-        self.retention = Retention(config.retain)
+        self.retention = self.state.retention = Retention(config.retain)  # its passes run from state.tick
         self._restore()
         self._ticker = self.loop.create_task(self._tick_forever())
-        self._pruner = self.loop.create_task(retention_loop(self))
 
     def flush_dirty(self) -> None:
         dirty, self.dirty = self.dirty, []
@@ -166,7 +166,10 @@ class PlannerServer:
         interval = min(self.config.heartbeat_interval, self.config.heartbeat_timeout / 4)
         while True:  # ticks from the start: a stall before a second tick must be seen as one too
             stalls = self.state.liveness.stalls
-            self.apply(self.state.tick(self.loop.time()))
+            try:
+                self.apply(self.state.tick(self.loop.time()))
+            except Exception:  # a bug here must not end the ticker (nor the planner)
+                log.exception("internal error in a tick of the planner's state")
             if self.state.liveness.stalls != stalls:
                 log.warning("the planner stalled for %.1fs; hosts get a fresh heartbeat grace period",
                             self.state.liveness.last_stall)
@@ -435,6 +438,8 @@ class PlannerServer:
                 replay.append(action.granule_id)
             elif isinstance(action, GraceEnded):
                 self.orphans.close()
+            elif isinstance(action, Pruned):
+                forget(self, action)
         return replay
 
     def _world(self, action: WorldReady | JoinRefused) -> None:
@@ -521,7 +526,6 @@ class PlannerServer:
 
     def close(self) -> None:
         self._ticker.cancel()
-        self._pruner.cancel()
         self.journal.close()
 
 

@@ -60,6 +60,7 @@ from .records import (
     Host,
     JoinRefused,
     Kill,
+    Pruned,
     RankAddress,
     ReplayFrames,
     Request,
@@ -70,14 +71,15 @@ from .records import (
     WorldReady,
 )
 from .rendezvous import Rendezvous
+from .retention import Retention
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
-           "JoinRefused", "Kill", "PlannerState", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
+           "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
            "SpawnGranules", "Task", "WorldReady"]
 
 
 class PlannerState:
-    def __init__(self, heartbeat_timeout: float, policy: Policy = binpack) -> None:
+    def __init__(self, heartbeat_timeout: float, policy: Policy = binpack, retain: float = float("inf")) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = policy
         self.hosts: dict[str, Host] = {}
@@ -96,6 +98,7 @@ class PlannerState:
         self.liveness = Liveness(heartbeat_timeout)
         self.rendezvous = Rendezvous()  # MPI worlds whose ranks are still joining
         self.grace = Grace()  # after a restart: restored work waits for its granules and clients
+        self.retention = Retention(retain)  # when finished work is forgotten (never, by default)
         # Granules whose host is not registered (yet): granule id -> (host id, task it claims to run)
         self.unregistered: dict[str, tuple[str, tuple[str, int] | None]] = {}
 
@@ -225,6 +228,8 @@ class PlannerState:
         :meth:`Liveness.stalled`), and the hosts get a fresh grace period instead of being blamed for
         heartbeats the planner did not read."""
         actions: list[Action] = self._end_grace() if self.grace.due(now) else []
+        if pruned := self.retention.tick(self, now):
+            actions.append(pruned)
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:
@@ -241,12 +246,15 @@ class PlannerState:
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must run next (None: no need until another event), so that a virtual clock
         can drive this state: a host's heartbeat expiry, the end of the restart grace, or the regular
-        tick that tells a stall of the planner from dead hosts (while any host is alive)."""
+        tick that tells a stall of the planner from dead hosts (while any host is alive), or a retention pass.
+        Tick once when the clock starts: the regular deadlines count from the first tick."""
         times = [h.last_seen + self.heartbeat_timeout for h in self.hosts.values() if h.alive]
         if times and (cadence := self.liveness.next_tick()) is not None:
             times.append(cadence)
         if self.grace.until is not None:
             times.append(self.grace.until)
+        if (prune := self.retention.next_pass(self)) is not None:
+            times.append(prune)
         return min(times, default=None)
 
     def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
