@@ -22,6 +22,10 @@ Theory of operation
   instead of running the task again.
 - A request that becomes final is listed in ``finished``; the driver collects that list (retention.py
   stamps it with the time and later calls :meth:`PlannerState.forget`), so memory stays bounded.
+- It also owns what waits on time or on other peers: the restart grace (grace.py), the MPI rendezvous
+  (rendezvous.py), granules whose host has not registered yet (the driver holds their frames until a
+  ReplayFrames) and retention passes (retention.py). :meth:`PlannerState.next_deadline` says when
+  :meth:`PlannerState.tick` is due next, so that a virtual clock can drive the state.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
 """
