@@ -319,6 +319,17 @@ def test_close_app_cancels_what_is_unfinished_and_ends_the_app() -> None:
     assert s.close_app("run-1") == []
 
 
+def test_closing_an_app_never_dispatches_the_work_it_cancels() -> None:
+    """Found by the state machine once closing became one event: cancelling r1 freed the head of the
+    queue, r2 was dispatched, then cancelled (a Run followed by a Kill)."""
+    s = planner(("h1", 1))
+    s.register_host("h2", 1, 0.0)  # its granule not connected yet: room for r1 later, not now
+    assert s.submit("r1", "fns", 2) == [] and s.submit("r2", "fns", 1) == []  # r2 waits behind r1 (FIFO)
+    actions = s.close_app("fns")
+    assert of(actions, Dispatch) == [] and of(actions, Kill) == []
+    assert sorted(f.req_id for f in of(actions, Fail)) == ["r1", "r1", "r2"]
+
+
 # --- script apps --------------------------------------------------------------------------------
 def test_one_failed_rank_of_a_script_cancels_the_others() -> None:
     s = planner(("h1", 2), ("h2", 1))

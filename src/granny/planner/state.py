@@ -370,13 +370,7 @@ class PlannerState:
         return self.rendezvous.join(granule_id, req_id, self.requests.get(req_id), index, address)
 
     def cancel(self, req_id: str = "", app_id: str = "") -> list[Action]:
-        reqs = [req_id] if req_id else list(self.apps[app_id].requests) if app_id in self.apps else []
-        actions: list[Action] = []
-        for rid in reqs:
-            req = self.requests.get(rid)
-            for index, task in enumerate(req.tasks if req else []):
-                if task.state not in TASK_FINAL:
-                    actions += self._finish(rid, index, TaskEvent.CANCEL, Fail(rid, index, "cancelled", "cancelled"))
+        actions = self._cancel([req_id] if req_id else list(self.apps[app_id].requests) if app_id in self.apps else [])
         if app_id in self.apps and self.apps[app_id].state is AppState.RUNNING:
             self.apps[app_id].state = transition(APP_TRANSITIONS, AppState.RUNNING, AppEvent.CANCEL, app_id)
             actions.append(AppChanged(app_id, AppState.CANCELLED))
@@ -386,16 +380,22 @@ class PlannerState:
         """The client of an app closed it: what it has not got yet is cancelled, and the app ends (a functions
         app as succeeded; a script still running, as cancelled: it cannot finish any more)."""
         app = self.apps.get(app_id)
-        if app is not None and app.kind == "script":
-            return self.cancel(app_id=app_id) if app.state is AppState.RUNNING else []
+        if app is None or app.kind == "script":
+            return self.cancel(app_id=app_id) if app is not None and app.state is AppState.RUNNING else []
+        actions = self._cancel(list(app.requests))  # all of them before placing anything: none is dispatched
+        if app.state is AppState.RUNNING:
+            app.state = transition(APP_TRANSITIONS, app.state, AppEvent.CLOSE, app_id)
+            actions.append(AppChanged(app_id, app.state))
+        return actions + self.schedule()
+
+    def _cancel(self, req_ids: list[str]) -> list[Action]:
         actions: list[Action] = []
-        for rid in list(app.requests) if app is not None else []:
-            if not self.requests[rid].final():
-                actions += self.cancel(req_id=rid)
-        if app is None or app.state is not AppState.RUNNING:
-            return actions
-        app.state = transition(APP_TRANSITIONS, app.state, AppEvent.CLOSE, app_id)
-        return actions + [AppChanged(app_id, app.state)]
+        for rid in req_ids:
+            req = self.requests.get(rid)
+            for index, task in enumerate(req.tasks if req else []):
+                if task.state not in TASK_FINAL:
+                    actions += self._finish(rid, index, TaskEvent.CANCEL, Fail(rid, index, "cancelled", "cancelled"))
+        return actions
 
     def _finish(self, req_id: str, index: int, event: TaskEvent, fail: Fail | None, cascade: bool = True) -> list[Action]:
         req = self.requests[req_id]
