@@ -94,12 +94,14 @@ def test_a_granule_of_an_unregistered_host_waits_then_is_connected_and_its_frame
     assert s.unregistered == {}
 
 
-def test_a_waiting_granule_that_disconnects_is_forgotten() -> None:
+def test_a_waiting_granule_that_disconnects_or_exits_is_forgotten() -> None:
     s = PlannerState(TIMEOUT)
     s.granule_hello("h1", "h1-g0", None)
+    s.granule_hello("h1", "h1-g1", None)
     s.granule_disconnected("h1-g0")
-    assert s.register_host("h1", 1, 0.0) == []
-    assert "h1-g0" not in s.granules
+    assert s.granule_exited("h1-g1", "exit code 1") == []  # its worker's report came before the socket closed
+    assert s.register_host("h1", 2, 0.0) == []
+    assert s.granules == {} and s.unregistered == {}
 
 
 def test_a_waiting_granule_keeps_the_restored_task_it_claims() -> None:

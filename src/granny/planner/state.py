@@ -198,6 +198,7 @@ class PlannerState:
 
     def granule_exited(self, granule_id: str, cause: str) -> list[Action]:
         self.liveness.unfence(granule_id)
+        self.unregistered.pop(granule_id, None)  # its exit may be reported before its connection drops
         granule = self.granules.pop(granule_id, None)
         if granule is None:
             return []
