@@ -22,7 +22,7 @@ Theory of operation
   instead of running the task again.
 - A request that becomes final is listed in ``finished``; the driver collects that list (retention.py
   stamps it with the time and later calls :meth:`PlannerState.forget`), so memory stays bounded.
-- It also owns what waits on time or on other peers: the restart grace (grace.py), the MPI rendezvous
+- It also owns what waits on time or on other peers: the restart grace (grace.py, restart.py), the MPI rendezvous
   (rendezvous.py), granules whose host has not registered yet (the driver holds their frames until a
   ReplayFrames) and retention passes (retention.py). :meth:`PlannerState.next_deadline` says when
   :meth:`PlannerState.tick` is due next, so that a virtual clock can drive the state.
@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from .grace import Grace, Held
+from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
     TASK_FINAL,
@@ -75,6 +75,7 @@ from .records import (
     WorldReady,
 )
 from .rendezvous import Rendezvous
+from .restart import Restarts
 from .retention import Retention
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
@@ -82,7 +83,7 @@ __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "Gra
            "SpawnGranules", "Task", "WorldReady"]
 
 
-class PlannerState:
+class PlannerState(Restarts):
     def __init__(self, heartbeat_timeout: float, policy: Policy = binpack, retain: float = float("inf")) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = policy
@@ -294,55 +295,6 @@ class PlannerState:
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
         return self.schedule()
-
-    def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str,
-                prefetch: bool = False) -> None:
-        """Load a journaled request after a restart. It is not queued yet: granules still running its
-        tasks get a grace period to report them (see :meth:`requeue_restored`)."""
-        app = self.apps.setdefault(app_id, App(app_id, app_kind, name))
-        app.requests.append(req_id)
-        self.grace.held.pop(req_id, None)
-        req = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1)
-        for index in finished:
-            if 0 <= index < n:
-                req.tasks[index].state = TaskState.SUCCEEDED
-        self.requests[req_id] = req
-
-    def start_grace(self, now: float, duration: float) -> None:
-        """The planner (re)started at ``now``: restored work waits ``duration`` seconds (see grace.py)."""
-        self.grace.start(now, duration)
-
-    def hold(self, held: Held) -> None:
-        """A restored request whose payload the journal did not keep: its client must resubmit it in the grace."""
-        self.grace.held[held.req_id] = held
-
-    def _end_grace(self) -> list[Action]:
-        duration = self.grace.duration
-        actions: list[Action] = [GraceEnded()]
-        actions += self.requeue_restored()
-        for held in self.grace.end():
-            if held.req_id in self.requests:
-                continue  # its client resubmitted it
-            self.restore(held.req_id, held.app_id, held.n, held.done, held.kind, held.name)
-            for index in range(held.n):
-                if index not in held.done:
-                    actions += self.fail_waiting(held.req_id, index, "lost", held.lost_message(duration))
-        return actions
-
-    def requeue_restored(self) -> list[Action]:
-        """End of the restart grace period: restored tasks that nobody reported go back in the queue."""
-        queued = set(self.queue)
-        for req in self.requests.values():
-            if req.req_id not in queued and any(t.state is TaskState.QUEUED for t in req.tasks):
-                self.queue.append(req.req_id)
-        return self.schedule()
-
-    def fail_waiting(self, req_id: str, index: int, kind: str, message: str) -> list[Action]:
-        """Fail a task that is not running (e.g. restored work whose payload is gone)."""
-        task = self.requests[req_id].tasks[index]
-        if task.state is not TaskState.QUEUED:
-            return []
-        return self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, message), cascade=False)
 
     def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
         """A granule reported. Returns (accepted, actions); a duplicate report is not accepted, nor one
