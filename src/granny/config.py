@@ -12,6 +12,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from .durations import format_duration as format_duration  # re-exported: callers read it from config
+from .durations import parse_duration as parse_duration
 from .errors import ConfigError
 
 DEFAULT_RPC_PORT = 7400
@@ -130,38 +132,6 @@ def parse_bytes(raw: str | int | None) -> int:
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"memory size {raw!r} must be a finite, non-negative size (try 512MiB)")
     return int(value)
-
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(raw: str | float, what: str = "duration") -> float:
-    """Parse ``90``, ``90s``, ``15m``, ``1h``, ``2d`` or ``500ms`` into seconds (positive, finite)."""
-    if isinstance(raw, int | float):
-        value = float(raw)
-    else:
-        text = raw.strip().lower()
-        scale = 1.0
-        for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
-            if text.endswith(suffix):
-                text, scale = text[: -len(suffix)], _DURATION_UNITS[suffix]
-                break
-        try:
-            value = float(text) * scale
-        except ValueError:
-            raise ConfigError(f"{what} {raw!r} is not a duration (try 1h, 30m, 90s)") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{what} must be a positive duration, got {raw!r}")
-    return value
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact spelling ``parse_duration`` reads back: 3600 -> ``1h``, 90 -> ``90s``."""
-    for suffix in ("d", "h", "m"):
-        unit = _DURATION_UNITS[suffix]
-        if seconds >= unit and (seconds / unit).is_integer():
-            return f"{int(seconds / unit)}{suffix}"
-    return f"{seconds:g}s"
 
 
 def _env_duration(name: str, default: float) -> float:

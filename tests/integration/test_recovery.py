@@ -157,3 +157,62 @@ def test_large_payloads_survive_planner_kill9_through_client_resubmission(
     restart_planner(cluster)
     gate.touch()
     assert [f.result(timeout=60) for f in futures] == [float(big.sum() * i) for i in range(6)]
+
+
+def test_a_large_payload_whose_client_does_not_come_back_fails_when_the_restart_grace_ends(
+        client: granny.Client, cluster: LocalCluster, tmp_path: Path) -> None:
+    """The restart grace is the state's deadline now (grace.py): driven by the planner's ticks, it still
+    ends, and the held request fails with a message that says why."""
+    import sqlite3
+
+    from granny.errors import ConnectionLostError
+    from granny.wire import Result, decode_header
+
+    gate = tmp_path / "gate"
+    blockers = [client.submit(block_until, str(gate)) for _ in range(2)]  # both slots busy: the big call queues
+    wait_for(lambda: len(client.query("apps")) >= 1, what="the blockers")
+    script = textwrap.dedent(f"""
+        import sys, time
+        import numpy as np
+        import granny
+        c = granny.Client({cluster.address!r}, {cluster.token!r}, app_id="orphaned")
+        fut = c.submit(sum, np.ones(1 << 18))  # 2 MiB: the journal keeps only its record
+        c.query("queue")  # a round trip: the planner has it
+        print("submitted", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"submitted\n"
+
+        def journaled() -> bool:  # its record, without the payload (journal writes are batched)
+            with sqlite3.connect(cluster.data_dir / "journal.sqlite") as db:
+                return bool(db.execute("SELECT 1 FROM requests WHERE app_id='orphaned' AND payload IS NULL")
+                            .fetchall())
+
+        wait_for(journaled, what="the request's record in the journal")
+        proc.send_signal(signal.SIGKILL)  # gone without a word: nobody will resubmit its payload
+        proc.wait()
+        restart_planner(cluster)
+    finally:
+        proc.kill()
+        gate.touch()
+    assert [f.result(timeout=60) for f in blockers] == ["local"] * 2
+
+    def failed() -> bool:
+        try:
+            return bool(client.query("app", "orphaned")["tasks"].get("failed") == 1)
+        except ConnectionLostError:
+            return False  # asked on the old connection: the client's reader reconnects by itself
+
+    wait_for(failed, timeout=60, what="the held request failed at the end of the grace")
+
+    def lost() -> list[Result]:
+        with sqlite3.connect(cluster.data_dir / "journal.sqlite") as db:
+            rows = db.execute("SELECT results.header FROM results JOIN requests USING (req_id) "
+                              "WHERE requests.app_id='orphaned'").fetchall()
+        return [r for r in (decode_header(row[0]) for row in rows) if isinstance(r, Result)]
+
+    (res,) = wait_for(lost, what="the failure in the journal")
+    assert res.error_kind == "lost"
+    assert "-byte payload did not reconnect within 3s" in res.message, res.message

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import os
 
-from granny.planner.admission import Ended, Scope, admit, busy_claim, check
+from granny.planner.admission import Ended, Scope, admit, answers, busy_claim, check
 from granny.planner.state import Dispatch, PlannerState
 from granny.transport import granule_credential, make_mac, task_grant
-from granny.wire import Cancel, Done, Hello, Kind, Log, Query, Role, Status, Submit, Waiting
+from granny.wire import (
+    Cancel,
+    Done,
+    Hello,
+    Kind,
+    Log,
+    MpiJoin,
+    MpiWorld,
+    Query,
+    Role,
+    Status,
+    Submit,
+    Waiting,
+)
 
 SECRET, TOKEN = "the-secret", "the-token"
 NONCE = os.urandom(16)
@@ -121,3 +134,13 @@ def test_a_busy_claim_needs_the_grant() -> None:
                 {"busy_task": ":"}):
         fields = {"name": "h1-g1", "busy_task": "r1:3", "busy_grant": grant} | bad
         assert busy_claim(SECRET, Hello(role=Role.GRANULE, mac=b"", nonce=b"", host_id="h1", **fields)) is None  # type: ignore[arg-type]
+
+
+def test_a_refused_mpi_join_is_answered_so_the_rank_does_not_wait_for_ever() -> None:
+    s, d = running()
+    join = MpiJoin(req_id="r1", index=0, host_id="h1", pid=1, ip="127.0.0.1", port=1)
+    why = check(s, Role.GRANULE, Scope("h1-g2", "h1"), join, SECRET)  # not the granule running rank 0
+    assert why
+    (answer,) = answers(join, why)
+    assert isinstance(answer, MpiWorld) and answer.req_id == "r1" and not answer.ranks and "refused" in answer.error
+    assert check(s, Role.GRANULE, Scope(d.granule_id, "h1"), join, SECRET) == ""

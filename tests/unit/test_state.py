@@ -178,8 +178,9 @@ def test_host_timeout_fails_its_running_tasks_and_names_the_host() -> None:
     assert s.submit("r3", "app", 1) == []
 
     s.heartbeat(live_host, TIMEOUT)
-    assert s.tick(TIMEOUT) == []  # exactly at the timeout: still alive
-    actions = s.tick(TIMEOUT + 0.5)
+    assert s.tick(TIMEOUT - 0.01) == []  # just before the timeout: still alive
+    assert s.next_deadline() == TIMEOUT  # its expiry: a tick then declares it dead
+    actions = s.tick(TIMEOUT)
     fails = of(actions, Fail)
     assert len(fails) == 1
     (fail,) = fails
@@ -301,14 +302,32 @@ def test_cancel_app_cancels_all_its_requests_once() -> None:
     assert s.cancel(app_id="nope") == [] and s.cancel(req_id="nope") == []
 
 
-def test_close_app_ends_a_functions_app_but_not_a_script() -> None:
-    s = planner(("h1", 2))
-    s.submit("r1", "fns", 1)
-    s.submit("r2", "run-1", 1, app_kind="script")
-    assert s.close_app("fns") == [AppChanged("fns", AppState.SUCCEEDED)]
+def test_close_app_cancels_what_is_unfinished_and_ends_the_app() -> None:
+    s = planner(("h1", 3))
+    (d1,) = s.submit("r1", "fns", 1)
+    s.task_done(d1.granule_id, "r1", 0, True)
+    s.submit("r2", "fns", 1)
+    s.submit("r3", "run-1", 1, app_kind="script")
+    actions = s.close_app("fns")
+    assert of(actions, Fail) == [Fail("r2", 0, "cancelled", "cancelled")]  # r1 had finished: untouched
+    assert actions[-1] == AppChanged("fns", AppState.SUCCEEDED)
     assert s.close_app("fns") == []
+    # A script whose client goes away mid-run cannot finish: it is cancelled, not left running for ever.
+    actions = s.close_app("run-1")
+    assert of(actions, Fail) == [Fail("r3", 0, "cancelled", "cancelled")]
+    assert AppChanged("run-1", AppState.CANCELLED) in actions and s.apps["run-1"].state is AppState.CANCELLED
     assert s.close_app("run-1") == []
-    assert s.apps["run-1"].state is AppState.RUNNING
+
+
+def test_closing_an_app_never_dispatches_the_work_it_cancels() -> None:
+    """Found by the state machine once closing became one event: cancelling r1 freed the head of the
+    queue, r2 was dispatched, then cancelled (a Run followed by a Kill)."""
+    s = planner(("h1", 1))
+    s.register_host("h2", 1, 0.0)  # its granule not connected yet: room for r1 later, not now
+    assert s.submit("r1", "fns", 2) == [] and s.submit("r2", "fns", 1) == []  # r2 waits behind r1 (FIFO)
+    actions = s.close_app("fns")
+    assert of(actions, Dispatch) == [] and of(actions, Kill) == []
+    assert sorted(f.req_id for f in of(actions, Fail)) == ["r1", "r1", "r2"]
 
 
 # --- script apps --------------------------------------------------------------------------------

@@ -18,15 +18,15 @@ import hmac
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..transport import granule_credential, task_grant, verify_mac
-from ..transport.auth import Key
-from ..wire import (
+from ..transport.macs import Key, granule_credential, task_grant, verify_mac
+from ..wire.messages import (
     Cancel,
     Done,
     Hello,
     Log,
     Message,
     MpiJoin,
+    MpiWorld,
     Query,
     Reply,
     Result,
@@ -134,6 +134,8 @@ def answers(msg: Message, why: str) -> list[Message]:
                 for i in range(msg.n if 0 < msg.n <= 100_000 else 1)]
     if isinstance(msg, Query):
         return [Reply(qid=msg.qid, data=b"null", error=f"refused: {why}")]
+    if isinstance(msg, MpiJoin):  # the rank would otherwise wait for its world for ever
+        return [MpiWorld(req_id=msg.req_id, error=f"refused: {why}")]
     return []
 
 

@@ -42,6 +42,13 @@ class Liveness:
         self.last_stall = now - last
         return True
 
+    def next_tick(self) -> float | None:
+        """The latest time of the next tick that still does not read as a stall of the planner.
+
+        A quarter of the timeout after the last one: half the stall threshold, so a tick that comes
+        a little late is still no stall."""
+        return None if self._last_tick is None else self._last_tick + self.heartbeat_timeout / 4
+
     # --- fences ---------------------------------------------------------------------------
     def fence(self, host_id: str, incarnation: int, granule_ids: Iterable[str]) -> str:
         """Fence the granules of a host's dead incarnation; returns the reason given to their kills."""

@@ -1,13 +1,13 @@
-"""The I/O side of retention: the prune timer, the server's per-request dicts, the journal.
+"""The I/O side of retention: the server's per-request dicts, the journal, the heap.
 
-retention.py decides what is due; this module carries it out on the planner's event loop. The
+retention.py decides what is due (PlannerState runs its passes from ``tick``); this module carries a
+pass out on the planner's event loop. The
 journal deletes its rows and gives the pages back on its own writer thread, so a prune never
 blocks the loop on the disk.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import logging
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..wire import Result, Status, Submit, decode_header
 from .journal import Restored
-from .retention import APP_TOMBSTONE_FACTOR
+from .retention import APP_TOMBSTONE_FACTOR, Pruned
 
 if TYPE_CHECKING:
     from .conn import Conn
@@ -40,47 +40,35 @@ def _libc_trim() -> Callable[[], object] | None:
 _trim = _libc_trim()
 
 
-def prune_interval(retain: float) -> float:
-    """How often the timer looks: a quarter of the window, between 250 ms and 30 s."""
-    return min(max(retain / 4, 0.25), 30.0)
+class _Trim:
+    """Pruned records free memory in the middle of the heap, which glibc keeps unless asked: without
+    a trim, RSS stays at the high-water mark of the busiest moment (~1 ms per call, so rate-limited)."""
 
+    def __init__(self) -> None:
+        self.last = time.monotonic()
 
-async def retention_loop(p: PlannerServer) -> None:
-    trimmed = time.monotonic()
-    while True:
-        await asyncio.sleep(prune_interval(p.config.retain))
-        try:
-            pruned = prune_once(p)
-        except Exception:  # a bug here must not end the timer (nor the planner)
-            log.exception("internal error while pruning finished work")
-            continue
-        if pruned and _trim is not None and time.monotonic() - trimmed >= TRIM_INTERVAL:
-            # Pruned records free memory in the middle of the heap, which glibc keeps unless asked:
-            # without this, RSS stays at the high-water mark of the busiest moment (~1 ms per call).
-            trimmed = time.monotonic()
+    def __call__(self) -> None:
+        if _trim is not None and time.monotonic() - self.last >= TRIM_INTERVAL:
+            self.last = time.monotonic()
             _trim()
 
 
-def prune_once(p: PlannerServer) -> int:
-    """One pass: forget what is due, drop the server's leftovers of it, queue the journal's part."""
-    busy = set(p.state.queue)
-    for granule in p.state.granules.values():
-        busy.update(rid for rid, _ in granule.tasks)
-    pruned = p.retention.prune(p.state, p.loop.time(), busy)
-    if not pruned:
-        return 0
+_trimmer = _Trim()
+
+
+def forget(p: PlannerServer, pruned: Pruned) -> None:
+    """Carry out a retention pass of the state: drop the server's leftovers of it, queue the journal's part."""
     for rid, n in pruned.requests:
         p.payloads.pop(rid, None)
         p.waiters.pop(rid, None)
         p.stdin.pop(rid, None)
-        p.worlds.pop(rid, None)
-        p.held.pop(rid, None)
         for index in range(n):
             p.recent.pop((rid, index), None)
     wall, retain = time.time(), p.config.retain
     p.journal.prune([rid for rid, _ in pruned.requests], [a[0] for a in pruned.apps], wall - retain,
                     wall - APP_TOMBSTONE_FACTOR * retain)
-    return len(pruned.requests)
+    if pruned.requests:
+        _trimmer()
 
 
 def seed_retention(p: PlannerServer, restored: Restored) -> None:

@@ -83,7 +83,66 @@ class ForgetHost:
     reason: str
 
 
-Action = Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost
+@dataclass(frozen=True)
+class RankAddress:
+    """Where one rank of an MPI world listens (what its MpiJoin said)."""
+
+    host_id: str
+    pid: int
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class WorldReady:
+    """Every rank of an MPI world joined: send the table to each rank's granule (see rendezvous.py)."""
+
+    req_id: str
+    granule_ids: tuple[str, ...]  # rank -> granule
+    ranks: tuple[RankAddress, ...]
+
+
+@dataclass(frozen=True)
+class JoinRefused:
+    """An MpiJoin that does not come from the granule running that rank: answer it with this error."""
+
+    granule_id: str
+    req_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HoldFrames:
+    """A granule of a host that is not registered (yet): keep its frames until its host registers."""
+
+    granule_id: str
+
+
+@dataclass(frozen=True)
+class ReplayFrames:
+    """The granule's host registered and the granule is known now: handle the frames it sent meanwhile."""
+
+    granule_id: str
+
+
+@dataclass
+class Pruned:
+    """Finished work the state forgot (see retention.py): drop what the driver keeps of it, and its journal rows."""
+
+    requests: list[tuple[str, int]] = field(default_factory=list)  # req_id, granules (0: journal only)
+    apps: list[tuple[str, str, str, str]] = field(default_factory=list)  # app_id, kind, name, final state
+
+    def __bool__(self) -> bool:
+        return bool(self.requests or self.apps)
+
+
+@dataclass(frozen=True)
+class GraceEnded:
+    """The restart grace is over (see grace.py): reports of requests nobody resubmitted are dropped."""
+
+
+Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost | WorldReady | JoinRefused
+          | HoldFrames | ReplayFrames | GraceEnded | Pruned)
 
 
 # --- records ----------------------------------------------------------------------------------

@@ -17,18 +17,27 @@ Theory of operation
   pruned instead of running it again. The same applies to requests that were already finished when
   the planner restarted (``remember``): a resubmission is answered from the journal, not re-run.
 - Every structure here is bounded by what finishes within about two retention windows.
+- PlannerState owns a Retention and runs a pass from its ``tick`` every :func:`prune_interval`,
+  while anything is left to look at (:meth:`Retention.next_pass` is one of its deadlines); the pass
+  comes out as a :class:`~granny.planner.records.Pruned` action for the driver (journal, payloads).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from ..config import format_duration
+from ..durations import format_duration
 from .lifecycle import AppState
-from .state import PlannerState
+from .records import Pruned
+
+if TYPE_CHECKING:
+    from .state import PlannerState
+
+__all__ = ["ABANDON_FACTOR", "APP_TOMBSTONE_FACTOR", "Known", "Pruned", "Retention", "prune_interval"]
 
 APP_TOMBSTONE_FACTOR = 24  # a pruned app's final state answers `granny status` this many windows longer
 ABANDON_FACTOR = 24  # an undelivered result waits this many windows for its client, then is pruned
@@ -41,13 +50,9 @@ class Known(Enum):
     PRUNED = "pruned"  # finished more than ``retain`` ago and pruned
 
 
-@dataclass
-class Pruned:
-    requests: list[tuple[str, int]] = field(default_factory=list)  # req_id, granules (0: journal only)
-    apps: list[tuple[str, str, str, str]] = field(default_factory=list)  # app_id, kind, name, final state
-
-    def __bool__(self) -> bool:
-        return bool(self.requests or self.apps)
+def prune_interval(retain: float) -> float:
+    """How often a pass looks: a quarter of the window, between 250 ms and 30 s."""
+    return min(max(retain / 4, 0.25), 30.0)
 
 
 class Retention:
@@ -62,6 +67,7 @@ class Retention:
         self._apps_ended: dict[str, float] = {}  # app_id -> when it was first seen ended
         self._journal_apps: dict[str, float] = {}  # ended apps known from the journal only
         self._tombs: dict[str, float] = {}  # pruned req_id -> when; insertion order is time order
+        self._next: float | None = None  # when the next pass is due (set by the first one)
 
     def pruned_message(self, what: str) -> str:
         return (f"{what} finished more than {format_duration(self.retain)} ago and was pruned "
@@ -102,6 +108,22 @@ class Retention:
         return {"finished": len(self._finished), "tombstones": len(self._tombs), "undelivered": len(self.undelivered),
                 "waiting": len(self._waiting_since),
                 "journal_only": len(self._journal_only)}
+
+    # --- the schedule of passes ----------------------------------------------------------------
+    def next_pass(self, state: PlannerState) -> float | None:
+        """When the next pass is due; None while there is nothing to look at (or before the first tick)."""
+        pending = state.finished or self._finished or self._tombs or self._journal_apps or self._apps_ended
+        return self._next if pending else None
+
+    def tick(self, state: PlannerState, now: float) -> Pruned | None:
+        """Run a pass if one is due at ``now``; the requests in the queue or on a granule are kept."""
+        if not math.isfinite(self.retain) or (self._next is not None and now < self._next):
+            return None
+        self._next = now + prune_interval(self.retain)
+        busy = set(state.queue)
+        for granule in state.granules.values():
+            busy.update(rid for rid, _ in granule.tasks)
+        return self.prune(state, now, busy)
 
     # --- the decision ------------------------------------------------------------------------
     def prune(self, state: PlannerState, now: float, busy: set[str]) -> Pruned:

@@ -58,15 +58,33 @@ from . import admission, selection, views
 from .acks import Acks
 from .conn import Conn
 from .gate import HandshakeGate
+from .grace import Held
 from .journal import Journal
 from .keys import KeyedCalls
 from .lifecycle import TASK_FINAL, AppState
 from .orphans import Orphans
 from .outputs import Outputs
-from .pruning import answer_finished, retention_loop, seed_retention
+from .pruning import answer_finished, forget, seed_retention
 from .recent import RecentResults
 from .retention import Known, Retention
-from .state import Action, AppChanged, Dispatch, Fail, ForgetHost, Kill, PlannerState, Skip, SpawnGranules
+from .state import (
+    Action,
+    AppChanged,
+    Dispatch,
+    Fail,
+    ForgetHost,
+    GraceEnded,
+    HoldFrames,
+    JoinRefused,
+    Kill,
+    PlannerState,
+    Pruned,
+    RankAddress,
+    ReplayFrames,
+    Skip,
+    SpawnGranules,
+    WorldReady,
+)
 from .state import Revoke as RevokeAction
 
 log = logging.getLogger("granny.planner")
@@ -99,24 +117,20 @@ class PlannerServer:
         self.payloads: dict[str, Payload] = {}
         self.workers: dict[str, Conn] = {}
         self.granule_conns: dict[str, Conn] = {}
-        self.waiting_granules: dict[str, list[tuple[Conn, tuple[str, int] | None]]] = {}
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.recent = RecentResults(config.recent_bytes)  # HTTP calls' results (see recent.py)
-        self.worlds: dict[str, dict[int, MpiRank]] = {}
-        self.stdin: dict[str, list[Stdin]] = {}  # input that arrived before granule 0 started  # MPI rendezvous: req_id -> rank -> address
+        self.stdin: dict[str, list[Stdin]] = {}  # input that arrived before granule 0 started
         self.functions: dict[str, dict[str, Any]] = {}
         self._delivered: set[str] = set()
-        self.held: dict[str, tuple[Submit, set[int], str, str]] = {}
         self.ended = admission.Ended()
         self.unix_path = ""  # set by main once the Unix socket listens
         self.batching = False  # handling one read's frames: sends wait for its end (see Conn.send)
         self.dirty: list[Conn] = []
         self.local_id = local_id()
         self.started = time.time()
-        self.retention = Retention(config.retain)
+        self.retention = self.state.retention = Retention(config.retain)  # its passes run from state.tick
         self._restore()
         self._ticker = self.loop.create_task(self._tick_forever())
-        self._pruner = self.loop.create_task(retention_loop(self))
 
     def flush_dirty(self) -> None:
         dirty, self.dirty = self.dirty, []
@@ -129,7 +143,7 @@ class PlannerServer:
         self.set_policy(selection.at_start(self.policy_flag, restored.settings.get(selection.SETTING)))
         self.functions = restored.functions
         kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
-        count = 0
+        count = held = 0
         seed_retention(self, restored)
         for req_id, app_id, header, payload in restored.requests:
             sub = decode_header(header)
@@ -140,40 +154,29 @@ class PlannerServer:
             kind, name = kinds.get(app_id, ("functions", ""))
             self.outputs.restored(req_id)
             if payload is None:  # a large payload its client keeps: wait for the client to resubmit
-                self.held[req_id] = (sub, done, kind, name)
+                self.state.hold(Held(req_id, app_id, sub.n, frozenset(done), kind, name, sum(sub.segs)))
+                held += 1
                 continue
             self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT)
             self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
             count += 1
-        if count or self.held:
-            log.info("restored %d unfinished requests from the journal (%d wait for their client)", count,
-                     len(self.held))
-        self.loop.call_later(self.config.restart_grace, self._end_grace)
-
-    def _end_grace(self) -> None:
-        self.orphans.close()
-        actions = self.state.requeue_restored()
-        for req_id, (sub, done, kind, name) in self.held.items():
-            if req_id in self.state.requests:
-                continue  # its client resubmitted it
-            size = sum(sub.segs)
-            self.state.restore(req_id, sub.app_id, sub.n, done, kind, name)
-            why = (f"the planner restarted and the client that holds this request's {size}-byte payload did not "
-                   f"reconnect within {self.config.restart_grace:g}s; submit it again")
-            for index in range(sub.n):
-                if index not in done:
-                    actions += self.state.fail_waiting(req_id, index, "lost", why)
-        self.held.clear()
-        self.apply(actions)
+        if count or held:
+            log.info("restored %d unfinished requests from the journal (%d wait for their client)", count, held)
+        self.state.start_grace(self.loop.time(), self.config.restart_grace)
 
     async def _tick_forever(self) -> None:
+        interval = min(self.config.heartbeat_interval, self.config.heartbeat_timeout / 4)
         while True:  # ticks from the start: a stall before a second tick must be seen as one too
             stalls = self.state.liveness.stalls
-            self.apply(self.state.tick(self.loop.time()))
+            try:
+                self.apply(self.state.tick(self.loop.time()))
+            except Exception:  # a bug here must not end the ticker (nor the planner)
+                log.exception("internal error in a tick of the planner's state")
             if self.state.liveness.stalls != stalls:
                 log.warning("the planner stalled for %.1fs; hosts get a fresh heartbeat grace period",
                             self.state.liveness.last_stall)
-            await asyncio.sleep(min(self.config.heartbeat_interval, self.config.heartbeat_timeout / 4))
+            due = self.state.next_deadline()  # e.g. the end of the restart grace, sooner than the next beat
+            await asyncio.sleep(interval if due is None else min(interval, max(0.0, due - self.loop.time())))
 
     # --- frames -----------------------------------------------------------------------------------
     def on_frame(self, conn: Conn, msg: Message, body: memoryview) -> None:
@@ -208,7 +211,8 @@ class PlannerServer:
         elif isinstance(msg, Stdin) and conn.role is Role.CLIENT:
             self._stdin(msg)
         elif isinstance(msg, MpiJoin) and conn.role is Role.GRANULE:
-            self._mpi_join(conn, msg)
+            address = RankAddress(host_id=msg.host_id, pid=msg.pid, ip=msg.ip, port=msg.port)
+            self.apply(self.state.mpi_join(conn.name, msg.req_id, msg.index, address))
         else:
             raise ProtocolError(f"unexpected {type(msg).__name__} frame from a {conn.role.value}")
 
@@ -240,24 +244,10 @@ class PlannerServer:
             conn.send(Registered(incarnation=incarnation, heartbeat_timeout=self.config.heartbeat_timeout,
                                  heartbeat_interval=min(self.config.heartbeat_interval,
                                                         self.config.heartbeat_timeout / 4)))
-            waiting = self.waiting_granules.pop(msg.name, [])
-            for gconn, busy in waiting:
-                if not gconn.closed:
-                    actions += self.state.granule_connected(msg.name, gconn.name, busy)
             self.apply(actions)
-            for gconn, _ in waiting:  # replay what those granules sent while they waited (a Done, say)
-                frames, gconn.deferred = gconn.deferred or [], None
-                for frame, body in frames:
-                    self.on_frame(gconn, frame, body)
         elif msg.role is Role.GRANULE:
             self.granule_conns[msg.name] = conn
-            busy = admission.busy_claim(self.secret, msg)
-            host = self.state.hosts.get(msg.host_id)
-            if host is None or not host.alive:  # its worker has not (re-)registered yet
-                self.waiting_granules.setdefault(msg.host_id, []).append((conn, busy))
-                conn.deferred = []
-            else:
-                self.apply(self.state.granule_connected(msg.host_id, msg.name, busy))
+            self.apply(self.state.granule_hello(msg.host_id, msg.name, admission.busy_claim(self.secret, msg)))
 
     def _query(self, conn: Conn, msg: Query) -> None:
         if msg.what == selection.SET_QUERY:
@@ -305,7 +295,6 @@ class PlannerServer:
         # restart, so a large payload need not be written to disk here (writing 8 MiB into SQLite
         # costs tens of milliseconds); only the record that it was accepted is.
         held = conn is not None and body.nbytes > INLINE_MAX
-        self.held.pop(msg.req_id, None)
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
         gang = msg.mpi or msg.gang
         prefetch = msg.kind is not Kind.SCRIPT and not gang
@@ -324,23 +313,6 @@ class PlannerServer:
             self.stdin.setdefault(msg.req_id, []).append(msg)
         else:
             gconn.send(msg)
-
-    def _mpi_join(self, conn: Conn, msg: MpiJoin) -> None:
-        """Collect the ranks' addresses; when the world is complete, send the table to every rank."""
-        req = self.state.requests.get(msg.req_id)
-        if req is None or not 0 <= msg.index < req.n or req.tasks[msg.index].granule_id != conn.name:
-            conn.send(MpiWorld(req_id=msg.req_id, error=f"rank {msg.index} of {msg.req_id} is not running here"))
-            return
-        world = self.worlds.setdefault(msg.req_id, {})
-        world[msg.index] = MpiRank(host_id=msg.host_id, pid=msg.pid, ip=msg.ip, port=msg.port)
-        if len(world) < req.n:
-            return
-        reply = MpiWorld(req_id=msg.req_id, key=secrets.token_bytes(16), ranks=[world[i] for i in range(req.n)])
-        del self.worlds[msg.req_id]
-        for task in req.tasks:
-            gconn = self.granule_conns.get(task.granule_id)
-            if gconn is not None and not gconn.closed:
-                gconn.send(reply)
 
     def _resend_finished(self, conn: Conn | None, req_id: str) -> None:
         if conn is None:
@@ -407,21 +379,13 @@ class PlannerServer:
 
     def cancel(self, req_id: str = "", app_id: str = "", close: bool = False) -> None:
         if close and app_id:
-            self.apply(self._cancel_pending(app_id) + self.state.close_app(app_id))
+            self.apply(self.state.close_app(app_id))
         else:
             self.apply(self.state.cancel(req_id=req_id, app_id=app_id))
 
-    def _cancel_pending(self, app_id: str) -> list[Action]:
-        out: list[Action] = []
-        for rid in list(self.state.apps[app_id].requests) if app_id in self.state.apps else []:
-            req = self.state.requests[rid]
-            if not req.final():
-                out += self.state.cancel(req_id=rid)
-        return out
-
     # --- effects ----------------------------------------------------------------------------------
     def apply(self, actions: list[Action]) -> None:
-        self._apply(actions)
+        replay = self._apply(actions)
         # Payloads are dropped only after every action ran: several results of one request may be
         # delivered by a single batch of actions.
         for req_id in self._delivered:
@@ -429,10 +393,15 @@ class PlannerServer:
             if req is not None and req.final():
                 self.payloads.pop(req_id, None)
                 self.stdin.pop(req_id, None)
-                self.worlds.pop(req_id, None)
         self._delivered.clear()
+        for gconn in filter(None, map(self.granule_conns.get, replay)):  # what it sent while its host was away
+            frames, gconn.deferred = gconn.deferred or [], None
+            for frame, body in frames:
+                self.on_frame(gconn, frame, body)
 
-    def _apply(self, actions: list[Action]) -> None:
+    def _apply(self, actions: list[Action]) -> list[str]:
+        """Carry out ``actions``; returns the granules whose held frames are to be replayed after them."""
+        replay: list[str] = []
         for action in actions:
             if isinstance(action, Dispatch):
                 self._dispatch(action)
@@ -465,6 +434,29 @@ class PlannerServer:
             elif isinstance(action, AppChanged):
                 app = self.state.apps[action.app_id]
                 self.journal.app(app.app_id, app.kind, app.name, action.state.value)
+            elif isinstance(action, WorldReady | JoinRefused):
+                self._world(action)
+            elif isinstance(action, HoldFrames) and (gconn := self.granule_conns.get(action.granule_id)):
+                gconn.deferred = []
+            elif isinstance(action, ReplayFrames):
+                replay.append(action.granule_id)
+            elif isinstance(action, GraceEnded):
+                self.orphans.close()
+            elif isinstance(action, Pruned):
+                forget(self, action)
+        return replay
+
+    def _world(self, action: WorldReady | JoinRefused) -> None:
+        if isinstance(action, JoinRefused):
+            if (gconn := self.granule_conns.get(action.granule_id)) is not None:
+                gconn.send(MpiWorld(req_id=action.req_id, error=action.reason))
+            return
+        ranks = [MpiRank(host_id=r.host_id, pid=r.pid, ip=r.ip, port=r.port) for r in action.ranks]
+        reply = MpiWorld(req_id=action.req_id, key=secrets.token_bytes(16), ranks=ranks)  # the world's data-plane key
+        for gid in action.granule_ids:
+            gconn = self.granule_conns.get(gid)
+            if gconn is not None and not gconn.closed:
+                gconn.send(reply)
 
     def _dispatch(self, action: Dispatch) -> None:
         payload = self.payloads[action.req_id]
@@ -545,7 +537,6 @@ class PlannerServer:
 
     def close(self) -> None:
         self._ticker.cancel()
-        self._pruner.cancel()
         self.journal.close()
 
 

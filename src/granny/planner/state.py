@@ -22,6 +22,10 @@ Theory of operation
   instead of running the task again.
 - A request that becomes final is listed in ``finished``; the driver collects that list (retention.py
   stamps it with the time and later calls :meth:`PlannerState.forget`), so memory stays bounded.
+- It also owns what waits on time or on other peers: the restart grace (grace.py, restart.py), the MPI rendezvous
+  (rendezvous.py), granules whose host has not registered yet (the driver holds their frames until a
+  ReplayFrames) and retention passes (retention.py). :meth:`PlannerState.next_deadline` says when
+  :meth:`PlannerState.tick` is due next, so that a virtual clock can drive the state.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
     TASK_FINAL,
@@ -53,21 +58,33 @@ from .records import (
     Dispatch,
     Fail,
     ForgetHost,
+    GraceEnded,
     Granule,
+    HoldFrames,
     Host,
+    JoinRefused,
     Kill,
+    Pruned,
+    RankAddress,
+    ReplayFrames,
     Request,
     Revoke,
     Skip,
     SpawnGranules,
     Task,
+    WorldReady,
 )
+from .rendezvous import Rendezvous
+from .restart import Restarts
+from .retention import Retention
 
-__all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "Granule", "Host", "Kill", "PlannerState", "Request", "Revoke", "Skip", "SpawnGranules", "Task"]
+__all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
+           "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
+           "SpawnGranules", "Task", "WorldReady"]
 
 
-class PlannerState:
-    def __init__(self, heartbeat_timeout: float, policy: Policy = binpack) -> None:
+class PlannerState(Restarts):
+    def __init__(self, heartbeat_timeout: float, policy: Policy = binpack, retain: float = float("inf")) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = policy
         self.hosts: dict[str, Host] = {}
@@ -84,6 +101,11 @@ class PlannerState:
         # (see retention.py), so this module needs no clock.
         self.finished: list[str] = []
         self.liveness = Liveness(heartbeat_timeout)
+        self.rendezvous = Rendezvous()  # MPI worlds whose ranks are still joining
+        self.grace = Grace()  # after a restart: restored work waits for its granules and clients
+        self.retention = Retention(retain)  # when finished work is forgotten (never, by default)
+        # Granules whose host is not registered (yet): granule id -> (host id, task it claims to run)
+        self.unregistered: dict[str, tuple[str, tuple[str, int] | None]] = {}
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
@@ -103,7 +125,13 @@ class PlannerState:
             actions += [Kill(host_id, gid, reason) for gid, reason in self.liveness.fenced_on(host_id)]
         else:
             host.slots, host.last_seen, host.boot = slots, now, boot or host.boot
-        return actions + self.schedule()
+        actions += self.schedule()
+        # Granules that connected before their host registered: known now, then their frames are handled.
+        waited = [(gid, busy) for gid, (hid, busy) in self.unregistered.items() if hid == host_id]
+        for gid, busy in waited:
+            del self.unregistered[gid]
+            actions += self.granule_connected(host_id, gid, busy)
+        return actions + [ReplayFrames(gid) for gid, _ in waited]
 
     def heartbeat(self, host_id: str, now: float) -> list[Action]:
         """A host's worker is alive. A host that is not registered (declared dead) is told to register."""
@@ -112,6 +140,14 @@ class PlannerState:
             host.last_seen = now
             return []
         return [ForgetHost(host_id, self.liveness.forgotten(host_id, host is not None))]
+
+    def granule_hello(self, host_id: str, granule_id: str, busy: tuple[str, int] | None) -> list[Action]:
+        """A granule connected. Until its host registers (again), it waits and its frames are held."""
+        host = self.hosts.get(host_id)
+        if host is None or not host.alive:
+            self.unregistered[granule_id] = (host_id, busy)
+            return [HoldFrames(granule_id)]
+        return self.granule_connected(host_id, granule_id, busy)
 
     def granule_connected(self, host_id: str, granule_id: str, busy: tuple[str, int] | None) -> list[Action]:
         host = self.hosts.get(host_id)
@@ -156,12 +192,14 @@ class PlannerState:
         return actions + self.schedule()
 
     def granule_disconnected(self, granule_id: str) -> None:
+        self.unregistered.pop(granule_id, None)
         granule = self.granules.get(granule_id)
         if granule is not None:
             granule.connected = False
 
     def granule_exited(self, granule_id: str, cause: str) -> list[Action]:
         self.liveness.unfence(granule_id)
+        self.unregistered.pop(granule_id, None)  # its exit may be reported before its connection drops
         granule = self.granules.pop(granule_id, None)
         if granule is None:
             return []
@@ -189,24 +227,41 @@ class PlannerState:
         return actions
 
     def tick(self, now: float) -> list[Action]:
-        """Declare dead the hosts not heard from for longer than the timeout.
+        """End the restart grace when it is due; declare dead the hosts not heard from for the timeout.
 
-        Call it at least every ``heartbeat_timeout / 4``: a longer gap between two ticks is taken
-        for the planner's own stall (see :meth:`Liveness.stalled`), and the hosts get a fresh grace
-        period instead of being blamed for heartbeats the planner did not read."""
+        Call it at :meth:`next_deadline` at the latest. That includes a tick every ``heartbeat_timeout / 4``
+        while hosts are alive: a longer gap between two ticks is taken for the planner's own stall (see
+        :meth:`Liveness.stalled`), and the hosts get a fresh grace period instead of being blamed for
+        heartbeats the planner did not read."""
+        actions: list[Action] = self._end_grace() if self.grace.due(now) else []
+        if pruned := self.retention.tick(self, now):
+            actions.append(pruned)
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:
                     host.last_seen = max(host.last_seen, now)
-            return []
-        actions: list[Action] = []
+            return actions
         died = False
         for host in self.hosts.values():
-            if host.alive and now - host.last_seen > self.heartbeat_timeout:
+            if host.alive and now >= host.last_seen + self.heartbeat_timeout:
                 died = True  # capacity shrank: queued requests may now never fit
                 actions += self._host_died(host, f"host {host.host_id} stopped sending heartbeats and was "
                                                  f"declared dead after {self.heartbeat_timeout:g}s")
         return actions + self.schedule() if died else actions
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must run next (None: no need until another event), so that a virtual clock
+        can drive this state: a host's heartbeat expiry, the end of the restart grace, or the regular
+        tick that tells a stall of the planner from dead hosts (while any host is alive), or a retention pass.
+        Tick once when the clock starts: the regular deadlines count from the first tick."""
+        times = [h.last_seen + self.heartbeat_timeout for h in self.hosts.values() if h.alive]
+        if times and (cadence := self.liveness.next_tick()) is not None:
+            times.append(cadence)
+        if self.grace.until is not None:
+            times.append(self.grace.until)
+        if (prune := self.retention.next_pass(self)) is not None:
+            times.append(prune)
+        return min(times, default=None)
 
     def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
         host.alive = False
@@ -231,6 +286,7 @@ class PlannerState:
         if app is None:
             app = self.apps[app_id] = App(app_id, app_kind, name)
         app.requests.append(req_id)
+        self.grace.held.pop(req_id, None)  # its client resubmitted it
         self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1 and not gang,
                                         gang, lease)
         if lease:
@@ -239,33 +295,6 @@ class PlannerState:
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
         return self.schedule()
-
-    def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str,
-                prefetch: bool = False) -> None:
-        """Load a journaled request after a restart. It is not queued yet: granules still running its
-        tasks get a grace period to report them (see :meth:`requeue_restored`)."""
-        app = self.apps.setdefault(app_id, App(app_id, app_kind, name))
-        app.requests.append(req_id)
-        req = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1)
-        for index in finished:
-            if 0 <= index < n:
-                req.tasks[index].state = TaskState.SUCCEEDED
-        self.requests[req_id] = req
-
-    def requeue_restored(self) -> list[Action]:
-        """End of the restart grace period: restored tasks that nobody reported go back in the queue."""
-        queued = set(self.queue)
-        for req in self.requests.values():
-            if req.req_id not in queued and any(t.state is TaskState.QUEUED for t in req.tasks):
-                self.queue.append(req.req_id)
-        return self.schedule()
-
-    def fail_waiting(self, req_id: str, index: int, kind: str, message: str) -> list[Action]:
-        """Fail a task that is not running (e.g. restored work whose payload is gone)."""
-        task = self.requests[req_id].tasks[index]
-        if task.state is not TaskState.QUEUED:
-            return []
-        return self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, message), cascade=False)
 
     def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
         """A granule reported. Returns (accepted, actions); a duplicate report is not accepted, nor one
@@ -289,25 +318,37 @@ class PlannerState:
         event = TaskEvent.SUCCEED if ok else TaskEvent.FAIL
         return True, self._finish(req_id, index, event, None) + self.schedule()
 
+    def mpi_join(self, granule_id: str, req_id: str, index: int, address: RankAddress) -> list[Action]:
+        """Rank ``index`` of an MPI world says where it listens (see rendezvous.py)."""
+        return self.rendezvous.join(granule_id, req_id, self.requests.get(req_id), index, address)
+
     def cancel(self, req_id: str = "", app_id: str = "") -> list[Action]:
-        reqs = [req_id] if req_id else list(self.apps[app_id].requests) if app_id in self.apps else []
-        actions: list[Action] = []
-        for rid in reqs:
-            req = self.requests.get(rid)
-            for index, task in enumerate(req.tasks if req else []):
-                if task.state not in TASK_FINAL:
-                    actions += self._finish(rid, index, TaskEvent.CANCEL, Fail(rid, index, "cancelled", "cancelled"))
+        actions = self._cancel([req_id] if req_id else list(self.apps[app_id].requests) if app_id in self.apps else [])
         if app_id in self.apps and self.apps[app_id].state is AppState.RUNNING:
             self.apps[app_id].state = transition(APP_TRANSITIONS, AppState.RUNNING, AppEvent.CANCEL, app_id)
             actions.append(AppChanged(app_id, AppState.CANCELLED))
         return actions + self.schedule()
 
     def close_app(self, app_id: str) -> list[Action]:
+        """The client of an app closed it: what it has not got yet is cancelled, and the app ends (a functions
+        app as succeeded; a script still running, as cancelled: it cannot finish any more)."""
         app = self.apps.get(app_id)
-        if app is None or app.state is not AppState.RUNNING or app.kind != "functions":
-            return []
-        app.state = transition(APP_TRANSITIONS, app.state, AppEvent.CLOSE, app_id)
-        return [AppChanged(app_id, app.state)]
+        if app is None or app.kind == "script":
+            return self.cancel(app_id=app_id) if app is not None and app.state is AppState.RUNNING else []
+        actions = self._cancel(list(app.requests))  # all of them before placing anything: none is dispatched
+        if app.state is AppState.RUNNING:
+            app.state = transition(APP_TRANSITIONS, app.state, AppEvent.CLOSE, app_id)
+            actions.append(AppChanged(app_id, app.state))
+        return actions + self.schedule()
+
+    def _cancel(self, req_ids: list[str]) -> list[Action]:
+        actions: list[Action] = []
+        for rid in req_ids:
+            req = self.requests.get(rid)
+            for index, task in enumerate(req.tasks if req else []):
+                if task.state not in TASK_FINAL:
+                    actions += self._finish(rid, index, TaskEvent.CANCEL, Fail(rid, index, "cancelled", "cancelled"))
+        return actions
 
     def _finish(self, req_id: str, index: int, event: TaskEvent, fail: Fail | None, cascade: bool = True) -> list[Action]:
         req = self.requests[req_id]
@@ -316,6 +357,7 @@ class PlannerState:
         task.state = transition(TASK_TRANSITIONS, task.state, event, f"task {req_id}[{index}]")
         if req.final():  # exactly one transition makes a request final, whatever cascades follow
             self.finished.append(req_id)
+            self.rendezvous.drop(req_id)
         actions: list[Action] = [fail] if fail is not None else []
         if was_running and event is TaskEvent.CANCEL:
             granule = self.granules.get(task.granule_id)
@@ -373,6 +415,7 @@ class PlannerState:
         for rid in req_ids:
             req = self.requests.pop(rid)
             self._revoked_for.discard(rid)
+            self.rendezvous.drop(rid)
             self._leases.discard(rid)
             app = self.apps.get(req.app_id)
             if app is not None:
