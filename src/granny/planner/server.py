@@ -301,7 +301,7 @@ class PlannerServer:
         if not (gang or msg.lease) and self.orphans.adopt(self, msg, app_kind, prefetch):
             return  # it ran while this planner restarted: recorded, not run again
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
-                                     lease=msg.lease))
+                                     lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
