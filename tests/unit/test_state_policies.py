@@ -151,3 +151,26 @@ def test_migration_decision_is_stay_for_an_app_submitted_with_migrate_false() ->
 
 def test_migration_decision_of_an_unknown_app_is_stay() -> None:
     assert isinstance(planner(("a", 2)).migration_decision("nope"), Stay)
+
+
+def test_a_restored_pinned_request_keeps_its_pins_and_places_only_what_is_left() -> None:
+    s = planner(("a", 1), ("b", 1))
+    s.restore("r1", "app1", 2, finished=[0], app_kind="script", name="", tenant="t", hosts=(("b", 1), ("a", 1)),
+              migrate=False)
+    s.start_grace(0.0, 1.0)
+    placed = of(s.tick(1.0), Dispatch)
+    assert [(d.req_id, d.index) for d in placed] == [("r1", 1)]
+    assert s.requests["r1"].tasks[1].host_id in ("a", "b") and s.requests["r1"].tenant == "t"
+    assert isinstance(s.migration_decision("app1"), Stay)  # migrate=False survived the restart
+
+
+def test_a_request_pinned_to_a_host_that_is_down_waits_for_it() -> None:
+    s = planner(("a", 1), ("b", 1))
+    s.heartbeat("b", TIMEOUT)
+    s.tick(TIMEOUT + 0.1)  # a missed its heartbeats: declared dead
+    assert not s.hosts["a"].alive
+    assert of(s.submit("r1", "app1", 1, hosts=(("a", 1),)), Fail) == []
+    assert s.requests["r1"].tasks[0].state is TaskState.QUEUED
+    assert of(s.register_host("a", 1, TIMEOUT + 0.2), Dispatch) == []  # back, but no warm granule yet
+    placed = of(s.granule_connected("a", "a-new-g0", None), Dispatch)
+    assert [d.req_id for d in placed] == ["r1"] and hosts_of(s, "r1") == ["a"]

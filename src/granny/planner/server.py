@@ -157,7 +157,8 @@ class PlannerServer:
                 self.state.hold(Held(req_id, app_id, sub.n, frozenset(done), kind, name, sum(sub.segs)))
                 held += 1
                 continue
-            self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT)
+            self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT, sub.tenant,
+                               tuple(sub.hosts), sub.migrate)
             self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
             count += 1
         if count or held:

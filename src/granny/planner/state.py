@@ -77,7 +77,7 @@ from .records import (
 from .rendezvous import Rendezvous
 from .restart import Restarts
 from .retention import Retention
-from .views_policy import cluster_view, migration_view, request_for
+from .views_policy import cluster_view, migration_view, pins_down, request_for
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
            "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
@@ -457,7 +457,7 @@ class PlannerState(Restarts):
             key = (req.app_id, request.n, request.tenant, request.hosts, request.migrate)
             decision = decisions.get(key)
             if decision is None:
-                decision = decisions[key] = self.policy.place(view, request)
+                decision = decisions[key] = pins_down(request, self.hosts) or self.policy.place(view, request)
             if isinstance(decision, NeverFits):
                 self.queue.popleft()
                 for i in pending:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from .lifecycle import GranuleState, TaskState
-from .policies import ClusterView, HostView, PlacementRequest, RunningApp
+from .policies import ClusterView, HostView, PlacementRequest, RunningApp, Wait
 from .records import App, Host, Request
 
 Counts = tuple[tuple[str, int], ...]
@@ -94,6 +94,17 @@ def remaining_pins(req: Request, pending: int) -> Counts:
 def request_for(req: Request, pending: int) -> PlacementRequest:
     pins = remaining_pins(req, pending) if req.hosts else ()
     return PlacementRequest(req.app_id, pending, req.tenant, hosts=pins, migrate=req.migrate)
+
+
+def pins_down(request: PlacementRequest, hosts: Mapping[str, Host]) -> Wait | None:
+    """A pinned host that is down (or none registered yet, as after a planner restart) is waited for;
+    a policy would say NeverFits, as it does for a host that was never seen."""
+    if not request.hosts:
+        return None
+    if not any(h.alive for h in hosts.values()):
+        return Wait("no hosts registered yet")
+    down = [h for h, _ in request.hosts if h in hosts and not hosts[h].alive]
+    return Wait(f"pinned host(s) {', '.join(down)} are down") if down else None
 
 
 def queue_of(queue: Iterable[str], requests: Mapping[str, Request], limit: int = 1000) -> tuple[PlacementRequest, ...]:
