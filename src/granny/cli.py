@@ -28,9 +28,11 @@ from .config import (
     parse_address,
     parse_bytes,
     parse_duration,
+    parse_hosts,
     parse_slots,
 )
 from .errors import ConfigError, GrannyError
+from .placing import Placing
 
 
 def _console() -> Any:
@@ -134,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("-n", "--np", dest="n", type=_positive, default=1)
         r.add_argument("--address", default=None)
         r.add_argument("--memory-limit", default=None, help="per granule, e.g. 512MiB")
+        r.add_argument("--tenant", default="", help="who the app runs for (the compact policy keeps tenants apart)")
+        r.add_argument("--hosts", default="", metavar="H:N[,H:N...]",
+                       help="pin the placement, as mpirun --host: N granules on host H, ...; must add up to -n")
+        r.add_argument("--no-migrate", dest="migrate", action="store_false",
+                       help="keep the app where it was placed: migration never moves it")
         if name == "run":
             r.add_argument("--tag-output", action="store_true", help="prefix each output line with [rank] (as mpirun)")
         r.add_argument("script")
@@ -297,9 +304,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # app, as mpirun kills its ranks: a stopped `granny run` must not leave granules holding slots.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    placing = _placing(args)  # a bad --hosts fails here, before connecting
     client = _client(args.address, args.n)
-    if args.memory_limit:
-        client = client.options(memory_limit=parse_bytes(args.memory_limit))
+    client = client.options(memory_limit=parse_bytes(args.memory_limit) if args.memory_limit else None,
+                            tenant=placing.tenant, hosts=placing.hosts, migrate=placing.migrate)
 
     def on_log(msg: Log) -> None:
         stream = sys.stdout if msg.stream == "stdout" else sys.stderr
@@ -325,6 +333,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _placing(args: argparse.Namespace) -> Placing:
+    """--tenant, --hosts and --no-migrate; ConfigError (exit 2) for a bad --hosts or one that does not add up to -n."""
+    placing = Placing(args.tenant, parse_hosts(args.hosts, "--hosts"), args.migrate)
+    placing.fields(args.n)
+    return placing
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     import uuid
 
@@ -332,11 +347,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     if not Path(args.script).is_file():
         raise ConfigError(f"no such script: {args.script}")
+    where = _placing(args).fields(args.n)
     client = _client(args.address)
     source = Path(args.script).read_bytes()
     app_id = f"run-{uuid.uuid4().hex[:12]}"
     sub = Submit(req_id=f"{app_id}-0", app_id=app_id, kind=Kind.SCRIPT, n=args.n, segs=[len(source)],
-                 name=args.script, argv=list(args.args), memory_limit=parse_bytes(args.memory_limit))
+                 name=args.script, argv=list(args.args), memory_limit=parse_bytes(args.memory_limit), **where)
     client._conn.send(sub, [source])
     client.query("queue")  # a round trip: the submission has been read by the planner
     client._closed = True
@@ -350,6 +366,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     client = _client(args.address)
     data = client.query("app", args.app) if args.app else client.query("apps")
+    migration = _migration(client, args.app) if args.app and data.get("state") == "running" else None
     client.close()
     if args.json:
         import json
@@ -362,6 +379,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         table = Table("request", "index", "state", "host", "granule")
         for g in data["granules"]:
             table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"])
+        if migration is not None:
+            con.print(_describe_migration(migration))
     else:
         table = Table("app", "kind", "name", "state", "queued", "running", "succeeded", "failed", "cancelled")
         for a in data:
@@ -370,6 +389,22 @@ def cmd_status(args: argparse.Namespace) -> int:
                           ("queued", "running", "succeeded", "failed", "cancelled")))
     con.print(table)
     return 0
+
+
+def _migration(client: Any, app_id: str) -> dict[str, Any] | None:
+    try:
+        return dict(client.query("migration", app_id))
+    except GrannyError:
+        return None  # an older planner, or the app ended meanwhile: the status itself is what was asked
+
+
+def _describe_migration(m: dict[str, Any]) -> str:
+    if m["decision"] == "move":
+        moves = ", ".join(f"{x['index']} {x['source']} -> {x['target']}" for x in m["moves"])
+        return f"migration: would move rank(s) {moves} ({m['reason']})"
+    if m["decision"] == "freeze":
+        return f"migration: would freeze ({m['reason']})"
+    return f"migration: stays ({m['reason']})"
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:

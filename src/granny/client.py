@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serde
-from .config import ENV_ADDRESS, ENV_TOKEN, Config, parse_address, parse_bytes
+from .config import ENV_ADDRESS, ENV_TOKEN, Config, parse_address, parse_bytes, parse_hosts
 from .errors import (
     AuthError,
     ConfigError,
@@ -30,6 +30,7 @@ from .errors import (
     RemoteError,
 )
 from .outcomes import keyed_id, map_calls, rebuild_error, world_outcome
+from .placing import NOWHERE_IN_PARTICULAR, Placing
 from .transport import BlockingConn, dial
 from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
@@ -285,9 +286,10 @@ class Client:
         return self._submit_call(fn, args, kwargs, self.memory_limit)
 
     def _submit_call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                     memory_limit: int, idempotency_key: str = "") -> GrannyFuture:
+                     memory_limit: int, idempotency_key: str = "", placing: Placing | None = None) -> GrannyFuture:
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
+        where = placing.fields(1) if placing is not None and placing != NOWHERE_IN_PARTICULAR else {}
         if idempotency_key:
             req_id = keyed_id(idempotency_key)
             with self._lock:
@@ -300,7 +302,7 @@ class Client:
         segments = [fn_bytes, *serde.dumps((args, kwargs))]
         sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
-                     memory_limit=memory_limit, keyed=bool(idempotency_key))
+                     memory_limit=memory_limit, keyed=bool(idempotency_key), **where)
         future = _future(self, req_id)
         # Reading the lane on the waiting thread pays off for short calls; behind a large argument
         # it only makes the caller's next send compete with the granule finishing this one.
@@ -309,7 +311,8 @@ class Client:
         return future
 
     def submit_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (),
-                   kwargs: dict[str, Any] | None = None) -> GrannyFuture:
+                   kwargs: dict[str, Any] | None = None, *, placing: Placing = NOWHERE_IN_PARTICULAR,
+                   memory_limit: int | None = None) -> GrannyFuture:
         """Start ``fn(comm, *args, **kwargs)`` on ``n`` MPI ranks (gang-placed granules).
 
         The future's result is the list of the ranks' return values, in rank order. If a rank raises
@@ -318,12 +321,13 @@ class Client:
             raise TypeError(f"run_mpi() needs a callable, got {type(fn).__name__}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"run_mpi() needs n >= 1 ranks, got {n!r}")
+        where = placing.fields(n)
         key, fn_bytes = serde.dump_function(fn)
         segments = [fn_bytes, *serde.dumps((tuple(args), dict(kwargs or {})))]
         req_id = self._next_id()
         sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, mpi=True,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
-                     memory_limit=self.memory_limit)
+                     memory_limit=self.memory_limit if memory_limit is None else memory_limit, **where)
         future = _future(self, req_id)
         self._send(_Pending(sub, segments, future))
         return future
@@ -357,28 +361,41 @@ class Client:
         """Submit ``fn`` over zipped iterables at once; yield results in order (like ``Executor.map``)."""
         return map_calls(self.submit, fn, iterables, timeout)
 
-    def options(self, *, memory_limit: str | int | None = None, key: str | None = None) -> ClientOptions:
+    def options(self, *, memory_limit: str | int | None = None, key: str | None = None, tenant: str | None = None,
+                hosts: str | Iterable[tuple[str, int]] | None = None, migrate: bool | None = None) -> ClientOptions:
         """A view of this client whose submissions carry the given per-granule options.
+
+        ``tenant`` names who the work runs for (the compact policy never lets two tenants share a
+        host); ``hosts`` pins the placement, as ``mpirun --host``: ``"h1:4,h2:4"`` or
+        ``[("h1", 4), ("h2", 4)]``, adding up to the request's granules (ConfigError otherwise, before
+        anything is sent); ``migrate=False`` keeps the app where it was placed.
 
         ``key`` is an idempotency key for one call (``submit`` only): a call submitted with a key
         that was used before, by any client, is not run again; its future gets the first call's
         outcome (see docs/functions.md, "Delivery guarantee")."""
         limit = self.memory_limit if memory_limit is None else parse_bytes(memory_limit)
-        return ClientOptions(self, limit, key or "")
+        if tenant is not None and not isinstance(tenant, str):
+            raise ConfigError(f"tenant must be a string, got {type(tenant).__name__}")
+        if migrate is not None and not isinstance(migrate, bool):
+            raise ConfigError(f"migrate must be True or False, got {migrate!r}")
+        placing = Placing(tenant or "", parse_hosts(hosts), True if migrate is None else migrate)
+        return ClientOptions(self, limit, key or "", placing)
 
 
     def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), source: bytes | None = None,
                    on_log: Callable[[Log], None] | None = None, app_id: str = "",
-                   memory_limit: int | None = None, mpi: bool = False, forward_stdin: bool = False) -> list[Result]:
+                   memory_limit: int | None = None, mpi: bool = False, forward_stdin: bool = False,
+                   placing: Placing = NOWHERE_IN_PARTICULAR) -> list[Result]:
         """Run a script as ``n`` gang-placed granules of a new app; block until all finish.
 
         With ``mpi`` the granules form an MPI world (``granny run``): ``import mpi4py`` gives granny's MPI."""
+        where = placing.fields(n)
         if source is None:
             with open(path, "rb") as fh:
                 source = fh.read()
         sub = Submit(req_id=self._next_id(), app_id=app_id or f"run-{os.urandom(6).hex()}", kind=Kind.SCRIPT,
                      n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True, mpi=mpi,
-                     memory_limit=self.memory_limit if memory_limit is None else memory_limit)
+                     memory_limit=self.memory_limit if memory_limit is None else memory_limit, **where)
         pending = _Pending(sub, [source], on_log=on_log)
         assert pending.done is not None
         self._send(pending)
@@ -486,13 +503,23 @@ class Client:
 class ClientOptions:
     """``client.options(...)``: the same client and connection, with per-granule options applied."""
 
-    def __init__(self, client: Client, memory_limit: int, key: str = "") -> None:
+    def __init__(self, client: Client, memory_limit: int, key: str = "", placing: Placing = NOWHERE_IN_PARTICULAR) -> None:
         self._client = client
         self.memory_limit = memory_limit
         self.key = key
+        self.placing = placing
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> GrannyFuture:
-        return self._client._submit_call(fn, args, kwargs, self.memory_limit, self.key)
+        return self._client._submit_call(fn, args, kwargs, self.memory_limit, self.key, self.placing)
+
+    def submit_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (),
+                   kwargs: dict[str, Any] | None = None, *, placing: Placing = NOWHERE_IN_PARTICULAR,
+                   memory_limit: int | None = None) -> GrannyFuture:
+        return self._client.submit_mpi(fn, n, args, kwargs, placing=self.placing, memory_limit=self.memory_limit)
+
+    def run_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
+                timeout: float | None = None) -> list[Any]:
+        return self.submit_mpi(fn, n, args, kwargs).result(timeout)  # type: ignore[no-any-return]
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
         if self.key:
@@ -500,7 +527,7 @@ class ClientOptions:
         return map_calls(self.submit, fn, iterables, timeout)
 
     def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), **kwargs: Any) -> list[Result]:
-        return self._client.run_script(path, n, argv, memory_limit=self.memory_limit, **kwargs)
+        return self._client.run_script(path, n, argv, memory_limit=self.memory_limit, placing=self.placing, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)

@@ -9,6 +9,7 @@ import ipaddress
 import math
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,36 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def parse_hosts(raw: str | Iterable[tuple[str, int]] | None, what: str = "hosts") -> tuple[tuple[str, int], ...]:
+    """A pinned placement, as ``mpirun --host``: ``"h1:4,h2:4"`` or ``[("h1", 4), ("h2", 4)]``.
+
+    A host named twice gets the sum (granules 0.. go to the hosts in the order first named)."""
+    if raw is None or raw == "":
+        return ()
+    if isinstance(raw, str):
+        pairs: list[tuple[str, Any]] = []
+        for part in raw.split(","):
+            host, sep, count = part.strip().rpartition(":")
+            if not sep or not host.strip():
+                raise ConfigError(f"{what}: expected HOST:COUNT[,HOST:COUNT...] (e.g. h1:4,h2:4), got {raw!r}")
+            pairs.append((host.strip(), count.strip()))
+    else:
+        try:
+            pairs = [(h, c) for h, c in raw]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{what}: expected a list of (host, count) pairs, got {raw!r}") from None
+    out: dict[str, int] = {}
+    for host, count in pairs:
+        if not isinstance(host, str) or not host:
+            raise ConfigError(f"{what}: a host must be a non-empty name, got {host!r}")
+        if isinstance(count, bool) or not (isinstance(count, int) or (isinstance(count, str) and count.isdigit())):
+            raise ConfigError(f"{what}: the count for host {host!r} must be a whole number, got {count!r}")
+        if int(count) < 1:
+            raise ConfigError(f"{what}: the count for host {host!r} must be at least 1, got {count!r}")
+        out[host] = out.get(host, 0) + int(count)
+    return tuple(out.items())
 
 
 def parse_bytes(raw: str | int | None) -> int:

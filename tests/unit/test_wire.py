@@ -56,6 +56,8 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     if origin is list:
         (item,) = typing.get_args(tp)
         return st.lists(strategy_for(item), max_size=5)
+    if origin is tuple:  # fixed-size tuples only, e.g. (host, count) pairs
+        return st.tuples(*(strategy_for(item) for item in typing.get_args(tp)))
     raise AssertionError(f"no strategy for field type {tp!r}: extend strategy_for")
 
 

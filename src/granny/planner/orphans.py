@@ -45,7 +45,8 @@ class Orphans(Generic[C]):
         self._count -= len(frames)
         if not frames and not (msg.resent and self.open):
             return False
-        server.state.restore(msg.req_id, msg.app_id, msg.n, (), app_kind, msg.name, prefetch)  # not queued
+        server.state.restore(msg.req_id, msg.app_id, msg.n, (), app_kind, msg.name, prefetch,  # not queued
+                             msg.tenant, tuple(msg.hosts), msg.migrate)
         for conn, frame, data in frames:
             server.on_frame(conn, frame, memoryview(data))  # type: ignore[arg-type]
         return True  # queued with the other journaled work when the grace ends

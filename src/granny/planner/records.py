@@ -200,6 +200,9 @@ class Request:
     prefetch: bool = False  # a short call that may wait behind another on a busy granule
     gang: bool = False  # an MPI world: one failed task ends the others, as mpirun does
     lease: bool = False  # an elastic team's members: they may be asked to give their slots back
+    tenant: str = ""  # who the request runs for (the compact policy keeps tenants apart)
+    hosts: tuple[tuple[str, int], ...] = ()  # a pinned placement of all n granules, host -> count
+    migrate: bool = True  # may a migration decision move it once it runs
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)
@@ -213,3 +216,5 @@ class App:
     state: AppState = AppState.RUNNING
     requests: list[str] = field(default_factory=list)
     pruned: dict[str, int] = field(default_factory=dict)  # task state -> count, of requests forgotten
+    tenant: str = ""  # the tenant of its first request
+    migrate: bool = True  # False once any of its requests said so

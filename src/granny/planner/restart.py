@@ -33,13 +33,16 @@ class Restarts:
         raise NotImplementedError
 
     def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str,
-                prefetch: bool = False) -> None:
+                prefetch: bool = False, tenant: str = "", hosts: tuple[tuple[str, int], ...] = (),
+                migrate: bool = True) -> None:
         """Load a journaled request after a restart. It is not queued yet: granules still running its
         tasks get a grace period to report them (see :meth:`requeue_restored`)."""
-        app = self.apps.setdefault(app_id, App(app_id, app_kind, name))
+        app = self.apps.setdefault(app_id, App(app_id, app_kind, name, tenant=tenant))
+        app.migrate = app.migrate and migrate
         app.requests.append(req_id)
         self.grace.held.pop(req_id, None)
-        req = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1)
+        req = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1, tenant=tenant,
+                      hosts=tuple(hosts), migrate=migrate)
         for index in finished:
             if 0 <= index < n:
                 req.tasks[index].state = TaskState.SUCCEEDED

@@ -157,7 +157,8 @@ class PlannerServer:
                 self.state.hold(Held(req_id, app_id, sub.n, frozenset(done), kind, name, sum(sub.segs)))
                 held += 1
                 continue
-            self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT)
+            self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT, sub.tenant,
+                               tuple(sub.hosts), sub.migrate)
             self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
             count += 1
         if count or held:
@@ -301,7 +302,7 @@ class PlannerServer:
         if not (gang or msg.lease) and self.orphans.adopt(self, msg, app_kind, prefetch):
             return  # it ran while this planner restarted: recorded, not run again
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
-                                     lease=msg.lease))
+                                     lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""

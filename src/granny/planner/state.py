@@ -49,7 +49,7 @@ from .lifecycle import (
     transition,
 )
 from .liveness import Liveness
-from .policies import HostView, NeverFits, Placement, PlacementRequest, Policy, binpack
+from .policies import MigrationDecision, NeverFits, Placement, Policy, Stay, binpack
 from .policies.base import Decision
 from .records import (
     Action,
@@ -77,6 +77,7 @@ from .records import (
 from .rendezvous import Rendezvous
 from .restart import Restarts
 from .retention import Retention
+from .views_policy import cluster_view, migration_view, pins_down, request_for
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
            "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
@@ -106,6 +107,7 @@ class PlannerState(Restarts):
         self.retention = Retention(retain)  # when finished work is forgotten (never, by default)
         # Granules whose host is not registered (yet): granule id -> (host id, task it claims to run)
         self.unregistered: dict[str, tuple[str, tuple[str, int] | None]] = {}
+        self.evicting: set[str] = set()  # hosts under an eviction notice (policies keep new work off them)
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
@@ -279,16 +281,19 @@ class PlannerState(Restarts):
 
     # --- requests ---------------------------------------------------------------------------
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
-               prefetch: bool = False, gang: bool = False, lease: bool = False) -> list[Action]:
+               prefetch: bool = False, gang: bool = False, lease: bool = False, tenant: str = "",
+               hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True) -> list[Action]:
+        """``tenant``, ``hosts`` (a pinned placement) and ``migrate`` go to the policy with the request."""
         if req_id in self.requests:
             return []  # a client resubmitting after a reconnect: already known
         app = self.apps.get(app_id)
         if app is None:
-            app = self.apps[app_id] = App(app_id, app_kind, name)
+            app = self.apps[app_id] = App(app_id, app_kind, name, tenant=tenant)
+        app.migrate = app.migrate and migrate
         app.requests.append(req_id)
         self.grace.held.pop(req_id, None)  # its client resubmitted it
         self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1 and not gang,
-                                        gang, lease)
+                                        gang, lease, tenant, tuple(hosts), migrate)
         if lease:
             self._leases.add(req_id)
         self.queue.append(req_id)
@@ -435,11 +440,10 @@ class PlannerState(Restarts):
         actions: list[Action] = []
         self._stalled_on = ""
         # What the policy sees changes only when a request is placed: prefetching takes no free
-        # slot. Until then, requests of the same app share the hosts' views, the policy's decision
-        # for the same size (it is a pure function), and whether any slot is free at all.
-        views_of = ""
-        views: list[HostView] = []
-        decisions: dict[int, Decision] = {}
+        # slot. Until then, requests share the view, the policy's decision for the same request
+        # (it is a pure function), and whether any slot is free at all.
+        view = None
+        decisions: dict[tuple[str, int, str, tuple[tuple[str, int], ...], bool], Decision] = {}
         full: bool | None = None
         while self.queue:
             req = self.requests[self.queue[0]]
@@ -447,12 +451,13 @@ class PlannerState(Restarts):
             if not pending:
                 self.queue.popleft()
                 continue
-            if views_of != req.app_id:
-                views_of, views, decisions = req.app_id, [self._view(h, req.app_id) for h in self.hosts.values()
-                                                           if h.alive], {}
-            decision = decisions.get(len(pending))
+            if view is None:
+                view, decisions = cluster_view(self.hosts.values(), self.requests, self.apps, self.evicting), {}
+            request = request_for(req, len(pending))
+            key = (req.app_id, request.n, request.tenant, request.hosts, request.migrate)
+            decision = decisions.get(key)
             if decision is None:
-                decision = decisions[len(pending)] = self.policy(views, PlacementRequest(req.app_id, len(pending)))
+                decision = decisions[key] = pins_down(request, self.hosts) or self.policy.place(view, request)
             if isinstance(decision, NeverFits):
                 self.queue.popleft()
                 for i in pending:
@@ -469,7 +474,7 @@ class PlannerState(Restarts):
                 actions += self._revoke_for(req, len(pending))
                 break
             self.queue.popleft()
-            views_of, full = "", None
+            view, full = None, None
             for index, host_id in zip(pending, decision.hosts, strict=True):
                 granule = self.hosts[host_id].idle()[0]
                 granule.to(GranuleEvent.ASSIGN)
@@ -529,10 +534,24 @@ class PlannerState(Restarts):
                     return True
         return False
 
-    def _view(self, host: Host, app_id: str) -> HostView:
-        mine = sum(1 for g in host.granules.values() if g.task is not None and
-                   self.requests[g.task[0]].app_id == app_id)
-        return HostView(host.host_id, host.slots, max(0, min(host.slots - host.busy(), len(host.idle()))), mine)
+    # --- eviction and migration ----------------------------------------------------------------
+    def mark_evicting(self, host_id: str, evicting: bool = True) -> list[Action]:
+        """A host got (or lost) an eviction notice: policies place no new work there while it has one."""
+        if evicting:
+            self.evicting.add(host_id)
+            return []
+        self.evicting.discard(host_id)
+        return self.schedule()
+
+    def migration_decision(self, app_id: str, now: float = 0.0) -> MigrationDecision:
+        """What the policy would do with ``app_id`` now (read-only: nothing acts on it yet)."""
+        app = self.apps.get(app_id)
+        if app is None:
+            return Stay(f"app {app_id} is not known")
+        if not app.migrate:
+            return Stay(f"app {app_id} was submitted with migrate=False")
+        view = migration_view(self.hosts.values(), self.requests, self.apps, self.evicting, self.queue, app_id, now)
+        return self.policy.migrate(view, app_id)
 
     # --- views ------------------------------------------------------------------------------
     def capacity(self) -> int:

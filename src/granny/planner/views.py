@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, PrunedError
 from . import selection
 from .lifecycle import TaskState
+from .policies import Freeze, Move
 
 if TYPE_CHECKING:
     from .server import PlannerServer
@@ -87,6 +88,18 @@ def logs(p: PlannerServer, app_id: str, after: int = 0) -> list[dict[str, Any]]:
     return [{"id": r[0], "req_id": r[1], "index": r[2], "stream": r[3], "data": r[4]} for r in rows]
 
 
+def migration(p: PlannerServer, app_id: str) -> dict[str, Any]:
+    """What the policy would do with a running app now (nothing acts on it yet)."""
+    if app_id not in p.state.apps:
+        _raise_if_pruned(p, app_id)
+        raise KeyError(app_id)
+    d = p.state.migration_decision(app_id, p.loop.time())
+    if isinstance(d, Move):
+        return {"decision": "move", "reason": d.reason, "counts": [list(c) for c in d.counts],
+                "moves": [{"index": m.index, "source": m.source, "target": m.target} for m in d.moves]}
+    return {"decision": "freeze" if isinstance(d, Freeze) else "stay", "reason": d.reason}
+
+
 def query(p: PlannerServer, what: str, arg: str) -> Any:
     if what == "hosts":
         return hosts(p)
@@ -98,6 +111,8 @@ def query(p: PlannerServer, what: str, arg: str) -> Any:
         return app(p, arg)
     if what == "logs":
         return logs(p, arg)
+    if what == "migration":
+        return migration(p, arg)
     if what == "policy":
         return selection.describe(p.state.policy)
     raise ConfigError(f"unknown query {what!r}")

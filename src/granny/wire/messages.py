@@ -97,6 +97,9 @@ class Submit(_Msg, tag="submit"):
     lease: bool = False  # an elastic team: the planner may ask for granules back (Revoke)
     keyed: bool = False  # req_id comes from an idempotency key: a finished call of that id is not run again
     resent: bool = False  # sent again after a reconnect: it may have run already (see planner/orphans.py)
+    tenant: str = ""  # apps of different tenants never share a host under the compact policy
+    hosts: list[tuple[str, int]] = []  # a pinned placement, as ``mpirun --host h1:4,h2:4``; sums to n
+    migrate: bool = True  # False: the app stays where it was placed (no migration decision moves it)
 
 
 class Cancel(_Msg, tag="cancel"):
@@ -121,7 +124,7 @@ class Waiting(_Msg, tag="waiting"):
 
 
 class Query(_Msg, tag="query"):
-    """A question for the planner: hosts, apps, queue, app, logs, policy; or ``set-policy`` (arg: a policy name)."""
+    """A question for the planner: hosts, apps, queue, app, logs, policy, migration (arg: an app id); or ``set-policy`` (arg: a policy name)."""
 
     what: str
     arg: str = ""

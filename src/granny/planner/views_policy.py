@@ -1,0 +1,120 @@
+"""What the planner's state shows a policy: a :class:`ClusterView` built from hosts, granules and requests.
+
+Theory of operation
+- A host's ``free`` is what can take a granule now: ``min(slots - busy, idle granules)``, so a
+  slot whose granule is still starting or being replaced is not offered. ``placements`` counts,
+  per app, the granules running one of its tasks there (prefetched tasks have not started and do
+  not count); ``tenants`` are the tenants of those tasks' requests.
+- One pass over the live hosts' granules builds it: O(hosts + granules), and :meth:`schedule`
+  builds it again only after it placed something, never per queued request.
+- The waiting queue is left out of the view :meth:`schedule` builds (no placement rule reads it, and
+  listing it would make every placement O(queue)); :func:`queue_of` adds it where it is cheap to.
+- A pinned request that is partly placed already (a task requeued after its host died) asks only
+  for its pending granules, on the pinned slots its placed tasks do not hold (:func:`request_for`).
+Pure: no I/O, no clock (``now`` comes in as an argument).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from .lifecycle import GranuleState, TaskState
+from .policies import ClusterView, HostView, PlacementRequest, RunningApp, Wait
+from .records import App, Host, Request
+
+Counts = tuple[tuple[str, int], ...]
+
+
+def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: Mapping[str, App],
+                 evicting: set[str], queue: tuple[PlacementRequest, ...] = (), now: float = 0.0) -> ClusterView:
+    views: list[HostView] = []
+    running: dict[str, list[str]] = {}
+    for host in hosts:
+        if not host.alive:
+            continue
+        here: Counter[str] = Counter()
+        tenants: set[str] = set()
+        busy = idle = 0
+        for g in host.granules.values():
+            if g.tasks:
+                req = requests.get(g.tasks[0][0])
+                if req is not None:
+                    here[req.app_id] += 1
+                    tenants.add(req.tenant)
+                    running.setdefault(req.app_id, []).append(host.host_id)
+                if not g.waiting and g.state is GranuleState.BUSY:
+                    busy += 1
+            elif g.state is GranuleState.IDLE and g.connected:
+                idle += 1
+        free = max(0, min(host.slots - busy, idle))
+        views.append(HostView(host.host_id, host.slots, free, 0, dict(here), host.host_id in evicting,
+                              frozenset(tenants)))
+    apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",
+                               apps[a].migrate if a in apps else True) for a, hs in running.items()}
+    return ClusterView(tuple(views), apps_view, queue, now)
+
+
+def migration_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: Mapping[str, App],
+                   evicting: set[str], queue: Iterable[str], app_id: str, now: float = 0.0) -> ClusterView:
+    """The view a migration rule gets: with the queue, and ``app_id``'s granules in index order."""
+    hosts = [h for h in hosts if h.alive]
+    view = cluster_view(hosts, requests, apps, evicting, queue_of(queue, requests), now)
+    started = {g.tasks[0] for h in hosts for g in h.granules.values() if g.tasks}
+    mapping = dict(view.apps)
+    mapping[app_id] = running_app(apps[app_id], requests, started)
+    return ClusterView(view.hosts, mapping, view.queue, view.now)
+
+
+def running_app(app: App, requests: Mapping[str, Request], started: set[tuple[str, int]]) -> RunningApp:
+    """The app with its granules in order (request by request, index by index); ``started`` are the
+    (req_id, index) pairs that a granule runs now (not prefetched behind another task)."""
+    placement = tuple(t.host_id for rid in app.requests if rid in requests
+                      for i, t in enumerate(requests[rid].tasks)
+                      if t.state is TaskState.RUNNING and (rid, i) in started)
+    return RunningApp(app.app_id, placement, app.tenant, app.migrate)
+
+
+def remaining_pins(req: Request, pending: int) -> Counts:
+    """The pinned slots ``req``'s pending granules may still take: the pins its placed tasks did
+    not use, in the order named, cut to ``pending`` granules."""
+    used = Counter(t.host_id for t in req.tasks if t.state is not TaskState.QUEUED and t.host_id)
+    left: list[tuple[str, int]] = []
+    want = pending
+    for host_id, count in req.hosts:
+        taken = min(count, used.get(host_id, 0))
+        used[host_id] -= taken
+        give = min(count - taken, want)
+        if give > 0:
+            left.append((host_id, give))
+            want -= give
+    return tuple(left)
+
+
+def request_for(req: Request, pending: int) -> PlacementRequest:
+    pins = remaining_pins(req, pending) if req.hosts else ()
+    return PlacementRequest(req.app_id, pending, req.tenant, hosts=pins, migrate=req.migrate)
+
+
+def pins_down(request: PlacementRequest, hosts: Mapping[str, Host]) -> Wait | None:
+    """A pinned host that is down (or none registered yet, as after a planner restart) is waited for;
+    a policy would say NeverFits, as it does for a host that was never seen."""
+    if not request.hosts:
+        return None
+    if not any(h.alive for h in hosts.values()):
+        return Wait("no hosts registered yet")
+    down = [h for h, _ in request.hosts if h in hosts and not hosts[h].alive]
+    return Wait(f"pinned host(s) {', '.join(down)} are down") if down else None
+
+
+def queue_of(queue: Iterable[str], requests: Mapping[str, Request], limit: int = 1000) -> tuple[PlacementRequest, ...]:
+    """The waiting requests, oldest first, as a policy sees them (the first ``limit``)."""
+    out: list[PlacementRequest] = []
+    for rid in queue:
+        req = requests.get(rid)
+        pending = sum(1 for t in req.tasks if t.state is TaskState.QUEUED) if req is not None else 0
+        if req is not None and pending:
+            out.append(request_for(req, pending))
+            if len(out) >= limit:
+                break
+    return tuple(out)
