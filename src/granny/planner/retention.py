@@ -28,14 +28,27 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..durations import format_duration
 from .lifecycle import AppState
-from .records import Pruned
+from .records import App, Granule, Pruned, Request
 
-if TYPE_CHECKING:
-    from .state import PlannerState
+
+class RetainedState(Protocol):
+    """What retention reads and changes of :class:`granny.planner.state.PlannerState` (which owns a
+    Retention): a Protocol, so that the two modules do not import each other."""
+
+    finished: list[str]
+    queue: deque[str]
+    granules: dict[str, Granule]
+    requests: dict[str, Request]
+    apps: dict[str, App]
+
+    def forget(self, req_ids: Iterable[str]) -> None: ...
+
+    def forget_app(self, app_id: str) -> None: ...
+
 
 __all__ = ["ABANDON_FACTOR", "APP_TOMBSTONE_FACTOR", "Known", "Pruned", "Retention", "prune_interval"]
 
@@ -74,7 +87,7 @@ class Retention:
                 f"(the planner keeps finished work for --retain {format_duration(self.retain)})")
 
     # --- events in ---------------------------------------------------------------------------
-    def collect(self, state: PlannerState, now: float) -> None:
+    def collect(self, state: RetainedState, now: float) -> None:
         """Stamp the requests that finished since the last call."""
         if state.finished:
             self._finished.extend((now, rid) for rid in state.finished)
@@ -110,12 +123,12 @@ class Retention:
                 "journal_only": len(self._journal_only)}
 
     # --- the schedule of passes ----------------------------------------------------------------
-    def next_pass(self, state: PlannerState) -> float | None:
+    def next_pass(self, state: RetainedState) -> float | None:
         """When the next pass is due; None while there is nothing to look at (or before the first tick)."""
         pending = state.finished or self._finished or self._tombs or self._journal_apps or self._apps_ended
         return self._next if pending else None
 
-    def tick(self, state: PlannerState, now: float) -> Pruned | None:
+    def tick(self, state: RetainedState, now: float) -> Pruned | None:
         """Run a pass if one is due at ``now``; the requests in the queue or on a granule are kept."""
         if not math.isfinite(self.retain) or (self._next is not None and now < self._next):
             return None
@@ -126,7 +139,7 @@ class Retention:
         return self.prune(state, now, busy)
 
     # --- the decision ------------------------------------------------------------------------
-    def prune(self, state: PlannerState, now: float, busy: set[str]) -> Pruned:
+    def prune(self, state: RetainedState, now: float, busy: set[str]) -> Pruned:
         """Forget what is due at ``now`` (PlannerState is changed); returns it, for the journal."""
         self.collect(state, now)
         out = Pruned()
