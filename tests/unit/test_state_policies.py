@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from granny.planner.lifecycle import TaskState
 from granny.planner.policies import Compact, Move, Spot, Stay
 from granny.planner.records import Request, Task
-from granny.planner.state import Dispatch, Fail, PlannerState
+from granny.planner.state import Dispatch, Fail, Kill, PlannerState
 from granny.planner.views_policy import remaining_pins
 
 from .test_state import TIMEOUT, add_host, done, of, planner
@@ -174,3 +174,17 @@ def test_a_request_pinned_to_a_host_that_is_down_waits_for_it() -> None:
     assert of(s.register_host("a", 1, TIMEOUT + 0.2), Dispatch) == []  # back, but no warm granule yet
     placed = of(s.granule_connected("a", "a-new-g0", None), Dispatch)
     assert [d.req_id for d in placed] == ["r1"] and hosts_of(s, "r1") == ["a"]
+
+
+def test_a_cancelled_granule_still_holds_its_slot_until_it_is_gone() -> None:
+    """Found by the state machine: the policy view counted only granules with a task as busy, so a
+    cancelled granule (busy, no task, its Kill in flight) left its slot looking free."""
+    s = PlannerState(5.0)
+    s.register_host("h1", 2, 0.0)
+    s.granule_connected("h1", "h1-g1", None)
+    (dispatch,) = [a for a in s.submit("r1", "a1", 1, "script", gang=True) if isinstance(a, Dispatch)]
+    assert any(isinstance(a, Kill) for a in s.cancel(app_id="a1"))
+    s.granule_connected("h1", "h1-g2", None)
+    s.granule_connected("h1", "h1-g3", None)
+    assert not [a for a in s.submit("r2", "a2", 2, "script", gang=True) if isinstance(a, Dispatch)]
+    assert s.hosts["h1"].busy() == 1

@@ -43,9 +43,11 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
                     here[req.app_id] += 1
                     tenants.add(req.tenant)
                     running.setdefault(req.app_id, []).append(host.host_id)
-                if not g.waiting and g.state is GranuleState.BUSY:
-                    busy += 1
-            elif g.state is GranuleState.IDLE and g.connected:
+            # A busy granule holds its slot even with no task: a cancelled one stays busy until its
+            # Kill lands (Host.busy counts it the same way).
+            if g.state is GranuleState.BUSY and not g.waiting:
+                busy += 1
+            elif g.state is GranuleState.IDLE and g.connected and not g.tasks:
                 idle += 1
         free = max(0, min(host.slots - busy, idle))
         views.append(HostView(host.host_id, host.slots, free, 0, dict(here), host.host_id in evicting,
