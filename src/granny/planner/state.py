@@ -452,7 +452,8 @@ class PlannerState(Restarts):
                 self.queue.popleft()
                 continue
             if view is None:
-                view, decisions = cluster_view(self.hosts.values(), self.requests, self.apps, self.evicting), {}
+                view, decisions = cluster_view(self.hosts.values(), self.requests, self.apps, self.evicting,
+                                               with_apps=False), {}
             request = request_for(req, len(pending))
             key = (req.app_id, request.n, request.tenant, request.hosts, request.migrate)
             decision = decisions.get(key)

@@ -27,9 +27,13 @@ Counts = tuple[tuple[str, int], ...]
 
 
 def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: Mapping[str, App],
-                 evicting: set[str], queue: tuple[PlacementRequest, ...] = (), now: float = 0.0) -> ClusterView:
+                 evicting: set[str], queue: tuple[PlacementRequest, ...] = (), now: float = 0.0,
+                 with_apps: bool = True) -> ClusterView:
+    """``with_apps=False``: leave ``apps`` empty. Placing a request reads only the hosts (their free
+    slots, placements and tenants); the running apps are for migration rules, and building them for
+    every placement would cost each call of a stream several microseconds."""
     views: list[HostView] = []
-    running: dict[str, list[str]] = {}
+    running: dict[str, list[str]] | None = {} if with_apps else None
     for host in hosts:
         if not host.alive:
             continue
@@ -42,7 +46,8 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
                 if req is not None:
                     here[req.app_id] += 1
                     tenants.add(req.tenant)
-                    running.setdefault(req.app_id, []).append(host.host_id)
+                    if running is not None:
+                        running.setdefault(req.app_id, []).append(host.host_id)
             # A busy granule holds its slot even with no task: a cancelled one stays busy until its
             # Kill lands (Host.busy counts it the same way).
             if g.state is GranuleState.BUSY and not g.waiting:
@@ -53,7 +58,7 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
         views.append(HostView(host.host_id, host.slots, free, 0, dict(here), host.host_id in evicting,
                               frozenset(tenants)))
     apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",
-                               apps[a].migrate if a in apps else True) for a, hs in running.items()}
+                               apps[a].migrate if a in apps else True) for a, hs in (running or {}).items()}
     return ClusterView(tuple(views), apps_view, queue, now)
 
 
