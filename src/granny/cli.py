@@ -310,6 +310,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                             tenant=placing.tenant, hosts=placing.hosts, migrate=placing.migrate)
 
     def on_log(msg: Log) -> None:
+        if msg.stream == "granny":  # the planner's own news about the app (a migration, say)
+            sys.stderr.write("".join(f"granny: {line}" for line in msg.data.splitlines(keepends=True)))
+            sys.stderr.flush()
+            return
         stream = sys.stdout if msg.stream == "stdout" else sys.stderr
         if args.tag_output:
             lines = msg.data.splitlines(keepends=True)
