@@ -383,6 +383,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         table = Table("request", "index", "state", "host", "granule")
         for g in data["granules"]:
             table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"])
+        for m in data.get("migrations", []):
+            con.print(f"migrated: {m['text']}")
         if migration is not None:
             con.print(_describe_migration(migration))
     else:

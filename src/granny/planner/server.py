@@ -260,6 +260,8 @@ class PlannerServer:
     def _query(self, conn: Conn, msg: Query) -> None:
         if msg.what == selection.SET_QUERY:
             return selection.answer_set(self, conn, msg)
+        if msg.what == migrating.EVICT_QUERY:
+            return migrating.answer_evict(self, conn, msg)
         try:
             data = json.dumps(views.query(self, msg.what, msg.arg)).encode()
             conn.send(Reply(qid=msg.qid, data=data))

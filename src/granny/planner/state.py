@@ -571,9 +571,9 @@ class PlannerState(Restarts):
         """A host got (or lost) an eviction notice: policies place no new work there while it has one."""
         if evicting:
             self.evicting.add(host_id)
-            return []
-        self.evicting.discard(host_id)
-        return self.schedule()
+        else:
+            self.evicting.discard(host_id)
+        return self.schedule()  # also hints worlds that would now move (see migration.hints)
 
     def migration_decision(self, app_id: str, now: float = 0.0) -> MigrationDecision:
         """What the policy would do with ``app_id`` now (read-only: nothing acts on it yet)."""
