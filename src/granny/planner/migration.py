@@ -12,7 +12,7 @@ Theory of operation (the granule's side is :mod:`granny.migration`)
   when the new generation's world is complete: then its duration is known and it is recorded.
 - A moving rank's old process serves its packed state and says where (:func:`served`): the target
   granule is then sent the Run that pulls it. Once served, the old process reports the rank moved
-  (:func:`moved_away`) and exits.
+  (:func:`moved_away`) and exits; until it exits, nothing it reports ends the rank's task.
 - Failure: an old process that dies before it served its state takes the rank with it (the task fails,
   and with it the world, as any rank's death does). Later failures are the new granule's: a pull that
   fails fails its task. Cancelling a world also kills old processes still serving.
@@ -82,6 +82,11 @@ class Migrations:
             if (granule := granules.get(gid)) is not None:
                 kills.append(Kill(granule.host_id, gid, "its world ended while the rank was moving"))
         return kills
+
+    def left(self, granule_id: str) -> None:
+        """An old process exited: it no longer speaks for any rank."""
+        for key in [k for k, gid in self.sources.items() if gid == granule_id]:
+            del self.sources[key]
 
     def forget(self, req_id: str) -> None:
         self.history.pop(req_id, None)
@@ -174,7 +179,7 @@ def moved_away(st: PlannerState, granule_id: str, req_id: str, index: int) -> li
     key = (req_id, index)
     if not st.migrations.from_source(req_id, index, granule_id):
         return []
-    del st.migrations.sources[key]
+    # Still known as the rank's old process until it exits: a stray report from it is never the task's end.
     granule = st.granules.get(granule_id)
     if granule is not None and key in granule.tasks:
         granule.tasks.remove(key)

@@ -232,6 +232,8 @@ class PlannerState(Restarts):
                 task.granule_id = task.host_id = ""
                 self.queue.appendleft(req_id)
         granule.to(GranuleEvent.EXIT)
+        if self.migrations.sources:
+            self.migrations.left(granule.granule_id)
         return actions
 
     def tick(self, now: float) -> list[Action]:
