@@ -33,7 +33,6 @@ from .lifecycle import GranuleEvent, TaskState
 from .policies import Freeze, Move
 from .policies.base import GranuleMove
 from .records import Action, Fail, Granule, Hint, Kill, MigrateAnswer, MigrationEvent, ResumeRank
-from .views_policy import running_keys, started_tasks
 
 if TYPE_CHECKING:
     from .state import PlannerState
@@ -115,16 +114,13 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
         m.counts["refused"] += 1
         text = f"a move is refused while {why}"
         return stay(text) + [MigrationEvent(req.app_id, req_id, "refused", text)]
-    decision = st.migration_decision(req.app_id, now)
+    decision = st.world_decision(req_id, now)
     if isinstance(decision, Freeze):
         return stay(f"the policy would freeze the app ({decision.reason}); freezing is not implemented yet")
     if not isinstance(decision, Move):
         m.counts["stays"] += 1
         return stay(decision.reason)
-    moves = world_moves(st, req_id, decision)
-    if not moves:
-        m.counts["stays"] += 1
-        return stay("the policy moves other requests of the app, not this world")
+    moves = tuple(mv for mv in decision.moves if mv.source != mv.target)
     targets: dict[int, str] = {}
     for mv in moves:  # every target slot is reserved before any rank leaves
         idle = [g for g in st.hosts[mv.target].idle() if g.granule_id not in targets.values()]
@@ -147,18 +143,6 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
     text = f"{describe(moves)} ({decision.reason})" if decision.reason else describe(moves)
     return [MigrateAnswer(granule_id, req_id, new_gen, moves, decision.reason),
             MigrationEvent(req.app_id, req_id, "decided", text, {"gen": new_gen, "moves": _rows(moves)})]
-
-
-def world_moves(st: PlannerState, req_id: str, decision: Move) -> tuple[GranuleMove, ...]:
-    """The decision's moves of ``req_id``'s ranks, renumbered from app-wide granule indexes to ranks."""
-    req = st.requests[req_id]
-    keys = running_keys(st.apps[req.app_id], st.requests, started_tasks(st.hosts.values()))
-    out = []
-    for mv in decision.moves:
-        if 0 <= mv.index < len(keys) and keys[mv.index][0] == req_id:
-            rank = keys[mv.index][1]
-            out.append(GranuleMove(rank, req.tasks[rank].host_id, mv.target))
-    return tuple(mv for mv in out if mv.source != mv.target)
 
 
 def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
@@ -229,8 +213,8 @@ def hints(st: PlannerState) -> list[Action]:
         req = st.requests.get(req_id)
         if req is None or any(t.state is not TaskState.RUNNING for t in req.tasks):
             continue
-        decision = st.migration_decision(req.app_id, m.now)
-        if isinstance(decision, Move) and world_moves(st, req_id, decision):
+        decision = st.world_decision(req_id, m.now)
+        if isinstance(decision, Move) and decision.moves:
             m.hinted.add(req_id)
             actions.append(Hint(req.tasks[0].granule_id, req_id))
     return actions

@@ -79,7 +79,7 @@ from .records import (
 from .rendezvous import Rendezvous
 from .restart import Restarts
 from .retention import Retention
-from .views_policy import cluster_view, migration_view, pins_down, request_for
+from .views_policy import cluster_view, migration_view, pins_down, queue_of, request_for, world_view
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
            "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
@@ -586,6 +586,13 @@ class PlannerState(Restarts):
             return Stay(f"app {app_id} was submitted with migrate=False")
         view = migration_view(self.hosts.values(), self.requests, self.apps, self.evicting, self.queue, app_id, now)
         return self.policy.migrate(view, app_id)
+
+    def world_decision(self, req_id: str, now: float = 0.0) -> MigrationDecision:
+        """The policy's migration rule for one MPI world (its moves' indexes are ranks)."""
+        req = self.requests[req_id]
+        view = cluster_view(self.hosts.values(), self.requests, self.apps, self.evicting,
+                            queue_of(self.queue, self.requests), now)
+        return self.policy.migrate(world_view(view, req, self.apps), req_id)
 
     # --- views ------------------------------------------------------------------------------
     def capacity(self) -> int:

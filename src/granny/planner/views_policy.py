@@ -73,6 +73,31 @@ def migration_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps:
     return ClusterView(view.hosts, mapping, view.queue, view.now)
 
 
+def world_view(view: ClusterView, req: Request, apps: Mapping[str, App]) -> ClusterView:
+    """``view`` with one MPI world (request ``req``) as an app of its own, keyed by its request id, its
+    granules in rank order: the world migrates as a unit, whatever else its app runs (and a world
+    submitted with ``migrate=False`` stays, whatever its app's other requests said)."""
+    here = Counter(t.host_id for t in req.tasks if t.state is TaskState.RUNNING)
+    hosts = []
+    for h in view.hosts:
+        n = here.get(h.host_id, 0)
+        if not n:
+            hosts.append(h)
+            continue
+        placements = dict(h.placements)
+        left = placements.get(req.app_id, 0) - n
+        if left > 0:
+            placements[req.app_id] = left
+        else:
+            placements.pop(req.app_id, None)
+        placements[req.req_id] = n
+        hosts.append(HostView(h.host_id, h.slots, h.free, 0, placements, h.evicting, h.tenants))
+    app = apps.get(req.app_id)
+    world = RunningApp(req.req_id, tuple(t.host_id for t in req.tasks), app.tenant if app else req.tenant,
+                       req.migrate)
+    return ClusterView(tuple(hosts), {**view.apps, req.req_id: world}, view.queue, view.now)
+
+
 def running_app(app: App, requests: Mapping[str, Request], started: set[tuple[str, int]]) -> RunningApp:
     """The app with its granules in order (request by request, index by index); ``started`` are the
     (req_id, index) pairs that a granule runs now (not prefetched behind another task)."""
