@@ -216,3 +216,34 @@ def test_granny_run_prints_the_move_and_status_lists_it(two_hosts: LocalCluster)
     assert moved.stdout == still.stdout and moved.stdout.startswith("checksum")
     assert "granny: ranks " in moved.stderr and " moved local" in moved.stderr, moved.stderr
     assert "granny:" not in still.stderr
+
+
+FAILING = '''
+import sys, threading
+from mpi4py import MPI
+import granny
+
+def resume(what):
+    if what == "raise":
+        raise ValueError("resumed and failed")
+    print("resumed", MPI.COMM_WORLD.Get_rank())
+
+arg = threading.Lock() if sys.argv[1] == "unpicklable" else sys.argv[1]
+granny.migration_point(resume, arg)
+MPI.COMM_WORLD.Barrier()
+'''
+
+
+@pytest.mark.parametrize("mode", ["unpicklable", "raise"])
+def test_a_move_that_cannot_resume_fails_the_job_with_the_reason(client: granny.Client, tmp_path: Path,
+                                                                  mode: str) -> None:
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    results, out, err, news = run_script(client, script, 4, [mode], hosts="local1:2,local2:2")
+    failed = [r for r in results if r.status.value != "ok"]
+    assert failed, (out, err)
+    if mode == "unpicklable":
+        assert "cannot be pickled" in err and "lock" in err, err
+    else:
+        assert "ValueError: resumed and failed" in err and news.count("moved") == 1, (err, news)
+        assert {r.exit_code for r in failed} >= {1}

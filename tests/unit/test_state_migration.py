@@ -137,3 +137,15 @@ def test_hints_go_to_worlds_that_would_gain_when_room_appears() -> None:
 def test_describe_names_rank_ranges() -> None:
     moves = tuple(GranuleMove(i, "h2", "h1") for i in (4, 5, 6, 7)) + (GranuleMove(0, "h3", "h1"),)
     assert describe(moves) == "ranks 4-7 moved h2 -> h1, rank 0 moved h3 -> h1"
+
+
+def test_a_moving_rank_that_fails_before_it_served_reports_its_own_error_and_frees_its_target() -> None:
+    s, gids = split_world()
+    (answer,) = of(s.migrate_ask(gids[0], "w", 0, True, "", now=1.0), MigrateAnswer)
+    m = answer.moves[0]
+    target = s.requests["w"].tasks[m.index].granule_id
+    accepted, actions = s.task_done(gids[m.index], "w", m.index, False)  # e.g. its state would not pickle
+    assert accepted  # its report (with the real reason) is the rank's outcome
+    assert s.requests["w"].tasks[m.index].state is TaskState.FAILED and s.requests["w"].final()
+    assert s.granules[target].state is GranuleState.IDLE and s.granules[target].tasks == []
+    assert of(actions, Fail) and all(f.index != m.index for f in of(actions, Fail))  # the others are cancelled

@@ -106,7 +106,9 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
         return stay("not every rank of the world is running")
     if req_id in m.inflight:
         return stay("a migration of this world is still in progress")
-    if gen != m.gen(req_id):
+    if gen > m.gen(req_id):
+        m.gens[req_id] = gen  # moved before this planner restarted (generations are not journaled)
+    elif gen != m.gen(req_id):
         return stay(f"generation {gen} is not the world's current one ({m.gen(req_id)})")
     m.points.add(req_id)
     m.hinted.discard(req_id)
@@ -176,12 +178,45 @@ def source_lost(st: PlannerState, granule_id: str, key: tuple[str, int], why: st
     """The old process of a moving rank died. Before it served its state, the rank is lost with it."""
     req_id, index = key
     st.migrations.sources.pop(key, None)
-    flight = st.migrations.inflight.get(req_id)
-    req = st.requests.get(req_id)
-    if flight is None or index in flight.served or req is None or req.tasks[index].state is not TaskState.RUNNING:
+    if not _unserved(st, req_id, index):
         return []
     st.migrations.counts["failed"] += 1
+    _unreserve(st, req_id, index)
     return st.fail_task(req_id, index, Fail(req_id, index, "crashed", f"{why} while rank {index} was moving"))
+
+
+def source_reported(st: PlannerState, granule_id: str, req_id: str, index: int) -> tuple[bool, list[Action]]:
+    """The old process of a moving rank reported the task's end (not a move: that is :func:`moved_away`).
+    Before it served its state, the rank ended there (packing its state failed, say): its report, with the
+    real reason, ends the task. After, the rank runs on elsewhere and the report is not the task's."""
+    if not _unserved(st, req_id, index):
+        return False, []
+    st.migrations.counts["failed"] += 1
+    del st.migrations.sources[(req_id, index)]
+    _unreserve(st, req_id, index)
+    old = st.granules.get(granule_id)
+    if old is not None and (req_id, index) in old.tasks:
+        old.tasks.remove((req_id, index))
+        if not old.tasks:
+            old.to(GranuleEvent.RELEASE)
+    return True, st.fail_task(req_id, index, None)
+
+
+def _unserved(st: PlannerState, req_id: str, index: int) -> bool:
+    flight = st.migrations.inflight.get(req_id)
+    req = st.requests.get(req_id)
+    return (flight is not None and index not in flight.served and req is not None
+            and req.tasks[index].state is TaskState.RUNNING)
+
+
+def _unreserve(st: PlannerState, req_id: str, index: int) -> None:
+    """Give back the granule reserved for a rank that will never arrive (it was sent nothing)."""
+    flight = st.migrations.inflight[req_id]
+    granule = st.granules.get(flight.targets.get(index, ""))
+    if granule is not None and (req_id, index) in granule.tasks:
+        granule.tasks.remove((req_id, index))
+        if not granule.tasks:
+            granule.to(GranuleEvent.RELEASE)
 
 
 def world_complete(st: PlannerState, req_id: str, gen: int, now: float) -> list[Action]:

@@ -312,8 +312,11 @@ class PlannerState(Restarts):
     def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
         """A granule reported. Returns (accepted, actions); a duplicate report is not accepted, nor one
         from a granule of a dead host's incarnation (it may have started work requeued since)."""
-        if self.liveness.fence_reason(granule_id) or self.migrations.from_source(req_id, index, granule_id):
-            return False, []  # (a rank's old process: the rank runs on elsewhere)
+        if self.liveness.fence_reason(granule_id):
+            return False, []
+        if self.migrations.from_source(req_id, index, granule_id):  # a moving rank's old process
+            accepted, actions = migration.source_reported(self, granule_id, req_id, index)
+            return accepted, actions + self.schedule()
         granule = self.granules.get(granule_id)
         if granule is not None and (req_id, index) in granule.tasks:
             granule.tasks.remove((req_id, index))
@@ -351,8 +354,8 @@ class PlannerState(Restarts):
     def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
         return migration.moved_away(self, granule_id, req_id, index) + self.schedule()
 
-    def fail_task(self, req_id: str, index: int, fail: Fail) -> list[Action]:
-        """End a running task with ``fail`` (and its gang with it)."""
+    def fail_task(self, req_id: str, index: int, fail: Fail | None) -> list[Action]:
+        """End a running task with ``fail`` (None: its granule reported the failure), and its gang with it."""
         return self._finish(req_id, index, TaskEvent.FAIL, fail)
 
     def cancel(self, req_id: str = "", app_id: str = "") -> list[Action]:
