@@ -20,6 +20,7 @@ class Order:
     gen: int
     moves: tuple[tuple[int, str, str], ...]
     reason: str = ""
+    freeze: bool = False  # every rank saves its state to the planner and ends (no room anywhere)
 
 
 class Control(Protocol):

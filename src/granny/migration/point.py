@@ -57,6 +57,8 @@ def migration_point(resume: Callable[..., Any], *args: Any) -> None:
     if size > 1:
         order = world.bcast(order, root=0)
     assert order is not None
+    if order.freeze:
+        _leave(ctl, order.gen, "the planner's store (frozen)", resume, args)
     if not order.moves:
         return
     mine = [m for m in order.moves if m[0] == rank]

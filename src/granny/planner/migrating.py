@@ -24,7 +24,7 @@ from ..wire import (
     Reply,
     Run,
 )
-from .records import Hint, MigrateAnswer, MigrationEvent, ResumeRank
+from .records import DropState, Hint, MigrateAnswer, MigrationEvent, ResumeRank, StoreState
 
 if TYPE_CHECKING:
     from .conn import Conn
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("granny.planner")
 
-MigrationAction = MigrateAnswer | ResumeRank | Hint | MigrationEvent
+MigrationAction = MigrateAnswer | ResumeRank | Hint | MigrationEvent | StoreState | DropState
 
 
 def on_ask(p: PlannerServer, conn: Conn, msg: MigrateAsk) -> None:
@@ -69,15 +69,35 @@ def apply(p: PlannerServer, action: MigrationAction) -> None:
         gconn = p.granule_conns.get(action.granule_id)
         if gconn is not None and not gconn.closed:
             moves = [MigrateMove(index=m.index, source=m.source, target=m.target) for m in action.moves]
-            gconn.send(MigrateOrder(req_id=action.req_id, gen=action.gen, moves=moves, reason=action.reason))
+            gconn.send(MigrateOrder(req_id=action.req_id, gen=action.gen, moves=moves, reason=action.reason,
+                                    freeze=action.freeze))
     elif isinstance(action, Hint):
         gconn = p.granule_conns.get(action.granule_id)
         if gconn is not None and not gconn.closed:
             gconn.send(MigrateHint(req_id=action.req_id))
     elif isinstance(action, ResumeRank):
         _resume(p, action)
+    elif isinstance(action, StoreState):
+        _store(p, action)
+    elif isinstance(action, DropState):  # thawed, or over: its stored state is not needed any more
+        p.store.drop(action.req_id)
+        p.journal.frozen(action.req_id, 0, 0)
     else:
         _event(p, action)
+
+
+def _store(p: PlannerServer, action: StoreState) -> None:
+    def done(error: str) -> None:
+        p.apply(p.state.state_stored(action.req_id, action.index, action.gen, error, p.loop.time()))
+
+    p.store.fetch(action.req_id, action.index, action.gen, f"{action.ip}:{action.port}", action.key, done)
+
+
+def thaw_run(p: PlannerServer, run: Run, gen: int) -> Run:
+    """The Run of a frozen rank: pull its state from this planner's store (":port": the planner's host)."""
+    port, key = p.store.grant(run.req_id, gen, run.index)
+    run.segs, run.resume_from, run.resume_key, run.gen = [], f":{port}", key, gen
+    return run
 
 
 def _resume(p: PlannerServer, action: ResumeRank) -> None:
@@ -96,7 +116,9 @@ def _resume(p: PlannerServer, action: ResumeRank) -> None:
 def _event(p: PlannerServer, ev: MigrationEvent) -> None:
     p.journal.event(ev.app_id, ev.req_id, f"migration.{ev.kind}", ev.text, ev.data)
     log.info("app %s: migration %s: %s", ev.app_id, ev.kind, ev.text)
-    if ev.kind != "moved":
+    if ev.kind == "frozen":
+        p.journal.frozen(ev.req_id, int(ev.data["gen"]), p.state.requests[ev.req_id].n)
+    if ev.kind not in ("moved", "frozen", "thawed"):
         return
     payload = p.payloads.get(ev.req_id)
     owner = payload.owner if payload is not None else None

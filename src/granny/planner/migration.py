@@ -27,12 +27,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from .lifecycle import GranuleEvent, TaskState
-from .policies import Freeze, Move
+from .lifecycle import TASK_TRANSITIONS, GranuleEvent, TaskEvent, TaskState, transition
+from .policies import Freeze, MigrationDecision, Move
 from .policies.base import GranuleMove
-from .records import Action, Fail, Granule, Hint, Kill, MigrateAnswer, MigrationEvent, ResumeRank
+from .records import (
+    Action,
+    DropState,
+    Fail,
+    Granule,
+    Hint,
+    Kill,
+    MigrateAnswer,
+    MigrationEvent,
+    ResumeRank,
+    StoreState,
+)
+from .views_policy import cluster_view, queue_of, world_view
 
 if TYPE_CHECKING:
     from .state import PlannerState
@@ -48,6 +60,8 @@ class InFlight:
     started: float
     targets: dict[int, str]  # rank -> the granule reserved for it
     served: set[int] = field(default_factory=set)  # ranks whose old process serves their state
+    freeze: bool = False  # every rank's state goes to the planner's store, and the world waits for room
+    stored: set[int] = field(default_factory=set)  # freeze: ranks whose state is in the store
 
 
 class Migrations:
@@ -59,6 +73,7 @@ class Migrations:
         self.sources: dict[tuple[str, int], str] = {}  # (req_id, rank) -> old granule, until it leaves
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.counts: Counter[str] = Counter()
+        self.frozen_at: dict[str, float] = {}  # req_id -> when its world froze
         self.now = 0.0  # the latest time an event brought (hints have no event time of their own)
 
     def gen(self, req_id: str) -> int:
@@ -75,7 +90,8 @@ class Migrations:
         self.hinted.discard(req_id)
         self.gens.pop(req_id, None)
         self.inflight.pop(req_id, None)
-        kills: list[Action] = []
+        self.frozen_at.pop(req_id, None)
+        kills: list[Action] = [DropState(req_id)]
         for key in [k for k in self.sources if k[0] == req_id]:
             gid = self.sources.pop(key)
             if (granule := granules.get(gid)) is not None:
@@ -89,6 +105,34 @@ class Migrations:
 
     def forget(self, req_id: str) -> None:
         self.history.pop(req_id, None)
+
+
+class MigrationPoints:
+    """The migration events of :class:`~granny.planner.state.PlannerState` (a mixin, to keep state.py small)."""
+
+    def _st(self) -> PlannerState:
+        return cast("PlannerState", self)
+
+    def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float) -> list[Action]:
+        """Rank 0 of a world at a migration point asks whether to move (see :func:`ask`)."""
+        return ask(self._st(), granule_id, req_id, gen, ready, why, now)
+
+    def migrate_served(self, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
+                       key: bytes) -> list[Action]:
+        return served(self._st(), granule_id, req_id, index, gen, ip, port, key)
+
+    def state_stored(self, req_id: str, index: int, gen: int, error: str, now: float) -> list[Action]:
+        """A freezing rank's state reached the planner's store (or ``error``): see :func:`stored`."""
+        return stored(self._st(), req_id, index, gen, error, now) + self._st().schedule()
+
+    def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
+        return moved_away(self._st(), granule_id, req_id, index) + self._st().schedule()
+
+    def world_decision(self, req_id: str, now: float = 0.0) -> MigrationDecision:
+        """The policy's migration rule for one MPI world (its moves' indexes are ranks)."""
+        st = self._st()
+        view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests), now)
+        return st.policy.migrate(world_view(view, st.requests[req_id], st.apps), req_id)
 
 
 def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float) -> list[Action]:
@@ -118,7 +162,7 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
         return stay(text) + [MigrationEvent(req.app_id, req_id, "refused", text)]
     decision = st.world_decision(req_id, now)
     if isinstance(decision, Freeze):
-        return stay(f"the policy would freeze the app ({decision.reason}); freezing is not implemented yet")
+        return freeze(st, granule_id, req_id, decision.reason, now)
     if not isinstance(decision, Move):
         m.counts["stays"] += 1
         return stay(decision.reason)
@@ -147,6 +191,51 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
             MigrationEvent(req.app_id, req_id, "decided", text, {"gen": new_gen, "moves": _rows(moves)})]
 
 
+def freeze(st: PlannerState, granule_id: str, req_id: str, reason: str, now: float) -> list[Action]:
+    """Every rank saves its state to the planner's store and ends; the world waits for room (see stored)."""
+    m = st.migrations
+    req = st.requests[req_id]
+    new_gen = m.gen(req_id) + 1
+    for i, task in enumerate(req.tasks):
+        m.sources[(req_id, i)] = task.granule_id
+    m.gens[req_id] = new_gen
+    m.inflight[req_id] = InFlight(new_gen, (), now, {}, freeze=True)
+    m.counts["freezes"] += 1
+    text = f"freezing all {req.n} ranks ({reason})"
+    return [MigrateAnswer(granule_id, req_id, new_gen, (), reason, freeze=True),
+            MigrationEvent(req.app_id, req_id, "freezing", text, {"gen": new_gen})]
+
+
+def stored(st: PlannerState, req_id: str, index: int, gen: int, error: str, now: float) -> list[Action]:
+    """A freezing rank's state is in the store (or could not be fetched: ``error``). Once every rank's is,
+    the world is frozen: its tasks wait in the queue, first in line, and thaw when it can be placed."""
+    m = st.migrations
+    flight = m.inflight.get(req_id)
+    req = st.requests.get(req_id)
+    if flight is None or not flight.freeze or flight.gen != gen or req is None:
+        return []
+    if error:
+        m.counts["failed"] += 1
+        return st.fail_task(req_id, index, Fail(req_id, index, "lost", f"rank {index} could not be frozen: {error}"))
+    flight.stored.add(index)
+    if len(flight.stored) < req.n:
+        return []
+    del m.inflight[req_id]
+    for i, task in enumerate(req.tasks):
+        if task.state is TaskState.RUNNING:
+            task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, req_id)
+            task.granule_id = task.host_id = ""
+    req.frozen = gen
+    m.frozen_at[req_id] = now
+    if req_id in st.queue:
+        st.queue.remove(req_id)
+    st.queue.appendleft(req_id)  # ahead of newer work: it thaws as soon as it fits
+    m.counts["frozen"] += 1
+    seconds = now - flight.started
+    text = f"frozen: the state of all {req.n} ranks is stored ({seconds * 1000:.0f} ms); it thaws when it fits"
+    return [MigrationEvent(req.app_id, req_id, "frozen", text, {"gen": gen, "seconds": round(seconds, 6)})]
+
+
 def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
            key: bytes) -> list[Action]:
     """The old process of moving rank ``index`` serves its state: the target granule may pull it."""
@@ -157,6 +246,8 @@ def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int,
         return [] if granule is None else [Kill(granule.host_id, granule_id,
                                                 f"rank {index} of {req_id} has no move of generation {gen} in progress")]
     flight.served.add(index)
+    if flight.freeze:
+        return [StoreState(req_id, index, gen, ip, port, key)]
     return [ResumeRank(flight.targets[index], req_id, index, gen, ip, port, key)]
 
 
@@ -220,8 +311,16 @@ def _unreserve(st: PlannerState, req_id: str, index: int) -> None:
 
 
 def world_complete(st: PlannerState, req_id: str, gen: int, now: float) -> list[Action]:
-    """Every rank joined generation ``gen``: the move that made it is over."""
+    """Every rank joined generation ``gen``: the move (or the thaw) that made it is over."""
     m = st.migrations
+    req = st.requests[req_id]
+    if req.frozen == gen:
+        req.frozen = 0
+        m.counts["thawed"] += 1
+        frozen_at = m.frozen_at.pop(req_id, now)
+        text = f"thawed: all {req.n} ranks run again after {now - frozen_at:.1f} s frozen"
+        return [MigrationEvent(req.app_id, req_id, "thawed", text, {"gen": gen, "frozen_s": round(now - frozen_at, 6)}),
+                DropState(req_id)]
     flight = m.inflight.get(req_id)
     if flight is None or flight.gen != gen:
         return []
@@ -249,7 +348,7 @@ def hints(st: PlannerState) -> list[Action]:
         if req is None or any(t.state is not TaskState.RUNNING for t in req.tasks):
             continue
         decision = st.world_decision(req_id, m.now)
-        if isinstance(decision, Move) and decision.moves:
+        if isinstance(decision, Freeze) or (isinstance(decision, Move) and decision.moves):
             m.hinted.add(req_id)
             actions.append(Hint(req.tasks[0].granule_id, req_id))
     return actions

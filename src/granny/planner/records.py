@@ -28,6 +28,7 @@ class Dispatch:
     req_id: str
     index: int
     prefetched: bool = False  # queued behind the granule's running task (it may yet be Skipped)
+    thaw: int = 0  # a frozen world's generation: the granule resumes the rank from its stored state
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,25 @@ class GraceEnded:
 
 # --- migration (see migration.py) ---
 @dataclass(frozen=True)
+class StoreState:
+    """Fetch a freezing rank's state from ``ip:port`` (with ``key``) into the planner's durable store."""
+
+    req_id: str
+    index: int
+    gen: int
+    ip: str
+    port: int
+    key: bytes
+
+
+@dataclass(frozen=True)
+class DropState:
+    """A world's stored state (of a freeze) is no longer needed: delete it."""
+
+    req_id: str
+
+
+@dataclass(frozen=True)
 class MigrateAnswer:
     """Answer rank 0's MigrateAsk: ``moves`` into generation ``gen`` (no moves: stay)."""
 
@@ -155,6 +175,7 @@ class MigrateAnswer:
     gen: int
     moves: tuple[GranuleMove, ...]
     reason: str
+    freeze: bool = False  # every rank saves its state and ends; the world waits for room (see migration.py)
 
 
 @dataclass(frozen=True)
@@ -191,7 +212,8 @@ class MigrationEvent:
 
 
 Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost | WorldReady | JoinRefused
-          | HoldFrames | ReplayFrames | GraceEnded | Pruned | MigrateAnswer | ResumeRank | Hint | MigrationEvent)
+          | HoldFrames | ReplayFrames | GraceEnded | Pruned | MigrateAnswer | ResumeRank | Hint | MigrationEvent
+          | StoreState | DropState)
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -252,6 +274,7 @@ class Request:
     tenant: str = ""  # who the request runs for (the compact policy keeps tenants apart)
     hosts: tuple[tuple[str, int], ...] = ()  # a pinned placement of all n granules, host -> count
     migrate: bool = True  # may a migration decision move it once it runs
+    frozen: int = 0  # an MPI world frozen at this generation (its ranks' state is stored): it thaws when placed
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)

@@ -50,7 +50,7 @@ from .lifecycle import (
     transition,
 )
 from .liveness import Liveness
-from .migration import Migrations
+from .migration import MigrationPoints, Migrations
 from .policies import MigrationDecision, NeverFits, Placement, Policy, Stay, binpack
 from .policies.base import Decision
 from .records import (
@@ -79,14 +79,14 @@ from .records import (
 from .rendezvous import Rendezvous
 from .restart import Restarts
 from .retention import Retention
-from .views_policy import cluster_view, migration_view, pins_down, queue_of, request_for, world_view
+from .views_policy import cluster_view, migration_view, pins_down, request_for
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
            "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
            "SpawnGranules", "Task", "WorldReady"]
 
 
-class PlannerState(Restarts):
+class PlannerState(Restarts, MigrationPoints):
     def __init__(self, heartbeat_timeout: float, policy: Policy = binpack, retain: float = float("inf")) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = policy
@@ -343,17 +343,6 @@ class PlannerState(Restarts):
             actions += migration.world_complete(self, req_id, gen, now)
         return actions
 
-    # --- migration points (see migration.py) ------------------------------------------------------
-    def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float) -> list[Action]:
-        return migration.ask(self, granule_id, req_id, gen, ready, why, now)
-
-    def migrate_served(self, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
-                       key: bytes) -> list[Action]:
-        return migration.served(self, granule_id, req_id, index, gen, ip, port, key)
-
-    def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
-        return migration.moved_away(self, granule_id, req_id, index) + self.schedule()
-
     def fail_task(self, req_id: str, index: int, fail: Fail | None) -> list[Action]:
         """End a running task with ``fail`` (None: its granule reported the failure), and its gang with it."""
         return self._finish(req_id, index, TaskEvent.FAIL, fail)
@@ -517,7 +506,7 @@ class PlannerState(Restarts):
                 task = req.tasks[index]
                 task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
                 task.granule_id, task.host_id = granule.granule_id, host_id
-                actions.append(Dispatch(granule.granule_id, req.req_id, index))
+                actions.append(Dispatch(granule.granule_id, req.req_id, index, thaw=req.frozen))
         if self.migrations.points:
             actions += migration.hints(self)
         return actions
@@ -589,13 +578,6 @@ class PlannerState(Restarts):
             return Stay(f"app {app_id} was submitted with migrate=False")
         view = migration_view(self.hosts.values(), self.requests, self.apps, self.evicting, self.queue, app_id, now)
         return self.policy.migrate(view, app_id)
-
-    def world_decision(self, req_id: str, now: float = 0.0) -> MigrationDecision:
-        """The policy's migration rule for one MPI world (its moves' indexes are ranks)."""
-        req = self.requests[req_id]
-        view = cluster_view(self.hosts.values(), self.requests, self.apps, self.evicting,
-                            queue_of(self.queue, self.requests), now)
-        return self.policy.migrate(world_view(view, req, self.apps), req_id)
 
     # --- views ------------------------------------------------------------------------------
     def capacity(self) -> int:

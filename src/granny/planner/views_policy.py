@@ -134,7 +134,8 @@ def remaining_pins(req: Request, pending: int) -> Counts:
 
 
 def request_for(req: Request, pending: int) -> PlacementRequest:
-    pins = remaining_pins(req, pending) if req.hosts else ()
+    # Pins fix where an app starts; a frozen world thaws wherever it fits (its first hosts may be gone).
+    pins = remaining_pins(req, pending) if req.hosts and not req.frozen else ()
     return PlacementRequest(req.app_id, pending, req.tenant, hosts=pins, migrate=req.migrate)
 
 

@@ -283,6 +283,7 @@ class MigrateOrder(_Msg, tag="migrate_order"):
     gen: int = 0
     moves: list[MigrateMove] = []
     reason: str = ""
+    freeze: bool = False  # every rank saves its state to the planner and ends; the world thaws when it fits
 
 
 class MigrateHint(_Msg, tag="migrate_hint"):

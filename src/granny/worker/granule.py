@@ -224,7 +224,10 @@ class Granule:
         from ..mpi import runtime
 
         try:
-            data, buffers = ship.pull(run.resume_from, run.resume_key)
+            source = run.resume_from
+            if source.startswith(":"):  # a frozen rank's state, in the planner's store
+                source = f"{self.address[0]}{source}"
+            data, buffers = ship.pull(source, run.resume_key)
             from ..mpi import api  # joins generation run.gen of the world (with the ranks that stayed)
 
             resume, args, extra = ship.unpack(data, buffers)

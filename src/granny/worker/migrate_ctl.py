@@ -41,7 +41,7 @@ class GranuleControl:
         ask = MigrateAsk(req_id=self.run.req_id, gen=self.gen, ready=ready, why=why)
         msg = self._request(ask, lambda m: isinstance(m, MigrateOrder) and m.req_id == self.run.req_id)
         assert isinstance(msg, MigrateOrder)
-        return Order(msg.gen, tuple((m.index, m.source, m.target) for m in msg.moves), msg.reason)
+        return Order(msg.gen, tuple((m.index, m.source, m.target) for m in msg.moves), msg.reason, msg.freeze)
 
     def served(self, gen: int, ip: str, port: int, key: bytes, nbytes: int) -> None:
         self.granule.link.send(MigrateOut(req_id=self.run.req_id, index=self.run.index, gen=gen, ip=ip, port=port,
