@@ -128,10 +128,12 @@ class MigrationPoints:
     def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
         return moved_away(self._st(), granule_id, req_id, index) + self._st().schedule()
 
-    def world_decision(self, req_id: str, now: float = 0.0) -> MigrationDecision:
-        """The policy's migration rule for one MPI world (its moves' indexes are ranks)."""
+    def world_decision(self, req_id: str, now: float = 0.0, cold: bool = False) -> MigrationDecision:
+        """The policy's migration rule for one MPI world (its moves' indexes are ranks); ``cold``: as if
+        every free slot's granule were ready (see views_policy.cluster_view)."""
         st = self._st()
-        view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests), now)
+        view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests), now,
+                            cold=cold)
         return st.policy.migrate(world_view(view, st.requests[req_id], st.apps), req_id)
 
 
@@ -162,6 +164,11 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
         return stay(text) + [MigrationEvent(req.app_id, req_id, "refused", text)]
     decision = st.world_decision(req_id, now)
     if isinstance(decision, Freeze):
+        # Slots held by ranks that just moved, or whose granule is still starting, are room in a moment:
+        # wait for it rather than freeze (a hint comes when it is there).
+        if m.sources or not isinstance(st.world_decision(req_id, now, cold=True), Freeze):
+            m.counts["stays"] += 1
+            return stay(f"{decision.reason}; room is being freed, so not freezing yet")
         return freeze(st, granule_id, req_id, decision.reason, now)
     if not isinstance(decision, Move):
         m.counts["stays"] += 1

@@ -28,10 +28,11 @@ Counts = tuple[tuple[str, int], ...]
 
 def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: Mapping[str, App],
                  evicting: set[str], queue: tuple[PlacementRequest, ...] = (), now: float = 0.0,
-                 with_apps: bool = True) -> ClusterView:
+                 with_apps: bool = True, cold: bool = False) -> ClusterView:
     """``with_apps=False``: leave ``apps`` empty. Placing a request reads only the hosts (their free
     slots, placements and tenants); the running apps are for migration rules, and building them for
-    every placement would cost each call of a stream several microseconds."""
+    every placement would cost each call of a stream several microseconds. ``cold=True``: count a free
+    slot even while its granule is still starting (would there be room in a moment?)."""
     views: list[HostView] = []
     running: dict[str, list[str]] | None = {} if with_apps else None
     for host in hosts:
@@ -54,7 +55,7 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
                 busy += 1
             elif g.state is GranuleState.IDLE and g.connected and not g.tasks:
                 idle += 1
-        free = max(0, min(host.slots - busy, idle))
+        free = max(0, host.slots - busy if cold else min(host.slots - busy, idle))
         views.append(HostView(host.host_id, host.slots, free, 0, dict(here), host.host_id in evicting,
                               frozenset(tenants)))
     apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",

@@ -205,7 +205,10 @@ class Granule:
             if done.status is Status.OK or self.exited_cleanly:
                 # mpi4py finalises at exit, a barrier: a rank that ends early must not end the job
                 # under its peers. After a failure there is no barrier: the world is aborted at once.
-                runtime.finalize()
+                try:
+                    runtime.finalize()
+                except GrannyError as exc:  # the rank's outcome, not the granule's end (it reports it)
+                    done, payload = _error_done(run, exc, limit=run.memory_limit)
         except MigratedAway:
             # The rank goes on in another granule: this is not the task's end, and there is no finalize.
             done, payload = Done(req_id=run.req_id, index=run.index, status=Status.OK, moved=True), []
