@@ -5,8 +5,8 @@ from __future__ import annotations
 from granny.planner.lifecycle import GranuleState, TaskState
 from granny.planner.migration import describe
 from granny.planner.policies.base import GranuleMove
-from granny.planner.records import Hint, Kill, MigrateAnswer, MigrationEvent, ResumeRank
-from granny.planner.state import Fail, JoinRefused, PlannerState, RankAddress, WorldReady
+from granny.planner.records import DropState, Hint, Kill, MigrateAnswer, MigrationEvent, ResumeRank, StoreState
+from granny.planner.state import Dispatch, Fail, JoinRefused, PlannerState, RankAddress, WorldReady
 
 from .test_state import of, planner
 
@@ -149,3 +149,67 @@ def test_a_moving_rank_that_fails_before_it_served_reports_its_own_error_and_fre
     assert s.requests["w"].tasks[m.index].state is TaskState.FAILED and s.requests["w"].final()
     assert s.granules[target].state is GranuleState.IDLE and s.granules[target].tasks == []
     assert of(actions, Fail) and all(f.index != m.index for f in of(actions, Fail))  # the others are cancelled
+
+
+def frozen_world() -> tuple[PlannerState, dict[int, str]]:
+    """A 4-rank world on h1 under the spot policy, h2 full with another app, h1 evicted: it freezes."""
+    from granny.planner.selection import policy_named
+
+    s = planner(("h1", 4), ("h2", 4))
+    s.policy = policy_named("spot")
+    s.submit("blocker", "other", 4, app_kind="script", gang=True, hosts=(("h2", 4),))
+    s.submit("w", "app", 4, app_kind="script", gang=True, hosts=(("h1", 4),))
+    gids = {i: t.granule_id for i, t in enumerate(s.requests["w"].tasks)}
+    s.migrate_ask(gids[0], "w", 0, True, "", now=1.0)  # its first point: registered, nothing to do
+    hints = of(s.mark_evicting("h1"), Hint)
+    assert hints == [Hint(gids[0], "w")]  # a freeze is worth a hint too
+    actions = s.migrate_ask(gids[0], "w", 0, True, "", now=2.0)
+    (answer,) = of(actions, MigrateAnswer)
+    assert answer.freeze and answer.moves == () and answer.gen == 1
+    return s, gids
+
+
+def test_a_world_with_nowhere_to_go_freezes_into_the_store_and_waits_first_in_line() -> None:
+    s, gids = frozen_world()
+    for i in range(4):
+        (store,) = s.migrate_served(gids[i], "w", i, 1, "10.0.0.1", 7000 + i, b"k" * 16)
+        assert isinstance(store, StoreState) and store.index == i
+    events: list[object] = []
+    for i in range(4):
+        events += s.state_stored("w", i, 1, "", now=2.5)
+    (frozen,) = [e for e in of(events, MigrationEvent) if e.kind == "frozen"]  # type: ignore[arg-type]
+    req = s.requests["w"]
+    assert req.frozen == 1 and all(t.state is TaskState.QUEUED for t in req.tasks)
+    assert s.queue[0] == "w"  # ahead of newer work
+    s.submit("later", "third", 1, app_kind="functions")
+    for i in range(4):  # the old processes hand over and end: their slots come back
+        s.moved_away(gids[i], "w", i)
+        s.granule_exited(gids[i], "exit code 0")
+        s.granule_connected("h1", f"h1-new{i}", None)
+    assert not of(s.schedule(), Dispatch)  # h1 is evicting, h2 is full: it stays frozen
+    blocker = s.requests["blocker"].tasks
+    thaw: list[object] = []
+    for i in range(4):
+        thaw += s.task_done(blocker[i].granule_id, "blocker", i, True)[1]
+    dispatched = of(thaw, Dispatch)  # type: ignore[arg-type]
+    world = [d for d in dispatched if d.req_id == "w"]
+    assert len(world) == 4 and all(d.thaw == 1 for d in world)
+    assert all(t.host_id == "h2" for t in req.tasks)
+    joined: list[object] = []
+    for i, t in enumerate(req.tasks):
+        joined += s.mpi_join(t.granule_id, "w", i, addr(i, "h2"), gen=1, now=9.0)
+    assert of(joined, WorldReady)  # type: ignore[arg-type]
+    (thawed,) = of(joined, MigrationEvent)  # type: ignore[arg-type]
+    assert thawed.kind == "thawed" and thawed.data["frozen_s"] == 6.5
+    assert of(joined, DropState) == [DropState("w")] and req.frozen == 0  # type: ignore[arg-type]
+
+
+def test_a_rank_whose_state_could_not_be_stored_fails_the_frozen_world() -> None:
+    s, gids = frozen_world()
+    for i in range(4):
+        s.migrate_served(gids[i], "w", i, 1, "10.0.0.1", 7000 + i, b"k" * 16)
+    s.state_stored("w", 0, 1, "", now=2.5)
+    actions = s.state_stored("w", 1, 1, "the connection closed after 12 of 99 bytes", now=2.5)
+    fails = of(actions, Fail)
+    assert fails[0].index == 1 and "could not be frozen" in fails[0].message
+    assert s.requests["w"].final() and not s.requests["w"].frozen
