@@ -5,7 +5,15 @@ from __future__ import annotations
 from granny.planner.lifecycle import GranuleState, TaskState
 from granny.planner.migration import describe
 from granny.planner.policies.base import GranuleMove
-from granny.planner.records import DropState, Hint, Kill, MigrateAnswer, MigrationEvent, ResumeRank, StoreState
+from granny.planner.records import (
+    DropState,
+    Hint,
+    Kill,
+    MigrateAnswer,
+    MigrationEvent,
+    ResumeRank,
+    StoreState,
+)
 from granny.planner.state import Dispatch, Fail, JoinRefused, PlannerState, RankAddress, WorldReady
 
 from .test_state import of, planner
