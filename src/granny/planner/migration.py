@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from .lifecycle import TASK_TRANSITIONS, GranuleEvent, TaskEvent, TaskState, transition
+from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .policies import Freeze, MigrationDecision, Move
 from .policies.base import GranuleMove
 from .records import (
@@ -74,6 +74,8 @@ class Migrations:
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.counts: Counter[str] = Counter()
         self.frozen_at: dict[str, float] = {}  # req_id -> when its world froze
+        self.checkpoints: dict[str, int] = {}  # req_id -> the last checkpoint number given out
+        self.saving: dict[str, tuple[int, set[int]]] = {}  # req_id -> checkpoint being saved, ranks stored
         self.now = 0.0  # the latest time an event brought (hints have no event time of their own)
 
     def gen(self, req_id: str) -> int:
@@ -91,6 +93,8 @@ class Migrations:
         self.gens.pop(req_id, None)
         self.inflight.pop(req_id, None)
         self.frozen_at.pop(req_id, None)
+        self.checkpoints.pop(req_id, None)
+        self.saving.pop(req_id, None)
         kills: list[Action] = [DropState(req_id)]
         for key in [k for k in self.sources if k[0] == req_id]:
             gid = self.sources.pop(key)
@@ -113,17 +117,22 @@ class MigrationPoints:
     def _st(self) -> PlannerState:
         return cast("PlannerState", self)
 
-    def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float) -> list[Action]:
+    def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
+                    checkpoint: bool = False) -> list[Action]:
         """Rank 0 of a world at a migration point asks whether to move (see :func:`ask`)."""
-        return ask(self._st(), granule_id, req_id, gen, ready, why, now)
+        return ask(self._st(), granule_id, req_id, gen, ready, why, now, checkpoint)
 
     def migrate_served(self, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
-                       key: bytes) -> list[Action]:
+                       key: bytes, checkpoint: int = 0) -> list[Action]:
+        if checkpoint:
+            return checkpoint_served(self._st(), granule_id, req_id, index, checkpoint, ip, port, key)
         return served(self._st(), granule_id, req_id, index, gen, ip, port, key)
 
-    def state_stored(self, req_id: str, index: int, gen: int, error: str, now: float) -> list[Action]:
-        """A freezing rank's state reached the planner's store (or ``error``): see :func:`stored`."""
-        return stored(self._st(), req_id, index, gen, error, now) + self._st().schedule()
+    def state_stored(self, req_id: str, index: int, slot: str, error: str, now: float) -> list[Action]:
+        """A rank's state reached the planner's store (or ``error``): see :func:`stored`."""
+        if slot.startswith("c"):
+            return checkpoint_stored(self._st(), req_id, index, int(slot[1:]), error, now)
+        return stored(self._st(), req_id, index, int(slot[1:]), error, now) + self._st().schedule()
 
     def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
         return moved_away(self._st(), granule_id, req_id, index) + self._st().schedule()
@@ -137,7 +146,8 @@ class MigrationPoints:
         return st.policy.migrate(world_view(view, st.requests[req_id], st.apps), req_id)
 
 
-def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float) -> list[Action]:
+def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
+        checkpoint: bool = False) -> list[Action]:
     m = st.migrations
     m.now = max(m.now, now)
     m.counts["asks"] += 1
@@ -172,6 +182,11 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
         return freeze(st, granule_id, req_id, decision.reason, now)
     if not isinstance(decision, Move):
         m.counts["stays"] += 1
+        if checkpoint and req_id not in m.saving:  # a checkpoint was due: every rank saves its state
+            ckpt = m.checkpoints.get(req_id, 0) + 1
+            m.checkpoints[req_id] = ckpt
+            m.saving[req_id] = (ckpt, set())
+            return [MigrateAnswer(granule_id, req_id, m.gen(req_id), (), decision.reason, checkpoint=ckpt)]
         return stay(decision.reason)
     moves = tuple(mv for mv in decision.moves if mv.source != mv.target)
     targets: dict[int, str] = {}
@@ -243,6 +258,71 @@ def stored(st: PlannerState, req_id: str, index: int, gen: int, error: str, now:
     return [MigrationEvent(req.app_id, req_id, "frozen", text, {"gen": gen, "seconds": round(seconds, 6)})]
 
 
+def checkpoint_served(st: PlannerState, granule_id: str, req_id: str, index: int, ckpt: int, ip: str, port: int,
+                      key: bytes) -> list[Action]:
+    """A rank serves its state for checkpoint ``ckpt``: fetch it into the store (the rank waits, then goes on)."""
+    saving = st.migrations.saving.get(req_id)
+    req = st.requests.get(req_id)
+    if saving is None or saving[0] != ckpt or req is None or req.tasks[index].granule_id != granule_id:
+        return []  # not asked for (the rank's serve times out and it goes on)
+    return [StoreState(req_id, index, f"c{ckpt}", ip, port, key)]
+
+
+def checkpoint_stored(st: PlannerState, req_id: str, index: int, ckpt: int, error: str, now: float) -> list[Action]:
+    """A rank's part of checkpoint ``ckpt`` is in the store; with every rank's, it is the world's latest."""
+    m = st.migrations
+    saving = m.saving.get(req_id)
+    req = st.requests.get(req_id)
+    if saving is None or saving[0] != ckpt or req is None:
+        return [DropState(req_id, f"c{ckpt}")]
+    if error:  # this checkpoint is lost; the world goes on, and the previous one stays the latest
+        del m.saving[req_id]
+        m.counts["checkpoints_failed"] += 1
+        return [DropState(req_id, f"c{ckpt}"), MigrationEvent(req.app_id, req_id, "checkpoint_failed",
+                                                              f"checkpoint {ckpt} failed: {error}")]
+    saving[1].add(index)
+    if len(saving[1]) < req.n:
+        return []
+    del m.saving[req_id]
+    old, req.checkpoint = req.checkpoint, ckpt
+    m.counts["checkpoints"] += 1
+    actions: list[Action] = [MigrationEvent(req.app_id, req_id, "checkpoint", f"checkpoint {ckpt} of all {req.n} ranks saved",
+                                            {"checkpoint": ckpt})]
+    return actions + ([DropState(req_id, f"c{old}")] if old else [])
+
+
+def recover(st: PlannerState, req_id: str, why: str) -> list[Action]:
+    """A rank of a world with a checkpoint was lost with its host: restart every rank from the latest
+    checkpoint, as a thaw (the world waits first in line for room, then all ranks resume in a new
+    generation). The surviving ranks' granules are stopped: their world is gone."""
+    m = st.migrations
+    req = st.requests[req_id]
+    actions: list[Action] = []
+    for i, task in enumerate(req.tasks):
+        if task.state is not TaskState.RUNNING:
+            continue
+        granule = st.granules.get(task.granule_id)
+        if granule is not None and (req_id, i) in granule.tasks:
+            granule.tasks.remove((req_id, i))  # its exit is not this task's end any more
+            if granule.state is GranuleState.BUSY and st.hosts[granule.host_id].alive:
+                actions.append(Kill(granule.host_id, granule.granule_id, f"its world restarts from a checkpoint: {why}"))
+        task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, req_id)
+        task.granule_id = task.host_id = ""
+    m.inflight.pop(req_id, None)
+    m.saving.pop(req_id, None)
+    m.hinted.discard(req_id)
+    new_gen = m.gen(req_id) + 1
+    m.gens[req_id] = new_gen
+    req.frozen, req.thaw_from = new_gen, f"c{req.checkpoint}"
+    m.frozen_at[req_id] = m.now
+    if req_id in st.queue:
+        st.queue.remove(req_id)
+    st.queue.appendleft(req_id)
+    m.counts["recoveries"] += 1
+    text = f"{why}: restarting all {req.n} ranks from checkpoint {req.checkpoint}"
+    return actions + [MigrationEvent(req.app_id, req_id, "recovering", text, {"checkpoint": req.checkpoint})]
+
+
 def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
            key: bytes) -> list[Action]:
     """The old process of moving rank ``index`` serves its state: the target granule may pull it."""
@@ -254,7 +334,7 @@ def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int,
                                                 f"rank {index} of {req_id} has no move of generation {gen} in progress")]
     flight.served.add(index)
     if flight.freeze:
-        return [StoreState(req_id, index, gen, ip, port, key)]
+        return [StoreState(req_id, index, f"g{gen}", ip, port, key)]
     return [ResumeRank(flight.targets[index], req_id, index, gen, ip, port, key)]
 
 
@@ -322,12 +402,16 @@ def world_complete(st: PlannerState, req_id: str, gen: int, now: float) -> list[
     m = st.migrations
     req = st.requests[req_id]
     if req.frozen == gen:
-        req.frozen = 0
-        m.counts["thawed"] += 1
+        source, req.frozen, req.thaw_from = req.thaw_from, 0, ""
         frozen_at = m.frozen_at.pop(req_id, now)
+        data = {"gen": gen, "frozen_s": round(now - frozen_at, 6)}
+        if source:  # restarted from a checkpoint after a host died; the checkpoint stays the latest
+            m.counts["recovered"] += 1
+            text = f"recovered: all {req.n} ranks run again from checkpoint {source[1:]}, {now - frozen_at:.1f} s after"
+            return [MigrationEvent(req.app_id, req_id, "recovered", text, data)]
+        m.counts["thawed"] += 1
         text = f"thawed: all {req.n} ranks run again after {now - frozen_at:.1f} s frozen"
-        return [MigrationEvent(req.app_id, req_id, "thawed", text, {"gen": gen, "frozen_s": round(now - frozen_at, 6)}),
-                DropState(req_id)]
+        return [MigrationEvent(req.app_id, req_id, "thawed", text, data), DropState(req_id, f"g{gen}")]
     flight = m.inflight.get(req_id)
     if flight is None or flight.gen != gen:
         return []

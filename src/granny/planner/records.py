@@ -149,11 +149,12 @@ class GraceEnded:
 # --- migration (see migration.py) ---
 @dataclass(frozen=True)
 class StoreState:
-    """Fetch a freezing rank's state from ``ip:port`` (with ``key``) into the planner's durable store."""
+    """Fetch a rank's state from ``ip:port`` (with ``key``) into the planner's durable store, under
+    ``slot``: "g<gen>" for a freeze into generation gen, "c<n>" for checkpoint n."""
 
     req_id: str
     index: int
-    gen: int
+    slot: str
     ip: str
     port: int
     key: bytes
@@ -161,9 +162,10 @@ class StoreState:
 
 @dataclass(frozen=True)
 class DropState:
-    """A world's stored state (of a freeze) is no longer needed: delete it."""
+    """A world's stored state is no longer needed: delete ``slot`` of it ("": all of it)."""
 
     req_id: str
+    slot: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class MigrateAnswer:
     moves: tuple[GranuleMove, ...]
     reason: str
     freeze: bool = False  # every rank saves its state and ends; the world waits for room (see migration.py)
+    checkpoint: int = 0  # every rank saves its state as this checkpoint, and goes on
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,8 @@ class Request:
     hosts: tuple[tuple[str, int], ...] = ()  # a pinned placement of all n granules, host -> count
     migrate: bool = True  # may a migration decision move it once it runs
     frozen: int = 0  # an MPI world frozen at this generation (its ranks' state is stored): it thaws when placed
+    thaw_from: str = ""  # the store slot it thaws from when not its freeze's own ("c<n>": a checkpoint)
+    checkpoint: int = 0  # its latest complete checkpoint (0: none): a dead host restarts it from there
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)

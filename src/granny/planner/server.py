@@ -149,6 +149,7 @@ class PlannerServer:
         self.functions = restored.functions
         kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
         frozen = {r[0]: int(r[1]) for r in self.journal.query("SELECT req_id, gen FROM frozen")}
+        checkpoints = {r[0]: int(r[1]) for r in self.journal.query("SELECT req_id, ckpt FROM checkpoints")}
         count = held = 0
         seed_retention(self, restored)
         for req_id, app_id, header, payload in restored.requests:
@@ -168,6 +169,9 @@ class PlannerServer:
                                tuple(sub.hosts), sub.migrate, gang=sub.mpi or sub.gang, frozen=gen)
             if gen:
                 self.state.migrations.gens[req_id] = gen
+            if req_id in checkpoints:  # a host that dies later restarts the world from there
+                self.state.requests[req_id].checkpoint = checkpoints[req_id]
+                self.state.migrations.checkpoints[req_id] = checkpoints[req_id]
             self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
             count += 1
         if count or held:
@@ -486,7 +490,7 @@ class PlannerServer:
             return
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                   segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched,
+                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint,
                   grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
         owner = payload.owner
         # A plain call's result may go straight to its client's lane (see granny.transport.lane);

@@ -221,8 +221,12 @@ class PlannerState(Restarts, MigrationPoints):
         running, waiting = granule.tasks[:1], granule.tasks[1:]
         granule.tasks = []
         for req_id, index in running:
-            if self.requests[req_id].tasks[index].granule_id != granule.granule_id:  # its rank moved away
+            req = self.requests[req_id]
+            if req.tasks[index].granule_id != granule.granule_id:  # its rank moved away
                 actions += migration.source_lost(self, granule.granule_id, (req_id, index), why)
+                continue
+            if req.checkpoint and req.gang and req.tasks[index].state is TaskState.RUNNING:
+                actions += migration.recover(self, req_id, why)  # the world restarts from its checkpoint
                 continue
             actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, why, granule.host_id))
         for req_id, index in reversed(waiting):

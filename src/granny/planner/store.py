@@ -42,13 +42,14 @@ class StateStore:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
 
-    def path(self, req_id: str, gen: int, index: int) -> Path:
-        return self.root / req_id / str(gen) / f"{index}.state"
+    def path(self, req_id: str, slot: str, index: int) -> Path:
+        """``slot``: "g<gen>" (a freeze into generation gen) or "c<n>" (checkpoint n)."""
+        return self.root / req_id / slot / f"{index}.state"
 
-    def fetch(self, req_id: str, index: int, gen: int, address: str, key: bytes,
+    def fetch(self, req_id: str, index: int, slot: str, address: str, key: bytes,
               done: Callable[[str], None]) -> None:
         """Pull a rank's state into the store in a thread; ``done(error)`` runs on the event loop after."""
-        path = self.path(req_id, gen, index)
+        path = self.path(req_id, slot, index)
 
         def work() -> None:
             error = ""
@@ -57,26 +58,23 @@ class StateStore:
                 tmp = f"{path}.part"
                 size = ship.pull_to_file(address, key, tmp)
                 os.replace(tmp, path)
-                log.info("stored %d bytes of rank %d of %s (generation %d)", size, index, req_id, gen)
+                log.info("stored %d bytes of rank %d of %s (%s)", size, index, req_id, slot)
             except Exception as exc:  # noqa: BLE001 - the rank's freeze fails with the reason
                 error = str(exc)
             self.loop.call_soon_threadsafe(done, error)
 
         threading.Thread(target=work, name=f"granny-store-{req_id}-{index}", daemon=True).start()
 
-    def has(self, req_id: str, gen: int, index: int) -> bool:
-        return self.path(req_id, gen, index).is_file()
-
-    def grant(self, req_id: str, gen: int, index: int) -> tuple[int, bytes]:
+    def grant(self, req_id: str, slot: str, index: int) -> tuple[int, bytes]:
         """(port, one-time key) under which the rank's stored state can be pulled once."""
         port = self._listen()
         key = secrets.token_bytes(ship.KEY_BYTES)
         with self._lock:
-            self._keys[key] = str(self.path(req_id, gen, index))
+            self._keys[key] = str(self.path(req_id, slot, index))
         return port, key
 
-    def drop(self, req_id: str) -> None:
-        shutil.rmtree(self.root / req_id, ignore_errors=True)
+    def drop(self, req_id: str, slot: str = "") -> None:
+        shutil.rmtree(self.root / req_id / slot if slot else self.root / req_id, ignore_errors=True)
 
     def _listen(self) -> int:
         with self._lock:
