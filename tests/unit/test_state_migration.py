@@ -184,7 +184,7 @@ def test_a_world_with_nowhere_to_go_freezes_into_the_store_and_waits_first_in_li
         assert isinstance(store, StoreState) and store.index == i
     events: list[object] = []
     for i in range(4):
-        events += s.state_stored("w", i, 1, "", now=2.5)
+        events += s.state_stored("w", i, "g1", "", now=2.5)
     (frozen,) = [e for e in of(events, MigrationEvent) if e.kind == "frozen"]  # type: ignore[arg-type]
     req = s.requests["w"]
     assert req.frozen == 1 and all(t.state is TaskState.QUEUED for t in req.tasks)
@@ -209,15 +209,74 @@ def test_a_world_with_nowhere_to_go_freezes_into_the_store_and_waits_first_in_li
     assert of(joined, WorldReady)  # type: ignore[arg-type]
     (thawed,) = of(joined, MigrationEvent)  # type: ignore[arg-type]
     assert thawed.kind == "thawed" and thawed.data["frozen_s"] == 6.5
-    assert of(joined, DropState) == [DropState("w")] and req.frozen == 0  # type: ignore[arg-type]
+    assert of(joined, DropState) == [DropState("w", "g1")] and req.frozen == 0  # type: ignore[arg-type]
 
 
 def test_a_rank_whose_state_could_not_be_stored_fails_the_frozen_world() -> None:
     s, gids = frozen_world()
     for i in range(4):
         s.migrate_served(gids[i], "w", i, 1, "10.0.0.1", 7000 + i, b"k" * 16)
-    s.state_stored("w", 0, 1, "", now=2.5)
-    actions = s.state_stored("w", 1, 1, "the connection closed after 12 of 99 bytes", now=2.5)
+    s.state_stored("w", 0, "g1", "", now=2.5)
+    actions = s.state_stored("w", 1, "g1", "the connection closed after 12 of 99 bytes", now=2.5)
     fails = of(actions, Fail)
     assert fails[0].index == 1 and "could not be frozen" in fails[0].message
     assert s.requests["w"].final() and not s.requests["w"].frozen
+
+
+def checkpointed_world() -> tuple[PlannerState, dict[int, str]]:
+    """A 4-rank world split 2 + 2 that may not migrate, with one complete checkpoint (number 1)."""
+    s, gids = split_world(migrate=False)
+    (answer,) = of(s.migrate_ask(gids[0], "w", 0, True, "", now=1.0, checkpoint=True), MigrateAnswer)
+    assert answer.checkpoint == 1 and answer.moves == () and not answer.freeze
+    for i in range(4):
+        (store,) = s.migrate_served(gids[i], "w", i, 0, "10.0.0.1", 7000 + i, b"k" * 16, checkpoint=1)
+        assert store == StoreState("w", i, "c1", "10.0.0.1", 7000 + i, b"k" * 16)
+    events: list[object] = []
+    for i in range(4):
+        events += s.state_stored("w", i, "c1", "", now=1.5)
+    assert [e.kind for e in of(events, MigrationEvent)] == ["checkpoint"]  # type: ignore[arg-type]
+    assert s.requests["w"].checkpoint == 1
+    return s, gids
+
+
+def test_a_newer_checkpoint_replaces_the_older_once_complete_and_a_failed_one_changes_nothing() -> None:
+    s, gids = checkpointed_world()
+    (answer,) = of(s.migrate_ask(gids[0], "w", 0, True, "", now=2.0, checkpoint=True), MigrateAnswer)
+    assert answer.checkpoint == 2
+    for i in range(4):
+        s.migrate_served(gids[i], "w", i, 0, "10.0.0.1", 7000 + i, b"k" * 16, checkpoint=2)
+    actions: list[object] = []
+    for i in range(4):
+        actions += s.state_stored("w", i, "c2", "", now=2.5)
+    assert s.requests["w"].checkpoint == 2 and DropState("w", "c1") in actions
+    (answer,) = of(s.migrate_ask(gids[0], "w", 0, True, "", now=3.0, checkpoint=True), MigrateAnswer)
+    s.migrate_served(gids[0], "w", 0, 0, "10.0.0.1", 7000, b"k" * 16, checkpoint=3)
+    failed = s.state_stored("w", 0, "c3", "the connection closed", now=3.5)
+    assert DropState("w", "c3") in failed and s.requests["w"].checkpoint == 2
+    assert all(t.state is TaskState.RUNNING for t in s.requests["w"].tasks)  # the run goes on
+
+
+def test_a_world_whose_host_dies_restarts_every_rank_from_its_checkpoint() -> None:
+    s, gids = checkpointed_world()
+    s.heartbeat("h1", now=5.0)
+    s.tick(now=4.0)
+    actions = s.tick(now=5.0)  # h2 missed its heartbeats: declared dead
+    req = s.requests["w"]
+    assert not of(actions, Fail) and not req.final()
+    (event,) = [e for e in of(actions, MigrationEvent) if e.kind == "recovering"]
+    assert "checkpoint 1" in event.text and "h2" in event.text
+    survivors = {k.granule_id for k in of(actions, Kill) if k.host_id == "h1"}
+    assert survivors == {gids[i] for i in range(4) if gids[i].startswith("h1")}
+    assert req.frozen == 1 and req.thaw_from == "c1"  # the world's generation 1, from checkpoint 1
+    placing: list[object] = []
+    for gid in survivors:  # the survivors end (their exit is not the tasks' end), and are replaced
+        assert not of(s.granule_exited(gid, "killed"), Fail)
+        placing += s.granule_connected("h1", f"{gid}-new", None)
+    placed = [d for d in of(placing, Dispatch) if d.req_id == "w"]  # type: ignore[arg-type]
+    assert len(placed) == 4 and all(d.thaw == 1 for d in placed)
+    joined: list[object] = []
+    for i, t in enumerate(req.tasks):
+        joined += s.mpi_join(t.granule_id, "w", i, addr(i, "h1"), gen=1, now=6.0)
+    (done,) = of(joined, MigrationEvent)  # type: ignore[arg-type]
+    assert done.kind == "recovered" and not of(joined, DropState)  # type: ignore[arg-type]
+    assert req.checkpoint == 1 and req.frozen == 0 and req.thaw_from == ""
