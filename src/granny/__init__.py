@@ -55,7 +55,7 @@ def _remove_own_segments(pid: int, remove: Any) -> None:
 
 
 _LAZY = {"parallel_for": "parallel", "parallel": None, "mpi": None, "GrannyFuture": "futures",
-         "Executor": "executor"}
+         "Executor": "executor", "migration_point": "migration"}
 
 
 def __getattr__(name: str) -> Any:
@@ -80,6 +80,6 @@ def submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
 __all__ = [
     "CancelledError", "Client", "ClusterError", "ConfigError", "ConnectionLostError", "Executor", "GranuleCrashedError",
     "GrannyError", "GrannyFuture", "HostDiedError", "HostInfo", "NeverFitsError", "RemoteError",
-    "ResultSerializationError", "TaskError", "__version__", "connect", "parallel", "parallel_for", "shared_array",
+    "ResultSerializationError", "TaskError", "__version__", "connect", "migration_point", "parallel", "parallel_for", "shared_array",
     "submit",
 ]

@@ -314,6 +314,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                             tenant=placing.tenant, hosts=placing.hosts, migrate=placing.migrate)
 
     def on_log(msg: Log) -> None:
+        if msg.stream == "granny":  # the planner's own news about the app (a migration, say)
+            sys.stderr.write("".join(f"granny: {line}" for line in msg.data.splitlines(keepends=True)))
+            sys.stderr.flush()
+            return
         stream = sys.stdout if msg.stream == "stdout" else sys.stderr
         if args.tag_output:
             lines = msg.data.splitlines(keepends=True)
@@ -383,6 +387,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         table = Table("request", "index", "state", "host", "granule")
         for g in data["granules"]:
             table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"])
+        for m in data.get("migrations", []):
+            con.print(f"migrated: {m['text']}")
         if migration is not None:
             con.print(_describe_migration(migration))
     else:

@@ -55,6 +55,21 @@ _KNOWN_MISSING = {
 }
 
 
+_BOUND = frozenset({"_rt", "_engine", "_out", "_in", "_hosts", "_schedules", "_groups", "_locks"})
+
+
+def _rebind_comm(cls: type[Comm], state: dict[str, Any]) -> Comm:
+    comm = cls.__new__(cls)
+    comm.__dict__.update(state)
+    rt = runtime.get()
+    comm._rt, comm._engine = rt, rt.world.engine
+    comm._out, comm._in = comm._engine.f.fast_out, comm._engine.f.fast_in
+    comm._hosts = [rt.world.hosts[w] for w in comm._members]
+    comm._locks = {}
+    rt.comms[id(comm)] = comm
+    return comm
+
+
 class _Missing:
     """A class attribute for an MPI call granny lacks: any access raises NotImplementedMpi (an AttributeError,
     so ``hasattr(MPI.Comm, name)`` is False and ``MPI.Comm.name(...)`` raises NotImplementedError)."""
@@ -85,6 +100,8 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
                 self._set_null()
             elif isinstance(comm, Comm):
                 self.__dict__.update(comm.__dict__)  # the same handle: shares attributes, locks, schedules
+                if runtime.started() and comm._members:
+                    self._rt.comms[id(self)] = self
             else:
                 raise TypeError(f"Argument 'comm' has incorrect type (expected MPI.Comm, got {type(comm).__name__})")
             return
@@ -105,6 +122,15 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         self._hosts = [rt.world.hosts[w] for w in members]
         self._attrs: dict[int, Any] = {}
         self._locks: dict[Any, Any] = {}
+        rt.comms[id(self)] = self
+
+    def _placement_changed(self, hosts: list[int]) -> None:
+        """The world was rebuilt with ranks on other hosts: what depended on where they were is redone."""
+        if self._members:
+            self._hosts = [hosts[w] for w in self._members]
+        self.__dict__.pop("_schedules", None)
+        self.__dict__.pop("_groups", None)
+
 
     def _set_null(self) -> None:
         """Turn this handle into MPI_COMM_NULL (what Free does to the handle it is called on)."""
@@ -144,6 +170,10 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         """COMM_NULL, COMM_SELF and COMM_WORLD pickle by name (as mpi4py's do); other communicators cannot."""
         if self._cid < 0 or (self._cid <= 1 and self == _predefined(self._cid)):
             return (_restore_comm, (self._cid, self is _predefined(self._cid), type(self)))
+        if runtime.packing[0]:
+            # A migrating rank's state (granny.migration): the communicator travels as its members and
+            # context id, and the resumed rank binds it to its world (the same world, rebuilt).
+            return _rebind_comm, (type(self), {k: v for k, v in self.__dict__.items() if k not in _BOUND})
         raise ValueError(f"cannot serialize 'mpi4py.MPI.{type(self).__name__}' instance")
 
     def __repr__(self) -> str:

@@ -7,8 +7,11 @@ import. Outside a granule the world is a singleton of one rank.
 
 from __future__ import annotations
 
+import hashlib
 import sys
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
 
 from .world import Exchange, World, create_world, singleton_world
 
@@ -19,6 +22,16 @@ class Runtime:
     next_cid: int = 2  # 0: COMM_WORLD, 1: COMM_SELF
     initialized: bool = True
     finalized: bool = False
+    # Every live communicator handle (by id: equal handles are distinct objects), so that a rebuilt
+    # world (after a migration) can refresh what they cache about where ranks are.
+    comms: weakref.WeakValueDictionary[int, Any] = field(default_factory=weakref.WeakValueDictionary)
+    gen: int = 0  # how many times the world was rebuilt (its generation; see granny.migration)
+
+
+def world_id(req_id: str, gen: int = 0) -> str:
+    """The name of a world's shared-memory objects: a new one for every generation."""
+    key = req_id if gen == 0 else f"{req_id}#{gen}"
+    return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
 
 
 class AbortExit(SystemExit):
@@ -26,6 +39,7 @@ class AbortExit(SystemExit):
 
 
 _params: tuple[str, int, int, Exchange, str, str] | None = None
+packing = [False]  # pickling a migrating rank's state: communicators may travel (see Comm.__reduce__)
 _rt: Runtime | None = None
 
 
@@ -48,6 +62,33 @@ def get() -> Runtime:
             world = singleton_world()
         _rt = Runtime(world)
     return _rt
+
+
+def rejoin(new_world_id: str, gen: int, exchange: Exchange) -> None:
+    """Rebuild this rank's world as generation ``gen`` (after some ranks moved; see granny.migration).
+
+    The rank and its matching engine stay (nothing is pending: a move waits for that); the data plane is
+    new. Communicator handles keep their engine and their ring lists (filled again in place), and drop
+    what they derived from the old placement (host groups, schedules)."""
+    assert _rt is not None and _params is not None
+    _, rank, size, _, host_id, ip = _params
+    old = _rt.world
+    old.fabric.close()
+    new = create_world(new_world_id, rank, size, exchange, host_id, ip)
+    engine = old.engine
+    fabric = new.fabric
+    fabric.handler = engine._on_record
+    if fabric.tcp is not None:
+        fabric.tcp.set_sink(engine.sink)
+    old.fabric.fast_out[:] = fabric.fast_out
+    old.fabric.fast_in[:] = fabric.fast_in
+    fabric.fast_out, fabric.fast_in = old.fabric.fast_out, old.fabric.fast_in
+    engine.f = fabric
+    new.engine = engine
+    _rt.world = new
+    _rt.gen = gen
+    for comm in list(_rt.comms.values()):
+        comm._placement_changed(new.hosts)
 
 
 def started() -> bool:

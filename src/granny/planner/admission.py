@@ -25,6 +25,8 @@ from ..wire.messages import (
     Hello,
     Log,
     Message,
+    MigrateAsk,
+    MigrateOut,
     MpiJoin,
     MpiWorld,
     Query,
@@ -104,8 +106,13 @@ def check(state: PlannerState, role: Role, scope: Scope, msg: Message, secret: s
     if role is Role.GRANULE:
         if isinstance(msg, MpiJoin):
             return _own_task(state, scope, msg.req_id, msg.index)
+        if isinstance(msg, MigrateAsk):
+            return _own_task(state, scope, msg.req_id, 0)
+        if isinstance(msg, MigrateOut):
+            return _moved_from(state, scope, msg.req_id, msg.index)
         if isinstance(msg, Done | Log):
-            why = _own_task(state, scope, msg.req_id, msg.index)
+            # The old process of a rank that moved away still sends its last output and its report.
+            why = _own_task(state, scope, msg.req_id, msg.index) and _moved_from(state, scope, msg.req_id, msg.index)
             # Not assigned here (a planner that restarted forgot it): the grant must prove it was.
             # Checked second: an HMAC per frame would cost the common case a few microseconds.
             return "" if not why or granted(secret, scope.granule_id, msg.req_id, msg.index, msg.grant) else why
@@ -159,6 +166,12 @@ def _own_task(state: PlannerState, scope: Scope, req_id: str, index: int) -> str
     if req is None or not 0 <= index < req.n or req.tasks[index].granule_id != scope.granule_id:
         return f"task {req_id}[{index}] is not assigned to granule {scope.granule_id}"
     return ""
+
+
+def _moved_from(state: PlannerState, scope: Scope, req_id: str, index: int) -> str:
+    if state.migrations.from_source(req_id, index, scope.granule_id):
+        return ""
+    return f"granule {scope.granule_id} is not where rank {index} of {req_id} moved from"
 
 
 def _own_request(state: PlannerState, scope: Scope, req_id: str) -> str:

@@ -42,6 +42,9 @@ CREATE INDEX IF NOT EXISTS requests_app ON requests (app_id);
 CREATE TABLE IF NOT EXISTS pruned_requests (req_id TEXT PRIMARY KEY, pruned REAL);
 CREATE TABLE IF NOT EXISTS pruned_apps (app_id TEXT PRIMARY KEY, kind TEXT, name TEXT, state TEXT, pruned REAL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT, updated REAL);
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, app_id TEXT, req_id TEXT,
+    kind TEXT, text TEXT, data TEXT);
+CREATE INDEX IF NOT EXISTS events_app ON events (app_id, id);
 """
 
 
@@ -143,6 +146,11 @@ class Journal:
 
     def setting(self, key: str, value: str) -> None:
         self._put(("INSERT OR REPLACE INTO settings VALUES (?,?,?)", (key, value, time.time())))
+
+    def event(self, app_id: str, req_id: str, kind: str, text: str, data: dict[str, Any]) -> None:
+        """Something the planner decided or saw happen to an app (a migration, say), for status and metrics."""
+        self._put(("INSERT INTO events (at, app_id, req_id, kind, text, data) VALUES (?,?,?,?,?,?)",
+                   (time.time(), app_id, req_id, kind, text, json.dumps(data))))
 
     def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str, run: str = "", part: int = 0) -> None:
         self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data, run, part) VALUES (?,?,?,?,?,?,?)",
@@ -298,7 +306,7 @@ def _prune(db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombs
     for i in range(0, len(req_ids), _CHUNK):
         chunk = req_ids[i:i + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        for table in ("results", "requests", "logs"):
+        for table in ("results", "requests", "logs", "events"):
             db.execute(f"DELETE FROM {table} WHERE req_id IN ({marks})", chunk)
         db.executemany("INSERT OR REPLACE INTO pruned_requests VALUES (?,?)", [(rid, now) for rid in chunk])
     for app_id in app_ids:
@@ -306,6 +314,7 @@ def _prune(db: sqlite3.Connection, req_ids: list[str], app_ids: list[str], tombs
                    (now, app_id))
         db.execute("DELETE FROM apps WHERE app_id=?", (app_id,))
         db.execute("DELETE FROM logs WHERE app_id=?", (app_id,))
+        db.execute("DELETE FROM events WHERE app_id=?", (app_id,))
         db.execute("DELETE FROM requests WHERE app_id=?", (app_id,))
     db.execute("DELETE FROM pruned_requests WHERE pruned < ?", (tombstones_before,))
     db.execute("DELETE FROM pruned_apps WHERE pruned < ?", (app_tombstones_before,))

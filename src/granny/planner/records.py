@@ -7,6 +7,7 @@ server, the simulator, tests). No I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .lifecycle import (
     GRANULE_TRANSITIONS,
@@ -17,6 +18,7 @@ from .lifecycle import (
     TaskState,
     transition,
 )
+from .policies.base import GranuleMove
 
 
 # --- actions --------------------------------------------------------------------------------
@@ -100,6 +102,7 @@ class WorldReady:
     req_id: str
     granule_ids: tuple[str, ...]  # rank -> granule
     ranks: tuple[RankAddress, ...]
+    gen: int = 0  # the world's generation (see migration.py)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class JoinRefused:
     granule_id: str
     req_id: str
     reason: str
+    gen: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,53 @@ class GraceEnded:
     """The restart grace is over (see grace.py): reports of requests nobody resubmitted are dropped."""
 
 
+# --- migration (see migration.py) ---
+@dataclass(frozen=True)
+class MigrateAnswer:
+    """Answer rank 0's MigrateAsk: ``moves`` into generation ``gen`` (no moves: stay)."""
+
+    granule_id: str
+    req_id: str
+    gen: int
+    moves: tuple[GranuleMove, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResumeRank:
+    """Send the reserved granule the Run that pulls a moved rank's state from ``ip:port``."""
+
+    granule_id: str
+    req_id: str
+    index: int
+    gen: int
+    ip: str
+    port: int
+    key: bytes
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Tell rank 0's granule that its world would gain from moving (it asks at its next point)."""
+
+    granule_id: str
+    req_id: str
+
+
+@dataclass(frozen=True)
+class MigrationEvent:
+    """Something to journal and count: ``kind`` is decided, moved, refused or failed."""
+
+    app_id: str
+    req_id: str
+    kind: str
+    text: str
+    data: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+
 Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost | WorldReady | JoinRefused
-          | HoldFrames | ReplayFrames | GraceEnded | Pruned)
+          | HoldFrames | ReplayFrames | GraceEnded | Pruned | MigrateAnswer | ResumeRank | Hint | MigrationEvent)
 
 
 # --- records ----------------------------------------------------------------------------------

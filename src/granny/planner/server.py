@@ -31,6 +31,8 @@ from ..wire import (
     Kind,
     Log,
     Message,
+    MigrateAsk,
+    MigrateOut,
     MpiJoin,
     MpiRank,
     MpiWorld,
@@ -54,7 +56,7 @@ from ..wire import (
     split_segments,
 )
 from ..wire import Skip as SkipMsg
-from . import admission, selection, views
+from . import admission, migrating, selection, views
 from .acks import Acks
 from .conn import Conn
 from .gate import HandshakeGate
@@ -66,6 +68,7 @@ from .orphans import Orphans
 from .outputs import Outputs
 from .pruning import answer_finished, forget, seed_retention
 from .recent import RecentResults
+from .records import Hint, MigrateAnswer, MigrationEvent, ResumeRank
 from .retention import Known, Retention
 from .state import (
     Action,
@@ -213,7 +216,11 @@ class PlannerServer:
             self._stdin(msg)
         elif isinstance(msg, MpiJoin) and conn.role is Role.GRANULE:
             address = RankAddress(host_id=msg.host_id, pid=msg.pid, ip=msg.ip, port=msg.port)
-            self.apply(self.state.mpi_join(conn.name, msg.req_id, msg.index, address))
+            self.apply(self.state.mpi_join(conn.name, msg.req_id, msg.index, address, msg.gen, self.loop.time()))
+        elif isinstance(msg, MigrateAsk) and conn.role is Role.GRANULE:
+            migrating.on_ask(self, conn, msg)
+        elif isinstance(msg, MigrateOut) and conn.role is Role.GRANULE:
+            migrating.on_out(self, conn, msg)
         else:
             raise ProtocolError(f"unexpected {type(msg).__name__} frame from a {conn.role.value}")
 
@@ -253,6 +260,8 @@ class PlannerServer:
     def _query(self, conn: Conn, msg: Query) -> None:
         if msg.what == selection.SET_QUERY:
             return selection.answer_set(self, conn, msg)
+        if msg.what == migrating.EVICT_QUERY:
+            return migrating.answer_evict(self, conn, msg)
         try:
             data = json.dumps(views.query(self, msg.what, msg.arg)).encode()
             conn.send(Reply(qid=msg.qid, data=data))
@@ -331,6 +340,8 @@ class PlannerServer:
             conn.send(res, [payload] if payload else [])
 
     def _done(self, conn: Conn, msg: Done, body: memoryview) -> None:
+        if msg.moved:
+            return migrating.on_moved(self, conn, msg)
         if msg.req_id not in self.state.requests and self.orphans.keep(conn, msg, body):
             return
         if msg.retiring:  # it exits next: never hand it more work (its exit report removes it)
@@ -445,15 +456,17 @@ class PlannerServer:
                 self.orphans.close()
             elif isinstance(action, Pruned):
                 forget(self, action)
+            elif isinstance(action, MigrateAnswer | ResumeRank | Hint | MigrationEvent):
+                migrating.apply(self, action)
         return replay
 
     def _world(self, action: WorldReady | JoinRefused) -> None:
         if isinstance(action, JoinRefused):
             if (gconn := self.granule_conns.get(action.granule_id)) is not None:
-                gconn.send(MpiWorld(req_id=action.req_id, error=action.reason))
+                gconn.send(MpiWorld(req_id=action.req_id, error=action.reason, gen=action.gen))
             return
         ranks = [MpiRank(host_id=r.host_id, pid=r.pid, ip=r.ip, port=r.port) for r in action.ranks]
-        reply = MpiWorld(req_id=action.req_id, key=secrets.token_bytes(16), ranks=ranks)  # the world's data-plane key
+        reply = MpiWorld(req_id=action.req_id, key=secrets.token_bytes(16), ranks=ranks, gen=action.gen)  # the world's data-plane key
         for gid in action.granule_ids:
             gconn = self.granule_conns.get(gid)
             if gconn is not None and not gconn.closed:

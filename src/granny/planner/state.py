@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from . import migration
 from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
@@ -49,6 +50,7 @@ from .lifecycle import (
     transition,
 )
 from .liveness import Liveness
+from .migration import Migrations
 from .policies import MigrationDecision, NeverFits, Placement, Policy, Stay, binpack
 from .policies.base import Decision
 from .records import (
@@ -108,6 +110,7 @@ class PlannerState(Restarts):
         # Granules whose host is not registered (yet): granule id -> (host id, task it claims to run)
         self.unregistered: dict[str, tuple[str, tuple[str, int] | None]] = {}
         self.evicting: set[str] = set()  # hosts under an eviction notice (policies keep new work off them)
+        self.migrations = Migrations()  # worlds with migration points, moves in flight (see migration.py)
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
@@ -218,6 +221,9 @@ class PlannerState(Restarts):
         running, waiting = granule.tasks[:1], granule.tasks[1:]
         granule.tasks = []
         for req_id, index in running:
+            if self.requests[req_id].tasks[index].granule_id != granule.granule_id:  # its rank moved away
+                actions += migration.source_lost(self, granule.granule_id, (req_id, index), why)
+                continue
             actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, why, granule.host_id))
         for req_id, index in reversed(waiting):
             task = self.requests[req_id].tasks[index]
@@ -304,8 +310,8 @@ class PlannerState(Restarts):
     def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
         """A granule reported. Returns (accepted, actions); a duplicate report is not accepted, nor one
         from a granule of a dead host's incarnation (it may have started work requeued since)."""
-        if self.liveness.fence_reason(granule_id):
-            return False, []
+        if self.liveness.fence_reason(granule_id) or self.migrations.from_source(req_id, index, granule_id):
+            return False, []  # (a rank's old process: the rank runs on elsewhere)
         granule = self.granules.get(granule_id)
         if granule is not None and (req_id, index) in granule.tasks:
             granule.tasks.remove((req_id, index))
@@ -323,9 +329,29 @@ class PlannerState(Restarts):
         event = TaskEvent.SUCCEED if ok else TaskEvent.FAIL
         return True, self._finish(req_id, index, event, None) + self.schedule()
 
-    def mpi_join(self, granule_id: str, req_id: str, index: int, address: RankAddress) -> list[Action]:
-        """Rank ``index`` of an MPI world says where it listens (see rendezvous.py)."""
-        return self.rendezvous.join(granule_id, req_id, self.requests.get(req_id), index, address)
+    def mpi_join(self, granule_id: str, req_id: str, index: int, address: RankAddress, gen: int = 0,
+                 now: float = 0.0) -> list[Action]:
+        """Rank ``index`` of an MPI world says where it listens (see rendezvous.py), for its generation ``gen``."""
+        actions = self.rendezvous.join(granule_id, req_id, self.requests.get(req_id), index, address, gen,
+                                       self.migrations.gen(req_id))
+        if actions and isinstance(actions[0], WorldReady) and gen:
+            actions += migration.world_complete(self, req_id, gen, now)
+        return actions
+
+    # --- migration points (see migration.py) ------------------------------------------------------
+    def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float) -> list[Action]:
+        return migration.ask(self, granule_id, req_id, gen, ready, why, now)
+
+    def migrate_served(self, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
+                       key: bytes) -> list[Action]:
+        return migration.served(self, granule_id, req_id, index, gen, ip, port, key)
+
+    def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
+        return migration.moved_away(self, granule_id, req_id, index) + self.schedule()
+
+    def fail_task(self, req_id: str, index: int, fail: Fail) -> list[Action]:
+        """End a running task with ``fail`` (and its gang with it)."""
+        return self._finish(req_id, index, TaskEvent.FAIL, fail)
 
     def cancel(self, req_id: str = "", app_id: str = "") -> list[Action]:
         actions = self._cancel([req_id] if req_id else list(self.apps[app_id].requests) if app_id in self.apps else [])
@@ -360,10 +386,12 @@ class PlannerState(Restarts):
         task = req.tasks[index]
         was_running = task.state is TaskState.RUNNING
         task.state = transition(TASK_TRANSITIONS, task.state, event, f"task {req_id}[{index}]")
+        actions: list[Action] = [fail] if fail is not None else []
         if req.final():  # exactly one transition makes a request final, whatever cascades follow
             self.finished.append(req_id)
             self.rendezvous.drop(req_id)
-        actions: list[Action] = [fail] if fail is not None else []
+            if self.migrations.points or self.migrations.sources:
+                actions += self.migrations.drop(req_id, self.granules)
         if was_running and event is TaskEvent.CANCEL:
             granule = self.granules.get(task.granule_id)
             if granule is not None and granule.task == (req_id, index):
@@ -421,6 +449,7 @@ class PlannerState(Restarts):
             req = self.requests.pop(rid)
             self._revoked_for.discard(rid)
             self.rendezvous.drop(rid)
+            self.migrations.forget(rid)
             self._leases.discard(rid)
             app = self.apps.get(req.app_id)
             if app is not None:
@@ -484,6 +513,8 @@ class PlannerState(Restarts):
                 task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
                 task.granule_id, task.host_id = granule.granule_id, host_id
                 actions.append(Dispatch(granule.granule_id, req.req_id, index))
+        if self.migrations.points:
+            actions += migration.hints(self)
         return actions
 
     def _revoke_for(self, req: Request, needed: int) -> list[Action]:
@@ -540,9 +571,9 @@ class PlannerState(Restarts):
         """A host got (or lost) an eviction notice: policies place no new work there while it has one."""
         if evicting:
             self.evicting.add(host_id)
-            return []
-        self.evicting.discard(host_id)
-        return self.schedule()
+        else:
+            self.evicting.discard(host_id)
+        return self.schedule()  # also hints worlds that would now move (see migration.hints)
 
     def migration_decision(self, app_id: str, now: float = 0.0) -> MigrationDecision:
         """What the policy would do with ``app_id`` now (read-only: nothing acts on it yet)."""

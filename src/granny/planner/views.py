@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PrunedError
@@ -56,7 +57,19 @@ def app(p: PlannerServer, app_id: str) -> dict[str, Any]:
         for rid in a.requests[-200:] for i, t in enumerate(p.state.requests[rid].tasks)
     ]
     return {"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": a.state.value,
-            "tasks": _counts(p, app_id), "granules": granules}
+            "tasks": _counts(p, app_id), "granules": granules, "migrations": migrations(p, app_id)}
+
+
+def migrations(p: PlannerServer, app_id: str) -> list[dict[str, Any]]:
+    """The app's completed migrations, oldest first (journaled events: they outlive a planner restart)."""
+    rows = p.journal.query("SELECT at, req_id, text, data FROM events WHERE app_id=? AND kind='migration.moved' "
+                           "ORDER BY id", (app_id,))
+    return [{"at": r[0], "req_id": r[1], "text": r[2], **json.loads(r[3])} for r in rows]
+
+
+def counters(p: PlannerServer) -> dict[str, Any]:
+    """What the planner counted since it started (migration decisions, moves, refusals ...)."""
+    return {"migration": dict(p.state.migrations.counts)}
 
 
 def queue(p: PlannerServer) -> list[dict[str, Any]]:
@@ -113,6 +126,8 @@ def query(p: PlannerServer, what: str, arg: str) -> Any:
         return logs(p, arg)
     if what == "migration":
         return migration(p, arg)
+    if what == "counters":
+        return counters(p)
     if what == "policy":
         return selection.describe(p.state.policy)
     raise ConfigError(f"unknown query {what!r}")

@@ -67,7 +67,7 @@ def migration_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps:
     """The view a migration rule gets: with the queue, and ``app_id``'s granules in index order."""
     hosts = [h for h in hosts if h.alive]
     view = cluster_view(hosts, requests, apps, evicting, queue_of(queue, requests), now)
-    started = {g.tasks[0] for h in hosts for g in h.granules.values() if g.tasks}
+    started = started_tasks(hosts)
     mapping = dict(view.apps)
     mapping[app_id] = running_app(apps[app_id], requests, started)
     return ClusterView(view.hosts, mapping, view.queue, view.now)
@@ -76,10 +76,20 @@ def migration_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps:
 def running_app(app: App, requests: Mapping[str, Request], started: set[tuple[str, int]]) -> RunningApp:
     """The app with its granules in order (request by request, index by index); ``started`` are the
     (req_id, index) pairs that a granule runs now (not prefetched behind another task)."""
-    placement = tuple(t.host_id for rid in app.requests if rid in requests
-                      for i, t in enumerate(requests[rid].tasks)
-                      if t.state is TaskState.RUNNING and (rid, i) in started)
+    placement = tuple(requests[rid].tasks[i].host_id for rid, i in running_keys(app, requests, started))
     return RunningApp(app.app_id, placement, app.tenant, app.migrate)
+
+
+def running_keys(app: App, requests: Mapping[str, Request], started: set[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The (req_id, index) of each granule of :func:`running_app`'s placement, in the same order: what a
+    migration decision's granule indexes refer to."""
+    return [(rid, i) for rid in app.requests if rid in requests for i, t in enumerate(requests[rid].tasks)
+            if t.state is TaskState.RUNNING and (rid, i) in started]
+
+
+def started_tasks(hosts: Iterable[Host]) -> set[tuple[str, int]]:
+    """The tasks granules of live hosts run now (prefetched ones have not started)."""
+    return {g.tasks[0] for h in hosts if h.alive for g in h.granules.values() if g.tasks}
 
 
 def remaining_pins(req: Request, pending: int) -> Counts:

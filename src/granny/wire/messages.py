@@ -191,6 +191,11 @@ class Run(_Msg, tag="run"):
     reply_to: str = ""
     reply_key: bytes = b""
     reply_local: str = ""
+    # A rank that migrated here: pull its state (``resume``, its args) from the old process at
+    # ``resume_from`` ("ip:port") with ``resume_key``, and join generation ``gen`` of its world.
+    resume_from: str = ""
+    resume_key: bytes = b""
+    gen: int = 0
 
 
 class Skip(_Msg, tag="skip"):
@@ -215,6 +220,7 @@ class Done(_Msg, tag="done"):
     delivered: bool = False
     seq: int = 0  # see Log.seq
     grant: bytes = b""  # see Log.grant
+    moved: bool = False  # not the task's end: the rank moved to another granule (see MigrateOut)
 
 
 class Ack(_Msg, tag="ack"):
@@ -233,6 +239,7 @@ class MpiJoin(_Msg, tag="mpi_join"):
     pid: int
     ip: str = ""
     port: int = 0
+    gen: int = 0  # the world's generation: it is rebuilt after every migration
 
 
 class MpiRank(msgspec.Struct, omit_defaults=True):
@@ -249,6 +256,51 @@ class MpiWorld(_Msg, tag="mpi_world"):
     key: bytes = b""
     ranks: list[MpiRank] = []
     error: str = ""
+    gen: int = 0
+
+
+# --- migration points (granules <-> planner; see granny.migration) -----------------------------------
+class MigrateAsk(_Msg, tag="migrate_ask"):
+    """Rank 0 of a world at a migration point: should the world move now? ``ready`` is False when some
+    rank has nonblocking requests or unreceived messages pending (``why`` says which): it cannot move."""
+
+    req_id: str
+    gen: int = 0
+    ready: bool = True
+    why: str = ""
+
+
+class MigrateMove(msgspec.Struct, omit_defaults=True):
+    index: int
+    source: str
+    target: str
+
+
+class MigrateOrder(_Msg, tag="migrate_order"):
+    """The planner's answer to a MigrateAsk: ``moves`` (none: stay), into world generation ``gen``."""
+
+    req_id: str
+    gen: int = 0
+    moves: list[MigrateMove] = []
+    reason: str = ""
+
+
+class MigrateHint(_Msg, tag="migrate_hint"):
+    """To rank 0: the world would gain from moving, so its next migration point asks (see MigrateAsk)."""
+
+    req_id: str
+
+
+class MigrateOut(_Msg, tag="migrate_out"):
+    """A moving rank has packed its state and serves it at ``ip:port`` to whoever shows ``key``."""
+
+    req_id: str
+    index: int
+    gen: int
+    ip: str
+    port: int
+    key: bytes
+    nbytes: int = 0
 
 
 # --- planner <-> workers -----------------------------------------------------------------------
@@ -291,6 +343,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 Message = (
     Challenge | Hello | Welcome | Reject | Ack | Submit | Cancel | Stdin | Waiting | Query | Reply | Result | Revoke | Log | Run | Skip | Done | Heartbeat
     | Spawn | KillGranule | Registered | Rejoin | GranuleExit | MpiJoin | MpiWorld
+    | MigrateAsk | MigrateOrder | MigrateHint | MigrateOut
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -313,6 +366,6 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 __all__ = [
     "Ack", "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
-    "Message", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Registered", "Reject", "Rejoin", "Reply", "Result", "Revoke", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
+    "Message", "MigrateAsk", "MigrateHint", "MigrateMove", "MigrateOrder", "MigrateOut", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Registered", "Reject", "Rejoin", "Reply", "Result", "Revoke", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
     "decode_header", "encode_header",
 ]

@@ -19,7 +19,6 @@ granule's report reaches the new planner (see planner/orphans.py for the other o
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -39,11 +38,12 @@ import msgspec
 from .. import serde
 from ..config import parse_address
 from ..errors import ConnectionLostError, GrannyError
+from ..migration.control import MigratedAway
 from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
 from ..transport.identity import GranuleIdentity, set_current
 from ..transport.lane import COPY_MAX, LaneDialer
-from ..wire import Done, Kind, MpiJoin, MpiWorld, Result, Role, Run, Status, Stdin, split_segments
+from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from .capture import FdCapture
@@ -190,65 +190,80 @@ class Granule:
     def _run_kind(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
         if not run.mpi:
             return self._run_plain(run, segs)
+        from ..migration import control
         from ..mpi import runtime, shim
+        from .migrate_ctl import GranuleControl
 
         shim.install()
         set_dumpable(True)  # same-host ranks copy from each other's memory (see granule_user); it retires after
-        runtime.configure(hashlib.blake2b(run.req_id.encode(), digest_size=6).hexdigest(), run.index, run.n,
-                          self._mpi_exchange(run), self.host_id, route_ip(*self.address))
+        ctl = GranuleControl(self, run, route_ip(*self.address))
+        runtime.configure(ctl.world_id(run.gen), run.index, run.n, ctl.exchange(run.gen), self.host_id, ctl.ip)
+        control.set_current(ctl)
         try:
             self.exited_cleanly = False
-            done, payload = self._run_plain(run, segs)
+            done, payload = self._run_resumed(run) if run.resume_from else self._run_plain(run, segs)
             if done.status is Status.OK or self.exited_cleanly:
                 # mpi4py finalises at exit, a barrier: a rank that ends early must not end the job
                 # under its peers. After a failure there is no barrier: the world is aborted at once.
                 runtime.finalize()
+        except MigratedAway:
+            # The rank goes on in another granule: this is not the task's end, and there is no finalize.
+            done, payload = Done(req_id=run.req_id, index=run.index, status=Status.OK, moved=True), []
         finally:
+            control.set_current(None)
             runtime.shutdown()
         done.retiring = True  # its MPI state (world, shim, module globals) must not leak into other work
         return done, payload
 
-    def _mpi_exchange(self, run: Run) -> Callable[[Any], tuple[list[Any], bytes, str]]:
-        def exchange(me: Any) -> tuple[list[Any], bytes, str]:
-            from ..mpi.fabric import RankAddr
+    def _run_resumed(self, run: Run) -> tuple[Done, list[Buffer]]:
+        """A rank that migrated here: pull its state, join the world's new generation, run ``resume(*args)``.
 
-            join = MpiJoin(req_id=run.req_id, index=run.index, host_id=me.host_id, pid=me.pid, ip=me.ip, port=me.port)
-            sent_on = -1
-            while True:
-                if sent_on != self.link.generation:  # a planner that restarted meanwhile has not seen it
-                    sent_on = self.link.generation
-                    try:
-                        self.link.send(join)
-                    except ConnectionLostError:
-                        self.link.reconnect(self.link.conn)
-                        continue
-                msg, _, gen = self.link.recv()
-                if gen != sent_on:
-                    continue
-                if isinstance(msg, Stdin):
-                    self.stdin_frames.append(msg)  # for sys.stdin of this task (see PlannerStdin)
-                elif isinstance(msg, MpiWorld) and msg.req_id == run.req_id:
-                    ranks = [RankAddr(r.host_id, r.pid, r.ip, r.port) for r in msg.ranks]
-                    return ranks, msg.key, msg.error
+        Its outcome is the rank's, as the program's would have been: for a script, an exit code (an
+        exception prints its traceback), for a function, the return value."""
+        from ..migration import ship
+        from ..mpi import runtime
 
-        return exchange
+        try:
+            data, buffers = ship.pull(run.resume_from, run.resume_key)
+            from ..mpi import api  # joins generation run.gen of the world (with the ranks that stayed)
+
+            resume, args, extra = ship.unpack(data, buffers)
+            rt = runtime.get()
+            rt.next_cid, rt.gen = max(rt.next_cid, int(extra.get("next_cid", 2))), run.gen
+            del api
+        except BaseException as exc:  # noqa: BLE001 - a rank that cannot resume fails, with the reason
+            return _error_done(run, exc, limit=run.memory_limit)
+        if run.kind is not Kind.SCRIPT:
+            return self._call(run, lambda: resume(*args))
+        return self._as_script(run, lambda _main: resume(*args))
 
     def _run_plain(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
-        ok = Done(req_id=run.req_id, index=run.index, status=Status.OK)
-        try:
-            if run.kind is Kind.SCRIPT:
-                return self._run_script(run, segs)
+        if run.kind is Kind.SCRIPT:
+            source = bytes(segs[0])
+            path = run.name or "<script>"
+            return self._as_script(run, lambda main: exec(compile(source, path, "exec"), main))
+
+        def call() -> Any:
             if run.kind is Kind.NAMED:
                 fn = self._function(run.fn_key, lambda: _load_named(json.loads(bytes(segs[0]))))
-                value: Any = fn(json.loads(bytes(segs[1])) if segs[1].nbytes else None)
-            else:
-                fn = self._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
-                args, kwargs = pickle.loads(segs[1], buffers=segs[2:])
-                if run.mpi:
-                    from ..mpi import api
+                return fn(json.loads(bytes(segs[1])) if segs[1].nbytes else None)
+            fn = self._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
+            args, kwargs = pickle.loads(segs[1], buffers=segs[2:])
+            if run.mpi:
+                from ..mpi import api
 
-                    args = (api.COMM_WORLD, *args)
-                value = fn(*args, **kwargs)
+                args = (api.COMM_WORLD, *args)
+            return fn(*args, **kwargs)
+
+        return self._call(run, call)
+
+    def _call(self, run: Run, call: Callable[[], Any]) -> tuple[Done, list[Buffer]]:
+        """Run a function task: its return value (or its exception) is the result."""
+        ok = Done(req_id=run.req_id, index=run.index, status=Status.OK)
+        try:
+            value = call()
+        except MigratedAway:
+            raise
         except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
             return _error_done(run, exc, limit=run.memory_limit)
         try:
@@ -269,7 +284,8 @@ class Granule:
         assert fn is not None
         return fn
 
-    def _run_script(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
+    def _as_script(self, run: Run, body: Callable[[dict[str, Any]], Any]) -> tuple[Done, list[Buffer]]:
+        """Run ``body`` (the script, or a moved rank's resume) as ``python prog.py`` would: its exit code is the result."""
         path = run.name or "<script>"
         sys.argv = [path, *run.argv]
         # As mpirun: granule 0 reads what `granny run` forwards of its stdin; the others read nothing.
@@ -287,7 +303,9 @@ class Granule:
         saved_main = sys.modules.get("__main__")
         sys.modules["__main__"] = main
         try:
-            exec(compile(bytes(segs[0]), path, "exec"), main.__dict__)
+            body(main.__dict__)
+        except MigratedAway:
+            raise
         except SystemExit as exc:
             # sys.exit() still finalises MPI (a barrier), as mpi4py's exit hook does; MPI.Abort does not.
             self.exited_cleanly = type(exc).__name__ != "AbortExit"
@@ -298,7 +316,7 @@ class Granule:
                 code = 1
         except BaseException:  # noqa: BLE001 - print it the way python itself would
             etype, value, tb = sys.exc_info()
-            traceback.print_exception(etype, value, tb.tb_next if tb else None)
+            traceback.print_exception(etype, value, _user_tb(tb))
             code = 1
         finally:
             for stream in (sys.stdout, sys.stderr):
@@ -377,7 +395,7 @@ def _load_named(spec: dict[str, Any]) -> Callable[..., Any]:
 
 def _error_done(run: Run, exc: BaseException, limit: int) -> tuple[Done, list[Buffer]]:
     tb = exc.__traceback__
-    text = "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb else None))
+    text = "".join(traceback.format_exception(type(exc), exc, _user_tb(tb)))
     message = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, MemoryError) and limit:
         message = f"MemoryError: the granule exceeded its memory limit of {limit} bytes"
@@ -387,6 +405,13 @@ def _error_done(run: Run, exc: BaseException, limit: int) -> tuple[Done, list[Bu
         payload = []
     return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="remote", message=message,
                 traceback=text, segs=[memoryview(p).nbytes for p in payload]), payload
+
+
+def _user_tb(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The traceback from the user's first frame on (the granule's own frames above it are noise)."""
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
 
 
 def _limit_memory(limit: int) -> bool:

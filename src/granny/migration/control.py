@@ -1,0 +1,64 @@
+"""What a migration point needs from the process it runs in (the granule provides it).
+
+Outside a granule of an MPI world nothing is set, and a migration point does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..mpi.world import Exchange
+
+
+@dataclass(frozen=True)
+class Order:
+    """The planner's answer at a point: the ranks that move (rank, source host, target host) into world
+    generation ``gen``; no moves: stay."""
+
+    gen: int
+    moves: tuple[tuple[int, str, str], ...]
+    reason: str = ""
+
+
+class Control(Protocol):
+    gen: int  # the world's generation (how many times it was rebuilt)
+
+    def should_ask(self) -> bool:
+        """Rank 0: has the planner hinted that the world would gain from moving (or never been asked)?"""
+
+    def ask(self, ready: bool, why: str) -> Order:
+        """Rank 0: ask the planner now (one round trip)."""
+
+    def served(self, gen: int, ip: str, port: int, key: bytes, nbytes: int) -> None:
+        """A moving rank: tell the planner where its packed state waits."""
+
+    def exchange(self, gen: int) -> Exchange:
+        """The rendezvous of generation ``gen`` of this rank's world."""
+
+    def world_id(self, gen: int) -> str: ...
+
+    def route_ip(self) -> str:
+        """The address other hosts reach this one at."""
+
+
+class MigratedAway(BaseException):  # noqa: N818 - it is not an error: the rank goes on elsewhere
+    """Raised in a moving rank's old process once its state is handed over: the granule reports the rank
+    moved (not finished) and the process ends. A BaseException, so that ``except Exception`` in user
+    code does not stop it (``finally`` blocks do run)."""
+
+    def __init__(self, gen: int, target: str) -> None:
+        super().__init__(f"rank moved to host {target} (world generation {gen})")
+        self.gen, self.target = gen, target
+
+
+_current: list[Control | None] = [None]
+
+
+def set_current(control: Control | None) -> None:
+    _current[0] = control
+
+
+def current() -> Control | None:
+    return _current[0]

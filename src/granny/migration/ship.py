@@ -1,0 +1,115 @@
+"""How a moving rank's state travels: packed once, served by the old process, pulled by the new one.
+
+Theory of operation
+- ``pack`` pickles ``(resume, args, extra)`` with cloudpickle (so a ``resume`` defined in the program's
+  own ``__main__`` travels by value) at protocol 5: numpy arrays and other buffers go out-of-band, as
+  views of their own memory, never copied into the pickle.
+- The old process listens on a fresh port of the address other hosts reach it at, with a fresh
+  16-byte key; the planner passes both to the target granule only (:class:`Server`).
+- The puller sends the key, gets a header (pickle size and buffer sizes), the pickle and each buffer
+  straight from the old process's memory (``sendall`` of a memoryview), receives each into one
+  preallocated buffer, and acknowledges: only then does the old process end.
+- Plaintext, as the MPI data plane is; the key keeps others from pulling the state.
+"""
+
+from __future__ import annotations
+
+import hmac
+import pickle
+import secrets
+import socket
+import struct
+from typing import Any
+
+import cloudpickle
+
+from ..errors import MpiError
+from ..mpi import runtime
+
+HEADER = struct.Struct("<QI")
+SIZE = struct.Struct("<Q")
+KEY_BYTES = 16
+CHUNK = 16 << 20
+DEFAULT_TIMEOUT = 60.0
+
+
+def pack(resume: Any, args: tuple[Any, ...], extra: dict[str, Any]) -> tuple[bytes, list[memoryview]]:
+    """The pickle and its out-of-band buffers."""
+    buffers: list[pickle.PickleBuffer] = []
+    runtime.packing[0] = True
+    try:
+        data = cloudpickle.dumps((resume, args, extra), protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure means the same to the caller
+        raise MpiError(f"the migration point's resume function or arguments cannot be pickled: {exc}") from exc
+    finally:
+        runtime.packing[0] = False
+    return data, [b.raw() for b in buffers]
+
+
+def unpack(data: bytes | bytearray, buffers: list[bytearray]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    resume, args, extra = pickle.loads(data, buffers=buffers)
+    return resume, tuple(args), dict(extra)
+
+
+class Server:
+    """Serves one rank's packed state to the one puller that shows the key."""
+
+    def __init__(self, ip: str) -> None:
+        self.key = secrets.token_bytes(KEY_BYTES)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((ip or "0.0.0.0", 0))
+        self.sock.listen(4)
+        self.ip = ip
+        self.port = int(self.sock.getsockname()[1])
+
+    def serve(self, data: bytes, buffers: list[memoryview], timeout: float = DEFAULT_TIMEOUT) -> bool:
+        """Hand the state over; False when nobody with the key pulled it within ``timeout`` seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                conn, _ = self.sock.accept()
+                with conn:
+                    conn.settimeout(timeout)
+                    if not hmac.compare_digest(_recv_exact(conn, KEY_BYTES), self.key):
+                        continue  # not the puller: wait for the right one
+                    sizes = [b.nbytes for b in buffers]
+                    conn.sendall(HEADER.pack(len(data), len(sizes)) + b"".join(SIZE.pack(n) for n in sizes))
+                    conn.sendall(data)
+                    for buf in buffers:
+                        conn.sendall(buf)
+                    return _recv_exact(conn, 1) == b"\x01"
+        except (OSError, MpiError):
+            return False
+        finally:
+            self.sock.close()
+
+
+def pull(address: str, key: bytes, timeout: float = DEFAULT_TIMEOUT) -> tuple[bytearray, list[bytearray]]:
+    """Fetch a rank's packed state from ``address`` ("ip:port")."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            conn.sendall(key)
+            size, count = HEADER.unpack(_recv_exact(conn, HEADER.size))
+            sizes = [SIZE.unpack(_recv_exact(conn, SIZE.size))[0] for _ in range(count)]
+            data = _recv_into(conn, bytearray(size))
+            buffers = [_recv_into(conn, bytearray(n)) for n in sizes]
+            conn.sendall(b"\x01")
+            return data, buffers
+    except OSError as exc:
+        raise MpiError(f"could not fetch the moved rank's state from {address}: {exc}") from exc
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    return bytes(_recv_into(conn, bytearray(n)))
+
+
+def _recv_into(conn: socket.socket, buf: bytearray) -> bytearray:
+    view = memoryview(buf)
+    got = 0
+    while got < len(buf):
+        n = conn.recv_into(view[got:got + CHUNK])
+        if n == 0:
+            raise MpiError(f"the connection closed after {got} of {len(buf)} bytes of a rank's state")
+        got += n
+    return buf

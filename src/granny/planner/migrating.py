@@ -1,0 +1,93 @@
+"""The planner server's side of migration points: frames in, the state's migration actions out.
+
+The decisions are the pure state's (:mod:`granny.planner.migration`); this module turns frames into its
+events and its actions into frames, journal rows and log lines. A finished move is also told to the
+app's client, as a line on its ``granny`` stream: ``granny run`` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from ..transport.macs import task_grant
+from ..wire import Done, Log, MigrateAsk, MigrateHint, MigrateMove, MigrateOrder, MigrateOut, Query, Reply, Run
+from .records import Hint, MigrateAnswer, MigrationEvent, ResumeRank
+
+if TYPE_CHECKING:
+    from .conn import Conn
+    from .server import PlannerServer
+
+log = logging.getLogger("granny.planner")
+
+MigrationAction = MigrateAnswer | ResumeRank | Hint | MigrationEvent
+
+
+def on_ask(p: PlannerServer, conn: Conn, msg: MigrateAsk) -> None:
+    p.apply(p.state.migrate_ask(conn.name, msg.req_id, msg.gen, msg.ready, msg.why, p.loop.time()))
+
+
+def on_out(p: PlannerServer, conn: Conn, msg: MigrateOut) -> None:
+    p.apply(p.state.migrate_served(conn.name, msg.req_id, msg.index, msg.gen, msg.ip, msg.port, msg.key))
+
+
+def on_moved(p: PlannerServer, conn: Conn, msg: Done) -> None:
+    """The old process of a moved rank handed its state over and retires (its Done is not the task's end)."""
+    p.state.granule_disconnected(conn.name)  # it exits next: never hand it more work
+    p.apply(p.state.moved_away(conn.name, msg.req_id, msg.index))
+    p.acks.note(conn, msg.seq, close=True)
+
+
+EVICT_QUERY = "evict"  # arg "HOST" puts an eviction notice on HOST, "HOST:off" lifts it
+
+
+def answer_evict(p: PlannerServer, conn: Conn, msg: Query) -> None:
+    """Mark a host as about to be taken back (a spot notice): policies keep new work off it, and the spot
+    policy moves apps off it at their migration points. Answers the hosts under a notice."""
+    host_id, _, off = msg.arg.partition(":")
+    if host_id not in p.state.hosts or off not in ("", "off"):
+        conn.send(Reply(qid=msg.qid, data=b"null", error=f"no such host: {msg.arg!r} (evict HOST, or HOST:off)"))
+        return
+    p.apply(p.state.mark_evicting(host_id, not off))
+    conn.send(Reply(qid=msg.qid, data=json.dumps(sorted(p.state.evicting)).encode()))
+
+
+def apply(p: PlannerServer, action: MigrationAction) -> None:
+    if isinstance(action, MigrateAnswer):
+        gconn = p.granule_conns.get(action.granule_id)
+        if gconn is not None and not gconn.closed:
+            moves = [MigrateMove(index=m.index, source=m.source, target=m.target) for m in action.moves]
+            gconn.send(MigrateOrder(req_id=action.req_id, gen=action.gen, moves=moves, reason=action.reason))
+    elif isinstance(action, Hint):
+        gconn = p.granule_conns.get(action.granule_id)
+        if gconn is not None and not gconn.closed:
+            gconn.send(MigrateHint(req_id=action.req_id))
+    elif isinstance(action, ResumeRank):
+        _resume(p, action)
+    else:
+        _event(p, action)
+
+
+def _resume(p: PlannerServer, action: ResumeRank) -> None:
+    payload = p.payloads.get(action.req_id)
+    conn = p.granule_conns.get(action.granule_id)
+    if payload is None or conn is None or conn.closed:
+        return  # raced with a disconnect or the world's end: the granule's exit report fails the rank
+    sub = payload.submit
+    run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind, segs=[],
+              name=sub.name, memory_limit=sub.memory_limit, argv=sub.argv, mpi=sub.mpi,
+              grant=task_grant(p.secret, action.granule_id, sub.req_id, action.index),
+              resume_from=f"{action.ip}:{action.port}", resume_key=action.key, gen=action.gen)
+    conn.send(run)
+
+
+def _event(p: PlannerServer, ev: MigrationEvent) -> None:
+    p.journal.event(ev.app_id, ev.req_id, f"migration.{ev.kind}", ev.text, ev.data)
+    log.info("app %s: migration %s: %s", ev.app_id, ev.kind, ev.text)
+    if ev.kind != "moved":
+        return
+    payload = p.payloads.get(ev.req_id)
+    owner = payload.owner if payload is not None else None
+    if owner is not None and not owner.closed and payload is not None and payload.submit.stream_logs:
+        owner.send(Log(req_id=ev.req_id, index=-1, stream="granny", data=ev.text + "\n"))

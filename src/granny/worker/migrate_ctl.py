@@ -1,0 +1,93 @@
+"""The granule's side of a migration point (see granny.migration): its talk with the planner.
+
+One :class:`GranuleControl` per MPI task. Rank 0 looks for the planner's hint among the frames the
+link's watcher already read (no round trip), asks with a MigrateAsk when there is one, and waits for the
+MigrateOrder. Every rank uses it to join the rendezvous of a new generation of its world, and a moving
+rank to say where its state waits (MigrateOut).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConnectionLostError
+from ..migration import Order
+from ..mpi import runtime
+from ..wire import MigrateAsk, MigrateHint, MigrateOrder, MigrateOut, MpiJoin, MpiWorld, Run, Stdin
+
+if TYPE_CHECKING:
+    from ..mpi.world import Exchange
+    from .granule import Granule
+
+
+class GranuleControl:
+    def __init__(self, granule: Granule, run: Run, ip: str) -> None:
+        self.granule, self.run, self.ip = granule, run, ip
+        self.gen = run.gen
+        self.asked = False  # the world's first point asks: the planner learns the world has points
+        self.hinted = False
+
+    def should_ask(self) -> bool:
+        link = self.granule.link
+        while link.ready():
+            frame = link.poll(wait=False)
+            if frame is None:
+                break
+            self._other(frame[0])
+        return self.hinted or not self.asked
+
+    def ask(self, ready: bool, why: str) -> Order:
+        self.asked, self.hinted = True, False
+        ask = MigrateAsk(req_id=self.run.req_id, gen=self.gen, ready=ready, why=why)
+        msg = self._request(ask, lambda m: isinstance(m, MigrateOrder) and m.req_id == self.run.req_id)
+        assert isinstance(msg, MigrateOrder)
+        return Order(msg.gen, tuple((m.index, m.source, m.target) for m in msg.moves), msg.reason)
+
+    def served(self, gen: int, ip: str, port: int, key: bytes, nbytes: int) -> None:
+        self.granule.link.send(MigrateOut(req_id=self.run.req_id, index=self.run.index, gen=gen, ip=ip, port=port,
+                                          key=key, nbytes=nbytes))
+
+    def world_id(self, gen: int) -> str:
+        return runtime.world_id(self.run.req_id, gen)
+
+    def route_ip(self) -> str:
+        return self.ip
+
+    def exchange(self, gen: int) -> Exchange:
+        run = self.run
+
+        def exchange(me: Any) -> tuple[list[Any], bytes, str]:
+            from ..mpi.fabric import RankAddr
+
+            join = MpiJoin(req_id=run.req_id, index=run.index, host_id=me.host_id, pid=me.pid, ip=me.ip,
+                           port=me.port, gen=gen)
+            msg = self._request(join, lambda m: isinstance(m, MpiWorld) and m.req_id == run.req_id and m.gen == gen)
+            assert isinstance(msg, MpiWorld)
+            return [RankAddr(r.host_id, r.pid, r.ip, r.port) for r in msg.ranks], msg.key, msg.error
+
+        return exchange
+
+    def _request(self, msg: Any, answers: Any) -> Any:
+        """Send ``msg`` and wait for the frame ``answers`` accepts (sent again to a planner that restarted)."""
+        link = self.granule.link
+        sent_on = -1
+        while True:
+            if sent_on != link.generation:
+                sent_on = link.generation
+                try:
+                    link.send(msg)
+                except ConnectionLostError:
+                    link.reconnect(link.conn)
+                    continue
+            frame, _, gen = link.recv()
+            if gen != sent_on:
+                continue
+            if answers(frame):
+                return frame
+            self._other(frame)
+
+    def _other(self, frame: Any) -> None:
+        if isinstance(frame, Stdin):
+            self.granule.stdin_frames.append(frame)  # for sys.stdin of this task (see PlannerStdin)
+        elif isinstance(frame, MigrateHint) and frame.req_id == self.run.req_id:
+            self.hinted = True

@@ -1,0 +1,218 @@
+"""Migration points on real processes: two worker hosts on this machine, MPI worlds that start split and
+consolidate at their migration points; the output equals a run that did not move."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import granny
+from granny.cluster import LocalCluster
+
+from ..polling import wait_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mpi" / "migrate.py"
+HOSTS = ("local1", "local2")
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(workers=2, slots=4, data_dir=tmp_path_factory.mktemp("migration") / "data", granule_user="same")
+    try:
+        with granny.connect(c.address, c.token) as probe:
+            wait_for(lambda: sorted(h.host_id for h in probe.hosts() if h.idle_granules == 4) == list(HOSTS),
+                     timeout=60, what="two hosts with 4 warm granules each")
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def client(two_hosts: LocalCluster) -> Iterator[granny.Client]:
+    with granny.connect(two_hosts.address, two_hosts.token) as c:
+        wait_for(lambda: all(h.idle_granules == 4 for h in c.hosts()), timeout=60, what="every granule idle again")
+        yield c
+
+
+def run_script(client: Any, path: Path, n: int, argv: list[str], app_id: str = "",
+               **options: Any) -> tuple[list[Any], str, str, str]:
+    """(results, stdout, stderr, the planner's lines) of a script run as `granny run` runs it."""
+    out: dict[str, list[str]] = {"stdout": [], "stderr": [], "granny": []}
+    results = client.options(**options).run_script(str(path), n, argv, mpi=True, app_id=app_id,
+                                                    on_log=lambda m: out[m.stream].append(m.data))
+    return results, "".join(out["stdout"]), "".join(out["stderr"]), "".join(out["granny"])
+
+
+def test_a_split_world_consolidates_and_computes_the_same(client: granny.Client) -> None:
+    args = ["20", "5"]
+    still, out_still, err_still, news_still = run_script(client, EXAMPLE, 4, args, hosts="local1:2,local2:2",
+                                                          migrate=False)
+    assert [r.status.value for r in still] == ["ok"] * 4, [r.message for r in still]
+    assert "ended on hosts ['local1', 'local2']" in err_still and news_still == ""
+    moved, out_moved, err_moved, news = run_script(client, EXAMPLE, 4, args, "app-consolidates",
+                                                   hosts="local1:2,local2:2")
+    assert [r.status.value for r in moved] == ["ok"] * 4, [r.message for r in moved]
+    assert out_moved == out_still and out_moved.startswith("checksum ")
+    assert "ranks 0-1 moved local1 -> local2 in" in news or "ranks 2-3 moved local2 -> local1 in" in news, news
+    assert news.count("moved") == 1  # once together, it stays together
+    assert "ended on hosts ['local2']" in err_moved or "ended on hosts ['local1']" in err_moved
+    app = client.query("app", "app-consolidates")
+    assert any("moved" in m["text"] and m["seconds"] > 0 for m in app["migrations"]), app["migrations"]
+    counters = client.query("counters")["migration"]
+    assert counters["completed"] >= 1 and counters["granules_moved"] >= 2
+
+
+DERIVED = '''
+import os, sys
+import numpy as np
+from mpi4py import MPI
+import granny
+
+def after(comm, half, cart, step, arr):
+    world = MPI.COMM_WORLD
+    r = world.Get_rank()
+    a = world.allreduce(r)                     # COMM_WORLD
+    b = half.allreduce(r)                      # Split
+    c = comm.allreduce(r * 10)                 # Dup
+    src, dst = cart.Shift(0, 1)                # Create_cart
+    got = cart.sendrecv(r, dest=dst, source=src)
+    buf = np.empty_like(arr)
+    world.Sendrecv(arr, dest=(r + 1) % 4, recvbuf=buf, source=(r - 1) % 4)   # buffers across hosts
+    new = comm.Split(color=r % 2, key=-r).allgather(r)   # a communicator made after the move
+    print(f"rank {r} step {step} world {a} half {half.Get_size()}:{b} dup {c} cart {src}->{dst}:{got} "
+          f"ring {int(buf[0])} new {new} arr {arr.sum():.1f} host {os.environ['GRANNY_HOST_ID']}", file=sys.stderr)
+    print(f"rank {r} step {step} world {a} half {half.Get_size()}:{b} dup {c} cart {src}->{dst}:{got} "
+          f"ring {int(buf[0])} new {new} arr {arr.sum():.1f}")
+
+world = MPI.COMM_WORLD
+r = world.Get_rank()
+dup = world.Dup()
+half = world.Split(color=r // 2, key=r)
+cart = world.Create_cart([4], periods=[True])
+arr = np.arange(1_000_000, dtype=np.float64) + r
+after(dup, half, cart, 0, arr)
+granny.migration_point(after, dup, half, cart, 1, arr)
+after(dup, half, cart, 1, arr)
+'''
+
+
+def test_derived_communicators_and_arrays_work_after_a_move(client: granny.Client, tmp_path: Path) -> None:
+    script = tmp_path / "derived.py"
+    script.write_text(DERIVED)
+    results, out, err, news = run_script(client, script, 4, [], hosts="local1:2,local2:2")
+    assert [r.status.value for r in results] == ["ok"] * 4, (err, [r.message for r in results])
+    assert news.count("moved") == 1, news
+    lines = sorted(out.splitlines())
+    before = [line for line in lines if " step 0 " in line]
+    after = [line for line in lines if " step 1 " in line]
+    assert len(before) == len(after) == 4
+    for b, a in zip(before, after, strict=True):
+        assert a == b.replace(" step 0 ", " step 1 ")  # the moved ranks see the same world as before
+    assert "new [" in after[0] and "cart 3->1" in after[0]
+    hosts_after = {line.rsplit("host ", 1)[1] for line in err.splitlines() if " step 1 " in line}
+    assert len(hosts_after) == 1, err  # one host now
+
+
+PENDING = '''
+import os, sys
+import numpy as np
+from mpi4py import MPI
+import granny
+
+world = MPI.COMM_WORLD
+r = world.Get_rank()
+buf = np.empty(4)
+req = world.Irecv(buf, source=(r - 1) % 4, tag=3)       # pending across the point: no move
+granny.migration_point(print, "never")
+world.Send(np.full(4, float(r)), dest=(r + 1) % 4, tag=3)
+req.Wait()
+hosts = world.gather(os.environ["GRANNY_HOST_ID"], root=0)
+if r == 0:
+    print("hosts", sorted(set(hosts)), "got", buf[0])
+'''
+
+
+def test_a_rank_with_a_pending_request_refuses_the_move(client: granny.Client, tmp_path: Path) -> None:
+    script = tmp_path / "pending.py"
+    script.write_text(PENDING)
+    results, out, err, news = run_script(client, script, 4, [], "app-pending", hosts="local1:2,local2:2")
+    assert [r.status.value for r in results] == ["ok"] * 4, (err, [r.message for r in results])
+    assert out == "hosts ['local1', 'local2'] got 3.0\n" and news == ""
+    rows = client.query("app", "app-pending")
+    assert rows["migrations"] == []
+    assert client.query("counters")["migration"]["refused"] >= 1
+
+
+REPEAT = '''
+import os, sys
+from mpi4py import MPI
+import granny
+
+flag = sys.argv[1]
+
+def loop(step):
+    world = MPI.COMM_WORLD
+    while True:
+        done = world.bcast(os.path.exists(flag), root=0)
+        if done:
+            break
+        granny.migration_point(loop, step + 1)
+        step += 1
+    hosts = world.gather(os.environ["GRANNY_HOST_ID"], root=0)
+    total = world.allreduce(world.Get_rank())
+    if world.Get_rank() == 0:
+        print("total", total, "hosts", sorted(set(hosts)))
+
+loop(0)
+'''
+
+
+def test_an_app_migrates_again_when_its_host_is_evicted(client: granny.Client, tmp_path: Path) -> None:
+    script, flag = tmp_path / "repeat.py", tmp_path / "stop"
+    script.write_text(REPEAT)
+    lines: list[str] = []
+    news: list[str] = []
+    outcome: list[Any] = []
+
+    def run() -> None:
+        outcome.extend(client.options(hosts="local1:2,local2:2").run_script(
+            str(script), 4, [str(flag)], mpi=True, on_log=lambda m: (news if m.stream == "granny" else lines).append(m.data)))
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    first = ""
+    try:
+        wait_for(lambda: len(news) == 1, timeout=60, what="the first migration")
+        first = news[0].split(" -> ")[1].split()[0]  # the host the world consolidated on
+        client.query("set-policy", "spot")
+        assert client.query("evict", first) == [first]
+        wait_for(lambda: len(news) == 2, timeout=60, what="the second migration, off the evicted host")
+        assert f"moved {first} -> " in news[1] and news[1].startswith("ranks 0-3 "), news
+    finally:
+        flag.write_text("stop")
+        runner.join(timeout=60)
+        client.query("set-policy", "bin-pack")
+        if first:
+            client.query("evict", f"{first}:off")
+    assert [r.status.value for r in outcome] == ["ok"] * 4, [r.message for r in outcome]
+    other = "local1" if first == "local2" else "local2"
+    assert lines == [f"total 6 hosts ['{other}']\n"]
+
+
+def test_granny_run_prints_the_move_and_status_lists_it(two_hosts: LocalCluster) -> None:
+    env = dict(os.environ, GRANNY_ADDRESS=two_hosts.address, GRANNY_TOKEN=two_hosts.token)
+    base = [sys.executable, "-m", "granny", "run", "-n", "4", "--hosts", "local1:2,local2:2"]
+    moved = subprocess.run([*base, str(EXAMPLE), "20", "5"], env=env, capture_output=True, text=True, timeout=120)
+    still = subprocess.run([*base, "--no-migrate", str(EXAMPLE), "20", "5"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert moved.returncode == 0 and still.returncode == 0, moved.stderr + still.stderr
+    assert moved.stdout == still.stdout and moved.stdout.startswith("checksum")
+    assert "granny: ranks " in moved.stderr and " moved local" in moved.stderr, moved.stderr
+    assert "granny:" not in still.stderr
