@@ -32,9 +32,10 @@ from typing import Protocol
 
 from ..errors import ConfigError
 from ..planner.policies.base import counts_of
-from ..planner.records import Action, Dispatch, Fail
+from ..planner.records import Action, Dispatch, Fail, Hint
 from ..planner.state import PlannerState
 from .events import Cluster, JobEvent
+from .migrate import PlannerMigration
 from .runtime import RuntimeModel
 from .schedulers import Scheduler
 from .trace import Job
@@ -78,7 +79,10 @@ class Simulator:
         self.model = model
         self.state = PlannerState(heartbeat_timeout, scheduler.policy)
         self.heartbeat_interval = heartbeat_timeout / 4
+        if migration is None and scheduler.migrate_every:
+            migration = PlannerMigration()
         self.migration = migration
+        self.hinted: set[str] = set()  # worlds the planner hinted would gain from moving (Hint actions)
         self.now = 0.0
         self.events: list[JobEvent] = []
         self.decisions: list[tuple[str, tuple[str, ...]]] = []
@@ -93,13 +97,13 @@ class Simulator:
 
     # --- driving the planner ---------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> SimResult:
-        self._apply(self.state.tick(0.0))  # the regular deadlines count from the first tick
+        self.apply(self.state.tick(0.0))  # the regular deadlines count from the first tick
         for host_id in self.host_ids:
-            self._apply(self.state.register_host(host_id, self.cluster.slots, 0.0, boot="sim"))
+            self.apply(self.state.register_host(host_id, self.cluster.slots, 0.0, boot="sim"))
             for k in range(self.cluster.slots):
                 gid = f"{host_id}/g{k}"
                 self._granule_host[gid] = host_id
-                self._apply(self.state.granule_connected(host_id, gid, None))
+                self.apply(self.state.granule_connected(host_id, gid, None))
         for job in jobs:
             req_id = f"job{job.job_id}"
             if req_id in self._jobs:
@@ -113,7 +117,7 @@ class Simulator:
             due = self.state.next_deadline()
             if due is not None and math.isfinite(due) and due <= self._heap[0][0]:
                 self.now = max(self.now, due)
-                self._apply(self.state.tick(self.now))
+                self.apply(self.state.tick(self.now))
                 continue
             t, kind, _, key = heapq.heappop(self._heap)
             self.now = t
@@ -125,7 +129,7 @@ class Simulator:
                 self._point(key)
             else:
                 for host_id in self.host_ids:
-                    self._apply(self.state.heartbeat(host_id, t))
+                    self.apply(self.state.heartbeat(host_id, t))
                 if self._open:
                     self._push(t + self.heartbeat_interval, _BEAT, "")
         return SimResult(self.cluster, self.scheduler.name, self.events, self.decisions, self.now)
@@ -137,20 +141,21 @@ class Simulator:
     def _arrive(self, job: Job) -> None:
         req_id = f"job{job.job_id}"
         self.events.append(JobEvent(self.now, "submit", job.job_id, job.size, kind=job.kind))
-        self._apply(self.state.submit(req_id, req_id, job.size, "script", job.kind, gang=True))
+        self.apply(self.state.submit(req_id, req_id, job.size, "script", job.kind, gang=True))
 
     def _end(self, req_id: str, t: float) -> None:
         run = self.running.get(req_id)
         if run is None or run.end != t:
             return  # a move re-timed it: this end is stale
         del self.running[req_id]
+        self.hinted.discard(req_id)
         self._open -= 1
         self.events.append(JobEvent(t, "end", run.job.job_id, run.job.size, kind=run.job.kind))
         for index, gid in enumerate(run.granules):
             _, actions = self.state.task_done(gid, req_id, index, True)
-            self._apply(actions)
+            self.apply(actions)
 
-    def _apply(self, actions: Iterable[Action]) -> None:
+    def apply(self, actions: Iterable[Action]) -> None:
         started: list[str] = []
         for action in actions:
             if isinstance(action, Dispatch):
@@ -158,6 +163,8 @@ class Simulator:
                 got[action.index] = action.granule_id
                 if len(got) == self._jobs[action.req_id].size:
                     started.append(action.req_id)
+            elif isinstance(action, Hint):
+                self.hinted.add(action.req_id)
             elif isinstance(action, Fail):
                 job = self._jobs.get(action.req_id)
                 if job is not None and action.req_id not in self.running and action.index == 0:
@@ -167,6 +174,9 @@ class Simulator:
             # The other actions (AppChanged, ...) have no effect on simulated hosts.
         for req_id in started:
             self._start(req_id)
+
+    def host_of(self, granule_id: str) -> str:
+        return self._granule_host[granule_id]
 
     def _start(self, req_id: str) -> None:
         job = self._jobs[req_id]
