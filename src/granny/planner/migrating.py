@@ -12,18 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..transport.macs import task_grant
-from ..wire import (
-    Done,
-    Log,
-    MigrateAsk,
-    MigrateHint,
-    MigrateMove,
-    MigrateOrder,
-    MigrateOut,
-    Query,
-    Reply,
-    Run,
-)
+from ..wire import Done, Log, MigrateAsk, MigrateHint, MigrateMove, MigrateOrder, MigrateOut, Query, Reply, Run
 from .records import Hint, MigrateAnswer, MigrationEvent, ResumeRank
 
 if TYPE_CHECKING:
