@@ -45,7 +45,9 @@ def _rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    # A few of the original's jobs have no stamps (-1): they are left out.
+    return [r for r in rows if float(r.get("StartTimeStamp", 0) or 0) >= 0]
 
 
 def makespan(root: Path, baseline: str, vms: int, workload: str, jobs: int) -> float | None:

@@ -25,7 +25,7 @@ class JobEvent:
     detail: str = ""  # fail: why
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"t": round(self.t, 6), "what": self.what, "job": self.job_id, "size": self.size}
+        out: dict[str, Any] = {"t": self.t, "what": self.what, "job": self.job_id, "size": self.size}
         if self.counts:
             out["counts"] = [list(c) for c in self.counts]
         if self.kind:
