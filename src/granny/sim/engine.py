@@ -71,7 +71,10 @@ class SimResult:
 
 class Simulator:
     def __init__(self, scheduler: Scheduler, hosts: int, slots: int, model: RuntimeModel,
-                 heartbeat_timeout: float = math.inf, migration: MigrationHook | None = None) -> None:
+                 heartbeat_timeout: float = math.inf, migration: MigrationHook | None = None,
+                 host_ids: Sequence[str] | None = None) -> None:
+        """``host_ids``: the hosts' names, in the order they register (default h0000, h0001...); a
+        replay of a live run gives the live hosts' names, since policies break ties by host id."""
         if hosts < 1 or slots < 1:
             raise ConfigError(f"a simulated cluster needs hosts and slots >= 1, got {hosts} x {slots}")
         self.scheduler = scheduler
@@ -87,7 +90,9 @@ class Simulator:
         self.events: list[JobEvent] = []
         self.decisions: list[tuple[str, tuple[str, ...]]] = []
         self.running: dict[str, RunningJob] = {}
-        self.host_ids = [f"h{i:04d}" for i in range(hosts)]
+        self.host_ids = list(host_ids) if host_ids is not None else [f"h{i:04d}" for i in range(hosts)]
+        if len(self.host_ids) != hosts or len(set(self.host_ids)) != hosts:
+            raise ConfigError(f"{hosts} hosts need {hosts} distinct names, got {self.host_ids}")
         self._heap: list[tuple[float, int, int, str]] = []
         self._seq = 0
         self._jobs: dict[str, Job] = {}
