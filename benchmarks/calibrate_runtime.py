@@ -126,7 +126,7 @@ def main() -> int:
             "omp-p2p": {**omp, "source": "batch runs of the omp-elastic traces (one VM); beta assumed = lammps-network"},
         },
         "aliases": {"mpi-locality": "lammps-network", "mpi-migrate": "lammps-compute", "mpi-spot": "lammps-compute",
-                    "mpi-evict": "lammps-compute", "omp-elastic": "omp-p2p"},
+                    "mpi-evict": "lammps-compute", "omp-elastic": "omp-p2p", "omp": "omp-p2p"},
     }
     Path(args.out).write_text(json.dumps(model, indent=2) + "\n")
     for kind, params in model["kinds"].items():  # type: ignore[attr-defined]

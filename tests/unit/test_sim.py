@@ -143,3 +143,13 @@ def test_granny_migrate_asks_again_only_when_the_planner_hints() -> None:
     assert [(e.job_id, e.t) for e in moves] == [(2, pytest.approx(31))]
     assert {e.job_id: e.t for e in r.events if e.what == "end"}[2] == pytest.approx(111)
     assert sim.state.migrations.counts["asks"] == 3 + 1  # every job at its first point, and j2 once hinted
+
+
+def test_the_originals_blocking_submitter_ignores_the_gaps() -> None:
+    # The original's harness for its figures: the next job 1 s after the previous one started.
+    jobs = [Job(0, "long", 4, 0), Job(1, "long", 4, 500), Job(2, "long", 4, 900), Job(3, "short", 1, 901)]
+    r = Simulator(scheduler_named("granny"), 1, 8, FLAT, submit_gap=1.0).run(jobs)
+    submits = {e.job_id: e.t for e in r.events if e.what == "submit"}
+    # Job 2 waits in the queue for job 0's slots (at 100); the submitter blocks on it until then.
+    assert submits == {0: 0, 1: 1, 2: 2, 3: 101}
+    assert starts(r) == {0: 0, 1: 1, 2: 100, 3: 101}

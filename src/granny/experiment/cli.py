@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import GrannyError
 from ..sim import SCHEDULERS
-from .run import MODES, run
+from .run import ARRIVALS, MODES, run
 from .sweep import sweep, table
 
 PAPER = Path("/work/shared/paper-data")
@@ -24,12 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", required=True, help=f"one of {', '.join(SCHEDULERS)}")
     r.add_argument("--mode", choices=MODES, default="sim", help="sim (testbed is not implemented yet)")
     r.add_argument("--out", required=True, type=Path, help="run directory (events.jsonl, metrics.json)")
+    r.add_argument("--arrivals", choices=list(ARRIVALS), default="trace",
+                   help="trace: at the trace's times; original: as the original's harness submitted them for "
+                        "its figures (the next job 1 s after the previous one started)")
     s = sub.add_parser("sweep", help="the original's cluster sizes of a workload, several schedulers, and a table")
     s.add_argument("--workload", required=True, help="mpi-locality, mpi-migrate or omp-elastic")
     s.add_argument("--schedulers", default=",".join(SCHEDULERS))
     s.add_argument("--traces", type=Path, default=PAPER / "traces")
     s.add_argument("--compare", type=Path, default=PAPER / "results" / "makespan")
     s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--arrivals", choices=list(ARRIVALS), default="original")
     pl = sub.add_parser("plot", help="figures of the runs under DIR, beside the original's")
     pl.add_argument("dir", type=Path)
     pl.add_argument("--compare", type=Path, default=None, help="the original's results/makespan directory")
@@ -41,12 +45,14 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.action == "run":
-            outcome = run(args.trace, args.hosts, args.slots, args.scheduler, args.mode, args.out)
+            outcome = run(args.trace, args.hosts, args.slots, args.scheduler, args.mode, args.out,
+                          arrivals=args.arrivals)
             summary = {k: v for k, v in outcome.metrics.to_json().items() if k != "jct_cdf"}
             print(json.dumps({"scheduler": args.scheduler, "hosts": args.hosts, "slots": args.slots,
                               "wall_seconds": round(outcome.wall_seconds, 3), **summary}, indent=2))
         elif args.action == "sweep":
-            rows = sweep(args.traces, args.workload, args.schedulers.split(","), args.out, compare=args.compare)
+            rows = sweep(args.traces, args.workload, args.schedulers.split(","), args.out, compare=args.compare,
+                         arrivals=args.arrivals)
             text = table(rows)
             (args.out / f"table_{args.workload}.md").write_text(text)
             print(text, end="")

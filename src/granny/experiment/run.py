@@ -20,6 +20,9 @@ from .calibration import load_model
 from .metrics import Metrics, compute
 
 MODES = ("sim", "testbed")
+# How jobs arrive: "trace" at the trace's times; "original" as the original's harness submitted them
+# for its figures (one blocking submitter, the next job 1 s after the previous one started).
+ARRIVALS = {"trace": None, "original": 1.0}
 
 
 @dataclass
@@ -41,32 +44,35 @@ def load_trace(path: Path) -> list[Job]:
 
 
 def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mode: str = "sim",
-        out: Path | None = None, model: RuntimeModel | None = None) -> RunOutcome:
-    """Replay ``trace`` (a CSV path or jobs) on ``hosts`` x ``slots`` with ``scheduler``."""
+        out: Path | None = None, model: RuntimeModel | None = None, arrivals: str = "trace") -> RunOutcome:
+    """Replay ``trace`` (a CSV path or jobs) on ``hosts`` x ``slots`` with ``scheduler``; ``arrivals``
+    is "trace" or "original" (see ARRIVALS)."""
     if mode == "testbed":
         raise ConfigError("--mode testbed is not implemented yet: only --mode sim replays traces for now "
                           "(the live replay on the namespace testbed is the next step of issue 13)")
     if mode != "sim":
         raise ConfigError(f"unknown mode {mode!r}: choose sim (testbed is not implemented yet)")
+    if arrivals not in ARRIVALS:
+        raise ConfigError(f"unknown arrivals {arrivals!r}: choose {' or '.join(ARRIVALS)}")
     jobs = load_trace(trace) if isinstance(trace, Path) else list(trace)
     sched = scheduler_named(scheduler)
     model = model or load_model()
     started = time.perf_counter()
-    result = Simulator(sched, hosts, slots, model).run(jobs)
+    result = Simulator(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals]).run(jobs)
     wall = time.perf_counter() - started
     metrics = compute(result.events, result.cluster)
     outcome = RunOutcome(scheduler, result.cluster, metrics, result, wall, out)
     if out is not None:
-        write(outcome, trace if isinstance(trace, Path) else None, mode)
+        write(outcome, trace if isinstance(trace, Path) else None, mode, arrivals)
     return outcome
 
 
-def write(outcome: RunOutcome, trace: Path | None, mode: str) -> None:
+def write(outcome: RunOutcome, trace: Path | None, mode: str, arrivals: str) -> None:
     out = outcome.out
     assert out is not None
     out.mkdir(parents=True, exist_ok=True)
     meta = {"trace": str(trace) if trace else None, "hosts": outcome.cluster.hosts, "slots": outcome.cluster.slots,
-            "scheduler": outcome.scheduler, "mode": mode, "wall_seconds": round(outcome.wall_seconds, 4)}
+            "scheduler": outcome.scheduler, "mode": mode, "arrivals": arrivals, "wall_seconds": round(outcome.wall_seconds, 4)}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     with open(out / "events.jsonl", "w") as f:
         for e in outcome.result.events:

@@ -72,9 +72,14 @@ class SimResult:
 class Simulator:
     def __init__(self, scheduler: Scheduler, hosts: int, slots: int, model: RuntimeModel,
                  heartbeat_timeout: float = math.inf, migration: MigrationHook | None = None,
-                 host_ids: Sequence[str] | None = None) -> None:
+                 host_ids: Sequence[str] | None = None, submit_gap: float | None = None) -> None:
         """``host_ids``: the hosts' names, in the order they register (default h0000, h0001...); a
-        replay of a live run gives the live hosts' names, since policies break ties by host id."""
+        replay of a live run gives the live hosts' names, since policies break ties by host id.
+
+        ``submit_gap``: None replays the trace's arrival times. A number replays it as the original's
+        harness did for its figures: one blocking submitter, which submits the next job that many
+        seconds after the previous one started (the trace's gaps are ignored; the cluster stays
+        saturated)."""
         if hosts < 1 or slots < 1:
             raise ConfigError(f"a simulated cluster needs hosts and slots >= 1, got {hosts} x {slots}")
         self.scheduler = scheduler
@@ -99,6 +104,9 @@ class Simulator:
         self._dispatched: dict[str, dict[int, str]] = {}
         self._open = 0  # jobs that have not ended or failed
         self._granule_host: dict[str, str] = {}
+        self.submit_gap = submit_gap
+        self._order: list[str] = []  # req ids in trace order (for the blocking submitter)
+        self._position: dict[str, int] = {}
 
     # --- driving the planner ---------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> SimResult:
@@ -114,7 +122,12 @@ class Simulator:
             if req_id in self._jobs:
                 raise ConfigError(f"job id {job.job_id} appears twice in the trace")
             self._jobs[req_id] = job
-            self._push(job.arrival, _ARRIVE, req_id)
+            self._position[req_id] = len(self._order)
+            self._order.append(req_id)
+            if self.submit_gap is None:
+                self._push(job.arrival, _ARRIVE, req_id)
+        if self.submit_gap is not None and self._order:
+            self._push(0.0, _ARRIVE, self._order[0])
         self._open = len(jobs)
         if math.isfinite(self.heartbeat_interval):
             self._push(self.heartbeat_interval, _BEAT, "")
@@ -176,6 +189,7 @@ class Simulator:
                     self._open -= 1
                     self.events.append(JobEvent(self.now, "fail", job.job_id, job.size, kind=job.kind,
                                                 detail=f"{action.error_kind}: {action.message}"))
+                    self._submit_next(action.req_id)
             # The other actions (AppChanged, ...) have no effect on simulated hosts.
         for req_id in started:
             self._start(req_id)
@@ -196,6 +210,15 @@ class Simulator:
         self.events.append(JobEvent(self.now, "start", job.job_id, job.size, counts, job.kind))
         self._push(end, _END, req_id)
         self._next_point(run)
+        self._submit_next(req_id)
+
+    def _submit_next(self, req_id: str) -> None:
+        """The blocking submitter (``submit_gap``) goes on once ``req_id`` started (or failed)."""
+        if self.submit_gap is None:
+            return
+        position = self._position[req_id]
+        if position + 1 < len(self._order):
+            self._push(self.now + self.submit_gap, _ARRIVE, self._order[position + 1])
 
     # --- migration (the hook comes with the planner's migration support) ------------------------
     def _next_point(self, run: RunningJob) -> None:
