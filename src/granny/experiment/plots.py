@@ -60,7 +60,7 @@ def _makespans(workload: str, configs: dict[tuple[int, int], dict[str, StoredRun
     plt = _pyplot()
     names = sorted({s for c in configs.values() for s in c}, key=lambda s: list(COLOURS).index(s) if s in COLOURS else 99)
     keys = sorted(configs)
-    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(keys)), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(keys)), 4.4))
     width = 0.8 / (2 * len(names) if compare else len(names))
     for i, (hosts, jobs) in enumerate(keys):
         for j, name in enumerate(names):
@@ -78,7 +78,7 @@ def _makespans(workload: str, configs: dict[tuple[int, int], dict[str, StoredRun
     ax.set_xticks(range(len(keys)), [f"{h} hosts\n{j} jobs" for h, j in keys])
     ax.set_ylabel("makespan (s)")
     ax.set_title(f"{workload}: makespan by cluster size")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
     path = out / f"makespan_{workload}.png"
     fig.savefig(path, dpi=110)
