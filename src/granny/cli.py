@@ -32,7 +32,7 @@ from .config import (
     parse_slots,
 )
 from .errors import ConfigError, GrannyError
-from .placing import Placing
+from .placing import Placing, parse_checkpoint
 
 
 def _console() -> Any:
@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="pin the placement, as mpirun --host: N granules on host H, ...; must add up to -n")
         r.add_argument("--no-migrate", dest="migrate", action="store_false",
                        help="keep the app where it was placed: migration never moves it")
+        r.add_argument("--checkpoint", default="", metavar="N|Ts",
+                       help="save the MPI world's state every N migration points (3) or T seconds (10s), to restart "
+                            "from if a host dies (docs/migration.md)")
         if name == "run":
             r.add_argument("--tag-output", action="store_true", help="prefix each output line with [rank] (as mpirun)")
         r.add_argument("script")
@@ -311,7 +314,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     placing = _placing(args)  # a bad --hosts fails here, before connecting
     client = _client(args.address, args.n)
     client = client.options(memory_limit=parse_bytes(args.memory_limit) if args.memory_limit else None,
-                            tenant=placing.tenant, hosts=placing.hosts, migrate=placing.migrate)
+                            tenant=placing.tenant, hosts=placing.hosts, migrate=placing.migrate,
+                            checkpoint=placing.checkpoint)
 
     def on_log(msg: Log) -> None:
         if msg.stream == "granny":  # the planner's own news about the app (a migration, say)
@@ -342,8 +346,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _placing(args: argparse.Namespace) -> Placing:
-    """--tenant, --hosts and --no-migrate; ConfigError (exit 2) for a bad --hosts or one that does not add up to -n."""
-    placing = Placing(args.tenant, parse_hosts(args.hosts, "--hosts"), args.migrate)
+    """--tenant, --hosts, --no-migrate and --checkpoint; ConfigError (exit 2) for a bad --hosts (or one that does
+    not add up to -n) or a bad --checkpoint."""
+    placing = Placing(args.tenant, parse_hosts(args.hosts, "--hosts"), args.migrate,
+                      parse_checkpoint(args.checkpoint, "--checkpoint"))
     placing.fields(args.n)
     return placing
 

@@ -30,7 +30,7 @@ from .errors import (
     RemoteError,
 )
 from .outcomes import keyed_id, map_calls, rebuild_error, world_outcome
-from .placing import NOWHERE_IN_PARTICULAR, Placing
+from .placing import NOWHERE_IN_PARTICULAR, Placing, parse_checkpoint
 from .transport import BlockingConn, dial
 from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
@@ -362,13 +362,16 @@ class Client:
         return map_calls(self.submit, fn, iterables, timeout)
 
     def options(self, *, memory_limit: str | int | None = None, key: str | None = None, tenant: str | None = None,
-                hosts: str | Iterable[tuple[str, int]] | None = None, migrate: bool | None = None) -> ClientOptions:
+                hosts: str | Iterable[tuple[str, int]] | None = None, migrate: bool | None = None,
+                checkpoint: int | str | None = None) -> ClientOptions:
         """A view of this client whose submissions carry the given per-granule options.
 
         ``tenant`` names who the work runs for (the compact policy never lets two tenants share a
         host); ``hosts`` pins the placement, as ``mpirun --host``: ``"h1:4,h2:4"`` or
         ``[("h1", 4), ("h2", 4)]``, adding up to the request's granules (ConfigError otherwise, before
-        anything is sent); ``migrate=False`` keeps the app where it was placed.
+        anything is sent); ``migrate=False`` keeps the app where it was placed. ``checkpoint`` (MPI
+        worlds with migration points): save the world's state every N points (``3``) or every T
+        seconds (``"10s"``), so that it restarts from there if a host dies (docs/migration.md).
 
         ``key`` is an idempotency key for one call (``submit`` only): a call submitted with a key
         that was used before, by any client, is not run again; its future gets the first call's
@@ -378,7 +381,8 @@ class Client:
             raise ConfigError(f"tenant must be a string, got {type(tenant).__name__}")
         if migrate is not None and not isinstance(migrate, bool):
             raise ConfigError(f"migrate must be True or False, got {migrate!r}")
-        placing = Placing(tenant or "", parse_hosts(hosts), True if migrate is None else migrate)
+        placing = Placing(tenant or "", parse_hosts(hosts), True if migrate is None else migrate,
+                          parse_checkpoint(checkpoint))
         return ClientOptions(self, limit, key or "", placing)
 
 

@@ -13,6 +13,7 @@ class Placing(NamedTuple):
     tenant: str = ""
     hosts: tuple[tuple[str, int], ...] = ()
     migrate: bool = True
+    checkpoint: str = ""  # an MPI world's checkpoints: "N" every N migration points, "Ts" every T seconds
 
     def fields(self, n: int) -> dict[str, Any]:
         """The Submit fields for a request of ``n`` granules (ConfigError if the pins do not add up to n)."""
@@ -20,7 +21,27 @@ class Placing(NamedTuple):
             pins = ",".join(f"{h}:{c}" for h, c in self.hosts)
             raise ConfigError(f"hosts={pins} places {sum(c for _, c in self.hosts)} granule(s), "
                               f"but the request has {n}")
-        return {"tenant": self.tenant, "hosts": list(self.hosts), "migrate": self.migrate}
+        return {"tenant": self.tenant, "hosts": list(self.hosts), "migrate": self.migrate, "checkpoint": self.checkpoint}
+
+
+def parse_checkpoint(raw: object, what: str = "checkpoint") -> str:
+    """``3`` or ``"3"``: every 3 migration points; ``"10s"``: every 10 seconds; ``None``/``""``/``0``: off.
+    Returns the normalised form ("3", "10s" or ""); ConfigError for anything else."""
+    if raw is None or raw == "" or raw == 0:
+        return ""
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ConfigError(f"{what} must be a number of migration points or seconds like '10s', got {raw!r}")
+    text = str(raw).strip()
+    try:
+        if text.endswith("s"):
+            seconds = float(text[:-1])
+            if seconds > 0:
+                return f"{seconds:g}s"
+        elif int(text) > 0:
+            return str(int(text))
+    except ValueError:
+        pass
+    raise ConfigError(f"{what} must be a positive number of migration points (3) or seconds ('10s'), got {raw!r}")
 
 
 NOWHERE_IN_PARTICULAR = Placing()

@@ -216,3 +216,131 @@ def test_granny_run_prints_the_move_and_status_lists_it(two_hosts: LocalCluster)
     assert moved.stdout == still.stdout and moved.stdout.startswith("checksum")
     assert "granny: ranks " in moved.stderr and " moved local" in moved.stderr, moved.stderr
     assert "granny:" not in still.stderr
+
+
+FAILING = '''
+import sys, threading
+from mpi4py import MPI
+import granny
+
+def resume(what):
+    if what == "raise":
+        raise ValueError("resumed and failed")
+    print("resumed", MPI.COMM_WORLD.Get_rank())
+
+arg = threading.Lock() if sys.argv[1] == "unpicklable" else sys.argv[1]
+granny.migration_point(resume, arg)
+MPI.COMM_WORLD.Barrier()
+'''
+
+
+@pytest.mark.parametrize("mode", ["unpicklable", "raise"])
+def test_a_move_that_cannot_resume_fails_the_job_with_the_reason(client: granny.Client, tmp_path: Path,
+                                                                  mode: str) -> None:
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    results, out, err, news = run_script(client, script, 4, [mode], hosts="local1:2,local2:2")
+    failed = [r for r in results if r.status.value != "ok"]
+    assert failed, (out, err)
+    if mode == "unpicklable":
+        assert "cannot be pickled" in err and "lock" in err, err
+    else:
+        assert "ValueError: resumed and failed" in err and news.count("moved") == 1, (err, news)
+        assert {r.exit_code for r in failed} >= {1}
+
+
+HOLD = '''
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+'''
+
+
+def test_a_world_with_no_room_left_freezes_and_thaws_when_room_appears(client: granny.Client, two_hosts: LocalCluster,
+                                                                      tmp_path: Path) -> None:
+    script, flag, hold, release = tmp_path / "repeat.py", tmp_path / "stop", tmp_path / "hold.py", tmp_path / "go"
+    script.write_text(REPEAT)
+    hold.write_text(HOLD)
+    lines: list[str] = []
+    news: list[str] = []
+    outcome: list[Any] = []
+    blocked: list[Any] = []
+    blocker = threading.Thread(target=lambda: blocked.extend(client.options(hosts="local2:4").run_script(
+        str(hold), 4, [str(release)])))
+    blocker.start()
+    wait_for(lambda: any(h.host_id == "local2" and h.used == 4 for h in client.hosts()), timeout=60,
+             what="the blocker holding local2")
+    asks = client.query("counters")["migration"].get("asks", 0)
+    runner = threading.Thread(target=lambda: outcome.extend(client.options(hosts="local1:4").run_script(
+        str(script), 4, [str(flag)], mpi=True, app_id="app-frozen",
+        on_log=lambda m: (news if m.stream == "granny" else lines).append(m.data))))
+    runner.start()
+    try:
+        wait_for(lambda: client.query("counters")["migration"].get("asks", 0) > asks, timeout=60,
+                 what="the world's first migration point")
+        client.query("set-policy", "spot")
+        client.query("evict", "local1")
+        wait_for(lambda: any(n.startswith("frozen") for n in news), timeout=60, what="the world frozen")
+        assert client.query("app", "app-frozen")["state"] == "frozen"
+        stored = list((two_hosts.data_dir / "state").rglob("*.state"))
+        assert len(stored) == 4, stored
+        wait_for(lambda: all(h.used == 0 for h in client.hosts() if h.host_id == "local1"), timeout=60,
+                 what="the frozen ranks' slots given back")
+        release.write_text("go")  # the blocker ends: local2 has room for the whole world
+        wait_for(lambda: any(n.startswith("thawed") for n in news), timeout=60, what="the world thawed")
+        assert client.query("app", "app-frozen")["state"] == "running"
+    finally:
+        release.write_text("go")
+        flag.write_text("stop")
+        runner.join(timeout=60)
+        blocker.join(timeout=60)
+        client.query("set-policy", "bin-pack")
+        client.query("evict", "local1:off")
+    assert [r.status.value for r in outcome] == ["ok"] * 4, [r.message for r in outcome]
+    assert lines == ["total 6 hosts ['local2']\n"]
+    wait_for(lambda: not list((two_hosts.data_dir / "state").rglob("*.state")), timeout=30,
+             what="the stored state deleted once thawed")
+
+
+def test_a_frozen_world_survives_a_planner_kill9_and_thaws_after(tmp_path: Path) -> None:
+    from .test_recovery import restart_planner
+
+    cluster = LocalCluster(workers=2, slots=4, data_dir=tmp_path / "data", granule_user="same")
+    script, flag, hold, release = tmp_path / "repeat.py", tmp_path / "stop", tmp_path / "hold.py", tmp_path / "go"
+    script.write_text(REPEAT)
+    hold.write_text(HOLD)
+    lines: list[str] = []
+    news: list[str] = []
+    outcome: list[Any] = []
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            wait_for(lambda: sorted(h.host_id for h in client.hosts() if h.idle_granules == 4) == list(HOSTS),
+                     timeout=60, what="two warm hosts")
+            blocker = threading.Thread(target=lambda: client.options(hosts="local2:4").run_script(
+                str(hold), 4, [str(release)]), daemon=True)
+            blocker.start()
+            wait_for(lambda: any(h.host_id == "local2" and h.used == 4 for h in client.hosts()), timeout=60,
+                     what="the blocker holding local2")
+            runner = threading.Thread(target=lambda: outcome.extend(client.options(hosts="local1:4").run_script(
+                str(script), 4, [str(flag)], mpi=True, app_id="app-durable",
+                on_log=lambda m: (news if m.stream == "granny" else lines).append(m.data))), daemon=True)
+            runner.start()
+            wait_for(lambda: client.query("counters")["migration"].get("asks", 0) > 0, timeout=60,
+                     what="the world's first migration point")
+            client.query("set-policy", "spot")
+            client.query("evict", "local1")
+            wait_for(lambda: any(n.startswith("frozen") for n in news), timeout=60, what="the world frozen")
+            wait_for(lambda: not any(h.used for h in client.hosts() if h.host_id == "local1"), timeout=60,
+                     what="the frozen ranks gone")
+            restart_planner(cluster, True, "--restart-grace", "1")  # kill -9; the eviction notice dies with it
+            wait_for(lambda: any(n.startswith("thawed") for n in news), timeout=60,
+                     what="the world thawed by the new planner")
+            flag.write_text("stop")
+            runner.join(timeout=60)
+            release.write_text("go")
+            assert [r.status.value for r in outcome] == ["ok"] * 4, [r.message for r in outcome]
+            assert lines == ["total 6 hosts ['local1']\n"]
+    finally:
+        flag.write_text("stop")
+        release.write_text("go")
+        cluster.stop()

@@ -20,6 +20,8 @@ class Order:
     gen: int
     moves: tuple[tuple[int, str, str], ...]
     reason: str = ""
+    freeze: bool = False  # every rank saves its state to the planner and ends (no room anywhere)
+    checkpoint: int = 0  # every rank saves its state to the planner as this checkpoint, and goes on
 
 
 class Control(Protocol):
@@ -29,10 +31,13 @@ class Control(Protocol):
         """Rank 0: has the planner hinted that the world would gain from moving (or never been asked)?"""
 
     def ask(self, ready: bool, why: str) -> Order:
-        """Rank 0: ask the planner now (one round trip)."""
+        """Rank 0: ask the planner now (one round trip); it also says whether a checkpoint is due."""
 
-    def served(self, gen: int, ip: str, port: int, key: bytes, nbytes: int) -> None:
-        """A moving rank: tell the planner where its packed state waits."""
+    def served(self, gen: int, ip: str, port: int, key: bytes, nbytes: int, checkpoint: int = 0) -> None:
+        """A moving (or checkpointing) rank: tell the planner where its packed state waits."""
+
+    def checkpointed(self) -> None:
+        """Rank 0: a checkpoint was taken (the cadence counts from now)."""
 
     def exchange(self, gen: int) -> Exchange:
         """The rendezvous of generation ``gen`` of this rank's world."""

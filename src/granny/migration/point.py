@@ -57,6 +57,13 @@ def migration_point(resume: Callable[..., Any], *args: Any) -> None:
     if size > 1:
         order = world.bcast(order, root=0)
     assert order is not None
+    if order.checkpoint:
+        _save(ctl, order.checkpoint, resume, args)
+        if rank == 0:
+            ctl.checkpointed()
+        return
+    if order.freeze:
+        _leave(ctl, order.gen, "the planner's store (frozen)", resume, args)
     if not order.moves:
         return
     mine = [m for m in order.moves if m[0] == rank]
@@ -90,6 +97,15 @@ def _quiescent(world: Any) -> tuple[bool, str]:
     if engine.sends or engine.deferred:
         pending.append("sends not completed")
     return not pending, " and ".join(pending)
+
+
+def _save(ctl: control.Control, ckpt: int, resume: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """A checkpoint: hand this rank's state to the planner's store, and go on once it is on disk there."""
+    rt = runtime.get()
+    data, buffers = ship.pack(resume, args, {"next_cid": rt.next_cid, "checkpoint": ckpt})
+    server = ship.Server(ctl.route_ip())
+    ctl.served(ctl.gen, server.ip, server.port, server.key, len(data) + sum(b.nbytes for b in buffers), ckpt)
+    server.serve(data, buffers)  # False (not fetched in time): this checkpoint is lost, the run goes on
 
 
 def _leave(ctl: control.Control, gen: int, target: str, resume: Callable[..., Any], args: tuple[Any, ...]) -> None:

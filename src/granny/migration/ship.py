@@ -15,6 +15,7 @@ Theory of operation
 from __future__ import annotations
 
 import hmac
+import os
 import pickle
 import secrets
 import socket
@@ -98,6 +99,44 @@ def pull(address: str, key: bytes, timeout: float = DEFAULT_TIMEOUT) -> tuple[by
             return data, buffers
     except OSError as exc:
         raise MpiError(f"could not fetch the moved rank's state from {address}: {exc}") from exc
+
+
+def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_TIMEOUT) -> int:
+    """Fetch a rank's packed state from ``address`` into the file ``path``, as it travels (never all in
+    memory), in the form :func:`serve_file` sends it back; synced to disk before the old process is told it
+    may end. Returns its size."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn, open(path, "wb") as out:
+            conn.sendall(key)
+            head = _recv_exact(conn, HEADER.size)
+            size, count = HEADER.unpack(head)
+            sizes = _recv_exact(conn, SIZE.size * count)
+            out.write(head + sizes)
+            left = int(size) + sum(int(SIZE.unpack_from(sizes, i * SIZE.size)[0]) for i in range(count))
+            total = len(head) + len(sizes) + left
+            chunk = bytearray(min(CHUNK, max(left, 1)))
+            view = memoryview(chunk)
+            while left:
+                n = conn.recv_into(view[:min(left, len(chunk))])
+                if n == 0:
+                    raise MpiError(f"the connection closed with {left} bytes of the rank's state still to come")
+                out.write(view[:n])
+                left -= n
+            out.flush()
+            os.fsync(out.fileno())
+            conn.sendall(b"\x01")
+            return int(total)
+    except OSError as exc:
+        raise MpiError(f"could not fetch the rank's state from {address}: {exc}") from exc
+
+
+def serve_file(conn: socket.socket, path: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Send a state stored by :func:`pull_to_file` to a puller (:func:`pull`); True once it acknowledged."""
+    conn.settimeout(timeout)
+    with open(path, "rb") as fh:
+        conn.sendfile(fh)
+    return _recv_exact(conn, 1) == b"\x01"
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:

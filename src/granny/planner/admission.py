@@ -108,7 +108,9 @@ def check(state: PlannerState, role: Role, scope: Scope, msg: Message, secret: s
             return _own_task(state, scope, msg.req_id, msg.index)
         if isinstance(msg, MigrateAsk):
             return _own_task(state, scope, msg.req_id, 0)
-        if isinstance(msg, MigrateOut):
+        if isinstance(msg, MigrateOut):  # a checkpoint's comes from the rank's own granule, a move's from the old one
+            if msg.checkpoint:
+                return _own_task(state, scope, msg.req_id, msg.index)
             return _moved_from(state, scope, msg.req_id, msg.index)
         if isinstance(msg, Done | Log):
             # The old process of a rank that moved away still sends its last output and its report.

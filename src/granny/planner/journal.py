@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT, updated R
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, app_id TEXT, req_id TEXT,
     kind TEXT, text TEXT, data TEXT);
 CREATE INDEX IF NOT EXISTS events_app ON events (app_id, id);
+CREATE TABLE IF NOT EXISTS frozen (req_id TEXT PRIMARY KEY, gen INTEGER, n INTEGER, at REAL);
+CREATE TABLE IF NOT EXISTS checkpoints (req_id TEXT PRIMARY KEY, ckpt INTEGER, at REAL);
 """
 
 
@@ -146,6 +148,20 @@ class Journal:
 
     def setting(self, key: str, value: str) -> None:
         self._put(("INSERT OR REPLACE INTO settings VALUES (?,?,?)", (key, value, time.time())))
+
+    def frozen(self, req_id: str, gen: int, n: int) -> None:
+        """A world froze at generation ``gen`` (its state is in the planner's store); gen 0: it no longer is."""
+        if gen:
+            self._put(("INSERT OR REPLACE INTO frozen VALUES (?,?,?,?)", (req_id, gen, n, time.time())))
+        else:
+            self._put(("DELETE FROM frozen WHERE req_id=?", (req_id,)))
+
+    def checkpoint(self, req_id: str, ckpt: int) -> None:
+        """A world's latest complete checkpoint (its state is in the planner's store); 0: none any more."""
+        if ckpt:
+            self._put(("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", (req_id, ckpt, time.time())))
+        else:
+            self._put(("DELETE FROM checkpoints WHERE req_id=?", (req_id,)))
 
     def event(self, app_id: str, req_id: str, kind: str, text: str, data: dict[str, Any]) -> None:
         """Something the planner decided or saw happen to an app (a migration, say), for status and metrics."""

@@ -35,6 +35,7 @@ async def serve(config: Config, bind: str, port: int, http_port: int | None, pol
                     "and an on-path attacker can read calls and inject frames into authenticated connections; "
                     "pass --tls-cert/--tls-key (see docs/security.md)", bind or "every interface")
     planner = PlannerServer(config, secret, token, policy)
+    planner.store.bind = "127.0.0.1" if is_loopback(bind) else "0.0.0.0"
     server = await loop.create_server(lambda: Conn(planner), bind, port, reuse_address=True, backlog=1024, **tls)
     rpc_port = server.sockets[0].getsockname()[1]
     unix_server = None

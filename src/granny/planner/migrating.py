@@ -12,8 +12,19 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..transport.macs import task_grant
-from ..wire import Done, Log, MigrateAsk, MigrateHint, MigrateMove, MigrateOrder, MigrateOut, Query, Reply, Run
-from .records import Hint, MigrateAnswer, MigrationEvent, ResumeRank
+from ..wire import (
+    Done,
+    Log,
+    MigrateAsk,
+    MigrateHint,
+    MigrateMove,
+    MigrateOrder,
+    MigrateOut,
+    Query,
+    Reply,
+    Run,
+)
+from .records import DropState, Hint, MigrateAnswer, MigrationEvent, ResumeRank, StoreState
 
 if TYPE_CHECKING:
     from .conn import Conn
@@ -21,15 +32,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("granny.planner")
 
-MigrationAction = MigrateAnswer | ResumeRank | Hint | MigrationEvent
+MigrationAction = MigrateAnswer | ResumeRank | Hint | MigrationEvent | StoreState | DropState
 
 
 def on_ask(p: PlannerServer, conn: Conn, msg: MigrateAsk) -> None:
-    p.apply(p.state.migrate_ask(conn.name, msg.req_id, msg.gen, msg.ready, msg.why, p.loop.time()))
+    p.apply(p.state.migrate_ask(conn.name, msg.req_id, msg.gen, msg.ready, msg.why, p.loop.time(), msg.checkpoint))
 
 
 def on_out(p: PlannerServer, conn: Conn, msg: MigrateOut) -> None:
-    p.apply(p.state.migrate_served(conn.name, msg.req_id, msg.index, msg.gen, msg.ip, msg.port, msg.key))
+    p.apply(p.state.migrate_served(conn.name, msg.req_id, msg.index, msg.gen, msg.ip, msg.port, msg.key,
+                                   msg.checkpoint))
 
 
 def on_moved(p: PlannerServer, conn: Conn, msg: Done) -> None:
@@ -58,15 +70,39 @@ def apply(p: PlannerServer, action: MigrationAction) -> None:
         gconn = p.granule_conns.get(action.granule_id)
         if gconn is not None and not gconn.closed:
             moves = [MigrateMove(index=m.index, source=m.source, target=m.target) for m in action.moves]
-            gconn.send(MigrateOrder(req_id=action.req_id, gen=action.gen, moves=moves, reason=action.reason))
+            gconn.send(MigrateOrder(req_id=action.req_id, gen=action.gen, moves=moves, reason=action.reason,
+                                    freeze=action.freeze, checkpoint=action.checkpoint))
     elif isinstance(action, Hint):
         gconn = p.granule_conns.get(action.granule_id)
         if gconn is not None and not gconn.closed:
             gconn.send(MigrateHint(req_id=action.req_id))
     elif isinstance(action, ResumeRank):
         _resume(p, action)
+    elif isinstance(action, StoreState):
+        _store(p, action)
+    elif isinstance(action, DropState):  # thawed, replaced or over: that stored state is not needed any more
+        p.store.drop(action.req_id, action.slot)
+        if not action.slot or action.slot.startswith("g"):
+            p.journal.frozen(action.req_id, 0, 0)
+        if not action.slot:
+            p.journal.checkpoint(action.req_id, 0)
     else:
         _event(p, action)
+
+
+def _store(p: PlannerServer, action: StoreState) -> None:
+    def done(error: str) -> None:
+        p.apply(p.state.state_stored(action.req_id, action.index, action.slot, error, p.loop.time()))
+
+    p.store.fetch(action.req_id, action.index, action.slot, f"{action.ip}:{action.port}", action.key, done)
+
+
+def thaw_run(p: PlannerServer, run: Run, gen: int) -> Run:
+    """The Run of a frozen rank: pull its state from this planner's store (":port": the planner's host)."""
+    req = p.state.requests[run.req_id]
+    port, key = p.store.grant(run.req_id, req.thaw_from or f"g{gen}", run.index)
+    run.segs, run.resume_from, run.resume_key, run.gen = [], f":{port}", key, gen
+    return run
 
 
 def _resume(p: PlannerServer, action: ResumeRank) -> None:
@@ -85,7 +121,11 @@ def _resume(p: PlannerServer, action: ResumeRank) -> None:
 def _event(p: PlannerServer, ev: MigrationEvent) -> None:
     p.journal.event(ev.app_id, ev.req_id, f"migration.{ev.kind}", ev.text, ev.data)
     log.info("app %s: migration %s: %s", ev.app_id, ev.kind, ev.text)
-    if ev.kind != "moved":
+    if ev.kind == "frozen":
+        p.journal.frozen(ev.req_id, int(ev.data["gen"]), p.state.requests[ev.req_id].n)
+    elif ev.kind == "checkpoint":
+        p.journal.checkpoint(ev.req_id, int(ev.data["checkpoint"]))
+    if ev.kind not in ("moved", "frozen", "thawed", "recovering", "recovered"):
         return
     payload = p.payloads.get(ev.req_id)
     owner = payload.owner if payload is not None else None

@@ -12,7 +12,7 @@ Theory of operation (the granule's side is :mod:`granny.migration`)
   when the new generation's world is complete: then its duration is known and it is recorded.
 - A moving rank's old process serves its packed state and says where (:func:`served`): the target
   granule is then sent the Run that pulls it. Once served, the old process reports the rank moved
-  (:func:`moved_away`) and exits.
+  (:func:`moved_away`) and exits; until it exits, nothing it reports ends the rank's task.
 - Failure: an old process that dies before it served its state takes the rank with it (the task fails,
   and with it the world, as any rank's death does). Later failures are the new granule's: a pull that
   fails fails its task. Cancelling a world also kills old processes still serving.
@@ -27,13 +27,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from .lifecycle import GranuleEvent, TaskState
-from .policies import Freeze, Move
+from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
+from .policies import Freeze, MigrationDecision, Move
 from .policies.base import GranuleMove
-from .records import Action, Fail, Granule, Hint, Kill, MigrateAnswer, MigrationEvent, ResumeRank
-from .views_policy import running_keys, started_tasks
+from .records import (
+    Action,
+    DropState,
+    Fail,
+    Granule,
+    Hint,
+    Kill,
+    MigrateAnswer,
+    MigrationEvent,
+    ResumeRank,
+    StoreState,
+)
+from .views_policy import cluster_view, queue_of, world_view
 
 if TYPE_CHECKING:
     from .state import PlannerState
@@ -49,6 +60,8 @@ class InFlight:
     started: float
     targets: dict[int, str]  # rank -> the granule reserved for it
     served: set[int] = field(default_factory=set)  # ranks whose old process serves their state
+    freeze: bool = False  # every rank's state goes to the planner's store, and the world waits for room
+    stored: set[int] = field(default_factory=set)  # freeze: ranks whose state is in the store
 
 
 class Migrations:
@@ -60,6 +73,9 @@ class Migrations:
         self.sources: dict[tuple[str, int], str] = {}  # (req_id, rank) -> old granule, until it leaves
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.counts: Counter[str] = Counter()
+        self.frozen_at: dict[str, float] = {}  # req_id -> when its world froze
+        self.checkpoints: dict[str, int] = {}  # req_id -> the last checkpoint number given out
+        self.saving: dict[str, tuple[int, set[int]]] = {}  # req_id -> checkpoint being saved, ranks stored
         self.now = 0.0  # the latest time an event brought (hints have no event time of their own)
 
     def gen(self, req_id: str) -> int:
@@ -76,18 +92,62 @@ class Migrations:
         self.hinted.discard(req_id)
         self.gens.pop(req_id, None)
         self.inflight.pop(req_id, None)
-        kills: list[Action] = []
+        self.frozen_at.pop(req_id, None)
+        self.checkpoints.pop(req_id, None)
+        self.saving.pop(req_id, None)
+        kills: list[Action] = [DropState(req_id)]
         for key in [k for k in self.sources if k[0] == req_id]:
             gid = self.sources.pop(key)
             if (granule := granules.get(gid)) is not None:
                 kills.append(Kill(granule.host_id, gid, "its world ended while the rank was moving"))
         return kills
 
+    def left(self, granule_id: str) -> None:
+        """An old process exited: it no longer speaks for any rank."""
+        for key in [k for k, gid in self.sources.items() if gid == granule_id]:
+            del self.sources[key]
+
     def forget(self, req_id: str) -> None:
         self.history.pop(req_id, None)
 
 
-def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float) -> list[Action]:
+class MigrationPoints:
+    """The migration events of :class:`~granny.planner.state.PlannerState` (a mixin, to keep state.py small)."""
+
+    def _st(self) -> PlannerState:
+        return cast("PlannerState", self)
+
+    def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
+                    checkpoint: bool = False) -> list[Action]:
+        """Rank 0 of a world at a migration point asks whether to move (see :func:`ask`)."""
+        return ask(self._st(), granule_id, req_id, gen, ready, why, now, checkpoint)
+
+    def migrate_served(self, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
+                       key: bytes, checkpoint: int = 0) -> list[Action]:
+        if checkpoint:
+            return checkpoint_served(self._st(), granule_id, req_id, index, checkpoint, ip, port, key)
+        return served(self._st(), granule_id, req_id, index, gen, ip, port, key)
+
+    def state_stored(self, req_id: str, index: int, slot: str, error: str, now: float) -> list[Action]:
+        """A rank's state reached the planner's store (or ``error``): see :func:`stored`."""
+        if slot.startswith("c"):
+            return checkpoint_stored(self._st(), req_id, index, int(slot[1:]), error, now)
+        return stored(self._st(), req_id, index, int(slot[1:]), error, now) + self._st().schedule()
+
+    def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
+        return moved_away(self._st(), granule_id, req_id, index) + self._st().schedule()
+
+    def world_decision(self, req_id: str, now: float = 0.0, cold: bool = False) -> MigrationDecision:
+        """The policy's migration rule for one MPI world (its moves' indexes are ranks); ``cold``: as if
+        every free slot's granule were ready (see views_policy.cluster_view)."""
+        st = self._st()
+        view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests), now,
+                            cold=cold)
+        return st.policy.migrate(world_view(view, st.requests[req_id], st.apps), req_id)
+
+
+def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
+        checkpoint: bool = False) -> list[Action]:
     m = st.migrations
     m.now = max(m.now, now)
     m.counts["asks"] += 1
@@ -102,7 +162,9 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
         return stay("not every rank of the world is running")
     if req_id in m.inflight:
         return stay("a migration of this world is still in progress")
-    if gen != m.gen(req_id):
+    if gen > m.gen(req_id):
+        m.gens[req_id] = gen  # moved before this planner restarted (generations are not journaled)
+    elif gen != m.gen(req_id):
         return stay(f"generation {gen} is not the world's current one ({m.gen(req_id)})")
     m.points.add(req_id)
     m.hinted.discard(req_id)
@@ -110,16 +172,23 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
         m.counts["refused"] += 1
         text = f"a move is refused while {why}"
         return stay(text) + [MigrationEvent(req.app_id, req_id, "refused", text)]
-    decision = st.migration_decision(req.app_id, now)
+    decision = st.world_decision(req_id, now)
     if isinstance(decision, Freeze):
-        return stay(f"the policy would freeze the app ({decision.reason}); freezing is not implemented yet")
+        # Slots held by ranks that just moved, or whose granule is still starting, are room in a moment:
+        # wait for it rather than freeze (a hint comes when it is there).
+        if m.sources or not isinstance(st.world_decision(req_id, now, cold=True), Freeze):
+            m.counts["stays"] += 1
+            return stay(f"{decision.reason}; room is being freed, so not freezing yet")
+        return freeze(st, granule_id, req_id, decision.reason, now)
     if not isinstance(decision, Move):
         m.counts["stays"] += 1
+        if checkpoint and req_id not in m.saving:  # a checkpoint was due: every rank saves its state
+            ckpt = m.checkpoints.get(req_id, 0) + 1
+            m.checkpoints[req_id] = ckpt
+            m.saving[req_id] = (ckpt, set())
+            return [MigrateAnswer(granule_id, req_id, m.gen(req_id), (), decision.reason, checkpoint=ckpt)]
         return stay(decision.reason)
-    moves = world_moves(st, req_id, decision)
-    if not moves:
-        m.counts["stays"] += 1
-        return stay("the policy moves other requests of the app, not this world")
+    moves = tuple(mv for mv in decision.moves if mv.source != mv.target)
     targets: dict[int, str] = {}
     for mv in moves:  # every target slot is reserved before any rank leaves
         idle = [g for g in st.hosts[mv.target].idle() if g.granule_id not in targets.values()]
@@ -144,16 +213,114 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
             MigrationEvent(req.app_id, req_id, "decided", text, {"gen": new_gen, "moves": _rows(moves)})]
 
 
-def world_moves(st: PlannerState, req_id: str, decision: Move) -> tuple[GranuleMove, ...]:
-    """The decision's moves of ``req_id``'s ranks, renumbered from app-wide granule indexes to ranks."""
+def freeze(st: PlannerState, granule_id: str, req_id: str, reason: str, now: float) -> list[Action]:
+    """Every rank saves its state to the planner's store and ends; the world waits for room (see stored)."""
+    m = st.migrations
     req = st.requests[req_id]
-    keys = running_keys(st.apps[req.app_id], st.requests, started_tasks(st.hosts.values()))
-    out = []
-    for mv in decision.moves:
-        if 0 <= mv.index < len(keys) and keys[mv.index][0] == req_id:
-            rank = keys[mv.index][1]
-            out.append(GranuleMove(rank, req.tasks[rank].host_id, mv.target))
-    return tuple(mv for mv in out if mv.source != mv.target)
+    new_gen = m.gen(req_id) + 1
+    for i, task in enumerate(req.tasks):
+        m.sources[(req_id, i)] = task.granule_id
+    m.gens[req_id] = new_gen
+    m.inflight[req_id] = InFlight(new_gen, (), now, {}, freeze=True)
+    m.counts["freezes"] += 1
+    text = f"freezing all {req.n} ranks ({reason})"
+    return [MigrateAnswer(granule_id, req_id, new_gen, (), reason, freeze=True),
+            MigrationEvent(req.app_id, req_id, "freezing", text, {"gen": new_gen})]
+
+
+def stored(st: PlannerState, req_id: str, index: int, gen: int, error: str, now: float) -> list[Action]:
+    """A freezing rank's state is in the store (or could not be fetched: ``error``). Once every rank's is,
+    the world is frozen: its tasks wait in the queue, first in line, and thaw when it can be placed."""
+    m = st.migrations
+    flight = m.inflight.get(req_id)
+    req = st.requests.get(req_id)
+    if flight is None or not flight.freeze or flight.gen != gen or req is None:
+        return []
+    if error:
+        m.counts["failed"] += 1
+        return st.fail_task(req_id, index, Fail(req_id, index, "lost", f"rank {index} could not be frozen: {error}"))
+    flight.stored.add(index)
+    if len(flight.stored) < req.n:
+        return []
+    del m.inflight[req_id]
+    for i, task in enumerate(req.tasks):
+        if task.state is TaskState.RUNNING:
+            task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, req_id)
+            task.granule_id = task.host_id = ""
+    req.frozen = gen
+    m.frozen_at[req_id] = now
+    if req_id in st.queue:
+        st.queue.remove(req_id)
+    st.queue.appendleft(req_id)  # ahead of newer work: it thaws as soon as it fits
+    m.counts["frozen"] += 1
+    seconds = now - flight.started
+    text = f"frozen: the state of all {req.n} ranks is stored ({seconds * 1000:.0f} ms); it thaws when it fits"
+    return [MigrationEvent(req.app_id, req_id, "frozen", text, {"gen": gen, "seconds": round(seconds, 6)})]
+
+
+def checkpoint_served(st: PlannerState, granule_id: str, req_id: str, index: int, ckpt: int, ip: str, port: int,
+                      key: bytes) -> list[Action]:
+    """A rank serves its state for checkpoint ``ckpt``: fetch it into the store (the rank waits, then goes on)."""
+    saving = st.migrations.saving.get(req_id)
+    req = st.requests.get(req_id)
+    if saving is None or saving[0] != ckpt or req is None or req.tasks[index].granule_id != granule_id:
+        return []  # not asked for (the rank's serve times out and it goes on)
+    return [StoreState(req_id, index, f"c{ckpt}", ip, port, key)]
+
+
+def checkpoint_stored(st: PlannerState, req_id: str, index: int, ckpt: int, error: str, now: float) -> list[Action]:
+    """A rank's part of checkpoint ``ckpt`` is in the store; with every rank's, it is the world's latest."""
+    m = st.migrations
+    saving = m.saving.get(req_id)
+    req = st.requests.get(req_id)
+    if saving is None or saving[0] != ckpt or req is None:
+        return [DropState(req_id, f"c{ckpt}")]
+    if error:  # this checkpoint is lost; the world goes on, and the previous one stays the latest
+        del m.saving[req_id]
+        m.counts["checkpoints_failed"] += 1
+        return [DropState(req_id, f"c{ckpt}"), MigrationEvent(req.app_id, req_id, "checkpoint_failed",
+                                                              f"checkpoint {ckpt} failed: {error}")]
+    saving[1].add(index)
+    if len(saving[1]) < req.n:
+        return []
+    del m.saving[req_id]
+    old, req.checkpoint = req.checkpoint, ckpt
+    m.counts["checkpoints"] += 1
+    actions: list[Action] = [MigrationEvent(req.app_id, req_id, "checkpoint", f"checkpoint {ckpt} of all {req.n} ranks saved",
+                                            {"checkpoint": ckpt})]
+    return actions + ([DropState(req_id, f"c{old}")] if old else [])
+
+
+def recover(st: PlannerState, req_id: str, why: str) -> list[Action]:
+    """A rank of a world with a checkpoint was lost with its host: restart every rank from the latest
+    checkpoint, as a thaw (the world waits first in line for room, then all ranks resume in a new
+    generation). The surviving ranks' granules are stopped: their world is gone."""
+    m = st.migrations
+    req = st.requests[req_id]
+    actions: list[Action] = []
+    for i, task in enumerate(req.tasks):
+        if task.state is not TaskState.RUNNING:
+            continue
+        granule = st.granules.get(task.granule_id)
+        if granule is not None and (req_id, i) in granule.tasks:
+            granule.tasks.remove((req_id, i))  # its exit is not this task's end any more
+            if granule.state is GranuleState.BUSY and st.hosts[granule.host_id].alive:
+                actions.append(Kill(granule.host_id, granule.granule_id, f"its world restarts from a checkpoint: {why}"))
+        task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, req_id)
+        task.granule_id = task.host_id = ""
+    m.inflight.pop(req_id, None)
+    m.saving.pop(req_id, None)
+    m.hinted.discard(req_id)
+    new_gen = m.gen(req_id) + 1
+    m.gens[req_id] = new_gen
+    req.frozen, req.thaw_from = new_gen, f"c{req.checkpoint}"
+    m.frozen_at[req_id] = m.now
+    if req_id in st.queue:
+        st.queue.remove(req_id)
+    st.queue.appendleft(req_id)
+    m.counts["recoveries"] += 1
+    text = f"{why}: restarting all {req.n} ranks from checkpoint {req.checkpoint}"
+    return actions + [MigrationEvent(req.app_id, req_id, "recovering", text, {"checkpoint": req.checkpoint})]
 
 
 def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
@@ -166,6 +333,8 @@ def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int,
         return [] if granule is None else [Kill(granule.host_id, granule_id,
                                                 f"rank {index} of {req_id} has no move of generation {gen} in progress")]
     flight.served.add(index)
+    if flight.freeze:
+        return [StoreState(req_id, index, f"g{gen}", ip, port, key)]
     return [ResumeRank(flight.targets[index], req_id, index, gen, ip, port, key)]
 
 
@@ -174,7 +343,7 @@ def moved_away(st: PlannerState, granule_id: str, req_id: str, index: int) -> li
     key = (req_id, index)
     if not st.migrations.from_source(req_id, index, granule_id):
         return []
-    del st.migrations.sources[key]
+    # Still known as the rank's old process until it exits: a stray report from it is never the task's end.
     granule = st.granules.get(granule_id)
     if granule is not None and key in granule.tasks:
         granule.tasks.remove(key)
@@ -187,17 +356,62 @@ def source_lost(st: PlannerState, granule_id: str, key: tuple[str, int], why: st
     """The old process of a moving rank died. Before it served its state, the rank is lost with it."""
     req_id, index = key
     st.migrations.sources.pop(key, None)
-    flight = st.migrations.inflight.get(req_id)
-    req = st.requests.get(req_id)
-    if flight is None or index in flight.served or req is None or req.tasks[index].state is not TaskState.RUNNING:
+    if not _unserved(st, req_id, index):
         return []
     st.migrations.counts["failed"] += 1
+    _unreserve(st, req_id, index)
     return st.fail_task(req_id, index, Fail(req_id, index, "crashed", f"{why} while rank {index} was moving"))
 
 
+def source_reported(st: PlannerState, granule_id: str, req_id: str, index: int) -> tuple[bool, list[Action]]:
+    """The old process of a moving rank reported the task's end (not a move: that is :func:`moved_away`).
+    Before it served its state, the rank ended there (packing its state failed, say): its report, with the
+    real reason, ends the task. After, the rank runs on elsewhere and the report is not the task's."""
+    if not _unserved(st, req_id, index):
+        return False, []
+    st.migrations.counts["failed"] += 1
+    del st.migrations.sources[(req_id, index)]
+    _unreserve(st, req_id, index)
+    old = st.granules.get(granule_id)
+    if old is not None and (req_id, index) in old.tasks:
+        old.tasks.remove((req_id, index))
+        if not old.tasks:
+            old.to(GranuleEvent.RELEASE)
+    return True, st.fail_task(req_id, index, None)
+
+
+def _unserved(st: PlannerState, req_id: str, index: int) -> bool:
+    flight = st.migrations.inflight.get(req_id)
+    req = st.requests.get(req_id)
+    return (flight is not None and index not in flight.served and req is not None
+            and req.tasks[index].state is TaskState.RUNNING)
+
+
+def _unreserve(st: PlannerState, req_id: str, index: int) -> None:
+    """Give back the granule reserved for a rank that will never arrive (it was sent nothing)."""
+    flight = st.migrations.inflight[req_id]
+    granule = st.granules.get(flight.targets.get(index, ""))
+    if granule is not None and (req_id, index) in granule.tasks:
+        granule.tasks.remove((req_id, index))
+        if not granule.tasks:
+            granule.to(GranuleEvent.RELEASE)
+
+
 def world_complete(st: PlannerState, req_id: str, gen: int, now: float) -> list[Action]:
-    """Every rank joined generation ``gen``: the move that made it is over."""
+    """Every rank joined generation ``gen``: the move (or the thaw) that made it is over."""
     m = st.migrations
+    req = st.requests[req_id]
+    if req.frozen == gen:
+        source, req.frozen, req.thaw_from = req.thaw_from, 0, ""
+        frozen_at = m.frozen_at.pop(req_id, now)
+        data = {"gen": gen, "frozen_s": round(now - frozen_at, 6)}
+        if source:  # restarted from a checkpoint after a host died; the checkpoint stays the latest
+            m.counts["recovered"] += 1
+            text = f"recovered: all {req.n} ranks run again from checkpoint {source[1:]}, {now - frozen_at:.1f} s after"
+            return [MigrationEvent(req.app_id, req_id, "recovered", text, data)]
+        m.counts["thawed"] += 1
+        text = f"thawed: all {req.n} ranks run again after {now - frozen_at:.1f} s frozen"
+        return [MigrationEvent(req.app_id, req_id, "thawed", text, data), DropState(req_id, f"g{gen}")]
     flight = m.inflight.get(req_id)
     if flight is None or flight.gen != gen:
         return []
@@ -224,8 +438,8 @@ def hints(st: PlannerState) -> list[Action]:
         req = st.requests.get(req_id)
         if req is None or any(t.state is not TaskState.RUNNING for t in req.tasks):
             continue
-        decision = st.migration_decision(req.app_id, m.now)
-        if isinstance(decision, Move) and world_moves(st, req_id, decision):
+        decision = st.world_decision(req_id, m.now)
+        if isinstance(decision, Freeze) or (isinstance(decision, Move) and decision.moves):
             m.hinted.add(req_id)
             actions.append(Hint(req.tasks[0].granule_id, req_id))
     return actions

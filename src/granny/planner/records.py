@@ -28,6 +28,7 @@ class Dispatch:
     req_id: str
     index: int
     prefetched: bool = False  # queued behind the granule's running task (it may yet be Skipped)
+    thaw: int = 0  # a frozen world's generation: the granule resumes the rank from its stored state
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,27 @@ class GraceEnded:
 
 # --- migration (see migration.py) ---
 @dataclass(frozen=True)
+class StoreState:
+    """Fetch a rank's state from ``ip:port`` (with ``key``) into the planner's durable store, under
+    ``slot``: "g<gen>" for a freeze into generation gen, "c<n>" for checkpoint n."""
+
+    req_id: str
+    index: int
+    slot: str
+    ip: str
+    port: int
+    key: bytes
+
+
+@dataclass(frozen=True)
+class DropState:
+    """A world's stored state is no longer needed: delete ``slot`` of it ("": all of it)."""
+
+    req_id: str
+    slot: str = ""
+
+
+@dataclass(frozen=True)
 class MigrateAnswer:
     """Answer rank 0's MigrateAsk: ``moves`` into generation ``gen`` (no moves: stay)."""
 
@@ -155,6 +177,8 @@ class MigrateAnswer:
     gen: int
     moves: tuple[GranuleMove, ...]
     reason: str
+    freeze: bool = False  # every rank saves its state and ends; the world waits for room (see migration.py)
+    checkpoint: int = 0  # every rank saves its state as this checkpoint, and goes on
 
 
 @dataclass(frozen=True)
@@ -191,7 +215,8 @@ class MigrationEvent:
 
 
 Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost | WorldReady | JoinRefused
-          | HoldFrames | ReplayFrames | GraceEnded | Pruned | MigrateAnswer | ResumeRank | Hint | MigrationEvent)
+          | HoldFrames | ReplayFrames | GraceEnded | Pruned | MigrateAnswer | ResumeRank | Hint | MigrationEvent
+          | StoreState | DropState)
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -252,6 +277,9 @@ class Request:
     tenant: str = ""  # who the request runs for (the compact policy keeps tenants apart)
     hosts: tuple[tuple[str, int], ...] = ()  # a pinned placement of all n granules, host -> count
     migrate: bool = True  # may a migration decision move it once it runs
+    frozen: int = 0  # an MPI world frozen at this generation (its ranks' state is stored): it thaws when placed
+    thaw_from: str = ""  # the store slot it thaws from when not its freeze's own ("c<n>": a checkpoint)
+    checkpoint: int = 0  # its latest complete checkpoint (0: none): a dead host restarts it from there
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)

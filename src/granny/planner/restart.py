@@ -34,15 +34,15 @@ class Restarts:
 
     def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str,
                 prefetch: bool = False, tenant: str = "", hosts: tuple[tuple[str, int], ...] = (),
-                migrate: bool = True) -> None:
+                migrate: bool = True, gang: bool = False, frozen: int = 0) -> None:
         """Load a journaled request after a restart. It is not queued yet: granules still running its
         tasks get a grace period to report them (see :meth:`requeue_restored`)."""
         app = self.apps.setdefault(app_id, App(app_id, app_kind, name, tenant=tenant))
         app.migrate = app.migrate and migrate
         app.requests.append(req_id)
         self.grace.held.pop(req_id, None)
-        req = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1, tenant=tenant,
-                      hosts=tuple(hosts), migrate=migrate)
+        req = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1, gang=gang, tenant=tenant,
+                      hosts=tuple(hosts), migrate=migrate, frozen=frozen)
         for index in finished:
             if 0 <= index < n:
                 req.tasks[index].state = TaskState.SUCCEEDED

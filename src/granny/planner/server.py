@@ -68,7 +68,7 @@ from .orphans import Orphans
 from .outputs import Outputs
 from .pruning import answer_finished, forget, seed_retention
 from .recent import RecentResults
-from .records import Hint, MigrateAnswer, MigrationEvent, ResumeRank
+from .records import DropState, Hint, MigrateAnswer, MigrationEvent, ResumeRank, StoreState
 from .retention import Known, Retention
 from .state import (
     Action,
@@ -89,6 +89,7 @@ from .state import (
     WorldReady,
 )
 from .state import Revoke as RevokeAction
+from .store import StateStore
 
 log = logging.getLogger("granny.planner")
 
@@ -132,6 +133,7 @@ class PlannerServer:
         self.local_id = local_id()
         self.started = time.time()
         self.retention = self.state.retention = Retention(config.retain)  # its passes run from state.tick
+        self.store = StateStore(config.data_dir / "state", self.loop)  # frozen ranks' state (see store.py)
         self._restore()
         self._ticker = self.loop.create_task(self._tick_forever())
 
@@ -146,6 +148,8 @@ class PlannerServer:
         self.set_policy(selection.at_start(self.policy_flag, restored.settings.get(selection.SETTING)))
         self.functions = restored.functions
         kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
+        frozen = {r[0]: int(r[1]) for r in self.journal.query("SELECT req_id, gen FROM frozen")}
+        checkpoints = {r[0]: int(r[1]) for r in self.journal.query("SELECT req_id, ckpt FROM checkpoints")}
         count = held = 0
         seed_retention(self, restored)
         for req_id, app_id, header, payload in restored.requests:
@@ -160,8 +164,14 @@ class PlannerServer:
                 self.state.hold(Held(req_id, app_id, sub.n, frozenset(done), kind, name, sum(sub.segs)))
                 held += 1
                 continue
+            gen = frozen.get(req_id, 0)  # a world frozen before the restart: it thaws from the store
             self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT, sub.tenant,
-                               tuple(sub.hosts), sub.migrate)
+                               tuple(sub.hosts), sub.migrate, gang=sub.mpi or sub.gang, frozen=gen)
+            if gen:
+                self.state.migrations.gens[req_id] = gen
+            if req_id in checkpoints:  # a host that dies later restarts the world from there
+                self.state.requests[req_id].checkpoint = checkpoints[req_id]
+                self.state.migrations.checkpoints[req_id] = checkpoints[req_id]
             self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
             count += 1
         if count or held:
@@ -456,7 +466,7 @@ class PlannerServer:
                 self.orphans.close()
             elif isinstance(action, Pruned):
                 forget(self, action)
-            elif isinstance(action, MigrateAnswer | ResumeRank | Hint | MigrationEvent):
+            elif isinstance(action, MigrateAnswer | ResumeRank | Hint | MigrationEvent | StoreState | DropState):
                 migrating.apply(self, action)
         return replay
 
@@ -480,7 +490,7 @@ class PlannerServer:
             return
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                   segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched,
+                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint,
                   grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
         owner = payload.owner
         # A plain call's result may go straight to its client's lane (see granny.transport.lane);
@@ -488,6 +498,9 @@ class PlannerServer:
         if owner is not None and owner.lane is not None and sub.kind is Kind.PICKLED and sub.n == 1 and not (
                 sub.mpi or sub.gang or sub.keyed):
             run.reply_to, run.reply_key, run.reply_local = owner.lane
+        if action.thaw:
+            conn.send(migrating.thaw_run(self, run, action.thaw))
+            return
         conn.send(run, payload.segments)
         if action.index == 0:
             for pending in self.stdin.pop(sub.req_id, []):
@@ -551,6 +564,7 @@ class PlannerServer:
 
     def close(self) -> None:
         self._ticker.cancel()
+        self.store.close()
         self.journal.close()
 
 

@@ -50,7 +50,7 @@ from .lifecycle import (
     transition,
 )
 from .liveness import Liveness
-from .migration import Migrations
+from .migration import MigrationPoints, Migrations
 from .policies import MigrationDecision, NeverFits, Placement, Policy, Stay, binpack
 from .policies.base import Decision
 from .records import (
@@ -86,7 +86,7 @@ __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "Gra
            "SpawnGranules", "Task", "WorldReady"]
 
 
-class PlannerState(Restarts):
+class PlannerState(Restarts, MigrationPoints):
     def __init__(self, heartbeat_timeout: float, policy: Policy = binpack, retain: float = float("inf")) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = policy
@@ -221,8 +221,12 @@ class PlannerState(Restarts):
         running, waiting = granule.tasks[:1], granule.tasks[1:]
         granule.tasks = []
         for req_id, index in running:
-            if self.requests[req_id].tasks[index].granule_id != granule.granule_id:  # its rank moved away
+            req = self.requests[req_id]
+            if req.tasks[index].granule_id != granule.granule_id:  # its rank moved away
                 actions += migration.source_lost(self, granule.granule_id, (req_id, index), why)
+                continue
+            if req.checkpoint and req.gang and req.tasks[index].state is TaskState.RUNNING:
+                actions += migration.recover(self, req_id, why)  # the world restarts from its checkpoint
                 continue
             actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, why, granule.host_id))
         for req_id, index in reversed(waiting):
@@ -232,6 +236,8 @@ class PlannerState(Restarts):
                 task.granule_id = task.host_id = ""
                 self.queue.appendleft(req_id)
         granule.to(GranuleEvent.EXIT)
+        if self.migrations.sources:
+            self.migrations.left(granule.granule_id)
         return actions
 
     def tick(self, now: float) -> list[Action]:
@@ -310,8 +316,11 @@ class PlannerState(Restarts):
     def task_done(self, granule_id: str, req_id: str, index: int, ok: bool) -> tuple[bool, list[Action]]:
         """A granule reported. Returns (accepted, actions); a duplicate report is not accepted, nor one
         from a granule of a dead host's incarnation (it may have started work requeued since)."""
-        if self.liveness.fence_reason(granule_id) or self.migrations.from_source(req_id, index, granule_id):
-            return False, []  # (a rank's old process: the rank runs on elsewhere)
+        if self.liveness.fence_reason(granule_id):
+            return False, []
+        if self.migrations.from_source(req_id, index, granule_id):  # a moving rank's old process
+            accepted, actions = migration.source_reported(self, granule_id, req_id, index)
+            return accepted, actions + self.schedule()
         granule = self.granules.get(granule_id)
         if granule is not None and (req_id, index) in granule.tasks:
             granule.tasks.remove((req_id, index))
@@ -338,19 +347,8 @@ class PlannerState(Restarts):
             actions += migration.world_complete(self, req_id, gen, now)
         return actions
 
-    # --- migration points (see migration.py) ------------------------------------------------------
-    def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float) -> list[Action]:
-        return migration.ask(self, granule_id, req_id, gen, ready, why, now)
-
-    def migrate_served(self, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
-                       key: bytes) -> list[Action]:
-        return migration.served(self, granule_id, req_id, index, gen, ip, port, key)
-
-    def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
-        return migration.moved_away(self, granule_id, req_id, index) + self.schedule()
-
-    def fail_task(self, req_id: str, index: int, fail: Fail) -> list[Action]:
-        """End a running task with ``fail`` (and its gang with it)."""
+    def fail_task(self, req_id: str, index: int, fail: Fail | None) -> list[Action]:
+        """End a running task with ``fail`` (None: its granule reported the failure), and its gang with it."""
         return self._finish(req_id, index, TaskEvent.FAIL, fail)
 
     def cancel(self, req_id: str = "", app_id: str = "") -> list[Action]:
@@ -512,7 +510,7 @@ class PlannerState(Restarts):
                 task = req.tasks[index]
                 task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
                 task.granule_id, task.host_id = granule.granule_id, host_id
-                actions.append(Dispatch(granule.granule_id, req.req_id, index))
+                actions.append(Dispatch(granule.granule_id, req.req_id, index, thaw=req.frozen))
         if self.migrations.points:
             actions += migration.hints(self)
         return actions

@@ -34,7 +34,7 @@ def _counts(p: PlannerServer, app_id: str) -> dict[str, int]:
 
 
 def apps(p: PlannerServer) -> list[dict[str, Any]]:
-    out = [{"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": a.state.value, "tasks": _counts(p, a.app_id)}
+    out = [{"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": _state(p, a.app_id), "tasks": _counts(p, a.app_id)}
            for a in p.state.apps.values()]
     known = set(p.state.apps)
     for app_id, kind, name, state in p.journal.query("SELECT app_id, kind, name, state FROM apps ORDER BY created"):
@@ -56,8 +56,16 @@ def app(p: PlannerServer, app_id: str) -> dict[str, Any]:
         {"req_id": rid, "index": i, "state": t.state.value, "host_id": t.host_id, "granule_id": t.granule_id}
         for rid in a.requests[-200:] for i, t in enumerate(p.state.requests[rid].tasks)
     ]
-    return {"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": a.state.value,
+    return {"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": _state(p, app_id),
             "tasks": _counts(p, app_id), "granules": granules, "migrations": migrations(p, app_id)}
+
+
+def _state(p: PlannerServer, app_id: str) -> str:
+    """The app's state; a running app with a frozen world (its state stored, waiting for room) is "frozen"."""
+    a = p.state.apps[app_id]
+    if a.state.value == "running" and any(p.state.requests[r].frozen for r in a.requests if r in p.state.requests):
+        return "frozen"
+    return a.state.value
 
 
 def migrations(p: PlannerServer, app_id: str) -> list[dict[str, Any]]:

@@ -28,10 +28,11 @@ Counts = tuple[tuple[str, int], ...]
 
 def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: Mapping[str, App],
                  evicting: set[str], queue: tuple[PlacementRequest, ...] = (), now: float = 0.0,
-                 with_apps: bool = True) -> ClusterView:
+                 with_apps: bool = True, cold: bool = False) -> ClusterView:
     """``with_apps=False``: leave ``apps`` empty. Placing a request reads only the hosts (their free
     slots, placements and tenants); the running apps are for migration rules, and building them for
-    every placement would cost each call of a stream several microseconds."""
+    every placement would cost each call of a stream several microseconds. ``cold=True``: count a free
+    slot even while its granule is still starting (would there be room in a moment?)."""
     views: list[HostView] = []
     running: dict[str, list[str]] | None = {} if with_apps else None
     busy_state, idle_state = GranuleState.BUSY, GranuleState.IDLE
@@ -59,7 +60,7 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
                     busy += 1
             elif state is idle_state and g.connected and not tasks:
                 idle += 1
-        free = max(0, min(host.slots - busy, idle))
+        free = max(0, host.slots - busy if cold else min(host.slots - busy, idle))
         views.append(HostView(host.host_id, host.slots, free, 0, here, host.host_id in evicting, frozenset(tenants)))
     apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",
                                apps[a].migrate if a in apps else True) for a, hs in (running or {}).items()}
@@ -75,6 +76,31 @@ def migration_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps:
     mapping = dict(view.apps)
     mapping[app_id] = running_app(apps[app_id], requests, started)
     return ClusterView(view.hosts, mapping, view.queue, view.now)
+
+
+def world_view(view: ClusterView, req: Request, apps: Mapping[str, App]) -> ClusterView:
+    """``view`` with one MPI world (request ``req``) as an app of its own, keyed by its request id, its
+    granules in rank order: the world migrates as a unit, whatever else its app runs (and a world
+    submitted with ``migrate=False`` stays, whatever its app's other requests said)."""
+    here = Counter(t.host_id for t in req.tasks if t.state is TaskState.RUNNING)
+    hosts = []
+    for h in view.hosts:
+        n = here.get(h.host_id, 0)
+        if not n:
+            hosts.append(h)
+            continue
+        placements = dict(h.placements)
+        left = placements.get(req.app_id, 0) - n
+        if left > 0:
+            placements[req.app_id] = left
+        else:
+            placements.pop(req.app_id, None)
+        placements[req.req_id] = n
+        hosts.append(HostView(h.host_id, h.slots, h.free, 0, placements, h.evicting, h.tenants))
+    app = apps.get(req.app_id)
+    world = RunningApp(req.req_id, tuple(t.host_id for t in req.tasks), app.tenant if app else req.tenant,
+                       req.migrate)
+    return ClusterView(tuple(hosts), {**view.apps, req.req_id: world}, view.queue, view.now)
 
 
 def running_app(app: App, requests: Mapping[str, Request], started: set[tuple[str, int]]) -> RunningApp:
@@ -113,7 +139,8 @@ def remaining_pins(req: Request, pending: int) -> Counts:
 
 
 def request_for(req: Request, pending: int) -> PlacementRequest:
-    pins = remaining_pins(req, pending) if req.hosts else ()
+    # Pins fix where an app starts; a frozen world thaws wherever it fits (its first hosts may be gone).
+    pins = remaining_pins(req, pending) if req.hosts and not req.frozen else ()
     return PlacementRequest(req.app_id, pending, req.tenant, hosts=pins, migrate=req.migrate)
 
 

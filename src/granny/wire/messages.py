@@ -100,6 +100,7 @@ class Submit(_Msg, tag="submit"):
     tenant: str = ""  # apps of different tenants never share a host under the compact policy
     hosts: list[tuple[str, int]] = []  # a pinned placement, as ``mpirun --host h1:4,h2:4``; sums to n
     migrate: bool = True  # False: the app stays where it was placed (no migration decision moves it)
+    checkpoint: str = ""  # an MPI world saves its state at migration points: "N" every N points, "Ts" every T s
 
 
 class Cancel(_Msg, tag="cancel"):
@@ -196,6 +197,7 @@ class Run(_Msg, tag="run"):
     resume_from: str = ""
     resume_key: bytes = b""
     gen: int = 0
+    checkpoint: str = ""  # see Submit.checkpoint
 
 
 class Skip(_Msg, tag="skip"):
@@ -268,6 +270,7 @@ class MigrateAsk(_Msg, tag="migrate_ask"):
     gen: int = 0
     ready: bool = True
     why: str = ""
+    checkpoint: bool = False  # a checkpoint is due: save the world's state unless it moves
 
 
 class MigrateMove(msgspec.Struct, omit_defaults=True):
@@ -283,6 +286,8 @@ class MigrateOrder(_Msg, tag="migrate_order"):
     gen: int = 0
     moves: list[MigrateMove] = []
     reason: str = ""
+    freeze: bool = False  # every rank saves its state to the planner and ends; the world thaws when it fits
+    checkpoint: int = 0  # every rank saves its state to the planner as checkpoint number ``checkpoint`` and goes on
 
 
 class MigrateHint(_Msg, tag="migrate_hint"):
@@ -301,6 +306,7 @@ class MigrateOut(_Msg, tag="migrate_out"):
     port: int
     key: bytes
     nbytes: int = 0
+    checkpoint: int = 0  # the state is that checkpoint's (the rank goes on), not a move's or a freeze's
 
 
 # --- planner <-> workers -----------------------------------------------------------------------

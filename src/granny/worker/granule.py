@@ -205,7 +205,10 @@ class Granule:
             if done.status is Status.OK or self.exited_cleanly:
                 # mpi4py finalises at exit, a barrier: a rank that ends early must not end the job
                 # under its peers. After a failure there is no barrier: the world is aborted at once.
-                runtime.finalize()
+                try:
+                    runtime.finalize()
+                except GrannyError as exc:  # the rank's outcome, not the granule's end (it reports it)
+                    done, payload = _error_done(run, exc, limit=run.memory_limit)
         except MigratedAway:
             # The rank goes on in another granule: this is not the task's end, and there is no finalize.
             done, payload = Done(req_id=run.req_id, index=run.index, status=Status.OK, moved=True), []
@@ -224,7 +227,10 @@ class Granule:
         from ..mpi import runtime
 
         try:
-            data, buffers = ship.pull(run.resume_from, run.resume_key)
+            source = run.resume_from
+            if source.startswith(":"):  # a frozen rank's state, in the planner's store
+                source = f"{self.address[0]}{source}"
+            data, buffers = ship.pull(source, run.resume_key)
             from ..mpi import api  # joins generation run.gen of the world (with the ranks that stayed)
 
             resume, args, extra = ship.unpack(data, buffers)

@@ -8,6 +8,7 @@ rank to say where its state waits (MigrateOut).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectionLostError
@@ -26,6 +27,20 @@ class GranuleControl:
         self.gen = run.gen
         self.asked = False  # the world's first point asks: the planner learns the world has points
         self.hinted = False
+        # Checkpoints (Run.checkpoint): every N points ("3") or T seconds ("10s"), counted by rank 0.
+        every = run.checkpoint
+        self.every_points = int(every) if every and not every.endswith("s") else 0
+        self.every_seconds = float(every[:-1]) if every.endswith("s") else 0.0
+        self.points = 0
+        self.last = time.monotonic()
+
+    def _due(self) -> bool:
+        if self.every_points:
+            return self.points >= self.every_points
+        return bool(self.every_seconds) and time.monotonic() - self.last >= self.every_seconds
+
+    def checkpointed(self) -> None:
+        self.points, self.last = 0, time.monotonic()
 
     def should_ask(self) -> bool:
         link = self.granule.link
@@ -34,18 +49,20 @@ class GranuleControl:
             if frame is None:
                 break
             self._other(frame[0])
-        return self.hinted or not self.asked
+        self.points += 1
+        return self.hinted or not self.asked or self._due()
 
     def ask(self, ready: bool, why: str) -> Order:
         self.asked, self.hinted = True, False
-        ask = MigrateAsk(req_id=self.run.req_id, gen=self.gen, ready=ready, why=why)
+        ask = MigrateAsk(req_id=self.run.req_id, gen=self.gen, ready=ready, why=why, checkpoint=self._due())
         msg = self._request(ask, lambda m: isinstance(m, MigrateOrder) and m.req_id == self.run.req_id)
         assert isinstance(msg, MigrateOrder)
-        return Order(msg.gen, tuple((m.index, m.source, m.target) for m in msg.moves), msg.reason)
+        return Order(msg.gen, tuple((m.index, m.source, m.target) for m in msg.moves), msg.reason, msg.freeze,
+                     msg.checkpoint)
 
-    def served(self, gen: int, ip: str, port: int, key: bytes, nbytes: int) -> None:
+    def served(self, gen: int, ip: str, port: int, key: bytes, nbytes: int, checkpoint: int = 0) -> None:
         self.granule.link.send(MigrateOut(req_id=self.run.req_id, index=self.run.index, gen=gen, ip=ip, port=port,
-                                          key=key, nbytes=nbytes))
+                                          key=key, nbytes=nbytes, checkpoint=checkpoint))
 
     def world_id(self, gen: int) -> str:
         return runtime.world_id(self.run.req_id, gen)
