@@ -86,3 +86,18 @@ def test_the_originals_results_are_read() -> None:
     assert makespan(root, "slurm", 32, "mpi-migrate", 200) == pytest.approx(1706.996, abs=0.01)
     # No makespan file for this one: recomputed from the per-job stamps.
     assert 100 < (makespan(root, "granny", 32, "mpi-migrate", 100) or 0) < 3000
+
+
+@pytest.mark.skipif(not PAPER.is_dir(), reason="the original's data is not on this machine")
+def test_every_trace_family_replays_and_a_sweep_tabulates(tmp_path: Path) -> None:
+    from granny.experiment import sweep, table
+
+    for trace in sorted((PAPER / "traces").glob("trace_*_8.csv")):
+        if trace.stat().st_size < 2000:  # the small ones: every family, quickly
+            out = run(trace, 4, 8, "granny", arrivals="original")
+            assert out.metrics.finished == out.metrics.jobs > 0 and out.metrics.failed == 0, trace.name
+    rows = sweep(PAPER / "traces", "omp-elastic", ["batch", "granny"], tmp_path, compare=PAPER / "results" / "makespan")
+    assert [(r.hosts, r.jobs, r.scheduler) for r in rows][:2] == [(8, 50, "batch"), (8, 50, "granny")]
+    assert all(r.original for r in rows)  # the original ran both at every size
+    text = table(rows)
+    assert text.count("\n") == 2 + len(rows) and "| omp-elastic | 32 | 200 | granny |" in text
