@@ -101,3 +101,16 @@ def test_every_trace_family_replays_and_a_sweep_tabulates(tmp_path: Path) -> Non
     assert all(r.original for r in rows)  # the original ran both at every size
     text = table(rows)
     assert text.count("\n") == 2 + len(rows) and "| omp-elastic | 32 | 200 | granny |" in text
+
+
+def test_migrate_every_is_checked_and_recorded(tmp_path: Path) -> None:
+    from granny.errors import ConfigError
+
+    jobs = [Job(i, "mpi-locality", 3 + i % 5, 2.0 * i) for i in range(10)]
+    out = run(jobs, 2, 8, "granny-migrate", out=tmp_path / "m", migrate_every=0.05)
+    assert json.loads((tmp_path / "m" / "run.json").read_text())["migrate_every"] == 0.05
+    assert out.metrics.finished == 10
+    with pytest.raises(ConfigError, match="migrate-every"):
+        run(jobs, 2, 8, "slurm", migrate_every=0.05)
+    with pytest.raises(ConfigError, match="migrate-every"):
+        run(jobs, 2, 8, "granny-migrate", migrate_every=1.5)

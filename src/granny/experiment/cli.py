@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--arrivals", choices=list(ARRIVALS), default="trace",
                    help="trace: at the trace's times; original: as the original's harness submitted them for "
                         "its figures (the next job 1 s after the previous one started)")
+    r.add_argument("--migrate-every", type=float, default=None,
+                   help="granny-migrate: a migration point every this fraction of a job's work (default 0.1)")
     s = sub.add_parser("sweep", help="the original's cluster sizes of a workload, several schedulers, and a table")
     s.add_argument("--workload", required=True, help="mpi-locality, mpi-migrate or omp-elastic")
     s.add_argument("--schedulers", default=",".join(SCHEDULERS))
@@ -46,7 +48,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.action == "run":
             outcome = run(args.trace, args.hosts, args.slots, args.scheduler, args.mode, args.out,
-                          arrivals=args.arrivals)
+                          arrivals=args.arrivals, migrate_every=args.migrate_every)
             summary = {k: v for k, v in outcome.metrics.to_json().items() if k != "jct_cdf"}
             print(json.dumps({"scheduler": args.scheduler, "hosts": args.hosts, "slots": args.slots,
                               "wall_seconds": round(outcome.wall_seconds, 3), **summary}, indent=2))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,11 @@ def load_trace(path: Path) -> list[Job]:
 
 
 def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mode: str = "sim",
-        out: Path | None = None, model: RuntimeModel | None = None, arrivals: str = "trace") -> RunOutcome:
+        out: Path | None = None, model: RuntimeModel | None = None, arrivals: str = "trace",
+        migrate_every: float | None = None) -> RunOutcome:
     """Replay ``trace`` (a CSV path or jobs) on ``hosts`` x ``slots`` with ``scheduler``; ``arrivals``
-    is "trace" or "original" (see ARRIVALS)."""
+    is "trace" or "original" (see ARRIVALS); ``migrate_every`` overrides the scheduler's distance
+    between migration points (a fraction of each job's work)."""
     if mode == "testbed":
         raise ConfigError("--mode testbed is not implemented yet: only --mode sim replays traces for now "
                           "(the live replay on the namespace testbed is the next step of issue 13)")
@@ -56,6 +58,11 @@ def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mod
         raise ConfigError(f"unknown arrivals {arrivals!r}: choose {' or '.join(ARRIVALS)}")
     jobs = load_trace(trace) if isinstance(trace, Path) else list(trace)
     sched = scheduler_named(scheduler)
+    if migrate_every is not None:
+        if not sched.migrate_every or not 0 < migrate_every < 1:
+            raise ConfigError(f"--migrate-every takes a fraction in (0, 1), for a scheduler that migrates "
+                              f"(got {migrate_every} for {scheduler})")
+        sched = replace(sched, migrate_every=migrate_every)
     model = model or load_model()
     started = time.perf_counter()
     result = Simulator(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals]).run(jobs)
@@ -72,7 +79,8 @@ def write(outcome: RunOutcome, trace: Path | None, mode: str, arrivals: str) -> 
     assert out is not None
     out.mkdir(parents=True, exist_ok=True)
     meta = {"trace": str(trace) if trace else None, "hosts": outcome.cluster.hosts, "slots": outcome.cluster.slots,
-            "scheduler": outcome.scheduler, "mode": mode, "arrivals": arrivals, "wall_seconds": round(outcome.wall_seconds, 4)}
+            "scheduler": outcome.scheduler, "mode": mode, "arrivals": arrivals,
+            "migrate_every": outcome.result.migrate_every, "wall_seconds": round(outcome.wall_seconds, 4)}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     with open(out / "events.jsonl", "w") as f:
         for e in outcome.result.events:

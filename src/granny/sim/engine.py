@@ -67,6 +67,7 @@ class SimResult:
     events: list[JobEvent]
     decisions: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # req_id -> host of each rank
     end: float = 0.0
+    migrate_every: float | None = None
 
 
 class Simulator:
@@ -150,7 +151,8 @@ class Simulator:
                     self.apply(self.state.heartbeat(host_id, t))
                 if self._open:
                     self._push(t + self.heartbeat_interval, _BEAT, "")
-        return SimResult(self.cluster, self.scheduler.name, self.events, self.decisions, self.now)
+        return SimResult(self.cluster, self.scheduler.name, self.events, self.decisions, self.now,
+                         self.scheduler.migrate_every if self.migration is not None else None)
 
     def _push(self, t: float, kind: int, key: str) -> None:
         heapq.heappush(self._heap, (t, kind, self._seq, key))
