@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--address", default=None)
     tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
     tb.add_argument("rest", nargs=argparse.REMAINDER)
+    ex = sub.add_parser("experiment", help="cluster experiments: replay job traces (sim), plot", add_help=False)
+    ex.add_argument("rest", nargs=argparse.REMAINDER)
     for command in ("run", "submit", "status", "hosts", "logs", "cancel", "policy"):
         sub.choices[command].add_argument("--tls-ca", default=None,
                                           help=f"CA file: reach the planner over TLS (or set {ENV_TLS_CA})")
@@ -188,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["testbed"]:  # its own parser: options such as --help must reach it untouched
         return cmd_testbed(argparse.Namespace(rest=argv[1:]))
+    if argv[:1] == ["experiment"]:
+        return cmd_experiment(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "tls_ca", None):  # dialling reads it from the environment; workers hand it to granules
@@ -476,8 +480,14 @@ def cmd_testbed(args: argparse.Namespace) -> int:
     return int(testbed_main(list(args.rest)))
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiment.cli import main as experiment_main
+
+    return experiment_main(list(args.rest))
+
+
 COMMANDS = {
     "up": cmd_up, "planner": cmd_planner, "worker": cmd_worker, "run": cmd_run, "submit": cmd_submit,
     "status": cmd_status, "hosts": cmd_hosts, "logs": cmd_logs, "cancel": cmd_cancel, "policy": cmd_policy,
-    "testbed": cmd_testbed,
+    "testbed": cmd_testbed, "experiment": cmd_experiment,
 }

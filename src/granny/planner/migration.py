@@ -434,11 +434,15 @@ def hints(st: PlannerState) -> list[Action]:
     if not candidates or (not st.evicting and st._full()):
         return []
     actions: list[Action] = []
+    view = None  # nothing changes between candidates: one view of the cluster serves them all
     for req_id in candidates:
         req = st.requests.get(req_id)
         if req is None or any(t.state is not TaskState.RUNNING for t in req.tasks):
             continue
-        decision = st.world_decision(req_id, m.now)
+        if view is None:
+            view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
+                                m.now)
+        decision = st.policy.migrate(world_view(view, req, st.apps), req_id)  # as world_decision, view shared
         if isinstance(decision, Freeze) or (isinstance(decision, Move) and decision.moves):
             m.hinted.add(req_id)
             actions.append(Hint(req.tasks[0].granule_id, req_id))

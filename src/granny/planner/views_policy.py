@@ -35,29 +35,33 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
     slot even while its granule is still starting (would there be room in a moment?)."""
     views: list[HostView] = []
     running: dict[str, list[str]] | None = {} if with_apps else None
-    for host in hosts:
+    busy_state, idle_state = GranuleState.BUSY, GranuleState.IDLE
+    for host in hosts:  # per granule, the least work: this runs for every placement (a hot loop)
         if not host.alive:
             continue
-        here: Counter[str] = Counter()
+        here: dict[str, int] = {}
         tenants: set[str] = set()
         busy = idle = 0
         for g in host.granules.values():
-            if g.tasks:
-                req = requests.get(g.tasks[0][0])
+            tasks = g.tasks
+            if tasks:
+                req = requests.get(tasks[0][0])
                 if req is not None:
-                    here[req.app_id] += 1
+                    app_id = req.app_id
+                    here[app_id] = here.get(app_id, 0) + 1
                     tenants.add(req.tenant)
                     if running is not None:
-                        running.setdefault(req.app_id, []).append(host.host_id)
+                        running.setdefault(app_id, []).append(host.host_id)
             # A busy granule holds its slot even with no task: a cancelled one stays busy until its
             # Kill lands (Host.busy counts it the same way).
-            if g.state is GranuleState.BUSY and not g.waiting:
-                busy += 1
-            elif g.state is GranuleState.IDLE and g.connected and not g.tasks:
+            state = g.state
+            if state is busy_state:
+                if not g.waiting:
+                    busy += 1
+            elif state is idle_state and g.connected and not tasks:
                 idle += 1
         free = max(0, host.slots - busy if cold else min(host.slots - busy, idle))
-        views.append(HostView(host.host_id, host.slots, free, 0, dict(here), host.host_id in evicting,
-                              frozenset(tenants)))
+        views.append(HostView(host.host_id, host.slots, free, 0, here, host.host_id in evicting, frozenset(tenants)))
     apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",
                                apps[a].migrate if a in apps else True) for a, hs in (running or {}).items()}
     return ClusterView(tuple(views), apps_view, queue, now)

@@ -20,13 +20,16 @@ from .base import (
 )
 from .binpack import BinPack, binpack
 from .compact import Compact
+from .firstfit import FirstFit
 from .spot import Spot
+from .wholehosts import WholeHosts
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (binpack, Compact(), Spot())}
+POLICIES: dict[str, Policy] = {p.name: p for p in (binpack, Compact(), Spot(), FirstFit(), WholeHosts())}
 DEFAULT_POLICY = binpack.name
 
 __all__ = [
-    "DEFAULT_POLICY", "POLICIES", "BinPack", "ClusterView", "Compact", "Decision", "Freeze", "GranuleMove", "HostView",
+    "DEFAULT_POLICY", "POLICIES", "BinPack", "ClusterView", "Compact", "Decision", "FirstFit", "Freeze", "GranuleMove",
+    "HostView",
     "MigrationDecision", "Move", "NeverFits", "Placement", "PlacementRequest", "Policy", "RunningApp", "Spot", "Stay",
-    "Wait", "binpack", "build_view", "links",
+    "Wait", "WholeHosts", "binpack", "build_view", "links",
 ]

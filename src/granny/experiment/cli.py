@@ -1,0 +1,69 @@
+"""``granny experiment``: replay traces (run, sweep) and draw the figures (plot)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import GrannyError
+from ..sim import SCHEDULERS
+from .run import ARRIVALS, MODES, run
+from .sweep import sweep, table
+
+PAPER = Path("/work/shared/paper-data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="granny experiment", description="cluster experiments: replay traces of jobs")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = sub.add_parser("run", help="replay one trace with one scheduler")
+    r.add_argument("--trace", required=True, type=Path, help="CSV: TaskId,App,Size,InterArrivalTimeSecs")
+    r.add_argument("--hosts", required=True, type=int)
+    r.add_argument("--slots", type=int, default=8)
+    r.add_argument("--scheduler", required=True, help=f"one of {', '.join(SCHEDULERS)}")
+    r.add_argument("--mode", choices=MODES, default="sim", help="sim (testbed is not implemented yet)")
+    r.add_argument("--out", required=True, type=Path, help="run directory (events.jsonl, metrics.json)")
+    r.add_argument("--arrivals", choices=list(ARRIVALS), default="trace",
+                   help="trace: at the trace's times; original: as the original's harness submitted them for "
+                        "its figures (the next job 1 s after the previous one started)")
+    r.add_argument("--migrate-every", type=float, default=None,
+                   help="granny-migrate: a migration point every this fraction of a job's work (default 0.1)")
+    s = sub.add_parser("sweep", help="the original's cluster sizes of a workload, several schedulers, and a table")
+    s.add_argument("--workload", required=True, help="mpi-locality, mpi-migrate or omp-elastic")
+    s.add_argument("--schedulers", default=",".join(SCHEDULERS))
+    s.add_argument("--traces", type=Path, default=PAPER / "traces")
+    s.add_argument("--compare", type=Path, default=PAPER / "results" / "makespan")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--arrivals", choices=list(ARRIVALS), default="original")
+    pl = sub.add_parser("plot", help="figures of the runs under DIR, beside the original's")
+    pl.add_argument("dir", type=Path)
+    pl.add_argument("--compare", type=Path, default=None, help="the original's results/makespan directory")
+    pl.add_argument("--out", type=Path, default=None, help="where the PNGs go (default DIR/plots)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.action == "run":
+            outcome = run(args.trace, args.hosts, args.slots, args.scheduler, args.mode, args.out,
+                          arrivals=args.arrivals, migrate_every=args.migrate_every)
+            summary = {k: v for k, v in outcome.metrics.to_json().items() if k != "jct_cdf"}
+            print(json.dumps({"scheduler": args.scheduler, "hosts": args.hosts, "slots": args.slots,
+                              "wall_seconds": round(outcome.wall_seconds, 3), **summary}, indent=2))
+        elif args.action == "sweep":
+            rows = sweep(args.traces, args.workload, args.schedulers.split(","), args.out, compare=args.compare,
+                         arrivals=args.arrivals)
+            text = table(rows)
+            (args.out / f"table_{args.workload}.md").write_text(text)
+            print(text, end="")
+        else:
+            from .plots import plot
+
+            for path in plot(args.dir, args.compare, args.out):
+                print(path)
+        return 0
+    except GrannyError as exc:
+        print(f"granny experiment: {exc}")
+        return 2

@@ -1,0 +1,118 @@
+"""Replay a trace with a named scheduler and write what happened: ``granny experiment run``.
+
+A run directory holds ``run.json`` (what was run, and how long the simulation took),
+``events.jsonl`` (one :class:`granny.sim.JobEvent` a line) and ``metrics.json``.
+``--mode testbed`` (real processes on the namespace testbed) is not built yet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..sim import Cluster, Job, JobEvent, RuntimeModel, SimResult, Simulator, parse_trace, scheduler_named
+from .calibration import load_model
+from .metrics import Metrics, compute
+
+MODES = ("sim", "testbed")
+# How jobs arrive: "trace" at the trace's times; "original" as the original's harness submitted them
+# for its figures (one blocking submitter, the next job 1 s after the previous one started).
+ARRIVALS = {"trace": None, "original": 1.0}
+
+
+@dataclass
+class RunOutcome:
+    scheduler: str
+    cluster: Cluster
+    metrics: Metrics
+    result: SimResult
+    wall_seconds: float
+    out: Path | None = None
+
+
+def load_trace(path: Path) -> list[Job]:
+    try:
+        with open(path, newline="") as f:
+            return parse_trace(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read trace {path}: {exc}") from None
+
+
+def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mode: str = "sim",
+        out: Path | None = None, model: RuntimeModel | None = None, arrivals: str = "trace",
+        migrate_every: float | None = None) -> RunOutcome:
+    """Replay ``trace`` (a CSV path or jobs) on ``hosts`` x ``slots`` with ``scheduler``; ``arrivals``
+    is "trace" or "original" (see ARRIVALS); ``migrate_every`` overrides the scheduler's distance
+    between migration points (a fraction of each job's work)."""
+    if mode == "testbed":
+        raise ConfigError("--mode testbed is not implemented yet: only --mode sim replays traces for now "
+                          "(the live replay on the namespace testbed is the next step of issue 13)")
+    if mode != "sim":
+        raise ConfigError(f"unknown mode {mode!r}: choose sim (testbed is not implemented yet)")
+    if arrivals not in ARRIVALS:
+        raise ConfigError(f"unknown arrivals {arrivals!r}: choose {' or '.join(ARRIVALS)}")
+    jobs = load_trace(trace) if isinstance(trace, Path) else list(trace)
+    sched = scheduler_named(scheduler)
+    if migrate_every is not None:
+        if not sched.migrate_every or not 0 < migrate_every < 1:
+            raise ConfigError(f"--migrate-every takes a fraction in (0, 1), for a scheduler that migrates "
+                              f"(got {migrate_every} for {scheduler})")
+        sched = replace(sched, migrate_every=migrate_every)
+    model = model or load_model()
+    started = time.perf_counter()
+    result = Simulator(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals]).run(jobs)
+    wall = time.perf_counter() - started
+    metrics = compute(result.events, result.cluster)
+    outcome = RunOutcome(scheduler, result.cluster, metrics, result, wall, out)
+    if out is not None:
+        write(outcome, trace if isinstance(trace, Path) else None, mode, arrivals)
+    return outcome
+
+
+def write(outcome: RunOutcome, trace: Path | None, mode: str, arrivals: str) -> None:
+    out = outcome.out
+    assert out is not None
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"trace": str(trace) if trace else None, "hosts": outcome.cluster.hosts, "slots": outcome.cluster.slots,
+            "scheduler": outcome.scheduler, "mode": mode, "arrivals": arrivals,
+            "migrate_every": outcome.result.migrate_every, "wall_seconds": round(outcome.wall_seconds, 4)}
+    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    with open(out / "events.jsonl", "w") as f:
+        for e in outcome.result.events:
+            f.write(json.dumps(e.to_json()) + "\n")
+    (out / "metrics.json").write_text(json.dumps(outcome.metrics.to_json(), indent=2) + "\n")
+
+
+@dataclass
+class StoredRun:
+    path: Path
+    meta: dict[str, Any]
+    events: list[JobEvent]
+    metrics: dict[str, Any]
+
+    @property
+    def cluster(self) -> Cluster:
+        return Cluster(int(self.meta["hosts"]), int(self.meta["slots"]))
+
+    @property
+    def workload(self) -> str:
+        """The trace's workload and job count, e.g. ("mpi-locality", 100), from its file name."""
+        name = Path(self.meta.get("trace") or "").stem
+        return name
+
+
+def read_runs(root: Path) -> list[StoredRun]:
+    """Every run directory under ``root`` (``root`` itself included)."""
+    runs = []
+    for meta_path in sorted(root.rglob("run.json")):
+        d = meta_path.parent
+        events = [JobEvent.from_json(json.loads(line)) for line in (d / "events.jsonl").read_text().splitlines() if line]
+        runs.append(StoredRun(d, json.loads(meta_path.read_text()), events, json.loads((d / "metrics.json").read_text())))
+    if not runs:
+        raise ConfigError(f"no runs (run.json) under {root}")
+    return runs

@@ -1,0 +1,11 @@
+"""The discrete-event simulator: a virtual clock driving the real planner (``granny experiment --mode sim``)."""
+
+from .engine import MigrationHook, RunningJob, SimResult, Simulator, simulate
+from .events import Cluster, JobEvent
+from .runtime import KindModel, RuntimeModel, optimal_counts
+from .schedulers import SCHEDULERS, Scheduler, scheduler_named
+from .trace import Job, parse_trace, poisson_trace, to_csv
+
+__all__ = ["SCHEDULERS", "Cluster", "Job", "JobEvent", "KindModel", "MigrationHook", "RunningJob", "RuntimeModel",
+           "Scheduler", "SimResult", "Simulator", "optimal_counts", "parse_trace", "poisson_trace", "scheduler_named",
+           "simulate", "to_csv"]

@@ -1,0 +1,116 @@
+"""The experiment harness: metrics from job events, the runtime calibration, `granny experiment` run/plot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from granny.experiment import compute, load_model, read_runs, run
+from granny.experiment.paper import makespan, trace_name
+from granny.sim import Cluster, Job, JobEvent
+
+PAPER = Path("/work/shared/paper-data")
+
+
+def test_metrics_of_hand_made_events() -> None:
+    # 2 hosts x 4. Job 0 (4 ranks, split 2 + 2: 4 links, optimum 0) runs 0..10; job 1 (2 ranks,
+    # one host) queues 5 s and runs 5..15.
+    events = [
+        JobEvent(0, "submit", 0, 4), JobEvent(0, "start", 0, 4, (("a", 2), ("b", 2))),
+        JobEvent(0, "submit", 1, 2), JobEvent(5, "start", 1, 2, (("a", 2),)),
+        JobEvent(10, "end", 0, 4), JobEvent(15, "end", 1, 2),
+    ]
+    m = compute(events, Cluster(2, 4))
+    assert m.makespan == 15 and m.finished == 2 and m.failed == 0
+    assert m.jct_median == pytest.approx(12.5) and m.queue_median == pytest.approx(2.5)
+    busy = 4 * 5 + 6 * 5 + 2 * 5  # slot-seconds in use
+    assert m.idle_pct == pytest.approx(100 * (1 - busy / (8 * 15)))
+    assert m.links_vs_optimum == float("inf")  # links where the optimum has none
+    assert m.jct_cdf == [(10, 0.5), (15, 1.0)]
+    one = compute([JobEvent(0, "submit", 0, 12), JobEvent(0, "start", 0, 12, (("a", 4), ("b", 4), ("c", 4))),
+                   JobEvent(4, "end", 0, 12)], Cluster(3, 8))
+    # optimum for 12 ranks on hosts of 8 is 8 + 4: 32 links; 4 + 4 + 4 has 48.
+    assert one.links_vs_optimum == pytest.approx(48 / 32)
+
+
+def test_calibration_loads_and_locality_costs_time() -> None:
+    model = load_model()
+    for kind in ("mpi-locality", "mpi-migrate", "mpi-spot", "mpi-evict", "omp-elastic"):
+        together, split = model.runtime(kind, [8]), model.runtime(kind, [4, 4])
+        assert 0 < together < split, kind
+
+
+def test_run_writes_a_run_directory_and_reads_back(tmp_path: Path) -> None:
+    jobs = [Job(i, "mpi-locality", 2 + i % 7, 5.0 * i) for i in range(12)]
+    out = run(jobs, 3, 8, "granny", out=tmp_path / "r")
+    assert out.metrics.finished == 12 and out.metrics.migrations == 0
+    (stored,) = read_runs(tmp_path)
+    assert stored.events == out.result.events
+    assert stored.metrics["makespan"] == pytest.approx(out.metrics.makespan)
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "granny", "experiment", *argv], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_run_testbed_mode_and_plot(tmp_path: Path) -> None:
+    trace = tmp_path / "trace_mpi-locality_6_8.csv"
+    trace.write_text("TaskId,App,Size,InterArrivalTimeSecs\n0,mpi-locality,4,0\n1,mpi-locality,9,3\n"
+                     "2,mpi-locality,5,2\n3,mpi-locality,7,1\n4,mpi-locality,2,0\n5,mpi-locality,12,4\n")
+    for name in ("batch", "slurm", "granny", "granny-migrate"):
+        done = cli("run", "--trace", str(trace), "--hosts", "3", "--slots", "8", "--scheduler", name,
+                   "--mode", "sim", "--out", str(tmp_path / "runs" / name))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["finished"] == 6
+    live = cli("run", "--trace", str(trace), "--hosts", "3", "--scheduler", "granny", "--mode", "testbed",
+               "--out", str(tmp_path / "t"))
+    assert live.returncode == 2 and "not implemented yet" in live.stdout and "Traceback" not in live.stderr
+    bad = cli("run", "--trace", str(trace), "--hosts", "3", "--scheduler", "fifo", "--out", str(tmp_path / "t"))
+    assert bad.returncode == 2 and "unknown scheduler 'fifo'" in bad.stdout
+    drawn = cli("plot", str(tmp_path / "runs"))
+    assert drawn.returncode == 0, drawn.stderr
+    pngs = sorted(Path(p).name for p in drawn.stdout.split())
+    assert pngs == ["jct_cdf_mpi-locality_3.png", "makespan_mpi-locality.png", "timeline_mpi-locality_3.png"]
+    assert all((tmp_path / "runs" / "plots" / p).stat().st_size > 1000 for p in pngs)
+
+
+@pytest.mark.skipif(not PAPER.is_dir(), reason="the original's data is not on this machine")
+def test_the_originals_results_are_read() -> None:
+    root = PAPER / "results" / "makespan"
+    assert trace_name("trace_mpi-locality_100_8.csv") == ("mpi-locality", 100)
+    assert makespan(root, "slurm", 32, "mpi-migrate", 200) == pytest.approx(1706.996, abs=0.01)
+    # No makespan file for this one: recomputed from the per-job stamps.
+    assert 100 < (makespan(root, "granny", 32, "mpi-migrate", 100) or 0) < 3000
+
+
+@pytest.mark.skipif(not PAPER.is_dir(), reason="the original's data is not on this machine")
+def test_every_trace_family_replays_and_a_sweep_tabulates(tmp_path: Path) -> None:
+    from granny.experiment import sweep, table
+
+    for trace in sorted((PAPER / "traces").glob("trace_*_8.csv")):
+        if trace.stat().st_size < 2000:  # the small ones: every family, quickly
+            out = run(trace, 4, 8, "granny", arrivals="original")
+            assert out.metrics.finished == out.metrics.jobs > 0 and out.metrics.failed == 0, trace.name
+    rows = sweep(PAPER / "traces", "omp-elastic", ["batch", "granny"], tmp_path, compare=PAPER / "results" / "makespan")
+    assert [(r.hosts, r.jobs, r.scheduler) for r in rows][:2] == [(8, 50, "batch"), (8, 50, "granny")]
+    assert all(r.original for r in rows)  # the original ran both at every size
+    text = table(rows)
+    assert text.count("\n") == 2 + len(rows) and "| omp-elastic | 32 | 200 | granny |" in text
+
+
+def test_migrate_every_is_checked_and_recorded(tmp_path: Path) -> None:
+    from granny.errors import ConfigError
+
+    jobs = [Job(i, "mpi-locality", 3 + i % 5, 2.0 * i) for i in range(10)]
+    out = run(jobs, 2, 8, "granny-migrate", out=tmp_path / "m", migrate_every=0.05)
+    assert json.loads((tmp_path / "m" / "run.json").read_text())["migrate_every"] == 0.05
+    assert out.metrics.finished == 10
+    with pytest.raises(ConfigError, match="migrate-every"):
+        run(jobs, 2, 8, "slurm", migrate_every=0.05)
+    with pytest.raises(ConfigError, match="migrate-every"):
+        run(jobs, 2, 8, "granny-migrate", migrate_every=1.5)
