@@ -229,6 +229,8 @@ class Client:
         fut = pending.future
         if fut is not None and (pending.submit.mpi or pending.submit.gang):
             value, error = world_outcome(pending.results, pending.values, pending.submit.n)
+        if fut is not None and res.attempts > 1:
+            fut.attempts = res.attempts  # run again after its host died (options(retries=...))
         if fut is not None and not fut.done():
             if error is not None:
                 fut.set_exception(error)
@@ -363,7 +365,7 @@ class Client:
 
     def options(self, *, memory_limit: str | int | None = None, key: str | None = None, tenant: str | None = None,
                 hosts: str | Iterable[tuple[str, int]] | None = None, migrate: bool | None = None,
-                checkpoint: int | str | None = None) -> ClientOptions:
+                checkpoint: int | str | None = None, retries: int | None = None) -> ClientOptions:
         """A view of this client whose submissions carry the given per-granule options.
 
         ``tenant`` names who the work runs for (the compact policy never lets two tenants share a
@@ -372,6 +374,8 @@ class Client:
         anything is sent); ``migrate=False`` keeps the app where it was placed. ``checkpoint`` (MPI
         worlds with migration points): save the world's state every N points (``3``) or every T
         seconds (``"10s"``), so that it restarts from there if a host dies (docs/migration.md).
+        ``retries=N`` marks a call idempotent: if its host dies, it runs again elsewhere, at most N
+        times, as Ray does for tasks; ``future.attempts`` then says how many times it ran.
 
         ``key`` is an idempotency key for one call (``submit`` only): a call submitted with a key
         that was used before, by any client, is not run again; its future gets the first call's
@@ -381,8 +385,10 @@ class Client:
             raise ConfigError(f"tenant must be a string, got {type(tenant).__name__}")
         if migrate is not None and not isinstance(migrate, bool):
             raise ConfigError(f"migrate must be True or False, got {migrate!r}")
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+            raise ConfigError(f"retries must be a whole number >= 0, got {retries!r}")
         placing = Placing(tenant or "", parse_hosts(hosts), True if migrate is None else migrate,
-                          parse_checkpoint(checkpoint))
+                          parse_checkpoint(checkpoint), retries or 0)
         return ClientOptions(self, limit, key or "", placing)
 
 

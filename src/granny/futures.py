@@ -21,6 +21,7 @@ class GrannyFuture(cf.Future[Any]):
         self._client = client
         self.req_id = req_id
         self.lane_wait = False  # set by submit: may result() read the lane itself (LaneServer.wait)?
+        self.attempts = 1  # how many times the call ran (more than once: re-run after its host died)
 
     def cancel(self) -> bool:
         # Cancel locally first: the planner's "cancelled" answer may arrive before send returns.

@@ -14,6 +14,7 @@ class Placing(NamedTuple):
     hosts: tuple[tuple[str, int], ...] = ()
     migrate: bool = True
     checkpoint: str = ""  # an MPI world's checkpoints: "N" every N migration points, "Ts" every T seconds
+    retries: int = 0  # an idempotent call runs again elsewhere, at most this many times, if its host dies
 
     def fields(self, n: int) -> dict[str, Any]:
         """The Submit fields for a request of ``n`` granules (ConfigError if the pins do not add up to n)."""
@@ -21,7 +22,8 @@ class Placing(NamedTuple):
             pins = ",".join(f"{h}:{c}" for h, c in self.hosts)
             raise ConfigError(f"hosts={pins} places {sum(c for _, c in self.hosts)} granule(s), "
                               f"but the request has {n}")
-        return {"tenant": self.tenant, "hosts": list(self.hosts), "migrate": self.migrate, "checkpoint": self.checkpoint}
+        return {"tenant": self.tenant, "hosts": list(self.hosts), "migrate": self.migrate, "checkpoint": self.checkpoint,
+                "retries": self.retries}
 
 
 def parse_checkpoint(raw: object, what: str = "checkpoint") -> str:

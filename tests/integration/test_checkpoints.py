@@ -154,3 +154,34 @@ def test_a_bad_checkpoint_option_fails_in_the_client(bad: Any) -> None:
     with pytest.raises(ConfigError, match="checkpoint"):
         parse_checkpoint(bad)
     assert parse_checkpoint("10s") == "10s" and parse_checkpoint(3) == "3" and parse_checkpoint(None) == ""
+
+
+def hold(gate: str) -> str:
+    import os
+    import time
+
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    return os.environ["GRANNY_HOST_ID"]
+
+
+def test_an_idempotent_call_runs_again_elsewhere_when_its_host_dies(cluster: LocalCluster, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    with granny.connect(cluster.address, cluster.token) as client:
+        wait_for(lambda: sorted(h.host_id for h in client.hosts() if h.idle_granules == 4) == list(HOSTS),
+                 timeout=60, what="two warm hosts")
+        again = client.options(hosts="local2:1", retries=1).submit(hold, str(gate))
+        once = client.options(hosts="local2:1").submit(hold, str(gate))
+        wait_for(lambda: any(h.host_id == "local2" and h.used == 2 for h in client.hosts()), timeout=60,
+                 what="both calls running on local2")
+        for pid in descendants(cluster.procs[2].pid):
+            os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: not next(h for h in client.hosts() if h.host_id == "local2").alive, timeout=60,
+                 what="local2 declared dead")
+        gate.write_text("open")
+        assert again.result(timeout=60) == "local1" and again.attempts == 2
+        with pytest.raises(granny.HostDiedError, match="local2"):
+            once.result(timeout=60)
+        assert once.attempts == 1
+    with pytest.raises(ConfigError, match="retries"):
+        granny.Client.options(client, retries=-1)

@@ -280,6 +280,8 @@ class Request:
     frozen: int = 0  # an MPI world frozen at this generation (its ranks' state is stored): it thaws when placed
     thaw_from: str = ""  # the store slot it thaws from when not its freeze's own ("c<n>": a checkpoint)
     checkpoint: int = 0  # its latest complete checkpoint (0: none): a dead host restarts it from there
+    retries: int = 0  # runs left of an idempotent call whose host dies (Submit.retries)
+    reruns: int = 0  # how many times it was run again after its host died
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)

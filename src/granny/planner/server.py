@@ -321,7 +321,8 @@ class PlannerServer:
         if not (gang or msg.lease) and self.orphans.adopt(self, msg, app_kind, prefetch):
             return  # it ran while this planner restarted: recorded, not run again
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
-                                     lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate))
+                                     lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate,
+                                     retries=msg.retries))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
@@ -370,6 +371,9 @@ class PlannerServer:
 
     def _deliver(self, res: Result, body: memoryview | bytes, handed: bool = False) -> None:
         """Send a result to its client (unless the granule ``handed`` it over the client's lane) and journal it."""
+        req = self.state.requests.get(res.req_id)
+        if req is not None and req.reruns:
+            res.attempts = req.reruns + 1
         payload = self.payloads.get(res.req_id)
         sent = handed or (payload is not None and payload.owner is not None and not payload.owner.closed)
         if sent and not handed:
@@ -491,6 +495,7 @@ class PlannerServer:
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                   segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
                   argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint,
+                  attempts=self.state.requests[sub.req_id].reruns + 1 if self.state.requests[sub.req_id].reruns else 0,
                   grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
         owner = payload.owner
         # A plain call's result may go straight to its client's lane (see granny.transport.lane);

@@ -228,6 +228,10 @@ class PlannerState(Restarts, MigrationPoints):
             if req.checkpoint and req.gang and req.tasks[index].state is TaskState.RUNNING:
                 actions += migration.recover(self, req_id, why)  # the world restarts from its checkpoint
                 continue
+            if req.retries and kind == "host_died" and req.tasks[index].state is TaskState.RUNNING:
+                req.retries, req.reruns = req.retries - 1, req.reruns + 1  # idempotent: run it again elsewhere
+                waiting.insert(0, (req_id, index))  # requeued below, first in line
+                continue
             actions += self._finish(req_id, index, TaskEvent.FAIL, Fail(req_id, index, kind, why, granule.host_id))
         for req_id, index in reversed(waiting):
             task = self.requests[req_id].tasks[index]
@@ -294,8 +298,9 @@ class PlannerState(Restarts, MigrationPoints):
     # --- requests ---------------------------------------------------------------------------
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
                prefetch: bool = False, gang: bool = False, lease: bool = False, tenant: str = "",
-               hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True) -> list[Action]:
-        """``tenant``, ``hosts`` (a pinned placement) and ``migrate`` go to the policy with the request."""
+               hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True, retries: int = 0) -> list[Action]:
+        """``tenant``, ``hosts`` (a pinned placement) and ``migrate`` go to the policy with the request;
+        ``retries``: an idempotent call runs again elsewhere (at most that many times) if its host dies."""
         if req_id in self.requests:
             return []  # a client resubmitting after a reconnect: already known
         app = self.apps.get(app_id)
@@ -305,7 +310,7 @@ class PlannerState(Restarts, MigrationPoints):
         app.requests.append(req_id)
         self.grace.held.pop(req_id, None)  # its client resubmitted it
         self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1 and not gang,
-                                        gang, lease, tenant, tuple(hosts), migrate)
+                                        gang, lease, tenant, tuple(hosts), migrate, retries=0 if gang else retries)
         if lease:
             self._leases.add(req_id)
         self.queue.append(req_id)

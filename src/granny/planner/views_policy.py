@@ -139,8 +139,9 @@ def remaining_pins(req: Request, pending: int) -> Counts:
 
 
 def request_for(req: Request, pending: int) -> PlacementRequest:
-    # Pins fix where an app starts; a frozen world thaws wherever it fits (its first hosts may be gone).
-    pins = remaining_pins(req, pending) if req.hosts and not req.frozen else ()
+    # Pins fix where an app starts; a frozen world thaws, and a call re-run after its host died runs,
+    # wherever it fits (the pinned host may be gone).
+    pins = remaining_pins(req, pending) if req.hosts and not req.frozen and not req.reruns else ()
     return PlacementRequest(req.app_id, pending, req.tenant, hosts=pins, migrate=req.migrate)
 
 

@@ -96,6 +96,7 @@ class Submit(_Msg, tag="submit"):
     gang: bool = False  # not MPI, but one failure ends them all too (a parallel team's lease)
     lease: bool = False  # an elastic team: the planner may ask for granules back (Revoke)
     keyed: bool = False  # req_id comes from an idempotency key: a finished call of that id is not run again
+    retries: int = 0  # an idempotent call: run it again elsewhere (this many times at most) if its host dies
     resent: bool = False  # sent again after a reconnect: it may have run already (see planner/orphans.py)
     tenant: str = ""  # apps of different tenants never share a host under the compact policy
     hosts: list[tuple[str, int]] = []  # a pinned placement, as ``mpirun --host h1:4,h2:4``; sums to n
@@ -149,6 +150,7 @@ class Result(_Msg, tag="result"):
     traceback: str = ""
     exit_code: int = 0
     host_id: str = ""
+    attempts: int = 0  # how many times the call ran, when more than once (Submit.retries)
 
 
 class Revoke(_Msg, tag="revoke"):
@@ -198,6 +200,7 @@ class Run(_Msg, tag="run"):
     resume_key: bytes = b""
     gen: int = 0
     checkpoint: str = ""  # see Submit.checkpoint
+    attempts: int = 0  # a call run again after its host died: this is its attempt number (see Result.attempts)
 
 
 class Skip(_Msg, tag="skip"):

@@ -158,7 +158,7 @@ class Granule:
         """Give the result straight to the client's lane; False: the planner must forward it."""
         res = Result(req_id=done.req_id, index=done.index, status=done.status, segs=done.segs,
                      error_kind=done.error_kind, message=done.message, traceback=done.traceback,
-                     exit_code=done.exit_code, host_id=self.host_id)
+                     exit_code=done.exit_code, host_id=self.host_id, attempts=run.attempts)
         return self.lanes.send(run.reply_to, run.reply_key, run.reply_local, res, segments)
 
     def execute(self, run: Run, body: memoryview) -> tuple[Done, list[Buffer]]:
