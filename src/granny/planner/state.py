@@ -24,7 +24,7 @@ Theory of operation
   stamps it with the time and later calls :meth:`PlannerState.forget`), so memory stays bounded.
 - It also owns what waits on time or on other peers: the restart grace (grace.py, restart.py), the MPI rendezvous
   (rendezvous.py), granules whose host has not registered yet (the driver holds their frames until a
-  ReplayFrames) and retention passes (retention.py). :meth:`PlannerState.next_deadline` says when
+  ReplayFrames), retention passes (retention.py) and eviction notices (eviction.py). :meth:`PlannerState.next_deadline` says when
   :meth:`PlannerState.tick` is due next, so that a virtual clock can drive the state.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from . import migration
+from . import eviction, migration
 from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
@@ -73,6 +73,7 @@ from .records import (
     Revoke,
     Skip,
     SpawnGranules,
+    StopWorker,
     Task,
     WorldReady,
 )
@@ -83,7 +84,7 @@ from .views_policy import cluster_view, migration_view, pins_down, queue_of, req
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
            "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
-           "SpawnGranules", "Task", "WorldReady"]
+           "SpawnGranules", "StopWorker", "Task", "WorldReady"]
 
 
 class PlannerState(Restarts):
@@ -110,6 +111,7 @@ class PlannerState(Restarts):
         # Granules whose host is not registered (yet): granule id -> (host id, task it claims to run)
         self.unregistered: dict[str, tuple[str, tuple[str, int] | None]] = {}
         self.evicting: set[str] = set()  # hosts under an eviction notice (policies keep new work off them)
+        self.evictions = eviction.Evictions()  # their deadlines (see eviction.py)
         self.migrations = Migrations()  # worlds with migration points, moves in flight (see migration.py)
 
     # --- hosts and granules -----------------------------------------------------------------
@@ -246,6 +248,7 @@ class PlannerState(Restarts):
         actions: list[Action] = self._end_grace() if self.grace.due(now) else []
         if pruned := self.retention.tick(self, now):
             actions.append(pruned)
+        actions += eviction.tick(self, now) if self.evictions.notices else []
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:
@@ -262,7 +265,7 @@ class PlannerState(Restarts):
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must run next (None: no need until another event), so that a virtual clock
         can drive this state: a host's heartbeat expiry, the end of the restart grace, or the regular
-        tick that tells a stall of the planner from dead hosts (while any host is alive), or a retention pass.
+        tick that tells a stall of the planner from dead hosts (while any host is alive), a retention pass or an eviction.
         Tick once when the clock starts: the regular deadlines count from the first tick."""
         times = [h.last_seen + self.heartbeat_timeout for h in self.hosts.values() if h.alive]
         if times and (cadence := self.liveness.next_tick()) is not None:
@@ -271,6 +274,8 @@ class PlannerState(Restarts):
             times.append(self.grace.until)
         if (prune := self.retention.next_pass(self)) is not None:
             times.append(prune)
+        if (evict := self.evictions.next_deadline()) is not None:
+            times.append(evict)
         return min(times, default=None)
 
     def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
@@ -557,7 +562,7 @@ class PlannerState(Restarts):
     def _prefetch(self, req: Request, actions: list[Action]) -> bool:
         """Queue ``req`` behind a running short call (only when the cluster is full: see _full)."""
         for host in self.hosts.values():
-            if not host.alive:
+            if not host.alive or host.host_id in self.evicting:  # (a notice: no new work, not even queued)
                 continue
             for granule in host.granules.values():
                 if (granule.connected and granule.state is GranuleState.BUSY and len(granule.tasks) == 1
@@ -579,6 +584,12 @@ class PlannerState(Restarts):
         else:
             self.evicting.discard(host_id)
         return self.schedule()  # also hints worlds that would now move (see migration.hints)
+
+    def evict(self, host_id: str, now: float, grace: float) -> list[Action]:  # a notice: see eviction.py
+        return eviction.evict(self, host_id, now, grace)
+
+    def restore_host(self, host_id: str) -> list[Action]:
+        return eviction.restore(self, host_id)
 
     def migration_decision(self, app_id: str, now: float = 0.0) -> MigrationDecision:
         """What the policy would do with ``app_id`` now (read-only: nothing acts on it yet)."""

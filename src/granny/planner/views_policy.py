@@ -2,7 +2,8 @@
 
 Theory of operation
 - A host's ``free`` is what can take a granule now: ``min(slots - busy, idle granules)``, so a
-  slot whose granule is still starting or being replaced is not offered. ``placements`` counts,
+  slot whose granule is still starting or being replaced is not offered. A host under an eviction
+  notice offers none, whatever the policy (see eviction.py). ``placements`` counts,
   per app, the granules running one of its tasks there (prefetched tasks have not started and do
   not count); ``tenants`` are the tenants of those tasks' requests.
 - One pass over the live hosts' granules builds it: O(hosts + granules), and :meth:`schedule`
@@ -54,7 +55,7 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
                 busy += 1
             elif g.state is GranuleState.IDLE and g.connected and not g.tasks:
                 idle += 1
-        free = max(0, min(host.slots - busy, idle))
+        free = 0 if host.host_id in evicting else max(0, min(host.slots - busy, idle))
         views.append(HostView(host.host_id, host.slots, free, 0, dict(here), host.host_id in evicting,
                               frozenset(tenants)))
     apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",
