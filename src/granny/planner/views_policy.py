@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from .lifecycle import GranuleState, TaskState
 from .policies import ClusterView, HostView, PlacementRequest, RunningApp, Wait
@@ -55,9 +56,11 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
                 busy += 1
             elif g.state is GranuleState.IDLE and g.connected and not g.tasks:
                 idle += 1
-        free = 0 if host.host_id in evicting else max(0, min(host.slots - busy, idle))
+        free = max(0, min(host.slots - busy, idle))
         views.append(HostView(host.host_id, host.slots, free, 0, dict(here), host.host_id in evicting,
                               frozenset(tenants)))
+    if evicting:  # a host under an eviction notice offers no slot, whatever the policy (see eviction.py)
+        views = [replace(v, free=0) if v.evicting else v for v in views]
     apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",
                                apps[a].migrate if a in apps else True) for a, hs in (running or {}).items()}
     return ClusterView(tuple(views), apps_view, queue, now)
