@@ -49,3 +49,20 @@ def test_a_topology_evicts_hosts_on_a_schedule_and_brings_them_back(testbed_fact
         assert client.options(hosts="h1:1").submit(holder("/")).result(timeout=30) == "h1"
     log = Path(tb.state.state_dir, "logs", "evictor.log").read_text()
     assert "t=1s evict h1: evicting in 0.5s" in log and "t=3.5s restore h1: notice lifted, worker restarted" in log, log
+
+
+@pytest.mark.testbed(hosts=2, slots=1, heartbeat_timeout=2.0)
+def test_a_worker_cut_off_at_the_deadline_is_stopped_when_it_comes_back(testbed: Testbed) -> None:
+    worker = testbed.pid("worker-h2")
+    log = Path(testbed.state.proc("worker-h2").log)  # type: ignore[union-attr]
+    with granny.connect(address=testbed.address, token=testbed.token) as client:
+        testbed.cut("h2")
+        try:
+            assert client.query("evict", "h2:0")["evicted"]  # the order to stop goes nowhere
+            wait_for(lambda: "lost the planner" in log.read_text(), timeout=30, what="h2's worker to give up its link")
+        finally:
+            testbed.restore("h2")
+        wait_for(lambda: not alive(worker), timeout=30, what="h2's worker to exit once it reached the planner again")
+        text = log.read_text()
+        assert "stopping: host h2 was evicted" in text and text.index("lost the planner") < text.index("stopping")
+        assert not row(client, "h2").alive and row(client, "h2").incarnation == 1

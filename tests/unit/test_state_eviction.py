@@ -136,3 +136,17 @@ def test_a_notice_names_a_known_host_and_a_grace_of_zero_or_more() -> None:
     s.evict("a", 1.0, 2.0)  # a second notice replaces the first
     assert s.evictions.next_deadline() == 3.0
     assert s.tick(3.0) and not s.hosts["a"].alive
+
+
+def test_the_worker_told_to_stop_is_told_again_if_it_registers_anyway() -> None:
+    s = PlannerState(TIMEOUT)
+    s.register_host("a", 1, 0.0, boot="first")
+    s.evict("a", 0.0, 0.0)
+    # Its connection was down at the deadline: it reconnects and registers, as the same process.
+    assert s.register_host("a", 1, 1.0, boot="first") == [StopWorker("a", "host a was evicted (spot notice given 0s "
+                                                                           "before)")]
+    assert not s.hosts["a"].alive and s.capacity() == 0
+    s.register_host("a", 1, 2.0, boot="second")  # a new worker process for the host
+    assert s.hosts["a"].alive and s.hosts["a"].incarnation == 2
+    assert s.register_host("a", 1, 3.0, boot="first") != [StopWorker("a", "host a was evicted (spot notice given "
+                                                                           "0s before)")]  # alive: not refused

@@ -16,13 +16,16 @@ Theory of operation
   prefetched calls that had not started go back to the queue. The host's granules are killed and
   fenced, the host is no longer alive, and its worker is told to stop (:class:`StopWorker`).
 - A host that is dead at its deadline keeps nothing to evict: the notice just ends.
+- The worker process that was told to stop is told again if it registers anyway (it missed the order,
+  its connection being down at the deadline: :func:`refused`); a new worker process for the host
+  brings the host back.
 No sockets, threads or clocks: time comes in as ``now``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -39,6 +42,7 @@ class Notice:
     host_id: str
     given: float  # when the notice came
     grace: float  # how long before the host is taken back
+    boot: str = ""  # the worker process that was told to stop (set when the host is taken back)
 
     @property
     def deadline(self) -> float:
@@ -96,9 +100,21 @@ def tick(st: PlannerState, now: float) -> list[Action]:
     actions: list[Action] = []
     for notice in st.evictions.due(now):
         st.evicting.discard(notice.host_id)
-        st.evictions.evicted[notice.host_id] = notice
+        host = st.hosts.get(notice.host_id)
+        st.evictions.evicted[notice.host_id] = replace(notice, boot=host.boot if host is not None else "")
         actions += _take_back(st, notice, now)
     return actions + st.schedule() if actions else actions
+
+
+def refused(st: PlannerState, host_id: str, boot: str) -> StopWorker | None:
+    """A worker registers for an evicted host: if it is the very process that was told to stop (it missed
+    the order: its connection was down at the deadline), it is told again instead of being registered.
+    Another process (a new worker for the host) brings the host back."""
+    notice = st.evictions.evicted.get(host_id)
+    host = st.hosts.get(host_id)
+    if notice is None or not notice.boot or boot != notice.boot or host is None or host.alive:
+        return None
+    return StopWorker(host_id, notice.reason())
 
 
 def freeze_candidates(st: PlannerState, host_id: str, now: float) -> list[Action]:

@@ -117,6 +117,8 @@ class PlannerState(Restarts):
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
         """A worker registered. ``boot`` names its process: a new one ends the host's incarnation."""
+        if self.evictions.evicted and (stop := eviction.refused(self, host_id, boot)) is not None:
+            return [stop]  # the worker of an evicted host, which missed the order to stop
         host = self.hosts.get(host_id)
         actions: list[Action] = []
         restarted = host is not None and bool(boot and host.boot and boot != host.boot)

@@ -50,7 +50,7 @@ def _take(st: State, step: Step, now: float) -> None:
     if step.action == "evict":
         body = {} if plan.grace is None else {"grace": plan.grace}
         row = _post(st, f"/v1/hosts/{step.host}/evict", body)
-        print(f"t={step.at:g}s evict {step.host}: evicting in {row['evicting_in']:g}s ({late})", flush=True)
+        print(f"t={step.at:g}s evict {step.host}: evicting in {row['evicting_in']:.1f}s ({late})", flush=True)
         return
     _post(st, f"/v1/hosts/{step.host}/restore", {})
     with state.locked(st.state_dir):
