@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     import signal
 
+    from .client import connect
     from .cluster import LocalCluster
 
     started = time.perf_counter()
@@ -232,9 +233,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     # Ctrl-C (or kill -INT) stops it even when it was started from a background job: a shell starts
     # those with SIGINT ignored, and Python then keeps ignoring it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    client = None  # to the cluster, once a worker was evicted
     try:
-        # A worker that exits with code 0 was evicted (`granny hosts evict`): the cluster runs on without it.
+        # A worker that exits with code 0 was evicted (`granny hosts evict`): the cluster runs on without it,
+        # and starts it again once its host is restored (`granny hosts restore`).
         while cluster.procs[0].poll() is None and all(p.poll() in (None, 0) for p in cluster.procs[1:]):
+            if cluster.evicted():
+                try:
+                    client = client or connect(cluster.address, cluster.token)
+                    for host_id in cluster.revive(client.query("hosts")):
+                        con.print(f"worker {host_id} started again: its host was restored")
+                except GrannyError as exc:  # the planner is busy, say: the next pass tries again
+                    con.print(f"[yellow]cannot check the evicted hosts:[/] {exc}")
             time.sleep(0.5)  # supervising the children; not synchronisation
         con.print("[red]a cluster process exited; stopping[/]")
         return 1
@@ -242,6 +252,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         con.print("stopping...")
         return 0
     finally:
+        if client is not None:
+            client.close()
         cluster.stop()
 
 

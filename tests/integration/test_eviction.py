@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 import granny
-from granny.cluster import LocalCluster
+from granny.cluster import LocalCluster, UpProcess
 from granny.planner.openapi import HostView
 
 from ..polling import wait_for
@@ -146,3 +146,32 @@ def test_http_evict_and_restore(cluster: LocalCluster) -> None:
         assert bad.returncode == 2 and "not a duration" in bad.stdout + bad.stderr
         assert granny_cli(cluster, "hosts", "restore").returncode == 2  # which host?
         api.post("/v1/hosts/local1/restore")
+
+
+def test_granny_up_runs_on_without_an_evicted_worker_and_starts_it_again_on_restore(tmp_path: Path) -> None:
+    up = UpProcess(tmp_path / "data", slots=1, workers=2)
+    try:
+        env = dict(os.environ, **up.env)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "granny", *args], env=env, capture_output=True, text=True,
+                                  timeout=60)
+
+        with granny.connect(up.address, up.token) as client:
+            wait_for(lambda: all(h.idle_granules == 1 for h in client.hosts()) and len(client.hosts()) == 2,
+                     timeout=60, what="two warm hosts")
+            done = cli("hosts", "evict", "local2", "--in", "0")
+            assert done.returncode == 0 and "host local2: evicted; its worker was told to stop" in done.stdout, done
+            wait_for(lambda: any("stopping: host local2 was evicted" in line for line in up.lines), timeout=30,
+                     what="the evicted worker's last words")
+            assert up.alive() and row(client, "local2").evicted
+            assert client.submit(where).result(timeout=60) == "local1"  # the cluster runs on
+            back = cli("hosts", "restore", "local2")
+            assert back.returncode == 0 and "capacity comes back when its worker registers again" in back.stdout
+            wait_for(lambda: (h := row(client, "local2")).alive and h.idle_granules == 1, timeout=60,
+                     what="local2's worker started again by granny up")
+            assert any("worker local2 started again" in line for line in up.lines), up.lines[-10:]
+            assert row(client, "local2").incarnation == 2
+            assert client.options(hosts="local2:1").submit(where).result(timeout=60) == "local2"
+    finally:
+        assert up.stop() == 0
