@@ -132,12 +132,14 @@ def _take_back(st: PlannerState, notice: Notice, now: float) -> list[Action]:
         return []
     why = notice.reason()
     actions = freeze_candidates(st, host.host_id, now)
+    # Gone before its work is handled: whatever that work leads to (a requeued call, a world restarted
+    # elsewhere) must not be placed here.
+    host.alive = False
     gids = list(host.granules)
     for granule in list(host.granules.values()):
         st.granules.pop(granule.granule_id, None)
         actions += st._lose_granule(granule, EVICTED, why)
     host.granules.clear()
-    host.alive = False
     # A worker that does not obey the stop (or never hears it) must not run its granules' failed work on.
     st.liveness.fence(host.host_id, host.incarnation, gids)
     kill = f"its host {host.host_id} was evicted"
