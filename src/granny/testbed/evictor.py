@@ -52,15 +52,21 @@ def _take(st: State, step: Step, now: float) -> None:
         row = _post(st, f"/v1/hosts/{step.host}/evict", body)
         print(f"t={step.at:g}s evict {step.host}: evicting in {row['evicting_in']:.1f}s ({late})", flush=True)
         return
-    _post(st, f"/v1/hosts/{step.host}/restore", {})
+    row = _post(st, f"/v1/hosts/{step.host}/restore", {})
+    if row["alive"]:  # it was not taken back (the planner was away at the deadline, say)
+        print(f"t={step.at:g}s restore {step.host}: notice lifted; the host was not taken back", flush=True)
+        return
+    name = f"worker-{step.host}"
     with state.locked(st.state_dir):
         current = state.load(st.state_dir)
         if current is None:
             return
-        name = f"worker-{step.host}"
         old = current.proc(name)
+        deadline = time.monotonic() + 10
+        while old is not None and alive(old.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # it was told to stop a moment ago
         if old is not None and alive(old.pid):
-            stop([old.pid])  # it did not obey the planner's stop (or never heard it)
+            stop([old.pid])  # it missed the order; the planner refuses it anyway (eviction.refused)
         log = Path(st.state_dir) / "logs" / f"{name}.log"
         new = spawn(name, lifecycle.worker_argv(current, step.host), log, current.state_dir,
                     ns=Layout(current.prefix, current.net).ns(step.host))
