@@ -20,6 +20,7 @@ from .errors import (
     GrannyError,
     GranuleCrashedError,
     HostDiedError,
+    HostEvictedError,
     NeverFitsError,
     RemoteError,
     ResultSerializationError,
@@ -79,7 +80,7 @@ def submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
 
 __all__ = [
     "CancelledError", "Client", "ClusterError", "ConfigError", "ConnectionLostError", "Executor", "GranuleCrashedError",
-    "GrannyError", "GrannyFuture", "HostDiedError", "HostInfo", "NeverFitsError", "RemoteError",
+    "GrannyError", "GrannyFuture", "HostDiedError", "HostEvictedError", "HostInfo", "NeverFitsError", "RemoteError",
     "ResultSerializationError", "TaskError", "__version__", "connect", "migration_point", "parallel", "parallel_for", "shared_array",
     "submit",
 ]

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import (
+    DEFAULT_EVICTION_GRACE,
     DEFAULT_HTTP_PORT,
     DEFAULT_RETAIN,
     DEFAULT_RPC_PORT,
     ENV_ADDRESS,
+    ENV_EVICTION_GRACE,
     ENV_HEARTBEAT_TIMEOUT,
     ENV_RETAIN,
     ENV_SECRET,
@@ -106,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--retain", default=None, metavar="DURATION",
                     help=f"keep finished requests, results and logs this long, then prune them (default: "
                          f"${ENV_RETAIN} or {format_duration(DEFAULT_RETAIN)}; e.g. 30m, 2h, 1d)")
+    pl.add_argument("--eviction-grace", default=None, metavar="DURATION",
+                    help=f"grace period of an eviction notice that names none (default: ${ENV_EVICTION_GRACE} or "
+                         f"{format_duration(DEFAULT_EVICTION_GRACE)})")
     pl.add_argument("--policy", default=None, choices=_PolicyNames(), metavar="NAME",
                     help="placement and migration policy: %(choices)s (default: the one the journal names, else bin-pack; "
                          "change it at run time with `granny policy set`); see docs/policies.md")
@@ -153,7 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("app", nargs="?")
     st.add_argument("--address", default=None)
     st.add_argument("--json", action="store_true")
-    hs = sub.add_parser("hosts", help="hosts, slots and heartbeats")
+    hs = sub.add_parser("hosts", help="hosts, slots and heartbeats; `granny hosts evict HOST [--in 60s]`, `... restore HOST`",
+                        description="`granny hosts` lists the hosts. `granny hosts evict HOST --in 60s` gives HOST an "
+                                    "eviction notice (a spot VM taken back): no new work goes there, and at the end "
+                                    "what still runs there fails and its worker stops. `granny hosts restore HOST` "
+                                    "lifts it. See docs/spot.md.")
+    hs.add_argument("action", nargs="?", choices=["list", "evict", "restore"], default="list")
+    hs.add_argument("host", nargs="?", help="with evict or restore: the host")
+    hs.add_argument("--in", dest="grace", default=None, metavar="DURATION",
+                    help="with evict: the grace period, e.g. 60s, 2m or 0 (default: the planner's --eviction-grace)")
     hs.add_argument("--address", default=None)
     hs.add_argument("--json", action="store_true")
     lg = sub.add_parser("logs", help="captured output of an app")
@@ -208,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     import signal
 
+    from .client import connect
     from .cluster import LocalCluster
 
     started = time.perf_counter()
@@ -226,8 +240,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     # Ctrl-C (or kill -INT) stops it even when it was started from a background job: a shell starts
     # those with SIGINT ignored, and Python then keeps ignoring it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    client = None  # to the cluster, once a worker was evicted
     try:
-        while all(p.poll() is None for p in cluster.procs):
+        # A worker that exits with code 0 was evicted (`granny hosts evict`): the cluster runs on without it,
+        # and starts it again once its host is restored (`granny hosts restore`).
+        while cluster.procs[0].poll() is None and all(p.poll() in (None, 0) for p in cluster.procs[1:]):
+            if cluster.evicted():
+                try:
+                    client = client or connect(cluster.address, cluster.token)
+                    for host_id in cluster.revive(client.query("hosts")):
+                        con.print(f"worker {host_id} started again: its host was restored")
+                except GrannyError as exc:  # the planner is busy, say: the next pass tries again
+                    con.print(f"[yellow]cannot check the evicted hosts:[/] {exc}")
             time.sleep(0.5)  # supervising the children; not synchronisation
         con.print("[red]a cluster process exited; stopping[/]")
         return 1
@@ -235,6 +259,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         con.print("stopping...")
         return 0
     finally:
+        if client is not None:
+            client.close()
         cluster.stop()
 
 
@@ -264,6 +290,8 @@ def planner_config(args: argparse.Namespace) -> Config:
         config = config.with_(retain=parse_duration(args.retain, "--retain"))
     if args.restart_grace is not None:
         config = config.with_(restart_grace=args.restart_grace)
+    if args.eviction_grace:
+        config = config.with_(eviction_grace=parse_duration(args.eviction_grace, "--eviction-grace"))
     return config
 
 
@@ -426,20 +454,44 @@ def _describe_migration(m: dict[str, Any]) -> str:
 def cmd_hosts(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    if (args.action == "list") == bool(args.host):
+        raise ConfigError("name a host after evict or restore, and only there: granny hosts evict HOST [--in 60s]")
     client = _client(args.address)
-    data = client.query("hosts")
-    client.close()
+    try:
+        if args.action != "list":
+            return _evict(client, args.action, args.host, args.grace)
+        data = client.query("hosts")
+    finally:
+        client.close()
     if args.json:
         import json
 
         print(json.dumps(data, indent=2))
         return 0
-    table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat", "incarnation")
+    table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat", "incarnation", "eviction")
     for h in data:
+        left = h.get("evicting_in")
+        eviction = "evicted" if h.get("evicted") else "" if left is None else f"[yellow]in {left:.0f}s[/]"
         table.add_row(h["host_id"], str(h["slots"]), str(h["used"]), str(h["idle_granules"]),
                       "yes" if h["alive"] else "[red]dead[/]", f"{h['last_heartbeat_age']:.1f}s ago",
-                      str(h.get("incarnation", "")))
+                      str(h.get("incarnation", "")), eviction)
     _console().print(table)
+    return 0
+
+
+def _evict(client: Any, action: str, host: str, grace: str | None) -> int:
+    if action == "restore" and grace is not None:
+        raise ConfigError("--in goes with evict, not restore")
+    row = client.query(action, f"{host}:{grace}" if grace is not None else host)
+    if action == "evict" and row["alive"]:
+        print(f"host {host}: evicting in {row['evicting_in']:.0f}s (no new work goes there; apps with migration "
+              "points move off it at their next one under the spot policy)")
+    elif action == "evict":
+        print(f"host {host}: evicted; its worker was told to stop")
+    elif row["alive"]:
+        print(f"host {host}: restored; it takes new work")
+    else:
+        print(f"host {host}: restored; its capacity comes back when its worker registers again")
     return 0
 
 

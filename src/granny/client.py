@@ -84,6 +84,8 @@ class HostInfo(NamedTuple):
     idle_granules: int = 0
     last_heartbeat_age: float = 0.0
     incarnation: int = 0  # 1 at first registration, one more each time the host came back from the dead
+    evicting_in: float | None = None  # seconds left of its eviction notice (None: it has none)
+    evicted: bool = False  # taken back at the end of a notice, and no worker registered for it since
 
 
 class Client:

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from .config import env_slots, private_dir
 from .errors import ClusterError
@@ -78,11 +79,14 @@ class LocalCluster:
         read_or_create_credential(self.data_dir / "secret")
         self.token = read_or_create_credential(self.data_dir / "token")
         self._spawn(planner, env)
+        self.workers: dict[str, tuple[int, list[str]]] = {}  # host id -> (its index in procs, its command)
+        self._env = env
         for i in range(workers):
             host_id = "local" if workers == 1 else f"local{i + 1}"
             argv = [*py, "worker", "--planner", self.address, "--slots", str(self.slots), "--host-id", host_id,
                     "--secret-file", str(self.data_dir / "secret")]
             argv += ["--granule-user", granule_user] if granule_user is not None else []
+            self.workers[host_id] = (len(self.procs), argv)
             self._spawn(argv, env)
         try:
             for proc in self.procs:
@@ -107,6 +111,24 @@ class LocalCluster:
                 threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
                 return
         raise ClusterError("a cluster process did not become ready in time")
+
+    def revive(self, hosts: list[dict[str, Any]]) -> list[str]:
+        """Start again the workers that exited after an eviction (code 0) whose host was restored since
+        (``granny hosts restore``: ``evicted`` is false again in the planner's ``hosts`` rows). Returns them."""
+        rows = {h["host_id"]: h for h in hosts}
+        revived = []
+        for host_id, (index, argv) in self.workers.items():
+            row = rows.get(host_id)
+            if self.procs[index].poll() == 0 and row is not None and not row.get("evicted") and not row["alive"]:
+                proc = subprocess.Popen(argv, env=self._env, stdout=subprocess.PIPE, pass_fds=(self._watch_r,))
+                self.procs[index] = proc
+                self._wait_ready(proc)
+                revived.append(host_id)
+        return revived
+
+    def evicted(self) -> bool:
+        """A worker exited with code 0: its host was evicted (see :meth:`revive`)."""
+        return any(self.procs[i].poll() == 0 for i, _ in self.workers.values())
 
     def acquire(self) -> LocalCluster:
         self._refs += 1

@@ -42,6 +42,8 @@ ENV_HEARTBEAT_TIMEOUT = "GRANNY_HEARTBEAT_TIMEOUT"
 ENV_TLS_CA = "GRANNY_TLS_CA"  # CA file: dial the planner over TLS and verify its certificate with it
 ENV_TLS_SERVER_NAME = "GRANNY_TLS_SERVER_NAME"  # name to verify in the certificate, if not the address's host
 ENV_RETAIN = "GRANNY_RETAIN"
+ENV_EVICTION_GRACE = "GRANNY_EVICTION_GRACE"  # the grace of an eviction notice that names none
+DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 2 min, GCP 30 s, Azure 30 s)
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
 # the shared-memory segments they create as this worker's, so its sweep removes only those.
 ENV_SHM_OWNER = "GRANNY_SHM_OWNER"
@@ -235,7 +237,7 @@ class Config:
 
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
-                 "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user")
+                 "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user", "eviction_grace")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -261,6 +263,8 @@ class Config:
     # and was delivered, then prunes it from memory and from the journal (planner/retention.py).
     retain: float
     granule_user: str  # worker: who granules run as ("auto", "same", a user name or uid)
+    # Planner: an eviction notice that names no grace period (`granny hosts evict HOST`) ends after this long.
+    eviction_grace: float
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
@@ -269,7 +273,7 @@ class Config:
                  recent_bytes: int = DEFAULT_RECENT_BYTES,
                  handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
                  tls_key: str = "", retain: float | None = None,
-                 granule_user: str | None = None) -> None:
+                 granule_user: str | None = None, eviction_grace: float | None = None) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -293,6 +297,8 @@ class Config:
             "retain": parse_duration(retain, "retain") if retain is not None else _env_duration(ENV_RETAIN, DEFAULT_RETAIN),
             "granule_user": granule_user if granule_user is not None
             else os.environ.get(ENV_GRANULE_USER, DEFAULT_GRANULE_USER),
+            "eviction_grace": parse_duration(eviction_grace, "eviction grace") if eviction_grace is not None
+            else _env_duration(ENV_EVICTION_GRACE, DEFAULT_EVICTION_GRACE),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

@@ -7,6 +7,7 @@
     ├── ClusterError           the cluster cannot do what was asked
     │   ├── NeverFitsError     a request larger than the whole cluster's capacity
     │   ├── HostDiedError      the host running a granule stopped sending heartbeats
+    │   │   └── HostEvictedError  the host was taken back at the end of its eviction notice
     │   ├── ConnectionLostError  the planner could not be reached again in time
     │   └── ConflictError      a name that is already taken (a registered function, say)
     │   └── PrunedError        finished work older than the planner's --retain (also a KeyError)
@@ -50,6 +51,10 @@ class NeverFitsError(ClusterError):
 
 class HostDiedError(ClusterError):
     pass
+
+
+class HostEvictedError(HostDiedError):
+    """The granule's host was evicted (a spot VM taken back) while it still ran there."""
 
 
 class ConnectionLostError(ClusterError):
@@ -137,6 +142,7 @@ class TestbedError(GrannyError):
 ERROR_KINDS: dict[str, type[GrannyError]] = {
     "never_fits": NeverFitsError,
     "host_died": HostDiedError,
+    "evicted": HostEvictedError,
     "crashed": GranuleCrashedError,
     "unpicklable_result": ResultSerializationError,
     "cancelled": CancelledError,

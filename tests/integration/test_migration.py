@@ -192,7 +192,7 @@ def test_an_app_migrates_again_when_its_host_is_evicted(client: granny.Client, t
         wait_for(lambda: len(news) == 1, timeout=60, what="the first migration")
         first = news[0].split(" -> ")[1].split()[0]  # the host the world consolidated on
         client.query("set-policy", "spot")
-        assert client.query("evict", first) == [first]
+        assert client.query("evict", first)["evicting_in"] > 0  # the planner's default grace (60 s)
         wait_for(lambda: len(news) == 2, timeout=60, what="the second migration, off the evicted host")
         assert f"moved {first} -> " in news[1] and news[1].startswith("ranks 0-3 "), news
     finally:

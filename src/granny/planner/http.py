@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import ConfigError, ConflictError, PrunedError
-from . import selection, views
+from . import evicting, selection, views
 from .compiler import SourceChecker
 from .http_input import decode, flag, integer, number, read_body, too_large
 from .openapi import (
@@ -29,6 +29,7 @@ from .openapi import (
     MAX_TIMEOUT,
     CallState,
     CallView,
+    EvictBody,
     FunctionSpec,
     InvokeBody,
     PolicyChoice,
@@ -122,6 +123,21 @@ def build_app(p: PlannerServer) -> Starlette:
     async def list_hosts(request: Request) -> Response:
         return _json(views.hosts(p))
 
+    async def evict_host(request: Request) -> Response:
+        host_id = request.path_params["host_id"]
+        body: EvictBody = decode(await read_body(request, max_body), EvictBody)
+        try:
+            return _json(evicting.evict(p, host_id, body.grace))
+        except KeyError:
+            raise HTTPException(404, f"no host {host_id!r}") from None
+
+    async def restore_host(request: Request) -> Response:
+        host_id = request.path_params["host_id"]
+        try:
+            return _json(evicting.restore(p, host_id))
+        except KeyError:
+            raise HTTPException(404, f"no host {host_id!r}") from None
+
     async def list_apps(request: Request) -> Response:
         return _json(views.apps(p))
 
@@ -169,6 +185,8 @@ def build_app(p: PlannerServer) -> Starlette:
         Route("/v1/functions/{name}/invoke", invoke, methods=["POST"]),
         Route("/v1/calls/{call_id}", get_call, methods=["GET"]),
         Route("/v1/hosts", list_hosts, methods=["GET"]),
+        Route("/v1/hosts/{host_id}/evict", evict_host, methods=["POST"]),
+        Route("/v1/hosts/{host_id}/restore", restore_host, methods=["POST"]),
         Route("/v1/apps", list_apps, methods=["GET"]),
         Route("/v1/apps/{app_id}", get_app, methods=["GET"]),
         Route("/v1/apps/{app_id}/logs", app_logs, methods=["GET"]),

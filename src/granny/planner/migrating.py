@@ -7,7 +7,6 @@ app's client, as a line on its ``granny`` stream: ``granny run`` prints it.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -20,8 +19,6 @@ from ..wire import (
     MigrateMove,
     MigrateOrder,
     MigrateOut,
-    Query,
-    Reply,
     Run,
 )
 from .records import DropState, Hint, MigrateAnswer, MigrationEvent, ResumeRank, StoreState
@@ -49,20 +46,6 @@ def on_moved(p: PlannerServer, conn: Conn, msg: Done) -> None:
     p.state.granule_disconnected(conn.name)  # it exits next: never hand it more work
     p.apply(p.state.moved_away(conn.name, msg.req_id, msg.index))
     p.acks.note(conn, msg.seq, close=True)
-
-
-EVICT_QUERY = "evict"  # arg "HOST" puts an eviction notice on HOST, "HOST:off" lifts it
-
-
-def answer_evict(p: PlannerServer, conn: Conn, msg: Query) -> None:
-    """Mark a host as about to be taken back (a spot notice): policies keep new work off it, and the spot
-    policy moves apps off it at their migration points. Answers the hosts under a notice."""
-    host_id, _, off = msg.arg.partition(":")
-    if host_id not in p.state.hosts or off not in ("", "off"):
-        conn.send(Reply(qid=msg.qid, data=b"null", error=f"no such host: {msg.arg!r} (evict HOST, or HOST:off)"))
-        return
-    p.apply(p.state.mark_evicting(host_id, not off))
-    conn.send(Reply(qid=msg.qid, data=json.dumps(sorted(p.state.evicting)).encode()))
 
 
 def apply(p: PlannerServer, action: MigrationAction) -> None:

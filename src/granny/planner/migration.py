@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
-from .policies import Freeze, MigrationDecision, Move
+from .policies import Freeze, MigrationDecision, Move, Stay
 from .policies.base import GranuleMove
 from .records import (
     Action,
@@ -44,7 +44,7 @@ from .records import (
     ResumeRank,
     StoreState,
 )
-from .views_policy import cluster_view, queue_of, world_view
+from .views_policy import cluster_view, migration_view, queue_of, world_view
 
 if TYPE_CHECKING:
     from .state import PlannerState
@@ -136,6 +136,17 @@ class MigrationPoints:
 
     def moved_away(self, granule_id: str, req_id: str, index: int) -> list[Action]:
         return moved_away(self._st(), granule_id, req_id, index) + self._st().schedule()
+
+    def migration_decision(self, app_id: str, now: float = 0.0) -> MigrationDecision:
+        """What the policy would do with ``app_id`` now (read-only: nothing acts on it yet)."""
+        st = self._st()
+        app = st.apps.get(app_id)
+        if app is None:
+            return Stay(f"app {app_id} is not known")
+        if not app.migrate:
+            return Stay(f"app {app_id} was submitted with migrate=False")
+        view = migration_view(st.hosts.values(), st.requests, st.apps, st.evicting, st.queue, app_id, now)
+        return st.policy.migrate(view, app_id)
 
     def world_decision(self, req_id: str, now: float = 0.0, cold: bool = False) -> MigrationDecision:
         """The policy's migration rule for one MPI world (its moves' indexes are ranks); ``cold``: as if

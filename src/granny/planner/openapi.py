@@ -21,6 +21,7 @@ MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$"
 FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 MAX_TIMEOUT = 3600.0
 MAX_LOG_ID = 2**63 - 1
+MAX_EVICTION_GRACE = 7 * 86400.0  # seconds; no cloud gives a week's notice
 
 CallState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -73,6 +74,16 @@ class HostView(msgspec.Struct):
     idle_granules: int
     alive: bool
     last_heartbeat_age: float
+    incarnation: int = 0
+    evicting_in: float | None = None  # seconds left of its eviction notice (null: none)
+    evicted: bool = False  # taken back at the end of a notice, and no worker registered for it since
+
+
+class EvictBody(msgspec.Struct, forbid_unknown_fields=True):
+    """An eviction notice: the host is taken back after ``grace`` seconds (0: at once; default: the planner's
+    --eviction-grace)."""
+
+    grace: Annotated[float, msgspec.Meta(ge=0, le=MAX_EVICTION_GRACE)] | None = None
 
 
 class AppSummary(msgspec.Struct):
@@ -136,13 +147,14 @@ class ErrorBody(msgspec.Struct):
 
 
 _SCHEMAS: list[Any] = [FunctionSpec, InvokeBody, FunctionCreated, CallView, list[HostView], list[AppSummary], AppView,
-                       list[LogLine], list[QueueEntry], AppCancelled, ErrorBody, list[str], PolicyChoice, PolicyView]
+                       list[LogLine], list[QueueEntry], AppCancelled, ErrorBody, list[str], PolicyChoice, PolicyView,
+                       HostView, EvictBody]
 
 WHY = {
     "400": "malformed JSON (syntax, invalid UTF-8, nested too deep), a bad query value, source that does not "
            "compile, or an unknown policy name",
     "401": "missing or wrong bearer token",
-    "404": "no such function, call or app (or a path parameter that holds a '/')",
+    "404": "no such function, call, app or host (or a path parameter that holds a '/')",
     "409": "a function of that name exists (pass ?replace=true)",
     "413": "request body or function source larger than the planner's limit",
     "422": "the JSON does not match the request schema",
@@ -163,7 +175,8 @@ def _flag(name: str, what: str) -> dict[str, Any]:
 
 
 def openapi_spec() -> dict[str, Any]:
-    (fn, inv, created, call, hosts, apps, app, logs, queue, cancelled, err, names, choice, policy), components = \
+    (fn, inv, created, call, hosts, apps, app, logs, queue, cancelled, err, names, choice, policy, host,
+     evict), components = \
         msgspec.json.schema_components(_SCHEMAS, ref_template="#/components/schemas/{name}")
     components["FunctionSpec"]["oneOf"] = [{"required": ["source"]}, {"required": ["module"]}]
     # Any other string is a 400 (an unknown policy), not a 422: it is a name, not a malformed body.
@@ -182,6 +195,7 @@ def openapi_spec() -> dict[str, Any]:
         return out
 
     app_id = _path("app_id", "an app id, e.g. fn-NAME for a registered function's calls")
+    host_id = _path("host_id", "a host id, as GET /v1/hosts lists them")
     return {
         "openapi": "3.1.0",
         "info": {"title": "granny planner API", "version": "1",
@@ -204,7 +218,14 @@ def openapi_spec() -> dict[str, Any]:
                 also={"202": {"description": "accepted; not finished (yet)", **_json(call)}})},
             "/v1/calls/{call_id}": {"get": op("Status and result of a call", call, "404",
                                               params=[_path("call_id", "as returned by invoke")])},
-            "/v1/hosts": {"get": op("Hosts, slots and heartbeats", hosts)},
+            "/v1/hosts": {"get": op("Hosts, slots, heartbeats and eviction notices", hosts)},
+            "/v1/hosts/{host_id}/evict": {"post": op(
+                "Give a host an eviction notice (a spot VM taken back after a grace period): no new work goes "
+                "there, and at its end what still runs there fails and the host's worker stops", host,
+                "400", "404", "413", "422", body=evict, params=[host_id])},
+            "/v1/hosts/{host_id}/restore": {"post": op(
+                "Lift a host's eviction notice (after its end: the host comes back when its worker registers again)",
+                host, "404", params=[host_id])},
             "/v1/apps": {"get": op("Apps and their task counts", apps)},
             "/v1/apps/{app_id}": {"get": op("One app and its granules", app, "404", params=[app_id])},
             "/v1/apps/{app_id}/logs": {"get": op(

@@ -87,6 +87,14 @@ class ForgetHost:
 
 
 @dataclass(frozen=True)
+class StopWorker:
+    """The host was evicted (see eviction.py): tell its worker to stop, its granules with it, and not to register again."""
+
+    host_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RankAddress:
     """Where one rank of an MPI world listens (what its MpiJoin said)."""
 
@@ -214,9 +222,9 @@ class MigrationEvent:
 
 
 
-Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost | WorldReady | JoinRefused
-          | HoldFrames | ReplayFrames | GraceEnded | Pruned | MigrateAnswer | ResumeRank | Hint | MigrationEvent
-          | StoreState | DropState)
+Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | ForgetHost | StopWorker | WorldReady
+          | JoinRefused | HoldFrames | ReplayFrames | GraceEnded | Pruned | MigrateAnswer | ResumeRank | Hint
+          | MigrationEvent | StoreState | DropState)
 
 
 # --- records ----------------------------------------------------------------------------------

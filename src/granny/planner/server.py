@@ -56,7 +56,7 @@ from ..wire import (
     split_segments,
 )
 from ..wire import Skip as SkipMsg
-from . import admission, migrating, selection, views
+from . import admission, evicting, migrating, selection, views
 from .acks import Acks
 from .conn import Conn
 from .gate import HandshakeGate
@@ -86,6 +86,7 @@ from .state import (
     ReplayFrames,
     Skip,
     SpawnGranules,
+    StopWorker,
     WorldReady,
 )
 from .state import Revoke as RevokeAction
@@ -270,8 +271,8 @@ class PlannerServer:
     def _query(self, conn: Conn, msg: Query) -> None:
         if msg.what == selection.SET_QUERY:
             return selection.answer_set(self, conn, msg)
-        if msg.what == migrating.EVICT_QUERY:
-            return migrating.answer_evict(self, conn, msg)
+        if msg.what in evicting.QUERIES:
+            return evicting.answer(self, conn, msg)
         try:
             data = json.dumps(views.query(self, msg.what, msg.arg)).encode()
             conn.send(Reply(qid=msg.qid, data=data))
@@ -457,6 +458,8 @@ class PlannerServer:
                 if worker is not None:  # it re-registers by itself, as the host's next incarnation
                     worker.send(Rejoin(reason=action.reason))
                     worker.close()
+            elif isinstance(action, StopWorker):
+                evicting.stop_worker(self, action)
             elif isinstance(action, AppChanged):
                 app = self.state.apps[action.app_id]
                 self.journal.app(app.app_id, app.kind, app.name, action.state.value)

@@ -24,7 +24,7 @@ Theory of operation
   stamps it with the time and later calls :meth:`PlannerState.forget`), so memory stays bounded.
 - It also owns what waits on time or on other peers: the restart grace (grace.py, restart.py), the MPI rendezvous
   (rendezvous.py), granules whose host has not registered yet (the driver holds their frames until a
-  ReplayFrames) and retention passes (retention.py). :meth:`PlannerState.next_deadline` says when
+  ReplayFrames), retention passes (retention.py) and eviction notices (eviction.py). :meth:`PlannerState.next_deadline` says when
   :meth:`PlannerState.tick` is due next, so that a virtual clock can drive the state.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from . import migration
+from . import eviction, migration
 from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
@@ -51,7 +51,7 @@ from .lifecycle import (
 )
 from .liveness import Liveness
 from .migration import MigrationPoints, Migrations
-from .policies import MigrationDecision, NeverFits, Placement, Policy, Stay, binpack
+from .policies import NeverFits, Placement, Policy, binpack
 from .policies.base import Decision
 from .records import (
     Action,
@@ -73,17 +73,18 @@ from .records import (
     Revoke,
     Skip,
     SpawnGranules,
+    StopWorker,
     Task,
     WorldReady,
 )
 from .rendezvous import Rendezvous
 from .restart import Restarts
 from .retention import Retention
-from .views_policy import cluster_view, migration_view, pins_down, request_for
+from .views_policy import cluster_view, pins_down, request_for
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
            "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
-           "SpawnGranules", "Task", "WorldReady"]
+           "SpawnGranules", "StopWorker", "Task", "WorldReady"]
 
 
 class PlannerState(Restarts, MigrationPoints):
@@ -110,11 +111,14 @@ class PlannerState(Restarts, MigrationPoints):
         # Granules whose host is not registered (yet): granule id -> (host id, task it claims to run)
         self.unregistered: dict[str, tuple[str, tuple[str, int] | None]] = {}
         self.evicting: set[str] = set()  # hosts under an eviction notice (policies keep new work off them)
+        self.evictions = eviction.Evictions()  # their deadlines (see eviction.py)
         self.migrations = Migrations()  # worlds with migration points, moves in flight (see migration.py)
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
         """A worker registered. ``boot`` names its process: a new one ends the host's incarnation."""
+        if self.evictions.evicted and (stop := eviction.refused(self, host_id, boot)) is not None:
+            return [stop]  # the worker of an evicted host, which missed the order to stop
         host = self.hosts.get(host_id)
         actions: list[Action] = []
         restarted = host is not None and bool(boot and host.boot and boot != host.boot)
@@ -254,6 +258,7 @@ class PlannerState(Restarts, MigrationPoints):
         actions: list[Action] = self._end_grace() if self.grace.due(now) else []
         if pruned := self.retention.tick(self, now):
             actions.append(pruned)
+        actions += eviction.tick(self, now) if self.evictions.notices else []
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:
@@ -270,7 +275,7 @@ class PlannerState(Restarts, MigrationPoints):
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must run next (None: no need until another event), so that a virtual clock
         can drive this state: a host's heartbeat expiry, the end of the restart grace, or the regular
-        tick that tells a stall of the planner from dead hosts (while any host is alive), or a retention pass.
+        tick that tells a stall of the planner from dead hosts (while any host is alive), a retention pass or an eviction.
         Tick once when the clock starts: the regular deadlines count from the first tick."""
         times = [h.last_seen + self.heartbeat_timeout for h in self.hosts.values() if h.alive]
         if times and (cadence := self.liveness.next_tick()) is not None:
@@ -279,6 +284,8 @@ class PlannerState(Restarts, MigrationPoints):
             times.append(self.grace.until)
         if (prune := self.retention.next_pass(self)) is not None:
             times.append(prune)
+        if (evict := self.evictions.next_deadline()) is not None:
+            times.append(evict)
         return min(times, default=None)
 
     def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
@@ -555,7 +562,7 @@ class PlannerState(Restarts, MigrationPoints):
     def _prefetch(self, req: Request, actions: list[Action]) -> bool:
         """Queue ``req`` behind a running short call (only when the cluster is full: see _full)."""
         for host in self.hosts.values():
-            if not host.alive:
+            if not host.alive or host.host_id in self.evicting:  # (a notice: no new work, not even queued)
                 continue
             for granule in host.granules.values():
                 if (granule.connected and granule.state is GranuleState.BUSY and len(granule.tasks) == 1
@@ -578,15 +585,11 @@ class PlannerState(Restarts, MigrationPoints):
             self.evicting.discard(host_id)
         return self.schedule()  # also hints worlds that would now move (see migration.hints)
 
-    def migration_decision(self, app_id: str, now: float = 0.0) -> MigrationDecision:
-        """What the policy would do with ``app_id`` now (read-only: nothing acts on it yet)."""
-        app = self.apps.get(app_id)
-        if app is None:
-            return Stay(f"app {app_id} is not known")
-        if not app.migrate:
-            return Stay(f"app {app_id} was submitted with migrate=False")
-        view = migration_view(self.hosts.values(), self.requests, self.apps, self.evicting, self.queue, app_id, now)
-        return self.policy.migrate(view, app_id)
+    def evict(self, host_id: str, now: float, grace: float) -> list[Action]:  # a notice: see eviction.py
+        return eviction.evict(self, host_id, now, grace)
+
+    def restore_host(self, host_id: str) -> list[Action]:
+        return eviction.restore(self, host_id)
 
     # --- views ------------------------------------------------------------------------------
     def capacity(self) -> int:

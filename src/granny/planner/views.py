@@ -15,13 +15,19 @@ if TYPE_CHECKING:
 
 
 def hosts(p: PlannerServer) -> list[dict[str, Any]]:
+    return [host(p, h) for h in p.state.hosts]
+
+
+def host(p: PlannerServer, host_id: str) -> dict[str, Any]:
+    """One host's row; ``evicting_in``: seconds left of its eviction notice (None: none); ``evicted``: it
+    was taken back at the end of one (and no worker registered for it since)."""
+    h = p.state.hosts[host_id]
     now = p.loop.time()
-    return [
-        {"host_id": h.host_id, "slots": h.slots, "used": h.busy(), "idle_granules": len(h.idle()),
-         "alive": h.alive, "last_heartbeat_age": round(now - h.last_seen, 3),
-         "incarnation": h.incarnation}
-        for h in p.state.hosts.values()
-    ]
+    left = p.state.evictions.evicting_in(host_id, now)
+    return {"host_id": h.host_id, "slots": h.slots, "used": h.busy(), "idle_granules": len(h.idle()),
+            "alive": h.alive, "last_heartbeat_age": round(now - h.last_seen, 3), "incarnation": h.incarnation,
+            "evicting_in": None if left is None else round(left, 3),
+            "evicted": not h.alive and host_id in p.state.evictions.evicted}
 
 
 def _counts(p: PlannerServer, app_id: str) -> dict[str, int]:

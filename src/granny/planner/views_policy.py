@@ -2,7 +2,8 @@
 
 Theory of operation
 - A host's ``free`` is what can take a granule now: ``min(slots - busy, idle granules)``, so a
-  slot whose granule is still starting or being replaced is not offered. ``placements`` counts,
+  slot whose granule is still starting or being replaced is not offered. A host under an eviction
+  notice offers none, whatever the policy (see eviction.py). ``placements`` counts,
   per app, the granules running one of its tasks there (prefetched tasks have not started and do
   not count); ``tenants`` are the tenants of those tasks' requests.
 - One pass over the live hosts' granules builds it: O(hosts + granules), and :meth:`schedule`
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from .lifecycle import GranuleState, TaskState
 from .policies import ClusterView, HostView, PlacementRequest, RunningApp, Wait
@@ -62,6 +64,8 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
                 idle += 1
         free = max(0, host.slots - busy if cold else min(host.slots - busy, idle))
         views.append(HostView(host.host_id, host.slots, free, 0, here, host.host_id in evicting, frozenset(tenants)))
+    if evicting:  # a host under an eviction notice offers no slot, whatever the policy (see eviction.py)
+        views = [replace(v, free=0) if v.evicting else v for v in views]
     apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",
                                apps[a].migrate if a in apps else True) for a, hs in (running or {}).items()}
     return ClusterView(tuple(views), apps_view, queue, now)

@@ -89,13 +89,8 @@ def _up_locked(st: State, layout: Layout, logs: Path, port: int, heartbeat_timeo
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise TestbedError(f"the planner is READY but {data}/planner.json or token is unusable: {exc}") from None
         st.address = f"{layout.ip('planner', topo.hosts)}:{planner_port}"
-        workers = []
-        for h in topo.hosts:
-            argv = [sys.executable, "-m", "granny", "worker", "--planner", st.address, "--slots",
-                    str(topo.slots), "--host-id", h, "--secret-file", str(data / "secret"),
-                    # an emulated cluster of one machine: its granules keep the testbed's user
-                    "--granule-user", os.environ.get("GRANNY_GRANULE_USER", "same")]
-            workers.append(spawn(f"worker-{h}", argv, logs / f"worker-{h}.log", mark, ns=layout.ns(h)))
+        workers = [spawn(f"worker-{h}", worker_argv(st, h), logs / f"worker-{h}.log", mark, ns=layout.ns(h))
+                   for h in topo.hosts]
         st.procs += workers
         state.save(st)
         wait_ready(workers, ready_timeout)
@@ -105,7 +100,18 @@ def _up_locked(st: State, layout: Layout, logs: Path, port: int, heartbeat_timeo
     if topo.schedule:
         argv = [sys.executable, "-m", "granny.testbed.scheduler", "--state-dir", st.state_dir]
         st.procs.append(spawn("scheduler", argv, logs / "scheduler.log", mark))
+    if topo.evictions is not None and planner is not None:
+        argv = [sys.executable, "-m", "granny.testbed.evictor", "--state-dir", st.state_dir]
+        st.procs.append(spawn("evictor", argv, logs / "evictor.log", mark))
     state.save(st)
+
+
+def worker_argv(st: State, host: str) -> list[str]:
+    """The command of ``host``'s worker (run in its namespace); the evictor restarts it with this too."""
+    return [sys.executable, "-m", "granny", "worker", "--planner", st.address, "--slots", str(st.topology.slots),
+            "--host-id", host, "--secret-file", str(Path(st.data_dir) / "secret"),
+            # an emulated cluster of one machine: its granules keep the testbed's user
+            "--granule-user", os.environ.get("GRANNY_GRANULE_USER", "same")]
 
 
 def _wait_warm(http: str, token: str, hosts: list[str], slots: int, timeout: float) -> None:

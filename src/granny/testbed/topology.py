@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..errors import TestbedError
+from .evictions import EvictionPlan
 from .units import fmt_duration, fmt_loss, fmt_rate, parse_duration, parse_loss, parse_rate
 
 PLANNER = "planner"
@@ -113,6 +114,7 @@ class Topology:
     access: dict[str, LinkSpec] = field(default_factory=dict)
     links: dict[tuple[str, str], LinkSpec] = field(default_factory=dict)
     schedule: list[Event] = field(default_factory=list)
+    evictions: EvictionPlan | None = None  # scheduled evictions (see evictions.py and evictor.py)
 
     @property
     def endpoints(self) -> list[str]:
@@ -167,6 +169,7 @@ class Topology:
             "access": {k: v.to_dict() for k, v in self.access.items()},
             "links": [{"between": list(k), **v.to_dict()} for k, v in self.links.items()],
             "schedule": [{"at": e.at, "target": list(e.target), **e.spec.to_dict()} for e in self.schedule],
+            "evictions": self.evictions.to_dict() if self.evictions is not None else None,
         }
 
     @classmethod
@@ -182,6 +185,7 @@ class Topology:
                 Event(at=e.pop("at"), target=tuple(e.pop("target")), spec=LinkSpec(**e))
                 for e in (dict(x) for x in raw["schedule"])
             ],
+            evictions=EvictionPlan.from_dict(raw["evictions"]) if raw.get("evictions") else None,
         )
 
 
@@ -217,7 +221,7 @@ def load_topology(path: str | Path) -> Topology:
         raise TestbedError(f"cannot read topology {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise TestbedError(f"{path}: expected a mapping at the top level")
-    unknown = set(raw) - {"hosts", "slots", "defaults", "access", "links", "schedule"}
+    unknown = set(raw) - {"hosts", "slots", "defaults", "access", "links", "schedule", "evictions"}
     if unknown:
         raise TestbedError(f"{path}: unknown section(s) {sorted(unknown)}")
     hosts_raw = raw.get("hosts", 2)
@@ -238,6 +242,8 @@ def load_topology(path: str | Path) -> Topology:
     for i, entry in enumerate(raw.get("schedule") or []):
         topo.schedule.append(_parse_event(topo, dict(entry), f"{path} schedule[{i}]"))
     topo.schedule.sort(key=lambda e: e.at)
+    if raw.get("evictions") is not None:
+        topo.evictions = EvictionPlan.parse(raw["evictions"], f"{path} evictions")
     return topo
 
 

@@ -343,6 +343,13 @@ class Rejoin(_Msg, tag="rejoin"):
     reason: str
 
 
+class StopWorker(_Msg, tag="stop_worker"):
+    """To a worker: its host was evicted (a spot VM taken back). It kills its granules and exits (code 0),
+    without registering again; the planner closes the connection after this."""
+
+    reason: str
+
+
 class GranuleExit(_Msg, tag="granule_exit"):
     granule_id: str
     cause: str  # human readable: "exit code 3", "killed by SIGSEGV", "out of memory"
@@ -351,7 +358,7 @@ class GranuleExit(_Msg, tag="granule_exit"):
 
 Message = (
     Challenge | Hello | Welcome | Reject | Ack | Submit | Cancel | Stdin | Waiting | Query | Reply | Result | Revoke | Log | Run | Skip | Done | Heartbeat
-    | Spawn | KillGranule | Registered | Rejoin | GranuleExit | MpiJoin | MpiWorld
+    | Spawn | KillGranule | Registered | Rejoin | StopWorker | GranuleExit | MpiJoin | MpiWorld
     | MigrateAsk | MigrateOrder | MigrateHint | MigrateOut
 )
 
@@ -375,6 +382,6 @@ def decode_header(data: bytes | memoryview) -> Message:
 
 __all__ = [
     "Ack", "Cancel", "Challenge", "Done", "GranuleExit", "Heartbeat", "Hello", "Kind", "KillGranule", "Log",
-    "Message", "MigrateAsk", "MigrateHint", "MigrateMove", "MigrateOrder", "MigrateOut", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Registered", "Reject", "Rejoin", "Reply", "Result", "Revoke", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "Submit", "Waiting", "Welcome",
+    "Message", "MigrateAsk", "MigrateHint", "MigrateMove", "MigrateOrder", "MigrateOut", "MpiJoin", "MpiRank", "MpiWorld", "Query", "Registered", "Reject", "Rejoin", "Reply", "Result", "Revoke", "Role", "Run", "Skip", "Spawn", "Status", "Stdin", "StopWorker", "Submit", "Waiting", "Welcome",
     "decode_header", "encode_header",
 ]

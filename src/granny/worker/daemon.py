@@ -9,6 +9,8 @@ are sent once it is. When the planner declared this host dead (a pause longer th
 timeout), it says so (Rejoin) and closes the connection: the worker registers again, as the host's
 next incarnation, and kills the granules the planner fenced (their work was already failed). The
 heartbeat period comes from the planner (Registered), so the timeout is set once, per cluster.
+When the planner evicts the host (the end of an eviction notice: StopWorker), the worker kills its
+granules and exits with code 0, without registering again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import IO
 from ..config import ENV_SECRET, ENV_SHM_OWNER, ENV_TOKEN, Config, parse_address, worker_shm_tag
 from ..errors import AuthError, ConnectionLostError, GrannyError
 from ..transport import BlockingConn, dial, granule_credential
-from ..wire import GranuleExit, Heartbeat, KillGranule, Registered, Rejoin, Role, Spawn
+from ..wire import GranuleExit, Heartbeat, KillGranule, Registered, Rejoin, Role, Spawn, StopWorker
 from .granule import ENV_HOST_ID, ENV_PLANNER
 from .granule_user import resolve
 from .procutil import describe_status
@@ -193,6 +195,18 @@ class Worker:
                 self.connected.clear()
                 self.conn.close()
                 self._connect(first=False)
+            elif isinstance(msg, StopWorker):
+                return self._evicted(msg.reason)
+        return 0
+
+    def _evicted(self, reason: str) -> int:
+        """The planner took this host back (an eviction notice ran out): stop, granules and all, and stay down."""
+        print(f"worker {self.host_id}: stopping: {reason}", file=sys.stderr, flush=True)
+        self.stop()
+        self.zygote.wait()
+        from .reaper import sweep
+
+        sweep()  # the granules died with the zygote, killed: remove the shared memory they left
         return 0
 
     def _registered(self, msg: Registered) -> None:

@@ -1,0 +1,79 @@
+"""The planner server's side of eviction notices: the RPC queries, the HTTP API's calls, and StopWorker.
+
+The rules are the pure state's (:mod:`granny.planner.eviction`); this module turns requests into its
+events and carries out its StopWorker: the worker is told why, and its connection is closed. A notice
+without a grace period gets ``Config.eviction_grace`` (``granny planner --eviction-grace``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..durations import parse_duration
+from ..errors import ConfigError, GrannyError
+from ..wire import Query, Reply
+from ..wire import StopWorker as StopWorkerMsg
+from . import views
+from .records import StopWorker
+
+if TYPE_CHECKING:
+    from .conn import Conn
+    from .server import PlannerServer
+
+log = logging.getLogger("granny.planner")
+
+# "evict": arg "HOST" (the default grace), "HOST:GRACE" (e.g. h2:30s, h2:0) or "HOST:off" (= "restore" HOST).
+QUERIES = ("evict", "restore")
+
+
+def evict(p: PlannerServer, host_id: str, grace: float | None = None) -> dict[str, Any]:
+    """Give ``host_id`` an eviction notice; its row (see views.host). KeyError: no such host."""
+    grace = p.config.eviction_grace if grace is None else grace
+    actions = p.state.evict(host_id, p.loop.time(), grace)
+    log.warning("host %s: eviction notice, taken back in %gs", host_id, grace)
+    p.apply(actions)
+    return views.host(p, host_id)
+
+
+def restore(p: PlannerServer, host_id: str) -> dict[str, Any]:
+    """Lift ``host_id``'s notice (or forget its eviction); its row. KeyError: no such host."""
+    actions = p.state.restore_host(host_id)
+    log.info("host %s: eviction notice lifted", host_id)
+    p.apply(actions)
+    return views.host(p, host_id)
+
+
+def answer(p: PlannerServer, conn: Conn, msg: Query) -> None:
+    host_id, _, grace = msg.arg.partition(":")
+    try:
+        if msg.what == "restore" or grace == "off":
+            row = restore(p, host_id)
+        else:
+            row = evict(p, host_id, _grace(grace) if grace else None)
+    except KeyError:
+        conn.send(Reply(qid=msg.qid, data=b"null", error=f"no such host: {host_id!r}"))
+        return
+    except GrannyError as exc:
+        conn.send(Reply(qid=msg.qid, data=b"null", error=str(exc)))
+        return
+    conn.send(Reply(qid=msg.qid, data=json.dumps(row).encode()))
+
+
+def _grace(raw: str) -> float:
+    """``60``, ``60s``, ``2m`` or ``0`` (at once)."""
+    if raw.strip() in ("0", "0s", "0.0"):
+        return 0.0
+    try:
+        return parse_duration(raw, "the grace period")
+    except ConfigError:
+        raise ConfigError(f"the grace period {raw!r} is not a duration (try 60s, 2m or 0)") from None
+
+
+def stop_worker(p: PlannerServer, action: StopWorker) -> None:
+    log.warning("%s: stopping its worker", action.reason)
+    worker = p.workers.pop(action.host_id, None)
+    if worker is not None:  # the Kills of its granules went first, on the same connection
+        worker.send(StopWorkerMsg(reason=action.reason))
+        worker.close()

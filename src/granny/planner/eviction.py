@@ -1,0 +1,146 @@
+"""Eviction notices: a host that is about to be taken back (a spot VM), with a deadline. Pure.
+
+Theory of operation
+- :func:`evict` gives a host a notice that ends ``grace`` seconds from ``now``, as a cloud's spot notice
+  does. From then on the host takes no new granules: the policies' view shows it as evicting, with no
+  free slot (views_policy.py), whatever the policy. Worlds with migration points are checked at once
+  and hinted when their policy moves them off (the spot policy does; see migration.py), so their next
+  migration point moves them.
+- :func:`restore` lifts a notice before its deadline: the host takes work again. After the deadline it
+  only forgets the eviction; the host's capacity comes back when a worker registers for it again (a
+  new incarnation, as after a death: :meth:`PlannerState.register_host`).
+- At the deadline (a tick: :meth:`Evictions.next_deadline` is one of the state's deadlines, so a
+  virtual clock drives it), :func:`freeze_candidates` may take over what can be frozen (nothing yet).
+  Everything still running on the host then fails with an error naming the eviction
+  (``host h2 was evicted (spot notice given 60s before)``; kind ``evicted``, a HostDiedError);
+  prefetched calls that had not started go back to the queue. The host's granules are killed and
+  fenced, the host is no longer alive, and its worker is told to stop (:class:`StopWorker`).
+- A host that is dead at its deadline keeps nothing to evict: the notice just ends.
+- The worker process that was told to stop is told again if it registers anyway (it missed the order,
+  its connection being down at the deadline: :func:`refused`); a new worker process for the host
+  brings the host back.
+No sockets, threads or clocks: time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from .records import Action, Kill, StopWorker
+
+if TYPE_CHECKING:
+    from .state import PlannerState
+
+EVICTED = "evicted"  # the error kind of a task that still ran on an evicted host (errors.HostEvictedError)
+
+
+@dataclass(frozen=True)
+class Notice:
+    host_id: str
+    given: float  # when the notice came
+    grace: float  # how long before the host is taken back
+    boot: str = ""  # the worker process that was told to stop (set when the host is taken back)
+
+    @property
+    def deadline(self) -> float:
+        return self.given + self.grace
+
+    def reason(self) -> str:
+        return f"host {self.host_id} was evicted (spot notice given {self.grace:g}s before)"
+
+
+class Evictions:
+    def __init__(self) -> None:
+        self.notices: dict[str, Notice] = {}  # host -> its pending notice
+        self.evicted: dict[str, Notice] = {}  # host -> the notice that ran out (until restored)
+
+    def next_deadline(self) -> float | None:
+        return min((n.deadline for n in self.notices.values()), default=None)
+
+    def due(self, now: float) -> list[Notice]:
+        """The notices that ran out by ``now``, oldest deadline first (they leave ``notices``)."""
+        out = sorted((n for n in self.notices.values() if n.deadline <= now), key=lambda n: (n.deadline, n.host_id))
+        for n in out:
+            del self.notices[n.host_id]
+        return out
+
+    def evicting_in(self, host_id: str, now: float) -> float | None:
+        """Seconds until ``host_id`` is taken back (None: no notice)."""
+        n = self.notices.get(host_id)
+        return None if n is None else max(0.0, n.deadline - now)
+
+
+def evict(st: PlannerState, host_id: str, now: float, grace: float) -> list[Action]:
+    """Give ``host_id`` a notice ending at ``now + grace`` (0: at once). A second notice replaces the first.
+    KeyError for a host never registered; ConfigError for a grace that is negative or not finite."""
+    if host_id not in st.hosts:
+        raise KeyError(host_id)
+    if not math.isfinite(grace) or grace < 0:
+        raise ConfigError(f"an eviction's grace period must be 0 or more seconds, got {grace!r}")
+    st.evictions.evicted.pop(host_id, None)
+    st.evictions.notices[host_id] = Notice(host_id, now, grace)
+    actions = st.mark_evicting(host_id)  # keeps new work off it, and hints worlds that would move
+    return actions + tick(st, now) if grace == 0 else actions
+
+
+def restore(st: PlannerState, host_id: str) -> list[Action]:
+    """Lift ``host_id``'s notice (or forget its eviction); KeyError for a host never registered."""
+    if host_id not in st.hosts:
+        raise KeyError(host_id)
+    st.evictions.notices.pop(host_id, None)
+    st.evictions.evicted.pop(host_id, None)
+    return st.mark_evicting(host_id, False)  # its free slots may take waiting work at once
+
+
+def tick(st: PlannerState, now: float) -> list[Action]:
+    """Carry out the notices whose deadline passed (see the module docstring)."""
+    actions: list[Action] = []
+    for notice in st.evictions.due(now):
+        st.evicting.discard(notice.host_id)
+        host = st.hosts.get(notice.host_id)
+        st.evictions.evicted[notice.host_id] = replace(notice, boot=host.boot if host is not None else "")
+        actions += _take_back(st, notice, now)
+    return actions + st.schedule() if actions else actions
+
+
+def refused(st: PlannerState, host_id: str, boot: str) -> StopWorker | None:
+    """A worker registers for an evicted host: if it is the very process that was told to stop (it missed
+    the order: its connection was down at the deadline), it is told again instead of being registered.
+    Another process (a new worker for the host) brings the host back."""
+    notice = st.evictions.evicted.get(host_id)
+    host = st.hosts.get(host_id)
+    if notice is None or not notice.boot or boot != notice.boot or host is None or host.alive:
+        return None
+    return StopWorker(host_id, notice.reason())
+
+
+def freeze_candidates(st: PlannerState, host_id: str, now: float) -> list[Action]:
+    """HOOK for freezing (issue 12, item 2): called at the deadline of ``host_id``'s notice, before anything
+    there fails. Freeze what runs on the host and can be frozen, instead of letting it fail, and return the
+    actions of those freezes. A task it took over must no longer be held by any granule of the host (its
+    ``Granule.tasks``): whatever the host's granules still hold afterwards fails with the eviction's error,
+    and every granule of the host is killed. Today nothing can be frozen: it returns no actions."""
+    return []
+
+
+def _take_back(st: PlannerState, notice: Notice, now: float) -> list[Action]:
+    host = st.hosts.get(notice.host_id)
+    if host is None or not host.alive:
+        return []
+    why = notice.reason()
+    actions = freeze_candidates(st, host.host_id, now)
+    # Gone before its work is handled: whatever that work leads to (a requeued call, a world restarted
+    # elsewhere) must not be placed here.
+    host.alive = False
+    gids = list(host.granules)
+    for granule in list(host.granules.values()):
+        st.granules.pop(granule.granule_id, None)
+        actions += st._lose_granule(granule, EVICTED, why)
+    host.granules.clear()
+    # A worker that does not obey the stop (or never hears it) must not run its granules' failed work on.
+    st.liveness.fence(host.host_id, host.incarnation, gids)
+    kill = f"its host {host.host_id} was evicted"
+    return actions + [Kill(host.host_id, gid, kill) for gid in gids] + [StopWorker(host.host_id, why)]
