@@ -344,3 +344,14 @@ def test_a_frozen_world_survives_a_planner_kill9_and_thaws_after(tmp_path: Path)
         flag.write_text("stop")
         release.write_text("go")
         cluster.stop()
+
+
+def test_status_lists_a_move_as_soon_as_the_run_returns(client: granny.Client, tmp_path: Path) -> None:
+    script = tmp_path / "short.py"
+    script.write_text("from mpi4py import MPI\nimport granny\ngranny.migration_point(print, 'moved')\n")
+    for attempt in range(5):  # the journal commits in batches: the answer must not depend on that
+        app_id = f"app-short-{attempt}"
+        results, out, _, news = run_script(client, script, 2, [], app_id, hosts="local1:1,local2:1")
+        assert [r.status.value for r in results] == ["ok"] * 2 and out == "moved\n" and "moved" in news
+        moves = client.query("app", app_id)["migrations"]
+        assert len(moves) == 1 and moves[0]["text"] in news, (moves, news)

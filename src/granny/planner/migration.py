@@ -428,13 +428,13 @@ def world_complete(st: PlannerState, req_id: str, gen: int, now: float) -> list[
         return []
     del m.inflight[req_id]
     seconds = max(0.0, now - flight.started)
+    text = f"{describe(flight.moves)} in {seconds * 1000:.0f} ms"
     record = {"gen": gen, "moves": _rows(flight.moves), "seconds": round(seconds, 6), "at": now}
     history = m.history.setdefault(req_id, [])
-    history.append(record)
+    history.append({**record, "text": text})
     del history[:-HISTORY]
     m.counts["completed"] += 1
     app_id = st.requests[req_id].app_id
-    text = f"{describe(flight.moves)} in {seconds * 1000:.0f} ms"
     return [MigrationEvent(app_id, req_id, "moved", text, record)]
 
 

@@ -78,7 +78,16 @@ def migrations(p: PlannerServer, app_id: str) -> list[dict[str, Any]]:
     """The app's completed migrations, oldest first (journaled events: they outlive a planner restart)."""
     rows = p.journal.query("SELECT at, req_id, text, data FROM events WHERE app_id=? AND kind='migration.moved' "
                            "ORDER BY id", (app_id,))
-    return [{"at": r[0], "req_id": r[1], "text": r[2], **json.loads(r[3])} for r in rows]
+    out = [{**json.loads(r[3]), "at": r[0], "req_id": r[1], "text": r[2]} for r in rows]
+    # The journal is written in batches: a move that just ended may not be committed yet, but the
+    # planner remembers the recent ones of the requests it still has.
+    seen = {(m["req_id"], m.get("gen")) for m in out}
+    app = p.state.apps.get(app_id)
+    for rid in app.requests if app is not None else []:
+        for rec in p.state.migrations.history.get(rid, []):
+            if (rid, rec["gen"]) not in seen:
+                out.append({**{k: v for k, v in rec.items() if k != "at"}, "req_id": rid})  # "at": journal time only
+    return out
 
 
 def counters(p: PlannerServer) -> dict[str, Any]:

@@ -12,6 +12,7 @@ WARM = (
     "granny.mpi.shim", "granny.mpi.comm", "granny.mpi.collectives", "granny.mpi.topo", "granny.mpi.group",
     "granny.mpi.request", "granny.mpi.tcp", "granny.mpi.runtime", "granny.mpi.constants",
     "granny.parallel.member", "granny.parallel.remote", "granny.memory.segments",
+    "granny.migration.point", "granny.migration.ship", "granny.worker.migrate_ctl",
 )
 
 
