@@ -523,7 +523,7 @@ def main() -> int:
     ap.add_argument("--noop-iters", type=int, default=2000)
     ap.add_argument("--noop-blocks", type=int, default=5)
     ap.add_argument("--sizes-mib", default="1,256")
-    ap.add_argument("--iters", type=int, default=40, help="kernel iterations (speedup)")
+    ap.add_argument("--iters", type=int, default=120, help="kernel iterations (speedup; 120: a split run of ~9 s (2 + 2), so TCP warm-up is not most of the split phase)")
     ap.add_argument("--block-kib", type=int, default=2048, help="Alltoall bytes per rank pair (speedup)")
     ap.add_argument("--fractions", default="20,40,60,80")
     ap.add_argument("--halves", default="2,4", help="ranks per host in the split runs (speedup: 2 + 2 and 4 + 4)")
