@@ -145,6 +145,22 @@ class Policy(Protocol):
     def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision: ...
 
 
+class PolicyBase:
+    """What every policy class shares: the older call and a readable repr (subclasses give ``name``,
+    ``place`` and ``migrate``)."""
+
+    name = ""
+
+    def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
+        raise NotImplementedError
+
+    def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
+        return self.place(legacy_view(hosts, request), request)
+
+    def __repr__(self) -> str:
+        return f"<policy {self.name}>"
+
+
 # --- helpers every policy shares -------------------------------------------------------------------
 def counts_of(placement: Iterable[str]) -> Counts:
     return tuple(sorted(Counter(placement).items()))

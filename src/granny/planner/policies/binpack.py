@@ -21,14 +21,14 @@ from .base import (
     MigrationDecision,
     Placement,
     PlacementRequest,
+    PolicyBase,
     RunningApp,
     Stay,
-    legacy_view,
 )
 from .packing import check_size, fewest_links, freed, improve_or_stay, pinned, runnable
 
 
-class BinPack:
+class BinPack(PolicyBase):
     name = "bin-pack"
 
     def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
@@ -41,11 +41,6 @@ class BinPack:
         app = runnable(view, app_id)
         return app if isinstance(app, Stay) else migrate_within(view.hosts, app)
 
-    def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
-        return self.place(legacy_view(hosts, request), request)
-
-    def __repr__(self) -> str:
-        return f"<policy {self.name}>"
 
 
 def pack(hosts: Sequence[HostView], n: int, app_id: str) -> tuple[str, ...]:

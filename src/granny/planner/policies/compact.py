@@ -24,13 +24,13 @@ from .base import (
     MigrationDecision,
     Placement,
     PlacementRequest,
+    PolicyBase,
     Stay,
-    legacy_view,
 )
 from .packing import Capacity, check_size, expand, fill, freed, minimal_move, pinned, runnable
 
 
-class Compact:
+class Compact(PolicyBase):
     name = "compact"
 
     def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
@@ -60,11 +60,6 @@ class Compact:
             return minimal_move(app, target, f"empty hosts {before} -> {after}")
         return Stay(f"nothing to gain: re-packing leaves {after} empty host(s), as now")
 
-    def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
-        return self.place(legacy_view(hosts, request), request)
-
-    def __repr__(self) -> str:
-        return f"<policy {self.name}>"
 
 
 def fullest_first(caps: Sequence[Capacity], n: int, app_id: str, used: Callable[[HostView], int]) -> Counts:

@@ -9,22 +9,19 @@ New requests wait while the cluster has fewer free slots than they need.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .base import (
     ClusterView,
     Decision,
-    HostView,
     MigrationDecision,
     Placement,
     PlacementRequest,
+    PolicyBase,
     Stay,
-    legacy_view,
 )
 from .packing import check_size, expand, fill, pinned, runnable
 
 
-class FirstFit:
+class FirstFit(PolicyBase):
     name = "first-fit"
 
     def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
@@ -40,8 +37,3 @@ class FirstFit:
         app = runnable(view, app_id)  # its reasons first (not running, migrate=False), as every policy gives them
         return app if isinstance(app, Stay) else Stay("the first-fit policy never migrates")
 
-    def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
-        return self.place(legacy_view(hosts, request), request)
-
-    def __repr__(self) -> str:
-        return f"<policy {self.name}>"

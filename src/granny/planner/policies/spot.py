@@ -12,8 +12,6 @@ rule on the hosts without a notice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .base import (
     ClusterView,
     Decision,
@@ -22,14 +20,14 @@ from .base import (
     MigrationDecision,
     Placement,
     PlacementRequest,
+    PolicyBase,
     Stay,
-    legacy_view,
 )
 from .binpack import migrate_within, pack
 from .packing import check_size, fewest_links, freed, minimal_move, pinned, runnable
 
 
-class Spot:
+class Spot(PolicyBase):
     name = "spot"
 
     def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
@@ -55,11 +53,6 @@ class Spot:
                                   f"for {room} of the app's {n} granules")
         return minimal_move(app, fewest_links(caps, n, app_id), f"leaving evicting host(s) {', '.join(leaving)}")
 
-    def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
-        return self.place(legacy_view(hosts, request), request)
-
-    def __repr__(self) -> str:
-        return f"<policy {self.name}>"
 
 
 def _evicting(host: HostView) -> str | None:

@@ -13,8 +13,6 @@ Migration: never (a batch job stays where it started).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .base import (
     ClusterView,
     Decision,
@@ -22,13 +20,13 @@ from .base import (
     MigrationDecision,
     Placement,
     PlacementRequest,
+    PolicyBase,
     Stay,
-    legacy_view,
 )
 from .packing import check_size, expand, fill, pinned, runnable
 
 
-class WholeHosts:
+class WholeHosts(PolicyBase):
     name = "whole-hosts"
 
     def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
@@ -45,11 +43,6 @@ class WholeHosts:
         app = runnable(view, app_id)  # its reasons first (not running, migrate=False), as every policy gives them
         return app if isinstance(app, Stay) else Stay("the whole-hosts policy never migrates")
 
-    def __call__(self, hosts: Sequence[HostView], request: PlacementRequest) -> Decision:
-        return self.place(legacy_view(hosts, request), request)
-
-    def __repr__(self) -> str:
-        return f"<policy {self.name}>"
 
 
 def _taken(host: HostView) -> str | None:
