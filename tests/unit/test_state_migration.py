@@ -280,3 +280,20 @@ def test_a_world_whose_host_dies_restarts_every_rank_from_its_checkpoint() -> No
     (done,) = of(joined, MigrationEvent)  # type: ignore[arg-type]
     assert done.kind == "recovered" and not of(joined, DropState)  # type: ignore[arg-type]
     assert req.checkpoint == 1 and req.frozen == 0 and req.thaw_from == ""
+
+
+def test_an_idempotent_call_on_an_evicted_host_runs_again_elsewhere() -> None:
+    s = planner(("h1", 1), ("h2", 1))
+    s.submit("call", "fns", 1, retries=1, hosts=(("h2", 1),))
+    s.submit("plain", "fns", 1, hosts=(("h1", 1),))
+    gid = s.requests["call"].tasks[0].granule_id
+    s.evict("h2", now=1.0, grace=5.0)
+    s.heartbeat("h1", now=6.5)
+    s.tick(now=5.0)
+    actions = s.tick(now=7.0)  # the notice ran out with the call still there
+    assert not [f for f in of(actions, Fail) if f.req_id == "call"]
+    req = s.requests["call"]
+    assert req.reruns == 1 and req.retries == 0 and req.tasks[0].granule_id != gid
+    assert req.tasks[0].state is TaskState.QUEUED  # h1 is busy: it waits first in line
+    _, freed = s.task_done(s.requests["plain"].tasks[0].granule_id, "plain", 0, True)
+    assert [d.req_id for d in of(freed, Dispatch)] == ["call"] and req.tasks[0].host_id == "h1"

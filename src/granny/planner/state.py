@@ -232,7 +232,7 @@ class PlannerState(Restarts, MigrationPoints):
             if req.checkpoint and req.gang and req.tasks[index].state is TaskState.RUNNING:
                 actions += migration.recover(self, req_id, why)  # the world restarts from its checkpoint
                 continue
-            if req.retries and kind == "host_died" and req.tasks[index].state is TaskState.RUNNING:
+            if req.retries and kind in ("host_died", "evicted") and req.tasks[index].state is TaskState.RUNNING:
                 req.retries, req.reruns = req.retries - 1, req.reruns + 1  # idempotent: run it again elsewhere
                 waiting.insert(0, (req_id, index))  # requeued below, first in line
                 continue
