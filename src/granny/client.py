@@ -30,7 +30,7 @@ from .errors import (
     RemoteError,
 )
 from .outcomes import keyed_id, map_calls, rebuild_error, world_outcome
-from .placing import NOWHERE_IN_PARTICULAR, Placing, parse_checkpoint
+from .placing import NOWHERE_IN_PARTICULAR, Placing, parse_checkpoint, parse_tolerance
 from .transport import BlockingConn, dial
 from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
@@ -367,7 +367,8 @@ class Client:
 
     def options(self, *, memory_limit: str | int | None = None, key: str | None = None, tenant: str | None = None,
                 hosts: str | Iterable[tuple[str, int]] | None = None, migrate: bool | None = None,
-                checkpoint: int | str | None = None, retries: int | None = None) -> ClientOptions:
+                checkpoint: int | str | None = None, retries: int | None = None,
+                delay_tolerance: float | None = None) -> ClientOptions:
         """A view of this client whose submissions carry the given per-granule options.
 
         ``tenant`` names who the work runs for (the compact policy never lets two tenants share a
@@ -378,6 +379,9 @@ class Client:
         seconds (``"10s"``), so that it restarts from there if a host dies (docs/migration.md).
         ``retries=N`` marks a call idempotent: if its host dies, it runs again elsewhere, at most N
         times, as Ray does for tasks; ``future.attempts`` then says how many times it ran.
+        ``delay_tolerance``: 0 runs a call now; ``t > 0`` lets the planner run it whenever it likes as
+        long as the result is ready within t seconds (a deadline it cannot meet fails the call at once
+        with ``DeadlineError``); ``-1``: whenever. Delayed calls use the slots other work leaves free.
 
         ``key`` is an idempotency key for one call (``submit`` only): a call submitted with a key
         that was used before, by any client, is not run again; its future gets the first call's
@@ -390,7 +394,7 @@ class Client:
         if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
             raise ConfigError(f"retries must be a whole number >= 0, got {retries!r}")
         placing = Placing(tenant or "", parse_hosts(hosts), True if migrate is None else migrate,
-                          parse_checkpoint(checkpoint), retries or 0)
+                          parse_checkpoint(checkpoint), retries or 0, parse_tolerance(delay_tolerance))
         return ClientOptions(self, limit, key or "", placing)
 
 

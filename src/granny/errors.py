@@ -76,6 +76,10 @@ class TaskError(GrannyError):
     pass
 
 
+class DeadlineError(TaskError):
+    """A delay-tolerant call's deadline cannot be met: refused when it was submitted (see docs/functions.md)."""
+
+
 class RemoteError(TaskError):
     """The remote function raised; ``remote_traceback`` holds the formatted remote traceback."""
 
@@ -141,6 +145,7 @@ class TestbedError(GrannyError):
 # Maps the error kinds that travel on the wire to local classes, so a failure reason keeps its type.
 ERROR_KINDS: dict[str, type[GrannyError]] = {
     "never_fits": NeverFitsError,
+    "deadline": DeadlineError,
     "host_died": HostDiedError,
     "evicted": HostEvictedError,
     "crashed": GranuleCrashedError,

@@ -15,6 +15,7 @@ class Placing(NamedTuple):
     migrate: bool = True
     checkpoint: str = ""  # an MPI world's checkpoints: "N" every N migration points, "Ts" every T seconds
     retries: int = 0  # an idempotent call runs again elsewhere, at most this many times, if its host dies
+    delay_tolerance: float = 0.0  # 0: now; t > 0: the result is due within t seconds; < 0 (-1): whenever
 
     def fields(self, n: int) -> dict[str, Any]:
         """The Submit fields for a request of ``n`` granules (ConfigError if the pins do not add up to n)."""
@@ -23,7 +24,16 @@ class Placing(NamedTuple):
             raise ConfigError(f"hosts={pins} places {sum(c for _, c in self.hosts)} granule(s), "
                               f"but the request has {n}")
         return {"tenant": self.tenant, "hosts": list(self.hosts), "migrate": self.migrate, "checkpoint": self.checkpoint,
-                "retries": self.retries}
+                "retries": self.retries, "delay_tolerance": self.delay_tolerance}
+
+
+def parse_tolerance(raw: object) -> float:
+    """A delay tolerance: 0/None (run now), seconds > 0 (a deadline), or any negative number (whenever: -1)."""
+    if raw is None:
+        return 0.0
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != raw or raw in (float("inf"), float("-inf")):
+        raise ConfigError(f"delay_tolerance must be 0 (now), seconds > 0 (a deadline) or -1 (whenever), got {raw!r}")
+    return -1.0 if raw < 0 else float(raw)
 
 
 def parse_checkpoint(raw: object, what: str = "checkpoint") -> str:

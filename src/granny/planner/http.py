@@ -106,8 +106,11 @@ def build_app(p: PlannerServer) -> Starlette:
         if name not in p.functions:
             raise HTTPException(404, f"no function named {name!r}; register it with POST /v1/functions")
         body: InvokeBody = decode(await read_body(request, max_body), InvokeBody)
-        call_id = p.invoke(name, msgspec.json.encode(body.input))
+        call_id = p.invoke(name, msgspec.json.encode(body.input), body.delay_tolerance)
         del body
+        refused = p.call_result(call_id)
+        if refused is not None and refused[0].error_kind == "deadline":  # refused at once: say so, do not queue
+            raise HTTPException(422, refused[0].message)
         await p.committed()  # accepted means journaled: a planner crash now loses nothing
         if not wait:
             return _json({"call_id": call_id, "state": "queued"}, 202)

@@ -41,6 +41,8 @@ class FunctionSpec(msgspec.Struct, forbid_unknown_fields=True):
     entry: Annotated[str, msgspec.Meta(pattern=ENTRY_PATTERN)] = "main"
     source: Annotated[str, msgspec.Meta(min_length=1)] = ""  # exactly one of source and module
     module: Annotated[str, msgspec.Meta(pattern=MODULE_PATTERN, max_length=1024)] = ""
+    # Its calls' default delay tolerance: 0 now, seconds > 0 a deadline, negative whenever (planner/batch.py).
+    delay_tolerance: Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)] = 0.0
 
 
 _FULL = {"name": re.compile(NAME_PATTERN[1:-1]), "entry": re.compile(ENTRY_PATTERN[1:-1]),
@@ -48,9 +50,11 @@ _FULL = {"name": re.compile(NAME_PATTERN[1:-1]), "entry": re.compile(ENTRY_PATTE
 
 
 class InvokeBody(msgspec.Struct, forbid_unknown_fields=True):
-    """The call's input, any JSON value (null when the body is empty)."""
+    """The call's input, any JSON value (null when the body is empty), and its delay tolerance (null: the
+    function's default; 0 now; seconds > 0: the result is due within that time; negative: whenever)."""
 
     input: Any = None
+    delay_tolerance: Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)] | None = None
 
 
 class FunctionCreated(msgspec.Struct):

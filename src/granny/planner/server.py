@@ -56,7 +56,7 @@ from ..wire import (
     split_segments,
 )
 from ..wire import Skip as SkipMsg
-from . import admission, evicting, migrating, selection, views
+from . import admission, deadlines, evicting, migrating, selection, views
 from .acks import Acks
 from .conn import Conn
 from .gate import HandshakeGate
@@ -135,6 +135,7 @@ class PlannerServer:
         self.started = time.time()
         self.retention = self.state.retention = Retention(config.retain)  # its passes run from state.tick
         self.store = StateStore(config.data_dir / "state", self.loop)  # frozen ranks' state (see store.py)
+        self.sent_at: dict[tuple[str, int], float] = {}  # when calls of delay-tolerant functions were sent
         self._restore()
         self._ticker = self.loop.create_task(self._tick_forever())
 
@@ -323,7 +324,8 @@ class PlannerServer:
             return  # it ran while this planner restarted: recorded, not run again
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate,
-                                     retries=msg.retries))
+                                     retries=msg.retries, tolerance=msg.delay_tolerance, key=msg.fn_key or msg.name,
+                                     now=self.loop.time()))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
@@ -359,6 +361,8 @@ class PlannerServer:
         if msg.retiring:  # it exits next: never hand it more work (its exit report removes it)
             self.state.granule_disconnected(conn.name)
         self.outputs.task_done(msg.req_id, msg.index, conn.name)
+        if self.sent_at or self.state.batch.known:
+            deadlines.observe_runtime(self, msg)
         accepted, actions = self.state.task_done(conn.name, msg.req_id, msg.index, msg.status is Status.OK)
         if accepted:
             res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, segs=msg.segs,
@@ -509,6 +513,8 @@ class PlannerServer:
         if action.thaw:
             conn.send(migrating.thaw_run(self, run, action.thaw))
             return
+        if self.state.batch.keys and (sub.fn_key or sub.name) in self.state.batch.keys:
+            self.sent_at[(sub.req_id, action.index)] = self.loop.time()  # its runtime feeds the deadline guard
         conn.send(run, payload.segments)
         if action.index == 0:
             for pending in self.stdin.pop(sub.req_id, []):
@@ -529,11 +535,15 @@ class PlannerServer:
         self.functions[name] = spec
         self.journal.function(name, spec)
 
-    def invoke(self, name: str, input_json: bytes) -> str:
+    def invoke(self, name: str, input_json: bytes, tolerance: float | None = None) -> str:
+        """Call registered function ``name``; ``tolerance`` None: the function's default delay tolerance."""
         spec = json.dumps(self.functions[name], sort_keys=True).encode()
+        if tolerance is None:
+            tolerance = float(self.functions[name].get("delay_tolerance", 0.0))
         req_id = f"call-{uuid.uuid4().hex}"
         sub = Submit(req_id=req_id, app_id=f"fn-{name}", kind=Kind.NAMED, segs=[len(spec), len(input_json)],
-                     fn_key=hashlib.blake2b(spec, digest_size=16).hexdigest(), name=name)
+                     fn_key=hashlib.blake2b(spec, digest_size=16).hexdigest(), name=name,
+                     delay_tolerance=-1.0 if tolerance < 0 else tolerance)
         self._submit(None, sub, memoryview(spec + input_json))
         return req_id
 

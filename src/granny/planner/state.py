@@ -35,7 +35,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from . import eviction, migration
+from . import batch, eviction, leases, migration
+from .batch import Batch, BatchEvents
 from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
@@ -87,7 +88,7 @@ __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "Gra
            "SpawnGranules", "StopWorker", "Task", "WorldReady"]
 
 
-class PlannerState(Restarts, MigrationPoints):
+class PlannerState(Restarts, MigrationPoints, BatchEvents):
     def __init__(self, heartbeat_timeout: float, policy: Policy = binpack, retain: float = float("inf")) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = policy
@@ -113,6 +114,7 @@ class PlannerState(Restarts, MigrationPoints):
         self.evicting: set[str] = set()  # hosts under an eviction notice (policies keep new work off them)
         self.evictions = eviction.Evictions()  # their deadlines (see eviction.py)
         self.migrations = Migrations()  # worlds with migration points, moves in flight (see migration.py)
+        self.batch = Batch()  # delay-tolerant calls waiting for free slots, earliest deadline first (batch.py)
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
@@ -259,6 +261,7 @@ class PlannerState(Restarts, MigrationPoints):
         if pruned := self.retention.tick(self, now):
             actions.append(pruned)
         actions += eviction.tick(self, now) if self.evictions.notices else []
+        actions += self.batch_tick(now) if self.batch.waiting else []
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:
@@ -286,6 +289,8 @@ class PlannerState(Restarts, MigrationPoints):
             times.append(prune)
         if (evict := self.evictions.next_deadline()) is not None:
             times.append(evict)
+        if (due := self.batch.next_deadline()) is not None:  # a delay-tolerant call's latest start
+            times.append(due)
         return min(times, default=None)
 
     def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
@@ -305,9 +310,11 @@ class PlannerState(Restarts, MigrationPoints):
     # --- requests ---------------------------------------------------------------------------
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
                prefetch: bool = False, gang: bool = False, lease: bool = False, tenant: str = "",
-               hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True, retries: int = 0) -> list[Action]:
+               hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True, retries: int = 0,
+               tolerance: float = 0.0, key: str = "", now: float = 0.0) -> list[Action]:
         """``tenant``, ``hosts`` (a pinned placement) and ``migrate`` go to the policy with the request;
-        ``retries``: an idempotent call runs again elsewhere (at most that many times) if its host dies."""
+        ``retries``: an idempotent call runs again elsewhere (at most that many times) if its host dies;
+        ``tolerance`` != 0: a delay-tolerant call of function ``key``, submitted at ``now`` (batch.py)."""
         if req_id in self.requests:
             return []  # a client resubmitting after a reconnect: already known
         app = self.apps.get(app_id)
@@ -320,6 +327,8 @@ class PlannerState(Restarts, MigrationPoints):
                                         gang, lease, tenant, tuple(hosts), migrate, retries=0 if gang else retries)
         if lease:
             self._leases.add(req_id)
+        if tolerance and not gang and not lease:
+            return batch.submit(self, req_id, key, tolerance, now) + self.schedule()
         self.queue.append(req_id)
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
@@ -400,6 +409,8 @@ class PlannerState(Restarts, MigrationPoints):
         if req.final():  # exactly one transition makes a request final, whatever cascades follow
             self.finished.append(req_id)
             self.rendezvous.drop(req_id)
+            if self.batch.known:
+                batch.ended(self, req_id)
             if self.migrations.points or self.migrations.sources:
                 actions += self.migrations.drop(req_id, self.granules)
         if was_running and event is TaskEvent.CANCEL:
@@ -511,47 +522,28 @@ class PlannerState(Restarts, MigrationPoints):
                     if full and self._prefetch(req, actions):
                         continue
                 self._stalled_on = req.req_id
-                actions += self._revoke_for(req, len(pending))
+                actions += leases.revoke_for(self, req, len(pending))
                 break
             self.queue.popleft()
             view, full = None, None
-            for index, host_id in zip(pending, decision.hosts, strict=True):
-                granule = self.hosts[host_id].idle()[0]
-                granule.to(GranuleEvent.ASSIGN)
-                granule.tasks = [(req.req_id, index)]
-                task = req.tasks[index]
-                task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
-                task.granule_id, task.host_id = granule.granule_id, host_id
-                actions.append(Dispatch(granule.granule_id, req.req_id, index, thaw=req.frozen))
+            actions += self.assign(req, pending, decision.hosts)
+        if self.batch.waiting and not self.queue:  # delay-tolerant calls take the slots left free
+            actions += batch.place(self)
         if self.migrations.points:
             actions += migration.hints(self)
         return actions
 
-    def _revoke_for(self, req: Request, needed: int) -> list[Action]:
-        """The head of the queue cannot be placed: ask elastic teams of other apps to shrink.
-
-        Asked once per waiting request; a lease's granules are taken back when its team next forks,
-        so the request is placed as their tasks finish."""
-        if not self._leases or req.req_id in self._revoked_for:
-            return []  # the common case costs nothing: no elastic team anywhere
-        self._revoked_for.add(req.req_id)
-        free = sum(max(0, h.slots - h.busy()) for h in self.hosts.values() if h.alive)
-        short = needed - free
+    def assign(self, req: Request, pending: list[int], hosts: tuple[str, ...]) -> list[Action]:
+        """Start ``req``'s ``pending`` tasks on idle granules of ``hosts`` (one host per task)."""
         actions: list[Action] = []
-        for lease_id in list(self._leases):
-            other = self.requests[lease_id]
-            if other.final():
-                self._leases.discard(lease_id)
-                continue
-            if short <= 0:
-                break
-            if other.req_id == req.req_id:
-                continue
-            running = sum(1 for t in other.tasks if t.state is TaskState.RUNNING)
-            if running:
-                take = min(running, short)
-                actions.append(Revoke(other.req_id, take))
-                short -= take
+        for index, host_id in zip(pending, hosts, strict=True):
+            granule = self.hosts[host_id].idle()[0]
+            granule.to(GranuleEvent.ASSIGN)
+            granule.tasks = [(req.req_id, index)]
+            task = req.tasks[index]
+            task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
+            task.granule_id, task.host_id = granule.granule_id, host_id
+            actions.append(Dispatch(granule.granule_id, req.req_id, index, thaw=req.frozen))
         return actions
 
     def _full(self) -> bool:

@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PrunedError
-from . import selection
+from . import batch, selection
 from .lifecycle import TaskState
 from .policies import Freeze, Move
 
@@ -59,7 +59,8 @@ def app(p: PlannerServer, app_id: str) -> dict[str, Any]:
         return {"app_id": app_id, "kind": rows[0][0], "name": rows[0][1], "state": rows[0][2], "tasks": {},
                 "granules": []}
     granules = [
-        {"req_id": rid, "index": i, "state": t.state.value, "host_id": t.host_id, "granule_id": t.granule_id}
+        {"req_id": rid, "index": i, "state": t.state.value, "host_id": t.host_id, "granule_id": t.granule_id,
+         **batch.describe(p.state, rid)}  # a delay-tolerant call's deadline and slack
         for rid in a.requests[-200:] for i, t in enumerate(p.state.requests[rid].tasks)
     ]
     return {"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": _state(p, app_id),
@@ -92,7 +93,7 @@ def migrations(p: PlannerServer, app_id: str) -> list[dict[str, Any]]:
 
 def counters(p: PlannerServer) -> dict[str, Any]:
     """What the planner counted since it started (migration decisions, moves, refusals ...)."""
-    return {"migration": dict(p.state.migrations.counts)}
+    return {"migration": dict(p.state.migrations.counts), "batch": dict(p.state.batch.counts)}
 
 
 def queue(p: PlannerServer) -> list[dict[str, Any]]:

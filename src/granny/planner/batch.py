@@ -1,0 +1,208 @@
+"""Delay-tolerant calls (DFaaS): an earliest-deadline-first batch queue beside the planner's FIFO queue.
+
+Theory of operation
+- A call may carry a *delay tolerance*: 0 (the default) is latency-sensitive and goes to the FIFO queue
+  as ever; ``t > 0`` means "my result must be ready within t seconds of submission"; ``-1`` means "run me
+  whenever, but eventually". Delay-tolerant calls wait here, ordered by deadline (-1 last), oldest first.
+- They run in the slots latency-sensitive work leaves free: every placement pass places the FIFO queue
+  first and then, while slots are free, calls from here in deadline order, up to ``share`` of the
+  cluster's slots (a cap that keeps headroom for latency-sensitive bursts; 1 = no cap).
+- Deadline guard: each function's runtime is estimated from its observed history (an exponentially
+  weighted mean, fed by the driver). A waiting call whose latest start (deadline − estimate − margin)
+  has come is moved to the head of the FIFO queue, ahead of latency-sensitive work, so that it starts
+  while it can still finish in time. ``next_deadline`` names the next such moment, so a tick comes then.
+- Admission: a call whose deadline cannot be met is refused at submission (``deadline`` error), never
+  silently missed: when its own estimated runtime exceeds its tolerance, or when the delay-tolerant work
+  with earlier deadlines plus its own could not be done by then on the cluster's slots (an EDF demand
+  check: Σ estimates of the calls due by each deadline ÷ slots ≤ time left).
+- Calls that ended are counted as met or missed against their deadline.
+Pure: no sockets, threads or clocks (``now`` comes in with events).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from .lifecycle import TaskState
+from .policies import Placement
+from .records import Action, Request
+from .views_policy import cluster_view, pins_down, request_for
+
+if TYPE_CHECKING:
+    from .state import PlannerState
+
+MARGIN = 0.05  # seconds kept for dispatch and the result's way back when guarding a deadline
+ALPHA = 0.3  # weight of the newest observation in a function's runtime estimate
+
+
+@dataclass(order=True)
+class Delayed:
+    deadline: float  # absolute, on the planner's clock; inf for "whenever"
+    submitted: float
+    seq: int  # submission order: ties broken, and no two entries equal (list.remove compares by value)
+    req_id: str = field(compare=False)
+    key: str = field(compare=False)  # what the runtime estimate is kept under (the function)
+    started: float | None = field(default=None, compare=False)  # when it was placed
+
+
+class Batch:
+    def __init__(self, share: float = 1.0) -> None:
+        self.share = share
+        self.waiting: list[Delayed] = []  # earliest deadline first
+        self.known: dict[str, Delayed] = {}  # every delay-tolerant request not ended yet (waiting or running)
+        self.keys: set[str] = set()  # functions ever called delay-tolerant: their runtimes are observed
+        self.runtimes: dict[str, float] = {}
+        self.counts: Counter[str] = Counter()
+        self.now = 0.0
+        self.seq = 0
+
+    def estimate(self, key: str) -> float:
+        return self.runtimes.get(key, 0.0)
+
+    def observe(self, key: str, seconds: float) -> None:
+        old = self.runtimes.get(key)
+        self.runtimes[key] = seconds if old is None else (1 - ALPHA) * old + ALPHA * seconds
+
+    def latest_start(self, d: Delayed) -> float:
+        return d.deadline - self.estimate(d.key) - MARGIN
+
+    def next_deadline(self) -> float | None:
+        starts = [self.latest_start(d) for d in self.waiting if math.isfinite(d.deadline)]
+        return min(starts, default=None)
+
+    def running(self) -> int:
+        return len(self.known) - len(self.waiting)
+
+
+class BatchEvents:
+    """The delay-tolerant side of :class:`~granny.planner.state.PlannerState` (a mixin, to keep state.py small)."""
+
+    def _st(self) -> PlannerState:
+        return cast("PlannerState", self)
+
+    def place_now(self, req: Request) -> list[Action] | None:
+        """Place all pending tasks of ``req`` now if the policy finds room (None: it does not)."""
+        st = self._st()
+        pending = [i for i, t in enumerate(req.tasks) if t.state is TaskState.QUEUED]
+        view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, with_apps=False)
+        request = request_for(req, len(pending))
+        decision = pins_down(request, st.hosts) or st.policy.place(view, request)
+        return st.assign(req, pending, decision.hosts) if isinstance(decision, Placement) else None
+
+    def batch_tick(self, now: float) -> list[Action]:
+        """Move calls whose latest start has come to the head of the FIFO queue, and place."""
+        st = self._st()
+        before = len(st.queue)
+        promote(st, now)
+        return st.schedule() if len(st.queue) != before else []
+
+
+def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float) -> list[Action]:
+    """Queue a delay-tolerant request (already in ``st.requests``), or refuse it if its deadline cannot be met."""
+    b = st.batch
+    b.now = max(b.now, now)
+    b.keys.add(key)
+    deadline = math.inf if tolerance < 0 else now + tolerance
+    b.seq += 1
+    d = Delayed(deadline, now, b.seq, req_id, key)
+    why = refusal(st, d, tolerance)
+    if why:
+        b.counts["refused"] += 1
+        req = st.requests[req_id]
+        return [a for i in range(req.n) for a in st.fail_waiting(req_id, i, "deadline", why)]
+    bisect.insort(b.waiting, d)
+    b.known[req_id] = d
+    b.counts["admitted"] += 1
+    return []
+
+
+def refusal(st: PlannerState, new: Delayed, tolerance: float) -> str:
+    """Why ``new``'s deadline cannot be met ("" if it can, as far as the estimates know).
+
+    Replays earliest-deadline-first list scheduling of the waiting calls plus ``new`` on the batch
+    share of the slots: each slot is free when the delay-tolerant call it runs is estimated to end
+    (latency-sensitive work is taken to end now: deadlines hold "whenever the cluster has the capacity")."""
+    if not math.isfinite(new.deadline):
+        return ""
+    b = st.batch
+    own = b.estimate(new.key)
+    if own + MARGIN > tolerance:
+        return (f"the call needs about {own:.3g}s (its observed runtime) but its deadline is {tolerance:g}s away: "
+                "it cannot be met")
+    slots = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive and h.host_id not in st.evicting)))
+    busy = sorted(max(b.now, d.started + b.estimate(d.key)) for d in b.known.values() if d.started is not None)
+    free = sorted((busy + [b.now] * slots)[:slots]) if len(busy) < slots else busy[:slots]
+    for d in sorted([*b.waiting, new]):
+        start = heapq.heappop(free)
+        end = start + b.estimate(d.key)
+        heapq.heappush(free, end)
+        if math.isfinite(d.deadline) and end + MARGIN > d.deadline:
+            due = "its" if d is new else f"an admitted call's ({d.deadline - b.now:.3g}s away)"
+            return (f"with the delay-tolerant calls already waiting or running on {slots} slot(s), {due} deadline "
+                    "would be missed")
+    return ""
+
+
+def place(st: PlannerState) -> list[Action]:
+    """Start waiting calls, earliest deadline first, in the slots left free (up to the share cap)."""
+    b = st.batch
+    cap = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive)))
+    actions: list[Action] = []
+    while b.waiting and b.running() < cap:
+        d = b.waiting[0]
+        placed = st.place_now(st.requests[d.req_id])
+        if placed is None:
+            break  # every call here needs one slot: if the first cannot be placed now, none can
+        b.waiting.pop(0)
+        d.started = b.now
+        if b.now > d.submitted:
+            b.counts["delayed"] += 1
+        actions += placed
+    return actions
+
+
+def promote(st: PlannerState, now: float) -> None:
+    """Calls whose latest start has come go to the head of the FIFO queue: their deadline comes first now."""
+    b = st.batch
+    b.now = max(b.now, now)
+    due = [d for d in b.waiting if b.latest_start(d) <= now]
+    for d in sorted(due, reverse=True):  # the earliest deadline ends up first
+        b.waiting.remove(d)
+        d.started = now  # counted as running from now on (it is placed before any other work)
+        st.queue.appendleft(d.req_id)
+        b.counts["promoted"] += 1
+
+
+def ended(st: PlannerState, req_id: str) -> None:
+    """A delay-tolerant request ended: count its deadline met or missed."""
+    b = st.batch
+    d = b.known.pop(req_id, None)
+    if d is None:
+        return
+    if d in b.waiting:
+        b.waiting.remove(d)
+    req = st.requests.get(req_id)
+    if req is None or any(t.state is not TaskState.SUCCEEDED for t in req.tasks):
+        b.counts["failed"] += 1
+    elif b.now <= d.deadline:
+        b.counts["met"] += 1
+    else:
+        b.counts["missed"] += 1
+
+
+def describe(st: PlannerState, req_id: str) -> dict[str, object]:
+    """Deadline, slack and state of a delay-tolerant request, for status views ({} for other requests)."""
+    b = st.batch
+    d = b.known.get(req_id)
+    if d is None:
+        return {}
+    finite = math.isfinite(d.deadline)
+    return {"delay_tolerant": True, "deadline_in": round(d.deadline - b.now, 3) if finite else None,
+            "slack": round(b.latest_start(d) - b.now, 3) if finite else None, "waiting": d in b.waiting}
+
+

@@ -1,0 +1,42 @@
+"""Elastic teams' leases: when the head of the queue cannot be placed, ask teams of other apps to give
+granules back (a Revoke). Part of :class:`~granny.planner.state.PlannerState`'s placement pass, apart to
+keep state.py small. Pure: no sockets, threads or clocks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .lifecycle import TaskState
+from .records import Action, Request, Revoke
+
+if TYPE_CHECKING:
+    from .state import PlannerState
+
+
+def revoke_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
+    """The head of the queue cannot be placed: ask elastic teams of other apps to shrink.
+
+    Asked once per waiting request; a lease's granules are taken back when its team next forks,
+    so the request is placed as their tasks finish."""
+    if not st._leases or req.req_id in st._revoked_for:
+        return []  # the common case costs nothing: no elastic team anywhere
+    st._revoked_for.add(req.req_id)
+    free = sum(max(0, h.slots - h.busy()) for h in st.hosts.values() if h.alive)
+    short = needed - free
+    actions: list[Action] = []
+    for lease_id in list(st._leases):
+        other = st.requests[lease_id]
+        if other.final():
+            st._leases.discard(lease_id)
+            continue
+        if short <= 0:
+            break
+        if other.req_id == req.req_id:
+            continue
+        running = sum(1 for t in other.tasks if t.state is TaskState.RUNNING)
+        if running:
+            take = min(running, short)
+            actions.append(Revoke(other.req_id, take))
+            short -= take
+    return actions

@@ -1,0 +1,60 @@
+"""Delay-tolerant calls on real processes (planner/batch.py): they run in free slots, a deadline that cannot
+be met is refused at submission (client and HTTP), and the planner counts deadlines met."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+import granny
+from granny.cluster import LocalCluster
+from granny.errors import ConfigError, DeadlineError
+
+
+def slow(seconds: float) -> float:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:  # busy: the call's runtime is what the planner observes
+        pass
+    return seconds
+
+
+def test_delay_tolerant_calls_run_and_impossible_deadlines_are_refused(cluster: LocalCluster) -> None:
+    with granny.connect(cluster.address, cluster.token) as client:
+        relaxed = client.options(delay_tolerance=30)
+        assert relaxed.submit(slow, 0.3).result(timeout=60) == 0.3  # teaches the planner its runtime
+        futures = [relaxed.submit(slow, 0.3) for _ in range(3)] + [client.options(delay_tolerance=-1).submit(pow, 2, 5)]
+        assert [f.result(timeout=60) for f in futures] == [0.3, 0.3, 0.3, 32]
+        with pytest.raises(DeadlineError, match="cannot be met"):
+            client.options(delay_tolerance=0.1).submit(slow, 0.3).result(timeout=60)
+        counts = client.query("counters")["batch"]
+        assert counts["met"] >= 4 and counts["refused"] == 1 and counts.get("missed", 0) == 0
+    with pytest.raises(ConfigError, match="delay_tolerance"):
+        client.options(delay_tolerance="soon")  # type: ignore[arg-type]
+
+
+def test_http_invoke_carries_a_tolerance_and_refuses_an_impossible_deadline(cluster: LocalCluster) -> None:
+    base = f"http://{cluster.http_address}"
+    headers = {"Authorization": f"Bearer {cluster.token}", "Content-Type": "application/json"}
+
+    def post(path: str, body: object) -> tuple[int, dict[str, object]]:
+        req = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    source = "import time\ndef main(x):\n    end = time.monotonic() + x\n    while time.monotonic() < end:\n        pass\n    return x\n"
+    status, _ = post("/v1/functions", {"name": "spin", "source": source, "delay_tolerance": 20})
+    assert status == 201
+    status, body = post("/v1/functions/spin/invoke?wait=true", {"input": 0.3})
+    assert status == 200 and body["state"] == "succeeded", body  # the function's default tolerance: 20 s
+    status, body = post("/v1/functions/spin/invoke?wait=true", {"input": 0.3, "delay_tolerance": 0.05})
+    assert status == 422 and "cannot be met" in str(body), body
+    status, body = post("/v1/functions/spin/invoke?wait=true", {"input": 0.01, "delay_tolerance": -1})
+    assert status == 200 and body["state"] == "succeeded", body
