@@ -31,6 +31,7 @@ from .config import (
     parse_bytes,
     parse_duration,
     parse_hosts,
+    parse_share,
     parse_slots,
 )
 from .errors import ConfigError, GrannyError
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--eviction-grace", default=None, metavar="DURATION",
                     help=f"grace period of an eviction notice that names none (default: ${ENV_EVICTION_GRACE} or "
                          f"{format_duration(DEFAULT_EVICTION_GRACE)})")
+    pl.add_argument("--batch-share", default=None, metavar="FRACTION",
+                    help="share of the slots delay-tolerant calls may take, in (0, 1] (default: $GRANNY_BATCH_SHARE or 1)")
     pl.add_argument("--policy", default=None, choices=_PolicyNames(), metavar="NAME",
                     help="placement and migration policy: %(choices)s (default: the one the journal names, else bin-pack; "
                          "change it at run time with `granny policy set`); see docs/policies.md")
@@ -290,6 +293,8 @@ def planner_config(args: argparse.Namespace) -> Config:
         config = config.with_(retain=parse_duration(args.retain, "--retain"))
     if args.restart_grace is not None:
         config = config.with_(restart_grace=args.restart_grace)
+    if args.batch_share is not None:
+        config = config.with_(batch_share=parse_share(args.batch_share, "--batch-share"))
     if args.eviction_grace:
         config = config.with_(eviction_grace=parse_duration(args.eviction_grace, "--eviction-grace"))
     return config

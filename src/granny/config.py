@@ -43,6 +43,7 @@ ENV_TLS_CA = "GRANNY_TLS_CA"  # CA file: dial the planner over TLS and verify it
 ENV_TLS_SERVER_NAME = "GRANNY_TLS_SERVER_NAME"  # name to verify in the certificate, if not the address's host
 ENV_RETAIN = "GRANNY_RETAIN"
 ENV_EVICTION_GRACE = "GRANNY_EVICTION_GRACE"  # the grace of an eviction notice that names none
+ENV_BATCH_SHARE = "GRANNY_BATCH_SHARE"  # the share of the slots delay-tolerant calls may take (planner/batch.py)
 DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 2 min, GCP 30 s, Azure 30 s)
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
 # the shared-memory segments they create as this worker's, so its sweep removes only those.
@@ -193,6 +194,17 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def parse_share(raw: object, what: str = "share") -> float:
+    """A fraction of the cluster's slots, 0 < share <= 1 (ConfigError otherwise)."""
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number in (0, 1], got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise ConfigError(f"{what} must be in (0, 1] (a share of the slots), got {raw!r}")
+    return value
+
+
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and missing parents) as 0700, or narrow it to 0700 if it exists.
 
@@ -237,7 +249,8 @@ class Config:
 
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
-                 "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user", "eviction_grace")
+                 "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user", "eviction_grace",
+                 "batch_share")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -265,6 +278,7 @@ class Config:
     granule_user: str  # worker: who granules run as ("auto", "same", a user name or uid)
     # Planner: an eviction notice that names no grace period (`granny hosts evict HOST`) ends after this long.
     eviction_grace: float
+    batch_share: float
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
@@ -273,7 +287,8 @@ class Config:
                  recent_bytes: int = DEFAULT_RECENT_BYTES,
                  handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
                  tls_key: str = "", retain: float | None = None,
-                 granule_user: str | None = None, eviction_grace: float | None = None) -> None:
+                 granule_user: str | None = None, eviction_grace: float | None = None,
+                 batch_share: float | None = None) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -299,6 +314,8 @@ class Config:
             else os.environ.get(ENV_GRANULE_USER, DEFAULT_GRANULE_USER),
             "eviction_grace": parse_duration(eviction_grace, "eviction grace") if eviction_grace is not None
             else _env_duration(ENV_EVICTION_GRACE, DEFAULT_EVICTION_GRACE),
+            "batch_share": parse_share(batch_share if batch_share is not None else os.environ.get(ENV_BATCH_SHARE, "1"),
+                                       "batch share"),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

@@ -105,7 +105,8 @@ def test_embedded_cluster_dies_with_its_owner_even_on_kill9(tmp_path: Path) -> N
     assert not [f for f in os.listdir("/dev/shm") if f.startswith("granny") and any(f.endswith(o) for o in owners)]
 
 
-@pytest.mark.parametrize("argv", [["up", "--slots", "0"], ["worker", "--planner", "nohost"], ["run", "missing.py"]])
+@pytest.mark.parametrize("argv", [["up", "--slots", "0"], ["worker", "--planner", "nohost"], ["run", "missing.py"],
+                                  ["planner", "--batch-share", "2"], ["run", "--checkpoint", "0s", "x.py"]])
 def test_cli_bad_arguments_fail_clearly(argv: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRANNY_")}
     proc = subprocess.run([sys.executable, "-m", "granny", *argv], capture_output=True, text=True, env=env, timeout=60)

@@ -111,6 +111,7 @@ class PlannerServer:
         self.secret = secret
         self.token = token
         self.state = PlannerState(config.heartbeat_timeout)
+        self.state.batch.share = config.batch_share
         self.policy_flag = policy  # the policy itself is chosen in _restore: the journal may name one
         self.loop = asyncio.get_running_loop()
         self.gate = HandshakeGate(self.loop, config.handshake_timeout, config.max_unauthenticated)
