@@ -368,7 +368,7 @@ class Client:
     def options(self, *, memory_limit: str | int | None = None, key: str | None = None, tenant: str | None = None,
                 hosts: str | Iterable[tuple[str, int]] | None = None, migrate: bool | None = None,
                 checkpoint: int | str | None = None, retries: int | None = None,
-                delay_tolerance: float | None = None) -> ClientOptions:
+                delay_tolerance: float | None = None, restartable: bool | None = None) -> ClientOptions:
         """A view of this client whose submissions carry the given per-granule options.
 
         ``tenant`` names who the work runs for (the compact policy never lets two tenants share a
@@ -382,6 +382,8 @@ class Client:
         ``delay_tolerance``: 0 runs a call now; ``t > 0`` lets the planner run it whenever it likes as
         long as the result is ready within t seconds (a deadline it cannot meet fails the call at once
         with ``DeadlineError``); ``-1``: whenever. Delayed calls use the slots other work leaves free.
+        ``restartable=True`` (with a tolerance): latency-sensitive work that finds no free slot may stop
+        the call and take its slot; it runs again from the start later, still by its deadline.
 
         ``key`` is an idempotency key for one call (``submit`` only): a call submitted with a key
         that was used before, by any client, is not run again; its future gets the first call's
@@ -394,7 +396,8 @@ class Client:
         if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
             raise ConfigError(f"retries must be a whole number >= 0, got {retries!r}")
         placing = Placing(tenant or "", parse_hosts(hosts), True if migrate is None else migrate,
-                          parse_checkpoint(checkpoint), retries or 0, parse_tolerance(delay_tolerance))
+                          parse_checkpoint(checkpoint), retries or 0, parse_tolerance(delay_tolerance),
+                          bool(restartable))
         return ClientOptions(self, limit, key or "", placing)
 
 

@@ -16,6 +16,7 @@ class Placing(NamedTuple):
     checkpoint: str = ""  # an MPI world's checkpoints: "N" every N migration points, "Ts" every T seconds
     retries: int = 0  # an idempotent call runs again elsewhere, at most this many times, if its host dies
     delay_tolerance: float = 0.0  # 0: now; t > 0: the result is due within t seconds; < 0 (-1): whenever
+    restartable: bool = False  # a delay-tolerant call latency-sensitive work may stop, to run it again later
 
     def fields(self, n: int) -> dict[str, Any]:
         """The Submit fields for a request of ``n`` granules (ConfigError if the pins do not add up to n)."""
@@ -24,7 +25,7 @@ class Placing(NamedTuple):
             raise ConfigError(f"hosts={pins} places {sum(c for _, c in self.hosts)} granule(s), "
                               f"but the request has {n}")
         return {"tenant": self.tenant, "hosts": list(self.hosts), "migrate": self.migrate, "checkpoint": self.checkpoint,
-                "retries": self.retries, "delay_tolerance": self.delay_tolerance}
+                "retries": self.retries, "delay_tolerance": self.delay_tolerance, "restartable": self.restartable}
 
 
 def parse_tolerance(raw: object) -> float:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 import granny
 from granny.cluster import LocalCluster
 from granny.errors import ConfigError, DeadlineError
+
+from ..polling import wait_for
 
 
 def slow(seconds: float) -> float:
@@ -58,3 +61,29 @@ def test_http_invoke_carries_a_tolerance_and_refuses_an_impossible_deadline(clus
     assert status == 422 and "cannot be met" in str(body), body
     status, body = post("/v1/functions/spin/invoke?wait=true", {"input": 0.01, "delay_tolerance": -1})
     assert status == 200 and body["state"] == "succeeded", body
+
+
+def spin_logged(path: str, seconds: float) -> int:
+    import time
+
+    with open(path, "a") as fh:
+        fh.write("start\n")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    with open(path) as fh:
+        return len(fh.readlines())
+
+
+def test_a_restartable_call_gives_its_slot_to_latency_sensitive_work_and_runs_again(tmp_path: Path) -> None:
+    log = tmp_path / "starts"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            background = client.options(delay_tolerance=120, restartable=True).submit(spin_logged, str(log), 2.0)
+            wait_for(lambda: log.exists(), timeout=60, what="the background call running")
+            assert client.submit(pow, 3, 3).result(timeout=60) == 27  # it did not wait 2 s behind the other
+            assert background.result(timeout=60) == 2  # stopped once, then run again from the start
+            assert client.query("counters")["batch"]["preempted"] == 1
+    finally:
+        cluster.stop()

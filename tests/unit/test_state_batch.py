@@ -9,6 +9,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from granny.planner.lifecycle import TaskState
 from granny.planner.state import Dispatch, Fail, PlannerState
 
 from .test_state import add_host, of, planner
@@ -117,3 +118,32 @@ def test_no_admitted_deadline_is_missed(slots: int, calls: list[tuple[float, flo
     for rid, d in deadline.items():
         assert finished[rid] <= d, f"{rid} ended at {finished[rid]:.3f}, after its deadline {d:.3f}"
     assert s.batch.counts["missed"] == 0
+
+
+def test_latency_sensitive_work_stops_a_restartable_call_with_slack_and_it_runs_again() -> None:
+    from granny.planner.state import Kill
+
+    s = planner(("h1", 1))
+    s.batch.observe("f", 1.0)
+    (placed,) = of(s.submit("bg", "a", 1, tolerance=60.0, key="f", now=0.0, restartable=True), Dispatch)
+    acts = s.submit("now", "a", 1, now=0.5)
+    (kill,) = of(acts, Kill)
+    assert kill.granule_id == placed.granule_id and "preempted" in kill.reason
+    assert s.requests["bg"].tasks[0].state is TaskState.QUEUED and [d.req_id for d in s.batch.waiting] == ["bg"]
+    assert s.submit("now2", "a", 1, now=0.6) == []  # nothing more to stop, nothing else is killed
+    s.granule_exited(placed.granule_id, "killed by SIGKILL")  # the preempted call's exit is not its end
+    assert not s.requests["bg"].final()
+    got = of(s.granule_connected("h1", "h1-new", None), Dispatch)
+    assert [d.req_id for d in got] == ["now"]  # the latency-sensitive call takes the slot
+    assert s.batch.counts["preempted"] == 1
+
+
+def test_no_preemption_of_calls_that_are_not_restartable_or_would_miss_their_deadline() -> None:
+    from granny.planner.state import Kill
+
+    s = planner(("h1", 2))
+    s.batch.observe("f", 10.0)
+    s.submit("plain", "a", 1, tolerance=60.0, key="f", now=0.0)
+    s.submit("tight", "a", 1, tolerance=15.0, key="f", now=0.0, restartable=True)  # 2 × 10 s no longer fit
+    assert of(s.submit("now", "a", 1, now=1.0), Kill) == []
+    assert s.requests["now"].tasks[0].state is TaskState.QUEUED

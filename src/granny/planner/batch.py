@@ -28,9 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from .lifecycle import TaskState
+from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import Placement
-from .records import Action, Request
+from .records import Action, Kill, Request
 from .views_policy import cluster_view, pins_down, request_for
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class Batch:
         self.counts: Counter[str] = Counter()
         self.now = 0.0
         self.seq = 0
+        self.preempted_for: set[str] = set()  # latency-sensitive requests that already had calls stopped for them
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -163,6 +164,45 @@ def place(st: PlannerState) -> list[Action]:
         if b.now > d.submitted:
             b.counts["delayed"] += 1
         actions += placed
+    return actions
+
+
+def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
+    """Latency-sensitive ``req`` waits for ``needed`` slots: stop restartable delay-tolerant calls for it,
+    those with the most slack first, and only those that can still run again by their deadline (twice
+    their estimated runtime before it). Each is requeued here with its deadline; its granule is killed
+    and its slot goes to the queue's head when the granule is gone. Once per waiting request."""
+    b = st.batch
+    if req.req_id in b.known or req.req_id in b.preempted_for:
+        return []  # a promoted delay-tolerant call takes no slot from its peers
+    b.preempted_for = {r for r in b.preempted_for if r in st.queue}
+    candidates = []
+    for rid, d in b.known.items():
+        other = st.requests.get(rid)
+        if other is None or not other.restartable or d.started is None or other.tasks[0].state is not TaskState.RUNNING:
+            continue
+        slack = d.deadline - b.now - 2 * b.estimate(d.key) - MARGIN
+        if slack >= 0:
+            candidates.append((slack, d.seq, rid))
+    free = sum(max(0, min(h.slots - h.busy(), len(h.idle()))) for h in st.hosts.values() if h.alive)
+    if not candidates or len(candidates) + free < needed:
+        return []  # stopping calls would not make room for it
+    b.preempted_for.add(req.req_id)
+    actions: list[Action] = []
+    for _, _, rid in sorted(candidates, reverse=True)[:needed - free]:
+        other = st.requests[rid]
+        task = other.tasks[0]
+        granule = st.granules[task.granule_id]
+        for key in granule.tasks[1:]:  # calls prefetched behind it go back to the queue
+            actions += st._unprefetch(granule, key)
+        granule.tasks = []  # it is killed: its exit is not the call's end (it stays busy until then)
+        actions.append(Kill(granule.host_id, granule.granule_id, "preempted: latency-sensitive work takes its slot"))
+        task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, rid)
+        task.granule_id = task.host_id = ""
+        d = b.known[rid]
+        d.started = None
+        bisect.insort(b.waiting, d)
+        b.counts["preempted"] += 1
     return actions
 
 

@@ -290,6 +290,7 @@ class Request:
     checkpoint: int = 0  # its latest complete checkpoint (0: none): a dead host restarts it from there
     retries: int = 0  # runs left of an idempotent call whose host dies (Submit.retries)
     reruns: int = 0  # how many times it was run again after its host died
+    restartable: bool = False  # a delay-tolerant call that may be stopped for latency-sensitive work (batch.py)
 
     def final(self) -> bool:
         return all(t.state in TASK_FINAL for t in self.tasks)

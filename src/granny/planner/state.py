@@ -311,7 +311,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
                prefetch: bool = False, gang: bool = False, lease: bool = False, tenant: str = "",
                hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True, retries: int = 0,
-               tolerance: float = 0.0, key: str = "", now: float = 0.0) -> list[Action]:
+               tolerance: float = 0.0, key: str = "", now: float = 0.0, restartable: bool = False) -> list[Action]:
         """``tenant``, ``hosts`` (a pinned placement) and ``migrate`` go to the policy with the request;
         ``retries``: an idempotent call runs again elsewhere (at most that many times) if its host dies;
         ``tolerance`` != 0: a delay-tolerant call of function ``key``, submitted at ``now`` (batch.py)."""
@@ -328,6 +328,9 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
         if lease:
             self._leases.add(req_id)
         if tolerance and not gang and not lease:
+            # Nothing waits behind a delay-tolerant call on its granule: latency-sensitive work gets a free
+            # slot, or (restartable) the call's own.
+            self.requests[req_id].restartable, self.requests[req_id].prefetch = restartable, False
             return batch.submit(self, req_id, key, tolerance, now) + self.schedule()
         self.queue.append(req_id)
         if self._stalled_on and self.queue[0] == self._stalled_on:
@@ -523,6 +526,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
                         continue
                 self._stalled_on = req.req_id
                 actions += leases.revoke_for(self, req, len(pending))
+                actions += batch.preempt_for(self, req, len(pending)) if self.batch.known else []
                 break
             self.queue.popleft()
             view, full = None, None

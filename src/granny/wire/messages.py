@@ -98,6 +98,7 @@ class Submit(_Msg, tag="submit"):
     keyed: bool = False  # req_id comes from an idempotency key: a finished call of that id is not run again
     retries: int = 0  # an idempotent call: run it again elsewhere (this many times at most) if its host dies
     delay_tolerance: float = 0.0  # 0: run now; t > 0: the result is due within t s; < 0: whenever (planner/batch.py)
+    restartable: bool = False  # a delay-tolerant call that may be stopped and started again (preemption)
     resent: bool = False  # sent again after a reconnect: it may have run already (see planner/orphans.py)
     tenant: str = ""  # apps of different tenants never share a host under the compact policy
     hosts: list[tuple[str, int]] = []  # a pinned placement, as ``mpirun --host h1:4,h2:4``; sums to n
