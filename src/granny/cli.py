@@ -423,9 +423,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     con = _console()
     if args.app:
         con.print(f"app [bold]{data['app_id']}[/] ({data['kind']} {data['name']}): [bold]{data['state']}[/] {data['tasks']}")
-        table = Table("request", "index", "state", "host", "granule")
+        table = Table("request", "index", "state", "host", "granule", "deadline")
         for g in data["granules"]:
-            table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"])
+            due = ("whenever" if g.get("deadline_in") is None else f"in {g['deadline_in']:g}s, slack {g['slack']:g}s"
+                   ) if g.get("delay_tolerant") else ""
+            table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"], due)
         for m in data.get("migrations", []):
             con.print(f"migrated: {m['text']}")
         if migration is not None:
