@@ -9,20 +9,29 @@ rank to say where its state waits (MigrateOut).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConnectionLostError
 from ..migration import Order
 from ..mpi import runtime
 from ..wire import MigrateAsk, MigrateHint, MigrateOrder, MigrateOut, MpiJoin, MpiWorld, Run, Stdin
+from .outbox import Link
 
 if TYPE_CHECKING:
     from ..mpi.world import Exchange
-    from .granule import Granule
+
+
+class LinkedGranule(Protocol):
+    """What the control needs of its granule (granule.Granule): its link to the planner, and where Stdin
+    frames that arrive meanwhile go."""
+
+    link: Link
+    stdin_frames: deque[Stdin]
 
 
 class GranuleControl:
-    def __init__(self, granule: Granule, run: Run, ip: str) -> None:
+    def __init__(self, granule: LinkedGranule, run: Run, ip: str) -> None:
         self.granule, self.run, self.ip = granule, run, ip
         self.gen = run.gen
         self.asked = False  # the world's first point asks: the planner learns the world has points
