@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import ConfigError, ConflictError, PrunedError
-from . import evicting, selection, views
+from . import evicting, metrics, selection, views
 from .compiler import SourceChecker
 from .http_input import decode, flag, integer, number, read_body, too_large
 from .openapi import (
@@ -182,6 +182,11 @@ def build_app(p: PlannerServer) -> Starlette:
     async def openapi(request: Request) -> Response:
         return _json(openapi_spec())
 
+    async def prometheus(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(p), media_type=CONTENT_TYPE_LATEST)
+
     # One Route per path, so that a 405 lists every method of the path in its Allow header.
     routes = [
         Route("/v1/functions", functions, methods=["GET", "POST"]),
@@ -197,6 +202,7 @@ def build_app(p: PlannerServer) -> Starlette:
         Route("/v1/queue", list_queue, methods=["GET"]),
         Route("/v1/policy", policy, methods=["GET", "PUT"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:

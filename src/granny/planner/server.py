@@ -64,6 +64,7 @@ from .grace import Held
 from .journal import Journal
 from .keys import KeyedCalls
 from .lifecycle import TASK_FINAL, AppState
+from .metrics import CallStats
 from .orphans import Orphans
 from .outputs import Outputs
 from .pruning import answer_finished, forget, seed_retention
@@ -102,6 +103,7 @@ class Payload:
     submit: Submit
     segments: list[memoryview]
     owner: Conn | None
+    at: float = 0.0  # when it was submitted (the planner's clock): call latency for /metrics
 
 
 class PlannerServer:
@@ -137,6 +139,7 @@ class PlannerServer:
         self.retention = self.state.retention = Retention(config.retain)  # its passes run from state.tick
         self.store = StateStore(config.data_dir / "state", self.loop)  # frozen ranks' state (see store.py)
         self.sent_at: dict[tuple[str, int], float] = {}  # when calls of delay-tolerant functions were sent
+        self.call_stats = CallStats()  # what /metrics counts per call (see metrics.py)
         self._restore()
         self._ticker = self.loop.create_task(self._tick_forever())
 
@@ -310,7 +313,8 @@ class PlannerServer:
         segments = split_segments(body, msg.segs)
         if msg.n < 1 or msg.n > 100_000:
             raise ProtocolError(f"request for {msg.n} granules is out of bounds")
-        self.payloads[msg.req_id] = Payload(msg, segments, conn)
+        self.payloads[msg.req_id] = Payload(msg, segments, conn, self.loop.time())
+        self.call_stats.counts["submitted"] += msg.n
         app_kind = "script" if msg.kind is Kind.SCRIPT else "functions"
         if msg.app_id not in self.state.apps:
             self.journal.app(msg.app_id, app_kind, msg.name, AppState.RUNNING.value)
@@ -381,6 +385,7 @@ class PlannerServer:
         if req is not None and req.reruns:
             res.attempts = req.reruns + 1
         payload = self.payloads.get(res.req_id)
+        self.call_stats.finished(res.status is Status.OK, self.loop.time() - payload.at if payload and payload.at else None)
         sent = handed or (payload is not None and payload.owner is not None and not payload.owner.closed)
         if sent and not handed:
             assert payload is not None and payload.owner is not None
