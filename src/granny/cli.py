@@ -38,10 +38,14 @@ from .errors import ConfigError, GrannyError
 from .placing import Placing, parse_checkpoint
 
 
-def _console() -> Any:
+def _console(stdout: bool = False) -> Any:
+    """Rich output: on stderr for messages, on stdout for what a command lists (``stdout=True``). A listing
+    piped somewhere (no terminal, no $COLUMNS) is laid out 160 wide rather than cropped at 80."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    stream = sys.stdout if stdout else sys.stderr
+    wide = 160 if stdout and not stream.isatty() and not os.environ.get("COLUMNS") else None
+    return Console(stderr=not stdout, highlight=False, width=wide)
 
 
 def _positive(raw: str) -> int:
@@ -409,7 +413,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from rich.table import Table
 
     client = _client(args.address)
     data = client.query("app", args.app) if args.app else client.query("apps")
@@ -420,10 +423,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         print(json.dumps(data, indent=2))
         return 0
-    con = _console()
+    con = _console(stdout=True)  # a listing: pipeable, like ls
     if args.app:
         con.print(f"app [bold]{data['app_id']}[/] ({data['kind']} {data['name']}): [bold]{data['state']}[/] {data['tasks']}")
-        table = Table("request", "index", "state", "host", "granule", "deadline")
+        table = _table("request", "index", "state", "host", "granule", "deadline", id_width=16)
         for g in data["granules"]:
             due = ("whenever" if g.get("deadline_in") is None else f"in {g['deadline_in']:g}s, slack {g['slack']:g}s"
                    ) if g.get("delay_tolerant") else ""
@@ -433,7 +436,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if migration is not None:
             con.print(_describe_migration(migration))
     else:
-        table = Table("app", "kind", "name", "state", "queued", "running", "succeeded", "failed", "cancelled")
+        table = _table("app", "kind", "name", "state", "queued", "running", "succeeded", "failed", "cancelled",
+                       id_width=16)
         for a in data:
             t = a["tasks"]
             table.add_row(a["app_id"], a["kind"], a["name"], a["state"], *(str(t.get(k, "")) for k in
@@ -458,8 +462,21 @@ def _describe_migration(m: dict[str, Any]) -> str:
     return f"migration: stays ({m['reason']})"
 
 
-def cmd_hosts(args: argparse.Namespace) -> int:
+def _table(*columns: str, id_width: int = 0) -> Any:
+    """A rich table whose first column (the ids: apps, requests, hosts) is never cut: it keeps
+    ``id_width`` characters and folds a longer id over lines, so that ids can be copied into commands."""
     from rich.table import Table
+
+    table = Table()
+    for i, name in enumerate(columns):
+        if i == 0:
+            table.add_column(name, overflow="fold", min_width=id_width or None)
+        else:
+            table.add_column(name)
+    return table
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
 
     if (args.action == "list") == bool(args.host):
         raise ConfigError("name a host after evict or restore, and only there: granny hosts evict HOST [--in 60s]")
@@ -475,14 +492,14 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 
         print(json.dumps(data, indent=2))
         return 0
-    table = Table("host", "slots", "used", "idle granules", "alive", "last heartbeat", "incarnation", "eviction")
+    table = _table("host", "slots", "used", "idle granules", "alive", "last heartbeat", "incarnation", "eviction")
     for h in data:
         left = h.get("evicting_in")
         eviction = "evicted" if h.get("evicted") else "" if left is None else f"[yellow]in {left:.0f}s[/]"
         table.add_row(h["host_id"], str(h["slots"]), str(h["used"]), str(h["idle_granules"]),
                       "yes" if h["alive"] else "[red]dead[/]", f"{h['last_heartbeat_age']:.1f}s ago",
                       str(h.get("incarnation", "")), eviction)
-    _console().print(table)
+    _console(stdout=True).print(table)
     return 0
 
 

@@ -189,7 +189,7 @@ def test_hosts(env: dict[str, str]) -> None:
 
     proc = granny("hosts", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "local" in proc.stderr and "yes" in proc.stderr  # the table goes to the console (stderr)
+    assert "local" in proc.stdout and "yes" in proc.stdout  # a listing goes to stdout (it can be piped)
 
 
 def test_submit_status_and_logs(env: dict[str, str], tmp_path: Path) -> None:
@@ -215,9 +215,9 @@ def test_submit_status_and_logs(env: dict[str, str], tmp_path: Path) -> None:
     apps = {a["app_id"]: a for a in status_json(env)}
     assert apps[app_id]["state"] == "succeeded"
     table = granny("status", env=env)
-    assert table.returncode == 0 and app_id in table.stderr.replace("\n", "")
+    assert table.returncode == 0 and app_id in table.stdout.replace("\n", "")  # listings go to stdout
     one = granny("status", app_id, env=env)
-    assert one.returncode == 0 and "succeeded" in one.stderr
+    assert one.returncode == 0 and "succeeded" in one.stdout
 
 
 def test_submitted_failure_is_visible_in_status_and_logs(env: dict[str, str], tmp_path: Path) -> None:
@@ -322,3 +322,15 @@ def test_user_errors_against_a_cluster_fail_clearly(cluster: LocalCluster, env: 
     check_unknown_app(env)
     check_bad_granule_count_and_missing_script_fail_clearly(env, tmp_path)
     check_wrong_token_fails_clearly(cluster, tmp_path)
+
+
+def test_status_on_a_narrow_terminal_never_cuts_an_app_id(env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "ok.py"
+    script.write_text("print('ok')\n")
+    app_id = granny("submit", str(script), env=env).stdout.strip()
+    narrow = dict(env, COLUMNS="30")
+    proc = granny("status", env=narrow)
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    cells = [line.split("│")[1].strip() for line in proc.stdout.splitlines() if line.count("│") > 2]
+    assert app_id in "".join(cells), proc.stdout  # the id column folds over lines, never cut
