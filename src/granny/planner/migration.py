@@ -314,7 +314,7 @@ def recover(st: PlannerState, req_id: str, why: str) -> list[Action]:
             continue
         granule = st.granules.get(task.granule_id)
         if granule is not None and (req_id, i) in granule.tasks:
-            granule.tasks.remove((req_id, i))  # its exit is not this task's end any more
+            granule.drop((req_id, i))  # its exit is not this task's end any more
             if granule.state is GranuleState.BUSY and st.hosts[granule.host_id].alive:
                 actions.append(Kill(granule.host_id, granule.granule_id, f"its world restarts from a checkpoint: {why}"))
         task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, req_id)
@@ -357,7 +357,7 @@ def moved_away(st: PlannerState, granule_id: str, req_id: str, index: int) -> li
     # Still known as the rank's old process until it exits: a stray report from it is never the task's end.
     granule = st.granules.get(granule_id)
     if granule is not None and key in granule.tasks:
-        granule.tasks.remove(key)
+        granule.drop(key)
         if not granule.tasks:
             granule.to(GranuleEvent.RELEASE)
     return []
@@ -385,7 +385,7 @@ def source_reported(st: PlannerState, granule_id: str, req_id: str, index: int) 
     _unreserve(st, req_id, index)
     old = st.granules.get(granule_id)
     if old is not None and (req_id, index) in old.tasks:
-        old.tasks.remove((req_id, index))
+        old.drop((req_id, index))
         if not old.tasks:
             old.to(GranuleEvent.RELEASE)
     return True, st.fail_task(req_id, index, None)
@@ -403,7 +403,7 @@ def _unreserve(st: PlannerState, req_id: str, index: int) -> None:
     flight = st.migrations.inflight[req_id]
     granule = st.granules.get(flight.targets.get(index, ""))
     if granule is not None and (req_id, index) in granule.tasks:
-        granule.tasks.remove((req_id, index))
+        granule.drop((req_id, index))
         if not granule.tasks:
             granule.to(GranuleEvent.RELEASE)
 
