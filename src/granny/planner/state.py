@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from . import eviction, migration
+from .capacity import HostViews
 from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
@@ -50,7 +51,6 @@ from .lifecycle import (
     transition,
 )
 from .liveness import Liveness
-from .capacity import HostViews
 from .migration import MigrationPoints, Migrations
 from .policies import NeverFits, Placement, Policy, binpack
 from .policies.base import ClusterView, Decision

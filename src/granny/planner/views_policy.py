@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+
 from .lifecycle import GranuleState, TaskState
 from .policies import ClusterView, HostView, PlacementRequest, RunningApp, Wait
 from .records import App, Host, Request
