@@ -64,6 +64,7 @@ class HostViews:
         self._evicting: frozenset[str] = frozenset()
         self._views: tuple[HostView, ...] = ()
         self._roomy = 0  # live hosts with a slot not busy (see full)
+        self.version = 0  # counts the builds that looked at a stale host: equal versions, equal views
 
     def stale_all(self) -> None:
         self.dirty.update(self.hosts)
@@ -116,4 +117,5 @@ class HostViews:
             else:
                 self._unknown.discard(hid)
         dirty.clear()
+        self.version += 1
         self._views = tuple(e[0] for e in entries.values() if e is not None)
