@@ -15,11 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from granny.experiment import load_model
 from granny.planner.capacity import HostViews
 from granny.planner.lifecycle import GranuleState, TaskState
-from granny.planner.policies import POLICIES, HostView, Policy
+from granny.planner.policies import POLICIES, BinPack, HostView, Policy, binpack
 from granny.planner.records import Host, Request
 from granny.planner.state import Action, PlannerState
+from granny.sim import Simulator, poisson_trace
+from granny.sim.schedulers import Scheduler
 
 
 def old_cluster_view_hosts(hosts: Iterable[Host], requests: Mapping[str, Request],
@@ -150,3 +153,17 @@ def test_a_task_taken_off_in_place_would_go_unseen() -> None:
     s.task_done("g", "a", 0, True)  # b starts there: the host now runs app-b
     assert s.views.views(s.requests, s.evicting)[0].placements == {"app-b": 1}
     assert TaskState.RUNNING is s.requests["b"].tasks[0].state
+
+
+class UnknownBinPack(BinPack):
+    """bin-pack under another type: migration.hints cannot tell what its rule reads, so it checks
+    every world after every event, as it did before it kept quiet worlds."""
+
+
+def test_hints_skip_only_worlds_whose_check_would_say_the_same() -> None:
+    jobs = poisson_trace(150, 0.9 * 6 * 8 / (8.5 * 200), "mpi-migrate", range(2, 12), seed=3)
+    runs = [Simulator(Scheduler("granny-migrate", policy, 0.1), 6, 8, load_model()) for policy in (binpack, UnknownBinPack())]
+    kept, every = (sim.run(jobs) for sim in runs)
+    assert kept.events == every.events
+    assert any(e.what == "move" for e in kept.events)  # the trace does migrate
+    assert runs[0].state.migrations.counts == runs[1].state.migrations.counts
