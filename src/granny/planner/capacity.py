@@ -49,6 +49,7 @@ class Hosts(dict[str, Host]):
     def __delitem__(self, host_id: str) -> None:
         self[host_id].watch(None)
         super().__delitem__(host_id)
+        self.dirty.add(host_id)
         self.reordered = True
 
 
@@ -58,8 +59,8 @@ class HostViews:
     def __init__(self) -> None:
         self.dirty: set[str] = set()
         self.hosts = Hosts(self.dirty)
-        # host id -> (view, busy slots), None while the host is dead; in the order of ``hosts``
-        self._entries: dict[str, tuple[HostView, int] | None] = {}
+        self._live: dict[str, HostView] = {}  # the live hosts' views, in the order of ``hosts``
+        self._busy: dict[str, int] = {}  # their busy slots
         self._unknown: set[str] = set()  # hosts running a task of a request not known (yet)
         self._evicting: frozenset[str] = frozenset()
         self._views: tuple[HostView, ...] = ()
@@ -72,7 +73,7 @@ class HostViews:
     def views(self, requests: Mapping[str, Request], evicting: set[str]) -> tuple[HostView, ...]:
         """Every live host's view, as ``cluster_view(...).hosts`` gives it."""
         dirty = self.dirty
-        if evicting != self._evicting:
+        if (evicting or self._evicting) and evicting != self._evicting:
             dirty.update(evicting.symmetric_difference(self._evicting))
             self._evicting = frozenset(evicting)
         if self._unknown:
@@ -91,31 +92,30 @@ class HostViews:
         return self._roomy == 0
 
     def _rebuild(self, requests: Mapping[str, Request], evicting: set[str]) -> None:
-        hosts, entries, dirty = self.hosts, self._entries, self.dirty
-        if len(entries) != len(hosts) or hosts.reordered:
-            hosts.reordered = False
-            self._entries = entries = {hid: entries.get(hid) for hid in hosts}  # hosts only ever join at the end
-            dirty.update(hid for hid, e in entries.items() if e is None)
-            self._roomy = sum(1 for e in entries.values() if e is not None and e[1] < e[0].slots)
-        for hid in dirty:
-            if hid not in entries:
-                continue  # a granule of a host that is not registered
-            old = entries[hid]
-            if old is not None and old[1] < old[0].slots:
+        hosts, live, busy_of, unknown_hosts = self.hosts, self._live, self._busy, self._unknown
+        reorder = hosts.reordered
+        for hid in self.dirty:
+            old = live.get(hid)
+            if old is not None and busy_of[hid] < old.slots:
                 self._roomy -= 1
-            host = hosts[hid]
-            if not host.alive:
-                entries[hid] = None
-                self._unknown.discard(hid)
+            host = hosts.get(hid)
+            if host is None or not host.alive:
+                if old is not None:
+                    del live[hid], busy_of[hid]
+                unknown_hosts.discard(hid)
                 continue
             view, busy, unknown = host_view(host, requests, hid in evicting)
-            entries[hid] = (view, busy)
+            reorder = reorder or old is None  # a host (re)joined: put it back in its place
+            live[hid], busy_of[hid] = view, busy
             if busy < view.slots:
                 self._roomy += 1
             if unknown:
-                self._unknown.add(hid)
+                unknown_hosts.add(hid)
             else:
-                self._unknown.discard(hid)
-        dirty.clear()
+                unknown_hosts.discard(hid)
+        if reorder:
+            hosts.reordered = False
+            self._live = live = {hid: live[hid] for hid in hosts if hid in live}
+        self.dirty.clear()
         self.version += 1
-        self._views = tuple(e[0] for e in entries.values() if e is not None)
+        self._views = tuple(live.values())

@@ -243,9 +243,10 @@ class Granule:
     _watch: ClassVar[set[str] | None] = None  # set per instance when its host joins a state
 
     def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if self._watch is not None:
-            self._watch.add(self.host_id)
+        self.__dict__[name] = value
+        watch = self._watch
+        if watch is not None:
+            watch.add(self.host_id)
 
     @property
     def task(self) -> tuple[str, int] | None:
