@@ -231,7 +231,7 @@ Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | 
 # Watching (see capacity.py): a host or granule that belongs to a PlannerState has ``_watch``, the set
 # of host ids whose placement view is stale. Setting any of its fields adds its host there, so the
 # state rebuilds only those hosts' views. ``Granule.tasks`` must be assigned, not changed in place
-# (use :meth:`Granule.drop`); appending a prefetched task is the exception, as it changes no view.
+# (or use :meth:`Granule.drop`); appending a prefetched task is the exception, as it changes no view.
 @dataclass
 class Granule:
     granule_id: str
@@ -257,10 +257,10 @@ class Granule:
         self.state = transition(GRANULE_TRANSITIONS, self.state, event, f"granule {self.granule_id}")
 
     def drop(self, key: tuple[str, int]) -> None:
-        """``tasks.remove(key)``, as an assignment (which a watching state sees)."""
-        tasks = list(self.tasks)
-        tasks.remove(key)
-        self.tasks = tasks
+        """``tasks.remove(key)``, seen by a watching state."""
+        self.tasks.remove(key)
+        if self._watch is not None:
+            self._watch.add(self.host_id)
 
 
 class Granules(dict[str, Granule]):
