@@ -142,8 +142,8 @@ def test_kept_views_place_as_views_from_scratch(policy: str, events: list[tuple[
             kept.hosts.values(), kept.requests, kept.evicting), ev
 
 
-def test_a_task_taken_off_in_place_would_go_unseen() -> None:
-    """The watch sees assignments: Granule.drop is what changes a granule's tasks (prefetch behind a call)."""
+def test_a_call_that_starts_behind_another_changes_its_hosts_view() -> None:
+    """Granule.drop marks the host: the call prefetched behind the finished one now runs there."""
     s = PlannerState(5.0)
     s.register_host("h", 1, 0.0)
     s.granule_connected("h", "g", None)
