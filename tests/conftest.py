@@ -9,6 +9,10 @@ import pytest
 
 import granny
 from granny.cluster import LocalCluster
+from granny.planner.capacity import HostViews
+
+# Every in-process planner state checks its kept host views against a scratch build (see capacity.py).
+HostViews.check = True
 
 
 @pytest.fixture

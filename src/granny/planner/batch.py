@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
-from .policies import Placement
+from .policies import ClusterView, Placement
 from .records import Action, Kill, Request
-from .views_policy import cluster_view, pins_down, request_for
+from .views_policy import pins_down, request_for
 
 if TYPE_CHECKING:
     from .state import PlannerState
@@ -90,7 +90,7 @@ class BatchEvents:
         """Place all pending tasks of ``req`` now if the policy finds room (None: it does not)."""
         st = self._st()
         pending = [i for i, t in enumerate(req.tasks) if t.state is TaskState.QUEUED]
-        view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, with_apps=False)
+        view = ClusterView(st.views.views(st.requests, st.evicting))  # the kept host views (capacity.py)
         request = request_for(req, len(pending))
         decision = pins_down(request, st.hosts) or st.policy.place(view, request)
         return st.assign(req, pending, decision.hosts) if isinstance(decision, Placement) else None

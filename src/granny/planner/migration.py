@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
-from .policies import Freeze, MigrationDecision, Move, Stay
+from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
 from .policies.base import GranuleMove
 from .records import (
     Action,
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from .state import PlannerState
 
 HISTORY = 50  # completed migrations kept per world (for `granny status`)
+# Policies whose migration rule reads only the view's hosts and the app it is asked about (see hints)
+HOSTS_ONLY = (BinPack, Compact, FirstFit, Spot, WholeHosts)
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -77,6 +79,8 @@ class Migrations:
         self.checkpoints: dict[str, int] = {}  # req_id -> the last checkpoint number given out
         self.saving: dict[str, tuple[int, set[int]]] = {}  # req_id -> checkpoint being saved, ranks stored
         self.now = 0.0  # the latest time an event brought (hints have no event time of their own)
+        # world -> what its last check saw (see hints): while that is unchanged, it still would not move
+        self.quiet: dict[str, tuple[int, tuple[str, ...], str, bool]] = {}
 
     def gen(self, req_id: str) -> int:
         return self.gens.get(req_id, 0)
@@ -90,6 +94,7 @@ class Migrations:
         """The world ended (or is forgotten): old processes still serving it are stopped."""
         self.points.discard(req_id)
         self.hinted.discard(req_id)
+        self.quiet.pop(req_id, None)
         self.gens.pop(req_id, None)
         self.inflight.pop(req_id, None)
         self.frozen_at.pop(req_id, None)
@@ -314,7 +319,7 @@ def recover(st: PlannerState, req_id: str, why: str) -> list[Action]:
             continue
         granule = st.granules.get(task.granule_id)
         if granule is not None and (req_id, i) in granule.tasks:
-            granule.tasks.remove((req_id, i))  # its exit is not this task's end any more
+            granule.drop((req_id, i))  # its exit is not this task's end any more
             if granule.state is GranuleState.BUSY and st.hosts[granule.host_id].alive:
                 actions.append(Kill(granule.host_id, granule.granule_id, f"its world restarts from a checkpoint: {why}"))
         task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, req_id)
@@ -357,7 +362,7 @@ def moved_away(st: PlannerState, granule_id: str, req_id: str, index: int) -> li
     # Still known as the rank's old process until it exits: a stray report from it is never the task's end.
     granule = st.granules.get(granule_id)
     if granule is not None and key in granule.tasks:
-        granule.tasks.remove(key)
+        granule.drop(key)
         if not granule.tasks:
             granule.to(GranuleEvent.RELEASE)
     return []
@@ -385,7 +390,7 @@ def source_reported(st: PlannerState, granule_id: str, req_id: str, index: int) 
     _unreserve(st, req_id, index)
     old = st.granules.get(granule_id)
     if old is not None and (req_id, index) in old.tasks:
-        old.tasks.remove((req_id, index))
+        old.drop((req_id, index))
         if not old.tasks:
             old.to(GranuleEvent.RELEASE)
     return True, st.fail_task(req_id, index, None)
@@ -403,7 +408,7 @@ def _unreserve(st: PlannerState, req_id: str, index: int) -> None:
     flight = st.migrations.inflight[req_id]
     granule = st.granules.get(flight.targets.get(index, ""))
     if granule is not None and (req_id, index) in granule.tasks:
-        granule.tasks.remove((req_id, index))
+        granule.drop((req_id, index))
         if not granule.tasks:
             granule.to(GranuleEvent.RELEASE)
 
@@ -444,11 +449,19 @@ def hints(st: PlannerState) -> list[Action]:
     candidates = [r for r in m.points if r not in m.hinted and r not in m.inflight]
     if not candidates or (not st.evicting and st._full()):
         return []
+    # A built-in rule reads only the hosts' views and the world itself: while neither changed since a
+    # world's last check said it stays, checking it again would say so again.
+    reuse = type(st.policy) in HOSTS_ONLY
+    st.views.views(st.requests, st.evicting)
     actions: list[Action] = []
     view = None  # nothing changes between candidates: one view of the cluster serves them all
     for req_id in candidates:
         req = st.requests.get(req_id)
         if req is None or any(t.state is not TaskState.RUNNING for t in req.tasks):
+            continue
+        app = st.apps.get(req.app_id)
+        seen = (st.views.version, tuple(t.host_id for t in req.tasks), app.tenant if app else req.tenant, req.migrate)
+        if reuse and m.quiet.get(req_id) == seen:
             continue
         if view is None:
             view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
@@ -456,7 +469,10 @@ def hints(st: PlannerState) -> list[Action]:
         decision = st.policy.migrate(world_view(view, req, st.apps), req_id)  # as world_decision, view shared
         if isinstance(decision, Freeze) or (isinstance(decision, Move) and decision.moves):
             m.hinted.add(req_id)
+            m.quiet.pop(req_id, None)
             actions.append(Hint(req.tasks[0].granule_id, req_id))
+        elif reuse:
+            m.quiet[req_id] = seen
     return actions
 
 

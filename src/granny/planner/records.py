@@ -7,7 +7,7 @@ server, the simulator, tests). No I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .lifecycle import (
     GRANULE_TRANSITIONS,
@@ -228,6 +228,10 @@ Action = (Dispatch | Fail | Kill | Skip | SpawnGranules | AppChanged | Revoke | 
 
 
 # --- records ----------------------------------------------------------------------------------
+# Watching (see capacity.py): a host or granule that belongs to a PlannerState has ``_watch``, the set
+# of host ids whose placement view is stale. Setting any of its fields adds its host there, so the
+# state rebuilds only those hosts' views. ``Granule.tasks`` must be assigned, not changed in place
+# (or use :meth:`Granule.drop`); appending a prefetched task is the exception, as it changes no view.
 @dataclass
 class Granule:
     granule_id: str
@@ -236,6 +240,13 @@ class Granule:
     tasks: list[tuple[str, int]] = field(default_factory=list)  # [running, prefetched...]
     connected: bool = True
     waiting: bool = False  # blocked on its own sub-calls: its slot is lent out
+    _watch: ClassVar[set[str] | None] = None  # set per instance when its host joins a state
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+        watch = self._watch
+        if watch is not None:
+            watch.add(self.host_id)
 
     @property
     def task(self) -> tuple[str, int] | None:
@@ -244,6 +255,37 @@ class Granule:
 
     def to(self, event: GranuleEvent) -> None:
         self.state = transition(GRANULE_TRANSITIONS, self.state, event, f"granule {self.granule_id}")
+
+    def drop(self, key: tuple[str, int]) -> None:
+        """``tasks.remove(key)``, seen by a watching state."""
+        self.tasks.remove(key)
+        if self._watch is not None:
+            self._watch.add(self.host_id)
+
+
+class Granules(dict[str, Granule]):
+    """A host's granules: one added, removed or cleared marks the host's view stale (see above)."""
+
+    def __init__(self, host: Host, items: dict[str, Granule]) -> None:
+        super().__init__(items)
+        self.host = host
+
+    def __setitem__(self, key: str, granule: Granule) -> None:
+        super().__setitem__(key, granule)
+        object.__setattr__(granule, "_watch", self.host._watch)
+        self.host.touch()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.host.touch()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.host.touch()
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self.host.touch()
 
 
 @dataclass
@@ -257,6 +299,25 @@ class Host:
     boot: str = ""  # the identity of its worker process ("" from a worker that does not say)
 
     spawning: int = 0  # spare granules asked of the worker and not connected yet
+    _watch: ClassVar[set[str] | None] = None  # see Granule
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "granules" and not isinstance(value, Granules):
+            value = Granules(self, value)
+        object.__setattr__(self, name, value)
+        if name != "last_seen" and self._watch is not None:  # heartbeats change no view
+            self._watch.add(self.host_id)
+
+    def watch(self, dirty: set[str] | None) -> None:
+        """Report changes to ``dirty`` (None: stop), this host's granules' included."""
+        object.__setattr__(self, "_watch", dirty)
+        for g in self.granules.values():
+            object.__setattr__(g, "_watch", dirty)
+        self.touch()
+
+    def touch(self) -> None:
+        if self._watch is not None:
+            self._watch.add(self.host_id)
 
     def busy(self) -> int:
         """Slots in use: busy granules, except those waiting on their own sub-calls."""

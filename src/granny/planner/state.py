@@ -37,6 +37,7 @@ from collections.abc import Iterable
 
 from . import batch, eviction, leases, migration
 from .batch import Batch, BatchEvents
+from .capacity import HostViews
 from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
@@ -53,7 +54,7 @@ from .lifecycle import (
 from .liveness import Liveness
 from .migration import MigrationPoints, Migrations
 from .policies import NeverFits, Placement, Policy, binpack
-from .policies.base import Decision
+from .policies.base import ClusterView, Decision
 from .records import (
     Action,
     App,
@@ -81,7 +82,7 @@ from .records import (
 from .rendezvous import Rendezvous
 from .restart import Restarts
 from .retention import Retention
-from .views_policy import cluster_view, pins_down, request_for
+from .views_policy import pins_down, request_for
 
 __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "GraceEnded", "Granule", "HoldFrames", "Host",
            "JoinRefused", "Kill", "PlannerState", "Pruned", "RankAddress", "ReplayFrames", "Request", "Revoke", "Skip",
@@ -92,7 +93,8 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
     def __init__(self, heartbeat_timeout: float, policy: Policy = binpack, retain: float = float("inf")) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = policy
-        self.hosts: dict[str, Host] = {}
+        self.views = HostViews()  # the hosts' placement views, rebuilt only where they changed
+        self.hosts: dict[str, Host] = self.views.hosts
         self.granules: dict[str, Granule] = {}
         self.requests: dict[str, Request] = {}
         self.apps: dict[str, App] = {}
@@ -347,7 +349,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
             return accepted, actions + self.schedule()
         granule = self.granules.get(granule_id)
         if granule is not None and (req_id, index) in granule.tasks:
-            granule.tasks.remove((req_id, index))
+            granule.drop((req_id, index))
             if not granule.tasks:
                 granule.to(GranuleEvent.RELEASE)
         req = self.requests.get(req_id)
@@ -457,7 +459,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
     def _unprefetch(self, granule: Granule, key: tuple[str, int], requeue: bool = True) -> list[Action]:
         """Take a not-yet-started task back from a granule (Skip), and queue it again if still wanted."""
         if key in granule.tasks:
-            granule.tasks.remove(key)
+            granule.drop(key)
         actions: list[Action] = [Skip(granule.granule_id, *key)]
         task = self.requests[key[0]].tasks[key[1]]
         if requeue and task.state is TaskState.RUNNING:
@@ -482,11 +484,13 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
                     app.pruned[t.state.value] = app.pruned.get(t.state.value, 0) + 1
         for app in touched.values():
             app.requests = [r for r in app.requests if r in self.requests]
+        self.views.stale_all()  # a granule may still name a forgotten request
 
     def forget_app(self, app_id: str) -> None:
         app = self.apps.pop(app_id)
         for rid in app.requests:
             self.requests.pop(rid, None)
+        self.views.stale_all()
 
     # --- placement --------------------------------------------------------------------------
     def schedule(self) -> list[Action]:
@@ -505,8 +509,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
                 self.queue.popleft()
                 continue
             if view is None:
-                view, decisions = cluster_view(self.hosts.values(), self.requests, self.apps, self.evicting,
-                                               with_apps=False), {}
+                view, decisions = ClusterView(self.views.views(self.requests, self.evicting)), {}
             request = request_for(req, len(pending))
             key = (req.app_id, request.n, request.tenant, request.hosts, request.migrate)
             decision = decisions.get(key)
@@ -553,7 +556,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
     def _full(self) -> bool:
         """No live host has a slot free. Short of that, a free slot whose granule is still starting
         (or being replaced) is worth waiting for, rather than queueing behind a busy granule."""
-        return not any(h.alive and h.slots - h.busy() > 0 for h in self.hosts.values())
+        return self.views.full(self.requests, self.evicting)
 
     def _prefetch(self, req: Request, actions: list[Action]) -> bool:
         """Queue ``req`` behind a running short call (only when the cluster is full: see _full)."""

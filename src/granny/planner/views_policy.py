@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 
 from .lifecycle import GranuleState, TaskState
 from .policies import ClusterView, HostView, PlacementRequest, RunningApp, Wait
@@ -37,38 +36,47 @@ def cluster_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: M
     slot even while its granule is still starting (would there be room in a moment?)."""
     views: list[HostView] = []
     running: dict[str, list[str]] | None = {} if with_apps else None
-    busy_state, idle_state = GranuleState.BUSY, GranuleState.IDLE
-    for host in hosts:  # per granule, the least work: this runs for every placement (a hot loop)
-        if not host.alive:
-            continue
-        here: dict[str, int] = {}
-        tenants: set[str] = set()
-        busy = idle = 0
-        for g in host.granules.values():
-            tasks = g.tasks
-            if tasks:
-                req = requests.get(tasks[0][0])
-                if req is not None:
-                    app_id = req.app_id
-                    here[app_id] = here.get(app_id, 0) + 1
-                    tenants.add(req.tenant)
-                    if running is not None:
-                        running.setdefault(app_id, []).append(host.host_id)
-            # A busy granule holds its slot even with no task: a cancelled one stays busy until its
-            # Kill lands (Host.busy counts it the same way).
-            state = g.state
-            if state is busy_state:
-                if not g.waiting:
-                    busy += 1
-            elif state is idle_state and g.connected and not tasks:
-                idle += 1
-        free = max(0, host.slots - busy if cold else min(host.slots - busy, idle))
-        views.append(HostView(host.host_id, host.slots, free, 0, here, host.host_id in evicting, frozenset(tenants)))
-    if evicting:  # a host under an eviction notice offers no slot, whatever the policy (see eviction.py)
-        views = [replace(v, free=0) if v.evicting else v for v in views]
+    for host in hosts:
+        if host.alive:
+            views.append(host_view(host, requests, host.host_id in evicting, cold, running)[0])
     apps_view = {a: RunningApp(a, tuple(hs), apps[a].tenant if a in apps else "",
                                apps[a].migrate if a in apps else True) for a, hs in (running or {}).items()}
     return ClusterView(tuple(views), apps_view, queue, now)
+
+
+def host_view(host: Host, requests: Mapping[str, Request], evicting: bool, cold: bool = False,
+              running: dict[str, list[str]] | None = None) -> tuple[HostView, int, bool]:
+    """One live host's view, its busy slots (see Host.busy), and whether one of its granules runs a
+    task of a request not known here (the view would change when it is). ``running``: app -> hosts
+    of its granules, added to."""
+    here: dict[str, int] = {}
+    tenants: set[str] = set()
+    busy = idle = 0
+    unknown = False
+    busy_state, idle_state = GranuleState.BUSY, GranuleState.IDLE
+    for g in host.granules.values():  # per granule, the least work: this runs for every placement (a hot loop)
+        tasks = g.tasks
+        if tasks:
+            req = requests.get(tasks[0][0])
+            if req is not None:
+                app_id = req.app_id
+                here[app_id] = here.get(app_id, 0) + 1
+                tenants.add(req.tenant)
+                if running is not None:
+                    running.setdefault(app_id, []).append(host.host_id)
+            else:
+                unknown = True
+        # A busy granule holds its slot even with no task: a cancelled one stays busy until its
+        # Kill lands (Host.busy counts it the same way).
+        state = g.state
+        if state is busy_state:
+            if not g.waiting:
+                busy += 1
+        elif state is idle_state and g.connected and not tasks:
+            idle += 1
+    # a host under an eviction notice offers no slot, whatever the policy (see eviction.py)
+    free = 0 if evicting else max(0, host.slots - busy if cold else min(host.slots - busy, idle))
+    return HostView(host.host_id, host.slots, free, 0, here, evicting, frozenset(tenants)), busy, unknown
 
 
 def migration_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps: Mapping[str, App],

@@ -77,10 +77,12 @@ class ClusterView:
     now: float = 0.0
 
     def host(self, host_id: str) -> HostView | None:
-        for h in self.hosts:
-            if h.host_id == host_id:
-                return h
-        return None
+        # Indexed on first use (a rule may ask once per granule of an app): the first host of that id.
+        index: dict[str, HostView] | None = self.__dict__.get("_index")
+        if index is None:
+            index = {h.host_id: h for h in reversed(self.hosts)}
+            object.__setattr__(self, "_index", index)
+        return index.get(host_id)
 
 
 # --- decisions for a new request ---------------------------------------------------------------

@@ -32,7 +32,7 @@ class WholeHosts(PolicyBase):
     def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
         if request.hosts:
             return pinned(view, request, _taken)
-        empty = [h for h in view.hosts if _taken(h) is None]
+        empty = [h for h in view.hosts if h.free >= h.slots]  # _taken(h) is None, without its reason's text
         refused = check_size(view.hosts, request, sum(h.slots for h in empty), "slots on hosts nobody uses")
         if refused is not None:
             return refused
