@@ -147,3 +147,15 @@ def test_no_preemption_of_calls_that_are_not_restartable_or_would_miss_their_dea
     s.submit("tight", "a", 1, tolerance=15.0, key="f", now=0.0, restartable=True)  # 2 × 10 s no longer fit
     assert of(s.submit("now", "a", 1, now=1.0), Kill) == []
     assert s.requests["now"].tasks[0].state is TaskState.QUEUED
+
+
+def test_the_end_of_the_restart_grace_leaves_delay_tolerant_calls_in_their_own_queue() -> None:
+    s = planner(("h1", 1))
+    s.start_grace(0.0, 3.0)  # every planner start has one, even with nothing to restore
+    s.submit("busy", "a", 1, now=0.0)
+    s.submit("later", "a", 1, tolerance=-1, key="f", now=0.1)
+    s.submit("due", "a", 1, tolerance=60.0, key="f", now=0.2)
+    s.tick(now=3.0)
+    s.submit("urgent", "a", 1, now=3.1)
+    assert [r for r in s.queue if not s.requests[r].final()] == ["urgent"]  # found by the DFaaS benchmark
+    assert [d.req_id for d in s.batch.waiting] == ["due", "later"]

@@ -192,7 +192,9 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
     if isinstance(decision, Freeze):
         # Slots held by ranks that just moved, or whose granule is still starting, are room in a moment:
         # wait for it rather than freeze (a hint comes when it is there).
-        if m.sources or not isinstance(st.world_decision(req_id, now, cold=True), Freeze):
+        freeing = any((g := st.granules.get(gid)) is not None and g.host_id not in st.evicting
+                      for gid in m.sources.values())
+        if freeing or not isinstance(st.world_decision(req_id, now, cold=True), Freeze):
             m.counts["stays"] += 1
             return stay(f"{decision.reason}; room is being freed, so not freezing yet")
         return freeze(st, granule_id, req_id, decision.reason, now)

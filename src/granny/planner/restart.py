@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .grace import Grace, Held
+
+if TYPE_CHECKING:
+    from .batch import Batch
 from .lifecycle import TaskEvent, TaskState
 from .records import Action, App, Fail, GraceEnded, Request, Task
 
@@ -24,6 +28,7 @@ class Restarts:
     requests: dict[str, Request]
     queue: deque[str]
     grace: Grace
+    batch: Batch
 
     def schedule(self) -> list[Action]:
         raise NotImplementedError
@@ -73,6 +78,8 @@ class Restarts:
         """End of the restart grace period: restored tasks that nobody reported go back in the queue."""
         queued = set(self.queue)
         for req in self.requests.values():
+            if req.req_id in self.batch.known:  # delay-tolerant: it waits in its own queue (batch.py)
+                continue
             if req.req_id not in queued and any(t.state is TaskState.QUEUED for t in req.tasks):
                 self.queue.append(req.req_id)
         return self.schedule()
