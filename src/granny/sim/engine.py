@@ -60,7 +60,6 @@ class RunningJob:
     done: float = 0.0  # fraction of the work done at ``since``
     since: float = 0.0
     version: int = 0  # bumped by each move: end events of an older split are stale
-    attempt: int = 0  # how many times it was submitted again after losing ranks to an eviction
 
 
 class MigrationHook(Protocol):
@@ -75,6 +74,7 @@ class SimResult:
     decisions: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # req_id -> host of each rank
     end: float = 0.0
     migrate_every: float | None = None
+    evictions: dict[str, float] | None = None  # the eviction schedule it ran under, and how many hosts it took
 
 
 class Simulator:
@@ -179,8 +179,13 @@ class Simulator:
                     self.apply(self.state.heartbeat(host_id, t))
                 if self._open:
                     self._push(t + self.heartbeat_interval, _BEAT, "")
+        evictions = None
+        if self.evictor is not None:
+            s = self.evictor.schedule
+            evictions = {"every": s.every, "fraction": s.fraction, "grace": s.grace, "down": s.down, "seed": s.seed,
+                         "rounds": self.evictor.rounds, "hosts_taken": self.evictor.taken}
         return SimResult(self.cluster, self.scheduler.name, self.events, self.decisions, self.now,
-                         self.scheduler.migrate_every if self.migration is not None else None)
+                         self.scheduler.migrate_every if self.migration is not None else None, evictions)
 
     def _push(self, t: float, kind: int, key: str) -> None:
         heapq.heappush(self._heap, (t, kind, self._seq, key))

@@ -39,6 +39,7 @@ class EvictionSchedule:
     down: float = 0.0  # take-back to the host's return
     seed: int = 0
     start: float = 0.0  # the first round
+    hosts: tuple[str, ...] = ()  # evict these hosts each round instead of a random fraction (tests)
 
     def __post_init__(self) -> None:
         if not (self.every > 0 and 0 < self.fraction <= 1 and self.grace >= 0 and self.down >= 0
@@ -73,7 +74,8 @@ class Evictor:
             return  # the trace is done: nothing more to evict
         self.rounds += 1
         pool = [h for h in sim.host_ids if h not in self.gone and h not in self.noticed]
-        for host_id in sorted(self.rng.sample(pool, min(len(pool), s.count(len(sim.host_ids))))):
+        chosen = [h for h in s.hosts if h in pool] if s.hosts else self.rng.sample(pool, min(len(pool), s.count(len(sim.host_ids))))
+        for host_id in sorted(chosen):
             self.noticed.add(host_id)
             if sim.scheduler.notice:
                 sim.apply(sim.state.evict(host_id, sim.now, s.grace))
