@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import GrannyError
+from ..errors import ConfigError, GrannyError
 from ..sim import SCHEDULERS, SPOT
 from .run import ARRIVALS, MODES, parse_evictions, run
 from .sweep import sweep, table
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compare", type=Path, default=PAPER / "results" / "makespan")
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--arrivals", choices=list(ARRIVALS), default="original")
+    s.add_argument("--evictions", default="every=60,fraction=0.25,grace=60,down=0",
+                   help="mpi-spot: the eviction schedule (as for run)")
     pl = sub.add_parser("plot", help="figures of the runs under DIR, beside the original's")
     pl.add_argument("dir", type=Path)
     pl.add_argument("--compare", type=Path, default=None, help="the original's results/makespan directory")
@@ -60,7 +62,10 @@ def main(argv: list[str]) -> int:
         elif args.action == "sweep" and args.workload == "mpi-spot":
             from .spot import spot_sweep, spot_table
 
-            pairs = spot_sweep(args.traces, args.out, compare=args.compare, arrivals=args.arrivals)
+            schedule = parse_evictions(args.evictions)
+            if schedule is None:
+                raise ConfigError("a spot sweep needs an eviction schedule (--evictions none makes no sense here)")
+            pairs = spot_sweep(args.traces, args.out, compare=args.compare, arrivals=args.arrivals, evictions=schedule)
             text = spot_table(pairs)
             (args.out / "table_mpi-spot.md").write_text(text)
             print(text, end="")
