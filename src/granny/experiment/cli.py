@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"scheduler": args.scheduler, "hosts": args.hosts, "slots": args.slots,
                               "wall_seconds": round(outcome.wall_seconds, 3), **summary}, indent=2))
         elif args.action == "sweep" and args.workload == "mpi-spot":
-            from .spot import spot_sweep, spot_table
+            from .spot import plot_spot, spot_sweep, spot_table
 
             schedule = parse_evictions(args.evictions)
             if schedule is None:
@@ -69,6 +69,7 @@ def main(argv: list[str]) -> int:
             text = spot_table(pairs)
             (args.out / "table_mpi-spot.md").write_text(text)
             print(text, end="")
+            print(plot_spot(pairs, args.out / "spot_slowdown.png"))
         elif args.action == "sweep":
             names = args.schedulers.split(",") if args.schedulers else [n for n in SCHEDULERS if n not in SPOT]
             rows = sweep(args.traces, args.workload, names, args.out, compare=args.compare, arrivals=args.arrivals)

@@ -16,6 +16,7 @@ from . import paper
 from .run import RunOutcome, run
 
 CONFIGS = [(4, 10), (8, 25), (16, 50), (24, 75), (32, 100)]  # the original's (VMs, jobs) for mpi-spot
+TOP = 4.0  # the figure's y range: larger slowdowns are clipped and labelled
 PAIRS = [("granny", "granny-spot", "granny-ft"), ("slurm", "slurm-ft", "slurm-ft"), ("batch", "batch-ft", "batch-ft")]
 
 
@@ -69,3 +70,37 @@ def spot_table(pairs: Sequence[Pair]) -> str:
         lines.append(f"| {p.hosts} | {p.jobs} | {p.spot} | {p.calm.metrics.makespan:.0f} | {m.makespan:.0f} "
                      f"| {p.slowdown:.2f} | {theirs} | {m.restarts} | {m.freezes} / {m.thaws} | {m.migrations} |")
     return "\n".join(lines) + "\n"
+
+
+def plot_spot(pairs: Sequence[Pair], path: Path) -> Path:
+    """The original's Fig 8 (left): slowdown per cluster size and scheduler, ours solid, the original's hatched."""
+    from .plots import _pyplot
+
+    plt = _pyplot()
+    sizes = sorted({(p.hosts, p.jobs) for p in pairs})
+    colours = {"granny-spot": "tab:green", "slurm-ft": "tab:orange", "batch-ft": "tab:blue"}
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.13
+    for k, (_, spot, _) in enumerate(PAIRS):
+        for j, size in enumerate(sizes):
+            p = next((q for q in pairs if (q.hosts, q.jobs) == size and q.spot == spot), None)
+            if p is None:
+                continue
+            x = j + (2 * k - 2.5) * width
+            ax.bar(x, min(p.slowdown, TOP), width, color=colours[spot], label=f"{spot} (ours)" if j == 0 else None)
+            if p.slowdown > TOP:  # clipped, so that the others stay readable: the value is written on it
+                ax.text(x, TOP * 0.97, f"{p.slowdown:.1f}", ha="center", va="top", fontsize=7, rotation=90)
+            if p.original_slowdown:
+                ax.bar(x + width, p.original_slowdown, width, color=colours[spot], alpha=0.4, hatch="//",
+                       label=f"{spot} (original)" if j == 0 else None)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylim(0, TOP)
+    ax.set_xticks(range(len(sizes)), [f"{h} VMs\n({n} jobs)" for h, n in sizes])
+    ax.set_ylabel("makespan with evictions / without")
+    ax.legend(fontsize=7, ncols=3)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
