@@ -114,3 +114,36 @@ def test_migrate_every_is_checked_and_recorded(tmp_path: Path) -> None:
         run(jobs, 2, 8, "slurm", migrate_every=0.05)
     with pytest.raises(ConfigError, match="migrate-every"):
         run(jobs, 2, 8, "granny-migrate", migrate_every=1.5)
+
+
+@pytest.mark.skipif(not PAPER.is_dir(), reason="the original's data is not on this machine")
+def test_cli_replays_the_spot_trace_under_evictions(tmp_path: Path) -> None:
+    trace = str(PAPER / "traces" / "trace_mpi-spot_10_8.csv")
+    done = cli("run", "--scheduler", "granny-spot", "--trace", trace, "--hosts", "4", "--mode", "sim",
+               "--arrivals", "original", "--out", str(tmp_path / "spot"))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["finished"] == 10 and got["failed"] == 0 and got["freezes"] + got["migrations"] > 0
+    meta = json.loads((tmp_path / "spot" / "run.json").read_text())
+    assert meta["evictions"]["every"] == 60 and meta["evictions"]["hosts_taken"] > 0
+    calm = cli("run", "--scheduler", "granny-spot", "--trace", trace, "--hosts", "4", "--evictions", "none",
+               "--out", str(tmp_path / "calm"))
+    assert calm.returncode == 0 and json.loads(calm.stdout)["freezes"] == 0
+    assert "hosts_taken" not in (tmp_path / "calm" / "run.json").read_text()
+    bad = cli("run", "--scheduler", "slurm-ft", "--trace", trace, "--hosts", "4", "--evictions", "every=0",
+              "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "eviction schedule" in bad.stdout
+
+
+def test_a_spot_sweep_tabulates_slowdowns(tmp_path: Path) -> None:
+    from granny.experiment.spot import spot_sweep, spot_table
+
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    rows = "".join(f"{i},mpi-migrate,{4 + i % 5},1\n" for i in range(6))
+    (traces / "trace_mpi-spot_6_8.csv").write_text("TaskId,App,Size,InterArrivalTimeSecs\n" + rows)
+    pairs = spot_sweep(traces, tmp_path / "out", configs=[(4, 6)])
+    assert [(p.base, p.spot) for p in pairs] == [("granny", "granny-spot"), ("slurm", "slurm-ft"), ("batch", "batch-ft")]
+    assert all(p.slowdown >= 1.0 and p.evicted.metrics.finished == 6 for p in pairs)
+    text = spot_table(pairs)
+    assert text.count("\n") == 2 + 3 and "| 4 | 6 | granny-spot |" in text

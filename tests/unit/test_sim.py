@@ -8,7 +8,9 @@ import math
 import pytest
 
 from granny.errors import ConfigError
+from granny.experiment.metrics import compute
 from granny.sim import (
+    EvictionSchedule,
     Job,
     KindModel,
     RuntimeModel,
@@ -153,3 +155,68 @@ def test_the_originals_blocking_submitter_ignores_the_gaps() -> None:
     # Job 2 waits in the queue for job 0's slots (at 100); the submitter blocks on it until then.
     assert submits == {0: 0, 1: 1, 2: 2, 3: 101}
     assert starts(r) == {0: 0, 1: 1, 2: 100, 3: 101}
+
+
+# --- spot VMs: the eviction schedule, granny-spot and the restart baselines -----------------------
+SPOT_MODEL = RuntimeModel({"long": KindModel(100, 0, 0), "mid": KindModel(50, 0, 0)})
+
+
+def test_an_evicted_hosts_job_moves_off_through_the_planner_and_completes() -> None:
+    # h0001 gets a 30 s notice at 5 (the job's first point, which registers it, comes first); the
+    # planner hints, and the next point (10% of the work, at 10) moves both ranks to h0000, 1 s for
+    # the move: 90 s of work are left. The host is taken back at 35 and returns as a new incarnation.
+    schedule = EvictionSchedule(every=1000, grace=30, start=5, hosts=("h0001",))
+    sim = Simulator(scheduler_named("granny-spot"), 2, 4, SPOT_MODEL, evictions=schedule)
+    r = sim.run([Job(0, "long", 2, 0)])
+    assert placements(r)["job0"] == (("h0001", 2),)
+    (move,) = [e for e in r.events if e.what == "move"]
+    assert move.t == pytest.approx(10) and move.counts == (("h0000", 2),)
+    assert [(e.what, e.t) for e in r.events if e.what in ("end", "evicted", "freeze")] == [("end", pytest.approx(101))]
+    assert sim.state.migrations.counts["completed"] == 1  # the state's own record of the move
+    assert sim.state.hosts["h0001"].incarnation == 2 and sim.state.hosts["h0001"].alive
+    assert r.evictions is not None and r.evictions["hosts_taken"] == 1
+
+
+def test_a_job_with_nowhere_to_go_freezes_and_thaws_when_room_appears() -> None:
+    # job0 (4 ranks, 100 s) on h0001, job1 fills h0000 until 50.5. h0001's notice at 5: at job0's
+    # point at 10 the spot policy has no room, so the state freezes it (10% done). When job1 ends the
+    # state thaws it on h0000 (a Dispatch with thaw); it resumes with 1 s for the thaw and 90 s left.
+    schedule = EvictionSchedule(every=1000, grace=30, down=100, start=5, hosts=("h0001",))
+    sim = Simulator(scheduler_named("granny-spot"), 2, 4, SPOT_MODEL, evictions=schedule)
+    r = sim.run([Job(0, "long", 4, 0), Job(1, "mid", 4, 0.5)])
+    seen = [(e.what, e.job_id, e.t) for e in r.events if e.what in ("freeze", "thaw", "end", "evicted")]
+    assert seen == [("freeze", 0, pytest.approx(10)), ("end", 1, pytest.approx(50.5)),
+                    ("thaw", 0, pytest.approx(50.5)), ("end", 0, pytest.approx(141.5))]
+    (thaw,) = [e for e in r.events if e.what == "thaw"]
+    assert thaw.counts == (("h0000", 4),)
+    counts = sim.state.migrations.counts
+    assert counts["freezes"] == 1 and counts["frozen"] == 1 and counts["thawed"] == 1
+    assert sim.state.requests["job0"].frozen == 0 and sim.state.requests["job0"].final()
+
+
+def test_the_restart_baseline_runs_an_evicted_job_again_from_the_start() -> None:
+    # slurm-ft: the planner is not warned (as the original's native baselines were not); at 35 h0000
+    # is taken back, job0 fails there and is submitted again; h0000 is gone, so it runs on h0001.
+    schedule = EvictionSchedule(every=1000, grace=30, down=100, start=5, hosts=("h0000",))
+    sim = Simulator(scheduler_named("slurm-ft"), 2, 4, SPOT_MODEL, evictions=schedule)
+    r = sim.run([Job(0, "long", 4, 0)])
+    seen = [(e.what, e.t, e.counts) for e in r.events if e.what in ("start", "evicted", "end")]
+    assert seen == [("start", 0, (("h0000", 4),)), ("evicted", pytest.approx(35), ()),
+                    ("start", pytest.approx(35), (("h0001", 4),)), ("end", pytest.approx(135), ())]
+    assert placements(r) == {"job0": (("h0000", 4),), "job0.r1": (("h0001", 4),)}
+    assert compute(r.events, r.cluster).restarts == 1
+    # The same eviction of the job's host under granny-spot (bin-pack put it on h0001): the planner hears
+    # the notice, the job leaves at its next point and loses no work.
+    schedule = EvictionSchedule(every=1000, grace=30, down=100, start=5, hosts=("h0001",))
+    spot = Simulator(scheduler_named("granny-spot"), 2, 4, SPOT_MODEL, evictions=schedule).run([Job(0, "long", 4, 0)])
+    assert [(e.what, e.counts) for e in spot.events if e.what in ("start", "move")] == [
+        ("start", (("h0001", 4),)), ("move", (("h0000", 4),))]
+    assert [e.what for e in spot.events].count("evicted") == 0 and spot.events[-1].t == pytest.approx(101)
+
+
+def test_without_evictions_the_spot_schedulers_run_as_their_base() -> None:
+    jobs = [Job(0, "long", 3, 0), Job(1, "mid", 4, 1), Job(2, "long", 2, 2)]
+    for base, spot in (("slurm", "slurm-ft"), ("batch", "batch-ft")):
+        a = simulate(jobs, scheduler_named(base), 2, 4, SPOT_MODEL)
+        b = Simulator(scheduler_named(spot), 2, 4, SPOT_MODEL, evictions=None).run(jobs)
+        assert placements(a) == placements(b) and starts(a) == starts(b)

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import GrannyError
-from ..sim import SCHEDULERS
-from .run import ARRIVALS, MODES, run
+from ..errors import ConfigError, GrannyError
+from ..sim import SCHEDULERS, SPOT
+from .run import ARRIVALS, MODES, parse_evictions, run
 from .sweep import sweep, table
 
 PAPER = Path("/work/shared/paper-data")
@@ -29,13 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "its figures (the next job 1 s after the previous one started)")
     r.add_argument("--migrate-every", type=float, default=None,
                    help="granny-migrate: a migration point every this fraction of a job's work (default 0.1)")
+    r.add_argument("--evictions", default="every=60,fraction=0.25,grace=60,down=0",
+                   help="for granny-spot, batch-ft, slurm-ft: every=S,fraction=F,grace=S,down=S,seed=N (default: the "
+                        "original's rule, a quarter of the hosts every 60 s with 60 s notice, back at once), or none")
     s = sub.add_parser("sweep", help="the original's cluster sizes of a workload, several schedulers, and a table")
-    s.add_argument("--workload", required=True, help="mpi-locality, mpi-migrate or omp-elastic")
-    s.add_argument("--schedulers", default=",".join(SCHEDULERS))
+    s.add_argument("--workload", required=True, help="mpi-locality, mpi-migrate, omp-elastic or mpi-spot")
+    s.add_argument("--schedulers", default=None,
+                   help="default: every scheduler (mpi-spot: each of granny, slurm, batch with and without evictions)")
     s.add_argument("--traces", type=Path, default=PAPER / "traces")
     s.add_argument("--compare", type=Path, default=PAPER / "results" / "makespan")
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--arrivals", choices=list(ARRIVALS), default="original")
+    s.add_argument("--evictions", default="every=60,fraction=0.25,grace=60,down=0",
+                   help="mpi-spot: the eviction schedule (as for run)")
     pl = sub.add_parser("plot", help="figures of the runs under DIR, beside the original's")
     pl.add_argument("dir", type=Path)
     pl.add_argument("--compare", type=Path, default=None, help="the original's results/makespan directory")
@@ -48,13 +54,25 @@ def main(argv: list[str]) -> int:
     try:
         if args.action == "run":
             outcome = run(args.trace, args.hosts, args.slots, args.scheduler, args.mode, args.out,
-                          arrivals=args.arrivals, migrate_every=args.migrate_every)
+                          arrivals=args.arrivals, migrate_every=args.migrate_every,
+                          evictions=parse_evictions(args.evictions))
             summary = {k: v for k, v in outcome.metrics.to_json().items() if k != "jct_cdf"}
             print(json.dumps({"scheduler": args.scheduler, "hosts": args.hosts, "slots": args.slots,
                               "wall_seconds": round(outcome.wall_seconds, 3), **summary}, indent=2))
+        elif args.action == "sweep" and args.workload == "mpi-spot":
+            from .spot import plot_spot, spot_sweep, spot_table
+
+            schedule = parse_evictions(args.evictions)
+            if schedule is None:
+                raise ConfigError("a spot sweep needs an eviction schedule (--evictions none makes no sense here)")
+            pairs = spot_sweep(args.traces, args.out, compare=args.compare, arrivals=args.arrivals, evictions=schedule)
+            text = spot_table(pairs)
+            (args.out / "table_mpi-spot.md").write_text(text)
+            print(text, end="")
+            print(plot_spot(pairs, args.out / "spot_slowdown.png"))
         elif args.action == "sweep":
-            rows = sweep(args.traces, args.workload, args.schedulers.split(","), args.out, compare=args.compare,
-                         arrivals=args.arrivals)
+            names = args.schedulers.split(",") if args.schedulers else [n for n in SCHEDULERS if n not in SPOT]
+            rows = sweep(args.traces, args.workload, names, args.out, compare=args.compare, arrivals=args.arrivals)
             text = table(rows)
             (args.out / f"table_{args.workload}.md").write_text(text)
             print(text, end="")

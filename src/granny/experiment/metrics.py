@@ -8,7 +8,8 @@
 - cross-host links over time, and normalised to the optimum: Σ links of the running jobs
   against Σ links each would have on the fewest hosts (``links(optimal_counts)``), both
   integrated over time;
-- migrations and freezes (from ``move`` and ``freeze`` events).
+- migrations, freezes and thaws (from ``move``, ``freeze`` and ``thaw`` events), and restarts
+  (``evicted``: a job lost ranks to an eviction and runs again from the start).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Metrics:
     migrations: int
     freezes: int
     jct_cdf: list[tuple[float, float]] = field(default_factory=list)
+    restarts: int = 0  # jobs that lost ranks to an eviction and ran again from the start
+    thaws: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,9 +86,9 @@ def series(events: Sequence[JobEvent], cluster: Cluster) -> list[tuple[float, in
     now: dict[int, tuple[int, int, int]] = {}  # job -> (slots, links, optimal links)
     out: list[tuple[float, int, int, int]] = []
     for e in sorted(events, key=lambda e: e.t):
-        if e.what in ("start", "move"):
+        if e.what in ("start", "move", "thaw"):
             now[e.job_id] = (e.size, links(c for _, c in e.counts), links(optimal_counts(e.size, cluster.slots)))
-        elif e.what in ("end", "fail", "freeze"):
+        elif e.what in ("end", "fail", "freeze", "evicted"):
             now.pop(e.job_id, None)
         else:
             continue
@@ -120,4 +123,5 @@ def compute(events: Sequence[JobEvent], cluster: Cluster) -> Metrics:
         jct_median=quantile(jct, 0.5), jct_p90=quantile(jct, 0.9), queue_median=quantile(queue, 0.5),
         queue_mean=sum(queue) / len(queue) if queue else math.nan, idle_pct=idle, links_vs_optimum=ratio,
         migrations=sum(1 for e in events if e.what == "move"), freezes=sum(1 for e in events if e.what == "freeze"),
-        jct_cdf=cdf)
+        jct_cdf=cdf, restarts=sum(1 for e in events if e.what == "evicted"),
+        thaws=sum(1 for e in events if e.what == "thaw"))

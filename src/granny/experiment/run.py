@@ -15,7 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..sim import Cluster, Job, JobEvent, RuntimeModel, SimResult, Simulator, parse_trace, scheduler_named
+from ..sim import (
+    ORIGINAL_EVICTIONS,
+    Cluster,
+    EvictionSchedule,
+    Job,
+    JobEvent,
+    RuntimeModel,
+    SimResult,
+    Simulator,
+    parse_trace,
+    scheduler_named,
+)
 from .calibration import load_model
 from .metrics import Metrics, compute
 
@@ -45,10 +56,11 @@ def load_trace(path: Path) -> list[Job]:
 
 def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mode: str = "sim",
         out: Path | None = None, model: RuntimeModel | None = None, arrivals: str = "trace",
-        migrate_every: float | None = None) -> RunOutcome:
+        migrate_every: float | None = None, evictions: EvictionSchedule | None = ORIGINAL_EVICTIONS) -> RunOutcome:
     """Replay ``trace`` (a CSV path or jobs) on ``hosts`` x ``slots`` with ``scheduler``; ``arrivals``
     is "trace" or "original" (see ARRIVALS); ``migrate_every`` overrides the scheduler's distance
-    between migration points (a fraction of each job's work)."""
+    between migration points (a fraction of each job's work); ``evictions`` is the schedule the
+    schedulers that run under evictions (granny-spot, batch-ft, slurm-ft) get (None: no evictions)."""
     if mode == "testbed":
         raise ConfigError("--mode testbed is not implemented yet: only --mode sim replays traces for now "
                           "(the live replay on the namespace testbed is the next step of issue 13)")
@@ -65,7 +77,7 @@ def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mod
         sched = replace(sched, migrate_every=migrate_every)
     model = model or load_model()
     started = time.perf_counter()
-    result = Simulator(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals]).run(jobs)
+    result = Simulator(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals], evictions=evictions).run(jobs)
     wall = time.perf_counter() - started
     metrics = compute(result.events, result.cluster)
     outcome = RunOutcome(scheduler, result.cluster, metrics, result, wall, out)
@@ -80,7 +92,8 @@ def write(outcome: RunOutcome, trace: Path | None, mode: str, arrivals: str) -> 
     out.mkdir(parents=True, exist_ok=True)
     meta = {"trace": str(trace) if trace else None, "hosts": outcome.cluster.hosts, "slots": outcome.cluster.slots,
             "scheduler": outcome.scheduler, "mode": mode, "arrivals": arrivals,
-            "migrate_every": outcome.result.migrate_every, "wall_seconds": round(outcome.wall_seconds, 4)}
+            "migrate_every": outcome.result.migrate_every, "evictions": outcome.result.evictions,
+            "wall_seconds": round(outcome.wall_seconds, 4)}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     with open(out / "events.jsonl", "w") as f:
         for e in outcome.result.events:
@@ -116,3 +129,22 @@ def read_runs(root: Path) -> list[StoredRun]:
     if not runs:
         raise ConfigError(f"no runs (run.json) under {root}")
     return runs
+
+
+def parse_evictions(spec: str) -> EvictionSchedule | None:
+    """``none``, or ``every=60,fraction=0.25,grace=60,down=0,seed=0`` (any subset; the rest as the original's)."""
+    if spec.strip().lower() in ("none", "off", "no"):
+        return None
+    fields: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, value = part.partition("=")
+        if key not in ("every", "fraction", "grace", "down", "seed", "start"):
+            raise ConfigError(f"--evictions: unknown field {key!r} (every, fraction, grace, down, seed, start)")
+        try:
+            fields[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"--evictions: {key} needs a number, got {value!r}") from None
+    base = ORIGINAL_EVICTIONS
+    return EvictionSchedule(every=fields.get("every", base.every), fraction=fields.get("fraction", base.fraction),
+                            grace=fields.get("grace", base.grace), down=fields.get("down", base.down),
+                            seed=int(fields.get("seed", base.seed)), start=fields.get("start", base.start))

@@ -3,9 +3,11 @@
 from .engine import MigrationHook, RunningJob, SimResult, Simulator, simulate
 from .events import Cluster, JobEvent
 from .runtime import KindModel, RuntimeModel, optimal_counts
-from .schedulers import SCHEDULERS, Scheduler, scheduler_named
+from .schedulers import SCHEDULERS, SPOT, Scheduler, scheduler_named
+from .spot import ORIGINAL as ORIGINAL_EVICTIONS
+from .spot import EvictionSchedule
 from .trace import Job, parse_trace, poisson_trace, to_csv
 
-__all__ = ["SCHEDULERS", "Cluster", "Job", "JobEvent", "KindModel", "MigrationHook", "RunningJob", "RuntimeModel",
+__all__ = ["ORIGINAL_EVICTIONS", "SCHEDULERS", "SPOT", "Cluster", "EvictionSchedule", "Job", "JobEvent", "KindModel", "MigrationHook", "RunningJob", "RuntimeModel",
            "Scheduler", "SimResult", "Simulator", "optimal_counts", "parse_trace", "poisson_trace", "scheduler_named",
            "simulate", "to_csv"]

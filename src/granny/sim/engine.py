@@ -18,7 +18,12 @@ Theory of operation
   asks for a single tick, at the start).
 - Migration: a job's work is tracked as the fraction done, so a move (:meth:`Simulator.move`)
   re-times the rest of it on the new split. A :class:`MigrationHook` is called at each job's
-  migration points (every ``migrate_every`` of its work) once the planner can migrate.
+  migration points (every ``migrate_every`` of its work) once the planner can migrate. A frozen job
+  (:meth:`Simulator.freeze`) keeps its fraction done and goes on from there when the state thaws
+  it (a Dispatch with ``thaw``).
+- Spot VMs (:mod:`.spot`): under an eviction schedule, hosts get notices, are taken back by the
+  state (StopWorker) and come back as new workers; a Kill of a live host's granule is its process
+  ending (the worker starts a fresh granule in its slot); a job that lost ranks is submitted again.
 Pure: no clocks, threads or I/O; the harness (:mod:`granny.experiment`) reads and writes files.
 """
 
@@ -32,15 +37,16 @@ from typing import Protocol
 
 from ..errors import ConfigError
 from ..planner.policies.base import counts_of
-from ..planner.records import Action, Dispatch, Fail, Hint
+from ..planner.records import Action, Dispatch, Fail, Hint, Kill, RankAddress, StopWorker
 from ..planner.state import PlannerState
 from .events import Cluster, JobEvent
 from .migrate import PlannerMigration
 from .runtime import RuntimeModel
 from .schedulers import Scheduler
+from .spot import ORIGINAL, EvictionSchedule, Evictor
 from .trace import Job
 
-_END, _POINT, _ARRIVE, _BEAT = 0, 1, 2, 3
+_RETURN, _END, _POINT, _ARRIVE, _BEAT, _TAKE, _EVICT = -1, 0, 1, 2, 3, 4, 5
 
 
 @dataclass
@@ -68,19 +74,24 @@ class SimResult:
     decisions: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # req_id -> host of each rank
     end: float = 0.0
     migrate_every: float | None = None
+    evictions: dict[str, float] | None = None  # the eviction schedule it ran under, and how many hosts it took
 
 
 class Simulator:
     def __init__(self, scheduler: Scheduler, hosts: int, slots: int, model: RuntimeModel,
                  heartbeat_timeout: float = math.inf, migration: MigrationHook | None = None,
-                 host_ids: Sequence[str] | None = None, submit_gap: float | None = None) -> None:
+                 host_ids: Sequence[str] | None = None, submit_gap: float | None = None,
+                 evictions: EvictionSchedule | None = ORIGINAL) -> None:
         """``host_ids``: the hosts' names, in the order they register (default h0000, h0001...); a
         replay of a live run gives the live hosts' names, since policies break ties by host id.
 
         ``submit_gap``: None replays the trace's arrival times. A number replays it as the original's
         harness did for its figures: one blocking submitter, which submits the next job that many
         seconds after the previous one started (the trace's gaps are ignored; the cluster stays
-        saturated)."""
+        saturated).
+
+        ``evictions``: the schedule a scheduler that runs under evictions (``Scheduler.evictions``) gets;
+        None runs it without evictions."""
         if hosts < 1 or slots < 1:
             raise ConfigError(f"a simulated cluster needs hosts and slots >= 1, got {hosts} x {slots}")
         self.scheduler = scheduler
@@ -108,6 +119,12 @@ class Simulator:
         self.submit_gap = submit_gap
         self._order: list[str] = []  # req ids in trace order (for the blocking submitter)
         self._position: dict[str, int] = {}
+        self._frozen: dict[str, RunningJob] = {}  # req_id -> a frozen job, as it was when it froze
+        self._lost: set[str] = set()  # requests that lost ranks to an eviction (submitted again as another)
+        self._attempts: dict[int, int] = {}  # job id -> times submitted again
+        self._granule_seq = 0
+        self._points: dict[str, float] = {}  # req_id -> when its next migration point is due
+        self.evictor = Evictor(self, evictions) if scheduler.evictions and evictions is not None else None
 
     # --- driving the planner ---------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> SimResult:
@@ -132,6 +149,8 @@ class Simulator:
         self._open = len(jobs)
         if math.isfinite(self.heartbeat_interval):
             self._push(self.heartbeat_interval, _BEAT, "")
+        if self.evictor is not None:
+            self.evictor.start()
         while self._heap:
             due = self.state.next_deadline()
             if due is not None and math.isfinite(due) and due <= self._heap[0][0]:
@@ -146,17 +165,50 @@ class Simulator:
                 self._end(key, t)
             elif kind == _POINT:
                 self._point(key)
+            elif kind == _RETURN:
+                assert self.evictor is not None
+                self.evictor.back(key)
+            elif kind == _TAKE:
+                assert self.evictor is not None
+                self.evictor.take(key)
+            elif kind == _EVICT:
+                assert self.evictor is not None
+                self.evictor.round()
             else:
                 for host_id in self.host_ids:
                     self.apply(self.state.heartbeat(host_id, t))
                 if self._open:
                     self._push(t + self.heartbeat_interval, _BEAT, "")
+        evictions = None
+        if self.evictor is not None:
+            s = self.evictor.schedule
+            evictions = {"every": s.every, "fraction": s.fraction, "grace": s.grace, "down": s.down, "seed": s.seed,
+                         "rounds": self.evictor.rounds, "hosts_taken": self.evictor.taken}
         return SimResult(self.cluster, self.scheduler.name, self.events, self.decisions, self.now,
-                         self.scheduler.migrate_every if self.migration is not None else None)
+                         self.scheduler.migrate_every if self.migration is not None else None, evictions)
 
     def _push(self, t: float, kind: int, key: str) -> None:
         heapq.heappush(self._heap, (t, kind, self._seq, key))
         self._seq += 1
+
+    def push_evict(self, t: float) -> None:
+        self._push(t, _EVICT, "")
+
+    def push_take(self, t: float, host_id: str) -> None:
+        self._push(t, _TAKE, host_id)
+
+    def push_return(self, t: float, host_id: str) -> None:
+        self._push(t, _RETURN, host_id)
+
+    def open_jobs(self) -> int:
+        return self._open
+
+    def new_granule(self, host_id: str) -> None:
+        """A fresh warm granule on ``host_id`` (a returning host's, or one replacing a process that ended)."""
+        self._granule_seq += 1
+        gid = f"{host_id}/n{self._granule_seq}"
+        self._granule_host[gid] = host_id
+        self.apply(self.state.granule_connected(host_id, gid, None))
 
     def _arrive(self, job: Job) -> None:
         req_id = f"job{job.job_id}"
@@ -177,6 +229,7 @@ class Simulator:
 
     def apply(self, actions: Iterable[Action]) -> None:
         started: list[str] = []
+        ended: list[Kill] = []
         for action in actions:
             if isinstance(action, Dispatch):
                 got = self._dispatched.setdefault(action.req_id, {})
@@ -187,14 +240,46 @@ class Simulator:
                 self.hinted.add(action.req_id)
             elif isinstance(action, Fail):
                 job = self._jobs.get(action.req_id)
-                if job is not None and action.req_id not in self.running and action.index == 0:
+                if action.req_id in self._lost:
+                    continue
+                if action.req_id in self.running:
+                    self._lose(action.req_id, action)
+                elif job is not None and action.index == 0:
                     self._open -= 1
                     self.events.append(JobEvent(self.now, "fail", job.job_id, job.size, kind=job.kind,
                                                 detail=f"{action.error_kind}: {action.message}"))
                     self._submit_next(action.req_id)
+            elif isinstance(action, Kill):
+                ended.append(action)
+            elif isinstance(action, StopWorker) and self.evictor is not None:
+                self.evictor.stopped(action.host_id)
             # The other actions (AppChanged, ...) have no effect on simulated hosts.
         for req_id in started:
             self._start(req_id)
+        for kill in ended:
+            self._killed(kill)
+
+    def _killed(self, kill: Kill) -> None:
+        """A granule's process ends when killed; on a live host its worker starts a fresh one."""
+        granule = self.state.granules.get(kill.granule_id)
+        host = self.state.hosts.get(kill.host_id)
+        if granule is None or host is None or not host.alive:
+            return  # its host is gone (evicted): nothing to replace
+        self.apply(self.state.granule_exited(kill.granule_id, f"killed: {kill.reason}"))
+        self.new_granule(kill.host_id)
+
+    def _lose(self, req_id: str, fail: Fail) -> None:
+        """A running job lost ranks (its host was taken back): it is submitted again, from the start."""
+        run = self.running.pop(req_id)
+        self._lost.add(req_id)
+        self.hinted.discard(req_id)
+        job = run.job
+        attempt = self._attempts[job.job_id] = self._attempts.get(job.job_id, 0) + 1
+        self.events.append(JobEvent(self.now, "evicted", job.job_id, job.size, kind=job.kind,
+                                    detail=f"{fail.error_kind}: {fail.message}"))
+        again = f"job{job.job_id}.r{attempt}"
+        self._jobs[again] = job
+        self.apply(self.state.submit(again, again, job.size, "script", job.kind, gang=True))
 
     def host_of(self, granule_id: str) -> str:
         return self._granule_host[granule_id]
@@ -204,6 +289,9 @@ class Simulator:
         by_rank = self._dispatched.pop(req_id)
         granules = [by_rank[i] for i in range(job.size)]
         hosts = [self._granule_host[g] for g in granules]
+        if req_id in self._frozen:
+            self._thaw(req_id, granules, hosts)
+            return
         self.decisions.append((req_id, tuple(hosts)))
         counts = counts_of(hosts)
         end = self.now + self.model.runtime(job.kind, [c for _, c in counts])
@@ -218,7 +306,9 @@ class Simulator:
         """The blocking submitter (``submit_gap``) goes on once ``req_id`` started (or failed)."""
         if self.submit_gap is None:
             return
-        position = self._position[req_id]
+        position = self._position.get(req_id)
+        if position is None:
+            return  # a job submitted again after an eviction: the submitter has moved on
         if position + 1 < len(self._order):
             self._push(self.now + self.submit_gap, _ARRIVE, self._order[position + 1])
 
@@ -231,31 +321,56 @@ class Simulator:
         target = step * every
         if target < 1.0:
             rest = self.model.runtime(run.job.kind, [c for _, c in counts_of(run.hosts)])
-            self._push(run.since + (target - run.done) * rest, _POINT, run.req_id)
+            due = self._points[run.req_id] = run.since + (target - run.done) * rest
+            self._push(due, _POINT, run.req_id)
 
     def _point(self, req_id: str) -> None:
         run = self.running.get(req_id)
-        if run is None or self.migration is None:
-            return
+        if run is None or self.migration is None or self._points.get(req_id) != self.now:
+            return  # (a point of a job that froze and thawed since: a newer one is due)
         self._progress(run)
         self.migration.at_point(self, run)
         self._next_point(run)
 
     def _progress(self, run: RunningJob) -> None:
         total = self.model.runtime(run.job.kind, [c for _, c in counts_of(run.hosts)])
-        run.done = min(1.0, run.done + (self.now - run.since) / total)
-        run.since = self.now
+        run.done = min(1.0, run.done + max(0.0, self.now - run.since) / total)
+        run.since = max(run.since, self.now)  # (a move's cost may still be running)
 
     def move(self, run: RunningJob, hosts: Sequence[str], granules: Sequence[str]) -> None:
         """The job's ranks now run on ``hosts`` (granules ``granules``): the rest of its work is re-timed."""
         self._progress(run)
+        self._resume(run, hosts, granules, "move")
+
+    def _resume(self, run: RunningJob, hosts: Sequence[str], granules: Sequence[str], what: str) -> None:
         run.hosts, run.granules = list(hosts), list(granules)
         counts = counts_of(run.hosts)
         rest = (1.0 - run.done) * self.model.runtime(run.job.kind, [c for _, c in counts])
-        run.end = self.now + rest
+        run.since = self.now + self.scheduler.move_cost  # the move's cost: no progress meanwhile
+        run.end = run.since + rest
         run.version += 1
-        self.events.append(JobEvent(self.now, "move", run.job.job_id, run.job.size, counts, run.job.kind))
+        self.events.append(JobEvent(self.now, what, run.job.job_id, run.job.size, counts, run.job.kind))
         self._push(run.end, _END, run.req_id)
+
+    def freeze(self, run: RunningJob) -> None:
+        """The state froze the job (its ranks' state is stored, their slots free): it stops here."""
+        self._progress(run)
+        del self.running[run.req_id]
+        self.hinted.discard(run.req_id)
+        run.version += 1
+        self._frozen[run.req_id] = run
+        self.events.append(JobEvent(self.now, "freeze", run.job.job_id, run.job.size, kind=run.job.kind))
+
+    def _thaw(self, req_id: str, granules: list[str], hosts: list[str]) -> None:
+        """The state placed a frozen job again: every rank resumes from its stored state, in the
+        generation the freeze opened (joining it completes the thaw in the state)."""
+        run = self._frozen.pop(req_id)
+        gen = self.state.requests[req_id].frozen
+        self.running[req_id] = run
+        self._resume(run, hosts, granules, "thaw")
+        for index, gid in enumerate(granules):
+            self.apply(self.state.mpi_join(gid, req_id, index, RankAddress(hosts[index], 0, "sim", 0), gen, self.now))
+        self._next_point(run)
 
 
 def simulate(jobs: Sequence[Job], scheduler: Scheduler, hosts: int, slots: int, model: RuntimeModel,

@@ -11,7 +11,7 @@ from typing import Any
 
 Counts = tuple[tuple[str, int], ...]  # (host_id, granules) pairs, sorted by host id
 
-KINDS = ("submit", "start", "end", "fail", "move", "freeze")
+KINDS = ("submit", "start", "end", "fail", "move", "freeze", "thaw", "evicted")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class JobEvent:
     size: int
     counts: Counts = ()  # start / move: the job's granules per host from then on
     kind: str = ""  # the job's kind (the trace's App column)
-    detail: str = ""  # fail: why
+    detail: str = ""  # fail, evicted: why
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"t": self.t, "what": self.what, "job": self.job_id, "size": self.size}
