@@ -101,14 +101,10 @@ def pull(address: str, key: bytes, timeout: float = DEFAULT_TIMEOUT) -> tuple[by
         raise MpiError(f"could not fetch the moved rank's state from {address}: {exc}") from exc
 
 
-def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_TIMEOUT, *,
-                 sync_before_ack: bool = True) -> int:
+def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_TIMEOUT) -> int:
     """Fetch a rank's packed state from ``address`` into the file ``path``, as it travels (never all in
-    memory), in the form :func:`serve_file` sends it back; synced to disk before this returns. Returns its
-    size. The sender waits for the acknowledgement: by default it comes after the sync (a freezing rank's
-    process ends then, so its state must be on disk first). ``sync_before_ack=False`` acknowledges once every
-    byte is written, before the sync: for a checkpoint, whose rank goes on running and needs nothing back,
-    so it does not wait for the disk (the checkpoint counts only once this returns, synced)."""
+    memory), in the form :func:`serve_file` sends it back; synced to disk before the old process is told it
+    may end. Returns its size."""
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn, open(path, "wb") as out:
@@ -128,11 +124,8 @@ def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_T
                 out.write(view[:n])
                 left -= n
             out.flush()
-            if not sync_before_ack:
-                conn.sendall(b"\x01")
             os.fsync(out.fileno())
-            if sync_before_ack:
-                conn.sendall(b"\x01")
+            conn.sendall(b"\x01")
             return int(total)
     except OSError as exc:
         raise MpiError(f"could not fetch the rank's state from {address}: {exc}") from exc

@@ -56,9 +56,7 @@ class StateStore:
             try:
                 private_dir(path.parent)
                 tmp = f"{path}.part"
-                # A freezing rank ends on the acknowledgement: only once its state is synced. A checkpointing
-                # rank goes on: it need not wait for the disk (the checkpoint counts once this returns).
-                size = ship.pull_to_file(address, key, tmp, sync_before_ack=not slot.startswith("c"))
+                size = ship.pull_to_file(address, key, tmp)
                 os.replace(tmp, path)
                 log.info("stored %d bytes of rank %d of %s (%s)", size, index, req_id, slot)
             except Exception as exc:  # noqa: BLE001 - the rank's freeze fails with the reason
