@@ -270,6 +270,11 @@ def freeze_rep(cluster: LocalCluster, client: granny.Client, journal: Journal, m
         files = list((cluster.data_dir / "state").rglob("*.state"))
         stored = sum(f.stat().st_size for f in files)
         wait_for(lambda: any(x.host_id == "local1" and x.used == 0 for x in client.hosts()), 60, "slots freed")
+        # Room, in steady state, is warm granules: do not count the pool refilling after the freeze.
+        try:
+            warm = bool(wait_for(lambda: idle(client, "local1", 4), 30, "local1's granules warm again"))
+        except TimeoutError:
+            warm = False
         t_lift = time.time()
         client.query("evict", "local1:off")
         thawed = journal.wait(app.req_id, "thawed", 180)
@@ -294,6 +299,7 @@ def freeze_rep(cluster: LocalCluster, client: granny.Client, journal: Journal, m
         "decision_after_notice": freezing["at"] - t_evict,
         "thaw": thawed["at"] - t_lift,
         "frozen_wait": float(thawed["data"].get("frozen_s", 0.0)),
+        "warm_before_lift": warm,
         "state_files": len(files),
         "stored_bytes": stored,
         "correct": ok,
