@@ -44,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -307,18 +308,19 @@ def freeze_rep(cluster: LocalCluster, client: granny.Client, journal: Journal, m
     }
 
 
-def part_freeze(cluster: LocalCluster, client: granny.Client, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def part_freeze(cluster: LocalCluster, client: granny.Client, args: argparse.Namespace, work: Path,
+                into: dict[str, Any]) -> None:
     journal = Journal(cluster.data_dir)
-    reps, bases = [], []
+    reps: list[dict[str, Any]] = into.setdefault("reps", [])
+    bases: list[dict[str, Any]] = into.setdefault("baseline", [])
     for rep in range(args.reps):
         bases.append(disk_baseline(cluster.data_dir / "bench", args.mib))
         log(f"freeze: baseline {bases[-1]}")
         reps.append(freeze_rep(cluster, client, journal, args.mib, work, rep))
         log(f"freeze rep {rep}: {reps[-1]}")
-    return {"reps": reps, "baseline": bases}
 
 
-def part_checkpoint(client: granny.Client, args: argparse.Namespace) -> dict[str, Any]:
+def part_checkpoint(client: granny.Client, args: argparse.Namespace, into: dict[str, Any]) -> None:
     kernel = make_a2a()
 
     def run(iters: int, ckpt: str | None) -> tuple[float, dict[str, Any]]:
@@ -337,7 +339,8 @@ def part_checkpoint(client: granny.Client, args: argparse.Namespace) -> dict[str
     _, probe = run(probe_iters, None)  # the kernel's own time: start-up is not per iteration
     iters = max(20, int(round(args.ckpt_run / (probe["kernel"] / probe_iters) / 10.0)) * 10)
     log(f"checkpoint: {probe_iters} iterations took {probe['kernel']:.2f} s; runs of {iters} iterations")
-    reps: list[dict[str, Any]] = []
+    into["iterations"] = iters
+    reps: list[dict[str, Any]] = into.setdefault("reps", [])
     for rep in range(args.reps):
         row: dict[str, Any] = {}
         order = [("off", None), ("on", "10s")] if rep % 2 == 0 else [("on", "10s"), ("off", None)]
@@ -350,17 +353,17 @@ def part_checkpoint(client: granny.Client, args: argparse.Namespace) -> dict[str
         row["same_result"] = row["on"]["sum"] == row["off"]["sum"]
         reps.append(row)
         log(f"checkpoint rep {rep}: {row}")
-    return {"iterations": iters, "reps": reps}
 
 
-def part_recovery(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def part_recovery(args: argparse.Namespace, work: Path, into: dict[str, Any]) -> None:
     from granny.testbed import Testbed
 
     data = work / "tb-data"
     tb = Testbed(["h1", "h2"], slots=4, prefix=PREFIX, subnet=SUBNET, state_dir=work / "tb",
                  data_dir=data, heartbeat_timeout=args.heartbeat, ready_timeout=120.0)
     tb.up()
-    reps: list[dict[str, Any]] = []
+    into["heartbeat_timeout"] = args.heartbeat
+    reps: list[dict[str, Any]] = into.setdefault("reps", [])
     try:
         client = granny.connect(tb.address, tb.token)
         journal = Journal(data)
@@ -401,7 +404,6 @@ def part_recovery(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             client.close()
     finally:
         tb.down()
-    return {"heartbeat_timeout": args.heartbeat, "reps": reps}
 
 
 # -------------------------------------------------------------------------------------------- report
@@ -424,7 +426,7 @@ def report(res: dict[str, Any]) -> str:
     targets: list[list[str]] = []
     notes: list[str] = []
     fr = res.get("freeze")
-    if fr and fr["reps"]:
+    if fr and fr.get("reps"):
         reps, bases = fr["reps"], fr["baseline"]
         fz, th = med(reps, lambda r: r["freeze"]), med(reps, lambda r: r["thaw"])
         both = med(reps, lambda r: r["freeze"] + r["thaw"])
@@ -459,7 +461,7 @@ def report(res: dict[str, Any]) -> str:
                      "page cache, so the cold baseline read is the lenient side")
         notes.append(f"freeze/thaw: results equal the expected sums and 4 state files were stored in every rep: {ok}")
     rc = res.get("recovery")
-    if rc and rc["reps"]:
+    if rc and rc.get("reps"):
         reps = rc["reps"]
         rec = med(reps, lambda r: r["recovery"])
         rows += [
@@ -473,7 +475,7 @@ def report(res: dict[str, Any]) -> str:
         ok = all(r["correct"] and r["hosts"] == ["h1"] for r in reps)
         notes.append(f"recovery: results equal the undisturbed run's and every rank ended on h1 in every rep: {ok}")
     ck = res.get("checkpoint")
-    if ck and ck["reps"]:
+    if ck and ck.get("reps"):
         reps = ck["reps"]
         on, off = med(reps, lambda r: r["on"]["wall"]), med(reps, lambda r: r["off"]["wall"])
         over = on["median"] / off["median"] - 1.0
@@ -496,6 +498,9 @@ def report(res: dict[str, Any]) -> str:
                             verdict(st["median"] <= 0.05)])
         ok = all(r["same_result"] for r in reps)
         notes.append(f"checkpoint: the results with and without checkpoints are equal in every rep: {ok}")
+    for name in ("freeze", "recovery", "checkpoint"):
+        if res.get(name, {}).get("error"):
+            notes.append(f"{name}: FAILED after {len(res[name].get('reps', []))} reps: {res[name]['error']}")
     targets.append(["spot experiment: makespan with evictions ÷ without (trace on 4 hosts, ¼ evicted every "
                     "minute for a minute) ≤ 1.2", "not done", "–", "–"])
     notes.append(f"spot experiment: {res.get('spot_note', 'not done')}")
@@ -538,6 +543,16 @@ def main() -> int:
             res["meta"]["load_end"] = h.loadavg()
             out.with_suffix(".json").write_text(json.dumps(res, indent=1))
 
+        def attempt(name: str, fn: Callable[[dict[str, Any]], None]) -> None:
+            """A part that fails keeps the reps it finished, and the error is reported."""
+            into: dict[str, Any] = res.setdefault(name, {})
+            try:
+                fn(into)
+            except Exception as exc:  # noqa: BLE001 - reported with the figures, the other parts still run
+                log(f"{name} failed: {traceback.format_exc()}")
+                into["error"] = f"{type(exc).__name__}: {exc}"
+            save()
+
         with tempfile.TemporaryDirectory(prefix="spot-bench-") as tmp:
             work = Path(tmp)
             if "freeze" in parts or "checkpoint" in parts:
@@ -546,16 +561,13 @@ def main() -> int:
                     with granny.connect(cluster.address, cluster.token) as client:
                         wait_for(lambda: idle(client, "local1", 4) and idle(client, "local2", 4), 120, "warm hosts")
                         if "freeze" in parts:
-                            res["freeze"] = part_freeze(cluster, client, args, work)
-                            save()
+                            attempt("freeze", lambda into: part_freeze(cluster, client, args, work, into))
                         if "checkpoint" in parts:
-                            res["checkpoint"] = part_checkpoint(client, args)
-                            save()
+                            attempt("checkpoint", lambda into: part_checkpoint(client, args, into))
                 finally:
                     cluster.stop()
             if "recovery" in parts:
-                res["recovery"] = part_recovery(args, work)
-                save()
+                attempt("recovery", lambda into: part_recovery(args, work, into))
         save()
     if args.from_json and args.spot_note != "not done":
         res["spot_note"] = args.spot_note
