@@ -30,6 +30,9 @@ checkpoint
     migration point every 10 iterations, sized to run ``--ckpt-run`` seconds. Runs alternate
     ``checkpoint="10s"`` and no checkpoints; run time = submit to result (client). Target: overhead <= 5%.
 
+trace
+    benchmarks/spot_trace.py: a trace of MPI jobs on 4 testbed hosts, a quarter evicted on a schedule.
+
 The machine has 2 shared cores and other work runs on it: absolute times are noisy; medians of reps.
 """
 
@@ -108,7 +111,6 @@ def make_holder() -> Callable[..., None]:
     def hold(comm: Any, release: str) -> None:
         import os
         import time
-
         while not os.path.exists(release):
             time.sleep(0.02)
 
@@ -297,7 +299,6 @@ def freeze_rep(cluster: LocalCluster, client: granny.Client, journal: Journal, m
     ok = all(r["steps"] == steps and r["sum"] == float(i * n + steps) for i, r in enumerate(results))
     return {
         "freeze": float(frozen["data"]["seconds"]),
-        "freeze_journal": frozen["at"] - freezing["at"],
         "decision_after_notice": freezing["at"] - t_evict,
         "thaw": thawed["at"] - t_lift,
         "frozen_wait": float(thawed["data"].get("frozen_s", 0.0)),
