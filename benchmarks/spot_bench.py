@@ -1,7 +1,6 @@
 """Spot hosts, freeze and thaw, recovery and checkpoints: issue 12's targets (needs root for the testbed).
 
-    scripts/bench spot                        # or: .venv/bin/python benchmarks/spot_bench.py
-    .venv/bin/python benchmarks/spot_bench.py --parts freeze,checkpoint --reps 3 --mib 64
+    scripts/bench spot            # or: .venv/bin/python benchmarks/spot_bench.py --parts freeze,checkpoint --reps 3
 
 Parts (each repeated ``--reps`` times; every cell is the median, with the min-max over reps):
 
@@ -30,10 +29,7 @@ checkpoint
     migration point every 10 iterations, sized to run ``--ckpt-run`` seconds. Runs alternate
     ``checkpoint="10s"`` and no checkpoints; run time = submit to result (client). Target: overhead <= 5%.
 
-trace
-    benchmarks/spot_trace.py: a trace of MPI jobs on 4 testbed hosts, a quarter evicted on a schedule.
-
-The machine has 2 shared cores and other work runs on it: absolute times are noisy; medians of reps.
+trace: benchmarks/spot_trace.py (MPI jobs on 4 testbed hosts, a quarter evicted on a schedule).
 """
 
 from __future__ import annotations
@@ -351,7 +347,7 @@ def part_checkpoint(client: granny.Client, args: argparse.Namespace, into: dict[
             w, info = run(iters, ckpt)
             row[name] = {"wall": w, **info}
         row["overhead"] = row["on"]["wall"] / row["off"]["wall"] - 1.0
-        row["stall"] = (row["on"]["in_points"] - row["off"]["in_points"]) / row["off"]["wall"]
+        row["stall"] = stall(row)
         row["same_result"] = row["on"]["sum"] == row["off"]["sum"]
         reps.append(row)
         log(f"checkpoint rep {rep}: {row}")
@@ -409,6 +405,11 @@ def part_recovery(args: argparse.Namespace, work: Path, into: dict[str, Any]) ->
 
 
 # -------------------------------------------------------------------------------------------- report
+def stall(row: dict[str, Any]) -> float:
+    """Share of the run spent in migration points with checkpoints, minus that without (load scales both)."""
+    return float(row["on"]["in_points"] / row["on"]["wall"] - row["off"]["in_points"] / row["off"]["wall"])
+
+
 def med(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], float]) -> dict[str, float]:
     v = [key(r) for r in rows]
     return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
@@ -490,13 +491,13 @@ def report(res: dict[str, Any]) -> str:
         targets.append(["checkpoint every 10 s ≤ 5% of run time (run times, on ÷ off − 1)",
                         f"{over * 100:+.1f}% (paired: {statistics.median(paired) * 100:+.1f}%)",
                         f"{min(paired) * 100:+.1f}% – {max(paired) * 100:+.1f}%", verdict(over <= 0.05)])
-        if all("stall" in r for r in reps):
-            st = med(reps, lambda r: r["stall"])
+        if all("in_points" in r["on"] for r in reps):
+            st = med(reps, stall)
             pts = med(reps, lambda r: r["on"]["in_points"])
             rows.append(["time the ranks spent in migration points per run, checkpoints on (max over ranks)",
                          cell(pts)])
             rows.append(["the same, checkpoints off", cell(med(reps, lambda r: r["off"]["in_points"]))])
-            targets.append(["the same, from the ranks' stall in migration points ÷ run time (less noisy)",
+            targets.append(["the same, from the share of the run the ranks spent in migration points, on − off",
                             f"{st['median'] * 100:+.1f}%", f"{st['min'] * 100:+.1f}% – {st['max'] * 100:+.1f}%",
                             verdict(st["median"] <= 0.05)])
         ok = all(r["same_result"] for r in reps)
