@@ -405,8 +405,7 @@ def part_recovery(args: argparse.Namespace, work: Path, into: dict[str, Any]) ->
 
 
 # -------------------------------------------------------------------------------------------- report
-def stall(row: dict[str, Any]) -> float:
-    """Share of the run spent in migration points with checkpoints, minus that without (load scales both)."""
+def stall(row: dict[str, Any]) -> float:  # share of the run spent in points, on - off: load scales both
     return float(row["on"]["in_points"] / row["on"]["wall"] - row["off"]["in_points"] / row["off"]["wall"])
 
 
