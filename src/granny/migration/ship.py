@@ -20,6 +20,7 @@ import pickle
 import secrets
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -101,10 +102,11 @@ def pull(address: str, key: bytes, timeout: float = DEFAULT_TIMEOUT) -> tuple[by
         raise MpiError(f"could not fetch the moved rank's state from {address}: {exc}") from exc
 
 
-def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_TIMEOUT) -> int:
+def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_TIMEOUT,
+                 before_ack: Callable[[int], None] | None = None) -> int:
     """Fetch a rank's packed state from ``address`` into the file ``path``, as it travels (never all in
     memory), in the form :func:`serve_file` sends it back; synced to disk before the old process is told it
-    may end. Returns its size."""
+    may end (``before_ack(size)`` runs between the two). Returns its size."""
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn, open(path, "wb") as out:
@@ -125,6 +127,8 @@ def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_T
                 left -= n
             out.flush()
             os.fsync(out.fileno())
+            if before_ack is not None:
+                before_ack(int(total))
             conn.sendall(b"\x01")
             return int(total)
     except OSError as exc:

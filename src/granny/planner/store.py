@@ -51,17 +51,31 @@ class StateStore:
         """Pull a rank's state into the store in a thread; ``done(error)`` runs on the event loop after."""
         path = self.path(req_id, slot, index)
 
+        told = threading.Event()
+
+        def tell(error: str) -> None:  # on the event loop
+            try:
+                done(error)
+            finally:
+                told.set()
+
+        def stored(size: int) -> None:
+            # The planner records the rank's state as stored before the rank hears so and goes on: its next
+            # migration point then finds this checkpoint complete, never still "being saved".
+            os.replace(tmp, path)
+            log.info("stored %d bytes of rank %d of %s (%s)", size, index, req_id, slot)
+            self.loop.call_soon_threadsafe(tell, "")
+            told.wait(ship.DEFAULT_TIMEOUT)
+
+        tmp = f"{path}.part"
+
         def work() -> None:
-            error = ""
             try:
                 private_dir(path.parent)
-                tmp = f"{path}.part"
-                size = ship.pull_to_file(address, key, tmp)
-                os.replace(tmp, path)
-                log.info("stored %d bytes of rank %d of %s (%s)", size, index, req_id, slot)
+                ship.pull_to_file(address, key, tmp, before_ack=stored)
             except Exception as exc:  # noqa: BLE001 - the rank's freeze fails with the reason
-                error = str(exc)
-            self.loop.call_soon_threadsafe(done, error)
+                if not told.is_set():
+                    self.loop.call_soon_threadsafe(tell, str(exc))
 
         threading.Thread(target=work, name=f"granny-store-{req_id}-{index}", daemon=True).start()
 
