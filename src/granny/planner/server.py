@@ -555,7 +555,10 @@ class PlannerServer:
 
     async def committed(self) -> None:
         fut: asyncio.Future[None] = self.loop.create_future()
-        self.journal.after_commit(lambda: _call_soon(self.loop, fut))
+        def wake() -> None:  # on the journal's writer thread
+            self.loop.call_soon_threadsafe(_set, fut)
+
+        self.journal.after_commit(wake)
         await fut
 
     async def wait_call(self, req_id: str, timeout: float) -> None:
@@ -590,10 +593,6 @@ class PlannerServer:
         self._ticker.cancel()
         self.store.close()
         self.journal.close()
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
-    loop.call_soon_threadsafe(_set, fut)
 
 
 def _set(fut: asyncio.Future[None]) -> None:
