@@ -12,12 +12,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from .grace import Grace, Held
-
-if TYPE_CHECKING:
-    from .batch import Batch
 from .lifecycle import TaskEvent, TaskState
 from .records import Action, App, Fail, GraceEnded, Request, Task
 
@@ -28,9 +24,11 @@ class Restarts:
     requests: dict[str, Request]
     queue: deque[str]
     grace: Grace
-    batch: Batch
 
     def schedule(self) -> list[Action]:
+        raise NotImplementedError
+
+    def delay_tolerant(self, req_id: str) -> bool:
         raise NotImplementedError
 
     def _finish(self, req_id: str, index: int, event: TaskEvent, fail: Fail | None, cascade: bool = True
@@ -78,7 +76,7 @@ class Restarts:
         """End of the restart grace period: restored tasks that nobody reported go back in the queue."""
         queued = set(self.queue)
         for req in self.requests.values():
-            if req.req_id in self.batch.known:  # delay-tolerant: it waits in its own queue (batch.py)
+            if self.delay_tolerant(req.req_id):  # it waits in its own queue (batch.py)
                 continue
             if req.req_id not in queued and any(t.state is TaskState.QUEUED for t in req.tasks):
                 self.queue.append(req.req_id)

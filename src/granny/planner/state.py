@@ -540,6 +540,9 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
             actions += migration.hints(self)
         return actions
 
+    def delay_tolerant(self, req_id: str) -> bool:  # waits or runs apart from the FIFO queue (batch.py)
+        return req_id in self.batch.known
+
     def assign(self, req: Request, pending: list[int], hosts: tuple[str, ...]) -> list[Action]:
         """Start ``req``'s ``pending`` tasks on idle granules of ``hosts`` (one host per task)."""
         actions: list[Action] = []
