@@ -264,7 +264,7 @@ def freeze_rep(cluster: LocalCluster, client: granny.Client, journal: Journal, m
         wait_for(lambda: client.query("counters")["migration"].get("asks", 0) > asks, 120, "the first point")
         client.query("set-policy", "spot")
         t_evict = time.time()
-        client.query("evict", "local1")
+        client.query("evict", "local1:5s")  # freezes at its last point before the deadline
         frozen = journal.wait(app.req_id, "frozen", 180)
         freezing = journal.wait(app.req_id, "freezing", 5)
         files = list((cluster.data_dir / "state").rglob("*.state"))

@@ -175,3 +175,23 @@ def test_granny_up_runs_on_without_an_evicted_worker_and_starts_it_again_on_rest
             assert client.options(hosts="local2:1").submit(where).result(timeout=60) == "local2"
     finally:
         assert up.stop() == 0
+
+
+def test_an_eviction_notice_survives_a_planner_kill9(cluster: LocalCluster) -> None:
+    from .test_recovery import restart_planner
+
+    with granny.connect(cluster.address, cluster.token) as client:
+        assert 290 < (client.query("evict", "local2:5m")["evicting_in"] or 0) <= 300
+    restart_planner(cluster)  # kill -9: the notice is in its journal
+    with granny.connect(cluster.address, cluster.token) as client:
+        wait_for(lambda: any(h.host_id == "local2" and h.alive and h.evicting_in for h in client.hosts()), timeout=60,
+                 what="local2 registered again, still under its notice")
+        assert 200 < (row(client, "local2").evicting_in or 0) <= 300  # the same deadline, not a new grace
+        assert {client.submit(where).result(timeout=60) for _ in range(4)} == {"local1"}  # no new work there
+        client.query("restore", "local2")
+    restart_planner(cluster)  # the lifted notice is gone from the journal too
+    with granny.connect(cluster.address, cluster.token) as client:
+        wait_for(lambda: sorted(h.host_id for h in client.hosts() if h.alive) == list(HOSTS), timeout=60,
+                 what="both hosts back")
+        assert row(client, "local2").evicting_in is None
+        assert client.options(hosts="local2:1").submit(where).result(timeout=60) == "local2"

@@ -279,7 +279,7 @@ def test_a_world_with_no_room_left_freezes_and_thaws_when_room_appears(client: g
         wait_for(lambda: client.query("counters")["migration"].get("asks", 0) > asks, timeout=60,
                  what="the world's first migration point")
         client.query("set-policy", "spot")
-        client.query("evict", "local1")
+        client.query("evict", "local1:5s")  # it freezes at its last point before the deadline
         wait_for(lambda: any(n.startswith("frozen") for n in news), timeout=60, what="the world frozen")
         assert client.query("app", "app-frozen")["state"] == "frozen"
         stored = list((two_hosts.data_dir / "state").rglob("*.state"))
@@ -328,18 +328,20 @@ def test_a_frozen_world_survives_a_planner_kill9_and_thaws_after(tmp_path: Path)
             wait_for(lambda: client.query("counters")["migration"].get("asks", 0) > 0, timeout=60,
                      what="the world's first migration point")
             client.query("set-policy", "spot")
-            client.query("evict", "local1")
+            client.query("evict", "local1:5s")
             wait_for(lambda: any(n.startswith("frozen") for n in news), timeout=60, what="the world frozen")
             wait_for(lambda: not any(h.used for h in client.hosts() if h.host_id == "local1"), timeout=60,
                      what="the frozen ranks gone")
-            restart_planner(cluster, True, "--restart-grace", "1")  # kill -9; the eviction notice dies with it
+            restart_planner(cluster, True, "--restart-grace", "1")  # kill -9
+            # local1 is still under its (journaled) notice, or was taken back: room comes with the blocker's end.
+            # (Only if the notice ran out while no planner ran is it forgotten, and the world thaws on local1.)
+            release.write_text("go")
             wait_for(lambda: any(n.startswith("thawed") for n in news), timeout=60,
                      what="the world thawed by the new planner")
             flag.write_text("stop")
             runner.join(timeout=60)
-            release.write_text("go")
             assert [r.status.value for r in outcome] == ["ok"] * 4, [r.message for r in outcome]
-            assert lines == ["total 6 hosts ['local1']\n"]
+            assert lines in (["total 6 hosts ['local2']\n"], ["total 6 hosts ['local1']\n"]), lines
     finally:
         flag.write_text("stop")
         release.write_text("go")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from granny.errors import ConfigError
 from granny.planner.policies import (
     DEFAULT_POLICY,
     POLICIES,
+    ClusterView,
     Compact,
     Freeze,
     GranuleMove,
@@ -166,3 +169,38 @@ def test_the_policy_at_start_up() -> None:
     assert policy_named("compact").name == "compact"
     with pytest.raises(ConfigError, match=r"unknown policy 'round-robin': choose one of bin-pack, compact, spot"):
         policy_named("round-robin")
+
+
+def spot_view(free_elsewhere: int, left: float, interval: float, queue: bool = False) -> tuple[Spot, ClusterView]:
+    """App "mpi" (2 ranks) on host b under a notice that runs out in ``left`` s; host a has
+    ``free_elsewhere`` free slots of 4."""
+    app = RunningApp("mpi", ("b",) * 2, interval=interval)
+    others = [RunningApp("o", ("a",) * (4 - free_elsewhere))] if free_elsewhere < 4 else []
+    view = build_view({"a": 4, "b": 2}, [app, *others], evicting=["b"], now=100.0,
+                      queue=(PlacementRequest("waiting", 3),) if queue else ())
+    return Spot(), replace(view, evict_at={"b": 100.0 + left})
+
+
+def test_spot_uses_an_evicting_host_until_the_last_point_before_its_deadline() -> None:
+    spot, view = spot_view(free_elsewhere=1, left=30.0, interval=5.0)  # no room: leaving now would freeze
+    decision = spot.migrate(view, "mpi")
+    assert isinstance(decision, Stay) and "last migration point" in decision.reason and "30.0s" in decision.reason
+    spot, view = spot_view(free_elsewhere=1, left=10.9, interval=5.0)  # its next point but one would be late
+    assert isinstance(spot.migrate(view, "mpi"), Freeze)
+    spot, view = spot_view(free_elsewhere=1, left=30.0, interval=0.0)  # pace not known: leave at once
+    assert isinstance(spot.migrate(view, "mpi"), Freeze)
+
+
+def test_spot_moves_at_once_when_room_is_free_and_nothing_waits_for_it() -> None:
+    spot, view = spot_view(free_elsewhere=4, left=30.0, interval=5.0)
+    assert isinstance(spot.migrate(view, "mpi"), Move)
+    spot, view = spot_view(free_elsewhere=4, left=30.0, interval=5.0, queue=True)  # the room is wanted
+    assert isinstance(spot.migrate(view, "mpi"), Stay)
+    spot, view = spot_view(free_elsewhere=4, left=3.0, interval=5.0, queue=True)
+    assert isinstance(spot.migrate(view, "mpi"), Move)
+
+
+def test_spot_leaves_at_once_when_the_deadline_is_not_given() -> None:
+    app = RunningApp("mpi", ("b",) * 2, interval=1.0)
+    view = build_view({"a": 4, "b": 2}, [app, RunningApp("o", ("a",) * 3)], evicting=["b"], now=5.0)
+    assert isinstance(Spot().migrate(view, "mpi"), Freeze)  # no evict_at: the notice counts as due now

@@ -178,15 +178,17 @@ def test_an_evicted_hosts_job_moves_off_through_the_planner_and_completes() -> N
 
 
 def test_a_job_with_nowhere_to_go_freezes_and_thaws_when_room_appears() -> None:
-    # job0 (4 ranks, 100 s) on h0001, job1 fills h0000 until 50.5. h0001's notice at 5: at job0's
-    # point at 10 the spot policy has no room, so the state freezes it (10% done). When job1 ends the
-    # state thaws it on h0000 (a Dispatch with thaw); it resumes with 1 s for the thaw and 90 s left.
+    # job0 (4 ranks, 100 s, a point every 5 s) on h0001, job1 fills h0000 until 50.5. h0001's notice at 5
+    # runs out at 35: the spot policy has no room elsewhere, so job0 uses h0001 while its next point but
+    # one comes 1 s before the deadline (points at 10, 15, 20), and freezes at its last point, 25 (25%
+    # done). When job1 ends the state thaws it on h0000 (a Dispatch with thaw); it resumes with 1 s for
+    # the thaw and 75 s left.
     schedule = EvictionSchedule(every=1000, grace=30, down=100, start=5, hosts=("h0001",))
     sim = Simulator(scheduler_named("granny-spot"), 2, 4, SPOT_MODEL, evictions=schedule)
     r = sim.run([Job(0, "long", 4, 0), Job(1, "mid", 4, 0.5)])
     seen = [(e.what, e.job_id, e.t) for e in r.events if e.what in ("freeze", "thaw", "end", "evicted")]
-    assert seen == [("freeze", 0, pytest.approx(10)), ("end", 1, pytest.approx(50.5)),
-                    ("thaw", 0, pytest.approx(50.5)), ("end", 0, pytest.approx(141.5))]
+    assert seen == [("freeze", 0, pytest.approx(25)), ("end", 1, pytest.approx(50.5)),
+                    ("thaw", 0, pytest.approx(50.5)), ("end", 0, pytest.approx(126.5))]
     (thaw,) = [e for e in r.events if e.what == "thaw"]
     assert thaw.counts == (("h0000", 4),)
     counts = sim.state.migrations.counts

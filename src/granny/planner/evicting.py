@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..durations import parse_duration
@@ -16,6 +17,7 @@ from ..errors import ConfigError, GrannyError
 from ..wire import Query, Reply
 from ..wire import StopWorker as StopWorkerMsg
 from . import views
+from .eviction import Notice
 from .records import StopWorker
 
 if TYPE_CHECKING:
@@ -26,12 +28,14 @@ log = logging.getLogger("granny.planner")
 
 # "evict": arg "HOST" (the default grace), "HOST:GRACE" (e.g. h2:30s, h2:0) or "HOST:off" (= "restore" HOST).
 QUERIES = ("evict", "restore")
+NOTICE = "eviction."  # journal setting per host under notice: "<deadline, wall clock>:<grace>" ("": none)
 
 
 def evict(p: PlannerServer, host_id: str, grace: float | None = None) -> dict[str, Any]:
     """Give ``host_id`` an eviction notice; its row (see views.host). KeyError: no such host."""
     grace = p.config.eviction_grace if grace is None else grace
     actions = p.state.evict(host_id, p.loop.time(), grace)
+    p.journal.setting(NOTICE + host_id, f"{time.time() + grace!r}:{grace!r}")  # wall clock: it outlives the loop's
     log.warning("host %s: eviction notice, taken back in %gs", host_id, grace)
     p.apply(actions)
     return views.host(p, host_id)
@@ -40,6 +44,7 @@ def evict(p: PlannerServer, host_id: str, grace: float | None = None) -> dict[st
 def restore(p: PlannerServer, host_id: str) -> dict[str, Any]:
     """Lift ``host_id``'s notice (or forget its eviction); its row. KeyError: no such host."""
     actions = p.state.restore_host(host_id)
+    p.journal.setting(NOTICE + host_id, "")
     log.info("host %s: eviction notice lifted", host_id)
     p.apply(actions)
     return views.host(p, host_id)
@@ -58,7 +63,8 @@ def answer(p: PlannerServer, conn: Conn, msg: Query) -> None:
     except GrannyError as exc:
         conn.send(Reply(qid=msg.qid, data=b"null", error=str(exc)))
         return
-    conn.send(Reply(qid=msg.qid, data=json.dumps(row).encode()))
+    # Answered once the journal holds the notice (or its end): a planner killed after the answer keeps it.
+    p.journal.call_after_commit(conn.send, Reply(qid=msg.qid, data=json.dumps(row).encode()))
 
 
 def _grace(raw: str) -> float:
@@ -71,8 +77,26 @@ def _grace(raw: str) -> float:
         raise ConfigError(f"the grace period {raw!r} is not a duration (try 60s, 2m or 0)") from None
 
 
+def restore_notices(p: PlannerServer, settings: dict[str, str]) -> None:
+    """A restarted planner: the notices it had given hold again once their hosts register (see
+    eviction.registered); those whose deadline passed while it was away are forgotten."""
+    wall, now = time.time(), p.loop.time()
+    for key, value in settings.items():
+        if not key.startswith(NOTICE) or not value:
+            continue
+        host_id = key[len(NOTICE):]
+        at_s, _, grace_s = value.partition(":")
+        at, grace = float(at_s), float(grace_s)
+        if at <= wall:
+            p.journal.setting(key, "")
+            continue
+        p.state.evictions.restored[host_id] = Notice(host_id, now + (at - wall) - grace, grace)
+        log.warning("host %s: its eviction notice still holds, taken back in %.1fs", host_id, at - wall)
+
+
 def stop_worker(p: PlannerServer, action: StopWorker) -> None:
     log.warning("%s: stopping its worker", action.reason)
+    p.journal.setting(NOTICE + action.host_id, "")
     worker = p.workers.pop(action.host_id, None)
     if worker is not None:  # the Kills of its granules went first, on the same connection
         worker.send(StopWorkerMsg(reason=action.reason))

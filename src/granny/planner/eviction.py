@@ -10,12 +10,17 @@ Theory of operation
   only forgets the eviction; the host's capacity comes back when a worker registers for it again (a
   new incarnation, as after a death: :meth:`PlannerState.register_host`).
 - At the deadline (a tick: :meth:`Evictions.next_deadline` is one of the state's deadlines, so a
-  virtual clock drives it), :func:`freeze_candidates` may take over what can be frozen (nothing yet).
-  Everything still running on the host then fails with an error naming the eviction
-  (``host h2 was evicted (spot notice given 60s before)``; kind ``evicted``, a HostDiedError);
-  prefetched calls that had not started go back to the queue. The host's granules are killed and
+  virtual clock drives it), what still runs on the host is lost as on a dead host
+  (:meth:`PlannerState._lose_granule`): a world with a complete checkpoint restarts from it elsewhere,
+  a call marked idempotent (``retries``) runs again, and everything else fails with an error naming
+  the eviction (``host h2 was evicted (spot notice given 60s before)``; kind ``evicted``, a
+  HostDiedError). Nothing can be frozen then: a freeze saves state at a migration point, so the spot
+  policy freezes a world at its last point before the deadline. Prefetched calls that had not started
+  go back to the queue. The host's granules are killed and
   fenced, the host is no longer alive, and its worker is told to stop (:class:`StopWorker`).
 - A host that is dead at its deadline keeps nothing to evict: the notice just ends.
+- Notices are journaled by the server (evicting.py); a restarted planner gives a notice back to its host
+  when the host registers again (:func:`registered`).
 - The worker process that was told to stop is told again if it registers anyway (it missed the order,
   its connection being down at the deadline: :func:`refused`); a new worker process for the host
   brings the host back.
@@ -56,6 +61,8 @@ class Evictions:
     def __init__(self) -> None:
         self.notices: dict[str, Notice] = {}  # host -> its pending notice
         self.evicted: dict[str, Notice] = {}  # host -> the notice that ran out (until restored)
+        # host -> a notice a restarted planner read from its journal: it applies when the host registers
+        self.restored: dict[str, Notice] = {}
 
     def next_deadline(self) -> float | None:
         return min((n.deadline for n in self.notices.values()), default=None)
@@ -117,13 +124,13 @@ def refused(st: PlannerState, host_id: str, boot: str) -> StopWorker | None:
     return StopWorker(host_id, notice.reason())
 
 
-def freeze_candidates(st: PlannerState, host_id: str, now: float) -> list[Action]:
-    """HOOK for freezing (issue 12, item 2): called at the deadline of ``host_id``'s notice, before anything
-    there fails. Freeze what runs on the host and can be frozen, instead of letting it fail, and return the
-    actions of those freezes. A task it took over must no longer be held by any granule of the host (its
-    ``Granule.tasks``): whatever the host's granules still hold afterwards fails with the eviction's error,
-    and every granule of the host is killed. Today nothing can be frozen: it returns no actions."""
-    return []
+def registered(st: PlannerState, host_id: str) -> None:
+    """``host_id`` registered: a notice it had before the planner restarted holds again (a deadline
+    already past takes the host back at the next tick, as the cloud did)."""
+    notice = st.evictions.restored.pop(host_id, None)
+    if notice is not None and host_id not in st.evictions.notices:
+        st.evictions.notices[host_id] = notice
+        st.evicting.add(host_id)
 
 
 def _take_back(st: PlannerState, notice: Notice, now: float) -> list[Action]:
@@ -131,7 +138,7 @@ def _take_back(st: PlannerState, notice: Notice, now: float) -> list[Action]:
     if host is None or not host.alive:
         return []
     why = notice.reason()
-    actions = freeze_candidates(st, host.host_id, now)
+    actions: list[Action] = []
     # Gone before its work is handled: whatever that work leads to (a requeued call, a world restarted
     # elsewhere) must not be placed here.
     host.alive = False

@@ -8,6 +8,7 @@ app's client, as a line on its ``granny`` stream: ``granny run`` prints it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..transport.macs import task_grant
@@ -25,15 +26,52 @@ from .records import DropState, Hint, MigrateAnswer, MigrationEvent, ResumeRank,
 
 if TYPE_CHECKING:
     from .conn import Conn
+    from .journal import Journal
     from .server import PlannerServer
 
 log = logging.getLogger("granny.planner")
+
+RECOVERING = "recovering."  # journal setting per world restarting from a checkpoint: "<gen>:<checkpoint>"
+
+
+@dataclass(frozen=True)
+class JournaledWorlds:
+    """What the journal says about MPI worlds that a restarted planner must not forget: frozen ones
+    (they thaw from the store), their latest checkpoints, and those restarting from a checkpoint."""
+
+    frozen: dict[str, int]  # req_id -> the generation it froze into
+    checkpoints: dict[str, int]  # req_id -> its latest complete checkpoint
+    recovering: dict[str, tuple[int, int]]  # req_id -> (generation, checkpoint) it restarts from
+
+    @classmethod
+    def read(cls, journal: Journal, settings: dict[str, str]) -> JournaledWorlds:
+        recovering = {}
+        for key, value in settings.items():
+            if key.startswith(RECOVERING) and value:
+                gen, _, ckpt = value.partition(":")
+                recovering[key[len(RECOVERING):]] = (int(gen), int(ckpt))
+        return cls({r[0]: int(r[1]) for r in journal.query("SELECT req_id, gen FROM frozen")},
+                   {r[0]: int(r[1]) for r in journal.query("SELECT req_id, ckpt FROM checkpoints")}, recovering)
+
+    def frozen_gen(self, req_id: str) -> int:
+        return self.frozen.get(req_id, 0) or self.recovering.get(req_id, (0, 0))[0]
+
+    def restored(self, p: PlannerServer, req_id: str) -> None:
+        """``req_id`` was just restored into the state: give it back its generation and checkpoints."""
+        req, m = p.state.requests[req_id], p.state.migrations
+        if gen := self.frozen_gen(req_id):
+            m.gens[req_id] = gen
+        if req_id in self.checkpoints:  # a host that dies later restarts the world from there
+            req.checkpoint = m.checkpoints[req_id] = self.checkpoints[req_id]
+        if req_id in self.recovering and req_id not in self.frozen:  # it thaws from that checkpoint
+            req.thaw_from = f"c{self.recovering[req_id][1]}"
 
 MigrationAction = MigrateAnswer | ResumeRank | Hint | MigrationEvent | StoreState | DropState
 
 
 def on_ask(p: PlannerServer, conn: Conn, msg: MigrateAsk) -> None:
-    p.apply(p.state.migrate_ask(conn.name, msg.req_id, msg.gen, msg.ready, msg.why, p.loop.time(), msg.checkpoint))
+    p.apply(p.state.migrate_ask(conn.name, msg.req_id, msg.gen, msg.ready, msg.why, p.loop.time(), msg.checkpoint,
+                                msg.interval))
 
 
 def on_out(p: PlannerServer, conn: Conn, msg: MigrateOut) -> None:
@@ -69,6 +107,7 @@ def apply(p: PlannerServer, action: MigrationAction) -> None:
             p.journal.frozen(action.req_id, 0, 0)
         if not action.slot:
             p.journal.checkpoint(action.req_id, 0)
+            p.journal.setting(RECOVERING + action.req_id, "")
     else:
         _event(p, action)
 
@@ -106,6 +145,10 @@ def _event(p: PlannerServer, ev: MigrationEvent) -> None:
     log.info("app %s: migration %s: %s", ev.app_id, ev.kind, ev.text)
     if ev.kind == "frozen":
         p.journal.frozen(ev.req_id, int(ev.data["gen"]), p.state.requests[ev.req_id].n)
+    elif ev.kind == "recovering":  # a planner restarted before the world runs again still restarts it from there
+        p.journal.setting(RECOVERING + ev.req_id, f"{ev.data['gen']}:{ev.data['checkpoint']}")
+    elif ev.kind == "recovered":
+        p.journal.setting(RECOVERING + ev.req_id, "")
     elif ev.kind == "checkpoint":
         p.journal.checkpoint(ev.req_id, int(ev.data["checkpoint"]))
     if ev.kind not in ("moved", "frozen", "thawed", "recovering", "recovered"):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
@@ -41,6 +41,7 @@ from .records import (
     Kill,
     MigrateAnswer,
     MigrationEvent,
+    Request,
     ResumeRank,
     StoreState,
 )
@@ -81,6 +82,7 @@ class Migrations:
         self.now = 0.0  # the latest time an event brought (hints have no event time of their own)
         # world -> what its last check saw (see hints): while that is unchanged, it still would not move
         self.quiet: dict[str, tuple[int, tuple[str, ...], str, bool]] = {}
+        self.intervals: dict[str, float] = {}  # req_id -> seconds between its points, as rank 0 last measured
 
     def gen(self, req_id: str) -> int:
         return self.gens.get(req_id, 0)
@@ -95,6 +97,7 @@ class Migrations:
         self.points.discard(req_id)
         self.hinted.discard(req_id)
         self.quiet.pop(req_id, None)
+        self.intervals.pop(req_id, None)
         self.gens.pop(req_id, None)
         self.inflight.pop(req_id, None)
         self.frozen_at.pop(req_id, None)
@@ -123,8 +126,11 @@ class MigrationPoints:
         return cast("PlannerState", self)
 
     def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
-                    checkpoint: bool = False) -> list[Action]:
-        """Rank 0 of a world at a migration point asks whether to move (see :func:`ask`)."""
+                    checkpoint: bool = False, interval: float = 0.0) -> list[Action]:
+        """Rank 0 of a world at a migration point asks whether to move (see :func:`ask`); ``interval``:
+        seconds since its previous point (0: not known)."""
+        if interval > 0 and req_id in self._st().requests:
+            self._st().migrations.intervals[req_id] = interval
         return ask(self._st(), granule_id, req_id, gen, ready, why, now, checkpoint)
 
     def migrate_served(self, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
@@ -159,7 +165,9 @@ class MigrationPoints:
         st = self._st()
         view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests), now,
                             cold=cold)
-        return st.policy.migrate(world_view(view, st.requests[req_id], st.apps), req_id)
+        view = replace(view, evict_at={n.host_id: n.deadline for n in st.evictions.notices.values()})
+        interval = st.migrations.intervals.get(req_id, 0.0)
+        return st.policy.migrate(world_view(view, st.requests[req_id], st.apps, interval), req_id)
 
 
 def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
@@ -196,7 +204,7 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
                       for gid in m.sources.values())
         if freeing or not isinstance(st.world_decision(req_id, now, cold=True), Freeze):
             m.counts["stays"] += 1
-            return stay(f"{decision.reason}; room is being freed, so not freezing yet")
+            return stay(f"{decision.reason}; room is being freed, so not freezing yet") + _ask_again(st, req)
         return freeze(st, granule_id, req_id, decision.reason, now)
     if not isinstance(decision, Move):
         m.counts["stays"] += 1
@@ -205,7 +213,7 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
             m.checkpoints[req_id] = ckpt
             m.saving[req_id] = (ckpt, set())
             return [MigrateAnswer(granule_id, req_id, m.gen(req_id), (), decision.reason, checkpoint=ckpt)]
-        return stay(decision.reason)
+        return stay(decision.reason) + _ask_again(st, req)
     moves = tuple(mv for mv in decision.moves if mv.source != mv.target)
     targets: dict[int, str] = {}
     for mv in moves:  # every target slot is reserved before any rank leaves
@@ -229,6 +237,15 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
     text = f"{describe(moves)} ({decision.reason})" if decision.reason else describe(moves)
     return [MigrateAnswer(granule_id, req_id, new_gen, moves, decision.reason),
             MigrationEvent(req.app_id, req_id, "decided", text, {"gen": new_gen, "moves": _rows(moves)})]
+
+
+def _ask_again(st: PlannerState, req: Request) -> list[Action]:
+    """A world that stays on a host under an eviction notice is hinted at once, so that it asks again at
+    its next point: the spot policy keeps it there until its last point before the deadline."""
+    if not any(t.host_id in st.evicting for t in req.tasks):
+        return []
+    st.migrations.hinted.add(req.req_id)
+    return [Hint(req.tasks[0].granule_id, req.req_id)]
 
 
 def freeze(st: PlannerState, granule_id: str, req_id: str, reason: str, now: float) -> list[Action]:
@@ -338,7 +355,8 @@ def recover(st: PlannerState, req_id: str, why: str) -> list[Action]:
     st.queue.appendleft(req_id)
     m.counts["recoveries"] += 1
     text = f"{why}: restarting all {req.n} ranks from checkpoint {req.checkpoint}"
-    return actions + [MigrationEvent(req.app_id, req_id, "recovering", text, {"checkpoint": req.checkpoint})]
+    return actions + [MigrationEvent(req.app_id, req_id, "recovering", text, {"checkpoint": req.checkpoint,
+                                                                              "gen": new_gen})]
 
 
 def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,

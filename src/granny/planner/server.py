@@ -154,8 +154,8 @@ class PlannerServer:
         self.set_policy(selection.at_start(self.policy_flag, restored.settings.get(selection.SETTING)))
         self.functions = restored.functions
         kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
-        frozen = {r[0]: int(r[1]) for r in self.journal.query("SELECT req_id, gen FROM frozen")}
-        checkpoints = {r[0]: int(r[1]) for r in self.journal.query("SELECT req_id, ckpt FROM checkpoints")}
+        worlds = migrating.JournaledWorlds.read(self.journal, restored.settings)
+        evicting.restore_notices(self, restored.settings)
         count = held = 0
         seed_retention(self, restored)
         for req_id, app_id, header, payload in restored.requests:
@@ -170,14 +170,9 @@ class PlannerServer:
                 self.state.hold(Held(req_id, app_id, sub.n, frozenset(done), kind, name, sum(sub.segs)))
                 held += 1
                 continue
-            gen = frozen.get(req_id, 0)  # a world frozen before the restart: it thaws from the store
             self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT, sub.tenant,
-                               tuple(sub.hosts), sub.migrate, gang=sub.mpi or sub.gang, frozen=gen)
-            if gen:
-                self.state.migrations.gens[req_id] = gen
-            if req_id in checkpoints:  # a host that dies later restarts the world from there
-                self.state.requests[req_id].checkpoint = checkpoints[req_id]
-                self.state.migrations.checkpoints[req_id] = checkpoints[req_id]
+                               tuple(sub.hosts), sub.migrate, gang=sub.mpi or sub.gang, frozen=worlds.frozen_gen(req_id))
+            worlds.restored(self, req_id)  # a frozen world thaws from the store, a recovering one from its checkpoint
             self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
             count += 1
         if count or held:

@@ -138,6 +138,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
             actions += [Kill(host_id, gid, reason) for gid, reason in self.liveness.fenced_on(host_id)]
         else:
             host.slots, host.last_seen, host.boot = slots, now, boot or host.boot
+        eviction.registered(self, host_id)
         actions += self.schedule()
         # Granules that connected before their host registered: known now, then their frames are handled.
         waited = [(gid, busy) for gid, (hid, busy) in self.unregistered.items() if hid == host_id]

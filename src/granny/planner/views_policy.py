@@ -87,10 +87,10 @@ def migration_view(hosts: Iterable[Host], requests: Mapping[str, Request], apps:
     started = started_tasks(hosts)
     mapping = dict(view.apps)
     mapping[app_id] = running_app(apps[app_id], requests, started)
-    return ClusterView(view.hosts, mapping, view.queue, view.now)
+    return ClusterView(view.hosts, mapping, view.queue, view.now, view.evict_at)
 
 
-def world_view(view: ClusterView, req: Request, apps: Mapping[str, App]) -> ClusterView:
+def world_view(view: ClusterView, req: Request, apps: Mapping[str, App], interval: float = 0.0) -> ClusterView:
     """``view`` with one MPI world (request ``req``) as an app of its own, keyed by its request id, its
     granules in rank order: the world migrates as a unit, whatever else its app runs (and a world
     submitted with ``migrate=False`` stays, whatever its app's other requests said)."""
@@ -111,8 +111,8 @@ def world_view(view: ClusterView, req: Request, apps: Mapping[str, App]) -> Clus
         hosts.append(HostView(h.host_id, h.slots, h.free, 0, placements, h.evicting, h.tenants))
     app = apps.get(req.app_id)
     world = RunningApp(req.req_id, tuple(t.host_id for t in req.tasks), app.tenant if app else req.tenant,
-                       req.migrate)
-    return ClusterView(tuple(hosts), {**view.apps, req.req_id: world}, view.queue, view.now)
+                       req.migrate, interval)
+    return ClusterView(tuple(hosts), {**view.apps, req.req_id: world}, view.queue, view.now, view.evict_at)
 
 
 def running_app(app: App, requests: Mapping[str, Request], started: set[tuple[str, int]]) -> RunningApp:

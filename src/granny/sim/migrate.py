@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..planner.policies.base import counts_of
 from ..planner.records import MigrateAnswer, RankAddress, StoreState
 
 if TYPE_CHECKING:
@@ -40,7 +41,10 @@ class PlannerMigration:
         sim.hinted.discard(req_id)
         state = sim.state
         gen = state.migrations.gen(req_id)
-        actions = state.migrate_ask(run.granules[0], req_id, gen, True, "", sim.now)
+        # rank 0 knows how far apart its points are (a real one measures it): every ``migrate_every`` of the work
+        every = sim.scheduler.migrate_every or 0.0
+        interval = every * sim.model.runtime(run.job.kind, [c for _, c in counts_of(run.hosts)])
+        actions = state.migrate_ask(run.granules[0], req_id, gen, True, "", sim.now, interval=interval)
         answer = next((a for a in actions if isinstance(a, MigrateAnswer)), None)
         sim.apply(actions)
         if answer is not None and answer.freeze:

@@ -276,6 +276,7 @@ class MigrateAsk(_Msg, tag="migrate_ask"):
     ready: bool = True
     why: str = ""
     checkpoint: bool = False  # a checkpoint is due: save the world's state unless it moves
+    interval: float = 0.0  # seconds since rank 0's previous migration point (0: not known yet)
 
 
 class MigrateMove(msgspec.Struct, omit_defaults=True):

@@ -42,6 +42,10 @@ class GranuleControl:
         self.every_seconds = float(every[:-1]) if every.endswith("s") else 0.0
         self.points = 0
         self.last = time.monotonic()
+        # When the previous point was reached: the planner's spot policy keeps a world on a host under
+        # notice until its last point before the deadline, so it needs to know how far apart they are.
+        self.previous = 0.0
+        self.interval = 0.0
 
     def _due(self) -> bool:
         if self.every_points:
@@ -59,11 +63,14 @@ class GranuleControl:
                 break
             self._other(frame[0])
         self.points += 1
+        now = time.monotonic()
+        self.interval, self.previous = (now - self.previous if self.previous else 0.0), now
         return self.hinted or not self.asked or self._due()
 
     def ask(self, ready: bool, why: str) -> Order:
         self.asked, self.hinted = True, False
-        ask = MigrateAsk(req_id=self.run.req_id, gen=self.gen, ready=ready, why=why, checkpoint=self._due())
+        ask = MigrateAsk(req_id=self.run.req_id, gen=self.gen, ready=ready, why=why, checkpoint=self._due(),
+                         interval=self.interval)
         msg = self._request(ask, lambda m: isinstance(m, MigrateOrder) and m.req_id == self.run.req_id)
         assert isinstance(msg, MigrateOrder)
         return Order(msg.gen, tuple((m.index, m.source, m.target) for m in msg.moves), msg.reason, msg.freeze,

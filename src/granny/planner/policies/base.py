@@ -63,6 +63,7 @@ class RunningApp:
     placement: tuple[str, ...]
     tenant: str = ""
     migrate: bool = True
+    interval: float = 0.0  # seconds between its migration points, as last measured (0: not known)
 
     @property
     def counts(self) -> Counts:
@@ -75,6 +76,9 @@ class ClusterView:
     apps: Mapping[str, RunningApp] = field(default_factory=dict, hash=False)
     queue: tuple[PlacementRequest, ...] = ()  # waiting requests, oldest first
     now: float = 0.0
+    # host -> when its eviction notice runs out, on the view's clock (hosts under notice whose deadline
+    # the driver did not give count as due now)
+    evict_at: Mapping[str, float] = field(default_factory=dict, hash=False)
 
     def host(self, host_id: str) -> HostView | None:
         # Indexed on first use (a rule may ask once per granule of an app): the first host of that id.
