@@ -123,6 +123,47 @@ def test_a_world_restarts_from_its_checkpoint_when_a_host_dies(cluster: LocalClu
         assert {g["host_id"] for g in granules} == {"local1"}  # restarted on the host that remained
 
 
+def test_a_recovery_that_waits_for_room_survives_a_planner_kill9(cluster: LocalCluster, tmp_path: Path) -> None:
+    from .test_recovery import restart_planner
+
+    script, go, gate = tmp_path / "kernel.py", tmp_path / "go", tmp_path / "gate"
+    script.write_text(KERNEL)
+    with granny.connect(cluster.address, cluster.token) as client:
+        wait_for(lambda: sorted(h.host_id for h in client.hosts() if h.idle_granules == 4) == list(HOSTS),
+                 timeout=60, what="two warm hosts")
+        go.write_text("go")
+        calm_news: list[str] = []
+        _, calm_out = run(client, script, go, "calm2", calm_news, hosts="local1:2,local2:2", migrate=False)
+        go.unlink()
+        holders = [client.options(hosts="local1:1").submit(hold, str(gate)) for _ in range(2)]  # local1 is full
+        news: list[str] = []
+        outcome: list[Any] = []
+        runner = threading.Thread(target=lambda: outcome.extend(run(
+            client, script, go, "hit2", news, hosts="local1:2,local2:2", migrate=False, checkpoint=2)))
+        runner.start()
+        try:
+            wait_for(lambda: client.query("counters")["migration"].get("checkpoints", 0) >= 3, timeout=60,
+                     what="three checkpoints (after steps 2, 4 and 6)")
+            for pid in descendants(cluster.procs[2].pid):  # host local2 stops dead: worker and granules
+                os.kill(pid, signal.SIGSTOP)
+            # Its ranks on local1 stop too; with local1's other slots held, the world waits for room.
+            wait_for(lambda: any("restarting all 4 ranks from checkpoint 3" in n for n in news), timeout=60,
+                     what="the world waiting to restart from its checkpoint")
+            restart_planner(cluster)  # kill -9 while the world waits
+            go.write_text("go")
+            gate.write_text("open")  # room on local1: the new planner restarts the world from checkpoint 3
+            wait_for(lambda: any(n.startswith("recovered") for n in news), timeout=60,
+                     what="the world restarted from its checkpoint by the new planner")
+        finally:
+            go.write_text("go")
+            gate.write_text("open")
+            runner.join(timeout=60)
+        results, out = outcome
+        assert [r.status.value for r in results] == ["ok"] * 4, [r.message for r in results]
+        assert out == calm_out  # the same result as the undisturbed run: nothing ran again from the start
+        assert [f.result(timeout=60) for f in holders] == ["local1", "local1"]
+
+
 def test_a_world_without_a_checkpoint_fails_naming_the_host(cluster: LocalCluster, tmp_path: Path) -> None:
     script, go = tmp_path / "kernel.py", tmp_path / "go"
     script.write_text(KERNEL)
