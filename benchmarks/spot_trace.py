@@ -1,14 +1,21 @@
 """The original's spot experiment, scaled down to the namespace testbed (issue 12, last target; needs root).
 
-    .venv/bin/python benchmarks/spot_trace.py [--jobs 12] [--steps 24] [--step-s 0.5] [--period 12]
+    .venv/bin/python benchmarks/spot_trace.py [--trace PATH] [--steps 40] [--step-s 0.5] [--reps 1]
 
-A trace of ``--jobs`` MPI jobs (2 ranks each, ``--steps`` steps of ``--step-s`` seconds of sleep, so that
-the 2 shared cores do not decide the makespan; a migration point after each step) is submitted at once
-to a 4-host testbed with 2 slots per host. With evictions, the testbed's evictor gives a quarter of the
-hosts (one) a notice every ``--period`` seconds, with a grace of ``--grace`` s, and keeps it away for
-``--period`` seconds (the original: every minute, for a minute; time is scaled down here, and said so).
+The trace is the original's own (``trace_mpi-spot_10_8.csv`` of its artifact: 10 jobs of 2-15 ranks on 4
+VMs of 8 cores, Poisson arrivals), scaled to 4 testbed hosts of 2 slots: a job of S ranks runs on
+ceil(S/4) ranks, and every time (inter-arrivals, the eviction rounds) is multiplied by the ratio of our
+job's length to the original's (a LAMMPS job ran about 165 s there; ours: ``--steps`` steps of
+``--step-s`` seconds of sleep, so that the 2 shared cores do not decide the makespan, with a migration
+point after each step).
 
-- granny: the spot policy; jobs move off a host under notice at their next point, or freeze and thaw.
+Evictions follow the original's fault injector (its nominal rule, as granny experiment's
+``every=60,fraction=0.25,grace=60,down=0``): every round a quarter of the hosts (one) gets a notice, is
+taken back when the notice runs out a round later, and comes back at once (a new worker: ``--down``
+seconds). The round is the original's 60 s, scaled.
+
+- granny: the spot policy; jobs use a host under notice until their last point before its deadline,
+  then move off it, or freeze and thaw.
 - baseline: the same jobs with ``migrate=False`` (no moves, no freezes): a job on an evicted host fails
   at the deadline and is resubmitted from its start, as a batch scheduler would.
 
@@ -19,7 +26,9 @@ last job's result. The ratio reported per system is makespan with evictions ÷ w
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import os
 import statistics
 import sys
@@ -35,6 +44,20 @@ from granny.testbed import Testbed
 
 PREFIX = os.environ.get("GRANNY_TEST_NETNS_PREFIX", "gb12")
 SUBNET = os.environ.get("GRANNY_TEST_SUBNET", "10.83.0.0/24")
+PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper-data"
+TRACE = PAPER / "traces" / "trace_mpi-spot_10_8.csv"
+ORIGINAL_JOB_S = 165.0  # a job of the spot traces in the original's runs (exec-task-info: 164-165 s)
+ORIGINAL_ROUND_S = 60.0  # its eviction round and grace
+
+
+def load_trace(path: Path, scale: float) -> list[tuple[float, int]]:
+    """(arrival time in our seconds, ranks) per job: sizes for 8-core VMs onto 2-slot hosts, times scaled."""
+    jobs, t = [], 0.0
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            t += float(row["InterArrivalTimeSecs"]) * scale
+            jobs.append((t, max(1, math.ceil(int(row["Size"]) / 4))))
+    return jobs
 
 
 def log(msg: str) -> None:
@@ -65,10 +88,13 @@ def make_job() -> Callable[..., dict[str, Any]]:
 
 
 def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from granny.testbed import evictions, topology  # evictions: in main since the s5-evict merge
+    from granny.testbed import evictions, topology
 
-    plan = evictions.EvictionPlan(every=args.period, away=args.period, fraction=0.25, grace=args.grace,
-                        start=args.period / 2) if evict else None
+    scale = args.steps * args.step_s / ORIGINAL_JOB_S
+    period = ORIGINAL_ROUND_S * scale
+    plan = evictions.EvictionPlan(every=period, away=args.down, fraction=0.25, grace=period,
+                                  start=period / 2) if evict else None
+    trace = load_trace(Path(args.trace), scale)
     state_dir = work / f"tb-{system}-{int(evict)}"
     tb = Testbed(topology=topology.Topology(hosts=["h1", "h2", "h3", "h4"], slots=2, evictions=plan), prefix=PREFIX,
                  subnet=SUBNET, state_dir=state_dir, heartbeat_timeout=2.0, ready_timeout=120.0)
@@ -79,13 +105,22 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
             opts = client.options() if system == "granny" else client.options(migrate=False)
             job = make_job()
             t0 = time.perf_counter()
-            futures = {opts.submit_mpi(job, 2, (args.steps, args.step_s)): i for i in range(args.jobs)}
+            futures: dict[Any, int] = {}
             done: dict[int, float] = {}
             restarts: list[str] = []
             results: dict[int, Any] = {}
-            while futures:
-                finished, _ = wait(list(futures), timeout=args.timeout, return_when=FIRST_COMPLETED)
-                if not finished:
+            arrivals = list(enumerate(trace))
+            while futures or arrivals:
+                now = time.perf_counter() - t0
+                while arrivals and arrivals[0][1][0] <= now:
+                    i, (_, size) = arrivals.pop(0)
+                    futures[opts.submit_mpi(job, size, (args.steps, args.step_s))] = i
+                if not futures:
+                    time.sleep(max(0.0, arrivals[0][1][0] - now))  # the next arrival (a benchmark, not a test)
+                    continue
+                until = arrivals[0][1][0] - now if arrivals else args.timeout
+                finished, _ = wait(list(futures), timeout=max(0.01, until), return_when=FIRST_COMPLETED)
+                if not finished and not arrivals:
                     raise TimeoutError(f"{len(futures)} jobs still running after {args.timeout} s")
                 for fut in finished:
                     i = futures.pop(fut)
@@ -94,15 +129,16 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
                         done[i] = time.perf_counter() - t0
                     except Exception as exc:  # noqa: BLE001 - resubmitted from its start, counted
                         restarts.append(f"job {i}: {type(exc).__name__}: {str(exc)[:120]}")
-                        futures[opts.submit_mpi(job, 2, (args.steps, args.step_s))] = i
+                        futures[opts.submit_mpi(job, trace[i][1], (args.steps, args.step_s))] = i
             makespan = max(done.values())
             counters = client.query("counters").get("migration", {})
-        expected = sum(range(args.steps)) * 2.0 * (1 << 17)
-        correct = all(r[0]["sum"] == expected and r[1]["sum"] == expected for r in results.values())
+        expected = sum(range(args.steps)) * float(1 << 17)
+        correct = all(r["sum"] == expected * len(rs) for rs in results.values() for r in rs)
         evlog = Path(state_dir, "logs", "evictor.log")
-        evictions = evlog.read_text().count(" evict ") if evlog.exists() else 0
-        return {"makespan": makespan, "restarts": restarts, "correct": correct, "evictions": evictions,
-                "migration": {k: counters.get(k, 0) for k in ("completed", "freezes", "frozen", "thawed", "failed")}}
+        evictions_seen = evlog.read_text().count(" evict ") if evlog.exists() else 0
+        return {"makespan": makespan, "restarts": restarts, "correct": correct, "evictions": evictions_seen,
+                "migration": {k: counters.get(k, 0) for k in ("completed", "freezes", "frozen", "thawed", "failed",
+                                                               "stays")}}
     finally:
         tb.down()
 
@@ -110,7 +146,7 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
 def run_all(args: argparse.Namespace, work: Path, into: dict[str, Any],
             save: Callable[[], None] = lambda: None) -> None:
     """Every system with and without evictions, ``args.reps`` times; rows go into ``into["runs"]``."""
-    into["args"] = {k: getattr(args, k) for k in ("jobs", "steps", "step_s", "period", "grace", "reps")}
+    into["args"] = {k: getattr(args, k) for k in ("trace", "steps", "step_s", "down", "reps")}
     runs: list[dict[str, Any]] = into.setdefault("runs", [])
     for rep in range(args.reps):
         for system in ("granny", "baseline"):
@@ -150,11 +186,13 @@ def summarize(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]], li
     if runs:
         ok = all(r["correct"] for r in runs)
         moves = [r["migration"] for r in runs if r["system"] == "granny" and r["evict"]]
+        scale = a.get("steps", 0) * a.get("step_s", 0) / ORIGINAL_JOB_S
         notes.append(
-            f"spot trace: {a.get('jobs')} jobs of 2 ranks × {a.get('steps')} steps of {a.get('step_s')} s (sleep) on 4 "
-            f"testbed hosts × 2 slots; every {a.get('period'):g} s one host (a quarter) gets a {a.get('grace'):g} s "
-            f"notice and stays away {a.get('period'):g} s: the original's minute is scaled down to "
-            f"{a.get('period'):g} s. Results correct in every run: {ok}. granny's migrations per evicted run: "
+            f"spot trace: the original's {Path(str(a.get('trace'))).name} (sizes / 4, times × {scale:.3f}); jobs of "
+            f"{a.get('steps')} steps of {a.get('step_s')} s (sleep) on 4 testbed hosts × 2 slots; every "
+            f"{ORIGINAL_ROUND_S * scale:.1f} s one host (a quarter) gets a notice of as long, is taken back at its "
+            f"end and comes back {a.get('down'):g} s later (the original's 60 s rounds, scaled). "
+            f"Results correct in every run: {ok}. granny's migrations per evicted run: "
             + "; ".join(f"{m['completed']} moves, {m['frozen']} freezes, {m['thawed']} thaws" for m in moves))
     errors = [f"{r['system']}/{'evict' if r['evict'] else 'calm'} rep {r['rep']}: {r['error']}"
               for r in res.get("runs", []) if "error" in r]
@@ -169,11 +207,10 @@ def defaults(reps: int) -> argparse.Namespace:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=12)
-    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--trace", default=str(TRACE), help="a trace of the original's artifact (mpi-spot)")
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--step-s", type=float, default=0.5)
-    ap.add_argument("--period", type=float, default=12.0, help="seconds between eviction rounds, and away")
-    ap.add_argument("--grace", type=float, default=3.0)
+    ap.add_argument("--down", type=float, default=1.0, help="seconds an evicted host stays away")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--out", default="benchmarks/results/spot_trace.json")
