@@ -1,13 +1,14 @@
 """The original's spot experiment, scaled down to the namespace testbed (issue 12, last target; needs root).
 
-    .venv/bin/python benchmarks/spot_trace.py [--trace PATH] [--steps 40] [--step-s 0.5] [--reps 1]
+    .venv/bin/python benchmarks/spot_trace.py [--trace PATH] [--scale 0.1] [--step-s 0.25] [--reps 1]
 
 The trace is the original's own (``trace_mpi-spot_10_8.csv`` of its artifact: 10 jobs of 2-15 ranks on 4
 VMs of 8 cores, Poisson arrivals), scaled to 4 testbed hosts of 2 slots: a job of S ranks runs on
-ceil(S/4) ranks, and every time (inter-arrivals, the eviction rounds) is multiplied by the ratio of our
-job's length to the original's (a LAMMPS job ran about 165 s there; ours: ``--steps`` steps of
-``--step-s`` seconds of sleep, so that the 2 shared cores do not decide the makespan, with a migration
-point after each step).
+ceil(S/4) ranks, and every time is multiplied by ``--scale``: the inter-arrivals, the eviction rounds,
+and each job's length, which is how long that job ran in the original's own run without evictions
+(its exec-task-info; 114-554 s: its LAMMPS jobs ran shorter the wider they were). A job is steps of
+``--step-s`` seconds of sleep, so that the 2 shared cores do not decide the makespan, with a
+migration point after each step.
 
 Evictions follow the original's fault injector (its nominal rule, as granny experiment's
 ``every=60,fraction=0.25,grace=60,down=0``): every round a quarter of the hosts (one) gets a notice, is
@@ -46,17 +47,22 @@ PREFIX = os.environ.get("GRANNY_TEST_NETNS_PREFIX", "gb12")
 SUBNET = os.environ.get("GRANNY_TEST_SUBNET", "10.83.0.0/24")
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper-data"
 TRACE = PAPER / "traces" / "trace_mpi-spot_10_8.csv"
-ORIGINAL_JOB_S = 165.0  # a job of the spot traces in the original's runs (exec-task-info: 164-165 s)
+# How long each job of that trace ran in the original's own run without evictions (granny, 4 VMs)
+RUNTIMES = PAPER / "results" / "makespan" / "makespan_exec-task-info_granny_4_mpi-spot_10_8.csv"
 ORIGINAL_ROUND_S = 60.0  # its eviction round and grace
 
 
-def load_trace(path: Path, scale: float) -> list[tuple[float, int]]:
-    """(arrival time in our seconds, ranks) per job: sizes for 8-core VMs onto 2-slot hosts, times scaled."""
+def load_trace(path: Path, runtimes: Path, scale: float, step_s: float) -> list[tuple[float, int, int]]:
+    """(arrival time in our seconds, ranks, steps) per job: sizes for 8-core VMs onto 2-slot hosts, times
+    scaled; each job runs as long as it ran in the original (its LAMMPS jobs run shorter the wider they are)."""
+    with open(runtimes, newline="") as fh:
+        ran = {int(r["TaskId"]): float(r["TimeExecuting"]) for r in csv.DictReader(fh)}
     jobs, t = [], 0.0
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
             t += float(row["InterArrivalTimeSecs"]) * scale
-            jobs.append((t, max(1, math.ceil(int(row["Size"]) / 4))))
+            steps = max(2, round(ran[int(row["TaskId"])] * scale / step_s))
+            jobs.append((t, max(1, math.ceil(int(row["Size"]) / 4)), steps))
     return jobs
 
 
@@ -90,11 +96,11 @@ def make_job() -> Callable[..., dict[str, Any]]:
 def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from granny.testbed import evictions, topology
 
-    scale = args.steps * args.step_s / ORIGINAL_JOB_S
+    scale = args.scale
     period = ORIGINAL_ROUND_S * scale
     plan = evictions.EvictionPlan(every=period, away=args.down, fraction=0.25, grace=period,
                                   start=period / 2) if evict else None
-    trace = load_trace(Path(args.trace), scale)
+    trace = load_trace(Path(args.trace), Path(args.runtimes), scale, args.step_s)
     state_dir = work / f"tb-{system}-{int(evict)}"
     tb = Testbed(topology=topology.Topology(hosts=["h1", "h2", "h3", "h4"], slots=2, evictions=plan), prefix=PREFIX,
                  subnet=SUBNET, state_dir=state_dir, heartbeat_timeout=2.0, ready_timeout=120.0)
@@ -113,8 +119,8 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
             while futures or arrivals:
                 now = time.perf_counter() - t0
                 while arrivals and arrivals[0][1][0] <= now:
-                    i, (_, size) = arrivals.pop(0)
-                    futures[opts.submit_mpi(job, size, (args.steps, args.step_s))] = i
+                    i, (_, size, steps) = arrivals.pop(0)
+                    futures[opts.submit_mpi(job, size, (steps, args.step_s))] = i
                 if not futures:
                     time.sleep(max(0.0, arrivals[0][1][0] - now))  # the next arrival (a benchmark, not a test)
                     continue
@@ -129,11 +135,11 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
                         done[i] = time.perf_counter() - t0
                     except Exception as exc:  # noqa: BLE001 - resubmitted from its start, counted
                         restarts.append(f"job {i}: {type(exc).__name__}: {str(exc)[:120]}")
-                        futures[opts.submit_mpi(job, trace[i][1], (args.steps, args.step_s))] = i
+                        futures[opts.submit_mpi(job, trace[i][1], (trace[i][2], args.step_s))] = i
             makespan = max(done.values())
             counters = client.query("counters").get("migration", {})
-        expected = sum(range(args.steps)) * float(1 << 17)
-        correct = all(r["sum"] == expected * len(rs) for rs in results.values() for r in rs)
+        correct = all(r["sum"] == sum(range(trace[i][2])) * float(1 << 17) * len(rs)
+                      for i, rs in results.items() for r in rs)
         evlog = Path(state_dir, "logs", "evictor.log")
         evictions_seen = evlog.read_text().count(" evict ") if evlog.exists() else 0
         return {"makespan": makespan, "restarts": restarts, "correct": correct, "evictions": evictions_seen,
@@ -146,7 +152,7 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
 def run_all(args: argparse.Namespace, work: Path, into: dict[str, Any],
             save: Callable[[], None] = lambda: None) -> None:
     """Every system with and without evictions, ``args.reps`` times; rows go into ``into["runs"]``."""
-    into["args"] = {k: getattr(args, k) for k in ("trace", "steps", "step_s", "down", "reps")}
+    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps")}
     runs: list[dict[str, Any]] = into.setdefault("runs", [])
     for rep in range(args.reps):
         for system in ("granny", "baseline"):
@@ -186,10 +192,11 @@ def summarize(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]], li
     if runs:
         ok = all(r["correct"] for r in runs)
         moves = [r["migration"] for r in runs if r["system"] == "granny" and r["evict"]]
-        scale = a.get("steps", 0) * a.get("step_s", 0) / ORIGINAL_JOB_S
+        scale = a.get("scale", 0)
         notes.append(
-            f"spot trace: the original's {Path(str(a.get('trace'))).name} (sizes / 4, times × {scale:.3f}); jobs of "
-            f"{a.get('steps')} steps of {a.get('step_s')} s (sleep) on 4 testbed hosts × 2 slots; every "
+            f"spot trace: the original's {Path(str(a.get('trace'))).name} (sizes / 4, times × {scale:g}: each job "
+            f"runs as long as in the original's own run, scaled, in steps of {a.get('step_s')} s of sleep) on 4 "
+            f"testbed hosts × 2 slots; every "
             f"{ORIGINAL_ROUND_S * scale:.1f} s one host (a quarter) gets a notice of as long, is taken back at its "
             f"end and comes back {a.get('down'):g} s later (the original's 60 s rounds, scaled). "
             f"Results correct in every run: {ok}. granny's migrations per evicted run: "
@@ -208,8 +215,9 @@ def defaults(reps: int) -> argparse.Namespace:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trace", default=str(TRACE), help="a trace of the original's artifact (mpi-spot)")
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--step-s", type=float, default=0.5)
+    ap.add_argument("--runtimes", default=str(RUNTIMES), help="the original's exec-task-info of that trace")
+    ap.add_argument("--scale", type=float, default=0.1, help="our seconds per second of the original's")
+    ap.add_argument("--step-s", type=float, default=0.25, help="seconds between two migration points")
     ap.add_argument("--down", type=float, default=1.0, help="seconds an evicted host stays away")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600.0)
