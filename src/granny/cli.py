@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("action", nargs="?", choices=["show", "set"], default="show")
     po.add_argument("name", nargs="?", help="with set: a policy the planner has (`granny policy` lists them)")
     po.add_argument("--address", default=None)
-    po.add_argument("--json", action="store_true")
+    po.add_argument("--json", action="store_true", help="the policy in use and the ones to choose from, as JSON")
     tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
     tb.add_argument("rest", nargs=argparse.REMAINDER)
     ex = sub.add_parser("experiment", help="cluster experiments: replay job traces (sim), plot", add_help=False)
@@ -472,7 +472,7 @@ def _table(*columns: str, id_width: int = 0, ids: tuple[str, ...] = ()) -> Any:
     """A rich table whose id columns (the first, and those named in ``ids``) are never cut nor folded
     once :func:`_show` has sized them: an id is copied into `granny status APP`, `granny cancel` or
     `granny hosts evict` with a double click, so it must stay whole on one line. The other columns
-    wrap (or, on a very narrow terminal, give way) instead."""
+    wrap instead."""
     from rich.table import Table
 
     table = Table()
