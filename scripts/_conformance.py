@@ -8,8 +8,9 @@ installs the peer); see ``--help``. For each module and each rank count it launc
 
 with a timeout (a hang is reported as a hang, naming the test that never finished), then reads the
 per-rank JSON files written by ``_conformance_runner.py`` and writes
-``benchmarks/results/conformance[-IMPL].md`` and ``.json``: a module × ranks table of
-passed/failed/errors/skipped, and every failing test id with the first line of its error.
+``build/conformance/conformance[-IMPL].md`` and ``.json`` (ignored by git; ``--update-results`` writes the
+committed ``benchmarks/results/`` copies instead): a module × ranks table of passed/failed/errors/skipped,
+and every failing test id with the first line of its error.
 Exit code: 0 when every selected job ran to completion (failures are reported, not fatal); with
 ``--strict`` also non-zero when any test failed or errored. 2 for usage errors.
 """
@@ -36,6 +37,10 @@ CACHE = Path(os.environ.get("GRANNY_CACHE", Path.home() / ".cache" / "granny"))
 MPI4PY_VERSION = os.environ.get("MPI4PY_VERSION", "4.1.2")
 DEFAULT_SUITE = CACHE / f"mpi4py-{MPI4PY_VERSION}" / "test"
 DEFAULT_PEER_PY = Path(os.environ.get("PEERS_MPI_VENV", CACHE / "peers-mpi")) / "bin" / "python"
+# A run's results go under build/ (ignored by git), so that running the tests leaves the tree as it was; the
+# committed copies in benchmarks/results/ change only on purpose, with --update-results.
+RUN_RESULTS = REPO / "build" / "conformance"
+COMMITTED_RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_MODULES = ["test_p2p_obj", "test_p2p_buf", "test_cco_obj", "test_cco_buf", "test_comm", "test_status",
                    "test_request", "test_msgzero", "test_op"]
 STATUSES = ["pass", "fail", "error", "skip", "xfail", "xpass"]
@@ -263,7 +268,10 @@ def main() -> int:
     ap.add_argument("--granny", default=str(REPO / ".venv" / "bin" / "granny"), help="the granny CLI")
     ap.add_argument("--cluster", choices=["up", "embedded"], default="up",
                     help="granny: one `granny up` for the whole run (default) or the embedded cluster per job")
-    ap.add_argument("--results-dir", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--results-dir", default=None,
+                    help=f"where the .md and .json go (default: {RUN_RESULTS.relative_to(REPO)}/)")
+    ap.add_argument("--update-results", action="store_true",
+                    help=f"write the committed results in {COMMITTED_RESULTS.relative_to(REPO)}/ instead")
     ap.add_argument("--name", default=None, help="results file stem (default: conformance for granny, "
                                                   "conformance-openmpi for openmpi)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any test failed or errored")
@@ -271,6 +279,9 @@ def main() -> int:
     ap.add_argument("-x", dest="exclude", action="append", default=[], help="skip tests matching a substring")
     ap.add_argument("modules", nargs="*", help=f"suite modules (default: {' '.join(DEFAULT_MODULES)}; env MODULES)")
     args = ap.parse_args()
+    if args.update_results and args.results_dir:
+        ap.error("--update-results and --results-dir name two places: give one")
+    results_dir = Path(args.results_dir) if args.results_dir else COMMITTED_RESULTS if args.update_results else RUN_RESULTS
     # Started in the background by a non-interactive shell, we inherit SIGINT ignored, and so would our
     # jobs: `granny run` must see SIGINT to cancel its app when a job times out. Restore the default.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -358,7 +369,7 @@ def main() -> int:
            "suite": str(suite), "mpi4py_version": MPI4PY_VERSION, "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
            "git": _git_rev(), "wall_s": time.monotonic() - t_start, "logs": str(workdir)}
     md = report(results, cfg)
-    out = Path(args.results_dir)
+    out = results_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.md").write_text(md)
     (out / f"{stem}.json").write_text(json.dumps({"config": cfg, "results": results}, indent=1, default=str) + "\n")

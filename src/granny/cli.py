@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="captured output of an app")
     lg.add_argument("app")
     lg.add_argument("--address", default=None)
+    lg.add_argument("--json", action="store_true", help="the log records (index, stream, data) as JSON")
     cc = sub.add_parser("cancel", help="cancel an app")
     cc.add_argument("app")
     cc.add_argument("--address", default=None)
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("action", nargs="?", choices=["show", "set"], default="show")
     po.add_argument("name", nargs="?", help="with set: a policy the planner has (`granny policy` lists them)")
     po.add_argument("--address", default=None)
+    po.add_argument("--json", action="store_true", help="the policy in use and the ones to choose from, as JSON")
     tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
     tb.add_argument("rest", nargs=argparse.REMAINDER)
     ex = sub.add_parser("experiment", help="cluster experiments: replay job traces (sim), plot", add_help=False)
@@ -419,14 +421,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     migration = _migration(client, args.app) if args.app and data.get("state") == "running" else None
     client.close()
     if args.json:
-        import json
-
-        print(json.dumps(data, indent=2))
-        return 0
+        return _print_json(data)
     con = _console(stdout=True)  # a listing: pipeable, like ls
     if args.app:
         con.print(f"app [bold]{data['app_id']}[/] ({data['kind']} {data['name']}): [bold]{data['state']}[/] {data['tasks']}")
-        table = _table("request", "index", "state", "host", "granule", "deadline", id_width=16)
+        table = _table("request", "index", "state", "host", "granule", "deadline", ids=("host", "granule"))
         for g in data["granules"]:
             due = ("whenever" if g.get("deadline_in") is None else f"in {g['deadline_in']:g}s, slack {g['slack']:g}s"
                    ) if g.get("delay_tolerant") else ""
@@ -436,13 +435,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         if migration is not None:
             con.print(_describe_migration(migration))
     else:
-        table = _table("app", "kind", "name", "state", "queued", "running", "succeeded", "failed", "cancelled",
-                       id_width=16)
+        table = _table("app", "kind", "name", "state", "queued", "running", "succeeded", "failed", "cancelled")
         for a in data:
             t = a["tasks"]
             table.add_row(a["app_id"], a["kind"], a["name"], a["state"], *(str(t.get(k, "")) for k in
                           ("queued", "running", "succeeded", "failed", "cancelled")))
-    con.print(table)
+    _show(con, table)
+    return 0
+
+
+def _print_json(data: Any) -> int:
+    """A listing for programs: the planner's full records, ids whole, one JSON document on stdout."""
+    import json
+
+    print(json.dumps(data, indent=2))
     return 0
 
 
@@ -462,18 +468,34 @@ def _describe_migration(m: dict[str, Any]) -> str:
     return f"migration: stays ({m['reason']})"
 
 
-def _table(*columns: str, id_width: int = 0) -> Any:
-    """A rich table whose first column (the ids: apps, requests, hosts) is never cut: it keeps
-    ``id_width`` characters and folds a longer id over lines, so that ids can be copied into commands."""
+def _table(*columns: str, id_width: int = 0, ids: tuple[str, ...] = ()) -> Any:
+    """A rich table whose id columns (the first, and those named in ``ids``) are never cut nor folded
+    once :func:`_show` has sized them: an id is copied into `granny status APP`, `granny cancel` or
+    `granny hosts evict` with a double click, so it must stay whole on one line. The other columns
+    wrap instead."""
     from rich.table import Table
 
     table = Table()
     for i, name in enumerate(columns):
-        if i == 0:
-            table.add_column(name, overflow="fold", min_width=id_width or None)
+        if i == 0 or name in ids:
+            table.add_column(name, no_wrap=True, overflow="fold", min_width=id_width or None)
         else:
             table.add_column(name)
     return table
+
+
+def _show(con: Any, table: Any) -> None:
+    """Print ``table`` (see :func:`_table`) with each id column as wide as its longest id. On a terminal too
+    narrow for that, the lines run over its edge (the terminal wraps them, as ``kubectl get`` does)
+    rather than an id being cut."""
+    from rich.measure import Measurement
+
+    for column in table.columns:
+        if column.no_wrap:
+            column.min_width = max([len(str(cell)) for cell in column.cells] + [column.min_width or 0])
+    need = Measurement.get(con, con.options.update_width(1 << 16), table).minimum
+    con.width = max(con.width, need)
+    con.print(table, crop=False)
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:
@@ -483,15 +505,12 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     client = _client(args.address)
     try:
         if args.action != "list":
-            return _evict(client, args.action, args.host, args.grace)
+            return _evict(client, args.action, args.host, args.grace, args.json)
         data = client.query("hosts")
     finally:
         client.close()
     if args.json:
-        import json
-
-        print(json.dumps(data, indent=2))
-        return 0
+        return _print_json(data)
     table = _table("host", "slots", "used", "idle granules", "alive", "last heartbeat", "incarnation", "eviction")
     for h in data:
         left = h.get("evicting_in")
@@ -499,14 +518,16 @@ def cmd_hosts(args: argparse.Namespace) -> int:
         table.add_row(h["host_id"], str(h["slots"]), str(h["used"]), str(h["idle_granules"]),
                       "yes" if h["alive"] else "[red]dead[/]", f"{h['last_heartbeat_age']:.1f}s ago",
                       str(h.get("incarnation", "")), eviction)
-    _console(stdout=True).print(table)
+    _show(_console(stdout=True), table)
     return 0
 
 
-def _evict(client: Any, action: str, host: str, grace: str | None) -> int:
+def _evict(client: Any, action: str, host: str, grace: str | None, as_json: bool = False) -> int:
     if action == "restore" and grace is not None:
         raise ConfigError("--in goes with evict, not restore")
     row = client.query(action, f"{host}:{grace}" if grace is not None else host)
+    if as_json:
+        return _print_json(row)
     if action == "evict" and row["alive"]:
         print(f"host {host}: evicting in {row['evicting_in']:.0f}s (no new work goes there; apps with migration "
               "points move off it at their next one under the spot policy)")
@@ -523,6 +544,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     client = _client(args.address)
     rows = client.query("logs", args.app)
     client.close()
+    if args.json:
+        return _print_json(rows)
     for row in rows:
         (sys.stdout if row["stream"] == "stdout" else sys.stderr).write(row["data"])
     return 0
@@ -545,6 +568,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
         data = client.query("set-policy", args.name) if args.action == "set" else client.query("policy")
     finally:
         client.close()
+    if args.json:
+        return _print_json(data)
     others = ", ".join(p for p in data["policies"] if p != data["policy"])
     print(f"policy: {data['policy']}" + (f" (others: {others})" if others else ""))
     return 0
