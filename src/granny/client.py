@@ -461,19 +461,26 @@ class Client:
 
     # --- queries ------------------------------------------------------------------------------
     def query(self, what: str, arg: str = "", timeout: float = 10.0) -> Any:
-        qid = next(self._ids)
-        waiter: tuple[threading.Event, list[Reply]] = (threading.Event(), [])
-        self._queries[qid] = waiter
-        self._conn.send(Query(what=what, arg=arg, qid=qid))
-        if not waiter[0].wait(timeout) or not waiter[1]:
-            self._queries.pop(qid, None)
-            raise ConnectionLostError(f"no answer from the planner to {what!r}")
-        reply = waiter[1][0]
+        """Ask the planner. A query changes nothing, so it is asked again on a new connection if it drops."""
+        deadline = time.monotonic() + timeout
+        while (reply := self._ask(Query(what=what, arg=arg, qid=next(self._ids)), deadline)) is None:
+            if self._closed or time.monotonic() >= deadline:
+                raise ConnectionLostError(f"no answer from the planner to {what!r}")
+            time.sleep(0.05)  # the reader thread is reconnecting
         if reply.error:
             raise GrannyError(reply.error)
         import json  # only queries need it: `granny run` starts faster without
 
         return json.loads(reply.data)
+
+    def _ask(self, query: Query, deadline: float) -> Reply | None:
+        waiter: tuple[threading.Event, list[Reply]] = (threading.Event(), [])
+        self._queries[query.qid] = waiter
+        with contextlib.suppress(ConnectionLostError):
+            self._conn.send(query)
+            waiter[0].wait(max(0.0, deadline - time.monotonic()))  # set by the reply, or by a reconnect
+        self._queries.pop(query.qid, None)
+        return waiter[1][0] if waiter[1] else None
 
     def hosts(self) -> list[HostInfo]:
         return [HostInfo(**h) for h in self.query("hosts")]

@@ -217,3 +217,12 @@ def test_a_large_payload_whose_client_does_not_come_back_fails_when_the_restart_
     (res,) = wait_for(lost, what="the failure in the journal")
     assert res.error_kind == "lost"
     assert "-byte payload did not reconnect within 3s" in res.message, res.message
+
+
+def test_a_query_after_a_planner_kill9_is_asked_again_on_the_new_connection(client: granny.Client,
+                                                                          cluster: LocalCluster) -> None:
+    assert client.query("counters") is not None
+    restart_planner(cluster)  # the client's connection is dead; its reader thread reconnects
+    # The first query after the restart used to fail with "connection lost while sending: Broken pipe".
+    assert isinstance(client.query("counters"), dict)
+    wait_for(lambda: [h.alive for h in client.hosts()] == [True], what="the worker registered again")
