@@ -206,6 +206,36 @@ def test_an_app_migrates_again_when_its_host_is_evicted(client: granny.Client, t
     assert lines == [f"total 6 hosts ['{other}']\n"]
 
 
+def test_a_one_rank_world_moves_again_and_again(client: granny.Client, tmp_path: Path) -> None:
+    # A world of one rank needs no peer's address, but its new generation must still join the rendezvous:
+    # that is how the planner learns the move is over (it used to wait forever, refusing every later move).
+    script, flag = tmp_path / "repeat.py", tmp_path / "stop"
+    script.write_text(REPEAT)
+    lines: list[str] = []
+    news: list[str] = []
+    outcome: list[Any] = []
+    runner = threading.Thread(target=lambda: outcome.extend(client.options(hosts="local1:1").run_script(
+        str(script), 1, [str(flag)], mpi=True, on_log=lambda m: (news if m.stream == "granny" else lines).append(m.data))))
+    client.query("set-policy", "spot")
+    runner.start()
+    try:
+        wait_for(lambda: client.query("counters")["migration"].get("asks", 0) > 0, timeout=60, what="the first point")
+        client.query("evict", "local1")
+        wait_for(lambda: len(news) == 1, timeout=60, what="the move off local1")
+        client.query("restore", "local1")
+        client.query("evict", "local2")
+        wait_for(lambda: len(news) == 2, timeout=60, what="the move back off local2")
+        assert news[0].startswith("rank 0 moved local1 -> local2") and news[1].startswith("rank 0 moved local2 -> local1")
+    finally:
+        flag.write_text("stop")
+        runner.join(timeout=60)
+        client.query("set-policy", "bin-pack")
+        client.query("restore", "local1")
+        client.query("restore", "local2")
+    assert [r.status.value for r in outcome] == ["ok"], [r.message for r in outcome]
+    assert lines == ["total 0 hosts ['local1']\n"]
+
+
 def test_granny_run_prints_the_move_and_status_lists_it(two_hosts: LocalCluster) -> None:
     env = dict(os.environ, GRANNY_ADDRESS=two_hosts.address, GRANNY_TOKEN=two_hosts.token)
     base = [sys.executable, "-m", "granny", "run", "-n", "4", "--hosts", "local1:2,local2:2"]

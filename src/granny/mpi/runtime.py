@@ -39,13 +39,15 @@ class AbortExit(SystemExit):
 
 
 _params: tuple[str, int, int, Exchange, str, str] | None = None
+_gen = 0  # the generation the granule starts in (> 0: it resumes a moved or thawed world)
 packing = [False]  # pickling a migrating rank's state: communicators may travel (see Comm.__reduce__)
 _rt: Runtime | None = None
 
 
-def configure(world_id: str, rank: int, size: int, exchange: Exchange, host_id: str, ip: str) -> None:
-    global _params
+def configure(world_id: str, rank: int, size: int, exchange: Exchange, host_id: str, ip: str, gen: int = 0) -> None:
+    global _params, _gen
     _params = (world_id, rank, size, exchange, host_id, ip)
+    _gen = gen
 
 
 def configured() -> bool:
@@ -57,7 +59,7 @@ def get() -> Runtime:
     if _rt is None:
         if _params is not None:
             world_id, rank, size, exchange, host_id, ip = _params
-            world = create_world(world_id, rank, size, exchange, host_id, ip)
+            world = create_world(world_id, rank, size, exchange, host_id, ip, join=_gen > 0)
         else:
             world = singleton_world()
         _rt = Runtime(world)
@@ -74,7 +76,7 @@ def rejoin(new_world_id: str, gen: int, exchange: Exchange) -> None:
     _, rank, size, _, host_id, ip = _params
     old = _rt.world
     old.fabric.close()
-    new = create_world(new_world_id, rank, size, exchange, host_id, ip)
+    new = create_world(new_world_id, rank, size, exchange, host_id, ip, join=True)
     engine = old.engine
     fabric = new.fabric
     fabric.handler = engine._on_record

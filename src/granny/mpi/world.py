@@ -40,7 +40,10 @@ class World:
         self.fabric.close()
 
 
-def create_world(world_id: str, rank: int, size: int, exchange: Exchange | None, host_id: str, ip: str) -> World:
+def create_world(world_id: str, rank: int, size: int, exchange: Exchange | None, host_id: str, ip: str,
+                 join: bool = False) -> World:
+    """``join``: a world of one rank joins its rendezvous too (a new generation after a move or a thaw: the
+    planner learns from it that the world runs again); a first one needs no peer's address."""
     fabric = Fabric(world_id, rank, size)
     tcp = None
     if size > 1 and exchange is not None:
@@ -51,7 +54,7 @@ def create_world(world_id: str, rank: int, size: int, exchange: Exchange | None,
     else:
         port = 0
     me = RankAddr(host_id, os.getpid(), ip, port)
-    if exchange is None or size == 1:
+    if exchange is None or (size == 1 and not join):
         addrs, key = [me], b""
     else:
         addrs, key, err = exchange(me)

@@ -197,7 +197,8 @@ class Granule:
         shim.install()
         set_dumpable(True)  # same-host ranks copy from each other's memory (see granule_user); it retires after
         ctl = GranuleControl(self, run, route_ip(*self.address))
-        runtime.configure(ctl.world_id(run.gen), run.index, run.n, ctl.exchange(run.gen), self.host_id, ctl.ip)
+        runtime.configure(ctl.world_id(run.gen), run.index, run.n, ctl.exchange(run.gen), self.host_id, ctl.ip,
+                          run.gen)
         control.set_current(ctl)
         try:
             self.exited_cleanly = False

@@ -6,10 +6,10 @@ usually replaced, so its slots count as capacity that comes back.
 
 Migration: an app with granules on an evicting host uses that host for as long as it safely can. It
 stays (and is asked again at its next point) while its next point but one still comes before the
-notice runs out (``MARGIN`` to spare), if leaving now would freeze it or take room that queued work
-waits for: the host takes no new work, so its slots would idle through the rest of the grace. At its
-last point before the deadline (or at once, when the deadline or the app's pace between points is not
-known, or when room is free and nothing waits) it is re-packed (bin-pack, largest capacity first) on
+notice runs out (``MARGIN`` to spare), if leaving now would freeze it: the host takes no new work, so
+its slots would idle through the rest of the grace while the app waited frozen. At its last point
+before the deadline (or at once, when the deadline or the app's pace between points is not known, or
+when the other hosts have room for it) it is re-packed (bin-pack, largest capacity first) on
 the other hosts if they have room for all of it, whatever that does to hosts and links; if they do
 not, the decision is Freeze. An app clear of evicting hosts follows bin-pack's migration rule on the
 hosts without a notice.
@@ -56,7 +56,7 @@ class Spot(PolicyBase):
         n = len(app.placement)
         room = sum(c for _, c in caps)
         left = min(view.evict_at.get(h, view.now) for h in leaving) - view.now
-        if app.interval > 0 and left > 2 * app.interval + MARGIN and (room < n or view.queue):
+        if app.interval > 0 and left > 2 * app.interval + MARGIN and room < n:
             return Stay(f"uses evicting host(s) {', '.join(leaving)} until its last migration point before the "
                         f"notice runs out in {left:.1f}s (a point every {app.interval:.2f}s)")
         if room < n:
