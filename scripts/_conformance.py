@@ -37,7 +37,7 @@ MPI4PY_VERSION = os.environ.get("MPI4PY_VERSION", "4.1.2")
 DEFAULT_SUITE = CACHE / f"mpi4py-{MPI4PY_VERSION}" / "test"
 DEFAULT_PEER_PY = Path(os.environ.get("PEERS_MPI_VENV", CACHE / "peers-mpi")) / "bin" / "python"
 DEFAULT_MODULES = ["test_p2p_obj", "test_p2p_buf", "test_cco_obj", "test_cco_buf", "test_comm", "test_status",
-                   "test_request", "test_msgzero", "test_op"]
+                   "test_request", "test_msgzero", "test_op", "test_rma", "test_rma_nb", "test_win"]
 STATUSES = ["pass", "fail", "error", "skip", "xfail", "xpass"]
 
 

@@ -37,6 +37,9 @@ class buffer(np.ndarray):  # noqa: N801 - mpi4py's name
     def address(self) -> int:
         return int(self.ctypes.data) if self.nbytes else 0
 
+    def __bool__(self) -> bool:  # a buffer, not an array of truth values: true when it holds bytes
+        return self.nbytes > 0
+
     def tomemory(self) -> memoryview:
         return memoryview(self.data)
 
