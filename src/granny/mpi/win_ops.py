@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..errors import MpiError
 from . import rma_remote, rma_shm
 from .buffers import Buf, parse_buffer
@@ -114,12 +116,37 @@ class WinOps:
             rb.mem[:len(old)] = old
 
     # --- mpi4py API ---------------------------------------------------------------------------
+    def _direct(self, origin: Any, rank: int, target: Any) -> memoryview | None:
+        """The target bytes for a plain ndarray to a shared-mapped rank at an int displacement (the common
+        case, in well under a microsecond), or None: the general path decides (and reports errors)."""
+        if type(origin) is not np.ndarray or not (target is None or type(target) is int) or rank < 0:
+            return None
+        try:
+            view = self._views[rank]
+        except IndexError:
+            return None
+        n = origin.nbytes
+        if view is None or not origin.flags.c_contiguous or origin.dtype.hasobject or not n:
+            return None
+        off = target * self._units[rank] if target else 0
+        if off < 0 or off + n > view.nbytes:
+            return None
+        return view[off:off + n]
+
     def Put(self, origin: Any, target_rank: int, target: Any = None) -> None:  # noqa: N802
         """Put data into a memory window on a (remote) process."""
+        dst = self._direct(origin, target_rank, target)
+        if dst is not None:
+            dst[:] = origin.data.cast("B")
+            return
         self._rma(PUT, origin, target_rank, target)
 
     def Get(self, origin: Any, target_rank: int, target: Any = None) -> None:  # noqa: N802
         """Get data from a memory window on a (remote) process."""
+        src = self._direct(origin, target_rank, target)
+        if src is not None and origin.flags.writeable:
+            origin.data.cast("B")[:] = src
+            return
         self._rma(GET, origin, target_rank, target)
 
     def Accumulate(self, origin: Any, target_rank: int, target: Any = None, op: Op = SUM) -> None:  # noqa: N802
