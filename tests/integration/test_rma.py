@@ -13,6 +13,8 @@ import granny
 
 
 def one_host_program(comm: Any) -> dict[str, Any]:
+    import os
+
     import numpy as np
     from mpi4py import MPI
 
@@ -41,6 +43,13 @@ def one_host_program(comm: Any) -> dict[str, Any]:
         tickets.append(int(old[0]))
     counter.Unlock_all()
     counter.Fence()
+    for _ in range(300):  # a non-atomic read-modify-write, made safe by the exclusive lock alone
+        counter.Lock(0, MPI.LOCK_EXCLUSIVE)
+        counter.Get(old, 0, 0)
+        os.sched_yield()  # invite the other rank in: without the lock it would lose an increment
+        counter.Put(old + 1, 0, 0)
+        counter.Unlock(0)
+    counter.Fence()
     total = int(np.frombuffer(counter.tomemory(), dtype=np.int64)[0]) if rank == 0 else -1
     all_tickets = comm.allgather(tickets)
     counter.Free()
@@ -67,7 +76,7 @@ def test_windows_on_one_host(client: granny.Client, n: int) -> None:
     for r in results:
         assert r["seen"] == [[float(q)] * (q + 1) for q in range(n)]
         assert r["tickets"] == list(range(50 * n))
-    assert results[0]["total"] == 50 * n
+    assert results[0]["total"] == (50 + 300) * n
     assert results[0]["pscw"] == [0] + [q * 10 for q in range(1, n)]
     assert set(glob.glob("/dev/shm/granny-*")) - before == set()  # window memory is anonymous (memfd)
 

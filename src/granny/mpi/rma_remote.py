@@ -13,8 +13,8 @@ Theory of operation
   LOCK, UNLOCK and FLUSH are, on the window's point-to-point context with tag ``REPLY``.
 - A reply is one status byte (0 ok, 1 error, 2 lock busy) and the data or an error message; an error
   of an unanswered operation is kept and reported by the next answered one.
-- LOCK never waits at the target (a handler must not block): it tries the lock on a file description
-  of its own for that origin and answers busy or granted; the origin retries, progressing meanwhile.
+- LOCK never waits at the target (a handler must not block): the target tries the lock (rma_shm.py)
+  on the origin's behalf and answers busy or granted; the origin retries, progressing meanwhile.
 - The header is ``HDR`` (byte offset, byte count, length of a pickled ``(op, datatype)``); pickles
   come only from authenticated peers of the world (tcp.py's hello), as every lowercase message does.
 """
@@ -69,11 +69,10 @@ class Service:
         body = payload[HDR.size:]
         try:
             if tag == LOCK:
-                fd = self.seg.peer_fd(src)
-                self._reply(src, OK if rma_shm.try_lock(fd, self.me, bool(off)) else BUSY)
+                self._reply(src, OK if rma_shm.try_lock(self.seg.lock(self.me), bool(off)) else BUSY)
                 return
             if tag == UNLOCK:
-                rma_shm.unlock(self.seg.peer_fd(src), self.me)
+                rma_shm.unlock(self.seg.lock(self.me))
                 self._answer(src)
                 return
             if tag == FLUSH:
@@ -86,12 +85,12 @@ class Service:
             if tag in (PUT, GET):
                 old = apply(tag, region, op, dtype, data, compare)
             else:
-                acc = rma_shm.ACC + self.me
-                rma_shm.lock_wait(self.seg.fd, acc)
+                acc = self.seg.acc(self.me)
+                rma_shm.lock_acc(acc)
                 try:
                     old = apply(tag, region, op, dtype, data, compare)
                 finally:
-                    rma_shm.unlock(self.seg.fd, acc)
+                    rma_shm.unlock(acc)
         except Exception as exc:  # noqa: BLE001 - the origin's call fails, never the target's progress
             if tag in (PUT, ACC):
                 self.errors.setdefault(src, f"{exc}")

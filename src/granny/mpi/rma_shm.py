@@ -5,13 +5,16 @@ Theory of operation
   rank (the leader) before the creating allgather. The others open it through
   ``/proc/<leader pid>/fd/<n>`` during creation, so the segment never has a name in ``/dev/shm`` and
   cannot leak, even after ``kill -9``: it lives as long as some rank has it open or mapped.
-- Layout: a control area of one 64-byte slot per window rank (the fence barrier's arrival counters,
-  written only by their owner, read by all: no read-modify-write is ever needed), then, for the
-  ``Allocate`` flavours, each local rank's memory at a 64-byte aligned offset, in rank order.
-- Locks are Linux open-file-description byte-range locks (``F_OFD_SETLK``) on the segment: byte ``t``
-  is the passive-target lock of window rank ``t`` (shared or exclusive, exactly MPI's two lock types),
-  byte ``ACC + t`` makes accumulates to ``t`` atomic. Every rank opens the segment itself, so each has
-  its own description and the kernel arbitrates between them; the locks vanish with the process.
+- Layout: a control area of one ``SLOT`` per window rank, then, for the ``Allocate`` flavours, each
+  local rank's memory at a 64-byte aligned offset, in rank order. A rank's slot holds its fence
+  arrival counter (written only by its owner, read by all: no read-modify-write), its passive-target
+  lock and its accumulate lock.
+- The locks are process-shared POSIX reader-writer locks (``pthread_rwlock_t``), used only through
+  their non-blocking calls (tryrdlock / trywrlock / unlock, a few hundred nanoseconds through ctypes,
+  no system call when uncontended): shared and exclusive are exactly MPI's two lock types. A busy
+  lock is retried by the caller, who progresses meanwhile (the holder may be waiting for it). The
+  leader initialises every lock before the creating allgather, so no rank sees one uninitialised.
+  A rank that dies holding a lock leaves it held, but its death ends the whole world anyway.
 - Windows whose memory the program owns (``Create``, ``Create_dynamic``) are not in the segment: a
   same-host origin reads and writes the target's memory with ``process_vm_readv``/``writev`` (one copy,
   no target involvement), as the point-to-point rendezvous does.
@@ -20,22 +23,24 @@ Theory of operation
 from __future__ import annotations
 
 import ctypes
-import errno
-import fcntl
 import mmap
 import os
-import struct
 
 import numpy as np
 
 from ..errors import MpiError
 
-SLOT = 64
-ACC = 1 << 20  # lock byte offset of the accumulate locks (the passive-target locks are bytes 0..size-1)
+SLOT = 256  # per rank: fence counter and CPU at 0, passive-target lock at LOCK, accumulate lock at ACC
+LOCK, ACC = 64, 128  # each lock has 128 bytes (glibc's pthread_rwlock_t is 56)
 ERR_RMA_RANGE = 68
 ERR_WIN = 53
-_FLOCK = struct.Struct("hhqqi4x")  # struct flock on Linux x86-64 / arm64 (native alignment)
+EBUSY = 16
 _libc = ctypes.CDLL(None, use_errno=True)
+for _name in ("pthread_rwlock_init", "pthread_rwlockattr_init", "pthread_rwlockattr_setpshared"):
+    getattr(_libc, _name).restype = ctypes.c_int
+tryrd, trywr, _unlock = _libc.pthread_rwlock_tryrdlock, _libc.pthread_rwlock_trywrlock, _libc.pthread_rwlock_unlock
+for _fn in (tryrd, trywr, _unlock):
+    _fn.argtypes, _fn.restype = [ctypes.c_void_p], ctypes.c_int
 
 
 class _IOVec(ctypes.Structure):
@@ -47,9 +52,13 @@ _libc.process_vm_writev.argtypes = [ctypes.c_int, ctypes.POINTER(_IOVec), ctypes
                                     ctypes.POINTER(_IOVec), ctypes.c_ulong, ctypes.c_ulong]
 
 
+def control_size(nranks: int) -> int:
+    return nranks * SLOT
+
+
 def layout(sizes: list[int], nranks: int) -> tuple[list[int], int]:
     """Offsets of the local ranks' memory (``sizes`` in rank order) after the control area, and the total."""
-    off = (nranks * SLOT + 63) & ~63
+    off = control_size(nranks)
     offsets = []
     for s in sizes:
         offsets.append(off)
@@ -66,11 +75,20 @@ class Segment:
             os.ftruncate(fd, total)  # idempotent: every local rank computes the same total
         self.map = mmap.mmap(fd, total) if total else None
         self.mem = memoryview(self.map) if self.map is not None else memoryview(bytearray(0))
-        self._peers: dict[int, int] = {}  # remote origin -> a description of its own (rma_remote.py)
+        self._anchor = (ctypes.c_char * total).from_buffer(self.map) if self.map is not None else None
+        self.base = ctypes.addressof(self._anchor) if self._anchor is not None else 0
 
     @classmethod
-    def create(cls) -> Segment:
-        return cls(os.memfd_create("granny-win", os.MFD_CLOEXEC), 0)
+    def create(cls, nranks: int) -> Segment:
+        """The leader's segment: the control area only, its locks initialised (grown once sizes are known)."""
+        seg = cls(os.memfd_create("granny-win", os.MFD_CLOEXEC), control_size(nranks))
+        attr = ctypes.create_string_buffer(64)  # pthread_rwlockattr_t is 8 bytes
+        _libc.pthread_rwlockattr_init(attr)
+        _libc.pthread_rwlockattr_setpshared(attr, 1)  # PTHREAD_PROCESS_SHARED
+        for r in range(nranks):
+            for lock in (LOCK, ACC):
+                _libc.pthread_rwlock_init(ctypes.c_void_p(seg.base + r * SLOT + lock), attr)
+        return seg
 
     @classmethod
     def open(cls, pid: int, fd: int, total: int) -> Segment:
@@ -82,46 +100,47 @@ class Segment:
 
     def grow(self, total: int) -> None:
         """The leader made its segment before it knew the sizes: size and map it now."""
-        self.__init__(self.fd, total)  # type: ignore[misc]
+        fd = self.fd
+        self._unmap()
+        self.__init__(fd, total)  # type: ignore[misc]
 
-    def peer_fd(self, origin: int) -> int:
-        """A file description for a remote origin's locks, so the kernel tells it from this rank's own."""
-        fd = self._peers.get(origin)
-        if fd is None:
-            fd = self._peers[origin] = os.open(f"/proc/self/fd/{self.fd}", os.O_RDWR | os.O_CLOEXEC)
-        return fd
+    def lock(self, rank: int) -> int:
+        return self.base + rank * SLOT + LOCK
 
-    def close(self) -> None:
+    def acc(self, rank: int) -> int:
+        return self.base + rank * SLOT + ACC
+
+    def _unmap(self) -> None:
         self.mem.release()
+        self._anchor = None
         if self.map is not None:
             try:
                 self.map.close()
             except BufferError:
                 pass  # a view the program still holds keeps the mapping; it goes with the last view
-        for fd in (self.fd, *self._peers.values()):
-            os.close(fd)
-        self._peers.clear()
+
+    def close(self) -> None:
+        self._unmap()
+        os.close(self.fd)
 
 
-def try_lock(fd: int, byte: int, exclusive: bool) -> bool:
-    """Take lock byte ``byte`` without waiting; False when another description holds a conflicting one."""
-    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
-    try:
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, byte, 1, 0))
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    return True
+_libc.sched_getcpu.restype = ctypes.c_int
+current_cpu = _libc.sched_getcpu
 
 
-def lock_wait(fd: int, byte: int) -> None:
-    """Take lock byte ``byte`` exclusively, sleeping in the kernel until it is free (brief holds only)."""
-    fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0))
+def try_lock(addr: int, exclusive: bool) -> bool:
+    """Take the lock at ``addr`` without waiting; False when it is held in a conflicting mode."""
+    return bool((trywr if exclusive else tryrd)(addr) == 0)
 
 
-def unlock(fd: int, byte: int) -> None:
-    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, byte, 1, 0))
+def unlock(addr: int) -> None:
+    _unlock(addr)
+
+
+def lock_acc(addr: int) -> None:
+    """Take an accumulate lock (held for one read-modify-write by whoever has it: yield, do not sleep)."""
+    while trywr(addr):
+        os.sched_yield()
 
 
 def cma_write(pid: int, address: int, data: memoryview) -> None:

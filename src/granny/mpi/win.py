@@ -34,6 +34,7 @@ from .shm import buffer_address
 from .win_ops import WinOps
 
 POST_TAG, DONE_TAG = -81, -82
+YIELD_S = 2e-3  # after its spin budget a fence yields the core between checks this long, then sleeps
 _open: weakref.WeakValueDictionary[int, Win] = weakref.WeakValueDictionary()
 
 
@@ -80,6 +81,9 @@ class Win(WinOps):
     _attached: dict[int, memoryview]
     _epoch: int
     _slots: memoryview | None
+    _stride: int
+    _lockaddr: list[int]
+    _nolock: set[int]
     _start: list[int] | None
     _posted: list[Any] | None
     _info: Info
@@ -109,7 +113,7 @@ class Win(WinOps):
         n, me = wc._size, wc._rank
         hosts = wc._hosts
         local = [i for i in range(n) if hosts[i] == hosts[me]]
-        seg = rma_shm.Segment.create() if local[0] == me else None
+        seg = rma_shm.Segment.create(n) if local[0] == me else None
         self._engine = wc._engine
         self._svc, self._reply_ctx = rma_remote.service_ctx(wc._cid), wc._ctx
         self._mem = mem if mem is not None else memoryview(bytearray(0))
@@ -146,8 +150,11 @@ class Win(WinOps):
         self._attached = {}
         self._excl = {}  # targets this rank holds a lock on -> exclusive?
         self._dirty = set()
+        self._nolock = set()  # targets locked with MODE_NOCHECK (no lock was taken)
+        self._lockaddr = [seg.lock(r) if self._local[r] else 0 for r in range(n)]
         self._epoch = 0
         self._slots = seg.mem[:n * rma_shm.SLOT].cast("Q") if seg.map is not None else None
+        self._stride = rma_shm.SLOT // 8
         self._start = None
         self._posted = None
         self._name, self._info, self._attrs = "", Info(), {}
@@ -222,7 +229,7 @@ class Win(WinOps):
         self._comm.Barrier()
         self._engine.services.pop(self._svc, None)
         self._slots = None
-        self._views = []
+        self._views, self._mem = [], memoryview(b"")
         self._seg.close()  # type: ignore[union-attr]
         self._comm.Free()
         _open.pop(id(self._key), None)
@@ -255,68 +262,95 @@ class Win(WinOps):
             self._comm.Barrier()
             return
         self._epoch += 1
-        epoch, slots, n = self._epoch, self._slots, self._size
-        slots[self._rank * 8] = epoch
+        epoch, slots, n, stride = self._epoch, self._slots, self._size, self._stride
+        me = self._rank * stride
+        cpu = rma_shm.current_cpu()
+        slots[me + 1] = cpu  # where this rank runs: a waiting peer on the same core yields it at once
+        slots[me] = epoch
         f = self._engine.f
-        spins, deadline, nap = 0, time.perf_counter() + f.spin, 0.0
+        start = time.perf_counter()
+        spins, phase, nap = 0, 0, 10e-6
         while True:
-            for i in range(n):
-                if slots[i * 8] < epoch:
+            for i in range(0, n * stride, stride):
+                if slots[i] < epoch:
                     break
             else:
                 return
             spins += 1
-            if nap:
+            if phase == 2:
                 time.sleep(nap)  # nobody rings a bell for this: back off, do not burn the core
                 nap = min(nap * 2, 1e-3)
-            elif f.yield_spin:
-                os.sched_yield()
-            if spins & 63 == 0 or nap:
+            elif phase == 1 or f.yield_spin or slots[i + 1] == cpu:
+                os.sched_yield()  # the late peer last ran on this core: spinning would only delay it
+            if spins & 63 == 0 or phase == 2:
                 f.progress()  # keep draining the rings: a peer may be sending to us before its Fence
-                if not nap and time.perf_counter() > deadline:
-                    nap = 10e-6
+                waited = time.perf_counter() - start
+                # spin, then spin yielding the core (a descheduled peer gets it back with no sleep's
+                # wake-up latency), then sleep
+                phase = 0 if waited < f.spin else 1 if waited < f.spin + YIELD_S else 2
 
     def Lock(self, rank: int, lock_type: int = K.LOCK_EXCLUSIVE, assertion: int = 0) -> None:  # noqa: N802
-        self._live()
+        """Start a passive-target epoch at ``rank``; blocks (progressing) until the lock is granted."""
+        if self._key is None:
+            self._live()
         if rank == PROC_NULL:
             return
-        if lock_type not in (K.LOCK_EXCLUSIVE, K.LOCK_SHARED):
+        if lock_type == K.LOCK_EXCLUSIVE:
+            exclusive = True
+        elif lock_type == K.LOCK_SHARED:
+            exclusive = False
+        else:
             raise MpiError(f"invalid lock type {lock_type}", K.ERR_LOCKTYPE)
         if rank in self._excl:
             raise MpiError(f"rank {rank} is already locked by this rank", K.ERR_RMA_SYNC)
-        self._lock(rank, lock_type == K.LOCK_EXCLUSIVE, assertion)
+        addrs = self._lockaddr
+        if not assertion and 0 <= rank < len(addrs):  # the common case: a same-host lock, free
+            addr = addrs[rank]
+            if addr and (rma_shm.trywr if exclusive else rma_shm.tryrd)(addr) == 0:
+                self._excl[rank] = exclusive
+                return
+        self._lock(rank, exclusive, assertion)
 
     def _lock(self, rank: int, exclusive: bool, assertion: int) -> None:
         if not 0 <= rank < self._size:
             raise MpiError(f"invalid target rank {rank}", 6)
-        if not assertion & K.MODE_NOCHECK:
-            if not self._local[rank]:
-                rma_remote.lock(self._engine, self._svc, self._reply_ctx, self._world[rank], exclusive)
-            else:
-                fd = self._seg.fd  # type: ignore[union-attr]
-                if not rma_shm.try_lock(fd, rank, exclusive):
-                    f, nap = self._engine.f, 5e-6
-                    while not rma_shm.try_lock(fd, rank, exclusive):
-                        f.progress()  # the holder may wait on us before it unlocks
-                        time.sleep(nap)
-                        nap = min(nap * 2, 1e-3)
+        if assertion & K.MODE_NOCHECK:
+            self._nolock.add(rank)  # the program promises no conflicting lock: take none
+        elif not self._local[rank]:
+            rma_remote.lock(self._engine, self._svc, self._reply_ctx, self._world[rank], exclusive)
+        else:
+            addr = self._lockaddr[rank]
+            if not rma_shm.try_lock(addr, exclusive):
+                f, nap = self._engine.f, 5e-6
+                while not rma_shm.try_lock(addr, exclusive):
+                    f.progress()  # the holder may wait on us before it unlocks
+                    time.sleep(nap)
+                    nap = min(nap * 2, 1e-3)
         self._excl[rank] = exclusive
 
     def Unlock(self, rank: int) -> None:  # noqa: N802
-        self._live()
+        """End the epoch at ``rank``: its operations are complete there when it returns."""
+        if self._key is None:
+            self._live()
         if rank == PROC_NULL:
             return
         if self._excl.pop(rank, None) is None:
             raise MpiError(f"rank {rank} is not locked by this rank", K.ERR_RMA_SYNC)
-        self._unlock(rank)
+        addr = self._lockaddr[rank]
+        if addr and not self._nolock:
+            rma_shm.unlock(addr)
+        else:
+            self._unlock(rank)
 
     def _unlock(self, rank: int) -> None:
+        held = rank not in self._nolock
+        self._nolock.discard(rank)
         if not self._local[rank]:
             self._dirty.discard(rank)
-            rma_remote.request(self._engine, self._svc, self._reply_ctx, self._world[rank], rma_remote.UNLOCK,
-                               0, 0, None, answer=0)
-        else:
-            rma_shm.unlock(self._seg.fd, rank)  # type: ignore[union-attr]
+            rma_remote.request(self._engine, self._svc, self._reply_ctx, self._world[rank],
+                               rma_remote.UNLOCK if held else rma_remote.FLUSH, 0, 0, None, answer=0)
+        elif held:
+            rma_shm.unlock(self._lockaddr[rank])
 
     def Lock_all(self, assertion: int = 0) -> None:  # noqa: N802
         self._live()

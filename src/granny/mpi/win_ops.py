@@ -77,7 +77,7 @@ class WinOps:
         seg = self._seg
         assert seg is not None
         if atomic:
-            rma_shm.lock_wait(seg.fd, rma_shm.ACC + rank)
+            rma_shm.lock_acc(seg.acc(rank))
         try:
             if view is not None:
                 return apply(kind, view[off:off + n], op, dtype, origin, compare)
@@ -91,7 +91,7 @@ class WinOps:
             return old
         finally:
             if atomic:
-                rma_shm.unlock(seg.fd, rma_shm.ACC + rank)
+                rma_shm.unlock(seg.acc(rank))
 
     def _rma(self, kind: int, origin: Any, rank: int, target: Any, op: Op | None = None,
              result: Any = None) -> None:
