@@ -53,3 +53,34 @@ def measure(MPI: Any, comm: Any, loop: Any, put: Any) -> None:  # noqa: N803 - t
     put("Get_8B_lock_s", loop(get_lock, 5000, 50))
     comm.Barrier()
     win.Free()
+
+
+def main() -> None:
+    """Standalone, at any rank count: ``granny run -n 4 benchmarks/_rma_bench.py`` or
+    ``mpirun -n 4 PEERS_PY benchmarks/_rma_bench.py``; rank 0 prints the medians in µs."""
+    import time
+
+    import numpy as np
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    res: dict[str, float] = {}
+
+    def loop(body: Any, iters: int, warm: int) -> float:
+        for _ in range(warm):
+            body()
+        samples = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            body()
+            samples.append(time.perf_counter() - t0)
+        return float(np.median(samples))
+
+    measure(MPI, comm, loop, res.__setitem__)
+    if comm.Get_rank() == 0:
+        lib = MPI.Get_library_version().replace("\0", "").strip().splitlines()[0]
+        print(f"{lib[:40]} n={comm.Get_size()}: " + ", ".join(f"{k} {v * 1e6:.2f} us" for k, v in res.items()))
+
+
+if __name__ == "__main__":
+    main()
