@@ -34,7 +34,6 @@ from .shm import buffer_address
 from .win_ops import WinOps
 
 POST_TAG, DONE_TAG = -81, -82
-YIELD_S = 2e-3  # after its spin budget a fence yields the core between checks this long, then sleeps
 _open: weakref.WeakValueDictionary[int, Win] = weakref.WeakValueDictionary()
 
 
@@ -84,6 +83,7 @@ class Win(WinOps):
     _stride: int
     _lockaddr: list[int]
     _nolock: set[int]
+    _bells: list[tuple[int, memoryview]]
     _start: list[int] | None
     _posted: list[Any] | None
     _info: Info
@@ -152,6 +152,8 @@ class Win(WinOps):
         self._dirty = set()
         self._nolock = set()  # targets locked with MODE_NOCHECK (no lock was taken)
         self._lockaddr = [seg.lock(r) if self._local[r] else 0 for r in range(n)]
+        inboxes = self._engine.f.peer_inboxes
+        self._bells = [(w, inboxes[w].words) for w in self._world if w in inboxes]  # same-host peers
         self._epoch = 0
         self._slots = seg.mem[:n * rma_shm.SLOT].cast("Q") if seg.map is not None else None
         self._stride = rma_shm.SLOT // 8
@@ -268,26 +270,22 @@ class Win(WinOps):
         slots[me + 1] = cpu  # where this rank runs: a waiting peer on the same core yields it at once
         slots[me] = epoch
         f = self._engine.f
-        start = time.perf_counter()
-        spins, phase, nap = 0, 0, 10e-6
-        while True:
+        for w, words in self._bells:
+            if words[0]:  # it sleeps in its own wait (see fabric.py): wake it
+                f.doorbell.ring(w)
+        for _ in range(64):
             for i in range(0, n * stride, stride):
                 if slots[i] < epoch:
                     break
             else:
                 return
-            spins += 1
-            if phase == 2:
-                time.sleep(nap)  # nobody rings a bell for this: back off, do not burn the core
-                nap = min(nap * 2, 1e-3)
-            elif phase == 1 or f.yield_spin or slots[i + 1] == cpu:
+            if slots[i + 1] == cpu or f.yield_spin:
                 os.sched_yield()  # the late peer last ran on this core: spinning would only delay it
-            if spins & 63 == 0 or phase == 2:
-                f.progress()  # keep draining the rings: a peer may be sending to us before its Fence
-                waited = time.perf_counter() - start
-                # spin, then spin yielding the core (a descheduled peer gets it back with no sleep's
-                # wake-up latency), then sleep
-                phase = 0 if waited < f.spin else 1 if waited < f.spin + YIELD_S else 2
+
+        def arrived() -> bool:
+            return all(slots[i] >= epoch for i in range(0, n * stride, stride))
+
+        f.wait_until(arrived)  # spins for the fabric's budget, then sleeps until a peer rings
 
     def Lock(self, rank: int, lock_type: int = K.LOCK_EXCLUSIVE, assertion: int = 0) -> None:  # noqa: N802
         """Start a passive-target epoch at ``rank``; blocks (progressing) until the lock is granted."""
