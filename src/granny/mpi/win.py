@@ -69,6 +69,7 @@ class Win(WinOps):
     """A window handle. ``Win()`` is WIN_NULL; ``Win(win)`` another handle to ``win``."""
 
     _key: object | None
+    _cell: list[bool]
     _name: str
     _mem: memoryview
     _obj: Any
@@ -96,7 +97,7 @@ class Win(WinOps):
         if win is not None:
             self.__dict__.update(win.__dict__)
         else:
-            self._key = None
+            self._key, self._cell = None, [False]
             self._name = "MPI_WIN_NULL"
 
     # --- creation -----------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class Win(WinOps):
         self._name, self._info, self._attrs = "", Info(), {}
         self._errh = "ERRORS_RETURN"
         self._key = object()
+        self._cell = [True]  # shared by every handle to this window (Win(win) copies): Free clears it
         _open[id(self._key)] = self
         if service is not None:
             service.ready(seg)
@@ -235,13 +237,14 @@ class Win(WinOps):
         self._seg.close()  # type: ignore[union-attr]
         self._comm.Free()
         _open.pop(id(self._key), None)
+        self._cell[0] = False  # other handles to it now fail cleanly instead of touching unmapped memory
         self.__dict__.clear()
-        self._key, self._name = None, "MPI_WIN_NULL"
+        self._key, self._cell, self._name = None, [False], "MPI_WIN_NULL"
 
     free = Free
 
     def _live(self) -> Win:
-        if self._key is None:
+        if self._key is None or not self._cell[0]:
             raise MpiError("invalid window (MPI.WIN_NULL or freed)", K.ERR_WIN)
         return self
 
@@ -289,7 +292,7 @@ class Win(WinOps):
 
     def Lock(self, rank: int, lock_type: int = K.LOCK_EXCLUSIVE, assertion: int = 0) -> None:  # noqa: N802
         """Start a passive-target epoch at ``rank``; blocks (progressing) until the lock is granted."""
-        if self._key is None:
+        if not self._cell[0]:
             self._live()
         if rank == PROC_NULL:
             return
@@ -328,7 +331,7 @@ class Win(WinOps):
 
     def Unlock(self, rank: int) -> None:  # noqa: N802
         """End the epoch at ``rank``: its operations are complete there when it returns."""
-        if self._key is None:
+        if not self._cell[0]:
             self._live()
         if rank == PROC_NULL:
             return

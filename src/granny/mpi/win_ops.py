@@ -47,6 +47,10 @@ class WinOps:
     _engine: Any
     _svc: int
     _reply_ctx: int
+    _cell: list[bool]
+
+    def _live(self) -> Any:
+        raise NotImplementedError  # win.py
 
     # --- the one path every operation takes ---------------------------------------------------
     def _where(self, rank: int, disp: int, nbytes: int) -> int:
@@ -95,6 +99,7 @@ class WinOps:
 
     def _rma(self, kind: int, origin: Any, rank: int, target: Any, op: Op | None = None,
              result: Any = None) -> None:
+        self._live()
         if rank == PROC_NULL:
             return
         ob = parse_buffer(origin, readonly=kind != GET, name="origin")
@@ -119,7 +124,8 @@ class WinOps:
     def _direct(self, origin: Any, rank: int, target: Any) -> memoryview | None:
         """The target bytes for a plain ndarray to a shared-mapped rank at an int displacement (the common
         case, in well under a microsecond), or None: the general path decides (and reports errors)."""
-        if type(origin) is not np.ndarray or not (target is None or type(target) is int) or rank < 0:
+        if type(origin) is not np.ndarray or not (target is None or type(target) is int) or rank < 0 \
+                or not self._cell[0]:
             return None
         try:
             view = self._views[rank]
@@ -160,6 +166,7 @@ class WinOps:
 
     def Fetch_and_op(self, origin: Any, result: Any, target_rank: int, target_disp: int = 0,  # noqa: N802
                      op: Op = SUM) -> None:
+        self._live()
         ob = parse_buffer(origin, readonly=True, name="origin")
         rb = parse_buffer(result, readonly=False, name="result")
         if target_rank == PROC_NULL:
@@ -175,6 +182,7 @@ class WinOps:
 
     def Compare_and_swap(self, origin: Any, compare: Any, result: Any, target_rank: int,  # noqa: N802
                          target_disp: int = 0) -> None:
+        self._live()
         ob = parse_buffer(origin, readonly=True, name="origin")
         cb = parse_buffer(compare, readonly=True, name="compare")
         rb = parse_buffer(result, readonly=False, name="result")
