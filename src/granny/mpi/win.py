@@ -64,6 +64,7 @@ class Win(WinAttrs, WinOps):
     _epoch: int
     _slots: memoryview | None
     _stride: int
+    _others: list[int] | None
     _lockaddr: list[int]
     _nolock: set[int]
     _bells: list[tuple[int, memoryview]]
@@ -140,6 +141,9 @@ class Win(WinAttrs, WinOps):
         self._epoch = 0
         self._slots = seg.mem[:n * rma_shm.SLOT].cast("Q") if seg.map is not None else None
         self._stride = rma_shm.SLOT // 8
+        # the slot indices of the other ranks, when a fence is a barrier in the segment (one host)
+        self._others = ([r * self._stride for r in range(n) if r != me] if not remote and self._slots is not None
+                        else None)
         self._start = None
         self._posted = None
         self._name, self._info, self._attrs = "", Info(), {}
@@ -240,17 +244,17 @@ class Win(WinAttrs, WinOps):
 
     def Fence(self, assertion: int = 0) -> None:  # noqa: N802
         """Collective: every operation of the closing epoch is complete everywhere when it returns."""
-        self._live()
+        if not self._cell[0]:
+            self._live()
         if self._dirty:
             self._flush_remote(list(self._dirty))
-        if self._size == 1:
+        others = self._others
+        if others is None:
+            self._comm.Barrier()  # ranks on other hosts: the world's barrier
             return
-        if not self._all_local or self._slots is None:
-            self._comm.Barrier()
-            return
-        self._epoch += 1
-        epoch, slots, n, stride = self._epoch, self._slots, self._size, self._stride
-        me = self._rank * stride
+        self._epoch = epoch = self._epoch + 1
+        slots, me = self._slots, self._rank * self._stride
+        assert slots is not None
         cpu = rma_shm.current_cpu()
         slots[me + 1] = cpu  # where this rank runs: a waiting peer on the same core yields it at once
         slots[me] = epoch
@@ -259,7 +263,7 @@ class Win(WinAttrs, WinOps):
             if words[0]:  # it sleeps in its own wait (see fabric.py): wake it
                 f.doorbell.ring(w)
         for _ in range(64):
-            for i in range(0, n * stride, stride):
+            for i in others:
                 if slots[i] < epoch:
                     break
             else:
@@ -268,7 +272,7 @@ class Win(WinAttrs, WinOps):
                 os.sched_yield()  # the late peer last ran on this core: spinning would only delay it
 
         def arrived() -> bool:
-            return all(slots[i] >= epoch for i in range(0, n * stride, stride))
+            return all(slots[i] >= epoch for i in others)
 
         f.wait_until(arrived)  # spins for the fabric's budget, then sleeps until a peer rings
 
