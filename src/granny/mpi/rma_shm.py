@@ -1,4 +1,4 @@
-"""The same-host machinery of one-sided windows: a per-host segment, byte-range locks, CMA writes.
+"""The same-host machinery of one-sided windows: a per-host segment, its locks, CMA writes.
 
 Theory of operation
 - Every window has, on each host, one segment: an anonymous ``memfd`` made by the host's first window
@@ -7,7 +7,7 @@ Theory of operation
   cannot leak, even after ``kill -9``: it lives as long as some rank has it open or mapped.
 - Layout: a control area of one ``SLOT`` per window rank, then, for the ``Allocate`` flavours, each
   local rank's memory at a 64-byte aligned offset, in rank order. A rank's slot holds its fence
-  arrival counter (written only by its owner, read by all: no read-modify-write), its passive-target
+  arrival counter and CPU (written only by its owner, read by all: no read-modify-write), its passive-target
   lock and its accumulate lock.
 - The locks are process-shared POSIX reader-writer locks (``pthread_rwlock_t``), used only through
   their non-blocking calls (tryrdlock / trywrlock / unlock, a few hundred nanoseconds through ctypes,
@@ -67,7 +67,7 @@ def layout(sizes: list[int], nranks: int) -> tuple[list[int], int]:
 
 
 class Segment:
-    """One rank's handle on its host's segment of a window: its own file description and mapping."""
+    """One rank's handle on its host's segment of a window: its own descriptor and mapping."""
 
     def __init__(self, fd: int, total: int) -> None:
         self.fd, self.total = fd, total
