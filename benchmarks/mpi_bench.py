@@ -14,6 +14,7 @@ RTT/2):
 * buffer ``Send/Recv`` of 8 B, 1 KiB, 64 KiB, 1 MiB, 16 MiB (uint8)
 * ``send/recv`` (pickled) of an 8 B numpy array, and of 1 MiB
 * ``Allreduce`` of 1M float64 (SUM), ``Barrier``, ``Bcast`` of 8 MiB
+* one-sided: ``Put``/``Get`` of 8 B with ``Fence`` and with ``Lock``/``Unlock`` (``_rma_bench.py``)
 * the CPU time used by rank 1 while blocked 3 s in ``comm.recv`` (rank 0 sleeps 3 s, then sends):
   ``time.process_time()`` of the whole rank process ÷ wall time, in % of one core
 
@@ -167,6 +168,12 @@ def rank_main(out: str, budget: float) -> int:
             break
     assert b[-1] == 1.0, "Bcast: wrong result"
     put("Bcast_8MiB_s", stats(samples))
+
+    # --- one-sided (benchmarks/_rma_bench.py)
+    sys.path.insert(0, str(HERE))
+    import _rma_bench
+
+    _rma_bench.measure(MPI, comm, loop, put)
 
     # --- CPU burnt by a rank blocked in recv
     comm.Barrier()
@@ -341,6 +348,10 @@ ROWS = [  # key, label, kind, target op, target bound, target text
     ("Allreduce_1M_f64_s", "`Allreduce` 1M float64, SUM", "time", "<=", 1.5, "≤ 1.5×"),
     ("Barrier_s", "`Barrier`", "time", None, None, ""),
     ("Bcast_8MiB_s", "`Bcast` 8 MiB", "time", None, None, ""),
+    ("Put_8B_fence_s", "`Put` 8 B + `Fence` (`Win.Allocate`)", "time", "<=", 3.0, "≤ 3×"),
+    ("Get_8B_fence_s", "`Get` 8 B + `Fence` (`Win.Allocate`)", "time", "<=", 3.0, "≤ 3×"),
+    ("Put_8B_lock_s", "`Lock`, `Put` 8 B, `Unlock` (`Win.Allocate`)", "time", "<=", 3.0, "≤ 3×"),
+    ("Get_8B_lock_s", "`Lock`, `Get` 8 B, `Unlock` (`Win.Allocate`)", "time", "<=", 3.0, "≤ 3×"),
     ("launch_first_output_s", "launch → first output, `hello.py` on 2 ranks ¹", "time", "<=", 0.3, "≤ 0.3×"),
     ("launch_exit_s", "launch → exit, `hello.py` on 2 ranks", "time", None, None, ""),
     ("blocked_recv_cpu_frac", f"CPU of a rank blocked {BLOCK_S:.0f} s in `recv` (% of a core)", "pct", None, None,

@@ -42,7 +42,7 @@ DEFAULT_PEER_PY = Path(os.environ.get("PEERS_MPI_VENV", CACHE / "peers-mpi")) / 
 RUN_RESULTS = REPO / "build" / "conformance"
 COMMITTED_RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_MODULES = ["test_p2p_obj", "test_p2p_buf", "test_cco_obj", "test_cco_buf", "test_comm", "test_status",
-                   "test_request", "test_msgzero", "test_op"]
+                   "test_request", "test_msgzero", "test_op", "test_rma", "test_rma_nb", "test_win"]
 STATUSES = ["pass", "fail", "error", "skip", "xfail", "xpass"]
 
 

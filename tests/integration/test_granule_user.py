@@ -145,6 +145,30 @@ def test_a_two_rank_mpi_run_works_as_nobody(client: granny.Client) -> None:
     assert client.run_mpi(ranks, 2, timeout=60) == [(0, 3.0, uid), (1, 3.0, uid)]
 
 
+def windows(comm: Any) -> tuple[float, float]:
+    import numpy as np
+    from mpi4py import MPI
+
+    # the segment is opened through /proc/<pid>/fd and Create windows are read with CMA: both need
+    # the ranks to be dumpable, which nobody's MPI granules are
+    win = MPI.Win.Allocate(8, 8, comm=comm)
+    mine = np.zeros(1)
+    user = MPI.Win.Create(mine, 8, comm=comm)
+    for w in (win, user):
+        w.Lock(1 - comm.Get_rank())
+        w.Put(np.array([comm.Get_rank() + 5.0]), 1 - comm.Get_rank(), 0)
+        w.Unlock(1 - comm.Get_rank())
+    comm.Barrier()
+    got = float(np.frombuffer(win.tomemory(), dtype=np.float64)[0]), float(mine[0])
+    win.Free()
+    user.Free()
+    return got
+
+
+def test_windows_work_as_nobody(client: granny.Client) -> None:
+    assert client.run_mpi(windows, 2, timeout=60) == [(6.0, 6.0), (5.0, 5.0)]
+
+
 def square(i: int, a: Any) -> None:
     a[i] = i * i
 

@@ -39,6 +39,9 @@ def migration_point(resume: Callable[..., Any], *args: Any) -> None:
         return
     if not callable(resume):
         raise TypeError(f"migration_point needs a callable to resume with, got {type(resume).__name__}")
+    from ..mpi import win
+
+    win.check_none_open()  # before anything collective: every rank with a window fails the same way
     from ..mpi import api  # initialises MPI, as the program's own import of mpi4py would
 
     world = api.COMM_WORLD

@@ -15,6 +15,7 @@ from ..errors import MpiError
 from . import constants as _c
 from . import datatypes as _dt
 from . import ops as _ops
+from . import rma_apply as _rma_apply
 from . import runtime as _runtime
 from .buffers import BOTTOM, IN_PLACE
 from .comm import COMM_NULL, Comm, Intracomm, NotImplementedMpi
@@ -23,7 +24,9 @@ from .datatypes import Datatype
 from .group import INFO_ENV, INFO_NULL, Group, Info
 from .ops import Op
 from .request import REQUEST_NULL, Request, Status
+from .rma_constants import *  # noqa: F403 - one-sided constants (WIN_*, LOCK_*, MODE_* ...)
 from .topo import Cartcomm, Distgraphcomm, Graphcomm, compute_dims
+from .win import WIN_NULL, Win
 
 Exception = MpiError  # noqa: A001 - mpi4py's name for its error class
 Errhandler = type(_c.ERRORS_RETURN)
@@ -125,8 +128,9 @@ def Get_error_string(errorcode: int) -> str:  # noqa: N802
     return f"MPI error {errorcode}"
 
 
-def Alloc_mem(size: int, info: Any = None) -> memoryview:  # noqa: N802
-    return memoryview(bytearray(size))
+def Alloc_mem(size: int, info: Any = None) -> Any:  # noqa: N802
+    """Zeroed memory as mpi4py's ``MPI.buffer`` (``m[:] = 0`` works, ``len`` is in bytes)."""
+    return _rma_apply.as_buffer(memoryview(bytearray(size)))
 
 
 def Free_mem(mem: Any) -> None:  # noqa: N802
@@ -150,7 +154,7 @@ pickle = Pickle()
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"Win", "File", "Intercomm", "Message", "Grequest", "Prequest",
+    if name in {"File", "Intercomm", "Message", "Grequest", "Prequest",
                 "Session", "Register_datarep", "Open_port", "Lookup_name", "Publish_name", "Add_error_class",
                 "Attach_buffer", "Detach_buffer", "Pcontrol", "Get_hw_resource_info"}:
         raise NotImplementedMpi(f"MPI.{name} is not implemented by granny")
@@ -158,7 +162,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BOTTOM", "COMM_NULL", "COMM_SELF", "COMM_WORLD", "IN_PLACE", "INFO_ENV", "INFO_NULL", "REQUEST_NULL",
-           "Cartcomm", "Comm", "Datatype", "Distgraphcomm", "Graphcomm", "Group", "Info", "Intracomm", "Op", "Request", "Status"]
+           "Cartcomm", "Comm", "Datatype", "Distgraphcomm", "Graphcomm", "Group", "Info", "Intracomm", "Op", "Request", "Status",
+           "WIN_NULL", "Win"]
 
 
 

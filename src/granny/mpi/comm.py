@@ -42,7 +42,7 @@ _KNOWN_MISSING = {
     "Create_dist_graph_adjacent", "Ibarrier", "Ibcast", "Igather", "Igatherv", "Iscatter", "Iscatterv", "Iallgather",
     "Iallgatherv", "Ialltoall", "Ialltoallv", "Ialltoallw", "Ireduce", "Iallreduce", "Ireduce_scatter",
     "Ireduce_scatter_block", "Iscan", "Iexscan", "Alltoallw", "Neighbor_allgather", "Neighbor_alltoall",
-    "Mprobe", "Improbe", "mprobe", "improbe", "Split_type", "Get_parent", "Create_from_group",
+    "Mprobe", "Improbe", "mprobe", "improbe", "Get_parent", "Create_from_group",
     "ibarrier", "Psend_init", "Precv_init", "Isendrecv", "Isendrecv_replace", "Attach_buffer", "Detach_buffer",
     "Flush_buffer", "Iflush_buffer", "Barrier_init", "Bcast_init", "Allreduce_init", "Reduce_init", "Gather_init",
     "Scatter_init", "Allgather_init", "Alltoall_init", "Create_errhandler", "Create_keyval", "Free_keyval",
@@ -243,6 +243,10 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
             return COMM_NULL
         mine = sorted((k, r) for c, k, r in entries if c == color)
         return Intracomm([self._members[r] for _, r in mine], cid)
+
+    def Split_type(self, split_type: int, key: int = 0, info: Any = None) -> Comm:  # noqa: N802
+        """COMM_TYPE_SHARED: the ranks of this rank's host; UNDEFINED (or a type granny lacks): COMM_NULL."""
+        return self.Split(self._hosts[self._rank] if split_type == 0 else UNDEFINED, key)
 
     def Create(self, group: Any) -> Comm:  # noqa: N802
         cid = self._new_cid()

@@ -111,6 +111,9 @@ class Engine:
         self.sinking: dict[int, RecvReq] = {}  # source -> the receive its next TCP record lands in  # ACKs whose ring was full: (dst, msg id)
         self._next = 1
         self.pid = os.getpid()
+        # Negative contexts below -2 are one-sided service contexts: their records go to these handlers
+        # (rma_remote.py), whatever the program is blocked in, and never to the matching queues.
+        self.services: dict[int, Any] = {}
 
     # --- sending ----------------------------------------------------------------------------
     def send(self, ctx: int, dst: int, tag: int, mem: Any, nbytes: int, obj: bool, sync: bool = False) -> SendReq:
@@ -289,6 +292,9 @@ class Engine:
                     del posted[i]
                     self._complete(r, kind, flags, src, tag, arg, payload)
                     return
+        if ctx < -2 and ctx in self.services:
+            self.services[ctx](kind, src, tag, arg, payload)
+            return
         q = self.unexpected.get(ctx)
         if q is None:
             q = self.unexpected[ctx] = deque()
