@@ -106,21 +106,16 @@ def test_a_world_with_migration_points_is_hinted_to_move_off_the_host_under_spot
     assert sorted((m.index, m.source, m.target) for m in order.moves) == [(2, "h2", "h3"), (3, "h2", "h3")]
 
 
-def test_the_freeze_hook_takes_over_what_it_froze(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The contract of eviction.freeze_candidates: a task it takes off the host's granules is not failed."""
+def test_a_notice_read_back_from_the_journal_holds_again_once_its_host_registers() -> None:
+    """A restarted planner (evicting.restore_notices) keeps a notice until its host registers again."""
     s = planner(("a", 2))
-    (d,) = of(s.submit("r1", "app", 1), Dispatch)
-
-    def freeze(st: PlannerState, host_id: str, now: float) -> list[object]:
-        st.granules[d.granule_id].tasks.clear()  # as a freeze that saved the task's state would
-        return []
-
-    monkeypatch.setattr(eviction, "freeze_candidates", freeze)
-    actions = s.evict("a", 0.0, 0.0)
-    assert of(actions, Fail) == [] and of(actions, StopWorker) == [StopWorker("a", "host a was evicted (spot notice "
-                                                                                   "given 0s before)")]
-    assert s.requests["r1"].tasks[0].state is TaskState.RUNNING
-    assert eviction.Evictions().next_deadline() is None
+    s.evictions.restored["b"] = eviction.Notice("b", given=0.0, grace=10.0)
+    assert s.evictions.next_deadline() is None and "b" not in s.evicting  # no such host yet
+    s.register_host("b", 2, 1.0)
+    assert "b" in s.evicting and s.evictions.next_deadline() == 10.0 and not s.evictions.restored
+    assert {s.granules[d.granule_id].host_id for d in of(s.submit("r1", "app", 2), Dispatch)} == {"a"}  # not on b
+    assert of(s.tick(10.0), StopWorker) == [StopWorker("b", "host b was evicted (spot notice given 10s before)")]
+    assert not s.hosts["b"].alive
 
 
 def test_a_notice_names_a_known_host_and_a_grace_of_zero_or_more() -> None:
