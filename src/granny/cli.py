@@ -188,11 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("action", nargs="?", choices=["show", "set"], default="show")
     po.add_argument("name", nargs="?", help="with set: a policy the planner has (`granny policy` lists them)")
     po.add_argument("--address", default=None)
+    ev = sub.add_parser("events", help="the planner's events: hosts joined or died, apps queued, placed, migrated, "
+                                       "frozen, thawed, finished (docs/dashboard.md)")
+    ev.add_argument("--follow", "-f", action="store_true", help="keep following new events until Ctrl-C")
+    ev.add_argument("--since", type=int, default=0, metavar="ID", help="only events after this id")
+    ev.add_argument("--json", action="store_true", help="one JSON object per line")
+    ev.add_argument("--address", default=None)
     tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
     tb.add_argument("rest", nargs=argparse.REMAINDER)
     ex = sub.add_parser("experiment", help="cluster experiments: replay job traces (sim), plot", add_help=False)
     ex.add_argument("rest", nargs=argparse.REMAINDER)
-    for command in ("run", "submit", "status", "hosts", "logs", "cancel", "policy"):
+    for command in ("run", "submit", "status", "hosts", "logs", "cancel", "policy", "events"):
         sub.choices[command].add_argument("--tls-ca", default=None,
                                           help=f"CA file: reach the planner over TLS (or set {ENV_TLS_CA})")
     return p
@@ -537,6 +543,28 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    import json
+
+    client, since = _client(args.address), args.since
+    try:
+        while True:  # with --follow, a query with nothing new waits (up to 20 s) for what comes next
+            rows = client.query("events", f"{since}:wait" if args.follow else str(since), timeout=60.0)
+            for row in rows:
+                since = max(since, row["id"])
+                if args.json:
+                    print(json.dumps(row), flush=True)
+                else:
+                    print(f"{row['id']:>6}  {time.strftime('%H:%M:%S', time.localtime(row['at']))}  "
+                          f"{row['kind']:<20} {row['text']}", flush=True)
+            if not args.follow and len(rows) < 1000:  # a full page: more follow
+                return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+
+
 def cmd_policy(args: argparse.Namespace) -> int:
     if (args.action == "set") != bool(args.name):
         raise ConfigError("give a policy name after `set`, and only there: granny policy set NAME")
@@ -565,5 +593,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 COMMANDS = {
     "up": cmd_up, "planner": cmd_planner, "worker": cmd_worker, "run": cmd_run, "submit": cmd_submit,
     "status": cmd_status, "hosts": cmd_hosts, "logs": cmd_logs, "cancel": cmd_cancel, "policy": cmd_policy,
+    "events": cmd_events,
     "testbed": cmd_testbed, "experiment": cmd_experiment,
 }
