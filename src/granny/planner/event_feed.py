@@ -7,7 +7,8 @@ Theory of operation
   (one table: the migration rows that ``granny status`` shows are events too), keeps the latest in
   memory and hands the batch to every subscriber (``GET /v1/events`` streams, the dashboard).
 - Ids are this planner's: the next one follows the largest in the journal, so ``?since=ID`` works across
-  a restart. The journal keeps at most ``Config.events_max`` of them; older rows are deleted in passes.
+  a restart. The journal keeps at most ``Config.events_max`` of them; older rows are deleted in passes
+  (one every ``min(PRUNE_EVERY, events_max)`` events, so there are never twice as many).
 - A subscriber that does not keep up (its queue is full) is dropped, and its stream ends: the client
   reconnects with ``since`` and catches up from the journal. The planner never buffers without bound.
 - The timelines of the dashboard (busy and idle slots, cross-host links, queue length) are sampled
@@ -45,7 +46,7 @@ class EventFeed:
         self.keep = p.config.events_max
         rows = p.journal.query("SELECT MAX(id) FROM events")
         self.last_id = int(rows[0][0] or 0)
-        self.recent: deque[dict[str, Any]] = deque(maxlen=KEEP)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=min(KEEP, self.keep))
         self.counts: Counter[str] = Counter()  # events by kind since the planner started (/metrics)
         self.subscribers: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
         self.samples: deque[dict[str, float]] = deque(maxlen=SAMPLES)
@@ -78,7 +79,7 @@ class EventFeed:
             self.p.journal.event(ev.app_id, ev.req_id, ev.kind, ev.text, _with_host(ev), event_id=self.last_id, at=now)
         self.recent.extend(out)  # (an empty batch still tells the dashboards that something changed)
         self._since_prune += len(out)
-        if self._since_prune >= PRUNE_EVERY:
+        if self._since_prune >= min(PRUNE_EVERY, self.keep):
             self._since_prune = 0
             self.p.journal.drop_events(self.last_id - self.keep)
         for q in list(self.subscribers):

@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from ..errors import PrunedError
 from . import ui_views
+from .event_feed import sample
 from .events_http import SSE_HEADERS, sse
 from .http_input import read_body
 
@@ -85,7 +86,8 @@ class Board:
         if now - self._built >= FRESH:
             wall = time.time()
             self._state = {"at": wall, "summary": ui_views.summary(self.p), "hosts": ui_views.grid(self.p),
-                           "apps": ui_views.apps(self.p, self.ages, wall), "queue": ui_views.queue(self.p)}
+                           "apps": ui_views.apps(self.p, self.ages, wall), "queue": ui_views.queue(self.p),
+                           "current": sample(self.p)}  # the timelines' latest point, drawn until the next sample
             self._built = now
         return self._state
 

@@ -1,11 +1,11 @@
 // The dashboard: one Server-Sent Events stream (/ui/api/stream) feeds every view; nothing polls.
-import { colour, esc, renderGrid } from "./grid.js";
+import { esc, paint, renderGrid } from "./grid.js";
 import { markClass, renderTimelines } from "./charts.js";
 
 const HOUR = 3600;
 const MAX_ROWS = 500;
 const MAX_EVENTS = 300;
-const view = { samples: [], marks: [], apps: [], events: [] };
+const view = { samples: [], marks: [], apps: [], events: [], current: null };
 // For tests and benchmarks: when the first full render happened, and when each event arrived.
 const probe = (window.__granny = { firstRender: null, renders: 0, events: new Map(), lastEventId: 0 });
 
@@ -34,11 +34,12 @@ function renderApps() {
   for (const a of rows.slice(0, MAX_ROWS)) {
     const calls = Object.entries(a.calls).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(", ");
     const deadline = a.deadline_in === null ? "" : a.deadline_in >= 0 ? `in ${age(a.deadline_in)}` : `${age(-a.deadline_in)} late`;
-    parts.push(`<tr data-app="${esc(a.app_id)}" data-state="${a.state}"><td><span class="swatch" style="background:${colour(a.app_id)}"></span>${esc(a.app_id)}${a.name ? ` <small>${esc(a.name)}</small>` : ""}</td>` +
+    parts.push(`<tr data-app="${esc(a.app_id)}" data-state="${a.state}"><td><span class="swatch" data-app="${esc(a.app_id)}"></span>${esc(a.app_id)}${a.name ? ` <small>${esc(a.name)}</small>` : ""}</td>` +
       `<td><span class="state ${a.state}">${a.state}</span></td><td>${esc(a.kind)}</td><td>${a.size}</td><td>${esc(calls)}</td>` +
       `<td class="wrap">${esc(a.hosts.join(", "))}</td><td>${age(a.age)}</td><td>${deadline}</td></tr>`);
   }
   $("apps-body").innerHTML = parts.join("");
+  paint($("apps-body"));
   $("apps-more").textContent = rows.length > MAX_ROWS ? `${rows.length - MAX_ROWS} more: narrow the filter to see them` : `${rows.length} apps`;
 }
 
@@ -57,7 +58,9 @@ function renderTime() {
   const now = Date.now() / 1000;
   view.samples = view.samples.filter((s) => s.t >= now - HOUR);
   view.marks = view.marks.filter((m) => m.at >= now - HOUR);
-  renderTimelines(view.samples, view.marks, now);
+  const points = view.current && (!view.samples.length || view.current.t > view.samples[view.samples.length - 1].t)
+    ? [...view.samples, view.current] : view.samples;
+  renderTimelines(points, view.marks, now);
 }
 
 function applyState(st) {
@@ -67,6 +70,7 @@ function applyState(st) {
   renderApps();
   renderQueue(st.queue);
   if (st.samples && st.samples.length) view.samples.push(...st.samples);
+  view.current = st.current || null;
   renderTime();
   probe.renders += 1;
 }
@@ -99,11 +103,12 @@ async function showApp(appId) {
   const errors = (a.errors || []).map((e) => `<li><b>${esc(e.req_id)}[${e.index}]</b> ${esc(e.kind)}: ${esc(e.message)}</li>`).join("") || "<li>none</li>";
   const events = (a.events || []).map((e) => `<li><time>${clock(e.at)}</time> <span class="kind">${esc(e.kind)}</span> ${esc(e.text)}</li>`).join("") || "<li>none</li>";
   const logs = (a.logs || []).map((l) => `[${l.index}${l.stream === "stderr" ? " err" : ""}] ${l.data}`).join("");
-  box.innerHTML = `<h2><span class="swatch" style="background:${colour(a.app_id)}"></span>${esc(a.app_id)} <span class="state ${a.state}">${esc(a.state)}</span></h2>` +
+  box.innerHTML = `<h2><span class="swatch" data-app="${esc(a.app_id)}"></span>${esc(a.app_id)} <span class="state ${a.state}">${esc(a.state)}</span></h2>` +
     `<p class="hint">${esc(a.kind)} ${esc(a.name || "")} · ${esc(Object.entries(a.tasks || {}).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(", "))}</p>` +
     `<h3>Granules</h3><table class="list"><thead><tr><th>request</th><th>index</th><th>state</th><th>host</th><th>granule</th></tr></thead><tbody>${granules}</tbody></table>` +
     `<h3>Migrations</h3><ul>${migrations}</ul><h3>Errors</h3><ul>${errors}</ul><h3>Events</h3><ul class="events">${events}</ul>` +
     `<h3>Logs</h3><pre>${esc(logs) || "(no output)"}</pre>`;
+  paint(box);
 }
 
 function connect() {
@@ -112,7 +117,7 @@ function connect() {
   source.addEventListener("open", () => { live.textContent = "live"; live.className = "live on"; });
   source.addEventListener("snapshot", (m) => {
     const snap = JSON.parse(m.data);
-    view.samples = snap.samples;
+    view.samples = [];  // applyState adds the snapshot's samples
     view.marks = snap.marks.slice();
     view.events = snap.marks.slice().reverse();
     applyState(snap);

@@ -31,12 +31,23 @@ export function renderGrid(el, legendEl, hosts) {
         parts.push('<i class="slot"></i>');
       } else {
         held.set(a, (held.get(a) || 0) + 1);
-        parts.push(`<i class="slot busy" data-app="${esc(a)}" style="background:${colour(a)}" title="${esc(a)}"></i>`);
+        parts.push(`<i class="slot busy" data-app="${esc(a)}" title="${esc(a)}"></i>`);
       }
     }
     parts.push("</span></div>");
   }
   el.innerHTML = parts.join("");
+  paint(el);
   const legend = [...held.entries()].sort((x, y) => y[1] - x[1]).slice(0, 40);
-  legendEl.innerHTML = legend.map(([a, n]) => `<span style="--c:${colour(a)}">${esc(a)} (${n})</span>`).join("");
+  legendEl.innerHTML = legend.map(([a, n]) => `<span data-app="${esc(a)}">${esc(a)} (${n})</span>`).join("");
+  paint(legendEl);
+}
+
+// Colours are set through the CSSOM: the Content-Security-Policy refuses style attributes in markup.
+export function paint(root) {
+  for (const el of root.querySelectorAll("[data-app]")) {
+    const c = colour(el.dataset.app);
+    if (el.classList.contains("slot") || el.classList.contains("swatch")) el.style.background = c;
+    else el.style.setProperty("--c", c);
+  }
 }
