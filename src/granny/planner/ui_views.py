@@ -81,7 +81,8 @@ def apps(p: PlannerServer, ages: Ages, wall: float) -> list[dict[str, Any]]:
                 deadline = left if deadline is None else min(deadline, left)
         state = views._state(p, a.app_id)
         if state == "running" and not counts["running"]:
-            state = "queued" if counts["queued"] else state
+            # Nothing placed yet: queued. A client's calls, all ended (the client may send more): done.
+            state = "queued" if counts["queued"] else "done" if a.kind == "functions" else state
         rows.append({"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": _shown(state),
                      "size": sum(counts.values()), "calls": dict(counts), "hosts": sorted(hosts),
                      "age": round(wall - created.get(a.app_id, wall), 1),
