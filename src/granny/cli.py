@@ -245,7 +245,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     token_file = Path(args.data_dir).resolve() / "token"
     con.print(f"[bold green]granny is up[/] in {time.perf_counter() - started:.2f}s: planner {cluster.address}, "
               f"HTTP http://{cluster.http_address}, {args.workers} worker(s) x {cluster.slots} slots")
-    con.print(f"token: {token_file}   (Ctrl-C stops the cluster)")
+    con.print(f"token: {token_file}   dashboard: http://{cluster.http_address}/ui/   (Ctrl-C stops the cluster)")
     print(f"export {ENV_ADDRESS}={cluster.address}")
     print(f"export {ENV_TOKEN}=$(cat {token_file})")
     print(f"READY address={cluster.address} http={cluster.http_address} token_file={token_file}", flush=True)
