@@ -43,10 +43,14 @@ def test_a_world_is_recorded_at_every_step_and_hosts_as_they_join() -> None:
 
 
 def test_a_stream_of_calls_is_not_a_stream_of_events_but_a_failed_call_is() -> None:
-    s = recording(("a", 2))
+    s = recording(("a", 3))
     s.events.take()
     touched: list[int] = []
     s.events.listener = lambda: touched.append(1)
+    of(s.submit("r", "other", 1), Dispatch)
+    s.events.take()
+    assert touched == [1]  # its app.queued; the placement is not news, and nobody watches
+    s.events.watched = True
     calls = [of(s.submit(f"r{i}", "fns", 1), Dispatch)[0] for i in range(2)]
     assert kinds(s) == [("app.queued", "fns")]  # its first call only: the app is new
     s.task_done(calls[0].granule_id, "r0", 0, True)

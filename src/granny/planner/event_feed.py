@@ -84,7 +84,7 @@ class EventFeed:
             self.p.journal.drop_events(self.last_id - self.keep)
         for q in list(self.subscribers):
             if q.qsize() >= QUEUE_MAX:
-                self.subscribers.discard(q)
+                self.unsubscribe(q)
                 q.put_nowait(None)  # too slow: its stream ends, and it catches up with ?since=
             else:
                 q.put_nowait(out)
@@ -92,10 +92,12 @@ class EventFeed:
     def subscribe(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
         q: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
         self.subscribers.add(q)
+        self.p.state.events.watched = True
         return q
 
     def unsubscribe(self, q: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
         self.subscribers.discard(q)
+        self.p.state.events.watched = bool(self.subscribers)
 
     async def since(self, after: int, limit: int = 1000, kinds: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Events with an id above ``after``, oldest first (at most ``limit``), from memory or the journal."""

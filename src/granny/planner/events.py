@@ -57,6 +57,7 @@ class EventLog:
         self.new: list[Happened] = []
         # Called when the first event of a batch arrives, so a driver can collect it soon.
         self.listener: Callable[[], None] | None = None
+        self.watched = False  # someone shows the state live: tell the listener of changes without events too
 
     def add(self, ev: Happened) -> None:
         if not self.on:
@@ -68,7 +69,7 @@ class EventLog:
     def touch(self) -> None:
         """Something changed that is not an event (a plain call placed or finished): a driver showing the
         state live (the dashboard) may want to know, though nothing is recorded."""
-        if self.on and not self.new and self.listener is not None:
+        if self.watched and not self.new and self.listener is not None:
             self.listener()
 
     def take(self) -> list[Happened]:

@@ -38,6 +38,8 @@ class Ages:
             self.created.update({r[0]: float(r[1]) for r in rows if r[1] is not None})
         for a in missing:  # not committed yet: it is new
             self.created.setdefault(a, now)
+        if len(self.created) > 2 * len(app_ids) + 1000:  # apps the planner forgot (retention)
+            self.created = {a: self.created[a] for a in app_ids}
         return self.created
 
 
