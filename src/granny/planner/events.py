@@ -111,11 +111,11 @@ class EventLog:
         """``req`` just became final."""
         if not self.on:
             return
-        states = [t.state for t in req.tasks]
-        failed = sum(1 for s in states if s is TaskState.FAILED)
-        if not failed and not _world(req, app):
+        if not _world(req, app) and req.tasks[0].state is not TaskState.FAILED:  # one call (n == 1) ended well
             self.touch()
             return
+        states = [t.state for t in req.tasks]
+        failed = sum(1 for s in states if s is TaskState.FAILED)
         if failed:
             kind, text = "app.failed", f"app {app.app_id}: {failed} of {req.n} granules failed"
         elif all(s is TaskState.SUCCEEDED for s in states):
