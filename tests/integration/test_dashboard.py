@@ -73,6 +73,13 @@ def test_in_a_browser_an_apps_slots_turn_coloured_then_free(cluster: LocalCluste
     assert cluster.token not in page.url
     expect(page.locator("#live")).to_have_text("live")
     expect(page.locator(".host[data-host='local'] .slot")).to_have_count(cluster.slots)
+    api = httpx.Client(base_url=f"http://{cluster.http_address}", timeout=30,
+                       headers={"Authorization": f"Bearer {cluster.token}"})
+    assert api.post("/v1/hosts/local/evict", json={"grace": 600}).status_code == 200
+    expect(page.locator(".host.evicting[data-host='local']")).to_have_count(1)  # marked while under notice
+    assert api.post("/v1/hosts/local/restore").status_code == 200
+    expect(page.locator(".host.evicting")).to_have_count(0)
+    api.close()
 
     go = tmp_path / "go"
     job = script(tmp_path, f"""
