@@ -87,7 +87,7 @@ def test_in_a_browser_an_apps_slots_turn_coloured_then_free(cluster: LocalCluste
         while not os.path.exists({str(go)!r}):  # holds its slot until the test lets it go
             time.sleep(0.02)
         print("done")
-    """)
+    """, name="job<b>x<b>.py")  # markup in a name is shown as text, never parsed
     env = clean_env(GRANNY_ADDRESS=cluster.address, GRANNY_TOKEN=cluster.token)
     submitted = granny("submit", "-n", "2", str(job), env=env)
     assert submitted.returncode == 0, submitted.stderr
@@ -98,6 +98,9 @@ def test_in_a_browser_an_apps_slots_turn_coloured_then_free(cluster: LocalCluste
     expect(held.first).not_to_have_css("background-color", FREE)
     expect(page.locator(f"#apps-body tr[data-app='{app_id}'] .state")).to_have_text("running")
     expect(page.locator("#event-list li[data-kind='app.placed']")).to_have_count(1)
+    row = page.locator(f"#apps-body tr[data-app='{app_id}']")
+    expect(row).to_contain_text("job<b>x<b>.py")
+    expect(page.locator("#apps-body b, #event-list b")).to_have_count(0)
     page.screenshot(path=str(tmp_path / "busy.png"))
 
     go.write_text("")

@@ -35,8 +35,8 @@ function renderApps() {
   for (const a of rows.slice(0, MAX_ROWS)) {
     const calls = Object.entries(a.calls).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(", ");
     const deadline = a.deadline_in === null ? "" : a.deadline_in >= 0 ? `in ${age(a.deadline_in)}` : `${age(-a.deadline_in)} late`;
-    parts.push(`<tr data-app="${esc(a.app_id)}" data-state="${a.state}"><td><span class="swatch" data-app="${esc(a.app_id)}"></span>${esc(a.app_id)}${a.name ? ` <small>${esc(a.name)}</small>` : ""}</td>` +
-      `<td><span class="state ${a.state}">${a.state}</span></td><td>${esc(a.kind)}</td><td>${a.size}</td><td>${esc(calls)}</td>` +
+    parts.push(`<tr data-app="${esc(a.app_id)}" data-state="${esc(a.state)}"><td><span class="swatch" data-app="${esc(a.app_id)}"></span>${esc(a.app_id)}${a.name ? ` <small>${esc(a.name)}</small>` : ""}</td>` +
+      `<td><span class="state ${esc(a.state)}">${esc(a.state)}</span></td><td>${esc(a.kind)}</td><td>${a.size}</td><td>${esc(calls)}</td>` +
       `<td class="wrap">${esc(a.hosts.join(", "))}</td><td>${age(a.age)}</td><td>${deadline}</td></tr>`);
   }
   $("apps-body").innerHTML = parts.join("");
@@ -104,7 +104,7 @@ async function showApp(appId) {
   const errors = (a.errors || []).map((e) => `<li><b>${esc(e.req_id)}[${e.index}]</b> ${esc(e.kind)}: ${esc(e.message)}</li>`).join("") || "<li>none</li>";
   const events = (a.events || []).map((e) => `<li><time>${clock(e.at)}</time> <span class="kind">${esc(e.kind)}</span> ${esc(e.text)}</li>`).join("") || "<li>none</li>";
   const logs = (a.logs || []).map((l) => `[${l.index}${l.stream === "stderr" ? " err" : ""}] ${l.data}`).join("");
-  box.innerHTML = `<h2><span class="swatch" data-app="${esc(a.app_id)}"></span>${esc(a.app_id)} <span class="state ${a.state}">${esc(a.state)}</span></h2>` +
+  box.innerHTML = `<h2><span class="swatch" data-app="${esc(a.app_id)}"></span>${esc(a.app_id)} <span class="state ${esc(a.state)}">${esc(a.state)}</span></h2>` +
     `<p class="hint">${esc(a.kind)} ${esc(a.name || "")} · ${esc(Object.entries(a.tasks || {}).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(", "))}</p>` +
     `<h3>Granules</h3><table class="list"><thead><tr><th>request</th><th>index</th><th>state</th><th>host</th><th>granule</th></tr></thead><tbody>${granules}</tbody></table>` +
     `<h3>Migrations</h3><ul>${migrations}</ul><h3>Errors</h3><ul>${errors}</ul><h3>Events</h3><ul class="events">${events}</ul>` +
