@@ -67,8 +67,10 @@ function renderTime() {
 function applyState(st) {
   renderSummary(st.summary);
   renderGrid($("grid"), $("legend"), st.hosts);
-  view.apps = st.apps;
-  renderApps();
+  if (st.apps) {  // sent only when it changed
+    view.apps = st.apps;
+    renderApps();
+  }
   renderQueue(st.queue);
   if (st.samples && st.samples.length) view.samples.push(...st.samples);
   view.current = st.current || null;
