@@ -588,6 +588,7 @@ class PlannerServer:
 
     def close(self) -> None:
         self._ticker.cancel()
+        self.feed.close()
         self.store.close()
         self.journal.close()
 

@@ -26,6 +26,8 @@ Theory of operation
   (rendezvous.py), granules whose host has not registered yet (the driver holds their frames until a
   ReplayFrames), retention passes (retention.py) and eviction notices (eviction.py). :meth:`PlannerState.next_deadline` says when
   :meth:`PlannerState.tick` is due next, so that a virtual clock can drive the state.
+- What happened (a host joined or died, an app was queued, placed or ended) is recorded as data in
+  ``events`` (events.py) when a driver collects it; the server journals and streams it.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
 """
