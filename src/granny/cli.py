@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import events_cli
 from .config import (
     DEFAULT_EVICTION_GRACE,
     DEFAULT_HTTP_PORT,
@@ -188,12 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("action", nargs="?", choices=["show", "set"], default="show")
     po.add_argument("name", nargs="?", help="with set: a policy the planner has (`granny policy` lists them)")
     po.add_argument("--address", default=None)
-    ev = sub.add_parser("events", help="the planner's events: hosts joined or died, apps queued, placed, migrated, "
-                                       "frozen, thawed, finished (docs/dashboard.md)")
-    ev.add_argument("--follow", "-f", action="store_true", help="keep following new events until Ctrl-C")
-    ev.add_argument("--since", type=int, default=0, metavar="ID", help="only events after this id")
-    ev.add_argument("--json", action="store_true", help="one JSON object per line")
-    ev.add_argument("--address", default=None)
+    events_cli.add_parser(sub)
     tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
     tb.add_argument("rest", nargs=argparse.REMAINDER)
     ex = sub.add_parser("experiment", help="cluster experiments: replay job traces (sim), plot", add_help=False)
@@ -543,28 +539,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_events(args: argparse.Namespace) -> int:
-    import json
-
-    client, since = _client(args.address), args.since
-    try:
-        while True:  # with --follow, a query with nothing new waits (up to 20 s) for what comes next
-            rows = client.query("events", f"{since}:wait" if args.follow else str(since), timeout=60.0)
-            for row in rows:
-                since = max(since, row["id"])
-                if args.json:
-                    print(json.dumps(row), flush=True)
-                else:
-                    print(f"{row['id']:>6}  {time.strftime('%H:%M:%S', time.localtime(row['at']))}  "
-                          f"{row['kind']:<20} {row['text']}", flush=True)
-            if not args.follow and len(rows) < 1000:  # a full page: more follow
-                return 0
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        client.close()
-
-
 def cmd_policy(args: argparse.Namespace) -> int:
     if (args.action == "set") != bool(args.name):
         raise ConfigError("give a policy name after `set`, and only there: granny policy set NAME")
@@ -593,6 +567,5 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 COMMANDS = {
     "up": cmd_up, "planner": cmd_planner, "worker": cmd_worker, "run": cmd_run, "submit": cmd_submit,
     "status": cmd_status, "hosts": cmd_hosts, "logs": cmd_logs, "cancel": cmd_cancel, "policy": cmd_policy,
-    "events": cmd_events,
-    "testbed": cmd_testbed, "experiment": cmd_experiment,
+    "testbed": cmd_testbed, "experiment": cmd_experiment, "events": events_cli.cmd_events,
 }
