@@ -29,9 +29,9 @@ def api(cluster: LocalCluster) -> httpx.Client:
                         headers={"Authorization": f"Bearer {cluster.token}"})
 
 
-def listed(cluster: LocalCluster, since: int = 0) -> list[dict[str, Any]]:
+def listed(cluster: LocalCluster, since: int = 0, **params: str) -> list[dict[str, Any]]:
     with api(cluster) as http:
-        resp = http.get("/v1/events", params={"since": since})
+        resp = http.get("/v1/events", params={"since": since, **params})
     assert resp.status_code == 200, resp.text
     return list(resp.json())
 
@@ -67,6 +67,13 @@ def test_events_are_listed_and_streamed_live(cluster: LocalCluster, tmp_path: Pa
             seen.append(ev["kind"])
     assert seen == ["app.queued", "app.placed", "app.finished"]
     assert [e["kind"] for e in listed(cluster, since=last)] == seen  # the same ids, from the list
+    assert [e["kind"] for e in listed(cluster, kind="app.placed,host.joined")] == ["host.joined", "app.placed"]
+    finished = listed(cluster)[-1]["id"]
+    # A reconnecting EventSource sends the last id it saw: the stream replays what came after it.
+    with api(cluster) as http, http.stream("GET", "/v1/events", headers={"Accept": "text/event-stream",
+                                                                        "Last-Event-ID": str(finished - 1)}) as resp:
+        replay = next(line for line in resp.iter_lines() if line.startswith("id: "))
+    assert replay == f"id: {finished}"
 
 
 def test_granny_events_lists_and_follows(cluster: LocalCluster) -> None:
