@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import events_cli
 from .config import (
     DEFAULT_EVICTION_GRACE,
     DEFAULT_HTTP_PORT,
@@ -190,11 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("name", nargs="?", help="with set: a policy the planner has (`granny policy` lists them)")
     po.add_argument("--address", default=None)
     po.add_argument("--json", action="store_true", help="the policy in use and the ones to choose from, as JSON")
+    events_cli.add_parser(sub)
     tb = sub.add_parser("testbed", help="multi-host testbed of network namespaces", add_help=False)
     tb.add_argument("rest", nargs=argparse.REMAINDER)
     ex = sub.add_parser("experiment", help="cluster experiments: replay job traces (sim), plot", add_help=False)
     ex.add_argument("rest", nargs=argparse.REMAINDER)
-    for command in ("run", "submit", "status", "hosts", "logs", "cancel", "policy"):
+    for command in ("run", "submit", "status", "hosts", "logs", "cancel", "policy", "events"):
         sub.choices[command].add_argument("--tls-ca", default=None,
                                           help=f"CA file: reach the planner over TLS (or set {ENV_TLS_CA})")
     return p
@@ -241,7 +243,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     token_file = Path(args.data_dir).resolve() / "token"
     con.print(f"[bold green]granny is up[/] in {time.perf_counter() - started:.2f}s: planner {cluster.address}, "
               f"HTTP http://{cluster.http_address}, {args.workers} worker(s) x {cluster.slots} slots")
-    con.print(f"token: {token_file}   (Ctrl-C stops the cluster)")
+    con.print(f"token: {token_file}   dashboard: http://{cluster.http_address}/ui/   (Ctrl-C stops the cluster)")
     print(f"export {ENV_ADDRESS}={cluster.address}")
     print(f"export {ENV_TOKEN}=$(cat {token_file})")
     print(f"READY address={cluster.address} http={cluster.http_address} token_file={token_file}", flush=True)
@@ -590,5 +592,5 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 COMMANDS = {
     "up": cmd_up, "planner": cmd_planner, "worker": cmd_worker, "run": cmd_run, "submit": cmd_submit,
     "status": cmd_status, "hosts": cmd_hosts, "logs": cmd_logs, "cancel": cmd_cancel, "policy": cmd_policy,
-    "testbed": cmd_testbed, "experiment": cmd_experiment,
+    "testbed": cmd_testbed, "experiment": cmd_experiment, "events": events_cli.cmd_events,
 }

@@ -48,6 +48,7 @@ DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
 # the shared-memory segments they create as this worker's, so its sweep removes only those.
 ENV_SHM_OWNER = "GRANNY_SHM_OWNER"
+DEFAULT_EVENTS_MAX = 100_000  # planner events kept in the journal (the oldest go first)
 DEFAULT_RETAIN = 3600.0  # finished work is kept this long (seconds) before the planner prunes it
 ENV_GRANULE_USER = "GRANNY_GRANULE_USER"
 DEFAULT_GRANULE_USER = "auto"  # nobody under a root worker, else the worker's own user (worker/granule_user.py)
@@ -250,7 +251,7 @@ class Config:
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
                  "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user", "eviction_grace",
-                 "batch_share")
+                 "batch_share", "events_max")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -279,6 +280,8 @@ class Config:
     # Planner: an eviction notice that names no grace period (`granny hosts evict HOST`) ends after this long.
     eviction_grace: float
     batch_share: float
+    # Planner: the journal keeps at most this many events (GET /v1/events, the dashboard); older ones go.
+    events_max: int
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
@@ -288,7 +291,7 @@ class Config:
                  handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
                  tls_key: str = "", retain: float | None = None,
                  granule_user: str | None = None, eviction_grace: float | None = None,
-                 batch_share: float | None = None) -> None:
+                 batch_share: float | None = None, events_max: int = DEFAULT_EVENTS_MAX) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -298,6 +301,8 @@ class Config:
             raise ConfigError(f"the handshake timeout must be a positive number of seconds, got {handshake_timeout}")
         if max_unauthenticated < 1:
             raise ConfigError(f"max_unauthenticated must be at least 1, got {max_unauthenticated}")
+        if events_max < 1:
+            raise ConfigError(f"events_max must be at least 1, got {events_max}")
         if bool(tls_cert) != bool(tls_key):
             raise ConfigError("TLS needs both a certificate and its private key (--tls-cert and --tls-key)")
         values = {
@@ -316,6 +321,7 @@ class Config:
             else _env_duration(ENV_EVICTION_GRACE, DEFAULT_EVICTION_GRACE),
             "batch_share": parse_share(batch_share if batch_share is not None else os.environ.get(ENV_BATCH_SHARE, "1"),
                                        "batch share"),
+            "events_max": events_max,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

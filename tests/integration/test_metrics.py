@@ -45,4 +45,8 @@ def test_metrics_report_slots_calls_and_latency(cluster: LocalCluster, client: g
     latency = {s.name: s for s in families["granny_call_latency_seconds"].samples}
     assert latency["granny_call_latency_seconds_count"].value >= 6
     assert "granny_migration_events" in families and "granny_queue_requests" in families
+    for family in ("granny_migrations", "granny_freezes", "granny_evictions", "granny_recoveries", "granny_events"):
+        assert family in families, family
+    commits = {s.name: s.value for s in families["granny_journal_commit_seconds"].samples}
+    assert commits["granny_journal_commit_seconds_count"] >= 1  # the calls' results were journaled
     assert scrape(cluster, None)[0] == 401 and scrape(cluster, "wrong")[0] == 401

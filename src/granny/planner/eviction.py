@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..errors import ConfigError
 from .records import Action, Kill, StopWorker
@@ -55,6 +55,25 @@ class Notice:
 
     def reason(self) -> str:
         return f"host {self.host_id} was evicted (spot notice given {self.grace:g}s before)"
+
+
+class Notices:
+    """The eviction side of :class:`~granny.planner.state.PlannerState` (a mixin, to keep state.py small)."""
+
+    def mark_evicting(self, host_id: str, evicting: bool = True) -> list[Action]:
+        """A host got (or lost) an eviction notice: policies place no new work there while it has one."""
+        st = cast("PlannerState", self)
+        if evicting:
+            st.evicting.add(host_id)
+        else:
+            st.evicting.discard(host_id)
+        return st.schedule()  # also hints worlds that would now move (see migration.hints)
+
+    def evict(self, host_id: str, now: float, grace: float) -> list[Action]:
+        return evict(cast("PlannerState", self), host_id, now, grace)
+
+    def restore_host(self, host_id: str) -> list[Action]:
+        return restore(cast("PlannerState", self), host_id)
 
 
 class Evictions:
@@ -89,6 +108,8 @@ def evict(st: PlannerState, host_id: str, now: float, grace: float) -> list[Acti
         raise ConfigError(f"an eviction's grace period must be 0 or more seconds, got {grace!r}")
     st.evictions.evicted.pop(host_id, None)
     st.evictions.notices[host_id] = Notice(host_id, now, grace)
+    st.events.host_notice(host_id, "evicting", f"host {host_id}: eviction notice, taken back in {grace:g}s",
+                          {"grace": grace})
     actions = st.mark_evicting(host_id)  # keeps new work off it, and hints worlds that would move
     return actions + tick(st, now) if grace == 0 else actions
 
@@ -97,8 +118,10 @@ def restore(st: PlannerState, host_id: str) -> list[Action]:
     """Lift ``host_id``'s notice (or forget its eviction); KeyError for a host never registered."""
     if host_id not in st.hosts:
         raise KeyError(host_id)
-    st.evictions.notices.pop(host_id, None)
+    had = st.evictions.notices.pop(host_id, None) or st.evictions.evicted.pop(host_id, None)
     st.evictions.evicted.pop(host_id, None)
+    if had is not None:
+        st.events.host_notice(host_id, "restored", f"host {host_id}: eviction notice lifted")
     return st.mark_evicting(host_id, False)  # its free slots may take waiting work at once
 
 
@@ -138,6 +161,7 @@ def _take_back(st: PlannerState, notice: Notice, now: float) -> list[Action]:
     if host is None or not host.alive:
         return []
     why = notice.reason()
+    st.events.host_notice(host.host_id, "evicted", why)
     actions: list[Action] = []
     # Gone before its work is handled: whatever that work leads to (a requeued call, a world restarted
     # elsewhere) must not be placed here.

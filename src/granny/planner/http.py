@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import ConfigError, ConflictError, PrunedError
-from . import evicting, metrics, selection, views
+from . import events_http, evicting, metrics, selection, ui, views
 from .compiler import SourceChecker
 from .http_input import decode, flag, integer, number, read_body, too_large
 from .openapi import (
@@ -187,6 +187,9 @@ def build_app(p: PlannerServer) -> Starlette:
 
         return Response(metrics.render(p), media_type=CONTENT_TYPE_LATEST)
 
+    async def events(request: Request) -> Response:
+        return await events_http.list_or_stream(p, request)
+
     # One Route per path, so that a 405 lists every method of the path in its Allow header.
     routes = [
         Route("/v1/functions", functions, methods=["GET", "POST"]),
@@ -203,6 +206,8 @@ def build_app(p: PlannerServer) -> Starlette:
         Route("/v1/policy", policy, methods=["GET", "PUT"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
+        Route("/v1/events", events, methods=["GET"]),
+        *ui.routes(p),  # the dashboard: signed in by its own session cookie (see ui.py)
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -218,7 +223,7 @@ def build_app(p: PlannerServer) -> Starlette:
     token = p.token.encode()
 
     async def auth(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not (scope["path"] == "/ui" or scope["path"].startswith("/ui/")):
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, given = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):

@@ -13,6 +13,7 @@ until its result arrives and resubmit after a reconnect, and submission is idemp
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import queue
@@ -60,6 +61,22 @@ class Restored:
     ended_apps: list[str] = field(default_factory=list)  # apps no longer running
     pruned: list[tuple[str, float]] = field(default_factory=list)  # tombstones: req_id, wall-clock time
     settings: dict[str, str] = field(default_factory=dict)  # choices made at run time (the policy, say)
+
+
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class CommitStats:
+    """A histogram of group-commit times. Written by the writer thread only; read at scrape time (a read
+    may see one commit half-counted, which a scrape tolerates)."""
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(COMMIT_BUCKETS) + 1)
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.buckets[bisect.bisect_left(COMMIT_BUCKETS, seconds)] += 1
+        self.total += seconds
 
 
 class _Job:
@@ -112,6 +129,7 @@ class Journal:
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()  # serialises the writer with synchronous reads
         self._vacuumed = float("-inf")  # writer thread only: when pages were last given back
+        self.commits = CommitStats()  # how long each group commit took (/metrics)
         self._thread = threading.Thread(target=self._run, name="granny-journal", daemon=True)
         self._thread.start()
 
@@ -163,10 +181,16 @@ class Journal:
         else:
             self._put(("DELETE FROM checkpoints WHERE req_id=?", (req_id,)))
 
-    def event(self, app_id: str, req_id: str, kind: str, text: str, data: dict[str, Any]) -> None:
-        """Something the planner decided or saw happen to an app (a migration, say), for status and metrics."""
-        self._put(("INSERT INTO events (at, app_id, req_id, kind, text, data) VALUES (?,?,?,?,?,?)",
-                   (time.time(), app_id, req_id, kind, text, json.dumps(data))))
+    def event(self, app_id: str, req_id: str, kind: str, text: str, data: dict[str, Any], event_id: int | None = None,
+              at: float | None = None) -> None:
+        """Something the planner decided or saw happen (see event_feed.py), for status, events and metrics."""
+        self._put(("INSERT INTO events (id, at, app_id, req_id, kind, text, data) VALUES (?,?,?,?,?,?,?)",
+                   (event_id, time.time() if at is None else at, app_id, req_id, kind, text, json.dumps(data))))
+
+    def drop_events(self, upto: int) -> None:
+        """Delete the events with an id up to ``upto`` (the retention bound of the event stream)."""
+        if upto > 0:
+            self._put(("DELETE FROM events WHERE id<=?", (upto,)))
 
     def log(self, app_id: str, req_id: str, idx: int, stream: str, data: str, run: str = "", part: int = 0) -> None:
         self._put(("INSERT INTO logs (app_id, req_id, idx, stream, data, run, part) VALUES (?,?,?,?,?,?,?)",
@@ -271,6 +295,7 @@ class Journal:
             jobs: list[_Job] = []
             keyed: dict[str, list[tuple[Any, ...]]] = {_REQUESTS: [], _RESULTS: []}
             stop = False
+            started = time.perf_counter()
             with self._lock:
                 self._db.execute("BEGIN")
                 for batch in batches:
@@ -304,6 +329,7 @@ class Journal:
                 for table, rows in keyed.items():
                     self._insert_rows(table, rows)
                 self._db.execute("COMMIT")
+            self.commits.add(time.perf_counter() - started)
             for job in jobs:  # outside the lock: a job takes it per step, so reads wait for one step only
                 job.fn(self._db)
             for cb in callbacks:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from .journal import COMMIT_BUCKETS
 from .lifecycle import GranuleState
 
 if TYPE_CHECKING:
@@ -91,6 +92,32 @@ class PlannerCollector:
         evicted = GaugeMetricFamily("granny_hosts_evicted", "Hosts whose eviction notice ran out (until restored)")
         evicted.add_metric([], len(st.evictions.evicted))
         yield evicted
+        yield from self._moves()
+        yield from self._journal()
+
+    def _moves(self) -> Iterator[Metric]:
+        """The operator's four counters of work moved around, and every event kind (see events.py)."""
+        m, ev = self.p.state.migrations.counts, self.p.feed.counts
+        for name, value, what in (("granny_migrations", m["completed"], "Migrations of worlds completed"),
+                                  ("granny_freezes", m["frozen"], "Worlds frozen (their state stored)"),
+                                  ("granny_evictions", ev["host.evicted"], "Hosts taken back at the end of a notice"),
+                                  ("granny_recoveries", m["recoveries"], "Worlds restarted from a checkpoint")):
+            family = CounterMetricFamily(name, what)
+            family.add_metric([], value)
+            yield family
+        events = CounterMetricFamily("granny_events", "Planner events by kind (GET /v1/events)", labels=["kind"])
+        for kind, n in sorted(ev.items()):
+            events.add_metric([kind], n)
+        yield events
+
+    def _journal(self) -> Iterator[Metric]:
+        stats = self.p.journal.commits
+        cumulative, running = [], 0
+        for bound, n in zip((*map(str, COMMIT_BUCKETS), "+Inf"), list(stats.buckets), strict=True):
+            running += n
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily("granny_journal_commit_seconds", "One group commit of the journal (its write "
+                                    "latency)", buckets=cumulative, sum_value=stats.total)
 
 
 def render(p: PlannerServer) -> bytes:

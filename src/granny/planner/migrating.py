@@ -141,7 +141,7 @@ def _resume(p: PlannerServer, action: ResumeRank) -> None:
 
 
 def _event(p: PlannerServer, ev: MigrationEvent) -> None:
-    p.journal.event(ev.app_id, ev.req_id, f"migration.{ev.kind}", ev.text, ev.data)
+    p.feed.migration(ev)  # journaled and streamed (see event_feed.py)
     log.info("app %s: migration %s: %s", ev.app_id, ev.kind, ev.text)
     if ev.kind == "frozen":
         p.journal.frozen(ev.req_id, int(ev.data["gen"]), p.state.requests[ev.req_id].n)

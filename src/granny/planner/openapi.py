@@ -130,6 +130,19 @@ class QueueEntry(msgspec.Struct):
     granules: int
 
 
+class EventView(msgspec.Struct):
+    """One planner event (see planner/events.py for the kinds)."""
+
+    id: int
+    at: float  # wall clock, seconds since the epoch
+    kind: str
+    text: str
+    app_id: str
+    req_id: str
+    host_id: str
+    data: dict[str, Any]
+
+
 class AppCancelled(msgspec.Struct):
     app_id: str
     state: str
@@ -152,7 +165,7 @@ class ErrorBody(msgspec.Struct):
 
 _SCHEMAS: list[Any] = [FunctionSpec, InvokeBody, FunctionCreated, CallView, list[HostView], list[AppSummary], AppView,
                        list[LogLine], list[QueueEntry], AppCancelled, ErrorBody, list[str], PolicyChoice, PolicyView,
-                       HostView, EvictBody]
+                       HostView, EvictBody, list[EventView]]
 
 WHY = {
     "400": "malformed JSON (syntax, invalid UTF-8, nested too deep), a bad query value, source that does not "
@@ -180,7 +193,7 @@ def _flag(name: str, what: str) -> dict[str, Any]:
 
 def openapi_spec() -> dict[str, Any]:
     (fn, inv, created, call, hosts, apps, app, logs, queue, cancelled, err, names, choice, policy, host,
-     evict), components = \
+     evict, events), components = \
         msgspec.json.schema_components(_SCHEMAS, ref_template="#/components/schemas/{name}")
     components["FunctionSpec"]["oneOf"] = [{"required": ["source"]}, {"required": ["module"]}]
     # Any other string is a 400 (an unknown policy), not a 422: it is a name, not a malformed body.
@@ -244,6 +257,15 @@ def openapi_spec() -> dict[str, Any]:
                 "put": op("Run another placement policy from now on (journaled: a planner restart keeps it)", policy,
                           "400", "413", "422", body=choice),
             },
+            "/v1/events": {"get": op(
+                "Planner events, oldest first (with 'Accept: text/event-stream' or ?follow=true: a Server-Sent "
+                "Events stream that then follows live)", events, "400",
+                params=[{"name": n, "in": "query", "required": False, "description": what,
+                         "schema": {"type": "integer", "minimum": 0, "maximum": top}}
+                        for n, what, top in (("since", "only events with a larger id", 2**62),
+                                             ("limit", "at most this many (default 1000)", 10_000))]
+                + [{"name": "kind", "in": "query", "required": False, "schema": {"type": "string"},
+                    "description": "only these kinds, comma-separated (e.g. host.died,migration.moved)"}])},
             "/openapi.json": {"get": op("This document", {"type": "object"})},
         },
     }

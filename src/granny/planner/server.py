@@ -56,9 +56,10 @@ from ..wire import (
     split_segments,
 )
 from ..wire import Skip as SkipMsg
-from . import admission, deadlines, evicting, migrating, selection, views
+from . import admission, deadlines, evicting, migrating, queries, selection, views
 from .acks import Acks
 from .conn import Conn
+from .event_feed import EventFeed
 from .gate import HandshakeGate
 from .grace import Held
 from .journal import Journal
@@ -109,9 +110,7 @@ class Payload:
 class PlannerServer:
     def __init__(self, config: Config, secret: str, token: str, policy: str | None = None) -> None:
         """``policy``: the placement policy's name; None runs the journaled choice (default bin-pack)."""
-        self.config = config
-        self.secret = secret
-        self.token = token
+        self.config, self.secret, self.token = config, secret, token
         self.state = PlannerState(config.heartbeat_timeout)
         self.state.batch.share = config.batch_share
         self.policy_flag = policy  # the policy itself is chosen in _restore: the journal may name one
@@ -141,6 +140,7 @@ class PlannerServer:
         self.sent_at: dict[tuple[str, int], float] = {}  # when calls of delay-tolerant functions were sent
         self.call_stats = CallStats()  # what /metrics counts per call (see metrics.py)
         self._restore()
+        self.feed = EventFeed(self)  # after the restore: re-queueing journaled work is not news
         self._ticker = self.loop.create_task(self._tick_forever())
 
     def flush_dirty(self) -> None:
@@ -269,10 +269,8 @@ class PlannerServer:
             self.apply(self.state.granule_hello(msg.host_id, msg.name, admission.busy_claim(self.secret, msg)))
 
     def _query(self, conn: Conn, msg: Query) -> None:
-        if msg.what == selection.SET_QUERY:
-            return selection.answer_set(self, conn, msg)
-        if msg.what in evicting.QUERIES:
-            return evicting.answer(self, conn, msg)
+        if (answer := queries.ANSWERS.get(msg.what)) is not None:  # they change something, or wait
+            return answer(self, conn, msg)
         try:
             data = json.dumps(views.query(self, msg.what, msg.arg)).encode()
             conn.send(Reply(qid=msg.qid, data=data))
@@ -577,8 +575,7 @@ class PlannerServer:
         return res, bytes(rows[0][1] or b"")
 
     def task_states(self, req_id: str) -> list[str] | None:
-        req = self.state.requests.get(req_id)
-        return None if req is None else [t.state.value for t in req.tasks]
+        return None if (req := self.state.requests.get(req_id)) is None else [t.state.value for t in req.tasks]
 
     def is_final(self, req_id: str) -> bool:
         req = self.state.requests.get(req_id)
@@ -586,6 +583,7 @@ class PlannerServer:
 
     def close(self) -> None:
         self._ticker.cancel()
+        self.feed.close()
         self.store.close()
         self.journal.close()
 

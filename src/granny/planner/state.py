@@ -26,6 +26,8 @@ Theory of operation
   (rendezvous.py), granules whose host has not registered yet (the driver holds their frames until a
   ReplayFrames), retention passes (retention.py) and eviction notices (eviction.py). :meth:`PlannerState.next_deadline` says when
   :meth:`PlannerState.tick` is due next, so that a virtual clock can drive the state.
+- What happened (a host joined or died, an app was queued, placed or ended) is recorded as data in
+  ``events`` (events.py) when a driver collects it; the server journals and streams it.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
 an action for the server (or the simulator) to carry out.
 """
@@ -38,6 +40,7 @@ from collections.abc import Iterable
 from . import batch, eviction, leases, migration
 from .batch import Batch, BatchEvents
 from .capacity import HostViews
+from .events import EventLog
 from .grace import Grace
 from .lifecycle import (
     APP_TRANSITIONS,
@@ -89,7 +92,7 @@ __all__ = ["Action", "App", "AppChanged", "Dispatch", "Fail", "ForgetHost", "Gra
            "SpawnGranules", "StopWorker", "Task", "WorldReady"]
 
 
-class PlannerState(Restarts, MigrationPoints, BatchEvents):
+class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
     def __init__(self, heartbeat_timeout: float, policy: Policy = binpack, retain: float = float("inf")) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = policy
@@ -117,6 +120,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
         self.evictions = eviction.Evictions()  # their deadlines (see eviction.py)
         self.migrations = Migrations()  # worlds with migration points, moves in flight (see migration.py)
         self.batch = Batch()  # delay-tolerant calls waiting for free slots, earliest deadline first (batch.py)
+        self.events = EventLog()  # what happened, for the event stream and the dashboard (events.py)
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
@@ -132,6 +136,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
         if host is None or not host.alive:
             incarnation = 1 if host is None else host.incarnation + 1
             self.hosts[host_id] = Host(host_id, slots, now, incarnation=incarnation, boot=boot)
+            self.events.host_joined(host_id, slots, incarnation)
             if restarted:  # granule ids start again in a new worker process: old fences would hit new granules
                 self.liveness.unfence_host(host_id)
             # Its worker may not have heard the Kills sent when it was declared dead: send them again.
@@ -298,6 +303,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
 
     def _host_died(self, host: Host, why: str, fence: bool = True) -> list[Action]:
         host.alive = False
+        self.events.host_died(host.host_id, why)
         gids = list(host.granules)
         actions: list[Action] = []
         for granule in list(host.granules.values()):
@@ -328,6 +334,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
         self.grace.held.pop(req_id, None)  # its client resubmitted it
         self.requests[req_id] = Request(req_id, app_id, n, [Task() for _ in range(n)], prefetch and n == 1 and not gang,
                                         gang, lease, tenant, tuple(hosts), migrate, retries=0 if gang else retries)
+        self.events.queued(self.requests[req_id], app, len(app.requests) == 1)
         if lease:
             self._leases.add(req_id)
         if tolerance and not gang and not lease:
@@ -414,6 +421,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
         actions: list[Action] = [fail] if fail is not None else []
         if req.final():  # exactly one transition makes a request final, whatever cascades follow
             self.finished.append(req_id)
+            self.events.ended(req, self.apps[req.app_id])
             self.rendezvous.drop(req_id)
             if self.batch.known:
                 batch.ended(self, req_id)
@@ -555,6 +563,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
             task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.DISPATCH, req.req_id)
             task.granule_id, task.host_id = granule.granule_id, host_id
             actions.append(Dispatch(granule.granule_id, req.req_id, index, thaw=req.frozen))
+        self.events.placed(req, self.apps[req.app_id], hosts)
         return actions
 
     def _full(self) -> bool:
@@ -578,21 +587,6 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
                     actions.append(Dispatch(granule.granule_id, req.req_id, 0, prefetched=True))
                     return True
         return False
-
-    # --- eviction and migration ----------------------------------------------------------------
-    def mark_evicting(self, host_id: str, evicting: bool = True) -> list[Action]:
-        """A host got (or lost) an eviction notice: policies place no new work there while it has one."""
-        if evicting:
-            self.evicting.add(host_id)
-        else:
-            self.evicting.discard(host_id)
-        return self.schedule()  # also hints worlds that would now move (see migration.hints)
-
-    def evict(self, host_id: str, now: float, grace: float) -> list[Action]:  # a notice: see eviction.py
-        return eviction.evict(self, host_id, now, grace)
-
-    def restore_host(self, host_id: str) -> list[Action]:
-        return eviction.restore(self, host_id)
 
     # --- views ------------------------------------------------------------------------------
     def capacity(self) -> int:
