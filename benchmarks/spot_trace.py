@@ -155,10 +155,10 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
 def run_all(args: argparse.Namespace, work: Path, into: dict[str, Any],
             save: Callable[[], None] = lambda: None) -> None:
     """Every system with and without evictions, ``args.reps`` times; rows go into ``into["runs"]``."""
-    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps")}
+    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps", "systems")}
     runs: list[dict[str, Any]] = into.setdefault("runs", [])
     for rep in range(args.reps):
-        for system in ("granny", "baseline"):
+        for system in args.systems.split(","):
             for evict in (False, True):
                 row: dict[str, Any] = {"system": system, "evict": evict, "rep": rep}
                 try:
@@ -225,6 +225,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--scale", type=float, default=0.1, help="our seconds per second of the original's")
     ap.add_argument("--step-s", type=float, default=0.25, help="seconds between two migration points")
     ap.add_argument("--down", type=float, default=1.0, help="seconds an evicted host stays away")
+    ap.add_argument("--systems", default="granny,baseline", help="which to run (comma-separated)")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=400.0,
                     help="a run still going after this many seconds stops (its makespan is reported as at least that)")
