@@ -29,6 +29,7 @@ from .config import (
     format_duration,
     parse_address,
     parse_bytes,
+    parse_cap,
     parse_duration,
     parse_hosts,
     parse_share,
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                          f"{format_duration(DEFAULT_EVICTION_GRACE)})")
     pl.add_argument("--batch-share", default=None, metavar="FRACTION",
                     help="share of the slots delay-tolerant calls may take, in (0, 1] (default: $GRANNY_BATCH_SHARE or 1)")
+    pl.add_argument("--fusion-cap", default=None, metavar="N",
+                    help="delay-tolerant async calls one granule runs at once while they wait on I/O; 1 turns fusion "
+                         "off (default: $GRANNY_FUSION_CAP or 32)")
     pl.add_argument("--policy", default=None, choices=_PolicyNames(), metavar="NAME",
                     help="placement and migration policy: %(choices)s (default: the one the journal names, else bin-pack; "
                          "change it at run time with `granny policy set`); see docs/policies.md")
@@ -299,6 +303,8 @@ def planner_config(args: argparse.Namespace) -> Config:
         config = config.with_(restart_grace=args.restart_grace)
     if args.batch_share is not None:
         config = config.with_(batch_share=parse_share(args.batch_share, "--batch-share"))
+    if args.fusion_cap is not None:
+        config = config.with_(fusion_cap=parse_cap(args.fusion_cap, "--fusion-cap"))
     if args.eviction_grace:
         config = config.with_(eviction_grace=parse_duration(args.eviction_grace, "--eviction-grace"))
     return config

@@ -44,6 +44,8 @@ ENV_TLS_SERVER_NAME = "GRANNY_TLS_SERVER_NAME"  # name to verify in the certific
 ENV_RETAIN = "GRANNY_RETAIN"
 ENV_EVICTION_GRACE = "GRANNY_EVICTION_GRACE"  # the grace of an eviction notice that names none
 ENV_BATCH_SHARE = "GRANNY_BATCH_SHARE"  # the share of the slots delay-tolerant calls may take (planner/batch.py)
+ENV_FUSION_CAP = "GRANNY_FUSION_CAP"  # delay-tolerant async calls in flight on one granule (planner/fusion.py)
+DEFAULT_FUSION_CAP = 32
 DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 2 min, GCP 30 s, Azure 30 s)
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
 # the shared-memory segments they create as this worker's, so its sweep removes only those.
@@ -194,6 +196,17 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def parse_cap(raw: object, what: str = "cap") -> int:
+    """A whole number of calls, 1 <= cap <= 10000 (ConfigError otherwise)."""
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ConfigError(f"{what} must be a whole number of calls, got {raw!r}") from None
+    if not 1 <= value <= 10_000:
+        raise ConfigError(f"{what} must be between 1 and 10000, got {value}")
+    return value
+
+
 def parse_share(raw: object, what: str = "share") -> float:
     """A fraction of the cluster's slots, 0 < share <= 1 (ConfigError otherwise)."""
     try:
@@ -250,7 +263,7 @@ class Config:
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
                  "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user", "eviction_grace",
-                 "batch_share")
+                 "batch_share", "fusion_cap")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -279,6 +292,8 @@ class Config:
     # Planner: an eviction notice that names no grace period (`granny hosts evict HOST`) ends after this long.
     eviction_grace: float
     batch_share: float
+    # Planner: delay-tolerant async calls one granule runs at once on its event loop (1: no fusion).
+    fusion_cap: int
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
@@ -288,7 +303,7 @@ class Config:
                  handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
                  tls_key: str = "", retain: float | None = None,
                  granule_user: str | None = None, eviction_grace: float | None = None,
-                 batch_share: float | None = None) -> None:
+                 batch_share: float | None = None, fusion_cap: int | None = None) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -316,6 +331,8 @@ class Config:
             else _env_duration(ENV_EVICTION_GRACE, DEFAULT_EVICTION_GRACE),
             "batch_share": parse_share(batch_share if batch_share is not None else os.environ.get(ENV_BATCH_SHARE, "1"),
                                        "batch share"),
+            "fusion_cap": parse_cap(fusion_cap if fusion_cap is not None
+                                    else os.environ.get(ENV_FUSION_CAP, str(DEFAULT_FUSION_CAP)), "fusion cap"),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
+from . import fusion
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
 from .records import Action, Kill, Request
@@ -48,6 +49,8 @@ class Delayed:
     req_id: str = field(compare=False)
     key: str = field(compare=False)  # what the runtime estimate is kept under (the function)
     started: float | None = field(default=None, compare=False)  # when it was placed
+    fuse: bool = field(default=False, compare=False)  # an async call that may share a granule (fusion.py)
+    granule: str = field(default="", compare=False)  # the fused granule it runs on ("" if not fused)
 
 
 class Batch:
@@ -61,6 +64,9 @@ class Batch:
         self.now = 0.0
         self.seq = 0
         self.preempted_for: set[str] = set()  # latency-sensitive requests that already had calls stopped for them
+        self.fuse_cap = fusion.DEFAULT_CAP
+        self.fused: set[str] = set()  # granules running fused calls (each holds one slot)
+        self.fused_calls = 0
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -77,7 +83,8 @@ class Batch:
         return min(starts, default=None)
 
     def running(self) -> int:
-        return len(self.known) - len(self.waiting)
+        """Slots taken by delay-tolerant calls: a fused granule's calls take one between them."""
+        return len(self.known) - len(self.waiting) - self.fused_calls + len(self.fused)
 
 
 class BatchEvents:
@@ -103,14 +110,14 @@ class BatchEvents:
         return st.schedule() if len(st.queue) != before else []
 
 
-def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float) -> list[Action]:
+def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float, fuse: bool = False) -> list[Action]:
     """Queue a delay-tolerant request (already in ``st.requests``), or refuse it if its deadline cannot be met."""
     b = st.batch
     b.now = max(b.now, now)
     b.keys.add(key)
     deadline = math.inf if tolerance < 0 else now + tolerance
     b.seq += 1
-    d = Delayed(deadline, now, b.seq, req_id, key)
+    d = Delayed(deadline, now, b.seq, req_id, key, fuse=fuse and b.fuse_cap > 1)
     why = refusal(st, d, tolerance)
     if why:
         b.counts["refused"] += 1
@@ -154,16 +161,43 @@ def place(st: PlannerState) -> list[Action]:
     b = st.batch
     cap = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive)))
     actions: list[Action] = []
-    while b.waiting and b.running() < cap:
+    while b.waiting:
         d = b.waiting[0]
-        placed = st.place_now(st.requests[d.req_id])
-        if placed is None:
-            break  # every call here needs one slot: if the first cannot be placed now, none can
+        room = fusion.with_room(st, d) if d.fuse and b.fused else None
+        if room is not None:
+            placed = fusion.attach(st, d, room)
+            d.granule = room.granule_id
+        elif b.running() >= cap:
+            break
+        else:
+            own = st.place_now(st.requests[d.req_id])
+            if own is None:
+                break  # every call here needs one slot: if the first cannot be placed now, none can
+            placed = fusion.started(st, d, own) if d.fuse else own
         b.waiting.pop(0)
         d.started = b.now
+        if d.granule:
+            fusion.note(st, d)
         if b.now > d.submitted:
             b.counts["delayed"] += 1
         actions += placed
+    if b.waiting and b.fused:  # fusable calls behind the head may still share a fused granule's slot
+        actions += _fuse_behind(st)
+    return actions
+
+
+def _fuse_behind(st: PlannerState) -> list[Action]:
+    b = st.batch
+    actions: list[Action] = []
+    for d in [d for d in b.waiting if d.fuse]:
+        room = fusion.with_room(st, d)
+        if room is None:
+            continue
+        b.waiting.remove(d)
+        actions += fusion.attach(st, d, room)
+        d.granule, d.started = room.granule_id, b.now
+        fusion.note(st, d)
+        b.counts["delayed"] += 1 if b.now > d.submitted else 0
     return actions
 
 
@@ -179,7 +213,8 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
     candidates = []
     for rid, d in b.known.items():
         other = st.requests.get(rid)
-        if other is None or not other.restartable or d.started is None or other.tasks[0].state is not TaskState.RUNNING:
+        if (other is None or not other.restartable or d.started is None or d.granule
+                or other.tasks[0].state is not TaskState.RUNNING):
             continue
         slack = d.deadline - b.now - 2 * b.estimate(d.key) - MARGIN
         if slack >= 0:
@@ -226,6 +261,8 @@ def ended(st: PlannerState, req_id: str) -> None:
         return
     if d in b.waiting:
         b.waiting.remove(d)
+    if d.granule:
+        fusion.ended(st, d)
     req = st.requests.get(req_id)
     if req is None or any(t.state is not TaskState.SUCCEEDED for t in req.tasks):
         b.counts["failed"] += 1

@@ -29,6 +29,7 @@ class Dispatch:
     index: int
     prefetched: bool = False  # queued behind the granule's running task (it may yet be Skipped)
     thaw: int = 0  # a frozen world's generation: the granule resumes the rank from its stored state
+    fused: bool = False  # a delay-tolerant async call, run beside others on the granule's event loop (fusion.py)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ class PlannerServer:
         self.secret = secret
         self.token = token
         self.state = PlannerState(config.heartbeat_timeout)
-        self.state.batch.share = config.batch_share
+        self.state.batch.share, self.state.batch.fuse_cap = config.batch_share, config.fusion_cap
         self.policy_flag = policy  # the policy itself is chosen in _restore: the journal may name one
         self.loop = asyncio.get_running_loop()
         self.gate = HandshakeGate(self.loop, config.handshake_timeout, config.max_unauthenticated)
@@ -330,7 +330,7 @@ class PlannerServer:
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate,
                                      retries=msg.retries, tolerance=msg.delay_tolerance, key=msg.fn_key or msg.name,
-                                     now=self.loop.time(), restartable=msg.restartable))
+                                     now=self.loop.time(), restartable=msg.restartable, fuse=msg.fuse))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
@@ -507,7 +507,7 @@ class PlannerServer:
             return
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                   segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint,
+                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint, fused=action.fused,
                   attempts=self.state.requests[sub.req_id].reruns + 1 if self.state.requests[sub.req_id].reruns else 0,
                   grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
         owner = payload.owner

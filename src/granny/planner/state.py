@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from . import batch, eviction, leases, migration
+from . import batch, eviction, fusion, leases, migration
 from .batch import Batch, BatchEvents
 from .capacity import HostViews
 from .grace import Grace
@@ -226,7 +226,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
     def _lose_granule(self, granule: Granule, kind: str, why: str) -> list[Action]:
         """The running task fails; prefetched ones never started, so they go back to the queue."""
         actions: list[Action] = []
-        running, waiting = granule.tasks[:1], granule.tasks[1:]
+        running, waiting = (granule.tasks, []) if fusion.lost(self, granule) else (granule.tasks[:1], granule.tasks[1:])
         granule.tasks = []
         for req_id, index in running:
             req = self.requests[req_id]
@@ -313,7 +313,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
                prefetch: bool = False, gang: bool = False, lease: bool = False, tenant: str = "",
                hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True, retries: int = 0,
-               tolerance: float = 0.0, key: str = "", now: float = 0.0, restartable: bool = False) -> list[Action]:
+               tolerance: float = 0.0, key: str = "", now: float = 0.0, restartable: bool = False, fuse: bool = False) -> list[Action]:
         """``tenant``, ``hosts`` (a pinned placement) and ``migrate`` go to the policy with the request;
         ``retries``: an idempotent call runs again elsewhere (at most that many times) if its host dies;
         ``tolerance`` != 0: a delay-tolerant call of function ``key``, submitted at ``now`` (batch.py)."""
@@ -333,7 +333,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
             # Nothing waits behind a delay-tolerant call on its granule: latency-sensitive work gets a free
             # slot, or (restartable) the call's own.
             self.requests[req_id].restartable, self.requests[req_id].prefetch = restartable, False
-            return batch.submit(self, req_id, key, tolerance, now) + self.schedule()
+            return batch.submit(self, req_id, key, tolerance, now, fuse) + self.schedule()
         self.queue.append(req_id)
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
@@ -420,7 +420,9 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
                 actions += self.migrations.drop(req_id, self.granules)
         if was_running and event is TaskEvent.CANCEL:
             granule = self.granules.get(task.granule_id)
-            if granule is not None and granule.task == (req_id, index):
+            if granule is not None and granule.granule_id in self.batch.fused:  # the others run on
+                actions += fusion.cancel(self, granule, (req_id, index))
+            elif granule is not None and granule.task == (req_id, index):
                 # The granule stays busy until it is really gone; its exit frees the slot.
                 actions.append(Kill(granule.host_id, granule.granule_id, "cancelled"))
                 granule.tasks = [t for t in granule.tasks if t != (req_id, index)]

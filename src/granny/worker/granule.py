@@ -46,6 +46,7 @@ from ..transport.lane import COPY_MAX, LaneDialer
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
+from . import fused
 from .capture import FdCapture
 from .granule_user import set_dumpable
 from .outbox import Link
@@ -138,6 +139,9 @@ class Granule:
             run, body, gen = runs.popleft()
             if (run.req_id, run.index) in skipped:
                 skipped.discard((run.req_id, run.index))
+                continue
+            if run.fused:  # a delay-tolerant async call: others may join it on an event loop
+                fused.serve(self, run, body, gen, runs, skipped)
                 continue
             if not link.start_task(run.req_id, run.index, gen, run.grant):
                 continue  # sent by a planner that went away: the new one dispatches it again
@@ -267,7 +271,7 @@ class Granule:
         """Run a function task: its return value (or its exception) is the result."""
         ok = Done(req_id=run.req_id, index=run.index, status=Status.OK)
         try:
-            value = call()
+            value = fused.settle(call())  # an async def function's coroutine runs to its end
         except MigratedAway:
             raise
         except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
