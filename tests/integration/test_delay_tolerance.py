@@ -87,3 +87,49 @@ def test_a_restartable_call_gives_its_slot_to_latency_sensitive_work_and_runs_ag
             assert client.query("counters")["batch"]["preempted"] == 1
     finally:
         cluster.stop()
+
+
+def spin_until(pidfile: str, flag: str) -> int:
+    import os
+
+    with open(pidfile, "w") as fh:
+        fh.write(str(os.getpid()))
+    spins = 0
+    while not os.path.exists(flag):  # busy, and no migration point: it can only be paused
+        spins += 1
+    return os.getpid()
+
+
+def read_fifo(path: str) -> str:
+    with open(path) as fh:  # blocks until the test writes: the call is running meanwhile
+        return fh.read()
+
+
+def test_a_call_that_cannot_restart_is_paused_for_latency_sensitive_work_and_continues(tmp_path: Path) -> None:
+    import os
+
+    pidfile, flag, fifo = tmp_path / "pid", tmp_path / "flag", tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            background = client.options(delay_tolerance=120).submit(spin_until, str(pidfile), str(flag))
+            wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=60, what="the background call running")
+            pid = int(pidfile.read_text())
+            urgent = client.submit(read_fifo, str(fifo))  # finds the only slot taken
+
+            def state() -> str:
+                with open(f"/proc/{pid}/status") as fh:
+                    return next(line.split()[1] for line in fh if line.startswith("State:"))
+
+            wait_for(lambda: state() == "T", timeout=60, what="the background call's process stopped")
+            flag.touch()  # it cannot see this while it is stopped
+            with open(fifo, "w") as fh:  # the latency-sensitive call runs while the other is paused
+                fh.write("urgent")
+            assert urgent.result(timeout=60) == "urgent"
+            assert background.result(timeout=60) == pid  # the same process went on: not restarted
+            counts = client.query("counters")["batch"]
+            assert counts["paused"] == 1 and counts["resumed"] == 1 and counts["met"] == 1, counts
+            assert counts.get("preempted", 0) == 0
+    finally:
+        cluster.stop()

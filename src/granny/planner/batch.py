@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from . import fusion
+from . import fusion, pausing
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
 from .records import Action, Kill, Request
@@ -51,6 +51,7 @@ class Delayed:
     started: float | None = field(default=None, compare=False)  # when it was placed
     fuse: bool = field(default=False, compare=False)  # an async call that may share a granule (fusion.py)
     granule: str = field(default="", compare=False)  # the fused granule it runs on ("" if not fused)
+    ran: float = field(default=0.0, compare=False)  # seconds it ran before it was last paused (pausing.py)
 
 
 class Batch:
@@ -67,6 +68,7 @@ class Batch:
         self.fuse_cap = fusion.DEFAULT_CAP
         self.fused: set[str] = set()  # granules running fused calls (each holds one slot)
         self.fused_calls = 0
+        self.paused: dict[str, str] = {}  # paused calls (request -> granule), see pausing.py
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -80,7 +82,8 @@ class Batch:
 
     def next_deadline(self) -> float | None:
         starts = [self.latest_start(d) for d in self.waiting if math.isfinite(d.deadline)]
-        return min(starts, default=None)
+        resumes = pausing.next_deadline(self) if self.paused else None
+        return min([*starts, resumes] if resumes is not None else starts, default=None)
 
     def running(self) -> int:
         """Slots taken by delay-tolerant calls: a fused granule's calls take one between them."""
@@ -107,7 +110,8 @@ class BatchEvents:
         st = self._st()
         before = len(st.queue)
         promote(st, now)
-        return st.schedule() if len(st.queue) != before else []
+        actions = pausing.resume(st, force=True) if st.batch.paused else []  # latest resume times that came
+        return actions + (st.schedule() if len(st.queue) != before else [])
 
 
 def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float, fuse: bool = False) -> list[Action]:
@@ -143,7 +147,7 @@ def refusal(st: PlannerState, new: Delayed, tolerance: float) -> str:
         return (f"the call needs about {own:.3g}s (its observed runtime) but its deadline is {tolerance:g}s away: "
                 "it cannot be met")
     slots = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive and h.host_id not in st.evicting)))
-    busy = sorted(max(b.now, d.started + b.estimate(d.key)) for d in b.known.values() if d.started is not None)
+    busy = sorted(max(b.now, d.started + b.estimate(d.key) - d.ran) for d in b.known.values() if d.started is not None)
     free = sorted((busy + [b.now] * slots)[:slots]) if len(busy) < slots else busy[:slots]
     for d in sorted([*b.waiting, new]):
         start = heapq.heappop(free)
@@ -160,7 +164,7 @@ def place(st: PlannerState) -> list[Action]:
     """Start waiting calls, earliest deadline first, in the slots left free (up to the share cap)."""
     b = st.batch
     cap = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive)))
-    actions: list[Action] = []
+    actions: list[Action] = pausing.resume(st) if b.paused else []  # paused calls first: they hold deadlines
     while b.waiting:
         d = b.waiting[0]
         room = fusion.with_room(st, d) if d.fuse and b.fused else None
@@ -213,7 +217,7 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
     candidates = []
     for rid, d in b.known.items():
         other = st.requests.get(rid)
-        if (other is None or not other.restartable or d.started is None or d.granule
+        if (other is None or not other.restartable or d.started is None or d.granule or rid in b.paused
                 or other.tasks[0].state is not TaskState.RUNNING):
             continue
         slack = d.deadline - b.now - 2 * b.estimate(d.key) - MARGIN
@@ -221,6 +225,9 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
             candidates.append((slack, d.seq, rid))
     free = sum(max(0, min(h.slots - h.busy(), len(h.idle()))) for h in st.hosts.values() if h.alive)
     if not candidates or len(candidates) + free < needed:
+        if req.n == 1 and not req.hosts and not req.gang and free < needed:  # the last resort (pausing.py)
+            b.preempted_for.add(req.req_id)
+            return pausing.pause_for(st, req, needed - free)
         return []  # stopping calls would not make room for it
     b.preempted_for.add(req.req_id)
     actions: list[Action] = []
@@ -263,6 +270,8 @@ def ended(st: PlannerState, req_id: str) -> None:
         b.waiting.remove(d)
     if d.granule:
         fusion.ended(st, d)
+    if b.paused:
+        pausing.forget(st, req_id)
     req = st.requests.get(req_id)
     if req is None or any(t.state is not TaskState.SUCCEEDED for t in req.tasks):
         b.counts["failed"] += 1
@@ -280,6 +289,7 @@ def describe(st: PlannerState, req_id: str) -> dict[str, object]:
         return {}
     finite = math.isfinite(d.deadline)
     return {"delay_tolerant": True, "deadline_in": round(d.deadline - b.now, 3) if finite else None,
-            "slack": round(b.latest_start(d) - b.now, 3) if finite else None, "waiting": d in b.waiting}
+            "slack": round(b.latest_start(d) - b.now, 3) if finite else None, "waiting": d in b.waiting,
+            "paused": req_id in b.paused, "fused": bool(d.granule)}
 
 

@@ -48,6 +48,7 @@ class Kill:
     host_id: str
     granule_id: str
     reason: str
+    signal: str = ""  # "STOP" / "CONT": pause or continue the granule instead (planner/pausing.py)
 
 
 @dataclass(frozen=True)

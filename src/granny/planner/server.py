@@ -449,7 +449,7 @@ class PlannerServer:
             elif isinstance(action, Kill):
                 worker = self.workers.get(action.host_id)
                 if worker is not None:
-                    worker.send(KillGranule(granule_id=action.granule_id, reason=action.reason))
+                    worker.send(KillGranule(granule_id=action.granule_id, reason=action.reason, signal=action.signal))
             elif isinstance(action, Skip):
                 conn = self.granule_conns.get(action.granule_id)
                 if conn is not None:

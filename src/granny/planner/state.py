@@ -263,7 +263,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
         if pruned := self.retention.tick(self, now):
             actions.append(pruned)
         actions += eviction.tick(self, now) if self.evictions.notices else []
-        actions += self.batch_tick(now) if self.batch.waiting else []
+        actions += self.batch_tick(now) if self.batch.waiting or self.batch.paused else []
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:
@@ -536,7 +536,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
             self.queue.popleft()
             view, full = None, None
             actions += self.assign(req, pending, decision.hosts)
-        if self.batch.waiting and not self.queue:  # delay-tolerant calls take the slots left free
+        if (self.batch.waiting or self.batch.paused) and not self.queue:  # delay-tolerant calls take the slots left free
             actions += batch.place(self)
         if self.migrations.points:
             actions += migration.hints(self)

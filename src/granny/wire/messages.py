@@ -329,6 +329,7 @@ class Spawn(_Msg, tag="spawn"):
 class KillGranule(_Msg, tag="kill"):
     granule_id: str
     reason: str = ""
+    signal: str = ""  # "STOP" / "CONT": pause or continue the granule's process instead of killing it
 
 
 class Registered(_Msg, tag="registered"):

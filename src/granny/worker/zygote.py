@@ -85,11 +85,16 @@ def main() -> None:
                 for pid, gid in children.items():
                     if gid == cmd["kill"]:
                         _kill(pid)
+            elif "signal" in cmd:  # pause or continue a granule (planner/pausing.py)
+                sig = signal.SIGSTOP if cmd.get("sig") == "STOP" else signal.SIGCONT
+                for pid, gid in children.items():
+                    if gid == cmd["signal"]:
+                        _kill(pid, sig)
 
 
-def _kill(pid: int) -> None:
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 

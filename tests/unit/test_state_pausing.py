@@ -1,0 +1,75 @@
+"""Preemption by pausing in PlannerState (pure; planner/pausing.py): a delay-tolerant call that cannot be
+restarted is paused (SIGSTOP) for latency-sensitive work, continued when a slot frees, and continued at
+its latest resume time at the latest, so that it still meets its deadline."""
+
+from __future__ import annotations
+
+from granny.planner.state import Dispatch, Kill, PlannerState, SpawnGranules
+
+from .test_state import add_host, of
+
+
+def one_slot(granules: int = 2) -> PlannerState:
+    s = PlannerState(1000.0)  # no host is declared dead in these tests
+    add_host(s, "h1", 1, granules=granules)
+    return s
+
+
+def signals(actions: list[object]) -> list[tuple[str, str]]:
+    return [(k.granule_id, k.signal) for k in of(actions, Kill)]  # type: ignore[arg-type]
+
+
+def test_latency_sensitive_work_pauses_a_call_that_cannot_restart_and_it_continues_after() -> None:
+    s = one_slot()
+    s.batch.observe("f", 1.0)
+    (bg,) = of(s.submit("bg", "a", 1, tolerance=100.0, key="f", now=0.0), Dispatch)
+    acts = s.submit("ls", "a", 1, now=0.2)
+    assert signals(acts) == [(bg.granule_id, "STOP")]
+    (ls,) = of(acts, Dispatch)  # at once, on the spare granule: the paused one lent its slot
+    assert ls.req_id == "ls" and ls.granule_id != bg.granule_id and s.batch.counts["paused"] == 1
+    assert s.hosts["h1"].busy() == 1
+    _, acts = s.task_done(ls.granule_id, "ls", 0, True)
+    assert signals(acts) == [(bg.granule_id, "CONT")] and not s.batch.paused
+    s.batch_tick(1.5)
+    assert s.task_done(bg.granule_id, "bg", 0, True)[0]
+    assert s.batch.counts["met"] == 1 and s.batch.counts["resumed"] == 1
+
+
+def test_without_an_idle_granule_the_host_is_asked_for_one() -> None:
+    s = one_slot(granules=1)
+    s.submit("bg", "a", 1, tolerance=-1, key="f", now=0.0)
+    acts = s.submit("ls", "a", 1, now=0.1)
+    assert [k.signal for k in of(acts, Kill)] == ["STOP"] and of(acts, SpawnGranules) and not of(acts, Dispatch)
+    acts = s.granule_connected("h1", "h1-spare", None)
+    assert [d.req_id for d in of(acts, Dispatch)] == ["ls"]
+
+
+def test_no_pause_when_the_call_could_then_miss_its_deadline() -> None:
+    s = one_slot()
+    s.batch.observe("f", 1.0)
+    s.submit("bg", "a", 1, tolerance=1.5, key="f", now=0.0)  # 1 s of work left counted twice: 2 s > 1.5 s
+    acts = s.submit("ls", "a", 1, now=0.0)
+    assert of(acts, Kill) == [] and of(acts, Dispatch) == [] and s.batch.counts["paused"] == 0
+
+
+def test_a_paused_call_is_continued_at_its_latest_resume_time_even_without_a_free_slot() -> None:
+    s = one_slot()
+    s.batch.observe("f", 2.0)
+    (bg,) = of(s.submit("bg", "a", 1, tolerance=10.0, key="f", now=0.0), Dispatch)
+    s.batch.now = 0.5
+    s.submit("ls", "a", 1, now=0.5)  # ran 0.5 s of 2: 1.5 s left, counted twice -> resume by 10 - 3 - 0.05
+    due = s.batch.next_deadline()
+    assert due is not None and abs(due - 6.95) < 1e-6
+    assert signals(s.tick(6.9)) == []
+    assert signals(s.tick(6.95)) == [(bg.granule_id, "CONT")]  # the latency-sensitive call still runs
+    assert s.hosts["h1"].busy() == 2  # oversubscribed for a moment: the deadline comes first
+
+
+def test_restartable_calls_are_preferred_to_pausing_and_fused_calls_are_never_paused() -> None:
+    s = one_slot(granules=3)
+    s.hosts["h1"].slots = 2
+    (r,) = of(s.submit("r", "a", 1, tolerance=100.0, key="f", now=0.0, restartable=True), Dispatch)
+    s.submit("fz", "a", 1, tolerance=100.0, key="g", now=0.0, fuse=True)
+    acts = s.submit("ls", "a", 1, now=0.1)
+    assert [(k.granule_id, k.signal) for k in of(acts, Kill)] == [(r.granule_id, "")]  # killed, to run again
+    assert s.batch.counts["paused"] == 0
