@@ -128,8 +128,71 @@ def test_a_call_that_cannot_restart_is_paused_for_latency_sensitive_work_and_con
                 fh.write("urgent")
             assert urgent.result(timeout=60) == "urgent"
             assert background.result(timeout=60) == pid  # the same process went on: not restarted
-            counts = client.query("counters")["batch"]
-            assert counts["paused"] == 1 and counts["resumed"] == 1 and counts["met"] == 1, counts
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 1 and c, timeout=30,
+                              what="the deadline counted")
+            assert counts["paused"] == 1 and counts["resumed"] == 1, counts
             assert counts.get("preempted", 0) == 0
     finally:
+        cluster.stop()
+
+
+def test_queued_delay_tolerant_calls_keep_their_deadlines_across_a_planner_kill9(tmp_path: Path) -> None:
+    import contextlib
+    import sqlite3
+    import time
+
+    from granny.errors import GrannyError
+
+    from .test_functions import block_until
+    from .test_recovery import restart_planner
+
+    gate = tmp_path / "gate"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            relaxed = client.options(delay_tolerance=120)
+            assert relaxed.submit(slow, 0.3).result(timeout=60) == 0.3  # its runtime estimate is journaled
+            blocker = client.submit(block_until, str(gate))  # holds the only slot
+            wait_for(lambda: client.query("hosts")[0]["used"] == 1, timeout=60, what="the slot taken")
+            t0 = time.time()
+            queued = [relaxed.submit(slow, 0.3) for _ in range(2)] + [client.options(delay_tolerance=-1).submit(slow, 0.3)]
+
+            def described() -> dict[str, dict[str, object]]:
+                try:
+                    return {g["req_id"]: g for g in client.query("app", client.app_id)["granules"]}
+                except GrannyError:  # the planner is being restarted
+                    return {}
+
+            def journaled() -> bool:  # (else the client resubmits them: deadlines from then on)
+                with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'data' / 'journal.sqlite'}?mode=ro",
+                                                        uri=True)) as db:
+                    ids = {r[0] for r in db.execute("SELECT req_id FROM requests")}
+                return all(f.req_id in ids for f in queued)
+
+            def all_waiting() -> bool:
+                rows = described()
+                return all(rows.get(f.req_id, {}).get("waiting") for f in queued)
+
+            wait_for(all_waiting, timeout=60, what="the calls in the batch queue")
+            wait_for(journaled, timeout=60, what="the calls in the planner's journal")
+            restart_planner(cluster, True, "--restart-grace", "1")
+            wait_for(all_waiting, timeout=60, what="the calls back in the batch queue after the restart grace")
+            before = time.time()
+            rows = described()
+            for f in queued[:2]:
+                row = rows[f.req_id]
+                deadline_in, slack = float(row["deadline_in"]), float(row["slack"])  # type: ignore[arg-type]
+                # Counted from the original submission (journal lag aside), not from the restart:
+                assert deadline_in <= 120 - (before - t0) + 0.5, (deadline_in, before - t0)
+                assert deadline_in - slack >= 0.3  # latest start = deadline - estimate - margin: the estimate survived
+            assert rows[queued[2].req_id]["deadline_in"] is None  # "whenever" stays whenever
+            gate.touch()
+            assert blocker.result(timeout=60) == "local"
+            assert [f.result(timeout=60) for f in queued] == [0.3, 0.3, 0.3]
+            # (A result may reach its client, over its lane, before the planner has counted it.)
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 3 and c, timeout=30,
+                              what="the deadlines counted")
+            assert counts["restored"] == 3 and counts.get("missed", 0) == 0, counts
+    finally:
+        gate.touch()
         cluster.stop()

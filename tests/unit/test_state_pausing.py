@@ -73,3 +73,21 @@ def test_restartable_calls_are_preferred_to_pausing_and_fused_calls_are_never_pa
     acts = s.submit("ls", "a", 1, now=0.1)
     assert [(k.granule_id, k.signal) for k in of(acts, Kill)] == [(r.granule_id, "")]  # killed, to run again
     assert s.batch.counts["paused"] == 0
+
+
+def test_a_call_that_ends_as_it_is_paused_gets_its_granule_continued() -> None:
+    """Its Done was on its way when the pause was decided: the granule must not stay stopped (found by an
+    integration test: the next call dispatched there never ran)."""
+    s = one_slot()
+    (bg,) = of(s.submit("bg", "a", 1, tolerance=-1, key="f", now=0.0), Dispatch)
+    assert signals(s.submit("ls", "a", 1, now=0.1))[0] == (bg.granule_id, "STOP")
+    _, acts = s.task_done(bg.granule_id, "bg", 0, True)
+    assert signals(acts) == [(bg.granule_id, "CONT")] and not s.batch.paused
+    assert not s.granules[bg.granule_id].waiting
+
+
+def test_cancelling_a_paused_call_kills_its_granule() -> None:
+    s = one_slot()
+    (bg,) = of(s.submit("bg", "a", 1, tolerance=-1, key="f", now=0.0), Dispatch)
+    s.submit("ls", "a", 1, now=0.1)
+    assert (bg.granule_id, "") in signals(s.cancel(req_id="bg")) and not s.batch.paused

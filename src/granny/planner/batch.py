@@ -69,6 +69,8 @@ class Batch:
         self.fused: set[str] = set()  # granules running fused calls (each holds one slot)
         self.fused_calls = 0
         self.paused: dict[str, str] = {}  # paused calls (request -> granule), see pausing.py
+        self.restored: dict[str, Delayed] = {}  # journaled calls of a planner restart, until its grace ends
+        self.journaled: dict[str, float] = {}  # the runtime estimates last written to the journal (deadlines.py)
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -105,6 +107,21 @@ class BatchEvents:
         decision = pins_down(request, st.hosts) or st.policy.place(view, request)
         return st.assign(req, pending, decision.hosts) if isinstance(decision, Placement) else None
 
+    def readmit_restored(self) -> None:
+        """The restart grace ended: journaled delay-tolerant calls wait in this queue again, with their
+        deadlines (those a granule reported running count as started; finished ones are dropped)."""
+        b = self._st().batch
+        for rid, d in b.restored.items():
+            req = self._st().requests.get(rid)
+            if req is None or req.final():
+                continue
+            b.known[rid] = d
+            if req.tasks[0].state is TaskState.QUEUED:
+                bisect.insort(b.waiting, d)
+            else:
+                d.started = b.now
+        b.restored.clear()
+
     def batch_tick(self, now: float) -> list[Action]:
         """Move calls whose latest start has come to the head of the FIFO queue, and place."""
         st = self._st()
@@ -131,6 +148,19 @@ def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float
     b.known[req_id] = d
     b.counts["admitted"] += 1
     return []
+
+
+def restore(st: PlannerState, req_id: str, key: str, deadline: float, submitted: float, fuse: bool = False,
+            restartable: bool = False) -> None:
+    """A journaled delay-tolerant request (already restored into ``st.requests``) after a planner restart:
+    it was admitted before, so it is not checked again; it waits here until the restart grace ends."""
+    b = st.batch
+    b.keys.add(key)
+    b.seq += 1
+    b.restored[req_id] = Delayed(deadline, submitted, b.seq, req_id, key, fuse=fuse and b.fuse_cap > 1)
+    req = st.requests[req_id]
+    req.restartable, req.prefetch = restartable, False
+    b.counts["restored"] += 1
 
 
 def refusal(st: PlannerState, new: Delayed, tolerance: float) -> str:
@@ -260,18 +290,18 @@ def promote(st: PlannerState, now: float) -> None:
         b.counts["promoted"] += 1
 
 
-def ended(st: PlannerState, req_id: str) -> None:
-    """A delay-tolerant request ended: count its deadline met or missed."""
+def ended(st: PlannerState, req_id: str) -> list[Action]:
+    """A delay-tolerant request ended: count its deadline met or missed. A paused one's granule is
+    continued (its call may have ended just as it was paused, or be cancelled while paused)."""
     b = st.batch
     d = b.known.pop(req_id, None)
     if d is None:
-        return
+        return []
     if d in b.waiting:
         b.waiting.remove(d)
     if d.granule:
         fusion.ended(st, d)
-    if b.paused:
-        pausing.forget(st, req_id)
+    actions = pausing.continue_(st, req_id) if req_id in b.paused else []
     req = st.requests.get(req_id)
     if req is None or any(t.state is not TaskState.SUCCEEDED for t in req.tasks):
         b.counts["failed"] += 1
@@ -279,6 +309,7 @@ def ended(st: PlannerState, req_id: str) -> None:
         b.counts["met"] += 1
     else:
         b.counts["missed"] += 1
+    return actions
 
 
 def describe(st: PlannerState, req_id: str) -> dict[str, object]:

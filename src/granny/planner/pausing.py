@@ -106,19 +106,20 @@ def resume(st: PlannerState, force: bool = False) -> list[Action]:
             b.paused.pop(rid)  # gone; its end is reported by its exit
             continue
         if host.slots - host.busy() > 0 or (force and latest_resume(b, d) <= b.now):
-            actions.append(continue_(st, rid))
+            actions += continue_(st, rid)
     return actions
 
 
-def continue_(st: PlannerState, rid: str) -> Action:
+def continue_(st: PlannerState, rid: str) -> list[Action]:
+    """Continue paused call ``rid``'s granule (also when the call has just ended: see batch.ended)."""
     b = st.batch
-    granule = st.granules[b.paused.pop(rid)]
+    granule = st.granules.get(b.paused.pop(rid))
+    d = b.known.get(rid)
+    if d is not None:
+        d.started = b.now  # a new run segment: what ran before is in d.ran
+    if granule is None:
+        return []  # it died (its exit ended the call)
     granule.waiting = False
-    b.known[rid].started = b.now  # a new run segment: what ran before is in d.ran
     b.counts["resumed"] += 1
-    return Kill(granule.host_id, granule.granule_id, "resumed", signal="CONT")
+    return [Kill(granule.host_id, granule.granule_id, "resumed", signal="CONT")]
 
-
-def forget(st: PlannerState, rid: str) -> None:
-    """A paused call ended (cancelled, or its granule died)."""
-    st.batch.paused.pop(rid, None)

@@ -154,8 +154,7 @@ class PlannerServer:
         self.set_policy(selection.at_start(self.policy_flag, restored.settings.get(selection.SETTING)))
         self.functions = restored.functions
         kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
-        frozen = {r[0]: int(r[1]) for r in self.journal.query("SELECT req_id, gen FROM frozen")}
-        checkpoints = {r[0]: int(r[1]) for r in self.journal.query("SELECT req_id, ckpt FROM checkpoints")}
+        frozen, checkpoints = ({r[0]: int(r[1]) for r in self.journal.query(f"SELECT req_id, {c} FROM {t}")} for t, c in (("frozen", "gen"), ("checkpoints", "ckpt")))
         count = held = 0
         seed_retention(self, restored)
         for req_id, app_id, header, payload in restored.requests:
@@ -182,6 +181,7 @@ class PlannerServer:
             count += 1
         if count or held:
             log.info("restored %d unfinished requests from the journal (%d wait for their client)", count, held)
+        deadlines.restore(self, restored.settings)  # delay-tolerant calls keep their deadlines and estimates
         self.state.start_grace(self.loop.time(), self.config.restart_grace)
 
     async def _tick_forever(self) -> None:

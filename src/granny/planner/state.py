@@ -415,7 +415,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
             self.finished.append(req_id)
             self.rendezvous.drop(req_id)
             if self.batch.known:
-                batch.ended(self, req_id)
+                actions += batch.ended(self, req_id)
             if self.migrations.points or self.migrations.sources:
                 actions += self.migrations.drop(req_id, self.granules)
         if was_running and event is TaskEvent.CANCEL:
@@ -543,7 +543,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
         return actions
 
     def delay_tolerant(self, req_id: str) -> bool:  # waits or runs apart from the FIFO queue (batch.py)
-        return req_id in self.batch.known
+        return req_id in self.batch.known or req_id in self.batch.restored
 
     def assign(self, req: Request, pending: list[int], hosts: tuple[str, ...]) -> list[Action]:
         """Start ``req``'s ``pending`` tasks on idle granules of ``hosts`` (one host per task)."""
