@@ -196,3 +196,21 @@ def test_queued_delay_tolerant_calls_keep_their_deadlines_across_a_planner_kill9
     finally:
         gate.touch()
         cluster.stop()
+
+
+def my_nice() -> tuple[int, int]:
+    import os
+
+    return os.getpid(), os.nice(0)  # (the calling thread's nice value)
+
+
+def test_delay_tolerant_calls_run_at_the_lowest_cpu_priority_and_the_granule_goes_back(tmp_path: Path) -> None:
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            pid, nice = client.options(delay_tolerance=-1).submit(my_nice).result(timeout=60)
+            assert nice == 19
+            pid_after, nice_after = client.submit(my_nice).result(timeout=60)
+            assert nice_after == 0 and pid_after == pid  # the same granule, back at full priority
+    finally:
+        cluster.stop()

@@ -52,6 +52,7 @@ class Delayed:
     fuse: bool = field(default=False, compare=False)  # an async call that may share a granule (fusion.py)
     granule: str = field(default="", compare=False)  # the fused granule it runs on ("" if not fused)
     ran: float = field(default=0.0, compare=False)  # seconds it ran before it was last paused (pausing.py)
+    promoted: bool = field(default=False, compare=False)  # its latest start came: it goes first, at full priority
 
 
 class Batch:
@@ -285,7 +286,7 @@ def promote(st: PlannerState, now: float) -> None:
     due = [d for d in b.waiting if b.latest_start(d) <= now]
     for d in sorted(due, reverse=True):  # the earliest deadline ends up first
         b.waiting.remove(d)
-        d.started = now  # counted as running from now on (it is placed before any other work)
+        d.started, d.promoted = now, True  # counted as running from now on (it is placed before any other work)
         st.queue.appendleft(d.req_id)
         b.counts["promoted"] += 1
 

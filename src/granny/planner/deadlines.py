@@ -41,6 +41,13 @@ def observe_runtime(p: PlannerServer, msg: Done) -> None:
             p.journal.setting(RUNTIME + key, repr(b.runtimes[key]))
 
 
+def background(p: PlannerServer, req_id: str) -> bool:
+    """Does the call run at the lowest CPU priority (worker/niceness.py)? Delay-tolerant ones do, unless
+    their latest start came (then they go first, and at full speed)."""
+    d = p.state.batch.known.get(req_id)
+    return d is not None and not d.promoted
+
+
 def restore(p: PlannerServer, settings: dict[str, str]) -> None:
     """After a restart: the journaled runtime estimates, and every restored delay-tolerant call with its deadline."""
     b = p.state.batch

@@ -46,7 +46,7 @@ from ..transport.lane import COPY_MAX, LaneDialer
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
-from . import fused
+from . import fused, niceness
 from .capture import FdCapture
 from .granule_user import set_dumpable
 from .outbox import Link
@@ -145,7 +145,9 @@ class Granule:
                 continue
             if not link.start_task(run.req_id, run.index, gen, run.grant):
                 continue  # sent by a planner that went away: the new one dispatches it again
+            before = niceness.enter(run.background)  # a delay-tolerant call yields the cores (niceness.py)
             done, segments = self.execute(run, body)
+            done.retiring = not niceness.leave(before) or done.retiring
             # The lane saves a hop when calls come one at a time. In a stream (this task waited
             # behind another, or more wait behind it) the planner's batching serves throughput better.
             if run.reply_to and not run.prefetched and not runs and self._hand_over(run, done, segments):

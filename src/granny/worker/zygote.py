@@ -134,6 +134,9 @@ def _fork_granule(granule_id: str, unix_path: str, credential: bytearray, cred_l
         os.dup2(2, 1)  # C-level prints go to the worker's log, never into the zygote protocol
         key = bytes(credential[:cred_len])
         credential[:] = bytes(len(credential))
+        from .niceness import allow_return
+
+        allow_return()  # while still privileged: a granule may go back to nice 0 after a delay-tolerant call
         if user is not None:
             from .granule_user import drop_to
 
