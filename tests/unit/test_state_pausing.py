@@ -91,3 +91,15 @@ def test_cancelling_a_paused_call_kills_its_granule() -> None:
     (bg,) = of(s.submit("bg", "a", 1, tolerance=-1, key="f", now=0.0), Dispatch)
     s.submit("ls", "a", 1, now=0.1)
     assert (bg.granule_id, "") in signals(s.cancel(req_id="bg")) and not s.batch.paused
+
+
+def test_latency_sensitive_work_pauses_a_delay_tolerant_call_rather_than_queue_behind_another_call() -> None:
+    """Waiting behind a running latency-sensitive call (prefetch) costs the rest of that call; a pause
+    costs a signal. (Found by benchmarks/dfaas_bench.py: a third of the slow waits were prefetches.)"""
+    s = PlannerState(1000.0)
+    add_host(s, "h1", 2, granules=3)
+    s.submit("ls1", "a", 1, now=0.0, prefetch=True)
+    (bg,) = of(s.submit("bg", "a", 1, tolerance=-1, key="f", now=0.0), Dispatch)
+    acts = s.submit("ls2", "a", 1, now=0.1, prefetch=True)
+    assert signals(acts) == [(bg.granule_id, "STOP")]
+    assert [(d.req_id, d.prefetched) for d in of(acts, Dispatch)] == [("ls2", False)]

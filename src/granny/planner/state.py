@@ -524,14 +524,14 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents):
                                             Fail(req.req_id, i, "never_fits", decision.reason), cascade=False)
                 continue
             if not isinstance(decision, Placement):
-                if req.prefetch:
+                taken = batch.preempt_for(self, req, len(pending)) if self.batch.known else []  # before prefetch: sooner
+                if req.prefetch and not taken:
                     if full is None:
                         full = self._full()
                     if full and self._prefetch(req, actions):
                         continue
                 self._stalled_on = req.req_id
-                actions += leases.revoke_for(self, req, len(pending))
-                actions += batch.preempt_for(self, req, len(pending)) if self.batch.known else []
+                actions += taken or leases.revoke_for(self, req, len(pending))
                 break
             self.queue.popleft()
             view, full = None, None
