@@ -32,6 +32,7 @@ from .config import (
     parse_cap,
     parse_duration,
     parse_hosts,
+    parse_nice,
     parse_share,
     parse_slots,
 )
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--fusion-cap", default=None, metavar="N",
                     help="delay-tolerant async calls one granule runs at once while they wait on I/O; 1 turns fusion "
                          "off (default: $GRANNY_FUSION_CAP or 32)")
+    pl.add_argument("--batch-nice", default=None, metavar="N",
+                    help="run delay-tolerant calls at this nice value, 0-19, so that they yield the cores to "
+                         "latency-sensitive work (default: $GRANNY_BATCH_NICE or 0: no change)")
     pl.add_argument("--policy", default=None, choices=_PolicyNames(), metavar="NAME",
                     help="placement and migration policy: %(choices)s (default: the one the journal names, else bin-pack; "
                          "change it at run time with `granny policy set`); see docs/policies.md")
@@ -305,6 +309,8 @@ def planner_config(args: argparse.Namespace) -> Config:
         config = config.with_(batch_share=parse_share(args.batch_share, "--batch-share"))
     if args.fusion_cap is not None:
         config = config.with_(fusion_cap=parse_cap(args.fusion_cap, "--fusion-cap"))
+    if args.batch_nice is not None:
+        config = config.with_(batch_nice=parse_nice(args.batch_nice, "--batch-nice"))
     if args.eviction_grace:
         config = config.with_(eviction_grace=parse_duration(args.eviction_grace, "--eviction-grace"))
     return config

@@ -204,12 +204,16 @@ def my_nice() -> tuple[int, int]:
     return os.getpid(), os.nice(0)  # (the calling thread's nice value)
 
 
-def test_delay_tolerant_calls_run_at_the_lowest_cpu_priority_and_the_granule_goes_back(tmp_path: Path) -> None:
+def test_with_batch_nice_delay_tolerant_calls_run_niced_and_the_granule_goes_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRANNY_BATCH_NICE", "19")  # the planner LocalCluster starts inherits it
     cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
     try:
         with granny.connect(cluster.address, cluster.token) as client:
             pid, nice = client.options(delay_tolerance=-1).submit(my_nice).result(timeout=60)
             assert nice == 19
+            # (its result may come over the lane before the planner has the slot back: wait for that)
+            wait_for(lambda: client.query("counters")["batch"].get("met") == 1, timeout=30, what="the call counted")
             pid_after, nice_after = client.submit(my_nice).result(timeout=60)
             assert nice_after == 0 and pid_after == pid  # the same granule, back at full priority
     finally:

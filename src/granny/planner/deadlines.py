@@ -41,11 +41,11 @@ def observe_runtime(p: PlannerServer, msg: Done) -> None:
             p.journal.setting(RUNTIME + key, repr(b.runtimes[key]))
 
 
-def background(p: PlannerServer, req_id: str) -> bool:
-    """Does the call run at the lowest CPU priority (worker/niceness.py)? Delay-tolerant ones do, unless
-    their latest start came (then they go first, and at full speed)."""
+def nice(p: PlannerServer, req_id: str) -> int:
+    """The nice value the call runs at (worker/niceness.py): ``--batch-nice`` for delay-tolerant ones, unless
+    their latest start came (then they go first, and at full speed); 0 for the others."""
     d = p.state.batch.known.get(req_id)
-    return d is not None and not d.promoted
+    return p.config.batch_nice if d is not None and not d.promoted else 0
 
 
 def restore(p: PlannerServer, settings: dict[str, str]) -> None:

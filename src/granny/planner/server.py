@@ -507,7 +507,7 @@ class PlannerServer:
             return
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                   segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint, fused=action.fused, background=deadlines.background(self, sub.req_id),
+                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint, fused=action.fused, nice=deadlines.nice(self, sub.req_id),
                   attempts=self.state.requests[sub.req_id].reruns + 1 if self.state.requests[sub.req_id].reruns else 0,
                   grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
         owner = payload.owner

@@ -205,7 +205,7 @@ class Run(_Msg, tag="run"):
     checkpoint: str = ""  # see Submit.checkpoint
     attempts: int = 0  # a call run again after its host died: this is its attempt number (see Result.attempts)
     fused: bool = False  # run it on the granule's event loop, beside the other fused calls (worker/fused.py)
-    background: bool = False  # a delay-tolerant call: run it at the lowest CPU priority (worker/niceness.py)
+    nice: int = 0  # a delay-tolerant call: run it at this nice value (planner's --batch-nice, worker/niceness.py)
 
 
 class Skip(_Msg, tag="skip"):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import io
+import os
 import pickle
 import sys
 import types
@@ -38,6 +39,7 @@ import cloudpickle
 from ..wire import Done, Run, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
+from . import niceness
 
 if TYPE_CHECKING:
     from .granule import Granule
@@ -224,8 +226,11 @@ def serve(granule: Granule, run: Run, body: memoryview, gen: int, runs: deque[tu
     """Run fused call ``run`` and every fused call sent while any is running; return when none is left."""
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Router("stdout", saved[0]), _Router("stderr", saved[1])
+    before = niceness.enter(run.nice)
     try:
         asyncio.run(_Runner(granule, runs, skipped).main(run, body, gen))
     finally:
         sys.stdout, sys.stderr = saved
         granule.link.end_task()
+    if not niceness.leave(before):
+        os._exit(0)  # it cannot go back to full priority: a fresh fork replaces it (its calls all reported)

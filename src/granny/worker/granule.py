@@ -145,7 +145,7 @@ class Granule:
                 continue
             if not link.start_task(run.req_id, run.index, gen, run.grant):
                 continue  # sent by a planner that went away: the new one dispatches it again
-            before = niceness.enter(run.background)  # a delay-tolerant call yields the cores (niceness.py)
+            before = niceness.enter(run.nice)  # a delay-tolerant call may yield the cores (niceness.py)
             done, segments = self.execute(run, body)
             done.retiring = not niceness.leave(before) or done.retiring
             # The lane saves a hop when calls come one at a time. In a stream (this task waited
