@@ -4,7 +4,12 @@ its latest resume time at the latest, so that it still meets its deadline."""
 
 from __future__ import annotations
 
-from granny.planner.state import Dispatch, Kill, PlannerState, SpawnGranules
+import math
+
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from granny.planner.state import Dispatch, Fail, Kill, PlannerState, SpawnGranules
 
 from .test_state import add_host, of
 
@@ -103,3 +108,70 @@ def test_latency_sensitive_work_pauses_a_delay_tolerant_call_rather_than_queue_b
     acts = s.submit("ls2", "a", 1, now=0.1, prefetch=True)
     assert signals(acts) == [(bg.granule_id, "STOP")]
     assert [(d.req_id, d.prefetched) for d in of(acts, Dispatch)] == [("ls2", False)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(slots=st.integers(1, 2),
+       calls=st.lists(st.tuples(st.floats(0, 6), st.sampled_from([0.5, 1.0, 2.0]),
+                                st.sampled_from([0.0, 0.0, -1.0, 3.0, 5.0, 8.0]) | st.floats(0.5, 20)),
+                      min_size=2, max_size=20))
+def test_a_paused_call_still_meets_its_deadline(slots: int, calls: list[tuple[float, float, float]]) -> None:
+    """Latency-sensitive (tolerance 0) and delay-tolerant calls of known runtimes on ``slots``, virtual time;
+    a call makes progress unless paused. Every call that was paused and has a deadline ends by it."""
+    s = PlannerState(1e9)
+    add_host(s, "h1", slots, granules=slots)
+    for key in (0.5, 1.0, 2.0):
+        s.batch.observe(str(key), key)
+    left: dict[str, float] = {}  # running or paused calls -> seconds of work left
+    paused: set[str] = set()
+    ever_paused: set[str] = set()
+    deadline: dict[str, float] = {}
+    finished: dict[str, float] = {}
+    spawned = [0]
+
+    def apply(actions: list[object]) -> None:
+        for a in actions:
+            if isinstance(a, Dispatch):
+                left[a.req_id] = float(s.requests[a.req_id].app_id)  # the runtime travels as the app id
+            elif isinstance(a, Kill) and a.signal:
+                rid = s.granules[a.granule_id].tasks[0][0] if s.granules[a.granule_id].tasks else ""
+                if a.signal == "STOP" and rid:
+                    paused.add(rid)
+                    ever_paused.add(rid)
+                else:
+                    paused.discard(rid)
+            elif isinstance(a, SpawnGranules):
+                spawned[0] += 1
+                apply(s.granule_connected("h1", f"h1-spare{spawned[0]}", None))
+
+    arrivals = sorted(calls)
+    now, i = 0.0, 0
+    while i < len(arrivals) or left:
+        nxt = arrivals[i][0] if i < len(arrivals) else math.inf
+        running = [r for r in left if r not in paused]
+        end = min((now + left[r] for r in running), default=math.inf)
+        due = s.batch.next_deadline()
+        t = min(nxt, end, due if due is not None and due > now else math.inf)
+        assert math.isfinite(t), "nothing left to happen but calls are still paused or waiting"
+        for r in running:
+            left[r] -= t - now
+        now = s.batch.now = t
+        done = [r for r in running if left[r] <= 1e-9]
+        if done:
+            for r in done:
+                del left[r]
+                finished[r] = now
+                apply(s.task_done(s.requests[r].tasks[0].granule_id, r, 0, True)[1])
+        elif i < len(arrivals) and arrivals[i][0] <= now:
+            at, runtime, tol = arrivals[i]
+            rid = f"c{i}"
+            i += 1
+            acts = s.submit(rid, str(runtime), 1, tolerance=tol, key=str(runtime), now=at)
+            if not of(acts, Fail) and tol > 0:
+                deadline[rid] = at + tol
+            apply(acts)
+        else:
+            apply(s.tick(now))
+    event("a call with a deadline was paused" if ever_paused & set(deadline) else "no pause of a deadline call")
+    for rid in ever_paused & set(deadline):
+        assert finished[rid] <= deadline[rid] + 1e-9, f"paused {rid} ended at {finished[rid]:.3f}, after {deadline[rid]:.3f}"
