@@ -242,9 +242,11 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
     their estimated runtime before it). Each is requeued here with its deadline; its granule is killed
     and its slot goes to the queue's head when the granule is gone. Once per waiting request."""
     b = st.batch
-    if req.req_id in b.known or req.req_id in b.preempted_for:
-        return []  # a promoted delay-tolerant call takes no slot from its peers
-    b.preempted_for = {r for r in b.preempted_for if r in st.queue}
+    if req.req_id in b.known or req.req_id in b.preempted_for or len(b.known) == len(b.waiting):
+        return []  # a promoted delay-tolerant call takes no slot from its peers; none runs anyway
+    if b.preempted_for:  # (asked on every pass that stalls: one pass over the queue, not one per entry)
+        queued = set(st.queue)
+        b.preempted_for = {r for r in b.preempted_for if r in queued}
     candidates = []
     for rid, d in b.known.items():
         other = st.requests.get(rid)
