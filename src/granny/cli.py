@@ -443,6 +443,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             due = ("whenever" if g.get("deadline_in") is None else f"in {g['deadline_in']:g}s, slack {g['slack']:g}s"
                    ) if g.get("delay_tolerant") else ""
             due += " (paused)" if g.get("paused") else " (fused)" if g.get("fused") else ""
+            due += f", preempted {g['preempted']}x" if g.get("preempted") else ""
             table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"], due)
         for m in data.get("migrations", []):
             con.print(f"migrated: {m['text']}")

@@ -123,6 +123,8 @@ def test_a_call_that_cannot_restart_is_paused_for_latency_sensitive_work_and_con
                     return next(line.split()[1] for line in fh if line.startswith("State:"))
 
             wait_for(lambda: state() == "T", timeout=60, what="the background call's process stopped")
+            row = next(g for g in client.query("app", client.app_id)["granules"] if g["req_id"] == background.req_id)
+            assert row["paused"] and row["preempted"] == 1 and row["delayed"] is False, row
             flag.touch()  # it cannot see this while it is stopped
             with open(fifo, "w") as fh:  # the latency-sensitive call runs while the other is paused
                 fh.write("urgent")

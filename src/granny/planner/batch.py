@@ -53,6 +53,7 @@ class Delayed:
     granule: str = field(default="", compare=False)  # the fused granule it runs on ("" if not fused)
     ran: float = field(default=0.0, compare=False)  # seconds it ran before it was last paused (pausing.py)
     promoted: bool = field(default=False, compare=False)  # its latest start came: it goes first, at full priority
+    preemptions: int = field(default=0, compare=False)  # times it was stopped (restarted) or paused for other work
 
 
 class Batch:
@@ -278,6 +279,7 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
         d.started = None
         bisect.insort(b.waiting, d)
         b.counts["preempted"] += 1
+        d.preemptions += 1
     return actions
 
 
@@ -324,6 +326,7 @@ def describe(st: PlannerState, req_id: str) -> dict[str, object]:
     finite = math.isfinite(d.deadline)
     return {"delay_tolerant": True, "deadline_in": round(d.deadline - b.now, 3) if finite else None,
             "slack": round(b.latest_start(d) - b.now, 3) if finite else None, "waiting": d in b.waiting,
-            "paused": req_id in b.paused, "fused": bool(d.granule)}
+            "paused": req_id in b.paused, "fused": bool(d.granule), "preempted": d.preemptions,
+            "delayed": d.started is None or d.started > d.submitted}
 
 

@@ -86,6 +86,7 @@ def pause_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
         actions.append(Kill(granule.host_id, granule.granule_id, "paused: latency-sensitive work takes its slot",
                             signal="STOP"))
         b.counts["paused"] += 1
+        d.preemptions += 1
         host = st.hosts[granule.host_id]
         if not host.idle() and not host.spawning:
             host.spawning += 1
