@@ -20,7 +20,9 @@ import grimp
 
 KNOWN: tuple[frozenset[str], ...] = tuple(frozenset(f"granny.{m}" for m in group) for group in (
     ("client", "futures"),
-    ("planner.batch", "planner.eviction", "planner.leases", "planner.migration", "planner.state"),
+    # The state's pure helpers take ``st: PlannerState`` (type-only) and the state calls them.
+    ("planner.batch", "planner.eviction", "planner.fusion", "planner.leases", "planner.migration",
+     "planner.pausing", "planner.state"),
     # The server's helpers take ``p: PlannerServer`` (a type-only import) and the server imports them: a
     # Protocol of what they need from the server breaks this one.
     ("planner.deadlines", "planner.event_feed", "planner.evicting", "planner.metrics", "planner.migrating",

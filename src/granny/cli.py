@@ -30,8 +30,10 @@ from .config import (
     format_duration,
     parse_address,
     parse_bytes,
+    parse_cap,
     parse_duration,
     parse_hosts,
+    parse_nice,
     parse_share,
     parse_slots,
 )
@@ -119,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                          f"{format_duration(DEFAULT_EVICTION_GRACE)})")
     pl.add_argument("--batch-share", default=None, metavar="FRACTION",
                     help="share of the slots delay-tolerant calls may take, in (0, 1] (default: $GRANNY_BATCH_SHARE or 1)")
+    pl.add_argument("--fusion-cap", default=None, metavar="N",
+                    help="delay-tolerant async calls one granule runs at once while they wait on I/O; 1 turns fusion "
+                         "off (default: $GRANNY_FUSION_CAP or 32)")
+    pl.add_argument("--batch-nice", default=None, metavar="N",
+                    help="run delay-tolerant calls at this nice value, 0-19, so that they yield the cores to "
+                         "latency-sensitive work (default: $GRANNY_BATCH_NICE or 0: no change)")
     pl.add_argument("--policy", default=None, choices=_PolicyNames(), metavar="NAME",
                     help="placement and migration policy: %(choices)s (default: the one the journal names, else bin-pack; "
                          "change it at run time with `granny policy set`); see docs/policies.md")
@@ -303,6 +311,10 @@ def planner_config(args: argparse.Namespace) -> Config:
         config = config.with_(restart_grace=args.restart_grace)
     if args.batch_share is not None:
         config = config.with_(batch_share=parse_share(args.batch_share, "--batch-share"))
+    if args.fusion_cap is not None:
+        config = config.with_(fusion_cap=parse_cap(args.fusion_cap, "--fusion-cap"))
+    if args.batch_nice is not None:
+        config = config.with_(batch_nice=parse_nice(args.batch_nice, "--batch-nice"))
     if args.eviction_grace:
         config = config.with_(eviction_grace=parse_duration(args.eviction_grace, "--eviction-grace"))
     return config
@@ -431,6 +443,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for g in data["granules"]:
             due = ("whenever" if g.get("deadline_in") is None else f"in {g['deadline_in']:g}s, slack {g['slack']:g}s"
                    ) if g.get("delay_tolerant") else ""
+            due += " (paused)" if g.get("paused") else " (fused)" if g.get("fused") else ""
+            due += f", preempted {g['preempted']}x" if g.get("preempted") else ""
             table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"], due)
         for m in data.get("migrations", []):
             con.print(f"migrated: {m['text']}")

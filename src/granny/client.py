@@ -306,7 +306,7 @@ class Client:
         segments = [fn_bytes, *serde.dumps((args, kwargs))]
         sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
-                     memory_limit=memory_limit, keyed=bool(idempotency_key), **where)
+                     memory_limit=memory_limit, keyed=bool(idempotency_key), fuse=_is_async(fn), **where)
         future = _future(self, req_id)
         # Reading the lane on the waiting thread pays off for short calls; behind a large argument
         # it only makes the caller's next send compete with the granule finishing this one.
@@ -384,6 +384,8 @@ class Client:
         with ``DeadlineError``); ``-1``: whenever. Delayed calls use the slots other work leaves free.
         ``restartable=True`` (with a tolerance): latency-sensitive work that finds no free slot may stop
         the call and take its slot; it runs again from the start later, still by its deadline.
+        Delay-tolerant calls of an ``async def`` function are *fused*: up to the planner's
+        ``--fusion-cap`` of them share one granule (one slot) while they await I/O.
 
         ``key`` is an idempotency key for one call (``submit`` only): a call submitted with a key
         that was used before, by any client, is not run again; its future gets the first call's
@@ -598,3 +600,10 @@ def default_client(cached: Client | None) -> Client:
             return cached
         cached._detach()
     return connect()
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """``fn`` is an ``async def`` function (inspect.iscoroutinefunction, without importing inspect): its
+    delay-tolerant calls may share a granule while they wait (planner/fusion.py)."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return code is not None and bool(code.co_flags & 0x80)  # CO_COROUTINE

@@ -44,6 +44,9 @@ ENV_TLS_SERVER_NAME = "GRANNY_TLS_SERVER_NAME"  # name to verify in the certific
 ENV_RETAIN = "GRANNY_RETAIN"
 ENV_EVICTION_GRACE = "GRANNY_EVICTION_GRACE"  # the grace of an eviction notice that names none
 ENV_BATCH_SHARE = "GRANNY_BATCH_SHARE"  # the share of the slots delay-tolerant calls may take (planner/batch.py)
+ENV_FUSION_CAP = "GRANNY_FUSION_CAP"  # delay-tolerant async calls in flight on one granule (planner/fusion.py)
+DEFAULT_FUSION_CAP = 32
+ENV_BATCH_NICE = "GRANNY_BATCH_NICE"  # the nice value delay-tolerant calls run at (worker/niceness.py); 0: as others
 DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 2 min, GCP 30 s, Azure 30 s)
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
 # the shared-memory segments they create as this worker's, so its sweep removes only those.
@@ -195,6 +198,28 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def parse_cap(raw: object, what: str = "cap") -> int:
+    """A whole number of calls, 1 <= cap <= 10000 (ConfigError otherwise)."""
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ConfigError(f"{what} must be a whole number of calls, got {raw!r}") from None
+    if not 1 <= value <= 10_000:
+        raise ConfigError(f"{what} must be between 1 and 10000, got {value}")
+    return value
+
+
+def parse_nice(raw: object, what: str = "batch nice") -> int:
+    """A nice value for delay-tolerant calls, 0 (none) to 19 (ConfigError otherwise)."""
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ConfigError(f"{what} must be a whole number from 0 to 19, got {raw!r}") from None
+    if not 0 <= value <= 19:
+        raise ConfigError(f"{what} must be from 0 to 19, got {value}")
+    return value
+
+
 def parse_share(raw: object, what: str = "share") -> float:
     """A fraction of the cluster's slots, 0 < share <= 1 (ConfigError otherwise)."""
     try:
@@ -251,7 +276,7 @@ class Config:
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
                  "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user", "eviction_grace",
-                 "batch_share", "events_max")
+                 "batch_share", "events_max", "fusion_cap", "batch_nice")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -282,6 +307,10 @@ class Config:
     batch_share: float
     # Planner: the journal keeps at most this many events (GET /v1/events, the dashboard); older ones go.
     events_max: int
+    # Planner: delay-tolerant async calls one granule runs at once on its event loop (1: no fusion).
+    fusion_cap: int
+    # Planner: delay-tolerant calls run at this nice value (0..19; 0: like any call), see worker/niceness.py.
+    batch_nice: int
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
@@ -291,7 +320,8 @@ class Config:
                  handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
                  tls_key: str = "", retain: float | None = None,
                  granule_user: str | None = None, eviction_grace: float | None = None,
-                 batch_share: float | None = None, events_max: int = DEFAULT_EVENTS_MAX) -> None:
+                 batch_share: float | None = None, events_max: int = DEFAULT_EVENTS_MAX,
+                 fusion_cap: int | None = None, batch_nice: int | None = None) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -322,6 +352,9 @@ class Config:
             "batch_share": parse_share(batch_share if batch_share is not None else os.environ.get(ENV_BATCH_SHARE, "1"),
                                        "batch share"),
             "events_max": events_max,
+            "fusion_cap": parse_cap(fusion_cap if fusion_cap is not None
+                                    else os.environ.get(ENV_FUSION_CAP, str(DEFAULT_FUSION_CAP)), "fusion cap"),
+            "batch_nice": parse_nice(batch_nice if batch_nice is not None else os.environ.get(ENV_BATCH_NICE, "0")),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

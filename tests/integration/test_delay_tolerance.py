@@ -87,3 +87,136 @@ def test_a_restartable_call_gives_its_slot_to_latency_sensitive_work_and_runs_ag
             assert client.query("counters")["batch"]["preempted"] == 1
     finally:
         cluster.stop()
+
+
+def spin_until(pidfile: str, flag: str) -> int:
+    import os
+
+    with open(pidfile, "w") as fh:
+        fh.write(str(os.getpid()))
+    spins = 0
+    while not os.path.exists(flag):  # busy, and no migration point: it can only be paused
+        spins += 1
+    return os.getpid()
+
+
+def read_fifo(path: str) -> str:
+    with open(path) as fh:  # blocks until the test writes: the call is running meanwhile
+        return fh.read()
+
+
+def test_a_call_that_cannot_restart_is_paused_for_latency_sensitive_work_and_continues(tmp_path: Path) -> None:
+    import os
+
+    pidfile, flag, fifo = tmp_path / "pid", tmp_path / "flag", tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            background = client.options(delay_tolerance=120).submit(spin_until, str(pidfile), str(flag))
+            wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=60, what="the background call running")
+            pid = int(pidfile.read_text())
+            urgent = client.submit(read_fifo, str(fifo))  # finds the only slot taken
+
+            def state() -> str:
+                with open(f"/proc/{pid}/status") as fh:
+                    return next(line.split()[1] for line in fh if line.startswith("State:"))
+
+            wait_for(lambda: state() == "T", timeout=60, what="the background call's process stopped")
+            row = next(g for g in client.query("app", client.app_id)["granules"] if g["req_id"] == background.req_id)
+            assert row["paused"] and row["preempted"] == 1 and row["delayed"] is False, row
+            flag.touch()  # it cannot see this while it is stopped
+            with open(fifo, "w") as fh:  # the latency-sensitive call runs while the other is paused
+                fh.write("urgent")
+            assert urgent.result(timeout=60) == "urgent"
+            assert background.result(timeout=60) == pid  # the same process went on: not restarted
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 1 and c, timeout=30,
+                              what="the deadline counted")
+            assert counts["paused"] == 1 and counts["resumed"] == 1, counts
+            assert counts.get("preempted", 0) == 0
+    finally:
+        cluster.stop()
+
+
+def test_queued_delay_tolerant_calls_keep_their_deadlines_across_a_planner_kill9(tmp_path: Path) -> None:
+    import contextlib
+    import sqlite3
+    import time
+
+    from granny.errors import GrannyError
+
+    from .test_functions import block_until
+    from .test_recovery import restart_planner
+
+    gate = tmp_path / "gate"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            relaxed = client.options(delay_tolerance=120)
+            assert relaxed.submit(slow, 0.3).result(timeout=60) == 0.3  # its runtime estimate is journaled
+            blocker = client.submit(block_until, str(gate))  # holds the only slot
+            wait_for(lambda: client.query("hosts")[0]["used"] == 1, timeout=60, what="the slot taken")
+            t0 = time.time()
+            queued = [relaxed.submit(slow, 0.3) for _ in range(2)] + [client.options(delay_tolerance=-1).submit(slow, 0.3)]
+
+            def described() -> dict[str, dict[str, object]]:
+                try:
+                    return {g["req_id"]: g for g in client.query("app", client.app_id)["granules"]}
+                except GrannyError:  # the planner is being restarted
+                    return {}
+
+            def journaled() -> bool:  # (else the client resubmits them: deadlines from then on)
+                with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'data' / 'journal.sqlite'}?mode=ro",
+                                                        uri=True)) as db:
+                    ids = {r[0] for r in db.execute("SELECT req_id FROM requests")}
+                return all(f.req_id in ids for f in queued)
+
+            def all_waiting() -> bool:
+                rows = described()
+                return all(rows.get(f.req_id, {}).get("waiting") for f in queued)
+
+            wait_for(all_waiting, timeout=60, what="the calls in the batch queue")
+            wait_for(journaled, timeout=60, what="the calls in the planner's journal")
+            restart_planner(cluster, True, "--restart-grace", "1")
+            wait_for(all_waiting, timeout=60, what="the calls back in the batch queue after the restart grace")
+            before = time.time()
+            rows = described()
+            for f in queued[:2]:
+                row = rows[f.req_id]
+                deadline_in, slack = float(row["deadline_in"]), float(row["slack"])  # type: ignore[arg-type]
+                # Counted from the original submission (journal lag aside), not from the restart:
+                assert deadline_in <= 120 - (before - t0) + 0.5, (deadline_in, before - t0)
+                assert deadline_in - slack >= 0.3  # latest start = deadline - estimate - margin: the estimate survived
+            assert rows[queued[2].req_id]["deadline_in"] is None  # "whenever" stays whenever
+            gate.touch()
+            assert blocker.result(timeout=60) == "local"
+            assert [f.result(timeout=60) for f in queued] == [0.3, 0.3, 0.3]
+            # (A result may reach its client, over its lane, before the planner has counted it.)
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 3 and c, timeout=30,
+                              what="the deadlines counted")
+            assert counts["restored"] == 3 and counts.get("missed", 0) == 0, counts
+    finally:
+        gate.touch()
+        cluster.stop()
+
+
+def my_nice() -> tuple[int, int]:
+    import os
+
+    return os.getpid(), os.nice(0)  # (the calling thread's nice value)
+
+
+def test_with_batch_nice_delay_tolerant_calls_run_niced_and_the_granule_goes_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRANNY_BATCH_NICE", "19")  # the planner LocalCluster starts inherits it
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            pid, nice = client.options(delay_tolerance=-1).submit(my_nice).result(timeout=60)
+            assert nice == 19
+            # (its result may come over the lane before the planner has the slot back: wait for that)
+            wait_for(lambda: client.query("counters")["batch"].get("met") == 1, timeout=30, what="the call counted")
+            pid_after, nice_after = client.submit(my_nice).result(timeout=60)
+            assert nice_after == 0 and pid_after == pid  # the same granule, back at full priority
+    finally:
+        cluster.stop()

@@ -138,13 +138,25 @@ def test_latency_sensitive_work_stops_a_restartable_call_with_slack_and_it_runs_
     assert s.batch.counts["preempted"] == 1
 
 
-def test_no_preemption_of_calls_that_are_not_restartable_or_would_miss_their_deadline() -> None:
+def test_no_restart_of_calls_that_are_not_restartable_or_would_miss_their_deadline() -> None:
     from granny.planner.state import Kill
 
     s = planner(("h1", 2))
     s.batch.observe("f", 10.0)
     s.submit("plain", "a", 1, tolerance=60.0, key="f", now=0.0)
     s.submit("tight", "a", 1, tolerance=15.0, key="f", now=0.0, restartable=True)  # 2 × 10 s no longer fit
+    kills = of(s.submit("now", "a", 1, now=1.0), Kill)
+    # Neither is stopped to run again; the one with room in its deadline is paused instead (pausing.py).
+    assert [(k.granule_id, k.signal) for k in kills] == [(s.requests["plain"].tasks[0].granule_id, "STOP")]
+    assert s.requests["now"].tasks[0].state is TaskState.QUEUED  # (no idle granule: one is being forked)
+
+
+def test_no_pause_of_calls_whose_deadline_would_then_be_missed() -> None:
+    from granny.planner.state import Kill
+
+    s = planner(("h1", 1))
+    s.batch.observe("f", 10.0)
+    s.submit("tight", "a", 1, tolerance=15.0, key="f", now=0.0)  # 10 s left, counted twice: 20 s > 15 s
     assert of(s.submit("now", "a", 1, now=1.0), Kill) == []
     assert s.requests["now"].tasks[0].state is TaskState.QUEUED
 

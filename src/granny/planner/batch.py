@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
+from . import fusion, pausing
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
 from .records import Action, Kill, Request
@@ -48,6 +49,11 @@ class Delayed:
     req_id: str = field(compare=False)
     key: str = field(compare=False)  # what the runtime estimate is kept under (the function)
     started: float | None = field(default=None, compare=False)  # when it was placed
+    fuse: bool = field(default=False, compare=False)  # an async call that may share a granule (fusion.py)
+    granule: str = field(default="", compare=False)  # the fused granule it runs on ("" if not fused)
+    ran: float = field(default=0.0, compare=False)  # seconds it ran before it was last paused (pausing.py)
+    promoted: bool = field(default=False, compare=False)  # its latest start came: it goes first, at full priority
+    preemptions: int = field(default=0, compare=False)  # times it was stopped (restarted) or paused for other work
 
 
 class Batch:
@@ -61,6 +67,12 @@ class Batch:
         self.now = 0.0
         self.seq = 0
         self.preempted_for: set[str] = set()  # latency-sensitive requests that already had calls stopped for them
+        self.fuse_cap = fusion.DEFAULT_CAP
+        self.fused: set[str] = set()  # granules running fused calls (each holds one slot)
+        self.fused_calls = 0
+        self.paused: dict[str, str] = {}  # paused calls (request -> granule), see pausing.py
+        self.restored: dict[str, Delayed] = {}  # journaled calls of a planner restart, until its grace ends
+        self.journaled: dict[str, float] = {}  # the runtime estimates last written to the journal (deadlines.py)
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -74,10 +86,12 @@ class Batch:
 
     def next_deadline(self) -> float | None:
         starts = [self.latest_start(d) for d in self.waiting if math.isfinite(d.deadline)]
-        return min(starts, default=None)
+        resumes = pausing.next_deadline(self) if self.paused else None
+        return min([*starts, resumes] if resumes is not None else starts, default=None)
 
     def running(self) -> int:
-        return len(self.known) - len(self.waiting)
+        """Slots taken by delay-tolerant calls: a fused granule's calls take one between them."""
+        return len(self.known) - len(self.waiting) - self.fused_calls + len(self.fused)
 
 
 class BatchEvents:
@@ -95,22 +109,38 @@ class BatchEvents:
         decision = pins_down(request, st.hosts) or st.policy.place(view, request)
         return st.assign(req, pending, decision.hosts) if isinstance(decision, Placement) else None
 
+    def readmit_restored(self) -> None:
+        """The restart grace ended: journaled delay-tolerant calls wait in this queue again, with their
+        deadlines (those a granule reported running count as started; finished ones are dropped)."""
+        b = self._st().batch
+        for rid, d in b.restored.items():
+            req = self._st().requests.get(rid)
+            if req is None or req.final():
+                continue
+            b.known[rid] = d
+            if req.tasks[0].state is TaskState.QUEUED:
+                bisect.insort(b.waiting, d)
+            else:
+                d.started = b.now
+        b.restored.clear()
+
     def batch_tick(self, now: float) -> list[Action]:
         """Move calls whose latest start has come to the head of the FIFO queue, and place."""
         st = self._st()
         before = len(st.queue)
         promote(st, now)
-        return st.schedule() if len(st.queue) != before else []
+        actions = pausing.resume(st, force=True) if st.batch.paused else []  # latest resume times that came
+        return actions + (st.schedule() if len(st.queue) != before else [])
 
 
-def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float) -> list[Action]:
+def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float, fuse: bool = False) -> list[Action]:
     """Queue a delay-tolerant request (already in ``st.requests``), or refuse it if its deadline cannot be met."""
     b = st.batch
     b.now = max(b.now, now)
     b.keys.add(key)
     deadline = math.inf if tolerance < 0 else now + tolerance
     b.seq += 1
-    d = Delayed(deadline, now, b.seq, req_id, key)
+    d = Delayed(deadline, now, b.seq, req_id, key, fuse=fuse and b.fuse_cap > 1)
     why = refusal(st, d, tolerance)
     if why:
         b.counts["refused"] += 1
@@ -120,6 +150,19 @@ def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float
     b.known[req_id] = d
     b.counts["admitted"] += 1
     return []
+
+
+def restore(st: PlannerState, req_id: str, key: str, deadline: float, submitted: float, fuse: bool = False,
+            restartable: bool = False) -> None:
+    """A journaled delay-tolerant request (already restored into ``st.requests``) after a planner restart:
+    it was admitted before, so it is not checked again; it waits here until the restart grace ends."""
+    b = st.batch
+    b.keys.add(key)
+    b.seq += 1
+    b.restored[req_id] = Delayed(deadline, submitted, b.seq, req_id, key, fuse=fuse and b.fuse_cap > 1)
+    req = st.requests[req_id]
+    req.restartable, req.prefetch = restartable, False
+    b.counts["restored"] += 1
 
 
 def refusal(st: PlannerState, new: Delayed, tolerance: float) -> str:
@@ -136,7 +179,7 @@ def refusal(st: PlannerState, new: Delayed, tolerance: float) -> str:
         return (f"the call needs about {own:.3g}s (its observed runtime) but its deadline is {tolerance:g}s away: "
                 "it cannot be met")
     slots = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive and h.host_id not in st.evicting)))
-    busy = sorted(max(b.now, d.started + b.estimate(d.key)) for d in b.known.values() if d.started is not None)
+    busy = sorted(max(b.now, d.started + b.estimate(d.key) - d.ran) for d in b.known.values() if d.started is not None)
     free = sorted((busy + [b.now] * slots)[:slots]) if len(busy) < slots else busy[:slots]
     for d in sorted([*b.waiting, new]):
         start = heapq.heappop(free)
@@ -153,17 +196,44 @@ def place(st: PlannerState) -> list[Action]:
     """Start waiting calls, earliest deadline first, in the slots left free (up to the share cap)."""
     b = st.batch
     cap = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive)))
-    actions: list[Action] = []
-    while b.waiting and b.running() < cap:
+    actions: list[Action] = pausing.resume(st) if b.paused else []  # paused calls first: they hold deadlines
+    while b.waiting:
         d = b.waiting[0]
-        placed = st.place_now(st.requests[d.req_id])
-        if placed is None:
-            break  # every call here needs one slot: if the first cannot be placed now, none can
+        room = fusion.with_room(st, d) if d.fuse and b.fused else None
+        if room is not None:
+            placed = fusion.attach(st, d, room)
+            d.granule = room.granule_id
+        elif b.running() >= cap:
+            break
+        else:
+            own = st.place_now(st.requests[d.req_id])
+            if own is None:
+                break  # every call here needs one slot: if the first cannot be placed now, none can
+            placed = fusion.started(st, d, own) if d.fuse else own
         b.waiting.pop(0)
         d.started = b.now
+        if d.granule:
+            fusion.note(st, d)
         if b.now > d.submitted:
             b.counts["delayed"] += 1
         actions += placed
+    if b.waiting and b.fused:  # fusable calls behind the head may still share a fused granule's slot
+        actions += _fuse_behind(st)
+    return actions
+
+
+def _fuse_behind(st: PlannerState) -> list[Action]:
+    b = st.batch
+    actions: list[Action] = []
+    for d in [d for d in b.waiting if d.fuse]:
+        room = fusion.with_room(st, d)
+        if room is None:
+            continue
+        b.waiting.remove(d)
+        actions += fusion.attach(st, d, room)
+        d.granule, d.started = room.granule_id, b.now
+        fusion.note(st, d)
+        b.counts["delayed"] += 1 if b.now > d.submitted else 0
     return actions
 
 
@@ -173,19 +243,25 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
     their estimated runtime before it). Each is requeued here with its deadline; its granule is killed
     and its slot goes to the queue's head when the granule is gone. Once per waiting request."""
     b = st.batch
-    if req.req_id in b.known or req.req_id in b.preempted_for:
-        return []  # a promoted delay-tolerant call takes no slot from its peers
-    b.preempted_for = {r for r in b.preempted_for if r in st.queue}
+    if req.req_id in b.known or req.req_id in b.preempted_for or len(b.known) == len(b.waiting):
+        return []  # a promoted delay-tolerant call takes no slot from its peers; none runs anyway
+    if b.preempted_for:  # (asked on every pass that stalls: one pass over the queue, not one per entry)
+        queued = set(st.queue)
+        b.preempted_for = {r for r in b.preempted_for if r in queued}
     candidates = []
     for rid, d in b.known.items():
         other = st.requests.get(rid)
-        if other is None or not other.restartable or d.started is None or other.tasks[0].state is not TaskState.RUNNING:
+        if (other is None or not other.restartable or d.started is None or d.granule or rid in b.paused
+                or other.tasks[0].state is not TaskState.RUNNING):
             continue
         slack = d.deadline - b.now - 2 * b.estimate(d.key) - MARGIN
         if slack >= 0:
             candidates.append((slack, d.seq, rid))
     free = sum(max(0, min(h.slots - h.busy(), len(h.idle()))) for h in st.hosts.values() if h.alive)
     if not candidates or len(candidates) + free < needed:
+        if req.n == 1 and not req.hosts and not req.gang and free < needed:  # the last resort (pausing.py)
+            b.preempted_for.add(req.req_id)
+            return pausing.pause_for(st, req, needed - free)
         return []  # stopping calls would not make room for it
     b.preempted_for.add(req.req_id)
     actions: list[Action] = []
@@ -203,6 +279,7 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
         d.started = None
         bisect.insort(b.waiting, d)
         b.counts["preempted"] += 1
+        d.preemptions += 1
     return actions
 
 
@@ -213,19 +290,23 @@ def promote(st: PlannerState, now: float) -> None:
     due = [d for d in b.waiting if b.latest_start(d) <= now]
     for d in sorted(due, reverse=True):  # the earliest deadline ends up first
         b.waiting.remove(d)
-        d.started = now  # counted as running from now on (it is placed before any other work)
+        d.started, d.promoted = now, True  # counted as running from now on (it is placed before any other work)
         st.queue.appendleft(d.req_id)
         b.counts["promoted"] += 1
 
 
-def ended(st: PlannerState, req_id: str) -> None:
-    """A delay-tolerant request ended: count its deadline met or missed."""
+def ended(st: PlannerState, req_id: str) -> list[Action]:
+    """A delay-tolerant request ended: count its deadline met or missed. A paused one's granule is
+    continued (its call may have ended just as it was paused, or be cancelled while paused)."""
     b = st.batch
     d = b.known.pop(req_id, None)
     if d is None:
-        return
+        return []
     if d in b.waiting:
         b.waiting.remove(d)
+    if d.granule:
+        fusion.ended(st, d)
+    actions = pausing.continue_(st, req_id) if req_id in b.paused else []
     req = st.requests.get(req_id)
     if req is None or any(t.state is not TaskState.SUCCEEDED for t in req.tasks):
         b.counts["failed"] += 1
@@ -233,6 +314,7 @@ def ended(st: PlannerState, req_id: str) -> None:
         b.counts["met"] += 1
     else:
         b.counts["missed"] += 1
+    return actions
 
 
 def describe(st: PlannerState, req_id: str) -> dict[str, object]:
@@ -243,6 +325,8 @@ def describe(st: PlannerState, req_id: str) -> dict[str, object]:
         return {}
     finite = math.isfinite(d.deadline)
     return {"delay_tolerant": True, "deadline_in": round(d.deadline - b.now, 3) if finite else None,
-            "slack": round(b.latest_start(d) - b.now, 3) if finite else None, "waiting": d in b.waiting}
+            "slack": round(b.latest_start(d) - b.now, 3) if finite else None, "waiting": d in b.waiting,
+            "paused": req_id in b.paused, "fused": bool(d.granule), "preempted": d.preemptions,
+            "delayed": d.started is None or d.started > d.submitted}
 
 

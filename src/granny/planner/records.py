@@ -29,6 +29,7 @@ class Dispatch:
     index: int
     prefetched: bool = False  # queued behind the granule's running task (it may yet be Skipped)
     thaw: int = 0  # a frozen world's generation: the granule resumes the rank from its stored state
+    fused: bool = False  # a delay-tolerant async call, run beside others on the granule's event loop (fusion.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Kill:
     host_id: str
     granule_id: str
     reason: str
+    signal: str = ""  # "STOP" / "CONT": pause or continue the granule instead (planner/pausing.py)
 
 
 @dataclass(frozen=True)

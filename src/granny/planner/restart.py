@@ -11,7 +11,7 @@ threads or clocks.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .grace import Grace, Held
 from .lifecycle import TaskEvent, TaskState
@@ -24,6 +24,7 @@ class Restarts:
     requests: dict[str, Request]
     queue: deque[str]
     grace: Grace
+    readmit_restored: Callable[[], None]  # BatchEvents' (declared only: a stub here would hide it)
 
     def schedule(self) -> list[Action]:
         raise NotImplementedError
@@ -75,6 +76,7 @@ class Restarts:
     def requeue_restored(self) -> list[Action]:
         """End of the restart grace period: restored tasks that nobody reported go back in the queue."""
         queued = set(self.queue)
+        self.readmit_restored()  # journaled delay-tolerant calls: back in their own queue, deadlines kept
         for req in self.requests.values():
             if self.delay_tolerant(req.req_id):  # it waits in its own queue (batch.py)
                 continue

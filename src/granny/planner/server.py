@@ -112,7 +112,7 @@ class PlannerServer:
         """``policy``: the placement policy's name; None runs the journaled choice (default bin-pack)."""
         self.config, self.secret, self.token = config, secret, token
         self.state = PlannerState(config.heartbeat_timeout)
-        self.state.batch.share = config.batch_share
+        self.state.batch.share, self.state.batch.fuse_cap = config.batch_share, config.fusion_cap
         self.policy_flag = policy  # the policy itself is chosen in _restore: the journal may name one
         self.loop = asyncio.get_running_loop()
         self.gate = HandshakeGate(self.loop, config.handshake_timeout, config.max_unauthenticated)
@@ -177,6 +177,7 @@ class PlannerServer:
             count += 1
         if count or held:
             log.info("restored %d unfinished requests from the journal (%d wait for their client)", count, held)
+        deadlines.restore(self, restored.settings)  # delay-tolerant calls keep their deadlines and estimates
         self.state.start_grace(self.loop.time(), self.config.restart_grace)
 
     async def _tick_forever(self) -> None:
@@ -323,7 +324,7 @@ class PlannerServer:
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate,
                                      retries=msg.retries, tolerance=msg.delay_tolerance, key=msg.fn_key or msg.name,
-                                     now=self.loop.time(), restartable=msg.restartable))
+                                     now=self.loop.time(), restartable=msg.restartable, fuse=msg.fuse))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
@@ -442,7 +443,7 @@ class PlannerServer:
             elif isinstance(action, Kill):
                 worker = self.workers.get(action.host_id)
                 if worker is not None:
-                    worker.send(KillGranule(granule_id=action.granule_id, reason=action.reason))
+                    worker.send(KillGranule(granule_id=action.granule_id, reason=action.reason, signal=action.signal))
             elif isinstance(action, Skip):
                 conn = self.granule_conns.get(action.granule_id)
                 if conn is not None:
@@ -500,7 +501,7 @@ class PlannerServer:
             return
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
                   segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
-                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint,
+                  argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint, fused=action.fused, nice=deadlines.nice(self, sub.req_id),
                   attempts=self.state.requests[sub.req_id].reruns + 1 if self.state.requests[sub.req_id].reruns else 0,
                   grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
         owner = payload.owner

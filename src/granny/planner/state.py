@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from . import batch, eviction, leases, migration
+from . import batch, eviction, fusion, leases, migration
 from .batch import Batch, BatchEvents
 from .capacity import HostViews
 from .events import EventLog
@@ -232,7 +232,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
     def _lose_granule(self, granule: Granule, kind: str, why: str) -> list[Action]:
         """The running task fails; prefetched ones never started, so they go back to the queue."""
         actions: list[Action] = []
-        running, waiting = granule.tasks[:1], granule.tasks[1:]
+        running, waiting = (granule.tasks, []) if fusion.lost(self, granule) else (granule.tasks[:1], granule.tasks[1:])
         granule.tasks = []
         for req_id, index in running:
             req = self.requests[req_id]
@@ -269,7 +269,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         if pruned := self.retention.tick(self, now):
             actions.append(pruned)
         actions += eviction.tick(self, now) if self.evictions.notices else []
-        actions += self.batch_tick(now) if self.batch.waiting else []
+        actions += self.batch_tick(now) if self.batch.waiting or self.batch.paused else []
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:
@@ -320,7 +320,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
     def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
                prefetch: bool = False, gang: bool = False, lease: bool = False, tenant: str = "",
                hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True, retries: int = 0,
-               tolerance: float = 0.0, key: str = "", now: float = 0.0, restartable: bool = False) -> list[Action]:
+               tolerance: float = 0.0, key: str = "", now: float = 0.0, restartable: bool = False, fuse: bool = False) -> list[Action]:
         """``tenant``, ``hosts`` (a pinned placement) and ``migrate`` go to the policy with the request;
         ``retries``: an idempotent call runs again elsewhere (at most that many times) if its host dies;
         ``tolerance`` != 0: a delay-tolerant call of function ``key``, submitted at ``now`` (batch.py)."""
@@ -341,7 +341,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             # Nothing waits behind a delay-tolerant call on its granule: latency-sensitive work gets a free
             # slot, or (restartable) the call's own.
             self.requests[req_id].restartable, self.requests[req_id].prefetch = restartable, False
-            return batch.submit(self, req_id, key, tolerance, now) + self.schedule()
+            return batch.submit(self, req_id, key, tolerance, now, fuse) + self.schedule()
         self.queue.append(req_id)
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
@@ -424,12 +424,14 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             self.events.ended(req, self.apps[req.app_id])
             self.rendezvous.drop(req_id)
             if self.batch.known:
-                batch.ended(self, req_id)
+                actions += batch.ended(self, req_id)
             if self.migrations.points or self.migrations.sources:
                 actions += self.migrations.drop(req_id, self.granules)
         if was_running and event is TaskEvent.CANCEL:
             granule = self.granules.get(task.granule_id)
-            if granule is not None and granule.task == (req_id, index):
+            if granule is not None and granule.granule_id in self.batch.fused:  # the others run on
+                actions += fusion.cancel(self, granule, (req_id, index))
+            elif granule is not None and granule.task == (req_id, index):
                 # The granule stays busy until it is really gone; its exit frees the slot.
                 actions.append(Kill(granule.host_id, granule.granule_id, "cancelled"))
                 granule.tasks = [t for t in granule.tasks if t != (req_id, index)]
@@ -531,26 +533,26 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
                                             Fail(req.req_id, i, "never_fits", decision.reason), cascade=False)
                 continue
             if not isinstance(decision, Placement):
-                if req.prefetch:
+                taken = batch.preempt_for(self, req, len(pending)) if self.batch.known else []  # before prefetch: sooner
+                if req.prefetch and not taken:
                     if full is None:
                         full = self._full()
                     if full and self._prefetch(req, actions):
                         continue
                 self._stalled_on = req.req_id
-                actions += leases.revoke_for(self, req, len(pending))
-                actions += batch.preempt_for(self, req, len(pending)) if self.batch.known else []
+                actions += taken or leases.revoke_for(self, req, len(pending))
                 break
             self.queue.popleft()
             view, full = None, None
             actions += self.assign(req, pending, decision.hosts)
-        if self.batch.waiting and not self.queue:  # delay-tolerant calls take the slots left free
+        if (self.batch.waiting or self.batch.paused) and not self.queue:  # delay-tolerant calls take the slots left free
             actions += batch.place(self)
         if self.migrations.points:
             actions += migration.hints(self)
         return actions
 
     def delay_tolerant(self, req_id: str) -> bool:  # waits or runs apart from the FIFO queue (batch.py)
-        return req_id in self.batch.known
+        return req_id in self.batch.known or req_id in self.batch.restored
 
     def assign(self, req: Request, pending: list[int], hosts: tuple[str, ...]) -> list[Action]:
         """Start ``req``'s ``pending`` tasks on idle granules of ``hosts`` (one host per task)."""

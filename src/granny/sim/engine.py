@@ -249,7 +249,7 @@ class Simulator:
                     self.events.append(JobEvent(self.now, "fail", job.job_id, job.size, kind=job.kind,
                                                 detail=f"{action.error_kind}: {action.message}"))
                     self._submit_next(action.req_id)
-            elif isinstance(action, Kill):
+            elif isinstance(action, Kill) and not action.signal:  # (a pause is no end: planner/pausing.py)
                 ended.append(action)
             elif isinstance(action, StopWorker) and self.evictor is not None:
                 self.evictor.stopped(action.host_id)

@@ -99,6 +99,7 @@ class Submit(_Msg, tag="submit"):
     retries: int = 0  # an idempotent call: run it again elsewhere (this many times at most) if its host dies
     delay_tolerance: float = 0.0  # 0: run now; t > 0: the result is due within t s; < 0: whenever (planner/batch.py)
     restartable: bool = False  # a delay-tolerant call that may be stopped and started again (preemption)
+    fuse: bool = False  # an ``async def`` function: delay-tolerant, it may share a granule (planner/fusion.py)
     resent: bool = False  # sent again after a reconnect: it may have run already (see planner/orphans.py)
     tenant: str = ""  # apps of different tenants never share a host under the compact policy
     hosts: list[tuple[str, int]] = []  # a pinned placement, as ``mpirun --host h1:4,h2:4``; sums to n
@@ -203,6 +204,8 @@ class Run(_Msg, tag="run"):
     gen: int = 0
     checkpoint: str = ""  # see Submit.checkpoint
     attempts: int = 0  # a call run again after its host died: this is its attempt number (see Result.attempts)
+    fused: bool = False  # run it on the granule's event loop, beside the other fused calls (worker/fused.py)
+    nice: int = 0  # a delay-tolerant call: run it at this nice value (planner's --batch-nice, worker/niceness.py)
 
 
 class Skip(_Msg, tag="skip"):
@@ -328,6 +331,7 @@ class Spawn(_Msg, tag="spawn"):
 class KillGranule(_Msg, tag="kill"):
     granule_id: str
     reason: str = ""
+    signal: str = ""  # "STOP" / "CONT": pause or continue the granule's process instead of killing it
 
 
 class Registered(_Msg, tag="registered"):

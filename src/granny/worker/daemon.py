@@ -181,7 +181,10 @@ class Worker:
                     print(f"worker {self.host_id}: lost the planner; reconnecting", file=sys.stderr, flush=True)
                 self._connect(first=False)
                 continue
-            if isinstance(msg, KillGranule):
+            if isinstance(msg, KillGranule) and msg.signal in ("STOP", "CONT"):  # a pause (planner/pausing.py)
+                if msg.granule_id in self.live:
+                    self._zygote_cmd({"signal": msg.granule_id, "sig": msg.signal})
+            elif isinstance(msg, KillGranule):
                 if msg.granule_id in self.live:  # (a fenced granule's kill is ordered again after it exited)
                     self.kill_reasons[msg.granule_id] = msg.reason or "killed"
                     self._zygote_cmd({"kill": msg.granule_id})

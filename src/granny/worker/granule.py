@@ -46,9 +46,12 @@ from ..transport.lane import COPY_MAX, LaneDialer
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
+from . import fused, niceness
 from .capture import FdCapture
 from .granule_user import set_dumpable
 from .outbox import Link
+from .outcome import error_done as _error_done
+from .outcome import user_tb as _user_tb
 
 ENV_PLANNER = "GRANNY_PLANNER"
 ENV_HOST_ID = "GRANNY_HOST_ID"
@@ -139,9 +142,14 @@ class Granule:
             if (run.req_id, run.index) in skipped:
                 skipped.discard((run.req_id, run.index))
                 continue
+            if run.fused:  # a delay-tolerant async call: others may join it on an event loop
+                fused.serve(self, run, body, gen, runs, skipped)
+                continue
             if not link.start_task(run.req_id, run.index, gen, run.grant):
                 continue  # sent by a planner that went away: the new one dispatches it again
+            before = niceness.enter(run.nice)  # a delay-tolerant call may yield the cores (niceness.py)
             done, segments = self.execute(run, body)
+            done.retiring = not niceness.leave(before) or done.retiring
             # The lane saves a hop when calls come one at a time. In a stream (this task waited
             # behind another, or more wait behind it) the planner's batching serves throughput better.
             if run.reply_to and not run.prefetched and not runs and self._hand_over(run, done, segments):
@@ -268,7 +276,7 @@ class Granule:
         """Run a function task: its return value (or its exception) is the result."""
         ok = Done(req_id=run.req_id, index=run.index, status=Status.OK)
         try:
-            value = call()
+            value = fused.settle(call())  # an async def function's coroutine runs to its end
         except MigratedAway:
             raise
         except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
@@ -398,27 +406,6 @@ def _load_named(spec: dict[str, Any]) -> Callable[..., Any]:
     if not callable(fn):
         raise TypeError(f"entry point {entry!r} is not callable")
     return fn  # type: ignore[no-any-return]
-
-
-def _error_done(run: Run, exc: BaseException, limit: int) -> tuple[Done, list[Buffer]]:
-    tb = exc.__traceback__
-    text = "".join(traceback.format_exception(type(exc), exc, _user_tb(tb)))
-    message = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, MemoryError) and limit:
-        message = f"MemoryError: the granule exceeded its memory limit of {limit} bytes"
-    try:
-        payload = serde.dumps(exc)
-    except BaseException:  # noqa: BLE001 - an unpicklable exception still reports its text
-        payload = []
-    return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="remote", message=message,
-                traceback=text, segs=[memoryview(p).nbytes for p in payload]), payload
-
-
-def _user_tb(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """The traceback from the user's first frame on (the granule's own frames above it are noise)."""
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    return tb
 
 
 def _limit_memory(limit: int) -> bool:

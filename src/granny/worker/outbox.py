@@ -113,6 +113,17 @@ class Link:
                        grant=self._grant),
                    (), size)
 
+    def send_log_for(self, task: tuple[str, int], grant: bytes, part: int, stream: str, data: str) -> bool:
+        """Output of one of several tasks running at once (fused calls, worker/fused.py), numbered by the
+        caller; kept until acknowledged. False: dropped, the output buffer being full."""
+        size = len(data)
+        with self._lock:
+            if self._log_bytes + size > self.max_bytes:
+                return False
+            self._send(Log(req_id=task[0], index=task[1], stream=stream, data=data, run=self.run_id, part=part,
+                           grant=grant), (), size)
+            return True
+
     def send_done(self, done: Done, segments: Sequence[Buffer]) -> None:
         with self._lock:
             if (done.req_id, done.index) == self._task:

@@ -85,11 +85,16 @@ def main() -> None:
                 for pid, gid in children.items():
                     if gid == cmd["kill"]:
                         _kill(pid)
+            elif "signal" in cmd:  # pause or continue a granule (planner/pausing.py)
+                sig = signal.SIGSTOP if cmd.get("sig") == "STOP" else signal.SIGCONT
+                for pid, gid in children.items():
+                    if gid == cmd["signal"]:
+                        _kill(pid, sig)
 
 
-def _kill(pid: int) -> None:
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 
@@ -129,6 +134,9 @@ def _fork_granule(granule_id: str, unix_path: str, credential: bytearray, cred_l
         os.dup2(2, 1)  # C-level prints go to the worker's log, never into the zygote protocol
         key = bytes(credential[:cred_len])
         credential[:] = bytes(len(credential))
+        from .niceness import allow_return
+
+        allow_return()  # while still privileged: a granule may go back to nice 0 after a delay-tolerant call
         if user is not None:
             from .granule_user import drop_to
 

@@ -1,0 +1,126 @@
+"""Preemption by pausing (DFaaS): a delay-tolerant call that can be neither frozen nor restarted is stopped
+(SIGSTOP) so that latency-sensitive work gets its core, and continued (SIGCONT) later, by its deadline.
+
+Theory of operation
+- Why signals and not a cooperative pause: a cooperative pause needs the call's code to look at a
+  flag now and then (a migration point does, and is used to freeze instead); arbitrary code - a
+  numpy kernel, a C extension, a busy loop - never looks. SIGSTOP stops any process at once,
+  costs no work (nothing runs again) and needs nothing from the code. Its price: the paused
+  process keeps its memory (its granule stays, holding no slot), the latency-sensitive work needs
+  another granule (the host's worker forks a spare if none is idle, and keeps it), and whatever
+  the call was doing with the outside world stalls with it (a peer may time out).
+- Order of preference when latency-sensitive work finds no free slot (batch.preempt_for): freeze a
+  call at a migration point (not available to plain calls yet), restart a restartable call, and
+  pause only as the last resort. Fused granules are never paused (every call in them would stop).
+- A paused call's granule lends its slot out, as a granule waiting on its own sub-calls does
+  (``Granule.waiting``): the host's busy count leaves it out, and the latency-sensitive call is
+  placed at once. The paused call still counts against the batch share, so no other
+  delay-tolerant call takes the slot it lent.
+- Deadline guard: a call is paused only if, continued at its latest resume time, it still ends by
+  its deadline with its remaining runtime counted ``SAFETY`` times (once resumed it may share a
+  core with the work that took its slot). It is continued as soon as its host has a free slot
+  (before any waiting delay-tolerant call starts), and at its latest resume time at the latest,
+  free slot or not (``next_deadline``, then ``tick``). So a paused call still meets its deadline.
+Pure: no sockets, threads or clocks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from .lifecycle import TaskState
+from .records import Action, Kill, Request, SpawnGranules
+
+if TYPE_CHECKING:
+    from .batch import Batch, Delayed
+    from .state import PlannerState
+
+SAFETY = 2.0  # a resumed call is given this many times its remaining runtime before its deadline
+MARGIN = 0.05
+
+
+def remaining(b: Batch, d: Delayed) -> float:
+    """Estimated seconds of work left (the time it ran so far is banked in ``d.ran``)."""
+    running = 0.0 if d.req_id in b.paused or d.started is None else max(0.0, b.now - d.started)
+    return max(0.0, b.estimate(d.key) - d.ran - running)
+
+
+def latest_resume(b: Batch, d: Delayed) -> float:
+    return d.deadline - SAFETY * remaining(b, d) - MARGIN
+
+
+def next_deadline(b: Batch) -> float | None:
+    due = [latest_resume(b, b.known[rid]) for rid in b.paused if math.isfinite(b.known[rid].deadline)]
+    return min(due, default=None)
+
+
+def pause_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
+    """Pause up to ``needed`` running delay-tolerant calls, those with the most slack first, for
+    latency-sensitive ``req`` (which the caller found no room for); place it at once if that made room."""
+    b = st.batch
+    if any(h.spawning and h.slots > h.busy() for h in st.hosts.values() if h.alive):
+        return []  # a granule is being forked for a slot that is free already: that room is coming
+    candidates: list[tuple[float, int, str]] = []
+    for rid, d in b.known.items():
+        other = st.requests.get(rid)
+        if (other is None or d.started is None or d.granule or rid in b.paused
+                or other.tasks[0].state is not TaskState.RUNNING):
+            continue
+        granule = st.granules.get(other.tasks[0].granule_id)
+        if granule is None or granule.waiting or not granule.connected or granule.host_id in st.evicting:
+            continue
+        # Its latest resume: the deadline less its remaining work (counted SAFETY times) after the pause.
+        latest = latest_resume(b, d)
+        if latest > b.now:
+            candidates.append((latest, d.seq, rid))
+    if not candidates:
+        return []
+    actions: list[Action] = []
+    for _, _, rid in sorted(candidates, reverse=True)[:needed]:
+        d = b.known[rid]
+        granule = st.granules[st.requests[rid].tasks[0].granule_id]
+        d.ran += max(0.0, b.now - d.started) if d.started is not None else 0.0
+        b.paused[rid] = granule.granule_id
+        granule.waiting = True  # its slot is lent out (see the module docstring)
+        actions.append(Kill(granule.host_id, granule.granule_id, "paused: latency-sensitive work takes its slot",
+                            signal="STOP"))
+        b.counts["paused"] += 1
+        d.preemptions += 1
+        host = st.hosts[granule.host_id]
+        if not host.idle() and not host.spawning:
+            host.spawning += 1
+            actions.append(SpawnGranules(host.host_id, 1))
+    return actions + st.schedule()  # the latency-sensitive call takes the lent slot now, if a granule is idle
+
+
+def resume(st: PlannerState, force: bool = False) -> list[Action]:
+    """Continue paused calls: those whose host has a free slot, and (``force``) those whose latest resume
+    time has come, free slot or not."""
+    b = st.batch
+    actions: list[Action] = []
+    for rid in sorted(b.paused, key=lambda r: b.known[r]):  # earliest deadline first
+        d = b.known[rid]
+        granule = st.granules.get(b.paused[rid])
+        host = st.hosts.get(granule.host_id) if granule is not None else None
+        if granule is None or host is None:
+            b.paused.pop(rid)  # gone; its end is reported by its exit
+            continue
+        if host.slots - host.busy() > 0 or (force and latest_resume(b, d) <= b.now):
+            actions += continue_(st, rid)
+    return actions
+
+
+def continue_(st: PlannerState, rid: str) -> list[Action]:
+    """Continue paused call ``rid``'s granule (also when the call has just ended: see batch.ended)."""
+    b = st.batch
+    granule = st.granules.get(b.paused.pop(rid))
+    d = b.known.get(rid)
+    if d is not None:
+        d.started = b.now  # a new run segment: what ran before is in d.ran
+    if granule is None:
+        return []  # it died (its exit ended the call)
+    granule.waiting = False
+    b.counts["resumed"] += 1
+    return [Kill(granule.host_id, granule.granule_id, "resumed", signal="CONT")]
+

@@ -1,0 +1,55 @@
+"""Delay-tolerant calls run at the lowest CPU priority, so that they never slow latency-sensitive work.
+
+Theory of operation (DFaaS, issue 14: latency-sensitive calls must not wait longer with batch work
+around): a slot is the planner's unit, but the cores are the kernel's. A delay-tolerant call spinning
+on a core delays every process on the latency-sensitive path that wakes up there - the client, the
+planner, the worker, the latency-sensitive call's own granule - by a scheduler time slice. With
+``granny planner --batch-nice N``, while a granule runs a delay-tolerant call (``Run.nice``), its main
+thread (which runs the call, and whose nice value the threads the call starts inherit) runs at nice N:
+at 19 the kernel gives it about 1.5 % of a core against any normal process, and all of an otherwise
+idle one. Nice rather than SCHED_IDLE: a call whose deadline is near is dispatched at nice 0 (it goes
+first then), and nice never starves anything completely. Off by default: on a host shared with
+other work, a niced call also yields to that work, so it runs longer than its estimate and the
+deadline guard, which trusts the estimate, can be late (measured in benchmarks/results/dfaas.md).
+
+Going back to nice 0 needs the right to raise a priority: the zygote gives each granule an
+RLIMIT_NICE that allows nice 0 (and no higher) where it can (:func:`allow_return`). A granule that
+cannot go back (an unprivileged worker without that limit) retires after the call, so the next call
+starts on a fresh fork at nice 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+
+
+def allow_return() -> None:
+    """In a new granule, before it drops privileges: let it raise its priority back to nice 0 (not beyond)."""
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_NICE, (20, 20))  # the limit is 20 - the lowest nice allowed
+
+
+def enter(nice: int) -> int:
+    """Before a call: lower this thread's priority to ``nice`` (0: leave it). Returns the nice to go back to
+    (-1: nothing changed)."""
+    if nice <= 0:
+        return -1
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, nice)  # this thread (Linux: nice is per thread)
+    except OSError:
+        return -1
+    return before
+
+
+def leave(before: int) -> bool:
+    """After the call: back to the nice it had; False if not allowed (the granule should retire)."""
+    if before < 0:
+        return True
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, before)
+    except OSError:
+        return False
+    return True
