@@ -52,9 +52,10 @@ RUNTIMES = PAPER / "results" / "makespan" / "makespan_exec-task-info_granny_4_mp
 ORIGINAL_ROUND_S = 60.0  # its eviction round and grace
 
 
-def load_trace(path: Path, runtimes: Path, scale: float, step_s: float) -> list[tuple[float, int, int]]:
-    """(arrival time in our seconds, ranks, steps) per job: sizes for 8-core VMs onto 2-slot hosts, times
-    scaled; each job runs as long as it ran in the original (its LAMMPS jobs run shorter the wider they are)."""
+def load_trace(path: Path, runtimes: Path, scale: float, step_s: float, slots: int = 8) -> list[tuple[float, int, int]]:
+    """(arrival time in our seconds, ranks, steps) per job: sizes for 8-core VMs onto ``slots``-slot hosts,
+    times scaled; each job runs as long as it ran in the original (its LAMMPS jobs run shorter the wider
+    they are)."""
     with open(runtimes, newline="") as fh:
         ran = {int(r["TaskId"]): float(r["TimeExecuting"]) for r in csv.DictReader(fh)}
     jobs, t = [], 0.0
@@ -62,7 +63,7 @@ def load_trace(path: Path, runtimes: Path, scale: float, step_s: float) -> list[
         for row in csv.DictReader(fh):
             t += float(row["InterArrivalTimeSecs"]) * scale
             steps = max(2, round(ran[int(row["TaskId"])] * scale / step_s))
-            jobs.append((t, max(1, math.ceil(int(row["Size"]) / 4)), steps))
+            jobs.append((t, max(1, math.ceil(int(row["Size"]) * slots / 8)), steps))
     return jobs
 
 
@@ -100,9 +101,10 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
     period = ORIGINAL_ROUND_S * scale
     plan = evictions.EvictionPlan(every=period, away=args.down, fraction=0.25, grace=period,
                                   start=period / 2) if evict else None
-    trace = load_trace(Path(args.trace), Path(args.runtimes), scale, args.step_s)
+    trace = load_trace(Path(args.trace), Path(args.runtimes), scale, args.step_s, args.slots)
     state_dir = work / f"tb-{system}-{int(evict)}"
-    tb = Testbed(topology=topology.Topology(hosts=["h1", "h2", "h3", "h4"], slots=2, evictions=plan), prefix=PREFIX,
+    tb = Testbed(topology=topology.Topology(hosts=["h1", "h2", "h3", "h4"], slots=args.slots, evictions=plan),
+                 prefix=PREFIX,
                  subnet=SUBNET, state_dir=state_dir, heartbeat_timeout=2.0, ready_timeout=120.0)
     tb.up()
     try:
@@ -155,7 +157,7 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
 def run_all(args: argparse.Namespace, work: Path, into: dict[str, Any],
             save: Callable[[], None] = lambda: None) -> None:
     """Every system with and without evictions, ``args.reps`` times; rows go into ``into["runs"]``."""
-    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps", "systems")}
+    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps", "systems", "slots")}
     runs: list[dict[str, Any]] = into.setdefault("runs", [])
     for rep in range(args.reps):
         for system in args.systems.split(","):
@@ -226,6 +228,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--step-s", type=float, default=0.25, help="seconds between two migration points")
     ap.add_argument("--down", type=float, default=1.0, help="seconds an evicted host stays away")
     ap.add_argument("--systems", default="granny,baseline", help="which to run (comma-separated)")
+    ap.add_argument("--slots", type=int, default=8,
+                    help="slots per host (8: the original's VMs and job sizes; the jobs sleep, so the 2 cores "
+                         "carry 32 granules; fewer: sizes scaled down with it)")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=400.0,
                     help="a run still going after this many seconds stops (its makespan is reported as at least that)")
