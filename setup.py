@@ -10,7 +10,7 @@ setup(
     ext_modules=[
         Extension(
             "granny.mpi._fastring",
-            sources=["src/granny/mpi/_fastring.c"],
+            sources=["src/granny/mpi/_fastring.c", "src/granny/mpi/_fastcoll.c"],
             extra_compile_args=["-O2"],
             optional=True,
         )

@@ -17,12 +17,13 @@ crosses hosts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..errors import MpiError
 from . import algorithms as alg
+from . import shmcoll
 from .buffers import Buf, VBuf, is_in_place, parse_buffer, parse_vbuffer
 from .execute import BufStore, ObjStore, run_buffers, run_objects
 from .ops import MAX, SUM, Op, reduce_objects
@@ -30,6 +31,7 @@ from .pickling import dumps
 
 if TYPE_CHECKING:
     from .p2p import Engine
+    from .runtime import Runtime
 
 SCAN_TAG = 1
 ALLTOALL_TAG = 3
@@ -63,6 +65,9 @@ def _vbuf(spec: Any, size: int, readonly: bool, name: str) -> VBuf:
 
 
 class Collectives:
+    _coll: shmcoll.ShmColl | Literal[False] | None = None  # a one-host communicator's region; False: none
+    _rt: Runtime
+    _cid: int
     _engine: Engine
     _members: list[int]
     _hosts: list[int]
@@ -120,23 +125,54 @@ class Collectives:
 
     # --- objects ---------------------------------------------------------------------------
     def barrier(self) -> None:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            sc.barrier()
+            return
         run_objects(self._engine, self._cctx, self._members, self._sched(("barrier",)), ObjStore([None]))
 
     def Barrier(self) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            sc.barrier()
+            return
         self.barrier()
 
     def bcast(self, obj: Any = None, root: int = 0) -> Any:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            done, value = sc.bcast(obj, self._root(root))
+            if done:
+                return value
         store = ObjStore([obj])
         run_objects(self._engine, self._cctx, self._members, self._sched(("bcast", self._root(root))), store)
         return store.blocks[0]
 
     def reduce(self, sendobj: Any, op: Op = SUM, root: int = 0) -> Any:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            return sc.reduce(self, sendobj, op, self._root(root))
         store = ObjStore([sendobj], op)
         sched = self._sched(("reduce", self._root(root), False))  # rank order, as mpi4py
         run_objects(self._engine, self._cctx, self._members, sched, store)
         return store.blocks[0] if self._rank == root else None
 
     def allreduce(self, sendobj: Any, op: Op | None = SUM) -> Any:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            done, value = sc.allreduce(sendobj, op)
+            if done:
+                return value
         op = MAX if op is None else op
         store = ObjStore([sendobj], op)
         sched = self._sched(("allreduce_small", False))  # rank order, as mpi4py
@@ -144,6 +180,11 @@ class Collectives:
         return store.blocks[0]
 
     def gather(self, sendobj: Any, root: int = 0) -> list[Any] | None:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            return sc.gather(self, sendobj, self._root(root))
         blocks: list[Any] = [None] * self._size
         blocks[self._rank] = sendobj
         run_objects(self._engine, self._cctx, self._members, self._sched(("gather", self._root(root))), ObjStore(blocks))
@@ -160,6 +201,13 @@ class Collectives:
         return blocks[self._rank]
 
     def allgather(self, sendobj: Any) -> list[Any]:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            values = sc.allgather(sendobj)
+            if values is not None:
+                return values
         blocks: list[Any] = [None] * self._size
         blocks[self._rank] = sendobj
         run_objects(self._engine, self._cctx, self._members, self._sched(("allgather",)), ObjStore(blocks))
@@ -206,6 +254,11 @@ class Collectives:
 
     # --- buffers ---------------------------------------------------------------------------
     def Bcast(self, buf: Any, root: int = 0) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Bcast(self, buf, root):
+            return
         root = self._root(root)
         b = _buf(buf, self._rank == root, "buffer")
         arr = _u8(b.mem)
@@ -235,6 +288,11 @@ class Collectives:
         return _elements(sb)
 
     def Allreduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Allreduce(self, sendbuf, recvbuf, op):
+            return
         out, src = self._in_out(sendbuf, recvbuf)
         n = out.shape[0]
         if self._size == 1 or n == 0:
@@ -251,6 +309,11 @@ class Collectives:
         run_buffers(self._engine, self._cctx, self._members, sched, store)
 
     def Reduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM, root: int = 0) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Reduce(self, sendbuf, recvbuf, op, root):
+            return
         root = self._root(root)
         if self._rank == root:
             out, src = self._in_out(sendbuf, recvbuf)
@@ -318,6 +381,11 @@ class Collectives:
 
     # -- gather / scatter family (bytes; blocks are this rank's byte ranges) --
     def Gather(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Gather(self, sendbuf, recvbuf, root):
+            return
         self._gather(sendbuf, recvbuf, root, False)
 
     def Gatherv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
@@ -382,6 +450,11 @@ class Collectives:
         run_buffers(self._engine, self._cctx, self._members, self._sched(("gather", root)), store)
 
     def Scatter(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Scatter(self, sendbuf, recvbuf, root):
+            return
         self._scatter(sendbuf, recvbuf, root, False)
 
     def Scatterv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
@@ -418,6 +491,11 @@ class Collectives:
             rb[:hi - lo] = work[lo:hi]
 
     def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Allgather(self, sendbuf, recvbuf):
+            return
         self._allgather(sendbuf, recvbuf, False)
 
     def Allgatherv(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802

@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from ..errors import MpiError
-from . import runtime
+from . import runtime, shmcoll
 from .collectives import Collectives
 from .comm_env import UNDEFINED as UNDEFINED
 from .comm_env import CommEnvironment
@@ -55,7 +55,7 @@ _KNOWN_MISSING = {
 }
 
 
-_BOUND = frozenset({"_rt", "_engine", "_out", "_in", "_hosts", "_schedules", "_groups", "_locks"})
+_BOUND = frozenset({"_rt", "_engine", "_out", "_in", "_hosts", "_schedules", "_groups", "_locks", "_coll"})
 
 
 def _rebind_comm(cls: type[Comm], state: dict[str, Any]) -> Comm:
@@ -130,10 +130,12 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
             self._hosts = [hosts[w] for w in self._members]
         self.__dict__.pop("_schedules", None)
         self.__dict__.pop("_groups", None)
+        self.__dict__.pop("_coll", None)  # the region of the old world (shmcoll)
 
 
     def _set_null(self) -> None:
         """Turn this handle into MPI_COMM_NULL (what Free does to the handle it is called on)."""
+        shmcoll.release(self)
         self._members, self._index, self._size, self._rank, self._cid = [], {}, 0, UNDEFINED, -1
         self._ctx = self._cctx = -2
         self._name, self._freed, self._hosts, self._attrs, self._locks = "MPI_COMM_NULL", True, [], {}, {}
