@@ -13,7 +13,8 @@
  * readers wait for post >= s; every rank ends every collective with done = s. Before writing slot
  * s & 1 again (at s + 2), a rank waits until done >= s on every rank: nobody still reads it.
  *
- * Waiting: spin for spin_ns (pause, or sched_yield when the host is oversubscribed), then sleep on the
+ * Waiting: spin for spin_ns (pause for 3 us, then sched_yield at every check; at once when the host is
+ * oversubscribed), then sleep on the
  * bell futex with a timeout, calling the `progress` callable (the p2p engine) after each timeout so
  * that point-to-point traffic keeps moving while a rank waits here. Stores of post/done and the
  * sleepers count are sequentially consistent, so a sleeper cannot miss a wake-up from a C publisher;
@@ -42,6 +43,7 @@
 #endif
 
 #define LINE 64
+#define PURE_SPIN_NS 3000
 #define DATA_OFF 16
 
 enum { OP_SUM, OP_PROD, OP_MAX, OP_MIN, OP_BAND, OP_BOR, OP_BXOR };
@@ -93,15 +95,21 @@ static inline int ready(Region *r, int kind, int who, uint64_t s) {
 static int wait_for(Region *r, int kind, int who, uint64_t s) {
     if (ready(r, kind, who, s))
         return 0;
-    int64_t deadline = coll_now() + r->spin_ns;
+    /* A few microseconds of pure spinning catch a peer that is running; after that each check yields,
+       so a peer waiting for this core (other processes share the machine, or more ranks than cores)
+       gets it at once instead of after this rank's time slice. */
+    int64_t start = coll_now(), deadline = start + r->spin_ns, pure = r->yield ? start : start + PURE_SPIN_NS;
+    int past_pure = 0;
     for (unsigned i = 1;; i++) {
-        if (r->yield)
+        int yielding = r->yield || ((i & 15) == 0 && coll_now() > pure) || past_pure;
+        past_pure = yielding;
+        if (yielding)
             sched_yield();
         else
             coll_relax();
         if (ready(r, kind, who, s))
             return 0;
-        if ((r->yield || (i & 63) == 0) && coll_now() > deadline)
+        if ((yielding || (i & 63) == 0) && coll_now() > deadline)
             break;
     }
     long timeout_ns = 1000000; /* 1 ms, doubling to 20 ms: progress() runs at least that often */
