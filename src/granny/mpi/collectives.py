@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import MpiError
 from . import algorithms as alg
 from . import shmcoll
+from .argcheck import as_int, check_op
 from .buffers import Buf, VBuf, is_in_place, parse_buffer, parse_vbuffer
 from .execute import BufStore, ObjStore, run_buffers, run_objects
 from .ops import MAX, SUM, Op, reduce_objects
@@ -108,6 +109,8 @@ class Collectives:
         return s
 
     def _root(self, root: int) -> int:
+        if type(root) is not int:
+            root = as_int(root)
         if not 0 <= root < self._size:
             raise MpiError(f"invalid root {root}: communicator has ranks 0..{self._size - 1}", 8)  # MPI_ERR_ROOT
         return root
@@ -191,7 +194,8 @@ class Collectives:
         return blocks if self._rank == root else None
 
     def scatter(self, sendobj: Any, root: int = 0) -> Any:
-        if self._rank == self._root(root):
+        root = self._root(root)
+        if self._rank == root:
             blocks = list(sendobj) if sendobj is not None else []
             if len(blocks) != self._size:
                 raise ValueError(f"scatter: the root must pass a sequence of {self._size} items, got {len(blocks)}")
@@ -288,6 +292,8 @@ class Collectives:
         return _elements(sb)
 
     def Allreduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+        if type(op) is not Op:
+            check_op(op)  # as mpi4py: only the pickled forms take op=None
         sc = self._coll
         if sc is None:
             sc = shmcoll.attach(self)
@@ -309,6 +315,7 @@ class Collectives:
         run_buffers(self._engine, self._cctx, self._members, sched, store)
 
     def Reduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM, root: int = 0) -> None:  # noqa: N802
+        check_op(op)
         sc = self._coll
         if sc is None:
             sc = shmcoll.attach(self)
@@ -343,6 +350,7 @@ class Collectives:
         out[:hi - lo] = acc[lo:hi]
 
     def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+        check_op(op)
         if is_in_place(sendbuf):
             rb = _buf(recvbuf, False, "receive buffer", blocks=self._size)
             out = _elements(rb)
@@ -355,6 +363,7 @@ class Collectives:
 
     def Reduce_scatter(self, sendbuf: Any, recvbuf: Any, recvcounts: Any = None,  # noqa: N802
                        op: Op = SUM) -> None:
+        check_op(op)
         rb = _buf(recvbuf, False, "receive buffer")
         out = _elements(rb)
         inplace = is_in_place(sendbuf)
@@ -554,6 +563,7 @@ class Collectives:
 
     def _scan_buf(self, sendbuf: Any, recvbuf: Any, op: Op, exclusive: bool) -> None:
         """Recursive doubling (algorithms.scan): block 0 = the result, block 1 = the running partial."""
+        check_op(op)
         out, src = self._in_out(sendbuf, recvbuf)
         n = out.shape[0]
         if self._size == 1 or n == 0:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import MpiError
 from . import runtime, shmcoll
+from .argcheck import as_int, index_list
 from .collectives import Collectives
 from .comm_env import UNDEFINED as UNDEFINED
 from .comm_env import CommEnvironment
@@ -188,6 +189,7 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         return cid
 
     def Dup(self, info: Any = None) -> Comm:  # noqa: N802
+        _check_info(info)
         cid = self._new_cid()
         return type(self)._derive(self, list(self._members), cid)
 
@@ -239,9 +241,10 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         return Intracomm(members, cid)
 
     def Split(self, color: int = 0, key: int = 0) -> Comm:  # noqa: N802
+        color, key = as_int(color), as_int(key)
         entries = self.allgather((color, key, self._rank))
         cid = self._new_cid()
-        if color == UNDEFINED or color is None:
+        if color == UNDEFINED:
             return COMM_NULL
         mine = sorted((k, r) for c, k, r in entries if c == color)
         return Intracomm([self._members[r] for _, r in mine], cid)
@@ -275,13 +278,13 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         return UNEQUAL
 
     def _cart_args(self, dims: Any, periods: Any) -> tuple[list[int], list[bool], int]:
-        dims = [int(d) for d in dims]
+        dims = index_list(dims)  # as mpi4py: float dims raise TypeError
         ndims = len(dims)
         if periods is None:
             periods = False
         if isinstance(periods, bool):
             periods = [periods] * ndims
-        periods = [bool(p) for p in periods]
+        periods = [bool(p) for p in index_list(periods)]
         if len(periods) != ndims:
             raise ValueError(f"expecting {ndims} items, got {len(periods)}")
         total = 1
@@ -338,6 +341,13 @@ class Intercomm(Comm):
 COMM_NULL: Comm = Comm()
 
 
+def _check_info(info: Any) -> None:
+    from .group import Info
+
+    if info is not None and not isinstance(info, Info):
+        raise TypeError(f"Argument 'info' has incorrect type (expected MPI.Info, got {type(info).__name__})")
+
+
 def _predefined(cid: int) -> Comm:
     """COMM_NULL (cid -1), COMM_WORLD (0) or COMM_SELF (1) of this process."""
     if cid < 0:
@@ -362,6 +372,7 @@ _bsend_buffer: list[Any] = [None]
 
 def attach_buffer(buf: Any) -> None:
     """Bsend copies every message when it is sent, so the attached buffer is recorded only."""
+    memoryview(buf).release()  # as mpi4py: a bytes-like object is required
     _bsend_buffer[0] = buf
 
 
