@@ -372,7 +372,10 @@ _bsend_buffer: list[Any] = [None]
 
 def attach_buffer(buf: Any) -> None:
     """Bsend copies every message when it is sent, so the attached buffer is recorded only."""
-    memoryview(buf).release()  # as mpi4py: a bytes-like object is required
+    from .buffers import BUFFER_AUTOMATIC
+
+    if buf is not BUFFER_AUTOMATIC:
+        memoryview(buf).release()  # as mpi4py: a bytes-like object is required
     _bsend_buffer[0] = buf
 
 
