@@ -196,11 +196,12 @@ step(half, "again")
 '''
 
 
-def test_a_world_that_moves_gets_new_regions_and_leaks_none(tmp_path: Path) -> None:
+def test_a_world_that_moves_gets_new_regions_and_leaks_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Split over two hosts, the world has no region (it spans hosts) but its halves do; once it has moved
     onto one host, the rebuilt world has one too, the halves have new ones, and /dev/shm is clean."""
     script = tmp_path / "moving.py"
     script.write_text(MOVING)
+    monkeypatch.delenv(shmcoll.ENV, raising=False)  # the module's "off" cluster may still have it set
     c = LocalCluster(workers=2, slots=4, data_dir=tmp_path / "data", granule_user="same")
     try:
         with granny.connect(c.address, c.token) as client:
