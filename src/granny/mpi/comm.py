@@ -372,10 +372,10 @@ _bsend_buffer: list[Any] = [None]
 
 def attach_buffer(buf: Any) -> None:
     """Bsend copies every message when it is sent, so the attached buffer is recorded only."""
-    from .buffers import BUFFER_AUTOMATIC
+    from .buffers import BUFFER_AUTOMATIC, parse_buffer
 
     if buf is not BUFFER_AUTOMATIC:
-        memoryview(buf).release()  # as mpi4py: a bytes-like object is required
+        parse_buffer(buf, readonly=True, name="buffer")  # as mpi4py: any buffer (DLPack too), not a number
     _bsend_buffer[0] = buf
 
 
