@@ -219,3 +219,34 @@ def test_a_world_that_moves_gets_new_regions_and_leaks_none(tmp_path: Path, monk
         assert (f"rank {r} after world 6.0 half {half} ShmColl ShmColl" in lines) != (
             f"rank {r} again world 6.0 half {half} ShmColl ShmColl" in lines), lines
     assert _mine(c) == set()
+
+
+def affinity(comm: Any) -> list[int]:
+    import os
+
+    comm.Barrier()
+    return sorted(os.sched_getaffinity(0))
+
+
+def unbound() -> list[int]:
+    import os
+
+    return sorted(os.sched_getaffinity(0))
+
+
+def test_ranks_are_bound_to_cores_and_unbound_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Open MPI binds ranks to cores (here forced with GRANNY_MPI_BIND=1, the default only when a world
+    fills its host): each rank runs on one core, round-robin, and the warm granule is unbound after."""
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    monkeypatch.setenv("GRANNY_MPI_BIND", "1")
+    c = LocalCluster(workers=1, slots=2, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(c.address, c.token) as client:
+            r0, r1 = client.run_mpi(affinity, n=2, timeout=60)
+            assert r0 == [cpus[0]] and r1 == [cpus[1 % len(cpus)]]
+            for _ in range(4):  # both granules, warm again: their CPU sets are whole again
+                assert client.submit(unbound).result(60) == cpus
+    finally:
+        c.stop()

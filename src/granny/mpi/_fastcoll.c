@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -58,6 +59,8 @@ typedef struct {
     PyObject *progress;
     uint64_t known_done; /* every rank's done >= this */
 } Region;
+
+static int64_t pure_spin_ns = PURE_SPIN_NS;
 
 static inline int64_t coll_now(void) {
     struct timespec ts;
@@ -98,7 +101,7 @@ static int wait_for(Region *r, int kind, int who, uint64_t s) {
     /* A few microseconds of pure spinning catch a peer that is running; after that each check yields,
        so a peer waiting for this core (other processes share the machine, or more ranks than cores)
        gets it at once instead of after this rank's time slice. */
-    int64_t start = coll_now(), deadline = start + r->spin_ns, pure = r->yield ? start : start + PURE_SPIN_NS;
+    int64_t start = coll_now(), deadline = start + r->spin_ns, pure = r->yield ? start : start + pure_spin_ns;
     int past_pure = 0;
     for (unsigned i = 1;; i++) {
         int yielding = r->yield || ((i & 15) == 0 && coll_now() > pure) || past_pure;
@@ -569,6 +572,9 @@ static PyTypeObject RegionType = {
 };
 
 int fastcoll_add_types(PyObject *m) {
+    const char *env = getenv("GRANNY_MPI_COLL_PURE_NS");
+    if (env != NULL)
+        pure_spin_ns = atoll(env);
     if (PyType_Ready(&RegionType) < 0)
         return -1;
     Py_INCREF(&RegionType);
