@@ -32,7 +32,6 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -59,8 +58,6 @@ typedef struct {
     PyObject *progress;
     uint64_t known_done; /* every rank's done >= this */
 } Region;
-
-static int64_t pure_spin_ns = PURE_SPIN_NS;
 
 static inline int64_t coll_now(void) {
     struct timespec ts;
@@ -101,7 +98,7 @@ static int wait_for(Region *r, int kind, int who, uint64_t s) {
     /* A few microseconds of pure spinning catch a peer that is running; after that each check yields,
        so a peer waiting for this core (other processes share the machine, or more ranks than cores)
        gets it at once instead of after this rank's time slice. */
-    int64_t start = coll_now(), deadline = start + r->spin_ns, pure = r->yield ? start : start + pure_spin_ns;
+    int64_t start = coll_now(), deadline = start + r->spin_ns, pure = r->yield ? start : start + PURE_SPIN_NS;
     int past_pure = 0;
     for (unsigned i = 1;; i++) {
         int yielding = r->yield || ((i & 15) == 0 && coll_now() > pure) || past_pure;
@@ -387,6 +384,57 @@ fail:
     return NULL;
 }
 
+/* bcast_obj(s, data, root): the root publishes a pickle (data) -> True, or, when it is larger than the
+   slot, the mark -1 -> False; another rank gets the pickle as bytes, or None for the mark. */
+static PyObject *Region_bcast_obj(Region *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t s;
+    CHECK_OPEN(self);
+    if (nargs != 3 || as_seq(args[0], &s) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "bcast_obj(s, data, root)");
+        return NULL;
+    }
+    long root = PyLong_AsLong(args[2]);
+    if (root < 0 || root >= self->n) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "bcast_obj: no such root");
+        return NULL;
+    }
+    PyObject *out;
+    if (root == self->me) {
+        Py_buffer v;
+        if (PyObject_GetBuffer(args[1], &v, PyBUF_SIMPLE) < 0)
+            return NULL;
+        if (wait_slot_free(self, s) < 0) {
+            PyBuffer_Release(&v);
+            return NULL;
+        }
+        char *slot = slot_p(self, self->me, s);
+        int fits = v.len <= self->slot;
+        if (fits)
+            memcpy(slot + DATA_OFF, v.buf, (size_t)v.len);
+        *(int64_t *)slot = fits ? (int64_t)v.len : -1;
+        PyBuffer_Release(&v);
+        publish(self, post_p(self, self->me), s);
+        out = PyBool_FromLong(fits);
+    } else {
+        if (wait_for(self, 0, (int)root, s) < 0)
+            return NULL;
+        const char *slot = slot_p(self, (int)root, s);
+        int64_t len = *(const int64_t *)slot;
+        if (len < 0) {
+            Py_INCREF(Py_None);
+            out = Py_None;
+        } else {
+            out = PyBytes_FromStringAndSize(slot + DATA_OFF, (Py_ssize_t)len);
+            if (out == NULL)
+                return NULL;
+        }
+    }
+    publish(self, done_p(self, self->me), s);
+    return out;
+}
+
 #define FOLD_INT(T, UT)                                                                                    \
     {                                                                                                      \
         T *o = (T *)out;                                                                                   \
@@ -552,6 +600,8 @@ static PyMethodDef Region_methods[] = {
     {"barrier", (PyCFunction)Region_barrier, METH_O, "barrier(s)"},
     {"bcast", (PyCFunction)(void (*)(void))Region_bcast, METH_FASTCALL,
      "bcast(s, buf, root) -> 1 done, 0 not handled, -2 root sent it elsewhere, -3 length mismatch"},
+    {"bcast_obj", (PyCFunction)(void (*)(void))Region_bcast_obj, METH_FASTCALL,
+     "bcast_obj(s, data, root) -> root: True published, False too large (marked); others: bytes or None"},
     {"allreduce", (PyCFunction)(void (*)(void))Region_allreduce, METH_FASTCALL,
      "allreduce(s, src, out, op) -> 1 done, 0 not handled (nothing happened)"},
     {"reduce", (PyCFunction)(void (*)(void))Region_reduce, METH_FASTCALL,
@@ -572,9 +622,6 @@ static PyTypeObject RegionType = {
 };
 
 int fastcoll_add_types(PyObject *m) {
-    const char *env = getenv("GRANNY_MPI_COLL_PURE_NS");
-    if (env != NULL)
-        pure_spin_ns = atoll(env);
     if (PyType_Ready(&RegionType) < 0)
         return -1;
     Py_INCREF(&RegionType);

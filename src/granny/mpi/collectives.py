@@ -150,7 +150,7 @@ class Collectives:
         if sc is None:
             sc = shmcoll.attach(self)
         if sc:
-            done, value = sc.bcast(obj, self._root(root))
+            done, value = sc.bcast(obj, root if type(root) is int and 0 <= root < self._size else self._root(root))
             if done:
                 return value
         store = ObjStore([obj])

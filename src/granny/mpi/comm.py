@@ -393,11 +393,13 @@ def comm_lock_table(comm: Comm) -> dict[Any, Any]:
 
 
 def comm_lock(comm: Comm, key: Any = None) -> Any:
-    with _lock_guard:
-        lock = comm._locks.get(key)
-        if lock is None:
-            lock = comm._locks[key] = threading.Lock()
-        return lock
+    lock = comm._locks.get(key)  # the common case, without the guard (a dict read is atomic)
+    if lock is None:
+        with _lock_guard:
+            lock = comm._locks.get(key)
+            if lock is None:
+                lock = comm._locks[key] = threading.Lock()
+    return lock
 
 
 class Grequest(Request):

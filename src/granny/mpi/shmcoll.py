@@ -277,22 +277,14 @@ class ShmColl:
         return loads(self._view(s, who, length))
 
     def bcast(self, obj: Any, root: int) -> tuple[bool, Any]:
-        """(done here, value); not done: the caller runs the general bcast."""
-        s, reg = self._next(), self.reg
+        """(done here, value); not done: the pickle did not fit, the caller runs the general bcast."""
+        self.seq += 1
         if self.me == root:
-            data = dumps(obj)
-            fits = len(data) <= SLOT
-            reg.put(s, len(data) if fits else -1, data if fits else None)
-            reg.post(s)
-            reg.done(s)
-            return fits, obj
-        reg.wait_post(s, root)
-        length = reg.header(s, root)
-        try:
-            value = self._get_obj(s, root, length) if length >= 0 else None
-        finally:
-            reg.done(s)
-        return length >= 0, value
+            return self.reg.bcast_obj(self.seq, dumps(obj), root), obj
+        data = self.reg.bcast_obj(self.seq, None, root)
+        if data is None:
+            return False, None
+        return True, loads(data, True)
 
     def allgather(self, obj: Any) -> list[Any] | None:
         """Every rank's object, or None when one did not fit (the caller runs the general path)."""

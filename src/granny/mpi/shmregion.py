@@ -182,6 +182,20 @@ class PyRegion:
         self.wait_post(s, -1)
         self.done(s)
 
+    def bcast_obj(self, s: int, data: Any, root: int) -> Any:
+        if root == self.me:
+            fits = len(data) <= self.slot
+            self.put(s, len(data) if fits else -1, data if fits else None)
+            self.post(s)
+            self.done(s)
+            return fits
+        self.wait_post(s, root)
+        length = self.header(s, root)
+        off = self._slot(root, s) + DATA_OFF
+        out = bytes(self.mem[off:off + length]) if length >= 0 else None
+        self.done(s)
+        return out
+
     # The C type's one-call fast paths; here they leave everything to shmcoll's general code.
     def bcast(self, s: int, buf: Any, root: int) -> int:
         return 0
