@@ -72,7 +72,8 @@ def workout(comm: Any) -> dict[str, Any]:
             bad.append(name)
 
     tot = size * (size - 1) // 2
-    for n in (1, 3, 1000, 2048, 2049, 5000):  # 2048 float64 fill the 16 KiB slot; past it: point-to-point
+    # 2048 float64 fill the 16 KiB slot; past it: point-to-point; from 64 KiB Allreduce reads the others' memory
+    for n in (1, 3, 1000, 2048, 2049, 5000, 20_001, 300_000):
         for dt in (np.float64, np.int32, np.uint8, np.float32, np.int64):
             a = (np.arange(n) % 7 + rank).astype(dt)
             r = np.empty_like(a)
@@ -107,6 +108,9 @@ def workout(comm: Any) -> dict[str, Any]:
     y = np.array([rank + 1.0])
     comm.Allreduce(MPI.IN_PLACE, y, op=MPI.SUM)
     check("IN_PLACE", y[0] == size * (size + 1) / 2)
+    big = np.arange(100_003, dtype=np.float64) * (rank + 1)
+    comm.Allreduce(MPI.IN_PLACE, big, op=MPI.SUM)
+    check("IN_PLACE large", (big == np.arange(100_003) * (size * (size + 1) / 2)).all())
 
     def concat(a: Any, b: Any, dt: Any) -> None:  # (digits, 10**len) pairs: associative, not commutative
         i, o = np.frombuffer(a, np.int64), np.frombuffer(b, np.int64)
