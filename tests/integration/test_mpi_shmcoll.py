@@ -201,7 +201,7 @@ step(half, "again")
 
 
 def test_a_world_that_moves_gets_new_regions_and_leaks_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Split over two hosts, the world has no region (it spans hosts) but its halves do; once it has moved
+    """Split over two hosts, the world has only host legs (SpanColl) and its halves have regions; once it has moved
     onto one host, the rebuilt world has one too, the halves have new ones, and /dev/shm is clean."""
     script = tmp_path / "moving.py"
     script.write_text(MOVING)
@@ -219,7 +219,7 @@ def test_a_world_that_moves_gets_new_regions_and_leaks_none(tmp_path: Path, monk
     assert len(lines) == 8, lines
     for r in range(4):  # the moved ranks run step(.., "after") on their new host, the others go on ("again")
         half = 1 if r < 2 else 5
-        assert f"rank {r} before world 6.0 half {half} bool ShmColl" in lines, lines
+        assert f"rank {r} before world 6.0 half {half} SpanColl ShmColl" in lines, lines
         assert (f"rank {r} after world 6.0 half {half} ShmColl ShmColl" in lines) != (
             f"rank {r} again world 6.0 half {half} ShmColl ShmColl" in lines), lines
     assert _mine(c) == set()
@@ -252,5 +252,76 @@ def test_ranks_are_bound_to_cores_and_unbound_after(tmp_path: Path, monkeypatch:
             assert r0 == [cpus[0]] and r1 == [cpus[1 % len(cpus)]]
             for _ in range(4):  # both granules, warm again: their CPU sets are whole again
                 assert client.submit(unbound).result(60) == cpus
+    finally:
+        c.stop()
+
+
+def spanning(comm: Any) -> dict[str, Any]:
+    """Collectives of a world over two hosts: the host legs go through the hosts' regions (shmhosts.py)."""
+    from mpi4py import MPI
+
+    rank, size = comm.rank, comm.size
+    bad: list[str] = []
+
+    def check(name: str, ok: Any) -> None:
+        if not bool(ok):
+            bad.append(name)
+
+    for _ in range(3):
+        comm.Barrier()
+        comm.barrier()
+    for n in (1, 7, 2048, 5000):
+        for op, want in ((MPI.SUM, lambda k: size * k + size * (size - 1) // 2), (MPI.MAX, lambda k: k + size - 1)):
+            a = np.arange(n, dtype=np.int64) + rank
+            r = np.empty_like(a)
+            comm.Allreduce(a, r, op=op)
+            check(f"Allreduce {n} {op.name}", (r == want(np.arange(n))).all())
+        x = np.full(n, rank + 1.0)
+        comm.Allreduce(MPI.IN_PLACE, x, op=MPI.PROD)
+        check(f"Allreduce IN_PLACE {n}", (x == float(np.prod(np.arange(1, size + 1)))).all())
+        for root in range(size):
+            b = np.arange(n, dtype=np.float32) + root if rank == root else np.zeros(n, np.float32)
+            comm.Bcast(b, root=root)
+            check(f"Bcast {n} root {root}", (b == np.arange(n) + root).all())
+
+    def concat(a: Any, b: Any, dt: Any) -> None:  # not commutative: the general schedules
+        i, o = np.frombuffer(a, np.int64), np.frombuffer(b, np.int64)
+        o[0], o[1] = i[0] * o[1] + o[0], i[1] * o[1]
+
+    op = MPI.Op.Create(concat, commute=False)
+    d = np.empty(2, np.int64)
+    comm.Allreduce(np.array([rank + 1, 10], np.int64), d, op=op)
+    check("non-commutative", d[0] == int("".join(str(i + 1) for i in range(size))))
+    op.Free()
+    check("allreduce", comm.allreduce(rank) == size * (size - 1) // 2)
+    check("bcast", comm.bcast(rank if rank == 2 else None, root=2) == 2)
+    check("gather", comm.gather(rank, root=1) == (list(range(size)) if rank == 1 else None))
+    g = np.empty(size, np.int32)
+    comm.Allgather(np.array([rank], np.int32), g)
+    check("Allgather", g.tolist() == list(range(size)))
+    return {"bad": bad, "kind": type(comm._coll).__name__,
+            "local": len(comm._coll.local), "has_region": comm._coll.reg is not None}
+
+
+@pytest.mark.parametrize(("hosts", "pure"), [("local1:2,local2:2", False), ("local1:2,local2:2", True),
+                                             ("local1:3,local2:1", False)])
+def test_a_world_over_two_hosts_uses_the_regions_for_its_host_legs(tmp_path: Path, hosts: str, pure: bool,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(shmcoll.ENV, raising=False)
+    if pure:
+        monkeypatch.setenv(PURE_ENV, "1")
+    else:
+        monkeypatch.delenv(PURE_ENV, raising=False)
+    c = LocalCluster(workers=2, slots=4, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(c.address, c.token) as client:
+            results = client.options(hosts=hosts).run_mpi(spanning, n=4, timeout=120)
+        per_host = [int(h.split(":")[1]) for h in hosts.split(",")]
+        locals_ = [per_host[0]] * per_host[0] + [per_host[1]] * per_host[1]
+        for rank, r in enumerate(results):
+            assert r["bad"] == [], (rank, r["bad"])
+            assert r["kind"] == "SpanColl" and r["local"] == locals_[rank]
+            assert r["has_region"] is (locals_[rank] > 1)
+        assert _mine(c) == set()
     finally:
         c.stop()

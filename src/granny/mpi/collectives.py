@@ -33,6 +33,7 @@ from .pickling import dumps
 if TYPE_CHECKING:
     from .p2p import Engine
     from .runtime import Runtime
+    from .shmhosts import SpanColl
 
 SCAN_TAG = 1
 ALLTOALL_TAG = 3
@@ -66,7 +67,7 @@ def _vbuf(spec: Any, size: int, readonly: bool, name: str) -> VBuf:
 
 
 class Collectives:
-    _coll: shmcoll.ShmColl | Literal[False] | None = None  # a one-host communicator's region; False: none
+    _coll: shmcoll.ShmColl | SpanColl | Literal[False] | None = None  # the regions (shmcoll.attach); False: none
     _rt: Runtime
     _cid: int
     _engine: Engine
@@ -162,7 +163,9 @@ class Collectives:
         if sc is None:
             sc = shmcoll.attach(self)
         if sc:
-            return sc.reduce(self, sendobj, op, self._root(root))
+            done, value = sc.reduce(self, sendobj, op, self._root(root))
+            if done:
+                return value
         store = ObjStore([sendobj], op)
         sched = self._sched(("reduce", self._root(root), False))  # rank order, as mpi4py
         run_objects(self._engine, self._cctx, self._members, sched, store)
@@ -187,7 +190,9 @@ class Collectives:
         if sc is None:
             sc = shmcoll.attach(self)
         if sc:
-            return sc.gather(self, sendobj, self._root(root))
+            done, values = sc.gather(self, sendobj, self._root(root))
+            if done:
+                return values
         blocks: list[Any] = [None] * self._size
         blocks[self._rank] = sendobj
         run_objects(self._engine, self._cctx, self._members, self._sched(("gather", self._root(root))), ObjStore(blocks))

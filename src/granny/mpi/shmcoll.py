@@ -41,6 +41,7 @@ from .execute import reduce_to
 from .ops import MAX, Op, reduce_objects
 from .pickling import dumps, loads
 from .shm import cma_available, cma_read
+from .shmhosts import SpanColl
 from .shmregion import OPCODES, SLOT, Mapping, PyRegion, region_path, region_size, slot_offset
 
 try:
@@ -364,8 +365,12 @@ class ShmColl:
             acc = reduce_objects(op, acc, v)
         return True, acc
 
-    def gather(self, comm: Comm, obj: Any, root: int) -> list[Any] | None:
-        """Always done here: a part that does not fit a slot goes point-to-point to the root."""
+    def gather(self, comm: Comm, obj: Any, root: int) -> tuple[bool, list[Any] | None]:
+        """Always done here (True, the list or None off the root): a part that does not fit a slot goes
+        point-to-point to the root."""
+        return True, self._gather(comm, obj, root)
+
+    def _gather(self, comm: Comm, obj: Any, root: int) -> list[Any] | None:
         s, reg, eng = self._next(), self.reg, comm._engine
         data = self._put_obj(s, obj)
         reg.post(s)
@@ -392,14 +397,14 @@ class ShmColl:
         finally:
             reg.done(s)
 
-    def reduce(self, comm: Comm, obj: Any, op: Op, root: int) -> Any:
-        values = self.gather(comm, obj, root)
+    def reduce(self, comm: Comm, obj: Any, op: Op, root: int) -> tuple[bool, Any]:
+        values = self._gather(comm, obj, root)
         if values is None:
-            return None
+            return True, None
         acc = values[0]
         for v in values[1:]:
             acc = reduce_objects(op, acc, v)
-        return acc
+        return True, acc
 
 
 _cma_ok: list[bool] = []
@@ -412,7 +417,7 @@ def _cma() -> bool:
 
 
 # --- attaching communicators to regions ----------------------------------------------------------
-_registry: dict[tuple[int, tuple[int, ...]], ShmColl] = {}
+_registry: dict[tuple[int, tuple[int, ...]], ShmColl | SpanColl] = {}
 _registry_world: list[str] = [""]
 
 
@@ -420,10 +425,11 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1") not in ("0", "")
 
 
-def attach(comm: Comm) -> ShmColl | Literal[False]:
-    """This communicator's region (set up collectively on first use), or False: the communicator has
-    one rank, spans hosts, or regions are off. Cached on the handle as ``_coll``."""
-    if comm._size < 2 or comm._rank < 0 or not enabled() or len(set(comm._hosts)) != 1:
+def attach(comm: Comm) -> ShmColl | SpanColl | Literal[False]:
+    """This communicator's region (set up collectively on first use): a ``ShmColl`` on one host, a
+    ``SpanColl`` (the host legs, shmhosts.py) across hosts; False when the communicator has one rank or
+    regions are off. Cached on the handle as ``_coll``."""
+    if comm._size < 2 or comm._rank < 0 or not enabled():
         comm._coll = False
         return False
     world = comm._rt.world
@@ -435,17 +441,31 @@ def attach(comm: Comm) -> ShmColl | Literal[False]:
     key = (comm._cid, tuple(comm._members))
     sc = _registry.get(key)
     if sc is None:
-        fab = world.fabric
-        n, me = comm._size, comm._rank
-        size = region_size(n, SLOT)
-        mapping = shmregion.setup(comm._engine, comm._cctx, list(comm._members), world.rank,
-                                  region_path(world.world_id, comm._cid, comm._members[0]), size)
-        spin_ns = int(fab.spin * 1e9) if not fab.yield_spin else int(OVERSUBSCRIBED_SPIN * 1e9)
-        args = (mapping.map, n, me, SLOT, spin_ns, fab.yield_spin, comm._engine.progress)
-        reg = _fastring.Region(*args) if fab.fast and _fastring is not None else PyRegion(*args)
-        sc = _registry[key] = ShmColl(mapping, reg, n, me)
+        hosts = comm._hosts
+        local = [r for r in range(comm._size) if hosts[r] == hosts[comm._rank]]
+        mapping, reg = _region(comm, local) if len(local) > 1 else (None, None)
+        if len(local) == comm._size:
+            assert mapping is not None
+            sc = ShmColl(mapping, reg, comm._size, comm._rank)
+        else:
+            sc = SpanColl(comm, mapping, reg)
+        _registry[key] = sc
     comm._coll = sc
     return sc
+
+
+def _region(comm: Comm, local: list[int]) -> tuple[Mapping, Any]:
+    """Map the region of the communicator's ``local`` ranks (comm ranks on this host), collectively."""
+    world = comm._rt.world
+    fab = world.fabric
+    members = [comm._members[r] for r in local]
+    n, me = len(local), local.index(comm._rank)
+    mapping = shmregion.setup(comm._engine, comm._cctx, members, world.rank,
+                              region_path(world.world_id, comm._cid, members[0]), region_size(n, SLOT))
+    spin_ns = int(fab.spin * 1e9) if not fab.yield_spin else int(OVERSUBSCRIBED_SPIN * 1e9)
+    args = (mapping.map, n, me, SLOT, spin_ns, fab.yield_spin, comm._engine.progress)
+    reg = _fastring.Region(*args) if fab.fast and _fastring is not None else PyRegion(*args)
+    return mapping, reg
 
 
 # With more ranks than cores a waiting rank yields its core at every check instead of spinning: keep
