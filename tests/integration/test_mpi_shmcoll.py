@@ -325,3 +325,31 @@ def test_a_world_over_two_hosts_uses_the_regions_for_its_host_legs(tmp_path: Pat
         assert _mine(c) == set()
     finally:
         c.stop()
+
+
+def flood_then_barrier(comm: Any) -> list[int]:
+    """Rank 1 sends 2 MB of small messages (twice its ring) before a Barrier that rank 0 enters first: rank 1's
+    sends wait for room, which rank 0 makes only if it keeps the point-to-point engine going while it
+    waits in the Barrier. Then rank 0 receives them all, in order."""
+    import time
+
+    got = []
+    if comm.rank == 1:
+        for i in range(2000):
+            comm.Send(np.full(1024, i % 251, np.uint8), dest=0, tag=3)
+    elif comm.rank == 0:
+        time.sleep(0.1)
+    comm.Barrier()
+    if comm.rank == 0:
+        buf = np.empty(1024, np.uint8)
+        for i in range(2000):
+            comm.Recv(buf, source=1, tag=3)
+            if buf[0] != i % 251:
+                got.append(i)
+    return got
+
+
+def test_a_rank_waiting_in_a_collective_keeps_point_to_point_moving(
+        mode_client: tuple[str, granny.Client, LocalCluster]) -> None:
+    _, client, _ = mode_client
+    assert client.run_mpi(flood_then_barrier, n=2, timeout=120) == [[], []]
