@@ -101,6 +101,13 @@ def workout(comm: Any) -> dict[str, Any]:
         comm.Scatter(np.repeat(np.arange(size, dtype=np.int32) * 3, n) if rank == 0 else None, sc, root=0)
         check(f"Scatter {n}", (sc == 3 * rank).all())
 
+    # blocks of nothing
+    sc0 = np.zeros(0, np.int32)
+    comm.Scatter(np.zeros(0, np.int32) if rank == 0 else None, sc0, root=0)
+    g0 = np.zeros(0, np.int32)
+    comm.Gather(np.zeros(0, np.int32), g0 if rank == 0 else None, root=0)
+    comm.Allgather(np.zeros(0, np.int32), g0)
+
     # NaN propagates as with numpy; IN_PLACE; a non-commutative user op keeps rank order; MAXLOC pairs
     x = np.array([np.nan if rank == 0 else 1.0, rank])
     comm.Allreduce(MPI.IN_PLACE, x, op=MPI.MAX)

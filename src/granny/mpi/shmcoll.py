@@ -296,9 +296,7 @@ class ShmColl:
                 if blk != rb.shape[0]:
                     raise ValueError(f"Scatter: the root keeps a block of {blk} bytes in a receive buffer "
                                      f"of {rb.shape[0]}")
-            if blk == 0:
-                return False
-            fits = bounds[-1][1] <= SLOT
+            fits = bounds[-1][1] <= SLOT  # the root decides (receivers may pass larger buffers)
             s = self._next()
             reg.put(s, blk if fits else -1, work[:bounds[-1][1]] if fits else None)
             reg.post(s)
@@ -307,8 +305,6 @@ class ShmColl:
                 rb[:] = work[bounds[root][0]:bounds[root][1]]
             return fits
         rb = _u8(parse_buffer(recvbuf, readonly=False, name="receive buffer").mem)
-        if rb.shape[0] == 0:
-            return False  # the root sends nothing either (its block has the same size): general path
         s = self._next()
         reg.wait_post(s, root)
         blk = reg.header(s, root)
@@ -316,7 +312,8 @@ class ShmColl:
             if blk >= 0:
                 if blk > rb.shape[0]:
                     raise MpiError(f"Scatterv: {blk} bytes for a receive buffer of {rb.shape[0]}", ERR_TRUNCATE)
-                rb[:blk] = np.frombuffer(self._view(s, root, (self.me + 1) * blk), np.uint8)[self.me * blk:]
+                if blk:
+                    rb[:blk] = np.frombuffer(self._view(s, root, (self.me + 1) * blk), np.uint8)[self.me * blk:]
         finally:
             reg.done(s)
         return bool(blk >= 0)
