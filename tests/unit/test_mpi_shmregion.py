@@ -99,3 +99,20 @@ def test_the_python_wait_progresses_too() -> None:
     p = PyRegion(buf, 2, 1, SLOT, 1000, True, progress)
     p.wait_post(5, 0)
     assert len(calls) == 2
+
+
+def test_single_copy_reads_in_c_and_their_errors() -> None:
+    import os
+
+    from granny.errors import MpiError
+    from granny.mpi import shm
+
+    src = np.arange(100_000, dtype=np.uint8)
+    dst = np.zeros_like(src)
+    fastring.cma_read(os.getpid(), shm.buffer_address(memoryview(src)), memoryview(dst))
+    assert (dst == src).all()
+    dst[:] = 0
+    shm.cma_read(os.getpid(), shm.buffer_address(memoryview(src)) + 10, memoryview(dst)[:50])
+    assert (dst[:50] == src[10:60]).all() and not dst[50:].any()
+    with pytest.raises(MpiError, match="reading 8 bytes"):
+        shm.cma_read(os.getpid(), 8, memoryview(bytearray(8)))  # nothing is mapped there

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -621,7 +622,53 @@ static PyTypeObject RegionType = {
     .tp_methods = Region_methods,
 };
 
+/* cma_read(pid, address, buffer): copy len(buffer) bytes from another process's memory at address into
+   buffer (process_vm_readv, one copy), without the ctypes set-up of shm.cma_read; the GIL is released
+   during the copy. Raises OSError. */
+static PyObject *coll_cma_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    (void)mod;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "cma_read(pid, address, buffer)");
+        return NULL;
+    }
+    long pid = PyLong_AsLong(args[0]);
+    unsigned long long address = PyLong_AsUnsignedLongLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer v;
+    if (PyObject_GetBuffer(args[2], &v, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    size_t done = 0, total = (size_t)v.len;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (done < total) {
+        struct iovec local = {(char *)v.buf + done, total - done};
+        struct iovec remote = {(void *)(uintptr_t)(address + done), total - done};
+        ssize_t got = process_vm_readv((pid_t)pid, &local, 1, &remote, 1, 0);
+        if (got <= 0) {
+            err = got < 0 ? errno : EIO;
+            break;
+        }
+        done += (size_t)got;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    if (err) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef coll_functions[] = {
+    {"cma_read", (PyCFunction)(void (*)(void))coll_cma_read, METH_FASTCALL,
+     "cma_read(pid, address, buffer): process_vm_readv of len(buffer) bytes; OSError on failure"},
+    {NULL, NULL, 0, NULL},
+};
+
 int fastcoll_add_types(PyObject *m) {
+    if (PyModule_AddFunctions(m, coll_functions) < 0)
+        return -1;
     if (PyType_Ready(&RegionType) < 0)
         return -1;
     Py_INCREF(&RegionType);

@@ -8,6 +8,7 @@ PAD: int
 HEADER: int
 
 def set_flag(buffer: Any, index: int, value: int, /) -> None: ...
+def cma_read(pid: int, address: int, buffer: Any, /) -> None: ...
 
 class Producer:
     head: int
