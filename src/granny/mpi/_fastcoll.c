@@ -660,7 +660,20 @@ static PyObject *coll_cma_read(PyObject *mod, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
+/* buffer_address(buffer) -> the address of a contiguous buffer (read-only ones too), for a peer's cma_read */
+static PyObject *coll_buffer_address(PyObject *mod, PyObject *obj) {
+    (void)mod;
+    Py_buffer v;
+    if (PyObject_GetBuffer(obj, &v, PyBUF_SIMPLE) < 0)
+        return NULL;
+    uintptr_t address = v.len ? (uintptr_t)v.buf : 0;
+    PyBuffer_Release(&v);
+    return PyLong_FromUnsignedLongLong((unsigned long long)address);
+}
+
 static PyMethodDef coll_functions[] = {
+    {"buffer_address", (PyCFunction)coll_buffer_address, METH_O,
+     "buffer_address(buffer) -> int: where a contiguous buffer's bytes are (0 when empty)"},
     {"cma_read", (PyCFunction)(void (*)(void))coll_cma_read, METH_FASTCALL,
      "cma_read(pid, address, buffer): process_vm_readv of len(buffer) bytes; OSError on failure"},
     {NULL, NULL, 0, NULL},

@@ -67,6 +67,7 @@ except ImportError:  # the C extension did not build: the pure-Python rings belo
 
 PURE_ENV = "GRANNY_MPI_PURE"
 _c_cma_read = getattr(_fastring, "cma_read", None) if os.environ.get(PURE_ENV, "") in ("", "0") else None
+_c_buffer_address = getattr(_fastring, "buffer_address", None) if _c_cma_read is not None else None
 
 
 def fast_rings() -> bool:
@@ -266,6 +267,8 @@ def cma_read(pid: int, address: int, into: memoryview) -> None:
 
 def buffer_address(mem: memoryview) -> int:
     """Address of a contiguous buffer (read-only ones too), for a peer's ``cma_read``."""
+    if _c_buffer_address is not None:
+        return int(_c_buffer_address(mem))  # 0.3 µs, where numpy's ctypes attribute takes 2 µs
     import numpy as np
 
     if mem.nbytes == 0:

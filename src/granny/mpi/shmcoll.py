@@ -41,7 +41,7 @@ from .buffers import is_in_place, parse_buffer
 from .execute import reduce_to
 from .ops import MAX, Op, reduce_objects
 from .pickling import dumps, loads
-from .shm import cma_available, cma_read
+from .shm import buffer_address, cma_available, cma_read
 from .shmhosts import SpanColl
 from .shmregion import OPCODES, SLOT, Mapping, PyRegion, region_path, region_size, slot_offset
 
@@ -151,7 +151,8 @@ class ShmColl:
         isz = out.dtype.itemsize
         bounds = block_bounds(out.shape[0], n)
         s1, s2, s3 = self._next(), self._next(), self._next()
-        reg.put(s1, 16, np.array([src.ctypes.data, dst.ctypes.data], np.uint64).view(np.uint8))
+        where = [buffer_address(src.view(np.uint8).data), buffer_address(dst.view(np.uint8).data)]
+        reg.put(s1, 16, np.array(where, np.uint64).view(np.uint8))
         reg.post(s1)
         try:
             reg.wait_post(s1, -1)
