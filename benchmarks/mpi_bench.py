@@ -13,7 +13,7 @@ RTT/2):
 
 * buffer ``Send/Recv`` of 8 B, 1 KiB, 64 KiB, 1 MiB, 16 MiB (uint8)
 * ``send/recv`` (pickled) of an 8 B numpy array, and of 1 MiB
-* ``Allreduce`` of 1M float64 (SUM), ``Bcast`` of 8 MiB
+* ``Allreduce`` of 1M float64 (SUM), ``Alltoall`` of 1 MiB per pair, ``Bcast`` of 8 MiB
 * small collectives: ``Barrier``, ``Allreduce`` of one float64, ``Bcast`` of 8 B, ``allreduce`` and ``bcast``
   of a Python float; then these and the 1M ``Allreduce`` again at 4 ranks (``--small-only``, a second job)
 * the CPU time used by rank 1 while blocked 3 s in ``comm.recv`` (rank 0 sleeps 3 s, then sends):
@@ -142,9 +142,26 @@ def rank_main(out: str, budget: float, small_only: bool = False) -> int:
         assert np.allclose(r, expect), "Allreduce: wrong result"
         put("Allreduce_1M_f64_s", stats(samples))
 
+    def alltoall_1m() -> None:
+        """``Alltoall`` of 1 MiB per pair (a matrix transpose's exchange), with a Barrier before each."""
+        sa = np.full(size * MIB, rank, dtype=np.uint8)
+        ra = np.empty_like(sa)
+        samples = []
+        for i in range(3 + 100):
+            comm.Barrier()
+            t0 = now()
+            comm.Alltoall(sa, ra)
+            if i >= 3:
+                samples.append(now() - t0)
+            if i >= 13 and i % 8 == 0 and comm.bcast(sum(samples) > budget if rank == 0 else None, root=0):
+                break
+        assert (ra.reshape(size, MIB)[:, 0] == np.arange(size)).all(), "Alltoall: wrong result"
+        put("Alltoall_1MiB_s", stats(samples))
+
     if small_only:  # the 4-rank run: collectives only
         small_collectives()
         allreduce_1m()
+        alltoall_1m()
         comm.Barrier()
         return 0
 
@@ -185,6 +202,7 @@ def rank_main(out: str, budget: float, small_only: bool = False) -> int:
 
     # --- collectives
     allreduce_1m()
+    alltoall_1m()
     small_collectives()
 
     b = np.ones(MIB, dtype=np.float64) if rank == 0 else np.zeros(MIB, dtype=np.float64)
@@ -389,12 +407,14 @@ ROWS = [  # key, label, kind, target op, target bound, target text
     ("SendRecv_16MiB_s", "`Send/Recv` buffer 16 MiB, one-way (bandwidth)", "bw16", "<=", 1.25,
      "bandwidth ≥ 0.8× (time ≤ 1.25×)"),
     ("Allreduce_1M_f64_s", "`Allreduce` 1M float64, SUM", "time", "<=", 1.1, "≤ 1.1×"),
+    ("Alltoall_1MiB_s", "`Alltoall` 1 MiB per pair", "time", "<=", 1.25, "≤ 1.25×"),
     ("Barrier_s", "`Barrier`", "time", "<=", 2.0, "≤ 2×"),
     ("Allreduce_1_f64_s", "`Allreduce` 1 float64, SUM", "time", "<=", 2.0, "≤ 2×"),
     ("Bcast_8B_s", "`Bcast` 8 B ³", "time", "<=", 2.0, "≤ 2×"),
     ("allreduce_float_s", "`allreduce` of a Python float", "time", "<=", 1.25, "≤ 1.25×"),
     ("bcast_float_s", "`bcast` of a Python float ³", "time", "<=", 1.25, "≤ 1.25×"),
     ("Allreduce_1M_f64_s@4", "4 ranks: `Allreduce` 1M float64, SUM", "time", "<=", 1.1, "≤ 1.1×"),
+    ("Alltoall_1MiB_s@4", "4 ranks: `Alltoall` 1 MiB per pair", "time", "<=", 1.25, "≤ 1.25×"),
     ("Barrier_s@4", "4 ranks: `Barrier`", "time", "<=", 2.0, "≤ 2×"),
     ("Allreduce_1_f64_s@4", "4 ranks: `Allreduce` 1 float64, SUM", "time", "<=", 2.0, "≤ 2×"),
     ("Bcast_8B_s@4", "4 ranks: `Bcast` 8 B ³", "time", "<=", 2.0, "≤ 2×"),

@@ -101,6 +101,26 @@ def workout(comm: Any) -> dict[str, Any]:
         comm.Scatter(np.repeat(np.arange(size, dtype=np.int32) * 3, n) if rank == 0 else None, sc, root=0)
         check(f"Scatter {n}", (sc == 3 * rank).all())
 
+    # Alltoall(v): single-copy reads, pairwise
+    for n in (1, 1000, 300_000):
+        a = np.array([rank * 1000 + j for j in range(size) for _ in range(n)], np.int64)
+        r = np.empty_like(a)
+        comm.Alltoall(a, r)
+        check(f"Alltoall {n}", (r == np.repeat(np.arange(size) * 1000 + rank, n)).all())
+        comm.Alltoall(MPI.IN_PLACE, a)
+        check(f"Alltoall IN_PLACE {n}", (a == r).all())
+    counts = [(rank + j) % 3 for j in range(size)]  # rank sends (rank + j) % 3 items to j
+    sdispl = [sum(counts[:j]) for j in range(size)]
+    rcounts = [(i + rank) % 3 for i in range(size)]
+    rdispl = [sum(rcounts[:i]) + i for i in range(size)]  # with gaps
+    sv = np.array([100 * rank + j for j in range(size) for _ in range(counts[j])], np.int32)
+    rv = np.full(sum(rcounts) + size, -1, np.int32)
+    comm.Alltoallv([sv, (counts, sdispl), MPI.INT], [rv, (rcounts, rdispl), MPI.INT])
+    want = np.full(sum(rcounts) + size, -1, np.int32)
+    for i in range(size):
+        want[rdispl[i]:rdispl[i] + rcounts[i]] = 100 * i + rank
+    check("Alltoallv", (rv == want).all())
+
     # blocks of nothing
     sc0 = np.zeros(0, np.int32)
     comm.Scatter(np.zeros(0, np.int32) if rank == 0 else None, sc0, root=0)

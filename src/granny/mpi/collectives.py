@@ -535,6 +535,11 @@ class Collectives:
         self._alltoall(sendbuf, recvbuf, True)
 
     def _alltoall(self, sendbuf: Any, recvbuf: Any, v: bool) -> None:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Alltoall(self, sendbuf, recvbuf, v):
+            return
         out, rbounds = self._recv_layout(recvbuf, v, "receive buffer", False)
         if is_in_place(sendbuf):
             src, sbounds = out.copy(), rbounds

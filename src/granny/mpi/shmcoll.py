@@ -319,6 +319,50 @@ class ShmColl:
             reg.done(s)
         return bool(blk >= 0)
 
+    def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:  # noqa: N802
+        """Alltoall(v) as single-copy reads, pairwise: every rank publishes where its send buffer is and
+        its blocks' bounds; each reads the block meant for it out of every other rank's send buffer
+        straight into its receive buffer (one ``process_vm_readv`` each); a last barrier keeps the send
+        buffers alive until nobody reads them. Two synchronisations, no messages."""
+        n, me = self.n, self.me
+        if not self.cma or 16 * (n + 1) > SLOT:
+            return False
+        out, rbounds = comm._recv_layout(recvbuf, v, "receive buffer", False)
+        if is_in_place(sendbuf):
+            src, sbounds = out.copy(), rbounds
+        else:
+            src, sbounds = comm._recv_layout(sendbuf, v, "send buffer", True)
+        (slo, shi), (rlo, rhi) = sbounds[me], rbounds[me]
+        if shi - slo != rhi - rlo:
+            raise MpiError(f"Alltoall: this rank sends itself {shi - slo} bytes for a block of {rhi - rlo}", 15)
+        world = comm._rt.world
+        meta = np.array([buffer_address(src.data) if src.nbytes else 0, 0, *(x for b in sbounds for x in b)],
+                        np.uint64)
+        s1, s2, reg = self._next(), self._next(), self.reg
+        reg.put(s1, meta.nbytes, meta.view(np.uint8))
+        reg.post(s1)
+        error: MpiError | None = None
+        try:
+            reg.wait_post(s1, -1)
+            out[rlo:rhi] = src[slo:shi]
+            for j in range(n):
+                lo, hi = rbounds[j]
+                if j == me:
+                    continue
+                peer = np.frombuffer(self._view(s1, j, 16 * (n + 1)), np.uint64)
+                plo, phi = int(peer[2 + 2 * me]), int(peer[3 + 2 * me])
+                if phi - plo != hi - lo:
+                    error = error or MpiError(f"Alltoall: {phi - plo} bytes arrived for a block of {hi - lo}", 15)
+                elif hi > lo:
+                    cma_read(world.addrs[comm._members[j]].pid, int(peer[0]) + plo, out[lo:hi].data)
+            reg.post(s2)
+            reg.wait_post(s2, -1)
+        finally:
+            reg.done(s2)
+        if error is not None:
+            raise error
+        return True
+
     # --- pickled objects -------------------------------------------------------------------------
     def _put_obj(self, s: int, obj: Any) -> Any:
         """Publish a pickle of ``obj`` (or the mark -1 when it does not fit); returns the pickle."""

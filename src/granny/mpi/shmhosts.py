@@ -168,6 +168,9 @@ class SpanColl:
     def Scatter(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
         return False
 
+    def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:  # noqa: N802
+        return False
+
     def bcast(self, obj: Any, root: int) -> tuple[bool, Any]:
         return False, None
 
