@@ -31,7 +31,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,8 +45,6 @@
 #define LINE 64
 #define PURE_SPIN_NS 3000
 #define DATA_OFF 16
-
-enum { OP_SUM, OP_PROD, OP_MAX, OP_MIN, OP_BAND, OP_BOR, OP_BXOR };
 
 typedef struct {
     PyObject_HEAD Py_buffer view;
@@ -436,76 +433,7 @@ static PyObject *Region_bcast_obj(Region *self, PyObject *const *args, Py_ssize_
     return out;
 }
 
-#define FOLD_INT(T, UT)                                                                                    \
-    {                                                                                                      \
-        T *o = (T *)out;                                                                                   \
-        const T *a = (const T *)in;                                                                        \
-        switch (op) {                                                                                      \
-        case OP_SUM: for (Py_ssize_t k = 0; k < cnt; k++) o[k] = (T)((UT)o[k] + (UT)a[k]); break;          \
-        case OP_PROD: for (Py_ssize_t k = 0; k < cnt; k++) o[k] = (T)((UT)o[k] * (UT)a[k]); break;         \
-        case OP_MAX: for (Py_ssize_t k = 0; k < cnt; k++) o[k] = a[k] > o[k] ? a[k] : o[k]; break;          \
-        case OP_MIN: for (Py_ssize_t k = 0; k < cnt; k++) o[k] = a[k] < o[k] ? a[k] : o[k]; break;          \
-        case OP_BAND: for (Py_ssize_t k = 0; k < cnt; k++) o[k] &= a[k]; break;                            \
-        case OP_BOR: for (Py_ssize_t k = 0; k < cnt; k++) o[k] |= a[k]; break;                             \
-        case OP_BXOR: for (Py_ssize_t k = 0; k < cnt; k++) o[k] ^= a[k]; break;                            \
-        default: return 0;                                                                                 \
-        }                                                                                                  \
-        return 1;                                                                                          \
-    }
-
-/* NaN wins, as numpy's maximum/minimum */
-#define FOLD_FLOAT(T)                                                                                      \
-    {                                                                                                      \
-        T *o = (T *)out;                                                                                   \
-        const T *a = (const T *)in;                                                                        \
-        switch (op) {                                                                                      \
-        case OP_SUM: for (Py_ssize_t k = 0; k < cnt; k++) o[k] = o[k] + a[k]; break;                       \
-        case OP_PROD: for (Py_ssize_t k = 0; k < cnt; k++) o[k] = o[k] * a[k]; break;                      \
-        case OP_MAX: for (Py_ssize_t k = 0; k < cnt; k++) o[k] = (isnan(o[k]) || o[k] >= a[k]) ? o[k] : a[k]; break; \
-        case OP_MIN: for (Py_ssize_t k = 0; k < cnt; k++) o[k] = (isnan(o[k]) || o[k] <= a[k]) ? o[k] : a[k]; break; \
-        default: return 0;                                                                                 \
-        }                                                                                                  \
-        return 1;                                                                                          \
-    }
-
-/* out = out op in, elementwise (out holds the lower ranks' part): 1 done, 0 unsupported */
-static int fold(char fmt, int op, char *out, const char *in, Py_ssize_t cnt) {
-    switch (fmt) {
-    case 'd': FOLD_FLOAT(double)
-    case 'f': FOLD_FLOAT(float)
-    case 'b': FOLD_INT(int8_t, uint8_t)
-    case 'B': FOLD_INT(uint8_t, uint8_t)
-    case 'h': FOLD_INT(int16_t, uint16_t)
-    case 'H': FOLD_INT(uint16_t, uint16_t)
-    case 'i': FOLD_INT(int32_t, uint32_t)
-    case 'I': FOLD_INT(uint32_t, uint32_t)
-    case 'l': case 'q': FOLD_INT(int64_t, uint64_t)
-    case 'L': case 'Q': FOLD_INT(uint64_t, uint64_t)
-    default: return 0;
-    }
-}
-
-static int supported(const Py_buffer *v, int op) {
-    const char *f = v->format;
-    if (f == NULL)
-        return 0;
-    if (f[0] == '@')
-        f++;
-    if (f[0] == '\0' || f[1] != '\0')
-        return 0;
-    Py_ssize_t size;
-    switch (f[0]) {
-    case 'b': case 'B': size = 1; break;
-    case 'h': case 'H': size = 2; break;
-    case 'i': case 'I': case 'f': size = 4; break;
-    case 'l': case 'L': case 'q': case 'Q': case 'd': size = 8; break;
-    default: return 0;
-    }
-    if (v->itemsize != size)
-        return 0;
-    char probe[8] = {0}, one[8] = {0};
-    return fold(f[0], op, probe, one, 0) ? f[0] : 0; /* cnt 0: only asks whether (type, op) is known */
-}
+#include "_fastfold.h"
 
 /* allreduce(s, src, out, op) / reduce(s, src, out, op, root): 1 done, 0 not handled here (nothing
    happened). src None: in place (out holds this rank's part). Everyone folds the slots in rank order,
@@ -622,65 +550,10 @@ static PyTypeObject RegionType = {
     .tp_methods = Region_methods,
 };
 
-/* cma_read(pid, address, buffer): copy len(buffer) bytes from another process's memory at address into
-   buffer (process_vm_readv, one copy), without the ctypes set-up of shm.cma_read; the GIL is released
-   during the copy. Raises OSError. */
-static PyObject *coll_cma_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    (void)mod;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "cma_read(pid, address, buffer)");
-        return NULL;
-    }
-    long pid = PyLong_AsLong(args[0]);
-    unsigned long long address = PyLong_AsUnsignedLongLong(args[1]);
-    if (PyErr_Occurred())
-        return NULL;
-    Py_buffer v;
-    if (PyObject_GetBuffer(args[2], &v, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
-        return NULL;
-    size_t done = 0, total = (size_t)v.len;
-    int err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    while (done < total) {
-        struct iovec local = {(char *)v.buf + done, total - done};
-        struct iovec remote = {(void *)(uintptr_t)(address + done), total - done};
-        ssize_t got = process_vm_readv((pid_t)pid, &local, 1, &remote, 1, 0);
-        if (got <= 0) {
-            err = got < 0 ? errno : EIO;
-            break;
-        }
-        done += (size_t)got;
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&v);
-    if (err) {
-        errno = err;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    Py_RETURN_NONE;
-}
-
-/* buffer_address(buffer) -> the address of a contiguous buffer (read-only ones too), for a peer's cma_read */
-static PyObject *coll_buffer_address(PyObject *mod, PyObject *obj) {
-    (void)mod;
-    Py_buffer v;
-    if (PyObject_GetBuffer(obj, &v, PyBUF_SIMPLE) < 0)
-        return NULL;
-    uintptr_t address = v.len ? (uintptr_t)v.buf : 0;
-    PyBuffer_Release(&v);
-    return PyLong_FromUnsignedLongLong((unsigned long long)address);
-}
-
-static PyMethodDef coll_functions[] = {
-    {"buffer_address", (PyCFunction)coll_buffer_address, METH_O,
-     "buffer_address(buffer) -> int: where a contiguous buffer's bytes are (0 when empty)"},
-    {"cma_read", (PyCFunction)(void (*)(void))coll_cma_read, METH_FASTCALL,
-     "cma_read(pid, address, buffer): process_vm_readv of len(buffer) bytes; OSError on failure"},
-    {NULL, NULL, 0, NULL},
-};
+int fastcma_add_functions(PyObject *m); /* _fastcma.c */
 
 int fastcoll_add_types(PyObject *m) {
-    if (PyModule_AddFunctions(m, coll_functions) < 0)
+    if (fastcma_add_functions(m) < 0)
         return -1;
     if (PyType_Ready(&RegionType) < 0)
         return -1;
