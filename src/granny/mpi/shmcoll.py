@@ -343,8 +343,8 @@ class ShmColl:
         reg.post(s1)
         error: MpiError | None = None
         try:
+            out[rlo:rhi] = src[slo:shi]  # this rank's own block, while the others arrive
             reg.wait_post(s1, -1)
-            out[rlo:rhi] = src[slo:shi]
             for j in range(n):
                 lo, hi = rbounds[j]
                 if j == me:
