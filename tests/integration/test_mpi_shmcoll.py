@@ -380,3 +380,21 @@ def test_a_rank_waiting_in_a_collective_keeps_point_to_point_moving(
         mode_client: tuple[str, granny.Client, LocalCluster]) -> None:
     _, client, _ = mode_client
     assert client.run_mpi(flood_then_barrier, n=2, timeout=120) == [[], []]
+
+
+def dies_before_the_barrier(comm: Any) -> None:
+    import os
+
+    comm.Barrier()  # the region is set up
+    if comm.rank == 1:
+        os._exit(7)
+    comm.Barrier()  # rank 0 waits in the region for a rank that is gone: the world must be stopped
+
+
+def test_a_rank_dying_while_the_others_wait_in_the_region_aborts_the_world(
+        mode_client: tuple[str, granny.Client, LocalCluster]) -> None:
+    _, client, cluster = mode_client
+    with pytest.raises(granny.GranuleCrashedError, match="exited with code 7"):
+        client.run_mpi(dies_before_the_barrier, n=2, timeout=60)
+    assert client.submit(int, "5").result(timeout=30) == 5  # the slots came back
+    assert _mine(cluster) == set()
