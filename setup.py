@@ -10,7 +10,8 @@ setup(
     ext_modules=[
         Extension(
             "granny.mpi._fastring",
-            sources=["src/granny/mpi/_fastring.c"],
+            sources=["src/granny/mpi/_fastring.c", "src/granny/mpi/_fastcoll.c", "src/granny/mpi/_fastcma.c"],
+            depends=["src/granny/mpi/_fastfold.h"],
             extra_compile_args=["-O2"],
             optional=True,
         )

@@ -1,4 +1,4 @@
-"""MPI benchmark: granny's MPI layer vs mpi4py + Open MPI, 2 ranks on one host.
+"""MPI benchmark: granny's MPI layer vs mpi4py + Open MPI, 2 ranks (and 4, for collectives) on one host.
 
 Usage (normally through ``scripts/bench mpi``, which also installs the peer)::
 
@@ -13,7 +13,9 @@ RTT/2):
 
 * buffer ``Send/Recv`` of 8 B, 1 KiB, 64 KiB, 1 MiB, 16 MiB (uint8)
 * ``send/recv`` (pickled) of an 8 B numpy array, and of 1 MiB
-* ``Allreduce`` of 1M float64 (SUM), ``Barrier``, ``Bcast`` of 8 MiB
+* ``Allreduce`` of 1M float64 (SUM), ``Alltoall`` of 1 MiB per pair, ``Bcast`` of 8 MiB
+* small collectives: ``Barrier``, ``Allreduce`` of one float64, ``Bcast`` of 8 B, ``allreduce`` and ``bcast``
+  of a Python float; then these and the 1M ``Allreduce`` again at 4 ranks (``--small-only``, a second job)
 * one-sided: ``Put``/``Get`` of 8 B with ``Fence`` and with ``Lock``/``Unlock`` (``_rma_bench.py``)
 * the CPU time used by rank 1 while blocked 3 s in ``comm.recv`` (rank 0 sleeps 3 s, then sends):
   ``time.process_time()`` of the whole rank process ÷ wall time, in % of one core
@@ -58,14 +60,14 @@ BLOCK_S = 3.0
 
 
 # ================================================================================ the MPI program (ranks)
-def rank_main(out: str, budget: float) -> int:
+def rank_main(out: str, budget: float, small_only: bool = False) -> int:
     import numpy as np
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
-    if size != 2:
-        raise SystemExit(f"run with exactly 2 ranks, not {size}")
+    if size != 2 and not small_only:
+        raise SystemExit(f"run with exactly 2 ranks, not {size} (or pass --small-only)")
     peer = 1 - rank
     now = time.perf_counter
     res: dict[str, Any] = {}
@@ -97,6 +99,72 @@ def rank_main(out: str, budget: float) -> int:
             with open(tmp, "w") as f:
                 json.dump(res, f, indent=1)
             os.replace(tmp, out)
+
+    def small_collectives() -> None:
+        """Collectives of one number / 8 bytes, every rank taking part. Symmetric ones are timed per call on
+        rank 0 (each call waits for every rank); rooted ones (root 0) in batches of 64 closed by a Barrier,
+        whose cost is spread over the batch, since a root may otherwise run ahead of its receivers."""
+        one, res1 = np.array([rank + 1.0]), np.empty(1)
+        eight = np.zeros(8, np.uint8)
+        comm.Barrier()
+        put("Barrier_s", loop(comm.Barrier, 20000, 200))
+        comm.Barrier()
+        put("Allreduce_1_f64_s", loop(lambda: comm.Allreduce(one, res1, op=MPI.SUM), 20000, 200))
+        assert res1[0] == size * (size + 1) / 2, "Allreduce: wrong result"
+        comm.Barrier()
+        put("allreduce_float_s", loop(lambda: comm.allreduce(1.5), 20000, 200))
+
+        def batch(body: Any) -> Any:
+            def run() -> None:
+                for _ in range(64):
+                    body()
+                comm.Barrier()
+            return run
+
+        comm.Barrier()
+        put("Bcast_8B_s", loop(batch(lambda: comm.Bcast(eight, root=0)), 500, 5, div=64))
+        comm.Barrier()
+        put("bcast_float_s", loop(batch(lambda: comm.bcast(2.5 if rank == 0 else None, root=0)), 500, 5, div=64))
+        assert comm.bcast(2.5 if rank == 0 else None, root=0) == 2.5
+
+    def allreduce_1m() -> None:
+        s = np.random.default_rng(rank).random(1_000_000)
+        r = np.empty_like(s)
+        samples = []
+        for i in range(5 + 200):
+            comm.Barrier()  # as in the peer-bench: time the collective, not the skew between ranks
+            t0 = now()
+            comm.Allreduce(s, r, op=MPI.SUM)
+            if i >= 5:
+                samples.append(now() - t0)
+            if i >= 15 and i % 8 == 0 and comm.bcast(sum(samples) > budget if rank == 0 else None, root=0):
+                break
+        expect = sum(np.random.default_rng(k).random(1_000_000) for k in range(size))
+        assert np.allclose(r, expect), "Allreduce: wrong result"
+        put("Allreduce_1M_f64_s", stats(samples))
+
+    def alltoall_1m() -> None:
+        """``Alltoall`` of 1 MiB per pair (a matrix transpose's exchange), with a Barrier before each."""
+        sa = np.full(size * MIB, rank, dtype=np.uint8)
+        ra = np.empty_like(sa)
+        samples = []
+        for i in range(3 + 100):
+            comm.Barrier()
+            t0 = now()
+            comm.Alltoall(sa, ra)
+            if i >= 3:
+                samples.append(now() - t0)
+            if i >= 13 and i % 8 == 0 and comm.bcast(sum(samples) > budget if rank == 0 else None, root=0):
+                break
+        assert (ra.reshape(size, MIB)[:, 0] == np.arange(size)).all(), "Alltoall: wrong result"
+        put("Alltoall_1MiB_s", stats(samples))
+
+    if small_only:  # the 4-rank run: collectives only
+        small_collectives()
+        allreduce_1m()
+        alltoall_1m()
+        comm.Barrier()
+        return 0
 
     # --- buffer Send/Recv
     for nbytes, name, iters in ((8, "8B", 5000), (1024, "1KiB", 5000), (64 * 1024, "64KiB", 2000),
@@ -134,27 +202,9 @@ def rank_main(out: str, budget: float) -> int:
         put(f"sendrecv_pickle_{name}_s", loop(pp_obj, iters, 20, div=2))
 
     # --- collectives
-    s = np.random.default_rng(rank).random(1_000_000)
-    r = np.empty_like(s)
-
-    def allreduce() -> None:
-        comm.Barrier()  # as in the peer-bench: time the collective, not the skew between ranks
-        t0 = now()
-        comm.Allreduce(s, r, op=MPI.SUM)
-        allreduce.t = now() - t0  # type: ignore[attr-defined]
-
-    samples = []
-    for i in range(5 + 200):
-        allreduce()
-        if i >= 5:
-            samples.append(allreduce.t)  # type: ignore[attr-defined]
-        if i >= 15 and i % 8 == 0 and comm.bcast(sum(samples) > budget if rank == 0 else None, root=0):
-            break
-    expect = np.random.default_rng(0).random(1_000_000) + np.random.default_rng(1).random(1_000_000)
-    assert np.allclose(r, expect), "Allreduce: wrong result"
-    put("Allreduce_1M_f64_s", stats(samples))
-
-    put("Barrier_s", loop(comm.Barrier, 10000, 100))
+    allreduce_1m()
+    alltoall_1m()
+    small_collectives()
 
     b = np.ones(MIB, dtype=np.float64) if rank == 0 else np.zeros(MIB, dtype=np.float64)
     samples = []
@@ -227,7 +277,7 @@ def _peer_env() -> dict[str, str]:
 def GrannyUp(data_dir: str) -> Any:  # noqa: N802 - granny.cluster.UpProcess, the one implementation
     from granny.cluster import UpProcess  # here, not at the top: this file also runs under the peer's python
 
-    return UpProcess(data_dir, slots=2)
+    return UpProcess(data_dir, slots=4)
 
 
 def first_line_latency(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, int, str]:
@@ -271,11 +321,11 @@ def child(system: str, out: str, budget: float, launches: int, job_timeout: floa
         if system == "granny":
             env.pop("GRANNY_ADDRESS", None)
             env.pop("GRANNY_TOKEN", None)
-            up = GrannyUp(os.path.join(scratch, "state"))
+            up = GrannyUp(os.path.join(scratch, "state"))  # 4 slots: the 4-rank run (oversubscribed)
             env.update(up.env)
             res.put("up_ready_s", H.single(up.ready_s))
             launch = [*_granny_cli(), "run", "-n", "2"]
-            res.meta(launcher="granny run -n 2 (against granny up --workers 1 --slots 2)")
+            res.meta(launcher="granny run -n 2 (against granny up --workers 1 --slots 4)")
         else:
             env.update(_peer_env())
             mpirun = shutil.which("mpirun")
@@ -307,6 +357,24 @@ def child(system: str, out: str, budget: float, launches: int, job_timeout: floa
                     res.meta(**{f"mpi_{kk}": vv for kk, vv in v.items()})
                 else:
                     res.put(k, v)
+
+        # 1b. the collectives again at 4 ranks (on 2 cores: oversubscribed, as mpirun --oversubscribe)
+        rank4 = os.path.join(scratch, "ranks4.json")
+        launch4 = [*launch[:-1], "4"] if system == "granny" else [*launch[:3], "4", *launch[4:]]
+        cmd4 = [*launch4, str(Path(__file__).resolve()), "--rank", rank4, "--budget", str(budget), "--small-only"]
+        print("$ " + " ".join(cmd4), flush=True)
+        try:
+            p = subprocess.run(cmd4, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=job_timeout, start_new_session=True)
+            print(p.stdout.decode(errors="replace"), flush=True)
+            if p.returncode != 0:
+                errors["program4"] = f"exit code {p.returncode}"
+        except subprocess.TimeoutExpired:
+            errors["program4"] = f"timed out after {job_timeout:.0f} s (a hang?)"
+        if os.path.exists(rank4):
+            for k, v in json.loads(Path(rank4).read_text()).items():
+                if k != "_meta":
+                    res.put(f"{k}@4", v)
 
         # 2. launch latency of hello.py
         firsts, exits = [], []
@@ -345,8 +413,20 @@ ROWS = [  # key, label, kind, target op, target bound, target text
     ("SendRecv_1MiB_s", "`Send/Recv` buffer 1 MiB, one-way", "time", None, None, ""),
     ("SendRecv_16MiB_s", "`Send/Recv` buffer 16 MiB, one-way (bandwidth)", "bw16", "<=", 1.25,
      "bandwidth ≥ 0.8× (time ≤ 1.25×)"),
-    ("Allreduce_1M_f64_s", "`Allreduce` 1M float64, SUM", "time", "<=", 1.5, "≤ 1.5×"),
-    ("Barrier_s", "`Barrier`", "time", None, None, ""),
+    ("Allreduce_1M_f64_s", "`Allreduce` 1M float64, SUM", "time", "<=", 1.1, "≤ 1.1×"),
+    ("Alltoall_1MiB_s", "`Alltoall` 1 MiB per pair", "time", "<=", 1.25, "≤ 1.25×"),
+    ("Barrier_s", "`Barrier`", "time", "<=", 2.0, "≤ 2×"),
+    ("Allreduce_1_f64_s", "`Allreduce` 1 float64, SUM", "time", "<=", 2.0, "≤ 2×"),
+    ("Bcast_8B_s", "`Bcast` 8 B ³", "time", "<=", 2.0, "≤ 2×"),
+    ("allreduce_float_s", "`allreduce` of a Python float", "time", "<=", 1.25, "≤ 1.25×"),
+    ("bcast_float_s", "`bcast` of a Python float ³", "time", "<=", 1.25, "≤ 1.25×"),
+    ("Allreduce_1M_f64_s@4", "4 ranks: `Allreduce` 1M float64, SUM", "time", "<=", 1.1, "≤ 1.1×"),
+    ("Alltoall_1MiB_s@4", "4 ranks: `Alltoall` 1 MiB per pair", "time", "<=", 1.25, "≤ 1.25×"),
+    ("Barrier_s@4", "4 ranks: `Barrier`", "time", "<=", 2.0, "≤ 2×"),
+    ("Allreduce_1_f64_s@4", "4 ranks: `Allreduce` 1 float64, SUM", "time", "<=", 2.0, "≤ 2×"),
+    ("Bcast_8B_s@4", "4 ranks: `Bcast` 8 B ³", "time", "<=", 2.0, "≤ 2×"),
+    ("allreduce_float_s@4", "4 ranks: `allreduce` of a Python float", "time", "<=", 1.25, "≤ 1.25×"),
+    ("bcast_float_s@4", "4 ranks: `bcast` of a Python float ³", "time", "<=", 1.25, "≤ 1.25×"),
     ("Bcast_8MiB_s", "`Bcast` 8 MiB", "time", None, None, ""),
     ("Put_8B_fence_s", "`Put` 8 B + `Fence` (`Win.Allocate`)", "time", "<=", 3.0, "≤ 3×"),
     ("Get_8B_fence_s", "`Get` 8 B + `Fence` (`Win.Allocate`)", "time", "<=", 3.0, "≤ 3×"),
@@ -457,6 +537,9 @@ between runs on this shared machine: compare the ratios, which were measured sid
 `granny up --workers 1 --slots 2` (the CLI's start-up is included); peer = `mpirun -n 2 python
 examples/mpi/hello.py`. The blocked-`recv` row is `time.process_time()` of rank 1's whole process ÷ wall
 time while it waits {BLOCK_S:.0f} s for a message (Open MPI busy-polls).
+³ Root 0, timed in batches of 64 calls closed by a `Barrier` (whose cost is spread over the batch). Rows
+"4 ranks" run the collectives again as 4 ranks on this machine's {m['cpus']} cores (oversubscribed:
+`mpirun --oversubscribe`, and granny's 4 slots).
 """
     if notes:
         body += "\n### Notes\n\n" + "\n".join(notes) + "\n"
@@ -537,9 +620,10 @@ def main() -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--rank", metavar="OUT", help="run as the MPI program (a rank); rank 0 writes OUT (absolute path)")
+    ap.add_argument("--small-only", action="store_true", help="with --rank: the collectives only, at any size")
     args = ap.parse_args()
     if args.rank:
-        return rank_main(os.path.abspath(args.rank), args.budget)
+        return rank_main(os.path.abspath(args.rank), args.budget, args.small_only)
     if args.child:
         return child(args.child, args.out, args.budget, args.launches, args.job_timeout)
     return driver(args)

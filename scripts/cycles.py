@@ -30,9 +30,11 @@ KNOWN: tuple[frozenset[str], ...] = tuple(frozenset(f"granny.{m}" for m in group
      "planner.views"),
     ("sim.engine", "sim.migrate", "sim.spot"),
     ("parallel.member", "parallel.remote", "parallel.team"),
-    ("mpi.api", "mpi.buffers", "mpi.collectives", "mpi.comm", "mpi.datatypes", "mpi.execute", "mpi.ops",
-     "mpi.p2p_api", "mpi.request", "mpi.rma_apply", "mpi.rma_remote", "mpi.topo", "mpi.win", "mpi.win_attrs",
-     "mpi.win_ops"),
+    # The mpi knot (issue 17 names its four edges: NotImplementedMpi in comm.py, the re-exports at the bottom
+    # of buffers.py and datatypes.py, Create_cart building a Cartcomm, comm.py reaching api for COMM_WORLD).
+    ("mpi.api", "mpi.argcheck", "mpi.buffers", "mpi.collectives", "mpi.comm", "mpi.comm_env", "mpi.datatypes",
+     "mpi.execute", "mpi.group", "mpi.ops", "mpi.p2p_api", "mpi.request", "mpi.rma_apply", "mpi.rma_remote",
+     "mpi.shmcoll", "mpi.shmhosts", "mpi.status", "mpi.topo", "mpi.win", "mpi.win_attrs", "mpi.win_ops"),
 ))
 
 

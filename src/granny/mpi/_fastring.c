@@ -641,6 +641,8 @@ static struct PyModuleDef module = {
     module_methods, NULL, NULL, NULL, NULL,
 };
 
+int fastcoll_add_types(PyObject *m); /* _fastcoll.c: the collective region of shmcoll.py */
+
 PyMODINIT_FUNC PyInit__fastring(void) {
     if (PyType_Ready(&ProducerType) < 0 || PyType_Ready(&ConsumerType) < 0)
         return NULL;
@@ -652,7 +654,7 @@ PyMODINIT_FUNC PyInit__fastring(void) {
     if (PyModule_AddObject(m, "Producer", (PyObject *)&ProducerType) < 0 ||
         PyModule_AddObject(m, "Consumer", (PyObject *)&ConsumerType) < 0 ||
         PyModule_AddIntConstant(m, "K_BUF", K_BUF) < 0 || PyModule_AddIntConstant(m, "K_OBJ", K_OBJ) < 0 || PyModule_AddIntConstant(m, "PAD", K_PAD) < 0 ||
-        PyModule_AddIntConstant(m, "HEADER", HEADER) < 0) {
+        PyModule_AddIntConstant(m, "HEADER", HEADER) < 0 || fastcoll_add_types(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -17,12 +17,14 @@ crosses hosts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..errors import MpiError
 from . import algorithms as alg
+from . import shmcoll
+from .argcheck import as_int, check_op
 from .buffers import Buf, VBuf, is_in_place, parse_buffer, parse_vbuffer
 from .execute import BufStore, ObjStore, run_buffers, run_objects
 from .ops import MAX, SUM, Op, reduce_objects
@@ -30,6 +32,8 @@ from .pickling import dumps
 
 if TYPE_CHECKING:
     from .p2p import Engine
+    from .runtime import Runtime
+    from .shmhosts import SpanColl
 
 SCAN_TAG = 1
 ALLTOALL_TAG = 3
@@ -63,6 +67,9 @@ def _vbuf(spec: Any, size: int, readonly: bool, name: str) -> VBuf:
 
 
 class Collectives:
+    _coll: shmcoll.ShmColl | SpanColl | Literal[False] | None = None  # the regions (shmcoll.attach); False: none
+    _rt: Runtime
+    _cid: int
     _engine: Engine
     _members: list[int]
     _hosts: list[int]
@@ -103,6 +110,8 @@ class Collectives:
         return s
 
     def _root(self, root: int) -> int:
+        if type(root) is not int:
+            root = as_int(root)
         if not 0 <= root < self._size:
             raise MpiError(f"invalid root {root}: communicator has ranks 0..{self._size - 1}", 8)  # MPI_ERR_ROOT
         return root
@@ -120,23 +129,56 @@ class Collectives:
 
     # --- objects ---------------------------------------------------------------------------
     def barrier(self) -> None:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            sc.barrier()
+            return
         run_objects(self._engine, self._cctx, self._members, self._sched(("barrier",)), ObjStore([None]))
 
     def Barrier(self) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            sc.barrier()
+            return
         self.barrier()
 
     def bcast(self, obj: Any = None, root: int = 0) -> Any:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            done, value = sc.bcast(obj, root if type(root) is int and 0 <= root < self._size else self._root(root))
+            if done:
+                return value
         store = ObjStore([obj])
         run_objects(self._engine, self._cctx, self._members, self._sched(("bcast", self._root(root))), store)
         return store.blocks[0]
 
     def reduce(self, sendobj: Any, op: Op = SUM, root: int = 0) -> Any:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            done, value = sc.reduce(self, sendobj, op, self._root(root))
+            if done:
+                return value
         store = ObjStore([sendobj], op)
         sched = self._sched(("reduce", self._root(root), False))  # rank order, as mpi4py
         run_objects(self._engine, self._cctx, self._members, sched, store)
         return store.blocks[0] if self._rank == root else None
 
     def allreduce(self, sendobj: Any, op: Op | None = SUM) -> Any:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            done, value = sc.allreduce(sendobj, op)
+            if done:
+                return value
         op = MAX if op is None else op
         store = ObjStore([sendobj], op)
         sched = self._sched(("allreduce_small", False))  # rank order, as mpi4py
@@ -144,13 +186,21 @@ class Collectives:
         return store.blocks[0]
 
     def gather(self, sendobj: Any, root: int = 0) -> list[Any] | None:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            done, values = sc.gather(self, sendobj, self._root(root))
+            if done:
+                return values
         blocks: list[Any] = [None] * self._size
         blocks[self._rank] = sendobj
         run_objects(self._engine, self._cctx, self._members, self._sched(("gather", self._root(root))), ObjStore(blocks))
         return blocks if self._rank == root else None
 
     def scatter(self, sendobj: Any, root: int = 0) -> Any:
-        if self._rank == self._root(root):
+        root = self._root(root)
+        if self._rank == root:
             blocks = list(sendobj) if sendobj is not None else []
             if len(blocks) != self._size:
                 raise ValueError(f"scatter: the root must pass a sequence of {self._size} items, got {len(blocks)}")
@@ -160,6 +210,13 @@ class Collectives:
         return blocks[self._rank]
 
     def allgather(self, sendobj: Any) -> list[Any]:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc:
+            values = sc.allgather(sendobj)
+            if values is not None:
+                return values
         blocks: list[Any] = [None] * self._size
         blocks[self._rank] = sendobj
         run_objects(self._engine, self._cctx, self._members, self._sched(("allgather",)), ObjStore(blocks))
@@ -206,6 +263,11 @@ class Collectives:
 
     # --- buffers ---------------------------------------------------------------------------
     def Bcast(self, buf: Any, root: int = 0) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Bcast(self, buf, root):
+            return
         root = self._root(root)
         b = _buf(buf, self._rank == root, "buffer")
         arr = _u8(b.mem)
@@ -235,6 +297,13 @@ class Collectives:
         return _elements(sb)
 
     def Allreduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+        if type(op) is not Op:
+            check_op(op)  # as mpi4py: only the pickled forms take op=None
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Allreduce(self, sendbuf, recvbuf, op):
+            return
         out, src = self._in_out(sendbuf, recvbuf)
         n = out.shape[0]
         if self._size == 1 or n == 0:
@@ -251,6 +320,12 @@ class Collectives:
         run_buffers(self._engine, self._cctx, self._members, sched, store)
 
     def Reduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM, root: int = 0) -> None:  # noqa: N802
+        check_op(op)
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Reduce(self, sendbuf, recvbuf, op, root):
+            return
         root = self._root(root)
         if self._rank == root:
             out, src = self._in_out(sendbuf, recvbuf)
@@ -280,6 +355,7 @@ class Collectives:
         out[:hi - lo] = acc[lo:hi]
 
     def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+        check_op(op)
         if is_in_place(sendbuf):
             rb = _buf(recvbuf, False, "receive buffer", blocks=self._size)
             out = _elements(rb)
@@ -292,6 +368,7 @@ class Collectives:
 
     def Reduce_scatter(self, sendbuf: Any, recvbuf: Any, recvcounts: Any = None,  # noqa: N802
                        op: Op = SUM) -> None:
+        check_op(op)
         rb = _buf(recvbuf, False, "receive buffer")
         out = _elements(rb)
         inplace = is_in_place(sendbuf)
@@ -318,6 +395,11 @@ class Collectives:
 
     # -- gather / scatter family (bytes; blocks are this rank's byte ranges) --
     def Gather(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Gather(self, sendbuf, recvbuf, root):
+            return
         self._gather(sendbuf, recvbuf, root, False)
 
     def Gatherv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
@@ -382,6 +464,11 @@ class Collectives:
         run_buffers(self._engine, self._cctx, self._members, self._sched(("gather", root)), store)
 
     def Scatter(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Scatter(self, sendbuf, recvbuf, root):
+            return
         self._scatter(sendbuf, recvbuf, root, False)
 
     def Scatterv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
@@ -418,6 +505,11 @@ class Collectives:
             rb[:hi - lo] = work[lo:hi]
 
     def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Allgather(self, sendbuf, recvbuf):
+            return
         self._allgather(sendbuf, recvbuf, False)
 
     def Allgatherv(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
@@ -443,6 +535,11 @@ class Collectives:
         self._alltoall(sendbuf, recvbuf, True)
 
     def _alltoall(self, sendbuf: Any, recvbuf: Any, v: bool) -> None:
+        sc = self._coll
+        if sc is None:
+            sc = shmcoll.attach(self)
+        if sc and sc.Alltoall(self, sendbuf, recvbuf, v):
+            return
         out, rbounds = self._recv_layout(recvbuf, v, "receive buffer", False)
         if is_in_place(sendbuf):
             src, sbounds = out.copy(), rbounds
@@ -476,6 +573,7 @@ class Collectives:
 
     def _scan_buf(self, sendbuf: Any, recvbuf: Any, op: Op, exclusive: bool) -> None:
         """Recursive doubling (algorithms.scan): block 0 = the result, block 1 = the running partial."""
+        check_op(op)
         out, src = self._in_out(sendbuf, recvbuf)
         n = out.shape[0]
         if self._size == 1 or n == 0:

@@ -22,7 +22,8 @@ import threading
 from typing import Any
 
 from ..errors import MpiError
-from . import runtime
+from . import runtime, shmcoll
+from .argcheck import as_int, index_list
 from .collectives import Collectives
 from .comm_env import UNDEFINED as UNDEFINED
 from .comm_env import CommEnvironment
@@ -55,7 +56,7 @@ _KNOWN_MISSING = {
 }
 
 
-_BOUND = frozenset({"_rt", "_engine", "_out", "_in", "_hosts", "_schedules", "_groups", "_locks"})
+_BOUND = frozenset({"_rt", "_engine", "_out", "_in", "_hosts", "_schedules", "_groups", "_locks", "_coll"})
 
 
 def _rebind_comm(cls: type[Comm], state: dict[str, Any]) -> Comm:
@@ -130,10 +131,12 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
             self._hosts = [hosts[w] for w in self._members]
         self.__dict__.pop("_schedules", None)
         self.__dict__.pop("_groups", None)
+        self.__dict__.pop("_coll", None)  # the region of the old world (shmcoll)
 
 
     def _set_null(self) -> None:
         """Turn this handle into MPI_COMM_NULL (what Free does to the handle it is called on)."""
+        shmcoll.release(self)
         self._members, self._index, self._size, self._rank, self._cid = [], {}, 0, UNDEFINED, -1
         self._ctx = self._cctx = -2
         self._name, self._freed, self._hosts, self._attrs, self._locks = "MPI_COMM_NULL", True, [], {}, {}
@@ -186,6 +189,7 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         return cid
 
     def Dup(self, info: Any = None) -> Comm:  # noqa: N802
+        _check_info(info)
         cid = self._new_cid()
         return type(self)._derive(self, list(self._members), cid)
 
@@ -237,9 +241,10 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         return Intracomm(members, cid)
 
     def Split(self, color: int = 0, key: int = 0) -> Comm:  # noqa: N802
+        color, key = as_int(color), as_int(key)
         entries = self.allgather((color, key, self._rank))
         cid = self._new_cid()
-        if color == UNDEFINED or color is None:
+        if color == UNDEFINED:
             return COMM_NULL
         mine = sorted((k, r) for c, k, r in entries if c == color)
         return Intracomm([self._members[r] for _, r in mine], cid)
@@ -277,13 +282,13 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         return UNEQUAL
 
     def _cart_args(self, dims: Any, periods: Any) -> tuple[list[int], list[bool], int]:
-        dims = [int(d) for d in dims]
+        dims = index_list(dims)  # as mpi4py: float dims raise TypeError
         ndims = len(dims)
         if periods is None:
             periods = False
         if isinstance(periods, bool):
             periods = [periods] * ndims
-        periods = [bool(p) for p in periods]
+        periods = [bool(p) for p in index_list(periods)]
         if len(periods) != ndims:
             raise ValueError(f"expecting {ndims} items, got {len(periods)}")
         total = 1
@@ -340,6 +345,13 @@ class Intercomm(Comm):
 COMM_NULL: Comm = Comm()
 
 
+def _check_info(info: Any) -> None:
+    from .group import Info
+
+    if info is not None and not isinstance(info, Info):
+        raise TypeError(f"Argument 'info' has incorrect type (expected MPI.Info, got {type(info).__name__})")
+
+
 def _predefined(cid: int) -> Comm:
     """COMM_NULL (cid -1), COMM_WORLD (0) or COMM_SELF (1) of this process."""
     if cid < 0:
@@ -364,6 +376,10 @@ _bsend_buffer: list[Any] = [None]
 
 def attach_buffer(buf: Any) -> None:
     """Bsend copies every message when it is sent, so the attached buffer is recorded only."""
+    from .buffers import BUFFER_AUTOMATIC, parse_buffer
+
+    if buf is not BUFFER_AUTOMATIC:
+        parse_buffer(buf, readonly=True, name="buffer")  # as mpi4py: any buffer (DLPack too), not a number
     _bsend_buffer[0] = buf
 
 
@@ -381,11 +397,13 @@ def comm_lock_table(comm: Comm) -> dict[Any, Any]:
 
 
 def comm_lock(comm: Comm, key: Any = None) -> Any:
-    with _lock_guard:
-        lock = comm._locks.get(key)
-        if lock is None:
-            lock = comm._locks[key] = threading.Lock()
-        return lock
+    lock = comm._locks.get(key)  # the common case, without the guard (a dict read is atomic)
+    if lock is None:
+        with _lock_guard:
+            lock = comm._locks.get(key)
+            if lock is None:
+                lock = comm._locks[key] = threading.Lock()
+    return lock
 
 
 class Grequest(Request):

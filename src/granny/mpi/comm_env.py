@@ -43,6 +43,10 @@ class CommEnvironment:
         return self._name
 
     def Set_name(self, name: str) -> None:  # noqa: N802
+        if isinstance(name, bytes):
+            name = name.decode()
+        if not isinstance(name, str):
+            raise TypeError(f"expected str, {type(name).__name__} found")
         self._name = name
 
     name = property(Get_name, Set_name)

@@ -7,6 +7,8 @@ Theory of operation
 - A rank waiting for anything polls its rings in a tight loop for ``spin`` seconds, then sleeps on its
   doorbell (and the TCP sockets). When there are more ranks on the host than cores the spin is cut to
   a few microseconds and each pass yields the core, so an oversubscribed world still moves.
+- A world that fills its host binds each rank to a core, round-robin (``bind_to_core``), as Open MPI
+  does; closing the fabric restores the process's CPU set.
 - Incoming TCP data is checked every ``TCP_EVERY`` spin passes, since a poll syscall costs more than a
   whole shared-memory pass.
 """
@@ -59,6 +61,7 @@ class Fabric:
         self.yield_spin = False
         self._passes = 0
         self._unlinked = False
+        self._affinity: set[int] = set()  # the CPUs this process may use, while it is bound to one
 
     # --- set-up -----------------------------------------------------------------------------
     def attach(self, addrs: list[RankAddr]) -> None:
@@ -87,6 +90,7 @@ class Fabric:
             self.consumer_of[r] = cons
         if len(self.local) > (os.cpu_count() or 1):
             self.spin, self.yield_spin = min(self.spin, 5e-6), True
+        self._affinity = bind_to_core(self.local.index(self.rank), len(self.local))
 
     def unlink(self) -> None:
         """Every local peer has mapped the inbox (after the first barrier): drop its name."""
@@ -98,6 +102,9 @@ class Fabric:
                 pass
 
     def close(self) -> None:
+        if self._affinity:
+            os.sched_setaffinity(0, self._affinity)  # a warm granule goes back unbound
+            self._affinity = set()
         self.unlink()
         if self.tcp is not None:
             self.tcp.close()
@@ -211,6 +218,31 @@ class Fabric:
             self.progress()
             if cond():
                 return
+
+
+BIND_ENV = "GRANNY_MPI_BIND"
+
+
+def bind_to_core(index: int, local: int) -> set[int]:
+    """Bind the ``index``-th of ``local`` same-host ranks to one core, round-robin, as Open MPI binds ranks
+    to cores: when a world fills its host (at least one rank per usable core), or always with
+    GRANNY_MPI_BIND=1; never with GRANNY_MPI_BIND=0. Unbound, ranks that wait by spinning briefly and
+    then sleeping or yielding can be left by the scheduler on one core while another process holds
+    the other, and every exchange between them then costs a context switch (8 µs instead of 0.4 µs
+    for a 2-rank Barrier here). Returns the CPUs the process had (to restore), or an empty set when
+    it was not bound."""
+    mode = os.environ.get(BIND_ENV, "")
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except OSError:
+        return set()
+    if local < 2 or mode == "0" or (mode != "1" and local < len(cpus)):
+        return set()
+    try:
+        os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+    except OSError:
+        return set()
+    return set(cpus)
 
 
 PEER_LOSS_GRACE = 10.0

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import MpiError
 from . import runtime
+from .argcheck import index_list
 
 UNDEFINED = -32766
 IDENT, SIMILAR, UNEQUAL = 0, 2, 3
@@ -32,15 +34,22 @@ class Group:
     size = property(Get_size)
     rank = property(Get_rank)
 
+    def _ranks(self, ranks: Sequence[int]) -> list[int]:
+        """Distinct valid ranks of this group (MPI_ERR_RANK otherwise, as MPI_Group_incl/excl)."""
+        out = index_list(ranks)
+        if len(set(out)) != len(out) or any(not 0 <= r < len(self._members) for r in out):
+            raise MpiError(f"invalid ranks {out} for a group of {len(self._members)}", 6)  # MPI_ERR_RANK
+        return out
+
     def Incl(self, ranks: Sequence[int]) -> Group:  # noqa: N802
-        return Group([self._members[r] for r in ranks])
+        return Group([self._members[r] for r in self._ranks(ranks)])
 
     def Excl(self, ranks: Sequence[int]) -> Group:  # noqa: N802
-        drop = set(ranks)
+        drop = set(self._ranks(ranks))
         return Group([w for i, w in enumerate(self._members) if i not in drop])
 
     def Translate_ranks(self, ranks: Sequence[int] | None = None, group: Group | None = None) -> list[int]:  # noqa: N802
-        ranks = range(len(self._members)) if ranks is None else ranks
+        ranks = range(len(self._members)) if ranks is None else index_list(ranks)
         if group is None:
             return list(ranks)
         return [group._members.index(self._members[r]) if self._members[r] in group._members else UNDEFINED

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MpiError
+from .argcheck import as_int
 from .buffers import buffer_bytes, parse_buffer
 from .p2p import ANY_SOURCE, ANY_TAG, DIRECT_SPIN_NS, ERR_RANK, ERR_TAG, PROC_NULL, Engine, RecvReq
 from .pickling import dumps, loads
@@ -426,8 +427,5 @@ class Prequest(Request):
 
 
 def _as_int(value: Any) -> int:
-    """Ranks and tags as mpi4py takes them: anything int() accepts (``nprocs / 2`` is a float)."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"a rank or tag must be an integer, got {value!r}") from None
+    """Ranks and tags as mpi4py takes them: anything with ``__int__`` (``nprocs / 2`` is a float), not a string."""
+    return as_int(value)

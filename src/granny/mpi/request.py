@@ -195,8 +195,15 @@ class Request:
 
     # collections of requests -------------------------------------------------------------------
     @staticmethod
+    def _check(requests: Sequence[Request]) -> None:
+        for r in requests:
+            if not isinstance(r, Request):
+                raise TypeError(f"Cannot convert {type(r).__name__} to MPI.Request")
+
+    @staticmethod
     def _wait_any(requests: Sequence[Request]) -> None:
         """Block until at least one active request is complete (there is one)."""
+        Request._check(requests)
         engine: Engine | None = None
         inners: list[RecvReq | SendReq] = []
         for r in requests:
@@ -211,6 +218,7 @@ class Request:
 
     @staticmethod
     def _wait_all(requests: Sequence[Request]) -> None:
+        Request._check(requests)
         engine: Engine | None = None
         inners: list[RecvReq | SendReq] = []
         for r in requests:
@@ -223,6 +231,7 @@ class Request:
 
     @staticmethod
     def _all_done(requests: Sequence[Request]) -> bool:
+        Request._check(requests)
         engine: Engine | None = None
         for r in requests:
             inner = r._inner
@@ -238,6 +247,7 @@ class Request:
     @staticmethod
     def _first_done(requests: Sequence[Request], progress: bool) -> int:
         """Index of the first complete active request; UNDEFINED if none is active, -1 if none done."""
+        Request._check(requests)
         engine: Engine | None = None
         active = False
         for i, r in enumerate(requests):

@@ -66,6 +66,8 @@ except ImportError:  # the C extension did not build: the pure-Python rings belo
     _fastring = None  # type: ignore[assignment]
 
 PURE_ENV = "GRANNY_MPI_PURE"
+_c_cma_read = getattr(_fastring, "cma_read", None) if os.environ.get(PURE_ENV, "") in ("", "0") else None
+_c_buffer_address = getattr(_fastring, "buffer_address", None) if _c_cma_read is not None else None
 
 
 def fast_rings() -> bool:
@@ -237,9 +239,18 @@ if _fastring is not None:
 
 
 def cma_read(pid: int, address: int, into: memoryview) -> None:
-    """Copy ``len(into)`` bytes from another process's memory at ``address`` (one copy, no kernel buffer)."""
+    """Copy ``len(into)`` bytes from another process's memory at ``address`` (one copy, no kernel buffer).
+
+    With the C extension, one C call (``_fastring.cma_read``, the GIL released during the copy): the
+    ctypes set-up below costs ~4 µs per call, as much as copying 64 KiB."""
     total = into.nbytes
     if total == 0:
+        return
+    if _c_cma_read is not None:
+        try:
+            _c_cma_read(pid, address, into)
+        except OSError as exc:
+            raise MpiError(f"reading {total} bytes from rank process {pid} failed: {exc.strerror}") from None
         return
     local = (ctypes.c_char * total).from_buffer(into)
     done = 0
@@ -256,6 +267,8 @@ def cma_read(pid: int, address: int, into: memoryview) -> None:
 
 def buffer_address(mem: memoryview) -> int:
     """Address of a contiguous buffer (read-only ones too), for a peer's ``cma_read``."""
+    if _c_buffer_address is not None:
+        return int(_c_buffer_address(mem))  # 0.3 µs, where numpy's ctypes attribute takes 2 µs
     import numpy as np
 
     if mem.nbytes == 0:

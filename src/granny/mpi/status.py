@@ -15,6 +15,7 @@ import ctypes
 from collections.abc import Sequence
 from typing import Any
 
+from .argcheck import as_int
 from .p2p import ANY_SOURCE, ANY_TAG
 
 UNDEFINED = -32766
@@ -49,19 +50,19 @@ class Status:
         return self.source
 
     def Set_source(self, source: int) -> None:  # noqa: N802
-        self.source = int(source)
+        self.source = as_int(source)
 
     def Get_tag(self) -> int:  # noqa: N802
         return self.tag
 
     def Set_tag(self, tag: int) -> None:  # noqa: N802
-        self.tag = int(tag)
+        self.tag = as_int(tag)
 
     def Get_error(self) -> int:  # noqa: N802
         return self.error
 
     def Set_error(self, error: int) -> None:  # noqa: N802
-        self.error = int(error)
+        self.error = as_int(error)
 
     def Get_count(self, datatype: Any = None) -> int:  # noqa: N802
         size = 1 if datatype is None else datatype.Get_size()

@@ -7,9 +7,11 @@ their own calls raise NotImplementedMpi.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from ..errors import MpiError
+from .argcheck import as_int, check_length, index_list
 from .comm import Comm, Intracomm, _Missing
 
 CART = 1
@@ -86,6 +88,7 @@ class Cartcomm(Intracomm):
         return self.Get_coords(self._rank)
 
     def Get_coords(self, rank: int) -> list[int]:  # noqa: N802
+        rank = as_int(rank)
         if not 0 <= rank < self._size:
             raise MpiError(f"invalid rank {rank} for a grid of {self._size}", 6)
         coords = []
@@ -95,8 +98,8 @@ class Cartcomm(Intracomm):
         return coords[::-1]
 
     def Get_cart_rank(self, coords: list[int]) -> int:  # noqa: N802
-        if len(coords) != len(self._dims):
-            raise MpiError(f"expected {len(self._dims)} coordinates, got {len(coords)}", 12)
+        coords = index_list(coords)
+        check_length(coords, len(self._dims))
         rank = 0
         for c, d, p in zip(coords, self._dims, self._periods, strict=True):
             if not 0 <= c < d:
@@ -110,6 +113,7 @@ class Cartcomm(Intracomm):
         """(source, dest) for a shift along ``direction``; PROC_NULL past a non-periodic edge."""
         from .p2p import PROC_NULL
 
+        direction, disp = as_int(direction), as_int(disp)
         coords = self.Get_coords(self._rank)
         d, periodic = self._dims[direction], self._periods[direction]
 
@@ -126,6 +130,8 @@ class Cartcomm(Intracomm):
         return at(-disp), at(disp)
 
     def Sub(self, remain_dims: list[bool]) -> Cartcomm:  # noqa: N802
+        remain_dims = [bool(k) for k in index_list(remain_dims)]
+        check_length(remain_dims, len(self._dims))
         coords = self.Get_coords(self._rank)
         color = sum(c * 1000 ** i for i, (c, keep) in enumerate(zip(coords, remain_dims, strict=True)) if not keep)
         sub = self.Split(color, self._rank)
@@ -160,7 +166,10 @@ class Distgraphcomm(_NoTopocomm):
 
 def compute_dims(nnodes: int, dims: int | list[int]) -> list[int]:
     """MPI_Dims_create: fill the zero entries with a factorisation of ``nnodes`` as balanced as possible."""
-    out = [0] * dims if isinstance(dims, int) else list(dims)
+    nnodes = as_int(nnodes)
+    out = index_list(dims) if hasattr(dims, "__iter__") else [0] * operator.index(dims)
+    if nnodes < 1:
+        raise MpiError(f"invalid number of nodes {nnodes}", 12)  # MPI_ERR_DIMS, as Open MPI
     fixed = 1
     for d in out:
         if d < 0:
