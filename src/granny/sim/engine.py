@@ -223,9 +223,17 @@ class Simulator:
         self.hinted.discard(req_id)
         self._open -= 1
         self.events.append(JobEvent(t, "end", run.job.job_id, run.job.size, kind=run.job.kind))
-        for index, gid in enumerate(run.granules):
-            _, actions = self.state.task_done(gid, req_id, index, True)
+        for gid, rid, index in self.tasks_of(run):
+            _, actions = self.state.task_done(gid, rid, index, True)
             self.apply(actions)
+
+    def tasks_of(self, run: RunningJob) -> list[tuple[str, str, int]]:
+        """(granule, request, index) of each of a running job's granules, reported done at its end."""
+        return [(gid, run.req_id, index) for index, gid in enumerate(run.granules)]
+
+    def granules_needed(self, req_id: str) -> int:
+        """How many granules request ``req_id`` needs dispatched before it starts."""
+        return self._jobs[req_id].size
 
     def apply(self, actions: Iterable[Action]) -> None:
         started: list[str] = []
@@ -234,7 +242,7 @@ class Simulator:
             if isinstance(action, Dispatch):
                 got = self._dispatched.setdefault(action.req_id, {})
                 got[action.index] = action.granule_id
-                if len(got) == self._jobs[action.req_id].size:
+                if len(got) == self.granules_needed(action.req_id):
                     started.append(action.req_id)
             elif isinstance(action, Hint):
                 self.hinted.add(action.req_id)
@@ -287,7 +295,10 @@ class Simulator:
     def _start(self, req_id: str) -> None:
         job = self._jobs[req_id]
         by_rank = self._dispatched.pop(req_id)
-        granules = [by_rank[i] for i in range(job.size)]
+        self.begin(req_id, job, [by_rank[i] for i in range(job.size)])
+
+    def begin(self, req_id: str, job: Job, granules: list[str]) -> None:
+        """``job`` (request ``req_id``) has all its granules: it starts (or thaws) on their hosts."""
         hosts = [self._granule_host[g] for g in granules]
         if req_id in self._frozen:
             self._thaw(req_id, granules, hosts)
