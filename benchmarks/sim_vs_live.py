@@ -24,28 +24,47 @@ import os
 import statistics
 import sys
 import time
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from granny.experiment.live import LIVE_SCHEDULERS
 from granny.experiment.run import run_testbed
-from granny.experiment.sweep import live_table, ranking
+from granny.experiment.sweep import live_table, ranked, swaps
 
 PREFIX = os.environ.get("GRANNY_TEST_NETNS_PREFIX", "gsvl")
 SUBNET = os.environ.get("GRANNY_TEST_SUBNET", "10.93.0.0/24")
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper-data" / "traces"
+PAPER = Path(os.environ.get("GRANNY_PAPER_DATA", "/work/shared/paper-data")) / "traces"
 RESULTS = Path(__file__).resolve().parent / "results"
 TIE = 0.05
 
 
-def swaps(live: dict[str, float], sim: dict[str, float]) -> list[tuple[str, str, float]]:
-    """Pairs ordered differently live and in the sim, with the sim's relative gap between them."""
-    out = []
-    for a, b in combinations(sorted(live), 2):
-        if (live[a] - live[b]) * (sim[a] - sim[b]) < 0:
-            out.append((a, b, abs(sim[a] - sim[b]) / min(sim[a], sim[b])))
-    return out
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """Makespan per scheduler, live (solid) beside simulated (hatched), one panel per trace (first rep)."""
+    from granny.experiment.plots import COLOURS, _pyplot
+
+    plt = _pyplot()
+    runs = [r for r in report["runs"] if r["rep"] == 0]
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
+    for ax, run in zip(axes[0], runs, strict=True):
+        names = list(run["live"])
+        for i, name in enumerate(names):
+            colour = COLOURS.get(name, "grey")
+            ax.bar(i - 0.2, run["live"][name], 0.4, color=colour, label="live" if i == 0 else None)
+            ax.bar(i + 0.2, run["sim"][name], 0.4, color=colour, alpha=0.45, hatch="//",
+                   label="sim" if i == 0 else None)
+            ax.text(i, max(run["live"][name], run["sim"][name]), f"{run['ratio'][name]:.2f}", ha="center",
+                    va="bottom", fontsize=7)
+        ax.set_xticks(range(len(names)), names, fontsize=7)
+        ax.set_title(f"{run['trace']} on {report['hosts']} x {report['slots']}", fontsize=9)
+        ax.set_ylabel("makespan (s)")
+        ax.legend(fontsize=7)
+    fig.suptitle("live replay on the testbed (solid) vs the simulator (hatched); sim / live above the bars",
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main() -> int:
@@ -56,7 +75,12 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--schedulers", default=",".join(LIVE_SCHEDULERS))
     ap.add_argument("--out", default=str(RESULTS / "sim_vs_live.json"))
+    ap.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs" / "img" / "eval_sim_vs_live.png"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
     args = ap.parse_args()
+    if args.plot_only:
+        print(plot(json.loads(Path(args.out).read_text()), Path(args.plot)))
+        return 0
     names = args.schedulers.split(",")
     report: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "hosts": args.hosts, "slots": args.slots,
                               "runs": []}
@@ -72,7 +96,7 @@ def main() -> int:
             swapped = swaps(live, sim)
             row = {"trace": name, "rep": rep, "live": live, "sim": sim,
                    "ratio": {k: sim[k] / live[k] for k in live},
-                   "live_ranking": ranking(list(live.items())), "sim_ranking": ranking(list(sim.items())),
+                   "live_ranking": ranked(live), "sim_ranking": ranked(sim),
                    "same_ranking": not swapped, "swaps": swapped,
                    "swaps_only_within_sim_ties": all(gap < TIE for *_, gap in swapped),
                    "scaling": json.loads((where / names[0] / "run.json").read_text())["scaling"]}
@@ -93,6 +117,7 @@ def main() -> int:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
         Path(args.out).with_suffix(".md").write_text("\n".join(md) + "\n")
         print(summary)
+        print(plot(report, Path(args.plot)))
     return 0
 
 

@@ -8,7 +8,9 @@ Their communication is real, over the testbed's shaped links.
 - :func:`mpi_job` (an MPI world, for the mpi-* traces): ``steps`` steps; each sleeps its share of
   the job's work (``serial + work / n`` seconds over the whole run: strong scaling, as LAMMPS on a
   fixed problem) and then does an all-to-all of ``nbytes`` per pair of ranks, so that a rank pays
-  for every partner on another host (the runtime model's ``links``). With ``every`` > 0 it reaches
+  for every partner on another host (the runtime model's ``links``); ``rounds`` all-to-alls a step
+  make it network-bound (the mpi-locality traces' LAMMPS) rather than compute-bound (mpi-migrate's).
+  With ``every`` > 0 it reaches
   a migration point every ``every`` steps (granny-migrate), carrying its state along.
 - :func:`omp_job` (an OpenMP-style job, for the omp-elastic traces): one granule (thread 0) that
   runs ``regions`` fork-join regions of :func:`granny.parallel_for` over a team of ``threads``
@@ -24,7 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def mpi_job(comm: Any, steps: int, serial: float, work: float, nbytes: int, every: int) -> dict[str, Any]:
+def mpi_job(comm: Any, steps: int, serial: float, work: float, nbytes: int, every: int,
+            rounds: int = 1) -> dict[str, Any]:
     """One rank of the MPI kernel; returns its host at each step (a moved rank's list carries on)."""
     import numpy as np
 
@@ -32,11 +35,11 @@ def mpi_job(comm: Any, steps: int, serial: float, work: float, nbytes: int, ever
     step_s = (serial + work / n) / steps
     per_pair = max(8, nbytes // 8 * 8)
     buf = np.full(per_pair // 8 * n, float(comm.Get_rank()))
-    return _mpi_steps(comm, 0, steps, step_s, every, buf, [])
+    return _mpi_steps(comm, 0, steps, step_s, every, buf, [], rounds)
 
 
 def _mpi_steps(comm: Any, start: int, steps: int, step_s: float, every: int, buf: Any,
-               hosts: list[str]) -> dict[str, Any]:
+               hosts: list[str], rounds: int = 1) -> dict[str, Any]:
     import os
     import time
 
@@ -47,11 +50,11 @@ def _mpi_steps(comm: Any, start: int, steps: int, step_s: float, every: int, buf
     recv = np.empty_like(buf)
     for step in range(start, steps):
         time.sleep(step_s)
-        if comm.Get_size() > 1:
+        for _ in range(rounds if comm.Get_size() > 1 else 0):
             comm.Alltoall(buf, recv)
         hosts.append(os.environ.get("GRANNY_HOST_ID", ""))
         if every > 0 and (step + 1) % every == 0 and step + 1 < steps:
-            granny.migration_point(_mpi_steps, comm, step + 1, steps, step_s, every, buf, hosts)
+            granny.migration_point(_mpi_steps, comm, step + 1, steps, step_s, every, buf, hosts, rounds)
     return {"hosts": hosts, "checksum": float(recv.sum())}
 
 

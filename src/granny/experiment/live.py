@@ -16,7 +16,8 @@ Theory of operation
   as it places a world, never prefetched behind another job's task; its team is leased from there.
 - **What happened** comes from the planner: each job's submission (``requests.created``) and end
   (the last ``results.finished`` of its app) from the planner's journal, its moves from the
-  journal's ``migration.moved`` events (and freezes/thaws from theirs), and the moment every one of
+  journal's ``migration.moved`` events (with how long each took, in the event's ``detail``; and
+  freezes/thaws from theirs), and the moment every one of
   its granules runs, with their hosts, from the planner's ``app`` view, polled every ``poll``
   seconds (the journal does not record dispatches). They become the simulator's
   :class:`granny.sim.JobEvent` records, so that :func:`granny.experiment.metrics.compute` reads a live
@@ -48,6 +49,9 @@ from . import kernels
 ORIGINAL_SLOTS = 8  # cores of the original's VMs
 LIVE_SCHEDULERS = ("batch", "slurm", "granny", "granny-migrate")
 LINKS = {"latency": "5ms", "bandwidth": "100mbit"}  # every pair of testbed hosts, one way
+# The original's network-bound LAMMPS (a 9-rank job split 8 + 1 took 2.3x its one-host time); its
+# mpi-migrate / spot traces ran a compute-bound one that hardly noticed crossing hosts.
+NETWORK_BOUND = ("mpi-locality",)
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,14 @@ class Workload:
     work: float = 6.0  # rank-seconds of its work that do
     nbytes: int = 32 * 1024  # MPI: bytes of each all-to-all per pair of ranks and step
     omp_nbytes: int = 64 * 1024  # omp: bytes of the shared array the team writes at every region
+    network_rounds: int = 6  # all-to-alls a step of a network-bound job (mpi-locality); the others do 1
+
+    def rounds(self, kind: str) -> int:
+        return self.network_rounds if kind in NETWORK_BOUND else 1
 
     def to_json(self) -> dict[str, Any]:
         return {"steps": self.steps, "serial": self.serial, "work": self.work, "nbytes": self.nbytes,
-                "omp_nbytes": self.omp_nbytes}
+                "omp_nbytes": self.omp_nbytes, "network_rounds": self.network_rounds}
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,7 @@ class LiveReplay:
         deadline = time.monotonic() + 120
         while True:
             hosts = admin.hosts()
-            if hosts and all(h.alive and h.used == 0 and h.idle_granules == h.slots for h in hosts):
+            if hosts and all(h.alive and h.used == 0 and h.idle_granules >= h.slots for h in hosts):
                 self.host_ids = [h.host_id for h in hosts]
                 return Cluster(len(hosts), hosts[0].slots)
             if time.monotonic() > deadline:
@@ -188,7 +196,7 @@ class LiveReplay:
                                                       (item.job.size, w.steps, w.serial, w.work, w.omp_nbytes))
             else:
                 item.future = opts.submit_mpi(kernels.mpi_job, item.job.size,
-                                              (w.steps, w.serial, w.work, w.nbytes, every))
+                                              (w.steps, w.serial, w.work, w.nbytes, every, w.rounds(item.job.kind)))
             self.log(f"t={item.submitted:6.2f}s submit job {item.job.job_id} ({item.job.kind}, {item.job.size})")
 
     def _wait_all(self, live: list[_Live], t0: float) -> None:
@@ -238,11 +246,12 @@ class LiveReplay:
             where = dict(item.hosts)
             events.append(JobEvent(max(submit, item.started - t0), "start", j.job_id, j.size,
                                    counts_of(where.values()), j.kind))
-            for at, what, req_id, rows in moves.get(item.app_id, []):
+            for at, what, req_id, data in moves.get(item.app_id, []):
                 if what == "moved":
-                    for row in rows:
+                    for row in data.get("moves", []):
                         where[(req_id, int(row["index"]))] = str(row["target"])
-                    events.append(JobEvent(at - t0, "move", j.job_id, j.size, counts_of(where.values()), j.kind))
+                    events.append(JobEvent(at - t0, "move", j.job_id, j.size, counts_of(where.values()), j.kind,
+                                           detail=f"{float(data.get('seconds', 0.0)):.3f} s"))
                 else:
                     events.append(JobEvent(at - t0, what, j.job_id, j.size,
                                            counts_of(where.values()) if what == "thaw" else (), j.kind))
@@ -255,7 +264,7 @@ class LiveReplay:
         return sorted(events, key=lambda e: e.t)
 
     def _journal(self, apps: list[str]) -> tuple[dict[str, float], dict[str, float],
-                                                 dict[str, list[tuple[float, str, str, list[dict[str, Any]]]]]]:
+                                                 dict[str, list[tuple[float, str, str, dict[str, Any]]]]]:
         """Per app: first submission, last result, and its migration events, from the planner's journal."""
         marks = ",".join("?" * len(apps))
         kinds = {"migration.moved": "moved", "migration.frozen": "freeze", "migration.thawed": "thaw"}
@@ -275,11 +284,10 @@ class LiveReplay:
             if len(finished) == len(apps) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        moves: dict[str, list[tuple[float, str, str, list[dict[str, Any]]]]] = {}
+        moves: dict[str, list[tuple[float, str, str, dict[str, Any]]]] = {}
         for at, app_id, req_id, kind, data in rows:
             if kind in kinds:
-                moves.setdefault(app_id, []).append((float(at), kinds[kind], req_id,
-                                                     list(json.loads(data or "{}").get("moves", []))))
+                moves.setdefault(app_id, []).append((float(at), kinds[kind], req_id, dict(json.loads(data or "{}"))))
         return ({k: float(v) for k, v in created.items()}, {k: float(v) for k, v in finished.items()}, moves)
 
     def _decisions(self, live: list[_Live]) -> list[tuple[str, tuple[str, ...]]]:

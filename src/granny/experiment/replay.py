@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..sim import Job, RuntimeModel, SimResult, scheduler_named
 from ..sim.teams import TeamSimulator
 from .calibration import TESTBED, load_model
+from .calibration import move_cost as calibrated_move_cost
 from .live import LINKS, LIVE_SCHEDULERS, LiveReplay, Scaling, Workload, time_scale
 from .metrics import Metrics, compute
 
@@ -74,7 +75,9 @@ def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str
         if name not in LIVE_SCHEDULERS:
             raise ConfigError(f"--mode testbed runs {', '.join(LIVE_SCHEDULERS)}; not {name!r}")
     workload = workload or Workload()
-    model = model or load_model(TESTBED)
+    if model is None:
+        model = load_model(TESTBED)
+        move_cost = calibrated_move_cost() if move_cost is None else move_cost
     say = log or (lambda msg: print(f"[replay {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True))
     with tempfile.TemporaryDirectory(prefix="granny-replay-") as tmp:
         tb = Testbed(hosts, slots=slots, prefix=prefix, subnet=subnet, state_dir=state_dir or Path(tmp) / "testbed",
@@ -108,4 +111,5 @@ def run_meta(outcome: LiveOutcome, scaling: Scaling, workload: Workload) -> dict
     """What run.json says of a live run beyond what a simulated one says."""
     return {"scaling": {**scaling.to_json(), "note": scaling.describe()}, "workload": workload.to_json(),
             "links": LINKS, "sim_makespan": round(outcome.sim_metrics.makespan, 3),
+            "sim_model_applies": workload == Workload(),  # the calibration measured these kernels
             "sim_over_live": round(outcome.ratio, 4)}
