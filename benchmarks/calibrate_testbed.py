@@ -36,6 +36,7 @@ import granny
 from granny.experiment import kernels
 from granny.experiment.calibration import TESTBED
 from granny.experiment.live import LINKS, Workload
+from granny.planner.policies import links
 from granny.testbed import Testbed
 
 PREFIX = os.environ.get("GRANNY_TEST_NETNS_PREFIX", "gcal")
@@ -81,30 +82,58 @@ def run_omp(client: Any, split: tuple[int, ...], w: Workload, slots: int) -> flo
     return secs
 
 
-def run_move(client: Any, w: Workload, journal: Path, hosts: int) -> float | None:
-    """How long one move of the MPI kernel takes (decision to every rank in the new generation, as the
-    planner journals it): a 2-rank world is split over two hosts while a blocker call holds one slot
-    of each host, and bin-pack moves it onto one host at its first point after the blockers end."""
+def journal_rows(journal: Path, sql: str, args: tuple[Any, ...], want: int) -> list[tuple[Any, ...]]:
+    """Rows of the planner's journal, once at least ``want`` are committed (it writes in batches)."""
+    deadline = time.monotonic() + 5
+    while True:
+        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+        if len(rows) >= want or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def team_delay(journal: Path, app_id: str) -> float | None:
+    """Seconds from an OpenMP-style job's submission (its thread 0 placed at once) to its team's request."""
+    rows = journal_rows(journal, "SELECT created FROM requests WHERE app_id=? ORDER BY created", (app_id,), 2)
+    return float(rows[1][0] - rows[0][0]) if len(rows) >= 2 else None
+
+
+def run_move(client: Any, w: Workload, journal: Path, hosts: int) -> dict[str, float] | None:
+    """One move of the MPI kernel: a 2-rank world is split over two hosts while a blocker call holds one
+    slot of each host, and bin-pack moves it onto one host at its first point after the blockers end.
+    Returns the job's submission, the move's decision and the job's end (wall clock), and how long the
+    planner says the move took; the move's cost is fitted once the kernel's model is known."""
     hold = 1.5
     blockers = [client.options(hosts=f"h{i + 1}:1").submit(time.sleep, hold) for i in range(hosts)]
     time.sleep(0.3)  # the blockers are placed first (a benchmark, not a test)
     every = max(1, round(0.1 * w.steps))
-    out = client.options(migrate=True).submit_mpi(kernels.mpi_job, 2, (w.steps, w.serial, w.work, w.nbytes, every))
-    out.result(timeout=300)
+    submitted = time.time()
+    client.options(migrate=True).submit_mpi(kernels.mpi_job, 2, (w.steps, w.serial, w.work, w.nbytes, every)).result(
+        timeout=300)
+    ended = time.time()
     for b in blockers:
         b.result(timeout=60)
-    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=5)
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            rows = db.execute("SELECT data FROM events WHERE app_id=? AND kind='migration.moved'",
-                              (client.app_id,)).fetchall()
-            if rows or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-    finally:
-        db.close()
-    return float(json.loads(rows[0][0])["seconds"]) if rows else None
+    rows = journal_rows(journal, "SELECT at, data FROM events WHERE app_id=? AND kind='migration.moved'",
+                        (client.app_id,), 1)
+    if len(rows) != 1:
+        return None
+    seconds = float(json.loads(rows[0][1])["seconds"])
+    return {"submitted": submitted, "decided": float(rows[0][0]) - seconds, "ended": ended, "seconds": seconds}
+
+
+def move_cost(move: dict[str, float], model: dict[str, float]) -> float:
+    """What a move added to the job: its runtime less the model's (split until the decision, then on one host)."""
+    def runtime(split: tuple[int, ...]) -> float:
+        n = sum(split)
+        return (model["a"] + model["b"] / n) * (1 + model["beta"] * links(split) / n)
+
+    split, whole = runtime((1, 1)), runtime((2,))
+    before = move["decided"] - move["submitted"]
+    return (move["ended"] - move["submitted"]) - (before + max(0.0, 1 - before / split) * whole)
 
 
 def settle(client: Any) -> None:
@@ -130,6 +159,7 @@ def main() -> int:
         tb = Testbed(hosts, slots=args.slots, prefix=PREFIX, subnet=SUBNET, state_dir=Path(tmp) / "tb",
                      heartbeat_timeout=5.0, ready_timeout=120.0, latency=LINKS["latency"], bandwidth=LINKS["bandwidth"])
         tb.up()
+        journal = Path(tb.state.data_dir) / "journal.sqlite"
         try:
             for rep in range(args.reps):
                 for kind, rounds in (("tb-mpi-compute", 1), ("tb-mpi-network", w.network_rounds)):
@@ -140,30 +170,40 @@ def main() -> int:
                         runs.append({"kernel": kind, "split": list(split), "seconds": secs, "rep": rep})
                         log(f"{kind} {split}: {secs:.2f} s")
                 for split in OMP_SPLITS:
-                    with granny.connect(tb.address, tb.token, app_id=f"cal-omp-{rep}-{len(runs)}") as c:
+                    app = f"cal-omp-{rep}-{len(runs)}"
+                    with granny.connect(tb.address, tb.token, app_id=app) as c:
                         settle(c)
                         secs = run_omp(c, split, w, args.slots)
-                    runs.append({"kernel": "tb-omp", "split": list(split), "seconds": secs, "rep": rep})
+                    delay = team_delay(journal, app) if split == (2,) else None
+                    runs.append({"kernel": "tb-omp", "split": list(split), "seconds": secs, "rep": rep,
+                                 "team_delay": delay})
                     log(f"omp {split}: {secs:.2f} s")
                 with granny.connect(tb.address, tb.token, app_id=f"cal-move-{rep}") as c:
                     settle(c)
-                    moved = run_move(c, w, Path(tb.state.data_dir) / "journal.sqlite", hosts)
-                runs.append({"kernel": "move", "split": [1, 1], "seconds": moved, "rep": rep})
-                log(f"move of a 2-rank world: {moved} s")
+                    moved = run_move(c, w, journal, hosts)
+                runs.append({"kernel": "move", "split": [1, 1], "seconds": None, "move": moved, "rep": rep})
+                log(f"move of a 2-rank world: {moved}")
         finally:
             tb.down()
-    moves = sorted(r["seconds"] for r in runs if r["kernel"] == "move" and r["seconds"] is not None)
-    move_cost = round(statistics.median(moves), 3) if moves else None
     kinds = {}
     for kind in ("tb-mpi-compute", "tb-mpi-network", "tb-omp"):
         points = [(tuple(r["split"]), r["seconds"]) for r in runs if r["kernel"] == kind]
         kinds[kind] = {**fit(points), "source": f"benchmarks/calibrate_testbed.py: {len(points)} runs of the "
                        f"{'OpenMP-style' if kind == 'tb-omp' else 'MPI'} kernel{' (network-bound)' if 'network' in kind else ''} alone on the testbed, pinned splits"}
         log(f"{kind}: {kinds[kind]}")
+    moves = [r["move"] for r in runs if r["kernel"] == "move" and r["move"] is not None]
+    costs = [move_cost(m, kinds["tb-mpi-compute"]) for m in moves]
+    delays = [r["team_delay"] for r in runs if r.get("team_delay") is not None]
+    log(f"move costs {costs}, team delays {delays}")
+    planner_times = ", ".join(f"{m['seconds']:.3f}" for m in moves)
     data = {"model": "runtime = (a + b/n) * (1 + beta * links(split)/n)",
             "fitted_by": "benchmarks/calibrate_testbed.py on the namespace testbed (this machine)",
             "workload": w.to_json(), "links": LINKS, "slots": args.slots, "kinds": kinds, "aliases": ALIASES,
-            "move_cost": move_cost, "move_cost_source": f"median of {len(moves)} moves of a 2-rank world (journal)",
+            "move_cost": round(max(0.0, statistics.median(costs)), 3) if costs else None,
+            "move_cost_source": f"median of {len(costs)} moves of a 2-rank world: its runtime less the model's "
+                                f"(the planner's own move times: {planner_times} s)",
+            "team_delay": round(statistics.median(delays), 3) if delays else None,
+            "team_delay_source": f"median of {len(delays)} omp jobs: thread 0's request to its team's (journal)",
             "measurements": [{"kernel": r["kernel"], "split": r["split"], "seconds": round(r["seconds"], 3)}
                              for r in runs if r["kernel"] != "move"]}
     Path(args.out).write_text(json.dumps(data, indent=2) + "\n")

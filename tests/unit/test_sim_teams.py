@@ -13,10 +13,10 @@ from granny.sim.teams import TeamSimulator
 FLAT = RuntimeModel({"omp": KindModel(10, 0, 0), "mpi": KindModel(10, 0, 0)})
 
 
-def run(scheduler: str, jobs: list[Job], hosts: int = 2, slots: int = 2) -> tuple[dict[str, tuple[str, ...]],
-                                                                          dict[int, float]]:
+def run(scheduler: str, jobs: list[Job], hosts: int = 2, slots: int = 2,
+        team_delay: float = 0.0) -> tuple[dict[str, tuple[str, ...]], dict[int, float]]:
     sim = TeamSimulator(scheduler_named(scheduler), hosts, slots, FLAT, host_ids=[f"h{i + 1}" for i in range(hosts)],
-                        evictions=None)
+                        evictions=None, team_delay=team_delay)
     result = sim.run(jobs)
     assert [e.what for e in result.events].count("end") == len(jobs)
     assert all(not h.busy() for h in sim.state.hosts.values())  # every granule of every team reported done
@@ -42,6 +42,14 @@ def test_the_team_is_queued_when_thread_0_runs_ahead_of_later_jobs() -> None:
     placed, starts = run("slurm", [Job(0, "mpi", 2, 0), Job(1, "omp", 2, 1), Job(2, "mpi", 2, 2)], hosts=1, slots=3)
     assert starts == {0: 0.0, 1: 10.0, 2: 20.0}
     assert placed["job1"] == ("h1", "h1")
+
+
+def test_a_team_asked_for_late_queues_behind_the_jobs_that_arrived_meanwhile() -> None:
+    # as above, but thread 0 asks for its team 5 s after it starts (t=6): job 2 (t=2) is ahead of it,
+    # takes the 2 slots job 0 frees at t=10, and the team waits for job 2's end
+    placed, starts = run("slurm", [Job(0, "mpi", 2, 0), Job(1, "omp", 2, 1), Job(2, "mpi", 2, 2)], hosts=1, slots=3,
+                         team_delay=5.0)
+    assert starts == {0: 0.0, 1: 20.0, 2: 10.0}
 
 
 def test_a_one_thread_job_is_thread_0_alone() -> None:

@@ -27,10 +27,11 @@ def load_model(path: Path | None = None) -> RuntimeModel:
         raise ConfigError(f"cannot read the runtime calibration {source}: {exc}") from None
 
 
-def move_cost(path: Path | None = None) -> float | None:
-    """Seconds a move adds to a job, if the calibration measured it (testbed.json's ``move_cost``)."""
+def measured(key: str, path: Path | None = None) -> float | None:
+    """A cost the testbed calibration measured (testbed.json), if it did: ``move_cost`` (seconds a move
+    adds to a job) or ``team_delay`` (seconds from an OpenMP-style job's thread 0 to its team's request)."""
     try:
-        value = json.loads((path or TESTBED).read_text()).get("move_cost")
+        value = json.loads((path or TESTBED).read_text()).get(key)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the runtime calibration {path or TESTBED}: {exc}") from None
     return None if value is None else float(value)

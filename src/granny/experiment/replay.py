@@ -21,8 +21,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..sim import Job, RuntimeModel, SimResult, scheduler_named
 from ..sim.teams import TeamSimulator
-from .calibration import TESTBED, load_model
-from .calibration import move_cost as calibrated_move_cost
+from .calibration import TESTBED, load_model, measured
 from .live import LINKS, LIVE_SCHEDULERS, LiveReplay, Scaling, Workload, time_scale
 from .metrics import Metrics, compute
 
@@ -55,17 +54,21 @@ def scaled(jobs: Sequence[Job], slots: int, model: RuntimeModel | None = None,
 
 
 def simulate(jobs: Sequence[Job], scheduler: str, hosts: int, slots: int, model: RuntimeModel,
-             host_ids: Sequence[str] | None = None, move_cost: float | None = None) -> SimResult:
-    """The scaled trace in the simulator, its OpenMP-style jobs as granny.parallel runs them live."""
+             host_ids: Sequence[str] | None = None, move_cost: float | None = None,
+             team_delay: float | None = None) -> SimResult:
+    """The scaled trace in the simulator, its OpenMP-style jobs as granny.parallel runs them live
+    (their team asked for ``team_delay`` seconds after thread 0 started), each move of a
+    granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration)."""
     sched = scheduler_named(scheduler)
     if move_cost is not None and sched.migrate_every:
         sched = replace(sched, move_cost=move_cost)
-    return TeamSimulator(sched, hosts, slots, model, host_ids=host_ids, evictions=None).run(jobs)
+    return TeamSimulator(sched, hosts, slots, model, host_ids=host_ids, evictions=None,
+                         team_delay=team_delay or 0.0).run(jobs)
 
 
 def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str], workload: Workload | None = None,
            model: RuntimeModel | None = None, prefix: str = DEFAULT_PREFIX, subnet: str = DEFAULT_SUBNET,
-           state_dir: Path | None = None, move_cost: float | None = None,
+           state_dir: Path | None = None, move_cost: float | None = None, team_delay: float | None = None,
            log: Callable[[str], None] | None = None,
            done: Callable[[LiveOutcome], None] | None = None) -> list[LiveOutcome]:
     """Run the (already scaled) ``jobs`` live with each of ``schedulers`` on one testbed, and simulate each."""
@@ -77,7 +80,8 @@ def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str
     workload = workload or Workload()
     if model is None:
         model = load_model(TESTBED)
-        move_cost = calibrated_move_cost() if move_cost is None else move_cost
+        move_cost = measured("move_cost") if move_cost is None else move_cost
+        team_delay = measured("team_delay") if team_delay is None else team_delay
     say = log or (lambda msg: print(f"[replay {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True))
     with tempfile.TemporaryDirectory(prefix="granny-replay-") as tmp:
         tb = Testbed(hosts, slots=slots, prefix=prefix, subnet=subnet, state_dir=state_dir or Path(tmp) / "testbed",
@@ -94,7 +98,7 @@ def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str
                                     log=lambda m, n=name: say(f"{n}: {m}"))
                 live = driver.run(jobs)
                 wall = time.perf_counter() - started
-                sim = simulate(jobs, name, hosts, slots, model, driver.host_ids, move_cost)
+                sim = simulate(jobs, name, hosts, slots, model, driver.host_ids, move_cost, team_delay)
                 outcome = LiveOutcome(name, live, compute(live.events, live.cluster), sim,
                                       compute(sim.events, sim.cluster), wall)
                 say(f"{name}: live makespan {outcome.metrics.makespan:.1f} s, simulated "

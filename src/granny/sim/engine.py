@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,7 +46,7 @@ from .schedulers import Scheduler
 from .spot import ORIGINAL, EvictionSchedule, Evictor
 from .trace import Job
 
-_RETURN, _END, _POINT, _ARRIVE, _BEAT, _TAKE, _EVICT = -1, 0, 1, 2, 3, 4, 5
+_RETURN, _END, _POINT, _ARRIVE, _BEAT, _TAKE, _EVICT, _LATER = -1, 0, 1, 2, 3, 4, 5, 6
 
 
 @dataclass
@@ -125,6 +125,7 @@ class Simulator:
         self._granule_seq = 0
         self._points: dict[str, float] = {}  # req_id -> when its next migration point is due
         self.evictor = Evictor(self, evictions) if scheduler.evictions and evictions is not None else None
+        self._later: dict[str, Callable[[], None]] = {}  # what a driver asked to do at a later instant
 
     # --- driving the planner ---------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> SimResult:
@@ -174,6 +175,8 @@ class Simulator:
             elif kind == _EVICT:
                 assert self.evictor is not None
                 self.evictor.round()
+            elif kind == _LATER:
+                self._later.pop(key)()
             else:
                 for host_id in self.host_ids:
                     self.apply(self.state.heartbeat(host_id, t))
@@ -190,6 +193,12 @@ class Simulator:
     def _push(self, t: float, kind: int, key: str) -> None:
         heapq.heappush(self._heap, (t, kind, self._seq, key))
         self._seq += 1
+
+    def later(self, t: float, call: Callable[[], None]) -> None:
+        """Call ``call()`` at virtual time ``t`` (after the ends, points and arrivals of that instant)."""
+        key = f"later{self._seq}"
+        self._later[key] = call
+        self._push(t, _LATER, key)
 
     def push_evict(self, t: float) -> None:
         self._push(t, _EVICT, "")

@@ -1,7 +1,7 @@
 """OpenMP-style jobs as ``granny.parallel`` runs them, in the simulator (the live replay's omp kernel).
 
 A live OpenMP-style job is a gang of one granule (thread 0, request ``jobN``, app ``jobN``);
-once it runs, ``granny.parallel`` leases the rest of its team as one gang request of ``size - 1``
+once it runs (and ``team_delay`` later: the process sets the team up first), ``granny.parallel`` leases the rest of its team as one gang request of ``size - 1``
 granules in the same app (``jobN.team``). :class:`TeamSimulator` submits the same two requests
 to the state, in that order, and starts the job's work once the team's granules are dispatched;
 at its end every granule reports done. A job of one thread is the call alone. Such jobs have no
@@ -24,8 +24,11 @@ def is_team_job(job: Job) -> bool:
 
 
 class TeamSimulator(Simulator):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, team_delay: float = 0.0, **kwargs: Any) -> None:
+        """``team_delay``: seconds from thread 0's dispatch to its team's request (thread 0's process
+        starts, sets up the team's board and listener, then leases; measured by the calibration)."""
         super().__init__(*args, **kwargs)
+        self.team_delay = team_delay
         self._thread0: dict[str, str] = {}  # job request -> its thread 0's granule, once dispatched
 
     def granules_needed(self, req_id: str) -> int:
@@ -58,6 +61,12 @@ class TeamSimulator(Simulator):
             return
         team = req_id + TEAM
         self._jobs[team] = job
+        if self.team_delay > 0:
+            self.later(self.now + self.team_delay, lambda: self._lease(team, req_id, job))
+        else:
+            self._lease(team, req_id, job)
+
+    def _lease(self, team: str, req_id: str, job: Job) -> None:
         self.apply(self.state.submit(team, req_id, job.size - 1, "functions", job.kind, gang=True))
 
     def tasks_of(self, run: RunningJob) -> list[tuple[str, str, int]]:
