@@ -67,9 +67,15 @@ def test_cli_run_testbed_mode_and_plot(tmp_path: Path) -> None:
                    "--mode", "sim", "--out", str(tmp_path / "runs" / name))
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["finished"] == 6
-    live = cli("run", "--trace", str(trace), "--hosts", "3", "--scheduler", "granny", "--mode", "testbed",
+    # testbed mode runs the four schedulers the planner has policies for; a wrong one is refused before
+    # any testbed comes up (tests/dist/test_testbed_replay.py runs it for real)
+    live = cli("run", "--trace", str(trace), "--hosts", "3", "--scheduler", "granny-spot", "--mode", "testbed",
                "--out", str(tmp_path / "t"))
-    assert live.returncode == 2 and "not implemented yet" in live.stdout and "Traceback" not in live.stderr
+    assert live.returncode == 2 and "--mode testbed runs batch, slurm, granny, granny-migrate" in live.stdout
+    assert "Traceback" not in live.stderr and not (tmp_path / "t").exists()
+    live = cli("run", "--trace", str(trace), "--hosts", "3", "--scheduler", "granny", "--mode", "testbed",
+               "--arrivals", "original", "--out", str(tmp_path / "t"))
+    assert live.returncode == 2 and "--arrivals trace" in live.stdout
     bad = cli("run", "--trace", str(trace), "--hosts", "3", "--scheduler", "fifo", "--out", str(tmp_path / "t"))
     assert bad.returncode == 2 and "unknown scheduler 'fifo'" in bad.stdout
     drawn = cli("plot", str(tmp_path / "runs"))

@@ -1,5 +1,6 @@
-"""The runtime model's fitted parameters (src/granny/sim/calibration/runtime.json, made by
-benchmarks/calibrate_runtime.py), loaded into a :class:`granny.sim.RuntimeModel`."""
+"""The runtime model's fitted parameters, loaded into a :class:`granny.sim.RuntimeModel`:
+src/granny/sim/calibration/runtime.json (the original's jobs, made by benchmarks/calibrate_runtime.py)
+and testbed.json (the live replay's kernels on our testbed, made by benchmarks/calibrate_testbed.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from ..errors import ConfigError
 from ..sim import KindModel, RuntimeModel
 
 DEFAULT = Path(__file__).resolve().parents[1] / "sim" / "calibration" / "runtime.json"
+# The live replay's kernels on the namespace testbed (benchmarks/calibrate_testbed.py).
+TESTBED = DEFAULT.with_name("testbed.json")
 
 
 def load_model(path: Path | None = None) -> RuntimeModel:
@@ -22,3 +25,13 @@ def load_model(path: Path | None = None) -> RuntimeModel:
         return RuntimeModel(kinds, {str(k): str(v) for k, v in data.get("aliases", {}).items()})
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the runtime calibration {source}: {exc}") from None
+
+
+def measured(key: str, path: Path | None = None) -> float | None:
+    """A cost the testbed calibration measured (testbed.json), if it did: ``move_cost`` (seconds a move
+    adds to a job) or ``team_delay`` (seconds from an OpenMP-style job's thread 0 to its team's request)."""
+    try:
+        value = json.loads((path or TESTBED).read_text()).get(key)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the runtime calibration {path or TESTBED}: {exc}") from None
+    return None if value is None else float(value)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, GrannyError
 from ..sim import SCHEDULERS, SPOT
 from .run import ARRIVALS, MODES, parse_evictions, run
-from .sweep import sweep, table
+from .sweep import live_table, sweep, table
 
 PAPER = Path("/work/shared/paper-data")
 
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--hosts", required=True, type=int)
     r.add_argument("--slots", type=int, default=8)
     r.add_argument("--scheduler", required=True, help=f"one of {', '.join(SCHEDULERS)}")
-    r.add_argument("--mode", choices=MODES, default="sim", help="sim (testbed is not implemented yet)")
+    r.add_argument("--mode", choices=MODES, default="sim",
+                   help="sim: the simulator; testbed: real jobs on the namespace testbed, the trace scaled down (root)")
     r.add_argument("--out", required=True, type=Path, help="run directory (events.jsonl, metrics.json)")
     r.add_argument("--arrivals", choices=list(ARRIVALS), default="trace",
                    help="trace: at the trace's times; original: as the original's harness submitted them for "
@@ -32,8 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--evictions", default="every=60,fraction=0.25,grace=60,down=0",
                    help="for granny-spot, batch-ft, slurm-ft: every=S,fraction=F,grace=S,down=S,seed=N (default: the "
                         "original's rule, a quarter of the hosts every 60 s with 60 s notice, back at once), or none")
+    _testbed_flags(r)
     s = sub.add_parser("sweep", help="the original's cluster sizes of a workload, several schedulers, and a table")
-    s.add_argument("--workload", required=True, help="mpi-locality, mpi-migrate, omp-elastic or mpi-spot")
+    s.add_argument("--workload", default=None, help="mpi-locality, mpi-migrate, omp-elastic or mpi-spot (sim mode)")
+    s.add_argument("--mode", choices=MODES, default="sim",
+                   help="testbed: one scaled --trace on --hosts x --slots, live with every scheduler, beside the sim")
+    s.add_argument("--trace", type=Path, default=None, help="testbed mode: the trace to replay")
+    s.add_argument("--hosts", type=int, default=4, help="testbed mode (default 4)")
+    s.add_argument("--slots", type=int, default=2, help="testbed mode (default 2)")
+    _testbed_flags(s)
     s.add_argument("--schedulers", default=None,
                    help="default: every scheduler (mpi-spot: each of granny, slurm, batch with and without evictions)")
     s.add_argument("--traces", type=Path, default=PAPER / "traces")
@@ -49,16 +58,68 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _testbed_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("testbed mode")
+    g.add_argument("--netns-prefix", default=None, help="the testbed's namespace prefix (default gxp)")
+    g.add_argument("--subnet", default=None, help="the testbed's private /24 (default 10.91.0.0/24)")
+    g.add_argument("--time-scale", type=float, default=None,
+                   help="multiply the trace's arrival times by this (default: our jobs' runtime over the original's)")
+    g.add_argument("--kernel", default=None,
+                   help="the kernels' parameters, e.g. steps=4,serial=0.5,work=1,nbytes=65536,omp_nbytes=65536 "
+                        "(default: the calibrated ones; others make the simulated prediction meaningless)")
+
+
+def _testbed_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"scale": args.time_scale}
+    if args.netns_prefix:
+        options["prefix"] = args.netns_prefix
+    if args.subnet:
+        options["subnet"] = args.subnet
+    if args.kernel:
+        from .live import Workload
+
+        fields: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in args.kernel.split(","))):
+            key, _, value = part.partition("=")
+            if key not in Workload.__dataclass_fields__:
+                raise ConfigError(f"--kernel: unknown field {key!r} ({', '.join(Workload.__dataclass_fields__)})")
+            try:
+                fields[key] = int(value) if key in ("steps", "nbytes", "omp_nbytes") else float(value)
+            except ValueError:
+                raise ConfigError(f"--kernel: {key} needs a number, got {value!r}") from None
+        options["workload"] = Workload(**fields)
+    return options
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.action == "run":
+            testbed = _testbed_options(args) if args.mode == "testbed" else None
             outcome = run(args.trace, args.hosts, args.slots, args.scheduler, args.mode, args.out,
                           arrivals=args.arrivals, migrate_every=args.migrate_every,
-                          evictions=parse_evictions(args.evictions))
+                          evictions=parse_evictions(args.evictions), testbed=testbed)
             summary = {k: v for k, v in outcome.metrics.to_json().items() if k != "jct_cdf"}
-            print(json.dumps({"scheduler": args.scheduler, "hosts": args.hosts, "slots": args.slots,
-                              "wall_seconds": round(outcome.wall_seconds, 3), **summary}, indent=2))
+            extra = {}
+            if testbed is not None:
+                meta = json.loads((args.out / "run.json").read_text())
+                extra = {"scaling": meta["scaling"]["note"], "sim_makespan": meta["sim_makespan"],
+                         "sim_over_live": meta["sim_over_live"]}
+            print(json.dumps({"scheduler": args.scheduler, "mode": args.mode, "hosts": args.hosts, "slots": args.slots,
+                              "wall_seconds": round(outcome.wall_seconds, 3), **extra, **summary}, indent=2))
+        elif args.action == "sweep" and args.mode == "testbed":
+            from .live import LIVE_SCHEDULERS
+            from .run import run_testbed
+
+            if args.trace is None:
+                raise ConfigError("sweep --mode testbed needs --trace")
+            names = args.schedulers.split(",") if args.schedulers else list(LIVE_SCHEDULERS)
+            outcomes = run_testbed(args.trace, args.hosts, args.slots, names, args.out, **_testbed_options(args))
+            text = live_table(outcomes)
+            (args.out / "table_testbed.md").write_text(text)
+            print(text, end="")
+        elif args.action == "sweep" and args.workload is None:
+            raise ConfigError("sweep needs --workload (sim mode)")
         elif args.action == "sweep" and args.workload == "mpi-spot":
             from .spot import plot_spot, spot_sweep, spot_table
 

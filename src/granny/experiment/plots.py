@@ -43,6 +43,8 @@ def plot(root: Path, compare: Path | None = None, out: Path | None = None) -> li
     out.mkdir(parents=True, exist_ok=True)
     by_workload: dict[str, dict[tuple[int, int], dict[str, StoredRun]]] = defaultdict(lambda: defaultdict(dict))
     for r in runs:
+        if r.meta.get("mode") == "sim" and (r.path.parent / "run.json").is_file():
+            continue  # the simulated twin of a live run (``<run>/sim``): the live run is drawn
         key = _key(r)
         if key is not None:
             by_workload[key[0]][(key[2], key[1])][r.meta["scheduler"]] = r

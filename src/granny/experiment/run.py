@@ -2,7 +2,9 @@
 
 A run directory holds ``run.json`` (what was run, and how long the simulation took),
 ``events.jsonl`` (one :class:`granny.sim.JobEvent` a line) and ``metrics.json``.
-``--mode testbed`` (real processes on the namespace testbed) is not built yet.
+``--mode testbed`` replays the trace scaled down with real jobs on the namespace testbed
+(:mod:`.replay`, :mod:`.live`); its run.json also says how it was scaled and what the simulator
+predicted for the same scaled trace.
 """
 
 from __future__ import annotations
@@ -56,16 +58,20 @@ def load_trace(path: Path) -> list[Job]:
 
 def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mode: str = "sim",
         out: Path | None = None, model: RuntimeModel | None = None, arrivals: str = "trace",
-        migrate_every: float | None = None, evictions: EvictionSchedule | None = ORIGINAL_EVICTIONS) -> RunOutcome:
+        migrate_every: float | None = None, evictions: EvictionSchedule | None = ORIGINAL_EVICTIONS,
+        testbed: dict[str, Any] | None = None) -> RunOutcome:
     """Replay ``trace`` (a CSV path or jobs) on ``hosts`` x ``slots`` with ``scheduler``; ``arrivals``
     is "trace" or "original" (see ARRIVALS); ``migrate_every`` overrides the scheduler's distance
     between migration points (a fraction of each job's work); ``evictions`` is the schedule the
-    schedulers that run under evictions (granny-spot, batch-ft, slurm-ft) get (None: no evictions)."""
+    schedulers that run under evictions (granny-spot, batch-ft, slurm-ft) get (None: no evictions).
+    ``testbed``: options of :func:`run_testbed` for ``mode="testbed"`` (prefix, subnet, scale...)."""
     if mode == "testbed":
-        raise ConfigError("--mode testbed is not implemented yet: only --mode sim replays traces for now "
-                          "(the live replay on the namespace testbed is the next step of issue 13)")
+        if arrivals != "trace" or migrate_every is not None:
+            raise ConfigError("--mode testbed replays the trace's arrival times (--arrivals trace) with the "
+                              "schedulers' own migration points (no --migrate-every)")
+        return run_testbed(trace, hosts, slots, [scheduler], out, **(testbed or {}))[0][0]
     if mode != "sim":
-        raise ConfigError(f"unknown mode {mode!r}: choose sim (testbed is not implemented yet)")
+        raise ConfigError(f"unknown mode {mode!r}: choose sim or testbed")
     if arrivals not in ARRIVALS:
         raise ConfigError(f"unknown arrivals {arrivals!r}: choose {' or '.join(ARRIVALS)}")
     jobs = load_trace(trace) if isinstance(trace, Path) else list(trace)
@@ -86,14 +92,53 @@ def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mod
     return outcome
 
 
-def write(outcome: RunOutcome, trace: Path | None, mode: str, arrivals: str) -> None:
+def run_testbed(trace: Path | Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str], out: Path | None,
+                scale: float | None = None, **options: Any) -> list[tuple[RunOutcome, RunOutcome]]:
+    """Replay ``trace`` scaled down on the namespace testbed with each scheduler (one testbed for all);
+    ``out/<scheduler>`` (or ``out`` for one scheduler) gets each run. ``scale``: the arrivals' time
+    scale (default: our jobs' runtime over the original's); ``options`` go to :func:`.replay.replay`.
+    Returns (live, simulated) per scheduler; the simulated run is the same scaled trace with the
+    testbed-calibrated model (written to ``<run>/sim``)."""
+    from .live import policy_of
+    from .replay import replay, run_meta, scaled
+
+    for name in schedulers:
+        policy_of(name)  # refused here, before a testbed comes up
+    jobs = load_trace(trace) if isinstance(trace, Path) else list(trace)
+    scaling, small = scaled(jobs, slots, scale=scale)
+    outcomes: list[tuple[RunOutcome, RunOutcome]] = []
+
+    def keep(live: Any) -> None:
+        where = None if out is None else (out if len(schedulers) == 1 else out / live.scheduler)
+        outcome = RunOutcome(live.scheduler, live.live.cluster, live.metrics, live.live, live.wall_seconds, where)
+        sim = RunOutcome(live.scheduler, live.sim.cluster, live.sim_metrics, live.sim, 0.0,
+                         None if where is None else where / "sim")
+        outcomes.append((outcome, sim))
+        if where is not None:
+            write(outcome, trace if isinstance(trace, Path) else None, "testbed", "trace",
+                  extra=run_meta(live, scaling, options.get("workload") or _workload()))
+            write(sim, trace if isinstance(trace, Path) else None, "sim", "trace",
+                  extra={"scaling": scaling.to_json(), "of": "the live run's scaled trace, testbed-calibrated model"})
+
+    replay(small, hosts, slots, schedulers, done=keep, **options)
+    return outcomes
+
+
+def _workload() -> Any:
+    from .live import Workload
+
+    return Workload()
+
+
+def write(outcome: RunOutcome, trace: Path | None, mode: str, arrivals: str,
+          extra: dict[str, Any] | None = None) -> None:
     out = outcome.out
     assert out is not None
     out.mkdir(parents=True, exist_ok=True)
     meta = {"trace": str(trace) if trace else None, "hosts": outcome.cluster.hosts, "slots": outcome.cluster.slots,
             "scheduler": outcome.scheduler, "mode": mode, "arrivals": arrivals,
             "migrate_every": outcome.result.migrate_every, "evictions": outcome.result.evictions,
-            "wall_seconds": round(outcome.wall_seconds, 4)}
+            "wall_seconds": round(outcome.wall_seconds, 4), **(extra or {})}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     with open(out / "events.jsonl", "w") as f:
         for e in outcome.result.events:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from . import paper
+from .metrics import Metrics
 from .run import RunOutcome, run
 
 
@@ -53,3 +54,55 @@ def table(rows: Sequence[Row]) -> str:
         lines.append(f"| {r.workload} | {r.hosts} | {r.jobs} | {r.scheduler} | {m.makespan:.0f} | {orig} | {ratio} "
                      f"| {m.jct_median:.0f} / {m.jct_p90:.0f} | {m.queue_median:.0f} | {m.idle_pct:.1f} | {lk} |")
     return "\n".join(lines) + "\n"
+
+
+def live_table(outcomes: Sequence[tuple[RunOutcome, RunOutcome]]) -> str:
+    """Markdown: each scheduler's live run beside the simulated run of the same scaled trace, and
+    whether both rank the schedulers alike by makespan."""
+    lines = ["| scheduler | makespan live (s) | makespan sim (s) | sim / live | JCT median live / sim (s) "
+             "| queue median live / sim (s) | idle % live / sim | links / optimum live / sim | moves live / sim |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def lk(m: Metrics) -> str:
+        r = m.links_vs_optimum
+        return "-" if r is None else "inf" if r == float("inf") else f"{r:.2f}"
+
+    for live, sim in outcomes:
+        a, b = live.metrics, sim.metrics
+        lines.append(f"| {live.scheduler} | {a.makespan:.1f} | {b.makespan:.1f} | {b.makespan / a.makespan:.2f} "
+                     f"| {a.jct_median:.1f} / {b.jct_median:.1f} | {a.queue_median:.1f} / {b.queue_median:.1f} "
+                     f"| {a.idle_pct:.1f} / {b.idle_pct:.1f} | {lk(a)} / {lk(b)} | {a.migrations} / {b.migrations} |")
+    live_ms = {o.scheduler: o.metrics.makespan for o, _ in outcomes}
+    sim_ms = {o.scheduler: s.metrics.makespan for o, s in outcomes}
+    swapped = swaps(live_ms, sim_ms)
+    lines.append("")
+    lines.append(f"Ranking by makespan, live: {ranked(live_ms)}; sim: {ranked(sim_ms)}: "
+                 + ("the same (no pair of schedulers in the opposite order)." if not swapped else
+                    "NOT the same: " + ", ".join(f"{a} / {b} (sim {gap:.1%} apart)" for a, b, gap in swapped) + "."))
+    return "\n".join(lines) + "\n"
+
+
+def ranking(makespans: Sequence[tuple[str, float]]) -> list[str]:
+    return [name for name, _ in sorted(makespans, key=lambda p: (p[1], p[0]))]
+
+
+def ranked(makespans: dict[str, float]) -> str:
+    """"slurm = granny < batch": by makespan, equal makespans (a simulator's ties) joined by "="."""
+    order = ranking(list(makespans.items()))
+    out = order[:1]
+    for prev, name in zip(order, order[1:], strict=False):
+        out.append(("= " if abs(makespans[name] - makespans[prev]) <= 1e-9 * max(1.0, makespans[prev]) else "< ")
+                   + name)
+    return " ".join(out)
+
+
+def swaps(live: dict[str, float], sim: dict[str, float]) -> list[tuple[str, str, float]]:
+    """Pairs of schedulers in the opposite order live and simulated (a tie on either side is no swap),
+    with the simulator's relative gap between them."""
+    out = []
+    names = sorted(live)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if (live[a] - live[b]) * (sim[a] - sim[b]) < 0:
+                out.append((a, b, abs(sim[a] - sim[b]) / min(sim[a], sim[b])))
+    return out

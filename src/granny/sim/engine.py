@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,7 +46,7 @@ from .schedulers import Scheduler
 from .spot import ORIGINAL, EvictionSchedule, Evictor
 from .trace import Job
 
-_RETURN, _END, _POINT, _ARRIVE, _BEAT, _TAKE, _EVICT = -1, 0, 1, 2, 3, 4, 5
+_RETURN, _END, _POINT, _ARRIVE, _BEAT, _TAKE, _EVICT, _LATER = -1, 0, 1, 2, 3, 4, 5, 6
 
 
 @dataclass
@@ -125,6 +125,7 @@ class Simulator:
         self._granule_seq = 0
         self._points: dict[str, float] = {}  # req_id -> when its next migration point is due
         self.evictor = Evictor(self, evictions) if scheduler.evictions and evictions is not None else None
+        self._later: dict[str, Callable[[], None]] = {}  # what a driver asked to do at a later instant
 
     # --- driving the planner ---------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> SimResult:
@@ -174,6 +175,8 @@ class Simulator:
             elif kind == _EVICT:
                 assert self.evictor is not None
                 self.evictor.round()
+            elif kind == _LATER:
+                self._later.pop(key)()
             else:
                 for host_id in self.host_ids:
                     self.apply(self.state.heartbeat(host_id, t))
@@ -190,6 +193,12 @@ class Simulator:
     def _push(self, t: float, kind: int, key: str) -> None:
         heapq.heappush(self._heap, (t, kind, self._seq, key))
         self._seq += 1
+
+    def later(self, t: float, call: Callable[[], None]) -> None:
+        """Call ``call()`` at virtual time ``t`` (after the ends, points and arrivals of that instant)."""
+        key = f"later{self._seq}"
+        self._later[key] = call
+        self._push(t, _LATER, key)
 
     def push_evict(self, t: float) -> None:
         self._push(t, _EVICT, "")
@@ -223,9 +232,17 @@ class Simulator:
         self.hinted.discard(req_id)
         self._open -= 1
         self.events.append(JobEvent(t, "end", run.job.job_id, run.job.size, kind=run.job.kind))
-        for index, gid in enumerate(run.granules):
-            _, actions = self.state.task_done(gid, req_id, index, True)
+        for gid, rid, index in self.tasks_of(run):
+            _, actions = self.state.task_done(gid, rid, index, True)
             self.apply(actions)
+
+    def tasks_of(self, run: RunningJob) -> list[tuple[str, str, int]]:
+        """(granule, request, index) of each of a running job's granules, reported done at its end."""
+        return [(gid, run.req_id, index) for index, gid in enumerate(run.granules)]
+
+    def granules_needed(self, req_id: str) -> int:
+        """How many granules request ``req_id`` needs dispatched before it starts."""
+        return self._jobs[req_id].size
 
     def apply(self, actions: Iterable[Action]) -> None:
         started: list[str] = []
@@ -234,7 +251,7 @@ class Simulator:
             if isinstance(action, Dispatch):
                 got = self._dispatched.setdefault(action.req_id, {})
                 got[action.index] = action.granule_id
-                if len(got) == self._jobs[action.req_id].size:
+                if len(got) == self.granules_needed(action.req_id):
                     started.append(action.req_id)
             elif isinstance(action, Hint):
                 self.hinted.add(action.req_id)
@@ -287,7 +304,10 @@ class Simulator:
     def _start(self, req_id: str) -> None:
         job = self._jobs[req_id]
         by_rank = self._dispatched.pop(req_id)
-        granules = [by_rank[i] for i in range(job.size)]
+        self.begin(req_id, job, [by_rank[i] for i in range(job.size)])
+
+    def begin(self, req_id: str, job: Job, granules: list[str]) -> None:
+        """``job`` (request ``req_id``) has all its granules: it starts (or thaws) on their hosts."""
         hosts = [self._granule_host[g] for g in granules]
         if req_id in self._frozen:
             self._thaw(req_id, granules, hosts)

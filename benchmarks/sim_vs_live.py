@@ -1,0 +1,125 @@
+"""Sim against live on scaled traces (issue 13, item 4; needs root): makespan within 10%, same ranking.
+
+    .venv/bin/python benchmarks/sim_vs_live.py [--traces mpi-migrate_10,mpi-locality_10,omp-elastic_10]
+                                               [--hosts 4] [--slots 2] [--reps 1]
+
+For each trace of the original's artifact, ``granny experiment sweep --mode testbed`` runs it scaled
+down (sizes x slots/8, arrival times x our jobs' runtime over the original's) with batch, slurm,
+granny and granny-migrate as real jobs on a testbed of ``--hosts`` x ``--slots`` (one testbed per
+trace and rep), and simulates the same scaled trace with the testbed-calibrated runtime model
+(``src/granny/sim/calibration/testbed.json``, from ``benchmarks/calibrate_testbed.py``). Writes
+``benchmarks/results/sim_vs_live.json`` and ``.md``, and each run's directory under
+``benchmarks/results/sim_vs_live/``.
+
+Ranking: the schedulers ordered by makespan, live and simulated. "Same ranking" is strict; the
+report also says whether only pairs the simulator itself puts within 5% of each other swapped (a
+tie that the live run's noise decides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from granny.experiment.live import LIVE_SCHEDULERS
+from granny.experiment.run import run_testbed
+from granny.experiment.sweep import live_table, ranked, swaps
+
+PREFIX = os.environ.get("GRANNY_TEST_NETNS_PREFIX", "gsvl")
+SUBNET = os.environ.get("GRANNY_TEST_SUBNET", "10.93.0.0/24")
+PAPER = Path(os.environ.get("GRANNY_PAPER_DATA", "/work/shared/paper-data")) / "traces"
+RESULTS = Path(__file__).resolve().parent / "results"
+TIE = 0.05
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """Makespan per scheduler, live (solid) beside simulated (hatched), one panel per trace (first rep)."""
+    from granny.experiment.plots import COLOURS, _pyplot
+
+    plt = _pyplot()
+    runs = [r for r in report["runs"] if r["rep"] == 0]
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
+    for ax, run in zip(axes[0], runs, strict=True):
+        names = list(run["live"])
+        for i, name in enumerate(names):
+            colour = COLOURS.get(name, "grey")
+            ax.bar(i - 0.2, run["live"][name], 0.4, color=colour, label="live" if i == 0 else None)
+            ax.bar(i + 0.2, run["sim"][name], 0.4, color=colour, alpha=0.45, hatch="//",
+                   label="sim" if i == 0 else None)
+            ax.text(i, max(run["live"][name], run["sim"][name]), f"{run['ratio'][name]:.2f}", ha="center",
+                    va="bottom", fontsize=7)
+        ax.set_xticks(range(len(names)), names, fontsize=7)
+        ax.set_title(f"{run['trace']} on {report['hosts']} x {report['slots']}", fontsize=9)
+        ax.set_ylabel("makespan (s)")
+        ax.legend(fontsize=7)
+    fig.suptitle("live replay on the testbed (solid) vs the simulator (hatched); sim / live above the bars",
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--traces", default="mpi-migrate_10,mpi-locality_10,omp-elastic_10")
+    ap.add_argument("--hosts", type=int, default=4)
+    ap.add_argument("--slots", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--schedulers", default=",".join(LIVE_SCHEDULERS))
+    ap.add_argument("--out", default=str(RESULTS / "sim_vs_live.json"))
+    ap.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs" / "img" / "eval_sim_vs_live.png"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
+    args = ap.parse_args()
+    if args.plot_only:
+        print(plot(json.loads(Path(args.out).read_text()), Path(args.plot)))
+        return 0
+    names = args.schedulers.split(",")
+    report: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "hosts": args.hosts, "slots": args.slots,
+                              "runs": []}
+    md = [f"# Sim against live on the testbed ({args.hosts} hosts x {args.slots} slots)", ""]
+    for name in args.traces.split(","):
+        trace = PAPER / f"trace_{name}_8.csv"
+        for rep in range(args.reps):
+            where = RESULTS / "sim_vs_live" / f"{name}-r{rep}"
+            print(f"[sim-vs-live] {name} rep {rep}", file=sys.stderr, flush=True)
+            pairs = run_testbed(trace, args.hosts, args.slots, names, where, prefix=PREFIX, subnet=SUBNET)
+            live = {o.scheduler: o.metrics.makespan for o, _ in pairs}
+            sim = {o.scheduler: s.metrics.makespan for o, s in pairs}
+            swapped = swaps(live, sim)
+            row = {"trace": name, "rep": rep, "live": live, "sim": sim,
+                   "ratio": {k: sim[k] / live[k] for k in live},
+                   "live_ranking": ranked(live), "sim_ranking": ranked(sim),
+                   "same_ranking": not swapped, "swaps": swapped,
+                   "swaps_only_within_sim_ties": all(gap < TIE for *_, gap in swapped),
+                   "scaling": json.loads((where / names[0] / "run.json").read_text())["scaling"]}
+            report["runs"].append(row)
+            md += [f"## {name} (rep {rep})", "", row["scaling"]["note"] + ".", "", live_table(pairs)]
+            if swapped:
+                md.append("Swapped pairs (sim gap): " + ", ".join(f"{a}/{b} ({g:.1%})" for a, b, g in swapped) + "\n")
+            Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+            Path(args.out).with_suffix(".md").write_text("\n".join(md) + "\n")
+    ratios = [r for run in report["runs"] for r in run["ratio"].values()]
+    if ratios:
+        summary = (f"sim / live makespan over {len(ratios)} runs: median {statistics.median(ratios):.3f}, "
+                   f"range {min(ratios):.3f}-{max(ratios):.3f}; within 10%: "
+                   f"{sum(1 for r in ratios if abs(r - 1) <= 0.1)}/{len(ratios)}; same ranking: "
+                   f"{sum(1 for run in report['runs'] if run['same_ranking'])}/{len(report['runs'])} traces")
+        report["summary"] = summary
+        md.insert(2, summary + "\n")
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        Path(args.out).with_suffix(".md").write_text("\n".join(md) + "\n")
+        print(summary)
+        print(plot(report, Path(args.plot)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

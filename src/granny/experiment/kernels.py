@@ -1,0 +1,92 @@
+"""The workload kernels of the live replay (``granny experiment run --mode testbed``) and of its calibration.
+
+Both stand for the original's jobs at a size a 2-core machine shared with other work can run: their
+"compute" is ``time.sleep``, so that the makespan is decided by placement, queueing and the
+network, as on the original's 8-core VMs, and not by a dozen processes fighting over two cores.
+Their communication is real, over the testbed's shaped links.
+
+- :func:`mpi_job` (an MPI world, for the mpi-* traces): ``steps`` steps; each sleeps its share of
+  the job's work (``serial + work / n`` seconds over the whole run: strong scaling, as LAMMPS on a
+  fixed problem) and then does an all-to-all of ``nbytes`` per pair of ranks, so that a rank pays
+  for every partner on another host (the runtime model's ``links``); ``rounds`` all-to-alls a step
+  make it network-bound (the mpi-locality traces' LAMMPS) rather than compute-bound (mpi-migrate's).
+  With ``every`` > 0 it reaches
+  a migration point every ``every`` steps (granny-migrate), carrying its state along.
+- :func:`omp_job` (an OpenMP-style job, for the omp-elastic traces): one granule (thread 0) that
+  runs ``regions`` fork-join regions of :func:`granny.parallel_for` over a team of ``threads``
+  (the other threads are granules leased once, as a gang: ``granny.parallel``); each region's body
+  sleeps its share and writes its block of a shared array of ``nbytes``, which a member on another
+  host ships back as dirty pages at the join.
+
+They import granny inside, since they run in granules (pickled by reference to this module).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def mpi_job(comm: Any, steps: int, serial: float, work: float, nbytes: int, every: int,
+            rounds: int = 1) -> dict[str, Any]:
+    """One rank of the MPI kernel; returns its host at each step (a moved rank's list carries on)."""
+    import numpy as np
+
+    n = comm.Get_size()
+    step_s = (serial + work / n) / steps
+    per_pair = max(8, nbytes // 8 * 8)
+    buf = np.full(per_pair // 8 * n, float(comm.Get_rank()))
+    return _mpi_steps(comm, 0, steps, step_s, every, buf, [], rounds)
+
+
+def _mpi_steps(comm: Any, start: int, steps: int, step_s: float, every: int, buf: Any,
+               hosts: list[str], rounds: int = 1) -> dict[str, Any]:
+    import os
+    import time
+
+    import numpy as np
+
+    import granny
+
+    recv = np.empty_like(buf)
+    for step in range(start, steps):
+        time.sleep(step_s)
+        for _ in range(rounds if comm.Get_size() > 1 else 0):
+            comm.Alltoall(buf, recv)
+        hosts.append(os.environ.get("GRANNY_HOST_ID", ""))
+        if every > 0 and (step + 1) % every == 0 and step + 1 < steps:
+            granny.migration_point(_mpi_steps, comm, step + 1, steps, step_s, every, buf, hosts, rounds)
+    return {"hosts": hosts, "checksum": float(recv.sum())}
+
+
+def omp_job(threads: int, regions: int, serial: float, work: float, nbytes: int) -> dict[str, Any]:
+    """The OpenMP-style kernel: thread 0 runs here, the team is leased by ``granny.parallel``."""
+    import os
+    import time
+
+    import granny
+    from granny.parallel import close_teams
+
+    started = time.time()
+    data = granny.shared_array((max(threads, nbytes // 8),), "float64", fill=0.0)
+    meta = granny.shared_array((3,), "float64", fill=0.0)  # the region's number, its seconds, the team's size
+    meta.array[1:] = ((serial + work / threads) / regions, threads)
+    try:
+        for r in range(regions):
+            meta.array[0] = r
+            granny.parallel_for(threads, _omp_body, shared={"data": data, "region": meta}, num_threads=threads)
+        checksum = float(data.array.sum())
+    finally:
+        close_teams()  # the team's granules go back at once, not when this process ends
+        data.unlink()
+        meta.unlink()
+    return {"host": os.environ.get("GRANNY_HOST_ID", ""), "seconds": time.time() - started,
+            "checksum": checksum}
+
+
+def _omp_body(i: int, data: Any, region: Any) -> None:
+    import time
+
+    r, region_s, threads = float(region[0]), float(region[1]), int(region[2])
+    time.sleep(region_s)
+    lo, hi = i * len(data) // threads, (i + 1) * len(data) // threads
+    data[lo:hi] = r + i  # this thread's block: a member on another host ships its pages back at the join
