@@ -145,3 +145,23 @@ def test_the_worker_told_to_stop_is_told_again_if_it_registers_anyway() -> None:
     assert s.hosts["a"].alive and s.hosts["a"].incarnation == 2
     assert s.register_host("a", 1, 3.0, boot="first") != [StopWorker("a", "host a was evicted (spot notice given "
                                                                            "0s before)")]  # alive: not refused
+
+
+def test_a_world_at_its_last_point_before_the_deadline_freezes_rather_than_wait_for_room() -> None:
+    # h1's slots are free but its granules are still starting: room is being freed. Early in the notice the
+    # world waits for it (and uses h2 meanwhile); at its last point before the deadline it must freeze, or
+    # it would still be on h2 when h2 is taken back.
+    s = PlannerState(TIMEOUT, policy=Spot())
+    add_host(s, "h2", 2)
+    s.register_host("h1", 2, 0.0)  # no granule connected yet
+    s.submit("w", "app", 2, app_kind="script", gang=True, hosts=(("h2", 2),))
+    gids = {i: t.granule_id for i, t in enumerate(s.requests["w"].tasks)}
+    for i in range(2):
+        s.mpi_join(gids[i], "w", i, addr(i, "h2"))
+    of(s.migrate_ask(gids[0], "w", 0, True, "", now=0.5), MigrateAnswer)  # its first point
+    s.evict("h2", 1.0, 10.0)  # taken back at 11
+    early = s.migrate_ask(gids[0], "w", 0, True, "", now=2.0, interval=0.5)
+    (stay,) = of(early, MigrateAnswer)
+    assert not stay.freeze and of(early, Hint) == [Hint(gids[0], "w")]  # asked again at its next point
+    (last,) = of(s.migrate_ask(gids[0], "w", 0, True, "", now=8.5, interval=0.5), MigrateAnswer)
+    assert last.freeze, last.reason

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
 from .policies.base import GranuleMove
+from .policies.spot import MARGIN as SPOT_MARGIN
 from .records import (
     Action,
     DropState,
@@ -202,7 +203,7 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
         # wait for it rather than freeze (a hint comes when it is there).
         freeing = any((g := st.granules.get(gid)) is not None and g.host_id not in st.evicting
                       for gid in m.sources.values())
-        if freeing or not isinstance(st.world_decision(req_id, now, cold=True), Freeze):
+        if (freeing or not isinstance(st.world_decision(req_id, now, cold=True), Freeze)) and not _last_point(st, req, now):
             m.counts["stays"] += 1
             return stay(f"{decision.reason}; room is being freed, so not freezing yet") + _ask_again(st, req)
         return freeze(st, granule_id, req_id, decision.reason, now)
@@ -237,6 +238,14 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
     text = f"{describe(moves)} ({decision.reason})" if decision.reason else describe(moves)
     return [MigrateAnswer(granule_id, req_id, new_gen, moves, decision.reason),
             MigrationEvent(req.app_id, req_id, "decided", text, {"gen": new_gen, "moves": _rows(moves)})]
+
+
+def _last_point(st: PlannerState, req: Request, now: float) -> bool:
+    """The world's next point may come too late for a host it is on, which is under a notice: it must not
+    wait for room that is being freed (it freezes now, or it would be lost at the deadline)."""
+    pace = 2 * st.migrations.intervals.get(req.req_id, 0.0) + SPOT_MARGIN
+    due = [n.deadline for t in req.tasks if (n := st.evictions.notices.get(t.host_id)) is not None]
+    return bool(due) and min(due) - now <= pace
 
 
 def _ask_again(st: PlannerState, req: Request) -> list[Action]:
