@@ -157,7 +157,7 @@ def _event(p: PlannerServer, ev: MigrationEvent) -> None:
     owner = payload.owner if payload is not None else None
     if owner is not None and not owner.closed and payload is not None and payload.submit.stream_logs:
         line = Log(req_id=ev.req_id, index=-1, stream="granny", data=ev.text + "\n")
-        if ev.kind == "frozen":  # said once it is in the journal: a planner restart from then on thaws it
+        if ev.kind in ("frozen", "recovering"):  # said once journaled: a planner restarted from then on thaws it
             p.journal.call_after_commit(owner.send, line)
         else:
             owner.send(line)
