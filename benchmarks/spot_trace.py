@@ -1,11 +1,12 @@
 """The original's spot experiment, scaled down to the namespace testbed (issue 12, last target; needs root).
 
-    .venv/bin/python benchmarks/spot_trace.py [--trace PATH] [--scale 0.1] [--step-s 0.25] [--reps 1]
+    .venv/bin/python benchmarks/spot_trace.py [--trace PATH] [--scale 0.1] [--slots 8] [--step-s 0.25]
 
 The trace is the original's own (``trace_mpi-spot_10_8.csv`` of its artifact: 10 jobs of 2-15 ranks on 4
-VMs of 8 cores, Poisson arrivals), scaled to 4 testbed hosts of 2 slots: a job of S ranks runs on
-ceil(S/4) ranks, and every time is multiplied by ``--scale``: the inter-arrivals, the eviction rounds,
-and each job's length, which is how long that job ran in the original's own run without evictions
+VMs of 8 cores, Poisson arrivals), replayed on 4 testbed hosts of ``--slots`` slots (8 by default, the
+original's VMs and job sizes: the jobs sleep, so 32 granules fit these 2 cores; with fewer slots a job
+of S ranks runs on ceil(S × slots / 8)). Every time is multiplied by ``--scale``: the inter-arrivals,
+the eviction rounds, and each job's length, which is how long that job ran in the original's own run without evictions
 (its exec-task-info; 114-554 s: its LAMMPS jobs ran shorter the wider they were). A job is steps of
 ``--step-s`` seconds of sleep, so that the 2 shared cores do not decide the makespan, with a
 migration point after each step.
