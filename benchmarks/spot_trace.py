@@ -203,9 +203,9 @@ def summarize(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]], li
         moves = [r["migration"] for r in runs if r["system"] == "granny" and r["evict"]]
         scale = a.get("scale", 0)
         notes.append(
-            f"spot trace: the original's {Path(str(a.get('trace'))).name} (sizes / 4, times × {scale:g}: each job "
-            f"runs as long as in the original's own run, scaled, in steps of {a.get('step_s')} s of sleep) on 4 "
-            f"testbed hosts × 2 slots; every "
+            f"spot trace: the original's {Path(str(a.get('trace'))).name} (sizes × {a.get('slots', 8)}/8, times × "
+            f"{scale:g}: each job runs as long as in the original's own run, scaled, in steps of {a.get('step_s')} s "
+            f"of sleep) on 4 testbed hosts × {a.get('slots', 8)} slots; every "
             f"{ORIGINAL_ROUND_S * scale:.1f} s one host (a quarter) gets a notice of as long, is taken back at its "
             f"end and comes back {a.get('down'):g} s later (the original's 60 s rounds, scaled). "
             f"Results correct in every run: {ok}. granny's migrations per evicted run: "
