@@ -19,7 +19,6 @@ import sys
 import grimp
 
 KNOWN: tuple[frozenset[str], ...] = tuple(frozenset(f"granny.{m}" for m in group) for group in (
-    ("client", "futures"),
     # The state's pure helpers take ``st: PlannerState`` (type-only) and the state calls them.
     ("planner.batch", "planner.eviction", "planner.fusion", "planner.leases", "planner.migration",
      "planner.pausing", "planner.state"),
