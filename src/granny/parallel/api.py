@@ -17,7 +17,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .team import Context, Team
+from .context import Context
+from .team import Team
 
 _teams: dict[int, Team] = {}
 _atexit = [False]
