@@ -27,7 +27,6 @@ KNOWN: tuple[frozenset[str], ...] = tuple(frozenset(f"granny.{m}" for m in group
     ("planner.deadlines", "planner.event_feed", "planner.evicting", "planner.metrics", "planner.migrating",
      "planner.orphans", "planner.pruning", "planner.queries", "planner.selection", "planner.server",
      "planner.views"),
-    ("sim.engine", "sim.migrate", "sim.spot"),
     # The mpi knot (issue 17 names its four edges: NotImplementedMpi in comm.py, the re-exports at the bottom
     # of buffers.py and datatypes.py, Create_cart building a Cartcomm, comm.py reaching api for COMM_WORLD).
     ("mpi.api", "mpi.argcheck", "mpi.buffers", "mpi.collectives", "mpi.comm", "mpi.comm_env", "mpi.datatypes",
