@@ -19,9 +19,6 @@ import sys
 import grimp
 
 KNOWN: tuple[frozenset[str], ...] = tuple(frozenset(f"granny.{m}" for m in group) for group in (
-    # The state's pure helpers take ``st: PlannerState`` (type-only) and the state calls them.
-    ("planner.batch", "planner.eviction", "planner.fusion", "planner.leases", "planner.migration",
-     "planner.pausing", "planner.state"),
     # The server's helpers take ``p: PlannerServer`` (a type-only import) and the server imports them: a
     # Protocol of what they need from the server breaks this one.
     ("planner.deadlines", "planner.event_feed", "planner.evicting", "planner.metrics", "planner.migrating",
