@@ -492,7 +492,7 @@ class Client:
             self._owner.release()
 
     def _detach(self) -> None:
-        """Close the connection without cancelling anything of the app (see :func:`default_client`)."""
+        """Close the connection without cancelling anything of the app (see :func:`shared_client`)."""
         self._closed = True
         self._fail_all(GrannyError("the client was closed"))
         with self._flush_cv:
@@ -570,16 +570,23 @@ def connect(address: str | None = None, token: str | None = None, **kwargs: Any)
     return Client(cluster.address, cluster.token, _owner=cluster.acquire(), **kwargs)
 
 
-def default_client(cached: Client | None) -> Client:
-    """``cached`` if still right, else a new :func:`connect`: what ``granny.submit`` and parallel regions use.
+_shared: Client | None = None  # see shared_client (tests may set it: regions then lease from their cluster)
+
+
+def shared_client() -> Client:
+    """The process's default client, made by :func:`connect` on first use: what ``granny.submit`` and
+    parallel regions use.
 
     A granule runs tasks of many apps in turn, and its client is good for one app only: when the app
     changes, the old one is closed (without cancelling that app's work) and a new one made."""
+    global _shared
+    cached = _shared
     if cached is not None and not cached._closed:
         if not cached._granule_host or cached.app_id == os.environ.get("GRANNY_APP_ID", ""):
             return cached
         cached._detach()
-    return connect()
+    _shared = connect()
+    return _shared
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
