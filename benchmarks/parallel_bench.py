@@ -97,7 +97,7 @@ def child_granny(res: H.ChildResult, args: argparse.Namespace) -> None:
     res.put("import_s", H.single(H.now() - t0))
     res.meta(granny=granny.__version__, numpy=np.__version__)
     client = granny.connect()
-    granny._default = client
+    granny.client._shared = client
     try:
         t0 = H.now()
         with parallel(num_threads=NW) as team:  # leases the team's granule
@@ -165,7 +165,7 @@ def child_granny(res: H.ChildResult, args: argparse.Namespace) -> None:
         a.unlink()
     finally:
         close_teams()  # before the client: the team's lease is released through it
-        granny._default = None
+        granny.client._shared = None
         client.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 

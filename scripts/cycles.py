@@ -19,17 +19,11 @@ import sys
 import grimp
 
 KNOWN: tuple[frozenset[str], ...] = tuple(frozenset(f"granny.{m}" for m in group) for group in (
-    ("client", "futures"),
-    # The state's pure helpers take ``st: PlannerState`` (type-only) and the state calls them.
-    ("planner.batch", "planner.eviction", "planner.fusion", "planner.leases", "planner.migration",
-     "planner.pausing", "planner.state"),
     # The server's helpers take ``p: PlannerServer`` (a type-only import) and the server imports them: a
     # Protocol of what they need from the server breaks this one.
     ("planner.deadlines", "planner.event_feed", "planner.evicting", "planner.metrics", "planner.migrating",
      "planner.orphans", "planner.pruning", "planner.queries", "planner.selection", "planner.server",
      "planner.views"),
-    ("sim.engine", "sim.migrate", "sim.spot"),
-    ("parallel.member", "parallel.remote", "parallel.team"),
     # The mpi knot (issue 17 names its four edges: NotImplementedMpi in comm.py, the re-exports at the bottom
     # of buffers.py and datatypes.py, Create_cart building a Cartcomm, comm.py reaching api for COMM_WORLD).
     ("mpi.api", "mpi.argcheck", "mpi.buffers", "mpi.collectives", "mpi.comm", "mpi.comm_env", "mpi.datatypes",

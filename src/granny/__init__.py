@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .client import Client, HostInfo, connect
+from .client import Client, HostInfo, connect, shared_client
 from .errors import (
     CancelledError,
     ClusterError,
@@ -28,8 +28,6 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
-
-_default: Client | None = None
 
 
 def shared_array(shape: Any, dtype: Any = "float64", fill: Any = None) -> Any:
@@ -71,11 +69,7 @@ def __getattr__(name: str) -> Any:
 
 def submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """Submit through the default client: inside a granule, the granule's own cluster (chaining)."""
-    global _default
-    from .client import default_client
-
-    _default = default_client(_default)
-    return _default.submit(fn, *args, **kwargs)
+    return shared_client().submit(fn, *args, **kwargs)
 
 
 __all__ = [

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from . import serde
 from .config import ENV_ADDRESS, ENV_TOKEN, Config, parse_address, parse_bytes, parse_hosts
@@ -29,7 +29,9 @@ from .errors import (
     GrannyError,
     RemoteError,
 )
+from .hostinfo import HostInfo as HostInfo  # re-exported: granny.client.HostInfo, as before
 from .outcomes import keyed_id, map_calls, rebuild_error, world_outcome
+from .pending import Pending
 from .placing import NOWHERE_IN_PARTICULAR, Placing, parse_checkpoint, parse_tolerance
 from .transport import BlockingConn, dial
 from .transport.identity import current as granule_identity
@@ -49,7 +51,6 @@ from .wire import (
     Waiting,
     split_segments,
 )
-from .wire.framing import Buffer
 
 if TYPE_CHECKING:
     from .futures import GrannyFuture
@@ -59,33 +60,6 @@ if TYPE_CHECKING:
 BURST_WINDOW = 0.0001
 BURST_FRAMES = 64
 LANE_WAIT_MAX = 64 << 10  # calls with larger payloads wait on their future, not on the lane
-
-
-class _Pending:
-    """A submission this client still waits on (plain class: dataclasses cost CLI start-up time)."""
-
-    __slots__ = ("done", "future", "on_log", "parts", "results", "segments", "submit", "values")
-
-    def __init__(self, submit: Submit, segments: list[Buffer], future: GrannyFuture | None = None,
-                 on_log: Callable[[Log], None] | None = None) -> None:
-        self.submit, self.segments, self.future, self.on_log = submit, segments, future, on_log
-        self.results: dict[int, Result] = {}
-        self.values: dict[int, Any] = {}
-        self.parts: dict[tuple[int, str], int] = {}  # output printed so far: (index, run) -> last part
-        # Only run_script blocks on this; a call's caller waits on its future instead.
-        self.done = threading.Event() if future is None else None
-
-
-class HostInfo(NamedTuple):
-    host_id: str
-    slots: int
-    used: int
-    alive: bool
-    idle_granules: int = 0
-    last_heartbeat_age: float = 0.0
-    incarnation: int = 0  # 1 at first registration, one more each time the host came back from the dead
-    evicting_in: float | None = None  # seconds left of its eviction notice (None: it has none)
-    evicted: bool = False  # taken back at the end of a notice, and no worker registered for it since
 
 
 class Client:
@@ -103,7 +77,7 @@ class Client:
         self.app_id = app_id or f"app-{os.urandom(6).hex()}"
         self.memory_limit = memory_limit
         self._owner = _owner  # keeps an embedded cluster alive as long as its client
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, Pending] = {}
         self._revoked: dict[str, int] = {}  # lease req_id -> granules the planner asked back
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -247,7 +221,7 @@ class Client:
     def _next_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
 
-    def _send(self, pending: _Pending) -> None:
+    def _send(self, pending: Pending) -> None:
         if self._closed:
             raise GrannyError("this client is closed")
         with self._lock:
@@ -311,7 +285,7 @@ class Client:
         # Reading the lane on the waiting thread pays off for short calls; behind a large argument
         # it only makes the caller's next send compete with the granule finishing this one.
         future.lane_wait = sum(sub.segs) <= LANE_WAIT_MAX
-        self._send(_Pending(sub, segments, future))
+        self._send(Pending(sub, segments, future))
         return future
 
     def submit_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (),
@@ -333,7 +307,7 @@ class Client:
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit, **where)
         future = _future(self, req_id)
-        self._send(_Pending(sub, segments, future))
+        self._send(Pending(sub, segments, future))
         return future
 
     def take_revoked(self, req_id: str) -> int:
@@ -353,7 +327,7 @@ class Client:
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
                      memory_limit=self.memory_limit)
         future = _future(self, req_id)
-        self._send(_Pending(sub, segments, future))
+        self._send(Pending(sub, segments, future))
         return future
 
     def run_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
@@ -402,7 +376,6 @@ class Client:
                           bool(restartable))
         return ClientOptions(self, limit, key or "", placing)
 
-
     def run_script(self, path: str, n: int = 1, argv: Iterable[str] = (), source: bytes | None = None,
                    on_log: Callable[[Log], None] | None = None, app_id: str = "",
                    memory_limit: int | None = None, mpi: bool = False, forward_stdin: bool = False,
@@ -417,7 +390,7 @@ class Client:
         sub = Submit(req_id=self._next_id(), app_id=app_id or f"run-{os.urandom(6).hex()}", kind=Kind.SCRIPT,
                      n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True, mpi=mpi,
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit, **where)
-        pending = _Pending(sub, [source], on_log=on_log)
+        pending = Pending(sub, [source], on_log=on_log)
         assert pending.done is not None
         self._send(pending)
         if forward_stdin:
@@ -444,19 +417,26 @@ class Client:
             if not data:
                 return
 
-    def _waiting(self, delta: int) -> None:
+    # --- what its futures use (futures.FutureOwner) -------------------------------------------------
+    @property
+    def in_granule(self) -> bool:
+        return bool(self._granule_id)
+
+    def wait_on_lane(self, future: GrannyFuture, timeout: float | None) -> bool:
+        lane = self._lane  # not inside a granule: waiting there must lend the slot (lend_slot)
+        return lane is not None and not self._granule_id and lane.wait(future, timeout, spin=len(self._pending) <= 2)
+
+    def lend_slot(self, lend: bool) -> None:
         with self._lock:
-            self._waiters += delta
-            edge = (delta > 0 and self._waiters == 1) or (delta < 0 and self._waiters == 0)
+            self._waiters += 1 if lend else -1
+            edge = self._waiters == (1 if lend else 0)
         if edge:
             with contextlib.suppress(GrannyError):
                 self._conn.send(Waiting(granule_id=self._granule_id, waiting=self._waiters > 0))
 
-    def _send_cancel(self, req_id: str) -> None:
-        try:
+    def cancel_request(self, req_id: str) -> None:
+        with contextlib.suppress(GrannyError):
             self._conn.send(Cancel(req_id=req_id))
-        except GrannyError:
-            pass
 
     def cancel(self, app_id: str) -> None:
         self._conn.send(Cancel(app_id=app_id))
@@ -512,7 +492,7 @@ class Client:
             self._owner.release()
 
     def _detach(self) -> None:
-        """Close the connection without cancelling anything of the app (see :func:`default_client`)."""
+        """Close the connection without cancelling anything of the app (see :func:`shared_client`)."""
         self._closed = True
         self._fail_all(GrannyError("the client was closed"))
         with self._flush_cv:
@@ -590,16 +570,23 @@ def connect(address: str | None = None, token: str | None = None, **kwargs: Any)
     return Client(cluster.address, cluster.token, _owner=cluster.acquire(), **kwargs)
 
 
-def default_client(cached: Client | None) -> Client:
-    """``cached`` if still right, else a new :func:`connect`: what ``granny.submit`` and parallel regions use.
+_shared: Client | None = None  # see shared_client (tests may set it: regions then lease from their cluster)
+
+
+def shared_client() -> Client:
+    """The process's default client, made by :func:`connect` on first use: what ``granny.submit`` and
+    parallel regions use.
 
     A granule runs tasks of many apps in turn, and its client is good for one app only: when the app
     changes, the old one is closed (without cancelling that app's work) and a new one made."""
+    global _shared
+    cached = _shared
     if cached is not None and not cached._closed:
         if not cached._granule_host or cached.app_id == os.environ.get("GRANNY_APP_ID", ""):
             return cached
         cached._detach()
-    return connect()
+    _shared = connect()
+    return _shared
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

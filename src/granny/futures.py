@@ -2,21 +2,42 @@
 
 In a module of its own because ``concurrent.futures`` (and the ``logging`` it imports) costs ~15 ms of
 start-up that ``granny run`` does not need; the client imports it on its first ``submit``.
+
+A future knows its client only through :class:`FutureOwner`, so that this module does not import the
+client (which creates futures): the dependency points one way (issue 17).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .client import Client
+
+class FutureOwner(Protocol):
+    """What a future needs of the client that made it (:class:`granny.client.Client` is one)."""
+
+    @property
+    def in_granule(self) -> bool:
+        """The client runs inside a granule: waiting on a future there lends the granule's slot."""
+        ...
+
+    def flush(self) -> None: ...
+
+    def cancel_request(self, req_id: str) -> None: ...
+
+    def wait_on_lane(self, future: GrannyFuture, timeout: float | None) -> bool:
+        """Wait for ``future`` by reading the result lane on this thread; False if the lane cannot serve it."""
+        ...
+
+    def lend_slot(self, lend: bool) -> None:
+        """Tell the planner this granule waits (``lend``) or is busy again, so its slot may run other work."""
+        ...
 
 
 class GrannyFuture(cf.Future[Any]):
     """A ``concurrent.futures.Future`` whose ``cancel()`` also stops the remote granule."""
 
-    def __init__(self, client: Client, req_id: str) -> None:
+    def __init__(self, client: FutureOwner, req_id: str) -> None:
         super().__init__()
         self._client = client
         self.req_id = req_id
@@ -27,7 +48,7 @@ class GrannyFuture(cf.Future[Any]):
         # Cancel locally first: the planner's "cancelled" answer may arrive before send returns.
         if not super().cancel():
             return False
-        self._client._send_cancel(self.req_id)
+        self._client.cancel_request(self.req_id)
         return True
 
     def result(self, timeout: float | None = None) -> Any:
@@ -39,14 +60,13 @@ class GrannyFuture(cf.Future[Any]):
             return super().result(timeout)
         client = self._client
         client.flush()  # a submission held back for a burst must not wait for the flusher
-        lane = client._lane
-        if (self.lane_wait and lane is not None and not client._granule_id
-                and lane.wait(self, timeout, spin=len(client._pending) <= 2)):
+        if self.lane_wait and client.wait_on_lane(self, timeout):
             return super().result(0)  # done, or TimeoutError as the caller asked
-        if client._granule_id:
-            client._waiting(+1)
+        lend = client.in_granule
+        if lend:
+            client.lend_slot(True)
         try:
             return super().result(timeout)
         finally:
-            if client._granule_id:
-                client._waiting(-1)
+            if lend:
+                client.lend_slot(False)

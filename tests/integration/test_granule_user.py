@@ -178,7 +178,7 @@ def test_a_root_clients_parallel_region_works_with_nobodys_granules(client: gran
     """Members cannot map a board root created: they work on snapshots over the wire instead."""
     from granny.parallel import api
 
-    monkeypatch.setattr(granny, "_default", client)
+    monkeypatch.setattr(granny.client, "_shared", client)
     arr = granny.shared_array((16,), "int64", fill=0)
     try:
         granny.parallel_for(16, square, shared={"a": arr}, num_threads=2)

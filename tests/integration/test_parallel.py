@@ -39,12 +39,12 @@ N = 2  # threads per team: the caller plus one granule
 @pytest.fixture
 def gclient(client: granny.Client) -> Iterator[granny.Client]:
     """The fixture's client as granny's default one, so parallel regions lease from that cluster."""
-    granny._default = client
+    granny.client._shared = client
     try:
         yield client
     finally:
         close_teams()
-        granny._default = None
+        granny.client._shared = None
 
 
 def shm_files() -> set[str]:
@@ -607,3 +607,21 @@ def test_retry_reruns_the_chunks_of_a_member_that_died(gclient: granny.Client) -
         granny.parallel_for(10, square_or_die, shared={"a": a, "tot": tot}, reduce={"tot": "sum"},
                             schedule="dynamic", retry=True)
     a.unlink()
+
+
+# ------------------------------------------------------------------------------------------ inside a task
+def _region_in_a_task(n: int) -> int:
+    """A function whose call runs a region: its granule leases a team for the call's app."""
+    from granny.parallel import parallel_for
+
+    seen = granny.shared_array((n,), "int64", fill=0)
+    parallel_for(n, set_square, shared={"a": seen}, num_threads=2)
+    return int(seen.array.sum())
+
+
+def test_a_calls_team_ends_with_the_call(client: granny.Client) -> None:
+    """The granule runs other apps' calls next, so a call's team must not outlive it: the worker's task-end
+    hook (worker/task_end.py, registered by parallel/api.py) releases the team's leased granule."""
+    assert client.submit(_region_in_a_task, 16).result(timeout=120) == sum(i * i for i in range(16))
+    wait_for(lambda: all(h.used == 0 for h in client.hosts()), timeout=30,
+             what="the call's team to give its leased granule back")

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 import granny
-from granny.client import _future, _Pending
+from granny.client import _future
 from granny.cluster import LocalCluster
 from granny.errors import GrannyError, PrunedError
+from granny.pending import Pending
 
 from ..polling import wait_for
 
@@ -119,15 +120,15 @@ def append_line(path: str) -> int:
     return len(Path(path).read_text().splitlines())
 
 
-def resubmit(client: granny.Client, old: _Pending) -> granny.GrannyFuture:
+def resubmit(client: granny.Client, old: Pending) -> granny.GrannyFuture:
     """Send a finished call's Submit again under its id, as the client does after a reconnect."""
     again = _future(client, old.submit.req_id)
-    client._send(_Pending(old.submit, old.segments, again))
+    client._send(Pending(old.submit, old.segments, again))
     return again
 
 
-def recording(client: granny.Client) -> list[_Pending]:
-    sent: list[_Pending] = []
+def recording(client: granny.Client) -> list[Pending]:
+    sent: list[Pending] = []
     send = client._send
     client._send = lambda p: (sent.append(p), send(p))[1]  # type: ignore[method-assign]
     return sent

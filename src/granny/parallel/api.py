@@ -17,18 +17,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .team import Context, Team
+from ..client import shared_client
+from ..worker.task_end import at_task_end
+from .context import Context
+from .team import Team
 
 _teams: dict[int, Team] = {}
 _atexit = [False]
-
-
-def _client() -> Any:
-    import granny
-    from granny.client import default_client
-
-    granny._default = default_client(granny._default)
-    return granny._default
 
 
 def _slots() -> int:
@@ -46,7 +41,7 @@ def team(num_threads: int | None = None, elastic: bool = False) -> Team:
     if t is None or t._closed:
         if t is not None:
             t.close()  # a team that lost a member: release what is left of it
-        client = _client()
+        client = shared_client()
         if not _atexit[0]:
             import atexit
 
@@ -54,6 +49,7 @@ def team(num_threads: int | None = None, elastic: bool = False) -> Team:
             # while the (embedded) cluster is still there to take their lease back.
             _atexit[0] = True
             atexit.register(close_teams)
+            at_task_end(close_teams)  # in a granule, a task's teams end with it (the granule runs others)
         t = _teams[key] = Team(client, n, elastic=elastic)
     return t
 

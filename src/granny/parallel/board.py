@@ -102,6 +102,10 @@ class Board:
     def retired(self) -> bool:
         return bool(self.words[self._slot(self.thread) + 5])
 
+    def moved_since(self, seen: int) -> Callable[[], bool]:
+        """For a member's ``wait_until``: the master published a region after generation ``seen``, or retired it."""
+        return lambda: self.generation != seen or self.retired()
+
     def barrier_count(self, thread: int) -> int:
         return int(self.words[self._slot(thread) + 1])
 

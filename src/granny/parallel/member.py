@@ -12,7 +12,9 @@ import numpy as np
 from ..memory.segments import SharedArray
 from ..transport import local_id
 from .board import EXIT, Board
+from .context import Context
 from .region import Region, identity, run_share
+from .remote import remote_member
 
 
 def member_main(team_id: str, path: str, master_host: str, address: tuple[str, int], key: bytes,
@@ -22,19 +24,15 @@ def member_main(team_id: str, path: str, master_host: str, address: tuple[str, i
     # Another host, or a master of another user (a root client's team, granules running as nobody):
     # no shared memory with the master, so the member works on snapshots over the wire (remote.py).
     if local_id() != master_host or not os.access(path, os.R_OK | os.W_OK):
-        from .remote import remote_member
-
         return remote_member(team_id, thread, address, key)
     board = Board(path, team_id, thread, create=False)
     fns: dict[str, Callable[..., Any]] = {}
     segments: dict[str, SharedArray] = {}
-    from .team import Context
-
     seen, regions = 0, 0
     board.set_present()
     try:
         while True:
-            board.wait_until(_moved(board, seen))
+            board.wait_until(board.moved_since(seen))
             if board.retired():
                 return regions  # an elastic team gave this slot back
             gen = seen = board.generation
@@ -59,10 +57,6 @@ def member_main(team_id: str, path: str, master_host: str, address: tuple[str, i
     finally:
         segments.clear()  # mappings go with their last view (never close an mmap numpy still uses)
         board.close()
-
-
-def _moved(board: Board, seen: int) -> Callable[[], bool]:
-    return lambda: board.generation != seen or board.retired()
 
 
 def _views(region: Region, thread: int, segments: dict[str, SharedArray]) -> dict[str, Any]:

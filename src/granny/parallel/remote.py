@@ -36,7 +36,7 @@ from ..memory.merge import MergeOp, merge_diff
 from ..memory.pages import snapshot
 from ..memory.segments import SharedArray
 from .board import EXIT, Board
-from .member import _moved
+from .context import Context
 from .region import Region, identity, run_share
 
 _COUNT = struct.Struct("<I")
@@ -150,7 +150,7 @@ def _proxy(chan: Channel, path: str, team_id: str, thread: int, defer: Callable[
     board.set_present()
     try:
         while True:
-            board.wait_until(_moved(board, seen))
+            board.wait_until(board.moved_since(seen))
             gen = seen = board.generation
             command, region = board.descriptor()
             if command == EXIT or board.retired():
@@ -202,8 +202,6 @@ def _merge_later(arr: SharedArray, diff: Diff, base: np.ndarray) -> Callable[[],
 
 def _serve(chan: Channel, board: Board, thread: int, nthreads: int) -> Any:
     """Carry out the member's team requests until its join arrives; returns the join."""
-    from .team import Context
-
     ctx = Context(board, thread, nthreads)
     while True:
         msg = chan.recv()

@@ -20,7 +20,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,8 @@ from ..memory.segments import SharedArray
 from ..mpi.world import route_ip
 from ..transport import local_id
 from .board import EXIT, Board, board_path
+from .context import Context
+from .member import member_main
 from .region import REDUCE_OPS, SCHEDULES, Region, combine, identity, run_share
 from .remote import Listener
 
@@ -40,46 +41,6 @@ GROWTH_INTERVAL = 0.05  # an elastic team asks the planner for free slots at mos
 
 class TeamError(GrannyError):
     """A parallel region failed: a team member raised, or died."""
-
-
-class Context:
-    """What a region's body sees as ``team``: its thread number, and barrier/critical/single/master."""
-
-    def __init__(self, board: Board, thread: int, nthreads: int) -> None:
-        self._board, self.thread_num, self.num_threads = board, thread, nthreads
-        self._singles = 0
-
-    def barrier(self) -> None:
-        self._board.barrier()
-
-    def critical(self) -> AbstractContextManager[None]:
-        """``with team.critical():`` one thread of the team at a time (a kernel lock on the board)."""
-        board = self._board
-
-        class _Critical:
-            def __enter__(self) -> None:
-                board.lock()
-
-            def __exit__(self, *exc: object) -> None:
-                board.unlock()
-
-        return _Critical()
-
-    def single(self) -> bool:
-        """True in exactly one thread (the first to get here); as OpenMP ``single nowait``."""
-        self._singles += 1
-        words = self._board.words
-        self._board.lock()
-        try:
-            if words[4] < self._singles:
-                words[4] = self._singles
-                return True
-            return False
-        finally:
-            self._board.unlock()
-
-    def master(self) -> bool:
-        return self.thread_num == 0
 
 
 class Team:
@@ -105,8 +66,6 @@ class Team:
         """Lease ``count`` more granules as threads ``size .. size + count - 1``."""
         if count <= 0:
             return
-        from .member import member_main
-
         first = self.size
         lease = self.client.submit_gang(member_main, count, (
             self.team_id, self.board.path, local_id(), self.listener.address, self._key, first), lease=self.elastic)

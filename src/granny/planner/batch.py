@@ -24,85 +24,35 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from . import fusion, pausing
+from .batch_queue import MARGIN, Delayed
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
-from .records import Action, Kill, Request
+from .protocols import BatchedState
+from .records import Action, Granule, Kill, Request
 from .views_policy import pins_down, request_for
 
-if TYPE_CHECKING:
-    from .state import PlannerState
 
-MARGIN = 0.05  # seconds kept for dispatch and the result's way back when guarding a deadline
-ALPHA = 0.3  # weight of the newest observation in a function's runtime estimate
+class BatchState(BatchedState, Protocol):
+    """What this module uses of the planner state (PlannerState is one; see protocols.py)."""
 
+    def place_now(self, req: Request) -> list[Action] | None: ...
 
-@dataclass(order=True)
-class Delayed:
-    deadline: float  # absolute, on the planner's clock; inf for "whenever"
-    submitted: float
-    seq: int  # submission order: ties broken, and no two entries equal (list.remove compares by value)
-    req_id: str = field(compare=False)
-    key: str = field(compare=False)  # what the runtime estimate is kept under (the function)
-    started: float | None = field(default=None, compare=False)  # when it was placed
-    fuse: bool = field(default=False, compare=False)  # an async call that may share a granule (fusion.py)
-    granule: str = field(default="", compare=False)  # the fused granule it runs on ("" if not fused)
-    ran: float = field(default=0.0, compare=False)  # seconds it ran before it was last paused (pausing.py)
-    promoted: bool = field(default=False, compare=False)  # its latest start came: it goes first, at full priority
-    preemptions: int = field(default=0, compare=False)  # times it was stopped (restarted) or paused for other work
+    def assign(self, req: Request, pending: list[int], hosts: tuple[str, ...]) -> list[Action]: ...
 
+    def fail_waiting(self, req_id: str, index: int, kind: str, message: str) -> list[Action]: ...
 
-class Batch:
-    def __init__(self, share: float = 1.0) -> None:
-        self.share = share
-        self.waiting: list[Delayed] = []  # earliest deadline first
-        self.known: dict[str, Delayed] = {}  # every delay-tolerant request not ended yet (waiting or running)
-        self.keys: set[str] = set()  # functions ever called delay-tolerant: their runtimes are observed
-        self.runtimes: dict[str, float] = {}
-        self.counts: Counter[str] = Counter()
-        self.now = 0.0
-        self.seq = 0
-        self.preempted_for: set[str] = set()  # latency-sensitive requests that already had calls stopped for them
-        self.fuse_cap = fusion.DEFAULT_CAP
-        self.fused: set[str] = set()  # granules running fused calls (each holds one slot)
-        self.fused_calls = 0
-        self.paused: dict[str, str] = {}  # paused calls (request -> granule), see pausing.py
-        self.restored: dict[str, Delayed] = {}  # journaled calls of a planner restart, until its grace ends
-        self.journaled: dict[str, float] = {}  # the runtime estimates last written to the journal (deadlines.py)
-
-    def estimate(self, key: str) -> float:
-        return self.runtimes.get(key, 0.0)
-
-    def observe(self, key: str, seconds: float) -> None:
-        old = self.runtimes.get(key)
-        self.runtimes[key] = seconds if old is None else (1 - ALPHA) * old + ALPHA * seconds
-
-    def latest_start(self, d: Delayed) -> float:
-        return d.deadline - self.estimate(d.key) - MARGIN
-
-    def next_deadline(self) -> float | None:
-        starts = [self.latest_start(d) for d in self.waiting if math.isfinite(d.deadline)]
-        resumes = pausing.next_deadline(self) if self.paused else None
-        return min([*starts, resumes] if resumes is not None else starts, default=None)
-
-    def running(self) -> int:
-        """Slots taken by delay-tolerant calls: a fused granule's calls take one between them."""
-        return len(self.known) - len(self.waiting) - self.fused_calls + len(self.fused)
+    def _unprefetch(self, granule: Granule, key: tuple[str, int], requeue: bool = True) -> list[Action]: ...
 
 
 class BatchEvents:
     """The delay-tolerant side of :class:`~granny.planner.state.PlannerState` (a mixin, to keep state.py small)."""
 
-    def _st(self) -> PlannerState:
-        return cast("PlannerState", self)
-
     def place_now(self, req: Request) -> list[Action] | None:
         """Place all pending tasks of ``req`` now if the policy finds room (None: it does not)."""
-        st = self._st()
+        st = cast("BatchState", self)
         pending = [i for i, t in enumerate(req.tasks) if t.state is TaskState.QUEUED]
         view = ClusterView(st.views.views(st.requests, st.evicting))  # the kept host views (capacity.py)
         request = request_for(req, len(pending))
@@ -112,9 +62,10 @@ class BatchEvents:
     def readmit_restored(self) -> None:
         """The restart grace ended: journaled delay-tolerant calls wait in this queue again, with their
         deadlines (those a granule reported running count as started; finished ones are dropped)."""
-        b = self._st().batch
+        st = cast("BatchState", self)
+        b = st.batch
         for rid, d in b.restored.items():
-            req = self._st().requests.get(rid)
+            req = st.requests.get(rid)
             if req is None or req.final():
                 continue
             b.known[rid] = d
@@ -126,14 +77,14 @@ class BatchEvents:
 
     def batch_tick(self, now: float) -> list[Action]:
         """Move calls whose latest start has come to the head of the FIFO queue, and place."""
-        st = self._st()
+        st = cast("BatchState", self)
         before = len(st.queue)
         promote(st, now)
         actions = pausing.resume(st, force=True) if st.batch.paused else []  # latest resume times that came
         return actions + (st.schedule() if len(st.queue) != before else [])
 
 
-def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float, fuse: bool = False) -> list[Action]:
+def submit(st: BatchState, req_id: str, key: str, tolerance: float, now: float, fuse: bool = False) -> list[Action]:
     """Queue a delay-tolerant request (already in ``st.requests``), or refuse it if its deadline cannot be met."""
     b = st.batch
     b.now = max(b.now, now)
@@ -152,7 +103,7 @@ def submit(st: PlannerState, req_id: str, key: str, tolerance: float, now: float
     return []
 
 
-def restore(st: PlannerState, req_id: str, key: str, deadline: float, submitted: float, fuse: bool = False,
+def restore(st: BatchState, req_id: str, key: str, deadline: float, submitted: float, fuse: bool = False,
             restartable: bool = False) -> None:
     """A journaled delay-tolerant request (already restored into ``st.requests``) after a planner restart:
     it was admitted before, so it is not checked again; it waits here until the restart grace ends."""
@@ -165,7 +116,7 @@ def restore(st: PlannerState, req_id: str, key: str, deadline: float, submitted:
     b.counts["restored"] += 1
 
 
-def refusal(st: PlannerState, new: Delayed, tolerance: float) -> str:
+def refusal(st: BatchState, new: Delayed, tolerance: float) -> str:
     """Why ``new``'s deadline cannot be met ("" if it can, as far as the estimates know).
 
     Replays earliest-deadline-first list scheduling of the waiting calls plus ``new`` on the batch
@@ -192,7 +143,7 @@ def refusal(st: PlannerState, new: Delayed, tolerance: float) -> str:
     return ""
 
 
-def place(st: PlannerState) -> list[Action]:
+def place(st: BatchState) -> list[Action]:
     """Start waiting calls, earliest deadline first, in the slots left free (up to the share cap)."""
     b = st.batch
     cap = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive)))
@@ -222,7 +173,7 @@ def place(st: PlannerState) -> list[Action]:
     return actions
 
 
-def _fuse_behind(st: PlannerState) -> list[Action]:
+def _fuse_behind(st: BatchState) -> list[Action]:
     b = st.batch
     actions: list[Action] = []
     for d in [d for d in b.waiting if d.fuse]:
@@ -237,7 +188,7 @@ def _fuse_behind(st: PlannerState) -> list[Action]:
     return actions
 
 
-def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
+def preempt_for(st: BatchState, req: Request, needed: int) -> list[Action]:
     """Latency-sensitive ``req`` waits for ``needed`` slots: stop restartable delay-tolerant calls for it,
     those with the most slack first, and only those that can still run again by their deadline (twice
     their estimated runtime before it). Each is requeued here with its deadline; its granule is killed
@@ -283,7 +234,7 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
     return actions
 
 
-def promote(st: PlannerState, now: float) -> None:
+def promote(st: BatchState, now: float) -> None:
     """Calls whose latest start has come go to the head of the FIFO queue: their deadline comes first now."""
     b = st.batch
     b.now = max(b.now, now)
@@ -295,7 +246,7 @@ def promote(st: PlannerState, now: float) -> None:
         b.counts["promoted"] += 1
 
 
-def ended(st: PlannerState, req_id: str) -> list[Action]:
+def ended(st: BatchState, req_id: str) -> list[Action]:
     """A delay-tolerant request ended: count its deadline met or missed. A paused one's granule is
     continued (its call may have ended just as it was paused, or be cancelled while paused)."""
     b = st.batch
@@ -317,7 +268,7 @@ def ended(st: PlannerState, req_id: str) -> list[Action]:
     return actions
 
 
-def describe(st: PlannerState, req_id: str) -> dict[str, object]:
+def describe(st: BatchState, req_id: str) -> dict[str, object]:
     """Deadline, slack and state of a delay-tolerant request, for status views ({} for other requests)."""
     b = st.batch
     d = b.known.get(req_id)

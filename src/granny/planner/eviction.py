@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ..errors import ConfigError
-from .records import Action, Kill, StopWorker
+from .protocols import StateCore
+from .records import Action, Granule, Kill, StopWorker
 
 if TYPE_CHECKING:
-    from .state import PlannerState
+    from .events import EventLog
+    from .liveness import Liveness
 
 EVICTED = "evicted"  # the error kind of a task that still ran on an evicted host (errors.HostEvictedError)
 
@@ -57,12 +59,24 @@ class Notice:
         return f"host {self.host_id} was evicted (spot notice given {self.grace:g}s before)"
 
 
+class EvictionState(StateCore, Protocol):
+    """What this module uses of the planner state (PlannerState is one; see protocols.py)."""
+
+    evictions: Evictions
+    events: EventLog
+    liveness: Liveness
+
+    def mark_evicting(self, host_id: str, evicting: bool = True) -> list[Action]: ...
+
+    def _lose_granule(self, granule: Granule, kind: str, why: str) -> list[Action]: ...
+
+
 class Notices:
     """The eviction side of :class:`~granny.planner.state.PlannerState` (a mixin, to keep state.py small)."""
 
     def mark_evicting(self, host_id: str, evicting: bool = True) -> list[Action]:
         """A host got (or lost) an eviction notice: policies place no new work there while it has one."""
-        st = cast("PlannerState", self)
+        st = cast("EvictionState", self)
         if evicting:
             st.evicting.add(host_id)
         else:
@@ -70,10 +84,10 @@ class Notices:
         return st.schedule()  # also hints worlds that would now move (see migration.hints)
 
     def evict(self, host_id: str, now: float, grace: float) -> list[Action]:
-        return evict(cast("PlannerState", self), host_id, now, grace)
+        return evict(cast("EvictionState", self), host_id, now, grace)
 
     def restore_host(self, host_id: str) -> list[Action]:
-        return restore(cast("PlannerState", self), host_id)
+        return restore(cast("EvictionState", self), host_id)
 
 
 class Evictions:
@@ -99,7 +113,7 @@ class Evictions:
         return None if n is None else max(0.0, n.deadline - now)
 
 
-def evict(st: PlannerState, host_id: str, now: float, grace: float) -> list[Action]:
+def evict(st: EvictionState, host_id: str, now: float, grace: float) -> list[Action]:
     """Give ``host_id`` a notice ending at ``now + grace`` (0: at once). A second notice replaces the first.
     KeyError for a host never registered; ConfigError for a grace that is negative or not finite."""
     if host_id not in st.hosts:
@@ -114,7 +128,7 @@ def evict(st: PlannerState, host_id: str, now: float, grace: float) -> list[Acti
     return actions + tick(st, now) if grace == 0 else actions
 
 
-def restore(st: PlannerState, host_id: str) -> list[Action]:
+def restore(st: EvictionState, host_id: str) -> list[Action]:
     """Lift ``host_id``'s notice (or forget its eviction); KeyError for a host never registered."""
     if host_id not in st.hosts:
         raise KeyError(host_id)
@@ -125,7 +139,7 @@ def restore(st: PlannerState, host_id: str) -> list[Action]:
     return st.mark_evicting(host_id, False)  # its free slots may take waiting work at once
 
 
-def tick(st: PlannerState, now: float) -> list[Action]:
+def tick(st: EvictionState, now: float) -> list[Action]:
     """Carry out the notices whose deadline passed (see the module docstring)."""
     actions: list[Action] = []
     for notice in st.evictions.due(now):
@@ -136,7 +150,7 @@ def tick(st: PlannerState, now: float) -> list[Action]:
     return actions + st.schedule() if actions else actions
 
 
-def refused(st: PlannerState, host_id: str, boot: str) -> StopWorker | None:
+def refused(st: EvictionState, host_id: str, boot: str) -> StopWorker | None:
     """A worker registers for an evicted host: if it is the very process that was told to stop (it missed
     the order: its connection was down at the deadline), it is told again instead of being registered.
     Another process (a new worker for the host) brings the host back."""
@@ -147,7 +161,7 @@ def refused(st: PlannerState, host_id: str, boot: str) -> StopWorker | None:
     return StopWorker(host_id, notice.reason())
 
 
-def registered(st: PlannerState, host_id: str) -> None:
+def registered(st: EvictionState, host_id: str) -> None:
     """``host_id`` registered: a notice it had before the planner restarted holds again (a deadline
     already past takes the host back at the next tick, as the cloud did)."""
     notice = st.evictions.restored.pop(host_id, None)
@@ -156,7 +170,7 @@ def registered(st: PlannerState, host_id: str) -> None:
         st.evicting.add(host_id)
 
 
-def _take_back(st: PlannerState, notice: Notice, now: float) -> list[Action]:
+def _take_back(st: EvictionState, notice: Notice, now: float) -> list[Action]:
     host = st.hosts.get(notice.host_id)
     if host is None or not host.alive:
         return []

@@ -28,13 +28,11 @@ from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, 
 from .records import Action, Dispatch, Granule, Skip
 
 if TYPE_CHECKING:
-    from .batch import Delayed
-    from .state import PlannerState
-
-DEFAULT_CAP = 32  # calls in flight on one fused granule (Config.fusion_cap)
+    from .batch_queue import Delayed
+    from .protocols import BatchedState
 
 
-def with_room(st: PlannerState, d: Delayed) -> Granule | None:
+def with_room(st: BatchedState, d: Delayed) -> Granule | None:
     """A fused granule that can take call ``d`` (the fullest such one), or None. Only calls of one app
     share a process: they run in one address space, as one app's code already may."""
     b = st.batch
@@ -55,7 +53,7 @@ def with_room(st: PlannerState, d: Delayed) -> Granule | None:
     return best
 
 
-def attach(st: PlannerState, d: Delayed, granule: Granule) -> list[Action]:
+def attach(st: BatchedState, d: Delayed, granule: Granule) -> list[Action]:
     """Start fusable call ``d`` on ``granule``, a fused granule with room."""
     req = st.requests[d.req_id]
     task = req.tasks[0]
@@ -65,7 +63,7 @@ def attach(st: PlannerState, d: Delayed, granule: Granule) -> list[Action]:
     return [Dispatch(granule.granule_id, d.req_id, 0, fused=True)]
 
 
-def started(st: PlannerState, d: Delayed, actions: list[Action]) -> list[Action]:
+def started(st: BatchedState, d: Delayed, actions: list[Action]) -> list[Action]:
     """``d`` was just placed on a granule of its own (``actions``, from the policy): that granule becomes
     fused, and its Dispatch says so."""
     b = st.batch
@@ -79,7 +77,7 @@ def started(st: PlannerState, d: Delayed, actions: list[Action]) -> list[Action]
     return out
 
 
-def note(st: PlannerState, d: Delayed) -> None:
+def note(st: BatchedState, d: Delayed) -> None:
     """Count a call that now runs fused on ``d.granule``."""
     b = st.batch
     b.fused_calls += 1
@@ -89,7 +87,7 @@ def note(st: PlannerState, d: Delayed) -> None:
         b.counts["fused_peak"] = max(b.counts["fused_peak"], len(granule.tasks))
 
 
-def ended(st: PlannerState, d: Delayed) -> None:
+def ended(st: BatchedState, d: Delayed) -> None:
     """A fused call ended (its request is final)."""
     b = st.batch
     b.fused_calls -= 1
@@ -98,7 +96,7 @@ def ended(st: PlannerState, d: Delayed) -> None:
         b.fused.discard(d.granule)  # (a late Done of a cancelled call finds it an ordinary granule again)
 
 
-def cancel(st: PlannerState, granule: Granule, key: tuple[str, int]) -> list[Action]:
+def cancel(st: BatchedState, granule: Granule, key: tuple[str, int]) -> list[Action]:
     """A running fused call is cancelled: its coroutine is (Skip), not the granule with the others."""
     if key in granule.tasks:
         granule.drop(key)
@@ -108,7 +106,7 @@ def cancel(st: PlannerState, granule: Granule, key: tuple[str, int]) -> list[Act
     return [Skip(granule.granule_id, *key)]
 
 
-def lost(st: PlannerState, granule: Granule) -> bool:
+def lost(st: BatchedState, granule: Granule) -> bool:
     """``granule`` died (or was killed): True if it was fused, so all its calls were running (none queued)."""
     b = st.batch
     if granule.granule_id not in b.fused:

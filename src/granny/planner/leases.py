@@ -5,16 +5,19 @@ keep state.py small. Pure: no sockets, threads or clocks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .lifecycle import TaskState
+from .protocols import StateCore
 from .records import Action, Request, Revoke
 
-if TYPE_CHECKING:
-    from .state import PlannerState
+
+class LeaseState(StateCore, Protocol):
+    _leases: set[str]  # requests of elastic teams that may still give granules back
+    _revoked_for: set[str]  # queued requests that already asked leases to shrink
 
 
-def revoke_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
+def revoke_for(st: LeaseState, req: Request, needed: int) -> list[Action]:
     """The head of the queue cannot be placed: ask elastic teams of other apps to shrink.
 
     Asked once per waiting request; a lease's granules are taken back when its team next forks,

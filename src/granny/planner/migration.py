@@ -27,12 +27,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
 from .policies.base import GranuleMove
 from .policies.spot import MARGIN as SPOT_MARGIN
+from .protocols import StateCore
 from .records import (
     Action,
     DropState,
@@ -49,11 +50,24 @@ from .records import (
 from .views_policy import cluster_view, migration_view, queue_of, world_view
 
 if TYPE_CHECKING:
-    from .state import PlannerState
+    from .eviction import Evictions
 
 HISTORY = 50  # completed migrations kept per world (for `granny status`)
 # Policies whose migration rule reads only the view's hosts and the app it is asked about (see hints)
 HOSTS_ONLY = (BinPack, Compact, FirstFit, Spot, WholeHosts)
+
+
+class MigrationState(StateCore, Protocol):
+    """What this module uses of the planner state (PlannerState is one; see protocols.py)."""
+
+    migrations: Migrations
+    evictions: Evictions
+
+    def fail_task(self, req_id: str, index: int, fail: Fail | None) -> list[Action]: ...
+
+    def world_decision(self, req_id: str, now: float = 0.0, cold: bool = False) -> MigrationDecision: ...
+
+    def _full(self) -> bool: ...
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -123,8 +137,8 @@ class Migrations:
 class MigrationPoints:
     """The migration events of :class:`~granny.planner.state.PlannerState` (a mixin, to keep state.py small)."""
 
-    def _st(self) -> PlannerState:
-        return cast("PlannerState", self)
+    def _st(self) -> MigrationState:
+        return cast("MigrationState", self)
 
     def migrate_ask(self, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
                     checkpoint: bool = False, interval: float = 0.0) -> list[Action]:
@@ -171,7 +185,7 @@ class MigrationPoints:
         return st.policy.migrate(world_view(view, st.requests[req_id], st.apps, interval), req_id)
 
 
-def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
+def ask(st: MigrationState, granule_id: str, req_id: str, gen: int, ready: bool, why: str, now: float,
         checkpoint: bool = False) -> list[Action]:
     m = st.migrations
     m.now = max(m.now, now)
@@ -240,7 +254,7 @@ def ask(st: PlannerState, granule_id: str, req_id: str, gen: int, ready: bool, w
             MigrationEvent(req.app_id, req_id, "decided", text, {"gen": new_gen, "moves": _rows(moves)})]
 
 
-def _last_point(st: PlannerState, req: Request, now: float) -> bool:
+def _last_point(st: MigrationState, req: Request, now: float) -> bool:
     """The world's next point may come too late for a host it is on, which is under a notice: it must not
     wait for room that is being freed (it freezes now, or it would be lost at the deadline)."""
     pace = 2 * st.migrations.intervals.get(req.req_id, 0.0) + SPOT_MARGIN
@@ -248,7 +262,7 @@ def _last_point(st: PlannerState, req: Request, now: float) -> bool:
     return bool(due) and min(due) - now <= pace
 
 
-def _ask_again(st: PlannerState, req: Request) -> list[Action]:
+def _ask_again(st: MigrationState, req: Request) -> list[Action]:
     """A world that stays on a host under an eviction notice is hinted at once, so that it asks again at
     its next point: the spot policy keeps it there until its last point before the deadline."""
     if not any(t.host_id in st.evicting for t in req.tasks):
@@ -257,7 +271,7 @@ def _ask_again(st: PlannerState, req: Request) -> list[Action]:
     return [Hint(req.tasks[0].granule_id, req.req_id)]
 
 
-def freeze(st: PlannerState, granule_id: str, req_id: str, reason: str, now: float) -> list[Action]:
+def freeze(st: MigrationState, granule_id: str, req_id: str, reason: str, now: float) -> list[Action]:
     """Every rank saves its state to the planner's store and ends; the world waits for room (see stored)."""
     m = st.migrations
     req = st.requests[req_id]
@@ -272,7 +286,7 @@ def freeze(st: PlannerState, granule_id: str, req_id: str, reason: str, now: flo
             MigrationEvent(req.app_id, req_id, "freezing", text, {"gen": new_gen})]
 
 
-def stored(st: PlannerState, req_id: str, index: int, gen: int, error: str, now: float) -> list[Action]:
+def stored(st: MigrationState, req_id: str, index: int, gen: int, error: str, now: float) -> list[Action]:
     """A freezing rank's state is in the store (or could not be fetched: ``error``). Once every rank's is,
     the world is frozen: its tasks wait in the queue, first in line, and thaw when it can be placed."""
     m = st.migrations
@@ -302,7 +316,7 @@ def stored(st: PlannerState, req_id: str, index: int, gen: int, error: str, now:
     return [MigrationEvent(req.app_id, req_id, "frozen", text, {"gen": gen, "seconds": round(seconds, 6)})]
 
 
-def checkpoint_served(st: PlannerState, granule_id: str, req_id: str, index: int, ckpt: int, ip: str, port: int,
+def checkpoint_served(st: MigrationState, granule_id: str, req_id: str, index: int, ckpt: int, ip: str, port: int,
                       key: bytes) -> list[Action]:
     """A rank serves its state for checkpoint ``ckpt``: fetch it into the store (the rank waits, then goes on)."""
     saving = st.migrations.saving.get(req_id)
@@ -312,7 +326,7 @@ def checkpoint_served(st: PlannerState, granule_id: str, req_id: str, index: int
     return [StoreState(req_id, index, f"c{ckpt}", ip, port, key)]
 
 
-def checkpoint_stored(st: PlannerState, req_id: str, index: int, ckpt: int, error: str, now: float) -> list[Action]:
+def checkpoint_stored(st: MigrationState, req_id: str, index: int, ckpt: int, error: str, now: float) -> list[Action]:
     """A rank's part of checkpoint ``ckpt`` is in the store; with every rank's, it is the world's latest."""
     m = st.migrations
     saving = m.saving.get(req_id)
@@ -335,7 +349,7 @@ def checkpoint_stored(st: PlannerState, req_id: str, index: int, ckpt: int, erro
     return actions + ([DropState(req_id, f"c{old}")] if old else [])
 
 
-def recover(st: PlannerState, req_id: str, why: str) -> list[Action]:
+def recover(st: MigrationState, req_id: str, why: str) -> list[Action]:
     """A rank of a world with a checkpoint was lost with its host: restart every rank from the latest
     checkpoint, as a thaw (the world waits first in line for room, then all ranks resume in a new
     generation). The surviving ranks' granules are stopped: their world is gone."""
@@ -368,7 +382,7 @@ def recover(st: PlannerState, req_id: str, why: str) -> list[Action]:
                                                                               "gen": new_gen})]
 
 
-def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
+def served(st: MigrationState, granule_id: str, req_id: str, index: int, gen: int, ip: str, port: int,
            key: bytes) -> list[Action]:
     """The old process of moving rank ``index`` serves its state: the target granule may pull it."""
     m = st.migrations
@@ -383,7 +397,7 @@ def served(st: PlannerState, granule_id: str, req_id: str, index: int, gen: int,
     return [ResumeRank(flight.targets[index], req_id, index, gen, ip, port, key)]
 
 
-def moved_away(st: PlannerState, granule_id: str, req_id: str, index: int) -> list[Action]:
+def moved_away(st: MigrationState, granule_id: str, req_id: str, index: int) -> list[Action]:
     """The old process of rank ``index`` handed its state over; it retires, and its slot frees when it exits."""
     key = (req_id, index)
     if not st.migrations.from_source(req_id, index, granule_id):
@@ -397,7 +411,7 @@ def moved_away(st: PlannerState, granule_id: str, req_id: str, index: int) -> li
     return []
 
 
-def source_lost(st: PlannerState, granule_id: str, key: tuple[str, int], why: str) -> list[Action]:
+def source_lost(st: MigrationState, granule_id: str, key: tuple[str, int], why: str) -> list[Action]:
     """The old process of a moving rank died. Before it served its state, the rank is lost with it."""
     req_id, index = key
     st.migrations.sources.pop(key, None)
@@ -408,7 +422,7 @@ def source_lost(st: PlannerState, granule_id: str, key: tuple[str, int], why: st
     return st.fail_task(req_id, index, Fail(req_id, index, "crashed", f"{why} while rank {index} was moving"))
 
 
-def source_reported(st: PlannerState, granule_id: str, req_id: str, index: int) -> tuple[bool, list[Action]]:
+def source_reported(st: MigrationState, granule_id: str, req_id: str, index: int) -> tuple[bool, list[Action]]:
     """The old process of a moving rank reported the task's end (not a move: that is :func:`moved_away`).
     Before it served its state, the rank ended there (packing its state failed, say): its report, with the
     real reason, ends the task. After, the rank runs on elsewhere and the report is not the task's."""
@@ -425,14 +439,14 @@ def source_reported(st: PlannerState, granule_id: str, req_id: str, index: int) 
     return True, st.fail_task(req_id, index, None)
 
 
-def _unserved(st: PlannerState, req_id: str, index: int) -> bool:
+def _unserved(st: MigrationState, req_id: str, index: int) -> bool:
     flight = st.migrations.inflight.get(req_id)
     req = st.requests.get(req_id)
     return (flight is not None and index not in flight.served and req is not None
             and req.tasks[index].state is TaskState.RUNNING)
 
 
-def _unreserve(st: PlannerState, req_id: str, index: int) -> None:
+def _unreserve(st: MigrationState, req_id: str, index: int) -> None:
     """Give back the granule reserved for a rank that will never arrive (it was sent nothing)."""
     flight = st.migrations.inflight[req_id]
     granule = st.granules.get(flight.targets.get(index, ""))
@@ -442,7 +456,7 @@ def _unreserve(st: PlannerState, req_id: str, index: int) -> None:
             granule.to(GranuleEvent.RELEASE)
 
 
-def world_complete(st: PlannerState, req_id: str, gen: int, now: float) -> list[Action]:
+def world_complete(st: MigrationState, req_id: str, gen: int, now: float) -> list[Action]:
     """Every rank joined generation ``gen``: the move (or the thaw) that made it is over."""
     m = st.migrations
     req = st.requests[req_id]
@@ -472,7 +486,7 @@ def world_complete(st: PlannerState, req_id: str, gen: int, now: float) -> list[
     return [MigrationEvent(app_id, req_id, "moved", text, record)]
 
 
-def hints(st: PlannerState) -> list[Action]:
+def hints(st: MigrationState) -> list[Action]:
     """Hint the worlds that would gain from moving now (see the module docstring)."""
     m = st.migrations
     candidates = [r for r in m.points if r not in m.hinted and r not in m.inflight]

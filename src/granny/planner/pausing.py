@@ -17,45 +17,26 @@ Theory of operation
   placed at once. The paused call still counts against the batch share, so no other
   delay-tolerant call takes the slot it lent.
 - Deadline guard: a call is paused only if, continued at its latest resume time, it still ends by
-  its deadline with its remaining runtime counted ``SAFETY`` times (once resumed it may share a
+  its deadline with its remaining runtime counted ``batch_queue.SAFETY`` times (once resumed it may share a
   core with the work that took its slot). It is continued as soon as its host has a free slot
   (before any waiting delay-tolerant call starts), and at its latest resume time at the latest,
-  free slot or not (``next_deadline``, then ``tick``). So a paused call still meets its deadline.
+  free slot or not (``batch_queue.next_resume``, then ``tick``). So a paused call still meets its deadline.
 Pure: no sockets, threads or clocks.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
+from .batch_queue import latest_resume
 from .lifecycle import TaskState
 from .records import Action, Kill, Request, SpawnGranules
 
 if TYPE_CHECKING:
-    from .batch import Batch, Delayed
-    from .state import PlannerState
-
-SAFETY = 2.0  # a resumed call is given this many times its remaining runtime before its deadline
-MARGIN = 0.05
+    from .protocols import BatchedState
 
 
-def remaining(b: Batch, d: Delayed) -> float:
-    """Estimated seconds of work left (the time it ran so far is banked in ``d.ran``)."""
-    running = 0.0 if d.req_id in b.paused or d.started is None else max(0.0, b.now - d.started)
-    return max(0.0, b.estimate(d.key) - d.ran - running)
-
-
-def latest_resume(b: Batch, d: Delayed) -> float:
-    return d.deadline - SAFETY * remaining(b, d) - MARGIN
-
-
-def next_deadline(b: Batch) -> float | None:
-    due = [latest_resume(b, b.known[rid]) for rid in b.paused if math.isfinite(b.known[rid].deadline)]
-    return min(due, default=None)
-
-
-def pause_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
+def pause_for(st: BatchedState, req: Request, needed: int) -> list[Action]:
     """Pause up to ``needed`` running delay-tolerant calls, those with the most slack first, for
     latency-sensitive ``req`` (which the caller found no room for); place it at once if that made room."""
     b = st.batch
@@ -94,7 +75,7 @@ def pause_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
     return actions + st.schedule()  # the latency-sensitive call takes the lent slot now, if a granule is idle
 
 
-def resume(st: PlannerState, force: bool = False) -> list[Action]:
+def resume(st: BatchedState, force: bool = False) -> list[Action]:
     """Continue paused calls: those whose host has a free slot, and (``force``) those whose latest resume
     time has come, free slot or not."""
     b = st.batch
@@ -111,7 +92,7 @@ def resume(st: PlannerState, force: bool = False) -> list[Action]:
     return actions
 
 
-def continue_(st: PlannerState, rid: str) -> list[Action]:
+def continue_(st: BatchedState, rid: str) -> list[Action]:
     """Continue paused call ``rid``'s granule (also when the call has just ended: see batch.ended)."""
     b = st.batch
     granule = st.granules.get(b.paused.pop(rid))

@@ -38,7 +38,8 @@ from collections import deque
 from collections.abc import Iterable
 
 from . import batch, eviction, fusion, leases, migration
-from .batch import Batch, BatchEvents
+from .batch import BatchEvents
+from .batch_queue import Batch
 from .capacity import HostViews
 from .events import EventLog
 from .grace import Grace

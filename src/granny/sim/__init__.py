@@ -1,7 +1,8 @@
 """The discrete-event simulator: a virtual clock driving the real planner (``granny experiment --mode sim``)."""
 
-from .engine import MigrationHook, RunningJob, SimResult, Simulator, simulate
+from .engine import MigrationHook, SimResult, Simulator, simulate
 from .events import Cluster, JobEvent
+from .running import RunningJob
 from .runtime import KindModel, RuntimeModel, optimal_counts
 from .schedulers import SCHEDULERS, SPOT, Scheduler, scheduler_named
 from .spot import ORIGINAL as ORIGINAL_EVICTIONS

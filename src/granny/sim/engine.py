@@ -41,25 +41,13 @@ from ..planner.records import Action, Dispatch, Fail, Hint, Kill, RankAddress, S
 from ..planner.state import PlannerState
 from .events import Cluster, JobEvent
 from .migrate import PlannerMigration
+from .running import RunningJob
 from .runtime import RuntimeModel
 from .schedulers import Scheduler
 from .spot import ORIGINAL, EvictionSchedule, Evictor
 from .trace import Job
 
 _RETURN, _END, _POINT, _ARRIVE, _BEAT, _TAKE, _EVICT, _LATER = -1, 0, 1, 2, 3, 4, 5, 6
-
-
-@dataclass
-class RunningJob:
-    job: Job
-    req_id: str
-    granules: list[str]  # rank -> granule id
-    hosts: list[str]  # rank -> host id
-    started: float
-    end: float
-    done: float = 0.0  # fraction of the work done at ``since``
-    since: float = 0.0
-    version: int = 0  # bumped by each move: end events of an older split are stale
 
 
 class MigrationHook(Protocol):

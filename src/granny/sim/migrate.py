@@ -7,11 +7,11 @@ The simulated ranks do what :mod:`granny.migration.point` does in a granule, thr
 - when the answer moves ranks, each moving rank's old process serves its state
   (``migrate_served``) and hands it over (``moved_away``, which frees its old slot), and every rank
   joins the new generation (``mpi_join``), which completes the move;
-- the job's remaining work is then re-timed on its new split (:meth:`Simulator.move`);
+- the job's remaining work is then re-timed on its new split (:meth:`.engine.Simulator.move`);
 - when the answer is a freeze (the spot policy, with nowhere to go), every rank serves its state
   (``migrate_served``, answered by a ``StoreState``), the store reports it (``state_stored``), and
   each old process hands over (``moved_away``): the state requeues the world first in line and
-  thaws it when it fits (the simulator resumes it then: :meth:`Simulator.freeze`);
+  thaws it when it fits (the simulator resumes it then: :meth:`.engine.Simulator.freeze`);
 - an old process then ends and its worker starts a fresh granule in the slot (``granule_exited``),
   as a real one does: until it has, the state counts its slot as room being freed.
 A move or a thaw costs ``Scheduler.move_cost`` virtual seconds (0 for granny-migrate): the cost of
@@ -20,20 +20,46 @@ moving state (a few seconds per GB in the original's migration micro-benchmark) 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from ..planner.policies.base import counts_of
 from ..planner.records import MigrateAnswer, RankAddress, StoreState
 
 if TYPE_CHECKING:
-    from .engine import RunningJob, Simulator
+    from ..planner.records import Action
+    from ..planner.state import PlannerState
+    from .running import RunningJob
+    from .runtime import RuntimeModel
+    from .schedulers import Scheduler
+
+
+class MigratingSim(Protocol):
+    """What the migration driver uses of the simulator (:class:`.engine.Simulator` is one); a Protocol, so
+    that the engine imports this module and not the other way round."""
+
+    state: PlannerState
+    scheduler: Scheduler
+    model: RuntimeModel
+    now: float
+    hinted: set[str]  # worlds the planner hinted would gain from moving
+
+    def apply(self, actions: Iterable[Action]) -> None: ...
+
+    def host_of(self, granule_id: str) -> str: ...
+
+    def new_granule(self, host_id: str) -> None: ...
+
+    def move(self, run: RunningJob, hosts: Sequence[str], granules: Sequence[str]) -> None: ...
+
+    def freeze(self, run: RunningJob) -> None: ...
 
 
 class PlannerMigration:
     def __init__(self) -> None:
         self.asked: set[str] = set()  # worlds that reached their first point
 
-    def at_point(self, sim: Simulator, run: RunningJob) -> None:
+    def at_point(self, sim: MigratingSim, run: RunningJob) -> None:
         req_id = run.req_id
         if req_id in self.asked and req_id not in sim.hinted:
             return  # rank 0 asks only when hinted (or at the first point): a point costs no round trip
@@ -66,7 +92,7 @@ class PlannerMigration:
             sim.apply(state.mpi_join(gid, req_id, index, address, answer.gen, sim.now))
         sim.move(run, hosts, granules)
 
-    def _freeze(self, sim: Simulator, run: RunningJob, gen: int) -> None:
+    def _freeze(self, sim: MigratingSim, run: RunningJob, gen: int) -> None:
         state, req_id = sim.state, run.req_id
         slots = []
         for index, old in enumerate(run.granules):
@@ -82,7 +108,7 @@ class PlannerMigration:
             _replace(sim, old)
 
 
-def _replace(sim: Simulator, granule_id: str) -> None:
+def _replace(sim: MigratingSim, granule_id: str) -> None:
     """A moved rank's old process exits; its worker starts a fresh warm granule in its slot."""
     host_id = sim.host_of(granule_id)
     sim.apply(sim.state.granule_exited(granule_id, "exit code 0"))

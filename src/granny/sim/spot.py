@@ -22,13 +22,40 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .engine import Simulator
+    from ..planner.records import Action
+    from ..planner.state import PlannerState
+    from .events import Cluster
+    from .schedulers import Scheduler
+
+
+class EvictingSim(Protocol):
+    """What the evictor uses of the simulator (:class:`.engine.Simulator` is one); a Protocol, so that the
+    engine imports this module and not the other way round."""
+
+    state: PlannerState
+    scheduler: Scheduler
+    cluster: Cluster
+    host_ids: list[str]
+    now: float
+
+    def apply(self, actions: Iterable[Action]) -> None: ...
+
+    def open_jobs(self) -> int: ...
+
+    def new_granule(self, host_id: str) -> None: ...
+
+    def push_evict(self, t: float) -> None: ...
+
+    def push_take(self, t: float, host_id: str) -> None: ...
+
+    def push_return(self, t: float, host_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +81,7 @@ ORIGINAL = EvictionSchedule()  # the original's mpi-spot runs
 
 
 class Evictor:
-    def __init__(self, sim: Simulator, schedule: EvictionSchedule) -> None:
+    def __init__(self, sim: EvictingSim, schedule: EvictionSchedule) -> None:
         self.sim = sim
         self.schedule = schedule
         self.rng = random.Random(schedule.seed)

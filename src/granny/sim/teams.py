@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine import RunningJob, Simulator
+from .engine import Simulator
 from .events import JobEvent
+from .running import RunningJob
 from .trace import Job
 
 TEAM = ".team"

@@ -46,7 +46,7 @@ from ..transport.lane import COPY_MAX, LaneDialer
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
-from . import fused, niceness
+from . import fused, niceness, task_end
 from .capture import FdCapture
 from .granule_user import set_dumpable
 from .outbox import Link
@@ -382,12 +382,11 @@ class PlannerStdin(io.TextIOBase):
 
 
 def _release_task_memory() -> None:
-    """A task's parallel teams and shared arrays end with it (the granule lives on for other apps).
+    """A task's parallel teams (a task-end hook) and shared arrays end with it (the granule lives on for other apps).
 
-    Cheap when the task made none (the usual case): two dict lookups, no /dev/shm scan."""
-    api = sys.modules.get("granny.parallel.api")
-    if api is not None and api._teams:
-        api.close_teams()
+    Cheap when the task made none (the usual case): no /dev/shm scan. The arrays are looked up, not
+    imported: segments imports numpy, which a granule that never made one need not load."""
+    task_end.task_ended()
     segments = sys.modules.get("granny.memory.segments")
     if segments is not None and segments.CREATED:
         segments.remove_created()
