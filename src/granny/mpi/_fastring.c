@@ -228,6 +228,7 @@ typedef struct {
     Bell bell;
     Py_ssize_t eager;
     Py_ssize_t buf_eager; /* send_buf's limit (<= eager): larger arrays go by send_rndv */
+    long long rndv_spin_max; /* send_rndv's cap on the spin it adds for the copy's expected time (ns) */
 } Producer;
 
 static int Producer_init(Producer *self, PyObject *args, PyObject *kw) {
@@ -252,6 +253,7 @@ static int Producer_init(Producer *self, PyObject *args, PyObject *kw) {
     self->src = src;
     self->eager = eager;
     self->buf_eager = eager;
+    self->rndv_spin_max = 1000000;
     self->bell.fd = -1;
     return 0;
 }
@@ -435,6 +437,8 @@ static PyMemberDef Producer_members[] = {
     {"src", T_INT, offsetof(Producer, src), READONLY, "this rank"},
     {"buf_eager", T_PYSSIZET, offsetof(Producer, buf_eager), 0,
      "send_buf moves arrays up to this many bytes through the ring; larger ones go by send_rndv"},
+    {"rndv_spin_max", T_LONGLONG, offsetof(Producer, rndv_spin_max), 0,
+     "the most send_rndv spins (ns) beyond its spin_ns for the copy's expected time"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -699,7 +703,8 @@ static PyTypeObject ConsumerType = {
 /* send_rndv(array, ctx, tag, mid, pid, consumer, spin_ns): a rendezvous send of a plain ndarray larger
    than buf_eager (p2p.py: an RTS record with this process's pid and the array's address), then a spin,
    the GIL released, for the ACK, which the receiver sends once it has copied the array (recv_buf). The
-   spin lasts spin_ns plus the time the copy should take at 2 bytes/ns (capped at 4 ms): the sender
+   spin lasts spin_ns plus the time the copy should take at 2 bytes/ns, at most rndv_spin_max (1 ms; a
+   longer spin measured worse for 16 MiB on a loaded host: it holds a core the copy could use): the sender
    would otherwise sleep, and pay a wake-up, on every message that takes longer than its 100 us spin.
    Returns 1 sent and acknowledged (the ACK taken off the consumer's ring); 2 sent, but the next record
    from that peer is not yet this ACK (the caller registers the send and waits, the general path);
@@ -740,7 +745,7 @@ static PyObject *Producer_send_rndv(Producer *self, PyObject *const *args, Py_ss
     if (c->ring.data == NULL)
         return PyLong_FromLong(2);
     long long extra = (long long)(n / 2);
-    spin_ns += extra < 4000000 ? extra : 4000000;
+    spin_ns += extra < self->rndv_spin_max ? extra : self->rndv_spin_max;
     const uint64_t *head_p = c->ring.head_p;
     uint64_t tail = c->tail;
     int arrived = 0;

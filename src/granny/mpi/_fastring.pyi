@@ -15,6 +15,7 @@ class Producer:
     head: int
     tail_cache: int
     buf_eager: int
+    rndv_spin_max: int
     @property
     def src(self) -> int: ...
     def __init__(self, buffer: Any, offset: int, size: int, src: int, eager: int) -> None: ...
