@@ -11,6 +11,8 @@ Theory of operation
 - Rendezvous (same host, larger payloads): the record carries (pid, address, length) of the sender's
   buffer; whoever matches it copies it with one ``process_vm_readv`` and sends an ACK, which completes
   the sender's request. Until then the sender keeps a reference to its buffer.
+  A blocking ``Send`` of a plain ndarray past ``shm.RNDV_FROM`` runs this protocol in C (``send_rndv``,
+  and ``recv_buf`` copies and ACKs), falling back here whenever the other side or the ring does not fit.
 - Synchronous sends (``ssend``) ask for the same ACK, sent when the message is matched.
 - Handlers run inside ``Fabric.progress``: they never block and never re-enter the fabric, so an ACK
   that finds its ring full is deferred and flushed by the next wait.
