@@ -11,7 +11,7 @@ is granny's implementation) or ``mpirun -n 2 PEERS_PY benchmarks/mpi_bench.py --
 writes the medians to OUT (an absolute path). It measures, in order (ping-pong values are one-way,
 RTT/2):
 
-* buffer ``Send/Recv`` of 8 B, 1 KiB, 64 KiB, 1 MiB, 16 MiB (uint8)
+* buffer ``Send/Recv`` of 8 B, 1 KiB, 64 KiB, 1 MiB, 4 MiB, 16 MiB (uint8)
 * ``send/recv`` (pickled) of an 8 B numpy array, and of 1 MiB
 * ``Allreduce`` of 1M float64 (SUM), ``Alltoall`` of 1 MiB per pair, ``Bcast`` of 8 MiB
 * small collectives: ``Barrier``, ``Allreduce`` of one float64, ``Bcast`` of 8 B, ``allreduce`` and ``bcast``
@@ -168,7 +168,7 @@ def rank_main(out: str, budget: float, small_only: bool = False) -> int:
 
     # --- buffer Send/Recv
     for nbytes, name, iters in ((8, "8B", 5000), (1024, "1KiB", 5000), (64 * 1024, "64KiB", 2000),
-                                (MIB, "1MiB", 300), (16 * MIB, "16MiB", 40)):
+                                (MIB, "1MiB", 300), (4 * MIB, "4MiB", 100), (16 * MIB, "16MiB", 40)):
         sbuf = np.ones(nbytes, dtype=np.uint8)
         rbuf = np.empty(nbytes, dtype=np.uint8)
 
@@ -409,8 +409,9 @@ ROWS = [  # key, label, kind, target op, target bound, target text
     ("sendrecv_pickle_1MiB_s", "`send/recv` pickled, 1 MiB ndarray, one-way", "time", None, None, ""),
     ("SendRecv_8B_s", "`Send/Recv` buffer 8 B, one-way", "time", "<=", 3.0, "≤ 3×"),
     ("SendRecv_1KiB_s", "`Send/Recv` buffer 1 KiB, one-way", "time", None, None, ""),
-    ("SendRecv_64KiB_s", "`Send/Recv` buffer 64 KiB, one-way", "time", None, None, ""),
-    ("SendRecv_1MiB_s", "`Send/Recv` buffer 1 MiB, one-way", "time", None, None, ""),
+    ("SendRecv_64KiB_s", "`Send/Recv` buffer 64 KiB, one-way", "time", "<=", 1.25, "≤ 1.25×"),
+    ("SendRecv_1MiB_s", "`Send/Recv` buffer 1 MiB, one-way", "time", "<=", 1.25, "≤ 1.25×"),
+    ("SendRecv_4MiB_s", "`Send/Recv` buffer 4 MiB, one-way", "time", "<=", 1.25, "≤ 1.25×"),
     ("SendRecv_16MiB_s", "`Send/Recv` buffer 16 MiB, one-way (bandwidth)", "bw16", "<=", 1.25,
      "bandwidth ≥ 0.8× (time ≤ 1.25×)"),
     ("Allreduce_1M_f64_s", "`Allreduce` 1M float64, SUM", "time", "<=", 1.1, "≤ 1.1×"),

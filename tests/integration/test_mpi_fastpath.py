@@ -162,6 +162,51 @@ def workout(comm: Any) -> dict[str, Any]:
         comm.Recv(got, source=0, tag=4)
         comm.Send(got * 2, dest=0, tag=4)
     res["woken"] = float(got[0])
+
+    # 7. rendezvous (past shm.RNDV_FROM): the C send (send_rndv) and receive (recv_buf copies and ACKs),
+    #    and each against the general path: a posted receive of another tag, an Isend, a sleeping
+    #    receiver (the sender's spin runs out), truncation; status throughout
+    rv: list[Any] = []
+    for n in (16 * 1024 + 1, 65536, 1 << 20, 4 << 20):
+        mine = np.full(n, (n + rank) % 251, np.uint8)
+        mine[-1] = 7
+        got = np.zeros(n + 3, np.uint8)
+        if rank == 0:
+            comm.Send(mine, dest=1, tag=30)
+            comm.Recv(got, source=1, tag=MPI.ANY_TAG, status=st)
+        else:
+            comm.Recv(got, source=0, tag=MPI.ANY_TAG, status=st)
+            comm.Send(mine, dest=0, tag=31)
+        rv.append(bool((got[:n - 1] == (n + peer) % 251).all() and got[n - 1] == 7 and not got[n:].any())
+                  and st.Get_tag() == 30 + peer and st.Get_count(MPI.BYTE) == n)
+    big = np.arange(1 << 20, dtype=np.uint8)
+    if rank == 0:
+        comm.Send(big, dest=1, tag=33)  # while rank 1 has an Irecv of tag 34 posted: the general path
+        comm.Send(big[::-1].copy(), dest=1, tag=34)
+        comm.Isend(big, dest=1, tag=35).Wait()  # the general send, read by the C receive
+        time.sleep(0.2)  # rank 1 sends while this one sleeps: its spin for the ACK runs out
+        comm.Recv(got[:1 << 20], source=1, tag=36)
+        rv.append(bool((got[:1 << 20] == big).all()))
+        comm.Send(big, dest=1, tag=37)  # into a receive buffer too small
+        comm.Send(np.full(4, 9, np.uint8), dest=1, tag=38)
+    else:
+        a, b, c = np.zeros(1 << 20, np.uint8), np.zeros(1 << 20, np.uint8), np.zeros(1 << 20, np.uint8)
+        req = comm.Irecv(b, source=0, tag=34)
+        comm.Recv(a, source=0, tag=33)
+        req.Wait()
+        comm.Recv(c, source=0, tag=35, status=st)
+        rv.append(bool((a == big).all() and (b == big[::-1]).all() and (c == big).all())
+                  and st.Get_count(MPI.BYTE) == 1 << 20)
+        comm.Send(big, dest=0, tag=36)
+        try:
+            comm.Recv(np.zeros(1000, np.uint8), source=0, tag=37)
+            rv.append("no error")
+        except MPI.Exception as exc:
+            rv.append(exc.Get_error_class() == MPI.ERR_TRUNCATE)
+        small = np.zeros(4, np.uint8)
+        comm.Recv(small, source=0, tag=38)
+        rv.append(small.tolist() == [9] * 4)
+    res["rendezvous"] = rv
     comm.Barrier()
     return res
 
@@ -177,6 +222,8 @@ def test_buffer_send_recv_semantics(mode_client: tuple[str, granny.Client]) -> N
     assert r1["flood_bad"] == []
     assert r0["woken"] == 5.0 and r1["woken"] == 2.5
     assert r1["pickles"] == ["first", "second", [True] * 8, list(range(20, 28))]
+    assert r0["rendezvous"] == [True] * 5, r0["rendezvous"]
+    assert r1["rendezvous"] == [True] * 7, r1["rendezvous"]
 
 
 def ping(comm: Any, rounds: int) -> float:

@@ -109,6 +109,22 @@ def workout(comm: Any) -> dict[str, Any]:
         check(f"Alltoall {n}", (r == np.repeat(np.arange(size) * 1000 + rank, n)).all())
         comm.Alltoall(MPI.IN_PLACE, a)
         check(f"Alltoall IN_PLACE {n}", (a == r).all())
+    # plain arrays skip parse_buffer (shmcoll._plain_blocks): 2-D, float, a plain receive with a [buf, type]
+    # send; a read-only receive buffer is still refused
+    a2 = np.array([[rank + 0.25 * j] * 3 for j in range(size)])
+    r2 = np.zeros((size, 3))
+    comm.Alltoall(a2, r2)
+    check("Alltoall 2-D float", (r2 == np.array([[i + 0.25 * rank] * 3 for i in range(size)])).all())
+    r3 = np.zeros(size * 2, np.int32)
+    comm.Alltoall([np.repeat(np.arange(size, dtype=np.int32) + 10 * rank, 2), MPI.INT], r3)
+    check("Alltoall mixed specs", (r3 == np.repeat(np.arange(size) * 10 + rank, 2)).all())
+    ro = np.zeros(size * 2, np.int32)
+    ro.flags.writeable = False
+    try:
+        comm.Alltoall(np.zeros(size * 2, np.int32), ro)  # refused by every rank before any exchange
+        check("Alltoall refuses a read-only receive buffer", False)
+    except Exception:  # noqa: BLE001 - whatever parse_buffer raises, as before
+        pass
     counts = [(rank + j) % 3 for j in range(size)]  # rank sends (rank + j) % 3 items to j
     sdispl = [sum(counts[:j]) for j in range(size)]
     rcounts = [(i + rank) % 3 for i in range(size)]

@@ -39,7 +39,9 @@ class Rig:
 
     def producer(self, fast: bool) -> Any:
         if fast:
-            return shm.FastProducer(self.inbox, ME, self.out.fileno(), shm.doorbell_name(self.wid, PEER))
+            p = shm.FastProducer(self.inbox, ME, self.out.fileno(), shm.doorbell_name(self.wid, PEER))
+            p.buf_eager = shm.EAGER_LIMIT  # these tests fill the ring with send_buf up to the eager limit
+            return p
         return Producer(self.inbox, ME)
 
     def consumer(self, fast: bool) -> Any:
@@ -349,3 +351,65 @@ def test_objects_through_send_obj_and_recv_obj(rig: Rig) -> None:
     rig.own.set_sleeping(1)
     assert prod.send_obj(b"z", CTX, TAG) == 1 and cons.recv_obj(CTX, TAG, 0, 4096) == b"z"
     assert _rang(rig.bells[ME]) == 1
+
+
+def test_rendezvous_send_and_receive_in_c(rig: Rig) -> None:
+    """send_rndv publishes an RTS; recv_buf copies the array out of the sender (process_vm_readv, here of
+    this very process) and acknowledges it in the ring back (PEER -> ME, in ``own``); a sender still
+    spinning takes that ACK itself. What they refuse is left untouched for the general path."""
+    prod = shm.FastProducer(rig.inbox, ME, rig.out.fileno(), shm.doorbell_name(rig.wid, PEER))
+    cons = rig.consumer(True)  # PEER reading ME's ring
+    back = shm.FastProducer(rig.own, PEER, rig.out.fileno(), shm.doorbell_name(rig.wid, ME))
+    back_cons = shm.FastConsumer(rig.own, PEER)  # ME reading PEER's ring: where ACKs arrive
+    cons.set_ack(back)
+    n = shm.RNDV_FROM + 1000
+    data = np.arange(n, dtype=np.uint8)
+    pid = os.getpid()
+    assert prod.send_rndv(np.ones(shm.RNDV_FROM, np.uint8), CTX, TAG, 1, pid, back_cons, 0) == -1  # send_buf's
+    assert prod.send_rndv([data], CTX, TAG, 1, pid, back_cons, 0) == -1
+    assert prod.send_buf(data, CTX, TAG) == -1
+    # Nobody receives yet: RTS sent, no ACK (2). A buffer too small is refused, then the receive copies.
+    assert prod.send_rndv(data, CTX, TAG, 41, pid, back_cons, 0) == 2
+    tail = cons.tail
+    assert cons.recv_buf(np.zeros(n - 1, np.uint8), CTX, TAG, 0) == -2 and cons.tail == tail
+    assert cons.recv_buf(np.zeros(n, np.uint8), CTX, TAG + 1, 0) == -2 and cons.tail == tail
+    out = np.zeros(n + 5, np.uint8)
+    assert cons.recv_buf(out, CTX, p2p.ANY_TAG, 0) == n
+    assert (out[:n] == data).all() and not out[n:].any() and cons.last_tag == TAG
+    ack = take_py(rig_back(rig), back_cons)
+    assert ack is not None and ack[:6] == (p2p.K_ACK, 0, 0, PEER, 0, 41)
+    # The receiver acts while the sender spins (the GIL is released then): the sender takes the ACK (1).
+    import threading
+
+    got: list[int] = []
+
+    def receive() -> None:
+        while not got or got[-1] == -2:
+            got.append(cons.recv_buf(out, CTX, TAG, 0))
+
+    t = threading.Thread(target=receive)
+    t.start()
+    assert prod.send_rndv(data, CTX, TAG, 42, pid, back_cons, 5_000_000_000) == 1
+    t.join()
+    assert got[-1] == n and rig.own.words[back_cons.head_i] == back_cons.tail  # the ACK was taken
+    # No room for the ACK: the copy is done, the ACK is left to the caller (-3, last_arg).
+    filler = np.zeros(60_000, np.uint8)
+    back.buf_eager = shm.EAGER_LIMIT
+    while back.send_buf(filler, CTX, TAG) == 1:
+        pass
+    while back.try_put(p2p.K_BUF, 0, CTX, PEER, TAG, 0, b"", 0):
+        pass
+    out[:] = 0
+    assert prod.send_rndv(data, CTX, TAG, 43, pid, back_cons, 0) == 2
+    assert cons.recv_buf(out, CTX, TAG, 0) == -3
+    assert cons.last_arg == 43 and cons.last_len == n and (out[:n] == data).all()
+    cons.set_ack(None)
+
+
+def rig_back(rig: Rig) -> Any:
+    """A view of the rig whose ``inbox`` is ME's own (take_py reads the ring PEER -> ME)."""
+
+    class Back:
+        inbox = rig.own
+
+    return Back()

@@ -41,12 +41,16 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 
 #define K_BUF 1
 #define K_OBJ 2
+#define K_RTS_BUF 3
+#define K_ACK 5
 #define K_PAD 0xFF
+#define RTS_SIZE 20 /* struct "<iQQ": pid, address, length (p2p.RTS) */
 #define HEADER 32
 #define ANY_TAG (-1)
 
@@ -223,6 +227,8 @@ typedef struct {
     uint64_t *peer_sleeping; /* the consumer's sleeping flag (words[0] of the inbox the ring is in) */
     Bell bell;
     Py_ssize_t eager;
+    Py_ssize_t buf_eager; /* send_buf's limit (<= eager): larger arrays go by send_rndv */
+    long long rndv_spin_max; /* send_rndv's cap on the spin it adds for the copy's expected time (ns) */
 } Producer;
 
 static int Producer_init(Producer *self, PyObject *args, PyObject *kw) {
@@ -246,6 +252,8 @@ static int Producer_init(Producer *self, PyObject *args, PyObject *kw) {
     self->tail_cache = __atomic_load_n(self->ring.tail_p, __ATOMIC_ACQUIRE);
     self->src = src;
     self->eager = eager;
+    self->buf_eager = eager;
+    self->rndv_spin_max = 1000000;
     self->bell.fd = -1;
     return 0;
 }
@@ -328,7 +336,7 @@ static PyObject *Producer_send_buf(Producer *self, PyObject *const *args, Py_ssi
     Py_buffer view;
     if (!get_plain_array(args[0], &view, 0))
         return PyLong_FromLong(-1);
-    long rc = view.len > self->eager ? -1 : send_record(self, K_BUF, ctx, tag, view.buf, (uint64_t)view.len);
+    long rc = view.len > self->buf_eager ? -1 : send_record(self, K_BUF, ctx, tag, view.buf, (uint64_t)view.len);
     PyBuffer_Release(&view);
     return PyLong_FromLong(rc);
 }
@@ -405,7 +413,12 @@ static PyObject *Producer_set_bell(Producer *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Producer_send_rndv(Producer *self, PyObject *const *args, Py_ssize_t nargs);
+
 static PyMethodDef Producer_methods[] = {
+    {"send_rndv", (PyCFunction)(void (*)(void))Producer_send_rndv, METH_FASTCALL,
+     "send_rndv(array, ctx, tag, mid, pid, consumer, spin_ns) -> 1 sent and acknowledged, 2 sent (the ACK "
+     "is still to come: the general wait), 0 ring full, -1 not handled here"},
     {"send_buf", (PyCFunction)(void (*)(void))Producer_send_buf, METH_FASTCALL,
      "send_buf(array, ctx, tag) -> 1 sent, 0 ring full, -1 not handled here"},
     {"send_obj", (PyCFunction)(void (*)(void))Producer_send_obj, METH_FASTCALL,
@@ -422,6 +435,10 @@ static PyMemberDef Producer_members[] = {
     {"head", T_ULONGLONG, offsetof(Producer, head), 0, "next write position (a byte counter)"},
     {"tail_cache", T_ULONGLONG, offsetof(Producer, tail_cache), 0, "the consumer's tail, as last read"},
     {"src", T_INT, offsetof(Producer, src), READONLY, "this rank"},
+    {"buf_eager", T_PYSSIZET, offsetof(Producer, buf_eager), 0,
+     "send_buf moves arrays up to this many bytes through the ring; larger ones go by send_rndv"},
+    {"rndv_spin_max", T_LONGLONG, offsetof(Producer, rndv_spin_max), 0,
+     "the most send_rndv spins (ns) beyond its spin_ns for the copy's expected time"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -447,6 +464,9 @@ typedef struct {
     Py_buffer peer_view;
     uint64_t *peer_sleeping; /* the producer's sleeping flag (words[0] of its own inbox), or NULL */
     Bell bell;
+    Producer *ack;          /* this rank's ring to the sender: where recv_buf acknowledges a rendezvous */
+    unsigned long long last_arg; /* the message id whose ACK found no room (recv_buf returned -3) */
+    unsigned long long last_len; /* the length of that message */
 } Consumer;
 
 static int Consumer_init(Consumer *self, PyObject *args, PyObject *kw) {
@@ -469,6 +489,7 @@ static int Consumer_init(Consumer *self, PyObject *args, PyObject *kw) {
 }
 
 static void Consumer_dealloc(Consumer *self) {
+    Py_CLEAR(self->ack);
     ring_close(&self->ring);
     if (self->peer_view.obj != NULL)
         PyBuffer_Release(&self->peer_view);
@@ -484,6 +505,39 @@ static PyObject *Consumer_set_peer(Consumer *self, PyObject *buffer) {
     if (flag_at(buffer, 0, &self->peer_view, &self->peer_sleeping) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static PyObject *Consumer_set_ack(Consumer *self, PyObject *producer) {
+    /* set_ack(producer | None): this rank's Producer into the sender's inbox, for rendezvous ACKs */
+    if (producer != Py_None && !PyObject_TypeCheck(producer, &ProducerType)) {
+        PyErr_SetString(PyExc_TypeError, "set_ack(Producer or None)");
+        return NULL;
+    }
+    Py_CLEAR(self->ack);
+    if (producer != Py_None) {
+        Py_INCREF(producer);
+        self->ack = (Producer *)producer;
+    }
+    Py_RETURN_NONE;
+}
+
+/* process_vm_readv of n bytes at address of process pid into buf, the GIL released: 0 or an errno */
+static int cma_copy(long pid, uint64_t address, char *buf, size_t n) {
+    size_t done = 0;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (done < n) {
+        struct iovec local = {buf + done, n - done};
+        struct iovec remote = {(void *)(uintptr_t)(address + done), n - done};
+        ssize_t got = process_vm_readv((pid_t)pid, &local, 1, &remote, 1, 0);
+        if (got <= 0) {
+            err = got < 0 ? errno : EIO;
+            break;
+        }
+        done += (size_t)got;
+    }
+    Py_END_ALLOW_THREADS
+    return err;
 }
 
 static PyObject *Consumer_set_bell(Consumer *self, PyObject *args) {
@@ -540,6 +594,35 @@ static PyObject *Consumer_recv_buf(Consumer *self, PyObject *const *args, Py_ssi
     const Header *h = (const Header *)(r->data + (tail & r->mask));
     int32_t rtag = h->tag;
     uint64_t plen = h->plen;
+    if (h->kind == K_RTS_BUF && h->flags == 0 && h->ctx == ctx && plen == RTS_SIZE && self->ack != NULL &&
+        (rtag == tag || (tag == ANY_TAG && rtag >= 0))) {
+        /* a rendezvous (p2p.py): copy straight out of the sender's buffer, then acknowledge it here, so
+           the sender (spinning in send_rndv) returns without a detour through the Python engine */
+        const char *rts = (const char *)h + HEADER;
+        int32_t pid;
+        uint64_t address, n, mid = h->arg;
+        memcpy(&pid, rts, 4);
+        memcpy(&address, rts + 4, 8);
+        memcpy(&n, rts + 12, 8);
+        if (n > (uint64_t)view.len || (n && cma_copy(pid, address, view.buf, (size_t)n) != 0)) {
+            PyBuffer_Release(&view); /* truncation or a failed read: the general path reports it */
+            return PyLong_FromLong(-2);
+        }
+        PyBuffer_Release(&view);
+        consumed(self, RTS_SIZE, rtag);
+        Producer *a = self->ack;
+        uint64_t gap;
+        int64_t pos = reserve(a, 64, &gap);
+        if (pos < 0) { /* no room for the ACK now: the caller defers it (Engine.deferred) */
+            self->last_arg = mid;
+            self->last_len = n;
+            return PyLong_FromLong(-3);
+        }
+        put_record(a, K_ACK, 0, 0, a->src, 0, mid, NULL, 0, 64, gap, (uint64_t)pos);
+        if (__atomic_load_n(a->peer_sleeping, __ATOMIC_SEQ_CST))
+            bell_ring(&a->bell);
+        return PyLong_FromUnsignedLongLong(n);
+    }
     if (h->kind != K_BUF || h->flags != 0 || h->ctx != ctx || plen > (uint64_t)view.len ||
         !(rtag == tag || (tag == ANY_TAG && rtag >= 0))) {
         PyBuffer_Release(&view); /* a PAD, a rendezvous, another context or tag: the general path sorts it out */
@@ -587,6 +670,8 @@ static PyMethodDef Consumer_methods[] = {
      "recv_obj(ctx, tag, spin_ns, max_bytes) -> the pickle (a bytearray), None general path, False recv_direct"},
     {"set_peer", (PyCFunction)Consumer_set_peer, METH_O,
      "set_peer(buffer): the producer's own inbox (its sleeping flag is word 0)"},
+    {"set_ack", (PyCFunction)Consumer_set_ack, METH_O,
+     "set_ack(producer | None): this rank's ring to the sender, where recv_buf acknowledges rendezvous"},
     {"set_bell", (PyCFunction)Consumer_set_bell, METH_VARARGS,
      "set_bell(fd, name): ring the producer's doorbell (abstract socket name) from datagram socket fd; "
      "fd -1: never"},
@@ -597,6 +682,9 @@ static PyMemberDef Consumer_members[] = {
     {"tail", T_ULONGLONG, offsetof(Consumer, tail), 0, "next read position (a byte counter)"},
     {"src", T_INT, offsetof(Consumer, src), READONLY, "the sender"},
     {"last_tag", T_INT, offsetof(Consumer, last_tag), READONLY, "tag of the last record recv_buf took"},
+    {"last_arg", T_ULONGLONG, offsetof(Consumer, last_arg), READONLY,
+     "after recv_buf returned -3: the id of the message whose ACK is still to be sent"},
+    {"last_len", T_ULONGLONG, offsetof(Consumer, last_len), READONLY, "after recv_buf returned -3: its length"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -611,6 +699,80 @@ static PyTypeObject ConsumerType = {
     .tp_methods = Consumer_methods,
     .tp_members = Consumer_members,
 };
+
+/* send_rndv(array, ctx, tag, mid, pid, consumer, spin_ns): a rendezvous send of a plain ndarray larger
+   than buf_eager (p2p.py: an RTS record with this process's pid and the array's address), then a spin,
+   the GIL released, for the ACK, which the receiver sends once it has copied the array (recv_buf). The
+   spin lasts spin_ns plus the time the copy should take at 2 bytes/ns, at most rndv_spin_max (1 ms; a
+   longer spin measured worse for 16 MiB on a loaded host: it holds a core the copy could use): the sender
+   would otherwise sleep, and pay a wake-up, on every message that takes longer than its 100 us spin.
+   Returns 1 sent and acknowledged (the ACK taken off the consumer's ring); 2 sent, but the next record
+   from that peer is not yet this ACK (the caller registers the send and waits, the general path);
+   0 no room for the RTS; -1 not handled here (not a plain ndarray, or small enough for send_buf). */
+static PyObject *Producer_send_rndv(Producer *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyObject_TypeCheck(args[5], &ConsumerType)) {
+        PyErr_SetString(PyExc_TypeError, "send_rndv(array, ctx, tag, mid, pid, consumer, spin_ns)");
+        return NULL;
+    }
+    int32_t ctx, tag, pid;
+    unsigned long long mid = PyLong_AsUnsignedLongLong(args[3]);
+    long long spin_ns = PyLong_AsLongLong(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (self->ring.data == NULL || !as_int32(args[1], &ctx) || !as_int32(args[2], &tag) || !as_int32(args[4], &pid))
+        return PyLong_FromLong(-1);
+    Py_buffer view;
+    if (!get_plain_array(args[0], &view, 0))
+        return PyLong_FromLong(-1);
+    if (view.len <= self->buf_eager) {
+        PyBuffer_Release(&view);
+        return PyLong_FromLong(-1);
+    }
+    char rts[RTS_SIZE];
+    uint64_t address = (uint64_t)(uintptr_t)view.buf, n = (uint64_t)view.len;
+    PyBuffer_Release(&view); /* the caller keeps the array alive until the ACK */
+    memcpy(rts, &pid, 4);
+    memcpy(rts + 4, &address, 8);
+    memcpy(rts + 12, &n, 8);
+    uint64_t size = (RTS_SIZE + HEADER + 63) & ~(uint64_t)63, gap;
+    int64_t pos = reserve(self, size, &gap);
+    if (pos < 0)
+        return PyLong_FromLong(0);
+    put_record(self, K_RTS_BUF, 0, ctx, self->src, tag, mid, rts, RTS_SIZE, size, gap, (uint64_t)pos);
+    if (__atomic_load_n(self->peer_sleeping, __ATOMIC_SEQ_CST))
+        bell_ring(&self->bell);
+    Consumer *c = (Consumer *)args[5];
+    if (c->ring.data == NULL)
+        return PyLong_FromLong(2);
+    long long extra = (long long)(n / 2);
+    spin_ns += extra < self->rndv_spin_max ? extra : self->rndv_spin_max;
+    const uint64_t *head_p = c->ring.head_p;
+    uint64_t tail = c->tail;
+    int arrived = 0;
+    if (spin_ns > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        int64_t deadline = now_ns() + spin_ns;
+        for (unsigned i = 1;; i++) {
+            if (__atomic_load_n(head_p, __ATOMIC_ACQUIRE) != tail) {
+                arrived = 1;
+                break;
+            }
+            cpu_relax();
+            if ((i & 63) == 0 && now_ns() > deadline)
+                break;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    if (!arrived || c->tail != tail)
+        return PyLong_FromLong(2);
+    const Header *h = (const Header *)(c->ring.data + (tail & c->ring.mask));
+    if (h->kind != K_ACK || h->arg != mid)
+        return PyLong_FromLong(2);
+    int32_t last = c->last_tag;
+    consumed(c, 0, 0);
+    c->last_tag = last; /* an ACK is no message: keep what the last receive saw */
+    return PyLong_FromLong(1);
+}
 
 /* ------------------------------------------------------------------------------------------- module */
 

@@ -81,6 +81,7 @@ class Fabric:
                 prod = self.fast_out[r] = shm.FastProducer(inbox, self.rank, bell_fd, bell)
                 cons = self.fast_in[r] = shm.FastConsumer(self.inbox, r)
                 cons.attach_peer(inbox, bell_fd, bell)
+                cons.set_ack(prod)  # recv_buf acknowledges a rendezvous itself
             else:
                 prod = Producer(inbox, self.rank)
                 cons = Consumer(self.inbox, r)
@@ -111,6 +112,9 @@ class Fabric:
         for ring in (*self.fast_out, *self.fast_in):
             if ring is not None:
                 ring.set_bell(-1, b"")  # the C rings keep the socket's number, not the socket
+        for cons in self.fast_in:
+            if cons is not None:
+                cons.set_ack(None)
         self.doorbell.close()
 
     # --- sending ----------------------------------------------------------------------------

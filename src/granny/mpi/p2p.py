@@ -11,6 +11,8 @@ Theory of operation
 - Rendezvous (same host, larger payloads): the record carries (pid, address, length) of the sender's
   buffer; whoever matches it copies it with one ``process_vm_readv`` and sends an ACK, which completes
   the sender's request. Until then the sender keeps a reference to its buffer.
+  A blocking ``Send`` of a plain ndarray past ``shm.RNDV_FROM`` runs this protocol in C (``send_rndv``,
+  and ``recv_buf`` copies and ACKs), falling back here whenever the other side or the ring does not fit.
 - Synchronous sends (``ssend``) ask for the same ACK, sent when the message is matched.
 - Handlers run inside ``Fabric.progress``: they never block and never re-enter the fabric, so an ACK
   that finds its ring full is deferred and flushed by the next wait.
@@ -41,6 +43,7 @@ K_BUF, K_OBJ, K_RTS_BUF, K_RTS_OBJ, K_ACK = 1, 2, 3, 4, 5
 F_SYNC = 1
 DIRECT_SPINS = 2000  # ring checks (~30 µs) before a direct receive hands over to the general wait
 DIRECT_SPIN_NS = 30_000  # the same budget for the C ring's receive (shm.FastConsumer.recv_buf)
+RNDV_SPIN_NS = 50_000  # a C rendezvous send spins this long, plus the copy's expected time, for its ACK
 RTS = struct.Struct("<iQQ")
 ERR_TRUNCATE = 15
 ERR_RANK = 6
@@ -132,6 +135,24 @@ class Engine:
         addr = buffer_address(mem if isinstance(mem, memoryview) else memoryview(mem))
         f.send(dst, K_RTS_OBJ if obj else K_RTS_BUF, 0, ctx, tag, mid, RTS.pack(self.pid, addr, nbytes), RTS.size)
         return req
+
+    def send_rndv(self, prod: Any, dst: int, buf: Any, ctx: int, tag: int) -> bool:
+        """A blocking rendezvous send of a plain ndarray to a same-host rank, in C (``send_rndv``): the RTS,
+        then a spin for the ACK that the receiver's ``recv_buf`` sends once it has copied the array. False:
+        not handled (the general path sends it)."""
+        f = self.f
+        cons = f.fast_in[dst]
+        if cons is None:
+            return False
+        mid = self._id()
+        rc = prod.send_rndv(buf, ctx, tag, mid, self.pid, cons, 0 if f.yield_spin else RNDV_SPIN_NS)
+        if rc == 1:
+            return True
+        if rc != 2:
+            return False
+        req = self.sends[mid] = SendReq(keep=buf)  # the ACK is still to come: handled by _on_record
+        self.wait(req)
+        return True
 
     def _id(self) -> int:
         self._next += 1
@@ -238,7 +259,8 @@ class Engine:
             self.f.wait_until(lambda: done.done or bool(self.deferred and self._flush()))
 
     def _flush(self) -> bool:
-        pending, self.deferred = self.deferred, []
+        pending = self.deferred[:]
+        self.deferred.clear()  # in place: p2p_api.Recv appends to this list too
         for dst, mid in pending:
             if not self._ack(dst, mid):
                 self.deferred.append((dst, mid))

@@ -178,8 +178,12 @@ class PointToPoint:
     def Send(self, buf: Any, dest: int, tag: int = 0) -> None:  # noqa: N802
         if type(dest) is int and 0 <= dest < self._size and type(tag) is int and tag >= 0:
             prod = self._out[self._members[dest]]
-            if prod is not None and prod.send_buf(buf, self._ctx, tag) > 0:
-                return  # a small plain ndarray to a same-host rank: one C call (shm.FastProducer)
+            if prod is not None:
+                rc = prod.send_buf(buf, self._ctx, tag)
+                if rc > 0:
+                    return  # a small plain ndarray to a same-host rank: one C call (shm.FastProducer)
+                if rc < 0 and self._engine.send_rndv(prod, self._members[dest], buf, self._ctx, tag):
+                    return  # a larger one: rendezvous in C, the receiver copies it (shm.FastConsumer)
         if type(dest) is not int:
             dest = _as_int(dest)
         if tag < 0 or dest < 0 or dest >= self._size:
@@ -244,6 +248,11 @@ class PointToPoint:
                     if n >= 0:  # a small plain ndarray, straight off the ring in C (shm.FastConsumer)
                         if status is not None:
                             fill_status(status, source, cons.last_tag, n)
+                        return
+                    if n == -3:  # a rendezvous, copied in C, whose ACK found the ring full: send it later
+                        eng.deferred.append((self._members[source], cons.last_arg))
+                        if status is not None:
+                            fill_status(status, source, cons.last_tag, cons.last_len)
                         return
                     direct = n == -1  # -2: the C receive saw what recv_direct would see; go general
         mem = buffer_bytes(buf, False, "receive buffer")
