@@ -113,6 +113,8 @@ def test_a_call_that_cannot_restart_is_paused_for_latency_sensitive_work_and_con
     cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
     try:
         with granny.connect(cluster.address, cluster.token) as client:
+            # A call submitted before the worker's granule is warm waits in the batch queue ("delayed").
+            wait_for(lambda: [h.idle_granules for h in client.hosts()] == [1], timeout=60, what="a warm granule")
             background = client.options(delay_tolerance=120).submit(spin_until, str(pidfile), str(flag))
             wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=60, what="the background call running")
             pid = int(pidfile.read_text())
