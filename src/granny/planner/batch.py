@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from . import fusion, pausing
+from . import freezing, fusion, pausing
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
 from .records import Action, Kill, Request
@@ -73,6 +73,8 @@ class Batch:
         self.paused: dict[str, str] = {}  # paused calls (request -> granule), see pausing.py
         self.restored: dict[str, Delayed] = {}  # journaled calls of a planner restart, until its grace ends
         self.journaled: dict[str, float] = {}  # the runtime estimates last written to the journal (deadlines.py)
+        self.points: dict[str, float] = {}  # running calls with migration points -> seconds between them (freezing.py)
+        self.freezing: dict[str, str] = {}  # calls hinted to freeze at their next point -> their granule
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -82,7 +84,7 @@ class Batch:
         self.runtimes[key] = seconds if old is None else (1 - ALPHA) * old + ALPHA * seconds
 
     def latest_start(self, d: Delayed) -> float:
-        return d.deadline - self.estimate(d.key) - MARGIN
+        return d.deadline - max(0.0, self.estimate(d.key) - d.ran) - MARGIN  # ran: before it was frozen
 
     def next_deadline(self) -> float | None:
         starts = [self.latest_start(d) for d in self.waiting if math.isfinite(d.deadline)]
@@ -251,13 +253,16 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
     candidates = []
     for rid, d in b.known.items():
         other = st.requests.get(rid)
-        if (other is None or not other.restartable or d.started is None or d.granule or rid in b.paused
+        if (other is None or not other.restartable or d.started is None or d.granule or rid in b.paused or rid in b.freezing
                 or other.tasks[0].state is not TaskState.RUNNING):
             continue
         slack = d.deadline - b.now - 2 * b.estimate(d.key) - MARGIN
         if slack >= 0:
             candidates.append((slack, d.seq, rid))
     free = sum(max(0, min(h.slots - h.busy(), len(h.idle()))) for h in st.hosts.values() if h.alive)
+    if free < needed and b.points and (hinted := freezing.hint(st, needed - free)):  # first choice: freeze
+        b.preempted_for.add(req.req_id)
+        return hinted
     if not candidates or len(candidates) + free < needed:
         if req.n == 1 and not req.hosts and not req.gang and free < needed:  # the last resort (pausing.py)
             b.preempted_for.add(req.req_id)
@@ -307,6 +312,7 @@ def ended(st: PlannerState, req_id: str) -> list[Action]:
     if d.granule:
         fusion.ended(st, d)
     actions = pausing.continue_(st, req_id) if req_id in b.paused else []
+    actions += freezing.ended(st, req_id) if b.points else []
     req = st.requests.get(req_id)
     if req is None or any(t.state is not TaskState.SUCCEEDED for t in req.tasks):
         b.counts["failed"] += 1

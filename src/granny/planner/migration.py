@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
+from . import freezing
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
 from .policies.base import GranuleMove
@@ -130,6 +131,11 @@ class MigrationPoints:
                     checkpoint: bool = False, interval: float = 0.0) -> list[Action]:
         """Rank 0 of a world at a migration point asks whether to move (see :func:`ask`); ``interval``:
         seconds since its previous point (0: not known)."""
+        req = self._st().requests.get(req_id)
+        if req is not None and not req.gang:  # a plain call: frozen or not (freezing.py)
+            why = freezing.asked(self._st(), granule_id, req_id, interval)
+            return freeze(self._st(), granule_id, req_id, "latency-sensitive work takes its slot", now) if not why else [
+                MigrateAnswer(granule_id, req_id, self._st().migrations.gen(req_id), (), why)]
         if interval > 0 and req_id in self._st().requests:
             self._st().migrations.intervals[req_id] = interval
         return ask(self._st(), granule_id, req_id, gen, ready, why, now, checkpoint)
@@ -293,9 +299,12 @@ def stored(st: PlannerState, req_id: str, index: int, gen: int, error: str, now:
             task.granule_id = task.host_id = ""
     req.frozen = gen
     m.frozen_at[req_id] = now
-    if req_id in st.queue:
-        st.queue.remove(req_id)
-    st.queue.appendleft(req_id)  # ahead of newer work: it thaws as soon as it fits
+    if st.delay_tolerant(req_id):  # a plain call: back in the batch queue, with its deadline
+        freezing.requeue(st, req_id)
+    else:
+        if req_id in st.queue:
+            st.queue.remove(req_id)
+        st.queue.appendleft(req_id)  # ahead of newer work: it thaws as soon as it fits
     m.counts["frozen"] += 1
     seconds = now - flight.started
     text = f"frozen: the state of all {req.n} ranks is stored ({seconds * 1000:.0f} ms); it thaws when it fits"

@@ -64,7 +64,7 @@ def pause_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
     candidates: list[tuple[float, int, str]] = []
     for rid, d in b.known.items():
         other = st.requests.get(rid)
-        if (other is None or d.started is None or d.granule or rid in b.paused
+        if (other is None or d.started is None or d.granule or rid in b.paused or rid in b.freezing
                 or other.tasks[0].state is not TaskState.RUNNING):
             continue
         granule = st.granules.get(other.tasks[0].granule_id)
