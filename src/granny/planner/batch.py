@@ -281,7 +281,7 @@ def preempt_for(st: PlannerState, req: Request, needed: int) -> list[Action]:
         task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, rid)
         task.granule_id = task.host_id = ""
         d = b.known[rid]
-        d.started = None
+        d.started, d.ran = None, 0.0  # it runs again from the start
         bisect.insort(b.waiting, d)
         b.counts["preempted"] += 1
         d.preemptions += 1

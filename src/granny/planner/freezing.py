@@ -86,9 +86,10 @@ def hint(st: PlannerState, needed: int) -> list[Action]:
     return actions
 
 
-def requeue(st: PlannerState, req_id: str) -> None:
+def requeue(st: PlannerState, req_id: str, now: float) -> None:
     """A frozen call's state is stored: it waits in the batch queue again, what it ran banked."""
     b = st.batch
+    b.now = max(b.now, now)
     d = b.known[req_id]
     if d.started is not None:
         d.ran += max(0.0, b.now - d.started)

@@ -300,7 +300,7 @@ def stored(st: PlannerState, req_id: str, index: int, gen: int, error: str, now:
     req.frozen = gen
     m.frozen_at[req_id] = now
     if st.delay_tolerant(req_id):  # a plain call: back in the batch queue, with its deadline
-        freezing.requeue(st, req_id)
+        freezing.requeue(st, req_id, now)
     else:
         if req_id in st.queue:
             st.queue.remove(req_id)
