@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from . import freezing, fusion, pausing
+from . import edf_bound, freezing, fusion, pausing
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
 from .records import Action, Kill, Request
@@ -59,7 +59,7 @@ class Delayed:
 class Batch:
     def __init__(self, share: float = 1.0) -> None:
         self.share = share
-        self.waiting: list[Delayed] = []  # earliest deadline first
+        self.waiting: list[Delayed] = edf_bound.EdfQueue()  # earliest deadline first
         self.known: dict[str, Delayed] = {}  # every delay-tolerant request not ended yet (waiting or running)
         self.keys: set[str] = set()  # functions ever called delay-tolerant: their runtimes are observed
         self.runtimes: dict[str, float] = {}
@@ -87,9 +87,23 @@ class Batch:
         return d.deadline - max(0.0, self.estimate(d.key) - d.ran) - MARGIN  # ran: before it was frozen
 
     def next_deadline(self) -> float | None:
-        starts = [self.latest_start(d) for d in self.waiting if math.isfinite(d.deadline)]
+        starts = [self.latest_start(d) for d in self._first_due(math.inf)]
         resumes = pausing.next_deadline(self) if self.paused else None
         return min([*starts, resumes] if resumes is not None else starts, default=None)
+
+    def _first_due(self, until: float) -> list[Delayed]:
+        """The waiting calls (in deadline order) up to the first whose deadline shows that neither it nor
+        any later call can have a latest start before min(``until``, the earliest latest start so far):
+        latest starts are at least deadline - the longest estimate - MARGIN. Usually a few calls, not the queue."""
+        longest = max((self.estimate(k) for k in getattr(self.waiting, "finite", self.keys)), default=0.0)
+        out: list[Delayed] = []
+        bound = until
+        for d in self.waiting:
+            if not math.isfinite(d.deadline) or d.deadline - longest - MARGIN > bound:
+                break
+            out.append(d)
+            bound = min(bound, self.latest_start(d)) if until == math.inf else bound
+        return out
 
     def running(self) -> int:
         """Slots taken by delay-tolerant calls: a fused granule's calls take one between them."""
@@ -181,6 +195,8 @@ def refusal(st: PlannerState, new: Delayed, tolerance: float) -> str:
         return (f"the call needs about {own:.3g}s (its observed runtime) but its deadline is {tolerance:g}s away: "
                 "it cannot be met")
     slots = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive and h.host_id not in st.evicting)))
+    if edf_bound.admits(st, new, own, slots, MARGIN):  # O(functions + granules): most calls stop here
+        return ""
     busy = sorted(max(b.now, d.started + b.estimate(d.key) - d.ran) for d in b.known.values() if d.started is not None)
     free = sorted((busy + [b.now] * slots)[:slots]) if len(busy) < slots else busy[:slots]
     for d in sorted([*b.waiting, new]):
@@ -292,7 +308,7 @@ def promote(st: PlannerState, now: float) -> None:
     """Calls whose latest start has come go to the head of the FIFO queue: their deadline comes first now."""
     b = st.batch
     b.now = max(b.now, now)
-    due = [d for d in b.waiting if b.latest_start(d) <= now]
+    due = [d for d in b._first_due(now) if b.latest_start(d) <= now]
     for d in sorted(due, reverse=True):  # the earliest deadline ends up first
         b.waiting.remove(d)
         d.started, d.promoted = now, True  # counted as running from now on (it is placed before any other work)
