@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from . import edf_bound, freezing, fusion, pausing
+from . import edf_bound, freezing, fusion, pausing, prefetch
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
 from .records import Action, Kill, Request
@@ -214,7 +214,8 @@ def place(st: PlannerState) -> list[Action]:
     """Start waiting calls, earliest deadline first, in the slots left free (up to the share cap)."""
     b = st.batch
     cap = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive)))
-    actions: list[Action] = pausing.resume(st) if b.paused else []  # paused calls first: they hold deadlines
+    actions: list[Action] = prefetch.take_back(st)  # latency-sensitive calls prefetched behind others come first
+    actions += pausing.resume(st) if b.paused else []  # paused calls next: they hold deadlines
     while b.waiting:
         d = b.waiting[0]
         room = fusion.with_room(st, d) if d.fuse and b.fused else None
