@@ -187,6 +187,48 @@ def run_phase(name: str, calls: list[Call], share: float, drain_s: float, grace_
     return summarise(name, calls, share, counters, late)
 
 
+ROUND_ROBIN = ("ls-alone", "mixed", "mixed-capped", "all-now")
+
+
+def run_rounds(trace: list[Call], rounds: int, share: float, names: list[str], grace_wait: bool
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, list[list[Any]]]]:
+    """The mixed phases, part by part (see --rounds); each phase's figures pooled over its parts."""
+    span = trace[-1].at
+    parts = [[c for c in trace if r * span / rounds <= c.at < (r + 1) * span / rounds or (r == rounds - 1 and c.at == span)]
+             for r in range(rounds)]
+    keep = {"ls-alone": ("ls", 1.0, 30.0), "mixed": ("all", 1.0, 90.0), "mixed-capped": ("all", share, 90.0),
+            "all-now": ("now", 1.0, 90.0)}
+    pooled: dict[str, list[Call]] = {k: [] for k in names}
+    per: dict[str, list[dict[str, Any]]] = {k: [] for k in names}
+    for r, part in enumerate(parts):
+        base = part[0].at if part else 0.0
+        for name in names:
+            how, sh, drain = keep[name]
+            calls = [Call(c.at - base, c.ms, c.tol) for c in variant(part, keep=how)]
+            if not calls:
+                continue
+            print(f"[dfaas] {name:12s} part {r + 1}/{rounds}: {len(calls)} calls, load {H.loadavg()} ...", end="",
+                  file=sys.stderr, flush=True)
+            one = run_phase(name, calls, sh, drain, grace_wait)
+            print(f" LS p99 {ms(one['ls_wait_p99_s'])}", file=sys.stderr)
+            per[name].append(one)
+            pooled[name] += calls
+    res: dict[str, dict[str, Any]] = {}
+    for name in names:
+        counters: dict[str, int] = {}
+        for one in per[name]:
+            for k, v in one["counters"].items():
+                counters[k] = counters.get(k, 0) + v
+        r = summarise(name, pooled[name], keep[name][1], counters, max(o["submit_lag_s"] for o in per[name]))
+        busy, wall = sum(o["busy_slot_s"] for o in per[name]), sum(o["wall_s"] for o in per[name])
+        r.update(busy_slot_s=busy, wall_s=wall, utilisation=busy / (SLOTS * wall) if wall else None,
+                 peak_slots=max(o["peak_slots"] for o in per[name]),
+                 peak_1s_mean_slots=max(o["peak_1s_mean_slots"] for o in per[name]), rounds=rounds)
+        res[name] = r
+    dumps = {k: [[c.at, c.ms, c.tol, c.submitted, c.start, c.end, c.received, c.error] for c in v] for k, v in pooled.items()}
+    return res, dumps
+
+
 def settled(client: Any, n: int) -> dict[str, int]:
     """The batch counters once the planner has counted ``n`` ended delay-tolerant calls (a result can
     reach the client a moment before the planner counts its call)."""
@@ -348,6 +390,10 @@ def main() -> int:
     ap.add_argument("--no-grace-wait", action="store_true",
                     help="start the trace right after the warm-up, inside the planner's 3 s restart grace "
                          "(shows the defect described in run_phase)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="split the mixed trace into this many consecutive parts and run the mixed phases "
+                         "round-robin, part by part (each on a fresh cluster), pooling each phase's calls: on a "
+                         "shared machine every phase then sees the same spells of outside load (default 1)")
     ap.add_argument("--dump", default="", help="also write every call's stamps to this JSON file (analysis)")
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -378,6 +424,10 @@ def main() -> int:
                  ("uncapped", variant(trace, keep="all"), 1.0, 60.0)]
     res: dict[str, dict[str, Any]] = {}
     dumps: dict[str, list[list[Any]]] = {}
+    if args.rounds > 1 and "mixed" in only:
+        plan = [p for p in plan if p[0] not in ROUND_ROBIN or (want and p[0] not in want)]
+        res, dumps = run_rounds(mixed_trace(args.n, args.load, random.Random(args.seed)), args.rounds, args.share,
+                                [k for k in ROUND_ROBIN if not want or k in want], not args.no_grace_wait)
     for name, calls, share, drain in plan:
         if want and name not in want:
             continue
