@@ -52,3 +52,21 @@ def test_no_freeze_that_would_miss_the_deadline_and_none_of_latency_sensitive_ca
     assert of(s.submit("now", "a", 1, now=1.0), Hint) == []
     (again,) = of(s.migrate_ask(tight.granule_id, "tight", 0, True, "", now=1.1), MigrateAnswer)
     assert not again.freeze
+
+
+def test_a_hinted_call_that_reaches_no_point_in_time_is_passed_over_and_paused() -> None:
+    s = planner(("h1", 1))
+    s.batch.observe("f", 4.0)
+    (placed,) = of(s.submit("bg", "a", 1, tolerance=60.0, key="f", now=0.0), Dispatch)
+    gid = placed.granule_id
+    s.migrate_ask(gid, "bg", 0, True, "", now=0.1)
+    s.migrate_ask(gid, "bg", 0, True, "", now=0.2, interval=0.1)
+    assert of(s.submit("now", "a", 1, now=1.0), Hint) == [Hint(gid, "bg")]
+    assert of(s.tick(now=1.0), Kill) == []  # the wait for its point starts (on the tick's clock)
+    due = s.next_deadline()
+    assert due is not None and 1.0 < due <= 1.5  # three of its intervals (and a margin) to reach a point
+    kills = of(s.tick(now=due), Kill)
+    assert [(k.granule_id, k.signal) for k in kills] == [(gid, "STOP")]  # the last resort after all
+    assert s.batch.counts["freeze_missed"] == 1
+    (late,) = of(s.migrate_ask(gid, "bg", 0, True, "", now=due + 0.1), MigrateAnswer)
+    assert not late.freeze  # a point reached after all comes too late: it is not frozen now

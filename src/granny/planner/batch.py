@@ -74,7 +74,7 @@ class Batch:
         self.restored: dict[str, Delayed] = {}  # journaled calls of a planner restart, until its grace ends
         self.journaled: dict[str, float] = {}  # the runtime estimates last written to the journal (deadlines.py)
         self.points: dict[str, float] = {}  # running calls with migration points -> seconds between them (freezing.py)
-        self.freezing: dict[str, str] = {}  # calls hinted to freeze at their next point -> their granule
+        self.freezing: dict[str, tuple[str, float]] = {}  # hinted to freeze at their next point -> (granule, by when)
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -89,6 +89,7 @@ class Batch:
     def next_deadline(self) -> float | None:
         starts = [self.latest_start(d) for d in self._first_due(math.inf)]
         resumes = pausing.next_deadline(self) if self.paused else None
+        starts += [by or self.now for _, by in self.freezing.values()]  # not frozen by then: passed over (freezing.py)
         return min([*starts, resumes] if resumes is not None else starts, default=None)
 
     def _first_due(self, until: float) -> list[Delayed]:
@@ -146,6 +147,8 @@ class BatchEvents:
         before = len(st.queue)
         promote(st, now)
         actions = pausing.resume(st, force=True) if st.batch.paused else []  # latest resume times that came
+        if st.batch.freezing and freezing.overdue(st, now):
+            return actions + st.schedule()
         return actions + (st.schedule() if len(st.queue) != before else [])
 
 

@@ -15,7 +15,9 @@ Theory of operation (the call's side is worker/call_ctl.py)
   banked (its latest start counts only the work left), and is placed as any delay-tolerant call is;
   its dispatch pulls its state from the store (a thaw) and runs ``resume(*args)``. The store's file is
   dropped when the call ends.
-- A hinted call that ends before its next point simply ends: its slot frees then.
+- A hinted call that ends before its next point simply ends: its slot frees then. One that has not
+  reached a point within ``WAIT`` of its intervals is passed over (:func:`overdue`): the
+  latency-sensitive work may then restart or pause a call, as if it had no points.
 Pure: no sockets, threads or clocks.
 """
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from .state import PlannerState
 
 SOON = 1.0  # seconds: a call whose points come at most this far apart reaches one soon
+WAIT = 3.0  # a hinted call that has not asked within this many of its intervals is passed over
 MARGIN = 0.05
 
 
@@ -46,7 +49,7 @@ def asked(st: PlannerState, granule_id: str, req_id: str, interval: float) -> st
         return "not running"
     if interval > 0 or req_id not in b.points:
         b.points[req_id] = interval
-    if b.freezing.get(req_id) != granule_id:
+    if b.freezing.get(req_id, ("",))[0] != granule_id:
         return "its slot is not needed"
     del b.freezing[req_id]
     b.counts["frozen"] += 1
@@ -80,10 +83,28 @@ def hint(st: PlannerState, needed: int) -> list[Action]:
             candidates.append((slack, d.seq, rid, granule.granule_id))
     actions: list[Action] = []
     for _, _, rid, gid in sorted(candidates, reverse=True)[:needed]:
-        b.freezing[rid] = gid
+        b.freezing[rid] = (gid, 0.0)  # by when: set at the next tick, on the clock (see overdue)
         b.counts["freeze_hinted"] += 1
         actions.append(Hint(gid, rid))
     return actions
+
+
+def overdue(st: PlannerState, now: float) -> bool:
+    """Hinted calls that did not reach a point in time (their steps got longer, say) are not waited for
+    any more, nor hinted again: the latency-sensitive work they were hinted for may restart or pause
+    another call (or them). True if any was passed over (the caller schedules again)."""
+    b = st.batch
+    for rid, (gid, by) in list(b.freezing.items()):
+        if not by:  # hinted since the last tick (the batch clock moves with ticks and delay-tolerant events)
+            b.freezing[rid] = (gid, now + WAIT * b.points.get(rid, 0.0) + MARGIN)
+    late = [rid for rid, (_, by) in b.freezing.items() if by <= now]
+    for rid in late:
+        del b.freezing[rid]
+        b.points.pop(rid, None)
+        b.counts["freeze_missed"] += 1
+    if late:
+        b.preempted_for.clear()
+    return bool(late)
 
 
 def requeue(st: PlannerState, req_id: str, now: float) -> None:
