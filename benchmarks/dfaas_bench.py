@@ -18,6 +18,7 @@ milliseconds (no ``sleep``) that returns ``time.time()`` at its start and its en
    uniform 2–60 s. The same trace (same arrival offsets, same work) runs as:
    ``ls-alone``   only its latency-sensitive calls (no batch work at all): the reference wait
    ``mixed``      as generated, batch share 1 (delay-tolerant calls take any free slot)
+   ``mixed-nice`` as ``mixed``, with ``--batch-nice 19`` (delay-tolerant calls yield the cores)
    ``mixed-capped`` as generated, ``--batch-share`` ``--share``
    ``all-now``    every call latency-sensitive (tolerance 0): utilisation without delay tolerance
    Reported: the latency-sensitive calls' wait p50/p99 (target: mixed p99 ≤ 1.2× ls-alone's, or
@@ -145,6 +146,7 @@ def variant(calls: list[Call], *, keep: str) -> list[Call]:
 # ------------------------------------------------------------------------------------------------ a run
 def run_phase(name: str, calls: list[Call], share: float, drain_s: float, grace_wait: bool) -> dict[str, Any]:
     os.environ["GRANNY_BATCH_SHARE"] = str(share)  # the planner LocalCluster starts inherits it
+    os.environ["GRANNY_BATCH_NICE"] = str(NICE.get(name, 0))
     started = time.perf_counter()
     cluster = LocalCluster(workers=1, slots=SLOTS, granule_user="same", log_level="ERROR")
     try:
@@ -185,6 +187,50 @@ def run_phase(name: str, calls: list[Call], share: float, drain_s: float, grace_
     finally:
         cluster.stop()
     return summarise(name, calls, share, counters, late)
+
+
+ROUND_ROBIN = ("ls-alone", "mixed", "mixed-nice", "mixed-capped", "all-now")
+NICE = {"mixed-nice": 19}  # phases whose planner runs delay-tolerant calls at this nice (--batch-nice)
+
+
+def run_rounds(trace: list[Call], rounds: int, share: float, names: list[str], grace_wait: bool
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, list[list[Any]]]]:
+    """The mixed phases, part by part (see --rounds); each phase's figures pooled over its parts."""
+    span = trace[-1].at
+    parts = [[c for c in trace if r * span / rounds <= c.at < (r + 1) * span / rounds or (r == rounds - 1 and c.at == span)]
+             for r in range(rounds)]
+    keep = {"ls-alone": ("ls", 1.0, 30.0), "mixed": ("all", 1.0, 90.0), "mixed-nice": ("all", 1.0, 90.0),
+            "mixed-capped": ("all", share, 90.0),
+            "all-now": ("now", 1.0, 90.0)}
+    pooled: dict[str, list[Call]] = {k: [] for k in names}
+    per: dict[str, list[dict[str, Any]]] = {k: [] for k in names}
+    for r, part in enumerate(parts):
+        base = part[0].at if part else 0.0
+        for name in names:
+            how, sh, drain = keep[name]
+            calls = [Call(c.at - base, c.ms, c.tol) for c in variant(part, keep=how)]
+            if not calls:
+                continue
+            print(f"[dfaas] {name:12s} part {r + 1}/{rounds}: {len(calls)} calls, load {H.loadavg()} ...", end="",
+                  file=sys.stderr, flush=True)
+            one = run_phase(name, calls, sh, drain, grace_wait)
+            print(f" LS p99 {ms(one['ls_wait_p99_s'])}", file=sys.stderr)
+            per[name].append(one)
+            pooled[name] += calls
+    res: dict[str, dict[str, Any]] = {}
+    for name in names:
+        counters: dict[str, int] = {}
+        for one in per[name]:
+            for k, v in one["counters"].items():
+                counters[k] = counters.get(k, 0) + v
+        r = summarise(name, pooled[name], keep[name][1], counters, max(o["submit_lag_s"] for o in per[name]))
+        busy, wall = sum(o["busy_slot_s"] for o in per[name]), sum(o["wall_s"] for o in per[name])
+        r.update(busy_slot_s=busy, wall_s=wall, utilisation=busy / (SLOTS * wall) if wall else None,
+                 peak_slots=max(o["peak_slots"] for o in per[name]),
+                 peak_1s_mean_slots=max(o["peak_1s_mean_slots"] for o in per[name]), rounds=rounds)
+        res[name] = r
+    dumps = {k: [[c.at, c.ms, c.tol, c.submitted, c.start, c.end, c.received, c.error] for c in v] for k, v in pooled.items()}
+    return res, dumps
 
 
 def settled(client: Any, n: int) -> dict[str, int]:
@@ -276,7 +322,7 @@ def report(res: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> str:
            f"{cfg['load_start']} at the start, {cfg['load_end']} at the end (a shared machine). "
            "Every phase on a fresh 1-worker, 2-slot cluster; calls are 1–20 ms busy loops; waits and "
            "busy times come from `time.time()` stamps taken inside the calls.\n"]
-    mixed = [k for k in ("ls-alone", "mixed", "mixed-capped", "all-now", "overload") if k in res]
+    mixed = [k for k in ("ls-alone", "mixed", "mixed-nice", "mixed-capped", "all-now", "overload") if k in res]
     if mixed:
         ref = res.get("ls-alone", {}).get("ls_wait_p99_s")
         out.append(f"## Mixed trace: {cfg['n']} calls, 20 % latency-sensitive, load {cfg['load']:.0%} of 2 slots\n")
@@ -292,7 +338,7 @@ def report(res: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> str:
                 f"{c.get('met', 0)} / {c.get('missed', 0)} / {r['refused']}" + (" ✅" if c.get("missed", 0) == 0 and
                                                                                  r["missed_by_client_clock"] == 0 else " ❌"))
             rows.append([f"`{k}`", f"{r['share']:g}", f"{r['ran']}/{r['calls']}", ms(r["ls_wait_p50_s"]), ms(p99), vs,
-                         dl, f"{c.get('delayed', 0)} / {c.get('promoted', 0)}" if k in ("mixed", "mixed-capped", "overload") else "–",
+                         dl, f"{c.get('delayed', 0)} / {c.get('promoted', 0)}" if k in ("mixed", "mixed-nice", "mixed-capped", "overload") else "–",
                          f"{r['utilisation']:.1%}" if r["utilisation"] is not None else "–", f"{r['wall_s']:.1f} s",
                          str(r["stuck"] + r["failed"])])
         out.append(H.md_table(["phase", "batch share", "ran / calls", "LS wait p50", "LS wait p99",
@@ -302,7 +348,7 @@ def report(res: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> str:
                    "offsets, in every phase). *met / missed* are the planner's counters (deadline calls and "
                    "whenever calls); a miss is also checked here on the client's clock (result received after "
                    "submit + tolerance): "
-                   + ", ".join(f"`{k}` {res[k]['missed_by_client_clock']}" for k in mixed if k in ("mixed", "mixed-capped", "overload"))
+                   + ", ".join(f"`{k}` {res[k]['missed_by_client_clock']}" for k in mixed if k in ("mixed", "mixed-nice", "mixed-capped", "overload"))
                    + ". *Utilisation* = Σ(end − start) ÷ (2 slots × wall), wall = first submit → last end: with "
                    "the same arrivals, delay tolerance changes when the work runs, not how much there is, so it "
                    "moves only as far as the wall moves (the `-1` calls may run after the last arrival). "
@@ -348,6 +394,10 @@ def main() -> int:
     ap.add_argument("--no-grace-wait", action="store_true",
                     help="start the trace right after the warm-up, inside the planner's 3 s restart grace "
                          "(shows the defect described in run_phase)")
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("DFAAS_ROUNDS", "1")),
+                    help="split the mixed trace into this many consecutive parts and run the mixed phases "
+                         "round-robin, part by part (each on a fresh cluster), pooling each phase's calls: on a "
+                         "shared machine every phase then sees the same spells of outside load (default 1)")
     ap.add_argument("--dump", default="", help="also write every call's stamps to this JSON file (analysis)")
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -365,6 +415,7 @@ def main() -> int:
         trace = mixed_trace(args.n, args.load, random.Random(args.seed))
         plan += [("ls-alone", variant(trace, keep="ls"), 1.0, 30.0),
                  ("mixed", variant(trace, keep="all"), 1.0, 90.0),
+                 ("mixed-nice", variant(trace, keep="all"), 1.0, 90.0),
                  ("mixed-capped", variant(trace, keep="all"), args.share, 90.0),
                  ("all-now", variant(trace, keep="now"), 1.0, 90.0)]
         # Overload: more work than the slots can do, and deadlines of 2-5 s: admission has to refuse and
@@ -378,6 +429,10 @@ def main() -> int:
                  ("uncapped", variant(trace, keep="all"), 1.0, 60.0)]
     res: dict[str, dict[str, Any]] = {}
     dumps: dict[str, list[list[Any]]] = {}
+    if args.rounds > 1 and "mixed" in only:
+        plan = [p for p in plan if p[0] not in ROUND_ROBIN or (want and p[0] not in want)]
+        res, dumps = run_rounds(mixed_trace(args.n, args.load, random.Random(args.seed)), args.rounds, args.share,
+                                [k for k in ROUND_ROBIN if not want or k in want], not args.no_grace_wait)
     for name, calls, share, drain in plan:
         if want and name not in want:
             continue

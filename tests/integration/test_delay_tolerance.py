@@ -222,3 +222,47 @@ def test_with_batch_nice_delay_tolerant_calls_run_niced_and_the_granule_goes_bac
             assert nice_after == 0 and pid_after == pid  # the same granule, back at full priority
     finally:
         cluster.stop()
+
+
+def stepwise(log: str, start: int, total: int, acc: int) -> int:
+    """``total`` steps of busy work with a migration point after each: its result depends on every step."""
+    import os
+    import time
+
+    import granny
+
+    with open(log, "a") as fh:
+        fh.write(f"{os.getpid()} {start}\n")
+    for i in range(start, total):
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            pass
+        acc = (acc * 31 + i) % 1_000_003
+        with open(log + ".step", "w") as fh:
+            fh.write(str(i))
+        granny.migration_point(stepwise, log, i + 1, total, acc)
+    return acc
+
+
+def test_a_call_at_a_migration_point_is_frozen_for_latency_sensitive_work_and_resumes_from_there(
+        tmp_path: Path) -> None:
+    undisturbed = stepwise(str(tmp_path / "here"), 0, 40, 7)  # outside a granule its points return at once
+    log = tmp_path / "runs"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            background = client.options(delay_tolerance=120).submit(stepwise, str(log), 0, 40, 7)
+            step = Path(str(log) + ".step")
+            # Past its second point the planner knows how far apart its points come.
+            wait_for(lambda: step.exists() and step.read_text() and int(step.read_text()) >= 3, timeout=60,
+                     what="the background call past its first points")
+            assert client.submit(pow, 3, 3).result(timeout=60) == 27  # it did not wait 2 s behind the other
+            assert background.result(timeout=60) == undisturbed
+            runs = [line.split() for line in log.read_text().splitlines()]
+            assert len(runs) == 2 and runs[0][0] != runs[1][0], runs  # resumed in another process ...
+            assert 3 < int(runs[1][1]) < 40, runs  # ... from the step it was frozen at, not from the start
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 1 and c, timeout=30,
+                              what="the deadline counted")
+            assert counts["frozen"] == 1 and counts.get("preempted", 0) == 0 and counts.get("paused", 0) == 0, counts
+    finally:
+        cluster.stop()

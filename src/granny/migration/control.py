@@ -1,6 +1,7 @@
 """What a migration point needs from the process it runs in (the granule provides it).
 
-Outside a granule of an MPI world nothing is set, and a migration point does nothing.
+Outside a granule nothing is set, and a migration point does nothing. In a plain function call (not an
+MPI world) the control is the call's own: the planner may freeze the call there (see migration.point).
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ class Order:
     checkpoint: int = 0  # every rank saves its state to the planner as this checkpoint, and goes on
 
 
-class Control(Protocol):
+class PointControl(Protocol):
+    """What every migration point needs: a plain call's control has only this (worker/call_ctl.py)."""
+
     gen: int  # the world's generation (how many times it was rebuilt)
+    plain: bool  # a plain function call's control (no MPI world; see migration.point._plain)
 
     def should_ask(self) -> bool:
         """Rank 0: has the planner hinted that the world would gain from moving (or never been asked)?"""
@@ -36,6 +40,13 @@ class Control(Protocol):
     def served(self, gen: int, ip: str, port: int, key: bytes, nbytes: int, checkpoint: int = 0) -> None:
         """A moving (or checkpointing) rank: tell the planner where its packed state waits."""
 
+    def route_ip(self) -> str:
+        """The address other hosts reach this one at."""
+
+
+class Control(PointControl, Protocol):
+    """An MPI rank's control (worker/migrate_ctl.py)."""
+
     def checkpointed(self) -> None:
         """Rank 0: a checkpoint was taken (the cadence counts from now)."""
 
@@ -43,9 +54,6 @@ class Control(Protocol):
         """The rendezvous of generation ``gen`` of this rank's world."""
 
     def world_id(self, gen: int) -> str: ...
-
-    def route_ip(self) -> str:
-        """The address other hosts reach this one at."""
 
 
 class MigratedAway(BaseException):  # noqa: N818 - it is not an error: the rank goes on elsewhere
@@ -58,12 +66,12 @@ class MigratedAway(BaseException):  # noqa: N818 - it is not an error: the rank 
         self.gen, self.target = gen, target
 
 
-_current: list[Control | None] = [None]
+_current: list[PointControl | None] = [None]
 
 
-def set_current(control: Control | None) -> None:
+def set_current(control: PointControl | None) -> None:
     _current[0] = control
 
 
-def current() -> Control | None:
+def current() -> PointControl | None:
     return _current[0]

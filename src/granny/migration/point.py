@@ -19,7 +19,7 @@ Theory of operation
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..mpi import runtime
 from . import control, ship
@@ -33,12 +33,21 @@ def migration_point(resume: Callable[..., Any], *args: Any) -> None:
     step). Returns when this rank stays; when it moves, this process ends here and ``resume(*args)`` runs
     as the same rank on the new host (its return value is the rank's result, as the program's would be).
 
-    Outside an MPI granule (a plain ``python prog.py``, a function call, a parallel region) it returns."""
-    ctl = control.current()
-    if ctl is None or not runtime.configured():
+    In a function call run by a granule, the planner may freeze the call here to take its slot (a
+    delay-tolerant call, see planner/freezing.py): the call ends here and ``resume(*args)`` runs later,
+    its return value being the call's result. Elsewhere (a plain ``python prog.py``, a parallel region) it
+    returns."""
+    point = control.current()
+    if point is None:
         return
     if not callable(resume):
         raise TypeError(f"migration_point needs a callable to resume with, got {type(resume).__name__}")
+    if point.plain:
+        _plain(point, resume, args)
+        return
+    if not runtime.configured():
+        return
+    ctl = cast(control.Control, point)
     from ..mpi import win
 
     win.check_none_open()  # before anything collective: every rank with a window fails the same way
@@ -77,6 +86,19 @@ def migration_point(resume: Callable[..., Any], *args: Any) -> None:
     if size > 1:
         world.Barrier()  # every same-host peer has mapped this rank's new inbox ...
     runtime.get().world.fabric.unlink()  # ... so its name can go
+
+
+def _plain(ctl: control.PointControl, resume: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """A function call's point: asking costs a round trip, so the control asks only when it must."""
+    if not ctl.should_ask():
+        return
+    order = ctl.ask(True, "")
+    if order.freeze:
+        data, buffers = ship.pack(resume, args, {"gen": order.gen})
+        server = ship.Server(ctl.route_ip())
+        ctl.served(order.gen, server.ip, server.port, server.key, len(data) + sum(b.nbytes for b in buffers))
+        server.serve(data, buffers)
+        raise MigratedAway(order.gen, "the planner's store (frozen)")
 
 
 def _quiescent(world: Any) -> tuple[bool, str]:

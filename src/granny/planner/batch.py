@@ -26,7 +26,7 @@ import heapq
 import math
 from typing import Protocol, cast
 
-from . import fusion, pausing
+from . import edf_bound, freezing, fusion, pausing, prefetch
 from .batch_queue import MARGIN, Delayed
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
@@ -45,6 +45,9 @@ class BatchState(BatchedState, Protocol):
     def fail_waiting(self, req_id: str, index: int, kind: str, message: str) -> list[Action]: ...
 
     def _unprefetch(self, granule: Granule, key: tuple[str, int], requeue: bool = True) -> list[Action]: ...
+
+    @property
+    def migrations(self) -> freezing.MigrationsSeen: ...
 
 
 class BatchEvents:
@@ -81,6 +84,8 @@ class BatchEvents:
         before = len(st.queue)
         promote(st, now)
         actions = pausing.resume(st, force=True) if st.batch.paused else []  # latest resume times that came
+        if st.batch.freezing and freezing.overdue(st, now):
+            return actions + st.schedule()
         return actions + (st.schedule() if len(st.queue) != before else [])
 
 
@@ -130,6 +135,8 @@ def refusal(st: BatchState, new: Delayed, tolerance: float) -> str:
         return (f"the call needs about {own:.3g}s (its observed runtime) but its deadline is {tolerance:g}s away: "
                 "it cannot be met")
     slots = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive and h.host_id not in st.evicting)))
+    if edf_bound.admits(st, new, own, slots, MARGIN):  # O(functions + granules): most calls stop here
+        return ""
     busy = sorted(max(b.now, d.started + b.estimate(d.key) - d.ran) for d in b.known.values() if d.started is not None)
     free = sorted((busy + [b.now] * slots)[:slots]) if len(busy) < slots else busy[:slots]
     for d in sorted([*b.waiting, new]):
@@ -147,7 +154,8 @@ def place(st: BatchState) -> list[Action]:
     """Start waiting calls, earliest deadline first, in the slots left free (up to the share cap)."""
     b = st.batch
     cap = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive)))
-    actions: list[Action] = pausing.resume(st) if b.paused else []  # paused calls first: they hold deadlines
+    actions: list[Action] = prefetch.take_back(st)  # latency-sensitive calls prefetched behind others come first
+    actions += pausing.resume(st) if b.paused else []  # paused calls next: they hold deadlines
     while b.waiting:
         d = b.waiting[0]
         room = fusion.with_room(st, d) if d.fuse and b.fused else None
@@ -202,13 +210,16 @@ def preempt_for(st: BatchState, req: Request, needed: int) -> list[Action]:
     candidates = []
     for rid, d in b.known.items():
         other = st.requests.get(rid)
-        if (other is None or not other.restartable or d.started is None or d.granule or rid in b.paused
+        if (other is None or not other.restartable or d.started is None or d.granule or rid in b.paused or rid in b.freezing
                 or other.tasks[0].state is not TaskState.RUNNING):
             continue
         slack = d.deadline - b.now - 2 * b.estimate(d.key) - MARGIN
         if slack >= 0:
             candidates.append((slack, d.seq, rid))
     free = sum(max(0, min(h.slots - h.busy(), len(h.idle()))) for h in st.hosts.values() if h.alive)
+    if free < needed and b.points and (hinted := freezing.hint(st, needed - free)):  # first choice: freeze
+        b.preempted_for.add(req.req_id)
+        return hinted
     if not candidates or len(candidates) + free < needed:
         if req.n == 1 and not req.hosts and not req.gang and free < needed:  # the last resort (pausing.py)
             b.preempted_for.add(req.req_id)
@@ -227,7 +238,7 @@ def preempt_for(st: BatchState, req: Request, needed: int) -> list[Action]:
         task.state = transition(TASK_TRANSITIONS, task.state, TaskEvent.REQUEUE, rid)
         task.granule_id = task.host_id = ""
         d = b.known[rid]
-        d.started = None
+        d.started, d.ran = None, 0.0  # it runs again from the start
         bisect.insort(b.waiting, d)
         b.counts["preempted"] += 1
         d.preemptions += 1
@@ -238,7 +249,7 @@ def promote(st: BatchState, now: float) -> None:
     """Calls whose latest start has come go to the head of the FIFO queue: their deadline comes first now."""
     b = st.batch
     b.now = max(b.now, now)
-    due = [d for d in b.waiting if b.latest_start(d) <= now]
+    due = [d for d in b._first_due(now) if b.latest_start(d) <= now]
     for d in sorted(due, reverse=True):  # the earliest deadline ends up first
         b.waiting.remove(d)
         d.started, d.promoted = now, True  # counted as running from now on (it is placed before any other work)
@@ -258,6 +269,7 @@ def ended(st: BatchState, req_id: str) -> list[Action]:
     if d.granule:
         fusion.ended(st, d)
     actions = pausing.continue_(st, req_id) if req_id in b.paused else []
+    actions += freezing.ended(st, req_id) if b.points else []
     req = st.requests.get(req_id)
     if req is None or any(t.state is not TaskState.SUCCEEDED for t in req.tasks):
         b.counts["failed"] += 1

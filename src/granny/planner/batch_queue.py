@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, SupportsIndex
 
 DEFAULT_CAP = 32  # calls in flight on one fused granule (Config.fusion_cap; see fusion.py)
 SAFETY = 2.0  # a resumed call is given this many times its remaining runtime before its deadline (pausing.py)
@@ -34,10 +35,52 @@ class Delayed:
     preemptions: int = field(default=0, compare=False)  # times it was stopped (restarted) or paused for other work
 
 
+class EdfQueue(list[Delayed]):
+    """The batch queue (a list kept in deadline order by its users), counting its finite-deadline calls
+    per function. bisect.insort uses ``insert`` on a list subclass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finite: Counter[str] = Counter()
+
+    def _count(self, d: Delayed, by: int) -> None:
+        if math.isfinite(d.deadline):
+            self.finite[d.key] += by
+            if not self.finite[d.key]:
+                del self.finite[d.key]
+
+    def insert(self, index: SupportsIndex, d: Delayed) -> None:
+        super().insert(index, d)
+        self._count(d, 1)
+
+    def append(self, d: Delayed) -> None:
+        super().append(d)
+        self._count(d, 1)
+
+    def pop(self, index: SupportsIndex = -1) -> Delayed:
+        d = super().pop(index)
+        self._count(d, -1)
+        return d
+
+    def remove(self, d: Delayed) -> None:
+        super().remove(d)
+        self._count(d, -1)
+
+    def clear(self) -> None:
+        super().clear()
+        self.finite.clear()
+
+    def __setitem__(self, *_: Any) -> None:  # noqa: D105 - every change goes through the methods above
+        raise TypeError("EdfQueue is changed by insert/append/pop/remove/clear only")
+
+    def __delitem__(self, *_: Any) -> None:  # noqa: D105
+        raise TypeError("EdfQueue is changed by insert/append/pop/remove/clear only")
+
+
 class Batch:
     def __init__(self, share: float = 1.0) -> None:
         self.share = share
-        self.waiting: list[Delayed] = []  # earliest deadline first
+        self.waiting: list[Delayed] = EdfQueue()  # earliest deadline first
         self.known: dict[str, Delayed] = {}  # every delay-tolerant request not ended yet (waiting or running)
         self.keys: set[str] = set()  # functions ever called delay-tolerant: their runtimes are observed
         self.runtimes: dict[str, float] = {}
@@ -51,6 +94,8 @@ class Batch:
         self.paused: dict[str, str] = {}  # paused calls (request -> granule), see pausing.py
         self.restored: dict[str, Delayed] = {}  # journaled calls of a planner restart, until its grace ends
         self.journaled: dict[str, float] = {}  # the runtime estimates last written to the journal (deadlines.py)
+        self.points: dict[str, float] = {}  # running calls with migration points -> seconds between them (freezing.py)
+        self.freezing: dict[str, tuple[str, float]] = {}  # hinted to freeze at their next point -> (granule, by when)
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -60,12 +105,27 @@ class Batch:
         self.runtimes[key] = seconds if old is None else (1 - ALPHA) * old + ALPHA * seconds
 
     def latest_start(self, d: Delayed) -> float:
-        return d.deadline - self.estimate(d.key) - MARGIN
+        return d.deadline - max(0.0, self.estimate(d.key) - d.ran) - MARGIN  # ran: before it was frozen
 
     def next_deadline(self) -> float | None:
-        starts = [self.latest_start(d) for d in self.waiting if math.isfinite(d.deadline)]
+        starts = [self.latest_start(d) for d in self._first_due(math.inf)]
         resumes = next_resume(self) if self.paused else None
+        starts += [by or self.now for _, by in self.freezing.values()]  # not frozen by then: passed over (freezing.py)
         return min([*starts, resumes] if resumes is not None else starts, default=None)
+
+    def _first_due(self, until: float) -> list[Delayed]:
+        """The waiting calls (in deadline order) up to the first whose deadline shows that neither it nor
+        any later call can have a latest start before min(``until``, the earliest latest start so far):
+        latest starts are at least deadline - the longest estimate - MARGIN. Usually a few calls, not the queue."""
+        longest = max((self.estimate(k) for k in getattr(self.waiting, "finite", self.keys)), default=0.0)
+        out: list[Delayed] = []
+        bound = until
+        for d in self.waiting:
+            if not math.isfinite(d.deadline) or d.deadline - longest - MARGIN > bound:
+                break
+            out.append(d)
+            bound = min(bound, self.latest_start(d)) if until == math.inf else bound
+        return out
 
     def running(self) -> int:
         """Slots taken by delay-tolerant calls: a fused granule's calls take one between them."""

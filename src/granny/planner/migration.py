@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from . import freezing
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
 from .policies.base import GranuleMove
@@ -50,6 +51,7 @@ from .records import (
 from .views_policy import cluster_view, migration_view, queue_of, world_view
 
 if TYPE_CHECKING:
+    from .batch_queue import Batch
     from .eviction import Evictions
 
 HISTORY = 50  # completed migrations kept per world (for `granny status`)
@@ -62,12 +64,15 @@ class MigrationState(StateCore, Protocol):
 
     migrations: Migrations
     evictions: Evictions
+    batch: Batch
 
     def fail_task(self, req_id: str, index: int, fail: Fail | None) -> list[Action]: ...
 
     def world_decision(self, req_id: str, now: float = 0.0, cold: bool = False) -> MigrationDecision: ...
 
     def _full(self) -> bool: ...
+
+    def delay_tolerant(self, req_id: str) -> bool: ...
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -144,6 +149,11 @@ class MigrationPoints:
                     checkpoint: bool = False, interval: float = 0.0) -> list[Action]:
         """Rank 0 of a world at a migration point asks whether to move (see :func:`ask`); ``interval``:
         seconds since its previous point (0: not known)."""
+        req = self._st().requests.get(req_id)
+        if req is not None and not req.gang:  # a plain call: frozen or not (freezing.py)
+            why = freezing.asked(self._st(), granule_id, req_id, interval)
+            return freeze(self._st(), granule_id, req_id, "latency-sensitive work takes its slot", now) if not why else [
+                MigrateAnswer(granule_id, req_id, self._st().migrations.gen(req_id), (), why)]
         if interval > 0 and req_id in self._st().requests:
             self._st().migrations.intervals[req_id] = interval
         return ask(self._st(), granule_id, req_id, gen, ready, why, now, checkpoint)
@@ -307,9 +317,12 @@ def stored(st: MigrationState, req_id: str, index: int, gen: int, error: str, no
             task.granule_id = task.host_id = ""
     req.frozen = gen
     m.frozen_at[req_id] = now
-    if req_id in st.queue:
-        st.queue.remove(req_id)
-    st.queue.appendleft(req_id)  # ahead of newer work: it thaws as soon as it fits
+    if st.delay_tolerant(req_id):  # a plain call: back in the batch queue, with its deadline
+        freezing.requeue(st, req_id, now)
+    else:
+        if req_id in st.queue:
+            st.queue.remove(req_id)
+        st.queue.appendleft(req_id)  # ahead of newer work: it thaws as soon as it fits
     m.counts["frozen"] += 1
     seconds = now - flight.started
     text = f"frozen: the state of all {req.n} ranks is stored ({seconds * 1000:.0f} ms); it thaws when it fits"

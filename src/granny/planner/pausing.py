@@ -10,7 +10,7 @@ Theory of operation
   another granule (the host's worker forks a spare if none is idle, and keeps it), and whatever
   the call was doing with the outside world stalls with it (a peer may time out).
 - Order of preference when latency-sensitive work finds no free slot (batch.preempt_for): freeze a
-  call at a migration point (not available to plain calls yet), restart a restartable call, and
+  call at a migration point (freezing.py), restart a restartable call, and
   pause only as the last resort. Fused granules are never paused (every call in them would stop).
 - A paused call's granule lends its slot out, as a granule waiting on its own sub-calls does
   (``Granule.waiting``): the host's busy count leaves it out, and the latency-sensitive call is
@@ -45,7 +45,7 @@ def pause_for(st: BatchedState, req: Request, needed: int) -> list[Action]:
     candidates: list[tuple[float, int, str]] = []
     for rid, d in b.known.items():
         other = st.requests.get(rid)
-        if (other is None or d.started is None or d.granule or rid in b.paused
+        if (other is None or d.started is None or d.granule or rid in b.paused or rid in b.freezing
                 or other.tasks[0].state is not TaskState.RUNNING):
             continue
         granule = st.granules.get(other.tasks[0].granule_id)

@@ -288,6 +288,10 @@ class MigrateMove(msgspec.Struct, omit_defaults=True):
     target: str
 
 
+# MigrateOrder.reason to a plain call the planner will never freeze (not delay-tolerant): it stops asking.
+NOT_PREEMPTIBLE = "not a delay-tolerant call: never frozen"
+
+
 class MigrateOrder(_Msg, tag="migrate_order"):
     """The planner's answer to a MigrateAsk: ``moves`` (none: stay), into world generation ``gen``."""
 

@@ -46,7 +46,7 @@ from ..transport.lane import COPY_MAX, LaneDialer
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
-from . import fused, niceness, task_end
+from . import call_ctl, fused, niceness, task_end
 from .capture import FdCapture
 from .granule_user import set_dumpable
 from .outbox import Link
@@ -93,6 +93,7 @@ class Granule:
         self._env: tuple[str, int, int] = ("", -1, -1)
         self.capture = FdCapture()
         self.stdin_frames: deque[Stdin] = deque()
+        self.deferred: deque[tuple[Any, memoryview, int]] = deque()  # frames a call's migration point read (call_ctl)
         self.exited_cleanly = False  # the last script ended by sys.exit() (not MPI.Abort, not a crash)
         self.lanes = LaneDialer(granule_id)
         self.link = Link(self._connect, granule_id)
@@ -128,7 +129,7 @@ class Granule:
             # so a Skip for a prefetched task is seen before that task starts. (A task sent to
             # an idle granule cannot be skipped: no need for the syscall that looks.)
             while not runs or runs[0][0].prefetched:
-                frame = link.poll(wait=not runs)
+                frame = self.deferred.popleft() if self.deferred else link.poll(wait=not runs)
                 if frame is None:
                     break
                 msg, body, gen = frame
@@ -152,7 +153,7 @@ class Granule:
             done.retiring = not niceness.leave(before) or done.retiring
             # The lane saves a hop when calls come one at a time. In a stream (this task waited
             # behind another, or more wait behind it) the planner's batching serves throughput better.
-            if run.reply_to and not run.prefetched and not runs and self._hand_over(run, done, segments):
+            if run.reply_to and not run.prefetched and not runs and not done.moved and self._hand_over(run, done, segments):
                 done.delivered = True
                 if sum(done.segs) > COPY_MAX:
                     segments = []  # the client has it; the planner journals only the record
@@ -197,7 +198,7 @@ class Granule:
 
     def _run_kind(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
         if not run.mpi:
-            return self._run_plain(run, segs)
+            return self._run_call(run, segs) if run.kind is not Kind.SCRIPT else self._run_plain(run, segs)
         from ..migration import control
         from ..mpi import runtime, shim
         from .migrate_ctl import GranuleControl
@@ -226,6 +227,28 @@ class Granule:
             runtime.shutdown()
         done.retiring = True  # its MPI state (world, shim, module globals) must not leak into other work
         return done, payload
+
+    def _run_call(self, run: Run, segs: list[memoryview]) -> tuple[Done, list[Buffer]]:
+        """A function call, with a control for its migration points: the planner may freeze it at one
+        (worker/call_ctl.py); a frozen call (``run.resume_from``) runs ``resume(*args)`` from the store."""
+        from ..migration import control
+
+        ctl = call_ctl.PlainControl(self, run)
+        control.set_current(ctl)
+        try:
+            if not run.resume_from:
+                return self._run_plain(run, segs)
+            try:
+                resume, args = call_ctl.thaw(self, run)
+            except BaseException as exc:  # noqa: BLE001 - a call that cannot resume fails, with the reason
+                return _error_done(run, exc, limit=run.memory_limit)
+            return self._call(run, lambda: resume(*args))
+        except MigratedAway:
+            # Frozen: it goes on from the planner's store. A fresh fork takes the next task (the call's
+            # stack was unwound by an exception its code may have seen in ``finally`` blocks).
+            return Done(req_id=run.req_id, index=run.index, status=Status.OK, moved=True, retiring=True), []
+        finally:
+            control.set_current(None)
 
     def _run_resumed(self, run: Run) -> tuple[Done, list[Buffer]]:
         """A rank that migrated here: pull its state, join the world's new generation, run ``resume(*args)``.

@@ -31,6 +31,8 @@ class LinkedGranule(Protocol):
 
 
 class GranuleControl:
+    plain = False
+
     def __init__(self, granule: LinkedGranule, run: Run, ip: str) -> None:
         self.granule, self.run, self.ip = granule, run, ip
         self.gen = run.gen
