@@ -165,3 +165,18 @@ def test_a_world_at_its_last_point_before_the_deadline_freezes_rather_than_wait_
     assert not stay.freeze and of(early, Hint) == [Hint(gids[0], "w")]  # asked again at its next point
     (last,) = of(s.migrate_ask(gids[0], "w", 0, True, "", now=8.5, interval=0.5), MigrateAnswer)
     assert last.freeze, last.reason
+
+
+def test_under_bin_pack_a_world_on_a_host_under_notice_is_not_asked_again_at_every_point() -> None:
+    # Only the spot policy moves a world off such a host; under bin-pack another ask would only cost a round trip.
+    s = PlannerState(TIMEOUT)
+    add_host(s, "h2", 2)
+    add_host(s, "h1", 2)
+    s.submit("w", "app", 2, app_kind="script", gang=True, hosts=(("h2", 2),))
+    gids = {i: t.granule_id for i, t in enumerate(s.requests["w"].tasks)}
+    for i in range(2):
+        s.mpi_join(gids[i], "w", i, addr(i, "h2"))
+    of(s.migrate_ask(gids[0], "w", 0, True, "", now=0.5), MigrateAnswer)
+    s.evict("h2", 1.0, 10.0)
+    stayed = s.migrate_ask(gids[0], "w", 0, True, "", now=2.0, interval=0.5)
+    assert of(stayed, MigrateAnswer)[0].moves == () and of(stayed, Hint) == []

@@ -274,8 +274,9 @@ def _last_point(st: MigrationState, req: Request, now: float) -> bool:
 
 def _ask_again(st: MigrationState, req: Request) -> list[Action]:
     """A world that stays on a host under an eviction notice is hinted at once, so that it asks again at
-    its next point: the spot policy keeps it there until its last point before the deadline."""
-    if not any(t.host_id in st.evicting for t in req.tasks):
+    its next point: the spot policy keeps it there until its last point before the deadline. (The other
+    policies never move a world off such a host: asking at every point would only slow it down.)"""
+    if not isinstance(st.policy, Spot) or not any(t.host_id in st.evicting for t in req.tasks):
         return []
     st.migrations.hinted.add(req.req_id)
     return [Hint(req.tasks[0].granule_id, req.req_id)]
