@@ -512,7 +512,7 @@ def make_segment_and_die(note: str) -> None:
 def test_reaper_removes_what_its_killed_granule_left(gclient: granny.Client, tmp_path: Path) -> None:
     """A granule's segments carry its worker's tag, and the worker's sweep removes what a killed
     granule left behind. That the sweep leaves every other stale segment alone (another worker's, a
-    client's, a look-alike) is tests/unit/test_reaper.py's: on this shared machine other clusters'
+    client's, a look-alike) is tests/unit/worker/test_reaper.py's: on this shared machine other clusters'
     workers sweep /dev/shm too, so a foreign file's fate here would not say what *this* worker did."""
     note = tmp_path / "segment"
     with pytest.raises(granny.GrannyError):
