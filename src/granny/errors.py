@@ -20,6 +20,9 @@
     │   └── PeerLostError      another rank of the world vanished (a consequence, not a cause)
     ├── InvalidTransitionError an illegal (state, event) pair in a lifecycle table
     └── TestbedError           a testbed could not be built, changed or torn down
+
+    NotImplementedMpi          an MPI call granny lacks: a NotImplementedError and an AttributeError, as
+                               mpi4py code expects, so outside GrannyError
 """
 
 from __future__ import annotations
@@ -134,6 +137,10 @@ class PeerLostError(MpiError):
     """A rank on another host closed its stream without saying goodbye: it died, or its host did.
 
     When an app fails, the client reports the failure that caused this one, not this one."""
+
+
+class NotImplementedMpi(NotImplementedError, AttributeError):
+    """An MPI call granny does not implement (also an AttributeError, so ``hasattr`` says False)."""
 
 
 class TestbedError(GrannyError):

@@ -11,14 +11,14 @@ import socket as _socket
 import time as _time
 from typing import Any
 
-from ..errors import MpiError
+from ..errors import MpiError, NotImplementedMpi
 from . import constants as _c
 from . import datatypes as _dt
 from . import ops as _ops
 from . import rma_apply as _rma_apply
 from . import runtime as _runtime
 from .buffers import BOTTOM, IN_PLACE
-from .comm import COMM_NULL, Comm, Intracomm, NotImplementedMpi
+from .comm import COMM_NULL, Comm, Intracomm
 from .constants import *  # noqa: F403 - mpi4py's flat namespace of constants
 from .datatypes import Datatype
 from .group import INFO_ENV, INFO_NULL, Group, Info

@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-from ..errors import MpiError
+from ..errors import MpiError, NotImplementedMpi
 from . import runtime, shmcoll
 from .argcheck import as_int, index_list
 from .collectives import Collectives
@@ -32,10 +32,6 @@ from .p2p_api import Prequest as Prequest
 from .request import Request, completed_request
 
 IDENT, CONGRUENT, SIMILAR, UNEQUAL = 0, 1, 2, 3
-
-
-class NotImplementedMpi(NotImplementedError, AttributeError):
-    """An MPI call granny does not implement (also an AttributeError, so ``hasattr`` says False)."""
 
 
 _KNOWN_MISSING = {

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import NotImplementedMpi
 from .constants import (
     COMBINER_NAMED,
     ERR_ARG,
@@ -47,8 +48,6 @@ _MISSING = frozenset({
 
 
 def _not_implemented(name: str) -> AttributeError:
-    from .comm import NotImplementedMpi  # comm imports this module
-
     return NotImplementedMpi(f"MPI.Datatype.{name} is not implemented by granny")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import MpiError
+from ..errors import MpiError, NotImplementedMpi
 from .p2p import Engine, RecvReq, SendReq, _AllDone, _AnyDone
 from .status import UNDEFINED as UNDEFINED
 from .status import Status as Status
@@ -29,8 +29,6 @@ ERR_REQUEST = 7
 
 
 def _missing(what: str) -> Exception:
-    from .comm import NotImplementedMpi  # comm imports this module
-
     return NotImplementedMpi(f"MPI.{what} is not implemented by granny")
 
 
