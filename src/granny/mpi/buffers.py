@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import foreign
+from .datatypes import BYTE, TYPECODES, Datatype, as_datatype, from_numpy
 
 
 class _Constant:
@@ -324,6 +325,3 @@ def parse_vbuffer(spec: Any, size: int, *, readonly: bool, name: str = "buffer")
                              f"a buffer of {length // ext} entries of {dt!r}")
     return VBuf(flat, counts, displs, dt, obj)
 
-
-# Last: datatypes.py re-exports this module's names, so either module may be imported first.
-from .datatypes import BYTE, TYPECODES, Datatype, as_datatype, from_numpy  # noqa: E402

@@ -432,15 +432,3 @@ def as_datatype(spec: Any) -> Datatype:
             raise ValueError(f"cannot map typecode {spec!r} to an MPI datatype") from None
     raise TypeError(f"expecting an MPI.Datatype or a typecode string, got {type(spec).__name__}")
 
-
-# The buffer specifications live in buffers.py; re-exported for code that imports them from here.
-# Imported last, since buffers.py imports this module's names (either module may be imported first).
-from .buffers import BOTTOM as BOTTOM  # noqa: E402
-from .buffers import BUFFER_AUTOMATIC as BUFFER_AUTOMATIC  # noqa: E402
-from .buffers import IN_PLACE as IN_PLACE  # noqa: E402
-from .buffers import Buf as Buf  # noqa: E402
-from .buffers import VBuf as VBuf  # noqa: E402
-from .buffers import buffer_bytes as buffer_bytes  # noqa: E402
-from .buffers import is_in_place as is_in_place  # noqa: E402
-from .buffers import parse_buffer as parse_buffer  # noqa: E402
-from .buffers import parse_vbuffer as parse_vbuffer  # noqa: E402

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import granny.mpi.buffers as B
 import granny.mpi.datatypes as D
 
 
@@ -64,111 +65,111 @@ def test_dup_commit_free_and_pickle() -> None:
     with pytest.raises(NotImplementedError, match="Create_contiguous"):
         D.INT.Create_contiguous(3)
     assert pickle.loads(pickle.dumps(D.INT)) is D.INT
-    assert pickle.loads(pickle.dumps(D.IN_PLACE)) is D.IN_PLACE
-    assert repr(D.IN_PLACE) == "MPI.IN_PLACE" and D.is_in_place(None) and D.is_in_place(D.IN_PLACE)
+    assert pickle.loads(pickle.dumps(B.IN_PLACE)) is B.IN_PLACE
+    assert repr(B.IN_PLACE) == "MPI.IN_PLACE" and B.is_in_place(None) and B.is_in_place(B.IN_PLACE)
 
 
 def test_plain_buffers_infer_datatype() -> None:
-    assert D.parse_buffer(np.zeros(3, "f8"), readonly=True).datatype is D.DOUBLE
-    assert D.parse_buffer(np.zeros(3, "i4"), readonly=True).datatype is D.INT
-    b = D.parse_buffer(b"abcd", readonly=True)
+    assert B.parse_buffer(np.zeros(3, "f8"), readonly=True).datatype is D.DOUBLE
+    assert B.parse_buffer(np.zeros(3, "i4"), readonly=True).datatype is D.INT
+    b = B.parse_buffer(b"abcd", readonly=True)
     assert (b.count, b.datatype, b.nbytes) == (4, D.BYTE, 4)
-    assert D.parse_buffer(bytearray(5), readonly=False).count == 5
-    assert D.parse_buffer(array.array("i", [1, 2, 3]), readonly=True).datatype is D.INT
-    assert D.parse_buffer(np.zeros(2, "i8").data, readonly=True).datatype is D.LONG
-    assert D.parse_buffer(np.zeros((2, 3), order="F"), readonly=False).count == 6
-    n = D.parse_buffer(None, readonly=False)
+    assert B.parse_buffer(bytearray(5), readonly=False).count == 5
+    assert B.parse_buffer(array.array("i", [1, 2, 3]), readonly=True).datatype is D.INT
+    assert B.parse_buffer(np.zeros(2, "i8").data, readonly=True).datatype is D.LONG
+    assert B.parse_buffer(np.zeros((2, 3), order="F"), readonly=False).count == 6
+    n = B.parse_buffer(None, readonly=False)
     assert (n.count, n.nbytes) == (0, 0)
-    assert D.parse_buffer(np.zeros(0), readonly=False).count == 0
+    assert B.parse_buffer(np.zeros(0), readonly=False).count == 0
 
 
 def test_spec_forms() -> None:
     a = np.arange(10, dtype="i4")
-    assert D.parse_buffer([a, D.INT], readonly=True).count == 10
-    assert D.parse_buffer([a, 3, D.INT], readonly=True).array().tolist() == [0, 1, 2]
-    assert D.parse_buffer([a, (3, 2), D.INT], readonly=True).array().tolist() == [2, 3, 4]
-    assert D.parse_buffer([a, [3, 2], D.INT], readonly=True).array().tolist() == [2, 3, 4]
-    assert D.parse_buffer((a, 4), readonly=True).array().tolist() == [0, 1, 2, 3]
-    assert D.parse_buffer([a, 2, 5, "i"], readonly=True).array().tolist() == [5, 6]
-    assert D.parse_buffer([a, "i"], readonly=True).datatype is D.INT
+    assert B.parse_buffer([a, D.INT], readonly=True).count == 10
+    assert B.parse_buffer([a, 3, D.INT], readonly=True).array().tolist() == [0, 1, 2]
+    assert B.parse_buffer([a, (3, 2), D.INT], readonly=True).array().tolist() == [2, 3, 4]
+    assert B.parse_buffer([a, [3, 2], D.INT], readonly=True).array().tolist() == [2, 3, 4]
+    assert B.parse_buffer((a, 4), readonly=True).array().tolist() == [0, 1, 2, 3]
+    assert B.parse_buffer([a, 2, 5, "i"], readonly=True).array().tolist() == [5, 6]
+    assert B.parse_buffer([a, "i"], readonly=True).datatype is D.INT
     # An explicit datatype reinterprets the bytes.
-    assert D.parse_buffer([a, D.BYTE], readonly=True).count == 40
-    assert D.parse_buffer([None, 0, D.INT], readonly=False).count == 0
-    scatter = D.parse_buffer([a, D.INT], readonly=True, blocks=5)
+    assert B.parse_buffer([a, D.BYTE], readonly=True).count == 40
+    assert B.parse_buffer([None, 0, D.INT], readonly=False).count == 0
+    scatter = B.parse_buffer([a, D.INT], readonly=True, blocks=5)
     assert (scatter.count, scatter.blocks, scatter.nbytes) == (2, 5, 40)
 
 
 def test_zero_copy() -> None:
     a = np.zeros(4)
-    D.parse_buffer(a, readonly=False).array()[2] = 7.0
+    B.parse_buffer(a, readonly=False).array()[2] = 7.0
     assert a[2] == 7.0
-    D.parse_buffer([a, (1, 3), D.DOUBLE], readonly=False).array()[0] = 5.0
+    B.parse_buffer([a, (1, 3), D.DOUBLE], readonly=False).array()[0] = 5.0
     assert a[3] == 5.0
     buf = bytearray(4)
-    D.parse_buffer(buf, readonly=False).mem[0] = 9
+    B.parse_buffer(buf, readonly=False).mem[0] = 9
     assert buf[0] == 9
 
 
 def test_errors() -> None:
     a = np.arange(10, dtype="i4")
     with pytest.raises(BufferError, match="recvbuf"):
-        D.parse_buffer(b"abc", readonly=False, name="recvbuf")
+        B.parse_buffer(b"abc", readonly=False, name="recvbuf")
     ro = np.zeros(3)
     ro.flags.writeable = False
     with pytest.raises(BufferError):
-        D.parse_buffer(ro, readonly=False)
+        B.parse_buffer(ro, readonly=False)
     with pytest.raises(ValueError, match="contiguous"):
-        D.parse_buffer(a[::2], readonly=True)
+        B.parse_buffer(a[::2], readonly=True)
     with pytest.raises(ValueError, match="do not fit"):
-        D.parse_buffer([a, 11, D.INT], readonly=True)
+        B.parse_buffer([a, 11, D.INT], readonly=True)
     with pytest.raises(ValueError, match="negative"):
-        D.parse_buffer([a, -1, D.INT], readonly=True)
+        B.parse_buffer([a, -1, D.INT], readonly=True)
     with pytest.raises(ValueError, match="not a multiple"):
-        D.parse_buffer([a, D.DOUBLE_INT], readonly=True)
+        B.parse_buffer([a, D.DOUBLE_INT], readonly=True)
     with pytest.raises(ValueError, match="typecode"):
-        D.parse_buffer([a, "zz"], readonly=True)
+        B.parse_buffer([a, "zz"], readonly=True)
     with pytest.raises(ValueError, match="2 to 4"):
-        D.parse_buffer([a, 1, 2, D.INT, 5], readonly=True)
+        B.parse_buffer([a, 1, 2, D.INT, 5], readonly=True)
     with pytest.raises(TypeError):
-        D.parse_buffer(42, readonly=True)
+        B.parse_buffer(42, readonly=True)
     with pytest.raises(ValueError, match="blocks"):
-        D.parse_buffer(a, readonly=True, blocks=3)
+        B.parse_buffer(a, readonly=True, blocks=3)
     with pytest.raises(ValueError):
         D.from_numpy(np.dtype([("a", "i4")]))
 
 
 def test_vbuffer_forms() -> None:
     a = np.arange(10, dtype="i8")
-    v = D.parse_vbuffer([a, [1, 2, 3], [0, 2, 6], D.LONG], 3, readonly=True)
+    v = B.parse_vbuffer([a, [1, 2, 3], [0, 2, 6], D.LONG], 3, readonly=True)
     assert [v.block_array(i).tolist() for i in range(3)] == [[0], [2, 3], [6, 7, 8]]
-    v = D.parse_vbuffer([a, [1, 2, 3], D.LONG], 3, readonly=True)
+    v = B.parse_vbuffer([a, [1, 2, 3], D.LONG], 3, readonly=True)
     assert v.displs == [0, 1, 3]
-    v = D.parse_vbuffer([a, ([2, 2], [5, 0]), D.LONG], 2, readonly=True)
+    v = B.parse_vbuffer([a, ([2, 2], [5, 0]), D.LONG], 2, readonly=True)
     assert bytes(v.block(0)) == a[5:7].tobytes()
-    v = D.parse_vbuffer([a, [4, 6]], 2, readonly=True)
+    v = B.parse_vbuffer([a, [4, 6]], 2, readonly=True)
     assert v.counts == [4, 6] and v.displs == [0, 4] and v.datatype is D.LONG
-    v = D.parse_vbuffer(a, 5, readonly=True)
+    v = B.parse_vbuffer(a, 5, readonly=True)
     assert v.counts == [2] * 5 and v.displs == [0, 2, 4, 6, 8]
-    assert D.parse_vbuffer(a, 3, readonly=True).counts == [4, 3, 3]  # mpi4py splits unevenly
-    assert D.parse_vbuffer([a, 2, 3, D.LONG], 3, readonly=True).displs == [0, 3, 6]
-    w = D.parse_vbuffer(a, 2, readonly=False)
+    assert B.parse_vbuffer(a, 3, readonly=True).counts == [4, 3, 3]  # mpi4py splits unevenly
+    assert B.parse_vbuffer([a, 2, 3, D.LONG], 3, readonly=True).displs == [0, 3, 6]
+    w = B.parse_vbuffer(a, 2, readonly=False)
     w.block_array(1)[0] = -1
     assert a[5] == -1
     with pytest.raises(ValueError, match="expecting 3"):
-        D.parse_vbuffer([a, [1, 2]], 3, readonly=True)
+        B.parse_vbuffer([a, [1, 2]], 3, readonly=True)
     with pytest.raises(ValueError, match="does not fit"):
-        D.parse_vbuffer([a, [5, 6]], 2, readonly=True)
+        B.parse_vbuffer([a, [5, 6]], 2, readonly=True)
 
 
 @given(st.integers(0, 40), st.integers(0, 10), st.integers(0, 10))
 def test_count_displ_bounds(n: int, count: int, displ: int) -> None:
     a = np.arange(n, dtype="f4")
     if displ + count <= n:
-        b = D.parse_buffer([a, (count, displ), D.FLOAT], readonly=True)
+        b = B.parse_buffer([a, (count, displ), D.FLOAT], readonly=True)
         assert b.array().tolist() == a[displ:displ + count].tolist()
     else:
         with pytest.raises(ValueError):
-            D.parse_buffer([a, (count, displ), D.FLOAT], readonly=True)
+            B.parse_buffer([a, (count, displ), D.FLOAT], readonly=True)
 
 
 def test_pickle_named_copies_and_dups() -> None:
