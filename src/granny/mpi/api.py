@@ -12,6 +12,7 @@ import time as _time
 from typing import Any
 
 from ..errors import MpiError, NotImplementedMpi
+from . import comm as _comm
 from . import constants as _c
 from . import datatypes as _dt
 from . import ops as _ops
@@ -48,6 +49,15 @@ COMM_SELF: Intracomm = Intracomm([_rt.world.rank], 1, "MPI_COMM_SELF")
 if _rt.world.size > 1:
     COMM_WORLD.Barrier()  # every same-host peer has now mapped this rank's inbox ...
 _rt.world.fabric.unlink()  # ... so its name can go: the memory now lives exactly as long as the ranks
+
+
+def _restore_comm(cid: int, same: bool, cls: type[Comm]) -> Comm:
+    """Unpickles COMM_WORLD or COMM_SELF (``same``) or another handle to one: importing this module made them."""
+    comm = COMM_WORLD if cid == 0 else COMM_SELF
+    return comm if same else cls(comm)
+
+
+_comm.register_predefined(COMM_WORLD, COMM_SELF, _restore_comm)
 _typedict = getattr(_dt, "TYPECODES", {})
 
 
@@ -168,8 +178,6 @@ __all__ = ["BOTTOM", "COMM_NULL", "COMM_SELF", "COMM_WORLD", "IN_PLACE", "INFO_E
 
 
 # --- communicators, persistent requests, buffered sends (comm.py) ------------------------------------
-from . import comm as _comm  # noqa: E402
-
 Prequest = _comm.Prequest
 Grequest = _comm.Grequest
 Attach_buffer = _comm.attach_buffer

@@ -17,16 +17,18 @@ Theory of operation
 from __future__ import annotations
 
 import pickle
-import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import MpiError, NotImplementedMpi
 from . import runtime, shmcoll
 from .argcheck import as_int, index_list
+from .buffers import BUFFER_AUTOMATIC, parse_buffer
 from .collectives import Collectives
 from .comm_env import UNDEFINED as UNDEFINED
 from .comm_env import CommEnvironment
+from .group import Info
 from .p2p_api import PointToPoint
 from .p2p_api import Prequest as Prequest
 from .request import Request, completed_request
@@ -167,8 +169,9 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
 
     def __reduce__(self) -> tuple[Any, ...]:
         """COMM_NULL, COMM_SELF and COMM_WORLD pickle by name (as mpi4py's do); other communicators cannot."""
-        if self._cid < 0 or (self._cid <= 1 and self == _predefined(self._cid)):
-            return (_restore_comm, (self._cid, self is _predefined(self._cid), type(self)))
+        if self._cid < 0 or (self._cid <= 1 and self == predefined(self._cid)):
+            restore = _restore_null if self._cid < 0 else _restore[0]
+            return (restore, (self._cid, self is predefined(self._cid), type(self)))
         if runtime.packing[0]:
             # A migrating rank's state (granny.migration): the communicator travels as its members and
             # context id, and the resumed rank binds it to its world (the same world, rebuilt).
@@ -298,13 +301,11 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
 
     def Create_cart(self, dims: Any, periods: Any = None, reorder: bool = False) -> Comm:  # noqa: N802
         """Ranks are never reordered: rank r of the grid is rank r of this communicator."""
-        from .topo import Cartcomm
-
         dims, periods, total = self._cart_args(dims, periods)
         cid = self._new_cid()
         if self._rank >= total:
             return COMM_NULL
-        return Cartcomm(self._members[:total], cid, dims, periods)
+        return _cart[0](self._members[:total], cid, dims, periods)
 
     def Cart_map(self, dims: Any, periods: Any = None) -> int:  # noqa: N802
         _, _, total = self._cart_args(dims, periods)
@@ -342,28 +343,37 @@ COMM_NULL: Comm = Comm()
 
 
 def _check_info(info: Any) -> None:
-    from .group import Info
-
     if info is not None and not isinstance(info, Info):
         raise TypeError(f"Argument 'info' has incorrect type (expected MPI.Info, got {type(info).__name__})")
 
 
-def _predefined(cid: int) -> Comm:
-    """COMM_NULL (cid -1), COMM_WORLD (0) or COMM_SELF (1) of this process."""
-    if cid < 0:
-        return COMM_NULL
-    api = sys.modules.get("granny.mpi.api")
-    if api is None:
-        return COMM_NULL
-    comm: Comm = api.COMM_WORLD if cid == 0 else api.COMM_SELF
-    return comm
+# --- what the modules above this one register here: comm.py cannot import them (they import it) -------
+# api.py builds COMM_WORLD and COMM_SELF (building them starts MPI) and registers them with the function
+# that unpickles one: that function lives in api.py, so unpickling one in a process starts MPI there
+# first. topo.py registers Cartcomm, which Create_cart builds.
+Restore = Callable[[int, bool, type[Comm]], Comm]
+CartFactory = Callable[[list[int], int, list[int], list[bool]], Comm]
+_predefined: dict[int, Comm] = {}
+_restore: list[Restore] = []
+_cart: list[CartFactory] = []
 
 
-def _restore_comm(cid: int, same: bool, cls: type[Comm]) -> Comm:
-    if cid >= 0:
-        from . import api  # noqa: F401 - make sure COMM_WORLD/COMM_SELF exist
-    comm = _predefined(cid)
-    return comm if same else cls(comm)
+def register_predefined(world: Comm, self_: Comm, restore: Restore) -> None:
+    _predefined.update({0: world, 1: self_})
+    _restore[:] = [restore]
+
+
+def register_cart(cart: CartFactory) -> None:
+    _cart[:] = [cart]
+
+
+def predefined(cid: int) -> Comm:
+    """COMM_NULL (cid -1), COMM_WORLD (0) or COMM_SELF (1) of this process (COMM_NULL before api.py ran)."""
+    return _predefined.get(cid, COMM_NULL)
+
+
+def _restore_null(cid: int, same: bool, cls: type[Comm]) -> Comm:
+    return COMM_NULL if same else cls(COMM_NULL)
 
 
 # --- buffered sends: MPI.Attach_buffer / Detach_buffer ------------------------------------------
@@ -372,8 +382,6 @@ _bsend_buffer: list[Any] = [None]
 
 def attach_buffer(buf: Any) -> None:
     """Bsend copies every message when it is sent, so the attached buffer is recorded only."""
-    from .buffers import BUFFER_AUTOMATIC, parse_buffer
-
     if buf is not BUFFER_AUTOMATIC:
         parse_buffer(buf, readonly=True, name="buffer")  # as mpi4py: any buffer (DLPack too), not a number
     _bsend_buffer[0] = buf

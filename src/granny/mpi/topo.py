@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import MpiError
 from .argcheck import as_int, check_length, index_list
-from .comm import Comm, Intracomm, _Missing
+from .comm import Comm, Intracomm, _Missing, register_cart
 
 CART = 1
 
@@ -138,6 +138,9 @@ class Cartcomm(Intracomm):
         dims = [d for d, keep in zip(self._dims, remain_dims, strict=True) if keep]
         periods = [p for p, keep in zip(self._periods, remain_dims, strict=True) if keep]
         return Cartcomm(sub._members, sub._cid, dims, periods)
+
+
+register_cart(Cartcomm)  # Create_cart (comm.py) builds one
 
 
 class _NoTopocomm(Intracomm):

@@ -27,6 +27,7 @@ from ..errors import MpiError
 from . import rma_constants as K
 from . import rma_remote, rma_shm
 from .buffers import BOTTOM, parse_buffer
+from .comm import Comm, predefined
 from .group import Group, Info
 from .p2p import PROC_NULL, _AllDone
 from .rma_apply import as_buffer
@@ -86,8 +87,6 @@ class Win(WinAttrs, WinOps):
     # --- creation -----------------------------------------------------------------------------
     @classmethod
     def _build(cls, comm: Any, flavor: int, size: int, disp_unit: int, mem: memoryview | None, obj: Any) -> Win:
-        from .comm import Comm
-
         if not isinstance(comm, Comm) or not comm._members:
             raise MpiError("window creation needs a valid intracommunicator", 5)  # MPI_ERR_COMM
         if size < 0 or disp_unit <= 0:
@@ -436,9 +435,7 @@ class Win(WinAttrs, WinOps):
 
 def _comm(comm: Any) -> Any:
     if comm is None:
-        from . import api
-
-        return api.COMM_SELF
+        return predefined(1)  # COMM_SELF
     return comm
 
 

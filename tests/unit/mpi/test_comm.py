@@ -4,6 +4,8 @@ world of one (what ``granny.mpi`` is outside a granule), with mpi4py's semantics
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -42,6 +44,16 @@ def test_predefined_comms_pickle_by_name_others_refuse() -> None:
     with pytest.raises(ValueError):
         pickle.dumps(dup)
     dup.Free()
+
+
+def test_a_pickled_comm_world_starts_mpi_where_it_is_loaded() -> None:
+    """comm.py cannot import api.py (issue 17): the pickle names api's restore function, so loading it in a
+    process that has not imported the MPI namespace imports it, and gets that process's COMM_WORLD."""
+    code = ("import pickle, sys; w = pickle.loads(sys.stdin.buffer.read()); "
+            "from granny.mpi import api; print(w is api.COMM_WORLD)")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(MPI.COMM_WORLD), capture_output=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == b"True", out.stderr
 
 
 def test_missing_calls_raise_not_implemented_and_hide_from_hasattr() -> None:
