@@ -52,7 +52,7 @@ except ImportError:  # the C extension did not build: PyRegion does it all
     _fastring = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from .collectives import Collectives as Comm
+    from .collcomm import CollComm as Comm
 
 ENV = "GRANNY_MPI_SHMCOLL"
 OBJ_TAG = -42  # a rooted pickled collective's oversized parts, point-to-point

@@ -29,7 +29,7 @@ from .ops import Op
 from .shmregion import SLOT, Mapping, slot_offset
 
 if TYPE_CHECKING:
-    from .collectives import Collectives as Comm
+    from .collcomm import CollComm as Comm
 
 
 def _u8(mem: memoryview) -> np.ndarray:
