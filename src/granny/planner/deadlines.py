@@ -20,13 +20,13 @@ from ..wire import Done, Status
 from . import batch
 
 if TYPE_CHECKING:
-    from .server import PlannerServer
+    from .server_protocol import Server
 
 RUNTIME = "runtime:"  # journal settings holding runtime estimates
 RUNTIME_CHANGE = 0.1  # an estimate is written again when it moved by more than this fraction
 
 
-def observe_runtime(p: PlannerServer, msg: Done) -> None:
+def observe_runtime(p: Server, msg: Done) -> None:
     now = p.loop.time()
     p.state.batch.now = max(p.state.batch.now, now)
     t0 = p.sent_at.pop((msg.req_id, msg.index), None)
@@ -41,14 +41,14 @@ def observe_runtime(p: PlannerServer, msg: Done) -> None:
             p.journal.setting(RUNTIME + key, repr(b.runtimes[key]))
 
 
-def nice(p: PlannerServer, req_id: str) -> int:
+def nice(p: Server, req_id: str) -> int:
     """The nice value the call runs at (worker/niceness.py): ``--batch-nice`` for delay-tolerant ones, unless
     their latest start came (then they go first, and at full speed); 0 for the others."""
     d = p.state.batch.known.get(req_id)
     return p.config.batch_nice if d is not None and not d.promoted else 0
 
 
-def restore(p: PlannerServer, settings: dict[str, str]) -> None:
+def restore(p: Server, settings: dict[str, str]) -> None:
     """After a restart: the journaled runtime estimates, and every restored delay-tolerant call with its deadline."""
     b = p.state.batch
     for name, value in settings.items():

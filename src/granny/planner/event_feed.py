@@ -23,15 +23,17 @@ import asyncio
 import json
 import time
 from collections import Counter, deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .events import Happened
 from .lifecycle import TaskState
 from .policies.base import links
 
 if TYPE_CHECKING:
+    from ..config import Config
+    from .journal import Journal
     from .records import MigrationEvent
-    from .server import PlannerServer
+    from .state import PlannerState
 
 KEEP = 5000  # events kept in memory (older ones are read from the journal)
 PRUNE_EVERY = 1000  # events between two retention passes over the journal
@@ -40,8 +42,21 @@ SAMPLES = int(3600 / SAMPLE_EVERY)  # one hour
 QUEUE_MAX = 10_000  # events waiting for one slow subscriber before it is dropped
 
 
+class FeedHost(Protocol):
+    """What the feed uses of the server (server_protocol.Server names the feed, so it cannot be that)."""
+
+    config: Config
+    state: PlannerState
+    journal: Journal
+    loop: asyncio.AbstractEventLoop
+
+    async def committed(self) -> None:
+        """Returns once the rows queued for the journal are in it."""
+        ...
+
+
 class EventFeed:
-    def __init__(self, p: PlannerServer) -> None:
+    def __init__(self, p: FeedHost) -> None:
         self.p = p
         self.keep = p.config.events_max
         rows = p.journal.query("SELECT MAX(id) FROM events")
@@ -130,7 +145,7 @@ class EventFeed:
         self.subscribers.clear()
 
 
-def sample(p: PlannerServer) -> dict[str, float]:
+def sample(p: FeedHost) -> dict[str, float]:
     """One point of the timelines: busy and idle slots, cross-host links, requests waiting."""
     st = p.state
     busy = idle = 0

@@ -22,7 +22,7 @@ from .records import StopWorker
 
 if TYPE_CHECKING:
     from .conn import Conn
-    from .server import PlannerServer
+    from .server_protocol import Server
 
 log = logging.getLogger("granny.planner")
 
@@ -31,7 +31,7 @@ QUERIES = ("evict", "restore")
 NOTICE = "eviction."  # journal setting per host under notice: "<deadline, wall clock>:<grace>" ("": none)
 
 
-def evict(p: PlannerServer, host_id: str, grace: float | None = None) -> dict[str, Any]:
+def evict(p: Server, host_id: str, grace: float | None = None) -> dict[str, Any]:
     """Give ``host_id`` an eviction notice; its row (see views.host). KeyError: no such host."""
     grace = p.config.eviction_grace if grace is None else grace
     actions = p.state.evict(host_id, p.loop.time(), grace)
@@ -41,7 +41,7 @@ def evict(p: PlannerServer, host_id: str, grace: float | None = None) -> dict[st
     return views.host(p, host_id)
 
 
-def restore(p: PlannerServer, host_id: str) -> dict[str, Any]:
+def restore(p: Server, host_id: str) -> dict[str, Any]:
     """Lift ``host_id``'s notice (or forget its eviction); its row. KeyError: no such host."""
     actions = p.state.restore_host(host_id)
     p.journal.setting(NOTICE + host_id, "")
@@ -50,7 +50,7 @@ def restore(p: PlannerServer, host_id: str) -> dict[str, Any]:
     return views.host(p, host_id)
 
 
-def answer(p: PlannerServer, conn: Conn, msg: Query) -> None:
+def answer(p: Server, conn: Conn, msg: Query) -> None:
     host_id, _, grace = msg.arg.partition(":")
     try:
         if msg.what == "restore" or grace == "off":
@@ -77,7 +77,7 @@ def _grace(raw: str) -> float:
         raise ConfigError(f"the grace period {raw!r} is not a duration (try 60s, 2m or 0)") from None
 
 
-def restore_notices(p: PlannerServer, settings: dict[str, str]) -> None:
+def restore_notices(p: Server, settings: dict[str, str]) -> None:
     """A restarted planner: the notices it had given hold again once their hosts register (see
     eviction.registered); those whose deadline passed while it was away are forgotten."""
     wall, now = time.time(), p.loop.time()
@@ -94,7 +94,7 @@ def restore_notices(p: PlannerServer, settings: dict[str, str]) -> None:
         log.warning("host %s: its eviction notice still holds, taken back in %.1fs", host_id, at - wall)
 
 
-def stop_worker(p: PlannerServer, action: StopWorker) -> None:
+def stop_worker(p: Server, action: StopWorker) -> None:
     log.warning("%s: stopping its worker", action.reason)
     p.journal.setting(NOTICE + action.host_id, "")
     worker = p.workers.pop(action.host_id, None)

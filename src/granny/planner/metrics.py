@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -19,7 +19,9 @@ from .journal import COMMIT_BUCKETS
 from .lifecycle import GranuleState
 
 if TYPE_CHECKING:
-    from .server import PlannerServer
+    from .event_feed import EventFeed
+    from .journal import Journal
+    from .state import PlannerState
 
 # Seconds from a call's submission to its result at the planner (upper bounds of the histogram's buckets).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -43,8 +45,18 @@ class CallStats:
             self.total += seconds
 
 
+class Scraped(Protocol):
+    """What a scrape reads of the server (server_protocol.Server does not list call_stats: this module
+    defines its type)."""
+
+    state: PlannerState
+    journal: Journal
+    feed: EventFeed
+    call_stats: CallStats
+
+
 class PlannerCollector:
-    def __init__(self, p: PlannerServer) -> None:
+    def __init__(self, p: Scraped) -> None:
         self.p = p
 
     def collect(self) -> Iterator[Metric]:
@@ -120,7 +132,7 @@ class PlannerCollector:
                                     "latency)", buckets=cumulative, sum_value=stats.total)
 
 
-def render(p: PlannerServer) -> bytes:
+def render(p: Scraped) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PlannerCollector(p))
     return generate_latest(registry)

@@ -27,7 +27,7 @@ from .records import DropState, Hint, MigrateAnswer, MigrationEvent, ResumeRank,
 if TYPE_CHECKING:
     from .conn import Conn
     from .journal import Journal
-    from .server import PlannerServer
+    from .server_protocol import Server
 
 log = logging.getLogger("granny.planner")
 
@@ -56,7 +56,7 @@ class JournaledWorlds:
     def frozen_gen(self, req_id: str) -> int:
         return self.frozen.get(req_id, 0) or self.recovering.get(req_id, (0, 0))[0]
 
-    def restored(self, p: PlannerServer, req_id: str) -> None:
+    def restored(self, p: Server, req_id: str) -> None:
         """``req_id`` was just restored into the state: give it back its generation and checkpoints."""
         req, m = p.state.requests[req_id], p.state.migrations
         if gen := self.frozen_gen(req_id):
@@ -69,24 +69,24 @@ class JournaledWorlds:
 MigrationAction = MigrateAnswer | ResumeRank | Hint | MigrationEvent | StoreState | DropState
 
 
-def on_ask(p: PlannerServer, conn: Conn, msg: MigrateAsk) -> None:
+def on_ask(p: Server, conn: Conn, msg: MigrateAsk) -> None:
     p.apply(p.state.migrate_ask(conn.name, msg.req_id, msg.gen, msg.ready, msg.why, p.loop.time(), msg.checkpoint,
                                 msg.interval))
 
 
-def on_out(p: PlannerServer, conn: Conn, msg: MigrateOut) -> None:
+def on_out(p: Server, conn: Conn, msg: MigrateOut) -> None:
     p.apply(p.state.migrate_served(conn.name, msg.req_id, msg.index, msg.gen, msg.ip, msg.port, msg.key,
                                    msg.checkpoint))
 
 
-def on_moved(p: PlannerServer, conn: Conn, msg: Done) -> None:
+def on_moved(p: Server, conn: Conn, msg: Done) -> None:
     """The old process of a moved rank handed its state over and retires (its Done is not the task's end)."""
     p.state.granule_disconnected(conn.name)  # it exits next: never hand it more work
     p.apply(p.state.moved_away(conn.name, msg.req_id, msg.index))
     p.acks.note(conn, msg.seq, close=True)
 
 
-def apply(p: PlannerServer, action: MigrationAction) -> None:
+def apply(p: Server, action: MigrationAction) -> None:
     if isinstance(action, MigrateAnswer):
         gconn = p.granule_conns.get(action.granule_id)
         if gconn is not None and not gconn.closed:
@@ -112,14 +112,14 @@ def apply(p: PlannerServer, action: MigrationAction) -> None:
         _event(p, action)
 
 
-def _store(p: PlannerServer, action: StoreState) -> None:
+def _store(p: Server, action: StoreState) -> None:
     def done(error: str) -> None:
         p.apply(p.state.state_stored(action.req_id, action.index, action.slot, error, p.loop.time()))
 
     p.store.fetch(action.req_id, action.index, action.slot, f"{action.ip}:{action.port}", action.key, done)
 
 
-def thaw_run(p: PlannerServer, run: Run, gen: int) -> Run:
+def thaw_run(p: Server, run: Run, gen: int) -> Run:
     """The Run of a frozen rank: pull its state from this planner's store (":port": the planner's host)."""
     req = p.state.requests[run.req_id]
     port, key = p.store.grant(run.req_id, req.thaw_from or f"g{gen}", run.index)
@@ -127,7 +127,7 @@ def thaw_run(p: PlannerServer, run: Run, gen: int) -> Run:
     return run
 
 
-def _resume(p: PlannerServer, action: ResumeRank) -> None:
+def _resume(p: Server, action: ResumeRank) -> None:
     payload = p.payloads.get(action.req_id)
     conn = p.granule_conns.get(action.granule_id)
     if payload is None or conn is None or conn.closed:
@@ -140,7 +140,7 @@ def _resume(p: PlannerServer, action: ResumeRank) -> None:
     conn.send(run)
 
 
-def _event(p: PlannerServer, ev: MigrationEvent) -> None:
+def _event(p: Server, ev: MigrationEvent) -> None:
     p.feed.migration(ev)  # journaled and streamed (see event_feed.py)
     log.info("app %s: migration %s: %s", ev.app_id, ev.kind, ev.text)
     if ev.kind == "frozen":

@@ -21,7 +21,7 @@ from .retention import APP_TOMBSTONE_FACTOR, Pruned
 
 if TYPE_CHECKING:
     from .conn import Conn
-    from .server import PlannerServer
+    from .server_protocol import Server
 
 log = logging.getLogger("granny.planner")
 
@@ -56,7 +56,7 @@ class _Trim:
 _trimmer = _Trim()
 
 
-def forget(p: PlannerServer, pruned: Pruned) -> None:
+def forget(p: Server, pruned: Pruned) -> None:
     """Carry out a retention pass of the state: drop the server's leftovers of it, queue the journal's part."""
     for rid, n in pruned.requests:
         p.payloads.pop(rid, None)
@@ -71,7 +71,7 @@ def forget(p: PlannerServer, pruned: Pruned) -> None:
         _trimmer()
 
 
-def seed_retention(p: PlannerServer, restored: Restored) -> None:
+def seed_retention(p: Server, restored: Restored) -> None:
     """After a restart: what the journal says finished (or was pruned) before it."""
     live = set()
     for req_id, _, header, _ in restored.requests:
@@ -84,7 +84,7 @@ def seed_retention(p: PlannerServer, restored: Restored) -> None:
         p.retention.remember_pruned(req_id, now - max(0.0, wall - when))
 
 
-def answer_finished(p: PlannerServer, conn: Conn | None, msg: Submit, pruned: bool) -> None:
+def answer_finished(p: Server, conn: Conn | None, msg: Submit, pruned: bool) -> None:
     """A client resubmitted a request that finished before: its results, or why they are gone."""
     if conn is None:
         return

@@ -13,13 +13,13 @@ from . import evicting, selection
 
 if TYPE_CHECKING:
     from .conn import Conn
-    from .server import PlannerServer
+    from .server_protocol import Server
 
 EVENTS_WAIT = 20.0  # seconds an ``events`` query with ``:wait`` is held open before an empty answer
 EVENTS_PAGE = 1000
 
 
-def events(p: PlannerServer, conn: Conn, msg: Query) -> None:
+def events(p: Server, conn: Conn, msg: Query) -> None:
     """``events``, arg ``SINCE`` or ``SINCE:wait``: the events after id SINCE (at most EVENTS_PAGE), oldest
     first. With ``:wait``, an empty answer waits for the next event (at most EVENTS_WAIT seconds): a long
     poll, which is how ``granny events --follow`` follows without asking again and again."""
@@ -30,7 +30,7 @@ def events(p: PlannerServer, conn: Conn, msg: Query) -> None:
     p.loop.create_task(_events(p, conn, msg.qid, int(since), wait == "wait"))
 
 
-async def _events(p: PlannerServer, conn: Conn, qid: int, since: int, wait: bool) -> None:
+async def _events(p: Server, conn: Conn, qid: int, since: int, wait: bool) -> None:
     q = p.feed.subscribe()  # before the first read: nothing falls between the two
     try:
         rows = await p.feed.since(since, EVENTS_PAGE)
@@ -47,7 +47,7 @@ async def _events(p: PlannerServer, conn: Conn, qid: int, since: int, wait: bool
     conn.send(Reply(qid=qid, data=json.dumps(rows).encode()))
 
 
-ANSWERS: dict[str, Callable[[PlannerServer, Conn, Query], None]] = {
+ANSWERS: dict[str, Callable[[Server, Conn, Query], None]] = {
     selection.SET_QUERY: selection.answer_set,
     **dict.fromkeys(evicting.QUERIES, evicting.answer),
     "events": events,

@@ -15,7 +15,7 @@ from .policies import DEFAULT_POLICY, POLICIES, Policy
 
 if TYPE_CHECKING:
     from .conn import Conn
-    from .server import PlannerServer
+    from .server_protocol import Server
 
 log = logging.getLogger("granny.planner")
 
@@ -45,7 +45,7 @@ def describe(policy: Policy) -> dict[str, Any]:
     return {"policy": policy.name, "policies": list(POLICIES)}
 
 
-def answer_set(p: PlannerServer, conn: Conn, msg: Query) -> None:
+def answer_set(p: Server, conn: Conn, msg: Query) -> None:
     """``granny policy set``: the reply goes out once the choice is in the journal."""
     try:
         p.set_policy(msg.arg)

@@ -15,7 +15,6 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
@@ -72,6 +71,7 @@ from .pruning import answer_finished, forget, seed_retention
 from .recent import RecentResults
 from .records import DropState, Hint, MigrateAnswer, MigrationEvent, ResumeRank, StoreState
 from .retention import Known, Retention
+from .server_protocol import Payload
 from .state import (
     Action,
     AppChanged,
@@ -97,14 +97,6 @@ from .store import StateStore
 log = logging.getLogger("granny.planner")
 
 INLINE_MAX = 256 << 10  # payloads above this are not copied into the journal (see _submit)
-
-
-@dataclass
-class Payload:
-    submit: Submit
-    segments: list[memoryview]
-    owner: Conn | None
-    at: float = 0.0  # when it was submitted (the planner's clock): call latency for /metrics
 
 
 class PlannerServer:

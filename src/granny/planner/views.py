@@ -11,14 +11,14 @@ from .lifecycle import TaskState
 from .policies import Freeze, Move
 
 if TYPE_CHECKING:
-    from .server import PlannerServer
+    from .server_protocol import Server
 
 
-def hosts(p: PlannerServer) -> list[dict[str, Any]]:
+def hosts(p: Server) -> list[dict[str, Any]]:
     return [host(p, h) for h in p.state.hosts]
 
 
-def host(p: PlannerServer, host_id: str) -> dict[str, Any]:
+def host(p: Server, host_id: str) -> dict[str, Any]:
     """One host's row; ``evicting_in``: seconds left of its eviction notice (None: none); ``evicted``: it
     was taken back at the end of one (and no worker registered for it since)."""
     h = p.state.hosts[host_id]
@@ -30,7 +30,7 @@ def host(p: PlannerServer, host_id: str) -> dict[str, Any]:
             "evicted": not h.alive and host_id in p.state.evictions.evicted}
 
 
-def _counts(p: PlannerServer, app_id: str) -> dict[str, int]:
+def _counts(p: Server, app_id: str) -> dict[str, int]:
     a = p.state.apps[app_id]
     counts = {s.value: a.pruned.get(s.value, 0) for s in TaskState}  # pruned requests still count
     for rid in a.requests:
@@ -39,7 +39,7 @@ def _counts(p: PlannerServer, app_id: str) -> dict[str, int]:
     return counts
 
 
-def apps(p: PlannerServer) -> list[dict[str, Any]]:
+def apps(p: Server) -> list[dict[str, Any]]:
     out = [{"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": _state(p, a.app_id), "tasks": _counts(p, a.app_id)}
            for a in p.state.apps.values()]
     known = set(p.state.apps)
@@ -49,7 +49,7 @@ def apps(p: PlannerServer) -> list[dict[str, Any]]:
     return out
 
 
-def app(p: PlannerServer, app_id: str) -> dict[str, Any]:
+def app(p: Server, app_id: str) -> dict[str, Any]:
     a = p.state.apps.get(app_id)
     if a is None:
         rows = p.journal.query("SELECT kind, name, state FROM apps WHERE app_id=?", (app_id,))
@@ -67,7 +67,7 @@ def app(p: PlannerServer, app_id: str) -> dict[str, Any]:
             "tasks": _counts(p, app_id), "granules": granules, "migrations": migrations(p, app_id)}
 
 
-def _state(p: PlannerServer, app_id: str) -> str:
+def _state(p: Server, app_id: str) -> str:
     """The app's state; a running app with a frozen world (its state stored, waiting for room) is "frozen"."""
     a = p.state.apps[app_id]
     if a.state.value == "running" and any(p.state.requests[r].frozen for r in a.requests if r in p.state.requests):
@@ -75,7 +75,7 @@ def _state(p: PlannerServer, app_id: str) -> str:
     return a.state.value
 
 
-def migrations(p: PlannerServer, app_id: str) -> list[dict[str, Any]]:
+def migrations(p: Server, app_id: str) -> list[dict[str, Any]]:
     """The app's completed migrations, oldest first (journaled events: they outlive a planner restart)."""
     rows = p.journal.query("SELECT at, req_id, text, data FROM events WHERE app_id=? AND kind='migration.moved' "
                            "ORDER BY id", (app_id,))
@@ -91,12 +91,12 @@ def migrations(p: PlannerServer, app_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def counters(p: PlannerServer) -> dict[str, Any]:
+def counters(p: Server) -> dict[str, Any]:
     """What the planner counted since it started (migration decisions, moves, refusals ...)."""
     return {"migration": dict(p.state.migrations.counts), "batch": dict(p.state.batch.counts)}
 
 
-def queue(p: PlannerServer) -> list[dict[str, Any]]:
+def queue(p: Server) -> list[dict[str, Any]]:
     out = []
     position = 0
     for rid in p.state.queue:
@@ -111,13 +111,13 @@ def queue(p: PlannerServer) -> list[dict[str, Any]]:
     return out
 
 
-def _raise_if_pruned(p: PlannerServer, app_id: str) -> None:
+def _raise_if_pruned(p: Server, app_id: str) -> None:
     rows = p.journal.query("SELECT state FROM pruned_apps WHERE app_id=?", (app_id,))
     if rows:
         raise PrunedError(f"{p.retention.pruned_message(f'app {app_id}')}; it {rows[0][0]}")
 
 
-def logs(p: PlannerServer, app_id: str, after: int = 0) -> list[dict[str, Any]]:
+def logs(p: Server, app_id: str, after: int = 0) -> list[dict[str, Any]]:
     if app_id not in p.state.apps:
         _raise_if_pruned(p, app_id)
     rows = p.journal.query("SELECT id, req_id, idx, stream, data FROM logs WHERE app_id=? AND id>? ORDER BY id",
@@ -125,7 +125,7 @@ def logs(p: PlannerServer, app_id: str, after: int = 0) -> list[dict[str, Any]]:
     return [{"id": r[0], "req_id": r[1], "index": r[2], "stream": r[3], "data": r[4]} for r in rows]
 
 
-def migration(p: PlannerServer, app_id: str) -> dict[str, Any]:
+def migration(p: Server, app_id: str) -> dict[str, Any]:
     """What the policy would do with a running app now (nothing acts on it yet)."""
     if app_id not in p.state.apps:
         _raise_if_pruned(p, app_id)
@@ -137,7 +137,7 @@ def migration(p: PlannerServer, app_id: str) -> dict[str, Any]:
     return {"decision": "freeze" if isinstance(d, Freeze) else "stay", "reason": d.reason}
 
 
-def query(p: PlannerServer, what: str, arg: str) -> Any:
+def query(p: Server, what: str, arg: str) -> Any:
     if what == "hosts":
         return hosts(p)
     if what == "apps":
