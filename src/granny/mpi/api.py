@@ -26,6 +26,7 @@ from .group import INFO_ENV, INFO_NULL, Group, Info
 from .ops import Op
 from .request import REQUEST_NULL, Request, Status
 from .rma_constants import *  # noqa: F403 - one-sided constants (WIN_*, LOCK_*, MODE_* ...)
+from .shm import buffer_address as _buffer_address
 from .topo import Cartcomm, Distgraphcomm, Graphcomm, compute_dims
 from .win import WIN_NULL, Win
 
@@ -148,9 +149,7 @@ def Free_mem(mem: Any) -> None:  # noqa: N802
 
 
 def Get_address(location: Any) -> int:  # noqa: N802
-    from .shm import buffer_address
-
-    return buffer_address(memoryview(location).cast("B"))
+    return _buffer_address(memoryview(location).cast("B"))
 
 
 class Pickle:

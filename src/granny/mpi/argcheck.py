@@ -14,6 +14,8 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
+from .ops import Op
+
 
 def as_int(value: Any) -> int:
     if type(value) is int:
@@ -29,8 +31,6 @@ def index_list(values: Iterable[Any]) -> list[int]:
 
 
 def check_op(op: Any) -> None:
-    from .ops import Op
-
     if not isinstance(op, Op):
         raise TypeError(f"Argument 'op' has incorrect type (expected MPI.Op, got {type(op).__name__})")
 

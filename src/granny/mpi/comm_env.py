@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MpiError
+from . import constants as c
 from . import runtime
+from .group import Group, Info
 from .p2p import PROC_NULL
 
 if TYPE_CHECKING:
@@ -76,15 +78,11 @@ class CommEnvironment:
     py2f = toint
 
     def Get_group(self) -> Any:  # noqa: N802
-        from .group import Group
-
         return Group(self._members)
 
     group = property(Get_group)
 
     def Get_attr(self, keyval: int) -> Any:  # noqa: N802
-        from . import constants as c
-
         if keyval == c.TAG_UB:
             return c.TAG_UB_VALUE
         if keyval in (c.IO, c.HOST):
@@ -106,8 +104,6 @@ class CommEnvironment:
         self._attrs.pop(keyval, None)
 
     def Get_errhandler(self) -> Any:  # noqa: N802
-        from . import constants as c
-
         return c.ERRORS_RETURN
 
     def Set_errhandler(self, errhandler: Any) -> None:  # noqa: N802
@@ -117,8 +113,6 @@ class CommEnvironment:
         raise MpiError(f"error code {errorcode}", errorcode)
 
     def Get_info(self) -> Any:  # noqa: N802
-        from .group import Info
-
         return Info()
 
     def Set_info(self, info: Any) -> None:  # noqa: N802

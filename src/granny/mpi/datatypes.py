@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import NotImplementedMpi
+from ..errors import MpiError, NotImplementedMpi
 from .constants import (
     COMBINER_NAMED,
     ERR_ARG,
@@ -224,8 +224,6 @@ class Datatype(metaclass=_DatatypeMeta):
     def Get_value_index(cls, value: Datatype, index: Datatype) -> Datatype:  # noqa: N802
         """The predefined pair type (``DOUBLE_INT`` ...) for MAXLOC/MINLOC, DATATYPE_NULL if none."""
         if not isinstance(value, Datatype) or not isinstance(index, Datatype) or not value or not index:
-            from ..errors import MpiError
-
             raise MpiError("MPI.Datatype.Get_value_index: invalid datatype", ERR_TYPE)
         if index == INT:
             for pair in _PAIRS.values():
@@ -240,8 +238,6 @@ class Datatype(metaclass=_DatatypeMeta):
                TYPECLASS_LOGICAL: "LOGICAL"}.get(typeclass)
         found = Datatype._by_name.get(f"{key}{size}") if key else None
         if found is None or found.Get_size() != size:
-            from ..errors import MpiError
-
             raise MpiError(f"MPI.Datatype.Match_size: no datatype of class {typeclass} and size {size}", ERR_ARG)
         return found
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MpiError
 from .algorithms import Schedule
 from .ops import Op, reduce_buffers, reduce_objects
 from .p2p import Engine
@@ -148,8 +149,6 @@ def run_buffers(engine: Engine, ctx: int, members: Sequence[int], schedule: Sche
             if req.error is not None:
                 raise req.error
             if req.nbytes != arr.shape[0] * itemsize:
-                from ..errors import MpiError
-
                 raise MpiError(f"collective message of {req.nbytes} bytes where {arr.nbytes} were expected: "
                                "the ranks passed different counts or datatypes", 15)
             store.apply(x.blocks, arr, direct, x.reduce, x.left, x.also_reduce)

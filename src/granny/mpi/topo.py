@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import MpiError
 from .argcheck import as_int, check_length, index_list
 from .comm import Comm, Intracomm, _Missing, register_cart
+from .p2p import PROC_NULL
 
 CART = 1
 
@@ -111,8 +112,6 @@ class Cartcomm(Intracomm):
 
     def Shift(self, direction: int, disp: int) -> tuple[int, int]:  # noqa: N802
         """(source, dest) for a shift along ``direction``; PROC_NULL past a non-periodic edge."""
-        from .p2p import PROC_NULL
-
         direction, disp = as_int(direction), as_int(disp)
         coords = self.Get_coords(self._rank)
         d, periodic = self._dims[direction], self._periods[direction]

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import MpiError
 from .fabric import Fabric, RankAddr
 from .p2p import Engine
 
@@ -60,8 +61,6 @@ def create_world(world_id: str, rank: int, size: int, exchange: Exchange | None,
         addrs, key, err = exchange(me)
         if err:
             fabric.close()
-            from ..errors import MpiError
-
             raise MpiError(err)
     fabric.attach(addrs)
     if tcp is not None:
