@@ -119,6 +119,9 @@ def Finalize() -> None:  # noqa: N802
         _rt.finalized = True
 
 
+_runtime.at_finalize(Finalize)  # the granule finalises (runtime.finalize) a program that ended without it
+
+
 def Is_finalized() -> bool:  # noqa: N802
     return _rt.finalized
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,14 +107,23 @@ def abort(code: int, rank: int) -> None:
     raise AbortExit(code if code else 1)
 
 
+# MPI.Finalize, registered by api.py when it is imported: this module is below it, and a program that never
+# imported the MPI namespace has nothing to finalise (issue 17: no look-up in sys.modules).
+_finalizers: list[Callable[[], None]] = []
+
+
+def at_finalize(hook: Callable[[], None]) -> None:
+    if hook not in _finalizers:
+        _finalizers.append(hook)
+
+
 def finalize() -> None:
     """What mpi4py's atexit hook does when a program ends without calling MPI.Finalize (a barrier over the
     world, so that a rank that ends early does not end the job under its peers). For the granule to call
     after a script returns or raises SystemExit; not after an uncaught exception (fail fast)."""
     if _rt is not None and not _rt.finalized:
-        api = sys.modules.get("granny.mpi.api")
-        if api is not None:
-            api.Finalize()
+        for hook in _finalizers:
+            hook()
 
 
 def shutdown() -> None:

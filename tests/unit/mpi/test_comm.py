@@ -13,6 +13,7 @@ import pytest
 
 from granny.errors import MpiError
 from granny.mpi import api as MPI
+from granny.mpi import runtime
 from granny.mpi.p2p import EAGER_LIMIT
 
 
@@ -170,3 +171,10 @@ def test_cartesian_topology() -> None:
         MPI.Cartcomm(comm)
     empty = comm.Create_cart([])
     assert empty.dims == [] and empty.coords == [] and empty.Get_cart_rank([]) == 0
+
+
+def test_the_granule_finalizes_a_program_that_did_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runtime.py is below api.py: MPI.Finalize reaches it through the hook api.py registers on import."""
+    monkeypatch.setattr(runtime.get(), "finalized", False)
+    runtime.finalize()
+    assert MPI.Is_finalized()
