@@ -29,6 +29,7 @@ from ..sim import (
     parse_trace,
     scheduler_named,
 )
+from ..sim.elastic import ElasticSimulator
 from .calibration import load_model
 from .metrics import Metrics, compute
 
@@ -83,7 +84,8 @@ def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mod
         sched = replace(sched, migrate_every=migrate_every)
     model = model or load_model()
     started = time.perf_counter()
-    result = Simulator(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals], evictions=evictions).run(jobs)
+    engine = ElasticSimulator if sched.fork_every else Simulator
+    result = engine(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals], evictions=evictions).run(jobs)
     wall = time.perf_counter() - started
     metrics = compute(result.events, result.cluster)
     outcome = RunOutcome(scheduler, result.cluster, metrics, result, wall, out)

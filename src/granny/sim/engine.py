@@ -322,7 +322,7 @@ class Simulator:
 
     # --- migration (the hook comes with the planner's migration support) ------------------------
     def _next_point(self, run: RunningJob) -> None:
-        every = self.scheduler.migrate_every
+        every = self.scheduler.migrate_every or self.scheduler.fork_every
         if self.migration is None or every is None or every <= 0:
             return
         step = math.floor(run.done / every + 1e-9) + 1
