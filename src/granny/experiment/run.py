@@ -29,6 +29,7 @@ from ..sim import (
     parse_trace,
     scheduler_named,
 )
+from ..sim.dfaas import is_call, with_functions
 from ..sim.elastic import ElasticSimulator
 from .calibration import load_model
 from .metrics import Metrics, compute
@@ -83,6 +84,8 @@ def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mod
                               f"(got {migrate_every} for {scheduler})")
         sched = replace(sched, migrate_every=migrate_every)
     model = model or load_model()
+    if any(is_call(j) for j in jobs):
+        model = with_functions(model)
     started = time.perf_counter()
     engine = ElasticSimulator if sched.fork_every else Simulator
     result = engine(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals], evictions=evictions).run(jobs)
