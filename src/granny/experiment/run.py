@@ -25,12 +25,11 @@ from ..sim import (
     JobEvent,
     RuntimeModel,
     SimResult,
-    Simulator,
     parse_trace,
     scheduler_named,
 )
 from ..sim.dfaas import is_call, with_functions
-from ..sim.elastic import ElasticSimulator
+from ..sim.elastic import simulator_class
 from .calibration import load_model
 from .metrics import Metrics, compute
 
@@ -87,8 +86,7 @@ def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mod
     if any(is_call(j) for j in jobs):
         model = with_functions(model)
     started = time.perf_counter()
-    engine = ElasticSimulator if sched.fork_every else Simulator
-    result = engine(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals], evictions=evictions).run(jobs)
+    result = simulator_class(sched)(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals], evictions=evictions).run(jobs)
     wall = time.perf_counter() - started
     metrics = compute(result.events, result.cluster)
     outcome = RunOutcome(scheduler, result.cluster, metrics, result, wall, out)

@@ -27,6 +27,7 @@ from typing import Any
 from ..planner.records import Action, Revoke
 from .engine import Simulator
 from .running import RunningJob
+from .schedulers import Scheduler
 from .teams import is_team_job
 from .trace import Job
 
@@ -136,3 +137,8 @@ class ElasticSimulator(Simulator):
     def _next_point(self, run: RunningJob) -> None:
         if is_team_job(run.job):
             super()._next_point(run)
+
+
+def simulator_class(scheduler: Scheduler) -> type[Simulator]:
+    """The engine a scheduler runs on: teams that grow at forks need :class:`ElasticSimulator`."""
+    return ElasticSimulator if scheduler.fork_every else Simulator
