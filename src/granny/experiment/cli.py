@@ -132,11 +132,13 @@ def main(argv: list[str]) -> int:
             raise ConfigError("sweep needs --workload (sim mode)")
         elif args.action == "sweep" and args.workload == "dfaas":
             from .dfaas import SCHEDULERS as DFAAS
-            from .dfaas import dfaas_sweep, dfaas_table
+            from .dfaas import dfaas_sweep, dfaas_table, plot_dfaas
 
-            text = dfaas_table(dfaas_sweep(args.out, args.schedulers.split(",") if args.schedulers else DFAAS))
+            calls = dfaas_sweep(args.out, args.schedulers.split(",") if args.schedulers else DFAAS)
+            text = dfaas_table(calls)
             (args.out / "table_dfaas.md").write_text(text)
             print(text, end="")
+            print(plot_dfaas(calls, args.out / "dfaas.png"))
         elif args.action == "trace":
             from ..sim.dfaas import mixed_trace
             from ..sim.trace import to_csv

@@ -81,3 +81,29 @@ def dfaas_table(rows: Sequence[tuple[int, int, str, RunOutcome, CallSummary]]) -
                      f"{s.ls_wait_p99:.1f} | {s.dt_wait_median:.1f} | {o['met']} / {o['missed']} / {o['refused']} "
                      f"({o['whenever']}) | {s.peak_busy} | {outcome.metrics.idle_pct:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def plot_dfaas(rows: Sequence[tuple[int, int, str, RunOutcome, CallSummary]], path: Path) -> Path:
+    """The latency-sensitive calls' p99 wait and the delay-tolerant deadlines missed, per scheduler and size."""
+    from .plots import COLOURS, _pyplot
+
+    plt = _pyplot()
+    sizes = sorted({hosts for hosts, *_ in rows})
+    names = list(dict.fromkeys(name for _, _, name, _, _ in rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        mine = {hosts: s for hosts, _, n, _, s in rows if n == name}
+        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(sizes))]
+        ax1.bar(xs, [mine[h].ls_wait_p99 for h in sizes], width, color=COLOURS.get(name, "grey"), label=name)
+        ax2.bar(xs, [mine[h].outcomes["missed"] for h in sizes], width, color=COLOURS.get(name, "grey"), label=name)
+    for ax, title in ((ax1, "latency-sensitive calls: wait p99 (s)"), (ax2, "delay-tolerant deadlines missed")):
+        ax.set_xticks(range(len(sizes)), [f"{h} hosts" for h in sizes])
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("dfaas: mixed trace (sim)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
