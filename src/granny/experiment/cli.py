@@ -160,7 +160,8 @@ def main(argv: list[str]) -> int:
             print(plot_spot(pairs, args.out / "spot_slowdown.png"))
         elif args.action == "sweep":
             names = (args.schedulers.split(",") if args.schedulers else
-                     [n for n in SCHEDULERS if n not in SPOT and (n != "granny-elastic" or args.workload.startswith("omp"))])
+                     [n for n in SCHEDULERS if n not in SPOT and n != "dfaas"  # (dfaas: its own family)
+                      and (n != "granny-elastic" or args.workload.startswith("omp"))])
             rows = sweep(args.traces, args.workload, names, args.out, compare=args.compare, arrivals=args.arrivals)
             text = table(rows)
             (args.out / f"table_{args.workload}.md").write_text(text)
