@@ -16,14 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from granny.experiment import compute, load_model, load_trace  # noqa: E402
-from granny.sim import Simulator, poisson_trace, scheduler_named  # noqa: E402
+from granny.sim import poisson_trace, scheduler_named  # noqa: E402
+from granny.sim.elastic import simulator_class  # noqa: E402
 
 TRACES = Path("/work/shared/paper-data/traces")
 
 
 def one(jobs: list, hosts: int, scheduler: str, gap: float | None) -> None:  # type: ignore[type-arg]
     t0, c0 = time.perf_counter(), time.process_time()
-    result = Simulator(scheduler_named(scheduler), hosts, 8, load_model(), submit_gap=gap).run(jobs)
+    sched = scheduler_named(scheduler)
+    result = simulator_class(sched)(sched, hosts, 8, load_model(), submit_gap=gap).run(jobs)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     m = compute(result.events, result.cluster)
     print(f"  {scheduler:15s} {hosts:5d} hosts {len(jobs):6d} jobs: {wall:6.2f} s wall ({cpu:6.2f} s CPU)  "
@@ -34,7 +36,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--big-only", action="store_true")
     ap.add_argument("--small-only", action="store_true")
-    ap.add_argument("--schedulers", default="batch,slurm,granny,granny-migrate")
+    ap.add_argument("--schedulers", default="batch,slurm,granny,granny-migrate,granny-elastic")
+    ap.add_argument("--big-migrate", action="store_true", help="run granny-migrate at 1,000 hosts too (slow)")
     args = ap.parse_args()
     names = args.schedulers.split(",")
     if not args.big_only:
@@ -49,7 +52,7 @@ def main() -> int:
         jobs = poisson_trace(count, rate, "mpi-migrate", range(2, 16), seed=1)
         print(f"{hosts} hosts x 8, {count} jobs, Poisson arrivals at {rate:.2f} jobs/s:")
         for name in names:
-            if name != "granny-migrate":  # see docs/evaluation.md: the planner's hints make it far slower
+            if name != "granny-migrate" or args.big_migrate:  # docs/evaluation.md: the planner's hints make it slower
                 one(jobs, hosts, name, None)
     return 0
 

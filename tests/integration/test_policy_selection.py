@@ -101,7 +101,7 @@ def block_until(path: str) -> str:
 
 
 def test_a_policy_change_applies_to_the_next_placement(tmp_path: Path) -> None:
-    """bin-pack puts a new app on the emptiest host, compact on the fullest one that fits: switching
+    """compact puts a new app on the fullest host that fits, whole-hosts on an empty host: switching
     at run time (RPC, then HTTP) changes where the next request goes."""
     cluster = LocalCluster(workers=2, slots=3, data_dir=tmp_path / "data", granule_user="same")
     release = str(tmp_path / "release")
@@ -120,8 +120,8 @@ def test_a_policy_change_applies_to_the_next_placement(tmp_path: Path) -> None:
         wait_for(lambda: sum(used().values()) == 2, what="the second app to start")
         with httpx.Client(base_url=f"http://{cluster.http_address}", timeout=30,
                           headers={"Authorization": f"Bearer {cluster.token}"}) as http:
-            assert http.put("/v1/policy", json={"name": "bin-pack"}).status_code == 200
-        third = clients[2].submit(block_until, release)  # bin-pack: the emptiest host
+            assert http.put("/v1/policy", json={"name": "whole-hosts"}).status_code == 200
+        third = clients[2].submit(block_until, release)  # whole-hosts: a host of its own
         wait_for(lambda: sum(used().values()) == 3, what="the third app to start")
         Path(release).touch()
         assert first.result(timeout=60) == busy

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "original's rule, a quarter of the hosts every 60 s with 60 s notice, back at once), or none")
     _testbed_flags(r)
     s = sub.add_parser("sweep", help="the original's cluster sizes of a workload, several schedulers, and a table")
-    s.add_argument("--workload", default=None, help="mpi-locality, mpi-migrate, omp-elastic or mpi-spot (sim mode)")
+    s.add_argument("--workload", default=None,
+                   help="mpi-locality, mpi-migrate, omp-elastic, mpi-spot or dfaas (synthetic, generated; sim mode)")
     s.add_argument("--mode", choices=MODES, default="sim",
                    help="testbed: one scaled --trace on --hosts x --slots, live with every scheduler, beside the sim")
     s.add_argument("--trace", type=Path, default=None, help="testbed mode: the trace to replay")
@@ -51,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arrivals", choices=list(ARRIVALS), default="original")
     s.add_argument("--evictions", default="every=60,fraction=0.25,grace=60,down=0",
                    help="mpi-spot: the eviction schedule (as for run)")
+    t = sub.add_parser("trace", help="write a synthetic dfaas trace (mixed latency-sensitive and delay-tolerant calls)")
+    t.add_argument("--calls", type=int, default=400)
+    t.add_argument("--hosts", type=int, default=8)
+    t.add_argument("--slots", type=int, default=8)
+    t.add_argument("--load", type=float, default=0.8, help="mean share of the slots busy (Poisson arrivals)")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--burst", type=int, default=0, help="delay-tolerant calls arriving together every --burst-every s")
+    t.add_argument("--burst-every", type=float, default=0.0)
+    t.add_argument("--out", required=True, type=Path)
     pl = sub.add_parser("plot", help="figures of the runs under DIR, beside the original's")
     pl.add_argument("dir", type=Path)
     pl.add_argument("--compare", type=Path, default=None, help="the original's results/makespan directory")
@@ -120,6 +130,23 @@ def main(argv: list[str]) -> int:
             print(text, end="")
         elif args.action == "sweep" and args.workload is None:
             raise ConfigError("sweep needs --workload (sim mode)")
+        elif args.action == "sweep" and args.workload == "dfaas":
+            from .dfaas import SCHEDULERS as DFAAS
+            from .dfaas import dfaas_sweep, dfaas_table, plot_dfaas
+
+            calls = dfaas_sweep(args.out, args.schedulers.split(",") if args.schedulers else DFAAS)
+            text = dfaas_table(calls)
+            (args.out / "table_dfaas.md").write_text(text)
+            print(text, end="")
+            print(plot_dfaas(calls, args.out / "dfaas.png"))
+        elif args.action == "trace":
+            from ..sim.dfaas import mixed_trace
+            from ..sim.trace import to_csv
+
+            jobs = mixed_trace(args.calls, args.hosts * args.slots, load=args.load, seed=args.seed, burst=args.burst,
+                               burst_every=args.burst_every)
+            args.out.write_text(to_csv(jobs))
+            print(f"{args.out}: {len(jobs)} calls")
         elif args.action == "sweep" and args.workload == "mpi-spot":
             from .spot import plot_spot, spot_sweep, spot_table
 
@@ -132,7 +159,9 @@ def main(argv: list[str]) -> int:
             print(text, end="")
             print(plot_spot(pairs, args.out / "spot_slowdown.png"))
         elif args.action == "sweep":
-            names = args.schedulers.split(",") if args.schedulers else [n for n in SCHEDULERS if n not in SPOT]
+            names = (args.schedulers.split(",") if args.schedulers else
+                     [n for n in SCHEDULERS if n not in SPOT and n != "dfaas"  # (dfaas: its own family)
+                      and (n != "granny-elastic" or args.workload.startswith("omp"))])
             rows = sweep(args.traces, args.workload, names, args.out, compare=args.compare, arrivals=args.arrivals)
             text = table(rows)
             (args.out / f"table_{args.workload}.md").write_text(text)

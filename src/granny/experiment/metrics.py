@@ -8,7 +8,7 @@
 - cross-host links over time, and normalised to the optimum: Σ links of the running jobs
   against Σ links each would have on the fewest hosts (``links(optimal_counts)``), both
   integrated over time;
-- migrations, freezes and thaws (from ``move``, ``freeze`` and ``thaw`` events), and restarts
+- migrations, freezes, thaws and elastic resizes (``move``, ``freeze``, ``thaw``, ``resize`` events), and restarts
   (``evicted``: a job lost ranks to an eviction and runs again from the start).
 """
 
@@ -51,6 +51,7 @@ class Metrics:
     jct_cdf: list[tuple[float, float]] = field(default_factory=list)
     restarts: int = 0  # jobs that lost ranks to an eviction and ran again from the start
     thaws: int = 0
+    resizes: int = 0  # elastic teams that grew or shrank
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,8 +87,9 @@ def series(events: Sequence[JobEvent], cluster: Cluster) -> list[tuple[float, in
     now: dict[int, tuple[int, int, int]] = {}  # job -> (slots, links, optimal links)
     out: list[tuple[float, int, int, int]] = []
     for e in sorted(events, key=lambda e: e.t):
-        if e.what in ("start", "move", "thaw"):
-            now[e.job_id] = (e.size, links(c for _, c in e.counts), links(optimal_counts(e.size, cluster.slots)))
+        if e.what in ("start", "move", "thaw", "resize"):
+            n = sum(c for _, c in e.counts) or e.size  # an elastic team's size changes as it runs
+            now[e.job_id] = (n, links(c for _, c in e.counts), links(optimal_counts(n, cluster.slots)))
         elif e.what in ("end", "fail", "freeze", "evicted"):
             now.pop(e.job_id, None)
         else:
@@ -124,4 +126,4 @@ def compute(events: Sequence[JobEvent], cluster: Cluster) -> Metrics:
         queue_mean=sum(queue) / len(queue) if queue else math.nan, idle_pct=idle, links_vs_optimum=ratio,
         migrations=sum(1 for e in events if e.what == "move"), freezes=sum(1 for e in events if e.what == "freeze"),
         jct_cdf=cdf, restarts=sum(1 for e in events if e.what == "evicted"),
-        thaws=sum(1 for e in events if e.what == "thaw"))
+        thaws=sum(1 for e in events if e.what == "thaw"), resizes=sum(1 for e in events if e.what == "resize"))

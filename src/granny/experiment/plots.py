@@ -18,7 +18,8 @@ from . import paper
 from .metrics import series
 from .run import StoredRun, read_runs
 
-COLOURS = {"batch": "tab:blue", "slurm": "tab:orange", "granny": "tab:green", "granny-migrate": "tab:red"}
+COLOURS = {"batch": "tab:blue", "slurm": "tab:orange", "granny": "tab:green", "granny-migrate": "tab:red",
+           "granny-elastic": "tab:purple", "dfaas": "tab:brown"}
 
 
 def _pyplot() -> Any:

@@ -25,10 +25,11 @@ from ..sim import (
     JobEvent,
     RuntimeModel,
     SimResult,
-    Simulator,
     parse_trace,
     scheduler_named,
 )
+from ..sim.dfaas import is_call, with_functions
+from ..sim.elastic import simulator_class
 from .calibration import load_model
 from .metrics import Metrics, compute
 
@@ -82,8 +83,10 @@ def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mod
                               f"(got {migrate_every} for {scheduler})")
         sched = replace(sched, migrate_every=migrate_every)
     model = model or load_model()
+    if any(is_call(j) for j in jobs):
+        model = with_functions(model)
     started = time.perf_counter()
-    result = Simulator(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals], evictions=evictions).run(jobs)
+    result = simulator_class(sched)(sched, hosts, slots, model, submit_gap=ARRIVALS[arrivals], evictions=evictions).run(jobs)
     wall = time.perf_counter() - started
     metrics = compute(result.events, result.cluster)
     outcome = RunOutcome(scheduler, result.cluster, metrics, result, wall, out)

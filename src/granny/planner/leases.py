@@ -13,7 +13,7 @@ from .records import Action, Request, Revoke
 
 
 class LeaseState(StateCore, Protocol):
-    _leases: set[str]  # requests of elastic teams that may still give granules back
+    _leases: dict[str, None]  # requests of elastic teams that may still give granules back, oldest first
     _revoked_for: set[str]  # queued requests that already asked leases to shrink
 
 
@@ -31,7 +31,7 @@ def revoke_for(st: LeaseState, req: Request, needed: int) -> list[Action]:
     for lease_id in list(st._leases):
         other = st.requests[lease_id]
         if other.final():
-            st._leases.discard(lease_id)
+            st._leases.pop(lease_id, None)
             continue
         if short <= 0:
             break

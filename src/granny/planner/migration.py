@@ -520,6 +520,9 @@ def hints(st: MigrationState) -> list[Action]:
         seen = (st.views.version, tuple(t.host_id for t in req.tasks), app.tenant if app else req.tenant, req.migrate)
         if reuse and m.quiet.get(req_id) == seen:
             continue
+        if type(st.policy) is BinPack and len(set(seen[1])) == 1:  # one host, no link: bin-pack's best already
+            m.quiet[req_id] = seen
+            continue
         if view is None:
             view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
                                 m.now)

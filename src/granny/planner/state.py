@@ -107,7 +107,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         # capacity, a new request behind it cannot go first, so submit() need not try again.
         self._stalled_on = ""
         self._revoked_for: set[str] = set()  # queued requests that already asked leases to shrink
-        self._leases: set[str] = set()  # requests of elastic teams that may still give granules back
+        self._leases: dict[str, None] = {}  # elastic teams' requests that may give granules back (ordered: deterministic)
         # Requests that became final since the server last collected them; it stamps them with the time
         # (see retention.py), so this module needs no clock.
         self.finished: list[str] = []
@@ -337,7 +337,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
                                         gang, lease, tenant, tuple(hosts), migrate, retries=0 if gang else retries)
         self.events.queued(self.requests[req_id], app, len(app.requests) == 1)
         if lease:
-            self._leases.add(req_id)
+            self._leases[req_id] = None
         if tolerance and not gang and not lease:
             # Nothing waits behind a delay-tolerant call on its granule: latency-sensitive work gets a free
             # slot, or (restartable) the call's own.
@@ -488,7 +488,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             self._revoked_for.discard(rid)
             self.rendezvous.drop(rid)
             self.migrations.forget(rid)
-            self._leases.discard(rid)
+            self._leases.pop(rid, None)
             app = self.apps.get(req.app_id)
             if app is not None:
                 touched[app.app_id] = app

@@ -210,6 +210,10 @@ class Simulator:
     def _arrive(self, job: Job) -> None:
         req_id = f"job{job.job_id}"
         self.events.append(JobEvent(self.now, "submit", job.job_id, job.size, kind=job.kind))
+        if job.tolerance and self.scheduler.delay_tolerant:  # a delay-tolerant call: the batch queue (dfaas.py)
+            self.apply(self.state.submit(req_id, req_id, 1, "functions", job.kind, tolerance=job.tolerance,
+                                         key=job.kind, now=self.now))
+            return
         self.apply(self.state.submit(req_id, req_id, job.size, "script", job.kind, gang=True))
 
     def _end(self, req_id: str, t: float) -> None:
@@ -220,6 +224,10 @@ class Simulator:
         self.hinted.discard(req_id)
         self._open -= 1
         self.events.append(JobEvent(t, "end", run.job.job_id, run.job.size, kind=run.job.kind))
+        if self.scheduler.delay_tolerant:  # as the server's deadlines.observe_runtime, on each call's Done
+            b = self.state.batch
+            b.now = max(b.now, t)
+            b.observe(run.job.kind, t - run.started)
         for gid, rid, index in self.tasks_of(run):
             _, actions = self.state.task_done(gid, rid, index, True)
             self.apply(actions)
@@ -322,7 +330,7 @@ class Simulator:
 
     # --- migration (the hook comes with the planner's migration support) ------------------------
     def _next_point(self, run: RunningJob) -> None:
-        every = self.scheduler.migrate_every
+        every = self.scheduler.migrate_every or self.scheduler.fork_every
         if self.migration is None or every is None or every <= 0:
             return
         step = math.floor(run.done / every + 1e-9) + 1

@@ -11,7 +11,7 @@ from typing import Any
 
 Counts = tuple[tuple[str, int], ...]  # (host_id, granules) pairs, sorted by host id
 
-KINDS = ("submit", "start", "end", "fail", "move", "freeze", "thaw", "evicted")
+KINDS = ("submit", "start", "end", "fail", "move", "freeze", "thaw", "evicted", "resize")
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class JobEvent:
     what: str  # one of KINDS
     job_id: int
     size: int
-    counts: Counts = ()  # start / move: the job's granules per host from then on
+    counts: Counts = ()  # start / move / resize: the job's granules per host from then on
     kind: str = ""  # the job's kind (the trace's App column)
     detail: str = ""  # fail, evicted: why
 

@@ -153,3 +153,39 @@ def test_a_spot_sweep_tabulates_slowdowns(tmp_path: Path) -> None:
     assert all(p.slowdown >= 1.0 and p.evicted.metrics.finished == 6 for p in pairs)
     text = spot_table(pairs)
     assert text.count("\n") == 2 + 3 and "| 4 | 6 | granny-spot |" in text
+
+
+@pytest.mark.skipif(not PAPER.is_dir(), reason="the original's data is not on this machine")
+def test_cli_runs_granny_elastic_on_the_omp_trace(tmp_path: Path) -> None:
+    trace = str(PAPER / "traces" / "trace_omp-elastic_25_8.csv")
+    got = {}
+    for name in ("granny", "granny-elastic"):
+        done = cli("run", "--scheduler", name, "--trace", trace, "--hosts", "8", "--arrivals", "original",
+                   "--out", str(tmp_path / name))
+        assert done.returncode == 0, done.stdout + done.stderr
+        got[name] = json.loads(done.stdout)
+    assert got["granny-elastic"]["finished"] == 25 and got["granny-elastic"]["resizes"] > 0
+    assert got["granny"]["resizes"] == 0
+    # the teams take the idle slots: fewer of them idle, and the trace done sooner
+    assert got["granny-elastic"]["idle_pct"] < got["granny"]["idle_pct"]
+    assert got["granny-elastic"]["makespan"] < got["granny"]["makespan"]
+
+
+def test_cli_writes_a_dfaas_trace_and_runs_it(tmp_path: Path) -> None:
+    trace = tmp_path / "mixed.csv"
+    made = cli("trace", "--calls", "300", "--hosts", "1", "--slots", "4", "--load", "0.9", "--burst", "8",
+               "--burst-every", "60", "--out", str(trace))
+    assert made.returncode == 0 and trace.read_text().splitlines()[0].endswith(",Tolerance")
+    again = tmp_path / "again.csv"
+    cli("trace", "--calls", "300", "--hosts", "1", "--slots", "4", "--load", "0.9", "--burst", "8",
+        "--burst-every", "60", "--out", str(again))
+    assert again.read_text() == trace.read_text()  # seeded: the same trace
+    from granny.experiment.dfaas import summarise
+    from granny.experiment.run import load_trace
+
+    jobs = load_trace(trace)
+    at_once, tolerant = (run(trace, 1, 4, name) for name in ("granny", "dfaas"))
+    a, b = summarise(jobs, at_once.result.events), summarise(jobs, tolerant.result.events)
+    assert at_once.metrics.finished == 300 and tolerant.metrics.finished + b.outcomes["refused"] == 300
+    # latency-sensitive calls go first, and the deadline guard and admission keep deadlines from being missed
+    assert b.ls_wait_p99 < a.ls_wait_p99 and b.outcomes["missed"] < a.outcomes["missed"]

@@ -102,8 +102,10 @@ def test_compact_stays_when_no_host_would_become_empty() -> None:
 def test_compact_places_in_the_fullest_host_that_fits() -> None:
     view = build_view({"a": 8, "b": 8, "c": 8}, [RunningApp("x", ("a",) * 2), RunningApp("y", ("b",) * 5)])
     assert Compact().place(view, PlacementRequest("new", 3)) == Placement(("b",) * 3)
-    # bin-pack would rather take the emptiest host.
-    assert binpack.place(view, PlacementRequest("new", 3)) == Placement(("c",) * 3)
+    # bin-pack too takes the tightest host that holds it: c's whole 8 slots stay free for a larger request.
+    assert binpack.place(view, PlacementRequest("new", 3)) == Placement(("b",) * 3)
+    # But compact keeps empty hosts empty where bin-pack splits over the largest holes.
+    assert binpack.place(view, PlacementRequest("new", 10)) == Placement(("c",) * 8 + ("b",) * 2)
 
 
 def test_compact_never_shares_a_host_between_tenants() -> None:

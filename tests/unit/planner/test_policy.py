@@ -108,10 +108,17 @@ def test_split_request_uses_app_hosts_when_it_costs_no_extra_host(count: int, fr
     assert len(used & app_hosts) == min(needed, len(app_hosts))
 
 
-def test_single_host_tie_prefers_app_host_then_most_free() -> None:
+def test_single_host_tie_prefers_app_host_then_best_fit() -> None:
     hosts = [HostView("a", 8, 6, 0), HostView("b", 8, 3, 2), HostView("c", 8, 4, 0)]
     assert binpack(hosts, PlacementRequest("x", 3)) == Placement(("b",) * 3)
-    assert binpack(hosts, PlacementRequest("x", 4)) == Placement(("a",) * 4)
+    # c's 4 free slots hold it exactly: a's 6 stay free for a larger request.
+    assert binpack(hosts, PlacementRequest("x", 4)) == Placement(("c",) * 4)
+
+
+def test_split_puts_the_last_part_in_the_smallest_hole_that_holds_it() -> None:
+    hosts = [HostView("a", 8, 6, 0), HostView("b", 8, 2, 0), HostView("c", 8, 8, 0)]
+    # Largest first (c), and the 2 left go to b, not a: same counts, and a's 6 stay whole.
+    assert binpack(hosts, PlacementRequest("x", 10)) == Placement(("c",) * 8 + ("b",) * 2)
 
 
 def test_split_fills_the_largest_hosts_first() -> None:

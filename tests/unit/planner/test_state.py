@@ -199,15 +199,15 @@ def test_host_timeout_fails_its_running_tasks_and_names_the_host() -> None:
 
 
 def test_idle_host_death_reevaluates_the_queue() -> None:
-    s = planner(("big", 2), ("small", 1))
-    (d1,) = s.submit("r1", "app", 1)
+    s = planner(("big", 3), ("small", 1))
+    d1, _ = s.submit("r1", "app", 2)
     assert s.granules[d1.granule_id].host_id == "big"
-    assert s.submit("gang", "app", 3) == []  # fits the cluster (3 slots), waits for r1
+    assert s.submit("gang", "app", 4) == []  # fits the cluster (4 slots), waits for r1
     assert s.submit("one", "app", 1) == []  # fits right now, but waits behind the gang (FIFO)
 
     s.heartbeat("big", TIMEOUT + 0.5)
     actions = s.tick(TIMEOUT + 1)  # the idle small host dies: the gang can now never fit
-    assert sorted((f.req_id, f.error_kind) for f in of(actions, Fail)) == [("gang", "never_fits")] * 3
+    assert sorted((f.req_id, f.error_kind) for f in of(actions, Fail)) == [("gang", "never_fits")] * 4
     assert [d.req_id for d in of(actions, Dispatch)] == ["one"]
 
 

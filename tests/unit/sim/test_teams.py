@@ -25,7 +25,7 @@ def run(scheduler: str, jobs: list[Job], hosts: int = 2, slots: int = 2,
 
 
 def test_a_team_joins_its_thread_0_under_bin_pack_and_first_fit() -> None:
-    # bin-pack puts a gang of one on the host with the most free slots (ties: the last id), and the
+    # bin-pack puts a gang of one on the host with the fewest free slots that holds it (ties: the last id), and the
     # team beside the app; first-fit fills hosts in their order
     assert run("granny", [Job(0, "omp", 2, 0)])[0] == {"job0": ("h2", "h2")}
     assert run("slurm", [Job(0, "omp", 2, 0)])[0] == {"job0": ("h1", "h1")}
@@ -54,7 +54,8 @@ def test_a_team_asked_for_late_queues_behind_the_jobs_that_arrived_meanwhile() -
 
 def test_a_one_thread_job_is_thread_0_alone() -> None:
     placed, starts = run("granny", [Job(0, "omp", 1, 0), Job(1, "omp", 1, 0)])
-    assert placed == {"job0": ("h2",), "job1": ("h1",)} and starts == {0: 0.0, 1: 0.0}
+    # bin-pack's best fit: job1 takes job0's host's other slot, and h1 stays whole
+    assert placed == {"job0": ("h2",), "job1": ("h2",)} and starts == {0: 0.0, 1: 0.0}
 
 
 def test_scaling_a_trace_for_two_slot_hosts() -> None:

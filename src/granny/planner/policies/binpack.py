@@ -1,8 +1,11 @@
-"""bin-pack (the default): fewest hosts, then fewest cross-host links, then most free slots.
+"""bin-pack (the default): fewest hosts, then fewest cross-host links, then the tightest fit.
 
-New requests: hosts that already run the app come first (keeping an app together cuts links), then
-hosts by free slots, largest first: filling the largest hosts first uses the fewest hosts, and a
-split into fewer, larger parts also has the fewest cross-host links between granules.
+New requests: hosts that already run the app come first (keeping an app together cuts links). A
+request that fits in one host goes to the one with the fewest free slots that holds it (best fit:
+the large holes stay for large requests and for split worlds to gather into). Otherwise hosts by
+free slots, largest first: filling the largest hosts first uses the fewest hosts, and a split into
+fewer, larger parts also has the fewest cross-host links between granules; the last, partial part
+goes to the smallest hole that holds it (same counts, so as few hosts and links).
 
 Migration: the app gives its own slots back and is re-packed by largest capacity first, which is
 optimal for both hosts and links (see :func:`.packing.fewest_links`); its current placement is one
@@ -45,16 +48,37 @@ class BinPack(PolicyBase):
 
 def pack(hosts: Sequence[HostView], n: int, app_id: str) -> tuple[str, ...]:
     """The host of each of ``n`` new granules; the caller checked that they fit in the free slots."""
-    # Prefer a single host that fits the whole request: zero cross-host links.
+    # Prefer a single host that fits the whole request: zero cross-host links. Of those, the one
+    # with the fewest free slots (best fit): the larger holes stay whole for a larger request, or
+    # for a split world to gather into at its next migration point.
     whole = [h for h in hosts if h.free >= n]
     if whole:
-        best = max(whole, key=lambda h: (h.granules_of(app_id) > 0, h.free, h.host_id))
+        best = max(whole, key=lambda h: (h.granules_of(app_id) > 0, -h.free, h.host_id))
         return (best.host_id,) * n
     # Fewest hosts first: largest free first is optimal for the count. Keeping the app together
     # only breaks ties, i.e. it is used when it needs no more hosts than that.
-    by_free = _greedy(sorted(hosts, key=lambda h: (h.free, h.host_id), reverse=True), n)
+    by_free = _largest_then_best_fit(hosts, n, app_id)
+    if not any(h.granules_of(app_id) for h in hosts):
+        return tuple(by_free)
     with_app = _greedy(sorted(hosts, key=lambda h: (h.granules_of(app_id) > 0, h.free, h.host_id), reverse=True), n)
     return tuple(with_app if len(set(with_app)) <= len(set(by_free)) else by_free)
+
+
+def _largest_then_best_fit(hosts: Sequence[HostView], n: int, app_id: str) -> list[str]:
+    """The largest holes first, and the last, partial part in the smallest hole that holds it: the
+    same per-host counts as filling largest first (so as few hosts and links), one large hole less used."""
+    out: list[str] = []
+    left = n
+    chosen: set[str] = set()
+    for host in sorted(hosts, key=lambda h: (h.free, h.host_id), reverse=True):
+        if host.free >= left:
+            break
+        out.extend([host.host_id] * host.free)
+        chosen.add(host.host_id)
+        left -= host.free
+    last = max((h for h in hosts if h.free >= left and h.host_id not in chosen),
+               key=lambda h: (h.granules_of(app_id) > 0, -h.free, h.host_id))
+    return out + [last.host_id] * left
 
 
 def migrate_within(hosts: Iterable[HostView], app: RunningApp) -> MigrationDecision:
