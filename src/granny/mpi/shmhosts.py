@@ -6,14 +6,23 @@ Theory of operation
   only host leaders exchange messages, over the schedules of algorithms.py run among the leaders.
 - ``Barrier``: every local rank posts; the leader waits for them, runs a dissemination barrier with
   the other leaders, then posts again (the release) for its members.
-- ``Allreduce`` (commutative ops, up to a slot): every local rank publishes its part; the leader folds
-  them in local rank order, allreduces the host sums with the other leaders (recursive doubling), and
-  publishes the result for its members.
+- ``Allreduce`` and ``Reduce`` (up to a slot): every local rank publishes its part; the host's folder
+  (the leader; for Reduce the root on its own host) folds them in local rank order, the folders reduce
+  across hosts (recursive doubling, or a binomial tree to the root), and for Allreduce each leader
+  publishes the result for its members. Non-commutative ops take an order-keeping schedule among the
+  leaders (ordered by their hosts' lowest ranks), which gives ``x0 op ... op x(n-1)`` only when every
+  host holds one contiguous range of ranks; otherwise they return "not handled".
 - ``Bcast`` (up to a slot): the root's value travels down a binomial tree of leaders (the root leads its
   host); each leader then publishes it for its members.
-- Everything else (larger messages, non-commutative ops, the other collectives, the pickled forms)
-  returns "not handled" and takes the general schedules; the choice depends only on what every rank
-  agrees on (sizes, the op), as in shmcoll.py. A leader alone on its host has no region.
+- ``Gather`` / ``Scatter`` (a block up to a slot; Scatter: a host's blocks together): members publish
+  their blocks and the host's folder (the root, or the leader) sends them in one message to the root;
+  the reverse for Scatter, the folder publishing its host's blocks packed in rank order.
+- ``Allgather`` (the whole result up to a slot): the leader collects its host's blocks from the slots,
+  ring-allgathers with the other leaders, and publishes the whole result.
+- Everything else (larger messages, the v-forms, Alltoall, the pickled forms) returns "not handled" and
+  takes the general schedules; the choice depends only on what every rank agrees on (sizes, the op,
+  the placement), as in shmcoll.py. A rank alone on its host has no region and takes part in the
+  leaders' exchange only.
 """
 
 from __future__ import annotations
@@ -22,14 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import MpiError
 from . import algorithms as alg
-from .buffers import parse_buffer
+from .buffers import is_in_place, parse_buffer
 from .execute import BufStore, ObjStore, reduce_to, run_buffers, run_objects
 from .ops import Op
 from .shmregion import SLOT, Mapping, slot_offset
 
 if TYPE_CHECKING:
     from .collectives import Collectives as Comm
+
+
+ERR_TRUNCATE = 15
 
 
 def _u8(mem: memoryview) -> np.ndarray:
@@ -53,10 +66,16 @@ class SpanColl:
         self.me = me
         members = comm._members
         self.leader_worlds = [members[r] for r in self.leaders]
+        # Leaders fold their host's parts in rank order; across hosts an order-keeping schedule then
+        # gives x0 op ... op x(n-1) only if every host holds one contiguous range of ranks.
+        self.contiguous = all(g == list(range(g[0], g[0] + len(g))) for g in groups)
+        self.max_local = max(len(g) for g in groups)
+        self.scheds: dict[tuple[Any, ...], Any] = {}
         if self.leader:
             i, nl = self.leaders.index(me), len(self.leaders)
             self.barrier_sched = alg.barrier(i, nl, list(range(nl)))
             self.allreduce_sched = alg.allreduce_small(i, nl, list(range(nl)), True)
+            self.allreduce_ordered = alg.allreduce_small(i, nl, list(range(nl)), False)
         self.engine, self.cctx = comm._engine, comm._cctx
 
     def close(self) -> None:
@@ -90,7 +109,8 @@ class SpanColl:
         reg.done(s2)
 
     def Allreduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op) -> bool:  # noqa: N802
-        if not op.Is_commutative():
+        commutative = op.Is_commutative()
+        if not (commutative or self.contiguous):
             return False
         out, src = comm._in_out(sendbuf, recvbuf)
         nbytes = out.nbytes
@@ -101,7 +121,7 @@ class SpanColl:
         if reg is None:  # alone on this host: only the leaders' exchange
             if src is not None:
                 out[...] = src
-            self._leaders_allreduce(out, op)
+            self._leaders_allreduce(out, op, commutative)
             return True
         s1, s2 = self._next(), self._next()
         reg.put(s1, nbytes, np.ascontiguousarray(mine).view(np.uint8))
@@ -109,11 +129,8 @@ class SpanColl:
         try:
             if self.leader:
                 reg.wait_post(s1, -1)
-                dt = out.dtype
-                out[...] = np.frombuffer(self._view(s1, 0, nbytes), dt)
-                for k in range(1, self.n):
-                    reduce_to(op, out, np.frombuffer(self._view(s1, k, nbytes), dt), out)
-                self._leaders_allreduce(out, op)
+                self._fold_slots(s1, out, op)
+                self._leaders_allreduce(out, op, commutative)
                 reg.put(s2, nbytes, np.ascontiguousarray(out).view(np.uint8))
                 reg.post(s2)
             else:
@@ -123,9 +140,10 @@ class SpanColl:
             reg.done(s2)
         return True
 
-    def _leaders_allreduce(self, out: np.ndarray, op: Op) -> None:
+    def _leaders_allreduce(self, out: np.ndarray, op: Op, commutative: bool) -> None:
         store = BufStore(out, [(0, out.shape[0])], None, op)
-        run_buffers(self.engine, self.cctx, self.leader_worlds, self.allreduce_sched, store)
+        sched = self.allreduce_sched if commutative else self.allreduce_ordered
+        run_buffers(self.engine, self.cctx, self.leader_worlds, sched, store)
 
     def Bcast(self, comm: Comm, buf: Any, root: int) -> bool:  # noqa: N802
         root = comm._root(root)
@@ -155,19 +173,234 @@ class SpanColl:
         reg.done(s)
         return True
 
-    # --- not handled here: the general schedules --------------------------------------------------
-    def Reduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op, root: int) -> bool:  # noqa: N802
-        return False
+    # --- the rooted and gathering collectives ----------------------------------------------------
+    def _cached(self, key: tuple[Any, ...], make: Any) -> Any:
+        got = self.scheds.get(key)
+        if got is None:
+            got = self.scheds[key] = make()
+        return got
 
-    def Allgather(self, comm: Comm, sendbuf: Any, recvbuf: Any) -> bool:  # noqa: N802
-        return False
+    def _rooted_leaders(self, comm: Comm, root: int) -> tuple[list[int], int]:
+        """Host leaders of a rooted collective (comm ranks; the root leads its host, elsewhere the lowest
+        rank), hosts ordered by their lowest rank; and the root's index among them."""
+        groups = alg._groups(comm._size, comm._hosts)
+        leaders = [root if root in g else g[0] for g in groups]
+        return leaders, leaders.index(root)
+
+    def _fold_slots(self, s: int, acc: np.ndarray, op: Op) -> None:
+        """acc = x(local 0) op x(local 1) op ...: every local rank's slot ``s``, in rank order."""
+        nbytes, dt = acc.nbytes, acc.dtype
+        self._check_lengths(s, nbytes, range(self.n))
+        acc[...] = np.frombuffer(self._view(s, 0, nbytes), dt)
+        for k in range(1, self.n):
+            reduce_to(op, acc, np.frombuffer(self._view(s, k, nbytes), dt), acc)
+
+    def _check_lengths(self, s: int, nbytes: int, who: Any) -> None:
+        assert self.reg is not None
+        for k in who:
+            got = self.reg.header(s, k)
+            if got != nbytes:
+                raise MpiError(f"collective message of {got} bytes from rank {self.local[k]} where {nbytes} were "
+                               "expected: the ranks passed different counts or datatypes", ERR_TRUNCATE)
+
+    def Reduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op, root: int) -> bool:  # noqa: N802
+        """Every local rank publishes its part; the host's folder (the root on its host, else the leader)
+        folds them in rank order; the folders reduce across hosts to the root (an order-keeping tree for
+        non-commutative ops, which needs each host's ranks to be one contiguous range)."""
+        root = comm._root(root)
+        if self.me == root:
+            out, src = comm._in_out(sendbuf, recvbuf)
+        else:
+            src = parse_buffer(sendbuf, readonly=True, name="send buffer").array().reshape(-1)
+            out = None
+        mine = src if src is not None else out
+        assert mine is not None
+        commutative = op.Is_commutative()
+        if mine.nbytes == 0 or mine.nbytes > SLOT or not (commutative or self.contiguous):
+            return False
+        folder = root if root in self.local else self.local[0]
+        acc = None if self.me != folder else out if out is not None else np.empty_like(mine)
+        reg = self.reg
+        if reg is not None:
+            s = self._next()
+            reg.put(s, mine.nbytes, np.ascontiguousarray(mine).view(np.uint8))
+            reg.post(s)
+            try:
+                if acc is not None:
+                    reg.wait_post(s, -1)
+                    self._fold_slots(s, acc, op)
+            finally:
+                reg.done(s)
+        elif acc is not None and src is not None:
+            acc[...] = src
+        if acc is None:
+            return True
+        leaders, ridx = self._rooted_leaders(comm, root)
+        nl = len(leaders)
+        sched = self._cached(("reduce", root, commutative), lambda: alg.reduce(
+            leaders.index(self.me), nl, ridx, list(range(nl)), commutative))
+        store = BufStore(acc, [(0, acc.shape[0])], None, op)
+        run_buffers(self.engine, self.cctx, [comm._members[r] for r in leaders], sched, store)
+        return True
 
     def Gather(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
-        return False
+        """Local ranks publish their blocks; the host's folder (the root, or the leader) collects them;
+        each other host's folder sends its host's blocks to the root in one message."""
+        root = comm._root(root)
+        mine: np.ndarray | None = None
+        if self.me == root:
+            out, bounds = comm._recv_layout(recvbuf, False, "receive buffer", False)
+            blk = bounds[root][1] - bounds[root][0]
+            if not is_in_place(sendbuf):
+                mine = _u8(parse_buffer(sendbuf, readonly=True, name="send buffer").mem)
+                if mine.shape[0] != blk:
+                    raise ValueError(f"Gather: the root sends {mine.shape[0]} bytes into a block of {blk}")
+        else:
+            mine = _u8(parse_buffer(sendbuf, readonly=True, name="send buffer").mem)
+            blk = mine.shape[0]
+        if blk == 0 or blk > SLOT:
+            return False
+        folder = root if root in self.local else self.local[0]
+        if self.me == folder:
+            if self.me != root:  # this host's blocks, packed in rank order
+                out = np.empty(self.n * blk, np.uint8)
+                bounds = [(0, 0)] * comm._size
+                for k, r in enumerate(self.local):
+                    bounds[r] = (k * blk, (k + 1) * blk)
+            if mine is not None:
+                out[bounds[self.me][0]:bounds[self.me][1]] = mine
+        reg = self.reg
+        if reg is not None:
+            s = self._next()
+            reg.put(s, blk, mine if self.me != folder else None)
+            reg.post(s)
+            try:
+                if self.me == folder:
+                    reg.wait_post(s, -1)
+                    others = [k for k, r in enumerate(self.local) if r != folder]
+                    self._check_lengths(s, blk, others)
+                    for k in others:
+                        a, b = bounds[self.local[k]]
+                        out[a:b] = np.frombuffer(self._view(s, k, blk), np.uint8)
+            finally:
+                reg.done(s)
+        if self.me != folder:
+            return True
+        leaders, _ = self._rooted_leaders(comm, root)
+        if self.me == root:
+            groups = [g for g in alg._groups(comm._size, comm._hosts) if root not in g]
+            sched = self._cached(("gather", root), lambda: alg._pack(
+                [[alg.Xfer(next(x for x in leaders if x in g), False, tuple(g)) for g in groups]]))
+        else:
+            sched = self._cached(("gather", root), lambda: alg._pack([[alg.Xfer(root, True, tuple(self.local))]]))
+        run_buffers(self.engine, self.cctx, comm._members, sched, BufStore(out, bounds, filled=True))
+        return True
 
     def Scatter(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
-        return False
+        """The reverse of Gather: the root sends each other host's folder that host's blocks in one
+        message; each folder publishes its host's blocks, packed in rank order, for its members."""
+        root = comm._root(root)
+        rb: np.ndarray | None = None
+        if self.me == root:
+            work, bounds = comm._recv_layout(sendbuf, False, "send buffer", True)
+            blk = bounds[root][1] - bounds[root][0]
+            if not is_in_place(recvbuf):
+                rb = _u8(parse_buffer(recvbuf, readonly=False, name="receive buffer").mem)
+                if rb.shape[0] != blk:
+                    raise ValueError(f"Scatter: the root keeps a block of {blk} bytes in a receive buffer "
+                                     f"of {rb.shape[0]}")
+        else:
+            rb = _u8(parse_buffer(recvbuf, readonly=False, name="receive buffer").mem)
+            blk = rb.shape[0]
+        if blk == 0 or blk * self.max_local > SLOT:
+            return False
+        folder = root if root in self.local else self.local[0]
+        leaders, _ = self._rooted_leaders(comm, root)
+        if self.me == root:
+            groups = [g for g in alg._groups(comm._size, comm._hosts) if root not in g]
+            sched = self._cached(("scatter", root), lambda: alg._pack(
+                [[alg.Xfer(next(x for x in leaders if x in g), True, tuple(g)) for g in groups]]))
+            run_buffers(self.engine, self.cctx, comm._members, sched, BufStore(work, bounds, filled=True))
+            packed = np.concatenate([work[bounds[r][0]:bounds[r][1]] for r in self.local])
+        elif self.me == folder:
+            packed = np.empty(self.n * blk, np.uint8)
+            pb = [(0, 0)] * comm._size
+            for k, r in enumerate(self.local):
+                pb[r] = (k * blk, (k + 1) * blk)
+            sched = self._cached(("scatter", root), lambda: alg._pack([[alg.Xfer(root, False, tuple(self.local))]]))
+            run_buffers(self.engine, self.cctx, comm._members, sched, BufStore(packed, pb, filled=True))
+        reg = self.reg
+        if self.me == folder:
+            if rb is not None:
+                k = self.li
+                rb[:] = packed[k * blk:(k + 1) * blk]
+            if reg is not None:
+                s = self._next()
+                reg.put(s, blk, packed)
+                reg.post(s)
+                reg.done(s)
+            return True
+        assert reg is not None and rb is not None
+        s = self._next()
+        src = self.local.index(folder)
+        reg.wait_post(s, src)
+        try:
+            self._check_lengths(s, blk, [src])
+            rb[:] = np.frombuffer(self._view(s, src, (self.li + 1) * blk), np.uint8)[self.li * blk:]
+        finally:
+            reg.done(s)
+        return True
 
+    def Allgather(self, comm: Comm, sendbuf: Any, recvbuf: Any) -> bool:  # noqa: N802
+        """Local ranks publish their blocks; the leader collects them, ring-allgathers the hosts' blocks
+        with the other leaders, and publishes the whole result for its members."""
+        out, bounds = comm._recv_layout(recvbuf, False, "receive buffer", False)
+        lo, hi = bounds[self.me]
+        if is_in_place(sendbuf):
+            mine = out[lo:hi]
+        else:
+            mine = _u8(parse_buffer(sendbuf, readonly=True, name="send buffer").mem)
+            if hi - lo != mine.shape[0]:
+                raise ValueError(f"Allgather: this rank sends {mine.shape[0]} bytes into a block of {hi - lo}")
+        total = bounds[-1][1]
+        if hi == lo or total > SLOT:
+            return False
+        reg = self.reg
+        if reg is None:
+            if not is_in_place(sendbuf):
+                out[lo:hi] = mine
+            self._leaders_allgather(comm, out, bounds)
+            return True
+        s1, s2 = self._next(), self._next()
+        reg.put(s1, hi - lo, mine)
+        reg.post(s1)
+        try:
+            if self.leader:
+                reg.wait_post(s1, -1)
+                self._check_lengths(s1, hi - lo, range(self.n))
+                for k, r in enumerate(self.local):
+                    a, b = bounds[r]
+                    out[a:b] = np.frombuffer(self._view(s1, k, b - a), np.uint8)
+                self._leaders_allgather(comm, out, bounds)
+                reg.put(s2, total, out[:total])
+                reg.post(s2)
+            else:
+                reg.wait_post(s2, 0)
+                self._check_lengths(s2, total, [0])
+                out[:total] = np.frombuffer(self._view(s2, 0, total), np.uint8)
+        finally:
+            reg.done(s2)
+        return True
+
+    def _leaders_allgather(self, comm: Comm, out: np.ndarray, bounds: list[tuple[int, int]]) -> None:
+        def make() -> Any:
+            groups = alg._groups(comm._size, comm._hosts)
+            return alg._pack(alg._allgather_ring(self.me, self.leaders, [sorted(g) for g in groups]))
+
+        sched = self._cached(("allgather",), make)
+        run_buffers(self.engine, self.cctx, comm._members, sched, BufStore(out, bounds, filled=True))
+
+    # --- not handled here: the general schedules --------------------------------------------------
     def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:  # noqa: N802
         return False
 
