@@ -183,9 +183,11 @@ class SpanColl:
     def _rooted_leaders(self, comm: Comm, root: int) -> tuple[list[int], int]:
         """Host leaders of a rooted collective (comm ranks; the root leads its host, elsewhere the lowest
         rank), hosts ordered by their lowest rank; and the root's index among them."""
-        groups = alg._groups(comm._size, comm._hosts)
-        leaders = [root if root in g else g[0] for g in groups]
-        return leaders, leaders.index(root)
+        def make() -> tuple[list[int], int]:
+            leaders = [root if root in g else g[0] for g in alg._groups(comm._size, comm._hosts)]
+            return leaders, leaders.index(root)
+
+        return self._cached(("leaders", root), make)  # type: ignore[no-any-return]
 
     def _fold_slots(self, s: int, acc: np.ndarray, op: Op) -> None:
         """acc = x(local 0) op x(local 1) op ...: every local rank's slot ``s``, in rank order."""
