@@ -101,8 +101,18 @@ class WinOps:
             if atomic:
                 rma_shm.unlock(seg.acc(rank))
 
+    def _on_error(self, exc: MpiError) -> None:
+        raise NotImplementedError  # win_attrs.py
+
     def _rma(self, kind: int, origin: Any, rank: int, target: Any, op: Op | None = None,
              result: Any = None) -> None:
+        try:
+            self._rma_op(kind, origin, rank, target, op, result)
+        except MpiError as exc:
+            self._on_error(exc)
+            raise
+
+    def _rma_op(self, kind: int, origin: Any, rank: int, target: Any, op: Op | None, result: Any) -> None:
         self._live()
         if rank == PROC_NULL:
             return
@@ -188,6 +198,13 @@ class WinOps:
 
     def Fetch_and_op(self, origin: Any, result: Any, target_rank: int, target_disp: int = 0,  # noqa: N802
                      op: Op = SUM) -> None:
+        try:
+            self._fetch_and_op(origin, result, target_rank, target_disp, op)
+        except MpiError as exc:
+            self._on_error(exc)
+            raise
+
+    def _fetch_and_op(self, origin: Any, result: Any, target_rank: int, target_disp: int, op: Op) -> None:
         self._live()
         ob = parse_buffer(origin, readonly=True, name="origin")
         rb = parse_buffer(result, readonly=False, name="result")
@@ -204,6 +221,13 @@ class WinOps:
 
     def Compare_and_swap(self, origin: Any, compare: Any, result: Any, target_rank: int,  # noqa: N802
                          target_disp: int = 0) -> None:
+        try:
+            self._compare_and_swap(origin, compare, result, target_rank, target_disp)
+        except MpiError as exc:
+            self._on_error(exc)
+            raise
+
+    def _compare_and_swap(self, origin: Any, compare: Any, result: Any, target_rank: int, target_disp: int) -> None:
         self._live()
         ob = parse_buffer(origin, readonly=True, name="origin")
         cb = parse_buffer(compare, readonly=True, name="compare")
