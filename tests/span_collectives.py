@@ -55,6 +55,24 @@ def span_program() -> Callable[[Any], dict[str, Any]]:
                          root=root)
                 if rank == root:
                     check(f"{tag} Reduce IN_PLACE {n}", buf, sum(inputs))
+            for n in (3000, 100_000):  # above a slot: hierarchical (hosts with equal rank counts), else the ring
+                inputs = [(np.arange(n, dtype=np.int64) % 1000) * (r + 1) - r for r in range(size)]
+                for op, fold in ((MPI.SUM, np.add), (MPI.MAX, np.maximum), (MPI.PROD, np.multiply)):
+                    want = inputs[0].copy()
+                    for x in inputs[1:]:
+                        want = fold(want, x)
+                    out = np.empty(n, np.int64)
+                    c.Allreduce(inputs[rank], out, op=op)
+                    check(f"{tag} Allreduce {n} {op.name}", out, want)
+                buf = inputs[rank].copy()
+                c.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+                check(f"{tag} Allreduce IN_PLACE {n}", buf, sum(inputs))
+                strided = np.zeros((n, 2), np.int64)[:, 0]  # not contiguous: mpi4py refuses, and so must we
+                try:
+                    c.Allreduce(inputs[rank], strided, op=MPI.SUM)
+                    bad.append(f"{tag} Allreduce into a strided array did not raise")
+                except (ValueError, BufferError):
+                    pass
             for k in (1, 3, 600, 1024, 1500):  # 32 bytes each: 1024 fill a slot, 1500 do not fit
                 want = mats(0, k)
                 for r in range(1, size):
@@ -107,7 +125,8 @@ def span_program() -> Callable[[Any], dict[str, Any]]:
                                                                                 op=matop)),
                            ("Gather", lambda: comm.Gather(small, np.empty((comm.size, 4), np.int64), root=0)),
                            ("Scatter", lambda: comm.Scatter(np.zeros((comm.size, 4), np.int64), small, root=2)),
-                           ("Allgather", lambda: comm.Allgather(small, np.empty((comm.size, 4), np.int64)))):
+                           ("Allgather", lambda: comm.Allgather(small, np.empty((comm.size, 4), np.int64))),
+                           ("Allreduce large", lambda: comm.Allreduce(np.ones(100_000), np.empty(100_000)))):
             before = coll.seq
             call()
             used[name] = coll.seq > before
@@ -120,6 +139,6 @@ def span_program() -> Callable[[Any], dict[str, Any]]:
         spread.Free()
         matop.Free()
         return {"bad": bad, "hosts": hosts, "kind": type(coll).__name__, "region": coll.reg is not None,
-                "used": used}
+                "used": used, "even": len({hosts.count(h) for h in hosts}) == 1}
 
     return program

@@ -12,6 +12,9 @@ Theory of operation
   publishes the result for its members. Non-commutative ops take an order-keeping schedule among the
   leaders (ordered by their hosts' lowest ranks), which gives ``x0 op ... op x(n-1)`` only when every
   host holds one contiguous range of ranks; otherwise they return "not handled".
+- ``Allreduce`` above a slot, when every host holds as many ranks of the communicator (and, for a
+  non-commutative op, contiguous ranges): hierarchical, see ``_allreduce_large``; the ranks of a host
+  reach each other's buffers with ``process_vm_readv`` and use the region only to synchronise.
 - ``Bcast`` (up to a slot): the root's value travels down a binomial tree of leaders (the root leads its
   host); each leader then publishes it for its members.
 - ``Gather`` / ``Scatter`` (a block up to a slot; Scatter: a host's blocks together): members publish
@@ -19,8 +22,9 @@ Theory of operation
   the reverse for Scatter, the folder publishing its host's blocks packed in rank order.
 - ``Allgather`` (the whole result up to a slot): the leader collects its host's blocks from the slots,
   ring-allgathers with the other leaders, and publishes the whole result.
-- Everything else (larger messages, the v-forms, Alltoall, the pickled forms) returns "not handled" and
-  takes the general schedules; the choice depends only on what every rank agrees on (sizes, the op,
+- Everything else (larger messages of the other collectives, whose point-to-point legs inside a host
+  are single-copy already, the v-forms, Alltoall, the pickled forms) returns "not handled" and takes
+  the general schedules; the choice depends only on what every rank agrees on (sizes, the op,
   the placement), as in shmcoll.py. A rank alone on its host has no region and takes part in the
   leaders' exchange only.
 """
@@ -36,6 +40,7 @@ from . import algorithms as alg
 from .buffers import is_in_place, parse_buffer
 from .execute import BufStore, ObjStore, reduce_to, run_buffers, run_objects
 from .ops import Op
+from .shm import buffer_address, cma_available, cma_read
 from .shmregion import SLOT, Mapping, slot_offset
 
 if TYPE_CHECKING:
@@ -43,6 +48,13 @@ if TYPE_CHECKING:
 
 
 ERR_TRUNCATE = 15
+_cma_ok: list[bool] = []
+
+
+def _cma() -> bool:
+    if not _cma_ok:
+        _cma_ok.append(cma_available())
+    return _cma_ok[0]
 
 
 def _u8(mem: memoryview) -> np.ndarray:
@@ -70,6 +82,8 @@ class SpanColl:
         # gives x0 op ... op x(n-1) only if every host holds one contiguous range of ranks.
         self.contiguous = all(g == list(range(g[0], g[0] + len(g))) for g in groups)
         self.max_local = max(len(g) for g in groups)
+        # Large Allreduce: local rank i of every host (hosts by lowest rank) reduces piece i across hosts
+        self.peers = [g[self.li] for g in groups] if all(len(g) == self.n for g in groups) else None
         self.scheds: dict[tuple[Any, ...], Any] = {}
         if self.leader:
             i, nl = self.leaders.index(me), len(self.leaders)
@@ -114,10 +128,13 @@ class SpanColl:
             return False
         out, src = comm._in_out(sendbuf, recvbuf)
         nbytes = out.nbytes
-        if nbytes == 0 or nbytes > SLOT:
-            return False
         mine = src if src is not None else out
         reg = self.reg
+        if nbytes > SLOT and reg is not None and self.peers is not None and out.shape[0] >= comm._size and _cma():
+            self._allreduce_large(comm, out, mine, op, commutative)
+            return True
+        if nbytes == 0 or nbytes > SLOT:
+            return False
         if reg is None:  # alone on this host: only the leaders' exchange
             if src is not None:
                 out[...] = src
@@ -139,6 +156,72 @@ class SpanColl:
         finally:
             reg.done(s2)
         return True
+
+    def _allreduce_large(self, comm: Comm, out: np.ndarray, mine: np.ndarray, op: Op, commutative: bool) -> None:
+        """An Allreduce above a slot, hierarchically: the local ranks reduce-scatter the host's
+        inputs by reading each other's memory (``process_vm_readv``, as shmcoll's large Allreduce), local
+        rank i allreduces piece i with local rank i of every other host (point-to-point, all pieces at
+        once: each host sends its whole sum once, where the ring over all ranks sends 1.5x that for two
+        ranks per host), then the local ranks copy each other's finished pieces. The region holds the
+        buffers' addresses and the three synchronisations; a last one keeps the buffers alive until
+        nobody reads them. Every piece is folded in rank order (local ranks in order, then hosts in order
+        of their lowest ranks), so non-commutative ops are right too when hosts hold contiguous ranges."""
+        n, li, reg = self.n, self.li, self.reg
+        assert reg is not None and self.peers is not None
+        dst = out if out.flags.c_contiguous else np.empty_like(out)
+        src = mine if mine.flags.c_contiguous else np.ascontiguousarray(mine)
+        world = comm._rt.world
+        pids = [world.addrs[comm._members[r]].pid for r in self.local]
+        isz = out.dtype.itemsize
+        bounds = alg.block_bounds(out.shape[0], n)
+        s1, s2, s3 = self._next(), self._next(), self._next()
+        where = [buffer_address(src.view(np.uint8).data), buffer_address(dst.view(np.uint8).data)]
+        reg.put(s1, 16, np.array(where, np.uint64).view(np.uint8))
+        reg.post(s1)
+        try:
+            reg.wait_post(s1, -1)
+            addrs = [np.frombuffer(self._view(s1, k, 16), np.uint64).tolist() for k in range(n)]
+            lo, hi = bounds[li]
+            acc = dst[lo:hi]
+            own = src[lo:hi].copy() if src is dst else src[lo:hi]  # IN_PLACE: acc overwrites it
+            tmp = np.empty(hi - lo, out.dtype)
+            for k in range(n):
+                if k == li:
+                    piece = own
+                else:
+                    cma_read(pids[k], addrs[k][0] + lo * isz, tmp.view(np.uint8).data)
+                    piece = tmp
+                if k == 0:
+                    acc[...] = piece
+                else:
+                    reduce_to(op, acc, piece, acc)
+            self._peers_allreduce(comm, acc, op, commutative)
+            reg.post(s2)
+            reg.wait_post(s2, -1)
+            for k in range(n):
+                a, b = bounds[k]
+                if k != li and b > a:
+                    cma_read(pids[k], addrs[k][1] + a * isz, dst[a:b].view(np.uint8).data)
+            reg.post(s3)
+            reg.wait_post(s3, -1)
+        finally:
+            reg.done(s3)
+        if dst is not out:
+            out[...] = dst
+
+    def _peers_allreduce(self, comm: Comm, acc: np.ndarray, op: Op, commutative: bool) -> None:
+        peers = self.peers
+        assert peers is not None
+        npeers = len(peers)
+        if npeers < 2 or acc.shape[0] == 0:
+            return
+        large = alg.choose_allreduce(acc.nbytes, npeers, commutative) == "large" and acc.shape[0] >= npeers
+        i = peers.index(self.me)
+        sched = self._cached(("peers_allreduce", large, commutative), lambda: alg.allreduce_large(
+            i, npeers, list(range(npeers))) if large else alg.allreduce_small(i, npeers, list(range(npeers)),
+                                                                                commutative))
+        bounds = alg.block_bounds(acc.shape[0], npeers) if large else [(0, acc.shape[0])]
+        run_buffers(self.engine, self.cctx, [comm._members[r] for r in peers], sched, BufStore(acc, bounds, None, op))
 
     def _leaders_allreduce(self, out: np.ndarray, op: Op, commutative: bool) -> None:
         store = BufStore(out, [(0, out.shape[0])], None, op)
