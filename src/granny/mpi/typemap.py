@@ -15,7 +15,6 @@ Theory of operation
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,13 +34,14 @@ def _merge(segs: list[tuple[int, int]]) -> Segs:
     return tuple(out)
 
 
-@dataclass(frozen=True)
 class TypeMap:
-    segs: Segs
-    lb: int
-    extent: int
-    size: int
-    base: Any  # the predefined datatype the segments are made of
+    """Immutable by convention (a plain class: a dataclass costs a millisecond at import)."""
+
+    __slots__ = ("base", "extent", "lb", "segs", "size")
+
+    def __init__(self, segs: Segs, lb: int, extent: int, size: int, base: Any) -> None:
+        self.segs, self.lb, self.extent, self.size = segs, lb, extent, size
+        self.base = base  # the predefined datatype the segments are made of
 
     @property
     def true_lb(self) -> int:
