@@ -141,12 +141,13 @@ class SpanColl:
             self._leaders_allreduce(out, op, commutative)
             return True
         s1, s2 = self._next(), self._next()
-        reg.put(s1, nbytes, np.ascontiguousarray(mine).view(np.uint8))
-        reg.post(s1)
+        if not self.leader:
+            reg.put(s1, nbytes, np.ascontiguousarray(mine).view(np.uint8))
+            reg.post(s1)
         try:
             if self.leader:
-                reg.wait_post(s1, -1)
-                self._fold_slots(s1, out, op)
+                self._wait_others(s1)
+                self._fold_slots(s1, out, op, mine)
                 self._leaders_allreduce(out, op, commutative)
                 reg.put(s2, nbytes, np.ascontiguousarray(out).view(np.uint8))
                 reg.post(s2)
@@ -272,13 +273,30 @@ class SpanColl:
 
         return self._cached(("leaders", root), make)  # type: ignore[no-any-return]
 
-    def _fold_slots(self, s: int, acc: np.ndarray, op: Op) -> None:
-        """acc = x(local 0) op x(local 1) op ...: every local rank's slot ``s``, in rank order."""
+    def _wait_others(self, s: int) -> None:
+        """Wait for the other local ranks' posts of ``s``. A reader that takes its own part from its own
+        buffer neither writes its slot nor posts: writing a slot first waits until everyone is done
+        with collective s - 2, i.e. (after a Barrier) for a member still waking up, a second wake-up
+        on this rank's path before the one it waits for anyway."""
+        assert self.reg is not None
+        for k in range(self.n):
+            if k != self.li:
+                self.reg.wait_post(s, k)
+
+    def _fold_slots(self, s: int, acc: np.ndarray, op: Op, mine: np.ndarray) -> None:
+        """acc = x(local 0) op x(local 1) op ...: the other local ranks' slots ``s`` and this rank's
+        ``mine``, in rank order."""
         nbytes, dt = acc.nbytes, acc.dtype
-        self._check_lengths(s, nbytes, range(self.n))
-        acc[...] = np.frombuffer(self._view(s, 0, nbytes), dt)
-        for k in range(1, self.n):
-            reduce_to(op, acc, np.frombuffer(self._view(s, k, nbytes), dt), acc)
+        li = self.li
+        self._check_lengths(s, nbytes, [k for k in range(self.n) if k != li])
+        if li and np.shares_memory(mine, acc):  # IN_PLACE: acc overwrites it before its turn
+            mine = mine.copy()
+        for k in range(self.n):
+            part = mine if k == li else np.frombuffer(self._view(s, k, nbytes), dt)
+            if k == 0:
+                acc[...] = part
+            else:
+                reduce_to(op, acc, part, acc)
 
     def _check_lengths(self, s: int, nbytes: int, who: Any) -> None:
         assert self.reg is not None
@@ -308,12 +326,13 @@ class SpanColl:
         reg = self.reg
         if reg is not None:
             s = self._next()
-            reg.put(s, mine.nbytes, np.ascontiguousarray(mine).view(np.uint8))
-            reg.post(s)
+            if acc is None:
+                reg.put(s, mine.nbytes, np.ascontiguousarray(mine).view(np.uint8))
+                reg.post(s)
             try:
                 if acc is not None:
-                    reg.wait_post(s, -1)
-                    self._fold_slots(s, acc, op)
+                    self._wait_others(s)
+                    self._fold_slots(s, acc, op, mine)
             finally:
                 reg.done(s)
         elif acc is not None and src is not None:
@@ -357,11 +376,12 @@ class SpanColl:
         reg = self.reg
         if reg is not None:
             s = self._next()
-            reg.put(s, blk, mine if self.me != folder else None)
-            reg.post(s)
+            if self.me != folder:
+                reg.put(s, blk, mine)
+                reg.post(s)
             try:
                 if self.me == folder:
-                    reg.wait_post(s, -1)
+                    self._wait_others(s)
                     others = [k for k, r in enumerate(self.local) if r != folder]
                     self._check_lengths(s, blk, others)
                     for k in others:
@@ -457,13 +477,16 @@ class SpanColl:
             self._leaders_allgather(comm, out, bounds)
             return True
         s1, s2 = self._next(), self._next()
-        reg.put(s1, hi - lo, mine)
-        reg.post(s1)
+        if not self.leader:
+            reg.put(s1, hi - lo, mine)
+            reg.post(s1)
         try:
             if self.leader:
-                reg.wait_post(s1, -1)
-                self._check_lengths(s1, hi - lo, range(self.n))
-                for k, r in enumerate(self.local):
+                self._wait_others(s1)
+                self._check_lengths(s1, hi - lo, range(1, self.n))
+                if not is_in_place(sendbuf):
+                    out[lo:hi] = mine
+                for k, r in enumerate(self.local[1:], 1):
                     a, b = bounds[r]
                     out[a:b] = np.frombuffer(self._view(s1, k, b - a), np.uint8)
                 self._leaders_allgather(comm, out, bounds)
