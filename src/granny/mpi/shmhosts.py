@@ -31,6 +31,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from .buffers import is_in_place, parse_buffer
 from .execute import BufStore, ObjStore, reduce_to, run_buffers, run_objects
 from .ops import Op
 from .shm import buffer_address, cma_available, cma_read
-from .shmregion import SLOT, Mapping, slot_offset
+from .shmregion import DATA_OFF, LINE, SLOT, Mapping, slot_offset
 
 if TYPE_CHECKING:
     from .collectives import Collectives as Comm
@@ -75,6 +76,7 @@ class SpanColl:
         self.leaders = [g[0] for g in groups]
         self.leader = self.local[0] == me
         self.seq = 0
+        self.last_write = [0, 0]  # per slot parity: the last collective in which this rank wrote it
         self.me = me
         members = comm._members
         self.leader_worlds = [members[r] for r in self.leaders]
@@ -106,6 +108,30 @@ class SpanColl:
     def _next(self) -> int:
         self.seq += 1
         return self.seq
+
+    def _put(self, s: int, length: int, data: Any) -> None:
+        """``reg.put``, without its wait when nobody can still be reading this rank's slot ``s & 1``.
+
+        The region's rule (shmcoll.py) is that a rank writes slot ``s & 1`` once every rank is done
+        with collective ``s - 2``. What matters is only the last collective in which *this* rank wrote
+        that slot: if every rank is done with it, the slot is free now. After a Barrier (whose two
+        sequence numbers carry no data) that holds at once, where the rule would make a Bcast root or
+        a Scatter folder wait until its members have woken up from the Barrier before publishing, and
+        they then sleep again until it does."""
+        reg, p = self.reg, s & 1
+        assert reg is not None and self.mapping is not None
+        need, self.last_write[p] = self.last_write[p], s
+        mem = self.mapping.mem
+        if need and not all(struct.unpack_from("<Q", mem, LINE * (1 + i) + 8)[0] >= need for i in range(self.n)):
+            reg.put(s, length, data)
+            return
+        off = slot_offset(self.n, SLOT, self.li, s)
+        if data is not None:
+            b = memoryview(data).cast("B")
+            if b.nbytes > SLOT:
+                raise ValueError("put: data larger than the slot")
+            mem[off:off + b.nbytes] = b
+        struct.pack_into("<q", mem, off - DATA_OFF, length)
 
     def barrier(self) -> None:
         reg = self.reg
@@ -142,14 +168,14 @@ class SpanColl:
             return True
         s1, s2 = self._next(), self._next()
         if not self.leader:
-            reg.put(s1, nbytes, np.ascontiguousarray(mine).view(np.uint8))
+            self._put(s1, nbytes, np.ascontiguousarray(mine).view(np.uint8))
             reg.post(s1)
         try:
             if self.leader:
                 self._wait_others(s1)
                 self._fold_slots(s1, out, op, mine)
                 self._leaders_allreduce(out, op, commutative)
-                reg.put(s2, nbytes, np.ascontiguousarray(out).view(np.uint8))
+                self._put(s2, nbytes, np.ascontiguousarray(out).view(np.uint8))
                 reg.post(s2)
             else:
                 reg.wait_post(s2, 0)
@@ -177,7 +203,7 @@ class SpanColl:
         bounds = alg.block_bounds(out.shape[0], n)
         s1, s2, s3 = self._next(), self._next(), self._next()
         where = [buffer_address(src.view(np.uint8).data), buffer_address(dst.view(np.uint8).data)]
-        reg.put(s1, 16, np.array(where, np.uint64).view(np.uint8))
+        self._put(s1, 16, np.array(where, np.uint64).view(np.uint8))
         reg.post(s1)
         try:
             reg.wait_post(s1, -1)
@@ -249,7 +275,7 @@ class SpanColl:
         s = self._next()
         src = self.local.index(group[0])
         if self.me == group[0]:
-            reg.put(s, arr.shape[0], arr)
+            self._put(s, arr.shape[0], arr)
             reg.post(s)
         else:
             reg.wait_post(s, src)
@@ -327,7 +353,7 @@ class SpanColl:
         if reg is not None:
             s = self._next()
             if acc is None:
-                reg.put(s, mine.nbytes, np.ascontiguousarray(mine).view(np.uint8))
+                self._put(s, mine.nbytes, np.ascontiguousarray(mine).view(np.uint8))
                 reg.post(s)
             try:
                 if acc is not None:
@@ -377,7 +403,7 @@ class SpanColl:
         if reg is not None:
             s = self._next()
             if self.me != folder:
-                reg.put(s, blk, mine)
+                self._put(s, blk, mine)
                 reg.post(s)
             try:
                 if self.me == folder:
@@ -441,7 +467,7 @@ class SpanColl:
                 rb[:] = packed[k * blk:(k + 1) * blk]
             if reg is not None:
                 s = self._next()
-                reg.put(s, blk, packed)
+                self._put(s, blk, packed)
                 reg.post(s)
                 reg.done(s)
             return True
@@ -478,7 +504,7 @@ class SpanColl:
             return True
         s1, s2 = self._next(), self._next()
         if not self.leader:
-            reg.put(s1, hi - lo, mine)
+            self._put(s1, hi - lo, mine)
             reg.post(s1)
         try:
             if self.leader:
@@ -490,7 +516,7 @@ class SpanColl:
                     a, b = bounds[r]
                     out[a:b] = np.frombuffer(self._view(s1, k, b - a), np.uint8)
                 self._leaders_allgather(comm, out, bounds)
-                reg.put(s2, total, out[:total])
+                self._put(s2, total, out[:total])
                 reg.post(s2)
             else:
                 reg.wait_post(s2, 0)
