@@ -11,6 +11,8 @@ import pytest
 import granny
 from granny.testbed import Testbed
 
+from ..span_collectives import span_program
+
 
 @pytest.fixture
 def client(testbed: Testbed) -> Iterator[granny.Client]:
@@ -90,3 +92,20 @@ def test_a_rank_dying_on_another_host_aborts_the_world(client: granny.Client) ->
     with pytest.raises(granny.GranuleCrashedError, match="exited with code 9"):
         client.run_mpi(dies_on_second_host(), n=4, timeout=120)
     assert client.run_mpi(world_program(), n=4, timeout=120)[0]["small"] == 6  # the slots came back
+
+
+@pytest.mark.testbed(hosts=2, slots=3, latency="200us")
+def test_collectives_across_two_hosts_equal_numpy(client: granny.Client) -> None:
+    """Reduce, Allreduce (non-commutative too), Gather, Scatter, Allgather over two hosts, 2+2 and 3+1: the
+    per-host legs go through each host's region, the results are numpy's."""
+    for hosts in ("h1:2,h2:2", "h1:3,h2:1"):
+        results = client.options(hosts=hosts).run_mpi(span_program(), n=4, timeout=300)
+        for rank, r in enumerate(results):
+            assert r["bad"] == [], (hosts, rank, r["bad"])
+            assert r["kind"] == "SpanColl"
+            assert r["region"] is (r["hosts"].count(r["hosts"][rank]) > 1)
+            if r["region"]:
+                large = r["used"].pop("Allreduce large")  # hierarchical only when the hosts hold as many ranks
+                assert all(r["used"].values()) and large is r["even"], (hosts, rank, r["used"], large)
+        want = [h for part in hosts.split(",") for h in [part.split(":")[0]] * int(part.split(":")[1])]
+        assert sorted(results[0]["hosts"]) == want

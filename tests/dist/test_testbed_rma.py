@@ -11,6 +11,8 @@ import pytest
 import granny
 from granny.testbed import Testbed
 
+from ..rma_derived import rma_derived_program
+
 
 @pytest.fixture
 def client(testbed: Testbed) -> Iterator[granny.Client]:
@@ -81,3 +83,10 @@ def test_put_get_accumulate_across_two_hosts(client: granny.Client) -> None:
             assert f["mem"][14] == -1.0 + 10.0 * len(fetchers), (flavor, rank, f["mem"])
             if rank == 0:
                 assert f["mem"][15] == -1.0 + sum(range(1, 5)), (flavor, f["mem"])
+
+
+@pytest.mark.testbed(hosts=2, slots=2, latency="200us")
+def test_derived_datatypes_across_two_hosts(client: granny.Client) -> None:
+    """Put/Get/Accumulate/Get_accumulate with vector, indexed, subarray and resized target datatypes (and a
+    derived origin), ranks 2 + 2 on two hosts: every result equals numpy's."""
+    assert client.run_mpi(rma_derived_program(), n=4, timeout=300) == [[]] * 4

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import foreign
-from .datatypes import BYTE, TYPECODES, Datatype, as_datatype, from_numpy
+from .datatypes import BYTE, TYPECODES, Datatype, _not_implemented, as_datatype, from_numpy
 
 
 class _Constant:
@@ -201,6 +201,9 @@ def _base(obj: Any, o_type: Any, readonly: bool, name: str) -> tuple[memoryview,
         return memoryview(bytearray()), (as_datatype(o_type) if o_type is not None else BYTE)
     flat, infer = _flat(obj, readonly, name)
     dt = as_datatype(o_type) if o_type is not None else infer()
+    if dt._map is not None:
+        raise _not_implemented(f"{name} with a derived datatype (granny supports them in one-sided "
+                               "operations and Bcast only)")
     if dt.extent <= 0:
         raise ValueError(f"{name}: datatype {dt!r} has no extent")
     return flat, dt

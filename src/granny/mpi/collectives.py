@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import MpiError
 from . import algorithms as alg
-from . import shmcoll
+from . import derived_msg, shmcoll
 from .argcheck import as_int, check_op
 from .buffers import Buf, VBuf, is_in_place, parse_buffer, parse_vbuffer
 from .execute import BufStore, ObjStore, run_buffers, run_objects
@@ -263,6 +263,8 @@ class Collectives:
 
     # --- buffers ---------------------------------------------------------------------------
     def Bcast(self, buf: Any, root: int = 0) -> None:  # noqa: N802
+        if isinstance(buf, list | tuple) and (pk := derived_msg.packed(buf)) is not None:
+            return pk.bcast(self, root)
         sc = self._coll
         if sc is None:
             sc = shmcoll.attach(self)

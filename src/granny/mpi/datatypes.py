@@ -19,10 +19,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import MpiError, NotImplementedMpi
+from . import typemap
 from .constants import (
     COMBINER_NAMED,
     ERR_ARG,
     ERR_TYPE,
+    ORDER_C,
+    ORDER_FORTRAN,
     TYPECLASS_COMPLEX,
     TYPECLASS_INTEGER,
     TYPECLASS_LOGICAL,
@@ -38,9 +41,7 @@ _handles = itertools.count(1)
 # then a guarded call) sees NotImplementedError where it expects it. Properties raise on access.
 _MISSING_PROPERTIES = frozenset({"contents"})
 _MISSING = frozenset({
-    "Create_contiguous", "Create_vector", "Create_hvector", "Create_indexed", "Create_hindexed",
-    "Create_indexed_block", "Create_hindexed_block", "Create_struct", "Create_subarray", "Create_darray",
-    "Create_resized", "Create_f90_integer", "Create_f90_real", "Create_f90_complex", "Get_contents", "contents",
+    "Create_struct", "Create_darray", "Create_f90_integer", "Create_f90_real", "Create_f90_complex", "Get_contents", "contents",
     "Pack", "Unpack", "Pack_size", "Pack_external", "Unpack_external", "Pack_external_size",
     "Get_attr", "Set_attr", "Delete_attr", "Create_keyval", "Free_keyval", "toint", "fromint", "py2f", "f2py",
     "fromhandle",
@@ -72,7 +73,7 @@ class _DatatypeMeta(type):
 class Datatype(metaclass=_DatatypeMeta):
     """An MPI datatype: mpi4py's API over a numpy dtype (``dtype`` is None for DATATYPE_NULL)."""
 
-    __slots__ = ("_char", "_code", "_dtype", "_handle", "_label", "_name", "_predefined", "_size")
+    __slots__ = ("_char", "_code", "_dtype", "_handle", "_label", "_map", "_name", "_predefined", "_size")
     _by_name: ClassVar[dict[str, Datatype]] = {}
     _handle: int
     _name: str
@@ -93,11 +94,13 @@ class Datatype(metaclass=_DatatypeMeta):
         self._code: str | None = src._code if src is not None else None
         self._size = src._size if src is not None else 0
         self._predefined = src._predefined if src is not None else True
+        self._map: typemap.TypeMap | None = src._map if src is not None else None  # derived: its type map
 
     @classmethod
     def _define(cls, name: str, dtype: Any, char: str, code: str | None = None) -> Datatype:
         self = cls.__new__(cls)
         self._handle, self._name, self._predefined, self._label = next(_handles), name, True, None
+        self._map = None
         self._dtype = np.dtype(dtype)
         self._char = char
         self._code = code if code is not None else (char or None)
@@ -120,6 +123,8 @@ class Datatype(metaclass=_DatatypeMeta):
         return self._dtype is not None
 
     def __repr__(self) -> str:
+        if self._map is not None:
+            return f"<MPI.Datatype derived from {self._name}>"
         return f"MPI.{self._name}" if self._predefined else f"<MPI.Datatype dup of {self._name}>"
 
     def __getattr__(self, name: str) -> Any:
@@ -130,7 +135,7 @@ class Datatype(metaclass=_DatatypeMeta):
     def __reduce__(self) -> str | tuple[Any, ...]:
         """As mpi4py: a named datatype unpickles as itself, a copy as a new equal object, a Dup as a Dup."""
         named = Datatype._by_name.get(self._name)
-        if named is None:
+        if named is None or self._map is not None:
             raise ValueError(f"cannot serialize {self!r}")
         if self is named:
             return (_predefined, (self._name,))
@@ -155,9 +160,13 @@ class Datatype(metaclass=_DatatypeMeta):
         return self._size
 
     def Get_extent(self) -> tuple[int, int]:
+        if self._map is not None:
+            return self._map.lb, self._map.extent
         return 0, (self._dtype.itemsize if self._dtype is not None else 0)
 
     def Get_true_extent(self) -> tuple[int, int]:
+        if self._map is not None:
+            return self._map.true_lb, self._map.true_extent
         return self.Get_extent()
 
     @property
@@ -179,11 +188,62 @@ class Datatype(metaclass=_DatatypeMeta):
 
     @property
     def lb(self) -> int:
-        return 0
+        return self._map.lb if self._map is not None else 0
 
     @property
     def ub(self) -> int:
-        return self.extent
+        return self.lb + self.extent
+
+    # -- derived datatypes (type maps as byte segments, typemap.py) --------------------------
+    def _typemap(self) -> typemap.TypeMap:
+        if self._dtype is None:
+            raise ValueError("cannot derive a datatype from DATATYPE_NULL")
+        if self._map is not None:
+            return self._map
+        fields = self._dtype.fields
+        segs = [(int(f[1]), f[0].itemsize) for f in fields.values()] if fields else None
+        return typemap.named(self, self._size, self._dtype.itemsize, segs)
+
+    def _derive(self, tm: typemap.TypeMap) -> Datatype:
+        """A new (uncommitted, as in MPI: Commit is a no-op here) derived datatype over ``tm``."""
+        new = Datatype(self)
+        new._handle, new._predefined, new._label, new._map = next(_handles), False, None, tm
+        new._size = tm.size
+        base = tm.base
+        new._dtype, new._char, new._code = base._dtype, "", None
+        return new
+
+    def Create_contiguous(self, count: int) -> Datatype:  # noqa: N802
+        return self._derive(typemap.contiguous(self._typemap(), count))
+
+    def Create_vector(self, count: int, blocklength: int, stride: int) -> Datatype:  # noqa: N802
+        return self._derive(typemap.vector(self._typemap(), count, blocklength, stride))
+
+    def Create_hvector(self, count: int, blocklength: int, stride: int) -> Datatype:  # noqa: N802
+        return self._derive(typemap.hvector(self._typemap(), count, blocklength, stride))
+
+    def Create_indexed(self, blocklengths: Any, displacements: Any) -> Datatype:  # noqa: N802
+        return self._derive(typemap.indexed(self._typemap(), list(blocklengths), list(displacements)))
+
+    def Create_hindexed(self, blocklengths: Any, displacements: Any) -> Datatype:  # noqa: N802
+        return self._derive(typemap.hindexed(self._typemap(), list(blocklengths), list(displacements)))
+
+    def Create_indexed_block(self, blocklength: int, displacements: Any) -> Datatype:  # noqa: N802
+        d = list(displacements)
+        return self._derive(typemap.indexed(self._typemap(), [blocklength] * len(d), d))
+
+    def Create_hindexed_block(self, blocklength: int, displacements: Any) -> Datatype:  # noqa: N802
+        d = list(displacements)
+        return self._derive(typemap.hindexed(self._typemap(), [blocklength] * len(d), d))
+
+    def Create_subarray(self, sizes: Any, subsizes: Any, starts: Any, order: int = ORDER_C) -> Datatype:  # noqa: N802
+        if order not in (ORDER_C, ORDER_FORTRAN):
+            raise ValueError(f"Create_subarray: invalid order {order}")
+        return self._derive(typemap.subarray(self._typemap(), [int(x) for x in sizes], [int(x) for x in subsizes],
+                                             [int(x) for x in starts], order == ORDER_FORTRAN))
+
+    def Create_resized(self, lb: int, extent: int) -> Datatype:  # noqa: N802
+        return self._derive(typemap.resized(self._typemap(), int(lb), int(extent)))
 
     # -- names and codes --------------------------------------------------------------------
     def Get_name(self) -> str:  # noqa: N802
@@ -290,6 +350,7 @@ class Datatype(metaclass=_DatatypeMeta):
             raise ValueError(f"MPI.Datatype.Free: cannot free the predefined datatype {self!r}")
         # MPI_Type_free sets the handle to MPI_DATATYPE_NULL.
         self._handle, self._name, self._dtype, self._char, self._code, self._size = 0, "DATATYPE_NULL", None, "", None, 0
+        self._map = None
 
     def free(self) -> None:
         if not self._predefined:

@@ -21,6 +21,7 @@ from ..errors import MpiError
 from .buffers import Buf
 from .datatypes import Datatype, as_datatype
 from .ops import Op, reduce_buffers
+from .typemap import Segs, index
 
 PUT, GET, ACC, GACC, CAS = 1, 2, 3, 4, 5
 ERR_TYPE = 3
@@ -87,8 +88,12 @@ def single(buf: Buf, what: str) -> None:
 
 
 def apply(kind: int, region: memoryview, op: Op | None, dtype: Datatype | None, origin: Any,
-          compare: Any = None) -> bytes | None:
-    """Apply one operation to ``region`` (the target bytes, writable); returns the old bytes when fetching."""
+          compare: Any = None, segs: Segs | None = None) -> bytes | None:
+    """Apply one operation to ``region`` (the target bytes, writable); returns the old bytes when fetching.
+    ``segs``: a derived target datatype's (offset, length) pieces of ``region``, which then holds the
+    elements packed in that order (origin data and returned bytes are packed), ``dtype`` their base type."""
+    if segs is not None:
+        return _apply_segs(kind, region, op, dtype, origin, segs)
     if kind == PUT:
         region[:] = origin
         return None
@@ -109,4 +114,19 @@ def apply(kind: int, region: memoryview, op: Op | None, dtype: Datatype | None, 
         n = region.nbytes // npdt.itemsize
         reduce_buffers(op, np.frombuffer(origin, dtype=npdt, count=n), np.frombuffer(region, dtype=npdt, count=n),
                        dtype)
+    return old
+
+
+def _apply_segs(kind: int, region: memoryview, op: Op | None, dtype: Datatype | None, origin: Any,
+                segs: Segs) -> bytes | None:
+    r = np.frombuffer(region, dtype=np.uint8)
+    idx = index(segs)
+    if kind == PUT:
+        r[idx] = np.frombuffer(origin, dtype=np.uint8, count=idx.shape[0])
+        return None
+    cur = r[idx]  # a copy, in type-map order
+    if kind == GET:
+        return bytes(cur.tobytes())
+    old = apply(kind, memoryview(cur), op, dtype, origin)
+    r[idx] = cur
     return old

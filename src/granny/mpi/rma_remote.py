@@ -29,7 +29,6 @@ from typing import Any
 
 from ..errors import MpiError
 from . import rma_shm
-from .ops import Op
 from .p2p import K_BUF, Engine
 from .rma_apply import ACC, CAS, GET, PUT, apply
 
@@ -78,17 +77,18 @@ class Service:
             if tag == FLUSH:
                 self._answer(src)
                 return
-            op, dtype = pickle.loads(body[:mlen]) if mlen else (None, None)
+            meta = pickle.loads(body[:mlen]) if mlen else (None, None)
+            op, dtype, segs = meta if len(meta) == 3 else (*meta, None)  # segs: a derived target datatype
             data = body[mlen:mlen + n]
             compare = body[mlen + n:mlen + 2 * n] if tag == CAS else None
             region = self.region(off, n)
             if tag in (PUT, GET):
-                old = apply(tag, region, op, dtype, data, compare)
+                old = apply(tag, region, op, dtype, data, compare, segs)
             else:
                 acc = self.seg.acc(self.me)
                 rma_shm.lock_acc(acc)
                 try:
-                    old = apply(tag, region, op, dtype, data, compare)
+                    old = apply(tag, region, op, dtype, data, compare, segs)
                 finally:
                     rma_shm.unlock(acc)
         except Exception as exc:  # noqa: BLE001 - the origin's call fails, never the target's progress
@@ -113,7 +113,7 @@ class Service:
 
 
 def request(engine: Engine, svc: int, reply_ctx: int, dst: int, tag: int, off: int, n: int,
-            meta: tuple[Op | None, Any] | None, data: Any = b"", compare: Any = b"", answer: int = -1) -> bytes:
+            meta: tuple[Any, ...] | None, data: Any = b"", compare: Any = b"", answer: int = -1) -> bytes:
     """Send one operation; with ``answer`` >= 0 wait for the reply and return its data (``answer`` bytes
     at most), else return at once. Raises the target's error."""
     m = pickle.dumps(meta, protocol=5) if meta is not None else b""

@@ -21,7 +21,8 @@ Theory of operation
   so every op and datatype works). Without the C extension, or with ``GRANNY_MPI_PURE=1``, the region is
   a ``PyRegion`` with the same protocol. ``GRANNY_MPI_SHMCOLL=0`` turns the regions off.
 - Communicators spanning hosts get a ``SpanColl`` (shmhosts.py): per-host regions for the host legs of
-  Barrier, small Allreduce and Bcast, the leaders' schedules across hosts. A world rebuilt after a
+  Barrier and of small Allreduce, Reduce, Bcast, Gather, Scatter, Allgather (and a hierarchical large
+  Allreduce), the leaders' schedules across hosts. A world rebuilt after a
   migration gets new regions: the registry is per world id, and ``Comm._placement_changed``
   drops a handle's region. Handles of one communicator (``Comm(comm)``) share its region.
 """

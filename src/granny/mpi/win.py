@@ -72,7 +72,7 @@ class Win(WinAttrs, WinOps):
     _start: list[int] | None
     _posted: list[Any] | None
     _info: Info
-    _attrs: dict[int, Any]
+    _attrs: dict[Any, Any]  # keyval -> value; also "handle" and the user errhandler (str keys)
     _errh: str
 
     def __init__(self, win: Win | None = None) -> None:
@@ -214,6 +214,7 @@ class Win(WinAttrs, WinOps):
     def Free(self) -> None:  # noqa: N802
         """Collective: ends the window once every rank's operations are complete."""
         self._live()
+        self._forget()  # attribute delete callbacks, while the window is still whole
         self._flush_remote(list(self._dirty))
         self._comm.Barrier()
         self._engine.services.pop(self._svc, None)

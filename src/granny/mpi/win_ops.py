@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import MpiError
-from . import rma_remote, rma_shm
+from . import derived_msg, rma_remote, rma_shm
 from .buffers import Buf, parse_buffer
 from .ops import SUM, Op
 from .p2p import PROC_NULL
 from .request import Request, completed_request
 from .rma_apply import ACC, CAS, GACC, GET, PUT, apply, single, target_spec
 from .shm import cma_read
+from .typemap import Segs, repeat, span
 
 ERR_RANK = 6
 
@@ -64,12 +65,14 @@ class WinOps:
         return off
 
     def _do(self, kind: int, rank: int, off: int, n: int, op: Op | None, dtype: Any, origin: Any,
-            compare: Any = None) -> bytes | None:
+            compare: Any = None, segs: Segs | None = None) -> bytes | None:
         view = self._views[rank]
         if view is not None and kind in (PUT, GET):
-            return apply(kind, view[off:off + n], op, dtype, origin, compare)
+            return apply(kind, view[off:off + n], op, dtype, origin, compare, segs)
         if not self._local[rank]:
-            meta = (op, dtype) if kind in (ACC, GACC) else None
+            meta: tuple[Any, ...] | None = (op, dtype) if kind in (ACC, GACC) else None
+            if segs is not None:
+                meta = (op, dtype, segs)
             if kind in (PUT, ACC):
                 self._dirty.add(rank)
                 rma_remote.request(self._engine, self._svc, self._reply_ctx, self._world[rank], kind, off, n, meta,
@@ -84,39 +87,68 @@ class WinOps:
             rma_shm.lock_acc(seg.acc(rank))
         try:
             if view is not None:
-                return apply(kind, view[off:off + n], op, dtype, origin, compare)
+                return apply(kind, view[off:off + n], op, dtype, origin, compare, segs)
             addr = self._addrs[rank] + off  # a dynamic window's base is 0: off is the address
             tmp = memoryview(bytearray(n))
-            if kind != PUT:
+            if kind != PUT or segs is not None:
                 cma_read(self._pids[rank], addr, tmp)
-            old = apply(kind, tmp, op, dtype, origin, compare)
-            if kind != GET:
-                rma_shm.cma_write(self._pids[rank], addr, tmp)
+            old = apply(kind, tmp, op, dtype, origin, compare, segs)
+            if kind != GET:  # a derived datatype's pieces only: the gaps are not this operation's
+                for o, ln in segs if segs is not None else ((0, n),):
+                    rma_shm.cma_write(self._pids[rank], addr + o, tmp[o:o + ln])
             return old
         finally:
             if atomic:
                 rma_shm.unlock(seg.acc(rank))
 
+    def _on_error(self, exc: MpiError) -> None:
+        raise NotImplementedError  # win_attrs.py
+
     def _rma(self, kind: int, origin: Any, rank: int, target: Any, op: Op | None = None,
              result: Any = None) -> None:
+        try:
+            self._rma_op(kind, origin, rank, target, op, result)
+        except MpiError as exc:
+            self._on_error(exc)
+            raise
+
+    def _rma_op(self, kind: int, origin: Any, rank: int, target: Any, op: Op | None, result: Any) -> None:
         self._live()
         if rank == PROC_NULL:
             return
-        ob = parse_buffer(origin, readonly=kind != GET, name="origin")
-        disp, _count, dtype = target_spec(target, ob)
+        pk = derived_msg.packed(origin)
+        if pk is not None:  # a derived origin datatype: its elements packed, unpacked after a Get
+            ob = Buf(memoryview(pk.data), pk.data.shape[0] // origin[-1].size, origin[-1], origin[0], 1)
+        else:
+            ob = parse_buffer(origin, readonly=kind != GET, name="origin")
+        disp, count, dtype = target_spec(target, ob)
         n = ob.nbytes
-        off = self._where(rank, disp, n)
+        segs = None
+        if dtype._map is not None and not (dtype._map.contiguous and kind in (PUT, GET)):
+            # a derived target datatype: the span its elements touch, and their pieces in it
+            segs = repeat(dtype._map, count)
+            lo, hi = span(segs)
+            off = self._where(rank, disp, 0) + lo
+            if not self._dynamic and (off < 0 or off + hi - lo > self._sizes[rank]):
+                raise MpiError(f"the target datatype reaches bytes {off}..{off + hi - lo} outside the "
+                               f"{self._sizes[rank]}-byte window of rank {rank}", rma_shm.ERR_RMA_RANGE)
+            segs = tuple((o - lo, ln) for o, ln in segs)
+            n, dtype = hi - lo, dtype._map.base
+        else:
+            off = self._where(rank, disp, n)
         rb: Buf | None = None
         if result is not None:
             rb = parse_buffer(result, readonly=False, name="result")
             if rb.nbytes != n and kind == GACC and op is not None and op._name == "NO_OP":
                 n = rb.nbytes
         if kind == GET:
-            old = self._do(GET, rank, off, n, None, dtype, b"")
+            old = self._do(GET, rank, off, n, None, dtype, b"", None, segs)
             if old is not None:
-                ob.mem[:n] = old
+                ob.mem[:len(old)] = old
+                if pk is not None:
+                    pk.unpack()
             return
-        old = self._do(kind, rank, off, n, op, dtype, ob.mem)
+        old = self._do(kind, rank, off, n, op, dtype, ob.mem, None, segs)
         if rb is not None and old is not None:
             rb.mem[:len(old)] = old
 
@@ -166,6 +198,13 @@ class WinOps:
 
     def Fetch_and_op(self, origin: Any, result: Any, target_rank: int, target_disp: int = 0,  # noqa: N802
                      op: Op = SUM) -> None:
+        try:
+            self._fetch_and_op(origin, result, target_rank, target_disp, op)
+        except MpiError as exc:
+            self._on_error(exc)
+            raise
+
+    def _fetch_and_op(self, origin: Any, result: Any, target_rank: int, target_disp: int, op: Op) -> None:
         self._live()
         ob = parse_buffer(origin, readonly=True, name="origin")
         rb = parse_buffer(result, readonly=False, name="result")
@@ -182,6 +221,13 @@ class WinOps:
 
     def Compare_and_swap(self, origin: Any, compare: Any, result: Any, target_rank: int,  # noqa: N802
                          target_disp: int = 0) -> None:
+        try:
+            self._compare_and_swap(origin, compare, result, target_rank, target_disp)
+        except MpiError as exc:
+            self._on_error(exc)
+            raise
+
+    def _compare_and_swap(self, origin: Any, compare: Any, result: Any, target_rank: int, target_disp: int) -> None:
         self._live()
         ob = parse_buffer(origin, readonly=True, name="origin")
         cb = parse_buffer(compare, readonly=True, name="compare")
