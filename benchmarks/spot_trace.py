@@ -110,10 +110,12 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
     tb.up()
     try:
         with granny.connect(tb.address, tb.token) as client:
-            client.query("set-policy", "spot" if system == "granny" else "bin-pack")
+            client.query("set-policy", args.policy if system == "granny" else "bin-pack")
             opts = client.options() if system == "granny" else client.options(migrate=False)
             job = make_job()
             t0 = time.perf_counter()
+            t0_wall = time.time()
+            reqs: dict[str, list[Any]] = {}  # req_id -> [job, submitted at (s since t0)]
             futures: dict[Any, int] = {}
             done: dict[int, float] = {}
             restarts: list[str] = []
@@ -123,7 +125,9 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
                 now = time.perf_counter() - t0
                 while arrivals and arrivals[0][1][0] <= now:
                     i, (_, size, steps) = arrivals.pop(0)
-                    futures[opts.submit_mpi(job, size, (steps, args.step_s))] = i
+                    fut = opts.submit_mpi(job, size, (steps, args.step_s))
+                    futures[fut] = i
+                    reqs[fut.req_id] = [i, time.perf_counter() - t0]
                 if not futures:
                     time.sleep(max(0.0, arrivals[0][1][0] - now))  # the next arrival (a benchmark, not a test)
                     continue
@@ -138,12 +142,17 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
                         done[i] = time.perf_counter() - t0
                     except Exception as exc:  # noqa: BLE001 - resubmitted from its start, counted
                         restarts.append(f"job {i}: {type(exc).__name__}: {str(exc)[:120]}")
-                        futures[opts.submit_mpi(job, trace[i][1], (trace[i][2], args.step_s))] = i
+                        fut = opts.submit_mpi(job, trace[i][1], (trace[i][2], args.step_s))
+                        futures[fut] = i
+                        reqs[fut.req_id] = [i, time.perf_counter() - t0]
             unfinished = len(futures) + len(arrivals)
             makespan = time.perf_counter() - t0 if unfinished else max(done.values())
             for fut in futures:
                 fut.cancel()
             counters = client.query("counters").get("migration", {})
+            if args.events_dir:
+                dump_events(client, Path(args.events_dir) / f"{system}-{'evict' if evict else 'calm'}.json",
+                            {"t0_wall": t0_wall, "jobs": reqs, "done": done, "trace": trace})
         correct = all(r["sum"] == sum(range(trace[i][2])) * float(1 << 17) * len(rs)
                       for i, rs in results.items() for r in rs)
         evlog = Path(state_dir, "logs", "evictor.log")
@@ -155,10 +164,20 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
         tb.down()
 
 
+def dump_events(client: Any, path: Path, meta: dict[str, Any]) -> None:
+    """The planner's events of this run with the client's side (which request is which job, when each was
+    submitted and finished), for ``spot_timeline.py``."""
+    rows: list[dict[str, Any]] = []
+    while batch := client.query("events", str(rows[-1]["id"] if rows else 0)):
+        rows.extend(batch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**meta, "events": rows}, indent=0))
+
+
 def run_all(args: argparse.Namespace, work: Path, into: dict[str, Any],
             save: Callable[[], None] = lambda: None) -> None:
     """Every system with and without evictions, ``args.reps`` times; rows go into ``into["runs"]``."""
-    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps", "systems", "slots")}
+    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps", "systems", "slots", "policy")}
     runs: list[dict[str, Any]] = into.setdefault("runs", [])
     for rep in range(args.reps):
         for system in args.systems.split(","):
@@ -232,10 +251,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--slots", type=int, default=8,
                     help="slots per host (8: the original's VMs and job sizes; the jobs sleep, so the 2 cores "
                          "carry 32 granules; fewer: sizes scaled down with it)")
+    ap.add_argument("--policy", default="spot",
+                    help="granny's policy: spot, or spot-late (a world stays on a host under notice until its last point)")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=400.0,
                     help="a run still going after this many seconds stops (its makespan is reported as at least that)")
     ap.add_argument("--out", default="benchmarks/results/spot_trace.json")
+    ap.add_argument("--events-dir", default="",
+                    help="write each run's planner events (and which request is which job) here as JSON")
     return ap
 
 
