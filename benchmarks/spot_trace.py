@@ -95,7 +95,7 @@ def make_job() -> Callable[..., dict[str, Any]]:
     return program
 
 
-def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path, rep: int = 0) -> dict[str, Any]:
     from granny.testbed import evictions, topology
 
     scale = args.scale
@@ -151,7 +151,7 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
                 fut.cancel()
             counters = client.query("counters").get("migration", {})
             if args.events_dir:
-                dump_events(client, Path(args.events_dir) / f"{system}-{'evict' if evict else 'calm'}.json",
+                dump_events(client, Path(args.events_dir) / f"{system}-{'evict' if evict else 'calm'}-{rep}.json",
                             {"t0_wall": t0_wall, "jobs": reqs, "done": done, "trace": trace})
         correct = all(r["sum"] == sum(range(trace[i][2])) * float(1 << 17) * len(rs)
                       for i, rs in results.items() for r in rs)
@@ -182,9 +182,10 @@ def run_all(args: argparse.Namespace, work: Path, into: dict[str, Any],
     for rep in range(args.reps):
         for system in args.systems.split(","):
             for evict in (False, True):
-                row: dict[str, Any] = {"system": system, "evict": evict, "rep": rep}
+                row: dict[str, Any] = {"system": system, "evict": evict, "rep": rep, "down": args.down,
+                                       "policy": args.policy if system == "granny" else "bin-pack"}
                 try:
-                    row.update(run_trace(system, evict, args, work))
+                    row.update(run_trace(system, evict, args, work, rep))
                 except Exception as exc:  # noqa: BLE001 - reported
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 log(str(row))
@@ -199,23 +200,31 @@ def summarize(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]], li
     notes: list[str] = []
     a = res.get("args", {})
     runs = [r for r in res.get("runs", []) if "makespan" in r]
-    for system, label in (("granny", "granny (spot policy: move or freeze at migration points)"),
-                          ("baseline", "baseline (no migration: an evicted job restarts from its start)")):
-        calm = {r["rep"]: r["makespan"] for r in runs if r["system"] == system and not r["evict"]}
-        hit = {r["rep"]: r["makespan"] for r in runs if r["system"] == system and r["evict"]}
+    for r in runs:  # rows written before the policy and --down were recorded per row
+        r.setdefault("policy", a.get("policy", "spot") if r["system"] == "granny" else "bin-pack")
+        r.setdefault("down", a.get("down", 1.0))
+    groups = sorted({(r["system"], r["policy"], r["down"]) for r in runs}, key=lambda g: (g[0] != "granny", g[1], -g[2]))
+    for system, policy, down in groups:
+        label = (f"granny ({policy} policy: move or freeze at migration points" if system == "granny" else
+                 "baseline (no migration: an evicted job restarts from its start")
+        label += f"; evicted hosts away {down:g} s)" if down != a.get("down", 1.0) else ")"
+        mine = [r for r in runs if (r["system"], r["policy"], r["down"]) == (system, policy, down)]
+        calm = {r["rep"]: r["makespan"] for r in mine if not r["evict"]}
+        hit = {r["rep"]: r["makespan"] for r in mine if r["evict"]}
         if not calm or not hit:
             continue
         c, e = statistics.median(calm.values()), statistics.median(hit.values())
         paired = [hit[k] / calm[k] for k in sorted(hit) if k in calm]
-        restarts = [len(r["restarts"]) for r in runs if r["system"] == system and r["evict"]]
-        cut = sum(r.get("unfinished", 0) for r in runs if r["system"] == system)
+        restarts = [len(r["restarts"]) for r in mine if r["evict"]]
+        cut = sum(r.get("unfinished", 0) for r in mine)
         ge = "≥ " if cut else ""  # stopped at --timeout with jobs unfinished: the makespan is at least that
         rows.append([f"trace makespan, {label}: without / with evictions",
                      f"{c:.1f} s / {ge}{e:.1f} s (restarts per run: {', '.join(map(str, restarts))}"
                      + (f"; {cut} jobs unfinished when the run was stopped" if cut else "") + ")"])
         verdict = ("✅ pass" if e / c <= 1.2 else "❌ FAIL") if system == "granny" else "(reference)"
         aim = "aim ≤ 1.2; original 1.21–1.34" if system == "granny" else "the original's baselines: 1.5–2.2"
-        targets.append([f"spot trace, {system}: makespan with evictions ÷ without ({aim})",
+        name = system if system != "granny" else f"granny {policy}" + (f", away {down:g} s" if down != a.get("down", 1.0) else "")
+        targets.append([f"spot trace, {name}: makespan with evictions ÷ without ({aim})",
                         f"{ge}{e / c:.2f}×", f"{min(paired):.2f}–{max(paired):.2f}×" if paired else "–", verdict])
     if runs:
         ok = all(r["correct"] for r in runs)
