@@ -103,7 +103,7 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path, re
     plan = evictions.EvictionPlan(every=period, away=args.down, fraction=0.25, grace=period,
                                   start=period / 2) if evict else None
     trace = load_trace(Path(args.trace), Path(args.runtimes), scale, args.step_s, args.slots)
-    state_dir = work / f"tb-{system}-{int(evict)}"
+    state_dir = work / f"tb-{system}-{int(evict)}-{rep}"
     tb = Testbed(topology=topology.Topology(hosts=["h1", "h2", "h3", "h4"], slots=args.slots, evictions=plan),
                  prefix=PREFIX,
                  subnet=SUBNET, state_dir=state_dir, heartbeat_timeout=2.0, ready_timeout=120.0)
@@ -266,6 +266,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout", type=float, default=400.0,
                     help="a run still going after this many seconds stops (its makespan is reported as at least that)")
     ap.add_argument("--out", default="benchmarks/results/spot_trace.json")
+    ap.add_argument("--keep", default="", help="keep each run's testbed directory (its logs) under this directory (default with --events-dir: its "
+                         "testbed/ subdirectory)")
     ap.add_argument("--events-dir", default="",
                     help="write each run's planner events (and which request is which job) here as JSON")
     return ap
@@ -275,7 +277,7 @@ def main() -> int:
     args = parser().parse_args()
     res: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="spot-trace-") as tmp:
-        run_all(args, Path(tmp), res, lambda: Path(args.out).write_text(json.dumps(res, indent=1)))
+        run_all(args, Path(args.keep or (Path(args.events_dir) / "testbed" if args.events_dir else tmp)), res, lambda: Path(args.out).write_text(json.dumps(res, indent=1)))
     for line in summarize(res)[1]:
         print(" | ".join(line))
     return 0
