@@ -5,7 +5,8 @@
 The live benchmark runs the original's trace_mpi-spot_10_8.csv on 4 testbed hosts × 8 slots: each job sleeps
 for as long as it ran in the original (scaled), with a migration point every ``--step-s``; every round
 (60 s × scale) the next host in round-robin order gets a notice of one round, is taken back at its end and
-registers again ``--down`` seconds later (the live ``--down`` plus the worker's start: 0.3-2 s measured,
+registers again ``--down`` seconds later (live: ``--down`` plus up to 0.2 s for the evictor's poll, now that
+the testbed boots the worker while the host is away; before, plus the worker's start: 0.3-3 s measured,
 depending on the machine's load). This replays exactly that through :class:`granny.sim.Simulator`, so
 the spot policy's decisions are the planner's own; a move or a thaw costs ``--move-cost`` seconds.
 
@@ -143,7 +144,7 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=0.1)
     ap.add_argument("--step-s", type=float, default=0.25)
     ap.add_argument("--down", type=float, default=1.45,
-                    help="seconds from take-back to the host's return (live: --down + the worker's start)")
+                    help="seconds from take-back to the host's return (live: --down + up to 0.2 s)")
     ap.add_argument("--move-cost", type=float, default=0.2, help="seconds a move or a thaw adds (live: 0.02-0.7 s)")
     ap.add_argument("--seeds", type=int, default=15, help="random eviction orders, besides the 4 round-robin ones")
     ap.add_argument("--oracle-backfill", action="store_true")
