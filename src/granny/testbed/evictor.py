@@ -51,12 +51,12 @@ def run(state_dir: str, poll: float = 0.2) -> int:
         if ahead > 0:
             for step in steps(plan, st.topology.hosts, now + ahead)[done:]:
                 # (_boot gives 0 while the old worker is still stopping: it is tried again next time)
-                if step.action == "restore" and step not in booted and step.at - ahead <= now and (pid := _boot(st, step)):
+                if step.action == "restore" and step not in booted and step.at - ahead <= now and (pid := _boot(st, step, now)):
                     booted[step] = pid
         time.sleep(poll)  # re-read the state now and then: `down` removes it
 
 
-def _boot(st: State, step: Step) -> int:
+def _boot(st: State, step: Step, now: float) -> int:
     """Start the host's new worker now, registering at ``step`` (its restore); 0 if the old one is still there."""
     name = f"worker-{step.host}"
     with state.locked(st.state_dir):
@@ -71,7 +71,7 @@ def _boot(st: State, step: Step) -> int:
         new = spawn(name, argv, log, current.state_dir, ns=Layout(current.prefix, current.net).ns(step.host))
         current.procs = [p for p in current.procs if p.name != name] + [new]
         state.save(current)
-    print(f"t={step.at:g}s boot {step.host}: a new worker started ahead as pid {new.pid}; it registers at "
+    print(f"t={now:.1f}s boot {step.host}: a new worker started ahead as pid {new.pid}; it registers at "
           f"t={step.at:g}s", flush=True)
     return new.pid
 
