@@ -13,7 +13,8 @@ migration point after each step.
 
 Evictions follow the original's fault injector (its nominal rule, as granny experiment's
 ``every=60,fraction=0.25,grace=60,down=0``): every round a quarter of the hosts (one) gets a notice, is
-taken back when the notice runs out a round later, and comes back at once (a new worker: ``--down``
+taken back when the notice runs out a round later, and comes back at once (a new worker, started as soon
+as the host is taken back and registering when it is due back: ``--down``
 seconds). The round is the original's 60 s, scaled.
 
 - granny: the spot policy; jobs use a host under notice until their last point before its deadline,
@@ -95,7 +96,7 @@ def make_job() -> Callable[..., dict[str, Any]]:
     return program
 
 
-def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path, rep: int = 0) -> dict[str, Any]:
     from granny.testbed import evictions, topology
 
     scale = args.scale
@@ -103,17 +104,19 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
     plan = evictions.EvictionPlan(every=period, away=args.down, fraction=0.25, grace=period,
                                   start=period / 2) if evict else None
     trace = load_trace(Path(args.trace), Path(args.runtimes), scale, args.step_s, args.slots)
-    state_dir = work / f"tb-{system}-{int(evict)}"
+    state_dir = work / f"tb-{system}-{int(evict)}-{rep}"
     tb = Testbed(topology=topology.Topology(hosts=["h1", "h2", "h3", "h4"], slots=args.slots, evictions=plan),
                  prefix=PREFIX,
                  subnet=SUBNET, state_dir=state_dir, heartbeat_timeout=2.0, ready_timeout=120.0)
     tb.up()
     try:
         with granny.connect(tb.address, tb.token) as client:
-            client.query("set-policy", "spot" if system == "granny" else "bin-pack")
+            client.query("set-policy", args.policy if system == "granny" else "bin-pack")
             opts = client.options() if system == "granny" else client.options(migrate=False)
             job = make_job()
             t0 = time.perf_counter()
+            t0_wall = time.time()
+            reqs: dict[str, list[Any]] = {}  # req_id -> [job, submitted at (s since t0)]
             futures: dict[Any, int] = {}
             done: dict[int, float] = {}
             restarts: list[str] = []
@@ -123,7 +126,9 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
                 now = time.perf_counter() - t0
                 while arrivals and arrivals[0][1][0] <= now:
                     i, (_, size, steps) = arrivals.pop(0)
-                    futures[opts.submit_mpi(job, size, (steps, args.step_s))] = i
+                    fut = opts.submit_mpi(job, size, (steps, args.step_s))
+                    futures[fut] = i
+                    reqs[fut.req_id] = [i, time.perf_counter() - t0]
                 if not futures:
                     time.sleep(max(0.0, arrivals[0][1][0] - now))  # the next arrival (a benchmark, not a test)
                     continue
@@ -138,12 +143,17 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
                         done[i] = time.perf_counter() - t0
                     except Exception as exc:  # noqa: BLE001 - resubmitted from its start, counted
                         restarts.append(f"job {i}: {type(exc).__name__}: {str(exc)[:120]}")
-                        futures[opts.submit_mpi(job, trace[i][1], (trace[i][2], args.step_s))] = i
+                        fut = opts.submit_mpi(job, trace[i][1], (trace[i][2], args.step_s))
+                        futures[fut] = i
+                        reqs[fut.req_id] = [i, time.perf_counter() - t0]
             unfinished = len(futures) + len(arrivals)
             makespan = time.perf_counter() - t0 if unfinished else max(done.values())
             for fut in futures:
                 fut.cancel()
             counters = client.query("counters").get("migration", {})
+            if args.events_dir:
+                dump_events(client, Path(args.events_dir) / f"{system}-{'evict' if evict else 'calm'}-{rep}.json",
+                            {"t0_wall": t0_wall, "jobs": reqs, "done": done, "trace": trace})
         correct = all(r["sum"] == sum(range(trace[i][2])) * float(1 << 17) * len(rs)
                       for i, rs in results.items() for r in rs)
         evlog = Path(state_dir, "logs", "evictor.log")
@@ -155,17 +165,30 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path) ->
         tb.down()
 
 
+def dump_events(client: Any, path: Path, meta: dict[str, Any]) -> None:
+    """The planner's events of this run with the client's side (which request is which job, when each was
+    submitted and finished), for ``spot_timeline.py``."""
+    rows: list[dict[str, Any]] = []
+    while batch := client.query("events", str(rows[-1]["id"] if rows else 0)):
+        rows.extend(batch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**meta, "events": rows}, indent=0))
+
+
 def run_all(args: argparse.Namespace, work: Path, into: dict[str, Any],
             save: Callable[[], None] = lambda: None) -> None:
     """Every system with and without evictions, ``args.reps`` times; rows go into ``into["runs"]``."""
-    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps", "systems", "slots")}
+    into["args"] = {k: getattr(args, k) for k in ("trace", "scale", "step_s", "down", "reps", "systems", "slots", "policy")}
     runs: list[dict[str, Any]] = into.setdefault("runs", [])
     for rep in range(args.reps):
         for system in args.systems.split(","):
             for evict in (False, True):
-                row: dict[str, Any] = {"system": system, "evict": evict, "rep": rep}
+                # boot_ahead: the testbed starts a taken-back host's worker at once (it registers when the
+                # host is due back); before session 7 it started it then, so the host was away longer.
+                row: dict[str, Any] = {"system": system, "evict": evict, "rep": rep, "down": args.down, "boot_ahead": True,
+                                       "policy": args.policy if system == "granny" else "bin-pack"}
                 try:
-                    row.update(run_trace(system, evict, args, work))
+                    row.update(run_trace(system, evict, args, work, rep))
                 except Exception as exc:  # noqa: BLE001 - reported
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 log(str(row))
@@ -180,23 +203,35 @@ def summarize(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]], li
     notes: list[str] = []
     a = res.get("args", {})
     runs = [r for r in res.get("runs", []) if "makespan" in r]
-    for system, label in (("granny", "granny (spot policy: move or freeze at migration points)"),
-                          ("baseline", "baseline (no migration: an evicted job restarts from its start)")):
-        calm = {r["rep"]: r["makespan"] for r in runs if r["system"] == system and not r["evict"]}
-        hit = {r["rep"]: r["makespan"] for r in runs if r["system"] == system and r["evict"]}
+    for r in runs:  # rows written before the policy and --down were recorded per row
+        r.setdefault("policy", a.get("policy", "spot") if r["system"] == "granny" else "bin-pack")
+        r.setdefault("down", a.get("down", 1.0))
+        r.setdefault("boot_ahead", False)
+    groups = sorted({(r["system"], r["policy"], r["down"], r["boot_ahead"]) for r in runs},
+                    key=lambda g: (g[0] != "granny", g[1], -g[2], g[3]))
+    for system, policy, down, ahead in groups:
+        label = (f"granny ({policy} policy: move or freeze at migration points" if system == "granny" else
+                 "baseline (no migration: an evicted job restarts from its start")
+        label += f"; evicted hosts away {down:g} s" if down != a.get("down", 1.0) else ""
+        label += "; worker booted while away)" if ahead else "; worker started when back)"
+        mine = [r for r in runs if (r["system"], r["policy"], r["down"], r["boot_ahead"]) == (system, policy, down, ahead)]
+        calm = {r["rep"]: r["makespan"] for r in mine if not r["evict"]}
+        hit = {r["rep"]: r["makespan"] for r in mine if r["evict"]}
         if not calm or not hit:
             continue
         c, e = statistics.median(calm.values()), statistics.median(hit.values())
         paired = [hit[k] / calm[k] for k in sorted(hit) if k in calm]
-        restarts = [len(r["restarts"]) for r in runs if r["system"] == system and r["evict"]]
-        cut = sum(r.get("unfinished", 0) for r in runs if r["system"] == system)
+        restarts = [len(r["restarts"]) for r in mine if r["evict"]]
+        cut = sum(r.get("unfinished", 0) for r in mine)
         ge = "≥ " if cut else ""  # stopped at --timeout with jobs unfinished: the makespan is at least that
         rows.append([f"trace makespan, {label}: without / with evictions",
                      f"{c:.1f} s / {ge}{e:.1f} s (restarts per run: {', '.join(map(str, restarts))}"
                      + (f"; {cut} jobs unfinished when the run was stopped" if cut else "") + ")"])
         verdict = ("✅ pass" if e / c <= 1.2 else "❌ FAIL") if system == "granny" else "(reference)"
         aim = "aim ≤ 1.2; original 1.21–1.34" if system == "granny" else "the original's baselines: 1.5–2.2"
-        targets.append([f"spot trace, {system}: makespan with evictions ÷ without ({aim})",
+        name = system if system != "granny" else f"granny {policy}" + (f", away {down:g} s" if down != a.get("down", 1.0) else "")
+        name += ", worker booted while away" if ahead else ""
+        targets.append([f"spot trace, {name}: makespan with evictions ÷ without ({aim})",
                         f"{ge}{e / c:.2f}×", f"{min(paired):.2f}–{max(paired):.2f}×" if paired else "–", verdict])
     if runs:
         ok = all(r["correct"] for r in runs)
@@ -232,10 +267,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--slots", type=int, default=8,
                     help="slots per host (8: the original's VMs and job sizes; the jobs sleep, so the 2 cores "
                          "carry 32 granules; fewer: sizes scaled down with it)")
+    ap.add_argument("--policy", default="spot",
+                    help="granny's policy: spot, or spot-late (a world stays on a host under notice until its last point)")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=400.0,
                     help="a run still going after this many seconds stops (its makespan is reported as at least that)")
     ap.add_argument("--out", default="benchmarks/results/spot_trace.json")
+    ap.add_argument("--keep", default="", help="keep each run's testbed directory (its logs) under this directory (default with --events-dir: its "
+                         "testbed/ subdirectory)")
+    ap.add_argument("--events-dir", default="",
+                    help="write each run's planner events (and which request is which job) here as JSON")
     return ap
 
 
@@ -243,7 +284,7 @@ def main() -> int:
     args = parser().parse_args()
     res: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="spot-trace-") as tmp:
-        run_all(args, Path(tmp), res, lambda: Path(args.out).write_text(json.dumps(res, indent=1)))
+        run_all(args, Path(args.keep or (Path(args.events_dir) / "testbed" if args.events_dir else tmp)), res, lambda: Path(args.out).write_text(json.dumps(res, indent=1)))
     for line in summarize(res)[1]:
         print(" | ".join(line))
     return 0

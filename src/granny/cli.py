@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--secret-file", default=None, help=f"cluster secret file (or set {ENV_SECRET})")
     wk.add_argument("--tls-ca", default=None, help=f"CA file: reach the planner over TLS (or set {ENV_TLS_CA})")
     wk.add_argument("--granule-user", default=None, metavar="USER", help=GRANULE_USER_HELP)
+    wk.add_argument("--register-at", type=float, default=0.0, metavar="EPOCH",
+                    help="start now, register with the planner at this Unix time (the testbed boots a spot VM's "
+                         "worker ahead of its return)")
 
     for name, helptext in (("run", "run a script as N granules and stream its output"),
                            ("submit", "submit a script as N granules and return its app id")):
@@ -327,7 +330,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise ConfigError(f"no cluster secret: pass --secret-file (the planner's DATA_DIR/secret) or set {ENV_SECRET}")
     slots = args.slots or env_slots()
     return run_worker(Config(granule_user=args.granule_user), args.planner, secret, slots,
-                      args.host_id or socket.gethostname())
+                      args.host_id or socket.gethostname(), args.register_at)
 
 
 # --- using a cluster ---------------------------------------------------------------------------------

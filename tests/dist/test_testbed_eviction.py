@@ -3,6 +3,7 @@ topology's ``evictions`` section evicts hosts on a schedule and brings them back
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,8 +48,14 @@ def test_a_topology_evicts_hosts_on_a_schedule_and_brings_them_back(testbed_fact
                         what="h1 back with its granule")
         assert back.incarnation == 2 and not back.evicted and back.evicting_in is None
         assert client.options(hosts="h1:1").submit(holder("/")).result(timeout=30) == "h1"
-    log = Path(tb.state.state_dir, "logs", "evictor.log").read_text()
-    assert "t=1s evict h1: evicting in 0.5s" in log and "t=3.5s restore h1: notice lifted, worker restarted" in log, log
+    path = Path(tb.state.state_dir, "logs", "evictor.log")
+    # (its restore step may come a poll after the new worker registered: wait for its line)
+    log = wait_for(lambda: "restore h1" in (text := path.read_text()) and text, timeout=30, what="the restore step")
+    assert "t=1s evict h1: evicting in 0.5s" in log, log
+    # Its new worker started as soon as h1 was taken back (a replacement VM booting while the host is away),
+    # and registered when h1 was due back.
+    assert re.search(r"t=(1\.[5-9]|[23]\.\d)s boot h1: a new worker started ahead as pid \d+; it registers at t=3.5s", log), log
+    assert re.search(r"t=3.5s restore h1: notice lifted; its worker pid \d+ was started ahead", log), log
 
 
 @pytest.mark.testbed(hosts=2, slots=1, heartbeat_timeout=2.0)

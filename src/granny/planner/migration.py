@@ -267,7 +267,8 @@ def ask(st: MigrationState, granule_id: str, req_id: str, gen: int, ready: bool,
 def _last_point(st: MigrationState, req: Request, now: float) -> bool:
     """The world's next point may come too late for a host it is on, which is under a notice: it must not
     wait for room that is being freed (it freezes now, or it would be lost at the deadline)."""
-    pace = 2 * st.migrations.intervals.get(req.req_id, 0.0) + SPOT_MARGIN
+    margin = st.policy.margin if isinstance(st.policy, Spot) else SPOT_MARGIN
+    pace = 2 * st.migrations.intervals.get(req.req_id, 0.0) + margin
     due = [n.deadline for t in req.tasks if (n := st.evictions.notices.get(t.host_id)) is not None]
     return bool(due) and min(due) - now <= pace
 

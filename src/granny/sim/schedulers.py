@@ -13,6 +13,8 @@
   latency-sensitive ones leave free (:mod:`.dfaas`); the other schedulers submit every call at once.
 - ``granny-spot``: the spot policy under an eviction schedule (:mod:`.spot`): the planner hears each
   notice, and jobs move off or freeze at their migration points (every 5% of their work);
+- ``granny-spot-late``: the same with the ``spot-late`` policy (a job on a host under notice stays until
+  its last point before the deadline, even when it could move now);
 - ``batch-ft`` / ``slurm-ft``: whole-host / first-fit under the same schedule, without notices (as the
   original's native baselines): a job on a host taken back fails and is submitted again from the start.
 """
@@ -45,14 +47,15 @@ SCHEDULERS: dict[str, tuple[str, str]] = {  # name -> (policy, what it stands fo
     "granny-elastic": ("bin-pack", "granny's bin-pack; OpenMP-style teams grow into their host's idle slots at forks"),
     "dfaas": ("bin-pack", "granny's bin-pack; delay-tolerant calls wait in the planner's EDF batch queue"),
     "granny-spot": ("spot", "the spot policy under evictions: jobs move off or freeze at their migration points"),
+    "granny-spot-late": ("spot-late", "granny-spot, but a job stays on a host under notice until its last point"),
     "batch-ft": ("whole-hosts", "batch under evictions, no notice: a job on an evicted host starts again"),
     "slurm-ft": ("first-fit", "slurm under evictions, no notice: a job on an evicted host starts again"),
 }
-SPOT = ("granny-spot", "batch-ft", "slurm-ft")  # the schedulers that run under an eviction schedule
-MIGRATE_EVERY = {"granny-migrate": 0.1, "granny-spot": 0.05}  # a migration point every 10% (5%) of a job's work
+SPOT = ("granny-spot", "granny-spot-late", "batch-ft", "slurm-ft")  # the schedulers that run under an eviction schedule
+MIGRATE_EVERY = {"granny-migrate": 0.1, "granny-spot": 0.05, "granny-spot-late": 0.05}  # a migration point every 10% (5%) of a job's work
 # A move or thaw of a LAMMPS rank ships little state (the original's migration micro-benchmark: a few
 # seconds per GB); 1 s covers the rendezvous of the new generation too. Not calibrated.
-MOVE_COST = {"granny-spot": 1.0}
+MOVE_COST = {"granny-spot": 1.0, "granny-spot-late": 1.0}
 FORK_EVERY = {"granny-elastic": 0.05}  # the omp kernel's 20 parallel regions
 
 
@@ -61,5 +64,5 @@ def scheduler_named(name: str) -> Scheduler:
     if entry is None:
         raise ConfigError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULERS)}")
     return Scheduler(name, POLICIES[entry[0]], MIGRATE_EVERY.get(name), evictions=name in SPOT,
-                     notice=name == "granny-spot", move_cost=MOVE_COST.get(name, 0.0),
+                     notice=name.startswith("granny-spot"), move_cost=MOVE_COST.get(name, 0.0),
                      fork_every=FORK_EVERY.get(name), delay_tolerant=name == "dfaas")

@@ -39,8 +39,10 @@ UNSENT_MAX = 10_000  # exit reports kept for a planner that is away (each is a g
 
 
 class Worker:
-    def __init__(self, config: Config, planner: str, secret: str, slots: int, host_id: str) -> None:
+    def __init__(self, config: Config, planner: str, secret: str, slots: int, host_id: str,
+                 register_at: float = 0.0) -> None:
         self.config = config
+        self.register_at = register_at  # wall clock: start now, register then (a spot VM booted ahead)
         self.planner = planner
         self.address = parse_address(planner, "--planner")
         self.secret = secret
@@ -164,6 +166,7 @@ class Worker:
         if "ready" not in ready:
             print("worker: the zygote failed to start", file=sys.stderr)
             return 1
+        time.sleep(max(0.0, self.register_at - time.time()))  # (0: at once) its host is not back before then
         self._connect(first=True)
         threading.Thread(target=self._zygote_events, name="zygote-events", daemon=True).start()
         self.spawn(self.slots)
@@ -233,8 +236,8 @@ class Worker:
             self.conn.close()
 
 
-def run_worker(config: Config, planner: str, secret: str, slots: int, host_id: str) -> int:
-    worker = Worker(config, planner, secret, slots, host_id)
+def run_worker(config: Config, planner: str, secret: str, slots: int, host_id: str, register_at: float = 0.0) -> int:
+    worker = Worker(config, planner, secret, slots, host_id, register_at)
 
     def _stop(signum: int, frame: object) -> None:
         worker.stop()

@@ -149,10 +149,11 @@ def test_a_spot_sweep_tabulates_slowdowns(tmp_path: Path) -> None:
     rows = "".join(f"{i},mpi-migrate,{4 + i % 5},1\n" for i in range(6))
     (traces / "trace_mpi-spot_6_8.csv").write_text("TaskId,App,Size,InterArrivalTimeSecs\n" + rows)
     pairs = spot_sweep(traces, tmp_path / "out", configs=[(4, 6)])
-    assert [(p.base, p.spot) for p in pairs] == [("granny", "granny-spot"), ("slurm", "slurm-ft"), ("batch", "batch-ft")]
+    assert [(p.base, p.spot) for p in pairs] == [("granny", "granny-spot"), ("granny", "granny-spot-late"),
+                                                 ("slurm", "slurm-ft"), ("batch", "batch-ft")]
     assert all(p.slowdown >= 1.0 and p.evicted.metrics.finished == 6 for p in pairs)
     text = spot_table(pairs)
-    assert text.count("\n") == 2 + 3 and "| 4 | 6 | granny-spot |" in text
+    assert text.count("\n") == 2 + 4 and "| 4 | 6 | granny-spot |" in text and "| 4 | 6 | granny-spot-late |" in text
 
 
 @pytest.mark.skipif(not PAPER.is_dir(), reason="the original's data is not on this machine")

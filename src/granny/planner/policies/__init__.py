@@ -24,7 +24,7 @@ from .firstfit import FirstFit
 from .spot import Spot
 from .wholehosts import WholeHosts
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (binpack, Compact(), Spot(), FirstFit(), WholeHosts())}
+POLICIES: dict[str, Policy] = {p.name: p for p in (binpack, Compact(), Spot(), Spot(late=True), FirstFit(), WholeHosts())}
 DEFAULT_POLICY = binpack.name
 
 __all__ = [
