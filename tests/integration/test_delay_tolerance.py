@@ -274,3 +274,59 @@ def _count(path: Path) -> int:
         return int(path.read_text() or 0)
     except (FileNotFoundError, ValueError):
         return 0
+
+
+def test_a_frozen_call_thaws_from_where_it_was_frozen_after_a_planner_kill9(tmp_path: Path) -> None:
+    import contextlib
+    import sqlite3
+    import time
+
+    from granny.errors import GrannyError
+
+    from .test_functions import block_until
+    from .test_recovery import restart_planner
+
+    undisturbed = stepwise(str(tmp_path / "here"), 0, 40, 7)
+    log, gate = tmp_path / "runs", tmp_path / "gate"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            t0 = time.time()
+            background = client.options(delay_tolerance=120).submit(stepwise, str(log), 0, 40, 7)
+            step = Path(str(log) + ".step")
+            wait_for(lambda: _count(step) >= 3, timeout=60, what="the background call past its first points")
+            blocker = client.submit(block_until, str(gate))  # latency-sensitive: it freezes the call, keeps the slot
+
+            def journaled_frozen() -> bool:
+                with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'data' / 'journal.sqlite'}?mode=ro",
+                                                        uri=True)) as db:
+                    return background.req_id in {r[0] for r in db.execute("SELECT req_id FROM frozen")}
+
+            wait_for(journaled_frozen, timeout=60, what="the frozen call in the planner's journal")
+            frozen_at = _count(step)
+            restart_planner(cluster, True, "--restart-grace", "1")
+
+            def row() -> dict[str, object]:
+                try:
+                    rows = {g["req_id"]: g for g in client.query("app", client.app_id)["granules"]}
+                except GrannyError:  # the planner is being restarted
+                    return {}
+                return rows.get(background.req_id, {})
+
+            waiting = wait_for(lambda: (r := row()).get("waiting") and r, timeout=60,
+                               what="the frozen call back in the batch queue after the restart grace")
+            deadline_in = float(waiting["deadline_in"])  # type: ignore[arg-type]
+            assert deadline_in <= 120 - (time.time() - t0) + 0.5, deadline_in  # from its submission, not the restart
+            assert _count(step) == frozen_at  # it stayed frozen: nothing ran it while the slot was taken
+            gate.touch()
+            assert blocker.result(timeout=60) == "local"
+            assert background.result(timeout=60) == undisturbed
+            runs = [line.split() for line in log.read_text().splitlines()]
+            assert len(runs) == 2 and runs[0][0] != runs[1][0], runs  # thawed in another process ...
+            assert 3 < int(runs[1][1]) <= frozen_at + 1, (runs, frozen_at)  # ... from its frozen step, not the start
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 1 and c, timeout=30,
+                              what="the deadline counted")
+            assert counts.get("missed", 0) == 0 and counts.get("failed", 0) == 0, counts
+    finally:
+        gate.touch()
+        cluster.stop()
