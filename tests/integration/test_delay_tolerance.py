@@ -264,6 +264,9 @@ def test_a_call_at_a_migration_point_is_frozen_for_latency_sensitive_work_and_re
             counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 1 and c, timeout=30,
                               what="the deadline counted")
             assert counts["frozen"] == 1 and counts.get("preempted", 0) == 0 and counts.get("paused", 0) == 0, counts
+            assert counts["freezes"] == 1 and counts["thawed"] == 1, counts
+            worlds = client.query("counters")["migration"]
+            assert not {"freezes", "frozen", "thawed"} & set(worlds), worlds  # calls are not counted as worlds
     finally:
         cluster.stop()
 
@@ -304,6 +307,7 @@ def test_a_frozen_call_thaws_from_where_it_was_frozen_after_a_planner_kill9(tmp_
 
             wait_for(journaled_frozen, timeout=60, what="the frozen call in the planner's journal")
             frozen_at = _count(step)
+            _frozen_call_visible(cluster, client.app_id, background.req_id)
             restart_planner(cluster, True, "--restart-grace", "1")
 
             def row() -> dict[str, object]:
@@ -330,3 +334,23 @@ def test_a_frozen_call_thaws_from_where_it_was_frozen_after_a_planner_kill9(tmp_
     finally:
         gate.touch()
         cluster.stop()
+
+
+def _frozen_call_visible(cluster: LocalCluster, app_id: str, req_id: str) -> None:
+    """One call, frozen and waiting, shows in /metrics (apart from frozen worlds), in `granny status` and per
+    call over HTTP."""
+    import os
+    import subprocess
+    import sys
+
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    metrics = urllib.request.urlopen(urllib.request.Request(f"http://{cluster.http_address}/metrics", headers=headers),
+                                     timeout=30).read().decode()
+    assert "granny_call_freezes_total 1.0" in metrics and "granny_freezes_total 0.0" in metrics
+    app = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://{cluster.http_address}/v1/apps/{app_id}", headers=headers), timeout=30).read())
+    (row,) = [g for g in app["granules"] if g["req_id"] == req_id]
+    assert row["frozen"] == 1 and row["preempted"] == 1 and row["waiting"], row
+    out = subprocess.run([sys.executable, "-m", "granny", "status", "--address", cluster.address],
+                         env={**os.environ, "GRANNY_TOKEN": cluster.token}, capture_output=True, text=True, timeout=60)
+    assert "calls frozen 1, thawed 0" in out.stdout and "MPI worlds" not in out.stdout, out

@@ -289,7 +289,7 @@ def describe(st: BatchState, req_id: str) -> dict[str, object]:
     finite = math.isfinite(d.deadline)
     return {"delay_tolerant": True, "deadline_in": round(d.deadline - b.now, 3) if finite else None,
             "slack": round(b.latest_start(d) - b.now, 3) if finite else None, "waiting": d in b.waiting,
-            "paused": req_id in b.paused, "fused": bool(d.granule), "preempted": d.preemptions,
+            "paused": req_id in b.paused, "fused": bool(d.granule), "preempted": d.preemptions, "frozen": d.freezes,
             "delayed": d.started is None or d.started > d.submitted}
 
 

@@ -32,7 +32,8 @@ class Delayed:
     granule: str = field(default="", compare=False)  # the fused granule it runs on ("" if not fused)
     ran: float = field(default=0.0, compare=False)  # seconds it ran before it was last paused (pausing.py)
     promoted: bool = field(default=False, compare=False)  # its latest start came: it goes first, at full priority
-    preemptions: int = field(default=0, compare=False)  # times it was stopped (restarted) or paused for other work
+    preemptions: int = field(default=0, compare=False)  # times it was frozen, stopped (restarted) or paused for other work
+    freezes: int = field(default=0, compare=False)  # of those, times it was frozen at a migration point (freezing.py)
 
 
 class EdfQueue(list[Delayed]):

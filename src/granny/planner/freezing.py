@@ -67,9 +67,9 @@ def asked(st: PlannerState, granule_id: str, req_id: str, interval: float) -> st
     if b.freezing.get(req_id, ("",))[0] != granule_id:
         return "its slot is not needed"
     del b.freezing[req_id]
-    b.counts["frozen"] += 1
     d.preemptions += 1
-    return ""
+    d.freezes += 1
+    return ""  # counted as one of the batch's "freezes" by migration.freeze, "frozen" once its state is stored
 
 
 def remaining(st: PlannerState, rid: str) -> float:
@@ -131,6 +131,12 @@ def requeue(st: PlannerState, req_id: str, now: float) -> None:
         d.ran += max(0.0, b.now - d.started)
     d.started, d.promoted = None, False
     bisect.insort(b.waiting, d)
+
+
+def thawed(st: PlannerState, req_id: str) -> None:
+    """A frozen call's run was sent to a granule, to go on from its stored state."""
+    if req_id in st.batch.known:
+        st.batch.counts["thawed"] += 1
 
 
 def ended(st: PlannerState, req_id: str) -> list[Action]:
