@@ -354,3 +354,30 @@ def _frozen_call_visible(cluster: LocalCluster, app_id: str, req_id: str) -> Non
     out = subprocess.run([sys.executable, "-m", "granny", "status", "--address", cluster.address],
                          env={**os.environ, "GRANNY_TOKEN": cluster.token}, capture_output=True, text=True, timeout=60)
     assert "calls frozen 1, thawed 0" in out.stdout and "MPI worlds" not in out.stdout, out
+
+
+def test_a_call_whose_latest_start_came_pauses_a_whenever_call_that_holds_the_slot(tmp_path: Path) -> None:
+    from .test_functions import block_until
+
+    gate = tmp_path / "gate"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            assert client.options(delay_tolerance=60).submit(slow, 0.5).result(timeout=60) == 0.5  # its estimate
+            wait_for(lambda: client.query("counters")["batch"].get("met") == 1, timeout=30, what="the estimate")
+            # A "whenever" call holds the only slot far longer than anyone expected (it has no estimate) ...
+            holder = client.options(delay_tolerance=-1).submit(block_until, str(gate))
+            wait_for(lambda: client.query("hosts")[0]["used"] == 1, timeout=60, what="the slot taken")
+            # ... and a call due in 2 s waits behind it. At its latest start (2 s − its 0.5 s estimate) it
+            # takes the slot, earliest deadline first: the holder is paused, not waited for.
+            due = client.options(delay_tolerance=2.0).submit(slow, 0.01)
+            assert due.result(timeout=60) == 0.01
+            assert not holder.done()
+            gate.touch()
+            assert holder.result(timeout=60) == "local"
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 3 and c, timeout=30,
+                              what="the deadlines counted")
+            assert counts["paused"] == 1 and counts["promoted"] == 1 and counts.get("missed", 0) == 0, counts
+    finally:
+        gate.touch()
+        cluster.stop()

@@ -24,6 +24,7 @@ Pure: no sockets, threads or clocks.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -79,14 +80,16 @@ def remaining(st: PlannerState, rid: str) -> float:
     return max(0.0, b.estimate(d.key) - d.ran - running)
 
 
-def hint(st: PlannerState, needed: int) -> list[Action]:
-    """Hint up to ``needed`` running calls that reach a point soon to freeze there (see the module docstring)."""
+def hint(st: PlannerState, needed: int, after: float = -math.inf) -> list[Action]:
+    """Hint up to ``needed`` running calls that reach a point soon to freeze there (see the module docstring),
+    of those whose deadline is later than ``after`` (a promoted delay-tolerant call's own)."""
     b = st.batch
     candidates: list[tuple[float, int, str, str]] = []
     for rid, interval in b.points.items():
         d = b.known.get(rid)
         req = st.requests.get(rid)
         if (d is None or req is None or d.started is None or d.granule or rid in b.paused or rid in b.freezing
+                or d.deadline <= after
                 or not 0 < interval <= SOON or req.tasks[0].state is not TaskState.RUNNING
                 or rid in st.migrations.inflight):
             continue
