@@ -218,7 +218,7 @@ def preempt_for(st: BatchState, req: Request, needed: int) -> list[Action]:
         if (other is None or not other.restartable or d.started is None or d.granule or rid in b.paused or rid in b.freezing
                 or other.tasks[0].state is not TaskState.RUNNING or d.deadline <= after):
             continue
-        slack = d.deadline - b.now - 2 * b.estimate(d.key) - MARGIN
+        slack = d.deadline - b.now - 2 * b.guarded(d.key) - MARGIN
         if slack >= 0:
             candidates.append((slack, d.seq, rid))
     free = sum(max(0, min(h.slots - h.busy(), len(h.idle()))) for h in st.hosts.values() if h.alive)

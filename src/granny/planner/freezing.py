@@ -77,7 +77,7 @@ def remaining(st: PlannerState, rid: str) -> float:
     b = st.batch
     d = b.known[rid]
     running = b.now - d.started if d.started is not None else 0.0
-    return max(0.0, b.estimate(d.key) - d.ran - running)
+    return max(0.0, b.guarded(d.key) - d.ran - running)
 
 
 def hint(st: PlannerState, needed: int, after: float = -math.inf) -> list[Action]:
