@@ -92,6 +92,8 @@ class Call:
     start: float | None = None
     end: float | None = None
     received: float | None = None
+    req_id: str = ""
+    sent: float = 0.0  # just after submit() returned (the client's own share of the wait ends here)
     error: str = ""
     refused: bool = False
     done: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -175,6 +177,7 @@ def run_phase(name: str, calls: list[Call], share: float, drain_s: float, grace_
                     views[c.tol] = client.options(delay_tolerance=c.tol) if c.tol else client
                 c.submitted = time.time()
                 fut = views[c.tol].submit(spin, c.ms)
+                c.req_id, c.sent = fut.req_id, time.time()
                 fut.add_done_callback(lambda f, c=c: _record(c, f))
             late = time.perf_counter() - t0 - calls[-1].at
             finish = time.perf_counter() + drain_s
@@ -229,7 +232,7 @@ def run_rounds(trace: list[Call], rounds: int, share: float, names: list[str], g
                  peak_slots=max(o["peak_slots"] for o in per[name]),
                  peak_1s_mean_slots=max(o["peak_1s_mean_slots"] for o in per[name]), rounds=rounds)
         res[name] = r
-    dumps = {k: [[c.at, c.ms, c.tol, c.submitted, c.start, c.end, c.received, c.error] for c in v] for k, v in pooled.items()}
+    dumps = {k: [[c.at, c.ms, c.tol, c.submitted, c.start, c.end, c.received, c.error, c.req_id, c.sent] for c in v] for k, v in pooled.items()}
     return res, dumps
 
 
@@ -440,7 +443,7 @@ def main() -> int:
         print(f"[dfaas] {name:12s} {len(calls):6d} calls, share {share:g}, load {H.loadavg()} ...", end="",
               file=sys.stderr, flush=True)
         res[name] = r = run_phase(name, calls, share, drain, not args.no_grace_wait)
-        dumps[name] = [[c.at, c.ms, c.tol, c.submitted, c.start, c.end, c.received, c.error] for c in calls]
+        dumps[name] = [[c.at, c.ms, c.tol, c.submitted, c.start, c.end, c.received, c.error, c.req_id, c.sent] for c in calls]
         print(f" {time.perf_counter() - t:5.1f} s  LS p99 {ms(r['ls_wait_p99_s'])}  util {r['utilisation'] or 0:.1%}"
               f"  peak {r['peak_slots']}/{r['peak_1s_mean_slots']:.2f}  {r['counters']}  refused {r['refused']} "
               f"stuck {r['stuck']} failed {r['failed']} missed(client) {r['missed_by_client_clock']}",

@@ -40,6 +40,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     client = _client(args.address)
     data = client.query("app", args.app) if args.app else client.query("apps")
     migration = _migration(client, args.app) if args.app and data.get("state") == "running" else None
+    counters = None if args.app or args.json else client.query("counters")
     client.close()
     if args.json:
         return _print_json(data)
@@ -52,6 +53,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                    ) if g.get("delay_tolerant") else ""
             due += " (paused)" if g.get("paused") else " (fused)" if g.get("fused") else ""
             due += f", preempted {g['preempted']}x" if g.get("preempted") else ""
+            due += f" ({g['frozen']}x frozen)" if g.get("frozen") else ""
             table.add_row(g["req_id"], str(g["index"]), g["state"], g["host_id"], g["granule_id"], due)
         for m in data.get("migrations", []):
             con.print(f"migrated: {m['text']}")
@@ -64,7 +66,24 @@ def cmd_status(args: argparse.Namespace) -> int:
             table.add_row(a["app_id"], a["kind"], a["name"], a["state"], *(str(t.get(k, "")) for k in
                           ("queued", "running", "succeeded", "failed", "cancelled")))
     _show(con, table)
+    for line in _preemptions(counters or {}):
+        con.print(line)
     return 0
+
+
+def _preemptions(counters: dict[str, dict[str, int]]) -> list[str]:
+    """What the planner counted of delay-tolerant calls and of frozen MPI worlds (each kind its own counts)."""
+    b, m = counters.get("batch", {}), counters.get("migration", {})
+    lines = []
+    if b.get("admitted") or b.get("restored"):
+        lines.append(f"delay-tolerant calls: {b.get('admitted', 0)} admitted, {b.get('refused', 0)} refused, "
+                     f"{b.get('met', 0)} deadlines met, {b.get('missed', 0)} missed; calls frozen "
+                     f"{b.get('frozen', 0)}, thawed {b.get('thawed', 0)}, restarted {b.get('preempted', 0)}, "
+                     f"paused {b.get('paused', 0)}")
+    if m.get("freezes") or m.get("completed"):
+        lines.append(f"MPI worlds: moved {m.get('completed', 0)}, frozen {m.get('frozen', 0)}, "
+                     f"thawed {m.get('thawed', 0)}")
+    return lines
 
 
 def _print_json(data: Any) -> int:

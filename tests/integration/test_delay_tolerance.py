@@ -264,6 +264,9 @@ def test_a_call_at_a_migration_point_is_frozen_for_latency_sensitive_work_and_re
             counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 1 and c, timeout=30,
                               what="the deadline counted")
             assert counts["frozen"] == 1 and counts.get("preempted", 0) == 0 and counts.get("paused", 0) == 0, counts
+            assert counts["freezes"] == 1 and counts["thawed"] == 1, counts
+            worlds = client.query("counters")["migration"]
+            assert not {"freezes", "frozen", "thawed"} & set(worlds), worlds  # calls are not counted as worlds
     finally:
         cluster.stop()
 
@@ -274,3 +277,107 @@ def _count(path: Path) -> int:
         return int(path.read_text() or 0)
     except (FileNotFoundError, ValueError):
         return 0
+
+
+def test_a_frozen_call_thaws_from_where_it_was_frozen_after_a_planner_kill9(tmp_path: Path) -> None:
+    import contextlib
+    import sqlite3
+    import time
+
+    from granny.errors import GrannyError
+
+    from .test_functions import block_until
+    from .test_recovery import restart_planner
+
+    undisturbed = stepwise(str(tmp_path / "here"), 0, 40, 7)
+    log, gate = tmp_path / "runs", tmp_path / "gate"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            t0 = time.time()
+            background = client.options(delay_tolerance=120).submit(stepwise, str(log), 0, 40, 7)
+            step = Path(str(log) + ".step")
+            wait_for(lambda: _count(step) >= 3, timeout=60, what="the background call past its first points")
+            blocker = client.submit(block_until, str(gate))  # latency-sensitive: it freezes the call, keeps the slot
+
+            def journaled_frozen() -> bool:
+                with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'data' / 'journal.sqlite'}?mode=ro",
+                                                        uri=True)) as db:
+                    return background.req_id in {r[0] for r in db.execute("SELECT req_id FROM frozen")}
+
+            wait_for(journaled_frozen, timeout=60, what="the frozen call in the planner's journal")
+            frozen_at = _count(step)
+            _frozen_call_visible(cluster, client.app_id, background.req_id)
+            restart_planner(cluster, True, "--restart-grace", "1")
+
+            def row() -> dict[str, object]:
+                try:
+                    rows = {g["req_id"]: g for g in client.query("app", client.app_id)["granules"]}
+                except GrannyError:  # the planner is being restarted
+                    return {}
+                return rows.get(background.req_id, {})
+
+            waiting = wait_for(lambda: (r := row()).get("waiting") and r, timeout=60,
+                               what="the frozen call back in the batch queue after the restart grace")
+            deadline_in = float(waiting["deadline_in"])  # type: ignore[arg-type]
+            assert deadline_in <= 120 - (time.time() - t0) + 0.5, deadline_in  # from its submission, not the restart
+            assert _count(step) == frozen_at  # it stayed frozen: nothing ran it while the slot was taken
+            gate.touch()
+            assert blocker.result(timeout=60) == "local"
+            assert background.result(timeout=60) == undisturbed
+            runs = [line.split() for line in log.read_text().splitlines()]
+            assert len(runs) == 2 and runs[0][0] != runs[1][0], runs  # thawed in another process ...
+            assert 3 < int(runs[1][1]) <= frozen_at + 1, (runs, frozen_at)  # ... from its frozen step, not the start
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 1 and c, timeout=30,
+                              what="the deadline counted")
+            assert counts.get("missed", 0) == 0 and counts.get("failed", 0) == 0, counts
+    finally:
+        gate.touch()
+        cluster.stop()
+
+
+def _frozen_call_visible(cluster: LocalCluster, app_id: str, req_id: str) -> None:
+    """One call, frozen and waiting, shows in /metrics (apart from frozen worlds), in `granny status` and per
+    call over HTTP."""
+    import os
+    import subprocess
+    import sys
+
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    metrics = urllib.request.urlopen(urllib.request.Request(f"http://{cluster.http_address}/metrics", headers=headers),
+                                     timeout=30).read().decode()
+    assert "granny_call_freezes_total 1.0" in metrics and "granny_freezes_total 0.0" in metrics
+    app = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://{cluster.http_address}/v1/apps/{app_id}", headers=headers), timeout=30).read())
+    (row,) = [g for g in app["granules"] if g["req_id"] == req_id]
+    assert row["frozen"] == 1 and row["preempted"] == 1 and row["waiting"], row
+    out = subprocess.run([sys.executable, "-m", "granny", "status", "--address", cluster.address],
+                         env={**os.environ, "GRANNY_TOKEN": cluster.token}, capture_output=True, text=True, timeout=60)
+    assert "calls frozen 1, thawed 0" in out.stdout and "MPI worlds" not in out.stdout, out
+
+
+def test_a_call_whose_latest_start_came_pauses_a_whenever_call_that_holds_the_slot(tmp_path: Path) -> None:
+    from .test_functions import block_until
+
+    gate = tmp_path / "gate"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            assert client.options(delay_tolerance=60).submit(slow, 0.5).result(timeout=60) == 0.5  # its estimate
+            wait_for(lambda: client.query("counters")["batch"].get("met") == 1, timeout=30, what="the estimate")
+            # A "whenever" call holds the only slot far longer than anyone expected (it has no estimate) ...
+            holder = client.options(delay_tolerance=-1).submit(block_until, str(gate))
+            wait_for(lambda: client.query("hosts")[0]["used"] == 1, timeout=60, what="the slot taken")
+            # ... and a call due in 2 s waits behind it. At its latest start (2 s − its 0.5 s estimate) it
+            # takes the slot, earliest deadline first: the holder is paused, not waited for.
+            due = client.options(delay_tolerance=2.0).submit(slow, 0.01)
+            assert due.result(timeout=60) == 0.01
+            assert not holder.done()
+            gate.touch()
+            assert holder.result(timeout=60) == "local"
+            counts = wait_for(lambda: (c := client.query("counters")["batch"]).get("met", 0) == 3 and c, timeout=30,
+                              what="the deadlines counted")
+            assert counts["paused"] == 1 and counts["promoted"] == 1 and counts.get("missed", 0) == 0, counts
+    finally:
+        gate.touch()
+        cluster.stop()

@@ -202,8 +202,13 @@ def preempt_for(st: BatchState, req: Request, needed: int) -> list[Action]:
     their estimated runtime before it). Each is requeued here with its deadline; its granule is killed
     and its slot goes to the queue's head when the granule is gone. Once per waiting request."""
     b = st.batch
-    if req.req_id in b.known or req.req_id in b.preempted_for or len(b.known) == len(b.waiting):
-        return []  # a promoted delay-tolerant call takes no slot from its peers; none runs anyway
+    own = b.known.get(req.req_id)
+    if (own is not None and not own.promoted) or req.req_id in b.preempted_for or len(b.known) == len(b.waiting):
+        return []  # none runs anyway
+    # A delay-tolerant call whose latest start came (promoted) may take the slot of one with a later
+    # deadline (earliest deadline first), under the same guards: its runtime ran over the estimate that
+    # admitted both, or latency-sensitive work held the slots, and it would miss its deadline waiting.
+    after = own.deadline if own is not None else -math.inf
     if b.preempted_for:  # (asked on every pass that stalls: one pass over the queue, not one per entry)
         queued = set(st.queue)
         b.preempted_for = {r for r in b.preempted_for if r in queued}
@@ -211,19 +216,19 @@ def preempt_for(st: BatchState, req: Request, needed: int) -> list[Action]:
     for rid, d in b.known.items():
         other = st.requests.get(rid)
         if (other is None or not other.restartable or d.started is None or d.granule or rid in b.paused or rid in b.freezing
-                or other.tasks[0].state is not TaskState.RUNNING):
+                or other.tasks[0].state is not TaskState.RUNNING or d.deadline <= after):
             continue
-        slack = d.deadline - b.now - 2 * b.estimate(d.key) - MARGIN
+        slack = d.deadline - b.now - 2 * b.guarded(d.key) - MARGIN
         if slack >= 0:
             candidates.append((slack, d.seq, rid))
     free = sum(max(0, min(h.slots - h.busy(), len(h.idle()))) for h in st.hosts.values() if h.alive)
-    if free < needed and b.points and (hinted := freezing.hint(st, needed - free)):  # first choice: freeze
+    if free < needed and b.points and (hinted := freezing.hint(st, needed - free, after)):  # first choice: freeze
         b.preempted_for.add(req.req_id)
         return hinted
     if not candidates or len(candidates) + free < needed:
         if req.n == 1 and not req.hosts and not req.gang and free < needed:  # the last resort (pausing.py)
             b.preempted_for.add(req.req_id)
-            return pausing.pause_for(st, req, needed - free)
+            return pausing.pause_for(st, req, needed - free, after)
         return []  # stopping calls would not make room for it
     b.preempted_for.add(req.req_id)
     actions: list[Action] = []
@@ -289,7 +294,7 @@ def describe(st: BatchState, req_id: str) -> dict[str, object]:
     finite = math.isfinite(d.deadline)
     return {"delay_tolerant": True, "deadline_in": round(d.deadline - b.now, 3) if finite else None,
             "slack": round(b.latest_start(d) - b.now, 3) if finite else None, "waiting": d in b.waiting,
-            "paused": req_id in b.paused, "fused": bool(d.granule), "preempted": d.preemptions,
+            "paused": req_id in b.paused, "fused": bool(d.granule), "preempted": d.preemptions, "frozen": d.freezes,
             "delayed": d.started is None or d.started > d.submitted}
 
 

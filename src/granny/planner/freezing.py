@@ -24,6 +24,7 @@ Pure: no sockets, threads or clocks.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -67,26 +68,28 @@ def asked(st: PlannerState, granule_id: str, req_id: str, interval: float) -> st
     if b.freezing.get(req_id, ("",))[0] != granule_id:
         return "its slot is not needed"
     del b.freezing[req_id]
-    b.counts["frozen"] += 1
     d.preemptions += 1
-    return ""
+    d.freezes += 1
+    return ""  # counted as one of the batch's "freezes" by migration.freeze, "frozen" once its state is stored
 
 
 def remaining(st: PlannerState, rid: str) -> float:
     b = st.batch
     d = b.known[rid]
     running = b.now - d.started if d.started is not None else 0.0
-    return max(0.0, b.estimate(d.key) - d.ran - running)
+    return max(0.0, b.guarded(d.key) - d.ran - running)
 
 
-def hint(st: PlannerState, needed: int) -> list[Action]:
-    """Hint up to ``needed`` running calls that reach a point soon to freeze there (see the module docstring)."""
+def hint(st: PlannerState, needed: int, after: float = -math.inf) -> list[Action]:
+    """Hint up to ``needed`` running calls that reach a point soon to freeze there (see the module docstring),
+    of those whose deadline is later than ``after`` (a promoted delay-tolerant call's own)."""
     b = st.batch
     candidates: list[tuple[float, int, str, str]] = []
     for rid, interval in b.points.items():
         d = b.known.get(rid)
         req = st.requests.get(rid)
         if (d is None or req is None or d.started is None or d.granule or rid in b.paused or rid in b.freezing
+                or d.deadline <= after
                 or not 0 < interval <= SOON or req.tasks[0].state is not TaskState.RUNNING
                 or rid in st.migrations.inflight):
             continue
@@ -131,6 +134,12 @@ def requeue(st: PlannerState, req_id: str, now: float) -> None:
         d.ran += max(0.0, b.now - d.started)
     d.started, d.promoted = None, False
     bisect.insort(b.waiting, d)
+
+
+def thawed(st: PlannerState, req_id: str) -> None:
+    """A frozen call's run was sent to a granule, to go on from its stored state."""
+    if req_id in st.batch.known:
+        st.batch.counts["thawed"] += 1
 
 
 def ended(st: PlannerState, req_id: str) -> list[Action]:

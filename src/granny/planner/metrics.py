@@ -93,10 +93,10 @@ class PlannerCollector:
             cumulative.append((bound, running))
         yield HistogramMetricFamily("granny_call_latency_seconds", "From a call's submission to its result",
                                     buckets=cumulative, sum_value=stats.total)
-        for name, counts, what in (("granny_migration_events", st.migrations.counts, "Migration points: decisions, "
-                                    "moves, refusals, freezes, thaws, checkpoints, recoveries"),
+        for name, counts, what in (("granny_migration_events", st.migrations.counts, "Migration points of MPI "
+                                    "worlds: decisions, moves, refusals, freezes, thaws, checkpoints, recoveries"),
                                    ("granny_delay_tolerant_calls", st.batch.counts, "Delay-tolerant calls: admitted, "
-                                    "refused, delayed, promoted, preempted, met, missed")):
+                                    "refused, delayed, promoted, preempted, freezes, frozen, thawed, paused, met, missed")):
             family = CounterMetricFamily(name, what, labels=["event"])
             for event, n in sorted(counts.items()):
                 family.add_metric([event], n)
@@ -108,10 +108,12 @@ class PlannerCollector:
         yield from self._journal()
 
     def _moves(self) -> Iterator[Metric]:
-        """The operator's four counters of work moved around, and every event kind (see events.py)."""
+        """The operator's five counters of work moved around, and every event kind (see events.py)."""
         m, ev = self.p.state.migrations.counts, self.p.feed.counts
         for name, value, what in (("granny_migrations", m["completed"], "Migrations of worlds completed"),
                                   ("granny_freezes", m["frozen"], "Worlds frozen (their state stored)"),
+                                  ("granny_call_freezes", self.p.state.batch.counts["frozen"],
+                                   "Delay-tolerant calls frozen at a migration point (their state stored)"),
                                   ("granny_evictions", ev["host.evicted"], "Hosts taken back at the end of a notice"),
                                   ("granny_recoveries", m["recoveries"], "Worlds restarted from a checkpoint")):
             family = CounterMetricFamily(name, what)

@@ -22,6 +22,7 @@ from ..wire import (
     MigrateOut,
     Run,
 )
+from . import freezing
 from .records import DropState, Hint, MigrateAnswer, MigrationEvent, ResumeRank, StoreState
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ def _store(p: Server, action: StoreState) -> None:
 def thaw_run(p: Server, run: Run, gen: int) -> Run:
     """The Run of a frozen rank: pull its state from this planner's store (":port": the planner's host)."""
     req = p.state.requests[run.req_id]
+    if not req.gang:
+        freezing.thawed(p.state, run.req_id)
     port, key = p.store.grant(run.req_id, req.thaw_from or f"g{gen}", run.index)
     run.segs, run.resume_from, run.resume_key, run.gen = [], f":{port}", key, gen
     return run

@@ -292,10 +292,16 @@ def freeze(st: MigrationState, granule_id: str, req_id: str, reason: str, now: f
         m.sources[(req_id, i)] = task.granule_id
     m.gens[req_id] = new_gen
     m.inflight[req_id] = InFlight(new_gen, (), now, {}, freeze=True)
-    m.counts["freezes"] += 1
-    text = f"freezing all {req.n} ranks ({reason})"
+    counted(st, req)["freezes"] += 1
+    text = f"freezing all {req.n} ranks ({reason})" if req.gang else f"freezing the call ({reason})"
     return [MigrateAnswer(granule_id, req_id, new_gen, (), reason, freeze=True),
             MigrationEvent(req.app_id, req_id, "freezing", text, {"gen": new_gen})]
+
+
+def counted(st: MigrationState, req: Request) -> Counter[str]:
+    """Where a freeze is counted: an MPI world's (or a gang's) with the migrations, a plain delay-tolerant
+    call's with the batch queue's counts (freezing.py), so that each kind has its own counters."""
+    return st.migrations.counts if req.gang else st.batch.counts
 
 
 def stored(st: MigrationState, req_id: str, index: int, gen: int, error: str, now: float) -> list[Action]:
@@ -307,7 +313,7 @@ def stored(st: MigrationState, req_id: str, index: int, gen: int, error: str, no
     if flight is None or not flight.freeze or flight.gen != gen or req is None:
         return []
     if error:
-        m.counts["failed"] += 1
+        counted(st, req)["freeze_failed" if not req.gang else "failed"] += 1
         return st.fail_task(req_id, index, Fail(req_id, index, "lost", f"rank {index} could not be frozen: {error}"))
     flight.stored.add(index)
     if len(flight.stored) < req.n:
@@ -325,9 +331,10 @@ def stored(st: MigrationState, req_id: str, index: int, gen: int, error: str, no
         if req_id in st.queue:
             st.queue.remove(req_id)
         st.queue.appendleft(req_id)  # ahead of newer work: it thaws as soon as it fits
-    m.counts["frozen"] += 1
+    counted(st, req)["frozen"] += 1
     seconds = now - flight.started
-    text = f"frozen: the state of all {req.n} ranks is stored ({seconds * 1000:.0f} ms); it thaws when it fits"
+    what = f"the state of all {req.n} ranks is" if req.gang else "the call's state is"
+    text = f"frozen: {what} stored ({seconds * 1000:.0f} ms); it thaws when it fits"
     return [MigrationEvent(req.app_id, req_id, "frozen", text, {"gen": gen, "seconds": round(seconds, 6)})]
 
 

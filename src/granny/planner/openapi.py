@@ -104,6 +104,17 @@ class GranuleView(msgspec.Struct):
     state: str
     host_id: str
     granule_id: str
+    # A delay-tolerant call's (planner/batch.py describe): seconds to its deadline and of slack (null for
+    # "whenever"), and how often it was preempted, of which frozen at a migration point.
+    delay_tolerant: bool = False
+    deadline_in: float | None = None
+    slack: float | None = None
+    waiting: bool = False
+    paused: bool = False
+    fused: bool = False
+    preempted: int = 0
+    frozen: int = 0
+    delayed: bool = False
 
 
 class AppView(msgspec.Struct):

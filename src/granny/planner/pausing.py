@@ -26,6 +26,7 @@ Pure: no sockets, threads or clocks.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from .batch_queue import latest_resume
@@ -36,9 +37,10 @@ if TYPE_CHECKING:
     from .protocols import BatchedState
 
 
-def pause_for(st: BatchedState, req: Request, needed: int) -> list[Action]:
+def pause_for(st: BatchedState, req: Request, needed: int, after: float = -math.inf) -> list[Action]:
     """Pause up to ``needed`` running delay-tolerant calls, those with the most slack first, for
-    latency-sensitive ``req`` (which the caller found no room for); place it at once if that made room."""
+    latency-sensitive ``req`` (which the caller found no room for); place it at once if that made room.
+    ``after``: only calls with a later deadline (``req`` is a promoted delay-tolerant call with this one)."""
     b = st.batch
     if any(h.spawning and h.slots > h.busy() for h in st.hosts.values() if h.alive):
         return []  # a granule is being forked for a slot that is free already: that room is coming
@@ -46,7 +48,7 @@ def pause_for(st: BatchedState, req: Request, needed: int) -> list[Action]:
     for rid, d in b.known.items():
         other = st.requests.get(rid)
         if (other is None or d.started is None or d.granule or rid in b.paused or rid in b.freezing
-                or other.tasks[0].state is not TaskState.RUNNING):
+                or other.tasks[0].state is not TaskState.RUNNING or d.deadline <= after):
             continue
         granule = st.granules.get(other.tasks[0].granule_id)
         if granule is None or granule.waiting or not granule.connected or granule.host_id in st.evicting:

@@ -93,6 +93,7 @@ from .state import (
 )
 from .state import Revoke as RevokeAction
 from .store import StateStore
+from .ticker import Ticker
 
 log = logging.getLogger("granny.planner")
 
@@ -133,6 +134,7 @@ class PlannerServer:
         self.call_stats = CallStats()  # what /metrics counts per call (see metrics.py)
         self._restore()
         self.feed = EventFeed(self)  # after the restore: re-queueing journaled work is not news
+        self.ticker = Ticker(self.loop)  # events may wake it early (see ticker.py)
         self._ticker = self.loop.create_task(self._tick_forever())
 
     def flush_dirty(self) -> None:
@@ -184,7 +186,7 @@ class PlannerServer:
                 log.warning("the planner stalled for %.1fs; hosts get a fresh heartbeat grace period",
                             self.state.liveness.last_stall)
             due = self.state.next_deadline()  # e.g. the end of the restart grace, sooner than the next beat
-            await asyncio.sleep(interval if due is None else min(interval, max(0.0, due - self.loop.time())))
+            await self.ticker.sleep(interval if due is None else min(interval, max(0.0, due - self.loop.time())))
 
     # --- frames -----------------------------------------------------------------------------------
     def on_frame(self, conn: Conn, msg: Message, body: memoryview) -> None:
@@ -417,6 +419,8 @@ class PlannerServer:
                 self.payloads.pop(req_id, None)
                 self.stdin.pop(req_id, None)
         self._delivered.clear()
+        if self.state.batch.known:  # a latest start, resume or freeze time may have come closer (ticker.py)
+            self.ticker.due(self.state.batch.next_deadline())
         for gconn in filter(None, map(self.granule_conns.get, replay)):  # what it sent while its host was away
             frames, gconn.deferred = gconn.deferred or [], None
             for frame, body in frames:

@@ -70,7 +70,9 @@ def app(p: Server, app_id: str) -> dict[str, Any]:
 def _state(p: Server, app_id: str) -> str:
     """The app's state; a running app with a frozen world (its state stored, waiting for room) is "frozen"."""
     a = p.state.apps[app_id]
-    if a.state.value == "running" and any(p.state.requests[r].frozen for r in a.requests if r in p.state.requests):
+    reqs = [p.state.requests[r] for r in a.requests if r in p.state.requests]
+    if a.state.value == "running" and any(r.frozen and not any(t.state is TaskState.RUNNING for t in r.tasks)
+                                          for r in reqs):  # (a thawed call keeps its frozen generation until it ends)
         return "frozen"
     return a.state.value
 

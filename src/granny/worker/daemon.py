@@ -32,6 +32,7 @@ from ..transport import BlockingConn, dial, granule_credential
 from ..wire import GranuleExit, Heartbeat, KillGranule, Registered, Rejoin, Role, Spawn, StopWorker
 from .granule import ENV_HOST_ID, ENV_PLANNER
 from .granule_user import resolve
+from .pausing import Pidfds
 from .procutil import describe_status
 from .zygote_pipe import encode_command
 
@@ -54,6 +55,7 @@ class Worker:
         self.stopping = False
         self.kill_reasons: dict[str, str] = {}
         self.live: set[str] = set()
+        self.pidfds = Pidfds()  # pauses go straight to the granule (see pausing.py)
         self._seq = 0
         # Granule ids never repeat across worker restarts: a credential of an earlier incarnation's
         # granule must not become valid again for a new granule of the same number.
@@ -98,9 +100,12 @@ class Worker:
     def _zygote_events(self) -> None:
         for line in self.zout:
             event = json.loads(line)
+            if "spawned" in event:
+                self.pidfds.spawned(event["spawned"], int(event["pid"]))
             if "exit" not in event:
                 continue
             gid = event["exit"]
+            self.pidfds.exited(gid)
             cause, code = describe_status(event["status"])
             reason = self.kill_reasons.pop(gid, "")
             if reason:
@@ -185,7 +190,7 @@ class Worker:
                 self._connect(first=False)
                 continue
             if isinstance(msg, KillGranule) and msg.signal in ("STOP", "CONT"):  # a pause (planner/pausing.py)
-                if msg.granule_id in self.live:
+                if msg.granule_id in self.live and not self.pidfds.signal(msg.granule_id, msg.signal):
                     self._zygote_cmd({"signal": msg.granule_id, "sig": msg.signal})
             elif isinstance(msg, KillGranule):
                 if msg.granule_id in self.live:  # (a fenced granule's kill is ordered again after it exited)
@@ -232,6 +237,7 @@ class Worker:
     def stop(self) -> None:
         self.stopping = True
         self.zygote.kill()  # its granules die with it (PR_SET_PDEATHSIG)
+        self.pidfds.close()
         if self.conn is not None:
             self.conn.close()
 

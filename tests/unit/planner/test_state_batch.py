@@ -171,3 +171,17 @@ def test_the_end_of_the_restart_grace_leaves_delay_tolerant_calls_in_their_own_q
     s.submit("urgent", "a", 1, now=3.1)
     assert [r for r in s.queue if not s.requests[r].final()] == ["urgent"]  # found by the DFaaS benchmark
     assert [d.req_id for d in s.batch.waiting] == ["due", "later"]
+
+
+def test_the_deadline_guard_allows_for_the_spread_of_a_functions_runtimes() -> None:
+    s = planner(("h1", 1))
+    for seconds in (0.1, 0.3, 0.1, 0.3, 0.1):
+        s.batch.observe("f", seconds)
+    mean, guarded = s.batch.estimate("f"), s.batch.guarded("f")
+    assert 0.1 < mean < 0.3 and guarded > mean + 0.2  # four mean deviations above the mean
+    s.submit("busy", "a", 1, now=0.0)
+    s.submit("due", "a", 1, tolerance=2.0, key="f", now=0.0)
+    due = s.next_deadline()
+    assert due is not None and abs(due - (2.0 - guarded - 0.05)) < 1e-9  # promoted that much sooner
+    s.batch.observe("g", 0.5)
+    assert s.batch.guarded("g") == s.batch.estimate("g") == 0.5  # one observation: no spread yet

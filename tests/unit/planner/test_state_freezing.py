@@ -38,6 +38,9 @@ def test_a_call_with_points_is_frozen_rather_than_restarted_and_thaws_later() ->
     (thaw,) = of(acts, Dispatch)
     assert thaw.req_id == "bg" and thaw.thaw == order.gen  # it resumes from the stored state
     assert s.batch.counts["frozen"] == 1 and s.batch.counts.get("preempted", 0) == 0
+    assert s.batch.counts["freezes"] == 1 and s.batch.known["bg"].freezes == 1
+    # A frozen call is not an MPI world: the migration counters (worlds) count none of this.
+    assert not {"freezes", "frozen", "failed"} & set(s.migrations.counts), s.migrations.counts
 
 
 def test_no_freeze_that_would_miss_the_deadline_and_none_of_latency_sensitive_calls() -> None:
