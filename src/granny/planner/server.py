@@ -20,7 +20,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConflictError, GrannyError, ProtocolError
-from ..transport import local_id, make_mac, task_grant
+from ..transport import acceptor_proof, local_id, task_grant
 from ..wire import (
     Cancel,
     Done,
@@ -249,7 +249,7 @@ class PlannerServer:
         conn.app_id = msg.app_id or f"app-{uuid.uuid4().hex[:12]}"
         if msg.role is Role.CLIENT and msg.reply_path and msg.reply_key and msg.local_id:
             conn.lane = (msg.reply_path, msg.reply_key, msg.local_id)
-        conn.send(Welcome(mac=make_mac(key, msg.nonce), app_id=conn.app_id, local_path=self.unix_path,
+        conn.send(Welcome(mac=acceptor_proof(key, msg.nonce), app_id=conn.app_id, local_path=self.unix_path,
                           local_id=self.local_id if self.unix_path else ""))
         now = self.loop.time()
         if msg.role is Role.WORKER:

@@ -22,7 +22,6 @@ import contextlib
 import io
 import json
 import os
-import pickle
 import resource
 import sys
 import time
@@ -286,7 +285,7 @@ class Granule:
                 fn = self._function(run.fn_key, lambda: _load_named(json.loads(bytes(segs[0]))))
                 return fn(json.loads(bytes(segs[1])) if segs[1].nbytes else None)
             fn = self._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
-            args, kwargs = pickle.loads(segs[1], buffers=segs[2:])
+            args, kwargs = serde.loads(segs[1:])
             if run.mpi:
                 from ..mpi import api
 
