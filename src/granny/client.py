@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from . import serde
 from .config import ENV_ADDRESS, ENV_TOKEN, Config, parse_address, parse_bytes, parse_hosts
 from .errors import (
-    AuthError,
     ConfigError,
     ConnectionLostError,
     GrannyError,
@@ -36,6 +35,7 @@ from .placing import NOWHERE_IN_PARTICULAR, Placing, parse_checkpoint, parse_tol
 from .transport import BlockingConn, dial
 from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
+from .transport.redial import redial
 from .wire import (
     Cancel,
     Kind,
@@ -100,26 +100,17 @@ class Client:
 
     # --- connection ---------------------------------------------------------------------------
     def _connect(self, deadline: float) -> BlockingConn:
-        delay = 0.02
-        while True:
-            try:
-                lane = self._lane
-                conn, _, self._unix = dial(self._addr, Role.CLIENT, self._token, self._unix, app_id=self.app_id,
-                                           pid=os.getpid(), reply_path=lane.path if lane else "",
-                                           reply_key=lane.key if lane else b"", local_id=lane.local_id if lane else "",
-                                           name=self._granule_id if self._granule_host else "",
-                                           host_id=self._granule_host)
-                return conn
-            except AuthError:
-                # A granule's credential is right by construction; a refusal means the planner does
-                # not (yet, after its restart) see this granule running a task of this app.
-                if not self._granule_host or time.monotonic() > deadline:
-                    raise
-            except (OSError, GrannyError) as exc:
-                if time.monotonic() > deadline:
-                    raise ConnectionLostError(f"cannot reach the granny planner at {self.address}: {exc}") from None
-                time.sleep(delay)  # reconnect back-off
-                delay = min(delay * 2, 0.5)
+        def once() -> BlockingConn:
+            lane = self._lane
+            conn, _, self._unix = dial(self._addr, Role.CLIENT, self._token, self._unix, app_id=self.app_id,
+                                       pid=os.getpid(), reply_path=lane.path if lane else "",
+                                       reply_key=lane.key if lane else b"", local_id=lane.local_id if lane else "",
+                                       name=self._granule_id if self._granule_host else "", host_id=self._granule_host)
+            return conn
+
+        # A granule's credential is right by construction; a refusal means the planner does not (yet,
+        # after its restart) see this granule running a task of this app.
+        return redial(once, deadline, f"the granny planner at {self.address}", retry_auth=bool(self._granule_host))
 
     def _read_loop(self) -> None:
         while not self._closed:

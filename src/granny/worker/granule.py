@@ -42,6 +42,7 @@ from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
 from ..transport.identity import GranuleIdentity, set_current
 from ..transport.lane import COPY_MAX, LaneDialer
+from ..transport.redial import redial
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
@@ -102,22 +103,17 @@ class Granule:
         return self.link.conn
 
     def _connect(self, busy_task: str, busy_grant: bytes) -> BlockingConn:
-        deadline = time.monotonic() + RECONNECT_TIMEOUT
-        delay = 0.02
-        while True:
-            try:
-                conn, _, self.unix = dial(self.address, Role.GRANULE, self._credential, self.unix, name=self.granule_id,
-                                          host_id=self.host_id, pid=os.getpid(), busy_task=busy_task,
-                                          busy_grant=busy_grant)
-                return conn
-            except (OSError, GrannyError) as exc:
-                if time.monotonic() > deadline:
-                    # Any thread may be the one that reconnects (a print in user code, say): end here.
-                    print(f"granule {self.granule_id}: giving up on the planner: {exc}", file=sys.__stderr__,
-                          flush=True)
-                    os._exit(0)
-                time.sleep(delay)  # back-off between reconnect attempts, not synchronisation
-                delay = min(delay * 2, 0.5)
+        def once() -> BlockingConn:
+            conn, _, self.unix = dial(self.address, Role.GRANULE, self._credential, self.unix, name=self.granule_id,
+                                      host_id=self.host_id, pid=os.getpid(), busy_task=busy_task, busy_grant=busy_grant)
+            return conn
+
+        try:  # a refusal may be a planner that restarted and does not know this granule's task yet
+            return redial(once, time.monotonic() + RECONNECT_TIMEOUT, "the planner", retry_auth=True)
+        except GrannyError as exc:
+            # Any thread may be the one that reconnects (a print in user code, say): end here.
+            print(f"granule {self.granule_id}: giving up on the planner: {exc}", file=sys.__stderr__, flush=True)
+            os._exit(0)
 
     def serve(self) -> None:
         link = self.link
