@@ -46,7 +46,6 @@ SEND_TIMEOUT = 30.0  # a client that stops reading for this long loses its lane,
 MAX_LANES = 64  # lanes a granule keeps open (one per client it recently served)
 ENV_SPIN = "GRANNY_SPIN_US"  # longest spin of a caller waiting for a result, in µs ("0": never spin)
 SPIN_DEFAULT_US = 500.0
-COPY_MAX = 256 << 10  # a delivered result up to this size is also sent to the planner, for its journal
 
 
 def _spin_max() -> float:

@@ -39,9 +39,9 @@ from ..config import parse_address
 from ..errors import ConnectionLostError, GrannyError
 from ..migration.control import MigratedAway
 from ..mpi.world import route_ip
-from ..transport import BlockingConn, dial
+from ..transport import BlockingConn, dial, lane_policy
 from ..transport.identity import GranuleIdentity, set_current
-from ..transport.lane import COPY_MAX, LaneDialer
+from ..transport.lane import LaneDialer
 from ..transport.redial import redial
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
@@ -146,11 +146,9 @@ class Granule:
             before = niceness.enter(run.nice)  # a delay-tolerant call may yield the cores (niceness.py)
             done, segments = self.execute(run, body)
             done.retiring = not niceness.leave(before) or done.retiring
-            # The lane saves a hop when calls come one at a time. In a stream (this task waited
-            # behind another, or more wait behind it) the planner's batching serves throughput better.
-            if run.reply_to and not run.prefetched and not runs and not done.moved and self._hand_over(run, done, segments):
+            if lane_policy.hand_over(run, bool(runs), done.moved) and self._hand_over(run, done, segments):
                 done.delivered = True
-                if sum(done.segs) > COPY_MAX:
+                if not lane_policy.copy_to_planner(done.segs):
                     segments = []  # the client has it; the planner journals only the record
             link.send_done(done, segments)
             link.end_task()
