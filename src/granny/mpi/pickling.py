@@ -16,6 +16,7 @@ from .. import serde
 
 OOB_MIN = 4096  # buffers at least this large go out of band
 OOB_RETRY = 64 * 1024  # a non-array object pickled in-band this large is pickled again, out of band
+_FRAMED = serde.MAGIC[0]  # a bare pickle starts with PROTO (0x80); checked inline: every small message pays it
 
 
 def dumps(obj: Any) -> bytes | bytearray:
@@ -36,7 +37,7 @@ def dumps(obj: Any) -> bytes | bytearray:
 def loads(payload: Any, owned: bool = False) -> Any:
     """Unpickle a message. ``owned``: ``payload`` is a writable buffer the caller gives away (large
     arrays then live in it); otherwise it is copied first, since it may be a view of a ring."""
-    if not serde.is_frame(payload):
+    if not len(payload) or payload[0] != _FRAMED:
         return pickle.loads(payload)
     view = memoryview(payload)
     if not owned or view.readonly:

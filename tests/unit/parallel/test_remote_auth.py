@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,7 +16,7 @@ KEY = b"k" * 16
 
 
 @pytest.fixture
-def listener() -> Listener:
+def listener() -> Iterator[Listener]:
     lst = Listener("/nonexistent-board", "team1", KEY, "127.0.0.1")  # no member gets past the handshake here
     yield lst
     lst.close()
