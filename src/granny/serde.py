@@ -153,7 +153,13 @@ def unframe(data: Buffer) -> list[memoryview]:
 def read_frame(read_exact: Callable[[int], bytearray], max_bytes: int) -> list[bytearray]:
     """Read one frame from a stream (``read_exact(n)`` returns exactly n bytes, or raises); its parts
     may add up to ``max_bytes`` at most, checked before anything that large is allocated."""
-    return [read_exact(n) for n in read_head(read_exact, max_bytes)[1]]
+    count = _check_head(read_exact(_HEAD.size))
+    return [read_exact(n) for n in _lengths(memoryview(read_exact(count * _LEN.size)), max_bytes)]
+
+
+def head_size(parts: int) -> int:
+    """Bytes of the head of a frame of ``parts`` parts."""
+    return _HEAD.size + parts * _LEN.size
 
 
 def read_head(read_exact: Callable[[int], bytearray], max_bytes: int) -> tuple[bytes, list[int]]:

@@ -63,7 +63,7 @@ class Channel:
 
     def recv(self) -> Any:
         parts = serde.read_frame(self._exact, MAX_MESSAGE)
-        self.received += len(serde.frame_head(parts)) + sum(len(p) for p in parts)
+        self.received += serde.head_size(len(parts)) + sum(len(p) for p in parts)
         return serde.loads(parts)
 
     def _exact(self, n: int) -> bytearray:
