@@ -63,7 +63,7 @@ class Channel:
 
     def recv(self) -> Any:
         parts = serde.read_frame(self._exact, MAX_MESSAGE)
-        self.received += serde.head_size(len(parts)) + sum(len(p) for p in parts)
+        self.received += serde.head_size(len(parts)) + sum(map(len, parts))
         return serde.loads(parts)
 
     def _exact(self, n: int) -> bytearray:
