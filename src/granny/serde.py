@@ -158,7 +158,7 @@ def read_frame(read_exact: Callable[[int], bytearray], max_bytes: int) -> list[b
     return [read_exact(n) for n in read_head(read_exact, max_bytes)[1]]
 
 
-def read_head(read_exact: Callable[[int], bytearray], max_bytes: int) -> tuple[bytearray, list[int] | tuple[int, ...]]:
+def read_head(read_exact: Callable[[int], bytearray], max_bytes: int) -> tuple[bytearray, tuple[int, ...]]:
     """The head of a frame read from a stream, as it came, and the part lengths it announces."""
     # A frame has at least one part: the head and the first length come in one read (one syscall for
     # a request without arrays, where the old layout took two). Inline: a team's every request pays it.
