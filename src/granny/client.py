@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from . import serde
 from .config import ENV_ADDRESS, ENV_TOKEN, Config, parse_address, parse_bytes, parse_hosts
 from .errors import (
-    AuthError,
     ConfigError,
     ConnectionLostError,
     GrannyError,
@@ -33,9 +32,10 @@ from .hostinfo import HostInfo as HostInfo  # re-exported: granny.client.HostInf
 from .outcomes import keyed_id, map_calls, rebuild_error, world_outcome
 from .pending import Pending
 from .placing import NOWHERE_IN_PARTICULAR, Placing, parse_checkpoint, parse_tolerance
-from .transport import BlockingConn, dial
+from .transport import BlockingConn, dial, lane_policy
 from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
+from .transport.redial import redial
 from .wire import (
     Cancel,
     Kind,
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 # calls costs the planner one wake-up per write, not per call. A lone call is never delayed.
 BURST_WINDOW = 0.0001
 BURST_FRAMES = 64
-LANE_WAIT_MAX = 64 << 10  # calls with larger payloads wait on their future, not on the lane
 
 
 class Client:
@@ -100,26 +99,17 @@ class Client:
 
     # --- connection ---------------------------------------------------------------------------
     def _connect(self, deadline: float) -> BlockingConn:
-        delay = 0.02
-        while True:
-            try:
-                lane = self._lane
-                conn, _, self._unix = dial(self._addr, Role.CLIENT, self._token, self._unix, app_id=self.app_id,
-                                           pid=os.getpid(), reply_path=lane.path if lane else "",
-                                           reply_key=lane.key if lane else b"", local_id=lane.local_id if lane else "",
-                                           name=self._granule_id if self._granule_host else "",
-                                           host_id=self._granule_host)
-                return conn
-            except AuthError:
-                # A granule's credential is right by construction; a refusal means the planner does
-                # not (yet, after its restart) see this granule running a task of this app.
-                if not self._granule_host or time.monotonic() > deadline:
-                    raise
-            except (OSError, GrannyError) as exc:
-                if time.monotonic() > deadline:
-                    raise ConnectionLostError(f"cannot reach the granny planner at {self.address}: {exc}") from None
-                time.sleep(delay)  # reconnect back-off
-                delay = min(delay * 2, 0.5)
+        def once() -> BlockingConn:
+            lane = self._lane
+            conn, _, self._unix = dial(self._addr, Role.CLIENT, self._token, self._unix, app_id=self.app_id,
+                                       pid=os.getpid(), reply_path=lane.path if lane else "",
+                                       reply_key=lane.key if lane else b"", local_id=lane.local_id if lane else "",
+                                       name=self._granule_id if self._granule_host else "", host_id=self._granule_host)
+            return conn
+
+        # A granule's credential is right by construction; a refusal means the planner does not (yet,
+        # after its restart) see this granule running a task of this app.
+        return redial(once, deadline, f"the granny planner at {self.address}", retry_auth=bool(self._granule_host))
 
     def _read_loop(self) -> None:
         while not self._closed:
@@ -276,15 +266,19 @@ class Client:
                 return known.future  # this client already waits on that key
         else:
             req_id = self._next_id()
+        return self._pickled(fn, args, kwargs, 1, memory_limit, req_id, keyed=bool(idempotency_key), fuse=_is_async(fn),
+                             **where)
+
+    def _pickled(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], n: int,
+                 memory_limit: int | None, req_id: str = "", **flags: Any) -> GrannyFuture:
+        """The one builder of a pickled function's Submit (a call, a world, a gang): sent; its future."""
         key, fn_bytes = serde.dump_function(fn)
         segments = [fn_bytes, *serde.dumps((args, kwargs))]
-        sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key,
+        sub = Submit(req_id=req_id or self._next_id(), app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n,
                      segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
-                     memory_limit=memory_limit, keyed=bool(idempotency_key), fuse=_is_async(fn), **where)
-        future = _future(self, req_id)
-        # Reading the lane on the waiting thread pays off for short calls; behind a large argument
-        # it only makes the caller's next send compete with the granule finishing this one.
-        future.lane_wait = sum(sub.segs) <= LANE_WAIT_MAX
+                     memory_limit=self.memory_limit if memory_limit is None else memory_limit, **flags)
+        future = _future(self, sub.req_id)
+        future.lane_wait = lane_policy.waiter_reads_lane(sub)
         self._send(Pending(sub, segments, future))
         return future
 
@@ -299,16 +293,7 @@ class Client:
             raise TypeError(f"run_mpi() needs a callable, got {type(fn).__name__}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"run_mpi() needs n >= 1 ranks, got {n!r}")
-        where = placing.fields(n)
-        key, fn_bytes = serde.dump_function(fn)
-        segments = [fn_bytes, *serde.dumps((tuple(args), dict(kwargs or {})))]
-        req_id = self._next_id()
-        sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, mpi=True,
-                     segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
-                     memory_limit=self.memory_limit if memory_limit is None else memory_limit, **where)
-        future = _future(self, req_id)
-        self._send(Pending(sub, segments, future))
-        return future
+        return self._pickled(fn, tuple(args), dict(kwargs or {}), n, memory_limit, mpi=True, **placing.fields(n))
 
     def take_revoked(self, req_id: str) -> int:
         """How many granules of lease ``req_id`` the planner asked back since the last call."""
@@ -320,15 +305,7 @@ class Client:
 
         The future's result is the list of their return values; granule ``i`` finds ``i`` in
         ``GRANNY_INDEX``. Parallel teams lease their members this way."""
-        key, fn_bytes = serde.dump_function(fn)
-        segments = [fn_bytes, *serde.dumps((tuple(args), {}))]
-        req_id = self._next_id()
-        sub = Submit(req_id=req_id, app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n, gang=True, lease=lease,
-                     segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
-                     memory_limit=self.memory_limit)
-        future = _future(self, req_id)
-        self._send(Pending(sub, segments, future))
-        return future
+        return self._pickled(fn, tuple(args), {}, n, None, gang=True, lease=lease)
 
     def run_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                 timeout: float | None = None) -> list[Any]:

@@ -1,24 +1,46 @@
-"""Pickling for payloads: cloudpickle, protocol 5, numpy buffers out-of-band.
+"""Pickling with out-of-band buffers, and the one framing of the parts it makes.
 
-A payload is a list of segments: segment 0 is the pickle stream, the rest are the raw buffers that
-pickle handed out of band (numpy arrays), so they cross the wire without being copied into the
-pickle. Functions are pickled once per function object and named by a content hash, so granules
-unpickle each function once.
+Every pickle granny moves -- a task's arguments and result, an MPI lowercase-method message, a parallel
+region's fork and join, a migrating call's state -- is protocol 5 with large buffers (numpy arrays) out
+of band: :func:`dumps`/:func:`pickle_parts` return *parts*, the pickle stream then the raw buffers
+pickle handed out, so the buffers cross the wire as views of their own memory, never copied into the
+pickle; :func:`loads` takes the parts back.
+
+Parts travel in one of two ways:
+- tasks: as the segments of a frame, whose lengths the message header carries (``segs``,
+  :func:`granny.wire.split_segments`);
+- anywhere else: self-describing, as ``b"GOB1"``, the part count (u32), the part lengths (u64 each),
+  then the parts. :func:`frame` builds it in one buffer (MPI), :func:`frame_head` gives the head to
+  write before the parts (a stream), and :func:`unframe`/:func:`read_frame` take it apart, checking
+  every count and length against what is there first: a malformed frame is a ProtocolError that says
+  what is wrong, never an IndexError or a huge allocation.
+
+Functions are pickled once per function object and named by a content hash, so granules unpickle each
+function once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+import struct
 import sys
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .errors import ProtocolError
 from .wire.framing import Buffer
 
 # numpy and cloudpickle are imported on first use: `granny run` and `granny status` never need them,
 # and importing numpy alone costs ~50 ms of a command's start-up.
+
+MAGIC = b"GOB1"
+_HEAD = struct.Struct("<4sI")  # magic, part count
+_LEN = struct.Struct("<Q")
+_FIRST = struct.Struct("<4sIQ")  # the head and the first part's length
+_G = MAGIC[0]
+MAX_PARTS = 1 << 20  # a pickle hands out one buffer per array: more parts than this is not a pickle of ours
 
 _fn_cache: weakref.WeakKeyDictionary[Any, tuple[str, bytes]] = weakref.WeakKeyDictionary()
 _fn_strong: dict[int, tuple[Any, str, bytes]] = {}
@@ -49,7 +71,9 @@ def _plain(obj: Any, budget: list[int]) -> bool:
     return False
 
 
+# --- pickling -------------------------------------------------------------------------------------
 def dumps(obj: Any) -> list[Buffer]:
+    """Parts of ``obj``, by value where it needs it (cloudpickle: lambdas, classes of ``__main__``)."""
     buffers: list[pickle.PickleBuffer] = []
     if _plain(obj, [64]):
         head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
@@ -60,12 +84,123 @@ def dumps(obj: Any) -> list[Buffer]:
     return [head, *(b.raw() for b in buffers)]
 
 
-def loads(segments: Sequence[Buffer]) -> Any:
-    if not segments:
-        raise ValueError("empty payload")
-    return pickle.loads(segments[0], buffers=segments[1:])
+def pickle_parts(obj: Any, oob_min: int = 0, by_value: bool = False) -> list[Buffer]:
+    """Parts of ``obj``: buffers of at least ``oob_min`` bytes out of band, smaller ones in the pickle.
+
+    ``by_value``: cloudpickle (what a migrating call's ``resume`` defined in ``__main__`` needs)."""
+    bufs: list[pickle.PickleBuffer] = []
+    if oob_min:
+        def keep(buf: pickle.PickleBuffer) -> bool:
+            if buf.raw().nbytes < oob_min:
+                return True  # in-band
+            bufs.append(buf)
+            return False
+        callback: Callable[[pickle.PickleBuffer], Any] = keep
+    else:
+        callback = bufs.append
+    if by_value:
+        import cloudpickle
+
+        head = cloudpickle.dumps(obj, protocol=5, buffer_callback=callback)
+    else:
+        head = pickle.dumps(obj, 5, buffer_callback=callback)
+    return [head, *(b.raw() for b in bufs)]
 
 
+def loads(parts: Sequence[Buffer]) -> Any:
+    if not parts:
+        raise ProtocolError("a pickle of no parts")
+    return pickle.loads(parts[0], buffers=parts[1:])
+
+
+# --- framing --------------------------------------------------------------------------------------
+def frame_head(parts: Sequence[Buffer]) -> bytes:
+    """What goes before ``parts`` on the wire: magic, count, lengths."""
+    return _HEAD.pack(MAGIC, len(parts)) + b"".join(
+        [_LEN.pack(len(p) if type(p) is bytes else memoryview(p).nbytes) for p in parts])
+
+
+def frame(parts: Sequence[Buffer]) -> bytearray:
+    """Head and parts in one buffer (one copy of each part)."""
+    out = bytearray(frame_head(parts))
+    for p in parts:
+        out += p
+    return out
+
+
+def is_frame(data: Buffer) -> bool:
+    """``data`` is a frame, not a bare pickle (which starts with PROTO, 0x80, never with ``G``).
+
+    One byte is looked at (a hot path: every small MPI message); :func:`unframe` checks the rest."""
+    return len(data) > 0 and data[0] == _G
+
+
+def unframe(data: Buffer) -> list[memoryview]:
+    """The parts of a frame, as views of ``data``; ProtocolError if it is not exactly one frame."""
+    view = memoryview(data).cast("B") if not isinstance(data, memoryview) or data.format != "B" else data
+    count = _check_head(view[:_HEAD.size])
+    off = _HEAD.size + count * _LEN.size
+    if len(view) < off:
+        raise ProtocolError(f"a pickle frame of {len(view)} bytes is shorter than its table of {count} parts")
+    lens = _lengths(view[_HEAD.size:off], len(view) - off)
+    if sum(lens) != len(view) - off:
+        raise ProtocolError(f"a pickle frame's parts add up to {sum(lens)} bytes, but {len(view) - off} follow")
+    parts = []
+    for n in lens:
+        parts.append(view[off:off + n])
+        off += n
+    return parts
+
+
+def read_frame(read_exact: Callable[[int], bytearray], max_bytes: int) -> list[bytearray]:
+    """Read one frame from a stream (``read_exact(n)`` returns exactly n bytes, or raises); its parts
+    may add up to ``max_bytes`` at most, checked before anything that large is allocated."""
+    return [read_exact(n) for n in read_head(read_exact, max_bytes)[1]]
+
+
+def read_head(read_exact: Callable[[int], bytearray], max_bytes: int) -> tuple[bytearray, tuple[int, ...]]:
+    """The head of a frame read from a stream, as it came, and the part lengths it announces."""
+    # A frame has at least one part: the head and the first length come in one read (one syscall for
+    # a request without arrays, where the old layout took two). Inline: a team's every request pays it.
+    head = read_exact(_FIRST.size)
+    magic, count, first = _FIRST.unpack(head)
+    if magic != MAGIC or not 0 < count <= MAX_PARTS:
+        _check_head(head)  # raises, saying what is wrong
+    if count == 1:
+        lens: tuple[int, ...] = (first,)
+    else:
+        rest = read_exact((count - 1) * _LEN.size)
+        head += rest
+        lens = (first, *struct.unpack(f"<{count - 1}Q", rest))
+    if sum(lens) > max_bytes:
+        raise ProtocolError(f"a pickle frame announces {sum(lens)} bytes of parts, more than the {max_bytes} allowed")
+    return head, lens
+
+
+def head_size(parts: int) -> int:
+    """Bytes of the head of a frame of ``parts`` parts."""
+    return _HEAD.size + parts * _LEN.size
+
+
+def _check_head(head: Buffer) -> int:
+    if len(head) < _HEAD.size:
+        raise ProtocolError(f"a pickle frame of {len(head)} bytes has no room for its {_HEAD.size}-byte head")
+    magic, count = _HEAD.unpack_from(head)
+    if magic != MAGIC:
+        raise ProtocolError(f"not a pickle frame: it starts with {bytes(magic)!r}, not {MAGIC!r}")
+    if count < 1 or count > MAX_PARTS:
+        raise ProtocolError(f"a pickle frame of {count} parts (1 to {MAX_PARTS})")
+    return int(count)
+
+
+def _lengths(table: memoryview, room: int) -> list[int]:
+    lens = [int(n) for (n,) in _LEN.iter_unpack(table)]
+    if sum(lens) > room:
+        raise ProtocolError(f"a pickle frame announces {sum(lens)} bytes of parts, more than the {room} allowed")
+    return lens
+
+
+# --- functions ------------------------------------------------------------------------------------
 def dump_function(fn: Callable[..., Any]) -> tuple[str, bytes]:
     """Return ``(key, pickled)`` for a function, cached per function object."""
     try:

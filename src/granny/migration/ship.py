@@ -6,9 +6,10 @@ Theory of operation
   views of their own memory, never copied into the pickle.
 - The old process listens on a fresh port of the address other hosts reach it at, with a fresh
   16-byte key; the planner passes both to the target granule only (:class:`Server`).
-- The puller sends the key, gets a header (pickle size and buffer sizes), the pickle and each buffer
-  straight from the old process's memory (``sendall`` of a memoryview), receives each into one
-  preallocated buffer, and acknowledges: only then does the old process end.
+- The puller sends the key, gets the state as a pickle frame (:mod:`granny.serde`: the head with the
+  part sizes, then the pickle and each buffer straight from the old process's memory, ``sendall`` of a
+  memoryview), receives each part into one preallocated buffer, and acknowledges: only then does the
+  old process end.
 - Plaintext, as the MPI data plane is; the key keeps others from pulling the state.
 """
 
@@ -16,20 +17,16 @@ from __future__ import annotations
 
 import hmac
 import os
-import pickle
 import secrets
 import socket
-import struct
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
-from ..errors import MpiError
+from .. import serde
+from ..errors import MpiError, ProtocolError
 from ..mpi import runtime
 
-HEADER = struct.Struct("<QI")
-SIZE = struct.Struct("<Q")
+MAX_STATE = 1 << 40  # what a state's head may announce (checked before anything is allocated)
 KEY_BYTES = 16
 CHUNK = 16 << 20
 DEFAULT_TIMEOUT = 60.0
@@ -37,19 +34,19 @@ DEFAULT_TIMEOUT = 60.0
 
 def pack(resume: Any, args: tuple[Any, ...], extra: dict[str, Any]) -> tuple[bytes, list[memoryview]]:
     """The pickle and its out-of-band buffers."""
-    buffers: list[pickle.PickleBuffer] = []
     runtime.packing[0] = True
     try:
-        data = cloudpickle.dumps((resume, args, extra), protocol=5, buffer_callback=buffers.append)
+        data, *buffers = serde.pickle_parts((resume, args, extra), by_value=True)
     except Exception as exc:  # noqa: BLE001 - any pickling failure means the same to the caller
         raise MpiError(f"the migration point's resume function or arguments cannot be pickled: {exc}") from exc
     finally:
         runtime.packing[0] = False
-    return data, [b.raw() for b in buffers]
+    assert isinstance(data, bytes)
+    return data, [memoryview(b) for b in buffers]
 
 
 def unpack(data: bytes | bytearray, buffers: list[bytearray]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-    resume, args, extra = pickle.loads(data, buffers=buffers)
+    resume, args, extra = serde.loads([data, *buffers])
     return resume, tuple(args), dict(extra)
 
 
@@ -74,8 +71,7 @@ class Server:
                     conn.settimeout(timeout)
                     if not hmac.compare_digest(_recv_exact(conn, KEY_BYTES), self.key):
                         continue  # not the puller: wait for the right one
-                    sizes = [b.nbytes for b in buffers]
-                    conn.sendall(HEADER.pack(len(data), len(sizes)) + b"".join(SIZE.pack(n) for n in sizes))
+                    conn.sendall(serde.frame_head([data, *buffers]))
                     conn.sendall(data)
                     for buf in buffers:
                         conn.sendall(buf)
@@ -92,12 +88,11 @@ def pull(address: str, key: bytes, timeout: float = DEFAULT_TIMEOUT) -> tuple[by
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn:
             conn.sendall(key)
-            size, count = HEADER.unpack(_recv_exact(conn, HEADER.size))
-            sizes = [SIZE.unpack(_recv_exact(conn, SIZE.size))[0] for _ in range(count)]
-            data = _recv_into(conn, bytearray(size))
-            buffers = [_recv_into(conn, bytearray(n)) for n in sizes]
+            data, *buffers = serde.read_frame(lambda n: _recv_into(conn, bytearray(n)), MAX_STATE)
             conn.sendall(b"\x01")
             return data, buffers
+    except ProtocolError as exc:
+        raise MpiError(f"the moved rank's state from {address} is malformed: {exc}") from exc
     except OSError as exc:
         raise MpiError(f"could not fetch the moved rank's state from {address}: {exc}") from exc
 
@@ -111,12 +106,10 @@ def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_T
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn, open(path, "wb") as out:
             conn.sendall(key)
-            head = _recv_exact(conn, HEADER.size)
-            size, count = HEADER.unpack(head)
-            sizes = _recv_exact(conn, SIZE.size * count)
-            out.write(head + sizes)
-            left = int(size) + sum(int(SIZE.unpack_from(sizes, i * SIZE.size)[0]) for i in range(count))
-            total = len(head) + len(sizes) + left
+            head, sizes = serde.read_head(lambda n: _recv_into(conn, bytearray(n)), MAX_STATE)
+            out.write(head)
+            left = sum(sizes)
+            total = len(head) + left
             chunk = bytearray(min(CHUNK, max(left, 1)))
             view = memoryview(chunk)
             while left:
@@ -131,6 +124,8 @@ def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_T
                 before_ack(int(total))
             conn.sendall(b"\x01")
             return int(total)
+    except ProtocolError as exc:
+        raise MpiError(f"the rank's state from {address} is malformed: {exc}") from exc
     except OSError as exc:
         raise MpiError(f"could not fetch the rank's state from {address}: {exc}") from exc
 

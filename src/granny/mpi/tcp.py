@@ -4,9 +4,12 @@ Theory of operation
 -------------------
 The listener (port 0) exists from ``__init__`` on, so its address can be published before anyone dials.
 ``connect`` dials each remote peer once -- the stream this rank -> peer, written only by this rank -- and
-sends a hello: the rank and HMAC-SHA256(key, b"granny-mpi" + src + dst). It accepts the streams peer ->
-this rank and closes any whose hello is wrong. Each ordered pair thus has its own stream with one writer
-and one reader, so per-pair FIFO is TCP's own and nothing is shared.
+authenticates it with granny's handshake (transport/handshake.py: a fresh nonce from each side, the
+claim being this rank, the context the world's destination rank), while a thread accepts the streams
+peer -> this rank, answering each dialer's handshake as it comes (a dialer waits for the acceptor's
+nonce, so two ranks dialling each other must both be accepting meanwhile). A stream whose handshake
+fails is closed; a dialer refused for a wrong key raises AuthError. Each ordered pair thus has its own
+stream with one writer and one reader, so per-pair FIFO is TCP's own and nothing is shared.
 
 Framing: ``<IQ`` (header_len, payload_len), header, payload. ``close`` first sends a goodbye prefix
 (header_len = 0xFFFFFFFF): EOF after it is a clean finish, EOF or reset without it means the peer died and
@@ -31,21 +34,21 @@ not call ``send`` or ``poll``. Not thread-safe: one thread drives a TcpLinks.
 from __future__ import annotations
 
 import contextlib
-import hmac
+import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from hashlib import sha256
 
 import numpy as np
 
-from ..errors import ConnectionLostError, ProtocolError
+from ..errors import AuthError, ConnectionLostError, ProtocolError
+from ..transport import handshake
 
 PREFIX = struct.Struct("<IQ")
-HELLO = struct.Struct("<I32s")
 MAX_HEADER = 32 * 1024
 LARGE = 64 * 1024  # payloads from this size on get their own buffer (or the sink's)
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # 0 keeps Linux autotuning (setting a size switches it off)
@@ -57,9 +60,9 @@ Handler = Callable[[int, memoryview, memoryview], None]
 Sink = Callable[[int, memoryview, int], memoryview | None]
 
 
-def hello_mac(key: bytes, src: int, dst: int) -> bytes:
-    # Binding dst too means a hello sniffed on one link cannot be replayed to another rank.
-    return hmac.new(key, b"granny-mpi" + struct.pack("<II", src, dst), sha256).digest()
+def link_context(dst: int) -> bytes:
+    """What a stream's handshake is bound to besides the source rank (its claim): the destination rank."""
+    return b"granny-mpi" + struct.pack("<I", dst)
 
 
 def _tune(sock: socket.socket, option: int) -> None:
@@ -134,11 +137,28 @@ class TcpLinks:
         if self.rank in peers:
             raise ValueError(f"rank {self.rank} cannot link to itself")
         deadline = time.monotonic() + timeout
-        # Blocking dials one after another are safe: the peer's kernel completes the handshake from its
-        # listen backlog whether or not the peer is accepting yet.
-        for dst, addr in sorted(peers.items()):
-            self._out[dst] = self._dial(dst, addr, deadline)
-        self._accept(set(peers), deadline)
+        failed: list[BaseException] = []
+        wake_r, wake_w = os.pipe()  # a failed dial ends the acceptor at once, not at the deadline
+
+        def accept() -> None:
+            try:
+                self._accept(set(peers), deadline, wake_r)
+            except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+                failed.append(exc)
+
+        acceptor = threading.Thread(target=accept, name=f"mpi-accept-{self.rank}", daemon=True)
+        acceptor.start()
+        try:
+            for dst, addr in sorted(peers.items()):
+                self._out[dst] = self._dial(dst, addr, deadline)
+        finally:
+            if failed or len(self._out) < len(peers):
+                os.write(wake_w, b"x")
+            acceptor.join()
+            os.close(wake_r)
+            os.close(wake_w)
+        if failed:
+            raise failed[0]
         self._listener.close()  # every expected peer is in: later connections can only be strays
 
     def _dial(self, dst: int, addr: tuple[str, int], deadline: float) -> socket.socket:
@@ -146,55 +166,79 @@ class TcpLinks:
         while (left := deadline - time.monotonic()) > 0:
             try:
                 sock = socket.create_connection(addr, timeout=left)
-                sock.sendall(HELLO.pack(self.rank, hello_mac(self.key, self.rank, dst)))
             except OSError as e:  # refused or unreachable for now: the peer may still be starting
                 last = e
-                time.sleep(min(0.05, left))
+                time.sleep(min(0.05, left))  # back-off between dials, not synchronisation
+                continue
+            try:
+                handshake.dial(sock, self.key, link_context(dst), self.rank, f"rank {dst} at {addr[0]}:{addr[1]}")
+            except AuthError as e:
+                sock.close()
+                raise AuthError(f"rank {self.rank}: {e} (is it the same world?)") from None
+            except OSError as e:
+                sock.close()
+                last = e
                 continue
             sock.setblocking(False)
             _tune(sock, socket.SO_SNDBUF)
             return sock
-        raise TimeoutError(f"rank {self.rank}: could not connect to rank {dst} at {addr}: {last}")
+        why = f"; {self.rejected} connections to this rank failed the handshake (a wrong key?)" if self.rejected else ""
+        raise TimeoutError(f"rank {self.rank}: no link with ranks [{dst}] (at {addr[0]}:{addr[1]}): {last}{why}")
 
-    def _accept(self, expected: set[int], deadline: float) -> None:
+    def _accept(self, expected: set[int], deadline: float, wake: int) -> None:
         self._listener.setblocking(False)
-        pending: dict[int, tuple[socket.socket, bytearray]] = {}
+        pending: dict[int, tuple[socket.socket, handshake.Acceptor, bytearray]] = {}
         waiter = select.poll()
         waiter.register(self._listener, select.POLLIN)
+        waiter.register(wake, select.POLLIN)
+        refused = 0
         try:
             while missing := expected - self._in.keys():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"rank {self.rank}: no connection from ranks {sorted(missing)}")
+                    why = f" ({refused} connections failed the handshake: a wrong key?)" if refused else ""
+                    raise TimeoutError(f"rank {self.rank}: no connection from ranks {sorted(missing)}{why}")
                 for fd, _ in waiter.poll(left * 1000):
+                    if fd == wake:
+                        return  # this rank's own dialling failed: that error is the one to report
                     if fd == self._listener.fileno():
                         with contextlib.suppress(BlockingIOError):  # take every queued connection
                             while conn := self._listener.accept()[0]:
+                                acceptor = handshake.Acceptor(self.key, link_context(self.rank))
+                                try:
+                                    conn.sendall(acceptor.challenge())  # a few bytes into an empty buffer
+                                except OSError:
+                                    conn.close()
+                                    continue
                                 conn.setblocking(False)
-                                pending[conn.fileno()] = (conn, bytearray())
+                                pending[conn.fileno()] = (conn, acceptor, bytearray())
                                 waiter.register(conn, select.POLLIN)
                         continue
-                    conn, got = pending[fd]
-                    try:  # exactly the hello: records that follow it belong to the stream's parser
-                        data = conn.recv(HELLO.size - len(got))
+                    conn, acceptor, got = pending[fd]
+                    try:  # exactly the answer: records that follow it belong to the stream's parser
+                        data = conn.recv(handshake.ANSWER.size - len(got))
                     except BlockingIOError:
                         continue
                     except OSError:
                         data = b""
                     got += data
-                    if data and len(got) < HELLO.size:
+                    if data and len(got) < handshake.ANSWER.size:
                         continue
                     del pending[fd]
                     waiter.unregister(fd)
-                    src, mac = HELLO.unpack(got) if data else (-1, b"")  # EOF or error: rejected
-                    if (src in expected and src not in self._in
-                            and hmac.compare_digest(mac, hello_mac(self.key, src, self.rank))):
+                    src = acceptor.check(got) if data else None  # EOF or error: refused
+                    verdict = (handshake.WRONG_KEY if src is None else handshake.ACCEPTED
+                               if src in expected and src not in self._in else handshake.UNEXPECTED)
+                    with contextlib.suppress(OSError):
+                        conn.sendall(acceptor.verdict(verdict))  # tiny, into an empty buffer
+                    if verdict == handshake.ACCEPTED and src is not None:
                         self._add_stream(src, conn)
                     else:
+                        refused += 1
                         self.rejected += 1
                         conn.close()
         finally:
-            for conn, _ in pending.values():
+            for conn, _, _ in pending.values():
                 conn.close()
 
     def _add_stream(self, src: int, sock: socket.socket) -> None:

@@ -14,16 +14,16 @@ Theory of operation
 - ``barrier``, ``critical``, ``single`` and dynamic-schedule claims from a remote member are requests
   the proxy carries out on the board on the member's behalf, so they are team-wide across hosts.
   Memory written by a remote member becomes visible to the others at the join, not at a barrier.
-- Frames are pickle protocol 5 with numpy buffers out of band: a header of part lengths, then parts.
+- A member proves it knows the team's key with granny's handshake (transport/handshake.py: a fresh
+  nonce from each side, bound to the team and the member's thread) before anything is unpickled;
+  a wrong key is refused with a clear AuthError on the member's side.
+- Messages are pickle frames (:mod:`granny.serde`): protocol 5, numpy buffers out of band.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import pickle
 import socket
-import struct
 import threading
 import traceback
 from collections.abc import Callable
@@ -31,16 +31,19 @@ from typing import Any
 
 import numpy as np
 
+from .. import serde
+from ..errors import AuthError, ProtocolError
 from ..memory.diff import Diff, apply, encode
 from ..memory.merge import MergeOp, merge_diff
 from ..memory.pages import snapshot
 from ..memory.segments import SharedArray
+from ..transport import handshake
 from .board import EXIT, Board
 from .context import Context
 from .region import Region, identity, run_share
 
-_COUNT = struct.Struct("<I")
-_LEN = struct.Struct("<Q")
+HANDSHAKE_TIMEOUT = 30.0  # a connection that has not proved the key by then is dropped
+MAX_MESSAGE = 1 << 40  # what one team message may announce (whole shared arrays travel at the first fork)
 
 
 # --- framing ------------------------------------------------------------------------------------
@@ -51,22 +54,17 @@ class Channel:
         self.sent = self.received = 0
 
     def send(self, obj: Any) -> None:
-        bufs: list[pickle.PickleBuffer] = []
-        head = pickle.dumps(obj, 5, buffer_callback=bufs.append)
-        parts = [memoryview(head), *(b.raw() for b in bufs)]
-        header = _COUNT.pack(len(parts)) + b"".join(_LEN.pack(p.nbytes) for p in parts)
-        self.sock.sendall(header)
-        for p in parts:
-            self.sock.sendall(p)
-        self.sent += len(header) + sum(p.nbytes for p in parts)
+        parts = serde.pickle_parts(obj)
+        head = serde.frame_head(parts)
+        self.sock.sendall(head + parts[0])  # one write for a request (a claim, a barrier), not two
+        for p in parts[1:]:
+            self.sock.sendall(p)  # arrays: straight from their memory
+        self.sent += len(head) + sum(memoryview(p).nbytes for p in parts)
 
     def recv(self) -> Any:
-        (count,) = _COUNT.unpack(self._exact(_COUNT.size))
-        table = self._exact(_LEN.size * count)
-        lens = [_LEN.unpack_from(table, i * _LEN.size)[0] for i in range(count)]
-        parts = [self._exact(n) for n in lens]
-        self.received += _COUNT.size + _LEN.size * count + sum(lens)
-        return pickle.loads(parts[0], buffers=parts[1:])
+        parts = serde.read_frame(self._exact, MAX_MESSAGE)
+        self.received += serde.head_size(len(parts)) + sum(map(len, parts))
+        return serde.loads(parts)
 
     def _exact(self, n: int) -> bytearray:
         buf = bytearray(n)
@@ -82,8 +80,8 @@ class Channel:
         self.sock.close()
 
 
-def _mac(key: bytes, team_id: str, thread: int) -> bytes:
-    return hmac.new(key, f"{team_id}:{thread}".encode(), hashlib.sha256).digest()
+def _context(team_id: str) -> bytes:
+    return b"granny-team:" + team_id.encode()
 
 
 # --- master side ----------------------------------------------------------------------------------
@@ -109,19 +107,23 @@ class Listener:
                 sock, _ = self.sock.accept()
             except OSError:
                 return
-            chan = Channel(sock)
-            try:
-                thread, mac = chan.recv()
-                if not hmac.compare_digest(mac, _mac(self.key, self.team_id, thread)):
-                    raise ValueError("bad team key")
-            except Exception:  # noqa: BLE001 - a stranger or a broken member: drop it, keep serving
-                chan.close()
-                continue
-            self.channels.append(chan)
-            t = threading.Thread(target=_proxy, args=(chan, self.board_path, self.team_id, int(thread), self._defer),
-                                 name=f"team-{self.team_id}-proxy-{thread}", daemon=True)
-            t.start()
-            self.proxies.append(t)
+            # The handshake runs on a thread of its own: a stranger that stalls delays no member.
+            threading.Thread(target=self._admit, args=(sock,), name=f"team-{self.team_id}-admit", daemon=True).start()
+
+    def _admit(self, sock: socket.socket) -> None:
+        try:
+            sock.settimeout(HANDSHAKE_TIMEOUT)
+            thread = handshake.accept(sock, self.key, _context(self.team_id), "a team member")
+            sock.settimeout(None)
+        except (OSError, ProtocolError):  # AuthError too: a stranger or a broken member; keep serving
+            sock.close()
+            return
+        chan = Channel(sock)
+        self.channels.append(chan)
+        t = threading.Thread(target=_proxy, args=(chan, self.board_path, self.team_id, thread, self._defer),
+                             name=f"team-{self.team_id}-proxy-{thread}", daemon=True)
+        self.proxies.append(t)
+        t.start()
 
     def _defer(self, merge: Callable[[], None]) -> None:
         with self._merges_lock:
@@ -262,9 +264,17 @@ class RemoteContext:
 
 
 def remote_member(team_id: str, thread: int, address: tuple[str, int], key: bytes) -> int:
-    chan = Channel(socket.create_connection(address, timeout=30))
-    chan.sock.settimeout(None)
-    chan.send((thread, _mac(key, team_id, thread)))
+    sock = socket.create_connection(address, timeout=HANDSHAKE_TIMEOUT)
+    try:
+        handshake.dial(sock, key, _context(team_id), thread, f"the master of team {team_id}")
+    except AuthError as exc:
+        sock.close()
+        raise AuthError(f"team member {thread}: {exc}") from None
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    chan = Channel(sock)
     replicas: dict[str, np.ndarray] = {}
     fns: dict[str, Callable[..., Any]] = {}
     regions = 0

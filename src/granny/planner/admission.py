@@ -18,7 +18,7 @@ import hmac
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..transport.macs import Key, granule_credential, task_grant, verify_mac
+from ..transport.macs import Key, check_dialer, granule_credential, task_grant
 from ..wire.messages import (
     Cancel,
     Done,
@@ -74,13 +74,13 @@ def admit(secret: str, token: str, nonce: bytes, hello: Hello, state: PlannerSta
     """The key ``hello`` proved and its scope (None: unrestricted), or why it is refused."""
     parts = (nonce, hello.role.value.encode())
     if hello.role is Role.WORKER:
-        return (secret, None) if verify_mac(secret, hello.mac, *parts) else "wrong secret"
-    if hello.role is Role.CLIENT and verify_mac(token, hello.mac, *parts):
+        return (secret, None) if check_dialer(secret, hello.mac, *parts) else "wrong secret"
+    if hello.role is Role.CLIENT and check_dialer(token, hello.mac, *parts):
         return token, None
     if not hello.name or not hello.host_id:
         return "wrong token" if hello.role is Role.CLIENT else "a granule must name itself and its host"
     key = granule_credential(secret, hello.host_id, hello.name)
-    if not verify_mac(key, hello.mac, *parts):
+    if not check_dialer(key, hello.mac, *parts):
         return "wrong token or granule credential" if hello.role is Role.CLIENT else "wrong granule credential"
     if hello.name in ended:
         return f"granule {hello.name} has exited"

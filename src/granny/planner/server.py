@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConflictError, GrannyError, ProtocolError
-from ..transport import local_id, make_mac, task_grant
+from ..transport import acceptor_proof, lane_policy, local_id, task_grant
 from ..wire import (
     Cancel,
     Done,
@@ -243,7 +243,7 @@ class PlannerServer:
         conn.app_id = msg.app_id or f"app-{uuid.uuid4().hex[:12]}"
         if msg.role is Role.CLIENT and msg.reply_path and msg.reply_key and msg.local_id:
             conn.lane = (msg.reply_path, msg.reply_key, msg.local_id)
-        conn.send(Welcome(mac=make_mac(key, msg.nonce), app_id=conn.app_id, local_path=self.unix_path,
+        conn.send(Welcome(mac=acceptor_proof(key, msg.nonce), app_id=conn.app_id, local_path=self.unix_path,
                           local_id=self.local_id if self.unix_path else ""))
         now = self.loop.time()
         if msg.role is Role.WORKER:
@@ -501,10 +501,7 @@ class PlannerServer:
                   attempts=self.state.requests[sub.req_id].reruns + 1 if self.state.requests[sub.req_id].reruns else 0,
                   grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
         owner = payload.owner
-        # A plain call's result may go straight to its client's lane (see granny.transport.lane);
-        # scripts, worlds and gangs keep the planner in the path (ordered logs, abort handling).
-        if owner is not None and owner.lane is not None and sub.kind is Kind.PICKLED and sub.n == 1 and not (
-                sub.mpi or sub.gang or sub.keyed):
+        if owner is not None and owner.lane is not None and lane_policy.offered(sub):  # see transport/lane_policy.py
             run.reply_to, run.reply_key, run.reply_local = owner.lane
         if action.thaw:
             conn.send(migrating.thaw_run(self, run, action.thaw))

@@ -1,4 +1,6 @@
-"""Mutual challenge-response over HMAC-SHA256.
+"""Mutual challenge-response over HMAC-SHA256: the planner protocol's carrier of granny's one handshake.
+
+(:mod:`.handshake` carries the same two proofs, from :mod:`.macs`, over raw data-plane links.)
 
 The server speaks first with a random nonce. The peer answers with ``HMAC(key, nonce + role)`` and a
 nonce of its own; the server answers that with ``HMAC(key, peer_nonce)``. Neither side ever sends the
@@ -25,10 +27,21 @@ from ..config import DIAL_HANDSHAKE_TIMEOUT, ENV_TLS_CA
 from ..errors import AuthError, ConnectionLostError, GrannyError, ProtocolError
 from ..wire import Challenge, Hello, Reject, Role, Welcome
 from .blocking import BlockingConn, connect_tcp, connect_unix, local_id
-from .macs import GRANULE_CREDENTIAL_BYTES, Key, granule_credential, make_mac, task_grant, verify_mac
+from .macs import (
+    GRANULE_CREDENTIAL_BYTES,
+    Key,
+    acceptor_proof,
+    check_acceptor,
+    check_dialer,
+    dialer_proof,
+    granule_credential,
+    make_mac,
+    task_grant,
+    verify_mac,
+)
 
-__all__ = ["GRANULE_CREDENTIAL_BYTES", "Key", "client_handshake", "dial", "granule_credential", "make_mac",
-           "server_handshake", "task_grant", "verify_mac"]
+__all__ = ["GRANULE_CREDENTIAL_BYTES", "Key", "acceptor_proof", "check_acceptor", "check_dialer", "client_handshake", "dial",
+           "dialer_proof", "granule_credential", "make_mac", "server_handshake", "task_grant", "verify_mac"]
 
 def client_handshake(conn: BlockingConn, role: Role, key: Key, **fields: Any) -> Welcome:
     """Run the peer side of the handshake on a fresh connection; raises AuthError on refusal."""
@@ -41,13 +54,13 @@ def client_handshake(conn: BlockingConn, role: Role, key: Key, **fields: Any) ->
     if not isinstance(msg, Challenge):
         raise ProtocolError(f"expected a challenge from the planner, got {type(msg).__name__}")
     nonce = os.urandom(16)
-    conn.send(Hello(role=role, mac=make_mac(key, msg.nonce, role.value.encode()), nonce=nonce, **fields))
+    conn.send(Hello(role=role, mac=dialer_proof(key, msg.nonce, role.value.encode()), nonce=nonce, **fields))
     reply, _ = conn.recv()
     if isinstance(reply, Reject):
         raise AuthError(f"the planner refused this connection: {reply.reason}")
     if not isinstance(reply, Welcome):
         raise ProtocolError(f"expected welcome, got {type(reply).__name__}")
-    if not verify_mac(key, reply.mac, nonce):
+    if not check_acceptor(key, reply.mac, nonce):
         raise AuthError("the planner could not prove it knows the key: wrong address or wrong token")
     return reply
 
@@ -60,10 +73,10 @@ def server_handshake(conn: BlockingConn, key: Key, nonce: bytes) -> Hello:
     if not isinstance(msg, Hello):
         conn.send(Reject(reason="the first frame must be a hello"))
         raise ProtocolError(f"expected hello, got {type(msg).__name__}")
-    if not verify_mac(key, msg.mac, nonce, msg.role.value.encode()):
+    if not check_dialer(key, msg.mac, nonce, msg.role.value.encode()):
         conn.send(Reject(reason=f"authentication failed for {msg.role.value}: wrong key"))
         raise AuthError(f"authentication failed for a {msg.role.value}")
-    conn.send(Welcome(mac=make_mac(key, msg.nonce)))
+    conn.send(Welcome(mac=acceptor_proof(key, msg.nonce)))
     return msg
 
 

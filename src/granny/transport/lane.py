@@ -35,8 +35,9 @@ from ..config import MAX_FRAME_BYTES, MAX_PREAUTH_FRAME_BYTES, PREAUTH_BUFFER_BY
 from ..errors import GrannyError, ProtocolError
 from ..wire import Challenge, FrameReader, Hello, Message, Reject, Result, Role, Welcome, encode_frame
 from ..wire.framing import Buffer
-from .auth import client_handshake, make_mac, verify_mac
+from .auth import client_handshake
 from .blocking import BlockingConn, local_id
+from .macs import acceptor_proof, check_dialer
 
 log = logging.getLogger("granny.lane")
 
@@ -45,7 +46,6 @@ SEND_TIMEOUT = 30.0  # a client that stops reading for this long loses its lane,
 MAX_LANES = 64  # lanes a granule keeps open (one per client it recently served)
 ENV_SPIN = "GRANNY_SPIN_US"  # longest spin of a caller waiting for a result, in µs ("0": never spin)
 SPIN_DEFAULT_US = 500.0
-COPY_MAX = 256 << 10  # a delivered result up to this size is also sent to the planner, for its journal
 
 
 def _spin_max() -> float:
@@ -255,11 +255,11 @@ class LaneServer:
             if not isinstance(msg, Hello) or msg.role is not Role.GRANULE:
                 raise ProtocolError(f"the first frame on a result lane must be a granule's hello, got "
                                     f"{type(msg).__name__}")
-            if not verify_mac(key, msg.mac, peer.nonce, msg.role.value.encode()):
+            if not check_dialer(key, msg.mac, peer.nonce, msg.role.value.encode()):
                 with contextlib.suppress(OSError):
                     peer.sock.sendall(encode_frame(Reject(reason="wrong result lane key"))[0])
                 raise ProtocolError("a granule failed the result lane handshake (wrong key)")
-            peer.sock.sendall(encode_frame(Welcome(mac=make_mac(key, msg.nonce)))[0])
+            peer.sock.sendall(encode_frame(Welcome(mac=acceptor_proof(key, msg.nonce)))[0])
             peer.authed = True
             return
         if not isinstance(msg, Result):

@@ -25,6 +25,26 @@ def verify_mac(key: Key, mac: bytes, *parts: bytes) -> bool:
     return hmac.compare_digest(make_mac(key, *parts), mac)
 
 
+# --- the handshake's two proofs (the carriers: transport/auth.py for the planner protocol, ------------
+# transport/handshake.py for raw data-plane links). Each side proves the key over the other's fresh
+# nonce, so neither proof can be replayed; the dialer proves first, so an acceptor never offers a proof
+# to anyone who has not shown the key, and the two proofs are labelled apart.
+def dialer_proof(key: Key, acceptor_nonce: bytes, label: bytes) -> bytes:
+    return make_mac(key, acceptor_nonce, label)
+
+
+def acceptor_proof(key: Key, dialer_nonce: bytes, label: bytes = b"") -> bytes:
+    return make_mac(key, dialer_nonce, label)
+
+
+def check_dialer(key: Key, mac: bytes, acceptor_nonce: bytes, label: bytes) -> bool:
+    return verify_mac(key, mac, acceptor_nonce, label)
+
+
+def check_acceptor(key: Key, mac: bytes, dialer_nonce: bytes, label: bytes = b"") -> bool:
+    return verify_mac(key, mac, dialer_nonce, label)
+
+
 def granule_credential(secret: str, host_id: str, granule_id: str) -> bytes:
     """The key granule ``granule_id`` of ``host_id`` authenticates with (and nothing else can).
 

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from ..errors import ConnectionLostError
 from ..migration import Order
 from ..mpi.world import route_ip
 from ..wire import MigrateAsk, MigrateHint, MigrateOrder, MigrateOut, Run, Stdin
@@ -62,7 +61,8 @@ class PlainControl:
         self.asks += 1
         self.hinted = False
         ask = MigrateAsk(req_id=self.run.req_id, gen=self.gen, ready=ready, why=why, interval=self.interval)
-        msg = self._request(ask)
+        msg = self.granule.link.request(
+            ask, lambda m: isinstance(m, MigrateOrder) and m.req_id == self.run.req_id, self._other)
         self.never = msg.reason == NOT_PREEMPTIBLE
         return Order(msg.gen, (), msg.reason, msg.freeze)
 
@@ -72,22 +72,6 @@ class PlainControl:
 
     def route_ip(self) -> str:
         return route_ip(*self.granule.address)
-
-    def _request(self, msg: MigrateAsk) -> MigrateOrder:
-        link = self.granule.link
-        sent_on = -1
-        while True:
-            if sent_on != link.generation:
-                sent_on = link.generation
-                try:
-                    link.send(msg)
-                except ConnectionLostError:
-                    link.reconnect(link.conn)
-                    continue
-            frame = link.recv()
-            if frame[2] == sent_on and isinstance(frame[0], MigrateOrder) and frame[0].req_id == self.run.req_id:
-                return frame[0]
-            self._other(frame)
 
     def _other(self, frame: tuple[Any, memoryview, int]) -> None:
         msg = frame[0]

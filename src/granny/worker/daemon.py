@@ -27,8 +27,9 @@ import time
 from typing import IO
 
 from ..config import ENV_SECRET, ENV_SHM_OWNER, ENV_TOKEN, Config, parse_address, worker_shm_tag
-from ..errors import AuthError, ConnectionLostError, GrannyError
+from ..errors import ConnectionLostError, GrannyError
 from ..transport import BlockingConn, dial, granule_credential
+from ..transport.redial import redial
 from ..wire import GranuleExit, Heartbeat, KillGranule, Registered, Rejoin, Role, Spawn, StopWorker
 from .granule import ENV_HOST_ID, ENV_PLANNER
 from .granule_user import resolve
@@ -137,26 +138,19 @@ class Worker:
                     self.connected.clear()
 
     def _connect(self, first: bool) -> None:
-        delay = 0.02
-        deadline = time.monotonic() + self.config.reconnect_timeout
-        while True:
-            try:
-                conn, _, self.unix = dial(self.address, Role.WORKER, self.secret, self.unix, name=self.host_id,
-                                          host_id=self.host_id, pid=os.getpid(), slots=self.slots, boot=self.boot)
-                with self._conn_lock:
-                    for msg in self._unsent:  # (a failure here retries them all on the next connection)
-                        conn.send(msg)
-                    self._unsent.clear()
-                    self.conn = conn
-                    self.connected.set()
-                return
-            except AuthError:
-                raise
-            except (OSError, GrannyError) as exc:
-                if first and time.monotonic() > deadline:
-                    raise ConnectionLostError(f"cannot reach the planner at {self.planner}: {exc}") from None
-                time.sleep(delay)  # reconnect back-off
-                delay = min(delay * 2, 1.0)
+        """Connect (again) and send the exit reports held meanwhile; only the first connection gives up."""
+        def once() -> None:
+            conn, _, self.unix = dial(self.address, Role.WORKER, self.secret, self.unix, name=self.host_id,
+                                      host_id=self.host_id, pid=os.getpid(), slots=self.slots, boot=self.boot)
+            with self._conn_lock:
+                for msg in self._unsent:  # (a failure here retries them all on the next connection)
+                    conn.send(msg)
+                self._unsent.clear()
+                self.conn = conn
+                self.connected.set()
+
+        deadline = time.monotonic() + self.config.reconnect_timeout if first else None
+        redial(once, deadline, f"the planner at {self.planner}", max_delay=1.0)
 
     def _heartbeats(self) -> None:
         from .reaper import sweep

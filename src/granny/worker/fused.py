@@ -28,7 +28,6 @@ import asyncio
 import contextvars
 import io
 import os
-import pickle
 import sys
 import types
 from collections import deque
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import cloudpickle
 
+from .. import serde
 from ..wire import Done, Run, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
@@ -202,7 +202,7 @@ class _Runner:
         try:
             segs = split_segments(body, run.segs)
             fn = granule._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
-            args, kwargs = pickle.loads(segs[1], buffers=segs[2:])
+            args, kwargs = serde.loads(segs[1:])
             value = fn(*args, **kwargs)
             if isinstance(value, types.CoroutineType):
                 value = await value

@@ -22,7 +22,6 @@ import contextlib
 import io
 import json
 import os
-import pickle
 import resource
 import sys
 import time
@@ -40,9 +39,10 @@ from ..config import parse_address
 from ..errors import ConnectionLostError, GrannyError
 from ..migration.control import MigratedAway
 from ..mpi.world import route_ip
-from ..transport import BlockingConn, dial
+from ..transport import BlockingConn, dial, lane_policy
 from ..transport.identity import GranuleIdentity, set_current
-from ..transport.lane import COPY_MAX, LaneDialer
+from ..transport.lane import LaneDialer
+from ..transport.redial import redial
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
@@ -103,22 +103,17 @@ class Granule:
         return self.link.conn
 
     def _connect(self, busy_task: str, busy_grant: bytes) -> BlockingConn:
-        deadline = time.monotonic() + RECONNECT_TIMEOUT
-        delay = 0.02
-        while True:
-            try:
-                conn, _, self.unix = dial(self.address, Role.GRANULE, self._credential, self.unix, name=self.granule_id,
-                                          host_id=self.host_id, pid=os.getpid(), busy_task=busy_task,
-                                          busy_grant=busy_grant)
-                return conn
-            except (OSError, GrannyError) as exc:
-                if time.monotonic() > deadline:
-                    # Any thread may be the one that reconnects (a print in user code, say): end here.
-                    print(f"granule {self.granule_id}: giving up on the planner: {exc}", file=sys.__stderr__,
-                          flush=True)
-                    os._exit(0)
-                time.sleep(delay)  # back-off between reconnect attempts, not synchronisation
-                delay = min(delay * 2, 0.5)
+        def once() -> BlockingConn:
+            conn, _, self.unix = dial(self.address, Role.GRANULE, self._credential, self.unix, name=self.granule_id,
+                                      host_id=self.host_id, pid=os.getpid(), busy_task=busy_task, busy_grant=busy_grant)
+            return conn
+
+        try:  # a refusal may be a planner that restarted and does not know this granule's task yet
+            return redial(once, time.monotonic() + RECONNECT_TIMEOUT, "the planner", retry_auth=True)
+        except GrannyError as exc:
+            # Any thread may be the one that reconnects (a print in user code, say): end here.
+            print(f"granule {self.granule_id}: giving up on the planner: {exc}", file=sys.__stderr__, flush=True)
+            os._exit(0)
 
     def serve(self) -> None:
         link = self.link
@@ -151,11 +146,9 @@ class Granule:
             before = niceness.enter(run.nice)  # a delay-tolerant call may yield the cores (niceness.py)
             done, segments = self.execute(run, body)
             done.retiring = not niceness.leave(before) or done.retiring
-            # The lane saves a hop when calls come one at a time. In a stream (this task waited
-            # behind another, or more wait behind it) the planner's batching serves throughput better.
-            if run.reply_to and not run.prefetched and not runs and not done.moved and self._hand_over(run, done, segments):
+            if lane_policy.hand_over(run, bool(runs), done.moved) and self._hand_over(run, done, segments):
                 done.delivered = True
-                if sum(done.segs) > COPY_MAX:
+                if not lane_policy.copy_to_planner(done.segs):
                     segments = []  # the client has it; the planner journals only the record
             link.send_done(done, segments)
             link.end_task()
@@ -286,7 +279,7 @@ class Granule:
                 fn = self._function(run.fn_key, lambda: _load_named(json.loads(bytes(segs[0]))))
                 return fn(json.loads(bytes(segs[1])) if segs[1].nbytes else None)
             fn = self._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
-            args, kwargs = pickle.loads(segs[1], buffers=segs[2:])
+            args, kwargs = serde.loads(segs[1:])
             if run.mpi:
                 from ..mpi import api
 

@@ -12,7 +12,6 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConnectionLostError
 from ..migration import Order
 from ..mpi import runtime
 from ..wire import MigrateAsk, MigrateHint, MigrateOrder, MigrateOut, MpiJoin, MpiWorld, Run, Stdin
@@ -63,7 +62,7 @@ class GranuleControl:
             frame = link.poll(wait=False)
             if frame is None:
                 break
-            self._other(frame[0])
+            self._other(frame)
         self.points += 1
         now = time.monotonic()
         self.interval, self.previous = (now - self.previous if self.previous else 0.0), now
@@ -73,7 +72,8 @@ class GranuleControl:
         self.asked, self.hinted = True, False
         ask = MigrateAsk(req_id=self.run.req_id, gen=self.gen, ready=ready, why=why, checkpoint=self._due(),
                          interval=self.interval)
-        msg = self._request(ask, lambda m: isinstance(m, MigrateOrder) and m.req_id == self.run.req_id)
+        msg = self.granule.link.request(
+            ask, lambda m: isinstance(m, MigrateOrder) and m.req_id == self.run.req_id, self._other)
         assert isinstance(msg, MigrateOrder)
         return Order(msg.gen, tuple((m.index, m.source, m.target) for m in msg.moves), msg.reason, msg.freeze,
                      msg.checkpoint)
@@ -96,33 +96,18 @@ class GranuleControl:
 
             join = MpiJoin(req_id=run.req_id, index=run.index, host_id=me.host_id, pid=me.pid, ip=me.ip,
                            port=me.port, gen=gen)
-            msg = self._request(join, lambda m: isinstance(m, MpiWorld) and m.req_id == run.req_id and m.gen == gen)
+            msg = self.granule.link.request(
+                join, lambda m: isinstance(m, MpiWorld) and m.req_id == run.req_id and m.gen == gen, self._other)
             assert isinstance(msg, MpiWorld)
             return [RankAddr(r.host_id, r.pid, r.ip, r.port) for r in msg.ranks], msg.key, msg.error
 
         return exchange
 
-    def _request(self, msg: Any, answers: Any) -> Any:
-        """Send ``msg`` and wait for the frame ``answers`` accepts (sent again to a planner that restarted)."""
-        link = self.granule.link
-        sent_on = -1
-        while True:
-            if sent_on != link.generation:
-                sent_on = link.generation
-                try:
-                    link.send(msg)
-                except ConnectionLostError:
-                    link.reconnect(link.conn)
-                    continue
-            frame, _, gen = link.recv()
-            if gen != sent_on:
-                continue
-            if answers(frame):
-                return frame
-            self._other(frame)
-
-    def _other(self, frame: Any) -> None:
-        if isinstance(frame, Stdin):
-            self.granule.stdin_frames.append(frame)  # for sys.stdin of this task (see PlannerStdin)
-        elif isinstance(frame, MigrateHint) and frame.req_id == self.run.req_id:
+    def _other(self, frame: tuple[Any, memoryview, int]) -> None:
+        """A frame that is not the answer. A Stdin is kept even when it came on a connection newer than
+        the request's (the new planner forwards input it held): dropping it would lose the user's input."""
+        msg = frame[0]
+        if isinstance(msg, Stdin):
+            self.granule.stdin_frames.append(msg)  # for sys.stdin of this task (see PlannerStdin)
+        elif isinstance(msg, MigrateHint) and msg.req_id == self.run.req_id:
             self.hinted = True

@@ -18,6 +18,12 @@ time and reconnects before it takes another, so only a few can wait for an Ack.
 
 Frames that arrive on a connection are tagged with its generation: a Run received from a planner
 that has since gone away is not started (the new planner dispatches it again).
+
+:meth:`Link.request` is the one send-and-wait of a granule's talk with the planner (migration points,
+a world's rendezvous): the request goes again on every new connection (a planner that restarted never
+saw it), only a frame of the connection it went out on answers it, and every other frame -- including
+one the new planner sent before the request reached it (a Stdin, a Run) -- goes to the caller, never
+dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import ConnectionLostError
 from ..transport import BlockingConn
@@ -37,6 +44,7 @@ from ..wire.framing import Buffer
 OUTPUT_BUFFER = 8 << 20  # bytes of output a granule keeps while it waits for the planner's Ack
 WATCH_PERIOD = 0.05  # how often a running task's connection is checked for Acks and for a dead planner
 
+Frame = tuple[Any, memoryview, int]  # a message, its body, the generation of the connection it came on
 Dialer = Callable[[str, bytes], BlockingConn]  # busy task ("req_id:index" or ""), its grant -> a new connection
 
 
@@ -133,6 +141,24 @@ class Link:
     def send(self, msg: Message) -> None:
         """A frame that need not survive a reconnect (the caller handles the error)."""
         self.conn.send(msg)
+
+    def request(self, msg: Message, answers: Callable[[Any], bool], other: Callable[[Frame], None]) -> Any:
+        """Send ``msg`` and return the frame ``answers`` accepts (see the module docstring); ``other``
+        gets every frame that is not the answer, in order."""
+        sent_on = -1
+        while True:
+            conn, gen = self._current
+            if sent_on != gen:
+                sent_on = gen
+                try:
+                    conn.send(msg)
+                except ConnectionLostError:
+                    self.reconnect(conn)
+                    continue
+            frame = self.recv()
+            if frame[2] == sent_on and answers(frame[0]):
+                return frame[0]
+            other(frame)
 
     def _send(self, msg: Log | Done, segments: Sequence[Buffer], size: int) -> None:
         self._seq += 1

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from granny.errors import ConnectionLostError
-from granny.mpi.tcp import HELLO, LARGE, TcpLinks, hello_mac
+from granny.errors import AuthError, ConnectionLostError
+from granny.mpi.tcp import LARGE, TcpLinks, link_context
+from granny.transport import handshake
 
 CTX = mp.get_context("fork")
 KEY = b"test-key-0123456789"
@@ -237,23 +238,93 @@ def test_handler_may_send_while_its_views_stay_valid() -> None:
     assert run_ranks(2, reentrant) == [3000, 3000]
 
 
-def test_bad_hello_is_rejected_and_good_peers_still_link() -> None:
-    bad: list[socket.socket] = []
-
-    def middle(stage: str, addrs: list[tuple[str, int]], procs: Any, pipes: Any) -> None:
-        if stage == "before_connect":  # in rank 0's backlog before the real rank 1 dials
-            s = socket.create_connection(addrs[0])
-            s.sendall(HELLO.pack(1, hello_mac(b"wrong key", 1, 0)))
-            bad.append(s)
-
-    rejected = run_ranks(2, exchange_once, middle)
-    assert rejected == [1, 0]
-    bad[0].settimeout(5)
+def test_wrong_key_is_refused_and_good_peers_still_link() -> None:
+    a, b = TcpLinks(0, KEY, "127.0.0.1"), TcpLinks(1, KEY, "127.0.0.1")
+    t = threading.Thread(target=a.connect, args=({1: b.address},), kwargs={"timeout": 10})
+    t.start()  # rank 0 accepts (and dials rank 1, which is not accepting yet)
     try:
-        assert bad[0].recv(1) == b""
-    except ConnectionResetError:
-        pass
-    bad[0].close()
+        with socket.create_connection(a.address, timeout=10) as s, pytest.raises(
+                AuthError, match="rank 0 refused this link: wrong key"):
+            handshake.dial(s, b"wrong key", link_context(0), 1, "rank 0")
+        b.connect({0: a.address}, timeout=10)
+        t.join(10)
+        assert a.rejected == 1 and b.rejected == 0
+        got: list[bytes] = []
+        b.send(0, b"hi", b"still linked")
+        _until(a, lambda src, h, p: got.append(bytes(p)), lambda: bool(got))
+        assert got == [b"still linked"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_replayed_handshake_is_refused() -> None:
+    """An answer recorded from a good handshake proves nothing to a listener with a fresh nonce."""
+    a, b = TcpLinks(0, KEY, "127.0.0.1"), TcpLinks(1, KEY, "127.0.0.1")
+    try:
+        wire: list[bytes] = []
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def recorder() -> None:  # a man in the middle that records rank 1's answer to a real challenge
+            conn, _ = listener.accept()
+            acceptor = handshake.Acceptor(KEY, link_context(0))
+            conn.sendall(acceptor.challenge())
+            answer = conn.recv(handshake.ANSWER.size, socket.MSG_WAITALL)
+            wire.append(answer)
+            assert acceptor.check(answer) == 1  # genuine for that nonce
+            conn.sendall(acceptor.verdict(handshake.ACCEPTED))
+            conn.close()
+
+        t = threading.Thread(target=recorder)
+        t.start()
+        with socket.create_connection(listener.getsockname(), timeout=10) as s:
+            handshake.dial(s, KEY, link_context(0), 1, "recorder")
+        t.join(10)
+        listener.close()
+        # Replayed to the real rank 0 (which waits for rank 1 in connect): refused.
+        verdicts: list[int] = []
+
+        def replay() -> None:
+            with socket.create_connection(a.address, timeout=10) as s:
+                s.recv(handshake.CHALLENGE.size, socket.MSG_WAITALL)
+                s.sendall(wire[0])
+                verdicts.append(handshake.VERDICT.unpack(s.recv(handshake.VERDICT.size, socket.MSG_WAITALL))[0])
+            b.connect({0: a.address}, timeout=10)  # then the real rank 1
+
+        t = threading.Thread(target=replay)
+        t.start()
+        a.connect({1: b.address}, timeout=10)
+        t.join(10)
+        assert verdicts == [handshake.WRONG_KEY]
+        assert a.rejected >= 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_ranks_with_different_keys_get_a_clear_error() -> None:
+    """Whichever rank is refused first raises AuthError; the other, left waiting, says a handshake failed."""
+    a, b = TcpLinks(0, KEY, "127.0.0.1"), TcpLinks(1, b"another world's key", "127.0.0.1")
+    errors: dict[int, BaseException] = {}
+
+    def link(links: TcpLinks, peer: TcpLinks) -> None:
+        try:
+            links.connect({peer.rank: peer.address}, timeout=3)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            errors[links.rank] = exc
+
+    threads = [threading.Thread(target=link, args=pair) for pair in ((a, b), (b, a))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    a.close()
+    b.close()
+    assert sorted(errors) == [0, 1]
+    auth = [e for e in errors.values() if isinstance(e, AuthError)]
+    assert auth and all("refused this link: wrong key" in str(e) for e in auth)
+    for e in errors.values():
+        assert isinstance(e, AuthError) or (isinstance(e, TimeoutError) and "failed the handshake" in str(e)), e
 
 
 def test_killed_peer_raises_connection_lost_naming_it() -> None:
@@ -279,8 +350,15 @@ def test_sink_receives_into_the_given_buffer() -> None:
     assert result == [True, True]
 
 
-def test_hello_mac_binds_both_ranks() -> None:
-    assert hello_mac(KEY, 1, 0) != hello_mac(KEY, 0, 1) != hello_mac(b"other", 0, 1)
+def test_the_handshake_binds_both_ranks() -> None:
+    def answer(acceptor: handshake.Acceptor, dst: int, src: int, claim: int) -> bytes:
+        proof = handshake.dialer_proof(KEY, acceptor.nonce, handshake._label(link_context(dst), src))
+        return handshake.ANSWER.pack(claim, os.urandom(16), proof)
+
+    assert handshake.Acceptor(KEY, link_context(0)).check(answer(acc := handshake.Acceptor(KEY, link_context(0)), 0, 1, 1)) is None
+    assert acc.check(answer(acc, 0, 1, 1)) == 1
+    assert acc.check(answer(acc, 1, 1, 1)) is None  # made for another destination
+    assert acc.check(answer(acc, 0, 1, 2)) is None  # claims another source than it proved
 
 
 def _pair() -> tuple[TcpLinks, TcpLinks]:
