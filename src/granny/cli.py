@@ -26,6 +26,7 @@ from .config import (
     ENV_TLS_CA,
     ENV_TOKEN,
     Config,
+    env,
     format_duration,
     parse_address,
     parse_bytes,
@@ -317,7 +318,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     watch_parent()
     parse_address(args.planner, "--planner")
-    secret = os.environ.get(ENV_SECRET, "")
+    secret = env(ENV_SECRET)
     if args.secret_file:
         try:
             secret = Path(args.secret_file).read_text().strip()

@@ -23,10 +23,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import env_slots, private_dir
+from .config import (
+    ENV_ADDRESS,
+    ENV_HEARTBEAT_TIMEOUT,
+    ENV_LOG_LEVEL,
+    ENV_TOKEN,
+    ENV_WATCH_FD,
+    env,
+    env_slots,
+    private_dir,
+)
 from .errors import ClusterError
-
-ENV_WATCH_FD = "GRANNY_WATCH_FD"
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -66,10 +73,10 @@ class LocalCluster:
         self._stopped = False
         env = dict(os.environ, **{ENV_WATCH_FD: str(self._watch_r)})
         if heartbeat_timeout is not None:
-            env["GRANNY_HEARTBEAT_TIMEOUT"] = str(heartbeat_timeout)
-        env.pop("GRANNY_ADDRESS", None)
+            env[ENV_HEARTBEAT_TIMEOUT] = str(heartbeat_timeout)
+        env.pop(ENV_ADDRESS, None)
         if log_level:
-            env["GRANNY_LOG_LEVEL"] = log_level
+            env[ENV_LOG_LEVEL] = log_level
         py = [python or sys.executable, "-m", "granny"]
         planner = [*py, "planner", "--bind", bind, "--port", str(self.port), "--data-dir", str(self.data_dir)]
         planner += ["--http-port", str(self.http_port)] if self.http_port else ["--no-http"]
@@ -179,7 +186,7 @@ def embedded_cluster() -> LocalCluster:
 
 def watch_parent() -> None:
     """In a cluster child: exit when the owning process's watchdog pipe closes."""
-    raw = os.environ.pop(ENV_WATCH_FD, "")
+    raw = env(ENV_WATCH_FD, pop=True)
     if not raw:
         return
     fd = int(raw)
@@ -242,7 +249,7 @@ class UpProcess:
         self.address = address.group(1)
         token_file = re.search(r"token_file=(\S+)", self.ready_line)
         self.token = Path(token_file.group(1) if token_file else self.data_dir / "token").read_text().strip()
-        self.env = {"GRANNY_ADDRESS": self.address, "GRANNY_TOKEN": self.token}
+        self.env = {ENV_ADDRESS: self.address, ENV_TOKEN: self.token}
 
     def alive(self) -> bool:
         return self.proc.poll() is None

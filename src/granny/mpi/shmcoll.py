@@ -28,11 +28,11 @@ Theory of operation
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..config import ENV_MPI_SHMCOLL, env
 from ..errors import MpiError
 from . import shmregion
 from .algorithms import ALLREDUCE_LARGE_BYTES as LARGE
@@ -54,7 +54,7 @@ except ImportError:  # the C extension did not build: PyRegion does it all
 if TYPE_CHECKING:
     from .collectives import Collectives as Comm
 
-ENV = "GRANNY_MPI_SHMCOLL"
+ENV = ENV_MPI_SHMCOLL  # the name tests use
 OBJ_TAG = -42  # a rooted pickled collective's oversized parts, point-to-point
 ERR_TRUNCATE = 15
 
@@ -497,7 +497,7 @@ _registry_world: list[str] = [""]
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1") not in ("0", "")
+    return env(ENV_MPI_SHMCOLL) not in ("0", "")
 
 
 def attach(comm: Comm) -> ShmColl | SpanColl | Literal[False]:

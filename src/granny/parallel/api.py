@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..client import shared_client
+from ..config import ENV_SLOTS, env
 from ..worker.task_end import at_task_end
 from .context import Context
 from .team import Team
@@ -27,7 +28,7 @@ _atexit = [False]
 
 
 def _slots() -> int:
-    return int(os.environ.get("GRANNY_SLOTS", "0")) or (os.cpu_count() or 1)
+    return int(env(ENV_SLOTS) or "0") or (os.cpu_count() or 1)
 
 
 def team(num_threads: int | None = None, elastic: bool = False) -> Team:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..config import shm_owner_suffix
+from ..config import ENV_PARALLEL_SPIN_US, env, shm_owner_suffix
 
 SHM_DIR = "/dev/shm"
 HEADER = 64  # word 0 generation, 1 command, 2 dynamic-schedule counter, 3 descriptor length
@@ -70,7 +70,7 @@ class Board:
         self.bell.setblocking(False)
         self.out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.out.setblocking(False)
-        self.spin = float(os.environ.get("GRANNY_PARALLEL_SPIN_US", "200")) * 1e-6
+        self.spin = float(env(ENV_PARALLEL_SPIN_US)) * 1e-6
         self.nthreads = 1  # threads taking part in the current region (master included)
 
     # --- words -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import ENV_INDEX, env
 from ..memory.segments import SharedArray
 from ..transport import local_id
 from .board import EXIT, Board
@@ -20,7 +21,7 @@ from .remote import remote_member
 def member_main(team_id: str, path: str, master_host: str, address: tuple[str, int], key: bytes,
                 first: int = 1) -> int:
     """Runs as a granule of the team's lease; returns the number of regions it took part in."""
-    thread = int(os.environ.get("GRANNY_INDEX", "0")) + first
+    thread = int(env(ENV_INDEX)) + first
     # Another host, or a master of another user (a root client's team, granules running as nobody):
     # no shared memory with the master, so the member works on snapshots over the wire (remote.py).
     if local_id() != master_host or not os.access(path, os.R_OK | os.W_OK):

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config
+from ..config import JOURNAL_COPY_MAX, Config
 from ..errors import ConflictError, GrannyError, ProtocolError
 from ..transport import local_id, make_mac, task_grant
 from ..wire import (
@@ -96,7 +96,6 @@ from .store import StateStore
 
 log = logging.getLogger("granny.planner")
 
-INLINE_MAX = 256 << 10  # payloads above this are not copied into the journal (see _submit)
 
 
 @dataclass
@@ -315,7 +314,7 @@ class PlannerServer:
         # A Python client keeps every payload until its result arrives and resubmits after a planner
         # restart, so a large payload need not be written to disk here (writing 8 MiB into SQLite
         # costs tens of milliseconds); only the record that it was accepted is.
-        held = conn is not None and body.nbytes > INLINE_MAX
+        held = conn is not None and body.nbytes > JOURNAL_COPY_MAX
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
         gang = msg.mpi or msg.gang
         prefetch = msg.kind is not Kind.SCRIPT and not gang
@@ -387,7 +386,7 @@ class PlannerServer:
         self.keys.deliver(res, body)
         # The result record is always journaled; a large value already handed to its client is not
         # (a granule that used the lane does not even send it here: ``segs`` set, empty body).
-        kept = None if sent and (len(body) > INLINE_MAX or (res.segs and not len(body))) else body
+        kept = None if sent and (len(body) > JOURNAL_COPY_MAX or (res.segs and not len(body))) else body
         if not sent and (payload is None or payload.submit.kind is not Kind.NAMED):
             self.retention.undelivered.add(res.req_id)  # kept until its client comes back for it
         self.journal.result(res.req_id, res.index, encode_header(res), kept)

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import ENV_TESTBED
 from ..errors import TestbedError
 
-MARK = "GRANNY_TESTBED"
+MARK = ENV_TESTBED
 
 
 @dataclass

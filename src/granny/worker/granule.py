@@ -36,13 +36,23 @@ import cloudpickle
 import msgspec
 
 from .. import serde
-from ..config import parse_address
+from ..config import (
+    DEFAULT_RECONNECT_TIMEOUT,
+    ENV_APP_ID,
+    ENV_HOST_ID,
+    ENV_INDEX,
+    ENV_PLANNER,
+    ENV_SIZE,
+    JOURNAL_COPY_MAX,
+    env,
+    parse_address,
+)
 from ..errors import ConnectionLostError, GrannyError
 from ..migration.control import MigratedAway
 from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
 from ..transport.identity import GranuleIdentity, set_current
-from ..transport.lane import COPY_MAX, LaneDialer
+from ..transport.lane import LaneDialer
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
@@ -52,10 +62,6 @@ from .granule_user import set_dumpable
 from .outbox import Link
 from .outcome import error_done as _error_done
 from .outcome import user_tb as _user_tb
-
-ENV_PLANNER = "GRANNY_PLANNER"
-ENV_HOST_ID = "GRANNY_HOST_ID"
-RECONNECT_TIMEOUT = 30.0
 
 
 class LogWriter(io.TextIOBase):
@@ -83,11 +89,12 @@ class LogWriter(io.TextIOBase):
 class Granule:
     def __init__(self, granule_id: str, credential: bytes, unix: str = "") -> None:
         self.granule_id = granule_id
-        self.host_id = os.environ.get(ENV_HOST_ID, "")
-        self.address = parse_address(os.environ[ENV_PLANNER], ENV_PLANNER)
+        self.host_id = env(ENV_HOST_ID)
+        planner = env(ENV_PLANNER)
+        self.address = parse_address(planner, ENV_PLANNER)
         # Its own credential (docs/security.md), never the cluster secret, and never in os.environ.
         self._credential = credential
-        set_current(GranuleIdentity(os.environ[ENV_PLANNER], self.host_id, granule_id, unix, credential))
+        set_current(GranuleIdentity(planner, self.host_id, granule_id, unix, credential))
         self.functions: dict[str, Callable[..., Any]] = {}
         self.unix = unix
         self._env: tuple[str, int, int] = ("", -1, -1)
@@ -103,7 +110,7 @@ class Granule:
         return self.link.conn
 
     def _connect(self, busy_task: str, busy_grant: bytes) -> BlockingConn:
-        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        deadline = time.monotonic() + DEFAULT_RECONNECT_TIMEOUT
         delay = 0.02
         while True:
             try:
@@ -155,7 +162,7 @@ class Granule:
             # behind another, or more wait behind it) the planner's batching serves throughput better.
             if run.reply_to and not run.prefetched and not runs and not done.moved and self._hand_over(run, done, segments):
                 done.delivered = True
-                if sum(done.segs) > COPY_MAX:
+                if sum(done.segs) > JOURNAL_COPY_MAX:
                     segments = []  # the client has it; the planner journals only the record
             link.send_done(done, segments)
             link.end_task()
@@ -175,7 +182,7 @@ class Granule:
         env = (run.app_id, run.index, run.n)
         if env != self._env:  # putenv is a syscall-priced call: skip it when nothing changed
             self._env = env
-            os.environ.update(GRANNY_APP_ID=run.app_id, GRANNY_INDEX=str(run.index), GRANNY_SIZE=str(run.n))
+            os.environ.update({ENV_APP_ID: run.app_id, ENV_INDEX: str(run.index), ENV_SIZE: str(run.n)})
         out = LogWriter(self.link, "stdout")
         err = LogWriter(self.link, "stderr")
         saved = sys.stdout, sys.stderr, sys.argv
