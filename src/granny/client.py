@@ -194,7 +194,7 @@ class Client:
         try:
             value = serde.loads(split_segments(body, res.segs)) if res.status is Status.OK else None
             error = None if res.status is Status.OK else rebuild_error(res, body)
-        except Exception as exc:  # noqa: BLE001 - e.g. a module missing on this side
+        except Exception as exc:  # e.g. a module missing on this side
             value, error = None, RemoteError(f"could not load the result: {exc}")
         with self._result_lock:
             pending.values[res.index] = error if error is not None else value

@@ -112,13 +112,13 @@ class MpiError(GrannyError):
         super().__init__(message)
         self.error_class = error_class
 
-    def Get_error_class(self) -> int:  # noqa: N802 - mpi4py's name
+    def Get_error_class(self) -> int:  # mpi4py's name
         return self.error_class
 
-    def Get_error_code(self) -> int:  # noqa: N802
+    def Get_error_code(self) -> int:
         return self.error_class
 
-    def Get_error_string(self) -> str:  # noqa: N802
+    def Get_error_string(self) -> str:
         return str(self)
 
     @property

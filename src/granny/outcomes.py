@@ -66,7 +66,7 @@ def rebuild_error(res: Result, body: memoryview) -> BaseException:
             try:
                 loaded = serde.loads(split_segments(body, res.segs))
                 exc = loaded if isinstance(loaded, BaseException) else None
-            except Exception:  # noqa: BLE001 - the exception type may not exist here
+            except Exception:  # the exception type may not exist here
                 exc = None
         if exc is None:
             exc = RemoteError(res.message, res.traceback)

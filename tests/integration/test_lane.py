@@ -214,7 +214,7 @@ def test_closing_the_client_wakes_a_caller_blocked_on_a_result(cluster: LocalClu
     def wait() -> None:
         try:
             fut.result()  # no timeout: only close() can end this
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        except BaseException as exc:  # the test inspects it
             errors.append(exc)
 
     waiter = threading.Thread(target=wait)

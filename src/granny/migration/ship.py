@@ -41,7 +41,7 @@ def pack(resume: Any, args: tuple[Any, ...], extra: dict[str, Any]) -> tuple[byt
     runtime.packing[0] = True
     try:
         data = cloudpickle.dumps((resume, args, extra), protocol=5, buffer_callback=buffers.append)
-    except Exception as exc:  # noqa: BLE001 - any pickling failure means the same to the caller
+    except Exception as exc:  # any pickling failure means the same to the caller
         raise MpiError(f"the migration point's resume function or arguments cannot be pickled: {exc}") from exc
     finally:
         runtime.packing[0] = False

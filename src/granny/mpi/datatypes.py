@@ -187,12 +187,12 @@ class Datatype(metaclass=_DatatypeMeta):
         return self.extent
 
     # -- names and codes --------------------------------------------------------------------
-    def Get_name(self) -> str:  # noqa: N802
+    def Get_name(self) -> str:
         if self._label is not None:
             return self._label
         return f"MPI_{self._name}" if self._predefined else ""
 
-    def Set_name(self, name: str) -> None:  # noqa: N802
+    def Set_name(self, name: str) -> None:
         self._label = str(name)
 
     @property
@@ -204,7 +204,7 @@ class Datatype(metaclass=_DatatypeMeta):
         self.Set_name(value)
 
     # -- envelope (named datatypes only: granny has no derived datatypes) ---------------------
-    def Get_envelope(self) -> tuple[int, int, int, int, int]:  # noqa: N802
+    def Get_envelope(self) -> tuple[int, int, int, int, int]:
         if not self._predefined:
             raise _not_implemented("Get_envelope (of a derived datatype)")
         return (0, 0, 0, 0, COMBINER_NAMED)
@@ -222,7 +222,7 @@ class Datatype(metaclass=_DatatypeMeta):
         return (self, "NAMED", {})
 
     @classmethod
-    def Get_value_index(cls, value: Datatype, index: Datatype) -> Datatype:  # noqa: N802
+    def Get_value_index(cls, value: Datatype, index: Datatype) -> Datatype:
         """The predefined pair type (``DOUBLE_INT`` ...) for MAXLOC/MINLOC, DATATYPE_NULL if none."""
         if not isinstance(value, Datatype) or not isinstance(index, Datatype) or not value or not index:
             from ..errors import MpiError
@@ -235,7 +235,7 @@ class Datatype(metaclass=_DatatypeMeta):
         return DATATYPE_NULL
 
     @classmethod
-    def Match_size(cls, typeclass: int, size: int) -> Datatype:  # noqa: N802
+    def Match_size(cls, typeclass: int, size: int) -> Datatype:
         """The Fortran datatype of a type class (MPI.TYPECLASS_INTEGER ...) with ``size`` bytes."""
         key = {TYPECLASS_INTEGER: "INTEGER", TYPECLASS_REAL: "REAL", TYPECLASS_COMPLEX: "COMPLEX",
                TYPECLASS_LOGICAL: "LOGICAL"}.get(typeclass)

@@ -89,7 +89,7 @@ class SpanColl:
             reg.wait_post(s2, 0)
         reg.done(s2)
 
-    def Allreduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op) -> bool:  # noqa: N802
+    def Allreduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op) -> bool:
         if not op.Is_commutative():
             return False
         out, src = comm._in_out(sendbuf, recvbuf)
@@ -127,7 +127,7 @@ class SpanColl:
         store = BufStore(out, [(0, out.shape[0])], None, op)
         run_buffers(self.engine, self.cctx, self.leader_worlds, self.allreduce_sched, store)
 
-    def Bcast(self, comm: Comm, buf: Any, root: int) -> bool:  # noqa: N802
+    def Bcast(self, comm: Comm, buf: Any, root: int) -> bool:
         root = comm._root(root)
         arr = _u8(parse_buffer(buf, readonly=self.me == root, name="buffer").mem)
         if arr.shape[0] == 0 or arr.shape[0] > SLOT:
@@ -156,19 +156,19 @@ class SpanColl:
         return True
 
     # --- not handled here: the general schedules --------------------------------------------------
-    def Reduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op, root: int) -> bool:  # noqa: N802
+    def Reduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op, root: int) -> bool:
         return False
 
-    def Allgather(self, comm: Comm, sendbuf: Any, recvbuf: Any) -> bool:  # noqa: N802
+    def Allgather(self, comm: Comm, sendbuf: Any, recvbuf: Any) -> bool:
         return False
 
-    def Gather(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
+    def Gather(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:
         return False
 
-    def Scatter(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
+    def Scatter(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:
         return False
 
-    def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:  # noqa: N802
+    def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:
         return False
 
     def bcast(self, obj: Any, root: int) -> tuple[bool, Any]:

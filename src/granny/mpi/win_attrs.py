@@ -17,7 +17,7 @@ class _Errhandler:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         self.name = "ERRHANDLER_NULL"
 
     def __eq__(self, other: object) -> bool:
@@ -50,7 +50,7 @@ class WinAttrs:
     def tomemory(self) -> Any:
         return as_buffer(self._mem if self._key is not None else None)
 
-    def Get_attr(self, keyval: int) -> Any:  # noqa: N802
+    def Get_attr(self, keyval: int) -> Any:
         self._live()
         if keyval == K.WIN_BASE:
             return buffer_address(self._mem)
@@ -64,10 +64,10 @@ class WinAttrs:
             return K.WIN_UNIFIED
         return self._attrs.get(keyval)
 
-    def Set_attr(self, keyval: int, value: Any) -> None:  # noqa: N802
+    def Set_attr(self, keyval: int, value: Any) -> None:
         self._live()._attrs[keyval] = value
 
-    def Delete_attr(self, keyval: int) -> None:  # noqa: N802
+    def Delete_attr(self, keyval: int) -> None:
         self._live()._attrs.pop(keyval, None)
 
     @property
@@ -82,7 +82,7 @@ class WinAttrs:
     def model(self) -> int:
         return K.WIN_UNIFIED
 
-    def Get_group(self) -> Group:  # noqa: N802
+    def Get_group(self) -> Group:
         return Group(list(self._live()._world))
 
     @property
@@ -97,28 +97,28 @@ class WinAttrs:
     def group_rank(self) -> int:
         return int(self._live()._rank)
 
-    def Get_info(self) -> Info:  # noqa: N802
+    def Get_info(self) -> Info:
         return Info(self._live()._info)
 
-    def Set_info(self, info: Any) -> None:  # noqa: N802
+    def Set_info(self, info: Any) -> None:
         self._live()._info = Info(info or {})
 
     info = property(Get_info, Set_info)
 
-    def Get_errhandler(self) -> _Errhandler:  # noqa: N802
+    def Get_errhandler(self) -> _Errhandler:
         return _Errhandler(self._live()._errh)
 
-    def Set_errhandler(self, errhandler: Any) -> None:  # noqa: N802
+    def Set_errhandler(self, errhandler: Any) -> None:
         """Errors always raise MPI.Exception; the handler is recorded only (as for communicators)."""
         self._live()._errh = getattr(errhandler, "name", "ERRORS_RETURN")
 
-    def Call_errhandler(self, errorcode: int) -> None:  # noqa: N802
+    def Call_errhandler(self, errorcode: int) -> None:
         raise MpiError(f"error code {errorcode}", errorcode)
 
-    def Get_name(self) -> str:  # noqa: N802
+    def Get_name(self) -> str:
         return str(self._name)
 
-    def Set_name(self, name: str) -> None:  # noqa: N802
+    def Set_name(self, name: str) -> None:
         self._live()._name = str(name)
 
     name = property(Get_name, Set_name)

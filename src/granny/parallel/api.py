@@ -73,7 +73,7 @@ def parallel_for(n: int | range, body: Callable[..., Any], *, shared: dict[str, 
     t.fork("for", body, dict(shared or {}), dict(reduce or {}), t.size, space, schedule, chunk, chunked, retry)
 
 
-class parallel:  # noqa: N801 - used like a function: ``with granny.parallel(num_threads=4) as team``
+class parallel:  # used like a function: ``with granny.parallel(num_threads=4) as team``
     """``with parallel(num_threads=4) as team:`` a team for several regions; ``team.run(body)`` runs
     ``body(team_ctx, **shared)`` on every thread (``thread_num``, ``num_threads``, ``barrier()``,
     ``critical()``, ``single()``, ``master()``) and ``team.parallel_for(...)`` shares a loop."""

@@ -138,7 +138,7 @@ class Board:
     def set_error_text(self, exc: BaseException, text: str) -> None:
         try:
             data = pickle.dumps((exc, text), 5)
-        except Exception:  # noqa: BLE001 - an unpicklable exception still reports its text
+        except Exception:  # an unpicklable exception still reports its text
             data = pickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), text), 5)
         if len(data) > ERR_MAX - 8:
             data = pickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), text[-ERR_MAX // 2:]), 5)

@@ -50,7 +50,7 @@ def member_main(team_id: str, path: str, master_host: str, address: tuple[str, i
                         fn = fns[region.fn_key] = pickle.loads(region.fn)
                     views = _views(region, thread, segments)
                     run_share(region, fn, thread, views, Context(board, thread, region.nthreads), board.next_chunk)
-                except BaseException as exc:  # noqa: BLE001 - reported to the master, raised at the join
+                except BaseException as exc:  # reported to the master, raised at the join
                     board.set_error(exc)
             board.set_done(gen)
             if board.words[board._slot(0) + 2]:

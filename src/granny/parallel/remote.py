@@ -114,7 +114,7 @@ class Listener:
                 thread, mac = chan.recv()
                 if not hmac.compare_digest(mac, _mac(self.key, self.team_id, thread)):
                     raise ValueError("bad team key")
-            except Exception:  # noqa: BLE001 - a stranger or a broken member: drop it, keep serving
+            except Exception:  # a stranger or a broken member: drop it, keep serving
                 chan.close()
                 continue
             self.channels.append(chan)
@@ -295,11 +295,11 @@ def remote_member(team_id: str, thread: int, address: tuple[str, int], key: byte
                     fn = fns[region.fn_key] = pickle.loads(region.fn)
                 ctx = RemoteContext(chan, thread, region.nthreads)
                 run_share(region, fn, thread, views, ctx, ctx.claim)
-            except BaseException as exc:  # noqa: BLE001 - reported to the master, raised at the join
+            except BaseException as exc:  # reported to the master, raised at the join
                 error = (exc, "".join(traceback.format_exception(exc)))
                 try:
                     pickle.dumps(exc)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     error = (RuntimeError(f"{type(exc).__name__}: {exc}"), error[1])
             diffs = {name: encode(views[name], snaps[name]) for name in region.shared}
             partials = {name: views[name] for name in region.reduce}

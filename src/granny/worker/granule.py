@@ -247,7 +247,7 @@ class Granule:
                 return self._run_plain(run, segs)
             try:
                 resume, args = call_ctl.thaw(self, run)
-            except BaseException as exc:  # noqa: BLE001 - a call that cannot resume fails, with the reason
+            except BaseException as exc:  # a call that cannot resume fails, with the reason
                 return _error_done(run, exc, limit=run.memory_limit)
             return self._call(run, lambda: resume(*args))
         except MigratedAway:
@@ -276,7 +276,7 @@ class Granule:
             rt = runtime.get()
             rt.next_cid, rt.gen = max(rt.next_cid, int(extra.get("next_cid", 2))), run.gen
             del api
-        except BaseException as exc:  # noqa: BLE001 - a rank that cannot resume fails, with the reason
+        except BaseException as exc:  # a rank that cannot resume fails, with the reason
             return _error_done(run, exc, limit=run.memory_limit)
         if run.kind is not Kind.SCRIPT:
             return self._call(run, lambda: resume(*args))
@@ -309,11 +309,11 @@ class Granule:
             value = fused.settle(call())  # an async def function's coroutine runs to its end
         except MigratedAway:
             raise
-        except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
+        except BaseException as exc:  # the user's failure is the result
             return _error_done(run, exc, limit=run.memory_limit)
         try:
             payload: list[Buffer] = [msgspec.json.encode(value)] if run.kind is Kind.NAMED else serde.dumps(value)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             msg = f"the return value of type {type(value).__name__} could not be serialised: {exc}"
             return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="unpicklable_result",
                         message=msg), []
@@ -359,7 +359,7 @@ class Granule:
             elif exc.code is not None:
                 print(exc.code, file=sys.stderr)
                 code = 1
-        except BaseException:  # noqa: BLE001 - print it the way python itself would
+        except BaseException:  # print it the way python itself would
             etype, value, tb = sys.exc_info()
             traceback.print_exception(etype, value, _user_tb(tb))
             code = 1

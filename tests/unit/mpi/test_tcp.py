@@ -50,7 +50,7 @@ def _child(rank: int, conn: Connection, scenario: Scenario, n: int) -> None:
         conn.send(links.address)
         links.connect(conn.recv(), timeout=10)
         conn.send(("ok", scenario(rank, n, links, conn)))
-    except BaseException as e:  # noqa: BLE001 - everything goes back to the test process
+    except BaseException as e:  # everything goes back to the test process
         conn.send(("err", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
     finally:
         if links is not None:
