@@ -53,7 +53,7 @@ def member_main(team_id: str, path: str, master_host: str, address: tuple[str, i
                 except BaseException as exc:  # reported to the master, raised at the join
                     board.set_error(exc)
             board.set_done(gen)
-            if board.words[board._slot(0) + 2]:
+            if board.sleeping(0):
                 board.ring(0)
     finally:
         segments.clear()  # mappings go with their last view (never close an mmap numpy still uses)

@@ -183,7 +183,7 @@ def _proxy(chan: Channel, path: str, team_id: str, thread: int, defer: Callable[
                 exc, text = error
                 board.set_error_text(exc, text)
             board.set_done(gen)
-            if board.words[board._slot(0) + 2]:
+            if board.sleeping(0):
                 board.ring(0)
     except (ConnectionError, OSError, EOFError):
         return  # the member is gone: its granule's exit fails the team's lease, which the master sees

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import ConfigError
+from ..planner.lifecycle import AppKind
 from ..planner.policies.base import counts_of
 from ..planner.records import Action, Dispatch, Fail, Hint, Kill, RankAddress, StopWorker
 from ..planner.state import PlannerState
@@ -210,7 +211,7 @@ class Simulator:
     def _arrive(self, job: Job) -> None:
         req_id = f"job{job.job_id}"
         self.events.append(JobEvent(self.now, "submit", job.job_id, job.size, kind=job.kind))
-        self.apply(self.state.submit(req_id, req_id, job.size, "script", job.kind, gang=True))
+        self.apply(self.state.submit(req_id, req_id, job.size, AppKind.SCRIPT, job.kind, gang=True))
 
     def _end(self, req_id: str, t: float) -> None:
         run = self.running.get(req_id)
@@ -284,7 +285,7 @@ class Simulator:
                                     detail=f"{fail.error_kind}: {fail.message}"))
         again = f"job{job.job_id}.r{attempt}"
         self._jobs[again] = job
-        self.apply(self.state.submit(again, again, job.size, "script", job.kind, gang=True))
+        self.apply(self.state.submit(again, again, job.size, AppKind.SCRIPT, job.kind, gang=True))
 
     def host_of(self, granule_id: str) -> str:
         return self._granule_host[granule_id]

@@ -47,7 +47,7 @@ from ..config import (
     env,
     parse_address,
 )
-from ..errors import ConnectionLostError, GrannyError
+from ..errors import ConnectionLostError, ErrorKind, GrannyError
 from ..migration.control import MigratedAway
 from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial
@@ -315,7 +315,7 @@ class Granule:
             payload: list[Buffer] = [msgspec.json.encode(value)] if run.kind is Kind.NAMED else serde.dumps(value)
         except BaseException as exc:
             msg = f"the return value of type {type(value).__name__} could not be serialised: {exc}"
-            return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="unpicklable_result",
+            return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind=ErrorKind.UNPICKLABLE_RESULT,
                         message=msg), []
         ok.segs = [memoryview(p).nbytes for p in payload]
         return ok, payload
@@ -371,8 +371,8 @@ class Granule:
             if saved_main is not None:
                 sys.modules["__main__"] = saved_main
         status = Status.OK if code == 0 else Status.ERROR
-        return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, retiring=True, error_kind="" if code == 0
-                    else "exit", message="" if code == 0 else f"granule {run.index} exited with code {code}"), []
+        return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, retiring=True, error_kind=ErrorKind.NONE if code == 0
+                    else ErrorKind.EXIT, message="" if code == 0 else f"granule {run.index} exited with code {code}"), []
 
 
 class PlannerStdin(io.TextIOBase):
