@@ -29,7 +29,7 @@ Theory of operation
 - What happened (a host joined or died, an app was queued, placed or ended) is recorded as data in
   ``events`` (events.py) when a driver collects it; the server journals and streams it.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
-an action for the server (or the simulator) to carry out.
+an action for a driver to carry out: the server (server.py), or the simulator (granny.sim) on a virtual clock.
 """
 
 from __future__ import annotations
