@@ -69,6 +69,7 @@ class LocalCluster:
         self._watch_r, self._watch_w = os.pipe()
         os.set_inheritable(self._watch_r, True)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._drained: set[int] = set()  # children whose stdout a thread drains (and closes at EOF)
         self._refs = 0
         self._stopped = False
         env = dict(os.environ, **{ENV_WATCH_FD: str(self._watch_r)})
@@ -112,10 +113,12 @@ class LocalCluster:
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
+                proc.stdout.close()
                 raise ClusterError(f"{' '.join(map(str, proc.args))} exited with code {proc.wait()} before it was ready")  # type: ignore[arg-type]
             if line.startswith(b"READY"):
                 # Keep draining stdout so a chatty child never blocks on a full pipe.
                 threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+                self._drained.add(proc.pid)
                 return
         raise ClusterError("a cluster process did not become ready in time")
 
@@ -157,15 +160,18 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.pid not in self._drained and proc.stdout is not None:
+                proc.stdout.close()
         os.close(self._watch_w)
         os.close(self._watch_r)
         if self.ephemeral:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def _drain(stream: object) -> None:
-    for _ in stream:  # type: ignore[attr-defined]
-        pass
+def _drain(stream: Any) -> None:
+    with stream:  # closed at EOF: the child, and whatever inherited its stdout, have exited
+        for _ in stream:
+            pass
 
 
 _embedded: LocalCluster | None = None
@@ -230,11 +236,12 @@ class UpProcess:
 
         def pump() -> None:
             assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip("\n"))
-                del self.lines[:-keep]
-                if line.startswith("READY "):
-                    ready.set()
+            with self.proc.stdout:  # closed at EOF
+                for line in self.proc.stdout:
+                    self.lines.append(line.rstrip("\n"))
+                    del self.lines[:-keep]
+                    if line.startswith("READY "):
+                        ready.set()
             ready.set()  # EOF: wake the waiter, which then finds no READY line
 
         threading.Thread(target=pump, name="granny-up-output", daemon=True).start()

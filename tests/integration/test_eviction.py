@@ -89,7 +89,7 @@ def test_an_evicted_host_takes_no_work_its_world_moves_off_and_the_rest_fails_at
             done = granny_cli(cluster, "hosts", "evict", "local2", "--in", "5m")
             assert done.returncode == 0 and "host local2: evicting in 300s" in done.stdout, done.stdout + done.stderr
             listing = granny_cli(cluster, "hosts")  # a listing goes to stdout
-            assert re.search(r"local2 .* in (300|299)s", listing.stdout), listing.stdout
+            assert re.search(r"local2 .* in (300|29[0-9])s", listing.stdout), listing.stdout  # seconds pass under load
             assert 290 < (row(client, "local2").evicting_in or 0) <= 300
             wait_for(lambda: news, timeout=60, what="the world to move off the host under notice")
             assert news[0].startswith("ranks 0-1 moved local2 -> local1"), news
