@@ -136,6 +136,14 @@ class LocalCluster:
                 revived.append(host_id)
         return revived
 
+    def adopt(self, index: int, proc: subprocess.Popen[bytes]) -> None:
+        """Put ``proc`` (started by the caller, its READY line read) in place of child ``index``: its
+        stdout is drained from now on, and it is stopped with the cluster."""
+        assert proc.stdout is not None
+        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+        self._drained.add(proc.pid)
+        self.procs[index] = proc
+
     def evicted(self) -> bool:
         """A worker exited with code 0: its host was evicted (see :meth:`revive`)."""
         return any(self.procs[i].poll() == 0 for i, _ in self.workers.values())

@@ -249,14 +249,14 @@ def test_terminating_granny_run_cancels_its_app(env: dict[str, str], tmp_path: P
         while not os.path.exists({str(tmp_path / "never")!r}):
             time.sleep(0.01)
     """)
-    proc = subprocess.Popen([sys.executable, "-m", "granny", "run", "-n", "2", str(path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_hosts(env, lambda h: h[0]["used"] == 2, "both granules to start")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) != 0
-    finally:
-        proc.kill()
+    with subprocess.Popen([sys.executable, "-m", "granny", "run", "-n", "2", str(path)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            wait_hosts(env, lambda h: h[0]["used"] == 2, "both granules to start")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) != 0
+        finally:
+            proc.kill()
     wait_hosts(env, lambda h: h[0]["used"] == 0 and h[0]["idle_granules"] == 2, "the granules to be stopped")
 
 

@@ -36,7 +36,7 @@ def restart_planner(cluster: LocalCluster, kill: bool = True, *extra: str) -> su
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith(b"READY"), line
-    cluster.procs[0] = proc  # the fixture's stop() terminates it
+    cluster.adopt(0, proc)  # the fixture's stop() terminates it
     return proc
 
 
