@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def measure(MPI: Any, comm: Any, loop: Any, put: Any) -> None:  # noqa: N803 - the module's own name
+def measure(MPI: Any, comm: Any, loop: Any, put: Any) -> None:  # the module's own name
     import numpy as np
 
     rank = comm.Get_rank()

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from granny.planner.policies import links  # noqa: E402
-from granny.sim.runtime import optimal_counts  # noqa: E402
+from granny.planner.policies import links
+from granny.sim.runtime import optimal_counts
 
 Point = tuple[tuple[int, ...], float]  # (per-host split, seconds)
 SLOTS = 8

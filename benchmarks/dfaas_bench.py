@@ -251,7 +251,7 @@ def _record(c: Call, fut: Any) -> None:
     c.received = time.time()
     try:
         c.start, c.end = fut.result(0)
-    except Exception as exc:  # noqa: BLE001 - a refusal or a failure: both are reported
+    except Exception as exc:  # a refusal or a failure: both are reported
         c.error = f"{type(exc).__name__}: {exc}"
         c.refused = type(exc).__name__ == "DeadlineError"
     c.done.set()

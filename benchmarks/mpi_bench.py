@@ -243,7 +243,7 @@ def rank_main(out: str, budget: float, small_only: bool = False) -> int:
         vendor = MPI.get_vendor() if hasattr(MPI, "get_vendor") else ("?", ())
         try:
             lib = MPI.Get_library_version().replace("\0", "").strip().splitlines()[0]  # Open MPI pads it with a NUL
-        except Exception:  # noqa: BLE001
+        except Exception:
             lib = "?"
         mpi4py = sys.modules.get("mpi4py")
         res["_meta"] = {"library": lib, "vendor": list(vendor), "numpy": np.__version__,
@@ -274,7 +274,7 @@ def _peer_env() -> dict[str, str]:
             "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 
 
-def GrannyUp(data_dir: str) -> Any:  # noqa: N802 - granny.cluster.UpProcess, the one implementation
+def GrannyUp(data_dir: str) -> Any:  # granny.cluster.UpProcess, the one implementation
     from granny.cluster import UpProcess  # here, not at the top: this file also runs under the peer's python
 
     return UpProcess(data_dir, slots=4)

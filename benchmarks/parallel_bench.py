@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _harness as H  # noqa: E402
+import _harness as H
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

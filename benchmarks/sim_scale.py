@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from granny.experiment import compute, load_model, load_trace  # noqa: E402
-from granny.sim import poisson_trace, scheduler_named  # noqa: E402
-from granny.sim.elastic import simulator_class  # noqa: E402
+from granny.experiment import compute, load_model, load_trace
+from granny.sim import poisson_trace, scheduler_named
+from granny.sim.elastic import simulator_class
 
 TRACES = Path("/work/shared/paper-data/traces")
 

@@ -50,11 +50,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _harness as h  # noqa: E402
-import spot_trace  # noqa: E402
+import _harness as h
+import spot_trace
 
-import granny  # noqa: E402
-from granny.cluster import LocalCluster  # noqa: E402
+import granny
+from granny.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = os.environ.get("GRANNY_TEST_NETNS_PREFIX", "gb12")
@@ -558,7 +558,7 @@ def main() -> int:
             into: dict[str, Any] = res.setdefault(name, {})
             try:
                 fn(into)
-            except Exception as exc:  # noqa: BLE001 - reported with the figures, the other parts still run
+            except Exception as exc:  # reported with the figures, the other parts still run
                 log(f"{name} failed: {traceback.format_exc()}")
                 into["error"] = f"{type(exc).__name__}: {exc}"
             save()

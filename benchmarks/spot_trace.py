@@ -141,7 +141,7 @@ def run_trace(system: str, evict: bool, args: argparse.Namespace, work: Path, re
                     try:
                         results[i] = fut.result()
                         done[i] = time.perf_counter() - t0
-                    except Exception as exc:  # noqa: BLE001 - resubmitted from its start, counted
+                    except Exception as exc:  # resubmitted from its start, counted
                         restarts.append(f"job {i}: {type(exc).__name__}: {str(exc)[:120]}")
                         fut = opts.submit_mpi(job, trace[i][1], (trace[i][2], args.step_s))
                         futures[fut] = i
@@ -189,7 +189,7 @@ def run_all(args: argparse.Namespace, work: Path, into: dict[str, Any],
                                        "policy": args.policy if system == "granny" else "bin-pack"}
                 try:
                     row.update(run_trace(system, evict, args, work, rep))
-                except Exception as exc:  # noqa: BLE001 - reported
+                except Exception as exc:  # reported
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 log(str(row))
                 runs.append(row)

@@ -37,7 +37,7 @@ from granny.sim.running import RunningJob
 from granny.sim.spot import Evictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import spot_trace  # noqa: E402
+import spot_trace
 
 HOSTS = ["h1", "h2", "h3", "h4"]
 

@@ -43,8 +43,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _harness as H  # noqa: E402
-from _peers import NW, PEERS, TaskSystem  # noqa: E402
+import _harness as H
+from _peers import NW, PEERS, TaskSystem
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -12,6 +12,8 @@ import os
 from typing import Any
 
 from .client import Client, HostInfo, connect, shared_client
+from .config import ENV_APP_ID as _ENV_APP_ID
+from .config import env as _env
 from .errors import (
     CancelledError,
     ClusterError,
@@ -42,7 +44,7 @@ def shared_array(shape: Any, dtype: Any = "float64", fill: Any = None) -> Any:
 
         _cleanup_pid[0] = os.getpid()
         atexit.register(_remove_own_segments, os.getpid(), remove_segments_of)
-    return create(shape, dtype, fill, app_id=os.environ.get("GRANNY_APP_ID", "local") or "local")
+    return create(shape, dtype, fill, app_id=_env(_ENV_APP_ID) or "local")
 
 
 _cleanup_pid = [0]

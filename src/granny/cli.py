@@ -26,6 +26,7 @@ from .config import (
     ENV_TLS_CA,
     ENV_TOKEN,
     Config,
+    env,
     format_duration,
     parse_address,
     parse_bytes,
@@ -36,7 +37,7 @@ from .config import (
     parse_share,
     parse_slots,
 )
-from .errors import ConfigError, GrannyError
+from .errors import ConfigError, ErrorKind, GrannyError
 from .listings import _client, _console, cmd_hosts, cmd_logs, cmd_policy, cmd_status
 from .placing import Placing, parse_checkpoint
 
@@ -320,7 +321,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     watch_parent()
     parse_address(args.planner, "--planner")
-    secret = os.environ.get(ENV_SECRET, "")
+    secret = env(ENV_SECRET)
     if args.secret_file:
         try:
             secret = Path(args.secret_file).read_text().strip()
@@ -374,9 +375,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = 0
     for res in results:
         if res.status.value != "ok":
-            if res.error_kind not in ("exit", "cancelled"):
+            if res.error_kind not in (ErrorKind.EXIT, ErrorKind.CANCELLED):
                 _console().print(f"[bold red]granule {res.index} failed:[/] {res.message}")
-            if code == 0 and res.error_kind != "cancelled":
+            if code == 0 and res.error_kind != ErrorKind.CANCELLED:
                 code = res.exit_code or 1
     return code
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import serde
-from .config import ENV_ADDRESS, ENV_TOKEN, Config, parse_address, parse_bytes, parse_hosts
+from .config import ENV_ADDRESS, ENV_APP_ID, ENV_TOKEN, Config, env, parse_address, parse_bytes, parse_hosts
 from .errors import (
     ConfigError,
     ConnectionLostError,
@@ -184,7 +184,7 @@ class Client:
         try:
             value = serde.loads(split_segments(body, res.segs)) if res.status is Status.OK else None
             error = None if res.status is Status.OK else rebuild_error(res, body)
-        except Exception as exc:  # noqa: BLE001 - e.g. a module missing on this side
+        except Exception as exc:  # e.g. a module missing on this side
             value, error = None, RemoteError(f"could not load the result: {exc}")
         with self._result_lock:
             pending.values[res.index] = error if error is not None else value
@@ -531,11 +531,11 @@ def connect(address: str | None = None, token: str | None = None, **kwargs: Any)
     a granule, the granule's own planner and credential are used, so functions can submit (chaining):
     into the app of the task the granule runs, and nowhere else (docs/security.md).
     """
-    address = address or os.environ.get(ENV_ADDRESS)
-    token = token or os.environ.get(ENV_TOKEN)
+    address = address or env(ENV_ADDRESS)
+    token = token or env(ENV_TOKEN)
     me = granule_identity()
     if not address and me is not None:
-        return Client(me.planner, me.credential, app_id=os.environ.get("GRANNY_APP_ID", ""),
+        return Client(me.planner, me.credential, app_id=env(ENV_APP_ID),
                       granule_id=me.granule_id, _granule_host=me.host_id, _unix=me.unix, **kwargs)
     if address:
         if not token:
@@ -559,7 +559,7 @@ def shared_client() -> Client:
     global _shared
     cached = _shared
     if cached is not None and not cached._closed:
-        if not cached._granule_host or cached.app_id == os.environ.get("GRANNY_APP_ID", ""):
+        if not cached._granule_host or cached.app_id == env(ENV_APP_ID):
             return cached
         cached._detach()
     _shared = connect()

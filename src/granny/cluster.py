@@ -23,10 +23,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import env_slots, private_dir
+from .config import (
+    ENV_ADDRESS,
+    ENV_HEARTBEAT_TIMEOUT,
+    ENV_LOG_LEVEL,
+    ENV_TOKEN,
+    ENV_WATCH_FD,
+    env,
+    env_slots,
+    private_dir,
+)
 from .errors import ClusterError
-
-ENV_WATCH_FD = "GRANNY_WATCH_FD"
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -62,14 +69,15 @@ class LocalCluster:
         self._watch_r, self._watch_w = os.pipe()
         os.set_inheritable(self._watch_r, True)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._drained: set[int] = set()  # children whose stdout a thread drains (and closes at EOF)
         self._refs = 0
         self._stopped = False
         env = dict(os.environ, **{ENV_WATCH_FD: str(self._watch_r)})
         if heartbeat_timeout is not None:
-            env["GRANNY_HEARTBEAT_TIMEOUT"] = str(heartbeat_timeout)
-        env.pop("GRANNY_ADDRESS", None)
+            env[ENV_HEARTBEAT_TIMEOUT] = str(heartbeat_timeout)
+        env.pop(ENV_ADDRESS, None)
         if log_level:
-            env["GRANNY_LOG_LEVEL"] = log_level
+            env[ENV_LOG_LEVEL] = log_level
         py = [python or sys.executable, "-m", "granny"]
         planner = [*py, "planner", "--bind", bind, "--port", str(self.port), "--data-dir", str(self.data_dir)]
         planner += ["--http-port", str(self.http_port)] if self.http_port else ["--no-http"]
@@ -105,10 +113,12 @@ class LocalCluster:
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
+                proc.stdout.close()
                 raise ClusterError(f"{' '.join(map(str, proc.args))} exited with code {proc.wait()} before it was ready")  # type: ignore[arg-type]
             if line.startswith(b"READY"):
                 # Keep draining stdout so a chatty child never blocks on a full pipe.
                 threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+                self._drained.add(proc.pid)
                 return
         raise ClusterError("a cluster process did not become ready in time")
 
@@ -125,6 +135,14 @@ class LocalCluster:
                 self._wait_ready(proc)
                 revived.append(host_id)
         return revived
+
+    def adopt(self, index: int, proc: subprocess.Popen[bytes]) -> None:
+        """Put ``proc`` (started by the caller, its READY line read) in place of child ``index``: its
+        stdout is drained from now on, and it is stopped with the cluster."""
+        assert proc.stdout is not None
+        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+        self._drained.add(proc.pid)
+        self.procs[index] = proc
 
     def evicted(self) -> bool:
         """A worker exited with code 0: its host was evicted (see :meth:`revive`)."""
@@ -150,15 +168,18 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.pid not in self._drained and proc.stdout is not None:
+                proc.stdout.close()
         os.close(self._watch_w)
         os.close(self._watch_r)
         if self.ephemeral:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def _drain(stream: object) -> None:
-    for _ in stream:  # type: ignore[attr-defined]
-        pass
+def _drain(stream: Any) -> None:
+    with stream:  # closed at EOF: the child, and whatever inherited its stdout, have exited
+        for _ in stream:
+            pass
 
 
 _embedded: LocalCluster | None = None
@@ -179,7 +200,7 @@ def embedded_cluster() -> LocalCluster:
 
 def watch_parent() -> None:
     """In a cluster child: exit when the owning process's watchdog pipe closes."""
-    raw = os.environ.pop(ENV_WATCH_FD, "")
+    raw = env(ENV_WATCH_FD, pop=True)
     if not raw:
         return
     fd = int(raw)
@@ -223,11 +244,12 @@ class UpProcess:
 
         def pump() -> None:
             assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip("\n"))
-                del self.lines[:-keep]
-                if line.startswith("READY "):
-                    ready.set()
+            with self.proc.stdout:  # closed at EOF
+                for line in self.proc.stdout:
+                    self.lines.append(line.rstrip("\n"))
+                    del self.lines[:-keep]
+                    if line.startswith("READY "):
+                        ready.set()
             ready.set()  # EOF: wake the waiter, which then finds no READY line
 
         threading.Thread(target=pump, name="granny-up-output", daemon=True).start()
@@ -242,7 +264,7 @@ class UpProcess:
         self.address = address.group(1)
         token_file = re.search(r"token_file=(\S+)", self.ready_line)
         self.token = Path(token_file.group(1) if token_file else self.data_dir / "token").read_text().strip()
-        self.env = {"GRANNY_ADDRESS": self.address, "GRANNY_TOKEN": self.token}
+        self.env = {ENV_ADDRESS: self.address, ENV_TOKEN: self.token}
 
     def alive(self) -> bool:
         return self.proc.poll() is None

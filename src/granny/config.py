@@ -33,9 +33,20 @@ MAX_PREAUTH_FRAME_BYTES = 4096
 PREAUTH_BUFFER_BYTES = 8192
 DIAL_HANDSHAKE_TIMEOUT = 15.0  # a dialling peer gives up on a planner that does not finish the handshake
 
-ENV_ADDRESS = "GRANNY_ADDRESS"
-ENV_TOKEN = "GRANNY_TOKEN"
-ENV_SECRET = "GRANNY_SECRET"
+DEFAULT_HEARTBEAT_TIMEOUT = 5.0  # seconds without a heartbeat before the planner declares a worker dead
+DEFAULT_RECONNECT_TIMEOUT = 30.0  # a peer that lost the planner keeps trying this long (Config.reconnect_timeout)
+# A result or call input up to this size is also copied into the planner's journal: a granule sends a
+# result it delivered over a lane (transport/lane.py) to the planner too, and the planner keeps a
+# payload inline in its journal. Both ends must use the same bound, hence one constant.
+JOURNAL_COPY_MAX = 256 << 10
+
+# Every GRANNY_* environment variable granny reads, with its default (as text). Config reads those that
+# have a field; the others are read through env() (below) by processes that have no Config: granules
+# and the user code in them, and the hot paths of MPI, parallel regions and result lanes.
+# docs/configuration.md lists them all (tests/unit/test_config_env.py checks that it does).
+ENV_ADDRESS = "GRANNY_ADDRESS"  # clients: the planner to dial
+ENV_TOKEN = "GRANNY_TOKEN"  # clients: the API token
+ENV_SECRET = "GRANNY_SECRET"  # workers: the cluster secret (never on a command line)
 ENV_SLOTS = "GRANNY_SLOTS"
 ENV_DATA_DIR = "GRANNY_DATA_DIR"
 ENV_HEARTBEAT_TIMEOUT = "GRANNY_HEARTBEAT_TIMEOUT"
@@ -55,12 +66,57 @@ DEFAULT_EVENTS_MAX = 100_000  # planner events kept in the journal (the oldest g
 DEFAULT_RETAIN = 3600.0  # finished work is kept this long (seconds) before the planner prunes it
 ENV_GRANULE_USER = "GRANNY_GRANULE_USER"
 DEFAULT_GRANULE_USER = "auto"  # nobody under a root worker, else the worker's own user (worker/granule_user.py)
+ENV_LOG_LEVEL = "GRANNY_LOG_LEVEL"  # planner and worker logging: DEBUG, INFO, WARNING, ERROR
+ENV_WATCH_FD = "GRANNY_WATCH_FD"  # set by LocalCluster: its children exit when this pipe closes (cluster.py)
+# Set by a worker for its zygote and granules: whom to dial, and which host they run on.
+ENV_PLANNER = "GRANNY_PLANNER"
+ENV_HOST_ID = "GRANNY_HOST_ID"
+# Set in a granule for the user code it runs (worker/zygote.py, worker/granule.py).
+ENV_GRANULE_ID = "GRANNY_GRANULE_ID"
+ENV_APP_ID = "GRANNY_APP_ID"
+ENV_INDEX = "GRANNY_INDEX"
+ENV_SIZE = "GRANNY_SIZE"
+ENV_RESULT_LANE = "GRANNY_RESULT_LANE"  # "0" turns result lanes off (both ends honour it)
+ENV_SPIN_US = "GRANNY_SPIN_US"  # longest spin of a caller waiting for a result, in µs ("0": never spin)
+ENV_PARALLEL_SPIN_US = "GRANNY_PARALLEL_SPIN_US"  # a team thread spins this long before it sleeps
+ENV_MPI_SPIN_US = "GRANNY_MPI_SPIN_US"  # an MPI rank spins this long before it sleeps or yields
+ENV_MPI_BIND = "GRANNY_MPI_BIND"  # "1": always bind ranks to cores, "0": never, "": when a world fills its host
+ENV_MPI_RNDV_FROM = "GRANNY_MPI_RNDV_FROM"  # bytes from which a blocking Send goes by rendezvous (mpi/shm.py)
+ENV_MPI_PURE = "GRANNY_MPI_PURE"  # "1": use the pure-Python rings even where the C extension built
+ENV_MPI_SHMCOLL = "GRANNY_MPI_SHMCOLL"  # "0" (or ""): collectives go point-to-point, not through shared memory
+ENV_TESTBED_DIR = "GRANNY_TESTBED_DIR"  # where the testbed keeps its state file
+ENV_TESTBED = "GRANNY_TESTBED"  # set in every testbed process: the mark its clean-up finds them by
+ENV_CACHE_DIR = "GRANNY_CACHE_DIR"  # where the testbed builds its C delay stage
+
+ENV_DEFAULTS: dict[str, str] = {
+    ENV_ADDRESS: "", ENV_TOKEN: "", ENV_SECRET: "", ENV_SLOTS: "", ENV_DATA_DIR: ".granny",
+    ENV_HEARTBEAT_TIMEOUT: f"{DEFAULT_HEARTBEAT_TIMEOUT:g}", ENV_TLS_CA: "", ENV_TLS_SERVER_NAME: "",
+    ENV_RETAIN: f"{DEFAULT_RETAIN:g}", ENV_EVICTION_GRACE: f"{DEFAULT_EVICTION_GRACE:g}", ENV_BATCH_SHARE: "1", ENV_FUSION_CAP: str(DEFAULT_FUSION_CAP), ENV_BATCH_NICE: "0",
+    ENV_SHM_OWNER: "", ENV_GRANULE_USER: DEFAULT_GRANULE_USER, ENV_LOG_LEVEL: "INFO", ENV_WATCH_FD: "",
+    ENV_PLANNER: "", ENV_HOST_ID: "", ENV_GRANULE_ID: "", ENV_APP_ID: "", ENV_INDEX: "0", ENV_SIZE: "",
+    ENV_RESULT_LANE: "1", ENV_SPIN_US: "500", ENV_PARALLEL_SPIN_US: "200", ENV_MPI_SPIN_US: "100",
+    ENV_MPI_BIND: "", ENV_MPI_RNDV_FROM: str(12 * 1024), ENV_MPI_PURE: "", ENV_MPI_SHMCOLL: "1",
+    ENV_TESTBED_DIR: "/run/granny-testbed", ENV_TESTBED: "", ENV_CACHE_DIR: "",
+}
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def env(name: str, default: str | None = None, *, pop: bool = False) -> str:
+    """The text of the GRANNY_* variable ``name`` in this process's environment, else ``default``, else
+    its default in ENV_DEFAULTS.
+
+    For reads that happen where no Config exists: in granules (before and while they run user code), in
+    clients, and on hot paths that look a setting up per use so that a test can switch it. ``pop``
+    also removes it, so children do not inherit it. A name not listed in ENV_DEFAULTS raises KeyError:
+    every variable is declared here. tests/unit/test_config_env.py fails on a GRANNY_* read elsewhere."""
+    if default is None:
+        default = ENV_DEFAULTS[name]
+    elif name not in ENV_DEFAULTS:
+        raise KeyError(name)
+    return os.environ.pop(name, default) if pop else os.environ.get(name, default)
+
+
+def _env_float(name: str) -> float:
+    raw = env(name) or ENV_DEFAULTS[name]
     try:
         value = float(raw)
     except ValueError:
@@ -71,8 +127,8 @@ def _env_float(name: str, default: float) -> float:
 
 
 def env_slots(default: int | None = None) -> int:
-    raw = os.environ.get(ENV_SLOTS)
-    if raw is None or raw == "":
+    raw = env(ENV_SLOTS)
+    if raw == "":
         return default if default is not None else (os.cpu_count() or 1)
     return parse_slots(raw, ENV_SLOTS)
 
@@ -172,9 +228,8 @@ def parse_bytes(raw: str | int | None) -> int:
     return int(value)
 
 
-def _env_duration(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return default if raw is None or raw == "" else parse_duration(raw, name)
+def _env_duration(name: str) -> float:
+    return parse_duration(env(name) or ENV_DEFAULTS[name], name)
 
 
 def worker_shm_tag(host_id: str, planner: str) -> str:
@@ -189,7 +244,7 @@ def shm_owner_suffix(pid: int | None = None) -> str:
     """The end of every granny shared-memory name: ``-w{tag}-p{pid}`` under a worker, else ``-p{pid}``.
 
     The pid says whether the creator is alive; the tag says which worker's sweep may remove it."""
-    tag = os.environ.get(ENV_SHM_OWNER, "")
+    tag = env(ENV_SHM_OWNER)
     owner = os.getpid() if pid is None else pid
     return f"-w{tag}-p{owner}" if tag.isalnum() and tag.isascii() and len(tag) <= 16 else f"-p{owner}"
 
@@ -276,7 +331,7 @@ class Config:
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
                  "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user", "eviction_grace",
-                 "batch_share", "events_max", "fusion_cap", "batch_nice")
+                 "batch_share", "events_max", "fusion_cap", "batch_nice", "log_level")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -311,17 +366,19 @@ class Config:
     fusion_cap: int
     # Planner: delay-tolerant calls run at this nice value (0..19; 0: like any call), see worker/niceness.py.
     batch_nice: int
+    log_level: str  # planner and worker: the logging level (DEBUG, INFO, WARNING, ERROR)
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
-                 reconnect_timeout: float = 30.0, max_frame_bytes: int = MAX_FRAME_BYTES,
+                 reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT, max_frame_bytes: int = MAX_FRAME_BYTES,
                  http_max_body: int = DEFAULT_HTTP_MAX_BODY, http_max_source: int = DEFAULT_HTTP_MAX_SOURCE,
                  recent_bytes: int = DEFAULT_RECENT_BYTES,
                  handshake_timeout: float = 5.0, max_unauthenticated: int = 256, tls_cert: str = "",
                  tls_key: str = "", retain: float | None = None,
                  granule_user: str | None = None, eviction_grace: float | None = None,
                  batch_share: float | None = None, events_max: int = DEFAULT_EVENTS_MAX,
-                 fusion_cap: int | None = None, batch_nice: int | None = None) -> None:
+                 fusion_cap: int | None = None, batch_nice: int | None = None,
+                 log_level: str | None = None) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -336,25 +393,26 @@ class Config:
         if bool(tls_cert) != bool(tls_key):
             raise ConfigError("TLS needs both a certificate and its private key (--tls-cert and --tls-key)")
         values = {
-            "data_dir": data_dir if data_dir is not None else Path(os.environ.get(ENV_DATA_DIR, ".granny")),
+            "data_dir": data_dir if data_dir is not None else Path(env(ENV_DATA_DIR)),
             "heartbeat_interval": heartbeat_interval,
             "heartbeat_timeout": heartbeat_timeout if heartbeat_timeout is not None
-            else _env_float(ENV_HEARTBEAT_TIMEOUT, 5.0),
+            else _env_float(ENV_HEARTBEAT_TIMEOUT),
             "restart_grace": restart_grace, "reconnect_timeout": reconnect_timeout, "max_frame_bytes": max_frame_bytes,
             "http_max_body": http_max_body, "http_max_source": http_max_source, "recent_bytes": recent_bytes,
             "handshake_timeout": handshake_timeout, "max_unauthenticated": max_unauthenticated,
             "tls_cert": tls_cert, "tls_key": tls_key,
-            "retain": parse_duration(retain, "retain") if retain is not None else _env_duration(ENV_RETAIN, DEFAULT_RETAIN),
+            "retain": parse_duration(retain, "retain") if retain is not None else _env_duration(ENV_RETAIN),
             "granule_user": granule_user if granule_user is not None
-            else os.environ.get(ENV_GRANULE_USER, DEFAULT_GRANULE_USER),
+            else env(ENV_GRANULE_USER),
             "eviction_grace": parse_duration(eviction_grace, "eviction grace") if eviction_grace is not None
-            else _env_duration(ENV_EVICTION_GRACE, DEFAULT_EVICTION_GRACE),
-            "batch_share": parse_share(batch_share if batch_share is not None else os.environ.get(ENV_BATCH_SHARE, "1"),
+            else _env_duration(ENV_EVICTION_GRACE),
+            "batch_share": parse_share(batch_share if batch_share is not None else env(ENV_BATCH_SHARE),
                                        "batch share"),
             "events_max": events_max,
             "fusion_cap": parse_cap(fusion_cap if fusion_cap is not None
-                                    else os.environ.get(ENV_FUSION_CAP, str(DEFAULT_FUSION_CAP)), "fusion cap"),
-            "batch_nice": parse_nice(batch_nice if batch_nice is not None else os.environ.get(ENV_BATCH_NICE, "0")),
+                                    else env(ENV_FUSION_CAP), "fusion cap"),
+            "batch_nice": parse_nice(batch_nice if batch_nice is not None else env(ENV_BATCH_NICE)),
+            "log_level": (log_level if log_level is not None else env(ENV_LOG_LEVEL)).upper() or "INFO",
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

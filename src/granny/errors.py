@@ -27,6 +27,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class GrannyError(Exception):
     """Base of every error granny raises on purpose."""
@@ -115,13 +117,13 @@ class MpiError(GrannyError):
         super().__init__(message)
         self.error_class = error_class
 
-    def Get_error_class(self) -> int:  # noqa: N802 - mpi4py's name
+    def Get_error_class(self) -> int:  # mpi4py's name
         return self.error_class
 
-    def Get_error_code(self) -> int:  # noqa: N802
+    def Get_error_code(self) -> int:
         return self.error_class
 
-    def Get_error_string(self) -> str:  # noqa: N802
+    def Get_error_string(self) -> str:
         return str(self)
 
     @property
@@ -149,17 +151,36 @@ class TestbedError(GrannyError):
     __test__ = False  # not a pytest test class
 
 
+class ErrorKind(StrEnum):
+    """Why a task failed, as it travels on the wire (``Result.error_kind``, ``Done.error_kind``) and in
+    the HTTP API; ERROR_KINDS maps each to the exception a client raises."""
+
+    NONE = ""  # no error
+    ERROR = "error"  # refused, or a failure without a more precise kind
+    REMOTE = "remote"  # the function raised (its exception travels pickled)
+    EXIT = "exit"  # a script ended with a non-zero exit code
+    UNPICKLABLE_RESULT = "unpicklable_result"
+    CRASHED = "crashed"  # the granule process died
+    HOST_DIED = "host_died"
+    EVICTED = "evicted"  # it still ran on a host at the end of its eviction notice
+    NEVER_FITS = "never_fits"
+    DEADLINE = "deadline"  # a delay-tolerant call that could not start before its deadline
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the planner lost it (a restart, a payload it never got)
+    PRUNED = "pruned"  # finished longer ago than the planner keeps results
+
+
 # Maps the error kinds that travel on the wire to local classes, so a failure reason keeps its type.
 ERROR_KINDS: dict[str, type[GrannyError]] = {
-    "never_fits": NeverFitsError,
-    "deadline": DeadlineError,
-    "host_died": HostDiedError,
-    "evicted": HostEvictedError,
-    "crashed": GranuleCrashedError,
-    "unpicklable_result": ResultSerializationError,
-    "cancelled": CancelledError,
-    "lost": ClusterError,
-    "pruned": PrunedError,
-    "remote": RemoteError,
-    "error": TaskError,
+    ErrorKind.NEVER_FITS: NeverFitsError,
+    ErrorKind.DEADLINE: DeadlineError,
+    ErrorKind.HOST_DIED: HostDiedError,
+    ErrorKind.EVICTED: HostEvictedError,
+    ErrorKind.CRASHED: GranuleCrashedError,
+    ErrorKind.UNPICKLABLE_RESULT: ResultSerializationError,
+    ErrorKind.CANCELLED: CancelledError,
+    ErrorKind.LOST: ClusterError,
+    ErrorKind.PRUNED: PrunedError,
+    ErrorKind.REMOTE: RemoteError,
+    ErrorKind.ERROR: TaskError,
 }

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from .config import ENV_ADDRESS
+from .config import ENV_ADDRESS, ENV_SLOTS, env
 from .errors import ConfigError, GrannyError
 
 
@@ -27,10 +27,10 @@ def _console(stdout: bool = False) -> Any:
 def _client(address: str | None, slots_needed: int = 0) -> Any:
     from .client import connect
 
-    if not (address or os.environ.get(ENV_ADDRESS)) and slots_needed > (os.cpu_count() or 1):
+    if not (address or env(ENV_ADDRESS)) and slots_needed > (os.cpu_count() or 1):
         # Like mpirun --oversubscribe: the embedded cluster gets as many slots as granules asked for.
         _console().print(f"[yellow]warning:[/] {slots_needed} granules on {os.cpu_count()} cores: oversubscribing")
-        os.environ.setdefault("GRANNY_SLOTS", str(slots_needed))
+        os.environ.setdefault(ENV_SLOTS, str(slots_needed))
     return connect(address)
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from . import serde
-from .errors import ERROR_KINDS, PeerLostError, RemoteError
+from .errors import ERROR_KINDS, ErrorKind, PeerLostError, RemoteError, TaskError
 from .wire import Result, Status, split_segments
 
 
@@ -45,7 +45,7 @@ def world_outcome(results: dict[int, Result], values: dict[int, Any], n: int) ->
         return [values[i] for i in range(n)], None
     # The cause, not its consequences: ranks cancelled by the gang abort, or that lost a peer rank
     # (PeerLostError), failed because another one did.
-    causes = [i for i in failed if results[i].error_kind != "cancelled"]
+    causes = [i for i in failed if results[i].error_kind != ErrorKind.CANCELLED]
     first = next((i for i in causes if not isinstance(values[i], PeerLostError)), None)
     if first is None:
         first = causes[0] if causes else failed[0]
@@ -60,13 +60,13 @@ def world_outcome(results: dict[int, Result], values: dict[int, Any], n: int) ->
 
 
 def rebuild_error(res: Result, body: memoryview) -> BaseException:
-    if res.error_kind == "remote":
+    if res.error_kind == ErrorKind.REMOTE:
         exc: BaseException | None = None
         if res.segs:
             try:
                 loaded = serde.loads(split_segments(body, res.segs))
                 exc = loaded if isinstance(loaded, BaseException) else None
-            except Exception:  # noqa: BLE001 - the exception type may not exist here
+            except Exception:  # the exception type may not exist here
                 exc = None
         if exc is None:
             exc = RemoteError(res.message, res.traceback)
@@ -74,8 +74,8 @@ def rebuild_error(res: Result, body: memoryview) -> BaseException:
             where = f" on host {res.host_id}" if res.host_id else ""
             exc.add_note(f"\nRemote traceback{where}:\n{res.traceback.rstrip()}")
         return exc
-    cls = ERROR_KINDS.get(res.error_kind, ERROR_KINDS["error"])
-    if res.error_kind == "cancelled":
+    cls = ERROR_KINDS.get(res.error_kind, TaskError)
+    if res.error_kind == ErrorKind.CANCELLED:
         import concurrent.futures as cf
 
         return cf.CancelledError(res.message)

@@ -8,13 +8,14 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from granny.cluster import LocalCluster
+
+from ..polling import wait_for
 
 FINAL = {"succeeded", "failed", "cancelled"}
 
@@ -49,27 +50,21 @@ def status_json(env: dict[str, str], *args: str) -> Any:
 
 
 def wait_app(env: dict[str, str], app_id: str, states: set[str], timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def reached() -> dict[str, Any] | None:
         data: dict[str, Any] = status_json(env, app_id)
-        if data["state"] in states:
-            return data
-        if time.monotonic() > deadline:
-            raise AssertionError(f"app {app_id} stayed {data['state']}")
-        time.sleep(0.05)  # polling with a deadline
+        return data if data["state"] in states else None
+
+    return wait_for(reached, timeout, f"app {app_id} to reach one of {sorted(states)}", interval=0.05)
 
 
 def wait_hosts(env: dict[str, str], predicate: Any, what: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def hosts() -> list[dict[str, Any]] | None:
         proc = granny("hosts", "--json", env=env)
         assert proc.returncode == 0, proc.stderr
-        hosts: list[dict[str, Any]] = json.loads(proc.stdout)
-        if predicate(hosts):
-            return hosts
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {hosts}")
-        time.sleep(0.05)  # polling with a deadline
+        listed: list[dict[str, Any]] = json.loads(proc.stdout)
+        return listed if predicate(listed) else None
+
+    return wait_for(hosts, timeout, what, interval=0.05)
 
 
 # --- granny run ---------------------------------------------------------------------------------
@@ -164,10 +159,8 @@ def test_script_queued_behind_another_script_runs(env: dict[str, str], tmp_path:
         wait_hosts(env, lambda hosts: hosts[0]["used"] == 2, "the first script to hold both slots")
         queued = subprocess.Popen([sys.executable, "-m", "granny", "run", str(second)], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while not [a for a in status_json(env) if a["name"] == str(second)]:
-            assert time.monotonic() < deadline, "the second script was never submitted"
-            time.sleep(0.05)  # polling with a deadline
+        wait_for(lambda: [a for a in status_json(env) if a["name"] == str(second)], 30,
+                 "the second script to be submitted", interval=0.05)
         gate.touch()
         _, err = runner.communicate(timeout=30)
         assert runner.returncode == 0, err
@@ -256,14 +249,14 @@ def test_terminating_granny_run_cancels_its_app(env: dict[str, str], tmp_path: P
         while not os.path.exists({str(tmp_path / "never")!r}):
             time.sleep(0.01)
     """)
-    proc = subprocess.Popen([sys.executable, "-m", "granny", "run", "-n", "2", str(path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_hosts(env, lambda h: h[0]["used"] == 2, "both granules to start")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) != 0
-    finally:
-        proc.kill()
+    with subprocess.Popen([sys.executable, "-m", "granny", "run", "-n", "2", str(path)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            wait_hosts(env, lambda h: h[0]["used"] == 2, "both granules to start")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) != 0
+        finally:
+            proc.kill()
     wait_hosts(env, lambda h: h[0]["used"] == 0 and h[0]["idle_granules"] == 2, "the granules to be stopped")
 
 

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from granny.cluster import LocalCluster
+
+from ..polling import wait_for
 
 FINAL = {"succeeded", "failed", "cancelled"}
 
@@ -47,10 +48,7 @@ def finished_app(env: dict[str, str], tmp_path: Path) -> str:
     proc = granny("submit", "-n", "2", str(script), env=env)
     assert proc.returncode == 0, proc.stderr
     app_id = proc.stdout.strip()
-    deadline = time.monotonic() + 60
-    while as_json("status", app_id, env=env)["state"] not in FINAL:
-        assert time.monotonic() < deadline, "the app never finished"
-        time.sleep(0.05)  # polling with a deadline
+    wait_for(lambda: as_json("status", app_id, env=env)["state"] in FINAL, 60, "the app to finish", interval=0.05)
     return app_id
 
 

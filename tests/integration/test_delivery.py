@@ -72,6 +72,8 @@ def test_output_of_a_run_survives_a_planner_kill9(cluster: LocalCluster, client:
             restart_planner(cluster)  # mid-run: both ranks keep printing while it is away
     assert run.wait(timeout=120) == 0, "\n".join(err)
     reader.join(timeout=30)
+    run.stdout.close()
+    run.stderr.close()
     assert started.is_set(), out
     assert _per_rank(out, "out") == _expected("out"), "\n".join(out)
     assert _per_rank(err, "err") == _expected("err"), "\n".join(err)

@@ -67,6 +67,8 @@ def stop(procs: list[subprocess.Popen[str]]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_the_manifests_make_a_working_cluster(tmp_path: Path) -> None:

@@ -89,7 +89,8 @@ def test_granny_events_lists_and_follows(cluster: LocalCluster) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in follow.stdout or []], daemon=True).start()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in follow.stdout or []], daemon=True)
+        reader.start()
         with api(cluster) as http:
             assert http.post("/v1/hosts/local/evict", json={"grace": 600}).status_code == 200
             assert http.post("/v1/hosts/local/restore").status_code == 200
@@ -99,6 +100,10 @@ def test_granny_events_lists_and_follows(cluster: LocalCluster) -> None:
     finally:
         follow.terminate()
         follow.wait(timeout=30)
+        reader.join(timeout=30)  # at EOF: the pipes can be closed
+        for pipe in (follow.stdout, follow.stderr):
+            if pipe is not None:
+                pipe.close()
 
     metrics = httpx.get(f"http://{cluster.http_address}/metrics", headers={"Authorization": f"Bearer {cluster.token}"})
     assert 'granny_events_total{kind="host.evicting"} 1.0' in metrics.text

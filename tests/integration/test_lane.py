@@ -12,6 +12,7 @@ import pytest
 import granny
 from granny.client import Client
 from granny.cluster import LocalCluster
+from granny.config import ENV_RESULT_LANE
 from granny.transport import lane as lane_mod
 from granny.transport.auth import make_mac
 from granny.wire import Challenge, FrameReader, Hello, Result, Role, Status, encode_frame
@@ -61,7 +62,7 @@ def test_errors_and_large_results_over_the_lane(client: granny.Client) -> None:
 
 
 def test_lane_turned_off_uses_the_planner(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(lane_mod.ENV_LANE, "0")
+    monkeypatch.setenv(ENV_RESULT_LANE, "0")
     with granny.connect(cluster.address, cluster.token) as c:
         assert c.submit(pow, 2, 8).result(timeout=30) == 256
         assert c.results_via_lane == 0
@@ -213,7 +214,7 @@ def test_closing_the_client_wakes_a_caller_blocked_on_a_result(cluster: LocalClu
     def wait() -> None:
         try:
             fut.result()  # no timeout: only close() can end this
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        except BaseException as exc:  # the test inspects it
             errors.append(exc)
 
     waiter = threading.Thread(target=wait)

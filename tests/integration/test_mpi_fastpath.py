@@ -41,13 +41,25 @@ def mode_client(request: pytest.FixtureRequest) -> Iterator[tuple[str, granny.Cl
             cluster.stop()
 
 
+def blocked(fabric: Any, rank: int, what: str) -> None:
+    """Return once same-host ``rank`` blocks in its fabric (its sleeping flag is set): a scenario that
+    needs a peer waiting waits for that, not for a time. Polls with a deadline (it runs in a rank)."""
+    inbox = fabric.peer_inboxes[rank]
+    deadline = time.monotonic() + 60
+    while not inbox.sleeping:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank {rank} never blocked {what}")
+        time.sleep(0.0002)  # polling with a deadline
+
+
 def workout(comm: Any) -> dict[str, Any]:
     from mpi4py import MPI
 
-    from granny.mpi import runtime
+    from granny.mpi import runtime, shm
 
     rank, peer = comm.rank, 1 - comm.rank
-    res: dict[str, Any] = {"fast": runtime.get().world.fabric.fast}
+    fabric = runtime.get().world.fabric
+    res: dict[str, Any] = {"fast": fabric.fast}
     st = MPI.Status()
 
     # 1. ping-pong over sizes around the header and alignment boundaries and past the eager limit
@@ -101,25 +113,35 @@ def workout(comm: Any) -> dict[str, Any]:
         comm.Recv(small, source=0, tag=1)
         res["after_truncate"] = small.tolist()
 
-    # 4. a flood that fills the ring (the sender waits for room while the receiver sleeps), mixed with
-    #    pickles, synchronous sends and other buffer types, all received in order
-    count = 20_000
+    # 4. a flood that fills the ring (the sender waits for room while the receiver does not read), then
+    #    mixed with pickles, synchronous sends and other buffer types, all received in order. Only plain
+    #    64-byte records come first (twice the ring: the receiver may have drained some before it
+    #    stopped reading), so the first thing the sender can block on is room.
+    fill = 2 * shm.RING_DATA // 64
+    count = fill + 4000
+
+    def plain(i: int) -> bool:
+        return i < fill or all(i % m for m in (997, 991, 983))
+
     if rank == 0:
         for i in range(count):
-            if i % 997 == 0:
+            if plain(i):
+                comm.Send(np.full(16, i % 251, np.uint8), dest=1, tag=2)
+            elif i % 997 == 0:
                 comm.send({"i": i}, dest=1, tag=2)
             elif i % 991 == 0:
                 comm.Ssend(np.full(16, i % 251, np.uint8), dest=1, tag=2)
-            elif i % 983 == 0:
-                comm.Send(bytearray([i % 251]) * 16, dest=1, tag=2)
             else:
-                comm.Send(np.full(16, i % 251, np.uint8), dest=1, tag=2)
+                comm.Send(bytearray([i % 251]) * 16, dest=1, tag=2)
     else:
-        time.sleep(0.3)
+        blocked(fabric, 0, "for room in a full ring")
+        ring = fabric.consumer_of[0]
+        words = fabric.inbox.words
+        res["flood_full"] = int(words[ring.head_i] - words[ring.tail_i]) > shm.RING_DATA - 64
         bad = []
         buf = np.zeros(16, np.uint8)
         for i in range(count):
-            if i % 997 == 0:
+            if not plain(i) and i % 997 == 0:
                 if comm.recv(source=0, tag=2) != {"i": i}:
                     bad.append(i)
                 continue
@@ -152,13 +174,16 @@ def workout(comm: Any) -> dict[str, Any]:
                 same.append(got == o)
         res["pickles"] = [first, second, same, tags]
 
-    # 6. a receiver that has gone to sleep is woken by a fast send (and keeps working after)
+    # 6. a receiver that has gone to sleep is woken by a fast send (and keeps working after). Its "ready"
+    #    comes first: after it, the only wait that sets its sleeping flag is the Recv of tag 4.
     got = np.zeros(8, np.float64)
     if rank == 0:
-        time.sleep(0.2)
+        comm.Recv(np.zeros(1, np.uint8), source=1, tag=40)
+        blocked(fabric, 1, "in its Recv")
         comm.Send(np.full(8, 2.5), dest=1, tag=4)
         comm.Recv(got, source=1, tag=4)
     else:
+        comm.Send(np.zeros(1, np.uint8), dest=0, tag=40)
         comm.Recv(got, source=0, tag=4)
         comm.Send(got * 2, dest=0, tag=4)
     res["woken"] = float(got[0])
@@ -184,7 +209,8 @@ def workout(comm: Any) -> dict[str, Any]:
         comm.Send(big, dest=1, tag=33)  # while rank 1 has an Irecv of tag 34 posted: the general path
         comm.Send(big[::-1].copy(), dest=1, tag=34)
         comm.Isend(big, dest=1, tag=35).Wait()  # the general send, read by the C receive
-        time.sleep(0.2)  # rank 1 sends while this one sleeps: its spin for the ACK runs out
+        comm.Recv(np.zeros(1, np.uint8), source=1, tag=39)
+        blocked(fabric, 1, "waiting for the ACK of its rendezvous")  # its spin for the ACK ran out
         comm.Recv(got[:1 << 20], source=1, tag=36)
         rv.append(bool((got[:1 << 20] == big).all()))
         comm.Send(big, dest=1, tag=37)  # into a receive buffer too small
@@ -197,6 +223,7 @@ def workout(comm: Any) -> dict[str, Any]:
         comm.Recv(c, source=0, tag=35, status=st)
         rv.append(bool((a == big).all() and (b == big[::-1]).all() and (c == big).all())
                   and st.Get_count(MPI.BYTE) == 1 << 20)
+        comm.Send(np.zeros(1, np.uint8), dest=0, tag=39)  # ready: its next wait is for tag 36's ACK
         comm.Send(big, dest=0, tag=36)
         try:
             comm.Recv(np.zeros(1000, np.uint8), source=0, tag=37)
@@ -219,7 +246,7 @@ def test_buffer_send_recv_semantics(mode_client: tuple[str, granny.Client]) -> N
     assert r1["tags"] == [3, 5]
     assert r1["posted"] == [7, 6, 8, 0, 8]
     assert r1["truncate"] is True and r1["after_truncate"] == [9, 9, 9, 9]
-    assert r1["flood_bad"] == []
+    assert r1["flood_full"] is True and r1["flood_bad"] == []
     assert r0["woken"] == 5.0 and r1["woken"] == 2.5
     assert r1["pickles"] == ["first", "second", [True] * 8, list(range(20, 28))]
     assert r0["rendezvous"] == [True] * 5, r0["rendezvous"]

@@ -36,7 +36,7 @@ def restart_planner(cluster: LocalCluster, kill: bool = True, *extra: str) -> su
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith(b"READY"), line
-    cluster.procs[0] = proc  # the fixture's stop() terminates it
+    cluster.adopt(0, proc)  # the fixture's stop() terminates it
     return proc
 
 
@@ -96,6 +96,9 @@ def test_embedded_cluster_dies_with_its_owner_even_on_kill9(tmp_path: Path) -> N
     assert len(pids) >= 4  # planner, worker, zygote, granules
     owner.kill()
     owner.wait()
+    owner.stdout.close()
+    if owner.stdin is not None:
+        owner.stdin.close()
 
     def all_gone() -> bool:
         return not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
@@ -138,6 +141,7 @@ def test_granny_up_serves_and_stops_cleanly(tmp_path: Path, background: bool) ->
         assert c.submit(pow, 3, 3).result(timeout=30) == 27
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
+    proc.stdout.close()
     wait_for(lambda: not [p for p in children if psutil.pid_exists(p)
                           and psutil.Process(p).status() != psutil.STATUS_ZOMBIE], what="no stray processes")
 
@@ -197,6 +201,9 @@ def test_a_large_payload_whose_client_does_not_come_back_fails_when_the_restart_
         restart_planner(cluster)
     finally:
         proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
         gate.touch()
     assert [f.result(timeout=60) for f in blockers] == ["local"] * 2
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import ENV_HOST_ID, env
+
 
 def mpi_job(comm: Any, steps: int, serial: float, work: float, nbytes: int, every: int,
             rounds: int = 1) -> dict[str, Any]:
@@ -40,7 +42,6 @@ def mpi_job(comm: Any, steps: int, serial: float, work: float, nbytes: int, ever
 
 def _mpi_steps(comm: Any, start: int, steps: int, step_s: float, every: int, buf: Any,
                hosts: list[str], rounds: int = 1) -> dict[str, Any]:
-    import os
     import time
 
     import numpy as np
@@ -52,7 +53,7 @@ def _mpi_steps(comm: Any, start: int, steps: int, step_s: float, every: int, buf
         time.sleep(step_s)
         for _ in range(rounds if comm.Get_size() > 1 else 0):
             comm.Alltoall(buf, recv)
-        hosts.append(os.environ.get("GRANNY_HOST_ID", ""))
+        hosts.append(env(ENV_HOST_ID))
         if every > 0 and (step + 1) % every == 0 and step + 1 < steps:
             granny.migration_point(_mpi_steps, comm, step + 1, steps, step_s, every, buf, hosts, rounds)
     return {"hosts": hosts, "checksum": float(recv.sum())}
@@ -60,7 +61,6 @@ def _mpi_steps(comm: Any, start: int, steps: int, step_s: float, every: int, buf
 
 def omp_job(threads: int, regions: int, serial: float, work: float, nbytes: int) -> dict[str, Any]:
     """The OpenMP-style kernel: thread 0 runs here, the team is leased by ``granny.parallel``."""
-    import os
     import time
 
     import granny
@@ -79,7 +79,7 @@ def omp_job(threads: int, regions: int, serial: float, work: float, nbytes: int)
         close_teams()  # the team's granules go back at once, not when this process ends
         data.unlink()
         meta.unlink()
-    return {"host": os.environ.get("GRANNY_HOST_ID", ""), "seconds": time.time() - started,
+    return {"host": env(ENV_HOST_ID), "seconds": time.time() - started,
             "checksum": checksum}
 
 

@@ -56,7 +56,7 @@ class Control(PointControl, Protocol):
     def world_id(self, gen: int) -> str: ...
 
 
-class MigratedAway(BaseException):  # noqa: N818 - it is not an error: the rank goes on elsewhere
+class MigratedAway(BaseException):  # it is not an error: the rank goes on elsewhere
     """Raised in a moving rank's old process once its state is handed over: the granule reports the rank
     moved (not finished) and the process ends. A BaseException, so that ``except Exception`` in user
     code does not stop it (``finally`` blocks do run)."""

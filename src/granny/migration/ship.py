@@ -37,7 +37,7 @@ def pack(resume: Any, args: tuple[Any, ...], extra: dict[str, Any]) -> tuple[byt
     runtime.packing[0] = True
     try:
         data, *buffers = serde.pickle_parts((resume, args, extra), by_value=True)
-    except Exception as exc:  # noqa: BLE001 - any pickling failure means the same to the caller
+    except Exception as exc:  # any pickling failure means the same to the caller
         raise MpiError(f"the migration point's resume function or arguments cannot be pickled: {exc}") from exc
     finally:
         runtime.packing[0] = False

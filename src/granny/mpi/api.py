@@ -30,7 +30,7 @@ from .shm import buffer_address as _buffer_address
 from .topo import Cartcomm, Distgraphcomm, Graphcomm, compute_dims
 from .win import WIN_NULL, Win
 
-Exception = MpiError  # noqa: A001 - mpi4py's name for its error class
+Exception = MpiError  # mpi4py's name for its error class
 Errhandler = type(_c.ERRORS_RETURN)
 Topocomm = Cartcomm
 GROUP_NULL = Group([])
@@ -66,23 +66,23 @@ def _typecode(datatype: Datatype) -> str | None:
     return _dt.typecode(datatype)
 
 
-def Wtime() -> float:  # noqa: N802
+def Wtime() -> float:
     return _time.perf_counter()
 
 
-def Wtick() -> float:  # noqa: N802
+def Wtick() -> float:
     return 1e-9
 
 
-def Get_processor_name() -> str:  # noqa: N802
+def Get_processor_name() -> str:
     return _socket.gethostname()
 
 
-def Get_version() -> tuple[int, int]:  # noqa: N802
+def Get_version() -> tuple[int, int]:
     return (_c.VERSION, _c.SUBVERSION)
 
 
-def Get_library_version() -> str:  # noqa: N802
+def Get_library_version() -> str:
     return "granny MPI 0.1 (mpi4py-compatible, on granules)"
 
 
@@ -90,29 +90,29 @@ def get_vendor() -> tuple[str, tuple[int, int, int]]:
     return ("granny", (0, 1, 0))
 
 
-def Init() -> None:  # noqa: N802
+def Init() -> None:
     """MPI is initialised on import, as with mpi4py's default ``rc.initialize``."""
 
 
-def Init_thread(required: int = _c.THREAD_MULTIPLE) -> int:  # noqa: N802
+def Init_thread(required: int = _c.THREAD_MULTIPLE) -> int:
     return _c.THREAD_SERIALIZED if required > _c.THREAD_SERIALIZED else required
 
 
-def Query_thread() -> int:  # noqa: N802
+def Query_thread() -> int:
     return _c.THREAD_SERIALIZED
 
 
-def Is_thread_main() -> bool:  # noqa: N802
+def Is_thread_main() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
 
 
-def Is_initialized() -> bool:  # noqa: N802
+def Is_initialized() -> bool:
     return _rt.initialized
 
 
-def Finalize() -> None:  # noqa: N802
+def Finalize() -> None:
     """Marks MPI finalised; the world's resources are released when the rank's task ends."""
     if not _rt.finalized:
         COMM_WORLD.Barrier()
@@ -122,36 +122,36 @@ def Finalize() -> None:  # noqa: N802
 _runtime.at_finalize(Finalize)  # the granule finalises (runtime.finalize) a program that ended without it
 
 
-def Is_finalized() -> bool:  # noqa: N802
+def Is_finalized() -> bool:
     return _rt.finalized
 
 
-def Abort(errorcode: int = 0) -> None:  # noqa: N802 - not a Comm method here: MPI_Abort(COMM_WORLD, code)
+def Abort(errorcode: int = 0) -> None:  # not a Comm method here: MPI_Abort(COMM_WORLD, code)
     COMM_WORLD.Abort(errorcode)
 
 
-def Compute_dims(nnodes: int, dims: int | list[int]) -> list[int]:  # noqa: N802
+def Compute_dims(nnodes: int, dims: int | list[int]) -> list[int]:
     return compute_dims(nnodes, dims)
 
 
-def Get_error_class(errorcode: int) -> int:  # noqa: N802
+def Get_error_class(errorcode: int) -> int:
     return errorcode
 
 
-def Get_error_string(errorcode: int) -> str:  # noqa: N802
+def Get_error_string(errorcode: int) -> str:
     return f"MPI error {errorcode}"
 
 
-def Alloc_mem(size: int, info: Any = None) -> Any:  # noqa: N802
+def Alloc_mem(size: int, info: Any = None) -> Any:
     """Zeroed memory as mpi4py's ``MPI.buffer`` (``m[:] = 0`` works, ``len`` is in bytes)."""
     return _rma_apply.as_buffer(memoryview(bytearray(size)))
 
 
-def Free_mem(mem: Any) -> None:  # noqa: N802
+def Free_mem(mem: Any) -> None:
     pass
 
 
-def Get_address(location: Any) -> int:  # noqa: N802
+def Get_address(location: Any) -> int:
     return _buffer_address(memoryview(location).cast("B"))
 
 
@@ -190,7 +190,7 @@ Intercomm = _comm.Intercomm
 GROUP_NULL = Group()  # a null handle, unlike GROUP_EMPTY
 
 
-def Pcontrol(level: int) -> None:  # noqa: N802
+def Pcontrol(level: int) -> None:
     """MPI_Pcontrol: a hook for profiling libraries; granny has none, so it only checks its argument."""
     if not isinstance(level, int):
         raise TypeError(f"Pcontrol: level must be an int, got {type(level).__name__}")

@@ -137,7 +137,7 @@ class Collectives:
             return
         run_objects(self._engine, self._cctx, self._members, self._sched(("barrier",)), ObjStore([None]))
 
-    def Barrier(self) -> None:  # noqa: N802
+    def Barrier(self) -> None:
         sc = self._coll
         if sc is None:
             sc = shmcoll.attach(self)
@@ -262,7 +262,7 @@ class Collectives:
         return self._chain(sendobj, op, True)
 
     # --- buffers ---------------------------------------------------------------------------
-    def Bcast(self, buf: Any, root: int = 0) -> None:  # noqa: N802
+    def Bcast(self, buf: Any, root: int = 0) -> None:
         if isinstance(buf, list | tuple) and (pk := derived_msg.packed(buf)) is not None:
             return pk.bcast(self, root)
         sc = self._coll
@@ -298,7 +298,7 @@ class Collectives:
             raise ValueError(f"mismatch in send count {sb.count} and receive count {rcount}")
         return _elements(sb)
 
-    def Allreduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+    def Allreduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:
         if type(op) is not Op:
             check_op(op)  # as mpi4py: only the pickled forms take op=None
         sc = self._coll
@@ -321,7 +321,7 @@ class Collectives:
             sched = self._sched(("allreduce_small", op.Is_commutative()))
         run_buffers(self._engine, self._cctx, self._members, sched, store)
 
-    def Reduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM, root: int = 0) -> None:  # noqa: N802
+    def Reduce(self, sendbuf: Any, recvbuf: Any, op: Op = SUM, root: int = 0) -> None:
         check_op(op)
         sc = self._coll
         if sc is None:
@@ -356,7 +356,7 @@ class Collectives:
                     store)
         out[:hi - lo] = acc[lo:hi]
 
-    def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+    def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:
         check_op(op)
         if is_in_place(sendbuf):
             rb = _buf(recvbuf, False, "receive buffer", blocks=self._size)
@@ -368,7 +368,7 @@ class Collectives:
             full = self._check_send(_buf(sendbuf, True, "send buffer", blocks=self._size), rb.datatype, cnt)
         self._reduce_scatter(full[:cnt * self._size], [cnt] * self._size, out, op)
 
-    def Reduce_scatter(self, sendbuf: Any, recvbuf: Any, recvcounts: Any = None,  # noqa: N802
+    def Reduce_scatter(self, sendbuf: Any, recvbuf: Any, recvcounts: Any = None,
                        op: Op = SUM) -> None:
         check_op(op)
         rb = _buf(recvbuf, False, "receive buffer")
@@ -396,7 +396,7 @@ class Collectives:
         self._reduce_scatter(full, counts, out, op)
 
     # -- gather / scatter family (bytes; blocks are this rank's byte ranges) --
-    def Gather(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
+    def Gather(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:
         sc = self._coll
         if sc is None:
             sc = shmcoll.attach(self)
@@ -404,7 +404,7 @@ class Collectives:
             return
         self._gather(sendbuf, recvbuf, root, False)
 
-    def Gatherv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
+    def Gatherv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:
         self._gather(sendbuf, recvbuf, root, True)
 
     def _recv_layout(self, spec: Any, v: bool, name: str, readonly: bool) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -465,7 +465,7 @@ class Collectives:
         store = BufStore(out, bounds, filled=True)
         run_buffers(self._engine, self._cctx, self._members, self._sched(("gather", root)), store)
 
-    def Scatter(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
+    def Scatter(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:
         sc = self._coll
         if sc is None:
             sc = shmcoll.attach(self)
@@ -473,7 +473,7 @@ class Collectives:
             return
         self._scatter(sendbuf, recvbuf, root, False)
 
-    def Scatterv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:  # noqa: N802
+    def Scatterv(self, sendbuf: Any, recvbuf: Any, root: int = 0) -> None:
         self._scatter(sendbuf, recvbuf, root, True)
 
     def _scatter(self, sendbuf: Any, recvbuf: Any, root: int, v: bool) -> None:
@@ -506,7 +506,7 @@ class Collectives:
         if leader:
             rb[:hi - lo] = work[lo:hi]
 
-    def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
+    def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:
         sc = self._coll
         if sc is None:
             sc = shmcoll.attach(self)
@@ -514,7 +514,7 @@ class Collectives:
             return
         self._allgather(sendbuf, recvbuf, False)
 
-    def Allgatherv(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
+    def Allgatherv(self, sendbuf: Any, recvbuf: Any) -> None:
         self._allgather(sendbuf, recvbuf, True)
 
     def _allgather(self, sendbuf: Any, recvbuf: Any, v: bool) -> None:
@@ -530,10 +530,10 @@ class Collectives:
         store = BufStore(out, bounds, filled=True)
         run_buffers(self._engine, self._cctx, self._members, self._sched(("allgather",)), store)
 
-    def Alltoall(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
+    def Alltoall(self, sendbuf: Any, recvbuf: Any) -> None:
         self._alltoall(sendbuf, recvbuf, False)
 
-    def Alltoallv(self, sendbuf: Any, recvbuf: Any) -> None:  # noqa: N802
+    def Alltoallv(self, sendbuf: Any, recvbuf: Any) -> None:
         self._alltoall(sendbuf, recvbuf, True)
 
     def _alltoall(self, sendbuf: Any, recvbuf: Any, v: bool) -> None:
@@ -591,8 +591,8 @@ class Collectives:
         if not exclusive or self._rank > 0:
             out[...] = acc[:n]
 
-    def Scan(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+    def Scan(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:
         self._scan_buf(sendbuf, recvbuf, op, False)
 
-    def Exscan(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:  # noqa: N802
+    def Exscan(self, sendbuf: Any, recvbuf: Any, op: Op = SUM) -> None:
         self._scan_buf(sendbuf, recvbuf, op, True)

@@ -187,24 +187,24 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         self._rt.next_cid = cid + 1
         return cid
 
-    def Dup(self, info: Any = None) -> Comm:  # noqa: N802
+    def Dup(self, info: Any = None) -> Comm:
         _check_info(info)
         cid = self._new_cid()
         return type(self)._derive(self, list(self._members), cid)
 
     Clone = Dup
 
-    def Dup_with_info(self, info: Any) -> Comm:  # noqa: N802
+    def Dup_with_info(self, info: Any) -> Comm:
         return self.Dup()
 
-    def Idup(self, info: Any = None) -> tuple[Comm, Request]:  # noqa: N802
+    def Idup(self, info: Any = None) -> tuple[Comm, Request]:
         """Completes at once: the duplicate is agreed on collectively, as Dup does."""
         return self.Dup(), completed_request()
 
-    def Idup_with_info(self, info: Any) -> tuple[Comm, Request]:  # noqa: N802
+    def Idup_with_info(self, info: Any) -> tuple[Comm, Request]:
         return self.Idup(info)
 
-    def Create_group(self, group: Any, tag: int = 0) -> Comm:  # noqa: N802
+    def Create_group(self, group: Any, tag: int = 0) -> Comm:
         """Collective over the members of ``group`` only: they agree on a context id among themselves."""
         members = list(group._members)
         me = self._rt.world.rank
@@ -239,7 +239,7 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
     def _derive(cls, parent: Comm, members: list[int], cid: int) -> Comm:
         return Intracomm(members, cid)
 
-    def Split(self, color: int = 0, key: int = 0) -> Comm:  # noqa: N802
+    def Split(self, color: int = 0, key: int = 0) -> Comm:
         color, key = as_int(color), as_int(key)
         entries = self.allgather((color, key, self._rank))
         cid = self._new_cid()
@@ -248,28 +248,28 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
         mine = sorted((k, r) for c, k, r in entries if c == color)
         return Intracomm([self._members[r] for _, r in mine], cid)
 
-    def Split_type(self, split_type: int, key: int = 0, info: Any = None) -> Comm:  # noqa: N802
+    def Split_type(self, split_type: int, key: int = 0, info: Any = None) -> Comm:
         """COMM_TYPE_SHARED: the ranks of this rank's host; UNDEFINED (or a type granny lacks): COMM_NULL."""
         return self.Split(self._hosts[self._rank] if split_type == 0 else UNDEFINED, key)
 
-    def Create(self, group: Any) -> Comm:  # noqa: N802
+    def Create(self, group: Any) -> Comm:
         cid = self._new_cid()
         members = list(group._members)
         if self._rt.world.rank not in members:
             return COMM_NULL
         return Intracomm(members, cid)
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         if self._cid <= 1:
             raise MpiError("MPI.COMM_NULL, MPI.COMM_WORLD and MPI.COMM_SELF cannot be freed", 5)  # MPI_ERR_COMM
         self._set_null()
 
     free = Free
 
-    def Disconnect(self) -> None:  # noqa: N802
+    def Disconnect(self) -> None:
         self.Free()
 
-    def Compare(self, other: Comm) -> int:  # noqa: N802
+    def Compare(self, other: Comm) -> int:
         if not isinstance(self, Comm):  # called as MPI.Comm.Compare(a, b)
             raise TypeError("Compare needs two communicators")
         if self._cid == other._cid and self._members == other._members:
@@ -299,7 +299,7 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
             raise MpiError(f"a {dims} grid needs {total} ranks, the communicator has {self._size}", 12)
         return dims, periods, total
 
-    def Create_cart(self, dims: Any, periods: Any = None, reorder: bool = False) -> Comm:  # noqa: N802
+    def Create_cart(self, dims: Any, periods: Any = None, reorder: bool = False) -> Comm:
         """Ranks are never reordered: rank r of the grid is rank r of this communicator."""
         dims, periods, total = self._cart_args(dims, periods)
         cid = self._new_cid()
@@ -307,11 +307,11 @@ class Comm(CommEnvironment, PointToPoint, Collectives):
             return COMM_NULL
         return _cart[0](self._members[:total], cid, dims, periods)
 
-    def Cart_map(self, dims: Any, periods: Any = None) -> int:  # noqa: N802
+    def Cart_map(self, dims: Any, periods: Any = None) -> int:
         _, _, total = self._cart_args(dims, periods)
         return self._rank if self._rank < total else UNDEFINED
 
-    def Abort_world(self, code: int) -> None:  # noqa: N802
+    def Abort_world(self, code: int) -> None:
         runtime.abort(code, self._rank)
 
 
@@ -327,10 +327,10 @@ class Intercomm(Comm):
             raise NotImplementedMpi("MPI.Intercomm is not implemented by granny")
         super().__init__()
 
-    def Is_inter(self) -> bool:  # noqa: N802
+    def Is_inter(self) -> bool:
         return True
 
-    def Is_intra(self) -> bool:  # noqa: N802
+    def Is_intra(self) -> bool:
         return False
 
     is_inter = property(Is_inter)
@@ -420,10 +420,10 @@ class Grequest(Request):
         super().__init__()
 
     @classmethod
-    def Start(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+    def Start(cls, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedMpi("MPI.Grequest.Start is not implemented by granny")
 
-    def Complete(self) -> None:  # noqa: N802
+    def Complete(self) -> None:
         raise NotImplementedMpi("MPI.Grequest.Complete is not implemented by granny")
 
 

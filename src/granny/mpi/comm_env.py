@@ -27,10 +27,10 @@ class CommEnvironment:
     _name: str
     _attrs: dict[int, Any]
 
-    def Get_rank(self) -> int:  # noqa: N802
+    def Get_rank(self) -> int:
         return self._rank
 
-    def Get_size(self) -> int:  # noqa: N802
+    def Get_size(self) -> int:
         return self._size
 
     @property
@@ -41,10 +41,10 @@ class CommEnvironment:
     def size(self) -> int:
         return self._size
 
-    def Get_name(self) -> str:  # noqa: N802
+    def Get_name(self) -> str:
         return self._name
 
-    def Set_name(self, name: str) -> None:  # noqa: N802
+    def Set_name(self, name: str) -> None:
         if isinstance(name, bytes):
             name = name.decode()
         if not isinstance(name, str):
@@ -53,16 +53,16 @@ class CommEnvironment:
 
     name = property(Get_name, Set_name)
 
-    def Is_inter(self) -> bool:  # noqa: N802
+    def Is_inter(self) -> bool:
         return False
 
-    def Is_intra(self) -> bool:  # noqa: N802
+    def Is_intra(self) -> bool:
         return True
 
     is_inter = property(Is_inter)
     is_intra = property(Is_intra)
 
-    def Get_topology(self) -> int:  # noqa: N802
+    def Get_topology(self) -> int:
         return UNDEFINED
 
     topology = property(Get_topology)
@@ -77,12 +77,12 @@ class CommEnvironment:
 
     py2f = toint
 
-    def Get_group(self) -> Any:  # noqa: N802
+    def Get_group(self) -> Any:
         return Group(self._members)
 
     group = property(Get_group)
 
-    def Get_attr(self, keyval: int) -> Any:  # noqa: N802
+    def Get_attr(self, keyval: int) -> Any:
         if keyval == c.TAG_UB:
             return c.TAG_UB_VALUE
         if keyval in (c.IO, c.HOST):
@@ -97,28 +97,28 @@ class CommEnvironment:
             return 0
         return self._attrs.get(keyval)
 
-    def Set_attr(self, keyval: int, value: Any) -> None:  # noqa: N802
+    def Set_attr(self, keyval: int, value: Any) -> None:
         self._attrs[keyval] = value
 
-    def Delete_attr(self, keyval: int) -> None:  # noqa: N802
+    def Delete_attr(self, keyval: int) -> None:
         self._attrs.pop(keyval, None)
 
-    def Get_errhandler(self) -> Any:  # noqa: N802
+    def Get_errhandler(self) -> Any:
         return c.ERRORS_RETURN
 
-    def Set_errhandler(self, errhandler: Any) -> None:  # noqa: N802
+    def Set_errhandler(self, errhandler: Any) -> None:
         """Errors always raise MPI.Exception (mpi4py's default, ERRORS_RETURN); the handler is recorded only."""
 
-    def Call_errhandler(self, errorcode: int) -> None:  # noqa: N802
+    def Call_errhandler(self, errorcode: int) -> None:
         raise MpiError(f"error code {errorcode}", errorcode)
 
-    def Get_info(self) -> Any:  # noqa: N802
+    def Get_info(self) -> Any:
         return Info()
 
-    def Set_info(self, info: Any) -> None:  # noqa: N802
+    def Set_info(self, info: Any) -> None:
         pass
 
     info = property(Get_info, Set_info)
 
-    def Abort(self, errorcode: int = 0) -> None:  # noqa: N802
+    def Abort(self, errorcode: int = 0) -> None:
         runtime.abort(errorcode, self._rank)

@@ -39,7 +39,7 @@ class _Handler:
     def __repr__(self) -> str:
         return f"MPI.{self.name}"
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         pass
 
 

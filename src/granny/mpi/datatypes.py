@@ -213,45 +213,45 @@ class Datatype(metaclass=_DatatypeMeta):
         new._dtype, new._char, new._code = base._dtype, "", None
         return new
 
-    def Create_contiguous(self, count: int) -> Datatype:  # noqa: N802
+    def Create_contiguous(self, count: int) -> Datatype:
         return self._derive(typemap.contiguous(self._typemap(), count))
 
-    def Create_vector(self, count: int, blocklength: int, stride: int) -> Datatype:  # noqa: N802
+    def Create_vector(self, count: int, blocklength: int, stride: int) -> Datatype:
         return self._derive(typemap.vector(self._typemap(), count, blocklength, stride))
 
-    def Create_hvector(self, count: int, blocklength: int, stride: int) -> Datatype:  # noqa: N802
+    def Create_hvector(self, count: int, blocklength: int, stride: int) -> Datatype:
         return self._derive(typemap.hvector(self._typemap(), count, blocklength, stride))
 
-    def Create_indexed(self, blocklengths: Any, displacements: Any) -> Datatype:  # noqa: N802
+    def Create_indexed(self, blocklengths: Any, displacements: Any) -> Datatype:
         return self._derive(typemap.indexed(self._typemap(), list(blocklengths), list(displacements)))
 
-    def Create_hindexed(self, blocklengths: Any, displacements: Any) -> Datatype:  # noqa: N802
+    def Create_hindexed(self, blocklengths: Any, displacements: Any) -> Datatype:
         return self._derive(typemap.hindexed(self._typemap(), list(blocklengths), list(displacements)))
 
-    def Create_indexed_block(self, blocklength: int, displacements: Any) -> Datatype:  # noqa: N802
+    def Create_indexed_block(self, blocklength: int, displacements: Any) -> Datatype:
         d = list(displacements)
         return self._derive(typemap.indexed(self._typemap(), [blocklength] * len(d), d))
 
-    def Create_hindexed_block(self, blocklength: int, displacements: Any) -> Datatype:  # noqa: N802
+    def Create_hindexed_block(self, blocklength: int, displacements: Any) -> Datatype:
         d = list(displacements)
         return self._derive(typemap.hindexed(self._typemap(), [blocklength] * len(d), d))
 
-    def Create_subarray(self, sizes: Any, subsizes: Any, starts: Any, order: int = ORDER_C) -> Datatype:  # noqa: N802
+    def Create_subarray(self, sizes: Any, subsizes: Any, starts: Any, order: int = ORDER_C) -> Datatype:
         if order not in (ORDER_C, ORDER_FORTRAN):
             raise ValueError(f"Create_subarray: invalid order {order}")
         return self._derive(typemap.subarray(self._typemap(), [int(x) for x in sizes], [int(x) for x in subsizes],
                                              [int(x) for x in starts], order == ORDER_FORTRAN))
 
-    def Create_resized(self, lb: int, extent: int) -> Datatype:  # noqa: N802
+    def Create_resized(self, lb: int, extent: int) -> Datatype:
         return self._derive(typemap.resized(self._typemap(), int(lb), int(extent)))
 
     # -- names and codes --------------------------------------------------------------------
-    def Get_name(self) -> str:  # noqa: N802
+    def Get_name(self) -> str:
         if self._label is not None:
             return self._label
         return f"MPI_{self._name}" if self._predefined else ""
 
-    def Set_name(self, name: str) -> None:  # noqa: N802
+    def Set_name(self, name: str) -> None:
         self._label = str(name)
 
     @property
@@ -263,7 +263,7 @@ class Datatype(metaclass=_DatatypeMeta):
         self.Set_name(value)
 
     # -- envelope (named datatypes only: granny has no derived datatypes) ---------------------
-    def Get_envelope(self) -> tuple[int, int, int, int, int]:  # noqa: N802
+    def Get_envelope(self) -> tuple[int, int, int, int, int]:
         if not self._predefined:
             raise _not_implemented("Get_envelope (of a derived datatype)")
         return (0, 0, 0, 0, COMBINER_NAMED)
@@ -281,7 +281,7 @@ class Datatype(metaclass=_DatatypeMeta):
         return (self, "NAMED", {})
 
     @classmethod
-    def Get_value_index(cls, value: Datatype, index: Datatype) -> Datatype:  # noqa: N802
+    def Get_value_index(cls, value: Datatype, index: Datatype) -> Datatype:
         """The predefined pair type (``DOUBLE_INT`` ...) for MAXLOC/MINLOC, DATATYPE_NULL if none."""
         if not isinstance(value, Datatype) or not isinstance(index, Datatype) or not value or not index:
             raise MpiError("MPI.Datatype.Get_value_index: invalid datatype", ERR_TYPE)
@@ -292,7 +292,7 @@ class Datatype(metaclass=_DatatypeMeta):
         return DATATYPE_NULL
 
     @classmethod
-    def Match_size(cls, typeclass: int, size: int) -> Datatype:  # noqa: N802
+    def Match_size(cls, typeclass: int, size: int) -> Datatype:
         """The Fortran datatype of a type class (MPI.TYPECLASS_INTEGER ...) with ``size`` bytes."""
         key = {TYPECLASS_INTEGER: "INTEGER", TYPECLASS_REAL: "REAL", TYPECLASS_COMPLEX: "COMPLEX",
                TYPECLASS_LOGICAL: "LOGICAL"}.get(typeclass)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import ENV_MPI_BIND, ENV_MPI_SPIN_US, env
 from ..errors import ConnectionLostError, MpiError, PeerLostError
 from . import shm
 from .shm import PAD, REC, RING_DATA, Consumer, Doorbell, Inbox, Producer, doorbell_name, inbox_path
@@ -57,7 +58,7 @@ class Fabric:
         self.fast_in: list[shm.FastConsumer | None] = [None] * size
         self.local: list[int] = [rank]
         self.remote: list[int] = []
-        self.spin = float(os.environ.get("GRANNY_MPI_SPIN_US", "100")) * 1e-6
+        self.spin = float(env(ENV_MPI_SPIN_US)) * 1e-6
         self.yield_spin = False
         self._passes = 0
         self._unlinked = False
@@ -224,9 +225,6 @@ class Fabric:
                 return
 
 
-BIND_ENV = "GRANNY_MPI_BIND"
-
-
 def bind_to_core(index: int, local: int) -> set[int]:
     """Bind the ``index``-th of ``local`` same-host ranks to one core, round-robin, as Open MPI binds ranks
     to cores: when a world fills its host (at least one rank per usable core), or always with
@@ -235,7 +233,7 @@ def bind_to_core(index: int, local: int) -> set[int]:
     the other, and every exchange between them then costs a context switch (8 µs instead of 0.4 µs
     for a 2-rank Barrier here). Returns the CPUs the process had (to restore), or an empty set when
     it was not bound."""
-    mode = os.environ.get(BIND_ENV, "")
+    mode = env(ENV_MPI_BIND)
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except OSError:

@@ -24,10 +24,10 @@ class Group:
         elif members is not None:
             self._members = list(members)
 
-    def Get_size(self) -> int:  # noqa: N802
+    def Get_size(self) -> int:
         return len(self._members)
 
-    def Get_rank(self) -> int:  # noqa: N802
+    def Get_rank(self) -> int:
         me = runtime.get().world.rank
         return self._members.index(me) if me in self._members else UNDEFINED
 
@@ -41,38 +41,38 @@ class Group:
             raise MpiError(f"invalid ranks {out} for a group of {len(self._members)}", 6)  # MPI_ERR_RANK
         return out
 
-    def Incl(self, ranks: Sequence[int]) -> Group:  # noqa: N802
+    def Incl(self, ranks: Sequence[int]) -> Group:
         return Group([self._members[r] for r in self._ranks(ranks)])
 
-    def Excl(self, ranks: Sequence[int]) -> Group:  # noqa: N802
+    def Excl(self, ranks: Sequence[int]) -> Group:
         drop = set(self._ranks(ranks))
         return Group([w for i, w in enumerate(self._members) if i not in drop])
 
-    def Translate_ranks(self, ranks: Sequence[int] | None = None, group: Group | None = None) -> list[int]:  # noqa: N802
+    def Translate_ranks(self, ranks: Sequence[int] | None = None, group: Group | None = None) -> list[int]:
         ranks = range(len(self._members)) if ranks is None else index_list(ranks)
         if group is None:
             return list(ranks)
         return [group._members.index(self._members[r]) if self._members[r] in group._members else UNDEFINED
                 for r in ranks]
 
-    def Compare(self, other: Group) -> int:  # noqa: N802
+    def Compare(self, other: Group) -> int:
         if self._members == other._members:
             return IDENT
         return SIMILAR if sorted(self._members) == sorted(other._members) else UNEQUAL
 
     @staticmethod
-    def Union(a: Group, b: Group) -> Group:  # noqa: N802
+    def Union(a: Group, b: Group) -> Group:
         return Group(a._members + [w for w in b._members if w not in a._members])
 
     @staticmethod
-    def Intersection(a: Group, b: Group) -> Group:  # noqa: N802
+    def Intersection(a: Group, b: Group) -> Group:
         return Group([w for w in a._members if w in b._members])
 
     @staticmethod
-    def Difference(a: Group, b: Group) -> Group:  # noqa: N802
+    def Difference(a: Group, b: Group) -> Group:
         return Group([w for w in a._members if w not in b._members])
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         """The handle becomes GROUP_NULL."""
         self._members, self._null = [], True
 
@@ -93,28 +93,28 @@ class Info(dict[str, str]):
     """Hints are accepted and ignored, as MPI allows."""
 
     @classmethod
-    def Create(cls, items: Any = None) -> Info:  # noqa: N802
+    def Create(cls, items: Any = None) -> Info:
         return cls(items or {})
 
-    def Set(self, key: str, value: str) -> None:  # noqa: N802
+    def Set(self, key: str, value: str) -> None:
         self[key] = value
 
-    def Get(self, key: str) -> str | None:  # noqa: N802
+    def Get(self, key: str) -> str | None:
         return super().get(key)
 
-    def Delete(self, key: str) -> None:  # noqa: N802
+    def Delete(self, key: str) -> None:
         self.pop(key, None)
 
-    def Get_nkeys(self) -> int:  # noqa: N802
+    def Get_nkeys(self) -> int:
         return len(self)
 
-    def Get_nthkey(self, n: int) -> str:  # noqa: N802
+    def Get_nthkey(self, n: int) -> str:
         return list(self)[n]
 
-    def Dup(self) -> Info:  # noqa: N802
+    def Dup(self) -> Info:
         return Info(self)
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         self.clear()
 
 

@@ -109,7 +109,7 @@ class Op:
         return self
 
     @classmethod
-    def Create(cls, function: UserFunction, commute: bool = False) -> Self:  # noqa: N802
+    def Create(cls, function: UserFunction, commute: bool = False) -> Self:
         """A user op: ``function(invec, inoutvec, datatype)`` stores ``invec op inoutvec`` in inoutvec.
 
         ``invec``/``inoutvec`` are byte buffers like mpi4py's ``MPI.buffer`` (``len`` in bytes, buffer
@@ -129,7 +129,7 @@ class Op:
         _live[self._handle] = self
         return self
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         if self._fn is None:
             raise ValueError(f"MPI.Op.Free: cannot free the predefined operation {self!r}")
         slot = self._slot
@@ -142,7 +142,7 @@ class Op:
         if self._fn is not None:
             self.Free()
 
-    def Is_commutative(self) -> bool:  # noqa: N802
+    def Is_commutative(self) -> bool:
         return self._commute
 
     @property
@@ -189,7 +189,7 @@ class Op:
             return fn(x, y, None)
         return reduce_objects(self, x, y)
 
-    def Reduce_local(self, inbuf: Any, inoutbuf: Any) -> None:  # noqa: N802
+    def Reduce_local(self, inbuf: Any, inoutbuf: Any) -> None:
         """inoutbuf = inbuf op inoutbuf, elementwise (MPI_Reduce_local)."""
         out = parse_buffer(inoutbuf, readonly=False, name="inoutbuf")
         inp = parse_buffer(inbuf, readonly=True, name="inbuf")

@@ -206,7 +206,7 @@ class Engine:
                     chunk = data[start:start + plen]
                     # a plain pickle (starts with PROTO, not the out-of-band frame's "G"): no detour
                     value = _pickle_loads(chunk) if plen and data[start] != 0x47 else loads(chunk)
-                except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive, not the engine
+                except Exception as exc:  # a bad pickle fails this receive, not the engine
                     value = MpiError(f"could not unpickle the message from rank {src}: {exc!r}")
             c.tail = tail = tail + ((plen + 95) & -64)
             words[c.tail_i] = tail
@@ -349,7 +349,7 @@ class Engine:
                 r.value = loads(payload, owned) if n else None  # mpi4py unpickles buffer messages too
         except MpiError as exc:
             r.error = exc
-        except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive, not the engine
+        except Exception as exc:  # a bad pickle fails this receive, not the engine
             r.error = MpiError(f"could not unpickle the message from rank {src}: {exc!r}")
         if (rts or flags & F_SYNC) and not self._ack(src, arg):
             self.deferred.append((src, arg))

@@ -129,7 +129,7 @@ class PointToPoint:
                     try:
                         # a plain pickle (starts with PROTO, not the out-of-band frame's "G"): no detour
                         value = _pickle_loads(data) if data and data[0] != 0x47 else loads(data, True)
-                    except Exception as exc:  # noqa: BLE001 - a bad pickle fails this receive only
+                    except Exception as exc:  # a bad pickle fails this receive only
                         raise MpiError(f"could not unpickle the message from rank {w}: {exc!r}") from None
                     if status is not None:
                         fill_status(status, source, cons.last_tag, len(data))
@@ -175,7 +175,7 @@ class PointToPoint:
             return completed_request()
         return Request(self._engine, inner)
 
-    def Send(self, buf: Any, dest: int, tag: int = 0) -> None:  # noqa: N802
+    def Send(self, buf: Any, dest: int, tag: int = 0) -> None:
         if type(dest) is int and 0 <= dest < self._size and type(tag) is int and tag >= 0:
             prod = self._out[self._members[dest]]
             if prod is not None:
@@ -197,45 +197,45 @@ class PointToPoint:
         if not inner.done:
             eng.wait(inner)
 
-    def Ssend(self, buf: Any, dest: int, tag: int = 0) -> None:  # noqa: N802
+    def Ssend(self, buf: Any, dest: int, tag: int = 0) -> None:
         self._send_buf(buf, dest, tag, True, True)
 
     Rsend = Send
 
-    def Bsend(self, buf: Any, dest: int, tag: int = 0) -> None:  # noqa: N802
+    def Bsend(self, buf: Any, dest: int, tag: int = 0) -> None:
         """Buffered: the message is copied, so this returns at once even when a large one is not yet received."""
         self.Ibsend(buf, dest, tag)
 
-    def Ibsend(self, buf: Any, dest: int, tag: int = 0) -> Request:  # noqa: N802
+    def Ibsend(self, buf: Any, dest: int, tag: int = 0) -> Request:
         b = parse_buffer(buf, readonly=True, name="send buffer")
         self._send_buf([bytes(b.mem), b.count, b.datatype] if b.nbytes else buf, dest, tag, False, False)
         return completed_request()
 
-    def Isend(self, buf: Any, dest: int, tag: int = 0) -> Request:  # noqa: N802
+    def Isend(self, buf: Any, dest: int, tag: int = 0) -> Request:
         return self._send_buf(buf, dest, tag, False, False)
 
-    def Issend(self, buf: Any, dest: int, tag: int = 0) -> Request:  # noqa: N802
+    def Issend(self, buf: Any, dest: int, tag: int = 0) -> Request:
         return self._send_buf(buf, dest, tag, True, False)
 
     Irsend = Isend
 
     # --- persistent requests -------------------------------------------------------------------
-    def Send_init(self, buf: Any, dest: int, tag: int = 0) -> Prequest:  # noqa: N802
+    def Send_init(self, buf: Any, dest: int, tag: int = 0) -> Prequest:
         return Prequest(None, lambda: self.Isend(buf, dest, tag))
 
-    def Ssend_init(self, buf: Any, dest: int, tag: int = 0) -> Prequest:  # noqa: N802
+    def Ssend_init(self, buf: Any, dest: int, tag: int = 0) -> Prequest:
         return Prequest(None, lambda: self.Issend(buf, dest, tag))
 
-    def Bsend_init(self, buf: Any, dest: int, tag: int = 0) -> Prequest:  # noqa: N802
+    def Bsend_init(self, buf: Any, dest: int, tag: int = 0) -> Prequest:
         return Prequest(None, lambda: self.Ibsend(buf, dest, tag))
 
-    def Rsend_init(self, buf: Any, dest: int, tag: int = 0) -> Prequest:  # noqa: N802
+    def Rsend_init(self, buf: Any, dest: int, tag: int = 0) -> Prequest:
         return Prequest(None, lambda: self.Irsend(buf, dest, tag))
 
-    def Recv_init(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> Prequest:  # noqa: N802
+    def Recv_init(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> Prequest:
         return Prequest(None, lambda: self.Irecv(buf, source, tag))
 
-    def Recv(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> None:  # noqa: N802
+    def Recv(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> None:
         direct = True
         if type(source) is int and 0 <= source < self._size and type(tag) is int and tag >= ANY_TAG:
             cons = self._in[self._members[source]]
@@ -281,11 +281,11 @@ class PointToPoint:
             fill_status(status, self._to_comm(src) if src >= 0 else src, req.msg_tag, req.nbytes)
         return req
 
-    def Irecv(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> Request:  # noqa: N802
+    def Irecv(self, buf: Any, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> Request:
         b = parse_buffer(buf, readonly=False, name="receive buffer")
         return Request(self._engine, self._post(source, tag, b.mem), self._to_comm)
 
-    def Sendrecv(self, sendbuf: Any, dest: int, sendtag: int = 0, recvbuf: Any = None, source: int = ANY_SOURCE,  # noqa: N802
+    def Sendrecv(self, sendbuf: Any, dest: int, sendtag: int = 0, recvbuf: Any = None, source: int = ANY_SOURCE,
                  recvtag: int = ANY_TAG, status: Status | None = None) -> None:
         rb = parse_buffer(recvbuf, readonly=False, name="receive buffer")
         rreq = Request(self._engine, self._post(source, recvtag, rb.mem), self._to_comm)
@@ -293,7 +293,7 @@ class PointToPoint:
         rreq.Wait(status)
         sreq.Wait()
 
-    def Sendrecv_replace(self, buf: Any, dest: int, sendtag: int = 0, source: int = ANY_SOURCE,  # noqa: N802
+    def Sendrecv_replace(self, buf: Any, dest: int, sendtag: int = 0, source: int = ANY_SOURCE,
                          recvtag: int = ANY_TAG, status: Status | None = None) -> None:
         b = parse_buffer(buf, readonly=False, name="buffer")
         copy = bytes(b.mem)
@@ -302,7 +302,7 @@ class PointToPoint:
         rreq.Wait(status)
         sreq.Wait()
 
-    def Probe(self, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> bool:  # noqa: N802
+    def Probe(self, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> bool:
         self._check_tag(tag, True)
         if source == PROC_NULL:
             fill_status(status, PROC_NULL, ANY_TAG, 0)
@@ -321,7 +321,7 @@ class PointToPoint:
         fill_status(status, self._to_comm(m.src), m.tag, m.nbytes)
         return True
 
-    def Iprobe(self, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> bool:  # noqa: N802
+    def Iprobe(self, source: int = ANY_SOURCE, tag: int = ANY_TAG, status: Status | None = None) -> bool:
         self._check_tag(tag, True)
         if source == PROC_NULL:
             fill_status(status, PROC_NULL, ANY_TAG, 0)
@@ -356,7 +356,7 @@ class Prequest(Request):
         if start is not None:
             _persistent[id(start)] = start
 
-    def Start(self) -> None:  # noqa: N802
+    def Start(self) -> None:
         if self._start is None:
             raise MpiError("MPI.Prequest.Start: invalid request (REQUEST_NULL)", 7)  # MPI_ERR_REQUEST
         if self._inner is not None:
@@ -367,13 +367,13 @@ class Prequest(Request):
     start = Start
 
     @classmethod
-    def Startall(cls, requests: Any) -> None:  # noqa: N802
+    def Startall(cls, requests: Any) -> None:
         for r in requests:
             r.Start()
 
     startall = Startall
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         if self._start is None:
             raise MpiError("MPI.Prequest.Free: invalid request (REQUEST_NULL)", 7)
         self._start, self._inner = None, None
@@ -381,7 +381,7 @@ class Prequest(Request):
     def free(self) -> None:
         self._start, self._inner = None, None
 
-    def Cancel(self) -> None:  # noqa: N802
+    def Cancel(self) -> None:
         if self._inner is not None:
             super().Cancel()
 

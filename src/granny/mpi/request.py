@@ -93,7 +93,7 @@ class Request:
         return None
 
     # mpi4py API ------------------------------------------------------------------------------
-    def Wait(self, status: Status | None = None) -> bool:  # noqa: N802
+    def Wait(self, status: Status | None = None) -> bool:
         inner = self._inner
         if inner is not None and not inner.done and self._engine is not None:
             self._engine.wait(inner)
@@ -106,7 +106,7 @@ class Request:
             self._engine.wait(inner)
         return self._finish(status)
 
-    def Test(self, status: Status | None = None) -> bool:  # noqa: N802
+    def Test(self, status: Status | None = None) -> bool:
         if not self._done():
             return False
         self._finish(status)
@@ -117,7 +117,7 @@ class Request:
             return False, None
         return True, self._finish(status)
 
-    def Get_status(self, status: Status | None = None) -> bool:  # noqa: N802
+    def Get_status(self, status: Status | None = None) -> bool:
         """Non-destructive test: True (and the status) if complete; the request stays as it is."""
         if not self._done():
             return False
@@ -126,14 +126,14 @@ class Request:
 
     get_status = Get_status
 
-    def Cancel(self) -> None:  # noqa: N802
+    def Cancel(self) -> None:
         """Receives that have not matched are cancelled; sends cannot be (they are already on their way)."""
         if isinstance(self._inner, RecvReq) and self._engine is not None:
             self._engine.cancel(self._inner)
 
     cancel = Cancel
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         """Drops the request; an active operation still completes (a receive still fills its buffer)."""
         if self._inner is None:
             raise MpiError("MPI.Request.Free: invalid request (REQUEST_NULL)", ERR_REQUEST)
@@ -162,11 +162,11 @@ class Request:
         raise ValueError("cannot serialize 'mpi4py.MPI.Request' instance")
 
     # not implemented: persistent and generalized requests, integer handles ---------------------
-    def Start(self) -> None:  # noqa: N802
+    def Start(self) -> None:
         raise _missing("Prequest.Start")
 
     @classmethod
-    def Startall(cls, requests: Sequence[Request]) -> None:  # noqa: N802
+    def Startall(cls, requests: Sequence[Request]) -> None:
         raise _missing("Prequest.Startall")
 
     def toint(self) -> int:
@@ -302,7 +302,7 @@ class Request:
                 _empty(sts[i])
 
     @staticmethod
-    def Waitall(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:  # noqa: N802
+    def Waitall(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:
         Request._wait_all(requests)
         Request._complete_all(requests, statuses)
         return True
@@ -313,7 +313,7 @@ class Request:
         return Request._complete_all(requests, statuses)
 
     @staticmethod
-    def Testall(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:  # noqa: N802
+    def Testall(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:
         if not Request._all_done(requests):
             Request._reset(statuses, len(requests))
             return False
@@ -329,7 +329,7 @@ class Request:
         return True, Request._complete_all(requests, statuses)
 
     @staticmethod
-    def Get_status_all(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:  # noqa: N802
+    def Get_status_all(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> bool:
         if not Request._all_done(requests):
             Request._reset(statuses, len(requests))
             return False
@@ -342,7 +342,7 @@ class Request:
     get_status_all = Get_status_all
 
     @staticmethod
-    def Waitany(requests: Sequence[Request], status: Status | None = None) -> int:  # noqa: N802
+    def Waitany(requests: Sequence[Request], status: Status | None = None) -> int:
         return Request.waitany(requests, status)[0]
 
     @staticmethod
@@ -357,7 +357,7 @@ class Request:
         return i, requests[i]._finish(status)
 
     @staticmethod
-    def Testany(requests: Sequence[Request], status: Status | None = None) -> tuple[int, bool]:  # noqa: N802
+    def Testany(requests: Sequence[Request], status: Status | None = None) -> tuple[int, bool]:
         i, flag, _ = Request.testany(requests, status)
         return i, flag
 
@@ -372,7 +372,7 @@ class Request:
         return i, True, requests[i]._finish(status)
 
     @staticmethod
-    def Get_status_any(requests: Sequence[Request], status: Status | None = None) -> tuple[int, bool]:  # noqa: N802
+    def Get_status_any(requests: Sequence[Request], status: Status | None = None) -> tuple[int, bool]:
         i = Request._first_done(requests, True)
         if i == UNDEFINED:
             _empty(status)
@@ -415,7 +415,7 @@ class Request:
         return done, values
 
     @staticmethod
-    def Waitsome(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> list[int] | None:  # noqa: N802
+    def Waitsome(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> list[int] | None:
         return Request._some(requests, statuses, True, True)[0]
 
     @staticmethod
@@ -424,7 +424,7 @@ class Request:
         return Request._some(requests, statuses, True, True)
 
     @staticmethod
-    def Testsome(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> list[int] | None:  # noqa: N802
+    def Testsome(requests: Sequence[Request], statuses: Sequence[Status] | None = None) -> list[int] | None:
         return Request._some(requests, statuses, False, True)[0]
 
     @staticmethod
@@ -433,7 +433,7 @@ class Request:
         return Request._some(requests, statuses, False, True)
 
     @staticmethod
-    def Get_status_some(requests: Sequence[Request],  # noqa: N802
+    def Get_status_some(requests: Sequence[Request],
                         statuses: Sequence[Status] | None = None) -> list[int] | None:
         return Request._some(requests, statuses, False, False)[0]
 

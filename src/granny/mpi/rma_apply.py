@@ -27,7 +27,7 @@ PUT, GET, ACC, GACC, CAS = 1, 2, 3, 4, 5
 ERR_TYPE = 3
 
 
-class buffer(np.ndarray):  # noqa: N801 - mpi4py's name
+class buffer(np.ndarray):  # mpi4py's name
     """Window memory as mpi4py hands it out (``Win.tomemory``, ``Shared_query``, ``Alloc_mem``)."""
 
     @property

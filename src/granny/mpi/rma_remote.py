@@ -91,7 +91,7 @@ class Service:
                     old = apply(tag, region, op, dtype, data, compare, segs)
                 finally:
                     rma_shm.unlock(acc)
-        except Exception as exc:  # noqa: BLE001 - the origin's call fails, never the target's progress
+        except Exception as exc:  # the origin's call fails, never the target's progress
             if tag in (PUT, ACC):
                 self.errors.setdefault(src, f"{exc}")
             else:

@@ -42,7 +42,7 @@ import socket
 import struct
 from typing import Any, TypeAlias
 
-from ..config import shm_owner_suffix
+from ..config import ENV_MPI_PURE, ENV_MPI_RNDV_FROM, env, shm_owner_suffix
 from ..errors import MpiError
 
 SHM_DIR = "/dev/shm"
@@ -56,7 +56,7 @@ EAGER_LIMIT = 64 * 1024  # larger same-host payloads go by rendezvous (p2p.py), 
 # ``process_vm_readv`` by the receiver beats two copies through the ring (the ring's 1 MiB of records
 # is cold in cache) from here on (measured: 6000 B 1.65 vs 2.0 us, 10 000 B even, 16 KiB 2.4 vs 2.95 us),
 # as Open MPI's single-copy path does above its 4 KiB eager limit.
-RNDV_FROM = int(os.environ.get("GRANNY_MPI_RNDV_FROM", str(12 * 1024)))
+RNDV_FROM = int(env(ENV_MPI_RNDV_FROM))
 
 # kind, flags, ctx, src, tag, arg, payload length
 REC = struct.Struct("<BBxxiiiQQ")
@@ -70,15 +70,15 @@ try:
 except ImportError:  # the C extension did not build: the pure-Python rings below do everything
     _fastring = None  # type: ignore[assignment]
 
-PURE_ENV = "GRANNY_MPI_PURE"
-_c_cma_read = getattr(_fastring, "cma_read", None) if os.environ.get(PURE_ENV, "") in ("", "0") else None
+PURE_ENV = ENV_MPI_PURE  # the name tests use
+_c_cma_read = getattr(_fastring, "cma_read", None) if env(ENV_MPI_PURE) in ("", "0") else None
 _c_buffer_address = getattr(_fastring, "buffer_address", None) if _c_cma_read is not None else None
 
 
 def fast_rings() -> bool:
     """Whether new fabrics use the C rings: the extension is importable and ``GRANNY_MPI_PURE`` is unset
     (or "0"). Asked per fabric, so a test may switch between the two in one process."""
-    return _fastring is not None and os.environ.get(PURE_ENV, "") in ("", "0")
+    return _fastring is not None and env(ENV_MPI_PURE) in ("", "0")
 
 
 class _IOVec(ctypes.Structure):

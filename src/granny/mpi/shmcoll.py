@@ -29,11 +29,11 @@ Theory of operation
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..config import ENV_MPI_SHMCOLL, env
 from ..errors import MpiError
 from . import shmregion
 from .algorithms import ALLREDUCE_LARGE_BYTES as LARGE
@@ -55,7 +55,7 @@ except ImportError:  # the C extension did not build: PyRegion does it all
 if TYPE_CHECKING:
     from .collcomm import CollComm as Comm
 
-ENV = "GRANNY_MPI_SHMCOLL"
+ENV = ENV_MPI_SHMCOLL  # the name tests use
 OBJ_TAG = -42  # a rooted pickled collective's oversized parts, point-to-point
 ERR_TRUNCATE = 15
 
@@ -115,7 +115,7 @@ class ShmColl:
         self.seq += 1
         self.reg.barrier(self.seq)
 
-    def Bcast(self, comm: Comm, buf: Any, root: int) -> bool:  # noqa: N802
+    def Bcast(self, comm: Comm, buf: Any, root: int) -> bool:
         """True: done here; False: the caller runs the general path (the root said so)."""
         if type(buf) is np.ndarray and type(root) is int and 0 <= root < self.n:
             rc = self.reg.bcast(self.seq + 1, buf, root)
@@ -147,7 +147,7 @@ class ShmColl:
             reg.done(s)
         return bool(length >= 0)
 
-    def Allreduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op) -> bool:  # noqa: N802
+    def Allreduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op) -> bool:
         code = OPCODES.get(op._name) if op._fn is None else None
         if code is not None and type(recvbuf) is np.ndarray:
             src = sendbuf if type(sendbuf) is np.ndarray else None if is_in_place(sendbuf) else False
@@ -211,7 +211,7 @@ class ShmColl:
         if dst is not out:
             out[...] = dst
 
-    def Reduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op, root: int) -> bool:  # noqa: N802
+    def Reduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op, root: int) -> bool:
         code = OPCODES.get(op._name) if op._fn is None else None
         root = comm._root(root)
         if code is not None and type(sendbuf) is np.ndarray and (
@@ -254,7 +254,7 @@ class ShmColl:
                 raise MpiError(f"collective message of {got} bytes from rank {k} where {n} were expected: the "
                                "ranks passed different counts or datatypes", ERR_TRUNCATE)
 
-    def Allgather(self, comm: Comm, sendbuf: Any, recvbuf: Any) -> bool:  # noqa: N802
+    def Allgather(self, comm: Comm, sendbuf: Any, recvbuf: Any) -> bool:
         out, bounds = comm._recv_layout(recvbuf, False, "receive buffer", False)
         lo, hi = bounds[self.me]
         if is_in_place(sendbuf):
@@ -278,7 +278,7 @@ class ShmColl:
             reg.done(s)
         return True
 
-    def Gather(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
+    def Gather(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:
         root = comm._root(root)
         s_reg = self.reg
         if self.me != root:
@@ -312,7 +312,7 @@ class ShmColl:
             s_reg.done(s)
         return True
 
-    def Scatter(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
+    def Scatter(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:
         root = comm._root(root)
         reg = self.reg
         if self.me == root:
@@ -346,7 +346,7 @@ class ShmColl:
             reg.done(s)
         return bool(blk >= 0)
 
-    def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:  # noqa: N802
+    def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:
         """Alltoall(v) as single-copy reads, pairwise: every rank publishes where its send buffer is and
         its blocks' bounds; each reads the block meant for it out of every other rank's send buffer
         straight into its receive buffer (one ``process_vm_readv`` each); a last barrier keeps the send
@@ -498,7 +498,7 @@ _registry_world: list[str] = [""]
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1") not in ("0", "")
+    return env(ENV_MPI_SHMCOLL) not in ("0", "")
 
 
 def attach(comm: Comm) -> ShmColl | SpanColl | Literal[False]:

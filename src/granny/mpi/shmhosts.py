@@ -148,7 +148,7 @@ class SpanColl:
             reg.wait_post(s2, 0)
         reg.done(s2)
 
-    def Allreduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op) -> bool:  # noqa: N802
+    def Allreduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op) -> bool:
         commutative = op.Is_commutative()
         if not (commutative or self.contiguous):
             return False
@@ -255,7 +255,7 @@ class SpanColl:
         sched = self.allreduce_sched if commutative else self.allreduce_ordered
         run_buffers(self.engine, self.cctx, self.leader_worlds, sched, store)
 
-    def Bcast(self, comm: Comm, buf: Any, root: int) -> bool:  # noqa: N802
+    def Bcast(self, comm: Comm, buf: Any, root: int) -> bool:
         root = comm._root(root)
         arr = _u8(parse_buffer(buf, readonly=self.me == root, name="buffer").mem)
         if arr.shape[0] == 0 or arr.shape[0] > SLOT:
@@ -332,7 +332,7 @@ class SpanColl:
                 raise MpiError(f"collective message of {got} bytes from rank {self.local[k]} where {nbytes} were "
                                "expected: the ranks passed different counts or datatypes", ERR_TRUNCATE)
 
-    def Reduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op, root: int) -> bool:  # noqa: N802
+    def Reduce(self, comm: Comm, sendbuf: Any, recvbuf: Any, op: Op, root: int) -> bool:
         """Every local rank publishes its part; the host's folder (the root on its host, else the leader)
         folds them in rank order; the folders reduce across hosts to the root (an order-keeping tree for
         non-commutative ops, which needs each host's ranks to be one contiguous range)."""
@@ -373,7 +373,7 @@ class SpanColl:
         run_buffers(self.engine, self.cctx, [comm._members[r] for r in leaders], sched, store)
         return True
 
-    def Gather(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
+    def Gather(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:
         """Local ranks publish their blocks; the host's folder (the root, or the leader) collects them;
         each other host's folder sends its host's blocks to the root in one message."""
         root = comm._root(root)
@@ -427,7 +427,7 @@ class SpanColl:
         run_buffers(self.engine, self.cctx, comm._members, sched, BufStore(out, bounds, filled=True))
         return True
 
-    def Scatter(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:  # noqa: N802
+    def Scatter(self, comm: Comm, sendbuf: Any, recvbuf: Any, root: int) -> bool:
         """The reverse of Gather: the root sends each other host's folder that host's blocks in one
         message; each folder publishes its host's blocks, packed in rank order, for its members."""
         root = comm._root(root)
@@ -482,7 +482,7 @@ class SpanColl:
             reg.done(s)
         return True
 
-    def Allgather(self, comm: Comm, sendbuf: Any, recvbuf: Any) -> bool:  # noqa: N802
+    def Allgather(self, comm: Comm, sendbuf: Any, recvbuf: Any) -> bool:
         """Local ranks publish their blocks; the leader collects them, ring-allgathers the hosts' blocks
         with the other leaders, and publishes the whole result for its members."""
         out, bounds = comm._recv_layout(recvbuf, False, "receive buffer", False)
@@ -535,7 +535,7 @@ class SpanColl:
         run_buffers(self.engine, self.cctx, comm._members, sched, BufStore(out, bounds, filled=True))
 
     # --- not handled here: the general schedules --------------------------------------------------
-    def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:  # noqa: N802
+    def Alltoall(self, comm: Comm, sendbuf: Any, recvbuf: Any, v: bool) -> bool:
         return False
 
     def bcast(self, obj: Any, root: int) -> tuple[bool, Any]:

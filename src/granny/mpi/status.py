@@ -46,45 +46,45 @@ class Status:
         else:
             raise TypeError(f"Argument 'status' has incorrect type (expected MPI.Status, got {type(status).__name__})")
 
-    def Get_source(self) -> int:  # noqa: N802
+    def Get_source(self) -> int:
         return self.source
 
-    def Set_source(self, source: int) -> None:  # noqa: N802
+    def Set_source(self, source: int) -> None:
         self.source = as_int(source)
 
-    def Get_tag(self) -> int:  # noqa: N802
+    def Get_tag(self) -> int:
         return self.tag
 
-    def Set_tag(self, tag: int) -> None:  # noqa: N802
+    def Set_tag(self, tag: int) -> None:
         self.tag = as_int(tag)
 
-    def Get_error(self) -> int:  # noqa: N802
+    def Get_error(self) -> int:
         return self.error
 
-    def Set_error(self, error: int) -> None:  # noqa: N802
+    def Set_error(self, error: int) -> None:
         self.error = as_int(error)
 
-    def Get_count(self, datatype: Any = None) -> int:  # noqa: N802
+    def Get_count(self, datatype: Any = None) -> int:
         size = 1 if datatype is None else datatype.Get_size()
         if size == 0:
             return 0
         n = self._count
         return n // size if n % size == 0 else UNDEFINED
 
-    def Get_elements(self, datatype: Any = None) -> int:  # noqa: N802
+    def Get_elements(self, datatype: Any = None) -> int:
         size = 1 if datatype is None else datatype.Get_size()
         n = self._count
         if size == 0:
             return 0
         return n // size if n % size == 0 else UNDEFINED
 
-    def Set_elements(self, datatype: Any, count: int) -> None:  # noqa: N802
+    def Set_elements(self, datatype: Any, count: int) -> None:
         self._count = int(count) * (1 if datatype is None else datatype.Get_size())
 
-    def Is_cancelled(self) -> bool:  # noqa: N802
+    def Is_cancelled(self) -> bool:
         return bool(self._cancelled)
 
-    def Set_cancelled(self, flag: bool) -> None:  # noqa: N802
+    def Set_cancelled(self, flag: bool) -> None:
         self._cancelled = bool(flag)
 
     @property

@@ -143,7 +143,7 @@ class TcpLinks:
         def accept() -> None:
             try:
                 self._accept(set(peers), deadline, wake_r)
-            except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            except BaseException as exc:  # raised again on the caller's thread
                 failed.append(exc)
 
         acceptor = threading.Thread(target=accept, name=f"mpi-accept-{self.rank}", daemon=True)

@@ -36,17 +36,17 @@ class Cartcomm(Intracomm):
         assert isinstance(parent, Cartcomm)
         return Cartcomm(members, cid, list(parent._dims), list(parent._periods))
 
-    def Get_topology(self) -> int:  # noqa: N802
+    def Get_topology(self) -> int:
         return CART
 
     topology = property(Get_topology)
 
-    def Get_dim(self) -> int:  # noqa: N802
+    def Get_dim(self) -> int:
         return len(self._dims)
 
     ndim = dim = property(Get_dim)
 
-    def Get_topo(self) -> tuple[list[int], list[int], list[int]]:  # noqa: N802
+    def Get_topo(self) -> tuple[list[int], list[int], list[int]]:
         return list(self._dims), [int(p) for p in self._periods], self.Get_coords(self._rank)
 
     def _neighbors(self) -> list[int]:
@@ -88,7 +88,7 @@ class Cartcomm(Intracomm):
     def coords(self) -> list[int]:
         return self.Get_coords(self._rank)
 
-    def Get_coords(self, rank: int) -> list[int]:  # noqa: N802
+    def Get_coords(self, rank: int) -> list[int]:
         rank = as_int(rank)
         if not 0 <= rank < self._size:
             raise MpiError(f"invalid rank {rank} for a grid of {self._size}", 6)
@@ -98,7 +98,7 @@ class Cartcomm(Intracomm):
             rank //= d
         return coords[::-1]
 
-    def Get_cart_rank(self, coords: list[int]) -> int:  # noqa: N802
+    def Get_cart_rank(self, coords: list[int]) -> int:
         coords = index_list(coords)
         check_length(coords, len(self._dims))
         rank = 0
@@ -110,7 +110,7 @@ class Cartcomm(Intracomm):
             rank = rank * d + c
         return rank
 
-    def Shift(self, direction: int, disp: int) -> tuple[int, int]:  # noqa: N802
+    def Shift(self, direction: int, disp: int) -> tuple[int, int]:
         """(source, dest) for a shift along ``direction``; PROC_NULL past a non-periodic edge."""
         direction, disp = as_int(direction), as_int(disp)
         coords = self.Get_coords(self._rank)
@@ -128,7 +128,7 @@ class Cartcomm(Intracomm):
 
         return at(-disp), at(disp)
 
-    def Sub(self, remain_dims: list[bool]) -> Cartcomm:  # noqa: N802
+    def Sub(self, remain_dims: list[bool]) -> Cartcomm:
         remain_dims = [bool(k) for k in index_list(remain_dims)]
         check_length(remain_dims, len(self._dims))
         coords = self.Get_coords(self._rank)

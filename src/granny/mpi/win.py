@@ -167,7 +167,7 @@ class Win(WinAttrs, WinOps):
         return self._mem[off:off + n]
 
     @classmethod
-    def Create(cls, memory: Any, disp_unit: int = 1, info: Any = None, comm: Any = None) -> Win:  # noqa: N802
+    def Create(cls, memory: Any, disp_unit: int = 1, info: Any = None, comm: Any = None) -> Win:
         """Collective: expose ``memory`` (the program's own buffer) to the ranks of ``comm``."""
         if memory is BOTTOM or memory is None:
             mem, obj = None, None
@@ -177,12 +177,12 @@ class Win(WinAttrs, WinOps):
                           mem, obj)
 
     @classmethod
-    def Allocate(cls, size: int, disp_unit: int = 1, info: Any = None, comm: Any = None) -> Win:  # noqa: N802
+    def Allocate(cls, size: int, disp_unit: int = 1, info: Any = None, comm: Any = None) -> Win:
         """Collective: ``size`` bytes of new window memory per rank (shared with same-host ranks)."""
         return cls._build(_comm(comm), K.WIN_FLAVOR_ALLOCATE, int(size), disp_unit, None, None)
 
     @classmethod
-    def Allocate_shared(cls, size: int, disp_unit: int = 1, info: Any = None, comm: Any = None) -> Win:  # noqa: N802
+    def Allocate_shared(cls, size: int, disp_unit: int = 1, info: Any = None, comm: Any = None) -> Win:
         comm = _comm(comm)
         if len(set(comm._hosts)) > 1:
             raise MpiError("Allocate_shared needs a communicator of one host (Split_type(COMM_TYPE_SHARED))",
@@ -190,19 +190,19 @@ class Win(WinAttrs, WinOps):
         return cls._build(comm, K.WIN_FLAVOR_SHARED, int(size), disp_unit, None, None)
 
     @classmethod
-    def Create_dynamic(cls, info: Any = None, comm: Any = None) -> Win:  # noqa: N802
+    def Create_dynamic(cls, info: Any = None, comm: Any = None) -> Win:
         return cls._build(_comm(comm), K.WIN_FLAVOR_DYNAMIC, 0, 1, None, None)
 
-    def Attach(self, memory: Any) -> None:  # noqa: N802
+    def Attach(self, memory: Any) -> None:
         mem = parse_buffer(memory, readonly=False, name="memory").mem
         self._live()._attached[buffer_address(mem)] = mem
 
-    def Detach(self, memory: Any) -> None:  # noqa: N802
+    def Detach(self, memory: Any) -> None:
         mem = parse_buffer(memory, readonly=False, name="memory").mem
         if self._live()._attached.pop(buffer_address(mem), None) is None:
             raise MpiError("Detach: this memory is not attached to the window", K.ERR_RMA_ATTACH)
 
-    def Shared_query(self, rank: int) -> tuple[Any, int]:  # noqa: N802
+    def Shared_query(self, rank: int) -> tuple[Any, int]:
         """The memory of a same-host rank (PROC_NULL: the lowest rank with memory), as a buffer."""
         self._live()
         if rank == PROC_NULL:
@@ -211,7 +211,7 @@ class Win(WinAttrs, WinOps):
             raise MpiError(f"invalid rank {rank}", 6)
         return as_buffer(self._views[rank]), self._units[rank]
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         """Collective: ends the window once every rank's operations are complete."""
         self._live()
         self._forget()  # attribute delete callbacks, while the window is still whole
@@ -242,7 +242,7 @@ class Win(WinAttrs, WinOps):
                 rma_remote.request(self._engine, self._svc, self._reply_ctx, self._world[r], rma_remote.FLUSH,
                                    0, 0, None, answer=0)
 
-    def Fence(self, assertion: int = 0) -> None:  # noqa: N802
+    def Fence(self, assertion: int = 0) -> None:
         """Collective: every operation of the closing epoch is complete everywhere when it returns."""
         if not self._cell[0]:
             self._live()
@@ -276,7 +276,7 @@ class Win(WinAttrs, WinOps):
 
         f.wait_until(arrived)  # spins for the fabric's budget, then sleeps until a peer rings
 
-    def Lock(self, rank: int, lock_type: int = K.LOCK_EXCLUSIVE, assertion: int = 0) -> None:  # noqa: N802
+    def Lock(self, rank: int, lock_type: int = K.LOCK_EXCLUSIVE, assertion: int = 0) -> None:
         """Start a passive-target epoch at ``rank``; blocks (progressing) until the lock is granted."""
         if not self._cell[0]:
             self._live()
@@ -315,7 +315,7 @@ class Win(WinAttrs, WinOps):
                     nap = min(nap * 2, 1e-3)
         self._excl[rank] = exclusive
 
-    def Unlock(self, rank: int) -> None:  # noqa: N802
+    def Unlock(self, rank: int) -> None:
         """End the epoch at ``rank``: its operations are complete there when it returns."""
         if not self._cell[0]:
             self._live()
@@ -339,34 +339,34 @@ class Win(WinAttrs, WinOps):
         elif held:
             rma_shm.unlock(self._lockaddr[rank])
 
-    def Lock_all(self, assertion: int = 0) -> None:  # noqa: N802
+    def Lock_all(self, assertion: int = 0) -> None:
         self._live()
         if self._excl:
             raise MpiError("Lock_all while holding a lock", K.ERR_RMA_SYNC)
         for r in range(self._size):
             self._lock(r, False, assertion)
 
-    def Unlock_all(self) -> None:  # noqa: N802
+    def Unlock_all(self) -> None:
         self._live()
         for r in sorted(self._excl):
             del self._excl[r]
             self._unlock(r)
 
-    def Flush(self, rank: int) -> None:  # noqa: N802
+    def Flush(self, rank: int) -> None:
         """Operations to ``rank`` are complete at the target when it returns."""
         self._live()._flush_remote([rank])
 
-    def Flush_all(self) -> None:  # noqa: N802
+    def Flush_all(self) -> None:
         self._live()._flush_remote(list(self._dirty))
 
     Flush_local = Flush
     Flush_local_all = Flush_all
 
-    def Sync(self) -> None:  # noqa: N802
+    def Sync(self) -> None:
         """The memory model is unified (one copy): nothing to synchronise."""
         self._live()
 
-    def Post(self, group: Group, assertion: int = 0) -> None:  # noqa: N802
+    def Post(self, group: Group, assertion: int = 0) -> None:
         """Start an exposure epoch for the origins in ``group`` (tells each of them)."""
         self._live()
         eng, ctx = self._engine, self._reply_ctx
@@ -375,14 +375,14 @@ class Win(WinAttrs, WinOps):
             eng.wait(eng.send(ctx, w, POST_TAG, b"", 0, False))
         self._posted = [eng.post(ctx, w, DONE_TAG, memoryview(bytearray(0))) for w in origins]
 
-    def Wait(self) -> bool:  # noqa: N802
+    def Wait(self) -> bool:
         self._live()
         if self._posted is not None:
             self._engine.wait(_AllDone(self._posted))
             self._posted = None
         return True
 
-    def Test(self) -> bool:  # noqa: N802
+    def Test(self) -> bool:
         self._live()
         if self._posted is None:
             return True
@@ -392,7 +392,7 @@ class Win(WinAttrs, WinOps):
             return True
         return False
 
-    def Start(self, group: Group, assertion: int = 0) -> None:  # noqa: N802
+    def Start(self, group: Group, assertion: int = 0) -> None:
         """Start an access epoch to the targets in ``group``; returns once each has posted."""
         self._live()
         eng, ctx = self._engine, self._reply_ctx
@@ -401,7 +401,7 @@ class Win(WinAttrs, WinOps):
         eng.wait(_AllDone(posts))
         self._start = targets
 
-    def Complete(self) -> None:  # noqa: N802
+    def Complete(self) -> None:
         self._live()
         targets, self._start = self._start or [], None
         self._flush_remote([r for r in list(self._dirty) if self._world[r] in targets])

@@ -38,7 +38,7 @@ class _Errhandler:
     def __init__(self, name: str, fn: Callable[..., Any] | None = None) -> None:
         self.name, self.fn = name, fn
 
-    def Free(self) -> None:  # noqa: N802
+    def Free(self) -> None:
         self.name, self.fn = "ERRHANDLER_NULL", None
 
     def toint(self) -> int:
@@ -87,7 +87,7 @@ class WinAttrs:
     def tomemory(self) -> Any:
         return as_buffer(self._mem if self._key is not None else None)
 
-    def Get_attr(self, keyval: int) -> Any:  # noqa: N802
+    def Get_attr(self, keyval: int) -> Any:
         self._live()
         if keyval == K.WIN_BASE:
             return buffer_address(self._mem)
@@ -101,7 +101,7 @@ class WinAttrs:
             return K.WIN_UNIFIED
         return self._attrs.get(keyval)
 
-    def Set_attr(self, keyval: int, value: Any) -> None:  # noqa: N802
+    def Set_attr(self, keyval: int, value: Any) -> None:
         attrs = self._live()._attrs
         kv = _keyvals.get(keyval) if type(keyval) is int else None
         if kv is None or not kv[2]:
@@ -110,7 +110,7 @@ class WinAttrs:
             self._delete_value(keyval, attrs.pop(keyval))
         attrs[keyval] = value
 
-    def Delete_attr(self, keyval: int) -> None:  # noqa: N802
+    def Delete_attr(self, keyval: int) -> None:
         attrs = self._live()._attrs
         if type(keyval) is not int or keyval not in attrs:
             raise MpiError(f"Win.Delete_attr: no attribute for keyval {keyval!r}", ERR_KEYVAL)
@@ -129,13 +129,13 @@ class WinAttrs:
         _by_handle.pop(attrs.pop("handle", 0), None)
 
     @classmethod
-    def Create_keyval(cls, copy_fn: Any = None, delete_fn: Any = None, nopython: bool = False) -> int:  # noqa: N802
+    def Create_keyval(cls, copy_fn: Any = None, delete_fn: Any = None, nopython: bool = False) -> int:
         keyval = next(_next_keyval)
         _keyvals[keyval] = (copy_fn, delete_fn, True)
         return keyval
 
     @classmethod
-    def Free_keyval(cls, keyval: int) -> int:  # noqa: N802
+    def Free_keyval(cls, keyval: int) -> int:
         kv = _keyvals.get(keyval) if type(keyval) is int else None
         if kv is None or not kv[2]:
             raise MpiError(f"Win.Free_keyval: invalid keyval {keyval!r}", ERR_KEYVAL)
@@ -182,7 +182,7 @@ class WinAttrs:
     def model(self) -> int:
         return K.WIN_UNIFIED
 
-    def Get_group(self) -> Group:  # noqa: N802
+    def Get_group(self) -> Group:
         return Group(list(self._live()._world))
 
     @property
@@ -197,19 +197,19 @@ class WinAttrs:
     def group_rank(self) -> int:
         return int(self._live()._rank)
 
-    def Get_info(self) -> Info:  # noqa: N802
+    def Get_info(self) -> Info:
         return Info(self._live()._info)
 
-    def Set_info(self, info: Any) -> None:  # noqa: N802
+    def Set_info(self, info: Any) -> None:
         self._live()._info = Info(info or {})
 
     info = property(Get_info, Set_info)
 
-    def Get_errhandler(self) -> _Errhandler:  # noqa: N802
+    def Get_errhandler(self) -> _Errhandler:
         h = self._live()._attrs.get(_ERRH)
         return _Errhandler(h.name, h.fn) if h is not None else _Errhandler(self._errh)
 
-    def Set_errhandler(self, errhandler: Any) -> None:  # noqa: N802
+    def Set_errhandler(self, errhandler: Any) -> None:
         """A user handler is called on errors (which then raise all the same); the predefined ones are
         recorded (errors raise MPI.Exception, as for communicators)."""
         attrs = self._live()._attrs
@@ -221,12 +221,12 @@ class WinAttrs:
             self._errh = getattr(errhandler, "name", "ERRORS_RETURN")
 
     @classmethod
-    def Create_errhandler(cls, errhandler_fn: Callable[..., Any]) -> _Errhandler:  # noqa: N802
+    def Create_errhandler(cls, errhandler_fn: Callable[..., Any]) -> _Errhandler:
         if not callable(errhandler_fn):
             raise AttributeError(f"{type(errhandler_fn).__name__!r} object has no attribute '__call__'")
         return _Errhandler(f"USER_ERRHANDLER_{next(_user_eh)}", errhandler_fn)
 
-    def Call_errhandler(self, errorcode: int) -> None:  # noqa: N802
+    def Call_errhandler(self, errorcode: int) -> None:
         h = self._live()._attrs.get(_ERRH)
         if h is not None:
             h.fn(self, errorcode)
@@ -239,10 +239,10 @@ class WinAttrs:
         if h is not None:
             h.fn(self, exc.error_class)
 
-    def Get_name(self) -> str:  # noqa: N802
+    def Get_name(self) -> str:
         return str(self._name)
 
-    def Set_name(self, name: str) -> None:  # noqa: N802
+    def Set_name(self, name: str) -> None:
         self._live()._name = str(name)
 
     name = property(Get_name, Set_name)

@@ -171,7 +171,7 @@ class WinOps:
             return None
         return view[off:off + n]
 
-    def Put(self, origin: Any, target_rank: int, target: Any = None) -> None:  # noqa: N802
+    def Put(self, origin: Any, target_rank: int, target: Any = None) -> None:
         """Put data into a memory window on a (remote) process."""
         dst = self._direct(origin, target_rank, target)
         if dst is not None:
@@ -179,7 +179,7 @@ class WinOps:
             return
         self._rma(PUT, origin, target_rank, target)
 
-    def Get(self, origin: Any, target_rank: int, target: Any = None) -> None:  # noqa: N802
+    def Get(self, origin: Any, target_rank: int, target: Any = None) -> None:
         """Get data from a memory window on a (remote) process."""
         src = self._direct(origin, target_rank, target)
         if src is not None and origin.flags.writeable:
@@ -187,16 +187,16 @@ class WinOps:
             return
         self._rma(GET, origin, target_rank, target)
 
-    def Accumulate(self, origin: Any, target_rank: int, target: Any = None, op: Op = SUM) -> None:  # noqa: N802
+    def Accumulate(self, origin: Any, target_rank: int, target: Any = None, op: Op = SUM) -> None:
         self._rma(ACC, origin, target_rank, target, op)
 
-    def Get_accumulate(self, origin: Any, result: Any, target_rank: int, target: Any = None,  # noqa: N802
+    def Get_accumulate(self, origin: Any, result: Any, target_rank: int, target: Any = None,
                        op: Op = SUM) -> None:
         if target_rank == PROC_NULL:
             return
         self._rma(GACC, origin, target_rank, target, op, result)
 
-    def Fetch_and_op(self, origin: Any, result: Any, target_rank: int, target_disp: int = 0,  # noqa: N802
+    def Fetch_and_op(self, origin: Any, result: Any, target_rank: int, target_disp: int = 0,
                      op: Op = SUM) -> None:
         try:
             self._fetch_and_op(origin, result, target_rank, target_disp, op)
@@ -219,7 +219,7 @@ class WinOps:
         if old is not None:
             rb.mem[:] = old
 
-    def Compare_and_swap(self, origin: Any, compare: Any, result: Any, target_rank: int,  # noqa: N802
+    def Compare_and_swap(self, origin: Any, compare: Any, result: Any, target_rank: int,
                          target_disp: int = 0) -> None:
         try:
             self._compare_and_swap(origin, compare, result, target_rank, target_disp)
@@ -246,20 +246,20 @@ class WinOps:
         if old is not None:
             rb.mem[:] = old
 
-    def Rput(self, origin: Any, target_rank: int, target: Any = None) -> Request:  # noqa: N802
+    def Rput(self, origin: Any, target_rank: int, target: Any = None) -> Request:
         """Completes before it returns (same host) or once sent (another host): the request is done."""
         self.Put(origin, target_rank, target)
         return completed_request()
 
-    def Rget(self, origin: Any, target_rank: int, target: Any = None) -> Request:  # noqa: N802
+    def Rget(self, origin: Any, target_rank: int, target: Any = None) -> Request:
         self.Get(origin, target_rank, target)
         return completed_request()
 
-    def Raccumulate(self, origin: Any, target_rank: int, target: Any = None, op: Op = SUM) -> Request:  # noqa: N802
+    def Raccumulate(self, origin: Any, target_rank: int, target: Any = None, op: Op = SUM) -> Request:
         self.Accumulate(origin, target_rank, target, op)
         return completed_request()
 
-    def Rget_accumulate(self, origin: Any, result: Any, target_rank: int, target: Any = None,  # noqa: N802
+    def Rget_accumulate(self, origin: Any, result: Any, target_rank: int, target: Any = None,
                         op: Op = SUM) -> Request:
         self.Get_accumulate(origin, result, target_rank, target, op)
         return completed_request()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..client import shared_client
+from ..config import ENV_SLOTS, env
 from ..worker.task_end import at_task_end
 from .context import Context
 from .team import Team
@@ -27,7 +28,7 @@ _atexit = [False]
 
 
 def _slots() -> int:
-    return int(os.environ.get("GRANNY_SLOTS", "0")) or (os.cpu_count() or 1)
+    return int(env(ENV_SLOTS) or "0") or (os.cpu_count() or 1)
 
 
 def team(num_threads: int | None = None, elastic: bool = False) -> Team:
@@ -72,7 +73,7 @@ def parallel_for(n: int | range, body: Callable[..., Any], *, shared: dict[str, 
     t.fork("for", body, dict(shared or {}), dict(reduce or {}), t.size, space, schedule, chunk, chunked, retry)
 
 
-class parallel:  # noqa: N801 - used like a function: ``with granny.parallel(num_threads=4) as team``
+class parallel:  # used like a function: ``with granny.parallel(num_threads=4) as team``
     """``with parallel(num_threads=4) as team:`` a team for several regions; ``team.run(body)`` runs
     ``body(team_ctx, **shared)`` on every thread (``thread_num``, ``num_threads``, ``barrier()``,
     ``critical()``, ``single()``, ``master()``) and ``team.parallel_for(...)`` shares a loop."""

@@ -26,21 +26,48 @@ import select
 import socket
 import time
 from collections.abc import Callable
+from enum import IntEnum
 from typing import Any
 
-from ..config import shm_owner_suffix
+from ..config import ENV_PARALLEL_SPIN_US, env, shm_owner_suffix
 
+# Layout (8-byte words): a HEADER of Word, then one SLOT of ThreadWord per thread, then the region
+# descriptor (DESC_MAX bytes), then one error area per thread (ERR_MAX bytes: a length word, then a
+# pickled (exception, traceback text)).
 SHM_DIR = "/dev/shm"
-HEADER = 64  # word 0 generation, 1 command, 2 dynamic-schedule counter, 3 descriptor length
-SLOT = 64  # per thread: done, barrier, sleeping, error generation, present, retired
+HEADER = 64
+SLOT = 64
 MAX_THREADS = 256
 DESC_OFF = HEADER + SLOT * MAX_THREADS
 DESC_MAX = 1 << 20
 ERR_OFF = DESC_OFF + DESC_MAX
-ERR_MAX = 64 * 1024  # per thread: a pickled exception
+ERR_MAX = 64 * 1024
 SIZE = ERR_OFF + ERR_MAX * MAX_THREADS
 
-RUN, EXIT = 1, 2
+
+class Word(IntEnum):
+    """The header's words: ``board.words[Word.X]``. The master writes them all."""
+
+    GENERATION = 0  # bumped to publish a region, written last
+    COMMAND = 1  # RUN or EXIT
+    NEXT_CHUNK = 2  # dynamic schedule: the next chunk to claim (under the board's flock)
+    DESC_LEN = 3  # bytes of the pickled region descriptor at DESC_OFF
+    SINGLES = 4  # single() constructs of this region already won (under the critical lock)
+
+
+class ThreadWord(IntEnum):
+    """A thread's words: ``board.words[board.word(thread, ThreadWord.X)]``. Only that thread writes
+    them, except RETIRED (the master asks a member to leave) and ERROR (the master clears it)."""
+
+    DONE = 0  # the last generation this thread finished
+    BARRIER = 1  # barriers this thread reached in the region
+    SLEEPING = 2  # 1 while it blocks on its doorbell: ring it after a change
+    ERROR = 3  # the generation of the region whose error its error area holds (0: none)
+    PRESENT = 4  # attached and waiting for regions
+    RETIRED = 5  # asked to leave the team
+
+
+RUN, EXIT = 1, 2  # the values of Word.COMMAND
 SAFETY_TIMEOUT = 0.002
 
 
@@ -70,44 +97,47 @@ class Board:
         self.bell.setblocking(False)
         self.out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.out.setblocking(False)
-        self.spin = float(os.environ.get("GRANNY_PARALLEL_SPIN_US", "200")) * 1e-6
+        self.spin = float(env(ENV_PARALLEL_SPIN_US)) * 1e-6
         self.nthreads = 1  # threads taking part in the current region (master included)
 
     # --- words -------------------------------------------------------------------------------
     @property
     def generation(self) -> int:
-        return int(self.words[0])
+        return int(self.words[Word.GENERATION])
 
-    def _slot(self, thread: int) -> int:
-        return (HEADER + SLOT * thread) // 8
+    @staticmethod
+    def word(thread: int, which: ThreadWord) -> int:
+        """The index in ``words`` of ``thread``'s word ``which``."""
+        return (HEADER + SLOT * thread) // 8 + which
 
     def done(self, thread: int) -> int:
-        return int(self.words[self._slot(thread)])
+        return int(self.words[self.word(thread, ThreadWord.DONE)])
 
     def set_done(self, generation: int) -> None:
-        self.words[self._slot(self.thread)] = generation
+        self.words[self.word(self.thread, ThreadWord.DONE)] = generation
 
     def present(self, thread: int) -> bool:
         """A member (or the proxy of a remote one) has attached and waits for regions."""
-        return bool(self.words[self._slot(thread) + 4])
+        return bool(self.words[self.word(thread, ThreadWord.PRESENT)])
 
     def set_present(self) -> None:
-        self.words[self._slot(self.thread) + 4] = 1
+        self.words[self.word(self.thread, ThreadWord.PRESENT)] = 1
+
+    def sleeping(self, thread: int) -> bool:
+        """``thread`` blocks on its doorbell: whoever changes what it waits for must ring it."""
+        return bool(self.words[self.word(thread, ThreadWord.SLEEPING)])
 
     def retire(self, thread: int) -> None:
         """Ask a member to leave the team (an elastic team gives its slot back)."""
-        self.words[self._slot(thread) + 5] = 1
+        self.words[self.word(thread, ThreadWord.RETIRED)] = 1
         self.ring(thread)
 
     def retired(self) -> bool:
-        return bool(self.words[self._slot(self.thread) + 5])
+        return bool(self.words[self.word(self.thread, ThreadWord.RETIRED)])
 
     def moved_since(self, seen: int) -> Callable[[], bool]:
         """For a member's ``wait_until``: the master published a region after generation ``seen``, or retired it."""
         return lambda: self.generation != seen or self.retired()
-
-    def barrier_count(self, thread: int) -> int:
-        return int(self.words[self._slot(thread) + 1])
 
     # --- regions -----------------------------------------------------------------------------
     def publish(self, desc: Any, command: int = RUN) -> int:
@@ -117,18 +147,18 @@ class Board:
             raise ValueError(f"the region's descriptor is {len(data)} bytes; at most {DESC_MAX} fit "
                              "(pass large data as shared arrays, not as arguments)")
         self.mem[DESC_OFF:DESC_OFF + len(data)] = data
-        self.words[3] = len(data)
-        self.words[2] = 0
-        self.words[4] = 0  # single() counter: every region starts with no single won
-        self.words[1] = command
+        self.words[Word.DESC_LEN] = len(data)
+        self.words[Word.NEXT_CHUNK] = 0
+        self.words[Word.SINGLES] = 0  # every region starts with no single won
+        self.words[Word.COMMAND] = command
         gen = self.generation + 1
-        self.words[0] = gen  # publish last: the descriptor is in place before anyone sees it
+        self.words[Word.GENERATION] = gen  # publish last: the descriptor is in place before anyone sees it
         self.ring_sleepers()
         return gen
 
     def descriptor(self) -> tuple[int, Any]:
-        n = int(self.words[3])
-        return int(self.words[1]), pickle.loads(self.mem[DESC_OFF:DESC_OFF + n])
+        n = int(self.words[Word.DESC_LEN])
+        return int(self.words[Word.COMMAND]), pickle.loads(self.mem[DESC_OFF:DESC_OFF + n])
 
     def set_error(self, exc: BaseException) -> None:
         import traceback
@@ -138,7 +168,7 @@ class Board:
     def set_error_text(self, exc: BaseException, text: str) -> None:
         try:
             data = pickle.dumps((exc, text), 5)
-        except Exception:  # noqa: BLE001 - an unpicklable exception still reports its text
+        except Exception:  # an unpicklable exception still reports its text
             data = pickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), text), 5)
         if len(data) > ERR_MAX - 8:
             data = pickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), text[-ERR_MAX // 2:]), 5)
@@ -147,14 +177,14 @@ class Board:
         self.words[off // 8] = len(data)
         # Stamped with the region's generation, so that an error can only ever be taken by the join of
         # the region that raised it (issue 10, defect 8: a stale error must not fail the next region).
-        self.words[self._slot(self.thread) + 3] = self.generation
+        self.words[self.word(self.thread, ThreadWord.ERROR)] = self.generation
 
     def take_error(self, thread: int, generation: int) -> tuple[BaseException, str] | None:
         """Master, at the join of region ``generation``: thread's error in that region, if any (cleared)."""
-        stamp = int(self.words[self._slot(thread) + 3])
+        stamp = int(self.words[self.word(thread, ThreadWord.ERROR)])
         if not stamp:
             return None
-        self.words[self._slot(thread) + 3] = 0
+        self.words[self.word(thread, ThreadWord.ERROR)] = 0
         if stamp != generation:
             return None  # left by an earlier region whose join had already failed for another reason
         off = ERR_OFF + ERR_MAX * thread
@@ -166,8 +196,8 @@ class Board:
         """Dynamic schedule: claim the next chunk number under the board's kernel lock."""
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
-            n = int(self.words[2])
-            self.words[2] = n + 1
+            n = int(self.words[Word.NEXT_CHUNK])
+            self.words[Word.NEXT_CHUNK] = n + 1
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         return n
@@ -180,17 +210,17 @@ class Board:
 
     def barrier(self) -> None:
         """Every thread of the region arrives before any leaves."""
-        slot = self._slot(self.thread) + 1
-        count = int(self.words[slot]) + 1
-        self.words[slot] = count
+        mine = self.word(self.thread, ThreadWord.BARRIER)
+        count = int(self.words[mine]) + 1
+        self.words[mine] = count
         self.ring_sleepers()
-        n = self.nthreads
-        self.wait_until(lambda: all(self.words[self._slot(t) + 1] >= count for t in range(n)))
+        words = [self.word(t, ThreadWord.BARRIER) for t in range(self.nthreads)]
+        self.wait_until(lambda: all(self.words[w] >= count for w in words))
 
     # --- waiting -----------------------------------------------------------------------------
     def ring_sleepers(self) -> None:
         for t in range(self.nthreads if self.thread != 0 else max(self.nthreads, 1)):
-            if t != self.thread and self.words[self._slot(t) + 2]:
+            if t != self.thread and self.sleeping(t):
                 self.ring(t)
 
     def ring(self, thread: int) -> None:
@@ -206,7 +236,7 @@ class Board:
         while time.perf_counter() < deadline:
             if cond():
                 return
-        sleeping = self._slot(self.thread) + 2
+        sleeping = self.word(self.thread, ThreadWord.SLEEPING)
         timeout = SAFETY_TIMEOUT
         while True:
             self.words[sleeping] = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
-from .board import Board
+from .board import Board, Word
 
 
 class Context:
@@ -37,8 +37,8 @@ class Context:
         words = self._board.words
         self._board.lock()
         try:
-            if words[4] < self._singles:
-                words[4] = self._singles
+            if words[Word.SINGLES] < self._singles:
+                words[Word.SINGLES] = self._singles
                 return True
             return False
         finally:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import ENV_INDEX, env
 from ..memory.segments import SharedArray
 from ..transport import local_id
 from .board import EXIT, Board
@@ -20,7 +21,7 @@ from .remote import remote_member
 def member_main(team_id: str, path: str, master_host: str, address: tuple[str, int], key: bytes,
                 first: int = 1) -> int:
     """Runs as a granule of the team's lease; returns the number of regions it took part in."""
-    thread = int(os.environ.get("GRANNY_INDEX", "0")) + first
+    thread = int(env(ENV_INDEX)) + first
     # Another host, or a master of another user (a root client's team, granules running as nobody):
     # no shared memory with the master, so the member works on snapshots over the wire (remote.py).
     if local_id() != master_host or not os.access(path, os.R_OK | os.W_OK):
@@ -49,10 +50,10 @@ def member_main(team_id: str, path: str, master_host: str, address: tuple[str, i
                         fn = fns[region.fn_key] = pickle.loads(region.fn)
                     views = _views(region, thread, segments)
                     run_share(region, fn, thread, views, Context(board, thread, region.nthreads), board.next_chunk)
-                except BaseException as exc:  # noqa: BLE001 - reported to the master, raised at the join
+                except BaseException as exc:  # reported to the master, raised at the join
                     board.set_error(exc)
             board.set_done(gen)
-            if board.words[board._slot(0) + 2]:
+            if board.sleeping(0):
                 board.ring(0)
     finally:
         segments.clear()  # mappings go with their last view (never close an mmap numpy still uses)

@@ -185,7 +185,7 @@ def _proxy(chan: Channel, path: str, team_id: str, thread: int, defer: Callable[
                 exc, text = error
                 board.set_error_text(exc, text)
             board.set_done(gen)
-            if board.words[board._slot(0) + 2]:
+            if board.sleeping(0):
                 board.ring(0)
     except (ConnectionError, OSError, EOFError):
         return  # the member is gone: its granule's exit fails the team's lease, which the master sees
@@ -305,11 +305,11 @@ def remote_member(team_id: str, thread: int, address: tuple[str, int], key: byte
                     fn = fns[region.fn_key] = pickle.loads(region.fn)
                 ctx = RemoteContext(chan, thread, region.nthreads)
                 run_share(region, fn, thread, views, ctx, ctx.claim)
-            except BaseException as exc:  # noqa: BLE001 - reported to the master, raised at the join
+            except BaseException as exc:  # reported to the master, raised at the join
                 error = (exc, "".join(traceback.format_exception(exc)))
                 try:
                     pickle.dumps(exc)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     error = (RuntimeError(f"{type(exc).__name__}: {exc}"), error[1])
             diffs = {name: encode(views[name], snaps[name]) for name in region.shared}
             partials = {name: views[name] for name in region.reduce}

@@ -135,7 +135,7 @@ class Team:
         mine: BaseException | None = None
         try:
             run_share(region, body, 0, views, Context(board, 0, nthreads), board.next_chunk)
-        except BaseException as exc:  # noqa: BLE001 - re-raised at the join, as a member's would be
+        except BaseException as exc:  # re-raised at the join, as a member's would be
             mine = exc
         board.wait_until(lambda: all(board.done(t) >= gen for t in range(1, nthreads)) or self._failed() is not None)
         self.listener.merge_joins()  # remote members' pages, now that no thread of the region writes any more
@@ -207,7 +207,7 @@ class Team:
             else:
                 try:
                     lease.result(timeout=10)
-                except Exception:  # noqa: BLE001 - a member that already failed was reported by its region
+                except Exception:  # a member that already failed was reported by its region
                     lease.cancel()
         self.leases.clear()
         self.listener.close()

@@ -18,6 +18,7 @@ import hmac
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ..errors import ErrorKind
 from ..transport.macs import Key, check_dialer, granule_credential, task_grant
 from ..wire.messages import (
     Cancel,
@@ -139,7 +140,7 @@ def check(state: PlannerState, role: Role, scope: Scope, msg: Message, secret: s
 def answers(msg: Message, why: str) -> list[Message]:
     """What to send back for a refused frame, so that nobody waits for an answer that never comes."""
     if isinstance(msg, Submit):
-        return [Result(req_id=msg.req_id, index=i, status=Status.ERROR, error_kind="error", message=f"refused: {why}")
+        return [Result(req_id=msg.req_id, index=i, status=Status.ERROR, error_kind=ErrorKind.ERROR, message=f"refused: {why}")
                 for i in range(msg.n if 0 < msg.n <= 100_000 else 1)]
     if isinstance(msg, Query):
         return [Reply(qid=msg.qid, data=b"null", error=f"refused: {why}")]

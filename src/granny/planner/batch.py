@@ -26,6 +26,7 @@ import heapq
 import math
 from typing import Protocol, cast
 
+from ..errors import ErrorKind
 from . import edf_bound, freezing, fusion, pausing, prefetch
 from .batch_queue import MARGIN, Delayed
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
@@ -42,7 +43,7 @@ class BatchState(BatchedState, Protocol):
 
     def assign(self, req: Request, pending: list[int], hosts: tuple[str, ...]) -> list[Action]: ...
 
-    def fail_waiting(self, req_id: str, index: int, kind: str, message: str) -> list[Action]: ...
+    def fail_waiting(self, req_id: str, index: int, kind: ErrorKind, message: str) -> list[Action]: ...
 
     def _unprefetch(self, granule: Granule, key: tuple[str, int], requeue: bool = True) -> list[Action]: ...
 
@@ -101,7 +102,7 @@ def submit(st: BatchState, req_id: str, key: str, tolerance: float, now: float, 
     if why:
         b.counts["refused"] += 1
         req = st.requests[req_id]
-        return [a for i in range(req.n) for a in st.fail_waiting(req_id, i, "deadline", why)]
+        return [a for i in range(req.n) for a in st.fail_waiting(req_id, i, ErrorKind.DEADLINE, why)]
     bisect.insort(b.waiting, d)
     b.known[req_id] = d
     b.counts["admitted"] += 1

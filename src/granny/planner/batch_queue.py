@@ -73,10 +73,10 @@ class EdfQueue(list[Delayed]):
         super().clear()
         self.finite.clear()
 
-    def __setitem__(self, *_: Any) -> None:  # noqa: D105 - every change goes through the methods above
+    def __setitem__(self, *_: Any) -> None:  # every change goes through the methods above
         raise TypeError("EdfQueue is changed by insert/append/pop/remove/clear only")
 
-    def __delitem__(self, *_: Any) -> None:  # noqa: D105
+    def __delitem__(self, *_: Any) -> None:
         raise TypeError("EdfQueue is changed by insert/append/pop/remove/clear only")
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .lifecycle import TaskState
+from .lifecycle import AppKind, TaskState
 
 if TYPE_CHECKING:
     from .records import App, Request
@@ -46,7 +46,7 @@ class Happened:
 
 def _world(req: Request, app: App) -> bool:
     """A request worth an event at every step (not one call of a stream of calls)."""
-    return req.n > 1 or req.gang or app.kind != "functions"
+    return req.n > 1 or req.gang or app.kind != AppKind.FUNCTIONS
 
 
 class EventLog:

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, cast
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ErrorKind
 from .protocols import StateCore
 from .records import Action, Granule, Kill, StopWorker
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from .events import EventLog
     from .liveness import Liveness
 
-EVICTED = "evicted"  # the error kind of a task that still ran on an evicted host (errors.HostEvictedError)
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class EvictionState(StateCore, Protocol):
 
     def mark_evicting(self, host_id: str, evicting: bool = True) -> list[Action]: ...
 
-    def _lose_granule(self, granule: Granule, kind: str, why: str) -> list[Action]: ...
+    def _lose_granule(self, granule: Granule, kind: ErrorKind, why: str) -> list[Action]: ...
 
 
 class Notices:
@@ -183,7 +182,7 @@ def _take_back(st: EvictionState, notice: Notice, now: float) -> list[Action]:
     gids = list(host.granules)
     for granule in list(host.granules.values()):
         st.granules.pop(granule.granule_id, None)
-        actions += st._lose_granule(granule, EVICTED, why)
+        actions += st._lose_granule(granule, ErrorKind.EVICTED, why)
     host.granules.clear()
     # A worker that does not obey the stop (or never hears it) must not run its granules' failed work on.
     st.liveness.fence(host.host_id, host.incarnation, gids)

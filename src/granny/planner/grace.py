@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .lifecycle import AppKind
+
 
 @dataclass(frozen=True)
 class Held:
@@ -22,7 +24,7 @@ class Held:
     app_id: str
     n: int
     done: frozenset[int]  # task indexes the journal holds results for
-    kind: str  # the app's kind ("functions" or "script")
+    kind: AppKind
     name: str
     size: int  # payload bytes
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import ConfigError, ConflictError, PrunedError
+from ..errors import ConfigError, ConflictError, ErrorKind, PrunedError
 from . import events_http, evicting, metrics, selection, ui, views
 from .compiler import SourceChecker
 from .http_input import decode, flag, integer, number, read_body, too_large
@@ -69,7 +69,7 @@ def build_app(p: PlannerServer) -> Starlette:
         if res.status.value == "ok":
             # The granule encoded the result as JSON; pass it through rather than decode and re-encode it.
             return CallView(call_id, "succeeded", result=msgspec.Raw(payload) if payload else None)
-        state: CallState = "cancelled" if res.error_kind == "cancelled" else "failed"
+        state: CallState = "cancelled" if res.error_kind == ErrorKind.CANCELLED else "failed"
         return CallView(call_id, state, error=res.message, error_kind=res.error_kind, traceback=res.traceback)
 
     async def register(request: Request) -> Response:
@@ -109,7 +109,7 @@ def build_app(p: PlannerServer) -> Starlette:
         call_id = p.invoke(name, msgspec.json.encode(body.input), body.delay_tolerance)
         del body
         refused = p.call_result(call_id)
-        if refused is not None and refused[0].error_kind == "deadline":  # refused at once: say so, do not queue
+        if refused is not None and refused[0].error_kind == ErrorKind.DEADLINE:  # refused at once: say so, do not queue
             raise HTTPException(422, refused[0].message)
         await p.committed()  # accepted means journaled: a planner crash now loses nothing
         if not wait:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ..errors import ErrorKind
 from ..wire import Result, Status, Submit
 from ..wire.framing import Buffer
 from .journal import Journal
@@ -48,6 +49,6 @@ class KeyedCalls:
             if len(body) == sum(res.segs):
                 waiter.send(res, [body] if len(body) else [])
             else:  # a large value sent to the other caller only (it is not journaled either)
-                waiter.send(Result(req_id=res.req_id, index=res.index, status=Status.ERROR, error_kind="lost",
+                waiter.send(Result(req_id=res.req_id, index=res.index, status=Status.ERROR, error_kind=ErrorKind.LOST,
                                    message="the result of this keyed call went to another client waiting on the "
                                            "same key; submit it again to read it", host_id=res.host_id))

@@ -40,6 +40,13 @@ TASK_TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
 TASK_FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
 
 
+class AppKind(enum.StrEnum):
+    """What an app is; the wire's Kind says what one granule runs (a script's ranks are SCRIPT runs)."""
+
+    FUNCTIONS = "functions"  # a client's calls, independent of one another
+    SCRIPT = "script"  # a script run as N granules (granny run, MPI): a gang that fails as one
+
+
 class AppState(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"

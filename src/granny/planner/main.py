@@ -90,7 +90,7 @@ def _pid() -> int:
 
 
 def run(config: Config, bind: str, port: int, http_port: int | None, policy: str | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("GRANNY_LOG_LEVEL", "INFO").upper(), stream=sys.stderr, format="%(asctime)s planner %(levelname)s %(message)s")
+    logging.basicConfig(level=config.log_level, stream=sys.stderr, format="%(asctime)s planner %(levelname)s %(message)s")
     try:
         import uvloop
 

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from ..errors import ErrorKind
 from . import freezing
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
@@ -314,7 +315,7 @@ def stored(st: MigrationState, req_id: str, index: int, gen: int, error: str, no
         return []
     if error:
         counted(st, req)["freeze_failed" if not req.gang else "failed"] += 1
-        return st.fail_task(req_id, index, Fail(req_id, index, "lost", f"rank {index} could not be frozen: {error}"))
+        return st.fail_task(req_id, index, Fail(req_id, index, ErrorKind.LOST, f"rank {index} could not be frozen: {error}"))
     flight.stored.add(index)
     if len(flight.stored) < req.n:
         return []
@@ -441,7 +442,7 @@ def source_lost(st: MigrationState, granule_id: str, key: tuple[str, int], why: 
         return []
     st.migrations.counts["failed"] += 1
     _unreserve(st, req_id, index)
-    return st.fail_task(req_id, index, Fail(req_id, index, "crashed", f"{why} while rank {index} was moving"))
+    return st.fail_task(req_id, index, Fail(req_id, index, ErrorKind.CRASHED, f"{why} while rank {index} was moving"))
 
 
 def source_reported(st: MigrationState, granule_id: str, req_id: str, index: int) -> tuple[bool, list[Action]]:

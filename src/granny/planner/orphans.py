@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from ..wire import Done, Log, Submit
 
 if TYPE_CHECKING:
+    from .lifecycle import AppKind
     from .server_protocol import Server
 
 MAX_FRAMES = 10_000  # kept at most (a restart grace is seconds long; this bounds a flood)
@@ -39,7 +40,7 @@ class Orphans(Generic[C]):
         self._count += 1
         return True
 
-    def adopt(self, server: Server, msg: Submit, app_kind: str, prefetch: bool) -> bool:
+    def adopt(self, server: Server, msg: Submit, app_kind: AppKind, prefetch: bool) -> bool:
         """``msg`` is new here: if it may have run already, load it as journaled work (see above)."""
         frames = self._frames.pop(msg.req_id, [])
         self._count -= len(frames)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..errors import ErrorKind
 from ..wire import Result, Status, Submit, decode_header
 from .journal import Restored
 from .retention import APP_TOMBSTONE_FACTOR, Pruned
@@ -96,4 +97,4 @@ def answer_finished(p: Server, conn: Conn | None, msg: Submit, pruned: bool) -> 
     for index in range(msg.n):
         if index not in have:
             conn.send(Result(req_id=msg.req_id, index=index, status=Status.ERROR,
-                             error_kind="pruned" if pruned else "lost", message=why))
+                             error_kind=ErrorKind.PRUNED if pruned else ErrorKind.LOST, message=why))

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..errors import ErrorKind
 from .lifecycle import (
     GRANULE_TRANSITIONS,
     TASK_FINAL,
+    AppKind,
     AppState,
     GranuleEvent,
     GranuleState,
@@ -38,7 +40,7 @@ class Fail:
 
     req_id: str
     index: int
-    error_kind: str
+    error_kind: ErrorKind
     message: str
     host_id: str = ""
 
@@ -362,7 +364,7 @@ class Request:
 @dataclass
 class App:
     app_id: str
-    kind: str  # "functions": a client's calls, independent; "script": a gang that fails as one
+    kind: AppKind
     name: str = ""
     state: AppState = AppState.RUNNING
     requests: list[str] = field(default_factory=list)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from ..errors import ErrorKind
 from .grace import Grace, Held
-from .lifecycle import TaskEvent, TaskState
+from .lifecycle import AppKind, TaskEvent, TaskState
 from .records import Action, App, Fail, GraceEnded, Request, Task
 
 
@@ -36,7 +37,7 @@ class Restarts:
                 ) -> list[Action]:
         raise NotImplementedError
 
-    def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: str, name: str,
+    def restore(self, req_id: str, app_id: str, n: int, finished: Iterable[int], app_kind: AppKind, name: str,
                 prefetch: bool = False, tenant: str = "", hosts: tuple[tuple[str, int], ...] = (),
                 migrate: bool = True, gang: bool = False, frozen: int = 0) -> None:
         """Load a journaled request after a restart. It is not queued yet: granules still running its
@@ -70,7 +71,7 @@ class Restarts:
             self.restore(held.req_id, held.app_id, held.n, held.done, held.kind, held.name)
             for index in range(held.n):
                 if index not in held.done:
-                    actions += self.fail_waiting(held.req_id, index, "lost", held.lost_message(duration))
+                    actions += self.fail_waiting(held.req_id, index, ErrorKind.LOST, held.lost_message(duration))
         return actions
 
     def requeue_restored(self) -> list[Action]:
@@ -84,7 +85,7 @@ class Restarts:
                 self.queue.append(req.req_id)
         return self.schedule()
 
-    def fail_waiting(self, req_id: str, index: int, kind: str, message: str) -> list[Action]:
+    def fail_waiting(self, req_id: str, index: int, kind: ErrorKind, message: str) -> list[Action]:
         """Fail a task that is not running (e.g. restored work whose payload is gone)."""
         task = self.requests[req_id].tasks[index]
         if task.state is not TaskState.QUEUED:

@@ -31,7 +31,7 @@ from enum import Enum
 from typing import Protocol
 
 from ..durations import format_duration
-from .lifecycle import AppState
+from .lifecycle import AppKind, AppState
 from .records import App, Granule, Pruned, Request
 
 
@@ -156,7 +156,7 @@ class Retention:
                     out.requests.append((rid, 0))
                 continue  # already gone with its app
             app = state.apps.get(req.app_id)
-            keep_app = app is not None and app.kind == "script" and app.state is AppState.RUNNING
+            keep_app = app is not None and app.kind == AppKind.SCRIPT and app.state is AppState.RUNNING
             if rid in self.undelivered and now - self._waiting_since.setdefault(rid, now) >= ABANDON_FACTOR * self.retain:
                 self.delivered(rid)  # its client did not come back: no longer worth the memory
             if rid in self.undelivered or rid in busy or keep_app:

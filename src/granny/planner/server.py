@@ -17,8 +17,8 @@ import time
 import uuid
 from typing import Any
 
-from ..config import Config
-from ..errors import ConflictError, GrannyError, ProtocolError
+from ..config import JOURNAL_COPY_MAX, Config
+from ..errors import ConflictError, ErrorKind, GrannyError, ProtocolError
 from ..transport import acceptor_proof, lane_policy, local_id, task_grant
 from ..wire import (
     Cancel,
@@ -63,7 +63,7 @@ from .gate import HandshakeGate
 from .grace import Held
 from .journal import Journal
 from .keys import KeyedCalls
-from .lifecycle import TASK_FINAL, AppState
+from .lifecycle import TASK_FINAL, AppKind, AppState
 from .metrics import CallStats
 from .orphans import Orphans
 from .outputs import Outputs
@@ -97,7 +97,6 @@ from .ticker import Ticker
 
 log = logging.getLogger("granny.planner")
 
-INLINE_MAX = 256 << 10  # payloads above this are not copied into the journal (see _submit)
 
 
 class PlannerServer:
@@ -147,7 +146,7 @@ class PlannerServer:
         restored = self.journal.restore()
         self.set_policy(selection.at_start(self.policy_flag, restored.settings.get(selection.SETTING)))
         self.functions = restored.functions
-        kinds = {a[0]: (a[1], a[2]) for a in restored.apps}
+        kinds = {a[0]: (AppKind(a[1]), a[2]) for a in restored.apps}
         worlds = migrating.JournaledWorlds.read(self.journal, restored.settings)
         evicting.restore_notices(self, restored.settings)
         count = held = 0
@@ -158,7 +157,7 @@ class PlannerServer:
             done = restored.finished.get(req_id, set())
             if len(done) >= sub.n:
                 continue  # finished: the retention knows it (a resubmission is answered from the journal)
-            kind, name = kinds.get(app_id, ("functions", ""))
+            kind, name = kinds.get(app_id, (AppKind.FUNCTIONS, ""))
             self.outputs.restored(req_id)
             if payload is None:  # a large payload its client keeps: wait for the client to resubmit
                 self.state.hold(Held(req_id, app_id, sub.n, frozenset(done), kind, name, sum(sub.segs)))
@@ -303,13 +302,13 @@ class PlannerServer:
             raise ProtocolError(f"request for {msg.n} granules is out of bounds")
         self.payloads[msg.req_id] = Payload(msg, segments, conn, self.loop.time())
         self.call_stats.counts["submitted"] += msg.n
-        app_kind = "script" if msg.kind is Kind.SCRIPT else "functions"
+        app_kind = AppKind.SCRIPT if msg.kind is Kind.SCRIPT else AppKind.FUNCTIONS
         if msg.app_id not in self.state.apps:
             self.journal.app(msg.app_id, app_kind, msg.name, AppState.RUNNING.value)
         # A Python client keeps every payload until its result arrives and resubmits after a planner
         # restart, so a large payload need not be written to disk here (writing 8 MiB into SQLite
         # costs tens of milliseconds); only the record that it was accepted is.
-        held = conn is not None and body.nbytes > INLINE_MAX
+        held = conn is not None and body.nbytes > JOURNAL_COPY_MAX
         self.journal.request(msg.req_id, msg.app_id, encode_header(msg), None if held else body)
         gang = msg.mpi or msg.gang
         prefetch = msg.kind is not Kind.SCRIPT and not gang
@@ -339,7 +338,7 @@ class PlannerServer:
             res = decode_header(header)
             assert isinstance(res, Result)
             if payload is None and res.segs:
-                res = Result(req_id=req_id, index=idx, status=Status.ERROR, error_kind="lost", host_id=res.host_id,
+                res = Result(req_id=req_id, index=idx, status=Status.ERROR, error_kind=ErrorKind.LOST, host_id=res.host_id,
                              message=f"the {sum(res.segs)}-byte result was sent to an earlier connection of this "
                                      "client and not kept; submit the call again")
             conn.send(res, [payload] if payload else [])
@@ -381,7 +380,7 @@ class PlannerServer:
         self.keys.deliver(res, body)
         # The result record is always journaled; a large value already handed to its client is not
         # (a granule that used the lane does not even send it here: ``segs`` set, empty body).
-        kept = None if sent and (len(body) > INLINE_MAX or (res.segs and not len(body))) else body
+        kept = None if sent and (len(body) > JOURNAL_COPY_MAX or (res.segs and not len(body))) else body
         if not sent and (payload is None or payload.submit.kind is not Kind.NAMED):
             self.retention.undelivered.add(res.req_id)  # kept until its client comes back for it
         self.journal.result(res.req_id, res.index, encode_header(res), kept)

@@ -29,7 +29,7 @@ Theory of operation
 - What happened (a host joined or died, an app was queued, placed or ended) is recorded as data in
   ``events`` (events.py) when a driver collects it; the server journals and streams it.
 This module has no sockets, threads or clocks: time comes in as ``now`` and every effect goes out as
-an action for the server (or the simulator) to carry out.
+an action for a driver to carry out: the server (server.py), or the simulator (granny.sim) on a virtual clock.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from ..errors import ErrorKind
 from . import batch, eviction, fusion, leases, migration
 from .batch import BatchEvents
 from .batch_queue import Batch
@@ -48,6 +49,7 @@ from .lifecycle import (
     TASK_FINAL,
     TASK_TRANSITIONS,
     AppEvent,
+    AppKind,
     AppState,
     GranuleEvent,
     GranuleState,
@@ -227,10 +229,10 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         if host is not None:
             host.granules.pop(granule_id, None)
         msg = f"granule {granule_id} on host {granule.host_id} died: {cause}"
-        actions = self._lose_granule(granule, "crashed", msg)
+        actions = self._lose_granule(granule, ErrorKind.CRASHED, msg)
         return actions + self.schedule()
 
-    def _lose_granule(self, granule: Granule, kind: str, why: str) -> list[Action]:
+    def _lose_granule(self, granule: Granule, kind: ErrorKind, why: str) -> list[Action]:
         """The running task fails; prefetched ones never started, so they go back to the queue."""
         actions: list[Action] = []
         running, waiting = (granule.tasks, []) if fusion.lost(self, granule) else (granule.tasks[:1], granule.tasks[1:])
@@ -243,7 +245,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             if req.checkpoint and req.gang and req.tasks[index].state is TaskState.RUNNING:
                 actions += migration.recover(self, req_id, why)  # the world restarts from its checkpoint
                 continue
-            if req.retries and kind in ("host_died", "evicted") and req.tasks[index].state is TaskState.RUNNING:
+            if req.retries and kind in (ErrorKind.HOST_DIED, ErrorKind.EVICTED) and req.tasks[index].state is TaskState.RUNNING:
                 req.retries, req.reruns = req.retries - 1, req.reruns + 1  # idempotent: run it again elsewhere
                 waiting.insert(0, (req_id, index))  # requeued below, first in line
                 continue
@@ -309,7 +311,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         actions: list[Action] = []
         for granule in list(host.granules.values()):
             self.granules.pop(granule.granule_id, None)
-            actions += self._lose_granule(granule, "host_died", why)
+            actions += self._lose_granule(granule, ErrorKind.HOST_DIED, why)
         host.granules.clear()
         if not fence:  # its worker is registering again right now (see register_host)
             return actions
@@ -318,7 +320,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         return actions + [Kill(host.host_id, gid, reason) for gid in gids] + [ForgetHost(host.host_id, why)]
 
     # --- requests ---------------------------------------------------------------------------
-    def submit(self, req_id: str, app_id: str, n: int, app_kind: str = "functions", name: str = "",
+    def submit(self, req_id: str, app_id: str, n: int, app_kind: AppKind = AppKind.FUNCTIONS, name: str = "",
                prefetch: bool = False, gang: bool = False, lease: bool = False, tenant: str = "",
                hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True, retries: int = 0,
                tolerance: float = 0.0, key: str = "", now: float = 0.0, restartable: bool = False, fuse: bool = False) -> list[Action]:
@@ -397,7 +399,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         """The client of an app closed it: what it has not got yet is cancelled, and the app ends (a functions
         app as succeeded; a script still running, as cancelled: it cannot finish any more)."""
         app = self.apps.get(app_id)
-        if app is None or app.kind == "script":
+        if app is None or app.kind == AppKind.SCRIPT:
             return self.cancel(app_id=app_id) if app is not None and app.state is AppState.RUNNING else []
         actions = self._cancel(list(app.requests))  # all of them before placing anything: none is dispatched
         if app.state is AppState.RUNNING:
@@ -411,7 +413,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             req = self.requests.get(rid)
             for index, task in enumerate(req.tasks if req else []):
                 if task.state not in TASK_FINAL:
-                    actions += self._finish(rid, index, TaskEvent.CANCEL, Fail(rid, index, "cancelled", "cancelled"))
+                    actions += self._finish(rid, index, TaskEvent.CANCEL, Fail(rid, index, ErrorKind.CANCELLED, "cancelled"))
         return actions
 
     def _finish(self, req_id: str, index: int, event: TaskEvent, fail: Fail | None, cascade: bool = True) -> list[Action]:
@@ -445,8 +447,8 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             for i, peer in enumerate(req.tasks):
                 if peer.state not in TASK_FINAL:
                     actions += self._finish(req_id, i, TaskEvent.CANCEL, Fail(
-                        req_id, i, "cancelled", f"granule {index} of this gang failed"), cascade=False)
-        if app.state is AppState.RUNNING and app.kind == "script":
+                        req_id, i, ErrorKind.CANCELLED, f"granule {index} of this gang failed"), cascade=False)
+        if app.state is AppState.RUNNING and app.kind == AppKind.SCRIPT:
             if event is not TaskEvent.SUCCEED and event is not TaskEvent.CANCEL:
                 app.state = transition(APP_TRANSITIONS, app.state, AppEvent.TASK_FAILED, app.app_id)
                 actions.append(AppChanged(app.app_id, app.state))
@@ -465,7 +467,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             for index, task in enumerate(self.requests[rid].tasks):
                 if task.state not in TASK_FINAL:
                     actions += self._finish(rid, index, TaskEvent.CANCEL,
-                                            Fail(rid, index, "cancelled", "another granule of this app failed"))
+                                            Fail(rid, index, ErrorKind.CANCELLED, "another granule of this app failed"))
         return actions
 
     def _unprefetch(self, granule: Granule, key: tuple[str, int], requeue: bool = True) -> list[Action]:
@@ -531,7 +533,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
                 self.queue.popleft()
                 for i in pending:
                     actions += self._finish(req.req_id, i, TaskEvent.FAIL,
-                                            Fail(req.req_id, i, "never_fits", decision.reason), cascade=False)
+                                            Fail(req.req_id, i, ErrorKind.NEVER_FITS, decision.reason), cascade=False)
                 continue
             if not isinstance(decision, Placement):
                 taken = batch.preempt_for(self, req, len(pending)) if self.batch.known else []  # before prefetch: sooner

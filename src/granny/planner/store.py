@@ -73,7 +73,7 @@ class StateStore:
             try:
                 private_dir(path.parent)
                 ship.pull_to_file(address, key, tmp, before_ack=stored)
-            except Exception as exc:  # noqa: BLE001 - the rank's freeze fails with the reason
+            except Exception as exc:  # the rank's freeze fails with the reason
                 if not told.is_set():
                     self.loop.call_soon_threadsafe(tell, str(exc))
 
@@ -121,7 +121,7 @@ class StateStore:
                         del self._keys[key]
                 if path is not None:
                     ship.serve_file(conn, path)
-            except Exception as exc:  # noqa: BLE001 - the puller sees the broken connection and fails the rank
+            except Exception as exc:  # the puller sees the broken connection and fails the rank
                 log.warning("serving a stored rank state failed: %s", exc)
 
     def close(self) -> None:

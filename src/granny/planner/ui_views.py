@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..wire import Result, Status, decode_header
 from . import batch, views
-from .lifecycle import GranuleState, TaskState
+from .lifecycle import AppKind, GranuleState, TaskState
 
 if TYPE_CHECKING:
     from .server import PlannerServer
@@ -84,7 +84,7 @@ def apps(p: PlannerServer, ages: Ages, wall: float) -> list[dict[str, Any]]:
         state = views._state(p, a.app_id)
         if state == "running" and not counts["running"]:
             # Nothing placed yet: queued. A client's calls, all ended (the client may send more): done.
-            state = "queued" if counts["queued"] else "done" if a.kind == "functions" else state
+            state = "queued" if counts["queued"] else "done" if a.kind == AppKind.FUNCTIONS else state
         rows.append({"app_id": a.app_id, "kind": a.kind, "name": a.name, "state": _shown(state),
                      "size": sum(counts.values()), "calls": dict(counts), "hosts": sorted(hosts),
                      "age": round(wall - created.get(a.app_id, wall), 1),

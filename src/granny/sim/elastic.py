@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..planner.lifecycle import AppKind
 from ..planner.records import Action, Revoke
 from .engine import Simulator
 from .running import RunningJob
@@ -72,7 +73,7 @@ class ElasticSimulator(Simulator):
         self._lease_of[lease] = req_id
         self._lease_size[lease] = count
         self._pending.add(lease)
-        self.apply(self.state.submit(lease, req_id, count, "functions", self._jobs[req_id].kind, gang=True,
+        self.apply(self.state.submit(lease, req_id, count, AppKind.FUNCTIONS, self._jobs[req_id].kind, gang=True,
                                      lease=True))
 
     def begin(self, req_id: str, job: Job, granules: list[str]) -> None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import ConfigError
+from ..planner.lifecycle import AppKind
 from ..planner.policies.base import counts_of
 from ..planner.records import Action, Dispatch, Fail, Hint, Kill, RankAddress, StopWorker
 from ..planner.state import PlannerState
@@ -211,10 +212,10 @@ class Simulator:
         req_id = f"job{job.job_id}"
         self.events.append(JobEvent(self.now, "submit", job.job_id, job.size, kind=job.kind))
         if job.tolerance and self.scheduler.delay_tolerant:  # a delay-tolerant call: the batch queue (dfaas.py)
-            self.apply(self.state.submit(req_id, req_id, 1, "functions", job.kind, tolerance=job.tolerance,
+            self.apply(self.state.submit(req_id, req_id, 1, AppKind.FUNCTIONS, job.kind, tolerance=job.tolerance,
                                          key=job.kind, now=self.now))
             return
-        self.apply(self.state.submit(req_id, req_id, job.size, "script", job.kind, gang=True))
+        self.apply(self.state.submit(req_id, req_id, job.size, AppKind.SCRIPT, job.kind, gang=True))
 
     def _end(self, req_id: str, t: float) -> None:
         run = self.running.get(req_id)
@@ -292,7 +293,7 @@ class Simulator:
                                     detail=f"{fail.error_kind}: {fail.message}"))
         again = f"job{job.job_id}.r{attempt}"
         self._jobs[again] = job
-        self.apply(self.state.submit(again, again, job.size, "script", job.kind, gang=True))
+        self.apply(self.state.submit(again, again, job.size, AppKind.SCRIPT, job.kind, gang=True))
 
     def host_of(self, granule_id: str) -> str:
         return self._granule_host[granule_id]

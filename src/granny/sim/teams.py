@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..planner.lifecycle import AppKind
 from .engine import Simulator
 from .events import JobEvent
 from .running import RunningJob
@@ -44,7 +45,7 @@ class TeamSimulator(Simulator):
             return
         req_id = f"job{job.job_id}"
         self.events.append(JobEvent(self.now, "submit", job.job_id, job.size, kind=job.kind))
-        self.apply(self.state.submit(req_id, req_id, 1, "functions", job.kind, gang=True))
+        self.apply(self.state.submit(req_id, req_id, 1, AppKind.FUNCTIONS, job.kind, gang=True))
 
     def _start(self, req_id: str) -> None:
         job = self._jobs[req_id]
@@ -68,7 +69,7 @@ class TeamSimulator(Simulator):
             self._lease(team, req_id, job)
 
     def _lease(self, team: str, req_id: str, job: Job) -> None:
-        self.apply(self.state.submit(team, req_id, job.size - 1, "functions", job.kind, gang=True))
+        self.apply(self.state.submit(team, req_id, job.size - 1, AppKind.FUNCTIONS, job.kind, gang=True))
 
     def tasks_of(self, run: RunningJob) -> list[tuple[str, str, int]]:
         if not is_team_job(run.job):

@@ -16,6 +16,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ..config import ENV_CACHE_DIR, env
 from ..errors import TestbedError
 from .netns import TUN, Layout
 from .procs import Proc, signal_pid, spawn
@@ -24,8 +25,8 @@ from .topology import Topology
 
 
 def cache_dir() -> Path:
-    if os.environ.get("GRANNY_CACHE_DIR"):
-        return Path(os.environ["GRANNY_CACHE_DIR"])
+    if env(ENV_CACHE_DIR):
+        return Path(env(ENV_CACHE_DIR))
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "granny"
 

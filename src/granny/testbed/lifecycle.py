@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import sys
 import time
@@ -19,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from ..config import ENV_GRANULE_USER, env
 from ..errors import TestbedError
 from . import delay, state
 from .netns import Layout, build, destroy, namespaces, pids_in
@@ -111,7 +111,7 @@ def worker_argv(st: State, host: str) -> list[str]:
     return [sys.executable, "-m", "granny", "worker", "--planner", st.address, "--slots", str(st.topology.slots),
             "--host-id", host, "--secret-file", str(Path(st.data_dir) / "secret"),
             # an emulated cluster of one machine: its granules keep the testbed's user
-            "--granule-user", os.environ.get("GRANNY_GRANULE_USER", "same")]
+            "--granule-user", env(ENV_GRANULE_USER, "same")]
 
 
 def _wait_warm(http: str, token: str, hosts: list[str], slots: int, timeout: float) -> None:

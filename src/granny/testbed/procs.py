@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import ENV_TESTBED
 from ..errors import TestbedError
 
-MARK = "GRANNY_TESTBED"
+MARK = ENV_TESTBED
 
 
 @dataclass
@@ -28,21 +28,25 @@ class Proc:
     pid: int
     log: str
     ns: str | None = None
-    popen: subprocess.Popen[bytes] | None = None  # only in the process that started it
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "pid": self.pid, "log": self.log, "ns": self.ns}
 
 
 def spawn(name: str, argv: list[str], log: Path, mark: str, ns: str | None = None) -> Proc:
-    """Start argv (inside network namespace ns if given), detached, logging to log."""
+    """Start argv (inside network namespace ns if given), detached, logging to log.
+
+    Known by its pid alone (:func:`alive` reaps it), so no Popen object: one collected while its process
+    runs, as a detached one does, is reported as a leak."""
     log.parent.mkdir(parents=True, exist_ok=True)
     full = ["ip", "netns", "exec", ns, *argv] if ns else argv
     env = {**os.environ, MARK: mark, "PYTHONUNBUFFERED": "1"}
     with open(log, "ab") as out:
-        popen = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 env=env, start_new_session=True, close_fds=True)
-    return Proc(name=name, pid=popen.pid, log=str(log), ns=ns, popen=popen)
+        pid = os.posix_spawnp(full[0], full, env, setsid=True, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+            (os.POSIX_SPAWN_DUP2, out.fileno(), 2)])
+    return Proc(name=name, pid=pid, log=str(log), ns=ns)
 
 
 def tail(path: str | Path, lines: int = 15) -> str:

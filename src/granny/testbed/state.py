@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import ENV_TESTBED_DIR, env
 from .procs import Proc
 from .topology import Topology
 
-DEFAULT_STATE_DIR = Path(os.environ.get("GRANNY_TESTBED_DIR", "/run/granny-testbed"))
+DEFAULT_STATE_DIR = Path(env(ENV_TESTBED_DIR))
 
 
 @dataclass

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..config import DIAL_HANDSHAKE_TIMEOUT, ENV_TLS_CA
+from ..config import DIAL_HANDSHAKE_TIMEOUT, ENV_TLS_CA, env
 from ..errors import AuthError, ConnectionLostError, GrannyError, ProtocolError
 from ..wire import Challenge, Hello, Reject, Role, Welcome
 from .blocking import BlockingConn, connect_tcp, connect_unix, local_id
@@ -111,7 +111,7 @@ def dial(address: tuple[str, int], role: Role, key: Key, unix_hint: str = "", **
 def _connect_tcp(address: tuple[str, int]) -> BlockingConn:
     """A TCP connection to the planner, over TLS if GRANNY_TLS_CA names a CA to verify it with."""
     sock = connect_tcp(*address)
-    ca = os.environ.get(ENV_TLS_CA, "")
+    ca = env(ENV_TLS_CA)
     if not ca:
         return BlockingConn(sock)
     from .tls import wrap_client  # ssl costs ~13 ms to import: only where TLS is used

@@ -31,7 +31,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from ..config import MAX_FRAME_BYTES, MAX_PREAUTH_FRAME_BYTES, PREAUTH_BUFFER_BYTES
+from ..config import (
+    ENV_DEFAULTS,
+    ENV_RESULT_LANE,
+    ENV_SPIN_US,
+    MAX_FRAME_BYTES,
+    MAX_PREAUTH_FRAME_BYTES,
+    PREAUTH_BUFFER_BYTES,
+    env,
+)
 from ..errors import GrannyError, ProtocolError
 from ..wire import Challenge, FrameReader, Hello, Message, Reject, Result, Role, Welcome, encode_frame
 from ..wire.framing import Buffer
@@ -41,22 +49,19 @@ from .macs import acceptor_proof, check_dialer
 
 log = logging.getLogger("granny.lane")
 
-ENV_LANE = "GRANNY_RESULT_LANE"  # "0" turns lanes off (both ends honour it)
 SEND_TIMEOUT = 30.0  # a client that stops reading for this long loses its lane, not the result
 MAX_LANES = 64  # lanes a granule keeps open (one per client it recently served)
-ENV_SPIN = "GRANNY_SPIN_US"  # longest spin of a caller waiting for a result, in µs ("0": never spin)
-SPIN_DEFAULT_US = 500.0
 
 
 def _spin_max() -> float:
     try:
-        return max(0.0, float(os.environ.get(ENV_SPIN, SPIN_DEFAULT_US))) / 1e6
+        return max(0.0, float(env(ENV_SPIN_US))) / 1e6
     except ValueError:
-        return SPIN_DEFAULT_US / 1e6
+        return float(ENV_DEFAULTS[ENV_SPIN_US]) / 1e6
 
 
 def lanes_enabled() -> bool:
-    return os.environ.get(ENV_LANE, "1") != "0"
+    return env(ENV_RESULT_LANE) != "0"
 
 
 def _sockaddr(path: str) -> str:

@@ -9,7 +9,7 @@ decisions, so that a change to when the lane is used is one change here.
 - The granule, when the call ends (:func:`hand_over`): the lane saves a hop when calls come one at a
   time. In a stream (this call waited behind another, or more wait behind it) the planner's batching
   serves throughput better; and a call that moved away has no result here.
-- The granule, after handing over (:func:`copy_to_planner`): a result up to ``COPY_MAX`` goes to the
+- The granule, after handing over (:func:`copy_to_planner`): a result up to ``JOURNAL_COPY_MAX`` (config.py) goes to the
   planner too, for its journal; a larger one leaves only its record there (the client has it).
 - The client, waiting (:func:`waiter_reads_lane`): reading the lane on the waiting thread pays off for
   short calls; behind a large argument it only makes the caller's next send compete with the granule
@@ -18,9 +18,9 @@ decisions, so that a change to when the lane is used is one change here.
 
 from __future__ import annotations
 
+from ..config import JOURNAL_COPY_MAX
 from ..wire import Kind, Run, Submit
 
-COPY_MAX = 256 << 10  # must equal the planner's INLINE_MAX: what the journal keeps of a body
 LANE_WAIT_MAX = 64 << 10  # calls with larger payloads wait on their future, not on the lane
 
 
@@ -33,7 +33,7 @@ def hand_over(run: Run, more_waiting: bool, moved: bool) -> bool:
 
 
 def copy_to_planner(segs: list[int]) -> bool:
-    return sum(segs) <= COPY_MAX
+    return sum(segs) <= JOURNAL_COPY_MAX
 
 
 def waiter_reads_lane(sub: Submit) -> bool:

@@ -16,12 +16,11 @@ Theory of operation
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 from functools import lru_cache
 
-from ..config import ENV_TLS_CA, ENV_TLS_SERVER_NAME
+from ..config import ENV_TLS_CA, ENV_TLS_SERVER_NAME, env
 from ..errors import AuthError, ConfigError, ConnectionLostError
 
 
@@ -38,7 +37,7 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
 
 def client_ca() -> str:
     """The CA file dialling verifies the planner with, or "" for plain TCP."""
-    return os.environ.get(ENV_TLS_CA, "")
+    return env(ENV_TLS_CA)
 
 
 @lru_cache(maxsize=4)
@@ -57,7 +56,7 @@ def wrap_client(sock: socket.socket, host: str, ca: str) -> ssl.SSLSocket:
 
     Raises AuthError when the planner's certificate is not trusted by ``ca`` or does not name
     ``host``, ConnectionLostError when the peer does not speak TLS or goes away."""
-    name = os.environ.get(ENV_TLS_SERVER_NAME) or host
+    name = env(ENV_TLS_SERVER_NAME) or host
     try:
         return client_context(ca).wrap_socket(sock, server_hostname=name)
     except ssl.SSLCertVerificationError as exc:

@@ -12,7 +12,7 @@ import enum
 
 import msgspec
 
-from ..errors import ProtocolError
+from ..errors import ErrorKind, ProtocolError
 
 
 class Role(enum.StrEnum):
@@ -148,7 +148,7 @@ class Result(_Msg, tag="result"):
     index: int
     status: Status
     segs: list[int] = []  # OK: pickled value; ERROR: pickled exception (may be empty)
-    error_kind: str = ""  # key of granny.errors.ERROR_KINDS
+    error_kind: ErrorKind = ErrorKind.NONE  # a str on the wire
     message: str = ""
     traceback: str = ""
     exit_code: int = 0
@@ -220,7 +220,7 @@ class Done(_Msg, tag="done"):
     index: int
     status: Status
     segs: list[int] = []
-    error_kind: str = ""
+    error_kind: ErrorKind = ErrorKind.NONE
     message: str = ""
     traceback: str = ""
     exit_code: int = 0

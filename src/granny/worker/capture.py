@@ -70,5 +70,5 @@ class FdCapture:
                     if self._sink is None:
                         raise LookupError("no task")
                     self._sink(self._streams[r], data.decode(errors="replace"))
-                except Exception:  # noqa: BLE001 - never let the pump die: a full pipe would block the granule
+                except Exception:  # never let the pump die: a full pipe would block the granule
                     os.write(self._fallback, data)

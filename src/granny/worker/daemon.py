@@ -26,12 +26,20 @@ import threading
 import time
 from typing import IO
 
-from ..config import ENV_SECRET, ENV_SHM_OWNER, ENV_TOKEN, Config, parse_address, worker_shm_tag
+from ..config import (
+    ENV_HOST_ID,
+    ENV_PLANNER,
+    ENV_SECRET,
+    ENV_SHM_OWNER,
+    ENV_TOKEN,
+    Config,
+    parse_address,
+    worker_shm_tag,
+)
 from ..errors import ConnectionLostError, GrannyError
 from ..transport import BlockingConn, dial, granule_credential
 from ..transport.redial import redial
 from ..wire import GranuleExit, Heartbeat, KillGranule, Registered, Rejoin, Role, Spawn, StopWorker
-from .granule import ENV_HOST_ID, ENV_PLANNER
 from .granule_user import resolve
 from .pausing import Pidfds
 from .procutil import describe_status
@@ -179,7 +187,7 @@ class Worker:
                 self.connected.clear()
                 if self.stopping:
                     break
-                if os.environ.get("GRANNY_LOG_LEVEL", "INFO").upper() in ("INFO", "DEBUG", "WARNING"):
+                if self.config.log_level in ("INFO", "DEBUG", "WARNING"):
                     print(f"worker {self.host_id}: lost the planner; reconnecting", file=sys.stderr, flush=True)
                 self._connect(first=False)
                 continue

@@ -209,7 +209,7 @@ class _Runner:
         except asyncio.CancelledError as exc:
             if not call.cancelled:  # not the planner's cancel: the call's own outcome
                 done, payload = _error_done(run, exc, limit=0)
-        except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
+        except BaseException as exc:  # the user's failure is the result
             done, payload = _error_done(run, _without_own_frame(exc), limit=0)
         else:
             done, payload = granule._call(run, lambda: value)  # the return value, serialised as for any call

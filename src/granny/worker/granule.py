@@ -35,8 +35,17 @@ import cloudpickle
 import msgspec
 
 from .. import serde
-from ..config import parse_address
-from ..errors import ConnectionLostError, GrannyError
+from ..config import (
+    DEFAULT_RECONNECT_TIMEOUT,
+    ENV_APP_ID,
+    ENV_HOST_ID,
+    ENV_INDEX,
+    ENV_PLANNER,
+    ENV_SIZE,
+    env,
+    parse_address,
+)
+from ..errors import ConnectionLostError, ErrorKind, GrannyError
 from ..migration.control import MigratedAway
 from ..mpi.world import route_ip
 from ..transport import BlockingConn, dial, lane_policy
@@ -52,10 +61,6 @@ from .granule_user import set_dumpable
 from .outbox import Link
 from .outcome import error_done as _error_done
 from .outcome import user_tb as _user_tb
-
-ENV_PLANNER = "GRANNY_PLANNER"
-ENV_HOST_ID = "GRANNY_HOST_ID"
-RECONNECT_TIMEOUT = 30.0
 
 
 class LogWriter(io.TextIOBase):
@@ -83,11 +88,12 @@ class LogWriter(io.TextIOBase):
 class Granule:
     def __init__(self, granule_id: str, credential: bytes, unix: str = "") -> None:
         self.granule_id = granule_id
-        self.host_id = os.environ.get(ENV_HOST_ID, "")
-        self.address = parse_address(os.environ[ENV_PLANNER], ENV_PLANNER)
+        self.host_id = env(ENV_HOST_ID)
+        planner = env(ENV_PLANNER)
+        self.address = parse_address(planner, ENV_PLANNER)
         # Its own credential (docs/security.md), never the cluster secret, and never in os.environ.
         self._credential = credential
-        set_current(GranuleIdentity(os.environ[ENV_PLANNER], self.host_id, granule_id, unix, credential))
+        set_current(GranuleIdentity(planner, self.host_id, granule_id, unix, credential))
         self.functions: dict[str, Callable[..., Any]] = {}
         self.unix = unix
         self._env: tuple[str, int, int] = ("", -1, -1)
@@ -109,7 +115,7 @@ class Granule:
             return conn
 
         try:  # a refusal may be a planner that restarted and does not know this granule's task yet
-            return redial(once, time.monotonic() + RECONNECT_TIMEOUT, "the planner", retry_auth=True)
+            return redial(once, time.monotonic() + DEFAULT_RECONNECT_TIMEOUT, "the planner", retry_auth=True)
         except GrannyError as exc:
             # Any thread may be the one that reconnects (a print in user code, say): end here.
             print(f"granule {self.granule_id}: giving up on the planner: {exc}", file=sys.__stderr__, flush=True)
@@ -168,7 +174,7 @@ class Granule:
         env = (run.app_id, run.index, run.n)
         if env != self._env:  # putenv is a syscall-priced call: skip it when nothing changed
             self._env = env
-            os.environ.update(GRANNY_APP_ID=run.app_id, GRANNY_INDEX=str(run.index), GRANNY_SIZE=str(run.n))
+            os.environ.update({ENV_APP_ID: run.app_id, ENV_INDEX: str(run.index), ENV_SIZE: str(run.n)})
         out = LogWriter(self.link, "stdout")
         err = LogWriter(self.link, "stderr")
         saved = sys.stdout, sys.stderr, sys.argv
@@ -233,7 +239,7 @@ class Granule:
                 return self._run_plain(run, segs)
             try:
                 resume, args = call_ctl.thaw(self, run)
-            except BaseException as exc:  # noqa: BLE001 - a call that cannot resume fails, with the reason
+            except BaseException as exc:  # a call that cannot resume fails, with the reason
                 return _error_done(run, exc, limit=run.memory_limit)
             return self._call(run, lambda: resume(*args))
         except MigratedAway:
@@ -262,7 +268,7 @@ class Granule:
             rt = runtime.get()
             rt.next_cid, rt.gen = max(rt.next_cid, int(extra.get("next_cid", 2))), run.gen
             del api
-        except BaseException as exc:  # noqa: BLE001 - a rank that cannot resume fails, with the reason
+        except BaseException as exc:  # a rank that cannot resume fails, with the reason
             return _error_done(run, exc, limit=run.memory_limit)
         if run.kind is not Kind.SCRIPT:
             return self._call(run, lambda: resume(*args))
@@ -295,13 +301,13 @@ class Granule:
             value = fused.settle(call())  # an async def function's coroutine runs to its end
         except MigratedAway:
             raise
-        except BaseException as exc:  # noqa: BLE001 - the user's failure is the result
+        except BaseException as exc:  # the user's failure is the result
             return _error_done(run, exc, limit=run.memory_limit)
         try:
             payload: list[Buffer] = [msgspec.json.encode(value)] if run.kind is Kind.NAMED else serde.dumps(value)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             msg = f"the return value of type {type(value).__name__} could not be serialised: {exc}"
-            return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="unpicklable_result",
+            return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind=ErrorKind.UNPICKLABLE_RESULT,
                         message=msg), []
         ok.segs = [memoryview(p).nbytes for p in payload]
         return ok, payload
@@ -345,7 +351,7 @@ class Granule:
             elif exc.code is not None:
                 print(exc.code, file=sys.stderr)
                 code = 1
-        except BaseException:  # noqa: BLE001 - print it the way python itself would
+        except BaseException:  # print it the way python itself would
             etype, value, tb = sys.exc_info()
             traceback.print_exception(etype, value, _user_tb(tb))
             code = 1
@@ -357,8 +363,8 @@ class Granule:
             if saved_main is not None:
                 sys.modules["__main__"] = saved_main
         status = Status.OK if code == 0 else Status.ERROR
-        return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, retiring=True, error_kind="" if code == 0
-                    else "exit", message="" if code == 0 else f"granule {run.index} exited with code {code}"), []
+        return Done(req_id=run.req_id, index=run.index, status=status, exit_code=code, retiring=True, error_kind=ErrorKind.NONE if code == 0
+                    else ErrorKind.EXIT, message="" if code == 0 else f"granule {run.index} exited with code {code}"), []
 
 
 class PlannerStdin(io.TextIOBase):

@@ -274,7 +274,7 @@ class Link:
                         self.ack(msg.seq)
                     else:
                         self._inbox.append((msg, body, gen))
-            except Exception:  # noqa: BLE001, S112 - the watcher must outlive a bad moment; the main thread reports
+            except Exception:  # the watcher must outlive a bad moment; the main thread reports
                 continue
             finally:
                 self._recv_lock.release()

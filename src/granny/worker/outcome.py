@@ -7,6 +7,7 @@ import traceback
 import types
 
 from .. import serde
+from ..errors import ErrorKind
 from ..wire import Done, Run, Status
 from ..wire.framing import Buffer
 
@@ -21,9 +22,9 @@ def error_done(run: Run, exc: BaseException, limit: int) -> tuple[Done, list[Buf
         message = f"MemoryError: the granule exceeded its memory limit of {limit} bytes"
     try:
         payload = serde.dumps(exc)
-    except BaseException:  # noqa: BLE001 - an unpicklable exception still reports its text
+    except BaseException:  # an unpicklable exception still reports its text
         payload = []
-    return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind="remote", message=message,
+    return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind=ErrorKind.REMOTE, message=message,
                 traceback=text, segs=[memoryview(p).nbytes for p in payload]), payload
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 
-from ..config import ENV_SHM_OWNER
+from ..config import ENV_SHM_OWNER, env
 
 SHM_DIR = "/dev/shm"
 _OWNED = re.compile(r"^granny-.+-w(?P<tag>[0-9A-Za-z]+)-p(?P<pid>\d+)$")
@@ -34,7 +34,7 @@ def sweep(tag: str | None = None, shm_dir: str = SHM_DIR) -> list[str]:
     """Unlink the segments tagged ``tag`` (default: this process's worker tag) whose creator is dead.
 
     Returns what was removed. Without a tag (a process that is not a worker) it removes nothing."""
-    tag = os.environ.get(ENV_SHM_OWNER, "") if tag is None else tag
+    tag = env(ENV_SHM_OWNER) if tag is None else tag
     if not tag:
         return []
     removed = []

@@ -18,6 +18,7 @@ import select
 import signal
 import sys
 
+from ..config import ENV_GRANULE_ID
 from .granule_user import GranuleUser, from_ids
 from .zygote_pipe import read_command
 
@@ -145,7 +146,7 @@ def _fork_granule(granule_id: str, unix_path: str, credential: bytearray, cred_l
         from .procutil import die_with_parent
 
         die_with_parent()
-        os.environ["GRANNY_GRANULE_ID"] = granule_id
+        os.environ[ENV_GRANULE_ID] = granule_id
         granule_main(granule_id, key, unix_path)
     except BaseException:
         import traceback

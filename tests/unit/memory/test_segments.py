@@ -127,6 +127,8 @@ def test_segments_of_a_killed_creator_are_reaped(app_id: str) -> None:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert list_segments(pid=proc.pid) == names  # a SIGKILL skips every finally: the files stay
     assert remove_segments_of(proc.pid) == 3
     assert not list_segments(app_id=app_id)

@@ -56,7 +56,7 @@ def run_all(size: int, body: Callable[[int, FakeEngine], None]) -> None:
     def main(r: int) -> None:
         try:
             body(r, FakeEngine(r, boxes))
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=main, args=(r,)) for r in range(size)]

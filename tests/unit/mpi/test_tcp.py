@@ -51,7 +51,7 @@ def _child(rank: int, conn: Connection, scenario: Scenario, n: int) -> None:
         conn.send(links.address)
         links.connect(conn.recv(), timeout=10)
         conn.send(("ok", scenario(rank, n, links, conn)))
-    except BaseException as e:  # noqa: BLE001 - everything goes back to the test process
+    except BaseException as e:  # everything goes back to the test process
         conn.send(("err", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
     finally:
         if links is not None:
@@ -310,7 +310,7 @@ def test_ranks_with_different_keys_get_a_clear_error() -> None:
     def link(links: TcpLinks, peer: TcpLinks) -> None:
         try:
             links.connect({peer.rank: peer.address}, timeout=3)
-        except BaseException as exc:  # noqa: BLE001 - checked below
+        except BaseException as exc:  # checked below
             errors[links.rank] = exc
 
     threads = [threading.Thread(target=link, args=pair) for pair in ((a, b), (b, a))]

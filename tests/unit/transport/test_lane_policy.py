@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from granny.planner import server
+from granny.config import JOURNAL_COPY_MAX
 from granny.transport import lane_policy
 from granny.wire import Kind, Run, Submit
 
@@ -35,6 +35,5 @@ def test_the_granule_hands_over_one_call_at_a_time() -> None:
 
 
 def test_what_is_copied_to_the_planner_is_what_its_journal_keeps() -> None:
-    assert lane_policy.COPY_MAX == server.INLINE_MAX
-    assert lane_policy.copy_to_planner([lane_policy.COPY_MAX])
-    assert not lane_policy.copy_to_planner([lane_policy.COPY_MAX, 1])
+    assert lane_policy.copy_to_planner([JOURNAL_COPY_MAX])
+    assert not lane_policy.copy_to_planner([JOURNAL_COPY_MAX, 1])
