@@ -11,6 +11,8 @@ Theory of operation
   weighted mean, fed by the driver). A waiting call whose latest start (deadline − estimate − margin)
   has come is moved to the head of the FIFO queue, ahead of latency-sensitive work, so that it starts
   while it can still finish in time. ``next_deadline`` names the next such moment, so a tick comes then.
+  Calls waiting behind a running call that overran its estimate are promoted sooner, at its estimated
+  end, when they need its slot to meet their deadlines (overrun.py).
 - Admission: a call whose deadline cannot be met is refused at submission (``deadline`` error), never
   silently missed: when its own estimated runtime exceeds its tolerance, or when the delay-tolerant work
   with earlier deadlines plus its own could not be done by then on the cluster's slots (an EDF demand
