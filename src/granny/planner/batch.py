@@ -11,6 +11,8 @@ Theory of operation
   weighted mean, fed by the driver). A waiting call whose latest start (deadline − estimate − margin)
   has come is moved to the head of the FIFO queue, ahead of latency-sensitive work, so that it starts
   while it can still finish in time. ``next_deadline`` names the next such moment, so a tick comes then.
+  Calls waiting behind a running call that overran its estimate are promoted sooner, at its estimated
+  end, when they need its slot to meet their deadlines (overrun.py).
 - Admission: a call whose deadline cannot be met is refused at submission (``deadline`` error), never
   silently missed: when its own estimated runtime exceeds its tolerance, or when the delay-tolerant work
   with earlier deadlines plus its own could not be done by then on the cluster's slots (an EDF demand
@@ -27,7 +29,7 @@ import math
 from typing import Protocol, cast
 
 from ..errors import ErrorKind
-from . import edf_bound, freezing, fusion, pausing, prefetch
+from . import edf_bound, freezing, fusion, overrun, pausing, prefetch
 from .batch_queue import MARGIN, Delayed
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
@@ -84,6 +86,7 @@ class BatchEvents:
         st = cast("BatchState", self)
         before = len(st.queue)
         promote(st, now)
+        _promote(st, overrun.due(st, now), now, "overrun_promoted")  # calls behind one that overran its estimate
         actions = pausing.resume(st, force=True) if st.batch.paused else []  # latest resume times that came
         if st.batch.freezing and freezing.overdue(st, now):
             return actions + st.schedule()
@@ -138,8 +141,11 @@ def refusal(st: BatchState, new: Delayed, tolerance: float) -> str:
     slots = max(1, math.floor(b.share * sum(h.slots for h in st.hosts.values() if h.alive and h.host_id not in st.evicting)))
     if edf_bound.admits(st, new, own, slots, MARGIN):  # O(functions + granules): most calls stop here
         return ""
-    busy = sorted(max(b.now, d.started + b.estimate(d.key) - d.ran) for d in b.known.values() if d.started is not None)
+    busy = sorted(max(b.now, d.started + b.estimate(d.key) - d.ran) for d in b.known.values()
+                  if d.started is not None and d.req_id not in b.paused)
     free = sorted((busy + [b.now] * slots)[:slots]) if len(busy) < slots else busy[:slots]
+    for d in sorted(b.known[rid] for rid in b.paused):  # a paused call lent its slot: it resumes at the first that frees
+        heapq.heappush(free, heapq.heappop(free) + max(0.0, b.estimate(d.key) - d.ran))
     for d in sorted([*b.waiting, new]):
         start = heapq.heappop(free)
         end = start + b.estimate(d.key)
@@ -179,6 +185,9 @@ def place(st: BatchState) -> list[Action]:
         actions += placed
     if b.waiting and b.fused:  # fusable calls behind the head may still share a fused granule's slot
         actions += _fuse_behind(st)
+    if b.waiting and (early := overrun.due(st, b.now)):  # a freed slot went to a paused call that overran, say
+        _promote(st, early, b.now, "overrun_promoted")
+        actions += st.schedule()  # (they go first: once per call, as each leaves the batch queue)
     return actions
 
 
@@ -255,12 +264,19 @@ def promote(st: BatchState, now: float) -> None:
     """Calls whose latest start has come go to the head of the FIFO queue: their deadline comes first now."""
     b = st.batch
     b.now = max(b.now, now)
-    due = [d for d in b._first_due(now) if b.latest_start(d) <= now]
+    _promote(st, [d for d in b._first_due(now) if b.latest_start(d) <= now], now, "promoted")
+
+
+def _promote(st: BatchState, due: list[Delayed], now: float, counter: str) -> None:
+    b = st.batch
     for d in sorted(due, reverse=True):  # the earliest deadline ends up first
         b.waiting.remove(d)
         d.started, d.promoted = now, True  # counted as running from now on (it is placed before any other work)
-        st.queue.appendleft(d.req_id)
-        b.counts["promoted"] += 1
+        at = 0  # behind the promoted calls due sooner (those whose latest start came, say)
+        while at < len(st.queue) and (o := b.known.get(st.queue[at])) is not None and o.promoted and o < d:
+            at += 1
+        st.queue.insert(at, d.req_id)
+        b.counts[counter] += 1
 
 
 def ended(st: BatchState, req_id: str) -> list[Action]:

@@ -100,6 +100,7 @@ class Batch:
         self.journaled: dict[str, float] = {}  # the runtime estimates last written to the journal (deadlines.py)
         self.points: dict[str, float] = {}  # running calls with migration points -> seconds between them (freezing.py)
         self.freezing: dict[str, tuple[str, float]] = {}  # hinted to freeze at their next point -> (granule, by when)
+        self.overrun_at: float | None = None  # the next guarded end of a running call that could give way (overrun.py)
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -129,6 +130,8 @@ class Batch:
         starts = [self.latest_start(d) for d in self._first_due(math.inf)]
         resumes = next_resume(self) if self.paused else None
         starts += [by or self.now for _, by in self.freezing.values()]  # not frozen by then: passed over (freezing.py)
+        if self.overrun_at is not None and self.overrun_at > self.now and self.waiting:  # calls wait behind it (overrun.py)
+            starts.append(self.overrun_at)
         return min([*starts, resumes] if resumes is not None else starts, default=None)
 
     def _first_due(self, until: float) -> list[Delayed]:

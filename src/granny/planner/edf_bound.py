@@ -31,8 +31,8 @@ def admits(st: PlannerState, new: Delayed, own: float, slots: int, margin: float
     False: not known; the exact replay decides."""
     b = st.batch
     queue = b.waiting
-    if not isinstance(queue, EdfQueue):
-        return False
+    if not isinstance(queue, EdfQueue) or b.paused:
+        return False  # (a paused call lent its slot and resumes at the first that frees: the replay knows it)
     ends: list[float] = []
     for granule in st.granules.values():
         for rid, _ in granule.tasks:

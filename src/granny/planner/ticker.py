@@ -3,8 +3,9 @@
 Why: the loop sleeps until ``PlannerState.next_deadline()`` as it was after the last tick (at most a
 heartbeat period, 0.5 s). Events in between can bring a deadline closer: a tight delay-tolerant call
 submitted then has a latest start before that wake-up, a call paused for latency-sensitive work has a
-latest resume time, a hinted call a time by which it must have frozen (planner/batch.py, pausing.py,
-freezing.py). Each was acted on only at the next tick, up to half a second late: a tight call promoted
+latest resume time, a hinted call a time by which it must have frozen, a call just placed an estimated
+end that calls waiting behind it may need its slot at (planner/batch.py, pausing.py, freezing.py,
+overrun.py). Each was acted on only at the next tick, up to half a second late: a tight call promoted
 late missed its deadline (benchmarks/dfaas_bench.py, a 138 ms tolerance, started after 146 ms).
 After the actions of every event the server hands the batch queue's next deadline to :meth:`due`,
 which wakes the loop early if it is sooner than the planned wake-up.
