@@ -44,7 +44,7 @@ from .execute import reduce_to
 from .ops import MAX, Op, reduce_objects
 from .pickling import dumps, loads
 from .shm import buffer_address, cma_available, cma_read
-from .shmhosts import SpanColl
+from .shmhosts import SpanColl, fold_pieces
 from .shmregion import OPCODES, SLOT, Mapping, PyRegion, region_path, region_size, slot_offset
 
 try:
@@ -185,19 +185,7 @@ class ShmColl:
             reg.wait_post(s1, -1)
             addrs = [np.frombuffer(self._view(s1, k, 16), np.uint64).tolist() for k in range(n)]
             lo, hi = bounds[me]
-            acc = dst[lo:hi]
-            own = src[lo:hi].copy() if src is dst else src[lo:hi]  # IN_PLACE: acc overwrites it
-            tmp = np.empty(hi - lo, out.dtype)
-            for k in range(n):
-                if k == me:
-                    piece = own
-                else:
-                    cma_read(pids[k], addrs[k][0] + lo * isz, tmp.view(np.uint8).data)
-                    piece = tmp
-                if k == 0:
-                    acc[...] = piece
-                else:
-                    reduce_to(op, acc, piece, acc)
+            fold_pieces(pids, addrs, src, dst, lo, hi, me, op)
             reg.post(s2)
             reg.wait_post(s2, -1)
             for k in range(n):

@@ -62,6 +62,28 @@ def _u8(mem: memoryview) -> np.ndarray:
     return np.frombuffer(mem, dtype=np.uint8) if mem.nbytes else np.empty(0, dtype=np.uint8)
 
 
+
+def fold_pieces(pids: list[int], addrs: list[list[int]], src: np.ndarray, dst: np.ndarray, lo: int, hi: int,
+                me: int, op: Op) -> np.ndarray:
+    """This rank's piece ``[lo, hi)`` of a reduce-scatter on one host: every local rank's elements there,
+    read straight from its memory (``addrs[k][0]``, its send buffer) and folded in rank order into
+    ``dst[lo:hi]``, which is returned."""
+    isz = dst.dtype.itemsize
+    acc = dst[lo:hi]
+    own = src[lo:hi].copy() if src is dst else src[lo:hi]  # IN_PLACE: acc overwrites it
+    tmp = np.empty(hi - lo, dst.dtype)
+    for k in range(len(pids)):
+        if k == me:
+            piece = own
+        else:
+            cma_read(pids[k], addrs[k][0] + lo * isz, tmp.view(np.uint8).data)
+            piece = tmp
+        if k == 0:
+            acc[...] = piece
+        else:
+            reduce_to(op, acc, piece, acc)
+    return acc
+
 class SpanColl:
     """The host legs of a multi-host communicator (see the module docstring). ``reg`` is None when this
     rank is alone on its host."""
@@ -209,19 +231,7 @@ class SpanColl:
             reg.wait_post(s1, -1)
             addrs = [np.frombuffer(self._view(s1, k, 16), np.uint64).tolist() for k in range(n)]
             lo, hi = bounds[li]
-            acc = dst[lo:hi]
-            own = src[lo:hi].copy() if src is dst else src[lo:hi]  # IN_PLACE: acc overwrites it
-            tmp = np.empty(hi - lo, out.dtype)
-            for k in range(n):
-                if k == li:
-                    piece = own
-                else:
-                    cma_read(pids[k], addrs[k][0] + lo * isz, tmp.view(np.uint8).data)
-                    piece = tmp
-                if k == 0:
-                    acc[...] = piece
-                else:
-                    reduce_to(op, acc, piece, acc)
+            acc = fold_pieces(pids, addrs, src, dst, lo, hi, li, op)
             self._peers_allreduce(comm, acc, op, commutative)
             reg.post(s2)
             reg.wait_post(s2, -1)
