@@ -44,7 +44,7 @@ from .execute import reduce_to
 from .ops import MAX, Op, reduce_objects
 from .pickling import dumps, loads
 from .shm import buffer_address, cma_available, cma_read
-from .shmhosts import SpanColl, fold_pieces
+from .shmhosts import SpanColl, copy_pieces, fold_pieces
 from .shmregion import OPCODES, SLOT, Mapping, PyRegion, region_path, region_size, slot_offset
 
 try:
@@ -175,7 +175,6 @@ class ShmColl:
         src = mine if mine.flags.c_contiguous else np.ascontiguousarray(mine)
         world = comm._rt.world
         pids = [world.addrs[w].pid for w in comm._members]
-        isz = out.dtype.itemsize
         bounds = block_bounds(out.shape[0], n)
         s1, s2, s3 = self._next(), self._next(), self._next()
         where = [buffer_address(src.view(np.uint8).data), buffer_address(dst.view(np.uint8).data)]
@@ -188,10 +187,7 @@ class ShmColl:
             fold_pieces(pids, addrs, src, dst, lo, hi, me, op)
             reg.post(s2)
             reg.wait_post(s2, -1)
-            for k in range(n):
-                a, b = bounds[k]
-                if k != me and b > a:
-                    cma_read(pids[k], addrs[k][1] + a * isz, dst[a:b].view(np.uint8).data)
+            copy_pieces(pids, addrs, dst, bounds, me)
             reg.post(s3)
             reg.wait_post(s3, -1)
         finally:

@@ -84,6 +84,16 @@ def fold_pieces(pids: list[int], addrs: list[list[int]], src: np.ndarray, dst: n
             reduce_to(op, acc, piece, acc)
     return acc
 
+
+def copy_pieces(pids: list[int], addrs: list[list[int]], dst: np.ndarray, bounds: list[tuple[int, int]],
+                me: int) -> None:
+    """After :func:`fold_pieces` on every local rank: copy the other ranks' finished pieces out of their
+    outputs (``addrs[k][1]``) into ``dst``."""
+    isz = dst.dtype.itemsize
+    for k, (a, b) in enumerate(bounds):
+        if k != me and b > a:
+            cma_read(pids[k], addrs[k][1] + a * isz, dst[a:b].view(np.uint8).data)
+
 class SpanColl:
     """The host legs of a multi-host communicator (see the module docstring). ``reg`` is None when this
     rank is alone on its host."""
@@ -221,7 +231,6 @@ class SpanColl:
         src = mine if mine.flags.c_contiguous else np.ascontiguousarray(mine)
         world = comm._rt.world
         pids = [world.addrs[comm._members[r]].pid for r in self.local]
-        isz = out.dtype.itemsize
         bounds = alg.block_bounds(out.shape[0], n)
         s1, s2, s3 = self._next(), self._next(), self._next()
         where = [buffer_address(src.view(np.uint8).data), buffer_address(dst.view(np.uint8).data)]
@@ -235,10 +244,7 @@ class SpanColl:
             self._peers_allreduce(comm, acc, op, commutative)
             reg.post(s2)
             reg.wait_post(s2, -1)
-            for k in range(n):
-                a, b = bounds[k]
-                if k != li and b > a:
-                    cma_read(pids[k], addrs[k][1] + a * isz, dst[a:b].view(np.uint8).data)
+            copy_pieces(pids, addrs, dst, bounds, li)
             reg.post(s3)
             reg.wait_post(s3, -1)
         finally:
