@@ -1,6 +1,6 @@
 """Fit the simulator's runtime model on the live replay's kernels, run on the namespace testbed (needs root).
 
-    .venv/bin/python benchmarks/calibrate_testbed.py [--reps 2] [--hosts 4] [--slots 2]
+    .venv/bin/python benchmarks/calibrate_testbed.py [--reps 2] [--slots 2] [--contention | --only-contention]
 
 Each kernel of ``granny.experiment.kernels`` (with the live replay's parameters,
 ``granny.experiment.live.Workload``, on links of ``live.LINKS``) runs alone on the testbed at every
@@ -15,6 +15,10 @@ beta on a grid), and written to ``src/granny/sim/calibration/testbed.json`` with
 the raw runs go to ``benchmarks/results/calibrate_testbed.json``. It also measures how long a move of
 the MPI kernel takes (``move_cost``, the median of the planner's journaled move times; the simulator
 charges it to each move of granny-migrate in the scaled replays).
+``--contention`` also measures how jobs running side by side slow each other down on the testbed's
+shared cores, and how long a queued job waits for a finished MPI job's slots (``_contention_runs.py``),
+and writes the ``contention`` entry of testbed.json; ``--only-contention`` measures that alone and
+leaves the solo fit as it is.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _contention_runs import contention_runs, merge
 from calibrate_runtime import fit
 
 import granny
@@ -151,7 +156,11 @@ def main() -> int:
     ap.add_argument("--slots", type=int, default=2)
     ap.add_argument("--out", default=str(TESTBED))
     ap.add_argument("--raw", default=str(Path(__file__).parent / "results" / "calibrate_testbed.json"))
+    ap.add_argument("--contention", action="store_true", help="also measure k concurrent jobs (the contention model)")
+    ap.add_argument("--only-contention", action="store_true", help="measure the contention model alone")
     args = ap.parse_args()
+    if args.only_contention:
+        return only_contention(args)
     w = Workload()
     hosts = max(len(s) for s in MPI_SPLITS + OMP_SPLITS)
     runs: list[dict[str, Any]] = []
@@ -183,6 +192,8 @@ def main() -> int:
                     moved = run_move(c, w, journal, hosts)
                 runs.append({"kernel": "move", "split": [1, 1], "seconds": None, "move": moved, "rep": rep})
                 log(f"move of a 2-rank world: {moved}")
+            contention = contention_runs(tb, journal, args.reps, hosts, args.slots, settle, journal_rows, log) \
+                if args.contention else None
         finally:
             tb.down()
     kinds = {}
@@ -208,7 +219,32 @@ def main() -> int:
                              for r in runs if r["kernel"] != "move"]}
     Path(args.out).write_text(json.dumps(data, indent=2) + "\n")
     Path(args.raw).write_text(json.dumps({"runs": runs, "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1) + "\n")
+    if contention is not None:
+        merge(Path(args.out), contention)
+        raw_contention(args.raw, contention)
     print(json.dumps(kinds, indent=2))
+    return 0
+
+
+def raw_contention(raw: str, contention: dict[str, Any]) -> None:
+    path = Path(raw).with_name("calibrate_contention.json")
+    path.write_text(json.dumps({**contention, "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1) + "\n")
+
+
+def only_contention(args: argparse.Namespace) -> int:
+    hosts = max(len(s) for s in MPI_SPLITS + OMP_SPLITS)
+    with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
+        tb = Testbed(hosts, slots=args.slots, prefix=PREFIX, subnet=SUBNET, state_dir=Path(tmp) / "tb",
+                     heartbeat_timeout=5.0, ready_timeout=120.0, latency=LINKS["latency"], bandwidth=LINKS["bandwidth"])
+        tb.up()
+        try:
+            contention = contention_runs(tb, Path(tb.state.data_dir) / "journal.sqlite", args.reps, hosts, args.slots,
+                                         settle, journal_rows, log)
+        finally:
+            tb.down()
+    merge(Path(args.out), contention)
+    raw_contention(args.raw, contention)
+    print(json.dumps({k: contention[k] for k in ("cores", "share", "release", "source")}, indent=2))
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..sim import KindModel, RuntimeModel
+from ..sim.contention import Contention
 
 DEFAULT = Path(__file__).resolve().parents[1] / "sim" / "calibration" / "runtime.json"
 # The live replay's kernels on the namespace testbed (benchmarks/calibrate_testbed.py).
@@ -22,9 +23,22 @@ def load_model(path: Path | None = None) -> RuntimeModel:
         data: dict[str, Any] = json.loads(source.read_text())
         kinds = {name: KindModel(float(p["a"]), float(p["b"]), float(p["beta"]), str(p.get("source", "")))
                  for name, p in data["kinds"].items()}
-        return RuntimeModel(kinds, {str(k): str(v) for k, v in data.get("aliases", {}).items()})
+        return RuntimeModel(kinds, {str(k): str(v) for k, v in data.get("aliases", {}).items()},
+                            contention(data.get("contention"), source))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the runtime calibration {source}: {exc}") from None
+
+
+def contention(entry: dict[str, Any] | None, source: Path) -> Contention | None:
+    """The ``contention`` entry of a calibration file (testbed.json, once ``calibrate_testbed.py --contention``
+    measured it), or None: on a real cluster each host has its own cores."""
+    if entry is None:
+        return None
+    try:
+        return Contention(int(entry["cores"]), {str(k): float(v) for k, v in entry.get("share", {}).items()},
+                          float(entry.get("release", 0.0)), str(entry.get("source", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"bad contention entry in {source}: {exc}") from None
 
 
 def measured(key: str, path: Path | None = None) -> float | None:

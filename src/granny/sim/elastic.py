@@ -139,6 +139,9 @@ class ElasticSimulator(Simulator):
         if is_team_job(run.job):
             super()._next_point(run)
 
+    def retires(self, run: RunningJob) -> bool:
+        return not is_team_job(run.job)  # an OpenMP-style job's granules run calls, and stay
+
 
 def simulator_class(scheduler: Scheduler) -> type[Simulator]:
     """The engine a scheduler runs on: teams that grow at forks need :class:`ElasticSimulator`."""

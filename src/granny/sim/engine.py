@@ -21,6 +21,10 @@ Theory of operation
   migration points (every ``migrate_every`` of its work) once the planner can migrate. A frozen job
   (:meth:`Simulator.freeze`) keeps its fraction done and goes on from there when the state thaws
   it (a Dispatch with ``thaw``).
+- Contention (:mod:`.contention`, the testbed-calibrated model only): a job's rate is 1 / (its
+  runtime x the model's slowdown for the slots busy now), so every change of the busy slots
+  re-times the running jobs (:meth:`Simulator._rebalance`), and an MPI job's slots come back
+  ``release`` seconds after its end (its rank processes retire; the worker forks fresh ones).
 - Spot VMs (:mod:`.spot`): under an eviction schedule, hosts get notices, are taken back by the
   state (StopWorker) and come back as new workers; a Kill of a live host's granule is its process
   ending (the worker starts a fresh granule in its slot); a job that lost ranks is submitted again.
@@ -229,9 +233,27 @@ class Simulator:
             b = self.state.batch
             b.now = max(b.now, t)
             b.observe(run.job.kind, t - run.started)
+        release = self.model.contention.release if self.model.contention is not None else 0.0
+        retiring = [gid for gid, _, _ in self.tasks_of(run)] if release > 0 and self.retires(run) else []
+        for gid in retiring:  # as the server on a retiring rank's Done: never hand it more work
+            self.state.granule_disconnected(gid)
         for gid, rid, index in self.tasks_of(run):
             _, actions = self.state.task_done(gid, rid, index, True)
             self.apply(actions)
+        if retiring:
+            self.later(t + release, lambda: self._retired(retiring))
+        self._rebalance()
+
+    def retires(self, run: RunningJob) -> bool:
+        """Whether a job's granules end with it (an MPI rank's process does; a call's granule stays)."""
+        return True
+
+    def _retired(self, granules: list[str]) -> None:
+        """Retired rank processes exited; their workers' fresh granules take their slots."""
+        for gid in granules:
+            host_id = self._granule_host[gid]
+            self.apply(self.state.granule_exited(gid, "exit code 0"))
+            self.new_granule(host_id)
 
     def tasks_of(self, run: RunningJob) -> list[tuple[str, str, int]]:
         """(granule, request, index) of each of a running job's granules, reported done at its end."""
@@ -285,6 +307,7 @@ class Simulator:
     def _lose(self, req_id: str, fail: Fail) -> None:
         """A running job lost ranks (its host was taken back): it is submitted again, from the start."""
         run = self.running.pop(req_id)
+        self._rebalance()
         self._lost.add(req_id)
         self.hinted.discard(req_id)
         job = run.job
@@ -311,12 +334,14 @@ class Simulator:
             return
         self.decisions.append((req_id, tuple(hosts)))
         counts = counts_of(hosts)
-        end = self.now + self.model.runtime(job.kind, [c for _, c in counts])
-        run = RunningJob(job, req_id, granules, hosts, self.now, end, since=self.now)
+        run = RunningJob(job, req_id, granules, hosts, self.now, self.now, since=self.now)
         self.running[req_id] = run
+        run.pace = self._pace(run, self._busy())
+        run.end = self.now + run.pace
         self.events.append(JobEvent(self.now, "start", job.job_id, job.size, counts, job.kind))
-        self._push(end, _END, req_id)
+        self._push(run.end, _END, req_id)
         self._next_point(run)
+        self._rebalance()
         self._submit_next(req_id)
 
     def _submit_next(self, req_id: str) -> None:
@@ -337,8 +362,7 @@ class Simulator:
         step = math.floor(run.done / every + 1e-9) + 1
         target = step * every
         if target < 1.0:
-            rest = self.model.runtime(run.job.kind, [c for _, c in counts_of(run.hosts)])
-            due = self._points[run.req_id] = run.since + (target - run.done) * rest
+            due = self._points[run.req_id] = run.since + (target - run.done) * run.pace
             self._push(due, _POINT, run.req_id)
 
     def _point(self, req_id: str) -> None:
@@ -350,9 +374,35 @@ class Simulator:
         self._next_point(run)
 
     def _progress(self, run: RunningJob) -> None:
-        total = self.model.runtime(run.job.kind, [c for _, c in counts_of(run.hosts)])
-        run.done = min(1.0, run.done + max(0.0, self.now - run.since) / total)
+        run.done = min(1.0, run.done + max(0.0, self.now - run.since) / run.pace)
         run.since = max(run.since, self.now)  # (a move's cost may still be running)
+
+    def _busy(self) -> int:
+        """Slots running ranks (counted only under a contention model: it is O(running jobs))."""
+        if self.model.contention is None:
+            return 0
+        return sum(len(r.granules) for r in self.running.values())
+
+    def _pace(self, run: RunningJob, busy: int) -> float:
+        """Seconds the whole of ``run`` takes on its split while ``busy`` slots run ranks."""
+        solo = self.model.runtime(run.job.kind, [c for _, c in counts_of(run.hosts)])
+        return solo if self.model.contention is None else solo * self.model.slowdown(run.job.kind, busy)
+
+    def _rebalance(self) -> None:
+        """The busy slots changed: each running job whose rate changed goes on at its new rate from now
+        (its work done so far kept, its end and next point re-timed). A no-op without a contention model."""
+        if self.model.contention is None:
+            return
+        busy = self._busy()
+        for run in self.running.values():
+            pace = self._pace(run, busy)
+            if pace == run.pace:
+                continue
+            self._progress(run)
+            run.pace = pace
+            run.end = run.since + (1.0 - run.done) * pace
+            self._push(run.end, _END, run.req_id)
+            self._next_point(run)
 
     def move(self, run: RunningJob, hosts: Sequence[str], granules: Sequence[str]) -> None:
         """The job's ranks now run on ``hosts`` (granules ``granules``): the rest of its work is re-timed."""
@@ -362,12 +412,13 @@ class Simulator:
     def _resume(self, run: RunningJob, hosts: Sequence[str], granules: Sequence[str], what: str) -> None:
         run.hosts, run.granules = list(hosts), list(granules)
         counts = counts_of(run.hosts)
-        rest = (1.0 - run.done) * self.model.runtime(run.job.kind, [c for _, c in counts])
+        run.pace = self._pace(run, self._busy())
         run.since = self.now + self.scheduler.move_cost  # the move's cost: no progress meanwhile
-        run.end = run.since + rest
+        run.end = run.since + (1.0 - run.done) * run.pace
         run.version += 1
         self.events.append(JobEvent(self.now, what, run.job.job_id, run.job.size, counts, run.job.kind))
         self._push(run.end, _END, run.req_id)
+        self._rebalance()
 
     def freeze(self, run: RunningJob) -> None:
         """The state froze the job (its ranks' state is stored, their slots free): it stops here."""
@@ -377,6 +428,7 @@ class Simulator:
         run.version += 1
         self._frozen[run.req_id] = run
         self.events.append(JobEvent(self.now, "freeze", run.job.job_id, run.job.size, kind=run.job.kind))
+        self._rebalance()
 
     def _thaw(self, req_id: str, granules: list[str], hosts: list[str]) -> None:
         """The state placed a frozen job again: every rank resumes from its stored state, in the

@@ -18,3 +18,4 @@ class RunningJob:
     done: float = 0.0  # fraction of the work done at ``since``
     since: float = 0.0
     version: int = 0  # bumped by each move: end events of an older split are stale
+    pace: float = 0.0  # seconds the whole job takes at its current rate (its split, and the contention)

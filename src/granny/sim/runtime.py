@@ -9,7 +9,9 @@ For a job of ``kind`` whose ``n`` ranks are split over hosts as ``counts``:
 - ``links / n`` is the number of cross-host partners per rank (halved): zero on one host, and it
   grows as a job is split into more, smaller parts. ``beta`` is the slowdown per such link and
   rank, so that locality matters as much as it did in the measurements.
-Migrations cost nothing yet (the migration micro-benchmark will calibrate that). Pure: no I/O; the
+Migrations cost nothing yet (the migration micro-benchmark will calibrate that). That is a job alone
+on its hosts; the testbed-calibrated model also says how jobs that share the machine's cores slow
+each other down (``contention``, :mod:`.contention`; None on a real cluster). Pure: no I/O; the
 fitted parameters are loaded by :mod:`granny.experiment.calibration`.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..planner.policies import links
+from .contention import Contention
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class KindModel:
 class RuntimeModel:
     kinds: Mapping[str, KindModel]
     aliases: Mapping[str, str] = field(default_factory=dict)  # trace App name -> fitted kind
+    contention: Contention | None = None  # jobs sharing the testbed's cores (None: each host has its own)
 
     def of(self, kind: str) -> KindModel:
         model = self.kinds.get(self.aliases.get(kind, kind))
@@ -51,6 +55,12 @@ class RuntimeModel:
 
     def runtime(self, kind: str, counts: Iterable[int]) -> float:
         return self.of(kind).runtime(counts)
+
+    def slowdown(self, kind: str, busy: int) -> float:
+        """How many times its solo runtime a job of ``kind`` takes while ``busy`` slots run ranks."""
+        if self.contention is None:
+            return 1.0
+        return self.contention.slowdown(self.aliases.get(kind, kind), busy)
 
 
 def optimal_counts(n: int, slots: int) -> list[int]:

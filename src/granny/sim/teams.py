@@ -80,3 +80,6 @@ class TeamSimulator(Simulator):
     def _next_point(self, run: RunningJob) -> None:
         if not is_team_job(run.job):
             super()._next_point(run)
+
+    def retires(self, run: RunningJob) -> bool:
+        return not is_team_job(run.job)  # an OpenMP-style job's granules run calls, and stay

@@ -1,0 +1,50 @@
+"""Jobs that share a machine's cores slow each other down: the testbed's contention model.
+
+The live replay's testbed is 4 hosts x 2 slots in network namespaces of one machine, so its 8 slots
+share that machine's few physical cores (2 here), while the runtime model (:mod:`.runtime`) was
+fitted on jobs that ran alone. On a real cluster every host has its own cores and this model is off
+(:attr:`RuntimeModel.contention` is None); only the testbed-calibrated model carries one.
+
+- **Processor sharing.** A job's solo runtime has a part that needs a core (the ranks' all-to-alls,
+  their Python, the links' shaping) and a part that does not (the kernels' "compute" is a sleep). While
+  ``busy`` slots run ranks on ``cores`` cores, the first part is shared:
+
+      slowdown(kind, busy) = 1 + share[kind] * max(0, busy - cores) / cores
+
+  and a running job progresses at 1 / (its solo runtime x slowdown). ``share`` is fitted per kernel on
+  k concurrent jobs (``benchmarks/calibrate_testbed.py --contention``). The simulator re-times every
+  running job when ``busy`` changes (a job starts, ends, moves, freezes or resizes).
+- **Release.** An MPI rank's process retires after its world (its state must not leak into other
+  work) and the worker forks a fresh one: the slot is not free for ``release`` seconds after the job's
+  end (measured from the planner's journal: a job's last result to the placement of the job queued
+  behind it). OpenMP-style jobs' granules run calls and stay.
+Pure: no I/O; the parameters come from testbed.json (:mod:`granny.experiment.calibration`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Contention:
+    cores: int  # physical cores every slot shares
+    share: Mapping[str, float] = field(default_factory=dict)  # fitted kind -> part of its runtime that needs a core
+    release: float = 0.0  # seconds an MPI job's slots stay taken after its end (fresh rank processes)
+    source: str = ""  # the measurements it was fitted on
+
+    def __post_init__(self) -> None:
+        if self.cores < 1:
+            raise ConfigError(f"a contention model needs cores >= 1, got {self.cores}")
+        if self.release < 0 or any(s < 0 for s in self.share.values()):
+            raise ConfigError(f"contention shares and release must be >= 0: {dict(self.share)}, {self.release}")
+
+    def slowdown(self, kind: str, busy: int) -> float:
+        """How many times longer a job of (fitted) ``kind`` takes while ``busy`` slots run ranks."""
+        over = busy - self.cores
+        if over <= 0:
+            return 1.0
+        return 1.0 + self.share.get(kind, 0.0) * over / self.cores
