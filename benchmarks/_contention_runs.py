@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 import granny
 from granny.experiment import kernels
 from granny.experiment.live import Workload
+from granny.experiment.loadprobe import LoadProbe
 
 # (kernel, per-job split): the splits the scaled traces run most (2 ranks on a host, 2 ranks on 2 hosts)
 CONFIGS = [("tb-mpi-compute", (2,)), ("tb-mpi-compute", (1, 1)), ("tb-mpi-network", (2,)),
@@ -120,27 +123,40 @@ def fit_share(samples: list[dict[str, Any]], cores: int) -> dict[str, float]:
 
 
 def contention_runs(tb: Any, journal: Path, reps: int, hosts: int, slots: int, settle: Any, rows: Any,
-                    log: Any) -> dict[str, Any]:
+                    log: Any, hog_counts: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """``hog_counts``: also run each batch beside that many CPU-bound processes (a controlled background)."""
+    mark = str(tb.state.state_dir)
     w = Workload()
     cores = os.cpu_count() or 1
     runs: list[dict[str, Any]] = []
     chains: list[dict[str, float]] = []
     loads: list[float] = []
     for rep in range(reps):
-        for kernel, split in CONFIGS:
-            solo = None
-            for k in range(1, hosts + 1):
-                with granny.connect(tb.address, tb.token) as c:
-                    settle(c)
-                loads.append(os.getloadavg()[0])
-                secs = run_batch(tb.address, tb.token, kernel, split, k, hosts, w, f"ct-{rep}-{kernel}-{len(runs)}")
-                mean = statistics.mean(secs)
-                solo = mean if k == 1 else solo
-                assert solo is not None
-                runs.append({"kernel": kernel, "split": list(split), "k": k, "busy": k * sum(split), "seconds": secs,
-                             "slowdown": mean / solo, "rep": rep, "load1": loads[-1]})
-                log(f"contention {kernel} {split} x{k}: {[round(s, 2) for s in secs]} (x{mean / solo:.3f}), "
-                    f"load {loads[-1]:.1f}")
+        for hogs in hog_counts:
+            spinning = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hogs)]
+            try:
+                for kernel, split in CONFIGS:
+                    solo = None
+                    for k in (range(1, hosts + 1) if hogs == 0 else (1, hosts)):
+                        with granny.connect(tb.address, tb.token) as c:
+                            settle(c)
+                        with LoadProbe(mark) as probe:
+                            secs = run_batch(tb.address, tb.token, kernel, split, k, hosts, w,
+                                             f"ct-{rep}-{hogs}-{kernel}-{len(runs)}")
+                        load = probe.result()
+                        loads.append(load.loadavg[1])
+                        mean = statistics.mean(secs)
+                        solo = mean if k == 1 else solo
+                        assert solo is not None
+                        runs.append({"kernel": kernel, "split": list(split), "k": k, "busy": k * sum(split),
+                                     "hogs": hogs, "background": load.background, "seconds": secs,
+                                     "slowdown": mean / solo, "rep": rep, "load1": load.loadavg[1]})
+                        log(f"contention {kernel} {split} x{k}, {hogs} hogs: {[round(s, 2) for s in secs]} "
+                            f"(x{mean / solo:.3f}), background {load.background:.2f}, load {load.loadavg[1]:.1f}")
+            finally:
+                for h in spinning:
+                    h.kill()
+                    h.wait()
         with granny.connect(tb.address, tb.token) as c:
             settle(c)
         chain = run_chain(tb.address, tb.token, journal, w, f"chain-{rep}", rows)

@@ -158,6 +158,7 @@ def main() -> int:
     ap.add_argument("--raw", default=str(Path(__file__).parent / "results" / "calibrate_testbed.json"))
     ap.add_argument("--contention", action="store_true", help="also measure k concurrent jobs (the contention model)")
     ap.add_argument("--only-contention", action="store_true", help="measure the contention model alone")
+    ap.add_argument("--hogs", default="0", help="contention: also beside this many CPU-bound processes (e.g. 0,2,4)")
     args = ap.parse_args()
     if args.only_contention:
         return only_contention(args)
@@ -192,8 +193,8 @@ def main() -> int:
                     moved = run_move(c, w, journal, hosts)
                 runs.append({"kernel": "move", "split": [1, 1], "seconds": None, "move": moved, "rep": rep})
                 log(f"move of a 2-rank world: {moved}")
-            contention = contention_runs(tb, journal, args.reps, hosts, args.slots, settle, journal_rows, log) \
-                if args.contention else None
+            contention = contention_runs(tb, journal, args.reps, hosts, args.slots, settle, journal_rows, log,
+                                         tuple(int(h) for h in args.hogs.split(","))) if args.contention else None
         finally:
             tb.down()
     kinds = {}
@@ -239,7 +240,7 @@ def only_contention(args: argparse.Namespace) -> int:
         tb.up()
         try:
             contention = contention_runs(tb, Path(tb.state.data_dir) / "journal.sqlite", args.reps, hosts, args.slots,
-                                         settle, journal_rows, log)
+                                         settle, journal_rows, log, tuple(int(h) for h in args.hogs.split(",")))
         finally:
             tb.down()
     merge(Path(args.out), contention)

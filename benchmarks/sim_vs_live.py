@@ -7,7 +7,10 @@ For each trace of the original's artifact, ``granny experiment sweep --mode test
 down (sizes x slots/8, arrival times x our jobs' runtime over the original's) with batch, slurm,
 granny and granny-migrate as real jobs on a testbed of ``--hosts`` x ``--slots`` (one testbed per
 trace and rep), and simulates the same scaled trace with the testbed-calibrated runtime model
-(``src/granny/sim/calibration/testbed.json``, from ``benchmarks/calibrate_testbed.py``). Writes
+(``src/granny/sim/calibration/testbed.json``, from ``benchmarks/calibrate_testbed.py``) and its
+contention model (jobs sharing the machine's cores; ``granny.sim.contention``), given the other work
+measured on the machine during each live run (``granny.experiment.loadprobe``); the simulation
+without the contention model (jobs as if alone, as before it existed) is reported beside it. Writes
 ``benchmarks/results/sim_vs_live.json`` and ``.md``, and each run's directory under
 ``benchmarks/results/sim_vs_live/``.
 
@@ -96,22 +99,33 @@ def main() -> int:
             pairs = run_testbed(trace, args.hosts, args.slots, names, where, prefix=PREFIX, subnet=SUBNET)
             live = {o.scheduler: o.metrics.makespan for o, _ in pairs}
             sim = {o.scheduler: s.metrics.makespan for o, s in pairs}
+            metas = {o.scheduler: json.loads((where / o.scheduler / "run.json").read_text()) for o, _ in pairs}
+            solo = {k: m["sim_solo_makespan"] for k, m in metas.items() if "sim_solo_makespan" in m}
             swapped = swaps(live, sim)
             row = {"trace": name, "rep": rep, "live": live, "sim": sim,
                    "ratio": {k: sim[k] / live[k] for k in live},
+                   "sim_solo": solo, "ratio_solo": {k: solo[k] / live[k] for k in solo},
+                   "load": {k: m.get("load") for k, m in metas.items()},
                    "live_ranking": ranked(live), "sim_ranking": ranked(sim),
                    "same_ranking": not swapped, "swaps": swapped,
                    "swaps_only_within_sim_ties": all(gap < TIE for *_, gap in swapped),
                    "scaling": json.loads((where / names[0] / "run.json").read_text())["scaling"]}
             report["runs"].append(row)
             md += [f"## {name} (rep {rep})", "", row["scaling"]["note"] + ".", "", live_table(pairs)]
+            md.append("Without the contention model (jobs as if alone), sim / live: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in row["ratio_solo"].items())
+                      + ". Other work on the machine during each live run (runnable processes, mean; 1-min load "
+                      "average at its start and end): "
+                      + ", ".join(f"{k} {ld['background']:.1f} ({ld['loadavg_1min'][0]:.1f}-{ld['loadavg_1min'][1]:.1f})"
+                                  for k, ld in row["load"].items() if ld) + ".\n")
             if swapped:
                 md.append("Swapped pairs (sim gap): " + ", ".join(f"{a}/{b} ({g:.1%})" for a, b, g in swapped) + "\n")
             Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
             Path(args.out).with_suffix(".md").write_text("\n".join(md) + "\n")
         reps = [r for r in report["runs"] if r["trace"] == name]
         order = live_order([r["live"] for r in reps])
-        sim = reps[0]["sim"]  # deterministic: the same in every rep
+        # the simulator is deterministic, but each run's background load goes into the contention model: the mean
+        sim = {k: statistics.fmean(r["sim"][k] for r in reps) for k in reps[0]["sim"]}
         verdict = agree(order, sim)
         report.setdefault("ranking", []).append({
             "trace": name, "reps": len(reps), "live_order": order.text(), "live_ordered_pairs": sorted(order.before),
@@ -131,10 +145,19 @@ def main() -> int:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
         Path(args.out).with_suffix(".md").write_text("\n".join(md) + "\n")
     ratios = [r for run in report["runs"] for r in run["ratio"].values()]
+    solos = [r for run in report["runs"] for r in run.get("ratio_solo", {}).values()]
+    loads = [ld["background"] for run in report["runs"] for ld in run.get("load", {}).values() if ld]
+    avgs = [x for run in report["runs"] for ld in run.get("load", {}).values() if ld for x in ld["loadavg_1min"]]
     if ratios:
+        before = "" if not solos else (
+            f" (without the contention model: median {statistics.median(solos):.3f}, range "
+            f"{min(solos):.3f}-{max(solos):.3f}, within 10%: {sum(1 for r in solos if abs(r - 1) <= 0.1)}/{len(solos)})")
+        machine = "" if not loads else (
+            f"; other work during the live runs: {min(loads):.1f}-{max(loads):.1f} runnable processes, 1-min load "
+            f"average {min(avgs):.1f}-{max(avgs):.1f} on {os.cpu_count()} cores")
         summary = (f"sim / live makespan over {len(ratios)} runs: median {statistics.median(ratios):.3f}, "
                    f"range {min(ratios):.3f}-{max(ratios):.3f}; within 10%: "
-                   f"{sum(1 for r in ratios if abs(r - 1) <= 0.1)}/{len(ratios)}; same ranking: "
+                   f"{sum(1 for r in ratios if abs(r - 1) <= 0.1)}/{len(ratios)}{before}{machine}; same ranking: "
                    f"{sum(1 for run in report['runs'] if run['same_ranking'])}/{len(report['runs'])} trace runs (strict); "
                    f"sim consistent with the live partial order: "
                    f"{sum(1 for r in report['ranking'] if r['consistent'])}/{len(report['ranking'])} traces")

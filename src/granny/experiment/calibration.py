@@ -35,8 +35,10 @@ def contention(entry: dict[str, Any] | None, source: Path) -> Contention | None:
     if entry is None:
         return None
     try:
+        free = entry.get("free")
         return Contention(int(entry["cores"]), {str(k): float(v) for k, v in entry.get("share", {}).items()},
-                          float(entry.get("release", 0.0)), str(entry.get("source", "")))
+                          release=float(entry.get("release", 0.0)), per_slot=float(entry.get("per_slot", 1.0)),
+                          free=None if free is None else float(free), source=str(entry.get("source", "")))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"bad contention entry in {source}: {exc}") from None
 

@@ -23,6 +23,7 @@ from ..sim import Job, RuntimeModel, SimResult, scheduler_named
 from ..sim.teams import TeamSimulator
 from .calibration import TESTBED, load_model, measured
 from .live import LINKS, LIVE_SCHEDULERS, LiveReplay, Scaling, Workload, time_scale
+from .loadprobe import Load, LoadProbe
 from .metrics import Metrics, compute
 
 DEFAULT_PREFIX = "gxp"
@@ -37,6 +38,8 @@ class LiveOutcome:
     sim: SimResult  # the same scaled trace, simulated with the testbed-calibrated model
     sim_metrics: Metrics
     wall_seconds: float
+    load: Load | None = None  # the machine's other work during the live run
+    solo_metrics: Metrics | None = None  # simulated without the contention model (jobs as if alone)
 
     @property
     def ratio(self) -> float:
@@ -55,10 +58,13 @@ def scaled(jobs: Sequence[Job], slots: int, model: RuntimeModel | None = None,
 
 def simulate(jobs: Sequence[Job], scheduler: str, hosts: int, slots: int, model: RuntimeModel,
              host_ids: Sequence[str] | None = None, move_cost: float | None = None,
-             team_delay: float | None = None) -> SimResult:
+             team_delay: float | None = None, background: float | None = None) -> SimResult:
     """The scaled trace in the simulator, its OpenMP-style jobs as granny.parallel runs them live
     (their team asked for ``team_delay`` seconds after thread 0 started), each move of a
-    granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration)."""
+    granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration);
+    ``background``: the other work's runnable processes the live run saw, for the contention model."""
+    if background is not None and model.contention is not None:
+        model = replace(model, contention=replace(model.contention, background=background))
     sched = scheduler_named(scheduler)
     if move_cost is not None and sched.migrate_every:
         sched = replace(sched, move_cost=move_cost)
@@ -96,13 +102,22 @@ def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str
                 started = time.perf_counter()
                 driver = LiveReplay(tb.address, tb.token, journal, name, workload, f"{name}-{uuid.uuid4().hex[:6]}",
                                     log=lambda m, n=name: say(f"{n}: {m}"))
-                live = driver.run(jobs)
+                with LoadProbe(str(tb.state.state_dir)) as probe:
+                    live = driver.run(jobs)
+                load = probe.result()
                 wall = time.perf_counter() - started
-                sim = simulate(jobs, name, hosts, slots, model, driver.host_ids, move_cost, team_delay)
+                sim = simulate(jobs, name, hosts, slots, model, driver.host_ids, move_cost, team_delay,
+                               background=load.background)
+                solo = None
+                if model.contention is not None:
+                    alone = simulate(jobs, name, hosts, slots, replace(model, contention=None), driver.host_ids,
+                                     move_cost, team_delay)
+                    solo = compute(alone.events, alone.cluster)
                 outcome = LiveOutcome(name, live, compute(live.events, live.cluster), sim,
-                                      compute(sim.events, sim.cluster), wall)
+                                      compute(sim.events, sim.cluster), wall, load, solo)
                 say(f"{name}: live makespan {outcome.metrics.makespan:.1f} s, simulated "
-                    f"{outcome.sim_metrics.makespan:.1f} s (sim / live {outcome.ratio:.2f})")
+                    f"{outcome.sim_metrics.makespan:.1f} s (sim / live {outcome.ratio:.2f}; background "
+                    f"{load.background:.1f} runnable, load {load.loadavg[0]:.1f}-{load.loadavg[1]:.1f})")
                 outcomes.append(outcome)
                 if done is not None:
                     done(outcome)
@@ -113,7 +128,12 @@ def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str
 
 def run_meta(outcome: LiveOutcome, scaling: Scaling, workload: Workload) -> dict[str, Any]:
     """What run.json says of a live run beyond what a simulated one says."""
-    return {"scaling": {**scaling.to_json(), "note": scaling.describe()}, "workload": workload.to_json(),
+    meta = {"scaling": {**scaling.to_json(), "note": scaling.describe()}, "workload": workload.to_json(),
             "links": LINKS, "sim_makespan": round(outcome.sim_metrics.makespan, 3),
             "sim_model_applies": workload == Workload(),  # the calibration measured these kernels
             "sim_over_live": round(outcome.ratio, 4)}
+    if outcome.load is not None:
+        meta["load"] = outcome.load.to_json()
+    if outcome.solo_metrics is not None:  # the simulator without the contention model, for comparison
+        meta["sim_solo_makespan"] = round(outcome.solo_metrics.makespan, 3)
+    return meta

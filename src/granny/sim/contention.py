@@ -6,14 +6,18 @@ fitted on jobs that ran alone. On a real cluster every host has its own cores an
 (:attr:`RuntimeModel.contention` is None); only the testbed-calibrated model carries one.
 
 - **Processor sharing.** A job's solo runtime has a part that needs a core (the ranks' all-to-alls,
-  their Python, the links' shaping) and a part that does not (the kernels' "compute" is a sleep). While
-  ``busy`` slots run ranks on ``cores`` cores, the first part is shared:
+  their Python, the links' shaping) and a part that does not (the kernels' "compute" is a sleep).
+  The machine's runnable tasks are ``background`` (other work: measured during the live run, see
+  :mod:`granny.experiment.loadprobe`) plus ``per_slot`` for each slot running a rank; past ``free``
+  of them (what the cores absorb without a job noticing) the first part is shared:
 
-      slowdown(kind, busy) = 1 + share[kind] * max(0, busy - cores) / cores
+      slowdown(kind, busy) = 1 + share[kind] * max(0, background + per_slot * busy - free) / cores
 
-  and a running job progresses at 1 / (its solo runtime x slowdown). ``share`` is fitted per kernel on
-  k concurrent jobs (``benchmarks/calibrate_testbed.py --contention``). The simulator re-times every
-  running job when ``busy`` changes (a job starts, ends, moves, freezes or resizes).
+  and a running job progresses at 1 / (its solo runtime x slowdown). ``share`` (per kernel),
+  ``per_slot`` and ``free`` are fitted on k concurrent jobs beside 0, 2 or 4 CPU-bound processes
+  (``benchmarks/calibrate_testbed.py --contention``, ``benchmarks/fit_contention.py``). The
+  simulator re-times every running job when ``busy`` changes (a job starts, ends, moves, freezes or
+  resizes).
 - **Release.** An MPI rank's process retires after its world (its state must not leak into other
   work) and the worker forks a fresh one: the slot is not free for ``release`` seconds after the job's
   end (measured from the planner's journal: a job's last result to the placement of the job queued
@@ -34,17 +38,20 @@ class Contention:
     cores: int  # physical cores every slot shares
     share: Mapping[str, float] = field(default_factory=dict)  # fitted kind -> part of its runtime that needs a core
     release: float = 0.0  # seconds an MPI job's slots stay taken after its end (fresh rank processes)
+    per_slot: float = 1.0  # runnable tasks a slot running a rank adds
+    free: float | None = None  # runnable tasks the cores absorb unnoticed (None: cores)
+    background: float = 0.0  # runnable tasks of other work on the same cores, during the run
     source: str = ""  # the measurements it was fitted on
 
     def __post_init__(self) -> None:
         if self.cores < 1:
             raise ConfigError(f"a contention model needs cores >= 1, got {self.cores}")
-        if self.release < 0 or any(s < 0 for s in self.share.values()):
-            raise ConfigError(f"contention shares and release must be >= 0: {dict(self.share)}, {self.release}")
+        if min(self.release, self.per_slot, self.background, *self.share.values()) < 0:
+            raise ConfigError(f"contention shares, release, per_slot and background must be >= 0: {self}")
 
     def slowdown(self, kind: str, busy: int) -> float:
         """How many times longer a job of (fitted) ``kind`` takes while ``busy`` slots run ranks."""
-        over = busy - self.cores
+        over = self.background + self.per_slot * busy - (self.cores if self.free is None else self.free)
         if over <= 0:
             return 1.0
         return 1.0 + self.share.get(kind, 0.0) * over / self.cores
