@@ -32,6 +32,9 @@ def test_the_slowdown_is_processor_sharing_of_the_part_that_needs_a_core() -> No
     assert c.slowdown("k", 0) == c.slowdown("k", 2) == 1.0  # no more ranks than cores: no one waits
     assert c.slowdown("k", 4) == pytest.approx(1.5)  # half its time on a core, shared by 2 ranks a core
     assert c.slowdown("other", 8) == 1.0  # a kind nobody measured is not slowed
+    # other work's runnable processes count too, a rank's slot as per_slot of one, past what the cores absorb
+    loaded = Contention(2, {"k": 0.5}, per_slot=0.5, free=3.0, background=2.0)
+    assert loaded.slowdown("k", 2) == 1.0 and loaded.slowdown("k", 4) == pytest.approx(1.25)
     with pytest.raises(ConfigError):
         Contention(0)
     with pytest.raises(ConfigError):
@@ -114,3 +117,16 @@ def test_only_the_testbed_calibration_carries_a_contention_model() -> None:
     assert tb.slowdown("mpi-locality", tb.contention.cores) == 1.0
     sim = Simulator(scheduler_named("granny"), 4, 2, tb)
     assert sim.run([Job(0, "mpi-locality", 2, 0)]).end > 0
+
+
+def test_the_replay_gives_the_live_runs_background_to_the_simulated_twin() -> None:
+    from granny.experiment.replay import simulate as twin
+
+    jobs = [Job(i, "mpi-locality", 2, i * 0.5) for i in range(6)]
+    tb = load_model(TESTBED)
+    ids = [f"h{i + 1}" for i in range(4)]
+    quiet = twin(jobs, "granny", 4, 2, tb, ids, background=0.0)
+    busy = twin(jobs, "granny", 4, 2, tb, ids, background=12.0)
+    alone = twin(jobs, "granny", 4, 2, RuntimeModel(tb.kinds, tb.aliases), ids, background=12.0)  # no model: no effect
+    assert alone.end < quiet.end < busy.end  # (quiet: the ranks' slots come back late, release)
+    assert quiet.decisions == busy.decisions
