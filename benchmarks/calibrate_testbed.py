@@ -159,9 +159,13 @@ def main() -> int:
     ap.add_argument("--contention", action="store_true", help="also measure k concurrent jobs (the contention model)")
     ap.add_argument("--only-contention", action="store_true", help="measure the contention model alone")
     ap.add_argument("--hogs", default="0", help="contention: also beside this many CPU-bound processes (e.g. 0,2,4)")
+    ap.add_argument("--only-moves", action="store_true",
+                    help="measure a move of the MPI kernel beside each --hogs count of CPU-bound processes alone")
     args = ap.parse_args()
     if args.only_contention:
         return only_contention(args)
+    if args.only_moves:
+        return only_moves(args)
     w = Workload()
     hosts = max(len(s) for s in MPI_SPLITS + OMP_SPLITS)
     runs: list[dict[str, Any]] = []
@@ -246,6 +250,47 @@ def only_contention(args: argparse.Namespace) -> int:
     merge(Path(args.out), contention)
     raw_contention(args.raw, contention)
     print(json.dumps({k: contention[k] for k in ("cores", "share", "release", "source")}, indent=2))
+    return 0
+
+
+def only_moves(args: argparse.Namespace) -> int:
+    """Moves of a 2-rank world beside 0, 2, 4... CPU-bound processes, with the other work measured during
+    each (``LoadProbe``): what a move costs on a loaded machine (benchmarks/results/calibrate_moves.json)."""
+    import subprocess
+
+    from granny.experiment.loadprobe import LoadProbe
+
+    hosts = max(len(s) for s in MPI_SPLITS + OMP_SPLITS)
+    model = json.loads(Path(args.out).read_text())["kinds"]["tb-mpi-compute"]
+    w = Workload()
+    moves: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
+        tb = Testbed(hosts, slots=args.slots, prefix=PREFIX, subnet=SUBNET, state_dir=Path(tmp) / "tb",
+                     heartbeat_timeout=5.0, ready_timeout=120.0, latency=LINKS["latency"], bandwidth=LINKS["bandwidth"])
+        tb.up()
+        journal = Path(tb.state.data_dir) / "journal.sqlite"
+        try:
+            for rep in range(args.reps):
+                for hogs in (int(h) for h in args.hogs.split(",")):
+                    spinning = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hogs)]
+                    try:
+                        with granny.connect(tb.address, tb.token, app_id=f"mv-{rep}-{hogs}") as c:
+                            settle(c)
+                            with LoadProbe(str(tb.state.state_dir)) as probe:
+                                moved = run_move(c, w, journal, hosts)
+                    finally:
+                        for h in spinning:
+                            h.kill()
+                            h.wait()
+                    load = probe.result()
+                    cost = move_cost(moved, model) if moved is not None else None
+                    moves.append({"rep": rep, "hogs": hogs, "background": load.background, "move": moved, "cost": cost})
+                    log(f"move beside {hogs} hogs: cost {cost}, background {load.background:.2f}")
+        finally:
+            tb.down()
+    path = Path(args.raw).with_name("calibrate_moves.json")  # added to the moves measured before
+    before = json.loads(path.read_text())["moves"] if path.exists() else []
+    path.write_text(json.dumps({"moves": before + moves, "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1) + "\n")
     return 0
 
 

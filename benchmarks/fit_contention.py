@@ -83,6 +83,25 @@ def errors(pts: list[dict[str, Any]], f: dict[str, Any], cores: int) -> dict[str
             "rms_model": math.sqrt(statistics.fmean(e * e for e in model))}
 
 
+def fit_moves(path: Path) -> dict[str, Any] | None:
+    """A move's cost as a line in the background: least squares on the moves of calibrate_testbed.py --only-moves."""
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    pts = [(m["background"], m["cost"]) for m in raw["moves"] if m.get("cost") is not None]
+    if len(pts) < 2:
+        return None
+    mx, my = statistics.fmean(x for x, _ in pts), statistics.fmean(y for _, y in pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    slope = max(0.0, sum((x - mx) * (y - my) for x, y in pts) / sxx) if sxx else 0.0
+    return {"move": [round(my - slope * mx, 4), round(slope, 4)],
+            "move_source": (f"benchmarks/fit_contention.py: least squares on {len(pts)} moves of a 2-rank world "
+                            f"(calibrate_testbed.py --only-moves, beside 0/2/4 CPU-bound processes; background "
+                            f"{min(x for x, _ in pts):.1f}-{max(x for x, _ in pts):.1f}; each: its runtime less the "
+                            f"solo model's; {raw['when']})"),
+            "move_costs": [[round(x, 3), round(y, 3)] for x, y in pts]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--raw", default=str(RAW))
@@ -107,9 +126,12 @@ def main() -> int:
                    f"{'/'.join(map(str, hogs))} CPU-bound processes, background {min(backgrounds):.1f}-{max(backgrounds):.1f} "
                    f"runnable; {raw['when']}); release: {raw.get('release_source', 'journal: last result -> next placement')}"),
     })
+    moves = fit_moves(Path(args.raw).with_name("calibrate_moves.json"))
+    if moves is not None:
+        entry.update(moves)
     data["contention"] = entry
     Path(args.out).write_text(json.dumps(data, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in entry.items() if k != "measurements"}, indent=2))
+    print(json.dumps({k: v for k, v in entry.items() if k not in ("measurements", "move_costs")}, indent=2))
     return 0
 
 

@@ -35,10 +35,11 @@ def contention(entry: dict[str, Any] | None, source: Path) -> Contention | None:
     if entry is None:
         return None
     try:
-        free = entry.get("free")
+        free, move = entry.get("free"), entry.get("move")
         return Contention(int(entry["cores"]), {str(k): float(v) for k, v in entry.get("share", {}).items()},
                           release=float(entry.get("release", 0.0)), per_slot=float(entry.get("per_slot", 1.0)),
-                          free=None if free is None else float(free), source=str(entry.get("source", "")))
+                          free=None if free is None else float(free), source=str(entry.get("source", "")),
+                          move=None if move is None else (float(move[0]), float(move[1])))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"bad contention entry in {source}: {exc}") from None
 

@@ -65,6 +65,8 @@ def simulate(jobs: Sequence[Job], scheduler: str, hosts: int, slots: int, model:
     ``background``: the other work's runnable processes the live run saw, for the contention model."""
     if background is not None and model.contention is not None:
         model = replace(model, contention=replace(model.contention, background=background))
+    if model.contention is not None and model.contention.move is not None:
+        move_cost = model.contention.move_cost()  # measured beside other work, not on an idle machine
     sched = scheduler_named(scheduler)
     if move_cost is not None and sched.migrate_every:
         sched = replace(sched, move_cost=move_cost)

@@ -18,6 +18,10 @@ fitted on jobs that ran alone. On a real cluster every host has its own cores an
   (``benchmarks/calibrate_testbed.py --contention``, ``benchmarks/fit_contention.py``). The
   simulator re-times every running job when ``busy`` changes (a job starts, ends, moves, freezes or
   resizes).
+- **Moves.** The rank that moves starts again in a fresh process on its new host and the world is
+  rebuilt: CPU work that the machine's other work stretches, so a move's cost is a line in the
+  background, fitted on moves of a 2-rank world beside 0, 2 and 4 CPU-bound processes (it replaces the
+  idle machine's ``move_cost`` of testbed.json in the replay's simulated twin).
 - **Release.** An MPI rank's process retires after its world (its state must not leak into other
   work) and the worker forks a fresh one: the slot is not free for ``release`` seconds after the job's
   end (measured from the planner's journal: a job's last result to the placement of the job queued
@@ -41,6 +45,7 @@ class Contention:
     per_slot: float = 1.0  # runnable tasks a slot running a rank adds
     free: float | None = None  # runnable tasks the cores absorb unnoticed (None: cores)
     background: float = 0.0  # runnable tasks of other work on the same cores, during the run
+    move: tuple[float, float] | None = None  # seconds a move adds to a job: move[0] + move[1] * background
     source: str = ""  # the measurements it was fitted on
 
     def __post_init__(self) -> None:
@@ -48,6 +53,12 @@ class Contention:
             raise ConfigError(f"a contention model needs cores >= 1, got {self.cores}")
         if min(self.release, self.per_slot, self.background, *self.share.values()) < 0:
             raise ConfigError(f"contention shares, release, per_slot and background must be >= 0: {self}")
+
+    def move_cost(self) -> float | None:
+        """Seconds a move (or thaw) adds to a job at this background (None: not measured)."""
+        if self.move is None:
+            return None
+        return max(0.0, self.move[0] + self.move[1] * self.background)
 
     def slowdown(self, kind: str, busy: int) -> float:
         """How many times longer a job of (fitted) ``kind`` takes while ``busy`` slots run ranks."""

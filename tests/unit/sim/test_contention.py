@@ -35,6 +35,8 @@ def test_the_slowdown_is_processor_sharing_of_the_part_that_needs_a_core() -> No
     # other work's runnable processes count too, a rank's slot as per_slot of one, past what the cores absorb
     loaded = Contention(2, {"k": 0.5}, per_slot=0.5, free=3.0, background=2.0)
     assert loaded.slowdown("k", 2) == 1.0 and loaded.slowdown("k", 4) == pytest.approx(1.25)
+    assert Contention(2, move=(0.25, 0.05), background=6.0).move_cost() == pytest.approx(0.55)
+    assert Contention(2).move_cost() is None  # not measured: the scheduler's own move cost stands
     with pytest.raises(ConfigError):
         Contention(0)
     with pytest.raises(ConfigError):
