@@ -26,7 +26,9 @@ fitted on jobs that ran alone. On a real cluster every host has its own cores an
   work) and the worker forks a fresh one: the slot is not free for ``release`` seconds after the job's
   end (measured from the planner's journal: a job's last result to the placement of the job queued
   behind it). OpenMP-style jobs' granules run calls and stay.
-Pure: no I/O; the parameters come from testbed.json (:mod:`granny.experiment.calibration`).
+It models one machine's cores: re-timing costs O(running jobs) at each change of the busy slots, fine
+for the testbed's few slots, and meaningless (and slow) for a simulated cluster of many hosts, which
+runs without it. Pure: no I/O; the parameters come from testbed.json (:mod:`granny.experiment.calibration`).
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ class Contention:
             return None
         return max(0.0, self.move[0] + self.move[1] * self.background)
 
+    def over(self, busy: int) -> float:
+        """Runnable tasks past what the cores absorb, while ``busy`` slots run ranks (every slowdown is a function of it)."""
+        return max(0.0, self.background + self.per_slot * busy - (self.cores if self.free is None else self.free))
+
     def slowdown(self, kind: str, busy: int) -> float:
         """How many times longer a job of (fitted) ``kind`` takes while ``busy`` slots run ranks."""
-        over = self.background + self.per_slot * busy - (self.cores if self.free is None else self.free)
+        over = self.over(busy)
         if over <= 0:
             return 1.0
         return 1.0 + self.share.get(kind, 0.0) * over / self.cores

@@ -119,6 +119,7 @@ class Simulator:
         self._points: dict[str, float] = {}  # req_id -> when its next migration point is due
         self.evictor = Evictor(self, evictions) if scheduler.evictions and evictions is not None else None
         self._later: dict[str, Callable[[], None]] = {}  # what a driver asked to do at a later instant
+        self._over = 0.0  # the contention model's load past the cores at the last re-timing (contention.py)
 
     # --- driving the planner ---------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> SimResult:
@@ -394,6 +395,10 @@ class Simulator:
         if self.model.contention is None:
             return
         busy = self._busy()
+        over = self.model.contention.over(busy)
+        if over == self._over:
+            return  # every running job's rate is what it was (a job that started or moved set its own)
+        self._over = over
         for run in self.running.values():
             pace = self._pace(run, busy)
             if pace == run.pace:
