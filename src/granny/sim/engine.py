@@ -44,6 +44,7 @@ from ..planner.lifecycle import AppKind
 from ..planner.policies.base import counts_of
 from ..planner.records import Action, Dispatch, Fail, Hint, Kill, RankAddress, StopWorker
 from ..planner.state import PlannerState
+from .contention import Contention
 from .events import Cluster, JobEvent
 from .migrate import PlannerMigration
 from .running import RunningJob
@@ -90,6 +91,7 @@ class Simulator:
         self.scheduler = scheduler
         self.cluster = Cluster(hosts, slots)
         self.model = model
+        self.contention: Contention | None = getattr(model, "contention", None)  # (a test's stand-in model: none)
         self.state = PlannerState(heartbeat_timeout, scheduler.policy)
         self.heartbeat_interval = heartbeat_timeout / 4
         if migration is None and scheduler.migrate_every:
@@ -234,7 +236,7 @@ class Simulator:
             b = self.state.batch
             b.now = max(b.now, t)
             b.observe(run.job.kind, t - run.started)
-        release = self.model.contention.release if self.model.contention is not None else 0.0
+        release = self.contention.release if self.contention is not None else 0.0
         retiring = [gid for gid, _, _ in self.tasks_of(run)] if release > 0 and self.retires(run) else []
         for gid in retiring:  # as the server on a retiring rank's Done: never hand it more work
             self.state.granule_disconnected(gid)
@@ -380,22 +382,22 @@ class Simulator:
 
     def _busy(self) -> int:
         """Slots running ranks (counted only under a contention model: it is O(running jobs))."""
-        if self.model.contention is None:
+        if self.contention is None:
             return 0
         return sum(len(r.granules) for r in self.running.values())
 
     def _pace(self, run: RunningJob, busy: int) -> float:
         """Seconds the whole of ``run`` takes on its split while ``busy`` slots run ranks."""
         solo = self.model.runtime(run.job.kind, [c for _, c in counts_of(run.hosts)])
-        return solo if self.model.contention is None else solo * self.model.slowdown(run.job.kind, busy)
+        return solo if self.contention is None else solo * self.model.slowdown(run.job.kind, busy)
 
     def _rebalance(self) -> None:
         """The busy slots changed: each running job whose rate changed goes on at its new rate from now
         (its work done so far kept, its end and next point re-timed). A no-op without a contention model."""
-        if self.model.contention is None:
+        if self.contention is None:
             return
         busy = self._busy()
-        over = self.model.contention.over(busy)
+        over = self.contention.over(busy)
         if over == self._over:
             return  # every running job's rate is what it was (a job that started or moved set its own)
         self._over = over
