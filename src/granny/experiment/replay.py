@@ -62,7 +62,8 @@ def simulate(jobs: Sequence[Job], scheduler: str, hosts: int, slots: int, model:
     """The scaled trace in the simulator, its OpenMP-style jobs as granny.parallel runs them live
     (their team asked for ``team_delay`` seconds after thread 0 started), each move of a
     granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration);
-    ``background``: the other work's runnable processes the live run saw, for the contention model."""
+    ``background``: the other work's runnable processes the live run saw, for the contention model,
+    whose move cost at that background (when it has one) replaces ``move_cost``."""
     if background is not None and model.contention is not None:
         model = replace(model, contention=replace(model.contention, background=background))
     if model.contention is not None and model.contention.move is not None:
