@@ -7,7 +7,8 @@ Theory of operation
   acknowledges, so the old process ends only once its state is on disk. The result comes back to the
   event loop, which hands it to the planner's state (``state_stored``).
 - Serving (:meth:`StateStore.grant`): a thawing rank's Run carries this store's port and a fresh 16-byte
-  key for that one file; the serving thread checks the key and ``sendfile``s the file. The wire format is
+  key for that one file; the serving thread runs the handshake against the keys it has granted (the
+  puller proves one, never sends it) and ``sendfile``s that key's file. The wire format is
   granny.migration.ship's, so a granule pulls from the planner exactly as it would from another rank.
 - The files of a world are deleted when it has thawed or ended (:meth:`drop`); which worlds are frozen is
   journaled (the ``frozen`` table), so a restarted planner thaws them too.
@@ -17,7 +18,6 @@ Plaintext, as the MPI data plane is; the one-time keys keep others from reading 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import secrets
@@ -114,11 +114,11 @@ class StateStore:
         with conn:
             try:
                 conn.settimeout(ship.DEFAULT_TIMEOUT)
-                key = ship._recv_exact(conn, ship.KEY_BYTES)
                 with self._lock:
-                    path = next((p for k, p in self._keys.items() if hmac.compare_digest(k, key)), None)
-                    if path is not None:
-                        del self._keys[key]
+                    keys = list(self._keys)
+                key = ship.accept(conn, keys)  # the handshake: which grant's key the puller proved
+                with self._lock:
+                    path = self._keys.pop(key, None) if key is not None else None
                 if path is not None:
                     ship.serve_file(conn, path)
             except Exception as exc:  # the puller sees the broken connection and fails the rank
