@@ -36,6 +36,7 @@ from .transport import BlockingConn, dial, lane_policy
 from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
 from .transport.redial import redial
+from .tunables import BURST_FRAMES, BURST_WINDOW
 from .wire import (
     Cancel,
     Kind,
@@ -55,10 +56,6 @@ from .wire import (
 if TYPE_CHECKING:
     from .futures import GrannyFuture
 
-# Submissions closer together than this go out together (see BlockingConn.send_soon): a burst of
-# calls costs the planner one wake-up per write, not per call. A lone call is never delayed.
-BURST_WINDOW = 0.0001
-BURST_FRAMES = 64
 
 
 class Client:

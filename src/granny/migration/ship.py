@@ -26,14 +26,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import serde
+from ..config import migration_timeout
 from ..errors import AuthError, MpiError, ProtocolError
 from ..mpi import runtime
 from ..transport import handshake
+from ..tunables import MAX_STATE
+from ..tunables import STATE_CHUNK as CHUNK
 
-MAX_STATE = 1 << 40  # what a state's head may announce (checked before anything is allocated)
 KEY_BYTES = 16
-CHUNK = 16 << 20
-DEFAULT_TIMEOUT = 60.0
 CONTEXT = b"granny-migration-state-v1"  # what the handshake binds: this link carries a rank's state
 CLAIM = 0  # the handshake's claim: the one-time key alone names the state
 
@@ -67,11 +67,12 @@ class Server:
         self.ip = ip
         self.port = int(self.sock.getsockname()[1])
 
-    def serve(self, data: bytes, buffers: list[memoryview], timeout: float = DEFAULT_TIMEOUT) -> bool:
+    def serve(self, data: bytes, buffers: list[memoryview], timeout: float | None = None) -> bool:
         """Hand the state over; False when nobody with the key pulled it within ``timeout`` seconds.
 
         A peer that fails the handshake (or breaks it off) is dropped and the wait goes on, until the
         deadline: another local process cannot make the rank give up its state, only delay it."""
+        timeout = migration_timeout() if timeout is None else timeout
         deadline = time.monotonic() + timeout
         try:
             while (left := deadline - time.monotonic()) > 0:
@@ -97,9 +98,10 @@ class Server:
             self.sock.close()
 
 
-def pull(address: str, key: bytes, timeout: float = DEFAULT_TIMEOUT) -> tuple[bytearray, list[bytearray]]:
+def pull(address: str, key: bytes, timeout: float | None = None) -> tuple[bytearray, list[bytearray]]:
     """Fetch a rank's packed state from ``address`` ("ip:port")."""
     host, _, port = address.rpartition(":")
+    timeout = migration_timeout() if timeout is None else timeout
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn:
             _dial(conn, key, address)
@@ -114,12 +116,13 @@ def pull(address: str, key: bytes, timeout: float = DEFAULT_TIMEOUT) -> tuple[by
         raise MpiError(f"could not fetch the moved rank's state from {address}: {exc}") from exc
 
 
-def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_TIMEOUT,
+def pull_to_file(address: str, key: bytes, path: str, timeout: float | None = None,
                  before_ack: Callable[[int], None] | None = None) -> int:
     """Fetch a rank's packed state from ``address`` into the file ``path``, as it travels (never all in
     memory), in the form :func:`serve_file` sends it back; synced to disk before the old process is told it
     may end (``before_ack(size)`` runs between the two). Returns its size."""
     host, _, port = address.rpartition(":")
+    timeout = migration_timeout() if timeout is None else timeout
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn, open(path, "wb") as out:
             _dial(conn, key, address)
@@ -149,7 +152,7 @@ def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_T
         raise MpiError(f"could not fetch the rank's state from {address}: {exc}") from exc
 
 
-def serve_file(conn: socket.socket, path: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
+def serve_file(conn: socket.socket, path: str, timeout: float) -> bool:
     """Send a state stored by :func:`pull_to_file` to a puller (:func:`pull`); True once it acknowledged."""
     conn.settimeout(timeout)
     with open(path, "rb") as fh:

@@ -21,12 +21,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import ConfigError, ConflictError, ErrorKind, PrunedError
+from ..tunables import MAX_WAIT_TIMEOUT as MAX_TIMEOUT
 from . import events_http, evicting, metrics, selection, ui, views
 from .compiler import SourceChecker
 from .http_input import decode, flag, integer, number, read_body, too_large
 from .openapi import (
     MAX_LOG_ID,
-    MAX_TIMEOUT,
     CallState,
     CallView,
     EvictBody,
@@ -50,7 +50,7 @@ def _err(status: int, message: str, headers: dict[str, str] | None = None) -> Re
 
 
 def build_app(p: PlannerServer) -> Starlette:
-    checker = SourceChecker()
+    checker = SourceChecker(timeout=p.config.compile_timeout)
     max_body = p.config.http_max_body
     max_source = p.config.http_max_source
 

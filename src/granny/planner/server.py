@@ -128,7 +128,7 @@ class PlannerServer:
         self.local_id = local_id()
         self.started = time.time()
         self.retention = self.state.retention = Retention(config.retain)  # its passes run from state.tick
-        self.store = StateStore(config.data_dir / "state", self.loop)  # frozen ranks' state (see store.py)
+        self.store = StateStore(config.data_dir / "state", self.loop, timeout=config.migration_timeout)  # frozen ranks' state (see store.py)
         self.sent_at: dict[tuple[str, int], float] = {}  # when calls of delay-tolerant functions were sent
         self.call_stats = CallStats()  # what /metrics counts per call (see metrics.py)
         self._restore()

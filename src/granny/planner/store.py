@@ -29,13 +29,16 @@ from pathlib import Path
 
 from ..config import private_dir
 from ..migration import ship
+from ..tunables import MIGRATION_TIMEOUT
 
 log = logging.getLogger("granny.planner")
 
 
 class StateStore:
-    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, bind: str = "0.0.0.0") -> None:
+    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, bind: str = "0.0.0.0",
+                 timeout: float = MIGRATION_TIMEOUT) -> None:
         self.root = root
+        self.timeout = timeout  # Config.migration_timeout
         self.loop = loop
         self.bind = bind
         self._keys: dict[bytes, str] = {}  # one-time key -> file
@@ -65,14 +68,14 @@ class StateStore:
             os.replace(tmp, path)
             log.info("stored %d bytes of rank %d of %s (%s)", size, index, req_id, slot)
             self.loop.call_soon_threadsafe(tell, "")
-            told.wait(ship.DEFAULT_TIMEOUT)
+            told.wait(self.timeout)
 
         tmp = f"{path}.part"
 
         def work() -> None:
             try:
                 private_dir(path.parent)
-                ship.pull_to_file(address, key, tmp, before_ack=stored)
+                ship.pull_to_file(address, key, tmp, self.timeout, before_ack=stored)
             except Exception as exc:  # the rank's freeze fails with the reason
                 if not told.is_set():
                     self.loop.call_soon_threadsafe(tell, str(exc))
@@ -113,14 +116,14 @@ class StateStore:
     def _one(self, conn: socket.socket) -> None:
         with conn:
             try:
-                conn.settimeout(ship.DEFAULT_TIMEOUT)
+                conn.settimeout(self.timeout)
                 with self._lock:
                     keys = list(self._keys)
                 key = ship.accept(conn, keys)  # the handshake: which grant's key the puller proved
                 with self._lock:
                     path = self._keys.pop(key, None) if key is not None else None
                 if path is not None:
-                    ship.serve_file(conn, path)
+                    ship.serve_file(conn, path, self.timeout)
             except Exception as exc:  # the puller sees the broken connection and fails the rank
                 log.warning("serving a stored rank state failed: %s", exc)
 

@@ -19,9 +19,8 @@ decisions, so that a change to when the lane is used is one change here.
 from __future__ import annotations
 
 from ..config import JOURNAL_COPY_MAX
+from ..tunables import LANE_WAIT_MAX
 from ..wire import Kind, Run, Submit
-
-LANE_WAIT_MAX = 64 << 10  # calls with larger payloads wait on their future, not on the lane
 
 
 def offered(sub: Submit) -> bool:

@@ -26,12 +26,12 @@ from collections.abc import Sequence
 
 from ..config import MAX_FRAME_BYTES, MAX_HEADER_BYTES
 from ..errors import ProtocolError
+from ..tunables import LAZY_BODY
+from ..tunables import SMALL_BODY as _SMALL
 from .messages import Message, decode_header, encode_header
 
 PREFIX = struct.Struct("<IQ")
-_SMALL = 1 << 16  # frames whose body exceeds this get their own buffer
 BUFFER_SIZE = _SMALL * 4  # the shared buffer of an authenticated stream
-LAZY_BODY = 16 << 20  # bodies above this land in an anonymous mapping, filled as data arrives
 Buffer = bytes | bytearray | memoryview
 
 

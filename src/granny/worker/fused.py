@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cloudpickle
 
 from .. import serde
+from ..tunables import FUSED_POLL_PERIOD as POLL_PERIOD
 from ..wire import Done, Run, Stdin, split_segments
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
@@ -58,7 +59,6 @@ class Granule(Protocol):
 
     def _call(self, run: Run, call: Callable[[], Any]) -> tuple[Done, list[Buffer]]: ...
 
-POLL_PERIOD = 0.05  # how often the loop looks for frames the link's watcher thread read first
 
 _CURRENT: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("granny_fused_call", default=None)
 
