@@ -397,6 +397,7 @@ def _placing(args: argparse.Namespace) -> Placing:
 def cmd_submit(args: argparse.Namespace) -> int:
     import uuid
 
+    from . import serde
     from .wire import Kind, Submit
 
     if not Path(args.script).is_file():
@@ -405,9 +406,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args.address)
     source = Path(args.script).read_bytes()
     app_id = f"run-{uuid.uuid4().hex[:12]}"
-    sub = Submit(req_id=f"{app_id}-0", app_id=app_id, kind=Kind.SCRIPT, n=args.n, segs=[len(source)],
+    sub = Submit(req_id=f"{app_id}-0", app_id=app_id, kind=Kind.SCRIPT, n=args.n,
                  name=args.script, argv=list(args.args), memory_limit=parse_bytes(args.memory_limit), **where)
-    client._conn.send(sub, [source])
+    client._conn.send(sub, serde.framed([source]))
     client.query("queue")  # a round trip: the submission has been read by the planner
     client._closed = True
     client._conn.close()

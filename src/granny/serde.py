@@ -6,14 +6,12 @@ of band: :func:`dumps`/:func:`pickle_parts` return *parts*, the pickle stream th
 pickle handed out, so the buffers cross the wire as views of their own memory, never copied into the
 pickle; :func:`loads` takes the parts back.
 
-Parts travel in one of two ways:
-- tasks: as the segments of a frame, whose lengths the message header carries (``segs``,
-  :func:`granny.wire.split_segments`);
-- anywhere else: self-describing, as ``b"GOB1"``, the part count (u32), the part lengths (u64 each),
-  then the parts. :func:`frame` builds it in one buffer (MPI), :func:`frame_head` gives the head to
-  write before the parts (a stream), and :func:`unframe`/:func:`read_frame` take it apart, checking
-  every count and length against what is there first: a malformed frame is a ProtocolError that says
-  what is wrong, never an IndexError or a huge allocation.
+Parts always travel self-describing, as one frame: ``b"GOB1"``, the part count (u32), the part lengths
+(u64 each), then the parts. :func:`frame` builds it in one buffer (MPI), :func:`frame_head` gives the
+head to write before the parts (a stream), :func:`framed` the buffers of a message body (a task's
+arguments and result: the head, then the parts, not copied), and :func:`unframe`/:func:`read_frame`
+take it apart, checking every count and length against what is there first: a malformed frame is a
+ProtocolError that says what is wrong, never an IndexError or a huge allocation.
 
 Functions are pickled once per function object and named by a content hash, so granules unpickle each
 function once.
@@ -118,6 +116,16 @@ def frame_head(parts: Sequence[Buffer]) -> bytes:
     """What goes before ``parts`` on the wire: magic, count, lengths."""
     return _HEAD.pack(MAGIC, len(parts)) + b"".join(
         [_LEN.pack(len(p) if type(p) is bytes else memoryview(p).nbytes) for p in parts])
+
+
+def framed(parts: Sequence[Buffer]) -> list[Buffer]:
+    """The buffers of a message body holding ``parts`` as one frame (none for no parts): the head, then
+    the parts themselves, not copied."""
+    return [frame_head(parts), *parts] if parts else []
+
+
+def body_size(buffers: Sequence[Buffer]) -> int:
+    return sum(len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers)
 
 
 def frame(parts: Sequence[Buffer]) -> bytearray:

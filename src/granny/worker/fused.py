@@ -38,7 +38,7 @@ import cloudpickle
 
 from .. import serde
 from ..tunables import FUSED_POLL_PERIOD as POLL_PERIOD
-from ..wire import Done, Run, Stdin, split_segments
+from ..wire import Done, Run, Stdin
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from . import niceness
@@ -200,7 +200,7 @@ class _Runner:
         done: Done | None = None
         payload: list[Buffer] = []
         try:
-            segs = split_segments(body, run.segs)
+            segs = serde.unframe(body)
             fn = granule._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
             args, kwargs = serde.loads(segs[1:])
             value = fn(*args, **kwargs)
