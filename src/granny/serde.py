@@ -146,7 +146,19 @@ def is_frame(data: Buffer) -> bool:
 def unframe(data: Buffer) -> list[memoryview]:
     """The parts of a frame, as views of ``data``; ProtocolError if it is not exactly one frame."""
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) or data.format != "B" else data
-    count = _check_head(view[:_HEAD.size])
+    size = len(view)
+    if size >= _HEAD.size:  # the common case, in one pass (every task's arguments and result pay it)
+        magic, count = _HEAD.unpack_from(view)
+        off = _HEAD.size + count * _LEN.size
+        if magic == MAGIC and 0 < count <= MAX_PARTS and size >= off:
+            lens = struct.unpack_from(f"<{count}Q", view, _HEAD.size)
+            if sum(lens) == size - off:
+                parts = []
+                for n in lens:
+                    parts.append(view[off:off + n])
+                    off += n
+                return parts
+    count = _check_head(view[:_HEAD.size])  # malformed: say what is wrong
     off = _HEAD.size + count * _LEN.size
     if len(view) < off:
         raise ProtocolError(f"a pickle frame of {len(view)} bytes is shorter than its table of {count} parts")
