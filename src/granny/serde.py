@@ -151,10 +151,10 @@ def unframe(data: Buffer) -> list[memoryview]:
         magic, count = _HEAD.unpack_from(view)
         off = _HEAD.size + count * _LEN.size
         if magic == MAGIC and 0 < count <= MAX_PARTS and size >= off:
-            lens = struct.unpack_from(f"<{count}Q", view, _HEAD.size)
-            if sum(lens) == size - off:
+            table = struct.unpack_from(f"<{count}Q", view, _HEAD.size)
+            if sum(table) == size - off:
                 parts = []
-                for n in lens:
+                for n in table:
                     parts.append(view[off:off + n])
                     off += n
                 return parts
