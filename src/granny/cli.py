@@ -19,6 +19,7 @@ from .config import (
     DEFAULT_RETAIN,
     DEFAULT_RPC_PORT,
     ENV_ADDRESS,
+    ENV_DATA_DIR,
     ENV_EVICTION_GRACE,
     ENV_HEARTBEAT_TIMEOUT,
     ENV_RETAIN,
@@ -61,6 +62,7 @@ def _seconds(raw: str) -> float:
 
 HEARTBEAT_HELP = (f"declare a host dead after this many seconds without a heartbeat (default 5, or "
                   f"${ENV_HEARTBEAT_TIMEOUT}); workers take their heartbeat period from the planner")
+DATA_DIR_HELP = f"the planner's directory: secret, token, journal (default: ${ENV_DATA_DIR} or .granny)"
 GRANULE_USER_HELP = ("run granules as USER: default 'nobody' when the worker runs as root, else the worker's own "
                      "user; 'same' keeps the worker's user (or set GRANNY_GRANULE_USER)")
 
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start a planner and local workers in the foreground")
     up.add_argument("--workers", type=_positive, default=1)
     up.add_argument("--slots", type=_positive, default=None, help="slots per worker (default: cores)")
-    up.add_argument("--data-dir", default=".granny")
+    up.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     up.add_argument("--port", type=int, default=DEFAULT_RPC_PORT, help="RPC port (0 picks a free one)")
     up.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP API port (0 picks one)")
     up.add_argument("--bind", default="127.0.0.1")
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--port", type=int, default=DEFAULT_RPC_PORT)
     pl.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     pl.add_argument("--no-http", action="store_true")
-    pl.add_argument("--data-dir", default=".granny")
+    pl.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     pl.add_argument("--heartbeat-timeout", type=_seconds, default=None, help=HEARTBEAT_HELP)
     pl.add_argument("--restart-grace", type=_seconds, default=None,
                     help="seconds a restarted planner waits for granules to report before rerunning journaled work")
@@ -238,11 +240,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     from .cluster import LocalCluster
 
     started = time.perf_counter()
-    cluster = LocalCluster(workers=args.workers, slots=args.slots, data_dir=args.data_dir, port=args.port,
+    data_dir = args.data_dir or env(ENV_DATA_DIR)
+    cluster = LocalCluster(workers=args.workers, slots=args.slots, data_dir=data_dir, port=args.port,
                            http_port=args.http_port, ephemeral=False, bind=args.bind,
                            heartbeat_timeout=args.heartbeat_timeout, granule_user=args.granule_user)
     con = _console()
-    token_file = Path(args.data_dir).resolve() / "token"
+    token_file = Path(data_dir).resolve() / "token"
     con.print(f"[bold green]granny is up[/] in {time.perf_counter() - started:.2f}s: planner {cluster.address}, "
               f"HTTP http://{cluster.http_address}, {args.workers} worker(s) x {cluster.slots} slots")
     con.print(f"token: {token_file}   dashboard: http://{cluster.http_address}/ui/   (Ctrl-C stops the cluster)")
@@ -286,7 +289,7 @@ def cmd_planner(args: argparse.Namespace) -> int:
 
 
 def planner_config(args: argparse.Namespace) -> Config:
-    config = Config(data_dir=Path(args.data_dir))
+    config = Config(data_dir=Path(args.data_dir) if args.data_dir else None)  # None: $GRANNY_DATA_DIR
     if args.heartbeat_timeout:
         config = config.with_(heartbeat_timeout=args.heartbeat_timeout)
     sizes = {field: parse_bytes(getattr(args, field)) for field in ("http_max_body", "http_max_source", "recent_bytes")
@@ -394,6 +397,7 @@ def _placing(args: argparse.Namespace) -> Placing:
 def cmd_submit(args: argparse.Namespace) -> int:
     import uuid
 
+    from . import serde
     from .wire import Kind, Submit
 
     if not Path(args.script).is_file():
@@ -402,9 +406,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args.address)
     source = Path(args.script).read_bytes()
     app_id = f"run-{uuid.uuid4().hex[:12]}"
-    sub = Submit(req_id=f"{app_id}-0", app_id=app_id, kind=Kind.SCRIPT, n=args.n, segs=[len(source)],
+    sub = Submit(req_id=f"{app_id}-0", app_id=app_id, kind=Kind.SCRIPT, n=args.n,
                  name=args.script, argv=list(args.args), memory_limit=parse_bytes(args.memory_limit), **where)
-    client._conn.send(sub, [source])
+    client._conn.send(sub, serde.framed([source]))
     client.query("queue")  # a round trip: the submission has been read by the planner
     client._closed = True
     client._conn.close()

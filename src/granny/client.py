@@ -36,6 +36,7 @@ from .transport import BlockingConn, dial, lane_policy
 from .transport.identity import current as granule_identity
 from .transport.lane import LaneServer, lanes_enabled
 from .transport.redial import redial
+from .tunables import BURST_FRAMES, BURST_WINDOW
 from .wire import (
     Cancel,
     Kind,
@@ -49,16 +50,11 @@ from .wire import (
     Stdin,
     Submit,
     Waiting,
-    split_segments,
 )
 
 if TYPE_CHECKING:
     from .futures import GrannyFuture
 
-# Submissions closer together than this go out together (see BlockingConn.send_soon): a burst of
-# calls costs the planner one wake-up per write, not per call. A lone call is never delayed.
-BURST_WINDOW = 0.0001
-BURST_FRAMES = 64
 
 
 class Client:
@@ -182,7 +178,7 @@ class Client:
                 return
             pending.results[res.index] = res
         try:
-            value = serde.loads(split_segments(body, res.segs)) if res.status is Status.OK else None
+            value = serde.loads(serde.unframe(body)) if res.status is Status.OK else None
             error = None if res.status is Status.OK else rebuild_error(res, body)
         except Exception as exc:  # e.g. a module missing on this side
             value, error = None, RemoteError(f"could not load the result: {exc}")
@@ -273,13 +269,13 @@ class Client:
                  memory_limit: int | None, req_id: str = "", **flags: Any) -> GrannyFuture:
         """The one builder of a pickled function's Submit (a call, a world, a gang): sent; its future."""
         key, fn_bytes = serde.dump_function(fn)
-        segments = [fn_bytes, *serde.dumps((args, kwargs))]
+        body = serde.framed([fn_bytes, *serde.dumps((args, kwargs))])
         sub = Submit(req_id=req_id or self._next_id(), app_id=self.app_id, kind=Kind.PICKLED, fn_key=key, n=n,
-                     segs=[memoryview(s).nbytes for s in segments], name=getattr(fn, "__name__", ""),
+                     name=getattr(fn, "__name__", ""),
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit, **flags)
         future = _future(self, sub.req_id)
-        future.lane_wait = lane_policy.waiter_reads_lane(sub)
-        self._send(Pending(sub, segments, future))
+        future.lane_wait = lane_policy.waiter_reads_lane(sub, serde.body_size(body))
+        self._send(Pending(sub, body, future))
         return future
 
     def submit_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (),
@@ -365,9 +361,9 @@ class Client:
             with open(path, "rb") as fh:
                 source = fh.read()
         sub = Submit(req_id=self._next_id(), app_id=app_id or f"run-{os.urandom(6).hex()}", kind=Kind.SCRIPT,
-                     n=n, segs=[len(source)], name=path, argv=list(argv), stream_logs=True, mpi=mpi,
+                     n=n, name=path, argv=list(argv), stream_logs=True, mpi=mpi,
                      memory_limit=self.memory_limit if memory_limit is None else memory_limit, **where)
-        pending = Pending(sub, [source], on_log=on_log)
+        pending = Pending(sub, serde.framed([source]), on_log=on_log)
         assert pending.done is not None
         self._send(pending)
         if forward_stdin:

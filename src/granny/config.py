@@ -1,6 +1,8 @@
 """One frozen Config, built from environment variables and flags and passed explicitly.
 
-Every port, timeout and size default of granny lives here, so nothing else hard-codes one.
+Every port, timeout and size default of granny lives here or in :mod:`granny.tunables` (the internal
+tunables' named defaults, a module without imports so that the pure core can read them too; re-exported
+here as ``config.tunables``), so nothing else hard-codes one.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import tunables as tunables  # re-exported: the internal tunables belong to the one configuration
 from .durations import format_duration as format_duration  # re-exported: callers read it from config
 from .durations import parse_duration as parse_duration
 from .errors import ConfigError
+from .tunables import COMPILE_TIMEOUT, MIGRATION_TIMEOUT
+from .tunables import DEFAULT_FUSION_CAP as DEFAULT_FUSION_CAP
 
 DEFAULT_RPC_PORT = 7400
 DEFAULT_HTTP_PORT = 7401
@@ -56,7 +61,8 @@ ENV_RETAIN = "GRANNY_RETAIN"
 ENV_EVICTION_GRACE = "GRANNY_EVICTION_GRACE"  # the grace of an eviction notice that names none
 ENV_BATCH_SHARE = "GRANNY_BATCH_SHARE"  # the share of the slots delay-tolerant calls may take (planner/batch.py)
 ENV_FUSION_CAP = "GRANNY_FUSION_CAP"  # delay-tolerant async calls in flight on one granule (planner/fusion.py)
-DEFAULT_FUSION_CAP = 32
+ENV_MIGRATION_TIMEOUT = "GRANNY_MIGRATION_TIMEOUT"  # a moving rank's state waits this long to be pulled
+ENV_COMPILE_TIMEOUT = "GRANNY_COMPILE_TIMEOUT"  # a registered function's source may take this long to compile
 ENV_BATCH_NICE = "GRANNY_BATCH_NICE"  # the nice value delay-tolerant calls run at (worker/niceness.py); 0: as others
 DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 2 min, GCP 30 s, Azure 30 s)
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
@@ -92,6 +98,7 @@ ENV_DEFAULTS: dict[str, str] = {
     ENV_ADDRESS: "", ENV_TOKEN: "", ENV_SECRET: "", ENV_SLOTS: "", ENV_DATA_DIR: ".granny",
     ENV_HEARTBEAT_TIMEOUT: f"{DEFAULT_HEARTBEAT_TIMEOUT:g}", ENV_TLS_CA: "", ENV_TLS_SERVER_NAME: "",
     ENV_RETAIN: f"{DEFAULT_RETAIN:g}", ENV_EVICTION_GRACE: f"{DEFAULT_EVICTION_GRACE:g}", ENV_BATCH_SHARE: "1", ENV_FUSION_CAP: str(DEFAULT_FUSION_CAP), ENV_BATCH_NICE: "0",
+    ENV_MIGRATION_TIMEOUT: f"{MIGRATION_TIMEOUT:g}", ENV_COMPILE_TIMEOUT: f"{COMPILE_TIMEOUT:g}",
     ENV_SHM_OWNER: "", ENV_GRANULE_USER: DEFAULT_GRANULE_USER, ENV_LOG_LEVEL: "INFO", ENV_WATCH_FD: "",
     ENV_PLANNER: "", ENV_HOST_ID: "", ENV_GRANULE_ID: "", ENV_APP_ID: "", ENV_INDEX: "0", ENV_SIZE: "",
     ENV_RESULT_LANE: "1", ENV_SPIN_US: "500", ENV_PARALLEL_SPIN_US: "200", ENV_MPI_SPIN_US: "100",
@@ -124,6 +131,12 @@ def _env_float(name: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be positive (a finite number of seconds), got {raw!r}")
     return value
+
+
+def migration_timeout() -> float:
+    """Seconds a moving rank's state waits to be pulled (and a transfer may stall), for the granules'
+    side of a migration, which has no Config (the planner's is ``Config.migration_timeout``)."""
+    return _env_duration(ENV_MIGRATION_TIMEOUT)
 
 
 def env_slots(default: int | None = None) -> int:
@@ -331,7 +344,8 @@ class Config:
     __slots__ = ("data_dir", "handshake_timeout", "heartbeat_interval", "heartbeat_timeout", "max_frame_bytes",
                  "max_unauthenticated", "reconnect_timeout", "restart_grace", "tls_cert", "tls_key",
                  "http_max_body", "http_max_source", "recent_bytes", "retain", "granule_user", "eviction_grace",
-                 "batch_share", "events_max", "fusion_cap", "batch_nice", "log_level")
+                 "batch_share", "events_max", "fusion_cap", "batch_nice", "log_level", "migration_timeout",
+                 "compile_timeout")
     _FIELDS = __slots__
 
     data_dir: Path
@@ -367,6 +381,9 @@ class Config:
     # Planner: delay-tolerant calls run at this nice value (0..19; 0: like any call), see worker/niceness.py.
     batch_nice: int
     log_level: str  # planner and worker: the logging level (DEBUG, INFO, WARNING, ERROR)
+    # Planner: its state store waits this long for a freezing rank's state, and a thawing rank to pull it.
+    migration_timeout: float
+    compile_timeout: float  # planner: a registered function's source may take this long to compile
 
     def __init__(self, data_dir: Path | None = None, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float | None = None, restart_grace: float = 3.0,
@@ -378,7 +395,8 @@ class Config:
                  granule_user: str | None = None, eviction_grace: float | None = None,
                  batch_share: float | None = None, events_max: int = DEFAULT_EVENTS_MAX,
                  fusion_cap: int | None = None, batch_nice: int | None = None,
-                 log_level: str | None = None) -> None:
+                 log_level: str | None = None, migration_timeout: float | None = None,
+                 compile_timeout: float | None = None) -> None:
         for name, size in (("http_max_body", http_max_body), ("http_max_source", http_max_source)):
             if size < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {size}")
@@ -413,6 +431,10 @@ class Config:
                                     else env(ENV_FUSION_CAP), "fusion cap"),
             "batch_nice": parse_nice(batch_nice if batch_nice is not None else env(ENV_BATCH_NICE)),
             "log_level": (log_level if log_level is not None else env(ENV_LOG_LEVEL)).upper() or "INFO",
+            "migration_timeout": parse_duration(migration_timeout, "migration timeout")
+            if migration_timeout is not None else _env_duration(ENV_MIGRATION_TIMEOUT),
+            "compile_timeout": parse_duration(compile_timeout, "compile timeout")
+            if compile_timeout is not None else _env_duration(ENV_COMPILE_TIMEOUT),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

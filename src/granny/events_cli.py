@@ -9,7 +9,7 @@ import argparse
 import time
 from typing import Any
 
-PAGE = 1000  # the planner answers at most this many events per query (planner/queries.py)
+from .tunables import EVENTS_PAGE as PAGE
 
 
 def add_parser(sub: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import serde
 from .errors import ERROR_KINDS, ErrorKind, PeerLostError, RemoteError, TaskError
-from .wire import Result, Status, split_segments
+from .wire import Result, Status
 
 
 def map_calls(submit: Callable[..., Future[Any]], fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...],
@@ -62,9 +62,9 @@ def world_outcome(results: dict[int, Result], values: dict[int, Any], n: int) ->
 def rebuild_error(res: Result, body: memoryview) -> BaseException:
     if res.error_kind == ErrorKind.REMOTE:
         exc: BaseException | None = None
-        if res.segs:
+        if res.size:
             try:
-                loaded = serde.loads(split_segments(body, res.segs))
+                loaded = serde.loads(serde.unframe(body))
                 exc = loaded if isinstance(loaded, BaseException) else None
             except Exception:  # the exception type may not exist here
                 exc = None

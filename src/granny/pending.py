@@ -19,6 +19,7 @@ class Pending:
 
     def __init__(self, submit: Submit, segments: list[Buffer], future: GrannyFuture | None = None,
                  on_log: Callable[[Log], None] | None = None) -> None:
+        # segments: the Submit's body, a pickle frame (serde.framed), kept to resend after a reconnect
         self.submit, self.segments, self.future, self.on_log = submit, segments, future, on_log
         self.results: dict[int, Result] = {}
         self.values: dict[int, Any] = {}

@@ -6,14 +6,12 @@ of band: :func:`dumps`/:func:`pickle_parts` return *parts*, the pickle stream th
 pickle handed out, so the buffers cross the wire as views of their own memory, never copied into the
 pickle; :func:`loads` takes the parts back.
 
-Parts travel in one of two ways:
-- tasks: as the segments of a frame, whose lengths the message header carries (``segs``,
-  :func:`granny.wire.split_segments`);
-- anywhere else: self-describing, as ``b"GOB1"``, the part count (u32), the part lengths (u64 each),
-  then the parts. :func:`frame` builds it in one buffer (MPI), :func:`frame_head` gives the head to
-  write before the parts (a stream), and :func:`unframe`/:func:`read_frame` take it apart, checking
-  every count and length against what is there first: a malformed frame is a ProtocolError that says
-  what is wrong, never an IndexError or a huge allocation.
+Parts always travel self-describing, as one frame: ``b"GOB1"``, the part count (u32), the part lengths
+(u64 each), then the parts. :func:`frame` builds it in one buffer (MPI), :func:`frame_head` gives the
+head to write before the parts (a stream), :func:`framed` the buffers of a message body (a task's
+arguments and result: the head, then the parts, not copied), and :func:`unframe`/:func:`read_frame`
+take it apart, checking every count and length against what is there first: a malformed frame is a
+ProtocolError that says what is wrong, never an IndexError or a huge allocation.
 
 Functions are pickled once per function object and named by a content hash, so granules unpickle each
 function once.
@@ -120,6 +118,16 @@ def frame_head(parts: Sequence[Buffer]) -> bytes:
         [_LEN.pack(len(p) if type(p) is bytes else memoryview(p).nbytes) for p in parts])
 
 
+def framed(parts: Sequence[Buffer]) -> list[Buffer]:
+    """The buffers of a message body holding ``parts`` as one frame (none for no parts): the head, then
+    the parts themselves, not copied."""
+    return [frame_head(parts), *parts] if parts else []
+
+
+def body_size(buffers: Sequence[Buffer]) -> int:
+    return sum(len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers)
+
+
 def frame(parts: Sequence[Buffer]) -> bytearray:
     """Head and parts in one buffer (one copy of each part)."""
     out = bytearray(frame_head(parts))
@@ -138,7 +146,19 @@ def is_frame(data: Buffer) -> bool:
 def unframe(data: Buffer) -> list[memoryview]:
     """The parts of a frame, as views of ``data``; ProtocolError if it is not exactly one frame."""
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) or data.format != "B" else data
-    count = _check_head(view[:_HEAD.size])
+    size = len(view)
+    if size >= _HEAD.size:  # the common case, in one pass (every task's arguments and result pay it)
+        magic, count = _HEAD.unpack_from(view)
+        off = _HEAD.size + count * _LEN.size
+        if magic == MAGIC and 0 < count <= MAX_PARTS and size >= off:
+            table = struct.unpack_from(f"<{count}Q", view, _HEAD.size)
+            if sum(table) == size - off:
+                parts = []
+                for n in table:
+                    parts.append(view[off:off + n])
+                    off += n
+                return parts
+    count = _check_head(view[:_HEAD.size])  # malformed: say what is wrong
     off = _HEAD.size + count * _LEN.size
     if len(view) < off:
         raise ProtocolError(f"a pickle frame of {len(view)} bytes is shorter than its table of {count} parts")

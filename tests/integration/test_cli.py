@@ -327,3 +327,24 @@ def test_status_on_a_narrow_terminal_never_cuts_an_app_id(env: dict[str, str], t
     assert "…" not in proc.stdout
     cells = [line.split("│")[1].strip() for line in proc.stdout.splitlines() if line.count("│") > 2]
     assert app_id in "".join(cells), proc.stdout  # the id column folds over lines, never cut
+
+
+# --- where the planner keeps its files ------------------------------------------------------------
+@pytest.mark.parametrize("flag", [False, True])
+def test_the_planner_data_dir_comes_from_the_flag_else_granny_data_dir(tmp_path: Path, flag: bool) -> None:
+    """$GRANNY_DATA_DIR is the default of `granny planner --data-dir`; the flag beats it."""
+    from_env, from_flag = tmp_path / "from-env", tmp_path / "from-flag"
+    argv = [sys.executable, "-m", "granny", "planner", "--port", "0", "--no-http"]
+    argv += ["--data-dir", str(from_flag)] if flag else []
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=clean_env(GRANNY_DATA_DIR=str(from_env)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY"), line
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    used, unused = (from_flag, from_env) if flag else (from_env, from_flag)
+    assert (used / "token").is_file() and (used / "journal.sqlite").is_file(), err
+    assert not unused.exists() and not (tmp_path / ".granny").exists()

@@ -214,13 +214,13 @@ def test_a_granule_credential_cannot_forge_another_tasks_result(cluster: LocalCl
     victim = client.submit(hold, str(release))  # runs on one granule until released
     found = client.submit(loot).result(timeout=30)  # the other granule hands its keys out
     addr = ("127.0.0.1", cluster.port)
-    forged = serde.dumps("forged")
+    forged = serde.framed(serde.dumps("forged"))
     for key in found["keys"]:
         try:
             conn, _, _ = dial(addr, Role.GRANULE, key, name=found["granule_id"], host_id=found["host_id"], pid=1)
         except AuthError:
             continue
-        conn.send(Done(req_id=victim.req_id, index=0, status=Status.OK, segs=[len(b) for b in forged]), forged)
+        conn.send(Done(req_id=victim.req_id, index=0, status=Status.OK, size=serde.body_size(forged)), forged)
         conn.close()
     client.query("hosts")  # a round trip: what the forger sent has been handled
     release.touch()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import granny
+from granny import serde
 from granny.client import Client
 from granny.cluster import LocalCluster
 from granny.config import ENV_RESULT_LANE
@@ -105,7 +106,8 @@ def test_lane_refuses_wrong_keys_and_never_unpickles_before_the_handshake(client
     marker = tmp_path / "unpickled"
     # A pickle that would create `marker` if anyone loaded it.
     evil = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
-    bad_result = Result(req_id="x-1", index=0, status=Status.OK, segs=[len(evil)])
+    evil = bytes(serde.frame([evil]))  # a well-formed body: only the handshake stands in its way
+    bad_result = Result(req_id="x-1", index=0, status=Status.OK, size=len(evil))
 
     # 1. a Result before any handshake
     with _dial_lane(client) as s:

@@ -223,7 +223,7 @@ def test_a_large_payload_whose_client_does_not_come_back_fails_when_the_restart_
 
     (res,) = wait_for(lost, what="the failure in the journal")
     assert res.error_kind == "lost"
-    assert "-byte payload did not reconnect within 3s" in res.message, res.message
+    assert "payload (too large to journal) did not reconnect within 3s" in res.message, res.message
 
 
 def test_a_query_after_a_planner_kill9_is_asked_again_on_the_new_connection(client: granny.Client,

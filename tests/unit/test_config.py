@@ -185,3 +185,20 @@ def test_config_paths_and_with() -> None:
     assert c.journal_path.parent == Path("/x/y")
     d = c.with_(heartbeat_interval=0.1)
     assert d.heartbeat_interval == 0.1 and c.heartbeat_interval == 0.5 and d.data_dir == c.data_dir
+
+
+def test_the_migration_and_compile_timeouts_come_from_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from granny import config
+
+    monkeypatch.delenv(config.ENV_MIGRATION_TIMEOUT, raising=False)
+    monkeypatch.delenv(config.ENV_COMPILE_TIMEOUT, raising=False)
+    assert config.Config().migration_timeout == config.migration_timeout() == config.tunables.MIGRATION_TIMEOUT
+    assert config.Config().compile_timeout == config.tunables.COMPILE_TIMEOUT
+    monkeypatch.setenv(config.ENV_MIGRATION_TIMEOUT, "2m")
+    monkeypatch.setenv(config.ENV_COMPILE_TIMEOUT, "5s")
+    assert config.Config().migration_timeout == config.migration_timeout() == 120.0
+    assert config.Config().compile_timeout == 5.0
+    assert config.Config(migration_timeout=7).migration_timeout == 7.0  # an explicit value beats the variable
+    monkeypatch.setenv(config.ENV_MIGRATION_TIMEOUT, "soon")
+    with pytest.raises(ConfigError, match="GRANNY_MIGRATION_TIMEOUT"):
+        config.migration_timeout()

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..tunables import AUTO_RUNS_MAX_FRACTION
 from .pages import (
     PAGE_SIZE,
     WORDS_PER_PAGE,
@@ -79,7 +80,6 @@ class Encoding(enum.IntEnum):
 
 
 DEFAULT_ENCODING = Encoding.PAGES  # see the measurements above
-AUTO_RUNS_MAX_FRACTION = 0.5
 
 _MAGIC = b"GRDF"
 _VERSION = 1

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..tunables import MERGE_CHUNK_PAGES
 from .diff import Diff, Encoding, aligned, run_mask, words_of
 from .pages import PAGE_SIZE, WORDS_PER_PAGE, BufferLike, Bytes, as_bytes, gather_pages, scatter_pages
 
@@ -54,7 +55,6 @@ class MergeOp(enum.Enum):
     IGNORE = "ignore"
 
 
-MERGE_CHUNK_PAGES = 64  # 256 KiB per operand: M, S, V and two temporaries stay in L2/L3
 _ARITH_KINDS = "iufc"  # sum, subtract, product
 _ORDER_KINDS = "iufb"  # max, min (complex numbers have no order)
 

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..tunables import SCAN_CHUNK_PAGES
+
 PAGE_SIZE = 4096
 WORDS_PER_PAGE = PAGE_SIZE // 8
-SCAN_CHUNK_PAGES = 1024  # 4 MiB of each input per step: same speed as one pass, bounded temporary
 
 Bytes = npt.NDArray[np.uint8]
 Indices = npt.NDArray[np.int64]

@@ -6,30 +6,36 @@ Theory of operation
   views of their own memory, never copied into the pickle.
 - The old process listens on a fresh port of the address other hosts reach it at, with a fresh
   16-byte key; the planner passes both to the target granule only (:class:`Server`).
-- The puller sends the key, gets the state as a pickle frame (:mod:`granny.serde`: the head with the
-  part sizes, then the pickle and each buffer straight from the old process's memory, ``sendall`` of a
-  memoryview), receives each part into one preallocated buffer, and acknowledges: only then does the
-  old process end.
-- Plaintext, as the MPI data plane is; the key keeps others from pulling the state.
+- The puller and the server prove the key to each other with granny's one handshake
+  (:mod:`granny.transport.handshake`: a fresh nonce from each side, HMAC both ways), so the key never
+  crosses the wire, a recorded handshake proves nothing later, and neither side sends or reads a byte of
+  state before the other has proved it. The puller then gets the state as a pickle frame
+  (:mod:`granny.serde`: the head with the part sizes, then the pickle and each buffer straight from the
+  old process's memory, ``sendall`` of a memoryview), receives each part into one preallocated buffer,
+  and acknowledges: only then does the old process end.
+- Plaintext, as the MPI data plane is; the key keeps others from pulling (or posing as) the state.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
 from .. import serde
-from ..errors import MpiError, ProtocolError
+from ..config import migration_timeout
+from ..errors import AuthError, MpiError, ProtocolError
 from ..mpi import runtime
+from ..transport import handshake
+from ..tunables import MAX_STATE
+from ..tunables import STATE_CHUNK as CHUNK
 
-MAX_STATE = 1 << 40  # what a state's head may announce (checked before anything is allocated)
 KEY_BYTES = 16
-CHUNK = 16 << 20
-DEFAULT_TIMEOUT = 60.0
+CONTEXT = b"granny-migration-state-v1"  # what the handshake binds: this link carries a rank's state
+CLAIM = 0  # the handshake's claim: the one-time key alone names the state
 
 
 def pack(resume: Any, args: tuple[Any, ...], extra: dict[str, Any]) -> tuple[bytes, list[memoryview]]:
@@ -61,51 +67,65 @@ class Server:
         self.ip = ip
         self.port = int(self.sock.getsockname()[1])
 
-    def serve(self, data: bytes, buffers: list[memoryview], timeout: float = DEFAULT_TIMEOUT) -> bool:
-        """Hand the state over; False when nobody with the key pulled it within ``timeout`` seconds."""
-        self.sock.settimeout(timeout)
+    def serve(self, data: bytes, buffers: list[memoryview], timeout: float | None = None) -> bool:
+        """Hand the state over; False when nobody with the key pulled it within ``timeout`` seconds.
+
+        A peer that fails the handshake (or breaks it off) is dropped and the wait goes on, until the
+        deadline: another local process cannot make the rank give up its state, only delay it."""
+        timeout = migration_timeout() if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         try:
-            while True:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
                 conn, _ = self.sock.accept()
                 with conn:
+                    try:
+                        conn.settimeout(left)
+                        if accept(conn, [self.key]) is None:
+                            continue  # not the puller: wait for the right one
+                    except (OSError, MpiError):
+                        continue
                     conn.settimeout(timeout)
-                    if not hmac.compare_digest(_recv_exact(conn, KEY_BYTES), self.key):
-                        continue  # not the puller: wait for the right one
                     conn.sendall(serde.frame_head([data, *buffers]))
                     conn.sendall(data)
                     for buf in buffers:
                         conn.sendall(buf)
                     return _recv_exact(conn, 1) == b"\x01"
+            return False
         except (OSError, MpiError):
             return False
         finally:
             self.sock.close()
 
 
-def pull(address: str, key: bytes, timeout: float = DEFAULT_TIMEOUT) -> tuple[bytearray, list[bytearray]]:
+def pull(address: str, key: bytes, timeout: float | None = None) -> tuple[bytearray, list[bytearray]]:
     """Fetch a rank's packed state from ``address`` ("ip:port")."""
     host, _, port = address.rpartition(":")
+    timeout = migration_timeout() if timeout is None else timeout
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn:
-            conn.sendall(key)
+            _dial(conn, key, address)
             data, *buffers = serde.read_frame(lambda n: _recv_into(conn, bytearray(n)), MAX_STATE)
             conn.sendall(b"\x01")
             return data, buffers
+    except AuthError as exc:
+        raise MpiError(f"the moved rank's state at {address}: {exc}") from exc
     except ProtocolError as exc:
         raise MpiError(f"the moved rank's state from {address} is malformed: {exc}") from exc
     except OSError as exc:
         raise MpiError(f"could not fetch the moved rank's state from {address}: {exc}") from exc
 
 
-def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_TIMEOUT,
+def pull_to_file(address: str, key: bytes, path: str, timeout: float | None = None,
                  before_ack: Callable[[int], None] | None = None) -> int:
     """Fetch a rank's packed state from ``address`` into the file ``path``, as it travels (never all in
     memory), in the form :func:`serve_file` sends it back; synced to disk before the old process is told it
     may end (``before_ack(size)`` runs between the two). Returns its size."""
     host, _, port = address.rpartition(":")
+    timeout = migration_timeout() if timeout is None else timeout
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn, open(path, "wb") as out:
-            conn.sendall(key)
+            _dial(conn, key, address)
             head, sizes = serde.read_head(lambda n: _recv_into(conn, bytearray(n)), MAX_STATE)
             out.write(head)
             left = sum(sizes)
@@ -124,18 +144,39 @@ def pull_to_file(address: str, key: bytes, path: str, timeout: float = DEFAULT_T
                 before_ack(int(total))
             conn.sendall(b"\x01")
             return int(total)
+    except AuthError as exc:
+        raise MpiError(f"the rank's state at {address}: {exc}") from exc
     except ProtocolError as exc:
         raise MpiError(f"the rank's state from {address} is malformed: {exc}") from exc
     except OSError as exc:
         raise MpiError(f"could not fetch the rank's state from {address}: {exc}") from exc
 
 
-def serve_file(conn: socket.socket, path: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
+def serve_file(conn: socket.socket, path: str, timeout: float) -> bool:
     """Send a state stored by :func:`pull_to_file` to a puller (:func:`pull`); True once it acknowledged."""
     conn.settimeout(timeout)
     with open(path, "rb") as fh:
         conn.sendfile(fh)
     return _recv_exact(conn, 1) == b"\x01"
+
+
+def accept(conn: socket.socket, keys: list[bytes]) -> bytes | None:
+    """The server's side of the handshake: which of ``keys`` the puller proved (and was told it was
+    accepted with), or None (it was told "wrong key"). Reads fixed-size records only."""
+    acceptor = handshake.Acceptor(b"", CONTEXT)
+    conn.sendall(acceptor.challenge())
+    answer = _recv_into(conn, bytearray(handshake.ANSWER.size))
+    for key in keys:
+        acceptor.key = key
+        if acceptor.check(answer) == CLAIM:
+            conn.sendall(acceptor.verdict(handshake.ACCEPTED))
+            return key
+    conn.sendall(acceptor.verdict(handshake.WRONG_KEY))
+    return None
+
+
+def _dial(conn: socket.socket, key: bytes, address: str) -> None:
+    handshake.dial(conn, key, CONTEXT, CLAIM, f"the state server at {address}")
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:

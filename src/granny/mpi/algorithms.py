@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..tunables import ALLREDUCE_LARGE_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class Xfer:
@@ -42,7 +44,6 @@ class Xfer:
 Round = tuple[Xfer, ...]
 Schedule = tuple[Round, ...]
 
-ALLREDUCE_LARGE_BYTES = 64 * 1024
 
 
 def block_bounds(count: int, parts: int) -> list[tuple[int, int]]:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..tunables import VIEW_MAX_BYTES as _VIEW_MAX_BYTES
+from ..tunables import VIEW_SLOTS as _VIEW_SLOTS
 from . import foreign
 from .datatypes import BYTE, TYPECODES, Datatype, _not_implemented, as_datatype, from_numpy
 
@@ -268,8 +270,6 @@ def buffer_bytes(spec: Any, readonly: bool, name: str) -> memoryview:
 
 
 _VIEWS: dict[int, tuple[weakref.ref[np.ndarray], memoryview]] = {}
-_VIEW_SLOTS = 8
-_VIEW_MAX_BYTES = 64 * 1024
 
 
 _BY_DTYPE: dict[np.dtype[Any], Datatype | None] = {}

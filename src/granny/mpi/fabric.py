@@ -24,12 +24,12 @@ from typing import Any
 
 from ..config import ENV_MPI_BIND, ENV_MPI_SPIN_US, env
 from ..errors import ConnectionLostError, MpiError, PeerLostError
+from ..tunables import MPI_SAFETY_TIMEOUT as SAFETY_TIMEOUT
+from ..tunables import PEER_LOSS_GRACE, TCP_EVERY
 from . import shm
 from .shm import PAD, REC, RING_DATA, Consumer, Doorbell, Inbox, Producer, doorbell_name, inbox_path
 
 Handler = Callable[[int, int, int, int, int, int, memoryview], None]  # kind flags ctx src tag arg payload
-TCP_EVERY = 64
-SAFETY_TIMEOUT = 0.002  # bounds a lost wake-up (see shm.py)
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,6 @@ def bind_to_core(index: int, local: int) -> set[int]:
     return set(cpus)
 
 
-PEER_LOSS_GRACE = 10.0
 
 
 def _peer_lost(exc: ConnectionLostError) -> None:

@@ -27,6 +27,7 @@ from collections import deque
 from typing import Any
 
 from ..errors import MpiError
+from ..tunables import DIRECT_SPINS, RNDV_SPIN_NS
 from .fabric import Fabric
 from .pickling import loads
 from .shm import EAGER_LIMIT, REC, RING_DATA, buffer_address, cma_read
@@ -41,9 +42,6 @@ PROC_NULL = -2
 
 K_BUF, K_OBJ, K_RTS_BUF, K_RTS_OBJ, K_ACK = 1, 2, 3, 4, 5
 F_SYNC = 1
-DIRECT_SPINS = 2000  # ring checks (~30 µs) before a direct receive hands over to the general wait
-DIRECT_SPIN_NS = 30_000  # the same budget for the C ring's receive (shm.FastConsumer.recv_buf)
-RNDV_SPIN_NS = 50_000  # a C rendezvous send spins this long, plus the copy's expected time, for its ACK
 RTS = struct.Struct("<iQQ")
 ERR_TRUNCATE = 15
 ERR_RANK = 6

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MpiError
+from ..tunables import DIRECT_SPIN_NS, OBJ_DIRECT_MAX
 from .argcheck import as_int
 from .buffers import buffer_bytes, parse_buffer
-from .p2p import ANY_SOURCE, ANY_TAG, DIRECT_SPIN_NS, ERR_RANK, ERR_TAG, PROC_NULL, Engine, RecvReq
+from .p2p import ANY_SOURCE, ANY_TAG, ERR_RANK, ERR_TAG, PROC_NULL, Engine, RecvReq
 from .pickling import dumps, loads
 from .request import REQUEST_NULL, Request, Status, completed_request, fill_status
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from .shm import FastConsumer, FastProducer
 
 _pickle_loads = pickle.loads
-OBJ_DIRECT_MAX = 4096  # larger pickles are unpickled in place from the ring (Engine.recv_direct), not copied
 
 
 class PointToPoint:

@@ -13,9 +13,8 @@ import sys
 from typing import Any
 
 from .. import serde
+from ..tunables import OOB_MIN, OOB_RETRY
 
-OOB_MIN = 4096  # buffers at least this large go out of band
-OOB_RETRY = 64 * 1024  # a non-array object pickled in-band this large is pickled again, out of band
 _FRAMED = serde.MAGIC[0]  # a bare pickle starts with PROTO (0x80); checked inline: every small message pays it
 
 

@@ -35,8 +35,9 @@ import numpy as np
 
 from ..config import ENV_MPI_SHMCOLL, env
 from ..errors import MpiError
+from ..tunables import ALLREDUCE_LARGE_BYTES as LARGE
+from ..tunables import OVERSUBSCRIBED_SPIN
 from . import shmregion
-from .algorithms import ALLREDUCE_LARGE_BYTES as LARGE
 from .algorithms import block_bounds
 from .buffers import is_in_place, parse_buffer
 from .datatypes import from_numpy
@@ -528,9 +529,6 @@ def _region(comm: Comm, local: list[int]) -> tuple[Mapping, Any]:
     return mapping, reg
 
 
-# With more ranks than cores a waiting rank yields its core at every check instead of spinning: keep
-# checking (and yielding) a while longer before sleeping, as Open MPI's yield-when-idle does.
-OVERSUBSCRIBED_SPIN = 50e-6
 
 
 def release(comm: Comm) -> None:

@@ -47,11 +47,11 @@ import numpy as np
 
 from ..errors import AuthError, ConnectionLostError, ProtocolError
 from ..transport import handshake
+from ..tunables import SOCKET_BUFFER_BYTES
 
 PREFIX = struct.Struct("<IQ")
 MAX_HEADER = 32 * 1024
 LARGE = 64 * 1024  # payloads from this size on get their own buffer (or the sink's)
-SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # 0 keeps Linux autotuning (setting a size switches it off)
 _BUF = 256 * 1024  # >= 2 * the largest small record (12 + 32 KiB + 64 KiB): see _Stream.make_room
 _BYE = 0xFFFF_FFFF
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE as an exception, never SIGPIPE, even if embedded

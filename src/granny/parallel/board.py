@@ -30,6 +30,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..config import ENV_PARALLEL_SPIN_US, env, shm_owner_suffix
+from ..tunables import TEAM_SAFETY_TIMEOUT as SAFETY_TIMEOUT
 
 # Layout (8-byte words): a HEADER of Word, then one SLOT of ThreadWord per thread, then the region
 # descriptor (DESC_MAX bytes), then one error area per thread (ERR_MAX bytes: a length word, then a
@@ -68,7 +69,6 @@ class ThreadWord(IntEnum):
 
 
 RUN, EXIT = 1, 2  # the values of Word.COMMAND
-SAFETY_TIMEOUT = 0.002
 
 
 def board_path(team_id: str, pid: int) -> str:

@@ -38,12 +38,11 @@ from ..memory.merge import MergeOp, merge_diff
 from ..memory.pages import snapshot
 from ..memory.segments import SharedArray
 from ..transport import handshake
+from ..tunables import MAX_TEAM_MESSAGE as MAX_MESSAGE
+from ..tunables import TEAM_HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT
 from .board import EXIT, Board
 from .context import Context
 from .region import Region, identity, run_share
-
-HANDSHAKE_TIMEOUT = 30.0  # a connection that has not proved the key by then is dropped
-MAX_MESSAGE = 1 << 40  # what one team message may announce (whole shared arrays travel at the first fork)
 
 
 # --- framing ------------------------------------------------------------------------------------

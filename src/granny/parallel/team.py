@@ -30,13 +30,12 @@ from ..errors import GrannyError
 from ..memory.segments import SharedArray
 from ..mpi.world import route_ip
 from ..transport import local_id
+from ..tunables import GROWTH_INTERVAL
 from .board import EXIT, Board, board_path
 from .context import Context
 from .member import member_main
 from .region import REDUCE_OPS, SCHEDULES, Region, combine, identity, run_share
 from .remote import Listener
-
-GROWTH_INTERVAL = 0.05  # an elastic team asks the planner for free slots at most this often
 
 
 class TeamError(GrannyError):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ..errors import ErrorKind
 from ..transport.macs import Key, check_dialer, granule_credential, task_grant
+from ..tunables import ENDED_MAX
 from ..wire.messages import (
     Cancel,
     Done,
@@ -41,7 +42,6 @@ from ..wire.messages import (
 )
 from .state import PlannerState
 
-ENDED_MAX = 100_000  # exited granules remembered; ids never repeat (see worker/daemon.py), so old ones age out
 SCOPED_QUERIES = ("hosts", "app", "logs")  # "app" and "logs" of its own app only
 
 

@@ -29,8 +29,9 @@ import math
 from typing import Protocol, cast
 
 from ..errors import ErrorKind
+from ..tunables import DEADLINE_MARGIN as MARGIN
 from . import edf_bound, freezing, fusion, overrun, pausing, prefetch
-from .batch_queue import MARGIN, Delayed
+from .batch_queue import Delayed
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
 from .protocols import BatchedState

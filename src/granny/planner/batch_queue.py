@@ -14,12 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, SupportsIndex
 
-DEFAULT_CAP = 32  # calls in flight on one fused granule (Config.fusion_cap; see fusion.py)
-SAFETY = 2.0  # a resumed call is given this many times its remaining runtime before its deadline (pausing.py)
-MARGIN = 0.05  # seconds kept for dispatch and the result's way back when guarding a deadline
-ALPHA = 0.3  # weight of the newest observation in a function's runtime estimate
-BETA = 0.25  # weight of the newest deviation in its spread (as TCP's RTT variance, RFC 6298)
-DEVS = 4.0  # the deadline guard allows this many mean deviations above the mean (as TCP's retransmission timeout)
+from ..tunables import DEADLINE_MARGIN as MARGIN
+from ..tunables import DEFAULT_FUSION_CAP as DEFAULT_CAP
+from ..tunables import ESTIMATE_ALPHA as ALPHA
+from ..tunables import ESTIMATE_BETA as BETA
+from ..tunables import ESTIMATE_DEVS as DEVS
+from ..tunables import RESUME_SAFETY as SAFETY
 
 
 @dataclass(order=True)

@@ -18,9 +18,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
-COMPILE_TIMEOUT = 30.0
-COMPILE_MEMORY = 2 << 30  # address-space limit of the compiling child
-RECYCLE_ABOVE = 64 << 10  # a child that compiled a source larger than this is replaced
+from ..tunables import COMPILE_MEMORY, COMPILE_TIMEOUT, RECYCLE_ABOVE
 
 # The child: read (name, source) frames from stdin, answer one JSON line per frame on stdout.
 _CHILD = r"""

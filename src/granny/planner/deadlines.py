@@ -16,6 +16,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from ..tunables import RUNTIME_CHANGE
 from ..wire import Done, Status
 from . import batch
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from .server_protocol import Server
 
 RUNTIME = "runtime:"  # journal settings holding runtime estimates
-RUNTIME_CHANGE = 0.1  # an estimate is written again when it moved by more than this fraction
 
 
 def observe_runtime(p: Server, msg: Done) -> None:

@@ -25,6 +25,10 @@ import time
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..tunables import EVENTS_KEEP as KEEP
+from ..tunables import EVENTS_PRUNE_EVERY as PRUNE_EVERY
+from ..tunables import EVENTS_QUEUE_MAX as QUEUE_MAX
+from ..tunables import SAMPLE_EVERY
 from .events import Happened
 from .lifecycle import TaskState
 from .policies.base import links
@@ -35,11 +39,7 @@ if TYPE_CHECKING:
     from .records import MigrationEvent
     from .state import PlannerState
 
-KEEP = 5000  # events kept in memory (older ones are read from the journal)
-PRUNE_EVERY = 1000  # events between two retention passes over the journal
-SAMPLE_EVERY = 5.0  # seconds between two timeline samples
 SAMPLES = int(3600 / SAMPLE_EVERY)  # one hour
-QUEUE_MAX = 10_000  # events waiting for one slow subscriber before it is dropped
 
 
 class FeedHost(Protocol):

@@ -18,13 +18,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ..tunables import EVENTS_KEEPALIVE as KEEPALIVE
+from ..tunables import EVENTS_MAX_LIMIT as MAX_LIMIT
 from .http_input import flag, integer
 
 if TYPE_CHECKING:
     from .server import PlannerServer
 
-KEEPALIVE = 15.0
-MAX_LIMIT = 10_000
 MAX_ID = 2**62
 
 

@@ -28,6 +28,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from ..tunables import FREEZE_MARGIN as MARGIN
+from ..tunables import POINT_SOON as SOON
+from ..tunables import POINT_WAIT as WAIT
 from ..wire.messages import NOT_PREEMPTIBLE
 from .lifecycle import TaskState
 from .protocols import BatchedState
@@ -49,9 +52,6 @@ class PlannerState(BatchedState, Protocol):
     @property
     def migrations(self) -> MigrationsSeen: ...
 
-SOON = 1.0  # seconds: a call whose points come at most this far apart reaches one soon
-WAIT = 3.0  # a hinted call that has not asked within this many of its intervals is passed over
-MARGIN = 0.05
 
 
 def asked(st: PlannerState, granule_id: str, req_id: str, interval: float) -> str:

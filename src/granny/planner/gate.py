@@ -15,9 +15,9 @@ import asyncio
 import logging
 from typing import Protocol
 
-log = logging.getLogger("granny.planner")
+from ..tunables import GATE_LOG_EVERY as LOG_EVERY
 
-LOG_EVERY = 10.0  # seconds between two "cap reached" log lines (a flood must not flood the log)
+log = logging.getLogger("granny.planner")
 
 
 class Gated(Protocol):

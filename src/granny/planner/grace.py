@@ -26,11 +26,10 @@ class Held:
     done: frozenset[int]  # task indexes the journal holds results for
     kind: AppKind
     name: str
-    size: int  # payload bytes
 
     def lost_message(self, duration: float) -> str:
-        return (f"the planner restarted and the client that holds this request's {self.size}-byte payload did not "
-                f"reconnect within {duration:g}s; submit it again")
+        return (f"the planner restarted and the client that holds this request's payload (too large to journal) did "
+                f"not reconnect within {duration:g}s; submit it again")
 
 
 class Grace:

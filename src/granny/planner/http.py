@@ -20,13 +20,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import serde
 from ..errors import ConfigError, ConflictError, ErrorKind, PrunedError
+from ..tunables import MAX_WAIT_TIMEOUT as MAX_TIMEOUT
 from . import events_http, evicting, metrics, selection, ui, views
 from .compiler import SourceChecker
 from .http_input import decode, flag, integer, number, read_body, too_large
 from .openapi import (
     MAX_LOG_ID,
-    MAX_TIMEOUT,
     CallState,
     CallView,
     EvictBody,
@@ -50,7 +51,7 @@ def _err(status: int, message: str, headers: dict[str, str] | None = None) -> Re
 
 
 def build_app(p: PlannerServer) -> Starlette:
-    checker = SourceChecker()
+    checker = SourceChecker(timeout=p.config.compile_timeout)
     max_body = p.config.http_max_body
     max_source = p.config.http_max_source
 
@@ -68,7 +69,7 @@ def build_app(p: PlannerServer) -> Starlette:
         res, payload = found
         if res.status.value == "ok":
             # The granule encoded the result as JSON; pass it through rather than decode and re-encode it.
-            return CallView(call_id, "succeeded", result=msgspec.Raw(payload) if payload else None)
+            return CallView(call_id, "succeeded", result=msgspec.Raw(bytes(serde.unframe(payload)[0])) if payload else None)
         state: CallState = "cancelled" if res.error_kind == ErrorKind.CANCELLED else "failed"
         return CallView(call_id, state, error=res.message, error_kind=res.error_kind, traceback=res.traceback)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import create_private_file, private_dir
+from ..tunables import FLUSH_INTERVAL, VACUUM_INTERVAL
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (app_id TEXT PRIMARY KEY, kind TEXT, name TEXT, state TEXT,
@@ -86,8 +87,6 @@ class _Job:
         self.fn = fn
 
 
-FLUSH_INTERVAL = 0.005
-VACUUM_INTERVAL = 5.0  # seconds between two incremental vacuums (and WAL truncations) after prunes
 ROWS_PER_INSERT = 100  # 500 bound values per statement, far below SQLite's limit
 _PLACEHOLDERS = ["", *(",".join(["(?,?,?,?,?)"] * n) for n in range(1, ROWS_PER_INSERT + 1))]
 # Markers (compared by identity) for the two tables written as multi-row inserts; the value is the table.

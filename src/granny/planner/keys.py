@@ -46,7 +46,7 @@ class KeyedCalls:
         for waiter in self._waiters.pop(res.req_id, []):
             if waiter.closed:
                 continue
-            if len(body) == sum(res.segs):
+            if len(body) == res.size:
                 waiter.send(res, [body] if len(body) else [])
             else:  # a large value sent to the other caller only (it is not journaled either)
                 waiter.send(Result(req_id=res.req_id, index=res.index, status=Status.ERROR, error_kind=ErrorKind.LOST,

@@ -126,7 +126,7 @@ def thaw_run(p: Server, run: Run, gen: int) -> Run:
     if not req.gang:
         freezing.thawed(p.state, run.req_id)
     port, key = p.store.grant(run.req_id, req.thaw_from or f"g{gen}", run.index)
-    run.segs, run.resume_from, run.resume_key, run.gen = [], f":{port}", key, gen
+    run.resume_from, run.resume_key, run.gen = f":{port}", key, gen
     return run
 
 
@@ -136,7 +136,7 @@ def _resume(p: Server, action: ResumeRank) -> None:
     if payload is None or conn is None or conn.closed:
         return  # raced with a disconnect or the world's end: the granule's exit report fails the rank
     sub = payload.submit
-    run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind, segs=[],
+    run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
               name=sub.name, memory_limit=sub.memory_limit, argv=sub.argv, mpi=sub.mpi,
               grant=task_grant(p.secret, action.granule_id, sub.req_id, action.index),
               resume_from=f"{action.ip}:{action.port}", resume_key=action.key, gen=action.gen)

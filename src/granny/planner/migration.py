@@ -30,11 +30,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..errors import ErrorKind
+from ..tunables import MIGRATION_HISTORY as HISTORY
+from ..tunables import SPOT_MARGIN
 from . import freezing
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
 from .policies.base import GranuleMove
-from .policies.spot import MARGIN as SPOT_MARGIN
 from .protocols import StateCore
 from .records import (
     Action,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from .batch_queue import Batch
     from .eviction import Evictions
 
-HISTORY = 50  # completed migrations kept per world (for `granny status`)
 # Policies whose migration rule reads only the view's hosts and the app it is asked about (see hints)
 HOSTS_ONLY = (BinPack, Compact, FirstFit, Spot, WholeHosts)
 

@@ -13,15 +13,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ..tunables import MAX_EVICTION_GRACE
+from ..tunables import MAX_WAIT_TIMEOUT as MAX_TIMEOUT
 from .policies import POLICIES
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 ENTRY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$"
 FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-MAX_TIMEOUT = 3600.0
 MAX_LOG_ID = 2**63 - 1
-MAX_EVICTION_GRACE = 7 * 86400.0  # seconds; no cloud gives a week's notice
 
 CallState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from ..tunables import ORPHAN_FRAMES_MAX as MAX_FRAMES
 from ..wire import Done, Log, Submit
 
 if TYPE_CHECKING:
     from .lifecycle import AppKind
     from .server_protocol import Server
 
-MAX_FRAMES = 10_000  # kept at most (a restart grace is seconds long; this bounds a flood)
 
 C = TypeVar("C")
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..tunables import TRACKED_MAX
 from ..wire import Log, Submit
 from .journal import Journal
-
-TRACKED_MAX = 100_000  # (task, run) pairs remembered; the oldest are forgotten first
 
 
 class Owner(Protocol):

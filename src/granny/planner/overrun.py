@@ -31,7 +31,8 @@ import heapq
 import math
 from typing import TYPE_CHECKING
 
-from .batch_queue import MARGIN, Batch, Delayed, latest_resume
+from ..tunables import DEADLINE_MARGIN as MARGIN
+from .batch_queue import Batch, Delayed, latest_resume
 from .lifecycle import TaskState
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ErrorKind
+from ..tunables import TRIM_INTERVAL
 from ..wire import Result, Status, Submit, decode_header
 from .journal import Restored
 from .retention import APP_TOMBSTONE_FACTOR, Pruned
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("granny.planner")
 
-TRIM_INTERVAL = 5.0  # seconds between two malloc_trim calls after prunes
 
 
 def _libc_trim() -> Callable[[], object] | None:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..tunables import EVENTS_PAGE, EVENTS_WAIT
 from ..wire import Query, Reply
 from . import evicting, selection
 
@@ -15,8 +16,6 @@ if TYPE_CHECKING:
     from .conn import Conn
     from .server_protocol import Server
 
-EVENTS_WAIT = 20.0  # seconds an ``events`` query with ``:wait`` is held open before an empty answer
-EVENTS_PAGE = 1000
 
 
 def events(p: Server, conn: Conn, msg: Query) -> None:

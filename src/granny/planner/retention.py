@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Protocol
 
 from ..durations import format_duration
+from ..tunables import ABANDON_FACTOR, APP_TOMBSTONE_FACTOR
 from .lifecycle import AppKind, AppState
 from .records import App, Granule, Pruned, Request
 
@@ -52,8 +53,6 @@ class RetainedState(Protocol):
 
 __all__ = ["ABANDON_FACTOR", "APP_TOMBSTONE_FACTOR", "Known", "Pruned", "Retention", "prune_interval"]
 
-APP_TOMBSTONE_FACTOR = 24  # a pruned app's final state answers `granny status` this many windows longer
-ABANDON_FACTOR = 24  # an undelivered result waits this many windows for its client, then is pruned
 
 
 class Known(Enum):

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+from .. import serde
 from ..config import JOURNAL_COPY_MAX, Config
 from ..errors import ConflictError, ErrorKind, GrannyError, ProtocolError
 from ..transport import acceptor_proof, lane_policy, local_id, task_grant
@@ -52,7 +53,6 @@ from ..wire import (
     Welcome,
     decode_header,
     encode_header,
-    split_segments,
 )
 from ..wire import Skip as SkipMsg
 from . import admission, deadlines, evicting, migrating, queries, selection, views
@@ -128,7 +128,7 @@ class PlannerServer:
         self.local_id = local_id()
         self.started = time.time()
         self.retention = self.state.retention = Retention(config.retain)  # its passes run from state.tick
-        self.store = StateStore(config.data_dir / "state", self.loop)  # frozen ranks' state (see store.py)
+        self.store = StateStore(config.data_dir / "state", self.loop, timeout=config.migration_timeout)  # frozen ranks' state (see store.py)
         self.sent_at: dict[tuple[str, int], float] = {}  # when calls of delay-tolerant functions were sent
         self.call_stats = CallStats()  # what /metrics counts per call (see metrics.py)
         self._restore()
@@ -160,13 +160,13 @@ class PlannerServer:
             kind, name = kinds.get(app_id, (AppKind.FUNCTIONS, ""))
             self.outputs.restored(req_id)
             if payload is None:  # a large payload its client keeps: wait for the client to resubmit
-                self.state.hold(Held(req_id, app_id, sub.n, frozenset(done), kind, name, sum(sub.segs)))
+                self.state.hold(Held(req_id, app_id, sub.n, frozenset(done), kind, name))
                 held += 1
                 continue
             self.state.restore(req_id, app_id, sub.n, done, kind, name, sub.kind is not Kind.SCRIPT, sub.tenant,
                                tuple(sub.hosts), sub.migrate, gang=sub.mpi or sub.gang, frozen=worlds.frozen_gen(req_id))
             worlds.restored(self, req_id)  # a frozen world thaws from the store, a recovering one from its checkpoint
-            self.payloads[req_id] = Payload(sub, split_segments(memoryview(payload), sub.segs), None)
+            self.payloads[req_id] = Payload(sub, memoryview(payload), None)
             count += 1
         if count or held:
             log.info("restored %d unfinished requests from the journal (%d wait for their client)", count, held)
@@ -297,10 +297,11 @@ class PlannerServer:
         if msg.keyed and self.keys.finished_before(msg):
             self._resend_finished(conn, msg.req_id)  # an idempotency key used before: its outcome, not a rerun
             return
-        segments = split_segments(body, msg.segs)
+        if body.nbytes:
+            serde.unframe(body)  # a malformed body is the client's ProtocolError, not a granule's
         if msg.n < 1 or msg.n > 100_000:
             raise ProtocolError(f"request for {msg.n} granules is out of bounds")
-        self.payloads[msg.req_id] = Payload(msg, segments, conn, self.loop.time())
+        self.payloads[msg.req_id] = Payload(msg, body, conn, self.loop.time())
         self.call_stats.counts["submitted"] += msg.n
         app_kind = AppKind.SCRIPT if msg.kind is Kind.SCRIPT else AppKind.FUNCTIONS
         if msg.app_id not in self.state.apps:
@@ -337,9 +338,9 @@ class PlannerServer:
         for idx, header, payload in self.journal.query("SELECT idx, header, payload FROM results WHERE req_id=?", (req_id,)):
             res = decode_header(header)
             assert isinstance(res, Result)
-            if payload is None and res.segs:
+            if payload is None and res.size:
                 res = Result(req_id=req_id, index=idx, status=Status.ERROR, error_kind=ErrorKind.LOST, host_id=res.host_id,
-                             message=f"the {sum(res.segs)}-byte result was sent to an earlier connection of this "
+                             message=f"the {res.size}-byte result was sent to an earlier connection of this "
                                      "client and not kept; submit the call again")
             conn.send(res, [payload] if payload else [])
         for res, payload in self.recent.for_request(req_id):
@@ -357,7 +358,7 @@ class PlannerServer:
             deadlines.observe_runtime(self, msg)
         accepted, actions = self.state.task_done(conn.name, msg.req_id, msg.index, msg.status is Status.OK)
         if accepted:
-            res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, segs=msg.segs,
+            res = Result(req_id=msg.req_id, index=msg.index, status=msg.status, size=msg.size,
                          error_kind=msg.error_kind, message=msg.message, traceback=msg.traceback,
                          exit_code=msg.exit_code, host_id=conn.host_id)
             self._deliver(res, body, handed=msg.delivered)
@@ -379,8 +380,8 @@ class PlannerServer:
             payload.owner.send(res, [body] if len(body) else [])
         self.keys.deliver(res, body)
         # The result record is always journaled; a large value already handed to its client is not
-        # (a granule that used the lane does not even send it here: ``segs`` set, empty body).
-        kept = None if sent and (len(body) > JOURNAL_COPY_MAX or (res.segs and not len(body))) else body
+        # (a granule that used the lane does not even send it here: ``size`` set, empty body).
+        kept = None if sent and (len(body) > JOURNAL_COPY_MAX or (res.size and not len(body))) else body
         if not sent and (payload is None or payload.submit.kind is not Kind.NAMED):
             self.retention.undelivered.add(res.req_id)  # kept until its client comes back for it
         self.journal.result(res.req_id, res.index, encode_header(res), kept)
@@ -495,7 +496,7 @@ class PlannerServer:
         if conn is None or conn.closed:  # raced with a disconnect; its exit report will fail the task
             return
         run = Run(req_id=sub.req_id, index=action.index, n=sub.n, app_id=sub.app_id, kind=sub.kind,
-                  segs=sub.segs, fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
+                  fn_key=sub.fn_key, name=sub.name, memory_limit=sub.memory_limit,
                   argv=sub.argv, mpi=sub.mpi, prefetched=action.prefetched, checkpoint=sub.checkpoint, fused=action.fused, nice=deadlines.nice(self, sub.req_id),
                   attempts=self.state.requests[sub.req_id].reruns + 1 if self.state.requests[sub.req_id].reruns else 0,
                   grant=task_grant(self.secret, action.granule_id, sub.req_id, action.index))
@@ -507,7 +508,7 @@ class PlannerServer:
             return
         if self.state.batch.keys and (sub.fn_key or sub.name) in self.state.batch.keys:
             self.sent_at[(sub.req_id, action.index)] = self.loop.time()  # its runtime feeds the deadline guard
-        conn.send(run, payload.segments)
+        conn.send(run, [payload.body])
         if action.index == 0:
             for pending in self.stdin.pop(sub.req_id, []):
                 conn.send(pending)
@@ -533,10 +534,10 @@ class PlannerServer:
         if tolerance is None:
             tolerance = float(self.functions[name].get("delay_tolerance", 0.0))
         req_id = f"call-{uuid.uuid4().hex}"
-        sub = Submit(req_id=req_id, app_id=f"fn-{name}", kind=Kind.NAMED, segs=[len(spec), len(input_json)],
+        sub = Submit(req_id=req_id, app_id=f"fn-{name}", kind=Kind.NAMED,
                      fn_key=hashlib.blake2b(spec, digest_size=16).hexdigest(), name=name,
                      delay_tolerance=-1.0 if tolerance < 0 else tolerance)
-        self._submit(None, sub, memoryview(spec + input_json))
+        self._submit(None, sub, memoryview(serde.frame([spec, input_json])))
         return req_id
 
     async def committed(self) -> None:

@@ -32,7 +32,7 @@ from .store import StateStore
 @dataclass
 class Payload:
     submit: Submit
-    segments: list[memoryview]
+    body: memoryview  # the Submit's body: one pickle frame (granny.serde), passed on to granules as it is
     owner: Conn | None
     at: float = 0.0  # when it was submitted (the planner's clock): call latency for /metrics
 

@@ -7,7 +7,8 @@ Theory of operation
   acknowledges, so the old process ends only once its state is on disk. The result comes back to the
   event loop, which hands it to the planner's state (``state_stored``).
 - Serving (:meth:`StateStore.grant`): a thawing rank's Run carries this store's port and a fresh 16-byte
-  key for that one file; the serving thread checks the key and ``sendfile``s the file. The wire format is
+  key for that one file; the serving thread runs the handshake against the keys it has granted (the
+  puller proves one, never sends it) and ``sendfile``s that key's file. The wire format is
   granny.migration.ship's, so a granule pulls from the planner exactly as it would from another rank.
 - The files of a world are deleted when it has thawed or ended (:meth:`drop`); which worlds are frozen is
   journaled (the ``frozen`` table), so a restarted planner thaws them too.
@@ -17,7 +18,6 @@ Plaintext, as the MPI data plane is; the one-time keys keep others from reading 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import secrets
@@ -29,13 +29,16 @@ from pathlib import Path
 
 from ..config import private_dir
 from ..migration import ship
+from ..tunables import MIGRATION_TIMEOUT
 
 log = logging.getLogger("granny.planner")
 
 
 class StateStore:
-    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, bind: str = "0.0.0.0") -> None:
+    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, bind: str = "0.0.0.0",
+                 timeout: float = MIGRATION_TIMEOUT) -> None:
         self.root = root
+        self.timeout = timeout  # Config.migration_timeout
         self.loop = loop
         self.bind = bind
         self._keys: dict[bytes, str] = {}  # one-time key -> file
@@ -65,14 +68,14 @@ class StateStore:
             os.replace(tmp, path)
             log.info("stored %d bytes of rank %d of %s (%s)", size, index, req_id, slot)
             self.loop.call_soon_threadsafe(tell, "")
-            told.wait(ship.DEFAULT_TIMEOUT)
+            told.wait(self.timeout)
 
         tmp = f"{path}.part"
 
         def work() -> None:
             try:
                 private_dir(path.parent)
-                ship.pull_to_file(address, key, tmp, before_ack=stored)
+                ship.pull_to_file(address, key, tmp, self.timeout, before_ack=stored)
             except Exception as exc:  # the rank's freeze fails with the reason
                 if not told.is_set():
                     self.loop.call_soon_threadsafe(tell, str(exc))
@@ -113,14 +116,14 @@ class StateStore:
     def _one(self, conn: socket.socket) -> None:
         with conn:
             try:
-                conn.settimeout(ship.DEFAULT_TIMEOUT)
-                key = ship._recv_exact(conn, ship.KEY_BYTES)
+                conn.settimeout(self.timeout)
                 with self._lock:
-                    path = next((p for k, p in self._keys.items() if hmac.compare_digest(k, key)), None)
-                    if path is not None:
-                        del self._keys[key]
+                    keys = list(self._keys)
+                key = ship.accept(conn, keys)  # the handshake: which grant's key the puller proved
+                with self._lock:
+                    path = self._keys.pop(key, None) if key is not None else None
                 if path is not None:
-                    ship.serve_file(conn, path)
+                    ship.serve_file(conn, path, self.timeout)
             except Exception as exc:  # the puller sees the broken connection and fails the rank
                 log.warning("serving a stored rank state failed: %s", exc)
 

@@ -31,6 +31,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import PrunedError
+from ..tunables import APPS_EVERY, FRESH, MAX_SESSIONS, MIN_GAP, PUSH_EVERY, SESSION_TTL
 from . import ui_views
 from .event_feed import sample
 from .events_http import SSE_HEADERS, sse
@@ -40,12 +41,6 @@ if TYPE_CHECKING:
     from .server import PlannerServer
 
 COOKIE = "granny_session"
-SESSION_TTL = 12 * 3600.0
-MAX_SESSIONS = 1000
-MIN_GAP = 0.1  # seconds between two state pushes on one stream
-PUSH_EVERY = 2.0
-APPS_EVERY = 1.0
-FRESH = 0.05  # a state built this recently is shared by every open dashboard
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 STATIC = {"app.js": "text/javascript", "charts.js": "text/javascript", "grid.js": "text/javascript",

@@ -11,6 +11,9 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from ..tunables import UI_MAX_APPS as MAX_APPS
+from ..tunables import UI_MAX_ENDED as MAX_ENDED
+from ..tunables import UI_MAX_QUEUE as MAX_QUEUE
 from ..wire import Result, Status, decode_header
 from . import batch, views
 from .lifecycle import AppKind, GranuleState, TaskState
@@ -18,9 +21,6 @@ from .lifecycle import AppKind, GranuleState, TaskState
 if TYPE_CHECKING:
     from .server import PlannerServer
 
-MAX_APPS = 2000
-MAX_ENDED = 200  # ended apps only the journal still knows, newest first
-MAX_QUEUE = 500
 
 
 class Ages:

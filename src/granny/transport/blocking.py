@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from ..errors import ConnectionLostError, ProtocolError
+from ..tunables import TLS_COALESCE
 from ..wire import FrameReader, Message, encode_frame
 from ..wire.framing import Buffer
 
@@ -50,7 +51,6 @@ def local_id() -> str:
         return ""
 
 
-TLS_COALESCE = 64 << 10  # over TLS, parts below this are joined into one write; larger ones go as they are
 
 
 class BlockingConn:

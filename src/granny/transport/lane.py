@@ -41,6 +41,8 @@ from ..config import (
     env,
 )
 from ..errors import GrannyError, ProtocolError
+from ..tunables import LANE_SEND_TIMEOUT as SEND_TIMEOUT
+from ..tunables import MAX_LANES
 from ..wire import Challenge, FrameReader, Hello, Message, Reject, Result, Role, Welcome, encode_frame
 from ..wire.framing import Buffer
 from .auth import client_handshake
@@ -49,8 +51,6 @@ from .macs import acceptor_proof, check_dialer
 
 log = logging.getLogger("granny.lane")
 
-SEND_TIMEOUT = 30.0  # a client that stops reading for this long loses its lane, not the result
-MAX_LANES = 64  # lanes a granule keeps open (one per client it recently served)
 
 
 def _spin_max() -> float:

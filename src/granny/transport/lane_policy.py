@@ -19,9 +19,8 @@ decisions, so that a change to when the lane is used is one change here.
 from __future__ import annotations
 
 from ..config import JOURNAL_COPY_MAX
+from ..tunables import LANE_WAIT_MAX
 from ..wire import Kind, Run, Submit
-
-LANE_WAIT_MAX = 64 << 10  # calls with larger payloads wait on their future, not on the lane
 
 
 def offered(sub: Submit) -> bool:
@@ -32,9 +31,11 @@ def hand_over(run: Run, more_waiting: bool, moved: bool) -> bool:
     return bool(run.reply_to) and not run.prefetched and not more_waiting and not moved
 
 
-def copy_to_planner(segs: list[int]) -> bool:
-    return sum(segs) <= JOURNAL_COPY_MAX
+def copy_to_planner(size: int) -> bool:
+    """``size``: the result's body (Done.size)."""
+    return size <= JOURNAL_COPY_MAX
 
 
-def waiter_reads_lane(sub: Submit) -> bool:
-    return offered(sub) and sum(sub.segs) <= LANE_WAIT_MAX
+def waiter_reads_lane(sub: Submit, size: int) -> bool:
+    """``size``: the bytes of the call's body (its arguments)."""
+    return offered(sub) and size <= LANE_WAIT_MAX

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import AuthError, ConnectionLostError, GrannyError
+from ..tunables import FIRST_DELAY
 
 T = TypeVar("T")
-FIRST_DELAY = 0.02  # seconds before the second try; doubled after each failure, up to max_delay
 
 
 def redial(dial: Callable[[], T], deadline: float | None, what: str, retry_auth: bool = False,

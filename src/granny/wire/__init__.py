@@ -4,7 +4,7 @@ Messages are msgspec Structs, tagged and validated on decode; framing is in :mod
 """
 
 from . import messages as _messages
-from .framing import FrameReader, encode_frame, frame_bytes, split_segments
+from .framing import FrameReader, encode_frame, frame_bytes
 from .messages import *  # noqa: F403
 
-__all__ = [*_messages.__all__, "FrameReader", "encode_frame", "frame_bytes", "split_segments"]
+__all__ = [*_messages.__all__, "FrameReader", "encode_frame", "frame_bytes"]

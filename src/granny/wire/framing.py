@@ -1,5 +1,8 @@
 """Length-prefixed frames: ``<u32 header_len><u64 body_len><msgpack header><body segments>``.
 
+A body is opaque here. A task's arguments and its result are one pickle frame (granny.serde: the GOB1
+head carries the part count and lengths, checked before use), so no header repeats the part lengths.
+
 Theory of operation: :class:`FrameReader` follows asyncio's BufferedProtocol contract
 (``get_buffer`` / ``buffer_updated``), and the blocking socket users drive it the same way with
 ``recv_into``. Small frames are parsed out of one reusable buffer, many per read. A large body is
@@ -26,12 +29,12 @@ from collections.abc import Sequence
 
 from ..config import MAX_FRAME_BYTES, MAX_HEADER_BYTES
 from ..errors import ProtocolError
+from ..tunables import LAZY_BODY
+from ..tunables import SMALL_BODY as _SMALL
 from .messages import Message, decode_header, encode_header
 
 PREFIX = struct.Struct("<IQ")
-_SMALL = 1 << 16  # frames whose body exceeds this get their own buffer
 BUFFER_SIZE = _SMALL * 4  # the shared buffer of an authenticated stream
-LAZY_BODY = 16 << 20  # bodies above this land in an anonymous mapping, filled as data arrives
 Buffer = bytes | bytearray | memoryview
 
 
@@ -59,16 +62,6 @@ def encode_frame(msg: Message, segments: Sequence[Buffer] = ()) -> list[Buffer]:
 
 def frame_bytes(msg: Message, segments: Sequence[Buffer] = ()) -> bytes:
     return b"".join(bytes(p) if not isinstance(p, bytes) else p for p in encode_frame(msg, segments))
-
-
-def split_segments(body: memoryview, sizes: Sequence[int]) -> list[memoryview]:
-    if sum(sizes) != body.nbytes or any(s < 0 for s in sizes):
-        raise ProtocolError(f"segment sizes {list(sizes)} do not add up to the body's {body.nbytes} bytes")
-    out, pos = [], 0
-    for size in sizes:
-        out.append(body[pos : pos + size])
-        pos += size
-    return out
 
 
 class FrameReader:

@@ -85,8 +85,10 @@ class Submit(_Msg, tag="submit"):
     req_id: str
     app_id: str
     kind: Kind
-    segs: list[int]  # sizes of the raw segments that follow the header
-    fn_key: str = ""  # content hash of the pickled function (segment 0), so granules cache it
+    # The body is one pickle frame (granny.serde: the GOB1 head with the part count and lengths, then the
+    # parts): PICKLED the function, then the (args, kwargs) pickle and its buffers; SCRIPT the source;
+    # NAMED the function spec and the input JSON.
+    fn_key: str = ""  # content hash of the pickled function (part 0), so granules cache it
     n: int = 1
     name: str = ""  # NAMED: registered function; SCRIPT: script path (display only)
     memory_limit: int = 0  # bytes per granule, 0 = none
@@ -147,7 +149,9 @@ class Result(_Msg, tag="result"):
     req_id: str
     index: int
     status: Status
-    segs: list[int] = []  # OK: pickled value; ERROR: pickled exception (may be empty)
+    # Bytes of the body, a pickle frame (granny.serde) of the value (OK) or of the exception (ERROR); 0: none.
+    # Set also when the body does not come with this message (a result the client took from its lane).
+    size: int = 0
     error_kind: ErrorKind = ErrorKind.NONE  # a str on the wire
     message: str = ""
     traceback: str = ""
@@ -184,8 +188,7 @@ class Run(_Msg, tag="run"):
     index: int
     n: int
     app_id: str
-    kind: Kind
-    segs: list[int]
+    kind: Kind  # the body: the Submit's pickle frame, as the client sent it
     fn_key: str = ""
     name: str = ""
     memory_limit: int = 0
@@ -219,14 +222,14 @@ class Done(_Msg, tag="done"):
     req_id: str
     index: int
     status: Status
-    segs: list[int] = []
+    size: int = 0  # see Result.size
     error_kind: ErrorKind = ErrorKind.NONE
     message: str = ""
     traceback: str = ""
     exit_code: int = 0
     retiring: bool = False  # the granule exits after this task (scripts get a fresh fork)
     # The result already went to the client over its lane; the planner records it but does not
-    # forward it. A large value (``segs`` set, no body) was not sent here at all.
+    # forward it. A large value (``size`` set, no body) was not sent here at all.
     delivered: bool = False
     seq: int = 0  # see Log.seq
     grant: bytes = b""  # see Log.grant

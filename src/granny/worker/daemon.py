@@ -39,13 +39,12 @@ from ..config import (
 from ..errors import ConnectionLostError, GrannyError
 from ..transport import BlockingConn, dial, granule_credential
 from ..transport.redial import redial
+from ..tunables import UNSENT_MAX
 from ..wire import GranuleExit, Heartbeat, KillGranule, Registered, Rejoin, Role, Spawn, StopWorker
 from .granule_user import resolve
 from .pausing import Pidfds
 from .procutil import describe_status
 from .zygote_pipe import encode_command
-
-UNSENT_MAX = 10_000  # exit reports kept for a planner that is away (each is a granule that died meanwhile)
 
 
 class Worker:

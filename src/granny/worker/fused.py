@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cloudpickle
 
 from .. import serde
-from ..wire import Done, Run, Stdin, split_segments
+from ..tunables import FUSED_POLL_PERIOD as POLL_PERIOD
+from ..wire import Done, Run, Stdin
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from . import niceness
@@ -58,7 +59,6 @@ class Granule(Protocol):
 
     def _call(self, run: Run, call: Callable[[], Any]) -> tuple[Done, list[Buffer]]: ...
 
-POLL_PERIOD = 0.05  # how often the loop looks for frames the link's watcher thread read first
 
 _CURRENT: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("granny_fused_call", default=None)
 
@@ -200,7 +200,7 @@ class _Runner:
         done: Done | None = None
         payload: list[Buffer] = []
         try:
-            segs = split_segments(body, run.segs)
+            segs = serde.unframe(body)
             fn = granule._function(run.fn_key, lambda: cloudpickle.loads(segs[0]))
             args, kwargs = serde.loads(segs[1:])
             value = fn(*args, **kwargs)

@@ -52,7 +52,7 @@ from ..transport import BlockingConn, dial, lane_policy
 from ..transport.identity import GranuleIdentity, set_current
 from ..transport.lane import LaneDialer
 from ..transport.redial import redial
-from ..wire import Done, Kind, Result, Role, Run, Status, Stdin, split_segments
+from ..wire import Done, Kind, Result, Role, Run, Status, Stdin
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
 from . import call_ctl, fused, niceness, task_end
@@ -154,7 +154,7 @@ class Granule:
             done.retiring = not niceness.leave(before) or done.retiring
             if lane_policy.hand_over(run, bool(runs), done.moved) and self._hand_over(run, done, segments):
                 done.delivered = True
-                if not lane_policy.copy_to_planner(done.segs):
+                if not lane_policy.copy_to_planner(done.size):
                     segments = []  # the client has it; the planner journals only the record
             link.send_done(done, segments)
             link.end_task()
@@ -164,13 +164,13 @@ class Granule:
 
     def _hand_over(self, run: Run, done: Done, segments: list[Buffer]) -> bool:
         """Give the result straight to the client's lane; False: the planner must forward it."""
-        res = Result(req_id=done.req_id, index=done.index, status=done.status, segs=done.segs,
+        res = Result(req_id=done.req_id, index=done.index, status=done.status, size=done.size,
                      error_kind=done.error_kind, message=done.message, traceback=done.traceback,
                      exit_code=done.exit_code, host_id=self.host_id, attempts=run.attempts)
         return self.lanes.send(run.reply_to, run.reply_key, run.reply_local, res, segments)
 
     def execute(self, run: Run, body: memoryview) -> tuple[Done, list[Buffer]]:
-        segs = split_segments(body, run.segs)
+        segs = serde.unframe(body) if body.nbytes else []  # a resumed rank's Run has no body
         env = (run.app_id, run.index, run.n)
         if env != self._env:  # putenv is a syscall-priced call: skip it when nothing changed
             self._env = env
@@ -309,8 +309,9 @@ class Granule:
             msg = f"the return value of type {type(value).__name__} could not be serialised: {exc}"
             return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind=ErrorKind.UNPICKLABLE_RESULT,
                         message=msg), []
-        ok.segs = [memoryview(p).nbytes for p in payload]
-        return ok, payload
+        body = serde.framed(payload)
+        ok.size = serde.body_size(body)
+        return ok, body
 
     def _function(self, key: str, load: Callable[[], Any]) -> Callable[..., Any]:
         fn = self.functions.get(key) if key else None

@@ -38,11 +38,9 @@ from typing import Any
 
 from ..errors import ConnectionLostError
 from ..transport import BlockingConn
+from ..tunables import OUTPUT_BUFFER, WATCH_PERIOD
 from ..wire import Ack, Done, Log, Message
 from ..wire.framing import Buffer
-
-OUTPUT_BUFFER = 8 << 20  # bytes of output a granule keeps while it waits for the planner's Ack
-WATCH_PERIOD = 0.05  # how often a running task's connection is checked for Acks and for a dead planner
 
 Frame = tuple[Any, memoryview, int]  # a message, its body, the generation of the connection it came on
 Dialer = Callable[[str, bytes], BlockingConn]  # busy task ("req_id:index" or ""), its grant -> a new connection

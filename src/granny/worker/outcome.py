@@ -21,11 +21,11 @@ def error_done(run: Run, exc: BaseException, limit: int) -> tuple[Done, list[Buf
     if isinstance(exc, MemoryError) and limit:
         message = f"MemoryError: the granule exceeded its memory limit of {limit} bytes"
     try:
-        payload = serde.dumps(exc)
+        body = serde.framed(serde.dumps(exc))
     except BaseException:  # an unpicklable exception still reports its text
-        payload = []
+        body = []
     return Done(req_id=run.req_id, index=run.index, status=Status.ERROR, error_kind=ErrorKind.REMOTE, message=message,
-                traceback=text, segs=[memoryview(p).nbytes for p in payload]), payload
+                traceback=text, size=serde.body_size(body)), body
 
 
 def user_tb(tb: types.TracebackType | None) -> types.TracebackType | None:

@@ -93,9 +93,9 @@ def test_what_a_scoped_connection_may_send() -> None:
     assert check(s, Role.GRANULE, mine, Done(req_id="r2", index=0, status=Status.OK), SECRET)
     assert check(s, Role.GRANULE, mine, Query(what="hosts"), SECRET)
     client = Scope("h1-g1", "h1", "app-a")
-    sub = Submit(req_id="x", app_id="app-a", kind=Kind.PICKLED, segs=[])
+    sub = Submit(req_id="x", app_id="app-a", kind=Kind.PICKLED)
     assert check(s, Role.CLIENT, client, sub, SECRET) == ""
-    assert check(s, Role.CLIENT, client, Submit(req_id="x", app_id="app-b", kind=Kind.PICKLED, segs=[]), SECRET)
+    assert check(s, Role.CLIENT, client, Submit(req_id="x", app_id="app-b", kind=Kind.PICKLED), SECRET)
     assert check(s, Role.CLIENT, client, Waiting(granule_id="h1-g1", waiting=True), SECRET) == ""
     assert check(s, Role.CLIENT, client, Waiting(granule_id="h1-g2", waiting=True), SECRET)
     assert check(s, Role.CLIENT, client, Cancel(app_id="app-a"), SECRET) == ""

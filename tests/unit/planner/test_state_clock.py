@@ -27,7 +27,7 @@ def run(s: PlannerState, until: float, beating: set[str]) -> list[tuple[float, A
 def test_a_virtual_clock_drives_a_restart_grace_and_a_host_death() -> None:
     s = PlannerState(TIMEOUT)
     s.restore("r1", "app", 2, finished=[], app_kind="functions", name="")
-    s.hold(Held("big", "app", 1, frozenset(), "functions", "", 1 << 20))
+    s.hold(Held("big", "app", 1, frozenset(), "functions", ""))
     s.start_grace(0.0, GRACE)
     for host_id in ("h1", "h2"):
         s.register_host(host_id, 1, 0.0)

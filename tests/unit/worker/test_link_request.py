@@ -54,7 +54,7 @@ class FakeGranule:
         self.address = ("127.0.0.1", 1)
 
 
-RUN = Run(req_id="r1", index=0, n=2, app_id="a", kind=Kind.PICKLED, segs=[])
+RUN = Run(req_id="r1", index=0, n=2, app_id="a", kind=Kind.PICKLED)
 
 
 def _ask_plain(granule: FakeGranule) -> Any:

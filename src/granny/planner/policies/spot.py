@@ -26,6 +26,8 @@ replayed on the testbed, this shortened the makespan under evictions (docs/spot.
 
 from __future__ import annotations
 
+from ...tunables import SPOT_LATE_MARGIN as LATE_MARGIN
+from ...tunables import SPOT_MARGIN as MARGIN
 from .base import (
     ClusterView,
     Decision,
@@ -39,9 +41,6 @@ from .base import (
 )
 from .binpack import migrate_within, pack
 from .packing import check_size, fewest_links, freed, minimal_move, pinned, runnable
-
-MARGIN = 2.0  # seconds to spare after the last point: a freeze or a move must be over by the deadline
-LATE_MARGIN = 1.0  # the same for ``spot-late`` (a world there waits for its last point more often)
 
 
 class Spot(PolicyBase):
