@@ -14,6 +14,10 @@ Theory of operation
   kernel reaches a migration point every ``migrate_every`` of its steps (as the simulator's 10%).
   An OpenMP-style job's thread 0 is a gang of one granule (``submit_gang``), which the planner places
   as it places a world, never prefetched behind another job's task; its team is leased from there.
+  granny-elastic = bin-pack, and its OpenMP-style jobs run :func:`.kernels.omp_elastic_job`: the team
+  is elastic (``parallel_for(elastic=True)``), so it grows at forks into its host's free slots through
+  revocable leases and gives them back when the planner asks (parallel/team.py), as the simulator's
+  :class:`granny.sim.elastic.ElasticTeamSimulator` models it.
 - **What happened** comes from the planner: each job's submission (``requests.created``) and end
   (the last ``results.finished`` of its app) from the planner's journal, its moves from the
   journal's ``migration.moved`` events (with how long each took, in the event's ``detail``; and
@@ -21,7 +25,8 @@ Theory of operation
   its granules runs, with their hosts, from the planner's ``app`` view, polled every ``poll``
   seconds (the journal does not record dispatches). They become the simulator's
   :class:`granny.sim.JobEvent` records, so that :func:`granny.experiment.metrics.compute` reads a live
-  run and a simulated one alike.
+  run and a simulated one alike. A team's growth and give-backs are the journal's ``app.placed`` and
+  ``app.finished`` events of its app's later requests (its leases): ``resize`` events, as simulated.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ from ..sim.schedulers import MIGRATE_EVERY, SCHEDULERS
 from . import kernels
 
 ORIGINAL_SLOTS = 8  # cores of the original's VMs
-LIVE_SCHEDULERS = ("batch", "slurm", "granny", "granny-migrate")
+LIVE_SCHEDULERS = ("batch", "slurm", "granny", "granny-migrate", "granny-elastic")
+ELASTIC = "granny-elastic"
 LINKS = {"latency": "5ms", "bandwidth": "100mbit"}  # every pair of testbed hosts, one way
 # The original's network-bound LAMMPS (a 9-rank job split 8 + 1 took 2.3x its one-host time); its
 # mpi-migrate / spot traces ran a compute-bound one that hardly noticed crossing hosts.
@@ -107,6 +113,12 @@ def is_omp(kind: str) -> bool:
     return kind.startswith("omp")
 
 
+def schedulers_for(jobs: Sequence[Job]) -> list[str]:
+    """The live schedulers worth running on ``jobs``: granny-elastic only differs from granny on OpenMP-style jobs."""
+    omp = any(is_omp(j.kind) for j in jobs)
+    return [n for n in LIVE_SCHEDULERS if n != ELASTIC or omp]
+
+
 def policy_of(scheduler: str) -> str:
     if scheduler not in LIVE_SCHEDULERS:
         raise ConfigError(f"--mode testbed runs {', '.join(LIVE_SCHEDULERS)}; not {scheduler!r}")
@@ -117,6 +129,38 @@ def points_every(scheduler: str, workload: Workload) -> int:
     """Steps between two migration points of the MPI kernel under ``scheduler`` (0: none)."""
     every = MIGRATE_EVERY.get(scheduler)
     return max(1, round(every * workload.steps)) if every else 0
+
+
+Row = tuple[float, str, str, dict[str, Any]]  # a journal event: at, kind, req_id, data
+TEAM_KINDS = ("app.placed", "app.finished", "app.failed", "app.cancelled")
+
+
+def team_changes(rows: Sequence[Row], base: dict[tuple[str, int], str], size: int) -> list[tuple[float, tuple[tuple[str, int], ...]]]:
+    """An OpenMP-style job's team over time, from its app's ``app.placed`` / ``app.finished``... events:
+    (when, granules per host) each time a request beyond its first (thread 0) and second (its team of
+    ``size - 1``) was placed or ended; ``base`` is where those first ones run. Changes at one instant
+    (the planner placed several one-granule leases in one pass) make one."""
+    firsts = 1 if size == 1 else 2
+    placed: list[str] = []
+    grown: dict[str, dict[str, int]] = {}
+    out: list[tuple[float, tuple[tuple[str, int], ...]]] = []
+    for at, kind, req_id, data in rows:
+        if kind == "app.placed" and req_id not in placed:
+            placed.append(req_id)
+            if len(placed) <= firsts:
+                continue
+            grown[req_id] = {str(h): int(n) for h, n in dict(data.get("hosts", {})).items()}
+        elif kind != "app.placed" and req_id in grown:
+            del grown[req_id]
+        else:
+            continue
+        hosts = list(base.values()) + [h for per in grown.values() for h, n in per.items() for _ in range(n)]
+        counts = counts_of(hosts)
+        if out and out[-1][0] == at:
+            out[-1] = (at, counts)
+        else:
+            out.append((at, counts))
+    return out
 
 
 @dataclass
@@ -192,8 +236,8 @@ class LiveReplay:
             if is_omp(item.job.kind):
                 # A gang of one, not a plain call: a call may be prefetched behind another job's task on a
                 # busy granule (the planner's shortcut for short calls), where it would wait for that job.
-                item.future = item.client.submit_gang(kernels.omp_job, 1,
-                                                      (item.job.size, w.steps, w.serial, w.work, w.omp_nbytes))
+                kernel = kernels.omp_elastic_job if self.scheduler == ELASTIC else kernels.omp_job
+                item.future = item.client.submit_gang(kernel, 1, (item.job.size, w.steps, w.serial, w.work, w.omp_nbytes))
             else:
                 item.future = opts.submit_mpi(kernels.mpi_job, item.job.size,
                                               (w.steps, w.serial, w.work, w.nbytes, every, w.rounds(item.job.kind)))
@@ -225,7 +269,9 @@ class LiveReplay:
                 except GrannyError:
                     continue
                 now = time.time()
-                active = [r for r in rows if r["state"] in ("running", "succeeded") and r["host_id"]]
+                base = list(dict.fromkeys(r["req_id"] for r in rows))[:2]  # thread 0 and its team, not their growth
+                active = [r for r in rows if r["state"] in ("running", "succeeded") and r["host_id"]
+                          and (r["req_id"] in base or not is_omp(item.job.kind))]
                 if len(active) >= item.job.size:
                     item.started = now
                     item.hosts = {(r["req_id"], int(r["index"])): r["host_id"] for r in active}
@@ -233,7 +279,7 @@ class LiveReplay:
     # --- what happened, from the planner -----------------------------------------------------
     def _events(self, live: list[_Live], t0: float) -> list[JobEvent]:
         apps = {item.app_id: item for item in live}
-        created, finished, moves = self._journal(list(apps))
+        created, finished, moves, teams = self._journal(list(apps))
         events: list[JobEvent] = []
         for item in live:
             j = item.job
@@ -244,8 +290,12 @@ class LiveReplay:
                                        detail=item.error or "never seen running"))
                 continue
             where = dict(item.hosts)
-            events.append(JobEvent(max(submit, item.started - t0), "start", j.job_id, j.size,
-                                   counts_of(where.values()), j.kind))
+            start = max(submit, item.started - t0)
+            events.append(JobEvent(start, "start", j.job_id, j.size, counts_of(where.values()), j.kind))
+            end_at = finished.get(item.app_id)
+            for at, counts in team_changes(teams.get(item.app_id, []), where, j.size):
+                if start < at - t0 and (end_at is None or at < end_at):
+                    events.append(JobEvent(at - t0, "resize", j.job_id, j.size, counts, j.kind))
             for at, what, req_id, data in moves.get(item.app_id, []):
                 if what == "moved":
                     for row in data.get("moves", []):
@@ -263,9 +313,10 @@ class LiveReplay:
                                        j.size, kind=j.kind))
         return sorted(events, key=lambda e: e.t)
 
-    def _journal(self, apps: list[str]) -> tuple[dict[str, float], dict[str, float],
-                                                 dict[str, list[tuple[float, str, str, dict[str, Any]]]]]:
-        """Per app: first submission, last result, and its migration events, from the planner's journal."""
+    def _journal(self, apps: list[str]) -> tuple[dict[str, float], dict[str, float], dict[str, list[Row]],
+                                                 dict[str, list[Row]]]:
+        """Per app: first submission, last result, its migration events and its requests' placements
+        and ends (``app.placed`` / ``app.finished``...), from the planner's journal."""
         marks = ",".join("?" * len(apps))
         kinds = {"migration.moved": "moved", "migration.frozen": "freeze", "migration.thawed": "thaw"}
         deadline = time.monotonic() + 10
@@ -284,11 +335,14 @@ class LiveReplay:
             if len(finished) == len(apps) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        moves: dict[str, list[tuple[float, str, str, dict[str, Any]]]] = {}
+        moves: dict[str, list[Row]] = {}
+        teams: dict[str, list[Row]] = {}
         for at, app_id, req_id, kind, data in rows:
             if kind in kinds:
                 moves.setdefault(app_id, []).append((float(at), kinds[kind], req_id, dict(json.loads(data or "{}"))))
-        return ({k: float(v) for k, v in created.items()}, {k: float(v) for k, v in finished.items()}, moves)
+            elif kind in TEAM_KINDS:
+                teams.setdefault(app_id, []).append((float(at), kind, req_id, dict(json.loads(data or "{}"))))
+        return ({k: float(v) for k, v in created.items()}, {k: float(v) for k, v in finished.items()}, moves, teams)
 
     def _decisions(self, live: list[_Live]) -> list[tuple[str, tuple[str, ...]]]:
         return [(f"job{item.job.job_id}", tuple(sorted(item.hosts.values()))) for item in live if item.started is not None]

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..sim import Job, RuntimeModel, SimResult, scheduler_named
+from ..sim.elastic import ElasticTeamSimulator
 from ..sim.teams import TeamSimulator
 from .calibration import TESTBED, load_model, measured
 from .live import LINKS, LIVE_SCHEDULERS, LiveReplay, Scaling, Workload, time_scale
@@ -58,12 +59,13 @@ def simulate(jobs: Sequence[Job], scheduler: str, hosts: int, slots: int, model:
              team_delay: float | None = None) -> SimResult:
     """The scaled trace in the simulator, its OpenMP-style jobs as granny.parallel runs them live
     (their team asked for ``team_delay`` seconds after thread 0 started), each move of a
-    granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration)."""
+    granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration); under
+    granny-elastic their teams grow at forks as the live ones do (:class:`ElasticTeamSimulator`)."""
     sched = scheduler_named(scheduler)
     if move_cost is not None and sched.migrate_every:
         sched = replace(sched, move_cost=move_cost)
-    return TeamSimulator(sched, hosts, slots, model, host_ids=host_ids, evictions=None,
-                         team_delay=team_delay or 0.0).run(jobs)
+    engine = ElasticTeamSimulator if sched.fork_every else TeamSimulator
+    return engine(sched, hosts, slots, model, host_ids=host_ids, evictions=None, team_delay=team_delay or 0.0).run(jobs)
 
 
 def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str], workload: Workload | None = None,
