@@ -123,7 +123,7 @@ class Team:
 
     def _free_slots(self) -> int:
         """Free slots of the master's host (of the cluster, outside one), none while anything is queued."""
-        if self.client.query("queue"):
+        if self.client.query("waiting"):
             return 0
         hosts = [h for h in self.client.hosts() if h.alive]
         mine = [h for h in hosts if h.host_id == env(ENV_HOST_ID)]
