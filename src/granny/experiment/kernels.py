@@ -114,6 +114,7 @@ def omp_elastic_job(threads: int, regions: int, serial: float, work: float, nbyt
     meta = granny.shared_array((2,), "float64", fill=0.0)  # the region's number, an item's seconds
     meta.array[1] = work / regions / ITEMS
     sizes: list[int] = []
+    closing = 0.0
     try:
         for r in range(regions):
             meta.array[0] = r
@@ -123,10 +124,12 @@ def omp_elastic_job(threads: int, regions: int, serial: float, work: float, nbyt
             sizes.append(current_team(threads, elastic=True).board.nthreads)
         checksum = float(data.array.sum())
     finally:
+        closing = time.time()  # the team's leases end from here on: the job's end, not a give-back
         close_teams()
         data.unlink()
         meta.unlink()
-    return {"host": env(ENV_HOST_ID), "seconds": time.time() - started, "checksum": checksum, "sizes": sizes}
+    return {"host": env(ENV_HOST_ID), "seconds": time.time() - started, "checksum": checksum, "sizes": sizes,
+            "closing": closing}
 
 
 def _omp_items(items: range, data: Any, region: Any) -> None:

@@ -174,6 +174,7 @@ class _Live:
     hosts: dict[tuple[str, int], str] = field(default_factory=dict)  # (req_id, index) -> host at start
     finished: float | None = None
     error: str = ""
+    closing: float | None = None  # an elastic job's team began to close (wall clock): its leases end from there
 
 
 class LiveReplay:
@@ -256,6 +257,8 @@ class LiveReplay:
                 item.finished = time.time() - t0
                 exc = fut.exception()
                 item.error = f"{type(exc).__name__}: {exc}" if exc is not None else ""
+                if exc is None and isinstance(out := fut.result(), list) and out and isinstance(out[0], dict):
+                    item.closing = out[0].get("closing")
                 self.log(f"t={item.finished:6.2f}s job {item.job.job_id} {'FAILED ' + item.error if exc else 'done'}")
 
     def _watch(self, admin: Any, live: list[_Live], stop: threading.Event) -> None:
@@ -292,7 +295,7 @@ class LiveReplay:
             where = dict(item.hosts)
             start = max(submit, item.started - t0)
             events.append(JobEvent(start, "start", j.job_id, j.size, counts_of(where.values()), j.kind))
-            end_at = finished.get(item.app_id)
+            end_at = item.closing or finished.get(item.app_id)
             for at, counts in team_changes(teams.get(item.app_id, []), where, j.size):
                 if start < at - t0 and (end_at is None or at < end_at):
                     events.append(JobEvent(at - t0, "resize", j.job_id, j.size, counts, j.kind))
