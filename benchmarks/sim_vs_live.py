@@ -80,6 +80,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(RESULTS / "sim_vs_live.json"))
     ap.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs" / "img" / "eval_sim_vs_live.png"))
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
+    ap.add_argument("--runs", default=str(RESULTS / "sim_vs_live"), help="where each run's directory goes")
     args = ap.parse_args()
     if args.plot_only:
         print(plot(json.loads(Path(args.out).read_text()), Path(args.plot)))
@@ -91,7 +92,7 @@ def main() -> int:
     for name in args.traces.split(","):
         trace = PAPER / f"trace_{name}_8.csv"
         for rep in range(args.reps):
-            where = RESULTS / "sim_vs_live" / f"{name}-r{rep}"
+            where = Path(args.runs) / f"{name}-r{rep}"
             print(f"[sim-vs-live] {name} rep {rep}", file=sys.stderr, flush=True)
             mine = [n for n in names if n != ELASTIC or name.startswith("omp")]  # (elastic: OpenMP-style jobs only)
             pairs = run_testbed(trace, args.hosts, args.slots, mine, where, prefix=PREFIX, subnet=SUBNET)

@@ -203,3 +203,11 @@ def test_a_live_teams_growth_comes_from_its_apps_placements_and_ends() -> None:
     assert team_changes(rows, base, 2) == [(2.0, (("h1", 3), ("h2", 1))), (3.0, (("h1", 3),)), (4.0, (("h1", 2),))]
     # a job of one thread has no team request: its first lease is growth already
     assert team_changes(rows[:3], {("job", 0): "h1"}, 1) == [(1.1, (("h1", 2),)), (2.0, (("h1", 3),))]
+
+
+def test_testbed_sweeps_run_granny_elastic_on_openmp_style_traces_only() -> None:
+    from granny.experiment.live import LIVE_SCHEDULERS, schedulers_for
+
+    assert "granny-elastic" in LIVE_SCHEDULERS
+    assert schedulers_for([Job(0, "omp", 2, 0), Job(1, "mpi-migrate", 2, 0)]) == list(LIVE_SCHEDULERS)
+    assert "granny-elastic" not in schedulers_for([Job(0, "mpi-locality", 2, 0)])
