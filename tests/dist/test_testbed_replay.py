@@ -104,3 +104,40 @@ def test_an_omp_trace_replays_live_with_elastic_teams_that_grow(tmp_path: Path) 
     starts = {e.job_id: e.counts for e in events if e.what == "start"}
     assert starts == {e.job_id: e.counts for e in sim_events if e.what == "start"}  # the same decisions
     assert metrics["resizes"] >= 2
+
+
+CALLS_TRACE = """\
+TaskId,App,Size,InterArrivalTimeSecs,Tolerance
+0,fn10,1,0,0
+1,fn20,1,0,120
+2,fn20,1,0,-1
+3,fn10,1,0,60
+4,fn10,1,5,0
+5,fn5,1,0,0
+6,fn20,1,0,100
+7,fn2,1,5,0
+8,fn5,1,0,-1
+9,fn10,1,0,0
+"""
+
+
+def test_a_mixed_trace_of_calls_replays_live_under_dfaas(tmp_path: Path) -> None:
+    """dfaas live: function calls sleeping their (scaled) seconds; the delay-tolerant ones go to the
+    planner's batch queue with their scaled tolerance, and each meets its deadline; the simulated twin
+    runs every call too."""
+    require_root()
+    trace = tmp_path / "trace.csv"
+    trace.write_text(CALLS_TRACE)
+    out = tmp_path / "run"
+    code = main(["run", "--mode", "testbed", "--trace", str(trace), "--hosts", "2", "--slots", "2",
+                 "--scheduler", "dfaas", "--netns-prefix", PREFIX, "--subnet", SUBNET, "--time-scale", "0.2",
+                 "--out", str(out)])
+    assert code == 0
+    meta, events, metrics = read(out)
+    assert meta["scheduler"] == "dfaas" and metrics["finished"] == 10 and metrics["failed"] == 0
+    submit = {e.job_id: e.t for e in events if e.what == "submit"}
+    end = {e.job_id: e.t for e in events if e.what == "end"}
+    for job, tolerance in {1: 120, 3: 60, 6: 100}.items():
+        assert end[job] - submit[job] <= tolerance * 0.2, (job, events)
+    _, sim_events, sim_metrics = read(out / "sim")
+    assert sim_metrics["finished"] == 10

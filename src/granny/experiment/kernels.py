@@ -24,6 +24,10 @@ Their communication is real, over the testbed's shaped links.
   it runs ``serial / regions + work / regions / n`` seconds on ``n`` threads: the same as
   :func:`omp_job` on a team of ``n``, which the runtime model was fitted on.
 
+- :func:`fn2`, :func:`fn5`, :func:`fn10`, :func:`fn20` (the dfaas traces' function calls, one slot
+  each): sleep the call's (scaled) seconds. One function per kind, so that the planner keeps one
+  runtime estimate per kind, as the simulator's driver does (its calls' key is their kind).
+
 They import granny inside, since they run in granules (pickled by reference to this module).
 """
 
@@ -138,3 +142,29 @@ def _omp_items(items: range, data: Any, region: Any) -> None:
     time.sleep(len(items) * float(region[1]))
     lo, hi = items.start * len(data) // ITEMS, items.stop * len(data) // ITEMS
     data[lo:hi] = float(region[0])  # this thread's block: a member on another host ships its pages back
+
+
+def _call(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def fn2(seconds: float) -> float:
+    return _call(seconds)
+
+
+def fn5(seconds: float) -> float:
+    return _call(seconds)
+
+
+def fn10(seconds: float) -> float:
+    return _call(seconds)
+
+
+def fn20(seconds: float) -> float:
+    return _call(seconds)
+
+
+CALLS = {"fn2": fn2, "fn5": fn5, "fn10": fn10, "fn20": fn20}  # the kinds of sim/dfaas.py's FUNCTIONS

@@ -18,6 +18,10 @@ Theory of operation
   is elastic (``parallel_for(elastic=True)``), so it grows at forks into its host's free slots through
   revocable leases and gives them back when the planner asks (parallel/team.py), as the simulator's
   :class:`granny.sim.elastic.ElasticTeamSimulator` models it.
+  Function calls (the dfaas traces' ``fn2``... kinds) are calls of :data:`.kernels.CALLS` that sleep
+  their seconds x ``time_scale``: under ``dfaas`` a delay-tolerant one is submitted with its (scaled)
+  tolerance, so the planner's batch queue decides when it runs; otherwise, and for the
+  latency-sensitive ones, as a gang of one (as the simulator submits them).
 - **What happened** comes from the planner: each job's submission (``requests.created``) and end
   (the last ``results.finished`` of its app) from the planner's journal, its moves from the
   journal's ``migration.moved`` events (with how long each took, in the event's ``detail``; and
@@ -48,12 +52,14 @@ import granny
 from ..errors import ConfigError, GrannyError
 from ..planner.policies.base import counts_of
 from ..sim import Cluster, Job, JobEvent, RuntimeModel, SimResult, optimal_counts
+from ..sim.dfaas import FUNCTIONS, is_call
 from ..sim.schedulers import MIGRATE_EVERY, SCHEDULERS
 from . import kernels
 
 ORIGINAL_SLOTS = 8  # cores of the original's VMs
-LIVE_SCHEDULERS = ("batch", "slurm", "granny", "granny-migrate", "granny-elastic")
+LIVE_SCHEDULERS = ("batch", "slurm", "granny", "granny-migrate", "granny-elastic", "dfaas")
 ELASTIC = "granny-elastic"
+DFAAS = "dfaas"
 LINKS = {"latency": "5ms", "bandwidth": "100mbit"}  # every pair of testbed hosts, one way
 # The original's network-bound LAMMPS (a 9-rank job split 8 + 1 took 2.3x its one-host time); its
 # mpi-migrate / spot traces ran a compute-bound one that hardly noticed crossing hosts.
@@ -88,7 +94,8 @@ class Scaling:
         return max(1, math.ceil(size * self.slots / ORIGINAL_SLOTS))
 
     def jobs(self, jobs: Sequence[Job]) -> list[Job]:
-        return [Job(j.job_id, j.kind, self.size(j.size), round(j.arrival * self.time_scale, 3)) for j in jobs]
+        return [Job(j.job_id, j.kind, self.size(j.size), round(j.arrival * self.time_scale, 3),
+                    round(j.tolerance * self.time_scale, 3) if j.tolerance > 0 else j.tolerance) for j in jobs]
 
     def to_json(self) -> dict[str, Any]:
         return {"sizes": f"ceil(size x {self.slots} / {ORIGINAL_SLOTS})", "time_scale": round(self.time_scale, 5)}
@@ -101,6 +108,7 @@ class Scaling:
 def time_scale(jobs: Sequence[Job], slots: int, original: RuntimeModel, ours: RuntimeModel) -> float:
     """Median over the trace's jobs of (our runtime of the scaled job) / (the original's runtime of
     the job), each on its fewest hosts."""
+    jobs = [j for j in jobs if not is_call(j)]  # (function calls' seconds are scaled by the result)
     if not jobs:
         return 1.0
     probe = Scaling(slots, 1.0)
@@ -114,9 +122,11 @@ def is_omp(kind: str) -> bool:
 
 
 def schedulers_for(jobs: Sequence[Job]) -> list[str]:
-    """The live schedulers worth running on ``jobs``: granny-elastic only differs from granny on OpenMP-style jobs."""
+    """The live schedulers worth running on ``jobs``: granny-elastic only differs from granny on
+    OpenMP-style jobs, dfaas on delay-tolerant calls."""
     omp = any(is_omp(j.kind) for j in jobs)
-    return [n for n in LIVE_SCHEDULERS if n != ELASTIC or omp]
+    tolerant = any(is_call(j) and j.tolerance != 0 for j in jobs)
+    return [n for n in LIVE_SCHEDULERS if (n != ELASTIC or omp) and (n != DFAAS or tolerant)]
 
 
 def policy_of(scheduler: str) -> str:
@@ -182,8 +192,10 @@ class LiveReplay:
     ``journal`` is the planner's journal file, read once the jobs are over."""
 
     def __init__(self, address: str, token: str, journal: Path, scheduler: str, workload: Workload,
-                 tag: str, poll: float = 0.1, timeout: float = 900.0, log: Any = None) -> None:
+                 tag: str, poll: float = 0.1, timeout: float = 900.0, log: Any = None, call_scale: float = 1.0) -> None:
+        """``call_scale``: the trace's time scale, which a function call's seconds are multiplied by."""
         self.address, self.token, self.journal = address, token, journal
+        self.call_scale = call_scale
         self.scheduler, self.policy = scheduler, policy_of(scheduler)
         self.workload, self.tag, self.poll, self.timeout = workload, tag, poll, timeout
         self.log = log or (lambda msg: None)
@@ -234,7 +246,13 @@ class LiveReplay:
             item.client = granny.connect(self.address, self.token, app_id=item.app_id)
             opts = item.client.options(migrate=every > 0)
             item.submitted = time.time() - t0
-            if is_omp(item.job.kind):
+            if is_call(item.job):
+                fn, seconds = kernels.CALLS[item.job.kind], FUNCTIONS[item.job.kind] * self.call_scale
+                if self.scheduler == DFAAS and item.job.tolerance != 0:
+                    item.future = item.client.options(delay_tolerance=item.job.tolerance).submit(fn, seconds)
+                else:
+                    item.future = item.client.submit_gang(fn, 1, (seconds,))
+            elif is_omp(item.job.kind):
                 # A gang of one, not a plain call: a call may be prefetched behind another job's task on a
                 # busy granule (the planner's shortcut for short calls), where it would wait for that job.
                 kernel = kernels.omp_elastic_job if self.scheduler == ELASTIC else kernels.omp_job

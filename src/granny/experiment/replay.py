@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..sim import Job, RuntimeModel, SimResult, scheduler_named
+from ..sim.dfaas import is_call, with_functions
 from ..sim.elastic import ElasticTeamSimulator
 from ..sim.teams import TeamSimulator
 from .calibration import TESTBED, load_model, measured
@@ -56,12 +57,15 @@ def scaled(jobs: Sequence[Job], slots: int, model: RuntimeModel | None = None,
 
 def simulate(jobs: Sequence[Job], scheduler: str, hosts: int, slots: int, model: RuntimeModel,
              host_ids: Sequence[str] | None = None, move_cost: float | None = None,
-             team_delay: float | None = None) -> SimResult:
+             team_delay: float | None = None, call_scale: float = 1.0) -> SimResult:
     """The scaled trace in the simulator, its OpenMP-style jobs as granny.parallel runs them live
     (their team asked for ``team_delay`` seconds after thread 0 started), each move of a
     granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration); under
-    granny-elastic their teams grow at forks as the live ones do (:class:`ElasticTeamSimulator`)."""
+    granny-elastic their teams grow at forks as the live ones do (:class:`ElasticTeamSimulator`); function
+    calls run their seconds x ``call_scale``, as live."""
     sched = scheduler_named(scheduler)
+    if any(is_call(j) for j in jobs):
+        model = with_functions(model, call_scale)
     if move_cost is not None and sched.migrate_every:
         sched = replace(sched, move_cost=move_cost)
     engine = ElasticTeamSimulator if sched.fork_every else TeamSimulator
@@ -71,9 +75,10 @@ def simulate(jobs: Sequence[Job], scheduler: str, hosts: int, slots: int, model:
 def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str], workload: Workload | None = None,
            model: RuntimeModel | None = None, prefix: str = DEFAULT_PREFIX, subnet: str = DEFAULT_SUBNET,
            state_dir: Path | None = None, move_cost: float | None = None, team_delay: float | None = None,
-           log: Callable[[str], None] | None = None,
+           call_scale: float = 1.0, log: Callable[[str], None] | None = None,
            done: Callable[[LiveOutcome], None] | None = None) -> list[LiveOutcome]:
-    """Run the (already scaled) ``jobs`` live with each of ``schedulers`` on one testbed, and simulate each."""
+    """Run the (already scaled) ``jobs`` live with each of ``schedulers`` on one testbed, and simulate each;
+    ``call_scale``: the scale of the function calls' seconds (the trace's time scale)."""
     from ..testbed import Testbed
 
     for name in schedulers:
@@ -97,10 +102,10 @@ def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str
                 say(f"{name}: {len(jobs)} jobs on {hosts} x {slots}")
                 started = time.perf_counter()
                 driver = LiveReplay(tb.address, tb.token, journal, name, workload, f"{name}-{uuid.uuid4().hex[:6]}",
-                                    log=lambda m, n=name: say(f"{n}: {m}"))
+                                    log=lambda m, n=name: say(f"{n}: {m}"), call_scale=call_scale)
                 live = driver.run(jobs)
                 wall = time.perf_counter() - started
-                sim = simulate(jobs, name, hosts, slots, model, driver.host_ids, move_cost, team_delay)
+                sim = simulate(jobs, name, hosts, slots, model, driver.host_ids, move_cost, team_delay, call_scale)
                 outcome = LiveOutcome(name, live, compute(live.events, live.cluster), sim,
                                       compute(sim.events, sim.cluster), wall)
                 say(f"{name}: live makespan {outcome.metrics.makespan:.1f} s, simulated "

@@ -205,9 +205,18 @@ def test_a_live_teams_growth_comes_from_its_apps_placements_and_ends() -> None:
     assert team_changes(rows[:3], {("job", 0): "h1"}, 1) == [(1.1, (("h1", 2),)), (2.0, (("h1", 3),))]
 
 
-def test_testbed_sweeps_run_granny_elastic_on_openmp_style_traces_only() -> None:
+def test_testbed_sweeps_run_granny_elastic_and_dfaas_only_where_they_differ_from_granny() -> None:
     from granny.experiment.live import LIVE_SCHEDULERS, schedulers_for
 
-    assert "granny-elastic" in LIVE_SCHEDULERS
-    assert schedulers_for([Job(0, "omp", 2, 0), Job(1, "mpi-migrate", 2, 0)]) == list(LIVE_SCHEDULERS)
-    assert "granny-elastic" not in schedulers_for([Job(0, "mpi-locality", 2, 0)])
+    assert {"granny-elastic", "dfaas"} <= set(LIVE_SCHEDULERS)
+    both = [Job(0, "omp", 2, 0), Job(1, "fn2", 1, 0, tolerance=-1)]
+    assert schedulers_for(both) == list(LIVE_SCHEDULERS)
+    assert schedulers_for([Job(0, "mpi-locality", 2, 0), Job(1, "fn2", 1, 0)]) == [
+        "batch", "slurm", "granny", "granny-migrate"]  # no OpenMP-style job, no delay-tolerant call
+
+
+def test_a_scaled_trace_scales_deadlines_with_arrivals_and_keeps_whenever() -> None:
+    from granny.experiment.live import Scaling
+
+    jobs = Scaling(2, 0.5).jobs([Job(0, "fn2", 1, 10.0, 60.0), Job(1, "fn5", 1, 0.0, -1.0), Job(2, "fn5", 1, 0.0)])
+    assert [(j.arrival, j.tolerance) for j in jobs] == [(5.0, 30.0), (0.0, -1.0), (0.0, 0.0)]
