@@ -122,10 +122,12 @@ def omp_elastic_job(threads: int, regions: int, serial: float, work: float, nbyt
     try:
         for r in range(regions):
             meta.array[0] = r
-            time.sleep(serial / regions)  # thread 0's serial part of the region
             granny.parallel_for(ITEMS, _omp_items, shared={"data": data, "region": meta}, chunked=True,
                                 elastic=True, num_threads=threads)
             sizes.append(current_team(threads, elastic=True).board.nthreads)
+            # Thread 0's serial part of the region, after it: the team is leased at once, as omp_job's
+            # (a later lease lets another job's thread 0 take the slots the team would have had).
+            time.sleep(serial / regions)
         checksum = float(data.array.sum())
     finally:
         closing = time.time()  # the team's leases end from here on: the job's end, not a give-back

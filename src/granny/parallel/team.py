@@ -123,11 +123,11 @@ class Team:
 
     def _free_slots(self) -> int:
         """Free slots of the master's host (of the cluster, outside one), none while anything is queued."""
-        if self.client.query("waiting"):
-            return 0
         hosts = [h for h in self.client.hosts() if h.alive]
         mine = [h for h in hosts if h.host_id == env(ENV_HOST_ID)]
-        return sum(max(0, h.slots - h.used) for h in (mine or hosts))
+        free = sum(max(0, h.slots - h.used) for h in (mine or hosts))
+        # Asked second, and only then: a fork of a team that fills its host pays one round trip, not two.
+        return free if free and not self.client.query("waiting") else 0
 
     def _ready_threads(self, wanted: int) -> int:
         """Threads that can take part now: the master plus members present without a gap."""
