@@ -5,12 +5,13 @@
 
 For each trace of the original's artifact, ``granny experiment sweep --mode testbed`` runs it scaled
 down (sizes x slots/8, arrival times x our jobs' runtime over the original's) with batch, slurm,
-granny and granny-migrate as real jobs on a testbed of ``--hosts`` x ``--slots`` (one testbed per
-trace and rep), and simulates the same scaled trace with the testbed-calibrated runtime model
-(``src/granny/sim/calibration/testbed.json``, from ``benchmarks/calibrate_testbed.py``) and its
-contention model (jobs sharing the machine's cores; ``granny.sim.contention``), given the other work
-measured on the machine during each live run (``granny.experiment.loadprobe``); the simulation
-without the contention model (jobs as if alone, as before it existed) is reported beside it. Writes
+granny and granny-migrate (and granny-elastic on the omp traces) as real jobs on a testbed of
+``--hosts`` x ``--slots`` (one testbed per trace and rep), and simulates the same scaled trace with the
+testbed-calibrated runtime model (``src/granny/sim/calibration/testbed.json``, from
+``benchmarks/calibrate_testbed.py``) and its contention model (jobs sharing the machine's cores;
+``granny.sim.contention``), given the other work measured on the machine during each live run
+(``granny.experiment.loadprobe``); the simulation without the contention model (jobs as if alone, as
+before it existed) is reported beside it. Writes
 ``benchmarks/results/sim_vs_live.json`` and ``.md``, and each run's directory under
 ``benchmarks/results/sim_vs_live/``.
 
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from granny.experiment.live import LIVE_SCHEDULERS
+from granny.experiment.live import ELASTIC, LIVE_SCHEDULERS
 from granny.experiment.ranking import agree, live_order
 from granny.experiment.run import run_testbed
 from granny.experiment.sweep import live_table, ranked, swaps
@@ -103,6 +104,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(RESULTS / "sim_vs_live.json"))
     ap.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs" / "img" / "eval_sim_vs_live.png"))
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
+    ap.add_argument("--runs", default=str(RESULTS / "sim_vs_live"), help="where each run's directory goes")
     args = ap.parse_args()
     if args.plot_only:
         print(plot(json.loads(Path(args.out).read_text()), Path(args.plot)))
@@ -114,9 +116,10 @@ def main() -> int:
     for name in args.traces.split(","):
         trace = PAPER / f"trace_{name}_8.csv"
         for rep in range(args.reps):
-            where = RESULTS / "sim_vs_live" / f"{name}-r{rep}"
+            where = Path(args.runs) / f"{name}-r{rep}"
             print(f"[sim-vs-live] {name} rep {rep}", file=sys.stderr, flush=True)
-            pairs = run_testbed(trace, args.hosts, args.slots, names, where, prefix=PREFIX, subnet=SUBNET)
+            mine = [n for n in names if n != ELASTIC or name.startswith("omp")]  # (elastic: OpenMP-style jobs only)
+            pairs = run_testbed(trace, args.hosts, args.slots, mine, where, prefix=PREFIX, subnet=SUBNET)
             live = {o.scheduler: o.metrics.makespan for o, _ in pairs}
             sim = {o.scheduler: s.metrics.makespan for o, s in pairs}
             metas = {o.scheduler: json.loads((where / o.scheduler / "run.json").read_text()) for o, _ in pairs}
@@ -129,7 +132,7 @@ def main() -> int:
                    "live_ranking": ranked(live), "sim_ranking": ranked(sim),
                    "same_ranking": not swapped, "swaps": swapped,
                    "swaps_only_within_sim_ties": all(gap < TIE for *_, gap in swapped),
-                   "scaling": json.loads((where / names[0] / "run.json").read_text())["scaling"]}
+                   "scaling": json.loads((where / mine[0] / "run.json").read_text())["scaling"]}
             report["runs"].append(row)
             md += [f"## {name} (rep {rep})", "", row["scaling"]["note"] + ".", "", live_table(pairs)]
             md.append("Without the contention model (jobs as if alone), sim / live: "

@@ -131,6 +131,12 @@ def scoped_misuse(release: str) -> dict[str, str]:
         out["apps"] = "allowed"
     except granny.GrannyError as exc:
         out["apps"] = str(exc)
+    try:
+        c.query("queue")  # names other apps' requests
+        out["queue"] = "allowed"
+    except granny.GrannyError as exc:
+        out["queue"] = str(exc)
+    out["waiting"] = str(c.query("waiting"))  # a count only: what an elastic team in a granule asks
     c.app_id = "app-of-someone-else"
     try:
         c.submit(pow, 2, 2).result(timeout=30)
@@ -147,7 +153,8 @@ def test_a_granule_chains_only_into_its_own_app(cluster: LocalCluster, client: g
     release.touch()
     out = client.submit(scoped_misuse, str(release)).result(timeout=60)
     assert out["child"] == client.app_id  # chaining works, in the caller's app
-    assert "refused" in out["apps"]
+    assert "refused" in out["apps"] and "refused" in out["queue"]
+    assert out["waiting"] == "0"
     assert "refused" in out["other_app"] and "app-of-someone-else" in out["other_app"]
 
 

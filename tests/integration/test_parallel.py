@@ -571,21 +571,30 @@ def add_one_rows(r: range, a: np.ndarray) -> None:
 def test_elastic_team_grows_to_free_slots_and_gives_them_back(gclient: granny.Client) -> None:
     a = granny.shared_array((1000,), "int64")
     shared = {"a": a}
-    forks = 0
+    took_part: list[int] = []  # threads in each fork's region
+    leased: list[int] = []  # threads leased at each fork (joined or not)
 
     def fork() -> int:
-        nonlocal forks
         granny.parallel_for(1000, add_one_rows, shared=shared, chunked=True, elastic=True)
-        forks += 1
-        return get_team(1, elastic=True).num_threads
+        t = get_team(1, elastic=True)
+        took_part.append(t.board.nthreads)
+        leased.append(t.size)
+        return t.num_threads
 
     # The team starts as the caller alone and grows, at later forks, to the cluster's 2 free slots.
     wait_for(lambda: fork() == 3, timeout=30, what="the elastic team to grow to 3 threads")
-    # Someone else needs a slot: the planner asks the lease for it and the team shrinks at a fork.
+    # Someone else needs a slot: the planner asks the lease for it, and the team gives it back at a
+    # fork. That fork's region runs without the thread: the call cannot run before it, so some fork
+    # between the submission and the call's end ran on fewer threads (whatever the timing).
     call = gclient.submit(pow, 2, 10)
-    wait_for(lambda: fork() < 3 and call.done(), timeout=30, what="the team to give a slot back")
+    since = len(took_part)
+    wait_for(lambda: fork() > 0 and call.done(), timeout=30, what="the team to give a slot back")
     assert call.result() == 1024
-    assert a.array.min() == a.array.max() == forks  # every fork covered every index exactly once
+    assert min(took_part[since:]) < 3, took_part
+    # The slot is free again: the team takes it back, under the same thread number.
+    wait_for(lambda: fork() == 3, timeout=30, what="the team to grow again")
+    assert max(leased) <= 3, leased  # never more threads leased than the 2 slots and the caller
+    assert a.array.min() == a.array.max() == len(took_part)  # every fork covered every index exactly once
     a.unlink()
 
 

@@ -118,12 +118,12 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"scheduler": args.scheduler, "mode": args.mode, "hosts": args.hosts, "slots": args.slots,
                               "wall_seconds": round(outcome.wall_seconds, 3), **extra, **summary}, indent=2))
         elif args.action == "sweep" and args.mode == "testbed":
-            from .live import LIVE_SCHEDULERS
-            from .run import run_testbed
+            from .live import schedulers_for
+            from .run import load_trace, run_testbed
 
             if args.trace is None:
                 raise ConfigError("sweep --mode testbed needs --trace")
-            names = args.schedulers.split(",") if args.schedulers else list(LIVE_SCHEDULERS)
+            names = args.schedulers.split(",") if args.schedulers else schedulers_for(load_trace(args.trace))
             outcomes = run_testbed(args.trace, args.hosts, args.slots, names, args.out, **_testbed_options(args))
             text = live_table(outcomes)
             (args.out / "table_testbed.md").write_text(text)

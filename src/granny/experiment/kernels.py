@@ -17,6 +17,16 @@ Their communication is real, over the testbed's shaped links.
   (the other threads are granules leased once, as a gang: ``granny.parallel``); each region's body
   sleeps its share and writes its block of a shared array of ``nbytes``, which a member on another
   host ships back as dirty pages at the join.
+- :func:`omp_elastic_job` (the same, under granny-elastic): the team is elastic
+  (``parallel_for(elastic=True)``): it keeps its ``threads`` and, at each fork, grows into its host's
+  free slots or gives back what the planner asks for. A region's work is ``ITEMS`` items of
+  ``work / regions / ITEMS`` seconds, split in blocks over whoever is in the team at that fork, so
+  it runs ``serial / regions + work / regions / n`` seconds on ``n`` threads: the same as
+  :func:`omp_job` on a team of ``n``, which the runtime model was fitted on.
+
+- :func:`fn2`, :func:`fn5`, :func:`fn10`, :func:`fn20` (the dfaas traces' function calls, one slot
+  each): sleep the call's (scaled) seconds. One function per kind, so that the planner keeps one
+  runtime estimate per kind, as the simulator's driver does (its calls' key is their kind).
 
 They import granny inside, since they run in granules (pickled by reference to this module).
 """
@@ -90,3 +100,73 @@ def _omp_body(i: int, data: Any, region: Any) -> None:
     time.sleep(region_s)
     lo, hi = i * len(data) // threads, (i + 1) * len(data) // threads
     data[lo:hi] = r + i  # this thread's block: a member on another host ships its pages back at the join
+
+
+ITEMS = 840  # items of a region's work: divisible by every team size up to 8, and by 10, 12, 14, 15...
+
+
+def omp_elastic_job(threads: int, regions: int, serial: float, work: float, nbytes: int) -> dict[str, Any]:
+    """The OpenMP-style kernel with an elastic team; returns, besides, the team's size at each region."""
+    import time
+
+    import granny
+    from granny.parallel import close_teams
+    from granny.parallel import team as current_team
+
+    started = time.time()
+    data = granny.shared_array((max(ITEMS, nbytes // 8),), "float64", fill=0.0)
+    meta = granny.shared_array((2,), "float64", fill=0.0)  # the region's number, an item's seconds
+    meta.array[1] = work / regions / ITEMS
+    sizes: list[int] = []
+    closing = 0.0
+    try:
+        for r in range(regions):
+            meta.array[0] = r
+            granny.parallel_for(ITEMS, _omp_items, shared={"data": data, "region": meta}, chunked=True,
+                                elastic=True, num_threads=threads)
+            sizes.append(current_team(threads, elastic=True).board.nthreads)
+            # Thread 0's serial part of the region, after it: the team is leased at once, as omp_job's
+            # (a later lease lets another job's thread 0 take the slots the team would have had).
+            time.sleep(serial / regions)
+        checksum = float(data.array.sum())
+    finally:
+        closing = time.time()  # the team's leases end from here on: the job's end, not a give-back
+        close_teams()
+        data.unlink()
+        meta.unlink()
+    return {"host": env(ENV_HOST_ID), "seconds": time.time() - started, "checksum": checksum, "sizes": sizes,
+            "closing": closing}
+
+
+def _omp_items(items: range, data: Any, region: Any) -> None:
+    import time
+
+    time.sleep(len(items) * float(region[1]))
+    lo, hi = items.start * len(data) // ITEMS, items.stop * len(data) // ITEMS
+    data[lo:hi] = float(region[0])  # this thread's block: a member on another host ships its pages back
+
+
+def _call(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def fn2(seconds: float) -> float:
+    return _call(seconds)
+
+
+def fn5(seconds: float) -> float:
+    return _call(seconds)
+
+
+def fn10(seconds: float) -> float:
+    return _call(seconds)
+
+
+def fn20(seconds: float) -> float:
+    return _call(seconds)
+
+
+CALLS = {"fn2": fn2, "fn5": fn5, "fn10": fn10, "fn20": fn20}  # the kinds of sim/dfaas.py's FUNCTIONS

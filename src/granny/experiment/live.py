@@ -14,6 +14,14 @@ Theory of operation
   kernel reaches a migration point every ``migrate_every`` of its steps (as the simulator's 10%).
   An OpenMP-style job's thread 0 is a gang of one granule (``submit_gang``), which the planner places
   as it places a world, never prefetched behind another job's task; its team is leased from there.
+  granny-elastic = bin-pack, and its OpenMP-style jobs run :func:`.kernels.omp_elastic_job`: the team
+  is elastic (``parallel_for(elastic=True)``), so it grows at forks into its host's free slots through
+  revocable leases and gives them back when the planner asks (parallel/team.py), as the simulator's
+  :class:`granny.sim.elastic.ElasticTeamSimulator` models it.
+  Function calls (the dfaas traces' ``fn2``... kinds) are calls of :data:`.kernels.CALLS` that sleep
+  their seconds x ``time_scale``: under ``dfaas`` a delay-tolerant one is submitted with its (scaled)
+  tolerance, so the planner's batch queue decides when it runs; otherwise, and for the
+  latency-sensitive ones, as a gang of one (as the simulator submits them).
 - **What happened** comes from the planner: each job's submission (``requests.created``) and end
   (the last ``results.finished`` of its app) from the planner's journal, its moves from the
   journal's ``migration.moved`` events (with how long each took, in the event's ``detail``; and
@@ -21,7 +29,8 @@ Theory of operation
   its granules runs, with their hosts, from the planner's ``app`` view, polled every ``poll``
   seconds (the journal does not record dispatches). They become the simulator's
   :class:`granny.sim.JobEvent` records, so that :func:`granny.experiment.metrics.compute` reads a live
-  run and a simulated one alike.
+  run and a simulated one alike. A team's growth and give-backs are the journal's ``app.placed`` and
+  ``app.finished`` events of its app's later requests (its leases): ``resize`` events, as simulated.
 """
 
 from __future__ import annotations
@@ -43,11 +52,14 @@ import granny
 from ..errors import ConfigError, GrannyError
 from ..planner.policies.base import counts_of
 from ..sim import Cluster, Job, JobEvent, RuntimeModel, SimResult, optimal_counts
+from ..sim.dfaas import FUNCTIONS, is_call
 from ..sim.schedulers import MIGRATE_EVERY, SCHEDULERS
 from . import kernels
 
 ORIGINAL_SLOTS = 8  # cores of the original's VMs
-LIVE_SCHEDULERS = ("batch", "slurm", "granny", "granny-migrate")
+LIVE_SCHEDULERS = ("batch", "slurm", "granny", "granny-migrate", "granny-elastic", "dfaas")
+ELASTIC = "granny-elastic"
+DFAAS = "dfaas"
 LINKS = {"latency": "5ms", "bandwidth": "100mbit"}  # every pair of testbed hosts, one way
 # The original's network-bound LAMMPS (a 9-rank job split 8 + 1 took 2.3x its one-host time); its
 # mpi-migrate / spot traces ran a compute-bound one that hardly noticed crossing hosts.
@@ -82,7 +94,8 @@ class Scaling:
         return max(1, math.ceil(size * self.slots / ORIGINAL_SLOTS))
 
     def jobs(self, jobs: Sequence[Job]) -> list[Job]:
-        return [Job(j.job_id, j.kind, self.size(j.size), round(j.arrival * self.time_scale, 3)) for j in jobs]
+        return [Job(j.job_id, j.kind, self.size(j.size), round(j.arrival * self.time_scale, 3),
+                    round(j.tolerance * self.time_scale, 3) if j.tolerance > 0 else j.tolerance) for j in jobs]
 
     def to_json(self) -> dict[str, Any]:
         return {"sizes": f"ceil(size x {self.slots} / {ORIGINAL_SLOTS})", "time_scale": round(self.time_scale, 5)}
@@ -95,6 +108,7 @@ class Scaling:
 def time_scale(jobs: Sequence[Job], slots: int, original: RuntimeModel, ours: RuntimeModel) -> float:
     """Median over the trace's jobs of (our runtime of the scaled job) / (the original's runtime of
     the job), each on its fewest hosts."""
+    jobs = [j for j in jobs if not is_call(j)]  # (function calls' seconds are scaled by the result)
     if not jobs:
         return 1.0
     probe = Scaling(slots, 1.0)
@@ -105,6 +119,14 @@ def time_scale(jobs: Sequence[Job], slots: int, original: RuntimeModel, ours: Ru
 
 def is_omp(kind: str) -> bool:
     return kind.startswith("omp")
+
+
+def schedulers_for(jobs: Sequence[Job]) -> list[str]:
+    """The live schedulers worth running on ``jobs``: granny-elastic only differs from granny on
+    OpenMP-style jobs, dfaas on delay-tolerant calls."""
+    omp = any(is_omp(j.kind) for j in jobs)
+    tolerant = any(is_call(j) and j.tolerance != 0 for j in jobs)
+    return [n for n in LIVE_SCHEDULERS if (n != ELASTIC or omp) and (n != DFAAS or tolerant)]
 
 
 def policy_of(scheduler: str) -> str:
@@ -119,6 +141,38 @@ def points_every(scheduler: str, workload: Workload) -> int:
     return max(1, round(every * workload.steps)) if every else 0
 
 
+Row = tuple[float, str, str, dict[str, Any]]  # a journal event: at, kind, req_id, data
+TEAM_KINDS = ("app.placed", "app.finished", "app.failed", "app.cancelled")
+
+
+def team_changes(rows: Sequence[Row], base: dict[tuple[str, int], str], size: int) -> list[tuple[float, tuple[tuple[str, int], ...]]]:
+    """An OpenMP-style job's team over time, from its app's ``app.placed`` / ``app.finished``... events:
+    (when, granules per host) each time a request beyond its first (thread 0) and second (its team of
+    ``size - 1``) was placed or ended; ``base`` is where those first ones run. Changes at one instant
+    (the planner placed several one-granule leases in one pass) make one."""
+    firsts = 1 if size == 1 else 2
+    placed: list[str] = []
+    grown: dict[str, dict[str, int]] = {}
+    out: list[tuple[float, tuple[tuple[str, int], ...]]] = []
+    for at, kind, req_id, data in rows:
+        if kind == "app.placed" and req_id not in placed:
+            placed.append(req_id)
+            if len(placed) <= firsts:
+                continue
+            grown[req_id] = {str(h): int(n) for h, n in dict(data.get("hosts", {})).items()}
+        elif kind != "app.placed" and req_id in grown:
+            del grown[req_id]
+        else:
+            continue
+        hosts = list(base.values()) + [h for per in grown.values() for h, n in per.items() for _ in range(n)]
+        counts = counts_of(hosts)
+        if out and out[-1][0] == at:
+            out[-1] = (at, counts)
+        else:
+            out.append((at, counts))
+    return out
+
+
 @dataclass
 class _Live:
     job: Job
@@ -130,6 +184,7 @@ class _Live:
     hosts: dict[tuple[str, int], str] = field(default_factory=dict)  # (req_id, index) -> host at start
     finished: float | None = None
     error: str = ""
+    closing: float | None = None  # an elastic job's team began to close (wall clock): its leases end from there
 
 
 class LiveReplay:
@@ -137,8 +192,10 @@ class LiveReplay:
     ``journal`` is the planner's journal file, read once the jobs are over."""
 
     def __init__(self, address: str, token: str, journal: Path, scheduler: str, workload: Workload,
-                 tag: str, poll: float = 0.1, timeout: float = 900.0, log: Any = None) -> None:
+                 tag: str, poll: float = 0.1, timeout: float = 900.0, log: Any = None, call_scale: float = 1.0) -> None:
+        """``call_scale``: the trace's time scale, which a function call's seconds are multiplied by."""
         self.address, self.token, self.journal = address, token, journal
+        self.call_scale = call_scale
         self.scheduler, self.policy = scheduler, policy_of(scheduler)
         self.workload, self.tag, self.poll, self.timeout = workload, tag, poll, timeout
         self.log = log or (lambda msg: None)
@@ -189,11 +246,17 @@ class LiveReplay:
             item.client = granny.connect(self.address, self.token, app_id=item.app_id)
             opts = item.client.options(migrate=every > 0)
             item.submitted = time.time() - t0
-            if is_omp(item.job.kind):
+            if is_call(item.job):
+                fn, seconds = kernels.CALLS[item.job.kind], FUNCTIONS[item.job.kind] * self.call_scale
+                if self.scheduler == DFAAS and item.job.tolerance != 0:
+                    item.future = item.client.options(delay_tolerance=item.job.tolerance).submit(fn, seconds)
+                else:
+                    item.future = item.client.submit_gang(fn, 1, (seconds,))
+            elif is_omp(item.job.kind):
                 # A gang of one, not a plain call: a call may be prefetched behind another job's task on a
                 # busy granule (the planner's shortcut for short calls), where it would wait for that job.
-                item.future = item.client.submit_gang(kernels.omp_job, 1,
-                                                      (item.job.size, w.steps, w.serial, w.work, w.omp_nbytes))
+                kernel = kernels.omp_elastic_job if self.scheduler == ELASTIC else kernels.omp_job
+                item.future = item.client.submit_gang(kernel, 1, (item.job.size, w.steps, w.serial, w.work, w.omp_nbytes))
             else:
                 item.future = opts.submit_mpi(kernels.mpi_job, item.job.size,
                                               (w.steps, w.serial, w.work, w.nbytes, every, w.rounds(item.job.kind)))
@@ -212,6 +275,8 @@ class LiveReplay:
                 item.finished = time.time() - t0
                 exc = fut.exception()
                 item.error = f"{type(exc).__name__}: {exc}" if exc is not None else ""
+                if exc is None and isinstance(out := fut.result(), list) and out and isinstance(out[0], dict):
+                    item.closing = out[0].get("closing")
                 self.log(f"t={item.finished:6.2f}s job {item.job.job_id} {'FAILED ' + item.error if exc else 'done'}")
 
     def _watch(self, admin: Any, live: list[_Live], stop: threading.Event) -> None:
@@ -225,7 +290,9 @@ class LiveReplay:
                 except GrannyError:
                     continue
                 now = time.time()
-                active = [r for r in rows if r["state"] in ("running", "succeeded") and r["host_id"]]
+                base = list(dict.fromkeys(r["req_id"] for r in rows))[:2]  # thread 0 and its team, not their growth
+                active = [r for r in rows if r["state"] in ("running", "succeeded") and r["host_id"]
+                          and (r["req_id"] in base or not is_omp(item.job.kind))]
                 if len(active) >= item.job.size:
                     item.started = now
                     item.hosts = {(r["req_id"], int(r["index"])): r["host_id"] for r in active}
@@ -233,7 +300,7 @@ class LiveReplay:
     # --- what happened, from the planner -----------------------------------------------------
     def _events(self, live: list[_Live], t0: float) -> list[JobEvent]:
         apps = {item.app_id: item for item in live}
-        created, finished, moves = self._journal(list(apps))
+        created, finished, moves, teams = self._journal(list(apps))
         events: list[JobEvent] = []
         for item in live:
             j = item.job
@@ -244,8 +311,12 @@ class LiveReplay:
                                        detail=item.error or "never seen running"))
                 continue
             where = dict(item.hosts)
-            events.append(JobEvent(max(submit, item.started - t0), "start", j.job_id, j.size,
-                                   counts_of(where.values()), j.kind))
+            start = max(submit, item.started - t0)
+            events.append(JobEvent(start, "start", j.job_id, j.size, counts_of(where.values()), j.kind))
+            end_at = item.closing or finished.get(item.app_id)
+            for at, counts in team_changes(teams.get(item.app_id, []), where, j.size):
+                if start < at - t0 and (end_at is None or at < end_at):
+                    events.append(JobEvent(at - t0, "resize", j.job_id, j.size, counts, j.kind))
             for at, what, req_id, data in moves.get(item.app_id, []):
                 if what == "moved":
                     for row in data.get("moves", []):
@@ -263,9 +334,10 @@ class LiveReplay:
                                        j.size, kind=j.kind))
         return sorted(events, key=lambda e: e.t)
 
-    def _journal(self, apps: list[str]) -> tuple[dict[str, float], dict[str, float],
-                                                 dict[str, list[tuple[float, str, str, dict[str, Any]]]]]:
-        """Per app: first submission, last result, and its migration events, from the planner's journal."""
+    def _journal(self, apps: list[str]) -> tuple[dict[str, float], dict[str, float], dict[str, list[Row]],
+                                                 dict[str, list[Row]]]:
+        """Per app: first submission, last result, its migration events and its requests' placements
+        and ends (``app.placed`` / ``app.finished``...), from the planner's journal."""
         marks = ",".join("?" * len(apps))
         kinds = {"migration.moved": "moved", "migration.frozen": "freeze", "migration.thawed": "thaw"}
         deadline = time.monotonic() + 10
@@ -284,11 +356,14 @@ class LiveReplay:
             if len(finished) == len(apps) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        moves: dict[str, list[tuple[float, str, str, dict[str, Any]]]] = {}
+        moves: dict[str, list[Row]] = {}
+        teams: dict[str, list[Row]] = {}
         for at, app_id, req_id, kind, data in rows:
             if kind in kinds:
                 moves.setdefault(app_id, []).append((float(at), kinds[kind], req_id, dict(json.loads(data or "{}"))))
-        return ({k: float(v) for k, v in created.items()}, {k: float(v) for k, v in finished.items()}, moves)
+            elif kind in TEAM_KINDS:
+                teams.setdefault(app_id, []).append((float(at), kind, req_id, dict(json.loads(data or "{}"))))
+        return ({k: float(v) for k, v in created.items()}, {k: float(v) for k, v in finished.items()}, moves, teams)
 
     def _decisions(self, live: list[_Live]) -> list[tuple[str, tuple[str, ...]]]:
         return [(f"job{item.job.job_id}", tuple(sorted(item.hosts.values()))) for item in live if item.started is not None]

@@ -20,6 +20,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..sim import Job, RuntimeModel, SimResult, scheduler_named
+from ..sim.dfaas import is_call, with_functions
+from ..sim.elastic import ElasticTeamSimulator
 from ..sim.teams import TeamSimulator
 from .calibration import TESTBED, load_model, measured
 from .live import LINKS, LIVE_SCHEDULERS, LiveReplay, Scaling, Workload, time_scale
@@ -58,29 +60,34 @@ def scaled(jobs: Sequence[Job], slots: int, model: RuntimeModel | None = None,
 
 def simulate(jobs: Sequence[Job], scheduler: str, hosts: int, slots: int, model: RuntimeModel,
              host_ids: Sequence[str] | None = None, move_cost: float | None = None,
-             team_delay: float | None = None, background: float | None = None) -> SimResult:
+             team_delay: float | None = None, call_scale: float = 1.0, background: float | None = None) -> SimResult:
     """The scaled trace in the simulator, its OpenMP-style jobs as granny.parallel runs them live
     (their team asked for ``team_delay`` seconds after thread 0 started), each move of a
-    granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration);
-    ``background``: the other work's runnable processes the live run saw, for the contention model,
-    whose move cost at that background (when it has one) replaces ``move_cost``."""
+    granny-migrate job costing ``move_cost`` seconds (both measured by the testbed calibration); under
+    granny-elastic their teams grow at forks as the live ones do (:class:`ElasticTeamSimulator`); function
+    calls run their seconds x ``call_scale``, as live. ``background``: the other work's runnable processes
+    the live run saw, for the contention model, whose move cost at that background (when it has one)
+    replaces ``move_cost``."""
     if background is not None and model.contention is not None:
         model = replace(model, contention=replace(model.contention, background=background))
     if model.contention is not None and model.contention.move is not None:
         move_cost = model.contention.move_cost()  # measured beside other work, not on an idle machine
     sched = scheduler_named(scheduler)
+    if any(is_call(j) for j in jobs):
+        model = with_functions(model, call_scale)
     if move_cost is not None and sched.migrate_every:
         sched = replace(sched, move_cost=move_cost)
-    return TeamSimulator(sched, hosts, slots, model, host_ids=host_ids, evictions=None,
-                         team_delay=team_delay or 0.0).run(jobs)
+    engine = ElasticTeamSimulator if sched.fork_every else TeamSimulator
+    return engine(sched, hosts, slots, model, host_ids=host_ids, evictions=None, team_delay=team_delay or 0.0).run(jobs)
 
 
 def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str], workload: Workload | None = None,
            model: RuntimeModel | None = None, prefix: str = DEFAULT_PREFIX, subnet: str = DEFAULT_SUBNET,
            state_dir: Path | None = None, move_cost: float | None = None, team_delay: float | None = None,
-           log: Callable[[str], None] | None = None,
+           call_scale: float = 1.0, log: Callable[[str], None] | None = None,
            done: Callable[[LiveOutcome], None] | None = None) -> list[LiveOutcome]:
-    """Run the (already scaled) ``jobs`` live with each of ``schedulers`` on one testbed, and simulate each."""
+    """Run the (already scaled) ``jobs`` live with each of ``schedulers`` on one testbed, and simulate each;
+    ``call_scale``: the scale of the function calls' seconds (the trace's time scale)."""
     from ..testbed import Testbed
 
     for name in schedulers:
@@ -104,17 +111,17 @@ def replay(jobs: Sequence[Job], hosts: int, slots: int, schedulers: Sequence[str
                 say(f"{name}: {len(jobs)} jobs on {hosts} x {slots}")
                 started = time.perf_counter()
                 driver = LiveReplay(tb.address, tb.token, journal, name, workload, f"{name}-{uuid.uuid4().hex[:6]}",
-                                    log=lambda m, n=name: say(f"{n}: {m}"))
+                                    log=lambda m, n=name: say(f"{n}: {m}"), call_scale=call_scale)
                 with LoadProbe(str(tb.state.state_dir)) as probe:
                     live = driver.run(jobs)
                 load = probe.result()
                 wall = time.perf_counter() - started
-                sim = simulate(jobs, name, hosts, slots, model, driver.host_ids, move_cost, team_delay,
+                sim = simulate(jobs, name, hosts, slots, model, driver.host_ids, move_cost, team_delay, call_scale,
                                background=load.background)
                 solo = None
                 if model.contention is not None:
                     alone = simulate(jobs, name, hosts, slots, replace(model, contention=None), driver.host_ids,
-                                     move_cost, team_delay)
+                                     move_cost, team_delay, call_scale)
                     solo = compute(alone.events, alone.cluster)
                 outcome = LiveOutcome(name, live, compute(live.events, live.cluster), sim,
                                       compute(sim.events, sim.cluster), wall, load, solo)

@@ -123,7 +123,7 @@ def run_testbed(trace: Path | Sequence[Job], hosts: int, slots: int, schedulers:
             write(sim, trace if isinstance(trace, Path) else None, "sim", "trace",
                   extra={"scaling": scaling.to_json(), "of": "the live run's scaled trace, testbed-calibrated model"})
 
-    replay(small, hosts, slots, schedulers, done=keep, **options)
+    replay(small, hosts, slots, schedulers, done=keep, call_scale=scaling.time_scale, **options)
     return outcomes
 
 

@@ -132,6 +132,12 @@ class Board:
         self.words[self.word(thread, ThreadWord.RETIRED)] = 1
         self.ring(thread)
 
+    def reset(self, thread: int) -> None:
+        """The master leases ``thread`` again, once the member that ran it before has ended: its words
+        start afresh (that member wrote them last; nobody else writes them until the new one joins)."""
+        for which in (ThreadWord.RETIRED, ThreadWord.PRESENT, ThreadWord.SLEEPING):
+            self.words[self.word(thread, which)] = 0
+
     def retired(self) -> bool:
         return bool(self.words[self.word(self.thread, ThreadWord.RETIRED)])
 

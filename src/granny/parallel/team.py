@@ -11,6 +11,15 @@ Theory of operation
   caller's array.
 - A member that dies fails the lease future (the planner cancels the rest of the gang); the master
   notices while waiting and fails the region instead of hanging.
+- An elastic team keeps the threads it was created with (one plain gang, never asked back) and, at a
+  fork, first gives back what the planner asked for (its highest grown threads retire), else grows
+  into the free slots of its master's host (of the cluster, for a master outside it), one revocable
+  lease of one granule per thread. It grows only when nothing waits in the planner's queue and every
+  thread it leased has joined: a lease the planner has not placed yet is not in the hosts' ``used``
+  counts, so asking again would lease the same free slots twice, and the surplus would wait at the
+  head of the queue. Its first fork never grows (its own threads are still joining), as the
+  simulator's teams first grow at their first fork after the start. A retired thread's number is
+  leased again only once its granule has ended, so an old member never runs as a new one.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import serde
-from ..config import parse_address
+from ..config import ENV_HOST_ID, env, parse_address
 from ..errors import GrannyError
 from ..memory.segments import SharedArray
 from ..mpi.world import route_ip
@@ -50,42 +59,74 @@ class Team:
         self.team_id = uuid.uuid4().hex[:10]
         self.board = Board(board_path(self.team_id, os.getpid()), self.team_id, 0, create=True)
         self.elastic = elastic
+        self.base = num_threads  # an elastic team never shrinks below the threads it was created with
         self.size = 1  # threads leased so far, the master included
         self.leases: list[tuple[Any, int, int]] = []  # (future, first thread, granules)
         self.retired: set[int] = set()
+        self._holder: dict[int, Any] = {}  # thread -> the lease future of the granule that runs it
+        self._forks = 0
         self._last_growth = 0.0
         # Members on another host cannot map the board: they dial this listener instead (remote.py).
         self._key = secrets.token_bytes(16)
         self.listener = Listener(self.board.path, self.team_id, self._key, route_ip(*parse_address(client.address)))
         self._privates: dict[tuple[str, int], SharedArray] = {}
         self._closed = False
-        self._grow(num_threads - 1)
+        self._lease(1, num_threads - 1, revocable=False)
+        self.size = num_threads
 
-    def _grow(self, count: int) -> None:
-        """Lease ``count`` more granules as threads ``size .. size + count - 1``."""
+    def _lease(self, first: int, count: int, revocable: bool) -> None:
+        """Lease ``count`` granules as threads ``first .. first + count - 1``."""
         if count <= 0:
             return
-        first = self.size
         lease = self.client.submit_gang(member_main, count, (
-            self.team_id, self.board.path, local_id(), self.listener.address, self._key, first), lease=self.elastic)
+            self.team_id, self.board.path, local_id(), self.listener.address, self._key, first), lease=revocable)
         self.leases.append((lease, first, count))
-        self.size += count
+        for t in range(first, first + count):
+            self._holder[t] = lease
 
     def _rescale(self) -> None:
-        """Elastic teams, at a fork: give back what the planner asked for, take free slots."""
+        """Elastic teams, at a fork: give back what the planner asked for, else take free slots."""
         give = sum(self.client.take_revoked(lease.req_id) for lease, _, _ in self.leases)
-        live = sorted(t for t in range(1, self.size) if t not in self.retired)
-        for t in live[::-1][:give]:  # the highest threads go: the rest stay numbered 1..n-1
+        live = [t for t in range(1, self.size) if t not in self.retired]
+        for t in [t for t in live if t >= self.base][::-1][:give]:  # the highest go: the rest stay 1..n-1
             self.board.retire(t)
             self.retired.add(t)
         if give:
             self.size = 1 + max((t for t in live if t not in self.retired), default=0)
             return
+        self._forks += 1
         now = time.monotonic()
-        if now - self._last_growth > GROWTH_INTERVAL:  # a planner round trip: not on every fork
-            self._last_growth = now
-            free = sum(max(0, h.slots - h.used) for h in self.client.hosts() if h.alive)
-            self._grow(free)
+        if self._forks == 1 or now - self._last_growth <= GROWTH_INTERVAL or self._joining():
+            return
+        self._last_growth = now  # a planner round trip: not on every fork
+        free = self._free_slots()
+        grow = 0
+        while grow < free and self._reusable(self.size + grow):
+            grow += 1
+        for t in range(self.size, self.size + grow):
+            if t in self.retired:
+                self.retired.discard(t)
+                self.board.reset(t)
+            self._lease(t, 1, revocable=True)  # one lease each: a thread given back frees its own number
+        self.size += grow
+
+    def _joining(self) -> bool:
+        """A leased thread has not joined yet (its granule is queued or starting)."""
+        return any(not self.board.present(t) and not self._holder[t].done()
+                   for t in range(1, self.size) if t not in self.retired)
+
+    def _reusable(self, thread: int) -> bool:
+        """``thread`` can be leased: new, or the granule that ran it before has ended."""
+        holder = self._holder.get(thread)
+        return holder is None or holder.done()
+
+    def _free_slots(self) -> int:
+        """Free slots of the master's host (of the cluster, outside one), none while anything is queued."""
+        hosts = [h for h in self.client.hosts() if h.alive]
+        mine = [h for h in hosts if h.host_id == env(ENV_HOST_ID)]
+        free = sum(max(0, h.slots - h.used) for h in (mine or hosts))
+        # Asked second, and only then: a fork of a team that fills its host pays one round trip, not two.
+        return free if free and not self.client.query("waiting") else 0
 
     def _ready_threads(self, wanted: int) -> int:
         """Threads that can take part now: the master plus members present without a gap."""
@@ -106,7 +147,8 @@ class Team:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if self.elastic:
             self._rescale()
-            nthreads = self._ready_threads(self.size)  # the team is whatever is there at this fork
+            # Its own threads always take part (they are on their way); grown ones once they have joined.
+            nthreads = max(min(self.base, self.size), self._ready_threads(self.size))
         else:
             nthreads = max(1, min(nthreads, self.size))
         key, fn_bytes = serde.dump_function(body)

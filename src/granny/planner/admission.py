@@ -42,7 +42,10 @@ from ..wire.messages import (
 )
 from .state import PlannerState
 
-SCOPED_QUERIES = ("hosts", "app", "logs")  # "app" and "logs" of its own app only
+# "app" and "logs" of its own app only; "waiting" is a count (an elastic team grows only when it is 0),
+# not the queue's requests, which name other apps.
+SCOPED_QUERIES = ("hosts", "waiting", "app", "logs")
+UNSCOPED_ARG = ("hosts", "waiting")
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def check(state: PlannerState, role: Role, scope: Scope, msg: Message, secret: s
     if isinstance(msg, Stdin):
         return _own_request(state, scope, msg.req_id)
     if isinstance(msg, Query):
-        if msg.what not in SCOPED_QUERIES or (msg.what != "hosts" and msg.arg != scope.app_id):
+        if msg.what not in SCOPED_QUERIES or (msg.what not in UNSCOPED_ARG and msg.arg != scope.app_id):
             return f"query {msg.what!r} {msg.arg!r} is not about app {scope.app_id}"
         return ""
     return f"a granule's client may not send {type(msg).__name__}"

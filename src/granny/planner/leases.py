@@ -18,11 +18,13 @@ class LeaseState(StateCore, Protocol):
 
 
 def revoke_for(st: LeaseState, req: Request, needed: int) -> list[Action]:
-    """The head of the queue cannot be placed: ask elastic teams of other apps to shrink.
+    """The head of the queue cannot be placed: ask elastic teams (other requests' leases) to shrink.
 
     Asked once per waiting request; a lease's granules are taken back when its team next forks,
-    so the request is placed as their tasks finish."""
-    if not st._leases or req.req_id in st._revoked_for:
+    so the request is placed as their tasks finish. A lease itself asks nobody: a team grows into
+    idle slots, not into other teams' ones, and a team whose surplus lease waited at the head of the
+    queue would otherwise be asked to shrink for its own growth (and retire threads that hold no slot)."""
+    if not st._leases or req.req_id in st._revoked_for or req.lease:
         return []  # the common case costs nothing: no elastic team anywhere
     st._revoked_for.add(req.req_id)
     free = sum(max(0, h.slots - h.busy()) for h in st.hosts.values() if h.alive)

@@ -146,6 +146,8 @@ def query(p: Server, what: str, arg: str) -> Any:
         return apps(p)
     if what == "queue":
         return queue(p)
+    if what == "waiting":  # how many requests wait for slots (up to 1,000), for granules: they may not see which
+        return len(queue(p))
     if what == "app":
         return app(p, arg)
     if what == "logs":

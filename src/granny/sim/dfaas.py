@@ -34,15 +34,15 @@ from .trace import Job
 FUNCTIONS = {"fn2": 2.0, "fn5": 5.0, "fn10": 10.0, "fn20": 20.0}  # function -> seconds each call spins
 
 
-def function_model() -> RuntimeModel:
-    """Each function's calls run exactly their spin time, on one slot."""
-    return RuntimeModel({name: KindModel(seconds, 0.0, 0.0, "the call's spin time (synthetic)")
+def function_model(scale: float = 1.0) -> RuntimeModel:
+    """Each function's calls run exactly their spin time (x ``scale``: a live replay's scaled calls), on one slot."""
+    return RuntimeModel({name: KindModel(seconds * scale, 0.0, 0.0, "the call's spin time (synthetic)")
                          for name, seconds in FUNCTIONS.items()})
 
 
-def with_functions(model: RuntimeModel) -> RuntimeModel:
-    """``model`` and the synthetic functions' kinds."""
-    return RuntimeModel({**model.kinds, **function_model().kinds}, model.aliases)
+def with_functions(model: RuntimeModel, scale: float = 1.0) -> RuntimeModel:
+    """``model`` and the synthetic functions' kinds (their calls' seconds x ``scale``)."""
+    return RuntimeModel({**model.kinds, **function_model(scale).kinds}, model.aliases)
 
 
 def is_call(job: Job) -> bool:

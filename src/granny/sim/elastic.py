@@ -7,15 +7,16 @@ each fork (every ``Scheduler.fork_every`` of the job's work; the omp kernel's 20
   the queue cannot be placed: :mod:`granny.planner.leases`): its highest grown threads retire and
   their tasks end (``task_done``), which frees their slots; it never shrinks below its own request;
 - otherwise, when nothing waits in the planner's queue and it has no lease still pending, it leases
-  the free slots of thread 0's host (a gang request ``jobN.tK`` of the same app, ``lease=True``, so
-  that the planner may ask for them back; bin-pack puts it on the host that runs the app). The new
-  threads join when the planner dispatches them (a ``resize`` event); the rest of the work is
-  re-timed on the new team with the runtime model.
+  the free slots of thread 0's host: one gang request ``jobN.tK`` of one granule per thread, of the
+  same app, ``lease=True`` (so that the planner may ask for them back; bin-pack puts them on the host
+  that runs the app). The new threads join when the planner dispatches them (one ``resize`` event
+  per fork's growth); the rest of the work is re-timed on the new team with the runtime model.
 So a team grows past its requested size into the idle slots of its host, as the original's did
-(their threads stay on one VM). The live ``granny.parallel(elastic=True)`` team differs: thread 0 is
-its own request, the team a lease, and it grows into the free slots of the whole cluster whatever
-waits in the queue; the runtime model (fitted on OpenMP jobs that never crossed hosts) would make a
-team split over hosts slower, so the simulator keeps a team on its host.
+(their threads stay on one VM). The live ``granny.parallel(elastic=True)`` team does the same
+(parallel/team.py): one lease per grown thread, growth only when nothing is queued and every
+leased thread has joined, into its master's host, never below the threads it was created with.
+:class:`ElasticTeamSimulator` is granny-elastic for the live replay's jobs (thread 0 its own
+request, the team a lease of ``size - 1``: :mod:`.teams`), which ``--mode testbed`` simulates.
 Pure, as the engine: no clocks or I/O.
 """
 
@@ -24,12 +25,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..planner.lifecycle import AppKind
+from ..planner.lifecycle import AppKind, TaskState
 from ..planner.records import Action, Revoke
 from .engine import Simulator
 from .running import RunningJob
 from .schedulers import Scheduler
-from .teams import is_team_job
+from .teams import TEAM, TeamSimulator, is_team_job
 from .trace import Job
 
 
@@ -52,6 +53,7 @@ class ElasticSimulator(Simulator):
         self._members: dict[str, list[tuple[str, str, int]]] = {}  # job -> (granule, lease, index) per grown thread
         self._revoked: dict[str, int] = {}  # lease request -> granules the planner asked back
         self._pending: set[str] = set()  # lease requests not dispatched yet
+        self._grown: set[str] = set()  # jobs whose new threads joined in this batch of actions (one resize)
 
     # --- requests ---------------------------------------------------------------------------------
     def granules_needed(self, req_id: str) -> int:
@@ -65,16 +67,25 @@ class ElasticSimulator(Simulator):
             if isinstance(action, Revoke) and action.req_id in self._lease_of:
                 self._revoked[action.req_id] = self._revoked.get(action.req_id, 0) + action.count
         super().apply(actions)
+        while self._grown:
+            run = self.running.get(self._grown.pop())
+            if run is not None:
+                self._resize(run)
 
-    def _new_lease(self, req_id: str, count: int) -> None:
+    def _new_leases(self, req_id: str, count: int) -> None:
+        """One lease of one granule per new thread, as the live team leases them."""
         leases = self._leases_of.setdefault(req_id, [])
-        lease = f"{req_id}.t{len(leases) + 1}"
-        leases.append(lease)
-        self._lease_of[lease] = req_id
-        self._lease_size[lease] = count
-        self._pending.add(lease)
-        self.apply(self.state.submit(lease, req_id, count, AppKind.FUNCTIONS, self._jobs[req_id].kind, gang=True,
-                                     lease=True))
+        new = [f"{req_id}.t{len(leases) + 1 + k}" for k in range(count)]
+        for lease in new:
+            leases.append(lease)
+            self._lease_of[lease] = req_id
+            self._lease_size[lease] = 1
+            self._pending.add(lease)
+        actions: list[Action] = []
+        for lease in new:  # (applied together: the threads placed at once join in one resize)
+            actions += self.state.submit(lease, req_id, 1, AppKind.FUNCTIONS, self._jobs[req_id].kind,
+                                         gang=True, lease=True)
+        self.apply(actions)
 
     def begin(self, req_id: str, job: Job, granules: list[str]) -> None:
         if is_team_job(job):
@@ -95,7 +106,7 @@ class ElasticSimulator(Simulator):
             self._retire(members)
             return
         self._members[job_req].extend(members)
-        self._resize(run)
+        self._grown.add(job_req)  # one resize for the leases dispatched together (see apply)
 
     # --- forks --------------------------------------------------------------------------------------
     def fork(self, run: RunningJob) -> None:
@@ -109,12 +120,17 @@ class ElasticSimulator(Simulator):
                 self._retire(leaving)
                 self._resize(run, at_fork=True)
             return
-        if self.state.queue or any(lease in self._pending for lease in self._leases_of.get(req_id, [])):
+        if self._queued() or any(lease in self._pending for lease in self._leases_of.get(req_id, [])):
             return
         host = self.state.hosts[self.host_of(run.granules[0])]
         free = host.slots - host.busy()
         if free > 0 and host.alive:
-            self._new_lease(req_id, free)
+            self._new_leases(req_id, free)
+
+    def _queued(self) -> bool:
+        """Something waits in the planner's queue (what the live team asks the planner: its ``queue``)."""
+        return any(any(t.state is TaskState.QUEUED for t in self.state.requests[r].tasks)
+                   for r in self.state.queue if r in self.state.requests)
 
     def _retire(self, members: list[tuple[str, str, int]]) -> None:
         for gid, lease, index in members:
@@ -141,6 +157,24 @@ class ElasticSimulator(Simulator):
 
     def retires(self, run: RunningJob) -> bool:
         return not is_team_job(run.job)  # an OpenMP-style job's granules run calls, and stay
+
+
+class ElasticTeamSimulator(ElasticSimulator, TeamSimulator):
+    """granny-elastic with the live replay's OpenMP-style jobs: thread 0 is request ``jobN`` (one
+    granule), its team the lease ``jobN.team`` of ``size - 1`` (never asked back), as
+    :class:`.teams.TeamSimulator` models ``granny.parallel``; the team grows at forks as in
+    :class:`ElasticSimulator`. Other jobs run as in :class:`.teams.TeamSimulator`."""
+
+    def tasks_of(self, run: RunningJob) -> list[tuple[str, str, int]]:
+        if not is_team_job(run.job):
+            return Simulator.tasks_of(self, run)
+        base = self._base.pop(run.req_id)
+        team = [(gid, run.req_id + TEAM, i) for i, gid in enumerate(base[1:])]
+        return [*self._members.pop(run.req_id, []), *team, (base[0], run.req_id, 0)]
+
+    def _next_point(self, run: RunningJob) -> None:
+        if is_team_job(run.job):
+            Simulator._next_point(self, run)
 
 
 def simulator_class(scheduler: Scheduler) -> type[Simulator]:

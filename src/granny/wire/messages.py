@@ -131,7 +131,7 @@ class Waiting(_Msg, tag="waiting"):
 
 
 class Query(_Msg, tag="query"):
-    """A question for the planner: hosts, apps, queue, app, logs, policy, migration (arg: an app id); or ``set-policy`` (arg: a policy name)."""
+    """A question for the planner: hosts, apps, queue, waiting (how many requests are queued), app, logs, policy, migration (arg: an app id); or ``set-policy`` (arg: a policy name)."""
 
     what: str
     arg: str = ""

@@ -67,11 +67,11 @@ def test_cli_run_testbed_mode_and_plot(tmp_path: Path) -> None:
                    "--mode", "sim", "--out", str(tmp_path / "runs" / name))
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["finished"] == 6
-    # testbed mode runs the four schedulers the planner has policies for; a wrong one is refused before
+    # testbed mode runs the schedulers the live replay knows how to run; a wrong one is refused before
     # any testbed comes up (tests/dist/test_testbed_replay.py runs it for real)
     live = cli("run", "--trace", str(trace), "--hosts", "3", "--scheduler", "granny-spot", "--mode", "testbed",
                "--out", str(tmp_path / "t"))
-    assert live.returncode == 2 and "--mode testbed runs batch, slurm, granny, granny-migrate" in live.stdout
+    assert live.returncode == 2 and "--mode testbed runs batch, slurm, granny, granny-migrate, granny-elastic" in live.stdout
     assert "Traceback" not in live.stderr and not (tmp_path / "t").exists()
     live = cli("run", "--trace", str(trace), "--hosts", "3", "--scheduler", "granny", "--mode", "testbed",
                "--arrivals", "original", "--out", str(tmp_path / "t"))
@@ -190,3 +190,33 @@ def test_cli_writes_a_dfaas_trace_and_runs_it(tmp_path: Path) -> None:
     assert at_once.metrics.finished == 300 and tolerant.metrics.finished + b.outcomes["refused"] == 300
     # latency-sensitive calls go first, and the deadline guard and admission keep deadlines from being missed
     assert b.ls_wait_p99 < a.ls_wait_p99 and b.outcomes["missed"] < a.outcomes["missed"]
+
+
+def test_a_live_teams_growth_comes_from_its_apps_placements_and_ends() -> None:
+    """live.team_changes: the requests after thread 0's and its team's are the team's growth leases."""
+    from granny.experiment.live import team_changes
+
+    base = {("job", 0): "h1", ("job.team", 0): "h1"}
+    rows = [(1.0, "app.placed", "r0", {"hosts": {"h1": 1}}), (1.1, "app.placed", "r1", {"hosts": {"h1": 1}}),
+            (2.0, "app.placed", "r2", {"hosts": {"h1": 1}}), (2.0, "app.placed", "r3", {"hosts": {"h2": 1}}),
+            (3.0, "app.finished", "r3", {}), (3.5, "app.finished", "r1", {}), (4.0, "app.cancelled", "r2", {})]
+    assert team_changes(rows, base, 2) == [(2.0, (("h1", 3), ("h2", 1))), (3.0, (("h1", 3),)), (4.0, (("h1", 2),))]
+    # a job of one thread has no team request: its first lease is growth already
+    assert team_changes(rows[:3], {("job", 0): "h1"}, 1) == [(1.1, (("h1", 2),)), (2.0, (("h1", 3),))]
+
+
+def test_testbed_sweeps_run_granny_elastic_and_dfaas_only_where_they_differ_from_granny() -> None:
+    from granny.experiment.live import LIVE_SCHEDULERS, schedulers_for
+
+    assert {"granny-elastic", "dfaas"} <= set(LIVE_SCHEDULERS)
+    both = [Job(0, "omp", 2, 0), Job(1, "fn2", 1, 0, tolerance=-1)]
+    assert schedulers_for(both) == list(LIVE_SCHEDULERS)
+    assert schedulers_for([Job(0, "mpi-locality", 2, 0), Job(1, "fn2", 1, 0)]) == [
+        "batch", "slurm", "granny", "granny-migrate"]  # no OpenMP-style job, no delay-tolerant call
+
+
+def test_a_scaled_trace_scales_deadlines_with_arrivals_and_keeps_whenever() -> None:
+    from granny.experiment.live import Scaling
+
+    jobs = Scaling(2, 0.5).jobs([Job(0, "fn2", 1, 10.0, 60.0), Job(1, "fn5", 1, 0.0, -1.0), Job(2, "fn5", 1, 0.0)])
+    assert [(j.arrival, j.tolerance) for j in jobs] == [(5.0, 30.0), (0.0, -1.0), (0.0, 0.0)]

@@ -37,3 +37,17 @@ def test_a_failed_gang_member_takes_the_rest_down() -> None:
     assert len(of(actions, Kill)) == 2
     assert [t.state for t in s.requests["world"].tasks] == [TaskState.FAILED, TaskState.CANCELLED,
                                                            TaskState.CANCELLED]
+
+
+def test_a_teams_surplus_lease_at_the_head_of_the_queue_asks_no_team_back() -> None:
+    """A team that leased the same free slots twice (its first lease not placed yet when it looked again):
+    the surplus lease waits at the head of the queue. It must not take the team's own first lease
+    back (the team would retire the surplus's threads, which hold no slot, and the lease would stay
+    at the head for good), nor another team's: growing is taking idle slots only."""
+    s = planner(("h1", 2))
+    assert len(of(s.submit("first", "team-app", 2, gang=True, lease=True), Dispatch)) == 2
+    assert of(s.submit("surplus", "team-app", 2, gang=True, lease=True), Revoke) == []
+    s2 = planner(("h1", 2))
+    s2.submit("theirs", "other-team", 2, gang=True, lease=True)
+    assert of(s2.submit("mine", "team-app", 1, gang=True, lease=True), Revoke) == []
+

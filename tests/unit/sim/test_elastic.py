@@ -8,7 +8,7 @@ import pytest
 
 from granny.experiment import compute
 from granny.sim import Cluster, Job, KindModel, RuntimeModel, scheduler_named
-from granny.sim.elastic import ElasticSimulator
+from granny.sim.elastic import ElasticSimulator, ElasticTeamSimulator
 from granny.sim.events import JobEvent
 
 # omp: 80 thread-seconds of parallel work (40 s on 2 threads, 20 s on 4); mpi: 10 s whatever its size
@@ -58,3 +58,21 @@ def test_the_metrics_count_the_grown_slots_as_busy() -> None:
     assert m.resizes == 1
     # busy: 2 slots for 2 s, then 4 slots for 19 s, of 4 x 21 slot-seconds
     assert m.idle_pct == pytest.approx(100 * (1 - (2 * 2 + 4 * 19) / (4 * 21)))
+
+
+def test_the_live_replays_teams_grow_alike() -> None:
+    """ElasticTeamSimulator (--mode testbed's model of granny.parallel): thread 0 and its team are two
+    requests; the team grows at its first fork, and every request's granules report done at the end."""
+    sim = ElasticTeamSimulator(scheduler_named("granny-elastic"), 1, 4, MODEL, evictions=None)
+    result = sim.run([Job(0, "omp", 2, 0), Job(1, "mpi", 2, 5.5)])
+    assert threads(result.events, 0) == [(0.0, 2), (2.0, 4), (6.0, 2), (16.0, 4)]
+    assert {e.job_id: e.t for e in result.events if e.what == "end"} == {1: pytest.approx(16.0), 0: pytest.approx(26.0)}
+    assert all(not h.busy() for h in sim.state.hosts.values())
+    assert sorted(r for r in sim.state.requests if r.startswith("job0")) == [
+        "job0", "job0.t1", "job0.t2", "job0.t3", "job0.t4", "job0.team"]  # one lease per grown thread
+
+
+def test_a_team_does_not_grow_while_a_request_waits() -> None:
+    # job 1 (4 ranks) waits for job 0 to end: job 0 may not take the 2 free slots meanwhile
+    _, events = run([Job(0, "omp", 2, 0), Job(1, "mpi", 4, 1.0)])
+    assert threads(events, 0) == [(0.0, 2)]
