@@ -30,10 +30,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..errors import ErrorKind
-from . import freezing
+from . import freezing, gather
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
-from .policies.base import GranuleMove
+from .policies.base import GranuleMove, HostView
 from .policies.spot import MARGIN as SPOT_MARGIN
 from .protocols import StateCore
 from .records import (
@@ -518,9 +518,11 @@ def hints(st: MigrationState) -> list[Action]:
     # A built-in rule reads only the hosts' views and the world itself: while neither changed since a
     # world's last check said it stays, checking it again would say so again.
     reuse = type(st.policy) in HOSTS_ONLY
-    st.views.views(st.requests, st.evicting)
+    kept = st.views.views(st.requests, st.evicting)
     actions: list[Action] = []
     view = None  # nothing changes between candidates: one view of the cluster serves them all
+    by_id: dict[str, HostView] | None = None  # bin-pack: the check of gather.py, in O(n log n) a world
+    largest: list[tuple[int, str]] = []
     for req_id in candidates:
         req = st.requests.get(req_id)
         if req is None or any(t.state is not TaskState.RUNNING for t in req.tasks):
@@ -529,9 +531,15 @@ def hints(st: MigrationState) -> list[Action]:
         seen = (st.views.version, tuple(t.host_id for t in req.tasks), app.tenant if app else req.tenant, req.migrate)
         if reuse and m.quiet.get(req_id) == seen:
             continue
-        if type(st.policy) is BinPack and len(set(seen[1])) == 1:  # one host, no link: bin-pack's best already
-            m.quiet[req_id] = seen
-            continue
+        if type(st.policy) is BinPack:
+            if by_id is None:
+                by_id = {h.host_id: h for h in kept}
+                largest = gather.largest_free(kept, 2 * max((len(st.requests[r].tasks) for r in candidates if r in st.requests),
+                                                             default=0))
+            if (len(set(seen[1])) == 1 or not req.migrate or any(h not in by_id for h in seen[1])
+                    or not gather.would_move(seen[1], by_id, largest)):  # bin-pack would say Stay
+                m.quiet[req_id] = seen
+                continue
         if view is None:
             view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
                                 m.now)
