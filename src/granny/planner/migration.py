@@ -30,10 +30,21 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..errors import ErrorKind
-from . import freezing, gather
+from . import freezing, hint_index
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
-from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
-from .policies.base import GranuleMove, HostView
+from .policies import (
+    BinPack,
+    ClusterView,
+    Compact,
+    FirstFit,
+    Freeze,
+    MigrationDecision,
+    Move,
+    Spot,
+    Stay,
+    WholeHosts,
+)
+from .policies.base import GranuleMove
 from .policies.spot import MARGIN as SPOT_MARGIN
 from .protocols import StateCore
 from .records import (
@@ -104,6 +115,7 @@ class Migrations:
         # world -> what its last check saw (see hints): while that is unchanged, it still would not move
         self.quiet: dict[str, tuple[int, tuple[str, ...], str, bool]] = {}
         self.intervals: dict[str, float] = {}  # req_id -> seconds between its points, as rank 0 last measured
+        self.index = hint_index.HintIndex()  # bin-pack: the worlds that stayed, and what would move them
 
     def gen(self, req_id: str) -> int:
         return self.gens.get(req_id, 0)
@@ -117,6 +129,7 @@ class Migrations:
         """The world ended (or is forgotten): old processes still serving it are stopped."""
         self.points.discard(req_id)
         self.hinted.discard(req_id)
+        self.index.forget(req_id)
         self.quiet.pop(req_id, None)
         self.intervals.pop(req_id, None)
         self.gens.pop(req_id, None)
@@ -189,8 +202,11 @@ class MigrationPoints:
         """The policy's migration rule for one MPI world (its moves' indexes are ranks); ``cold``: as if
         every free slot's granule were ready (see views_policy.cluster_view)."""
         st = self._st()
-        view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests), now,
-                            cold=cold)
+        if type(st.policy) is BinPack and not cold:  # bin-pack's rule reads the hosts and the world: the kept views
+            view = ClusterView(st.views.views(st.requests, st.evicting), {}, queue_of(st.queue, st.requests), now)
+        else:
+            view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
+                                now, cold=cold)
         view = replace(view, evict_at={n.host_id: n.deadline for n in st.evictions.notices.values()})
         interval = st.migrations.intervals.get(req_id, 0.0)
         return st.policy.migrate(world_view(view, st.requests[req_id], st.apps, interval), req_id)
@@ -512,34 +528,38 @@ def world_complete(st: MigrationState, req_id: str, gen: int, now: float) -> lis
 def hints(st: MigrationState) -> list[Action]:
     """Hint the worlds that would gain from moving now (see the module docstring)."""
     m = st.migrations
-    candidates = [r for r in m.points if r not in m.hinted and r not in m.inflight]
-    if not candidates or (not st.evicting and st._full()):
+    waiting = m.points - m.hinted - m.inflight.keys()
+    if not waiting or (not st.evicting and st._full()):
         return []
+    kept = st.views.views(st.requests, st.evicting)
+    binpack = type(st.policy) is BinPack
+    if binpack:  # only the worlds that could move now (hint_index.py)
+        changed, st.views.changed = st.views.changed, set()
+        by_id = st.views.by_id()
+        candidates = hint_index.due_worlds(m.index, changed, by_id, waiting)
+        most = m.index.most_slots(changed, by_id)
+        largest = m.index.largest(2 * max((len(st.requests[r].tasks) for r in candidates if r in st.requests), default=0))
+    else:
+        candidates = sorted(waiting)
     # A built-in rule reads only the hosts' views and the world itself: while neither changed since a
     # world's last check said it stays, checking it again would say so again.
     reuse = type(st.policy) in HOSTS_ONLY
-    kept = st.views.views(st.requests, st.evicting)
     actions: list[Action] = []
     view = None  # nothing changes between candidates: one view of the cluster serves them all
-    by_id: dict[str, HostView] | None = None  # bin-pack: the check of gather.py, in O(n log n) a world
-    largest: list[tuple[int, str]] = []
     for req_id in candidates:
         req = st.requests.get(req_id)
         if req is None or any(t.state is not TaskState.RUNNING for t in req.tasks):
             continue
         app = st.apps.get(req.app_id)
         seen = (st.views.version, tuple(t.host_id for t in req.tasks), app.tenant if app else req.tenant, req.migrate)
+        if binpack and not hint_index.check(m.index, req_id, seen[1], req.migrate, by_id, largest, most):
+            continue  # bin-pack would say Stay: recorded, and looked at again once room could move it
+        if binpack:  # the check is exact (tests/unit/planner/test_gather.py): bin-pack would move it
+            m.hinted.add(req_id)
+            actions.append(Hint(req.tasks[0].granule_id, req_id))
+            continue
         if reuse and m.quiet.get(req_id) == seen:
             continue
-        if type(st.policy) is BinPack:
-            if by_id is None:
-                by_id = {h.host_id: h for h in kept}
-                largest = gather.largest_free(kept, 2 * max((len(st.requests[r].tasks) for r in candidates if r in st.requests),
-                                                             default=0))
-            if (len(set(seen[1])) == 1 or not req.migrate or any(h not in by_id for h in seen[1])
-                    or not gather.would_move(seen[1], by_id, largest)):  # bin-pack would say Stay
-                m.quiet[req_id] = seen
-                continue
         if view is None:
             view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
                                 m.now)
