@@ -531,7 +531,7 @@ def hints(st: MigrationState) -> list[Action]:
     waiting = m.points - m.hinted - m.inflight.keys()
     if not waiting or (not st.evicting and st._full()):
         return []
-    kept = st.views.views(st.requests, st.evicting)
+    st.views.views(st.requests, st.evicting)  # (builds the kept views: changed, by_id)
     binpack = type(st.policy) is BinPack
     if binpack:  # only the worlds that could move now (hint_index.py)
         changed, st.views.changed = st.views.changed, set()
