@@ -30,8 +30,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..errors import ErrorKind
-from . import freezing, hint_index
+from . import freezing, gather, hint_index
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
+from .migration_text import describe
+from .migration_text import rows as _rows
 from .policies import (
     BinPack,
     ClusterView,
@@ -204,6 +206,10 @@ class MigrationPoints:
         st = self._st()
         if type(st.policy) is BinPack and not cold:  # bin-pack's rule reads the hosts and the world: the kept views
             view = ClusterView(st.views.views(st.requests, st.evicting), {}, queue_of(st.queue, st.requests), now)
+            here, by_id = tuple(t.host_id for t in st.requests[req_id].tasks), st.views.by_id()
+            if all(h in by_id for h in here) and not gather.would_move(here, by_id, gather.largest_free(
+                    view.hosts, 2 * len(here))):  # (exact: gather.py) the rule would say Stay; in O(hosts), not more
+                return Stay("nothing to gain: bin-pack's re-pack would use as many hosts and links")
         else:
             view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
                                 now, cold=cold)
@@ -571,31 +577,3 @@ def hints(st: MigrationState) -> list[Action]:
         elif reuse:
             m.quiet[req_id] = seen
     return actions
-
-
-def describe(moves: tuple[GranuleMove, ...]) -> str:
-    """"ranks 4-7 moved h2 -> h1": one clause per (source, target) pair, ranks as ranges."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for mv in moves:
-        groups.setdefault((mv.source, mv.target), []).append(mv.index)
-    parts = []
-    for (src, dst), ranks in groups.items():
-        label = "rank" if len(ranks) == 1 else "ranks"
-        parts.append(f"{label} {_ranges(sorted(ranks))} moved {src} -> {dst}")
-    return ", ".join(parts)
-
-
-def _ranges(ranks: list[int]) -> str:
-    out: list[str] = []
-    start = prev = ranks[0]
-    for r in [*ranks[1:], -1]:  # -1 closes the last range
-        if r == prev + 1:
-            prev = r
-            continue
-        out.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = r
-    return ",".join(out)
-
-
-def _rows(moves: tuple[GranuleMove, ...]) -> list[dict[str, Any]]:
-    return [{"index": mv.index, "source": mv.source, "target": mv.target} for mv in moves]
