@@ -205,7 +205,7 @@ class MigrationPoints:
         every free slot's granule were ready (see views_policy.cluster_view)."""
         st = self._st()
         if type(st.policy) is BinPack and not cold:  # bin-pack's rule reads the hosts and the world: the kept views
-            view = ClusterView(st.views.views(st.requests, st.evicting), {}, queue_of(st.queue, st.requests), now)
+            view = ClusterView(st.views.views(st.requests, st.evicting), {}, (), now)  # (nor the queue: O(queue))
             here, by_id = tuple(t.host_id for t in st.requests[req_id].tasks), st.views.by_id()
             if all(h in by_id for h in here) and not gather.would_move(here, by_id, gather.largest_free(
                     view.hosts, 2 * len(here))):  # (exact: gather.py) the rule would say Stay; in O(hosts), not more
