@@ -37,7 +37,7 @@ def main() -> int:
     ap.add_argument("--big-only", action="store_true")
     ap.add_argument("--small-only", action="store_true")
     ap.add_argument("--schedulers", default="batch,slurm,granny,granny-migrate,granny-elastic")
-    ap.add_argument("--big-migrate", action="store_true", help="run granny-migrate at 1,000 hosts too (slow)")
+    ap.add_argument("--big-migrate", action="store_true", help="(no longer needed: granny-migrate runs at 1,000 hosts too)")
     args = ap.parse_args()
     names = args.schedulers.split(",")
     if not args.big_only:
@@ -52,8 +52,7 @@ def main() -> int:
         jobs = poisson_trace(count, rate, "mpi-migrate", range(2, 16), seed=1)
         print(f"{hosts} hosts x 8, {count} jobs, Poisson arrivals at {rate:.2f} jobs/s:")
         for name in names:
-            if name != "granny-migrate" or args.big_migrate:  # docs/evaluation.md: the planner's hints make it slower
-                one(jobs, hosts, name, None)
+            one(jobs, hosts, name, None)
     return 0
 
 

@@ -39,7 +39,8 @@ def test_policy_is_chosen_changed_and_kept_across_restarts(tmp_path: Path) -> No
         assert changed.returncode == 0, changed.stderr
         assert changed.stdout.startswith("policy: spot")
         with api(planner) as http:
-            assert http.get("/v1/policy").json() == {"policy": "spot", "policies": ["bin-pack", "compact", "spot", "spot-late", "first-fit", "whole-hosts"]}
+            names = ["bin-pack", "compact", "spot", "spot-late", "first-fit", "whole-hosts", "bin-pack-reserve"]
+            assert http.get("/v1/policy").json() == {"policy": "spot", "policies": names}
     finally:
         planner.stop()
 

@@ -195,7 +195,9 @@ PROTOCOL: dict[str, set[str]] = {
     "planner/recent.py": {"ENTRY_OVERHEAD"},
     "worker/call_ctl.py": {"ASKS"},
     "testbed/status.py": {"MAX_PAIR_ROWS"},
-    "experiment/kernels.py": {"ITEMS"},  # the workload's definition, as the calibration measured it
+    "experiment/kernels.py": {"ITEMS"},
+    "planner/policies/binpack.py": {"RESERVE"},  # what the policy bin-pack-reserve is: the original harness's 5%
+    "planner/hint_index.py": {"NEVER"},  # a sentinel need, larger than any host  # the workload's definition, as the calibration measured it
     "experiment/live.py": {"ORIGINAL_SLOTS"},
     "experiment/ranking.py": {"NOISE_FLOOR"},
     "experiment/spot.py": {"TOP"},

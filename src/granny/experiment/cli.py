@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "its figures (the next job 1 s after the previous one started)")
     r.add_argument("--migrate-every", type=float, default=None,
                    help="granny-migrate: a migration point every this fraction of a job's work (default 0.1)")
+    r.add_argument("--reserve", type=float, default=None,
+                   help="a scheduler that bin-packs keeps this share of the slots free for split worlds to gather "
+                        "into (the bin-pack-reserve policy; the original's harness: 0.05 for granny-migrate on "
+                        "mpi-locality)")
     r.add_argument("--evictions", default="every=60,fraction=0.25,grace=60,down=0",
                    help="for granny-spot, batch-ft, slurm-ft: every=S,fraction=F,grace=S,down=S,seed=N (default: the "
                         "original's rule, a quarter of the hosts every 60 s with 60 s notice, back at once), or none")
@@ -50,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compare", type=Path, default=PAPER / "results" / "makespan")
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--arrivals", choices=list(ARRIVALS), default="original")
+    s.add_argument("--reserve", type=float, default=None,
+                   help="granny-migrate keeps this share of the slots free (bin-pack-reserve; default: as the "
+                        "original's harness with --arrivals original, 0.05 on mpi-locality, else 0)")
     s.add_argument("--evictions", default="every=60,fraction=0.25,grace=60,down=0",
                    help="mpi-spot: the eviction schedule (as for run)")
     t = sub.add_parser("trace", help="write a synthetic dfaas trace (mixed latency-sensitive and delay-tolerant calls)")
@@ -108,7 +115,7 @@ def main(argv: list[str]) -> int:
             testbed = _testbed_options(args) if args.mode == "testbed" else None
             outcome = run(args.trace, args.hosts, args.slots, args.scheduler, args.mode, args.out,
                           arrivals=args.arrivals, migrate_every=args.migrate_every,
-                          evictions=parse_evictions(args.evictions), testbed=testbed)
+                          evictions=parse_evictions(args.evictions), testbed=testbed, reserve=args.reserve)
             summary = {k: v for k, v in outcome.metrics.to_json().items() if k != "jct_cdf"}
             extra = {}
             if testbed is not None:
@@ -162,7 +169,8 @@ def main(argv: list[str]) -> int:
             names = (args.schedulers.split(",") if args.schedulers else
                      [n for n in SCHEDULERS if n not in SPOT and n != "dfaas"  # (dfaas: its own family)
                       and (n != "granny-elastic" or args.workload.startswith("omp"))])
-            rows = sweep(args.traces, args.workload, names, args.out, compare=args.compare, arrivals=args.arrivals)
+            rows = sweep(args.traces, args.workload, names, args.out, compare=args.compare, arrivals=args.arrivals,
+                         reserve=args.reserve)
             text = table(rows)
             (args.out / f"table_{args.workload}.md").write_text(text)
             print(text, end="")

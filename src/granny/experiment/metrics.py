@@ -7,7 +7,10 @@
   under whole-host allocation the unused slots of a job's hosts count as idle too);
 - cross-host links over time, and normalised to the optimum: Σ links of the running jobs
   against Σ links each would have on the fewest hosts (``links(optimal_counts)``), both
-  integrated over time;
+  integrated over time, over the same run (``link_seconds`` is the first integral). The original
+  normalised instead to another run's, its batch baseline's (:func:`.sweep.table` shows that too);
+  a job split over more hosts runs longer, so over the same run the optimum's integral grows with it;
+  against batch's run, whose jobs all run at their optimal split, it does not;
 - migrations, freezes, thaws and elastic resizes (``move``, ``freeze``, ``thaw``, ``resize`` events), and restarts
   (``evicted``: a job lost ranks to an eviction and runs again from the start).
 """
@@ -52,6 +55,7 @@ class Metrics:
     restarts: int = 0  # jobs that lost ranks to an eviction and ran again from the start
     thaws: int = 0
     resizes: int = 0  # elastic teams that grew or shrank
+    link_seconds: float = 0.0  # cross-host links integrated over time (links_vs_optimum's numerator)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,4 +130,5 @@ def compute(events: Sequence[JobEvent], cluster: Cluster) -> Metrics:
         queue_mean=sum(queue) / len(queue) if queue else math.nan, idle_pct=idle, links_vs_optimum=ratio,
         migrations=sum(1 for e in events if e.what == "move"), freezes=sum(1 for e in events if e.what == "freeze"),
         jct_cdf=cdf, restarts=sum(1 for e in events if e.what == "evicted"),
-        thaws=sum(1 for e in events if e.what == "thaw"), resizes=sum(1 for e in events if e.what == "resize"))
+        thaws=sum(1 for e in events if e.what == "thaw"), resizes=sum(1 for e in events if e.what == "resize"),
+        link_seconds=links_int)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..planner.policies import BinPack
 from ..sim import (
     ORIGINAL_EVICTIONS,
     Cluster,
@@ -60,14 +61,15 @@ def load_trace(path: Path) -> list[Job]:
 def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mode: str = "sim",
         out: Path | None = None, model: RuntimeModel | None = None, arrivals: str = "trace",
         migrate_every: float | None = None, evictions: EvictionSchedule | None = ORIGINAL_EVICTIONS,
-        testbed: dict[str, Any] | None = None) -> RunOutcome:
+        testbed: dict[str, Any] | None = None, reserve: float | None = None) -> RunOutcome:
     """Replay ``trace`` (a CSV path or jobs) on ``hosts`` x ``slots`` with ``scheduler``; ``arrivals``
     is "trace" or "original" (see ARRIVALS); ``migrate_every`` overrides the scheduler's distance
     between migration points (a fraction of each job's work); ``evictions`` is the schedule the
     schedulers that run under evictions (granny-spot, batch-ft, slurm-ft) get (None: no evictions).
-    ``testbed``: options of :func:`run_testbed` for ``mode="testbed"`` (prefix, subnet, scale...)."""
+    ``testbed``: options of :func:`run_testbed` for ``mode="testbed"`` (prefix, subnet, scale...).
+    ``reserve``: a bin-pack scheduler runs ``bin-pack-reserve`` keeping that share of the slots free (None or 0: not)."""
     if mode == "testbed":
-        if arrivals != "trace" or migrate_every is not None:
+        if arrivals != "trace" or migrate_every is not None or reserve:
             raise ConfigError("--mode testbed replays the trace's arrival times (--arrivals trace) with the "
                               "schedulers' own migration points (no --migrate-every)")
         return run_testbed(trace, hosts, slots, [scheduler], out, **(testbed or {}))[0][0]
@@ -82,6 +84,10 @@ def run(trace: Path | Sequence[Job], hosts: int, slots: int, scheduler: str, mod
             raise ConfigError(f"--migrate-every takes a fraction in (0, 1), for a scheduler that migrates "
                               f"(got {migrate_every} for {scheduler})")
         sched = replace(sched, migrate_every=migrate_every)
+    if reserve:
+        if not isinstance(sched.policy, BinPack) or sched.policy.reserve:
+            raise ConfigError(f"--reserve is for the schedulers that bin-pack (got {scheduler}: {sched.policy.name})")
+        sched = replace(sched, policy=BinPack(reserve))
     model = model or load_model()
     if any(is_call(j) for j in jobs):
         model = with_functions(model)
@@ -141,6 +147,7 @@ def write(outcome: RunOutcome, trace: Path | None, mode: str, arrivals: str,
     meta = {"trace": str(trace) if trace else None, "hosts": outcome.cluster.hosts, "slots": outcome.cluster.slots,
             "scheduler": outcome.scheduler, "mode": mode, "arrivals": arrivals,
             "migrate_every": outcome.result.migrate_every, "evictions": outcome.result.evictions,
+            "policy": outcome.result.policy,
             "wall_seconds": round(outcome.wall_seconds, 4), **(extra or {})}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     with open(out / "events.jsonl", "w") as f:

@@ -24,7 +24,9 @@ class Row:
 
 
 def sweep(traces: Path, workload: str, schedulers: Sequence[str], out: Path, slots: int = 8,
-          compare: Path | None = None, arrivals: str = "original") -> list[Row]:
+          compare: Path | None = None, arrivals: str = "original", reserve: float | None = None) -> list[Row]:
+    """``reserve``: granny-migrate's (bin-pack-reserve's share of slots kept free); None: as the original's
+    harness ran it with ``arrivals="original"`` (:data:`.paper.HARNESS_RESERVE`), else none."""
     configs = paper.CONFIGS.get(workload)
     if configs is None:
         raise ConfigError(f"no known configurations for workload {workload!r}: {', '.join(paper.CONFIGS)}")
@@ -32,8 +34,12 @@ def sweep(traces: Path, workload: str, schedulers: Sequence[str], out: Path, slo
     for hosts, jobs in configs:
         trace = traces / f"trace_{workload}_{jobs}_8.csv"
         for name in schedulers:
+            keep = None
+            if name == "granny-migrate":
+                keep = reserve if reserve is not None else (
+                    paper.HARNESS_RESERVE.get((name, workload)) if arrivals == "original" else None)
             outcome = run(trace, hosts, slots, name, "sim", out / f"{workload}_{jobs}_{hosts}" / name,
-                          arrivals=arrivals)
+                          arrivals=arrivals, reserve=keep)
             theirs = (paper.makespan(compare, paper.original_name(name, workload), hosts, workload, jobs)
                       if compare else None)
             rows.append(Row(workload, hosts, jobs, name, outcome, theirs))
@@ -41,18 +47,24 @@ def sweep(traces: Path, workload: str, schedulers: Sequence[str], out: Path, slo
 
 
 def table(rows: Sequence[Row]) -> str:
-    """A Markdown table: makespan ours vs the original's, and our other metrics."""
+    """A Markdown table: makespan ours vs the original's, and our other metrics. "links / batch" is the
+    original's normalisation: the run's time-integrated cross-host links over those of the batch run of
+    the same trace and cluster ("-" when batch was not run)."""
     lines = ["| workload | hosts x 8 | jobs | scheduler | makespan ours (s) | makespan original (s) | ours / original "
-             "| JCT median / p90 (s) | queue median (s) | idle % | links / optimum |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| JCT median / p90 (s) | queue median (s) | idle % | links / optimum | links / batch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    batch = {(r.workload, r.hosts, r.jobs): r.ours.metrics.link_seconds for r in rows if r.scheduler == "batch"}
     for r in rows:
         m = r.ours.metrics
         ratio = f"{m.makespan / r.original:.2f}" if r.original else "-"
         orig = f"{r.original:.0f}" if r.original else "-"
         lk = ("-" if m.links_vs_optimum is None else "> 0 (optimum 0)" if m.links_vs_optimum == float("inf")
               else f"{m.links_vs_optimum:.2f}")
+        base = batch.get((r.workload, r.hosts, r.jobs))
+        vs_batch = f"{m.link_seconds / base:.2f}" if base else "-"
         lines.append(f"| {r.workload} | {r.hosts} | {r.jobs} | {r.scheduler} | {m.makespan:.0f} | {orig} | {ratio} "
-                     f"| {m.jct_median:.0f} / {m.jct_p90:.0f} | {m.queue_median:.0f} | {m.idle_pct:.1f} | {lk} |")
+                     f"| {m.jct_median:.0f} / {m.jct_p90:.0f} | {m.queue_median:.0f} | {m.idle_pct:.1f} | {lk} "
+                     f"| {vs_batch} |")
     return "\n".join(lines) + "\n"
 
 

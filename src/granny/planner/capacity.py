@@ -66,6 +66,7 @@ class HostViews:
         self._views: tuple[HostView, ...] = ()
         self._roomy = 0  # live hosts with a slot not busy (see full)
         self.version = 0  # counts the builds that looked at a stale host: equal versions, equal views
+        self.changed: set[str] = set()  # hosts rebuilt since a reader last cleared it (the migration hints)
 
     def stale_all(self) -> None:
         self.dirty.update(self.hosts)
@@ -85,6 +86,10 @@ class HostViews:
             if scratch != self._views:
                 raise StaleViewError(f"kept host views differ from a scratch build: {self._views} != {scratch}")
         return self._views
+
+    def by_id(self) -> Mapping[str, HostView]:
+        """The live hosts' views by id, as the last :meth:`views` built them (read-only)."""
+        return self._live
 
     def full(self, requests: Mapping[str, Request], evicting: set[str]) -> bool:
         """No live host has a slot that is not busy (PlannerState._full), in O(1) once built."""
@@ -116,6 +121,7 @@ class HostViews:
         if reorder:
             hosts.reordered = False
             self._live = live = {hid: live[hid] for hid in hosts if hid in live}
+        self.changed |= self.dirty
         self.dirty.clear()
         self.version += 1
         self._views = tuple(live.values())

@@ -32,9 +32,22 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from ..errors import ErrorKind
 from ..tunables import MIGRATION_HISTORY as HISTORY
 from ..tunables import SPOT_MARGIN
-from . import freezing
+from . import freezing, gather, hint_index
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
-from .policies import BinPack, Compact, FirstFit, Freeze, MigrationDecision, Move, Spot, Stay, WholeHosts
+from .migration_text import describe
+from .migration_text import rows as _rows
+from .policies import (
+    BinPack,
+    ClusterView,
+    Compact,
+    FirstFit,
+    Freeze,
+    MigrationDecision,
+    Move,
+    Spot,
+    Stay,
+    WholeHosts,
+)
 from .policies.base import GranuleMove
 from .protocols import StateCore
 from .records import (
@@ -104,6 +117,7 @@ class Migrations:
         # world -> what its last check saw (see hints): while that is unchanged, it still would not move
         self.quiet: dict[str, tuple[int, tuple[str, ...], str, bool]] = {}
         self.intervals: dict[str, float] = {}  # req_id -> seconds between its points, as rank 0 last measured
+        self.index = hint_index.HintIndex()  # bin-pack: the worlds that stayed, and what would move them
 
     def gen(self, req_id: str) -> int:
         return self.gens.get(req_id, 0)
@@ -117,6 +131,7 @@ class Migrations:
         """The world ended (or is forgotten): old processes still serving it are stopped."""
         self.points.discard(req_id)
         self.hinted.discard(req_id)
+        self.index.forget(req_id)
         self.quiet.pop(req_id, None)
         self.intervals.pop(req_id, None)
         self.gens.pop(req_id, None)
@@ -189,8 +204,15 @@ class MigrationPoints:
         """The policy's migration rule for one MPI world (its moves' indexes are ranks); ``cold``: as if
         every free slot's granule were ready (see views_policy.cluster_view)."""
         st = self._st()
-        view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests), now,
-                            cold=cold)
+        if type(st.policy) is BinPack and not cold:  # bin-pack's rule reads the hosts and the world: the kept views
+            view = ClusterView(st.views.views(st.requests, st.evicting), {}, (), now)  # (nor the queue: O(queue))
+            here, by_id = tuple(t.host_id for t in st.requests[req_id].tasks), st.views.by_id()
+            if all(h in by_id for h in here) and not gather.would_move(here, by_id, gather.largest_free(
+                    view.hosts, 2 * len(here))):  # (exact: gather.py) the rule would say Stay; in O(hosts), not more
+                return Stay("nothing to gain: bin-pack's re-pack would use as many hosts and links")
+        else:
+            view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
+                                now, cold=cold)
         view = replace(view, evict_at={n.host_id: n.deadline for n in st.evictions.notices.values()})
         interval = st.migrations.intervals.get(req_id, 0.0)
         return st.policy.migrate(world_view(view, st.requests[req_id], st.apps, interval), req_id)
@@ -512,13 +534,22 @@ def world_complete(st: MigrationState, req_id: str, gen: int, now: float) -> lis
 def hints(st: MigrationState) -> list[Action]:
     """Hint the worlds that would gain from moving now (see the module docstring)."""
     m = st.migrations
-    candidates = [r for r in m.points if r not in m.hinted and r not in m.inflight]
-    if not candidates or (not st.evicting and st._full()):
+    waiting = m.points - m.hinted - m.inflight.keys()
+    if not waiting or (not st.evicting and st._full()):
         return []
+    st.views.views(st.requests, st.evicting)  # (builds the kept views: changed, by_id)
+    binpack = type(st.policy) is BinPack
+    if binpack:  # only the worlds that could move now (hint_index.py)
+        changed, st.views.changed = st.views.changed, set()
+        by_id = st.views.by_id()
+        candidates = hint_index.due_worlds(m.index, changed, by_id, waiting)
+        most = m.index.most_slots(changed, by_id)
+        largest = m.index.largest(2 * max((len(st.requests[r].tasks) for r in candidates if r in st.requests), default=0))
+    else:
+        candidates = sorted(waiting)
     # A built-in rule reads only the hosts' views and the world itself: while neither changed since a
     # world's last check said it stays, checking it again would say so again.
     reuse = type(st.policy) in HOSTS_ONLY
-    st.views.views(st.requests, st.evicting)
     actions: list[Action] = []
     view = None  # nothing changes between candidates: one view of the cluster serves them all
     for req_id in candidates:
@@ -527,10 +558,13 @@ def hints(st: MigrationState) -> list[Action]:
             continue
         app = st.apps.get(req.app_id)
         seen = (st.views.version, tuple(t.host_id for t in req.tasks), app.tenant if app else req.tenant, req.migrate)
-        if reuse and m.quiet.get(req_id) == seen:
+        if binpack and not hint_index.check(m.index, req_id, seen[1], req.migrate, by_id, largest, most):
+            continue  # bin-pack would say Stay: recorded, and looked at again once room could move it
+        if binpack:  # the check is exact (tests/unit/planner/test_gather.py): bin-pack would move it
+            m.hinted.add(req_id)
+            actions.append(Hint(req.tasks[0].granule_id, req_id))
             continue
-        if type(st.policy) is BinPack and len(set(seen[1])) == 1:  # one host, no link: bin-pack's best already
-            m.quiet[req_id] = seen
+        if reuse and m.quiet.get(req_id) == seen:
             continue
         if view is None:
             view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
@@ -543,31 +577,3 @@ def hints(st: MigrationState) -> list[Action]:
         elif reuse:
             m.quiet[req_id] = seen
     return actions
-
-
-def describe(moves: tuple[GranuleMove, ...]) -> str:
-    """"ranks 4-7 moved h2 -> h1": one clause per (source, target) pair, ranks as ranges."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for mv in moves:
-        groups.setdefault((mv.source, mv.target), []).append(mv.index)
-    parts = []
-    for (src, dst), ranks in groups.items():
-        label = "rank" if len(ranks) == 1 else "ranks"
-        parts.append(f"{label} {_ranges(sorted(ranks))} moved {src} -> {dst}")
-    return ", ".join(parts)
-
-
-def _ranges(ranks: list[int]) -> str:
-    out: list[str] = []
-    start = prev = ranks[0]
-    for r in [*ranks[1:], -1]:  # -1 closes the last range
-        if r == prev + 1:
-            prev = r
-            continue
-        out.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = r
-    return ",".join(out)
-
-
-def _rows(moves: tuple[GranuleMove, ...]) -> list[dict[str, Any]]:
-    return [{"index": mv.index, "source": mv.source, "target": mv.target} for mv in moves]

@@ -291,7 +291,8 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         can drive this state: a host's heartbeat expiry, the end of the restart grace, or the regular
         tick that tells a stall of the planner from dead hosts (while any host is alive), a retention pass or an eviction.
         Tick once when the clock starts: the regular deadlines count from the first tick."""
-        times = [h.last_seen + self.heartbeat_timeout for h in self.hosts.values() if h.alive]
+        live, inf = (h for h in self.hosts.values() if h.alive), float("inf")  # no timeout (a simulation): no expiry
+        times = [h.last_seen + self.heartbeat_timeout for h in live] if self.heartbeat_timeout < inf else [inf] * any(live)
         if times and (cadence := self.liveness.next_tick()) is not None:
             times.append(cadence)
         if self.grace.until is not None:

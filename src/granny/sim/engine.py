@@ -69,6 +69,7 @@ class SimResult:
     end: float = 0.0
     migrate_every: float | None = None
     evictions: dict[str, float] | None = None  # the eviction schedule it ran under, and how many hosts it took
+    policy: str = ""  # the planner's policy
 
 
 class Simulator:
@@ -184,7 +185,8 @@ class Simulator:
             evictions = {"every": s.every, "fraction": s.fraction, "grace": s.grace, "down": s.down, "seed": s.seed,
                          "rounds": self.evictor.rounds, "hosts_taken": self.evictor.taken}
         return SimResult(self.cluster, self.scheduler.name, self.events, self.decisions, self.now,
-                         self.scheduler.migrate_every if self.migration is not None else None, evictions)
+                         self.scheduler.migrate_every if self.migration is not None else None, evictions,
+                         self.scheduler.policy.name)
 
     def _push(self, t: float, kind: int, key: str) -> None:
         heapq.heappush(self._heap, (t, kind, self._seq, key))

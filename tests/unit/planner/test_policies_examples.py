@@ -30,7 +30,7 @@ from granny.planner.policies import (
 
 
 def test_registry_and_default() -> None:
-    assert set(POLICIES) == {"bin-pack", "compact", "spot", "spot-late", "first-fit", "whole-hosts"}
+    assert set(POLICIES) == {"bin-pack", "bin-pack-reserve", "compact", "spot", "spot-late", "first-fit", "whole-hosts"}
     assert DEFAULT_POLICY == "bin-pack" and POLICIES[DEFAULT_POLICY] is binpack
     for name, policy in POLICIES.items():
         assert policy.name == name

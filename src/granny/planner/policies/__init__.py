@@ -18,13 +18,14 @@ from .base import (
     build_view,
     links,
 )
-from .binpack import BinPack, binpack
+from .binpack import RESERVE, BinPack, binpack
 from .compact import Compact
 from .firstfit import FirstFit
 from .spot import Spot
 from .wholehosts import WholeHosts
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (binpack, Compact(), Spot(), Spot(late=True), FirstFit(), WholeHosts())}
+POLICIES: dict[str, Policy] = {p.name: p for p in (binpack, Compact(), Spot(), Spot(late=True), FirstFit(), WholeHosts(),
+                                                   BinPack(reserve=RESERVE))}
 DEFAULT_POLICY = binpack.name
 
 __all__ = [

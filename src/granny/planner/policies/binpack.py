@@ -7,6 +7,14 @@ free slots, largest first: filling the largest hosts first uses the fewest hosts
 fewer, larger parts also has the fewest cross-host links between granules; the last, partial part
 goes to the smallest hole that holds it (same counts, so as few hosts and links).
 
+``bin-pack-reserve`` (``BinPack(reserve=0.05)``) keeps a share of the cluster free for split worlds
+to gather into at their migration points: a request that bin-pack could only place on more hosts, or
+with more cross-host links, than it would need on an empty cluster waits while placing it would
+leave fewer than ``reserve`` of all slots free (unless nothing else runs). A request bin-pack places
+as well as it could on an empty cluster is never held. The original's harness kept 5% of the cluster
+free for its granny-migrate runs of the mpi-locality traces ("slack CPUs to help de-fragment"); this
+is that rule, in the planner, for the placements it can improve. Migration is bin-pack's.
+
 Migration: the app gives its own slots back and is re-packed by largest capacity first, which is
 optimal for both hosts and links (see :func:`.packing.fewest_links`); its current placement is one
 of the candidates, so the result is never worse. The move is taken only if it uses fewer hosts, or
@@ -15,8 +23,10 @@ as many hosts with fewer links, and it moves only the granules those new counts 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from ...errors import ConfigError
 from .base import (
     ClusterView,
     Decision,
@@ -27,18 +37,33 @@ from .base import (
     PolicyBase,
     RunningApp,
     Stay,
+    Wait,
+    links,
 )
-from .packing import check_size, fewest_links, freed, improve_or_stay, pinned, runnable
+from .packing import check_size, describe, fewest_links, freed, improve_or_stay, pinned, runnable
+
+RESERVE = 0.05  # bin-pack-reserve's share of the slots kept free (the original's harness: 5%)
 
 
 class BinPack(PolicyBase):
     name = "bin-pack"
 
+    def __init__(self, reserve: float = 0.0) -> None:
+        if not 0.0 <= reserve < 1.0:
+            raise ConfigError(f"bin-pack's reserve is a share of the cluster's slots in [0, 1), got {reserve}")
+        self.reserve = reserve
+        if reserve:
+            self.name = "bin-pack-reserve"
+
     def place(self, view: ClusterView, request: PlacementRequest) -> Decision:
         if request.hosts:
             return pinned(view, request)
         refused = check_size(view.hosts, request, sum(h.free for h in view.hosts))
-        return refused if refused is not None else Placement(pack(view.hosts, request.n, request.app_id))
+        if refused is not None:
+            return refused
+        hosts = pack(view.hosts, request.n, request.app_id)
+        why = held_back(view.hosts, hosts, self.reserve) if self.reserve else None
+        return Wait(why) if why else Placement(hosts)
 
     def migrate(self, view: ClusterView, app_id: str) -> MigrationDecision:
         app = runnable(view, app_id)
@@ -62,6 +87,21 @@ def pack(hosts: Sequence[HostView], n: int, app_id: str) -> tuple[str, ...]:
         return tuple(by_free)
     with_app = _greedy(sorted(hosts, key=lambda h: (h.granules_of(app_id) > 0, h.free, h.host_id), reverse=True), n)
     return tuple(with_app if len(set(with_app)) <= len(set(by_free)) else by_free)
+
+
+def held_back(hosts: Sequence[HostView], placement: tuple[str, ...], reserve: float) -> str | None:
+    """Why ``placement`` (bin-pack's, of a new request) should wait for room, under ``reserve``; None if not."""
+    n = len(placement)
+    total, free = sum(h.slots for h in hosts), sum(h.free for h in hosts)
+    keep = int(total * reserve)
+    if free - n >= keep or not any(h.placements or h.app_granules for h in hosts):
+        return None
+    now = links(Counter(placement).values())
+    best = fewest_links([(h, h.slots) for h in hosts], n, "")
+    if now <= links(c for _, c in best):
+        return None
+    return (f"keeping {keep} of {total} slots free for split worlds to gather into: placed now, the {n} granules "
+            f"would have {now} cross-host links on {len(set(placement))} hosts ({describe(best)} at best)")
 
 
 def _largest_then_best_fit(hosts: Sequence[HostView], n: int, app_id: str) -> list[str]:
