@@ -54,3 +54,36 @@ def test_a_pause_landing_between_the_hand_over_and_the_done_does_not_hold_back_t
         hold.unlink(missing_ok=True)
         gate.touch()
         cluster.stop()
+
+
+def test_a_call_paused_when_the_planner_is_killed_goes_on_in_the_same_process(tmp_path: Path) -> None:
+    from .test_delay_tolerance import spin_until
+    from .test_recovery import restart_planner
+
+    pidfile, flag, gate = tmp_path / "pid", tmp_path / "flag", tmp_path / "gate"
+    cluster = LocalCluster(workers=1, slots=1, data_dir=tmp_path / "data", granule_user="same")
+    try:
+        with granny.connect(cluster.address, cluster.token) as client:
+            wait_for(lambda: [h.idle_granules for h in client.hosts()] == [1], timeout=60, what="a warm granule")
+            background = client.options(delay_tolerance=600).submit(spin_until, str(pidfile), str(flag))
+            wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=60, what="the background call running")
+            pid = int(pidfile.read_text())
+            blocker = client.submit(block_until, str(gate))  # latency-sensitive: the background call is paused
+            wait_for(lambda: _state(pid) == "T", timeout=60, what="the background call's process stopped")
+            flag.touch()  # it cannot see this while it is stopped
+            # The new planner knows nothing of the pause: the worker continues the granule when it loses the
+            # old one, so that the call ends where it ran (before: it stayed stopped, and ran again elsewhere).
+            restart_planner(cluster, True, "--restart-grace", "1")
+            assert background.result(timeout=60) == pid
+            gate.touch()
+            assert blocker.result(timeout=60) == "local"
+            assert _state(pid) != "T"
+    finally:
+        flag.touch()
+        gate.touch()
+        cluster.stop()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(line.split()[1] for line in fh if line.startswith("State:"))

@@ -21,6 +21,10 @@ Theory of operation
   core with the work that took its slot). It is continued as soon as its host has a free slot
   (before any waiting delay-tolerant call starts), and at its latest resume time at the latest,
   free slot or not (``batch_queue.next_resume``, then ``tick``). So a paused call still meets its deadline.
+- A pause that lands after the call's code returned does not hold (worker/finishing.py): its granule is
+  continued at once and its Done ends the call here as any Done does (``batch.ended``). A pause that lands
+  in the call's code holds. A worker that loses the planner continues the granules it paused (a restarted
+  planner knows of no pause).
 Pure: no sockets, threads or clocks.
 """
 
