@@ -39,7 +39,9 @@ def observe_runtime(p: Server, msg: Done) -> None:
         b = p.state.batch
         key = payload.submit.fn_key or payload.submit.name
         seconds, d = now - t0, b.known.get(msg.req_id)
-        if d is not None and d.started is not None and d.preemptions:  # the time it stood paused is no runtime
+        # Paused and continued: the time it stood stopped is no runtime. (A call still marked paused ended as
+        # the pause was ordered, which did not hold: worker/finishing.py.)
+        if d is not None and d.started is not None and d.ran and msg.req_id not in b.paused:
             seconds = d.ran + now - d.started
         b.observe(key, seconds)
         mean, spread = b.runtimes[key], b.spread.get(key, 0.0)
