@@ -79,6 +79,9 @@ ENV_PLANNER = "GRANNY_PLANNER"
 ENV_HOST_ID = "GRANNY_HOST_ID"
 # Set in a granule for the user code it runs (worker/zygote.py, worker/granule.py).
 ENV_GRANULE_ID = "GRANNY_GRANULE_ID"
+# Tests only (worker/finishing.py): while this file exists, a granule holds each call between handing its
+# result to the client's lane and sending its Done, until a pause has stopped and continued it.
+ENV_TEST_HOLD_DONE = "GRANNY_TEST_HOLD_DONE"
 ENV_APP_ID = "GRANNY_APP_ID"
 ENV_INDEX = "GRANNY_INDEX"
 ENV_SIZE = "GRANNY_SIZE"
@@ -103,7 +106,7 @@ ENV_DEFAULTS: dict[str, str] = {
     ENV_PLANNER: "", ENV_HOST_ID: "", ENV_GRANULE_ID: "", ENV_APP_ID: "", ENV_INDEX: "0", ENV_SIZE: "",
     ENV_RESULT_LANE: "1", ENV_SPIN_US: "500", ENV_PARALLEL_SPIN_US: "200", ENV_MPI_SPIN_US: "100",
     ENV_MPI_BIND: "", ENV_MPI_RNDV_FROM: str(12 * 1024), ENV_MPI_PURE: "", ENV_MPI_SHMCOLL: "1",
-    ENV_TESTBED_DIR: "/run/granny-testbed", ENV_TESTBED: "", ENV_CACHE_DIR: "",
+    ENV_TESTBED_DIR: "/run/granny-testbed", ENV_TESTBED: "", ENV_CACHE_DIR: "", ENV_TEST_HOLD_DONE: "",
 }
 
 

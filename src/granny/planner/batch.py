@@ -114,13 +114,14 @@ def submit(st: BatchState, req_id: str, key: str, tolerance: float, now: float, 
 
 
 def restore(st: BatchState, req_id: str, key: str, deadline: float, submitted: float, fuse: bool = False,
-            restartable: bool = False) -> None:
+            restartable: bool = False, ran: float = 0.0) -> None:
     """A journaled delay-tolerant request (already restored into ``st.requests``) after a planner restart:
-    it was admitted before, so it is not checked again; it waits here until the restart grace ends."""
+    it was admitted before, so it is not checked again; it waits here until the restart grace ends.
+    ``ran``: the seconds it ran before it was frozen (its latest start counts only the work left)."""
     b = st.batch
     b.keys.add(key)
     b.seq += 1
-    b.restored[req_id] = Delayed(deadline, submitted, b.seq, req_id, key, fuse=fuse and b.fuse_cap > 1)
+    b.restored[req_id] = Delayed(deadline, submitted, b.seq, req_id, key, fuse=fuse and b.fuse_cap > 1, ran=ran)
     req = st.requests[req_id]
     req.restartable, req.prefetch = restartable, False
     b.counts["restored"] += 1

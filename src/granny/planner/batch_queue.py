@@ -97,7 +97,7 @@ class Batch:
         self.fused_calls = 0
         self.paused: dict[str, str] = {}  # paused calls (request -> granule), see pausing.py
         self.restored: dict[str, Delayed] = {}  # journaled calls of a planner restart, until its grace ends
-        self.journaled: dict[str, float] = {}  # the runtime estimates last written to the journal (deadlines.py)
+        self.journaled: dict[str, tuple[float, float]] = {}  # the estimates (mean, spread) last journaled (deadlines.py)
         self.points: dict[str, float] = {}  # running calls with migration points -> seconds between them (freezing.py)
         self.freezing: dict[str, tuple[str, float]] = {}  # hinted to freeze at their next point -> (granule, by when)
         self.overrun_at: float | None = None  # the next guarded end of a running call that could give way (overrun.py)
@@ -113,8 +113,7 @@ class Batch:
         was often still short of its deadline by a few tens of ms (benchmarks/dfaas_bench.py at load
         10-20: 8 of 8006 deadlines). Admission keeps the mean ("as far as the estimates know"); the
         guard (latest starts, pauses, freezes, restarts) starts and keeps calls that much earlier. The
-        spread is not journaled: after a planner restart it is learnt again (the guard uses the mean
-        until then)."""
+        spread is journaled with the mean (deadlines.py): a restarted planner guards as before."""
         return self.runtimes.get(key, 0.0) + DEVS * self.spread.get(key, 0.0)
 
     def observe(self, key: str, seconds: float) -> None:

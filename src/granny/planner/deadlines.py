@@ -7,7 +7,10 @@ Journal: a call's deadline is its submission time plus its tolerance; both are i
 recomputes each unfinished delay-tolerant call's deadline on its own clock: a restart neither extends
 nor shortens it. The runtime estimates are journaled as settings (``runtime:<function>``) when they
 change by more than ``RUNTIME_CHANGE``, so the deadline guard of a restarted planner still starts calls
-in time. Calls whose payload the journal did not keep (held, resubmitted by their client after the
+in time; their spreads (``spread:<function>``, the deadline guard's allowance above the mean) with them,
+so the guard of a restarted planner keeps its margin instead of falling back to the mean. What a frozen
+call ran before its freeze is in its ``frozen`` row (migrating.py), so its latest start still counts only
+the work left. Calls whose payload the journal did not keep (held, resubmitted by their client after the
 restart) get their deadline from the resubmission."""
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from .server_protocol import Server
 
 RUNTIME = "runtime:"  # journal settings holding runtime estimates
+SPREAD = "spread:"  # journal settings holding the estimates' spreads (batch_queue.Batch.guarded)
 
 
 def observe_runtime(p: Server, msg: Done) -> None:
@@ -34,11 +38,19 @@ def observe_runtime(p: Server, msg: Done) -> None:
     if t0 is not None and payload is not None and msg.status is Status.OK:
         b = p.state.batch
         key = payload.submit.fn_key or payload.submit.name
-        b.observe(key, now - t0)
+        seconds, d = now - t0, b.known.get(msg.req_id)
+        # Paused and continued: the time it stood stopped is no runtime. (A call still marked paused ended as
+        # the pause was ordered, which did not hold: worker/finishing.py.)
+        if d is not None and d.started is not None and d.ran and msg.req_id not in b.paused:
+            seconds = d.ran + now - d.started
+        b.observe(key, seconds)
+        mean, spread = b.runtimes[key], b.spread.get(key, 0.0)
         last = b.journaled.get(key)
-        if last is None or abs(b.runtimes[key] - last) > RUNTIME_CHANGE * last:
-            b.journaled[key] = b.runtimes[key]
-            p.journal.setting(RUNTIME + key, repr(b.runtimes[key]))
+        if last is None or max(abs(mean - last[0]), abs(spread - last[1])) > RUNTIME_CHANGE * last[0]:
+            b.journaled[key] = (mean, spread)
+            p.journal.setting(RUNTIME + key, repr(mean))
+            if spread != (last[1] if last is not None else 0.0):
+                p.journal.setting(SPREAD + key, repr(spread))
 
 
 def nice(p: Server, req_id: str) -> int:
@@ -53,7 +65,11 @@ def restore(p: Server, settings: dict[str, str]) -> None:
     b = p.state.batch
     for name, value in settings.items():
         if name.startswith(RUNTIME):
-            b.runtimes[name[len(RUNTIME):]] = b.journaled[name[len(RUNTIME):]] = float(value)
+            b.runtimes[name[len(RUNTIME):]] = float(value)
+        elif name.startswith(SPREAD):
+            b.spread[name[len(SPREAD):]] = float(value)
+    b.journaled.update({key: (mean, b.spread.get(key, 0.0)) for key, mean in b.runtimes.items()})
+    ran = {r[0]: float(r[1] or 0.0) for r in p.journal.query("SELECT req_id, ran FROM frozen")}
     now, wall = p.loop.time(), time.time()
     for req_id in list(p.state.requests):
         payload = p.payloads.get(req_id)
@@ -63,4 +79,5 @@ def restore(p: Server, settings: dict[str, str]) -> None:
         rows = p.journal.query("SELECT created FROM requests WHERE req_id=?", (req_id,))
         submitted = now - max(0.0, wall - float(rows[0][0])) if rows and rows[0][0] is not None else now
         deadline = math.inf if sub.delay_tolerance < 0 else submitted + sub.delay_tolerance
-        batch.restore(p.state, req_id, sub.fn_key or sub.name, deadline, submitted, sub.fuse, sub.restartable)
+        batch.restore(p.state, req_id, sub.fn_key or sub.name, deadline, submitted, sub.fuse, sub.restartable,
+                      ran.get(req_id, 0.0))

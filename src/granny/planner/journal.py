@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT, updated R
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, app_id TEXT, req_id TEXT,
     kind TEXT, text TEXT, data TEXT);
 CREATE INDEX IF NOT EXISTS events_app ON events (app_id, id);
-CREATE TABLE IF NOT EXISTS frozen (req_id TEXT PRIMARY KEY, gen INTEGER, n INTEGER, at REAL);
+CREATE TABLE IF NOT EXISTS frozen (req_id TEXT PRIMARY KEY, gen INTEGER, n INTEGER, at REAL, ran REAL);
 CREATE TABLE IF NOT EXISTS checkpoints (req_id TEXT PRIMARY KEY, ckpt INTEGER, at REAL);
 """
 
@@ -119,6 +119,8 @@ class Journal:
         for column, kind in (("run", "TEXT"), ("part", "INTEGER")):  # journals written before they existed
             if column not in columns:
                 self._db.execute(f"ALTER TABLE logs ADD COLUMN {column} {kind}")
+        if "ran" not in {row[1] for row in self._db.execute("PRAGMA table_info(frozen)")}:
+            self._db.execute("ALTER TABLE frozen ADD COLUMN ran REAL")
         # After a restart, the output a task's run already has here (see planner/outputs.py).
         self._db.execute("CREATE INDEX IF NOT EXISTS logs_task ON logs (req_id, idx, run, part)")
         self.batches = 0  # batches handed to the writer so far (see on_commit)
@@ -166,10 +168,11 @@ class Journal:
     def setting(self, key: str, value: str) -> None:
         self._put(("INSERT OR REPLACE INTO settings VALUES (?,?,?)", (key, value, time.time())))
 
-    def frozen(self, req_id: str, gen: int, n: int) -> None:
-        """A world froze at generation ``gen`` (its state is in the planner's store); gen 0: it no longer is."""
+    def frozen(self, req_id: str, gen: int, n: int, ran: float = 0.0) -> None:
+        """A world froze at generation ``gen`` (its state is in the planner's store); gen 0: it no longer is.
+        ``ran``: a frozen delay-tolerant call's seconds of work so far (planner/deadlines.py)."""
         if gen:
-            self._put(("INSERT OR REPLACE INTO frozen VALUES (?,?,?,?)", (req_id, gen, n, time.time())))
+            self._put(("INSERT OR REPLACE INTO frozen VALUES (?,?,?,?,?)", (req_id, gen, n, time.time(), ran)))
         else:
             self._put(("DELETE FROM frozen WHERE req_id=?", (req_id,)))
 

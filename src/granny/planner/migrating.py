@@ -147,7 +147,7 @@ def _event(p: Server, ev: MigrationEvent) -> None:
     p.feed.migration(ev)  # journaled and streamed (see event_feed.py)
     log.info("app %s: migration %s: %s", ev.app_id, ev.kind, ev.text)
     if ev.kind == "frozen":
-        p.journal.frozen(ev.req_id, int(ev.data["gen"]), p.state.requests[ev.req_id].n)
+        p.journal.frozen(ev.req_id, int(ev.data["gen"]), p.state.requests[ev.req_id].n, float(ev.data.get("ran", 0.0)))
     elif ev.kind == "recovering":  # a planner restarted before the world runs again still restarts it from there
         p.journal.setting(RECOVERING + ev.req_id, f"{ev.data['gen']}:{ev.data['checkpoint']}")
     elif ev.kind == "recovered":

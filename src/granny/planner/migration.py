@@ -358,7 +358,10 @@ def stored(st: MigrationState, req_id: str, index: int, gen: int, error: str, no
     seconds = now - flight.started
     what = f"the state of all {req.n} ranks is" if req.gang else "the call's state is"
     text = f"frozen: {what} stored ({seconds * 1000:.0f} ms); it thaws when it fits"
-    return [MigrationEvent(req.app_id, req_id, "frozen", text, {"gen": gen, "seconds": round(seconds, 6)})]
+    data: dict[str, object] = {"gen": gen, "seconds": round(seconds, 6)}
+    if (d := st.batch.known.get(req_id)) is not None:
+        data["ran"] = d.ran  # what it ran so far: journaled with its freeze (deadlines.py)
+    return [MigrationEvent(req.app_id, req_id, "frozen", text, data)]
 
 
 def checkpoint_served(st: MigrationState, granule_id: str, req_id: str, index: int, ckpt: int, ip: str, port: int,

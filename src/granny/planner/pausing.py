@@ -21,6 +21,10 @@ Theory of operation
   core with the work that took its slot). It is continued as soon as its host has a free slot
   (before any waiting delay-tolerant call starts), and at its latest resume time at the latest,
   free slot or not (``batch_queue.next_resume``, then ``tick``). So a paused call still meets its deadline.
+- A pause that lands after the call's code returned does not hold (worker/finishing.py): its granule is
+  continued at once and its Done ends the call here as any Done does (``batch.ended``). A pause that lands
+  in the call's code holds. A worker that loses the planner continues the granules it paused (a restarted
+  planner knows of no pause).
 Pure: no sockets, threads or clocks.
 """
 
@@ -78,10 +82,14 @@ def pause_for(st: BatchedState, req: Request, needed: int, after: float = -math.
 
 
 def resume(st: BatchedState, force: bool = False) -> list[Action]:
-    """Continue paused calls: those whose host has a free slot, and (``force``) those whose latest resume
-    time has come, free slot or not."""
+    """Continue paused calls: those whose host has a free slot (when no latency-sensitive work waits), and
+    (``force``) those whose latest resume time has come, free slot or not."""
     b = st.batch
     actions: list[Action] = []
+    # A slot that looks free while work waits in the FIFO queue is the one a paused call lent to it: the
+    # granule it runs on may still be starting (the worker forks a spare). Taken back then, the waiting work
+    # stayed queued behind the call it had paused, for as long as that call ran (a tick came first).
+    room = not st.queue
     for rid in sorted(b.paused, key=lambda r: b.known[r]):  # earliest deadline first
         d = b.known[rid]
         granule = st.granules.get(b.paused[rid])
@@ -89,7 +97,7 @@ def resume(st: BatchedState, force: bool = False) -> list[Action]:
         if granule is None or host is None:
             b.paused.pop(rid)  # gone; its end is reported by its exit
             continue
-        if host.slots - host.busy() > 0 or (force and latest_resume(b, d) <= b.now):
+        if (room and host.slots - host.busy() > 0) or (force and latest_resume(b, d) <= b.now):
             actions += continue_(st, rid)
     return actions
 

@@ -64,6 +64,7 @@ class Worker:
         self.kill_reasons: dict[str, str] = {}
         self.live: set[str] = set()
         self.pidfds = Pidfds()  # pauses go straight to the granule (see pausing.py)
+        self.paused: set[str] = set()  # granules this worker stopped for the planner and did not continue yet
         self._seq = 0
         # Granule ids never repeat across worker restarts: a credential of an earlier incarnation's
         # granule must not become valid again for a new granule of the same number.
@@ -114,6 +115,7 @@ class Worker:
                 continue
             gid = event["exit"]
             self.pidfds.exited(gid)
+            self.paused.discard(gid)
             cause, code = describe_status(event["status"])
             reason = self.kill_reasons.pop(gid, "")
             if reason:
@@ -186,13 +188,13 @@ class Worker:
                 self.connected.clear()
                 if self.stopping:
                     break
+                self._continue_paused()
                 if self.config.log_level in ("INFO", "DEBUG", "WARNING"):
                     print(f"worker {self.host_id}: lost the planner; reconnecting", file=sys.stderr, flush=True)
                 self._connect(first=False)
                 continue
             if isinstance(msg, KillGranule) and msg.signal in ("STOP", "CONT"):  # a pause (planner/pausing.py)
-                if msg.granule_id in self.live and not self.pidfds.signal(msg.granule_id, msg.signal):
-                    self._zygote_cmd({"signal": msg.granule_id, "sig": msg.signal})
+                self._pause(msg.granule_id, msg.signal)
             elif isinstance(msg, KillGranule):
                 if msg.granule_id in self.live:  # (a fenced granule's kill is ordered again after it exited)
                     self.kill_reasons[msg.granule_id] = msg.reason or "killed"
@@ -210,6 +212,21 @@ class Worker:
             elif isinstance(msg, StopWorker):
                 return self._evicted(msg.reason)
         return 0
+
+    def _pause(self, gid: str, sig: str) -> None:
+        if gid not in self.live:
+            return
+        (self.paused.add if sig == "STOP" else self.paused.discard)(gid)
+        if not self.pidfds.signal(gid, sig):
+            self._zygote_cmd({"signal": gid, "sig": sig})
+
+    def _continue_paused(self) -> None:
+        """The planner went away: continue the granules it paused. A restarted planner knows nothing of those
+        pauses and would never continue them, and a stopped granule cannot report its running call to it
+        (it would run the call again elsewhere). If the same planner comes back, its paused calls just run
+        on unpaused until they end (their Done continues them again: no harm)."""
+        for gid in list(self.paused):
+            self._pause(gid, "CONT")
 
     def _evicted(self, reason: str) -> int:
         """The planner took this host back (an eviction notice ran out): stop, granules and all, and stay down."""

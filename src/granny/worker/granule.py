@@ -55,7 +55,7 @@ from ..transport.redial import redial
 from ..wire import Done, Kind, Result, Role, Run, Status, Stdin
 from ..wire import Skip as SkipMsg
 from ..wire.framing import Buffer
-from . import call_ctl, fused, niceness, task_end
+from . import call_ctl, finishing, fused, niceness, task_end
 from .capture import FdCapture
 from .granule_user import set_dumpable
 from .outbox import Link
@@ -151,12 +151,15 @@ class Granule:
                 continue  # sent by a planner that went away: the new one dispatches it again
             before = niceness.enter(run.nice)  # a delay-tolerant call may yield the cores (niceness.py)
             done, segments = self.execute(run, body)
+            finishing.finishing()  # a pause that lands from here to the Done does not hold (finishing.py)
             done.retiring = not niceness.leave(before) or done.retiring
             if lane_policy.hand_over(run, bool(runs), done.moved) and self._hand_over(run, done, segments):
                 done.delivered = True
                 if not lane_policy.copy_to_planner(done.size):
                     segments = []  # the client has it; the planner journals only the record
+            finishing.hold()  # (tests only)
             link.send_done(done, segments)
+            finishing.done()
             link.end_task()
             if done.retiring:
                 link.await_close()  # the planner closes once the Done is in its journal

@@ -6,19 +6,22 @@ credential, ``{"kill": GID}``); events go out as JSON lines: ``{"ready": PID}``,
 cluster secret; it passes each credential to its granule and zeroes its own copy (see zygote_pipe).
 With ``--uid/--gid`` each granule becomes that user before it runs anything (:mod:`.granule_user`).
 Forking from here is what makes a granule start in about 2 ms instead of 100 ms, and it is safe
-because the zygote never starts a thread. Children are reaped on SIGCHLD through a wakeup pipe.
+because the zygote never starts a thread. Children are reaped on SIGCHLD through a wakeup pipe; a child
+that stopped (a pause) is continued at once if its call's user code had returned (:mod:`.finishing`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import select
 import signal
 import sys
 
 from ..config import ENV_GRANULE_ID
+from . import finishing
 from .granule_user import GranuleUser, from_ids
 from .zygote_pipe import read_command
 
@@ -46,6 +49,7 @@ def main() -> None:
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: dict[int, str] = {}
+    pages: dict[int, mmap.mmap] = {}  # each granule's finishing mark (finishing.py)
 
     def emit(obj: dict[str, object]) -> None:
         os.write(out_fd, (json.dumps(obj) + "\n").encode())
@@ -64,7 +68,7 @@ def main() -> None:
             continue
         if rfd in readable:
             os.read(rfd, 4096)
-            _reap(children, emit)
+            _reap(children, pages, emit)
         if cmd_fd in readable:
             got = read_command(cmd_fd, credential)
             if got is None:  # the worker is gone: take the granules with us
@@ -75,12 +79,13 @@ def main() -> None:
                 os._exit(0)
             cmd, cred_len = got
             if "spawn" in cmd:
+                page = finishing.new_page()
                 try:
                     pid = _fork_granule(cmd["spawn"], cmd.get("unix", ""), credential, cred_len, user,
-                                        [cmd_fd, out_fd, rfd, wfd])
+                                        [cmd_fd, out_fd, rfd, wfd], page, list(pages.values()))
                 finally:
                     credential[:] = bytes(len(credential))  # the child has its own copy now
-                children[pid] = cmd["spawn"]
+                children[pid], pages[pid] = cmd["spawn"], page
                 emit({"spawned": cmd["spawn"], "pid": pid})
             elif "kill" in cmd:
                 for pid, gid in children.items():
@@ -100,15 +105,22 @@ def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
         pass
 
 
-def _reap(children: dict[int, str], emit: object) -> None:
+def _reap(children: dict[int, str], pages: dict[int, mmap.mmap], emit: object) -> None:
     while children:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        if os.WIFSTOPPED(status):  # paused (planner/pausing.py): not if its call's user code had returned
+            if finishing.marked(pages.get(pid)):
+                _kill(pid, signal.SIGCONT)
+            continue
         gid = children.pop(pid, None)
+        page = pages.pop(pid, None)
+        if page is not None:
+            page.close()
         remove_inboxes_of(pid)  # MPI shared memory of a rank that died before its world's first barrier
         if gid is not None:
             emit({"exit": gid, "pid": pid, "status": status})  # type: ignore[operator]
@@ -121,7 +133,7 @@ def remove_inboxes_of(pid: int) -> None:
 
 
 def _fork_granule(granule_id: str, unix_path: str, credential: bytearray, cred_len: int, user: GranuleUser | None,
-                  close_fds: list[int]) -> int:
+                  close_fds: list[int], page: mmap.mmap, siblings: list[mmap.mmap]) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -130,6 +142,7 @@ def _fork_granule(granule_id: str, unix_path: str, credential: bytearray, cred_l
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in close_fds:
             os.close(fd)
+        finishing.adopt(page, siblings)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(2, 1)  # C-level prints go to the worker's log, never into the zygote protocol

@@ -49,6 +49,17 @@ def test_without_an_idle_granule_the_host_is_asked_for_one() -> None:
     assert [d.req_id for d in of(acts, Dispatch)] == ["ls"]
 
 
+def test_a_tick_while_the_spare_granule_starts_does_not_continue_the_paused_call() -> None:
+    s = one_slot(granules=1)
+    (bg,) = of(s.submit("bg", "a", 1, tolerance=-1, key="f", now=0.0), Dispatch)
+    assert signals(s.submit("ls", "a", 1, now=0.1)) == [(bg.granule_id, "STOP")]
+    # The slot the paused call lent looks free until the spare connects: it is the waiting call's. (It was
+    # taken back at the next tick, and the latency-sensitive call then waited for the paused one to end.)
+    assert signals(s.tick(0.5)) == [] and s.batch.paused
+    acts = s.granule_connected("h1", "h1-spare", None)
+    assert [d.req_id for d in of(acts, Dispatch)] == ["ls"]
+
+
 def test_no_pause_when_the_call_could_then_miss_its_deadline() -> None:
     s = one_slot()
     s.batch.observe("f", 1.0)
