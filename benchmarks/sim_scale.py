@@ -4,7 +4,7 @@ in under 5 s, and 1,000 hosts x 8 with 10,000 jobs (a synthetic Poisson trace) i
     .venv/bin/python benchmarks/sim_scale.py [--big-only | --small-only] [--schedulers batch,slurm,granny]
 
 The big trace: LAMMPS-compute jobs (mpi-migrate's model) of 2..15 ranks arriving as a Poisson
-process at 90% of the cluster's capacity, seed 1. Wall-clock times; the machine may be shared.
+process at 90% of the cluster's capacity (``--load``), seed 1. Wall-clock times; the machine may be shared.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--big-only", action="store_true")
     ap.add_argument("--small-only", action="store_true")
     ap.add_argument("--schedulers", default="batch,slurm,granny,granny-migrate,granny-elastic")
+    ap.add_argument("--load", type=float, default=0.9,
+                    help="the big trace's arrival rate as a share of the cluster's capacity (above 1 a queue builds)")
     ap.add_argument("--big-migrate", action="store_true", help="(no longer needed: granny-migrate runs at 1,000 hosts too)")
     args = ap.parse_args()
     names = args.schedulers.split(",")
@@ -48,7 +50,7 @@ def main() -> int:
                 one(load_trace(TRACES / trace), 32, name, 1.0)
     if not args.small_only:
         hosts, count = 1000, 10_000
-        rate = 0.9 * hosts * 8 / (8.5 * 200)  # mean size 8.5, mean runtime about 200 s
+        rate = args.load * hosts * 8 / (8.5 * 200)  # mean size 8.5, mean runtime about 200 s
         jobs = poisson_trace(count, rate, "mpi-migrate", range(2, 16), seed=1)
         print(f"{hosts} hosts x 8, {count} jobs, Poisson arrivals at {rate:.2f} jobs/s:")
         for name in names:

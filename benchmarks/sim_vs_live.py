@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from granny.experiment.live import ELASTIC, LIVE_SCHEDULERS
+from granny.experiment import load_trace
+from granny.experiment.live import LIVE_SCHEDULERS, schedulers_for
 from granny.experiment.ranking import agree, live_order
 from granny.experiment.run import run_testbed
 from granny.experiment.sweep import live_table, ranked, swaps
@@ -118,7 +119,7 @@ def main() -> int:
         for rep in range(args.reps):
             where = Path(args.runs) / f"{name}-r{rep}"
             print(f"[sim-vs-live] {name} rep {rep}", file=sys.stderr, flush=True)
-            mine = [n for n in names if n != ELASTIC or name.startswith("omp")]  # (elastic: OpenMP-style jobs only)
+            mine = [n for n in schedulers_for(load_trace(trace)) if n in names]  # (elastic: OpenMP-style jobs only)
             pairs = run_testbed(trace, args.hosts, args.slots, mine, where, prefix=PREFIX, subnet=SUBNET)
             live = {o.scheduler: o.metrics.makespan for o, _ in pairs}
             sim = {o.scheduler: s.metrics.makespan for o, s in pairs}
