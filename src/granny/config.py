@@ -58,6 +58,7 @@ ENV_BATCH_SHARE = "GRANNY_BATCH_SHARE"  # the share of the slots delay-tolerant 
 ENV_FUSION_CAP = "GRANNY_FUSION_CAP"  # delay-tolerant async calls in flight on one granule (planner/fusion.py)
 DEFAULT_FUSION_CAP = 32
 ENV_BATCH_NICE = "GRANNY_BATCH_NICE"  # the nice value delay-tolerant calls run at (worker/niceness.py); 0: as others
+NICE_IDLE = 20  # batch_nice / Run.nice "idle": SCHED_IDLE, the kernel's idle class, a step below nice 19
 DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 2 min, GCP 30 s, Azure 30 s)
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
 # the shared-memory segments they create as this worker's, so its sweep removes only those.
@@ -265,13 +266,16 @@ def parse_cap(raw: object, what: str = "cap") -> int:
 
 
 def parse_nice(raw: object, what: str = "batch nice") -> int:
-    """A nice value for delay-tolerant calls, 0 (none) to 19 (ConfigError otherwise)."""
+    """The CPU priority of delay-tolerant calls: a nice value, 0 (none) to 19, or "idle" (``NICE_IDLE``: the
+    kernel's idle class, SCHED_IDLE). ConfigError otherwise."""
+    if str(raw).strip().lower() == "idle":
+        return NICE_IDLE
     try:
         value = int(str(raw))
     except ValueError:
-        raise ConfigError(f"{what} must be a whole number from 0 to 19, got {raw!r}") from None
-    if not 0 <= value <= 19:
-        raise ConfigError(f"{what} must be from 0 to 19, got {value}")
+        raise ConfigError(f"{what} must be a whole number from 0 to 19 or 'idle', got {raw!r}") from None
+    if not 0 <= value <= 19 and value != NICE_IDLE:
+        raise ConfigError(f"{what} must be from 0 to 19 or 'idle', got {value}")
     return value
 
 

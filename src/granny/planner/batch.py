@@ -29,7 +29,7 @@ import math
 from typing import Protocol, cast
 
 from ..errors import ErrorKind
-from . import edf_bound, freezing, fusion, overrun, pausing, prefetch
+from . import edf_bound, freezing, fusion, idle, overrun, pausing, prefetch
 from .batch_queue import MARGIN, Delayed
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
@@ -88,6 +88,7 @@ class BatchEvents:
         promote(st, now)
         _promote(st, overrun.due(st, now), now, "overrun_promoted")  # calls behind one that overran its estimate
         actions = pausing.resume(st, force=True) if st.batch.paused else []  # latest resume times that came
+        actions += idle.due(st, now) if st.batch.idle else []  # idle-class calls whose raise time came
         if st.batch.freezing and freezing.overdue(st, now):
             return actions + st.schedule()
         return actions + (st.schedule() if len(st.queue) != before else [])
@@ -288,6 +289,7 @@ def ended(st: BatchState, req_id: str) -> list[Action]:
         return []
     if d in b.waiting:
         b.waiting.remove(d)
+    b.idle.pop(req_id, None)
     if d.granule:
         fusion.ended(st, d)
     actions = pausing.continue_(st, req_id) if req_id in b.paused else []

@@ -16,8 +16,9 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from ..config import NICE_IDLE
 from ..wire import Done, Status
-from . import batch
+from . import batch, idle
 
 if TYPE_CHECKING:
     from .server_protocol import Server
@@ -42,10 +43,11 @@ def observe_runtime(p: Server, msg: Done) -> None:
 
 
 def nice(p: Server, req_id: str) -> int:
-    """The nice value the call runs at (worker/niceness.py): ``--batch-nice`` for delay-tolerant ones, unless
-    their latest start came (then they go first, and at full speed); 0 for the others."""
-    d = p.state.batch.known.get(req_id)
-    return p.config.batch_nice if d is not None and not d.promoted else 0
+    """The priority the call runs at (worker/niceness.py): ``--batch-nice`` for delay-tolerant ones, unless
+    their latest start came (then they go first, and at full speed), or, for the idle class, they have
+    little time to spare (planner/idle.py); 0 for the others."""
+    nice = p.config.batch_nice
+    return idle.priority(p.state.batch, req_id, nice, nice == NICE_IDLE, p.loop.time())
 
 
 def restore(p: Server, settings: dict[str, str]) -> None:

@@ -24,6 +24,8 @@ import contextlib
 import os
 import resource
 
+from ..config import NICE_IDLE as IDLE
+
 
 def allow_return() -> None:
     """In a new granule, before it drops privileges: let it raise its priority back to nice 0 (not beyond)."""
@@ -32,24 +34,49 @@ def allow_return() -> None:
 
 
 def enter(nice: int) -> int:
-    """Before a call: lower this thread's priority to ``nice`` (0: leave it). Returns the nice to go back to
-    (-1: nothing changed)."""
+    """Before a call: lower this thread's priority to ``nice`` (0: leave it; ``IDLE``: the idle class).
+    Returns the nice to go back to (-1: nothing changed)."""
     if nice <= 0:
         return -1
     try:
         before = os.getpriority(os.PRIO_PROCESS, 0)
-        os.setpriority(os.PRIO_PROCESS, 0, nice)  # this thread (Linux: nice is per thread)
-    except OSError:
+        if nice >= IDLE:
+            # Threads the call starts inherit the class. This thread only (pid 0: the caller, on Linux).
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        else:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)  # this thread (Linux: nice is per thread)
+    except (OSError, AttributeError):  # AttributeError: no SCHED_IDLE on this platform
         return -1
     return before
 
 
 def leave(before: int) -> bool:
-    """After the call: back to the nice it had; False if not allowed (the granule should retire)."""
+    """After the call: back to the normal class and the nice it had; False if not allowed (the granule
+    should retire)."""
     if before < 0:
         return True
     try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         os.setpriority(os.PRIO_PROCESS, 0, before)
     except OSError:
         return False
     return True
+
+
+def to_normal(pid: int) -> bool:
+    """From outside (the worker, planner/idle.py): every thread of process ``pid`` in the idle class goes
+    to the normal class (its nice unchanged). False if not allowed or gone; the call then leaves the idle
+    class itself when it ends."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return False
+    ok = True
+    for tid in tids:
+        try:
+            if os.sched_getscheduler(tid) == os.SCHED_IDLE:
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:  # a thread that ended meanwhile, or not allowed (EPERM)
+            ok = False
+    return ok
