@@ -36,6 +36,7 @@ class Delayed:
     promoted: bool = field(default=False, compare=False)  # its latest start came: it goes first, at full priority
     preemptions: int = field(default=0, compare=False)  # times it was frozen, stopped (restarted) or paused for other work
     freezes: int = field(default=0, compare=False)  # of those, times it was frozen at a migration point (freezing.py)
+    idle: bool = field(default=False, compare=False)  # dispatched in the idle class this time (idle.py)
 
 
 class EdfQueue(list[Delayed]):

@@ -32,9 +32,9 @@ def observe_runtime(p: Server, msg: Done) -> None:
     p.state.batch.now = max(p.state.batch.now, now)
     t0 = p.sent_at.pop((msg.req_id, msg.index), None)
     payload = p.payloads.get(msg.req_id)
-    if t0 is not None and payload is not None and msg.status is Status.OK:
-        b = p.state.batch
-        key = payload.submit.fn_key or payload.submit.name
+    b = p.state.batch
+    key = (payload.submit.fn_key or payload.submit.name) if payload is not None else ""
+    if t0 is not None and payload is not None and msg.status is Status.OK and idle.observed(b, msg.req_id, key):
         b.observe(key, now - t0)
         last = b.journaled.get(key)
         if last is None or abs(b.runtimes[key] - last) > RUNTIME_CHANGE * last:

@@ -17,6 +17,9 @@ Theory of operation (DFaaS, issue 14: latency-sensitive calls must not wait long
   - at its raise time a call still running is moved back to the normal class by its worker
     (``Kill(signal="NORMAL")``, worker/pausing.py), from outside the starved process; from then on it
     is guarded as any call is. "Whenever" calls (no deadline) are never raised.
+- The runtime estimates (the guard's and admission's) come from runs at normal priority: an idle-class
+  run is observed only when its function has no estimate yet (:func:`observed`). So a function that
+  only ever runs idle keeps the estimate of its first run (an overrun is still caught: overrun.py).
 Pure: no sockets, threads or clocks (``now`` comes in).
 """
 
@@ -45,6 +48,8 @@ def priority(b: Batch, req_id: str, nice: int, idle: bool, now: float) -> int:
     the idle class): ``nice`` for a delay-tolerant call that may run at it (the idle class only with time
     to spare, and noted for its raise), else 0."""
     d = b.known.get(req_id)
+    if d is not None:
+        d.idle = False
     if d is None or d.promoted or nice <= 0:
         return 0
     if not idle:
@@ -54,7 +59,16 @@ def priority(b: Batch, req_id: str, nice: int, idle: bool, now: float) -> int:
         return 0
     if math.isfinite(at):
         b.idle[req_id] = at
+    d.idle = True
     return nice
+
+
+def observed(b: Batch, req_id: str, key: str) -> bool:
+    """Whether a call's runtime feeds its function's estimate: not when it ran in the idle class (its wall
+    time is then that of what else ran; measured: starved runs inflated the estimates and their spread,
+    so admission refused more calls and more were promoted), unless there is no estimate yet."""
+    d = b.known.get(req_id)
+    return d is None or not d.idle or key not in b.runtimes
 
 
 def due(st: BatchedState, now: float) -> list[Action]:

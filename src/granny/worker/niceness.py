@@ -5,17 +5,21 @@ around): a slot is the planner's unit, but the cores are the kernel's. A delay-t
 on a core delays every process on the latency-sensitive path that wakes up there - the client, the
 planner, the worker, the latency-sensitive call's own granule - by a scheduler time slice. With
 ``granny planner --batch-nice N``, while a granule runs a delay-tolerant call (``Run.nice``), its main
-thread (which runs the call, and whose nice value the threads the call starts inherit) runs at nice N:
+thread (which runs the call, and whose priority the threads the call starts inherit) runs at nice N:
 at 19 the kernel gives it about 1.5 % of a core against any normal process, and all of an otherwise
-idle one. Nice rather than SCHED_IDLE: a call whose deadline is near is dispatched at nice 0 (it goes
-first then), and nice never starves anything completely. Off by default: on a host shared with
-other work, a niced call also yields to that work, so it runs longer than its estimate and the
-deadline guard, which trusts the estimate, can be late (measured in benchmarks/results/dfaas.md).
+idle one. With ``--batch-nice idle`` (``Run.nice == NICE_IDLE``) it runs in the kernel's idle class,
+SCHED_IDLE: any normal process that wakes up preempts it at once (nice 19 only shortens its share),
+and it still gets every cycle nothing else wants. Its risk is starvation under other work on the
+host, which the planner bounds (planner/idle.py: only calls with time to spare run idle, and the worker
+moves one still running at its raise time back to the normal class, :func:`to_normal`). Both are off
+by default (measured in benchmarks/results/dfaas.md and docs/functions.md).
 
-Going back to nice 0 needs the right to raise a priority: the zygote gives each granule an
-RLIMIT_NICE that allows nice 0 (and no higher) where it can (:func:`allow_return`). A granule that
-cannot go back (an unprivileged worker without that limit) retires after the call, so the next call
-starts on a fresh fork at nice 0.
+Going back needs the right to raise a priority: from nice N to 0, and from SCHED_IDLE to SCHED_OTHER
+(which Linux treats as raising from nice 20). Root has it (CAP_SYS_NICE); another user has it within
+its RLIMIT_NICE, which the zygote sets to allow nice 0 (and no higher) before a granule drops its
+privileges (:func:`allow_return`; that needs CAP_SYS_RESOURCE where the hard limit is lower, as in some
+containers). A granule that cannot go back (EPERM) retires after the call, so the next call starts on
+a fresh fork at normal priority.
 """
 
 from __future__ import annotations

@@ -78,3 +78,16 @@ def test_a_call_that_ended_or_went_back_to_the_queue_is_not_raised() -> None:
     acts = s.submit("ls", "a", 1, now=0.1)  # stops "e" (restartable) for its slot: "e" waits again
     assert [(k.granule_id, k.signal) for k in of(acts, Kill)] == [(e.granule_id, "")]
     assert [k for k in of(s.batch_tick(9.0), Kill) if k.signal == "NORMAL"] == [] and s.batch.idle == {}
+
+
+def test_idle_runs_feed_the_estimate_only_while_there_is_none() -> None:
+    s = two_slots()
+    s.submit("first", "a", 1, tolerance=100.0, key="f", now=0.0)
+    assert idle.priority(s.batch, "first", IDLE, True, 0.0) == IDLE
+    assert idle.observed(s.batch, "first", "f")  # no estimate yet: even a starved run is better than none
+    s.batch.observe("f", 0.01)
+    s.submit("idle", "a", 1, tolerance=100.0, key="f", now=0.0)
+    s.submit("normal", "a", 1, tolerance=100.0, key="f", now=0.0)
+    assert idle.priority(s.batch, "idle", IDLE, True, 0.0) == IDLE and not idle.observed(s.batch, "idle", "f")
+    assert idle.priority(s.batch, "normal", 19, False, 0.0) == 19 and idle.observed(s.batch, "normal", "f")
+    assert idle.observed(s.batch, "ls", "f")  # latency-sensitive calls always feed it
