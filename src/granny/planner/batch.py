@@ -184,6 +184,7 @@ def place(st: BatchState) -> list[Action]:
         if b.now > d.submitted:
             b.counts["delayed"] += 1
         actions += placed
+    actions += pausing.keep_spare(st, actions) if b.known else []  # (for the latency-sensitive calls to come)
     if b.waiting and b.fused:  # fusable calls behind the head may still share a fused granule's slot
         actions += _fuse_behind(st)
     if b.waiting and (early := overrun.due(st, b.now)):  # a freed slot went to a paused call that overran, say
