@@ -18,7 +18,8 @@ milliseconds (no ``sleep``) that returns ``time.time()`` at its start and its en
    uniform 2–60 s. The same trace (same arrival offsets, same work) runs as:
    ``ls-alone``   only its latency-sensitive calls (no batch work at all): the reference wait
    ``mixed``      as generated, batch share 1 (delay-tolerant calls take any free slot), ``--batch-nice 0``
-   ``mixed-idle`` as ``mixed``, with ``--batch-nice idle`` (delay-tolerant calls run at SCHED_IDLE)
+                  (delay-tolerant calls in the normal class, as before the idle class was the default)
+   ``mixed-idle`` as ``mixed``, with ``--batch-nice idle`` (SCHED_IDLE: the planner's default)
    ``mixed-sleep`` as ``mixed``, but the delay-tolerant calls sleep instead of spinning (``nap``): they hold
                   slots and cost the planner and the client as much, but take no CPU (a diagnostic: what of
                   ``mixed``'s extra wait the batch calls' CPU use causes, and what the slots and control plane do)
@@ -209,7 +210,7 @@ def run_phase(name: str, calls: list[Call], share: float, drain_s: float, grace_
 
 
 ROUND_ROBIN = ("ls-alone", "mixed", "mixed-idle", "mixed-sleep", "mixed-nice", "mixed-capped", "all-now")
-# Phases whose planner runs delay-tolerant calls at this priority (--batch-nice); the others at its default.
+# Phases whose planner runs delay-tolerant calls at this priority (--batch-nice); the others at its default (idle).
 NICE = {"mixed": "0", "mixed-sleep": "0", "mixed-nice": "19", "mixed-idle": "idle"}
 
 

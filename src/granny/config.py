@@ -57,7 +57,7 @@ ENV_EVICTION_GRACE = "GRANNY_EVICTION_GRACE"  # the grace of an eviction notice 
 ENV_BATCH_SHARE = "GRANNY_BATCH_SHARE"  # the share of the slots delay-tolerant calls may take (planner/batch.py)
 ENV_FUSION_CAP = "GRANNY_FUSION_CAP"  # delay-tolerant async calls in flight on one granule (planner/fusion.py)
 DEFAULT_FUSION_CAP = 32
-ENV_BATCH_NICE = "GRANNY_BATCH_NICE"  # the nice value delay-tolerant calls run at (worker/niceness.py); 0: as others
+ENV_BATCH_NICE = "GRANNY_BATCH_NICE"  # delay-tolerant calls' CPU priority (worker/niceness.py): idle, or a nice; 0: as others
 NICE_IDLE = 20  # batch_nice / Run.nice "idle": SCHED_IDLE, the kernel's idle class, a step below nice 19
 DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 2 min, GCP 30 s, Azure 30 s)
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
@@ -92,7 +92,7 @@ ENV_CACHE_DIR = "GRANNY_CACHE_DIR"  # where the testbed builds its C delay stage
 ENV_DEFAULTS: dict[str, str] = {
     ENV_ADDRESS: "", ENV_TOKEN: "", ENV_SECRET: "", ENV_SLOTS: "", ENV_DATA_DIR: ".granny",
     ENV_HEARTBEAT_TIMEOUT: f"{DEFAULT_HEARTBEAT_TIMEOUT:g}", ENV_TLS_CA: "", ENV_TLS_SERVER_NAME: "",
-    ENV_RETAIN: f"{DEFAULT_RETAIN:g}", ENV_EVICTION_GRACE: f"{DEFAULT_EVICTION_GRACE:g}", ENV_BATCH_SHARE: "1", ENV_FUSION_CAP: str(DEFAULT_FUSION_CAP), ENV_BATCH_NICE: "0",
+    ENV_RETAIN: f"{DEFAULT_RETAIN:g}", ENV_EVICTION_GRACE: f"{DEFAULT_EVICTION_GRACE:g}", ENV_BATCH_SHARE: "1", ENV_FUSION_CAP: str(DEFAULT_FUSION_CAP), ENV_BATCH_NICE: "idle",
     ENV_SHM_OWNER: "", ENV_GRANULE_USER: DEFAULT_GRANULE_USER, ENV_LOG_LEVEL: "INFO", ENV_WATCH_FD: "",
     ENV_PLANNER: "", ENV_HOST_ID: "", ENV_GRANULE_ID: "", ENV_APP_ID: "", ENV_INDEX: "0", ENV_SIZE: "",
     ENV_RESULT_LANE: "1", ENV_SPIN_US: "500", ENV_PARALLEL_SPIN_US: "200", ENV_MPI_SPIN_US: "100",
@@ -368,7 +368,8 @@ class Config:
     events_max: int
     # Planner: delay-tolerant async calls one granule runs at once on its event loop (1: no fusion).
     fusion_cap: int
-    # Planner: delay-tolerant calls run at this nice value (0..19; 0: like any call), see worker/niceness.py.
+    # Planner: delay-tolerant calls run at this nice value (0..19; 0: like any call) or NICE_IDLE (the default:
+    # SCHED_IDLE), see planner/idle.py and worker/niceness.py.
     batch_nice: int
     log_level: str  # planner and worker: the logging level (DEBUG, INFO, WARNING, ERROR)
 

@@ -24,3 +24,8 @@ def test_other_values_are_refused(raw: str) -> None:
 def test_the_environment_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRANNY_BATCH_NICE", "idle")
     assert Config().batch_nice == NICE_IDLE
+
+
+def test_the_idle_class_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRANNY_BATCH_NICE", raising=False)
+    assert Config().batch_nice == NICE_IDLE

@@ -11,15 +11,16 @@ idle one. With ``--batch-nice idle`` (``Run.nice == NICE_IDLE``) it runs in the 
 SCHED_IDLE: any normal process that wakes up preempts it at once (nice 19 only shortens its share),
 and it still gets every cycle nothing else wants. Its risk is starvation under other work on the
 host, which the planner bounds (planner/idle.py: only calls with time to spare run idle, and the worker
-moves one still running at its raise time back to the normal class, :func:`to_normal`). Both are off
-by default (measured in benchmarks/results/dfaas.md and docs/functions.md).
+moves one still running at its raise time back to the normal class, :func:`to_normal`). The idle class
+is the default, nice values are a choice (measured in benchmarks/results/dfaas.md and docs/functions.md).
 
 Going back needs the right to raise a priority: from nice N to 0, and from SCHED_IDLE to SCHED_OTHER
 (which Linux treats as raising from nice 20). Root has it (CAP_SYS_NICE); another user has it within
 its RLIMIT_NICE, which the zygote sets to allow nice 0 (and no higher) before a granule drops its
 privileges (:func:`allow_return`; that needs CAP_SYS_RESOURCE where the hard limit is lower, as in some
-containers). A granule that cannot go back (EPERM) retires after the call, so the next call starts on
-a fresh fork at normal priority.
+containers). A granule that could not go back from the idle class does not enter it (:func:`_may_return`):
+the default must not cost a fork per call on such hosts. A granule that cannot go back all the same (EPERM)
+retires after the call, so the next call starts on a fresh fork at normal priority.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def enter(nice: int) -> int:
     try:
         before = os.getpriority(os.PRIO_PROCESS, 0)
         if nice >= IDLE:
+            if not _may_return(before):
+                return -1  # (it runs at normal priority)
             # Threads the call starts inherit the class. This thread only (pid 0: the caller, on Linux).
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         else:
@@ -66,6 +69,15 @@ def leave(before: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _may_return(nice: int) -> bool:
+    """Whether this granule may leave the idle class for nice ``nice`` again: as root (CAP_SYS_NICE, as a
+    proxy), or within its RLIMIT_NICE (Linux counts the idle class as nice 20)."""
+    if os.geteuid() == 0:
+        return True
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    return soft == resource.RLIM_INFINITY or soft >= 20 - nice
 
 
 def to_normal(pid: int) -> bool:
