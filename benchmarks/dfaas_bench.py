@@ -17,7 +17,12 @@ milliseconds (no ``sleep``) that returns ``time.time()`` at its start and its en
    of those 15 % ``-1`` (whenever), 5 % tight (0.1–0.5 s: the deadline guard has to act), 80 %
    uniform 2–60 s. The same trace (same arrival offsets, same work) runs as:
    ``ls-alone``   only its latency-sensitive calls (no batch work at all): the reference wait
-   ``mixed``      as generated, batch share 1 (delay-tolerant calls take any free slot)
+   ``mixed``      as generated, batch share 1 (delay-tolerant calls take any free slot), ``--batch-nice 0``
+                  (delay-tolerant calls in the normal class: the planner's default)
+   ``mixed-idle`` as ``mixed``, with ``--batch-nice idle`` (SCHED_IDLE: an option)
+   ``mixed-sleep`` as ``mixed``, but the delay-tolerant calls sleep instead of spinning (``nap``): they hold
+                  slots and cost the planner and the client as much, but take no CPU (a diagnostic: what of
+                  ``mixed``'s extra wait the batch calls' CPU use causes, and what the slots and control plane do)
    ``mixed-nice`` as ``mixed``, with ``--batch-nice 19`` (delay-tolerant calls yield the cores)
    ``mixed-capped`` as generated, ``--batch-share`` ``--share``
    ``all-now``    every call latency-sensitive (tolerance 0): utilisation without delay tolerance
@@ -80,6 +85,15 @@ def spin(ms: float) -> tuple[float, float]:
     end = time.perf_counter() + ms / 1000.0
     while time.perf_counter() < end:
         pass
+    return t0, time.time()
+
+
+def nap(ms: float) -> tuple[float, float]:
+    """``spin`` without the CPU: the ``mixed-sleep`` phase's delay-tolerant calls."""
+    import time
+
+    t0 = time.time()
+    time.sleep(ms / 1000.0)
     return t0, time.time()
 
 
@@ -148,7 +162,10 @@ def variant(calls: list[Call], *, keep: str) -> list[Call]:
 # ------------------------------------------------------------------------------------------------ a run
 def run_phase(name: str, calls: list[Call], share: float, drain_s: float, grace_wait: bool) -> dict[str, Any]:
     os.environ["GRANNY_BATCH_SHARE"] = str(share)  # the planner LocalCluster starts inherits it
-    os.environ["GRANNY_BATCH_NICE"] = str(NICE.get(name, 0))
+    if name in NICE:
+        os.environ["GRANNY_BATCH_NICE"] = NICE[name]
+    else:
+        os.environ.pop("GRANNY_BATCH_NICE", None)  # the planner's default
     started = time.perf_counter()
     cluster = LocalCluster(workers=1, slots=SLOTS, granule_user="same", log_level="ERROR")
     try:
@@ -176,7 +193,7 @@ def run_phase(name: str, calls: list[Call], share: float, drain_s: float, grace_
                 if c.tol not in views:
                     views[c.tol] = client.options(delay_tolerance=c.tol) if c.tol else client
                 c.submitted = time.time()
-                fut = views[c.tol].submit(spin, c.ms)
+                fut = views[c.tol].submit(nap if c.tol and name == "mixed-sleep" else spin, c.ms)
                 c.req_id, c.sent = fut.req_id, time.time()
                 fut.add_done_callback(lambda f, c=c: _record(c, f))
             late = time.perf_counter() - t0 - calls[-1].at
@@ -192,8 +209,9 @@ def run_phase(name: str, calls: list[Call], share: float, drain_s: float, grace_
     return summarise(name, calls, share, counters, late)
 
 
-ROUND_ROBIN = ("ls-alone", "mixed", "mixed-nice", "mixed-capped", "all-now")
-NICE = {"mixed-nice": 19}  # phases whose planner runs delay-tolerant calls at this nice (--batch-nice)
+ROUND_ROBIN = ("ls-alone", "mixed", "mixed-idle", "mixed-sleep", "mixed-nice", "mixed-capped", "all-now")
+# Phases whose planner runs delay-tolerant calls at this priority (--batch-nice); the others at its default (0).
+NICE = {"mixed": "0", "mixed-sleep": "0", "mixed-nice": "19", "mixed-idle": "idle"}
 
 
 def run_rounds(trace: list[Call], rounds: int, share: float, names: list[str], grace_wait: bool
@@ -203,6 +221,7 @@ def run_rounds(trace: list[Call], rounds: int, share: float, names: list[str], g
     parts = [[c for c in trace if r * span / rounds <= c.at < (r + 1) * span / rounds or (r == rounds - 1 and c.at == span)]
              for r in range(rounds)]
     keep = {"ls-alone": ("ls", 1.0, 30.0), "mixed": ("all", 1.0, 90.0), "mixed-nice": ("all", 1.0, 90.0),
+            "mixed-idle": ("all", 1.0, 90.0), "mixed-sleep": ("all", 1.0, 90.0),
             "mixed-capped": ("all", share, 90.0),
             "all-now": ("now", 1.0, 90.0)}
     pooled: dict[str, list[Call]] = {k: [] for k in names}
@@ -331,7 +350,7 @@ def report(res: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> str:
            f"{cfg['load_start']} at the start, {cfg['load_end']} at the end (a shared machine). "
            "Every phase on a fresh 1-worker, 2-slot cluster; calls are 1–20 ms busy loops; waits and "
            "busy times come from `time.time()` stamps taken inside the calls.\n"]
-    mixed = [k for k in ("ls-alone", "mixed", "mixed-nice", "mixed-capped", "all-now", "overload") if k in res]
+    mixed = [k for k in ("ls-alone", "mixed", "mixed-idle", "mixed-sleep", "mixed-nice", "mixed-capped", "all-now", "overload") if k in res]
     if mixed:
         ref = res.get("ls-alone", {}).get("ls_wait_p99_s")
         out.append(f"## Mixed trace: {cfg['n']} calls, 20 % latency-sensitive, load {cfg['load']:.0%} of 2 slots\n")
@@ -347,7 +366,7 @@ def report(res: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> str:
                 f"{c.get('met', 0)} / {c.get('missed', 0)} / {r['refused']}" + (" ✅" if c.get("missed", 0) == 0 and
                                                                                  r["missed_by_client_clock"] == 0 else " ❌"))
             rows.append([f"`{k}`", f"{r['share']:g}", f"{r['ran']}/{r['calls']}", ms(r["ls_wait_p50_s"]), ms(p99), vs,
-                         dl, promoted(c) if k in ("mixed", "mixed-nice", "mixed-capped", "overload") else "–",
+                         dl, promoted(c) if k in ("mixed", "mixed-idle", "mixed-sleep", "mixed-nice", "mixed-capped", "overload") else "–",
                          f"{r['utilisation']:.1%}" if r["utilisation"] is not None else "–", f"{r['wall_s']:.1f} s",
                          str(r["stuck"] + r["failed"])])
         out.append(H.md_table(["phase", "batch share", "ran / calls", "LS wait p50", "LS wait p99",
@@ -366,7 +385,7 @@ def report(res: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> str:
                    "result at the end, and calls that failed. "
                    "A miss is also checked here on the client's clock (result received after "
                    "submit + tolerance): "
-                   + ", ".join(f"`{k}` {res[k]['missed_by_client_clock']}" for k in mixed if k in ("mixed", "mixed-nice", "mixed-capped", "overload"))
+                   + ", ".join(f"`{k}` {res[k]['missed_by_client_clock']}" for k in mixed if k in ("mixed", "mixed-idle", "mixed-sleep", "mixed-nice", "mixed-capped", "overload"))
                    + ". *Utilisation* = Σ(end − start) ÷ (2 slots × wall), wall = first submit → last end: with "
                    "the same arrivals, delay tolerance changes when the work runs, not how much there is, so it "
                    "moves only as far as the wall moves (the `-1` calls may run after the last arrival). "
@@ -433,6 +452,8 @@ def main() -> int:
         trace = mixed_trace(args.n, args.load, random.Random(args.seed))
         plan += [("ls-alone", variant(trace, keep="ls"), 1.0, 30.0),
                  ("mixed", variant(trace, keep="all"), 1.0, 90.0),
+                 ("mixed-idle", variant(trace, keep="all"), 1.0, 90.0),
+                 ("mixed-sleep", variant(trace, keep="all"), 1.0, 90.0),
                  ("mixed-nice", variant(trace, keep="all"), 1.0, 90.0),
                  ("mixed-capped", variant(trace, keep="all"), args.share, 90.0),
                  ("all-now", variant(trace, keep="now"), 1.0, 90.0)]

@@ -117,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--fusion-cap", default=None, metavar="N",
                     help="delay-tolerant async calls one granule runs at once while they wait on I/O; 1 turns fusion "
                          "off (default: $GRANNY_FUSION_CAP or 32)")
-    pl.add_argument("--batch-nice", default=None, metavar="N",
-                    help="run delay-tolerant calls at this nice value, 0-19, so that they yield the cores to "
-                         "latency-sensitive work (default: $GRANNY_BATCH_NICE or 0: no change)")
+    pl.add_argument("--batch-nice", default=None, metavar="N|idle", help="run delay-tolerant calls at this nice value, "
+                    "0-19, or idle: SCHED_IDLE (planner/idle.py), so that they yield the cores to latency-sensitive "
+                    "work (default: $GRANNY_BATCH_NICE or 0: no change)")
     pl.add_argument("--policy", default=None, choices=_PolicyNames(), metavar="NAME",
                     help="placement and migration policy: %(choices)s (default: the one the journal names, else bin-pack; "
                          "change it at run time with `granny policy set`); see docs/policies.md")

@@ -63,7 +63,8 @@ ENV_BATCH_SHARE = "GRANNY_BATCH_SHARE"  # the share of the slots delay-tolerant 
 ENV_FUSION_CAP = "GRANNY_FUSION_CAP"  # delay-tolerant async calls in flight on one granule (planner/fusion.py)
 ENV_MIGRATION_TIMEOUT = "GRANNY_MIGRATION_TIMEOUT"  # a moving rank's state waits this long to be pulled
 ENV_COMPILE_TIMEOUT = "GRANNY_COMPILE_TIMEOUT"  # a registered function's source may take this long to compile
-ENV_BATCH_NICE = "GRANNY_BATCH_NICE"  # the nice value delay-tolerant calls run at (worker/niceness.py); 0: as others
+ENV_BATCH_NICE = "GRANNY_BATCH_NICE"  # delay-tolerant calls' CPU priority (worker/niceness.py): idle, or a nice; 0: as others
+NICE_IDLE = 20  # batch_nice / Run.nice "idle": SCHED_IDLE, the kernel's idle class, a step below nice 19
 DEFAULT_EVICTION_GRACE = 60.0  # seconds, about what clouds give a spot VM (AWS 2 min, GCP 30 s, Azure 30 s)
 # Set by a worker for itself and its granules (and inherited by their children): the tag that marks
 # the shared-memory segments they create as this worker's, so its sweep removes only those.
@@ -281,13 +282,16 @@ def parse_cap(raw: object, what: str = "cap") -> int:
 
 
 def parse_nice(raw: object, what: str = "batch nice") -> int:
-    """A nice value for delay-tolerant calls, 0 (none) to 19 (ConfigError otherwise)."""
+    """The CPU priority of delay-tolerant calls: a nice value, 0 (none) to 19, or "idle" (``NICE_IDLE``: the
+    kernel's idle class, SCHED_IDLE). ConfigError otherwise."""
+    if str(raw).strip().lower() == "idle":
+        return NICE_IDLE
     try:
         value = int(str(raw))
     except ValueError:
-        raise ConfigError(f"{what} must be a whole number from 0 to 19, got {raw!r}") from None
-    if not 0 <= value <= 19:
-        raise ConfigError(f"{what} must be from 0 to 19, got {value}")
+        raise ConfigError(f"{what} must be a whole number from 0 to 19 or 'idle', got {raw!r}") from None
+    if not 0 <= value <= 19 and value != NICE_IDLE:
+        raise ConfigError(f"{what} must be from 0 to 19 or 'idle', got {value}")
     return value
 
 
@@ -381,7 +385,8 @@ class Config:
     events_max: int
     # Planner: delay-tolerant async calls one granule runs at once on its event loop (1: no fusion).
     fusion_cap: int
-    # Planner: delay-tolerant calls run at this nice value (0..19; 0: like any call), see worker/niceness.py.
+    # Planner: delay-tolerant calls run at this nice value (0..19; 0, the default: like any call) or NICE_IDLE
+    # (SCHED_IDLE), see planner/idle.py and worker/niceness.py.
     batch_nice: int
     log_level: str  # planner and worker: the logging level (DEBUG, INFO, WARNING, ERROR)
     # Planner: its state store waits this long for a freezing rank's state, and a thawing rank to pull it.

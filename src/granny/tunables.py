@@ -66,6 +66,7 @@ DEADLINE_MARGIN = 0.05  # seconds kept for dispatch and the result's way back wh
 ESTIMATE_ALPHA = 0.3  # weight of the newest observation in a function's runtime estimate
 ESTIMATE_BETA = 0.25  # weight of the newest deviation in its spread (as TCP's RTT variance, RFC 6298)
 ESTIMATE_DEVS = 4.0  # the guard allows this many mean deviations above the mean (as TCP's retransmission timeout)
+MIN_IDLE = 0.5  # seconds: a call whose raise time is nearer runs at normal priority from the start (planner/idle.py)
 # The dashboard (planner/ui.py, ui_views.py).
 SESSION_TTL = 12 * 3600.0  # seconds a dashboard session lasts
 MAX_SESSIONS = 1000  # dashboard sessions kept at once (the oldest go first)

@@ -30,7 +30,7 @@ from typing import Protocol, cast
 
 from ..errors import ErrorKind
 from ..tunables import DEADLINE_MARGIN as MARGIN
-from . import edf_bound, freezing, fusion, overrun, pausing, prefetch
+from . import edf_bound, freezing, fusion, idle, overrun, pausing, prefetch
 from .batch_queue import Delayed
 from .lifecycle import TASK_TRANSITIONS, TaskEvent, TaskState, transition
 from .policies import ClusterView, Placement
@@ -89,6 +89,7 @@ class BatchEvents:
         promote(st, now)
         _promote(st, overrun.due(st, now), now, "overrun_promoted")  # calls behind one that overran its estimate
         actions = pausing.resume(st, force=True) if st.batch.paused else []  # latest resume times that came
+        actions += idle.due(st, now) if st.batch.idle else []  # idle-class calls whose raise time came
         if st.batch.freezing and freezing.overdue(st, now):
             return actions + st.schedule()
         return actions + (st.schedule() if len(st.queue) != before else [])
@@ -185,6 +186,7 @@ def place(st: BatchState) -> list[Action]:
         if b.now > d.submitted:
             b.counts["delayed"] += 1
         actions += placed
+    actions += pausing.keep_spare(st, actions) if b.known else []  # (for the latency-sensitive calls to come)
     if b.waiting and b.fused:  # fusable calls behind the head may still share a fused granule's slot
         actions += _fuse_behind(st)
     if b.waiting and (early := overrun.due(st, b.now)):  # a freed slot went to a paused call that overran, say
@@ -290,6 +292,7 @@ def ended(st: BatchState, req_id: str) -> list[Action]:
         return []
     if d in b.waiting:
         b.waiting.remove(d)
+    b.idle.pop(req_id, None)
     if d.granule:
         fusion.ended(st, d)
     actions = pausing.continue_(st, req_id) if req_id in b.paused else []

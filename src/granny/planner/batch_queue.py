@@ -36,6 +36,7 @@ class Delayed:
     promoted: bool = field(default=False, compare=False)  # its latest start came: it goes first, at full priority
     preemptions: int = field(default=0, compare=False)  # times it was frozen, stopped (restarted) or paused for other work
     freezes: int = field(default=0, compare=False)  # of those, times it was frozen at a migration point (freezing.py)
+    idle: bool = field(default=False, compare=False)  # dispatched in the idle class this time (idle.py)
 
 
 class EdfQueue(list[Delayed]):
@@ -101,6 +102,7 @@ class Batch:
         self.points: dict[str, float] = {}  # running calls with migration points -> seconds between them (freezing.py)
         self.freezing: dict[str, tuple[str, float]] = {}  # hinted to freeze at their next point -> (granule, by when)
         self.overrun_at: float | None = None  # the next guarded end of a running call that could give way (overrun.py)
+        self.idle: dict[str, float] = {}  # calls dispatched at the idle class -> when to raise them (idle.py)
 
     def estimate(self, key: str) -> float:
         return self.runtimes.get(key, 0.0)
@@ -131,6 +133,8 @@ class Batch:
         starts += [by or self.now for _, by in self.freezing.values()]  # not frozen by then: passed over (freezing.py)
         if self.overrun_at is not None and self.overrun_at > self.now and self.waiting:  # calls wait behind it (overrun.py)
             starts.append(self.overrun_at)
+        if self.idle:
+            starts.append(min(self.idle.values()))
         return min([*starts, resumes] if resumes is not None else starts, default=None)
 
     def _first_due(self, until: float) -> list[Delayed]:
@@ -146,6 +150,10 @@ class Batch:
             out.append(d)
             bound = min(bound, self.latest_start(d)) if until == math.inf else bound
         return out
+
+    def ticking(self) -> bool:
+        """Whether a tick has something to do here: calls waiting, paused, hinted to freeze, or idle (idle.py)."""
+        return bool(self.waiting or self.paused or self.freezing or self.idle)
 
     def running(self) -> int:
         """Slots taken by delay-tolerant calls: a fused granule's calls take one between them."""

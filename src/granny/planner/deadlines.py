@@ -19,9 +19,10 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from ..config import NICE_IDLE
 from ..tunables import RUNTIME_CHANGE
 from ..wire import Done, Status
-from . import batch
+from . import batch, idle
 
 if TYPE_CHECKING:
     from .server_protocol import Server
@@ -38,6 +39,8 @@ def observe_runtime(p: Server, msg: Done) -> None:
     if t0 is not None and payload is not None and msg.status is Status.OK:
         b = p.state.batch
         key = payload.submit.fn_key or payload.submit.name
+        if not idle.observed(b, msg.req_id, key):
+            return
         seconds, d = now - t0, b.known.get(msg.req_id)
         # Paused and continued: the time it stood stopped is no runtime. (A call still marked paused ended as
         # the pause was ordered, which did not hold: worker/finishing.py.)
@@ -54,10 +57,11 @@ def observe_runtime(p: Server, msg: Done) -> None:
 
 
 def nice(p: Server, req_id: str) -> int:
-    """The nice value the call runs at (worker/niceness.py): ``--batch-nice`` for delay-tolerant ones, unless
-    their latest start came (then they go first, and at full speed); 0 for the others."""
-    d = p.state.batch.known.get(req_id)
-    return p.config.batch_nice if d is not None and not d.promoted else 0
+    """The priority the call runs at (worker/niceness.py): ``--batch-nice`` for delay-tolerant ones, unless
+    their latest start came (then they go first, and at full speed), or, for the idle class, they have
+    little time to spare (planner/idle.py); 0 for the others."""
+    nice = p.config.batch_nice
+    return idle.priority(p.state.batch, req_id, nice, nice == NICE_IDLE, p.loop.time())
 
 
 def restore(p: Server, settings: dict[str, str]) -> None:

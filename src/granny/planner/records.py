@@ -50,7 +50,7 @@ class Kill:
     host_id: str
     granule_id: str
     reason: str
-    signal: str = ""  # "STOP" / "CONT": pause or continue the granule instead (planner/pausing.py)
+    signal: str = ""  # "STOP" / "CONT": pause or continue the granule instead (planner/pausing.py); "NORMAL": planner/idle.py
 
 
 @dataclass(frozen=True)

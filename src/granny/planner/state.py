@@ -272,7 +272,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         if pruned := self.retention.tick(self, now):
             actions.append(pruned)
         actions += eviction.tick(self, now) if self.evictions.notices else []
-        actions += self.batch_tick(now) if self.batch.waiting or self.batch.paused or self.batch.freezing else []
+        actions += self.batch_tick(now) if self.batch.ticking() else []
         if self.liveness.stalled(now):
             for host in self.hosts.values():
                 if host.alive:

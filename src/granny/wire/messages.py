@@ -338,7 +338,7 @@ class Spawn(_Msg, tag="spawn"):
 class KillGranule(_Msg, tag="kill"):
     granule_id: str
     reason: str = ""
-    signal: str = ""  # "STOP" / "CONT": pause or continue the granule's process instead of killing it
+    signal: str = ""  # "STOP" / "CONT": pause or continue the granule's process instead of killing it; "NORMAL": out of the idle class
 
 
 class Registered(_Msg, tag="registered"):

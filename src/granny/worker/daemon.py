@@ -193,7 +193,10 @@ class Worker:
                     print(f"worker {self.host_id}: lost the planner; reconnecting", file=sys.stderr, flush=True)
                 self._connect(first=False)
                 continue
-            if isinstance(msg, KillGranule) and msg.signal in ("STOP", "CONT"):  # a pause (planner/pausing.py)
+            if isinstance(msg, KillGranule) and msg.signal == "NORMAL":  # out of the idle class (planner/idle.py)
+                if msg.granule_id in self.live:
+                    self.pidfds.normal(msg.granule_id)
+            elif isinstance(msg, KillGranule) and msg.signal in ("STOP", "CONT"):  # a pause (planner/pausing.py)
                 self._pause(msg.granule_id, msg.signal)
             elif isinstance(msg, KillGranule):
                 if msg.granule_id in self.live:  # (a fenced granule's kill is ordered again after it exited)

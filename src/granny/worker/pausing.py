@@ -11,6 +11,10 @@ it at once. A pidfd names that process and no other: once the zygote has reaped 
 it fails (ProcessLookupError) rather than reach a process that reused the pid, as ``kill(pid)`` could.
 Where a pidfd cannot be had or used (no pidfd_open, a granule of another user the worker may not
 signal), the zygote, the granules' parent, signals as before.
+
+``NORMAL`` (planner/idle.py) is not a signal: it moves every thread of a granule running a delay-tolerant
+call in the kernel's idle class back to the normal class, from outside (the starved call itself might not
+get a core to do it). The pidfd, checked just before, makes sure the pid is still that granule's.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import os
 import signal
 import threading
 
+from . import niceness
+
 SIGNALS = {"STOP": signal.SIGSTOP, "CONT": signal.SIGCONT}
 
 
 class Pidfds:
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
+        self._pids: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def spawned(self, gid: str, pid: int) -> None:
@@ -35,13 +42,14 @@ class Pidfds:
             return
         with self._lock:
             old = self._fds.pop(gid, None)
-            self._fds[gid] = fd
+            self._fds[gid], self._pids[gid] = fd, pid
         if old is not None:
             os.close(old)
 
     def exited(self, gid: str) -> None:
         with self._lock:
             fd = self._fds.pop(gid, None)
+            self._pids.pop(gid, None)
         if fd is not None:
             os.close(fd)
 
@@ -58,6 +66,18 @@ class Pidfds:
             except OSError:
                 return False
             return True
+
+    def normal(self, gid: str) -> bool:
+        """Move granule ``gid``'s threads in the idle class to the normal class; False if it could not be done."""
+        with self._lock:
+            fd, pid = self._fds.get(gid), self._pids.get(gid)
+            if fd is None or pid is None:
+                return False
+            try:
+                signal.pidfd_send_signal(fd, 0)  # still that granule (signal 0 only checks)
+            except OSError:
+                return False
+            return niceness.to_normal(pid)
 
     def close(self) -> None:
         with self._lock:
