@@ -318,7 +318,7 @@ class PlannerServer:
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate,
                                      retries=msg.retries, tolerance=msg.delay_tolerance, key=msg.fn_key or msg.name,
-                                     now=self.loop.time(), restartable=msg.restartable, fuse=msg.fuse))
+                                     now=self.loop.time(), restartable=msg.restartable, fuse=msg.fuse, team=msg.team))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""
