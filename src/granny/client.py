@@ -306,7 +306,7 @@ class Client:
         planner holds those slots for the team's lease (as ``OMP_NUM_THREADS`` in a batch job's allocation)."""
         if isinstance(team, bool) or not isinstance(team, int) or team < 0:
             raise ValueError(f"submit_gang() needs team >= 0, got {team!r}")
-        return self._pickled(fn, tuple(args), {}, n, None, gang=True, lease=lease, **({"team": team} if team else {}))
+        return self._pickled(fn, tuple(args), {}, n, None, gang=True, lease=lease, team=team)
 
     def run_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                 timeout: float | None = None) -> list[Any]:
