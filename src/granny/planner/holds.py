@@ -11,8 +11,11 @@ Theory of operation
 - Such a request is placed as if it needed ``1 + team`` granules (it waits until the whole team
   fits), its own granule is dispatched, and the other slots of that placement are *held* for its
   app: other apps' requests see them as taken; the app's own requests see them free.
-- The app's next request goes to the front of the queue (a held slot waits for nobody's turn), and
-  its placement consumes the hold. A hold also ends when the request that made it is final (a job
+- The app's next request goes to the front of the queue (a held slot waits for nobody's turn) and
+  is placed on the held slots without asking the policy again (they were chosen with thread 0: a
+  whole-hosts policy, which gives a request only hosts nobody uses, would otherwise put the team on
+  another host set); a request larger than the hold, or a hold whose slots are gone, is placed by the
+  policy as usual. Its placement consumes the hold. A hold also ends when the request that made it is final (a job
   that never leased its team), so slots are never held for a job that is over.
 - Pure data, like the rest of the planner core: no clock, no I/O.
 """
@@ -24,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .lifecycle import TASK_FINAL
-from .policies.base import ClusterView
+from .policies.base import ClusterView, Decision, Placement, PlacementRequest, Policy
 from .records import Request
 
 
@@ -46,6 +49,18 @@ class Holds:
             queue.appendleft(req.req_id)
         else:
             queue.append(req.req_id)
+
+    def decide(self, policy: Policy, view: ClusterView, req: Request, request: PlacementRequest,
+               requests: Mapping[str, Request]) -> Decision:
+        """Where ``req`` goes: on its app's held slots if they take it all, else where ``policy`` says,
+        in a view without the slots held for other apps."""
+        mine = self.view(view, req.app_id, requests)
+        holder, hosts = self.held.get(req.app_id, ("", Counter[str]()))
+        if holder and holder != req.req_id and not request.hosts and request.n <= sum(hosts.values()):
+            free = {h.host_id: h.free for h in mine.hosts}
+            if all(free.get(h, 0) >= n for h, n in hosts.items()):
+                return Placement(tuple(h for h, n in sorted(hosts.items()) for _ in range(n))[: request.n])
+        return policy.place(mine, request)
 
     def view(self, view: ClusterView, app_id: str, requests: Mapping[str, Request]) -> ClusterView:
         """``view`` as ``app_id`` sees it: the slots held for other apps are not free."""

@@ -529,7 +529,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             key = (req.app_id, request.n, request.tenant, request.hosts, request.migrate)
             decision = decisions.get(key)
             if decision is None:
-                decision = decisions[key] = pins_down(request, self.hosts) or self.policy.place(self.holds.view(view, req.app_id, self.requests), request)
+                decision = decisions[key] = pins_down(request, self.hosts) or self.holds.decide(self.policy, view, req, request, self.requests)
             if isinstance(decision, NeverFits):
                 self.queue.popleft()
                 for i in pending:
