@@ -299,8 +299,8 @@ class PlannerServer:
             return
         if body.nbytes:
             serde.unframe(body)  # a malformed body is the client's ProtocolError, not a granule's
-        if msg.n < 1 or msg.n > 100_000:
-            raise ProtocolError(f"request for {msg.n} granules is out of bounds")
+        if msg.n < 1 or msg.n > 100_000 or not 0 <= msg.team <= 100_000:
+            raise ProtocolError(f"request for {msg.n} granules (and a team of {msg.team}) is out of bounds")
         self.payloads[msg.req_id] = Payload(msg, body, conn, self.loop.time())
         self.call_stats.counts["submitted"] += msg.n
         app_kind = AppKind.SCRIPT if msg.kind is Kind.SCRIPT else AppKind.FUNCTIONS
