@@ -296,12 +296,17 @@ class Client:
         with self._lock:
             return self._revoked.pop(req_id, 0)
 
-    def submit_gang(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), lease: bool = False) -> GrannyFuture:
+    def submit_gang(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), lease: bool = False,
+                    team: int = 0) -> GrannyFuture:
         """Start ``fn(*args)`` on ``n`` gang-placed granules (all at once, and one failure stops them all).
 
         The future's result is the list of their return values; granule ``i`` finds ``i`` in
-        ``GRANNY_INDEX``. Parallel teams lease their members this way."""
-        return self._pickled(fn, tuple(args), {}, n, None, gang=True, lease=lease)
+        ``GRANNY_INDEX``. Parallel teams lease their members this way. ``team``: ``fn`` opens a parallel
+        region of ``n + team`` threads (``granny.parallel``): it starts only where that team fits, and the
+        planner holds those slots for the team's lease (as ``OMP_NUM_THREADS`` in a batch job's allocation)."""
+        if isinstance(team, bool) or not isinstance(team, int) or team < 0:
+            raise ValueError(f"submit_gang() needs team >= 0, got {team!r}")
+        return self._pickled(fn, tuple(args), {}, n, None, gang=True, lease=lease, team=team)
 
     def run_mpi(self, fn: Callable[..., Any], n: int, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                 timeout: float | None = None) -> list[Any]:

@@ -13,7 +13,8 @@ Theory of operation
   first-fit, granny = bin-pack, each with ``migrate=False``; granny-migrate = bin-pack, and the MPI
   kernel reaches a migration point every ``migrate_every`` of its steps (as the simulator's 10%).
   An OpenMP-style job's thread 0 is a gang of one granule (``submit_gang``), which the planner places
-  as it places a world, never prefetched behind another job's task; its team is leased from there.
+  as it places a world, never prefetched behind another job's task; its team is leased from there,
+  into the slots the planner held for it (``submit_gang(team=size - 1)``: planner/holds.py).
   granny-elastic = bin-pack, and its OpenMP-style jobs run :func:`.kernels.omp_elastic_job`: the team
   is elastic (``parallel_for(elastic=True)``), so it grows at forks into its host's free slots through
   revocable leases and gives them back when the planner asks (parallel/team.py), as the simulator's
@@ -256,7 +257,8 @@ class LiveReplay:
                 # A gang of one, not a plain call: a call may be prefetched behind another job's task on a
                 # busy granule (the planner's shortcut for short calls), where it would wait for that job.
                 kernel = kernels.omp_elastic_job if self.scheduler == ELASTIC else kernels.omp_job
-                item.future = item.client.submit_gang(kernel, 1, (item.job.size, w.steps, w.serial, w.work, w.omp_nbytes))
+                item.future = item.client.submit_gang(kernel, 1, (item.job.size, w.steps, w.serial, w.work, w.omp_nbytes),
+                                                       team=item.job.size - 1)
             else:
                 item.future = opts.submit_mpi(kernels.mpi_job, item.job.size,
                                               (w.steps, w.serial, w.work, w.nbytes, every, w.rounds(item.job.kind)))

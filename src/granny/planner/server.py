@@ -299,8 +299,8 @@ class PlannerServer:
             return
         if body.nbytes:
             serde.unframe(body)  # a malformed body is the client's ProtocolError, not a granule's
-        if msg.n < 1 or msg.n > 100_000:
-            raise ProtocolError(f"request for {msg.n} granules is out of bounds")
+        if msg.n < 1 or msg.n > 100_000 or not 0 <= msg.team <= 100_000:
+            raise ProtocolError(f"request for {msg.n} granules (and a team of {msg.team}) is out of bounds")
         self.payloads[msg.req_id] = Payload(msg, body, conn, self.loop.time())
         self.call_stats.counts["submitted"] += msg.n
         app_kind = AppKind.SCRIPT if msg.kind is Kind.SCRIPT else AppKind.FUNCTIONS
@@ -318,7 +318,7 @@ class PlannerServer:
         self.apply(self.state.submit(msg.req_id, msg.app_id, msg.n, app_kind, msg.name, prefetch, gang=gang,
                                      lease=msg.lease, tenant=msg.tenant, hosts=tuple(msg.hosts), migrate=msg.migrate,
                                      retries=msg.retries, tolerance=msg.delay_tolerance, key=msg.fn_key or msg.name,
-                                     now=self.loop.time(), restartable=msg.restartable, fuse=msg.fuse))
+                                     now=self.loop.time(), restartable=msg.restartable, fuse=msg.fuse, team=msg.team))
 
     def _stdin(self, msg: Stdin) -> None:
         """Forward input to granule 0 of the request, or hold it until that granule starts."""

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from ..errors import ErrorKind
-from . import batch, eviction, fusion, leases, migration
+from . import batch, eviction, fusion, holds, leases, migration
 from .batch import BatchEvents
 from .batch_queue import Batch
 from .capacity import HostViews
@@ -123,7 +123,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         self.evictions = eviction.Evictions()  # their deadlines (see eviction.py)
         self.migrations = Migrations()  # worlds with migration points, moves in flight (see migration.py)
         self.batch = Batch()  # delay-tolerant calls waiting for free slots, earliest deadline first (batch.py)
-        self.events = EventLog()  # what happened, for the event stream and the dashboard (events.py)
+        self.events, self.holds = EventLog(), holds.Holds()  # what happened (events.py); slots held for teams (holds.py)
 
     # --- hosts and granules -----------------------------------------------------------------
     def register_host(self, host_id: str, slots: int, now: float, boot: str = "") -> list[Action]:
@@ -324,10 +324,10 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
     def submit(self, req_id: str, app_id: str, n: int, app_kind: AppKind = AppKind.FUNCTIONS, name: str = "",
                prefetch: bool = False, gang: bool = False, lease: bool = False, tenant: str = "",
                hosts: tuple[tuple[str, int], ...] = (), migrate: bool = True, retries: int = 0,
-               tolerance: float = 0.0, key: str = "", now: float = 0.0, restartable: bool = False, fuse: bool = False) -> list[Action]:
+               tolerance: float = 0.0, key: str = "", now: float = 0.0, restartable: bool = False, fuse: bool = False, team: int = 0) -> list[Action]:
         """``tenant``, ``hosts`` (a pinned placement) and ``migrate`` go to the policy with the request;
         ``retries``: an idempotent call runs again elsewhere (at most that many times) if its host dies;
-        ``tolerance`` != 0: a delay-tolerant call of function ``key``, submitted at ``now`` (batch.py)."""
+        ``tolerance`` != 0: a delay-tolerant call of function ``key``, submitted at ``now`` (batch.py); ``team``: holds.py."""
         if req_id in self.requests:
             return []  # a client resubmitting after a reconnect: already known
         app = self.apps.get(app_id)
@@ -346,7 +346,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             # slot, or (restartable) the call's own.
             self.requests[req_id].restartable, self.requests[req_id].prefetch = restartable, False
             return batch.submit(self, req_id, key, tolerance, now, fuse) + self.schedule()
-        self.queue.append(req_id)
+        self.holds.enqueue(self.queue, self.requests[req_id], team)
         if self._stalled_on and self.queue[0] == self._stalled_on:
             return []  # the head still cannot be placed and nothing was freed: FIFO says wait
         return self.schedule()
@@ -525,11 +525,11 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
                 continue
             if view is None:
                 view, decisions = ClusterView(self.views.views(self.requests, self.evicting)), {}
-            request = request_for(req, len(pending))
+            request = request_for(req, len(pending) + self.holds.extra(req))
             key = (req.app_id, request.n, request.tenant, request.hosts, request.migrate)
             decision = decisions.get(key)
             if decision is None:
-                decision = decisions[key] = pins_down(request, self.hosts) or self.policy.place(view, request)
+                decision = decisions[key] = pins_down(request, self.hosts) or self.holds.decide(self.policy, view, req, request, self.requests)
             if isinstance(decision, NeverFits):
                 self.queue.popleft()
                 for i in pending:
@@ -548,7 +548,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
                 break
             self.queue.popleft()
             view, full = None, None
-            actions += self.assign(req, pending, decision.hosts)
+            actions += self.assign(req, pending, self.holds.placed(req, pending, decision.hosts))
         if (self.batch.waiting or self.batch.paused) and not self.queue:  # delay-tolerant calls take the slots left free
             actions += batch.place(self)
         if self.migrations.points:

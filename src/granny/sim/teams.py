@@ -3,7 +3,8 @@
 A live OpenMP-style job is a gang of one granule (thread 0, request ``jobN``, app ``jobN``);
 once it runs (and ``team_delay`` later: the process sets the team up first), ``granny.parallel`` leases the rest of its team as one gang request of ``size - 1``
 granules in the same app (``jobN.team``). :class:`TeamSimulator` submits the same two requests
-to the state, in that order, and starts the job's work once the team's granules are dispatched;
+to the state, in that order (thread 0 with ``team=size - 1``, so that it starts only where its team
+fits and the planner holds those slots for the team: planner/holds.py), and starts the job's work once the team's granules are dispatched;
 at its end every granule reports done. A job of one thread is the call alone. Such jobs have no
 migration points (the omp kernel has none). The other jobs of a trace run as in :class:`Simulator`.
 """
@@ -45,7 +46,7 @@ class TeamSimulator(Simulator):
             return
         req_id = f"job{job.job_id}"
         self.events.append(JobEvent(self.now, "submit", job.job_id, job.size, kind=job.kind))
-        self.apply(self.state.submit(req_id, req_id, 1, AppKind.FUNCTIONS, job.kind, gang=True))
+        self.apply(self.state.submit(req_id, req_id, 1, AppKind.FUNCTIONS, job.kind, gang=True, team=job.size - 1))
 
     def _start(self, req_id: str) -> None:
         job = self._jobs[req_id]

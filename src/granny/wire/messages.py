@@ -97,6 +97,7 @@ class Submit(_Msg, tag="submit"):
     mpi: bool = False  # the n granules form one MPI world: gang-placed, and one failure ends them all
     gang: bool = False  # not MPI, but one failure ends them all too (a parallel team's lease)
     lease: bool = False  # an elastic team: the planner may ask for granules back (Revoke)
+    team: int = 0  # granules this app leases next (an OpenMP-style job's team): held for it (planner/holds.py)
     keyed: bool = False  # req_id comes from an idempotency key: a finished call of that id is not run again
     retries: int = 0  # an idempotent call: run it again elsewhere (this many times at most) if its host dies
     delay_tolerance: float = 0.0  # 0: run now; t > 0: the result is due within t s; < 0: whenever (planner/batch.py)

@@ -1,5 +1,6 @@
 """OpenMP-style jobs in the simulator as granny.parallel runs them live (sim/teams.py): thread 0 is a
-gang of one, and the rest of the team a second gang request of the same app once thread 0 runs.
+gang of one that starts only where its team fits (the planner holds those slots: planner/holds.py),
+and the rest of the team a second gang request of the same app once thread 0 runs.
 Placements checked by hand; and the live replay's scaling of a trace."""
 
 from __future__ import annotations
@@ -31,9 +32,19 @@ def test_a_team_joins_its_thread_0_under_bin_pack_and_first_fit() -> None:
     assert run("slurm", [Job(0, "omp", 2, 0)])[0] == {"job0": ("h1", "h1")}
 
 
-def test_whole_hosts_gives_thread_0_and_its_team_a_host_each() -> None:
-    # thread 0's gang of one takes an empty host; the team's gang needs another empty one
-    assert run("batch", [Job(0, "omp", 2, 0)])[0] == {"job0": ("h1", "h2")}
+def test_whole_hosts_gives_thread_0_and_its_team_one_host_set() -> None:
+    # thread 0 is placed with its team's slots held beside it, and the team takes them (before the holds,
+    # the team's own request needed a host nobody used: one job, two host sets)
+    assert run("batch", [Job(0, "omp", 2, 0)])[0] == {"job0": ("h1", "h1")}
+
+
+def test_a_job_arriving_between_thread_0_and_its_team_does_not_split_the_team() -> None:
+    # job 0's thread 0 starts at t=0 on h2 (bin-pack), asks for its team at t=1; job 1 (one thread) comes at
+    # t=0.5. Bin-pack would put it on h2's last slot (the fullest host that holds it), and job 0's team
+    # across on h1: that slot is held for the team, so job 1 goes to h1 and job 0 stays on one host
+    placed, starts = run("granny", [Job(0, "omp", 2, 0), Job(1, "omp", 1, 0.5)], team_delay=1.0)
+    assert placed == {"job0": ("h2", "h2"), "job1": ("h1",)}
+    assert starts == {0: 1.0, 1: 0.5}
 
 
 def test_the_team_is_queued_when_thread_0_runs_ahead_of_later_jobs() -> None:
@@ -44,12 +55,13 @@ def test_the_team_is_queued_when_thread_0_runs_ahead_of_later_jobs() -> None:
     assert placed["job1"] == ("h1", "h1")
 
 
-def test_a_team_asked_for_late_queues_behind_the_jobs_that_arrived_meanwhile() -> None:
-    # as above, but thread 0 asks for its team 5 s after it starts (t=6): job 2 (t=2) is ahead of it,
-    # takes the 2 slots job 0 frees at t=10, and the team waits for job 2's end
+def test_a_team_asked_for_late_finds_its_slot_held() -> None:
+    # as above, but thread 0 asks for its team 5 s after it starts: thread 0 starts at t=10 (where its team
+    # fits), its team's slot is held until the team asks (t=15), and job 2 (t=2) waits behind it. Before the
+    # holds, job 2 took the slots at t=10 and thread 0 idled on its slot from t=1 to t=20
     placed, starts = run("slurm", [Job(0, "mpi", 2, 0), Job(1, "omp", 2, 1), Job(2, "mpi", 2, 2)], hosts=1, slots=3,
                          team_delay=5.0)
-    assert starts == {0: 0.0, 1: 20.0, 2: 10.0}
+    assert starts == {0: 0.0, 1: 15.0, 2: 25.0}
 
 
 def test_a_one_thread_job_is_thread_0_alone() -> None:

@@ -1,0 +1,92 @@
+"""Slots held for a team: an OpenMP-style job's thread 0 starts only where its team fits, and the team gets them.
+
+Theory of operation
+- An OpenMP-style job is two requests of one app: thread 0 (a gang of one), and, once that process
+  has set its team up, the team's lease (``granny.parallel``). Between the two, a newly arriving
+  app's first request could take the free slots next to thread 0 (bin-pack puts it on the fullest
+  host that holds it: exactly that one), and then both jobs wait half-placed, each holding a slot
+  that does nothing. A user who asked for a team of N expects the job to start with N slots, as an
+  OpenMP job under a batch scheduler does, so a request may say how many granules its app will
+  lease next (``Submit.team``).
+- Such a request is placed as if it needed ``1 + team`` granules (it waits until the whole team
+  fits), its own granule is dispatched, and the other slots of that placement are *held* for its
+  app: other apps' requests see them as taken; the app's own requests see them free.
+- The app's next request goes to the front of the queue (a held slot waits for nobody's turn) and
+  is placed on the held slots without asking the policy again (they were chosen with thread 0: a
+  whole-hosts policy, which gives a request only hosts nobody uses, would otherwise put the team on
+  another host set); a request larger than the hold, or a hold whose slots are gone, is placed by the
+  policy as usual. Its placement consumes the hold. A hold also ends when the request that made it is final (a job
+  that never leased its team), so slots are never held for a job that is over.
+- Pure data, like the rest of the planner core: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from .lifecycle import TASK_FINAL
+from .policies.base import ClusterView, Decision, Placement, PlacementRequest, Policy
+from .records import Request
+
+
+@dataclass
+class Holds:
+    wanted: dict[str, int] = field(default_factory=dict)  # queued req_id -> team granules to hold once it is placed
+    held: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)  # app_id -> (its holding req, host -> slots)
+
+    def extra(self, req: Request) -> int:
+        """Granules to place ``req`` with, beyond its own (none for a pinned request: its pins say where)."""
+        return 0 if req.hosts else self.wanted.get(req.req_id, 0)
+
+    def enqueue(self, queue: deque[str], req: Request, team: int = 0) -> None:
+        """Queue ``req`` (to hold ``team`` granules for its app once placed); a request of an app that
+        holds slots goes first: the slots are already its own."""
+        if team > 0:
+            self.wanted[req.req_id] = team
+        if req.app_id in self.held:
+            queue.appendleft(req.req_id)
+        else:
+            queue.append(req.req_id)
+
+    def decide(self, policy: Policy, view: ClusterView, req: Request, request: PlacementRequest,
+               requests: Mapping[str, Request]) -> Decision:
+        """Where ``req`` goes: on its app's held slots if they take it all, else where ``policy`` says,
+        in a view without the slots held for other apps."""
+        mine = self.view(view, req.app_id, requests)
+        holder, hosts = self.held.get(req.app_id, ("", Counter[str]()))
+        if holder and holder != req.req_id and not request.hosts and request.n <= sum(hosts.values()):
+            free = {h.host_id: h.free for h in mine.hosts}
+            if all(free.get(h, 0) >= n for h, n in hosts.items()):
+                return Placement(tuple(h for h, n in sorted(hosts.items()) for _ in range(n))[: request.n])
+        return policy.place(mine, request)
+
+    def view(self, view: ClusterView, app_id: str, requests: Mapping[str, Request]) -> ClusterView:
+        """``view`` as ``app_id`` sees it: the slots held for other apps are not free."""
+        self._expire(requests)
+        others: Counter[str] = Counter()
+        for holder, (_, hosts) in self.held.items():
+            if holder != app_id:
+                others.update(hosts)
+        if not others:
+            return view
+        return replace(view, hosts=tuple(replace(h, free=max(0, h.free - others[h.host_id])) if others[h.host_id] else h
+                                         for h in view.hosts))
+
+    def placed(self, req: Request, pending: list[int], hosts: tuple[str, ...]) -> tuple[str, ...]:
+        """``req`` was placed on ``hosts``: the hosts of its own granules (the rest are held for its app)."""
+        own, rest = hosts[: len(pending)], hosts[len(pending):]
+        if self.wanted.pop(req.req_id, 0) and rest:
+            self.held[req.app_id] = (req.req_id, Counter(rest))
+        elif req.app_id in self.held and self.held[req.app_id][0] != req.req_id:
+            del self.held[req.app_id]  # its team took them
+        return own
+
+    def _expire(self, requests: Mapping[str, Request]) -> None:
+        for app_id, (req_id, _) in list(self.held.items()):
+            req = requests.get(req_id)
+            if req is None or all(t.state in TASK_FINAL for t in req.tasks):
+                del self.held[app_id]
+        for req_id in [r for r in self.wanted if r not in requests]:
+            del self.wanted[req_id]

@@ -1,0 +1,81 @@
+"""Slots held for an OpenMP-style job's team in the pure planner state (planner/holds.py): thread 0 starts
+only where its team fits, a new app's request cannot take the team's slots, and the team goes first."""
+
+from __future__ import annotations
+
+from granny.planner.lifecycle import TaskState
+from granny.planner.policies import FirstFit, WholeHosts
+from granny.planner.state import Dispatch, PlannerState
+
+from .test_state import of, planner, state_of
+
+
+def hosts_of(s: PlannerState, req_id: str) -> list[str]:
+    return [t.host_id or "" for t in s.requests[req_id].tasks]
+
+
+def test_a_new_app_cannot_take_the_slot_held_for_a_running_apps_team() -> None:
+    # bin-pack puts a new request on the fullest host that holds it: without the hold, job B's thread 0
+    # would take h2's last slot, next to A's thread 0, and A's team would go across to h1
+    s = planner(("h1", 2), ("h2", 2))
+    assert len(of(s.submit("a0", "A", 1, gang=True, team=1), Dispatch)) == 1
+    assert hosts_of(s, "a0") == ["h2"]
+    s.submit("b0", "B", 1, gang=True)
+    assert hosts_of(s, "b0") == ["h1"]
+    s.submit("a-team", "A", 1, gang=True)
+    assert hosts_of(s, "a-team") == ["h2"]
+    assert not s.holds.held  # the team took its slot
+
+
+def test_thread_0_waits_until_its_whole_team_fits() -> None:
+    s = planner(("h1", 2))
+    s.submit("other", "O", 1, gang=True)
+    assert of(s.submit("a0", "A", 1, gang=True, team=1), Dispatch) == []  # one free slot: not half-placed
+    assert state_of(s, "a0") is TaskState.QUEUED
+    granule = s.requests["other"].tasks[0].granule_id
+    _, actions = s.task_done(granule, "other", 0, ok=True)
+    assert [d.req_id for d in of(actions, Dispatch)] == ["a0"]
+
+
+def test_the_team_goes_ahead_of_a_waiting_queue_head() -> None:
+    s = planner(("h1", 2), ("h2", 1))
+    s.submit("a0", "A", 1, gang=True, team=1)
+    assert hosts_of(s, "a0") == ["h1"]
+    assert of(s.submit("b", "B", 2, gang=True), Dispatch) == []  # h2's slot alone does not hold it: it waits
+    actions = s.submit("a-team", "A", 1, gang=True)
+    assert [(d.req_id, d.index) for d in of(actions, Dispatch)] == [("a-team", 0)]
+    assert hosts_of(s, "a-team") == ["h1"]
+
+
+def test_a_hold_ends_with_the_job_that_never_leased_its_team() -> None:
+    s = planner(("h1", 2))
+    s.submit("a0", "A", 1, gang=True, team=1)
+    assert of(s.submit("b0", "B", 1, gang=True), Dispatch) == []  # h1's other slot is A's team's
+    granule = s.requests["a0"].tasks[0].granule_id
+    _, actions = s.task_done(granule, "a0", 0, ok=True)
+    assert [d.req_id for d in of(actions, Dispatch)] == ["b0"]
+    assert not s.holds.held
+
+
+def test_whole_hosts_gives_a_job_and_its_team_one_host_set() -> None:
+    s = planner(("h1", 2), ("h2", 2))
+    s.policy = WholeHosts()
+    s.submit("a0", "A", 1, gang=True, team=1)
+    s.submit("a-team", "A", 1, gang=True)
+    assert hosts_of(s, "a0") + hosts_of(s, "a-team") == ["h1", "h1"]
+    s.submit("b0", "B", 1, gang=True, team=1)
+    assert hosts_of(s, "b0") == ["h2"]
+
+
+def test_a_team_split_across_hosts_is_held_where_it_was_placed() -> None:
+    s = planner(("h1", 1), ("h2", 2))
+    s.policy = FirstFit()
+    s.submit("x", "X", 1, gang=True)  # h1 full
+    s.submit("a0", "A", 1, gang=True, team=2)  # needs 3 slots: h2 has 2, h1 none: waits
+    assert state_of(s, "a0") is TaskState.QUEUED
+    _, actions = s.task_done(s.requests["x"].tasks[0].granule_id, "x", 0, ok=True)
+    assert [d.req_id for d in of(actions, Dispatch)] == ["a0"]
+    s.submit("c", "C", 1, gang=True)  # every other slot is A's
+    assert state_of(s, "c") is TaskState.QUEUED
+    s.submit("a-team", "A", 2, gang=True)
+    assert sorted(hosts_of(s, "a0") + hosts_of(s, "a-team")) == ["h1", "h2", "h2"]
