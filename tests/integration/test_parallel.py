@@ -598,6 +598,41 @@ def test_elastic_team_grows_to_free_slots_and_gives_them_back(gclient: granny.Cl
     a.unlink()
 
 
+def sum_between_barriers(team: Any, x: Any, y: Any) -> None:
+    """Each round: every thread writes its cell, then (after a barrier) reads the sum of all of them."""
+    t, n = team.thread_num, team.num_threads
+    for k in range(y.shape[0]):
+        x[t] = 1000 * k + t
+        team.barrier()  # every thread has written round k
+        y[k, t] = int(x[:n].sum())
+        team.barrier()  # every thread has read before anyone writes round k + 1
+
+
+def test_barriers_complete_in_an_elastic_team_that_has_grown(gclient: granny.Client) -> None:
+    # The team runs regions with barriers alone first (the caller's barrier count moves on), then grows
+    # into the cluster's free slots: the threads that join late must meet the caller at its barriers.
+    rounds = 5
+    x = granny.shared_array((3,), "int64")
+    sizes: list[int] = []
+
+    def fork() -> int:
+        t = get_team(1, elastic=True)
+        y = granny.shared_array((rounds, 3), "int64", fill=-1)
+        t.fork("run", sum_between_barriers, {"x": x, "y": y}, {}, t.size)
+        n = t.board.nthreads
+        sizes.append(n)
+        want = [[sum(1000 * k + s for s in range(n))] * n + [-1] * (3 - n) for k in range(rounds)]
+        assert y.array.tolist() == want, (n, y.array.tolist())
+        y.unlink()
+        return n
+
+    wait_for(lambda: fork() == 3, timeout=60, what="a region with barriers on the grown team's 3 threads")
+    assert sizes[0] == 1, sizes  # the team did grow while running barrier regions
+    for _ in range(3):  # and keeps meeting at barriers, region after region
+        assert fork() == 3
+    x.unlink()
+
+
 def square_or_die(i: int, a: np.ndarray, tot: np.ndarray) -> None:
     if os.environ.get("GRANNY_INDEX") is not None and i == 9:  # dies only inside a team member granule
         os._exit(4)

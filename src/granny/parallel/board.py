@@ -7,7 +7,9 @@ Theory of operation
   ``done`` word. Every word has exactly one writer, so no atomic instructions are needed; x86 keeps
   stores (and loads) in order, so a reader that sees a new generation also sees the descriptor.
 - Barriers inside a region work the same way: each thread bumps its own ``barrier`` word and waits
-  until every thread's word has reached the same count.
+  until every thread's word has reached the same count. The counts are per region: the master zeroes
+  the region's threads' words as it publishes it (no thread is in a region then), so a thread that
+  joined an elastic team late, or sat regions out, starts level with the master (issue 13).
 - Waiting spins for a budget, then sets the thread's ``sleeping`` word and blocks on its doorbell (a
   datagram socket in the abstract namespace); whoever changes something a sleeper waits for rings it.
   ``select`` has a short timeout too, so a wake-up lost to the missing memory fence costs at most a
@@ -58,10 +60,11 @@ class Word(IntEnum):
 
 class ThreadWord(IntEnum):
     """A thread's words: ``board.words[board.word(thread, ThreadWord.X)]``. Only that thread writes
-    them, except RETIRED (the master asks a member to leave) and ERROR (the master clears it)."""
+    them, except RETIRED (the master asks a member to leave), ERROR (the master clears it) and BARRIER
+    (the master zeroes it at a fork, between regions)."""
 
     DONE = 0  # the last generation this thread finished
-    BARRIER = 1  # barriers this thread reached in the region
+    BARRIER = 1  # barriers this thread reached in the current region
     SLEEPING = 2  # 1 while it blocks on its doorbell: ring it after a change
     ERROR = 3  # the generation of the region whose error its error area holds (0: none)
     PRESENT = 4  # attached and waiting for regions
@@ -157,6 +160,10 @@ class Board:
         self.words[Word.NEXT_CHUNK] = 0
         self.words[Word.SINGLES] = 0  # every region starts with no single won
         self.words[Word.COMMAND] = command
+        # Every thread of the region starts it with no barrier passed. Cumulative counts left a thread
+        # that joined later (or sat regions out) behind the master, whose barriers then never completed.
+        for t in range(self.nthreads):
+            self.words[self.word(t, ThreadWord.BARRIER)] = 0
         gen = self.generation + 1
         self.words[Word.GENERATION] = gen  # publish last: the descriptor is in place before anyone sees it
         self.ring_sleepers()
