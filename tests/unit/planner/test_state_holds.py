@@ -3,11 +3,13 @@ only where its team fits, a new app's request cannot take the team's slots, and 
 
 from __future__ import annotations
 
-from granny.planner.lifecycle import TaskState
+import json
+
+from granny.planner.lifecycle import AppKind, TaskState
 from granny.planner.policies import FirstFit, WholeHosts
 from granny.planner.state import Dispatch, PlannerState
 
-from .test_state import of, planner, state_of
+from .test_state import TIMEOUT, add_host, of, planner, state_of
 
 
 def hosts_of(s: PlannerState, req_id: str) -> list[str]:
@@ -79,3 +81,37 @@ def test_a_team_split_across_hosts_is_held_where_it_was_placed() -> None:
     assert state_of(s, "c") is TaskState.QUEUED
     s.submit("a-team", "A", 2, gang=True)
     assert sorted(hosts_of(s, "a0") + hosts_of(s, "a-team")) == ["h1", "h2", "h2"]
+
+
+def test_holds_are_journaled_as_settings_and_restored_after_a_restart() -> None:
+    s = planner(("h1", 2), ("h2", 2))
+    s.submit("a0", "A", 1, gang=True, team=1)
+    settings = dict(s.holds.changes())
+    assert json.loads(settings["hold:A"]) == {"req": "a0", "hosts": {"h2": 1}}
+    assert s.holds.changes() == []  # nothing new to journal
+    # the restarted planner: the holding request restored, then reported by its granule on h2
+    r = PlannerState(TIMEOUT)
+    r.restore("a0", "A", 1, (), AppKind.FUNCTIONS, "", gang=True)
+    r.holds.restore({**settings, "hold:gone": json.dumps({"req": "zz", "hosts": {"h1": 1}}), "policy": "x"},
+                    {"a0": 1}, r.requests)
+    add_host(r, "h1", 2)
+    r.register_host("h2", 2, 0.0)
+    r.granule_connected("h2", "h2-g0", ("a0", 0))
+    r.granule_connected("h2", "h2-g1", None)
+    assert state_of(r, "a0") is TaskState.RUNNING
+    assert set(r.holds.held) == {"A"} and r.holds.held["A"][1] == {"h2": 1}
+    assert r.holds.changes() == []  # what the journal holds already
+    r.submit("b0", "B", 1, gang=True)
+    assert hosts_of(r, "b0") == ["h1"]  # not into the held slot on h2
+    r.submit("a-team", "A", 1, gang=True)
+    assert hosts_of(r, "a-team") == ["h2"]
+    assert r.holds.changes() == [("hold:A", "")]  # consumed: journaled as no hold
+
+
+def test_a_restored_queued_thread_0_still_waits_for_its_whole_team() -> None:
+    r = planner(("h1", 2))
+    r.submit("other", "O", 1, gang=True)
+    r.restore("a0", "A", 1, (), AppKind.FUNCTIONS, "", gang=True)
+    r.holds.restore({}, {"a0": 1}, r.requests)
+    r.queue.append("a0")
+    assert of(r.schedule(), Dispatch) == []  # one free slot: its team would not fit beside it
