@@ -61,7 +61,7 @@ class BatchEvents:
         """Place all pending tasks of ``req`` now if the policy finds room (None: it does not)."""
         st = cast("BatchState", self)
         pending = [i for i, t in enumerate(req.tasks) if t.state is TaskState.QUEUED]
-        view = ClusterView(st.views.views(st.requests, st.evicting))  # the kept host views (capacity.py)
+        view = st.holds.view(ClusterView(st.views.views(st.requests, st.evicting)), req.app_id, st.requests)  # (holds.py)
         request = request_for(req, len(pending))
         decision = pins_down(request, st.hosts) or st.policy.place(view, request)
         return st.assign(req, pending, decision.hosts) if isinstance(decision, Placement) else None

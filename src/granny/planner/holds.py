@@ -17,11 +17,17 @@ Theory of operation
   another host set); a request larger than the hold, or a hold whose slots are gone, is placed by the
   policy as usual. Its placement consumes the hold. A hold also ends when the request that made it is final (a job
   that never leased its team), so slots are never held for a job that is over.
+- Holds survive a planner restart (kill -9 included): the server journals each change as a setting
+  ``hold:<app_id>`` (:meth:`Holds.changes`; an empty value: no hold), and the restarted planner reinstalls
+  the holds whose holding request it restored, and the team each restored queued request asked for
+  (:meth:`Holds.restore`). A hold placed in the last moment before a crash, whose setting was not yet
+  committed, is lost: the team then waits for a free slot like any other request.
 - Pure data, like the rest of the planner core: no clock, no I/O.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -30,11 +36,42 @@ from .lifecycle import TASK_FINAL
 from .policies.base import ClusterView, Decision, Placement, PlacementRequest, Policy
 from .records import Request
 
+SETTING = "hold:"  # journal settings holding an app's held slots (see changes())
+
 
 @dataclass
 class Holds:
     wanted: dict[str, int] = field(default_factory=dict)  # queued req_id -> team granules to hold once it is placed
     held: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)  # app_id -> (its holding req, host -> slots)
+    journaled: dict[str, str] = field(default_factory=dict)  # app_id -> its hold as last handed to the journal
+
+    def changes(self) -> list[tuple[str, str]]:
+        """The journal settings to write for the holds made or ended since the last call."""
+        now = self._encoded()
+        out = [(SETTING + app, value) for app, value in now.items() if self.journaled.get(app) != value]
+        out += [(SETTING + app, "") for app in self.journaled if app not in now]
+        self.journaled = now
+        return out
+
+    def restore(self, settings: Mapping[str, str], teams: Mapping[str, int], requests: Mapping[str, Request]) -> None:
+        """After a restart: the journaled holds whose holding request was restored, and the team each
+        restored request (``teams``: req_id -> its Submit's team) holds once it is placed."""
+        for req_id, team in teams.items():
+            if team > 0 and req_id in requests:
+                self.wanted[req_id] = team
+        for key, value in settings.items():
+            if not key.startswith(SETTING) or not value:
+                continue
+            hold = json.loads(value)
+            req = requests.get(hold["req"])
+            if req is not None and req.app_id == key[len(SETTING):]:
+                self.held[req.app_id] = (req.req_id, Counter({str(h): int(n) for h, n in hold["hosts"].items()}))
+                # wanted stays: a thread 0 that is run again (its granule did not report it) holds anew
+        self.journaled = self._encoded()  # what the journal holds already
+
+    def _encoded(self) -> dict[str, str]:
+        return {app: json.dumps({"req": req_id, "hosts": dict(sorted(hosts.items()))})
+                for app, (req_id, hosts) in self.held.items()}
 
     def extra(self, req: Request) -> int:
         """Granules to place ``req`` with, beyond its own (none for a pinned request: its pins say where)."""

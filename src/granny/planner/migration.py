@@ -198,14 +198,14 @@ class MigrationPoints:
         if not app.migrate:
             return Stay(f"app {app_id} was submitted with migrate=False")
         view = migration_view(st.hosts.values(), st.requests, st.apps, st.evicting, st.queue, app_id, now)
-        return st.policy.migrate(view, app_id)
+        return st.policy.migrate(st.holds.view(view, app_id, st.requests), app_id)  # not into a team's held slots
 
     def world_decision(self, req_id: str, now: float = 0.0, cold: bool = False) -> MigrationDecision:
         """The policy's migration rule for one MPI world (its moves' indexes are ranks); ``cold``: as if
         every free slot's granule were ready (see views_policy.cluster_view)."""
         st = self._st()
         if type(st.policy) is BinPack and not cold:  # bin-pack's rule reads the hosts and the world: the kept views
-            view = ClusterView(st.views.views(st.requests, st.evicting), {}, (), now)  # (nor the queue: O(queue))
+            view = st.holds.view(ClusterView(st.views.views(st.requests, st.evicting), {}, (), now), st.requests[req_id].app_id, st.requests)
             here, by_id = tuple(t.host_id for t in st.requests[req_id].tasks), st.views.by_id()
             if all(h in by_id for h in here) and not gather.would_move(here, by_id, gather.largest_free(
                     view.hosts, 2 * len(here))):  # (exact: gather.py) the rule would say Stay; in O(hosts), not more
@@ -213,7 +213,7 @@ class MigrationPoints:
         else:
             view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
                                 now, cold=cold)
-        view = replace(view, evict_at={n.host_id: n.deadline for n in st.evictions.notices.values()})
+        view = replace(st.holds.view(view, st.requests[req_id].app_id, st.requests), evict_at={n.host_id: n.deadline for n in st.evictions.notices.values()})
         interval = st.migrations.intervals.get(req_id, 0.0)
         return st.policy.migrate(world_view(view, st.requests[req_id], st.apps, interval), req_id)
 

@@ -13,12 +13,19 @@ batch.BatchState), so that this module imports leaves only.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Protocol
 
 from .batch_queue import Batch
 from .capacity import HostViews
-from .policies import Policy
+from .policies import ClusterView, Policy
 from .records import Action, App, Granule, Host, Request
+
+
+class HeldSlots(Protocol):
+    """holds.Holds, as the helpers see it (holds.py is their sibling: they may not import it)."""
+
+    def view(self, view: ClusterView, app_id: str, requests: Mapping[str, Request]) -> ClusterView: ...
 
 
 class StateCore(Protocol):
@@ -30,6 +37,10 @@ class StateCore(Protocol):
     evicting: set[str]  # hosts under an eviction notice
     policy: Policy
     views: HostViews  # the hosts' placement views
+
+    @property
+    def holds(self) -> HeldSlots:  # slots held for teams (holds.py): other apps' placements must not take them
+        ...
 
     def schedule(self) -> list[Action]:
         """The placement pass: place what waits, where the policy finds room."""

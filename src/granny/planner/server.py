@@ -171,6 +171,7 @@ class PlannerServer:
         if count or held:
             log.info("restored %d unfinished requests from the journal (%d wait for their client)", count, held)
         deadlines.restore(self, restored.settings)  # delay-tolerant calls keep their deadlines and estimates
+        self.state.holds.restore(restored.settings, {r: p.submit.team for r, p in self.payloads.items()}, self.state.requests)
         self.state.start_grace(self.loop.time(), self.config.restart_grace)
 
     async def _tick_forever(self) -> None:
@@ -411,6 +412,8 @@ class PlannerServer:
     # --- effects ----------------------------------------------------------------------------------
     def apply(self, actions: list[Action]) -> None:
         replay = self._apply(actions)
+        for key, value in self.state.holds.changes():  # slots held for teams outlive a restart (holds.py)
+            self.journal.setting(key, value)
         # Payloads are dropped only after every action ran: several results of one request may be
         # delivered by a single batch of actions.
         for req_id in self._delivered:

@@ -3,11 +3,14 @@ only where its team fits, a new app's request cannot take the team's slots, and 
 
 from __future__ import annotations
 
-from granny.planner.lifecycle import TaskState
-from granny.planner.policies import FirstFit, WholeHosts
-from granny.planner.state import Dispatch, PlannerState
+import json
 
-from .test_state import of, planner, state_of
+from granny.planner.lifecycle import AppKind, TaskState
+from granny.planner.policies import FirstFit, WholeHosts
+from granny.planner.records import MigrateAnswer
+from granny.planner.state import Dispatch, PlannerState, RankAddress
+
+from .test_state import TIMEOUT, add_host, of, planner, state_of
 
 
 def hosts_of(s: PlannerState, req_id: str) -> list[str]:
@@ -79,3 +82,60 @@ def test_a_team_split_across_hosts_is_held_where_it_was_placed() -> None:
     assert state_of(s, "c") is TaskState.QUEUED
     s.submit("a-team", "A", 2, gang=True)
     assert sorted(hosts_of(s, "a0") + hosts_of(s, "a-team")) == ["h1", "h2", "h2"]
+
+
+def test_holds_are_journaled_as_settings_and_restored_after_a_restart() -> None:
+    s = planner(("h1", 2), ("h2", 2))
+    s.submit("a0", "A", 1, gang=True, team=1)
+    settings = dict(s.holds.changes())
+    assert json.loads(settings["hold:A"]) == {"req": "a0", "hosts": {"h2": 1}}
+    assert s.holds.changes() == []  # nothing new to journal
+    # the restarted planner: the holding request restored, then reported by its granule on h2
+    r = PlannerState(TIMEOUT)
+    r.restore("a0", "A", 1, (), AppKind.FUNCTIONS, "", gang=True)
+    r.holds.restore({**settings, "hold:gone": json.dumps({"req": "zz", "hosts": {"h1": 1}}), "policy": "x"},
+                    {"a0": 1}, r.requests)
+    add_host(r, "h1", 2)
+    r.register_host("h2", 2, 0.0)
+    r.granule_connected("h2", "h2-g0", ("a0", 0))
+    r.granule_connected("h2", "h2-g1", None)
+    assert state_of(r, "a0") is TaskState.RUNNING
+    assert set(r.holds.held) == {"A"} and r.holds.held["A"][1] == {"h2": 1}
+    assert r.holds.changes() == []  # what the journal holds already
+    r.submit("b0", "B", 1, gang=True)
+    assert hosts_of(r, "b0") == ["h1"]  # not into the held slot on h2
+    r.submit("a-team", "A", 1, gang=True)
+    assert hosts_of(r, "a-team") == ["h2"]
+    assert r.holds.changes() == [("hold:A", "")]  # consumed: journaled as no hold
+
+
+def test_a_restored_queued_thread_0_still_waits_for_its_whole_team() -> None:
+    r = planner(("h1", 2))
+    r.submit("other", "O", 1, gang=True)
+    r.restore("a0", "A", 1, (), AppKind.FUNCTIONS, "", gang=True)
+    r.holds.restore({}, {"a0": 1}, r.requests)
+    r.queue.append("a0")
+    assert of(r.schedule(), Dispatch) == []  # one free slot: its team would not fit beside it
+
+
+def test_a_delay_tolerant_call_does_not_take_a_slot_held_for_a_team() -> None:
+    s = planner(("h1", 2))
+    s.submit("a0", "A", 1, gang=True, team=1)
+    assert hosts_of(s, "a0") == ["h1"] and s.holds.held["A"][1] == {"h1": 1}
+    assert of(s.submit("later", "C", 1, tolerance=-1, key="f", now=0.0), Dispatch) == []  # (batch.py's own placement)
+    assert state_of(s, "later") is TaskState.QUEUED
+    assert [d.req_id for d in of(s.submit("a-team", "A", 1, gang=True), Dispatch)] == ["a-team"]
+    assert hosts_of(s, "a-team") == ["h1"]
+
+
+def test_a_migrating_world_does_not_move_into_a_slot_held_for_a_team() -> None:
+    # without the hold, bin-pack would gather the world on h1, into the two slots held for A's team
+    s = planner(("h1", 4), ("h2", 2))
+    s.submit("w", "W", 2, app_kind="script", gang=True, hosts=(("h1", 1), ("h2", 1)))
+    gids = {i: t.granule_id for i, t in enumerate(s.requests["w"].tasks)}
+    for i in range(2):
+        s.mpi_join(gids[i], "w", i, RankAddress(s.requests["w"].tasks[i].host_id, 100 + i, "10.0.0.1", 5000 + i))
+    s.submit("a0", "A", 1, gang=True, team=2)
+    assert hosts_of(s, "a0") == ["h1"] and s.holds.held["A"][1] == {"h1": 2}
+    (answer,) = of(s.migrate_ask(gids[0], "w", 0, True, "", now=10.0), MigrateAnswer)
+    assert [(m.index, m.target) for m in answer.moves] == [(0, "h2")]  # the world gathers on h2, not into the hold
