@@ -141,6 +141,14 @@ def move_cost(move: dict[str, float], model: dict[str, float]) -> float:
     return (move["ended"] - move["submitted"]) - (before + max(0.0, 1 - before / split) * whole)
 
 
+def testbed(tmp: str, hosts: int, slots: int) -> Testbed:
+    """The testbed every calibration runs on, up: the live replays' links between its hosts."""
+    tb = Testbed(hosts, slots=slots, prefix=PREFIX, subnet=SUBNET, state_dir=Path(tmp) / "tb",
+                 heartbeat_timeout=5.0, ready_timeout=120.0, latency=LINKS["latency"], bandwidth=LINKS["bandwidth"])
+    tb.up()
+    return tb
+
+
 def settle(client: Any) -> None:
     """Wait until every host is idle with its warm pool full (a run's granules are replaced after it)."""
     deadline = time.monotonic() + 60
@@ -170,9 +178,7 @@ def main() -> int:
     hosts = max(len(s) for s in MPI_SPLITS + OMP_SPLITS)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
-        tb = Testbed(hosts, slots=args.slots, prefix=PREFIX, subnet=SUBNET, state_dir=Path(tmp) / "tb",
-                     heartbeat_timeout=5.0, ready_timeout=120.0, latency=LINKS["latency"], bandwidth=LINKS["bandwidth"])
-        tb.up()
+        tb = testbed(tmp, hosts, args.slots)
         journal = Path(tb.state.data_dir) / "journal.sqlite"
         try:
             for rep in range(args.reps):
@@ -239,9 +245,7 @@ def raw_contention(raw: str, contention: dict[str, Any]) -> None:
 def only_contention(args: argparse.Namespace) -> int:
     hosts = max(len(s) for s in MPI_SPLITS + OMP_SPLITS)
     with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
-        tb = Testbed(hosts, slots=args.slots, prefix=PREFIX, subnet=SUBNET, state_dir=Path(tmp) / "tb",
-                     heartbeat_timeout=5.0, ready_timeout=120.0, latency=LINKS["latency"], bandwidth=LINKS["bandwidth"])
-        tb.up()
+        tb = testbed(tmp, hosts, args.slots)
         try:
             contention = contention_runs(tb, Path(tb.state.data_dir) / "journal.sqlite", args.reps, hosts, args.slots,
                                          settle, journal_rows, log, tuple(int(h) for h in args.hogs.split(",")))
@@ -265,9 +269,7 @@ def only_moves(args: argparse.Namespace) -> int:
     w = Workload()
     moves: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
-        tb = Testbed(hosts, slots=args.slots, prefix=PREFIX, subnet=SUBNET, state_dir=Path(tmp) / "tb",
-                     heartbeat_timeout=5.0, ready_timeout=120.0, latency=LINKS["latency"], bandwidth=LINKS["bandwidth"])
-        tb.up()
+        tb = testbed(tmp, hosts, args.slots)
         journal = Path(tb.state.data_dir) / "journal.sqlite"
         try:
             for rep in range(args.reps):
