@@ -12,7 +12,7 @@ import pytest
 
 import granny
 from granny.cluster import LocalCluster
-from granny.errors import ConfigError, DeadlineError
+from granny.errors import ConfigError, DeadlineError, GrannyError
 
 from ..polling import wait_for
 
@@ -145,8 +145,6 @@ def test_queued_delay_tolerant_calls_keep_their_deadlines_across_a_planner_kill9
     import sqlite3
     import time
 
-    from granny.errors import GrannyError
-
     from .test_functions import block_until
     from .test_recovery import restart_planner
 
@@ -275,6 +273,15 @@ def test_a_call_at_a_migration_point_is_frozen_for_latency_sensitive_work_and_re
         cluster.stop()
 
 
+def call_row(client: granny.Client, req_id: str) -> dict[str, object]:
+    """The status row of one call of the client's app ({} while the planner is being restarted)."""
+    try:
+        rows = {g["req_id"]: g for g in client.query("app", client.app_id)["granules"]}
+    except GrannyError:
+        return {}
+    return rows.get(req_id, {})
+
+
 def _count(path: Path) -> int:
     """The number a call keeps rewriting in ``path`` (0 before it exists, or while it is being rewritten)."""
     try:
@@ -287,8 +294,6 @@ def test_a_frozen_call_thaws_from_where_it_was_frozen_after_a_planner_kill9(tmp_
     import contextlib
     import sqlite3
     import time
-
-    from granny.errors import GrannyError
 
     from .test_functions import block_until
     from .test_recovery import restart_planner
@@ -315,11 +320,7 @@ def test_a_frozen_call_thaws_from_where_it_was_frozen_after_a_planner_kill9(tmp_
             restart_planner(cluster, True, "--restart-grace", "1")
 
             def row() -> dict[str, object]:
-                try:
-                    rows = {g["req_id"]: g for g in client.query("app", client.app_id)["granules"]}
-                except GrannyError:  # the planner is being restarted
-                    return {}
-                return rows.get(background.req_id, {})
+                return call_row(client, background.req_id)
 
             waiting = wait_for(lambda: (r := row()).get("waiting") and r, timeout=60,
                                what="the frozen call back in the batch queue after the restart grace")

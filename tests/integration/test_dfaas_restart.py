@@ -9,11 +9,10 @@ from pathlib import Path
 
 import granny
 from granny.cluster import LocalCluster
-from granny.errors import GrannyError
 from granny.planner.batch_queue import DEVS, MARGIN
 
 from ..polling import wait_for
-from .test_delay_tolerance import _count, stepwise
+from .test_delay_tolerance import _count, call_row, stepwise
 from .test_functions import block_until
 from .test_recovery import restart_planner
 
@@ -49,11 +48,7 @@ def test_a_frozen_calls_banked_runtime_and_the_guards_spread_survive_a_planner_k
             assert 0.3 < ran < DEVS * spread / 2, (ran, mean, spread)
 
             def row() -> dict[str, object]:
-                try:
-                    rows = {g["req_id"]: g for g in client.query("app", client.app_id)["granules"]}
-                except GrannyError:  # the planner is being restarted
-                    return {}
-                return rows.get(background.req_id, {})
+                return call_row(client, background.req_id)
 
             def needed(r: dict[str, object]) -> float:
                 """deadline - latest start: the work left by the guard's count (mean + spreads - ran) + margin."""
