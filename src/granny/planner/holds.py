@@ -1,4 +1,5 @@
-"""Slots held for a team: an OpenMP-style job's thread 0 starts only where its team fits, and the team gets them.
+"""Slots held for a team: an OpenMP-style job's thread 0 starts only where its team fits, and the team gets them;
+and a finishing world's slots, for it.
 
 Theory of operation
 - An OpenMP-style job is two requests of one app: thread 0 (a gang of one), and, once that process
@@ -22,6 +23,13 @@ Theory of operation
   the holds whose holding request it restored, and the team each restored queued request asked for
   (:meth:`Holds.restore`). A hold placed in the last moment before a crash, whose setting was not yet
   committed, is lost: the team then waits for a free slot like any other request.
+- A finishing MPI world's slots come back together: its ranks report Done one by one (ms apart live, one
+  event each in the simulator), and a waiting request placed after the first would take the slots freed
+  so far and start split over hosts, beside a world-sized hole that opens a moment later (the
+  simulator's mpi-migrate runs: granny-migrate's links over the optimum 1.28-1.51 with it, 1.15-1.20
+  without). So a rank that ended holds its slot for its world's app until the world's last rank ends or
+  the world fails (``ending``; not journaled: a restart forgets a hold of a few milliseconds). A batch
+  scheduler keeps a job's allocation to its end the same way.
 - Pure data, like the rest of the planner core: no clock, no I/O.
 """
 
@@ -44,6 +52,7 @@ class Holds:
     wanted: dict[str, int] = field(default_factory=dict)  # queued req_id -> team granules to hold once it is placed
     held: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)  # app_id -> (its holding req, host -> slots)
     journaled: dict[str, str] = field(default_factory=dict)  # app_id -> its hold as last handed to the journal
+    ending: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)  # world req_id -> (app, its ended ranks' slots)
 
     def changes(self) -> list[tuple[str, str]]:
         """The journal settings to write for the holds made or ended since the last call."""
@@ -99,11 +108,16 @@ class Holds:
                 return Placement(tuple(h for h, n in sorted(hosts.items()) for _ in range(n))[: request.n])
         return policy.place(mine, request)
 
+    def rank_ended(self, req: Request, host_id: str) -> None:
+        """A rank of the world ``req`` ended on ``host_id``: its slot stays the world's until the last rank ends."""
+        if req.gang and not req.lease and req.n > 1 and not req.final():  # (a lease gives slots back one by one)
+            self.ending.setdefault(req.req_id, (req.app_id, Counter()))[1][host_id] += 1
+
     def view(self, view: ClusterView, app_id: str, requests: Mapping[str, Request]) -> ClusterView:
         """``view`` as ``app_id`` sees it: the slots held for other apps are not free."""
         self._expire(requests)
         others: Counter[str] = Counter()
-        for holder, (_, hosts) in self.held.items():
+        for holder, hosts in [(app, hosts) for app, (_, hosts) in self.held.items()] + list(self.ending.values()):
             if holder != app_id:
                 others.update(hosts)
         if not others:
@@ -127,3 +141,5 @@ class Holds:
                 del self.held[app_id]
         for req_id in [r for r in self.wanted if r not in requests]:
             del self.wanted[req_id]
+        for req_id in [r for r in self.ending if r not in requests or requests[r].final()]:
+            del self.ending[req_id]

@@ -373,8 +373,9 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             task.granule_id, task.host_id = granule_id, granule.host_id
         if task is None or task.state is not TaskState.RUNNING:
             return False, self.schedule()
-        event = TaskEvent.SUCCEED if ok else TaskEvent.FAIL
-        return True, self._finish(req_id, index, event, None) + self.schedule()
+        actions = self._finish(req_id, index, TaskEvent.SUCCEED if ok else TaskEvent.FAIL, None)
+        self.holds.rank_ended(self.requests[req_id], task.host_id)  # a world's slots come back together (holds.py)
+        return True, actions + self.schedule()
 
     def mpi_join(self, granule_id: str, req_id: str, index: int, address: RankAddress, gen: int = 0,
                  now: float = 0.0) -> list[Action]:

@@ -139,3 +139,44 @@ def test_a_migrating_world_does_not_move_into_a_slot_held_for_a_team() -> None:
     assert hosts_of(s, "a0") == ["h1"] and s.holds.held["A"][1] == {"h1": 2}
     (answer,) = of(s.migrate_ask(gids[0], "w", 0, True, "", now=10.0), MigrateAnswer)
     assert [(m.index, m.target) for m in answer.moves] == [(0, "h2")]  # the world gathers on h2, not into the hold
+
+
+def test_a_finishing_worlds_slots_come_back_together() -> None:
+    # A world of 4 on h1 ends one rank at a time (as its Done messages arrive). Taking each slot as it
+    # frees, the waiting 4-rank job would start over both hosts; it waits for the world's last rank
+    # and starts whole on h1.
+    s = planner(("h1", 4), ("h2", 2))
+    s.submit("w", "W", 4, gang=True)
+    s.submit("x", "X", 1, gang=True)  # h2: one free slot left
+    assert of(s.submit("q", "Q", 4, gang=True), Dispatch) == []
+    ranks = s.requests["w"].tasks
+    for index in range(3):
+        _, actions = s.task_done(ranks[index].granule_id, "w", index, ok=True)
+        assert of(actions, Dispatch) == [], f"the queued job started after rank {index} of 4 ended"
+        assert state_of(s, "q") is TaskState.QUEUED
+    _, actions = s.task_done(ranks[3].granule_id, "w", 3, ok=True)
+    assert sorted(d.index for d in of(actions, Dispatch)) == [0, 1, 2, 3]
+    assert hosts_of(s, "q") == ["h1"] * 4
+    assert not s.holds.ending
+
+
+def test_the_slots_of_a_world_that_fails_are_free_at_once() -> None:
+    s = planner(("h1", 2), ("h2", 1))
+    s.submit("w", "W", 2, gang=True)
+    s.submit("q", "Q", 2, gang=True)
+    _, actions = s.task_done(s.requests["w"].tasks[0].granule_id, "w", 0, ok=True)
+    assert of(actions, Dispatch) == []
+    _, actions = s.task_done(s.requests["w"].tasks[1].granule_id, "w", 1, ok=False)
+    assert sorted(d.index for d in of(actions, Dispatch)) == [0, 1]
+    assert hosts_of(s, "q") == ["h1", "h1"] and not s.holds.ending
+
+
+def test_a_rank_that_ended_keeps_its_slot_for_its_own_app_only() -> None:
+    s = planner(("h1", 2))
+    s.submit("w", "W", 2, gang=True)
+    s.task_done(s.requests["w"].tasks[0].granule_id, "w", 0, ok=True)
+    assert [d.req_id for d in of(s.submit("w-more", "W", 1, gang=True), Dispatch)] == ["w-more"]  # its own app may
+    s.task_done(s.requests["w-more"].tasks[0].granule_id, "w-more", 0, ok=True)
+    assert of(s.submit("other", "O", 1, gang=True), Dispatch) == []  # another app waits for the world's end
+    _, actions = s.task_done(s.requests["w"].tasks[1].granule_id, "w", 1, ok=True)
+    assert [d.req_id for d in of(actions, Dispatch)] == ["other"]

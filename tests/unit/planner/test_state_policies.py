@@ -74,6 +74,8 @@ def test_a_pinned_request_waits_for_its_hosts_even_when_others_are_free() -> Non
     assert of(s.submit("r2", "app2", 1, hosts=(("a", 1),)), Dispatch) == []  # b is free, but not pinned
     assert s.requests["r2"].tasks[0].state is TaskState.QUEUED
     of(done(s, first[0]), Dispatch)
+    assert s.requests["r2"].tasks[0].state is TaskState.QUEUED  # the world's slots come back together
+    of(done(s, first[1]), Dispatch)
     assert hosts_of(s, "r2") == ["a"]
 
 

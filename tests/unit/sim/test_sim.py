@@ -39,17 +39,19 @@ def starts(result: object) -> dict[int, float]:
 def test_binpack_decisions_by_hand() -> None:
     r = simulate(TRACE, scheduler_named("granny"), 2, 4, FLAT)
     # j0 alone: the emptiest host, ties to the larger id; j1: the other, emptier host; j2 waits for
-    # 4 free slots: after j0's second rank ends h0001 has 3, h0000 1 (ranks end one by one).
+    # 4 free slots: j0's ranks end one by one, but its slots come back together (planner/holds.py), so
+    # j2 gets h0001 whole rather than 3 + 1 over both hosts; j3 then waits for j1's end, and its host.
     assert placements(r) == {"job0": (("h0001", 3),), "job1": (("h0000", 3),),
-                             "job2": (("h0000", 1), ("h0001", 3)), "job3": (("h0001", 1), ("h0000", 1))[::-1]}
+                             "job2": (("h0001", 4),), "job3": (("h0000", 2),)}
     assert starts(r) == {0: 0, 1: 1, 2: 10, 3: 101}
 
 
 def test_first_fit_decisions_by_hand() -> None:
     r = simulate(TRACE, scheduler_named("slurm"), 2, 4, FLAT)
     assert placements(r) == {"job0": (("h0000", 3),), "job1": (("h0000", 1), ("h0001", 2)),
-                             "job2": (("h0000", 2), ("h0001", 2)), "job3": (("h0000", 2),)}
-    # j3 finds 1 free slot at 20; at 101 j1's rank 0 ends first and frees a second one on h0000.
+                             "job2": (("h0000", 3), ("h0001", 1)), "job3": (("h0000", 1), ("h0001", 1))}
+    # j2 takes j0's 3 slots together (held until its last rank ended) and one of h0001; j3 finds 1 free
+    # slot at 20, and at 101 first fit's lowest slots of the 4 j1's end frees.
     assert starts(r) == {0: 0, 1: 1, 2: 10, 3: 101}
 
 
