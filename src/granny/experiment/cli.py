@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compare", type=Path, default=PAPER / "results" / "makespan")
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--arrivals", choices=list(ARRIVALS), default="original")
+    s.add_argument("--migrate-every", type=float, default=None,
+                   help="granny-migrate: a migration point every this fraction of a job's work (default: 0.01 on "
+                        "the MPI traces, else the scheduler's 0.1)")
     s.add_argument("--reserve", type=float, default=None,
                    help="granny-migrate keeps this share of the slots free (bin-pack-reserve; default: as the "
                         "original's harness with --arrivals original, 0.05 on mpi-locality, else 0)")
@@ -170,7 +173,7 @@ def main(argv: list[str]) -> int:
                      [n for n in SCHEDULERS if n not in SPOT and n != "dfaas"  # (dfaas: its own family)
                       and (n != "granny-elastic" or args.workload.startswith("omp"))])
             rows = sweep(args.traces, args.workload, names, args.out, compare=args.compare, arrivals=args.arrivals,
-                         reserve=args.reserve)
+                         reserve=args.reserve, migrate_every=args.migrate_every)
             text = table(rows)
             (args.out / f"table_{args.workload}.md").write_text(text)
             print(text, end="")

@@ -32,6 +32,11 @@ CONFIGS: dict[str, list[tuple[int, int]]] = {
 # next_task_size, pctg = 0.05); its sched-info never shows fewer idle cores than that (3 / 6 / 12 at
 # 8 / 16 / 32 VMs, where plain granny's reach 0). Not for mpi-migrate. Replayed as bin-pack-reserve.
 HARNESS_RESERVE: dict[tuple[str, str], float] = {("granny-migrate", "mpi-locality"): 0.05}
+# granny-migrate's migration points on the original's MPI traces: every 1 % of a job's work (a LAMMPS run of
+# 117-722 s checks every 1-7 s). A point that is not hinted costs one broadcast from rank 0
+# (migration/point.py), and a split world gathers sooner: links 1.09-1.10 x the optimum on mpi-migrate
+# against 1.10-1.12 at 2 % and 1.17-1.23 at 10 % (docs/evaluation.md).
+POINTS: dict[str, float] = {"mpi-migrate": 0.01, "mpi-locality": 0.01}
 
 
 def trace_name(path: str | Path) -> tuple[str, int] | None:

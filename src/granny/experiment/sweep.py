@@ -24,9 +24,11 @@ class Row:
 
 
 def sweep(traces: Path, workload: str, schedulers: Sequence[str], out: Path, slots: int = 8,
-          compare: Path | None = None, arrivals: str = "original", reserve: float | None = None) -> list[Row]:
+          compare: Path | None = None, arrivals: str = "original", reserve: float | None = None,
+          migrate_every: float | None = None) -> list[Row]:
     """``reserve``: granny-migrate's (bin-pack-reserve's share of slots kept free); None: as the original's
-    harness ran it with ``arrivals="original"`` (:data:`.paper.HARNESS_RESERVE`), else none."""
+    harness ran it with ``arrivals="original"`` (:data:`.paper.HARNESS_RESERVE`), else none.
+    ``migrate_every``: granny-migrate's distance between migration points (None: :data:`.paper.POINTS`)."""
     configs = paper.CONFIGS.get(workload)
     if configs is None:
         raise ConfigError(f"no known configurations for workload {workload!r}: {', '.join(paper.CONFIGS)}")
@@ -34,12 +36,13 @@ def sweep(traces: Path, workload: str, schedulers: Sequence[str], out: Path, slo
     for hosts, jobs in configs:
         trace = traces / f"trace_{workload}_{jobs}_8.csv"
         for name in schedulers:
-            keep = None
+            keep, every = None, None
             if name == "granny-migrate":
+                every = migrate_every if migrate_every is not None else paper.POINTS.get(workload)
                 keep = reserve if reserve is not None else (
                     paper.HARNESS_RESERVE.get((name, workload)) if arrivals == "original" else None)
             outcome = run(trace, hosts, slots, name, "sim", out / f"{workload}_{jobs}_{hosts}" / name,
-                          arrivals=arrivals, reserve=keep)
+                          arrivals=arrivals, reserve=keep, migrate_every=every)
             theirs = (paper.makespan(compare, paper.original_name(name, workload), hosts, workload, jobs)
                       if compare else None)
             rows.append(Row(workload, hosts, jobs, name, outcome, theirs))

@@ -53,6 +53,10 @@ class Holds:
     held: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)  # app_id -> (its holding req, host -> slots)
     journaled: dict[str, str] = field(default_factory=dict)  # app_id -> its hold as last handed to the journal
     ending: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)  # world req_id -> (app, its ended ranks' slots)
+    # make_room.py: a world moving to make room -> (its app, its target slots, the world it makes room for);
+    # a world -> (its app, the room made for it). Soft: a queued request that needs them ends them all.
+    moving: dict[str, tuple[str, Counter[str], str]] = field(default_factory=dict)
+    room: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)
 
     def changes(self) -> list[tuple[str, str]]:
         """The journal settings to write for the holds made or ended since the last call."""
@@ -106,18 +110,28 @@ class Holds:
             free = {h.host_id: h.free for h in mine.hosts}
             if all(free.get(h, 0) >= n for h, n in hosts.items()):
                 return Placement(tuple(h for h, n in sorted(hosts.items()) for _ in range(n))[: request.n])
-        return policy.place(mine, request)
+        decision = policy.place(mine, request)
+        if not isinstance(decision, Placement) and (self.moving or self.room):  # soft: the queue goes first
+            plain = policy.place(self.view(view, req.app_id, requests, plans=False), request)
+            if isinstance(plain, Placement):
+                self.moving.clear()
+                self.room.clear()
+                return plain
+        return decision
 
     def rank_ended(self, req: Request, host_id: str) -> None:
         """A rank of the world ``req`` ended on ``host_id``: its slot stays the world's until the last rank ends."""
         if req.gang and not req.lease and req.n > 1 and not req.final():  # (a lease gives slots back one by one)
             self.ending.setdefault(req.req_id, (req.app_id, Counter()))[1][host_id] += 1
 
-    def view(self, view: ClusterView, app_id: str, requests: Mapping[str, Request]) -> ClusterView:
+    def view(self, view: ClusterView, app_id: str, requests: Mapping[str, Request], plans: bool = True) -> ClusterView:
         """``view`` as ``app_id`` sees it: the slots held for other apps are not free."""
         self._expire(requests)
         others: Counter[str] = Counter()
-        for holder, hosts in [(app, hosts) for app, (_, hosts) in self.held.items()] + list(self.ending.values()):
+        held = [(app, hosts) for app, (_, hosts) in self.held.items()] + list(self.ending.values())
+        if plans:
+            held += [(app, hosts) for app, hosts, _ in self.moving.values()] + list(self.room.values())
+        for holder, hosts in held:
             if holder != app_id:
                 others.update(hosts)
         if not others:
@@ -143,3 +157,8 @@ class Holds:
             del self.wanted[req_id]
         for req_id in [r for r in self.ending if r not in requests or requests[r].final()]:
             del self.ending[req_id]
+        for req_id in [r for r in self.room if r not in requests or requests[r].final()]:
+            del self.room[req_id]
+        for req_id in [r for r, (_, _, w) in self.moving.items() if any(
+                x not in requests or requests[x].final() for x in (r, w))]:
+            del self.moving[req_id]

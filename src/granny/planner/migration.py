@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from ..errors import ErrorKind
 from ..tunables import MIGRATION_HISTORY as HISTORY
 from ..tunables import SPOT_MARGIN
-from . import freezing, gather, hint_index
+from . import freezing, gather, hint_index, make_room
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .migration_text import describe
 from .migration_text import rows as _rows
@@ -204,6 +204,8 @@ class MigrationPoints:
         """The policy's migration rule for one MPI world (its moves' indexes are ranks); ``cold``: as if
         every free slot's granule were ready (see views_policy.cluster_view)."""
         st = self._st()
+        if req_id in st.holds.moving and not cold and (move := make_room.mover_decision(st, st.requests[req_id])):
+            return move  # it moves to make room for a split world (make_room.py)
         if type(st.policy) is BinPack and not cold:  # bin-pack's rule reads the hosts and the world: the kept views
             view = st.holds.view(ClusterView(st.views.views(st.requests, st.evicting), {}, (), now), st.requests[req_id].app_id, st.requests)
             here, by_id = tuple(t.host_id for t in st.requests[req_id].tasks), st.views.by_id()
@@ -245,6 +247,7 @@ def ask(st: MigrationState, granule_id: str, req_id: str, gen: int, ready: bool,
         text = f"a move is refused while {why}"
         return stay(text) + [MigrationEvent(req.app_id, req_id, "refused", text)]
     decision = st.world_decision(req_id, now)
+    st.holds.room.pop(req_id, None)  # room made for it is spent at this point, whatever it decides
     if isinstance(decision, Freeze):
         # Slots held by ranks that just moved, or whose granule is still starting, are room in a moment:
         # wait for it rather than freeze (a hint comes when it is there).
@@ -261,6 +264,9 @@ def ask(st: MigrationState, granule_id: str, req_id: str, gen: int, ready: bool,
             m.checkpoints[req_id] = ckpt
             m.saving[req_id] = (ckpt, set())
             return [MigrateAnswer(granule_id, req_id, m.gen(req_id), (), decision.reason, checkpoint=ckpt)]
+        if isinstance(st.policy, BinPack):  # a split world may gather once another moves out of its way
+            return stay(decision.reason) + make_room.after_stay(st, req, st.holds.view(ClusterView(
+                st.views.views(st.requests, st.evicting)), req.app_id, st.requests).hosts)
         return stay(decision.reason) + _ask_again(st, req)
     moves = tuple(mv for mv in decision.moves if mv.source != mv.target)
     targets: dict[int, str] = {}
@@ -280,11 +286,12 @@ def ask(st: MigrationState, granule_id: str, req_id: str, gen: int, ready: bool,
         task.granule_id, task.host_id = granule.granule_id, mv.target
     m.gens[req_id] = new_gen
     m.inflight[req_id] = InFlight(new_gen, moves, now, targets)
+    made = make_room.moved(st, req_id, {mv.index: mv.source for mv in moves}) if req_id in st.holds.moving else []
     m.counts["decisions"] += 1
     m.counts["granules_moved"] += len(moves)
     text = f"{describe(moves)} ({decision.reason})" if decision.reason else describe(moves)
     return [MigrateAnswer(granule_id, req_id, new_gen, moves, decision.reason),
-            MigrationEvent(req.app_id, req_id, "decided", text, {"gen": new_gen, "moves": _rows(moves)})]
+            MigrationEvent(req.app_id, req_id, "decided", text, {"gen": new_gen, "moves": _rows(moves)}), *made]
 
 
 def _last_point(st: MigrationState, req: Request, now: float) -> bool:

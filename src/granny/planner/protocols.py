@@ -12,7 +12,7 @@ batch.BatchState), so that this module imports leaves only.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -26,6 +26,12 @@ class HeldSlots(Protocol):
     """holds.Holds, as the helpers see it (holds.py is their sibling: they may not import it)."""
 
     def view(self, view: ClusterView, app_id: str, requests: Mapping[str, Request]) -> ClusterView: ...
+
+    @property
+    def moving(self) -> dict[str, tuple[str, Counter[str], str]]: ...  # (make_room.py)
+
+    @property
+    def room(self) -> dict[str, tuple[str, Counter[str]]]: ...
 
 
 class StateCore(Protocol):

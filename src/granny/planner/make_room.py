@@ -1,0 +1,197 @@
+"""Making room: a split world gathers into the room another world's move leaves (under bin-pack).
+
+Theory of operation
+- Why: on a saturated cluster (a job waits for every slot that frees) a split world's re-pack at its
+  point rarely finds a host with room for it, although the running jobs would nearly always pack with
+  no excess link (an exact packing of the running set at every instant of the mpi-migrate traces is
+  within 0.3 % of the optimum: benchmarks/links_bound.py). The slots are there, but held by another
+  world: one world must move before the other can gather, and both move only at their own points.
+- So when a world W that is over its optimum stays at a point, the planner looks for a world V, whole
+  on one host, that could move whole to another host with room (links 0 -> 0: no loss for V) such that
+  W's re-pack would then have fewer hosts or links (bin-pack's rule, improve_or_stay). It keeps the
+  best such plan (W's links saved, then the smaller V), holds V's target slots for V, and hints V.
+  At V's point V moves there (:func:`mover_decision`); the slots V leaves are held for W
+  (:func:`moved`), which is hinted; at W's point its re-pack sees them free (Holds.view) and gathers.
+  A world over its optimum is hinted again after it stays, so that it looks again at its next point.
+- Held slots idle until the world they are held for reaches its point, and the makespan is what a
+  saturated cluster is judged on: so the holds are soft. A queued request that the free slots do not
+  hold, but the free and the held ones would, ends every plan and is placed (Holds.decide). A plan
+  also ends when V or W ends, and W's room is spent at W's next point whatever it decides.
+- Measured (simulator, the original's mpi-migrate traces at 8-32 hosts): granny-migrate's links over
+  the optimum 1.15-1.20 without plans and every 10 % of a job; see docs/evaluation.md for the figures.
+- Cost: a search reads the hosts of W and the hosts with the most free slots (MAKE_ROOM_HOSTS), and
+  the worlds whole on them: O(hosts) for the sort, like the rule itself.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from ..tunables import MAKE_ROOM_HOSTS
+from .lifecycle import TaskState
+from .policies import links
+from .policies.base import HostView, Move, RunningApp
+from .policies.packing import minimal_move
+from .records import Action, Hint, Host, Request
+
+
+class _Held(Protocol):  # holds.Holds (a sibling of the state's helpers: not imported)
+    @property
+    def moving(self) -> dict[str, tuple[str, Counter[str], str]]: ...
+    @property
+    def room(self) -> dict[str, tuple[str, Counter[str]]]: ...
+
+
+class _Worlds(Protocol):
+    @property
+    def points(self) -> set[str]: ...  # worlds with migration points
+    @property
+    def hinted(self) -> set[str]: ...
+    @property
+    def inflight(self) -> Mapping[str, object]: ...
+
+
+class RoomState(Protocol):
+    @property
+    def hosts(self) -> dict[str, Host]: ...
+    @property
+    def requests(self) -> dict[str, Request]: ...
+    @property
+    def holds(self) -> _Held: ...
+    @property
+    def migrations(self) -> _Worlds: ...
+
+
+def optimum(n: int, slots: int) -> int:
+    """The fewest cross-host links of ``n`` ranks on hosts of ``slots``: full hosts and the rest."""
+    full, rest = divmod(n, slots)
+    return links([slots] * full + ([rest] if rest else []))
+
+
+def repack_key(caps: Iterable[int], n: int) -> tuple[int, int]:
+    """(hosts, links) of bin-pack's re-pack of ``n`` ranks over capacities ``caps`` (largest first, as
+    packing.fewest_links: its counts' multiset); (n + 1, 0) if they do not hold it."""
+    parts: list[int] = []
+    left = n
+    for cap in sorted(caps, reverse=True):
+        if cap <= 0:
+            break
+        parts.append(min(cap, left))
+        left -= parts[-1]
+        if not left:
+            return len(parts), links(parts)
+    return n + 1, 0
+
+
+def _key(counts: Counter[str]) -> tuple[int, int]:
+    return len(counts), links(counts.values())
+
+
+def after_stay(st: RoomState, req: Request, hosts: Sequence[HostView]) -> list[Action]:
+    """World ``req`` stays at its point, seeing ``hosts`` (its view: other apps' holds taken): if it is
+    over its optimum, plan a move of another world that makes room for it, and look again at its next
+    point. Returns the hints to send."""
+    m, holds = st.migrations, st.holds
+    here = Counter(t.host_id for t in req.tasks)
+    slots = max((h.slots for h in hosts), default=0)
+    if not slots or links(here.values()) <= optimum(req.n, slots) or not req.migrate:
+        return []
+    again: list[Action] = [] if req.req_id in m.hinted else [Hint(req.tasks[0].granule_id, req.req_id)]
+    m.hinted.add(req.req_id)
+    if req.req_id in holds.room or any(w == req.req_id for _, _, w in holds.moving.values()):
+        return again  # a plan for it is under way
+    caps = {h.host_id: h.free + here.get(h.host_id, 0) for h in hosts}
+    free = {h.host_id: h.free for h in hosts}
+    now = _key(here)
+    top = sorted(caps, key=lambda h: (caps[h], h), reverse=True)
+    near = top[: req.n + 2]  # the re-pack reads only the largest capacities
+    best: tuple[tuple[int, int, int], Request, Counter[str]] | None = None
+    for host_id in dict.fromkeys([*here, *top[:MAKE_ROOM_HOSTS]]):
+        for mover in _movable_worlds(st, host_id, req.req_id):
+            there = Counter(t.host_id for t in mover.tasks)
+            target = _fill({h: f for h, f in free.items() if h not in there}, mover.n)
+            if target is None or _key(target) > _key(there):
+                continue  # it would lose links by moving: not for another's sake
+            changed = {h: caps[h] + there[h] - target[h] for h in there.keys() | target.keys()}
+            after = repack_key([*(caps[h] for h in near if h not in changed), *changed.values()], req.n)
+            if after < now:
+                gain = (now[1] - after[1], now[0] - after[0], -mover.n)
+                if best is None or gain > best[0]:
+                    best = (gain, mover, target)
+    if best is None:
+        return again
+    _, mover, target = best
+    holds.moving[mover.req_id] = (mover.app_id, target, req.req_id)
+    m.hinted.add(mover.req_id)
+    return again + [Hint(mover.tasks[0].granule_id, mover.req_id)]
+
+
+def _fill(free: Mapping[str, int], n: int) -> Counter[str] | None:
+    """bin-pack's placement of ``n`` ranks over ``free``: one host if one holds them (best fit), else the
+    largest first and the rest in the smallest hole that holds it; None if they do not fit."""
+    if sum(free.values()) < n:
+        return None
+    whole = [h for h, f in free.items() if f >= n]
+    if whole:
+        return Counter({min(whole, key=lambda h: (free[h], h)): n})
+    out: Counter[str] = Counter()
+    left = n
+    for h in sorted(free, key=lambda h: (free[h], h), reverse=True):
+        if free[h] >= left:
+            break
+        out[h], left = free[h], left - free[h]
+    out[min((h for h in free if free[h] >= left and h not in out), key=lambda h: (free[h], h))] = left
+    return out
+
+
+def _movable_worlds(st: RoomState, host_id: str, beneficiary: str) -> list[Request]:
+    """The worlds with migration points running on ``host_id`` that may move for another."""
+    host = st.hosts.get(host_id)
+    if host is None:
+        return []
+    m, holds = st.migrations, st.holds
+    seen = dict.fromkeys(req_id for granule in host.granules.values() for req_id, _ in granule.tasks)
+    out = []
+    for req_id in seen:
+        req = st.requests.get(req_id)
+        if (req is None or req_id == beneficiary or req_id not in m.points or req_id in m.inflight
+                or req_id in holds.moving or req_id in holds.room or not req.migrate or req.n < 1):
+            continue
+        if all(t.state is TaskState.RUNNING for t in req.tasks):
+            out.append(req)
+    return out
+
+
+def mover_decision(st: RoomState, req: Request) -> Move | None:
+    """World ``req`` reached its point with a plan: the move to its held target (None: no plan, or the
+    plan no longer fits: it ends)."""
+    plan = st.holds.moving.get(req.req_id)
+    if plan is None:
+        return None
+    _, target, world = plan
+    other = st.requests.get(world)
+    if (any(t.state is not TaskState.RUNNING for t in req.tasks) or sum(target.values()) != req.n or other is None
+            or any(t.state is not TaskState.RUNNING for t in other.tasks)):
+        del st.holds.moving[req.req_id]
+        return None
+    app = RunningApp(req.req_id, tuple(t.host_id for t in req.tasks), req.tenant, req.migrate)
+    return minimal_move(app, tuple(sorted(target.items())), "making room for " + plan[2])
+
+
+def moved(st: RoomState, req_id: str, sources: Mapping[int, str]) -> list[Action]:
+    """World ``req_id``'s planned move is decided (``sources``: rank -> the host it leaves): the slots
+    it leaves are held for the world it makes room for, which is hinted."""
+    plan = st.holds.moving.pop(req_id, None)
+    if plan is None:
+        return []
+    world = st.requests.get(plan[2])
+    if world is None or any(t.state is not TaskState.RUNNING for t in world.tasks):
+        return []
+    st.holds.room[world.req_id] = (world.app_id, Counter(sources.values()))
+    if world.req_id in st.migrations.hinted:
+        return []
+    st.migrations.hinted.add(world.req_id)
+    return [Hint(world.tasks[0].granule_id, world.req_id)]
