@@ -28,7 +28,10 @@ Theory of operation
   so far and start split over hosts, beside a world-sized hole that opens a moment later (the
   simulator's mpi-migrate runs: granny-migrate's links over the optimum 1.28-1.51 with it, 1.15-1.20
   without). So a rank that ended holds its slot for its world's app until the world's last rank ends or
-  the world fails (``ending``; not journaled: a restart forgets a hold of a few milliseconds). A batch
+  the world fails (``ending``; not journaled: a restart forgets a hold of a few milliseconds). A
+  script's rank process exits after its Done and a fresh granule takes its slot: when the last rank's
+  does, neither its Done nor its exit runs a placement pass; the fresh granule's arrival does, with all
+  the world's slots back (no slot is held meanwhile: any other event's pass may use them). A batch
   scheduler keeps a job's allocation to its end the same way.
 - Pure data, like the rest of the planner core: no clock, no I/O.
 """
@@ -53,6 +56,7 @@ class Holds:
     held: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)  # app_id -> (its holding req, host -> slots)
     journaled: dict[str, str] = field(default_factory=dict)  # app_id -> its hold as last handed to the journal
     ending: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)  # world req_id -> (app, its ended ranks' slots)
+    quiet: set[str] = field(default_factory=set)  # exiting granules of worlds' last ranks: no pass at their exit
     # make_room.py: a world moving to make room -> (its app, its target slots, the world it makes room for);
     # a world -> (its app, the room made for it). Soft: a queued request that needs them ends them all.
     moving: dict[str, tuple[str, Counter[str], str]] = field(default_factory=dict)
@@ -119,10 +123,26 @@ class Holds:
                 return plain
         return decision
 
-    def rank_ended(self, req: Request, host_id: str) -> None:
-        """A rank of the world ``req`` ended on ``host_id``: its slot stays the world's until the last rank ends."""
-        if req.gang and not req.lease and req.n > 1 and not req.final():  # (a lease gives slots back one by one)
+    def rank_ended(self, req: Request, host_id: str, retiring: str = "") -> bool:
+        """A rank of the world ``req`` ended on ``host_id``: its slot stays the world's until the last rank
+        ends. True: that was the last, in a granule that exits (``retiring``, a script's): place nothing now
+        nor at its exit, but when its fresh granule connects, with all the world's slots back."""
+        if not req.gang or req.lease or req.n < 2:  # (a lease gives its slots back one by one)
+            return False
+        if not req.final():
             self.ending.setdefault(req.req_id, (req.app_id, Counter()))[1][host_id] += 1
+            return False
+        if self.ending.pop(req.req_id, None) is None or not retiring:
+            return False
+        self.quiet.add(retiring)
+        return True
+
+    def quiet_exit(self, granule_id: str) -> bool:
+        """Whether ``granule_id``'s exit should run no placement pass (see rank_ended)."""
+        if granule_id not in self.quiet:
+            return False
+        self.quiet.remove(granule_id)
+        return True
 
     def view(self, view: ClusterView, app_id: str, requests: Mapping[str, Request], plans: bool = True) -> ClusterView:
         """``view`` as ``app_id`` sees it: the slots held for other apps are not free."""

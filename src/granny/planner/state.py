@@ -215,8 +215,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
 
     def granule_disconnected(self, granule_id: str) -> None:
         self.unregistered.pop(granule_id, None)
-        granule = self.granules.get(granule_id)
-        if granule is not None:
+        if (granule := self.granules.get(granule_id)) is not None:
             granule.connected = False
 
     def granule_exited(self, granule_id: str, cause: str) -> list[Action]:
@@ -230,7 +229,7 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
             host.granules.pop(granule_id, None)
         msg = f"granule {granule_id} on host {granule.host_id} died: {cause}"
         actions = self._lose_granule(granule, ErrorKind.CRASHED, msg)
-        return actions + self.schedule()
+        return actions + ([] if self.holds.quiet_exit(granule_id) else self.schedule())
 
     def _lose_granule(self, granule: Granule, kind: ErrorKind, why: str) -> list[Action]:
         """The running task fails; prefetched ones never started, so they go back to the queue."""
@@ -374,8 +373,9 @@ class PlannerState(Restarts, MigrationPoints, BatchEvents, eviction.Notices):
         if task is None or task.state is not TaskState.RUNNING:
             return False, self.schedule()
         actions = self._finish(req_id, index, TaskEvent.SUCCEED if ok else TaskEvent.FAIL, None)
-        self.holds.rank_ended(self.requests[req_id], task.host_id)  # a world's slots come back together (holds.py)
-        return True, actions + self.schedule()
+        retiring = granule_id if granule is not None and not granule.connected else ""  # (its process exits next)
+        wait = self.holds.rank_ended(self.requests[req_id], task.host_id, retiring)  # a world's slots come back together
+        return True, actions + ([] if wait else self.schedule())
 
     def mpi_join(self, granule_id: str, req_id: str, index: int, address: RankAddress, gen: int = 0,
                  now: float = 0.0) -> list[Action]:

@@ -180,3 +180,26 @@ def test_a_rank_that_ended_keeps_its_slot_for_its_own_app_only() -> None:
     assert of(s.submit("other", "O", 1, gang=True), Dispatch) == []  # another app waits for the world's end
     _, actions = s.task_done(s.requests["w"].tasks[1].granule_id, "w", 1, ok=True)
     assert [d.req_id for d in of(actions, Dispatch)] == ["other"]
+
+
+def test_a_world_whose_last_rank_retires_is_placed_over_when_its_fresh_granule_arrives() -> None:
+    # Live, a script rank's process exits after its Done and the worker starts a fresh granule in its
+    # slot. The waiting job must not be placed at the last Done or at that exit, with one slot missing
+    # (it would be split), but when the fresh granule connects.
+    s = planner(("h1", 4), ("h2", 2))
+    s.submit("w", "W", 4, gang=True)
+    s.submit("x", "X", 1, gang=True)
+    s.submit("q", "Q", 4, gang=True)
+    ranks = s.requests["w"].tasks
+    for index in range(4):
+        gid = ranks[index].granule_id
+        s.granule_disconnected(gid)  # as the server on a retiring rank's Done
+        _, actions = s.task_done(gid, "w", index, ok=True)
+        assert of(actions, Dispatch) == []
+        assert of(s.granule_exited(gid, "exit code 0"), Dispatch) == []
+        if index < 3:
+            assert of(s.granule_connected("h1", f"h1/fresh{index}", None), Dispatch) == []
+    assert state_of(s, "q") is TaskState.QUEUED and not s.holds.quiet
+    actions = s.granule_connected("h1", "h1/fresh3", None)
+    assert sorted(d.index for d in of(actions, Dispatch)) == [0, 1, 2, 3]
+    assert hosts_of(s, "q") == ["h1"] * 4
