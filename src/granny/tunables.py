@@ -59,7 +59,7 @@ POINT_SOON = 1.0  # seconds: a call whose points come at most this far apart rea
 POINT_WAIT = 3.0  # a hinted call that has not asked within this many of its intervals is passed over
 FREEZE_MARGIN = 0.05  # seconds kept for the freeze itself when judging a deadline
 SPOT_MARGIN = 2.0  # seconds to spare after the last point: a freeze or a move must be over by the deadline
-MAKE_ROOM_HOSTS = 32  # a split world's search for a world to move out of its way reads this many roomiest hosts
+MAKE_ROOM_HOSTS = 8  # a split world's search for a world to move out of its way reads this many roomiest hosts
 SPOT_LATE_MARGIN = 1.0  # the same for ``spot-late`` (a world there waits for its last point more often)
 # Delay-tolerant calls (planner/batch_queue.py): the runtime estimate and the deadline guard.
 RESUME_SAFETY = 2.0  # a resumed call is given this many times its remaining runtime before its deadline

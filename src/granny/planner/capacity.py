@@ -18,7 +18,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from ..errors import GrannyError
@@ -53,6 +53,14 @@ class Hosts(dict[str, Host]):
         self.reordered = True
 
 
+class Placed(tuple[HostView, ...]):
+    """The kept views, with each host's position in them (``pos``): a reader that changes a few hosts'
+    views (holds.Holds.view, on every placement pass) patches those, not every host."""
+
+    pos: Mapping[str, int]
+    held: Mapping[str, HostView]  # (holds.held_by_id: the hosts whose views a hold changed)
+
+
 class HostViews:
     check: ClassVar[bool] = False  # compare every build with a scratch one (tests)
 
@@ -63,7 +71,9 @@ class HostViews:
         self._busy: dict[str, int] = {}  # their busy slots
         self._unknown: set[str] = set()  # hosts running a task of a request not known (yet)
         self._evicting: frozenset[str] = frozenset()
-        self._views: tuple[HostView, ...] = ()
+        self._views: tuple[HostView, ...] = Placed()
+        self._views.pos, self._views.held = {}, {}
+        self._views_pos: dict[str, int] = {}
         self._roomy = 0  # live hosts with a slot not busy (see full)
         self.version = 0  # counts the builds that looked at a stale host: equal versions, equal views
         self.changed: set[str] = set()  # hosts rebuilt since a reader last cleared it (the migration hints)
@@ -124,4 +134,18 @@ class HostViews:
         self.changed |= self.dirty
         self.dirty.clear()
         self.version += 1
-        self._views = tuple(live.values())
+        views = Placed(live.values())
+        if len(views) != len(self._views_pos) or reorder:  # (hosts only change places when one comes or goes)
+            self._views_pos = {view.host_id: i for i, view in enumerate(views)}
+        views.pos, views.held = self._views_pos, {}
+        self._views = views
+
+
+def held_by_id(hosts: tuple[HostView, ...], kept: Mapping[str, HostView], only: Iterable[str]) -> dict[str, HostView]:
+    """The views of the hosts ``only`` names (when live) in ``hosts``, the kept views (by id: ``kept``) or
+    what holds.Holds.view made of them: O(len(only)) when it says which it changed (:class:`Placed`)."""
+    held: Mapping[str, HostView] | None = getattr(hosts, "held", None)
+    if held is None:
+        wanted = set(only)
+        return {h.host_id: h for h in hosts if h.host_id in wanted}
+    return {h: held.get(h) or kept[h] for h in only if h in kept}

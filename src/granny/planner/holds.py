@@ -43,6 +43,7 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from .capacity import Placed
 from .lifecycle import TASK_FINAL
 from .policies.base import ClusterView, Decision, Placement, PlacementRequest, Policy
 from .records import Request
@@ -115,7 +116,9 @@ class Holds:
             if all(free.get(h, 0) >= n for h, n in hosts.items()):
                 return Placement(tuple(h for h, n in sorted(hosts.items()) for _ in range(n))[: request.n])
         decision = policy.place(mine, request)
-        if not isinstance(decision, Placement) and (self.moving or self.room):  # soft: the queue goes first
+        plans = sum(sum(t.values()) for _, t, _ in self.moving.values()) + sum(sum(r.values()) for _, r in self.room.values())
+        if (not isinstance(decision, Placement) and plans  # soft: the queue goes first
+                and sum(h.free for h in mine.hosts) + plans >= request.n):
             plain = policy.place(self.view(view, req.app_id, requests, plans=False), request)
             if isinstance(plain, Placement):
                 self.moving.clear()
@@ -125,13 +128,14 @@ class Holds:
 
     def rank_ended(self, req: Request, host_id: str, retiring: str = "") -> bool:
         """A rank of the world ``req`` ended on ``host_id``: its slot stays the world's until the last rank
-        ends. True: that was the last, in a granule that exits (``retiring``, a script's): place nothing now
-        nor at its exit, but when its fresh granule connects, with all the world's slots back."""
+        ends. True: no placement pass is due; the world still runs (its slot is held for it), or that was the
+        last rank, in a granule that exits (``retiring``, a script's): place nothing now nor at its exit, but
+        when its fresh granule connects, with all the world's slots back."""
         if not req.gang or req.lease or req.n < 2:  # (a lease gives its slots back one by one)
             return False
-        if not req.final():
+        if not req.final():  # its slot is still the world's: nothing to place (no pass)
             self.ending.setdefault(req.req_id, (req.app_id, Counter()))[1][host_id] += 1
-            return False
+            return True
         if self.ending.pop(req.req_id, None) is None or not retiring:
             return False
         self.quiet.add(retiring)
@@ -156,7 +160,22 @@ class Holds:
                 others.update(hosts)
         if not others:
             return view
-        return replace(view, hosts=tuple(replace(h, free=max(0, h.free - others[h.host_id])) if others[h.host_id] else h
+        pos: Mapping[str, int] = getattr(view.hosts, "pos", {})  # (capacity.Placed: the kept views)
+        patched = list(view.hosts)
+        for host_id, n in others.items() if pos else ():
+            i = pos.get(host_id, -1)
+            if i < 0:
+                continue  # not a live host
+            if i >= len(patched) or patched[i].host_id != host_id:
+                break  # (not the tuple the positions are of)
+            patched[i] = replace(patched[i], free=max(0, patched[i].free - n))
+        else:
+            if pos:
+                placed = Placed(patched)
+                placed.pos, placed.held = pos, {h: patched[pos[h]] for h in others if h in pos}
+                return replace(view, hosts=placed)
+        get = others.get  # (not others[...]: a Counter's missing key costs a Python call)
+        return replace(view, hosts=tuple(replace(h, free=max(0, h.free - k)) if (k := get(h.host_id)) else h
                                          for h in view.hosts))
 
     def placed(self, req: Request, pending: list[int], hosts: tuple[str, ...]) -> tuple[str, ...]:

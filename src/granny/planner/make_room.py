@@ -93,12 +93,13 @@ def _key(counts: Counter[str]) -> tuple[int, int]:
 
 
 def after_stay(st: RoomState, req: Request, hosts: Sequence[HostView]) -> list[Action]:
-    """World ``req`` stays at its point, seeing ``hosts`` (its view: other apps' holds taken): if it is
+    """World ``req`` stays at its point, seeing ``hosts`` (its view: other apps' holds taken; none when no slot
+    is free): if it is
     over its optimum, plan a move of another world that makes room for it, and look again at its next
     point. Returns the hints to send."""
     m, holds = st.migrations, st.holds
     here = Counter(t.host_id for t in req.tasks)
-    slots = max((h.slots for h in hosts), default=0)
+    slots = max((st.hosts[h].slots for h in here if h in st.hosts), default=0)
     if not slots or links(here.values()) <= optimum(req.n, slots) or not req.migrate:
         return []
     again: list[Action] = [] if req.req_id in m.hinted else [Hint(req.tasks[0].granule_id, req.req_id)]
@@ -109,10 +110,12 @@ def after_stay(st: RoomState, req: Request, hosts: Sequence[HostView]) -> list[A
     if not any(free.values()):
         return again  # no room anywhere for another world to move into
     now = _key(here)
-    top = heapq.nlargest(MAKE_ROOM_HOSTS + req.n + 2, free, key=lambda h: (free[h] + here[h], h))
+    some = [(f, h) for h, f in free.items() if f]  # (a saturated cluster: few hosts have room)
+    top = [h for _, h in heapq.nlargest(MAKE_ROOM_HOSTS + req.n + 2, [(free[h] + here[h], h) for h in here if h in free]
+                                         + [(f + here[h], h) for f, h in some if h not in here])]
     caps = {h: free[h] + here[h] for h in dict.fromkeys([*here, *top]) if h in free}
     near = top[: req.n + 2]  # the re-pack reads only the largest capacities
-    roomy = {h: free[h] for h in heapq.nlargest(MAKE_ROOM_HOSTS, free, key=lambda h: (free[h], h)) if free[h]}
+    roomy = {h: f for f, h in heapq.nlargest(MAKE_ROOM_HOSTS, some)}
     best: tuple[tuple[int, int, int], Request, Counter[str]] | None = None
     for host_id in dict.fromkeys([*here, *top[:MAKE_ROOM_HOSTS]]):
         for mover in _movable_worlds(st, host_id, req.req_id):
@@ -120,14 +123,15 @@ def after_stay(st: RoomState, req: Request, hosts: Sequence[HostView]) -> list[A
             if any(h not in free for h in there):
                 continue
             target = _fill({h: f for h, f in roomy.items() if h not in there}, mover.n)
-            if target is None or _key(target) > _key(there):
-                continue  # it would lose links by moving: not for another's sake
+            if target is None:
+                continue
+            cost = _key(target)[1] - _key(there)[1]  # the links the mover would add (0 moving whole to whole)
             for h in there.keys() | target.keys():
                 caps.setdefault(h, free[h] + here[h])
             changed = {h: caps[h] + there[h] - target[h] for h in there.keys() | target.keys()}
             after = repack_key([*(caps[h] for h in near if h not in changed), *changed.values()], req.n)
-            if after < now:
-                gain = (now[1] - after[1], now[0] - after[0], -mover.n)
+            if after < now and now[1] - after[1] > cost:
+                gain = (now[1] - after[1] - cost, now[0] - after[0], -mover.n)
                 if best is None or gain > best[0]:
                     best = (gain, mover, target)
     if best is None:

@@ -33,6 +33,7 @@ from ..errors import ErrorKind
 from ..tunables import MIGRATION_HISTORY as HISTORY
 from ..tunables import SPOT_MARGIN
 from . import freezing, gather, hint_index, make_room
+from .capacity import held_by_id
 from .lifecycle import TASK_TRANSITIONS, GranuleEvent, GranuleState, TaskEvent, TaskState, transition
 from .migration_text import describe
 from .migration_text import rows as _rows
@@ -208,14 +209,15 @@ class MigrationPoints:
             return move  # it moves to make room for a split world (make_room.py)
         if type(st.policy) is BinPack and not cold:  # bin-pack's rule reads the hosts and the world: the kept views
             view = st.holds.view(ClusterView(st.views.views(st.requests, st.evicting), {}, (), now), st.requests[req_id].app_id, st.requests)
-            here, by_id = tuple(t.host_id for t in st.requests[req_id].tasks), st.views.by_id()
+            here = tuple(t.host_id for t in st.requests[req_id].tasks)
+            by_id = held_by_id(view.hosts, st.views.by_id(), here)  # (its own hosts as holds leave them)
             if all(h in by_id for h in here) and not gather.would_move(here, by_id, gather.largest_free(
                     view.hosts, 2 * len(here))):  # (exact: gather.py) the rule would say Stay; in O(hosts), not more
                 return Stay("nothing to gain: bin-pack's re-pack would use as many hosts and links")
         else:
-            view = cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting, queue_of(st.queue, st.requests),
-                                now, cold=cold)
-        view = replace(st.holds.view(view, st.requests[req_id].app_id, st.requests), evict_at={n.host_id: n.deadline for n in st.evictions.notices.values()})
+            view = st.holds.view(cluster_view(st.hosts.values(), st.requests, st.apps, st.evicting,
+                                              queue_of(st.queue, st.requests), now, cold=cold), st.requests[req_id].app_id, st.requests)
+        view = replace(view, evict_at={n.host_id: n.deadline for n in st.evictions.notices.values()})  # (holds: once)
         interval = st.migrations.intervals.get(req_id, 0.0)
         return st.policy.migrate(world_view(view, st.requests[req_id], st.apps, interval), req_id)
 
@@ -242,6 +244,7 @@ def ask(st: MigrationState, granule_id: str, req_id: str, gen: int, ready: bool,
         return stay(f"generation {gen} is not the world's current one ({m.gen(req_id)})")
     m.points.add(req_id)
     m.hinted.discard(req_id)
+    m.index.forget(req_id)  # (checked afresh at the next pass: a hint it had from elsewhere hid changes from the index)
     if not ready:
         m.counts["refused"] += 1
         text = f"a move is refused while {why}"
@@ -265,8 +268,9 @@ def ask(st: MigrationState, granule_id: str, req_id: str, gen: int, ready: bool,
             m.saving[req_id] = (ckpt, set())
             return [MigrateAnswer(granule_id, req_id, m.gen(req_id), (), decision.reason, checkpoint=ckpt)]
         if isinstance(st.policy, BinPack):  # a split world may gather once another moves out of its way
-            return stay(decision.reason) + make_room.after_stay(st, req, st.holds.view(ClusterView(
-                st.views.views(st.requests, st.evicting)), req.app_id, st.requests).hosts)
+            hosts = () if st._full() else st.holds.view(ClusterView(  # (full: no room to make)
+                st.views.views(st.requests, st.evicting)), req.app_id, st.requests).hosts
+            return stay(decision.reason) + make_room.after_stay(st, req, hosts)
         return stay(decision.reason) + _ask_again(st, req)
     moves = tuple(mv for mv in decision.moves if mv.source != mv.target)
     targets: dict[int, str] = {}
@@ -424,6 +428,7 @@ def recover(st: MigrationState, req_id: str, why: str) -> list[Action]:
     m.inflight.pop(req_id, None)
     m.saving.pop(req_id, None)
     m.hinted.discard(req_id)
+    m.index.forget(req_id)  # (checked afresh at the next pass: a hint it had from elsewhere hid changes from the index)
     new_gen = m.gen(req_id) + 1
     m.gens[req_id] = new_gen
     req.frozen, req.thaw_from = new_gen, f"c{req.checkpoint}"
