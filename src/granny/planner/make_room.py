@@ -7,9 +7,10 @@ Theory of operation
   within 0.3 % of the optimum: benchmarks/links_bound.py). The slots are there, but held by another
   world: one world must move before the other can gather, and both move only at their own points.
 - So when a world W that is over its optimum stays at a point, the planner looks for a world V, whole
-  on one host, that could move whole to another host with room (links 0 -> 0: no loss for V) such that
-  W's re-pack would then have fewer hosts or links (bin-pack's rule, improve_or_stay). It keeps the
-  best such plan (W's links saved, then the smaller V), holds V's target slots for V, and hints V.
+  on W's hosts or on the roomiest ones, that could move into free slots elsewhere (where bin-pack would
+  place it) such that W's re-pack would then have fewer hosts or links (bin-pack's rule, improve_or_stay)
+  and W saves more links than V adds. It keeps the best such plan (net links saved, then fewer hosts,
+  then the smaller V), holds V's target slots for V, and hints V.
   At V's point V moves there (:func:`mover_decision`); the slots V leaves are held for W
   (:func:`moved`), which is hinted; at W's point its re-pack sees them free (Holds.view) and gathers.
   A world over its optimum is hinted again after it stays, so that it looks again at its next point.
@@ -17,8 +18,9 @@ Theory of operation
   saturated cluster is judged on: so the holds are soft. A queued request that the free slots do not
   hold, but the free and the held ones would, ends every plan and is placed (Holds.decide). A plan
   also ends when V or W ends, and W's room is spent at W's next point whatever it decides.
-- Measured (simulator, the original's mpi-migrate traces at 8-32 hosts): granny-migrate's links over
-  the optimum 1.15-1.20 without plans and every 10 % of a job; see docs/evaluation.md for the figures.
+- Measured (simulator, the original's mpi-migrate traces at 8-32 hosts, points every 1 % of a job):
+  granny-migrate's links over the optimum 1.15-1.20 without plans, 1.06-1.09 with them, makespans
+  unchanged (docs/evaluation.md, "What changed in session 9").
 - Cost: a search reads the hosts of W and the MAKE_ROOM_HOSTS hosts with the most room, the worlds on
   them, and moves them only into the MAKE_ROOM_HOSTS roomiest holes: O(hosts) to find those, like the
   rule itself, and O(MAKE_ROOM_HOSTS) a candidate.
@@ -36,7 +38,8 @@ from ..tunables import MAKE_ROOM_HOSTS
 from .lifecycle import TaskState
 from .policies import links
 from .policies.base import HostView, Move, RunningApp
-from .policies.packing import minimal_move
+from .policies.binpack import pack
+from .policies.packing import fewest_links, minimal_move
 from .records import Action, Hint, Host, Request
 
 
@@ -74,18 +77,13 @@ def optimum(n: int, slots: int) -> int:
 
 
 def repack_key(caps: Iterable[int], n: int) -> tuple[int, int]:
-    """(hosts, links) of bin-pack's re-pack of ``n`` ranks over capacities ``caps`` (largest first, as
-    packing.fewest_links: its counts' multiset); (n + 1, 0) if they do not hold it."""
-    parts: list[int] = []
-    left = n
-    for cap in sorted(caps, reverse=True):
-        if cap <= 0:
-            break
-        parts.append(min(cap, left))
-        left -= parts[-1]
-        if not left:
-            return len(parts), links(parts)
-    return n + 1, 0
+    """(hosts, links) of bin-pack's re-pack of ``n`` ranks over capacities ``caps`` (packing.fewest_links,
+    the rule itself); (n + 1, 0) if they do not hold it."""
+    usable = [(HostView(str(i), cap, cap), cap) for i, cap in enumerate(caps) if cap > 0]
+    if sum(cap for _, cap in usable) < n:
+        return n + 1, 0
+    counts = fewest_links(usable, n, "")
+    return len(counts), links(c for _, c in counts)
 
 
 def _key(counts: Counter[str]) -> tuple[int, int]:
@@ -143,21 +141,10 @@ def after_stay(st: RoomState, req: Request, hosts: Sequence[HostView]) -> list[A
 
 
 def _fill(free: Mapping[str, int], n: int) -> Counter[str] | None:
-    """bin-pack's placement of ``n`` ranks over ``free``: one host if one holds them (best fit), else the
-    largest first and the rest in the smallest hole that holds it; None if they do not fit."""
+    """Where bin-pack would place ``n`` new ranks over ``free`` (binpack.pack); None if they do not fit."""
     if sum(free.values()) < n:
         return None
-    whole = [h for h, f in free.items() if f >= n]
-    if whole:
-        return Counter({min(whole, key=lambda h: (free[h], h)): n})
-    out: Counter[str] = Counter()
-    left = n
-    for h in sorted(free, key=lambda h: (free[h], h), reverse=True):
-        if free[h] >= left:
-            break
-        out[h], left = free[h], left - free[h]
-    out[min((h for h in free if free[h] >= left and h not in out), key=lambda h: (free[h], h))] = left
-    return out
+    return Counter(pack([HostView(h, f, f) for h, f in free.items()], n, ""))
 
 
 def _movable_worlds(st: RoomState, host_id: str, beneficiary: str) -> list[Request]:
