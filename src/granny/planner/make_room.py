@@ -6,7 +6,7 @@ Theory of operation
   no excess link (an exact packing of the running set at every instant of the mpi-migrate traces is
   within 0.3 % of the optimum: benchmarks/links_bound.py). The slots are there, but held by another
   world: one world must move before the other can gather, and both move only at their own points.
-- So when a world W that is over its optimum stays at a point, the planner looks for a world V, whole
+- So when a world W that is over its optimum stays at a point, the planner looks for a world V with points,
   on W's hosts or on the roomiest ones, that could move into free slots elsewhere (where bin-pack would
   place it) such that W's re-pack would then have fewer hosts or links (bin-pack's rule, improve_or_stay)
   and W saves more links than V adds. It keeps the best such plan (net links saved, then fewer hosts,
