@@ -203,3 +203,20 @@ def test_a_world_whose_last_rank_retires_is_placed_over_when_its_fresh_granule_a
     actions = s.granule_connected("h1", "h1/fresh3", None)
     assert sorted(d.index for d in of(actions, Dispatch)) == [0, 1, 2, 3]
     assert hosts_of(s, "q") == ["h1"] * 4
+
+
+def test_a_world_gathers_into_room_that_another_apps_hold_leaves_once() -> None:
+    # h3 has 7 slots: a team's thread 0 and its held slot leave 5 for others, exactly what the split
+    # world W (3 + 2) needs to gather. (The bin-pack fast path once took the held slot off twice.)
+    from granny.planner.records import MigrateAnswer
+
+    from .test_state_migration import addr
+
+    s = planner(("h1", 3), ("h2", 2), ("h3", 7))
+    s.submit("w", "W", 5, app_kind="script", gang=True, hosts=(("h1", 3), ("h2", 2)))
+    s.submit("t0", "T", 1, gang=True, team=1)
+    assert hosts_of(s, "t0") == ["h3"] and s.holds.held["T"][1] == {"h3": 1}
+    for i, t in enumerate(s.requests["w"].tasks):
+        s.mpi_join(t.granule_id, "w", i, addr(i, t.host_id))
+    (answer,) = of(s.migrate_ask(s.requests["w"].tasks[0].granule_id, "w", 0, True, "", now=1.0), MigrateAnswer)
+    assert {m.target for m in answer.moves} == {"h3"} and len(answer.moves) == 5
