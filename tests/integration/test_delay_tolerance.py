@@ -14,7 +14,7 @@ import granny
 from granny.cluster import LocalCluster
 from granny.errors import ConfigError, DeadlineError, GrannyError
 
-from ..polling import wait_for
+from ..polling import wait_for, wait_for_pid
 
 
 def slow(seconds: float) -> float:
@@ -116,8 +116,7 @@ def test_a_call_that_cannot_restart_is_paused_for_latency_sensitive_work_and_con
             # A call submitted before the worker's granule is warm waits in the batch queue ("delayed").
             wait_for(lambda: [h.idle_granules for h in client.hosts()] == [1], timeout=60, what="a warm granule")
             background = client.options(delay_tolerance=120).submit(spin_until, str(pidfile), str(flag))
-            wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=60, what="the background call running")
-            pid = int(pidfile.read_text())
+            pid = wait_for_pid(pidfile, what="the background call running")
             urgent = client.submit(read_fifo, str(fifo))  # finds the only slot taken
 
             def state() -> str:

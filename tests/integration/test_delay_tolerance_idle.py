@@ -14,7 +14,7 @@ import pytest
 import granny
 from granny.cluster import LocalCluster
 
-from ..polling import wait_for
+from ..polling import wait_for, wait_for_pid
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # a granule running as nobody need not import it
 
@@ -45,7 +45,7 @@ def test_a_delay_tolerant_call_runs_at_sched_idle_and_the_granule_goes_back(
     try:
         with granny.connect(cluster.address, cluster.token) as client:
             running = client.options(delay_tolerance=-1).submit(wait_for_gate, str(pid_file), str(gate))
-            pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60, what="the call started"))
+            pid = wait_for_pid(pid_file)
             # From outside, as the kernel sees it: the granule's main thread (tid = pid) runs the call.
             assert os.sched_getscheduler(pid) == os.SCHED_IDLE
             gate.touch()
@@ -70,7 +70,7 @@ def test_an_idle_call_still_running_at_its_raise_time_is_moved_to_the_normal_cla
     try:
         with granny.connect(cluster.address, cluster.token) as client:
             running = client.options(delay_tolerance=2).submit(wait_for_gate, str(pid_file), str(gate))
-            pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60, what="the call started"))
+            pid = wait_for_pid(pid_file)
             assert os.sched_getscheduler(pid) == os.SCHED_IDLE
             wait_for(lambda: os.sched_getscheduler(pid) == os.SCHED_OTHER, timeout=30, what="the call raised")
             assert client.query("counters")["batch"]["raised"] == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import granny
 from granny.cluster import LocalCluster
 
-from ..polling import wait_for
+from ..polling import wait_for, wait_for_pid
 from .test_delay_tolerance_idle import wait_for_gate
 
 
@@ -20,7 +20,7 @@ def test_a_spare_granule_is_forked_when_a_delay_tolerant_call_takes_the_last_idl
     try:
         with granny.connect(cluster.address, cluster.token) as client:
             held = client.options(delay_tolerance=-1).submit(wait_for_gate, str(pid_file), str(gate))
-            pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60, what="the call started"))
+            pid = wait_for_pid(pid_file)
             # No latency-sensitive call has come yet: the spare is there for the first one.
             wait_for(lambda: client.query("hosts")[0]["idle_granules"] == 1, timeout=60, what="a spare granule")
             # It pauses the held call (the only slot) and runs on the spare while that call still waits.

@@ -13,7 +13,7 @@ import granny
 from granny.cluster import LocalCluster
 from granny.config import ENV_TEST_HOLD_DONE
 
-from ..polling import wait_for
+from ..polling import wait_for, wait_for_pid
 from .test_delay_tolerance import slow
 from .test_functions import block_until
 
@@ -66,8 +66,7 @@ def test_a_call_paused_when_the_planner_is_killed_goes_on_in_the_same_process(tm
         with granny.connect(cluster.address, cluster.token) as client:
             wait_for(lambda: [h.idle_granules for h in client.hosts()] == [1], timeout=60, what="a warm granule")
             background = client.options(delay_tolerance=600).submit(spin_until, str(pidfile), str(flag))
-            wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=60, what="the background call running")
-            pid = int(pidfile.read_text())
+            pid = wait_for_pid(pidfile, what="the background call running")
             blocker = client.submit(block_until, str(gate))  # latency-sensitive: the background call is paused
             wait_for(lambda: _state(pid) == "T", timeout=60, what="the background call's process stopped")
             flag.touch()  # it cannot see this while it is stopped
